@@ -1,0 +1,41 @@
+# Two commands: `make run` (set up and serve the demo) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test serve clean
+
+run: $(VENV)/.installed var/tongka.env
+	$(BIN)/tongka db upgrade
+	$(BIN)/tongka demo load
+	@echo ""
+	@echo "  tongka is serving on http://127.0.0.1:8000   (API docs: http://127.0.0.1:8000/docs)"
+	@echo "  demo login: demo / demo-password   ·   spare lines: $(BIN)/tongka lines list --unbound"
+	@echo "  SMS and email the demo sends: http://127.0.0.1:8000/dev/outbox"
+	@echo ""
+	$(BIN)/tongka serve
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+$(VENV)/bin/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tongka needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+# Secrets are made on this machine at first start and never committed.
+var/tongka.env:
+	mkdir -p var
+	$(PYTHON) -c 'import secrets; print("TONGKA_SECRET_KEY=" + secrets.token_urlsafe(32)); print("TONGKA_SANDBOX_PAYMENT_SECRET=" + secrets.token_urlsafe(32))' > $@
+	chmod 600 $@
+
+clean:
+	rm -rf $(VENV) var

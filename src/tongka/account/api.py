@@ -1,0 +1,149 @@
+"""App API: accounts, log-in, lines, binding, balance.
+
+Who may call: `POST /accounts` and `POST /auth/token` anyone; everything else the
+signed-in subscriber, on their own lines only (another's line is 404).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from tongka.account import lines as line_service
+from tongka.account import service
+from tongka.account.models import Account, Line
+from tongka.account.schemas import (
+    AccountCreate,
+    AccountOut,
+    BalanceOut,
+    BindConfirm,
+    BindRequest,
+    BindRequested,
+    LineOut,
+    RealNameIn,
+    RealNameOut,
+    TokenOut,
+)
+from tongka.config import Settings
+from tongka.deps import CurrentAccount, SessionDep, SettingsDep
+from tongka.ledger import buckets
+from tongka.money import GB_DEFINITION
+
+router = APIRouter(prefix="/api/v1", tags=["accounts and lines"])
+
+
+def account_out(account: Account) -> AccountOut:
+    return AccountOut.model_validate(account, from_attributes=True)
+
+
+def line_out(line: Line) -> LineOut:
+    record = line.real_name
+    return LineOut(
+        id=line.id,
+        iccid=line.iccid,
+        numbers=line.numbers,
+        status=line.status,
+        bound_at=line.bound_at,
+        real_name=RealNameOut(
+            document_type=record.document_type,
+            document_country=record.document_country,
+            document_number=record.document_number_masked,
+            holder_name=record.holder_name_masked,
+        )
+        if record
+        else None,
+    )
+
+
+def bind_policy(settings: Settings) -> line_service.BindPolicy:
+    return line_service.BindPolicy(
+        secret=settings.secret_key.get_secret_value(),
+        ttl_seconds=settings.bind_code_ttl_seconds,
+        max_attempts=settings.bind_code_max_attempts,
+        resend_seconds=settings.bind_code_resend_seconds,
+    )
+
+
+@router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountOut)
+def register(body: AccountCreate, session: SessionDep) -> AccountOut:
+    """Anyone: create a subscriber account."""
+    account = service.register(
+        session, username=body.username, password=body.password, email=str(body.email), language=body.language
+    )
+    return account_out(account)
+
+
+@router.post("/auth/token", response_model=TokenOut)
+def token(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, settings: SettingsDep) -> TokenOut:
+    """Anyone: the OAuth2 password flow; returns a bearer token."""
+    account = service.authenticate(session, form.username, form.password)
+    ttl = settings.access_token_ttl_seconds
+    return TokenOut(access_token=service.issue_token(session, account, ttl), expires_in=ttl)
+
+
+@router.get("/me", response_model=AccountOut)
+def me(account: CurrentAccount) -> AccountOut:
+    """The signed-in subscriber."""
+    return account_out(account)
+
+
+@router.post("/lines/bind", status_code=status.HTTP_202_ACCEPTED, response_model=BindRequested)
+def bind(body: BindRequest, account: CurrentAccount, session: SessionDep, settings: SettingsDep) -> BindRequested:
+    """The signed-in subscriber: send a one-time code by SMS to a line's number."""
+    challenge = line_service.request_bind(session, account, body.number, bind_policy(settings))
+    return BindRequested(number=challenge.number, code_expires_at=challenge.expires_at)
+
+
+@router.post("/lines/bind/confirm", status_code=status.HTTP_201_CREATED, response_model=LineOut)
+def bind_confirm(body: BindConfirm, account: CurrentAccount, session: SessionDep, settings: SettingsDep) -> LineOut:
+    """The signed-in subscriber: prove the code and take the line."""
+    return line_out(line_service.confirm_bind(session, account, body.number, body.code, bind_policy(settings)))
+
+
+@router.get("/lines", response_model=list[LineOut])
+def my_lines(account: CurrentAccount, session: SessionDep) -> list[LineOut]:
+    """The signed-in subscriber's lines."""
+    return [line_out(line) for line in line_service.lines_of(session, account)]
+
+
+@router.get("/lines/{line_id}", response_model=LineOut)
+def get_line(line_id: uuid.UUID, account: CurrentAccount, session: SessionDep) -> LineOut:
+    """The line's owner."""
+    return line_out(line_service.own_line(session, account, line_id))
+
+
+@router.put("/lines/{line_id}/real-name", status_code=status.HTTP_201_CREATED, response_model=LineOut)
+def set_real_name(
+    line_id: uuid.UUID, body: RealNameIn, account: CurrentAccount, session: SessionDep, settings: SettingsDep
+) -> LineOut:
+    """The line's owner, once: register the identity document of a line that has none."""
+    line = line_service.own_line(session, account, line_id)
+    line_service.set_real_name(
+        session,
+        line,
+        document_type=body.document_type,
+        document_number=body.document_number,
+        holder_name=body.holder_name,
+        document_country=body.document_country,
+        secret=settings.secret_key.get_secret_value(),
+        source="app",
+    )
+    return line_out(line)
+
+
+@router.get("/lines/{line_id}/balance", response_model=BalanceOut)
+def balance(line_id: uuid.UUID, account: CurrentAccount, session: SessionDep) -> BalanceOut:
+    """The line's owner: remaining data by zone (a `both` bucket counts in each) and the buckets in force."""
+    line = line_service.own_line(session, account, line_id)
+    view = buckets.line_balance(session, line.id)
+    return BalanceOut(
+        line_id=line.id,
+        zones={zone: asdict(z) for zone, z in view.zones.items()},  # type: ignore[misc]
+        buckets=[asdict(b) for b in view.buckets],  # type: ignore[misc]
+        as_of=view.as_of,
+        unit_note=GB_DEFINITION,
+    )

@@ -1,0 +1,332 @@
+"""Lines: the SIM inventory, binding a line to an account by SMS code, real-name records."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from stdnum import luhn
+
+from tongka import clock
+from tongka.account.identity import (
+    DOCUMENT_TYPES,
+    InvalidDocument,
+    InvalidNumber,
+    mask,
+    mask_name,
+    normalise_document,
+    parse_number,
+)
+from tongka.account.models import Account, BindChallenge, Line, RealNameRecord
+from tongka.errors import Conflict, NotFound, TooManyRequests, Unprocessable
+from tongka.i18n import _
+from tongka.notify import service as notify
+
+
+class LineNotFound(NotFound):
+    code = "line_not_found"
+    message = _("No such line.")
+
+
+class NumberUnknown(NotFound):
+    code = "number_unknown"
+    message = _("This number is not a tongka line. Check the number on your SIM card's package.")
+
+
+class LineAlreadyYours(Conflict):
+    code = "line_already_yours"
+    message = _("This line is already bound to your account.")
+
+
+class LineBoundElsewhere(Conflict):
+    # Says that the line is taken, never by whom.
+    code = "line_bound_elsewhere"
+    message = _(
+        "This number is bound to another account. If the SIM card is yours, bring it and your ID to a tongka store."
+    )
+
+
+class BindCodeTooSoon(TooManyRequests):
+    code = "bind_code_too_soon"
+    message = _("A code was just sent to this number. You can ask for another in {seconds} seconds.")
+
+
+class BindCodeWrong(Unprocessable):
+    code = "bind_code_wrong"
+    message = _("The code is wrong. {remaining} tries left.")
+    commit_anyway = True  # the failed try must count even though the request is refused
+
+
+class BindCodeExpired(Conflict):
+    code = "bind_code_expired"
+    message = _("This code has expired or was used up. Ask for a new code.")
+
+
+class BindCodeUsedUp(Conflict):
+    code = "bind_code_used_up"
+    message = _("The code is wrong and no tries are left. Ask for a new code.")
+    commit_anyway = True
+
+
+class RealNameExists(Conflict):
+    code = "real_name_exists"
+    message = _("This line already has a real-name record. To change it, visit a tongka store with your ID.")
+
+
+BIND_SMS = _("Your tongka code is {code}. It is valid for {minutes} minutes. tongka staff will never ask you for it.")
+
+
+# --- inventory ----------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    unchanged: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line number in the file, reason)
+
+
+def _parse_row(row: dict[str, str | None]) -> tuple[str, str | None, str | None, str | None]:
+    iccid = (row.get("iccid") or "").strip()
+    if not (18 <= len(iccid) <= 22 and iccid.isdigit() and iccid.startswith("89") and luhn.is_valid(iccid)):
+        raise ValueError(f"invalid ICCID {iccid!r} (18-22 digits starting 89, Luhn check digit)")
+    numbers: dict[str, str | None] = {}
+    for column, region in (("hk_number", "HK"), ("cn_number", "CN")):
+        text = (row.get(column) or "").strip()
+        if not text:
+            numbers[column] = None
+            continue
+        if not text.startswith("+"):
+            raise ValueError(f"{column} {text!r} is not in E.164 form (+852..., +86...)")
+        try:
+            numbers[column] = parse_number(text, region)
+        except InvalidNumber:
+            raise ValueError(f"{column} {text!r} is not a valid {region} mobile number") from None
+    if not numbers["hk_number"] and not numbers["cn_number"]:
+        raise ValueError("a line needs at least one number")
+    imsi = (row.get("imsi") or "").strip() or None
+    if imsi is not None and not (imsi.isdigit() and 14 <= len(imsi) <= 15):
+        raise ValueError(f"invalid IMSI {imsi!r}")
+    return iccid, numbers["hk_number"], numbers["cn_number"], imsi
+
+
+def import_lines(session: Session, rows: Iterable[str]) -> ImportReport:
+    """Load SIM inventory from CSV text (`iccid,hk_number,cn_number[,imsi]`).
+
+    Each good row is kept, each bad one reported with its line number and skipped;
+    a row already imported with the same values counts as unchanged, so importing a
+    file twice changes nothing.
+    """
+    report = ImportReport()
+    reader = csv.DictReader(rows)
+    missing = {"iccid", "hk_number", "cn_number"} - set(reader.fieldnames or ())
+    if missing:
+        report.errors.append((1, f"missing columns: {', '.join(sorted(missing))}"))
+        return report
+    for row in reader:
+        line_no = reader.line_num
+        try:
+            iccid, hk, cn, imsi = _parse_row(row)
+        except ValueError as e:
+            report.errors.append((line_no, str(e)))
+            continue
+        existing = session.scalar(select(Line).where(Line.iccid == iccid))
+        if existing is not None:
+            if (existing.hk_number, existing.cn_number, existing.imsi) == (hk, cn, imsi or existing.imsi):
+                report.unchanged += 1
+            else:
+                report.errors.append((line_no, f"ICCID {iccid} was imported before with other numbers"))
+            continue
+        taken = [n for n in (hk, cn) if n and _line_by_number(session, n) is not None]
+        if taken:
+            report.errors.append((line_no, f"number {taken[0]} belongs to another ICCID"))
+            continue
+        try:
+            with session.begin_nested():
+                session.add(Line(iccid=iccid, hk_number=hk, cn_number=cn, imsi=imsi))
+        except IntegrityError:
+            report.errors.append((line_no, "duplicate ICCID, number or IMSI"))
+            continue
+        report.added += 1
+    return report
+
+
+def import_csv_text(session: Session, text: str) -> ImportReport:
+    return import_lines(session, io.StringIO(text))
+
+
+# --- lines of an account ------------------------------------------------------------------
+
+
+def _line_by_number(session: Session, number: str) -> Line | None:
+    return session.scalar(select(Line).where(or_(Line.hk_number == number, Line.cn_number == number)))
+
+
+def lines_of(session: Session, account: Account) -> list[Line]:
+    return list(session.scalars(select(Line).where(Line.account_id == account.id).order_by(Line.bound_at)))
+
+
+def own_line(session: Session, account: Account, line_id: uuid.UUID) -> Line:
+    """The account's line, or 404 — the same answer whether it is someone else's or nobody's."""
+    line = session.get(Line, line_id)
+    if line is None or line.account_id != account.id:
+        raise LineNotFound()
+    return line
+
+
+def unbound_lines(session: Session) -> list[Line]:
+    return list(session.scalars(select(Line).where(Line.account_id.is_(None)).order_by(Line.iccid)))
+
+
+# --- binding by one-time code -------------------------------------------------------------
+
+
+def _code_digest(secret: str, challenge_id: uuid.UUID, code: str) -> str:
+    return hmac.new(secret.encode(), f"bind:{challenge_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class BindPolicy:
+    secret: str
+    ttl_seconds: int = 600
+    max_attempts: int = 5
+    resend_seconds: int = 60
+
+
+def request_bind(session: Session, account: Account, number_text: str, policy: BindPolicy) -> BindChallenge:
+    """Send a 6-digit code by SMS to a line's number, to prove the caller holds the SIM."""
+    number = parse_number(number_text)
+    line = _line_by_number(session, number)
+    if line is None:
+        raise NumberUnknown()
+    if line.account_id == account.id:
+        raise LineAlreadyYours()
+    if line.account_id is not None:
+        raise LineBoundElsewhere()
+    now = clock.now()
+    # One code a minute per number, whoever asks: nobody can flood a number with SMS.
+    last = session.scalar(
+        select(BindChallenge.created_at).where(BindChallenge.number == number).order_by(BindChallenge.created_at.desc())
+    )
+    if last is not None and (wait := (last + timedelta(seconds=policy.resend_seconds) - now).total_seconds()) > 0:
+        raise BindCodeTooSoon(seconds=int(wait) + 1)
+    code = f"{secrets.randbelow(10**6):06d}"
+    challenge = BindChallenge(
+        id=uuid.uuid4(),
+        account_id=account.id,
+        line_id=line.id,
+        number=number,
+        expires_at=now + timedelta(seconds=policy.ttl_seconds),
+        created_at=now,
+        code_hash="",
+    )
+    challenge.code_hash = _code_digest(policy.secret, challenge.id, code)
+    session.add(challenge)
+    notify.send_sms(
+        session, to=number, text=BIND_SMS, language=account.language, account_id=account.id,
+        code=code, minutes=policy.ttl_seconds // 60,
+    )
+    session.flush()
+    return challenge
+
+
+def confirm_bind(session: Session, account: Account, number_text: str, code: str, policy: BindPolicy) -> Line:
+    number = parse_number(number_text)
+    challenge = session.scalar(
+        select(BindChallenge)
+        .where(BindChallenge.account_id == account.id, BindChallenge.number == number)
+        .order_by(BindChallenge.created_at.desc())
+        .with_for_update()
+    )
+    now = clock.now()
+    if (
+        challenge is None
+        or challenge.consumed_at is not None
+        or challenge.expires_at <= now
+        or challenge.attempts >= policy.max_attempts
+    ):
+        raise BindCodeExpired()
+    challenge.attempts += 1
+    if not hmac.compare_digest(challenge.code_hash, _code_digest(policy.secret, challenge.id, code.strip())):
+        remaining = policy.max_attempts - challenge.attempts
+        if remaining <= 0:
+            raise BindCodeUsedUp()
+        raise BindCodeWrong(remaining=remaining)
+    challenge.consumed_at = now
+    # Guarded: of two accounts confirming at once, one binds and the other is refused.
+    bound = session.execute(
+        update(Line)
+        .where(Line.id == challenge.line_id, Line.account_id.is_(None))
+        .values(account_id=account.id, bound_at=now)
+    )
+    line = session.get(Line, challenge.line_id, populate_existing=True)
+    assert line is not None
+    if bound.rowcount != 1:  # type: ignore[attr-defined]
+        raise LineAlreadyYours() if line.account_id == account.id else LineBoundElsewhere()
+    return line
+
+
+# --- real-name records --------------------------------------------------------------------
+
+
+def _digest(secret: str, purpose: str, value: str) -> str:
+    return hmac.new(secret.encode(), f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def set_real_name(
+    session: Session,
+    line: Line,
+    *,
+    document_type: str,
+    document_number: str,
+    holder_name: str,
+    secret: str,
+    source: str,
+    document_country: str | None = None,
+) -> RealNameRecord:
+    if document_type not in DOCUMENT_TYPES:
+        raise InvalidDocument()
+    number = normalise_document(document_type, document_number)
+    name = " ".join(holder_name.split())
+    if not name:
+        raise InvalidDocument()
+    if line.real_name is not None:
+        raise RealNameExists()
+    record = RealNameRecord(
+        line_id=line.id,
+        document_type=document_type,
+        document_country=(document_country or "").upper() or None,
+        document_number_masked=mask(number),
+        document_number_digest=_digest(secret, document_type, number),
+        holder_name_masked=mask_name(name),
+        holder_name_digest=_digest(secret, "name", name.casefold()),
+        source=source,
+    )
+    try:
+        with session.begin_nested():
+            session.add(record)
+    except IntegrityError:
+        raise RealNameExists() from None
+    session.refresh(line)
+    return record
+
+
+def document_matches(record: RealNameRecord, document_type: str, document_number: str, secret: str) -> bool:
+    """Whether a presented document is the one registered (for store staff checking an ID)."""
+    try:
+        number = normalise_document(document_type, document_number)
+    except InvalidDocument:
+        return False
+    return record.document_type == document_type and hmac.compare_digest(
+        record.document_number_digest, _digest(secret, document_type, number)
+    )

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, EmailStr, Field
+
+from tongka.i18n import Language
+
+
+class AccountCreate(BaseModel):
+    username: str = Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    password: str = Field(min_length=1, max_length=256)
+    email: EmailStr
+    language: Language = "zh-Hant"
+
+
+class AccountOut(BaseModel):
+    id: uuid.UUID
+    username: str
+    email: str
+    language: str
+    created_at: datetime
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class RealNameOut(BaseModel):
+    document_type: str
+    document_country: str | None
+    document_number: str = Field(description="masked: never shown in full")
+    holder_name: str = Field(description="masked")
+
+
+class LineOut(BaseModel):
+    id: uuid.UUID
+    iccid: str
+    numbers: list[str]
+    status: str
+    bound_at: datetime | None
+    real_name: RealNameOut | None
+
+
+class BindRequest(BaseModel):
+    number: str = Field(max_length=32, description="E.164 (+85291234567) or a national mobile number")
+
+
+class BindRequested(BaseModel):
+    number: str
+    code_expires_at: datetime
+    code_length: int = 6
+
+
+class BindConfirm(BaseModel):
+    number: str = Field(max_length=32)
+    code: str = Field(pattern=r"^\s*[0-9]{6}\s*$")
+
+
+class RealNameIn(BaseModel):
+    document_type: str = Field(pattern=r"^(cn_resident_id|hkid|passport)$")
+    document_number: str = Field(min_length=4, max_length=32)
+    holder_name: str = Field(min_length=1, max_length=100)
+    document_country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
+
+
+class ZoneBalanceOut(BaseModel):
+    remaining_bytes: int
+    total_bytes: int
+    reserved_bytes: int
+    bucket_count: int
+    next_expiry: datetime | None
+
+
+class BucketOut(BaseModel):
+    id: uuid.UUID
+    zone: str
+    total_bytes: int
+    remaining_bytes: int
+    reserved_bytes: int
+    valid_from: datetime
+    expires_at: datetime
+
+
+class BalanceOut(BaseModel):
+    line_id: uuid.UUID
+    zones: dict[str, ZoneBalanceOut]
+    buckets: list[BucketOut]
+    as_of: datetime
+    unit_note: str

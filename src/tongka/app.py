@@ -1,0 +1,148 @@
+"""The FastAPI application: routers of each domain, problem-details errors, the home page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tongka import __version__, logs
+from tongka.account import api as account_api
+from tongka.catalog import api as catalog_api
+from tongka.catalog import service as catalog
+from tongka.config import Settings, get_settings
+from tongka.db import make_engine, make_sessionmaker, transaction
+from tongka.deps import request_language
+from tongka.errors import TongkaError
+from tongka.i18n import _, gettext
+from tongka.money import Money, format_bytes
+from tongka.order import api as order_api
+from tongka.payment import api as payment_api
+from tongka.payment import providers
+from tongka.templating import templates
+
+log = structlog.get_logger()
+
+PROBLEM = "application/problem+json"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logs.configure(settings.log_json)
+    app = FastAPI(
+        title="tongka",
+        version=__version__,
+        description="Prepaid cross-border SIM and eSIM data between mainland China and Hong Kong. "
+        "Money is in integer minor units; data in integer bytes (1 GB = 1024³ bytes).",
+    )
+    engine = make_engine(settings.database_url, echo=settings.sql_echo)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.providers = providers.build(settings)
+
+    for router in (account_api.router, catalog_api.router, order_api.router, payment_api.router):
+        app.include_router(router)
+    if settings.sandbox_enabled:
+        from tongka.payment import sandbox
+
+        app.include_router(sandbox.router)
+    if settings.dev:
+        from tongka.notify import api as notify_api
+
+        app.include_router(notify_api.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    _error_handlers(app)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """Anyone: the process is up (touches nothing else)."""
+        return {"status": "ok"}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home(request: Request) -> HTMLResponse:
+        """Anyone: what tongka is, and the packs on sale on the web."""
+        language = request_language(request)
+        with transaction(app.state.sessionmaker) as session:
+            packs = [
+                {
+                    "name": p.name(language),
+                    "zone": p.zone,
+                    "volume": format_bytes(p.volume_bytes),
+                    "days": p.validity_days,
+                    "prices": [Money(x.amount, x.currency).format(language) for x in p.prices],  # type: ignore[arg-type]
+                }
+                for p in catalog.packs_on_sale(session, "app")
+            ]
+        return templates.TemplateResponse(
+            request, "site/home.html", {"packs": packs, "lang": language, "dev": settings.dev}
+        )
+
+    return app
+
+
+class _HTTPError(TongkaError):
+    """Starlette's own refusals (unknown path, wrong method) as problem details too."""
+
+    def __init__(self, error: StarletteHTTPException) -> None:
+        super().__init__(_("Not found.") if error.status_code == 404 else str(error.detail))
+        self.status = error.status_code  # type: ignore[misc]
+        self.code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")  # type: ignore[misc]
+
+
+def _problem(error: TongkaError, language: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        error.problem(language),
+        status_code=error.status,
+        media_type=PROBLEM,
+        headers={"Content-Language": language, **(headers or {})},
+    )
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TongkaError)
+    async def tongka_error(request: Request, error: TongkaError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return _problem(error, request_language(request), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        language = request_language(request)
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body", "message": e["msg"], "type": e["type"]}
+            for e in error.errors()
+        ]
+        fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+        body: dict[str, Any] = {
+            "type": "urn:tongka:problem:validation_error",
+            "title": gettext(_("Invalid request"), language),
+            "status": 422,
+            "detail": gettext(_("Check these fields: {fields}"), language, fields=fields),
+            "code": "validation_error",
+            "errors": errors,
+        }
+        return JSONResponse(body, status_code=422, media_type=PROBLEM, headers={"Content-Language": language})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        language = request_language(request)
+        return _problem(_HTTPError(error), language, getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled_error", path=request.url.path)
+        language = request_language(request)
+        body = {
+            "type": "urn:tongka:problem:internal_error",
+            "title": gettext(_("Something went wrong"), language),
+            "status": 500,
+            "detail": gettext(_("Something went wrong on our side. Nothing was charged twice; try again."), language),
+            "code": "internal_error",
+        }
+        return JSONResponse(body, status_code=500, media_type=PROBLEM)

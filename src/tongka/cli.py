@@ -1,0 +1,130 @@
+"""The `tongka` command: serve, migrate, load the demo, import lines, verify the ledger, run the jobs.
+
+Each command is one transaction: it commits when it ends normally.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tongka.config import Settings, get_settings
+from tongka.db import make_engine, make_sessionmaker, transaction
+
+app = typer.Typer(help="tongka: prepaid cross-border SIM and eSIM data service.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+lines_app = typer.Typer(help="The SIM inventory.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The ledger.", no_args_is_help=True)
+orders_app = typer.Typer(help="Orders.", no_args_is_help=True)
+for sub, name in ((db_app, "db"), (demo_app, "demo"), (lines_app, "lines"), (ledger_app, "ledger"), (orders_app, "orders")):
+    app.add_typer(sub, name=name)
+
+
+def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    return make_sessionmaker(make_engine(settings.database_url))
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="processes; they share nothing but the database")] = 1,
+) -> None:
+    """Serve the API and pages."""
+    import uvicorn
+
+    uvicorn.run("tongka.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the migrations (the only way the schema changes)."""
+    from tongka.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@demo_app.command("load")
+def demo_load() -> None:
+    """Load the demo catalog, inventory and subscriber (idempotent)."""
+    from tongka import demo
+
+    settings = get_settings()
+    with transaction(_sessions(settings)) as session:
+        result = demo.load(session, settings)
+    typer.echo(", ".join(f"{k}: {v}" for k, v in result.items()))
+    typer.echo(f"demo login: {demo.DEMO_USERNAME} / {demo.DEMO_PASSWORD}")
+
+
+@lines_app.command("import")
+def lines_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+    """Import SIM inventory from CSV: iccid,hk_number,cn_number[,imsi]. Bad rows are reported and skipped."""
+    from tongka.account import lines
+
+    with transaction(_sessions(get_settings())) as session, file.open(newline="", encoding="utf-8-sig") as f:
+        report = lines.import_lines(session, f)
+    for line_no, reason in report.errors:
+        typer.echo(f"{file}:{line_no}: {reason}", err=True)
+    typer.echo(f"added {report.added}, unchanged {report.unchanged}, rejected {len(report.errors)}")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@lines_app.command("list")
+def lines_list(unbound: Annotated[bool, typer.Option("--unbound", help="only lines nobody has bound yet")] = False) -> None:
+    """List lines (ICCID and numbers)."""
+    from sqlalchemy import select
+
+    from tongka.account import lines
+    from tongka.account.models import Line
+
+    with transaction(_sessions(get_settings())) as session:
+        rows = lines.unbound_lines(session) if unbound else list(session.scalars(select(Line).order_by(Line.iccid)))
+        for line in rows:
+            state = "unbound" if line.account_id is None else "bound"
+            typer.echo(f"{line.iccid}  {line.hk_number or '-':14}  {line.cn_number or '-':15}  {state}")
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Recompute every balance from the entries; exit 1 on any difference."""
+    from tongka.ledger import service as ledger
+
+    with transaction(_sessions(get_settings())) as session:
+        problems = ledger.verify(session)
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+    if problems:
+        typer.echo(f"ledger: {len(problems)} problem(s)", err=True)
+        raise typer.Exit(1)
+    typer.echo("ledger: every balance matches its entries")
+
+
+@ledger_app.command("expire")
+def ledger_expire() -> None:
+    """Release reservations past their time and empty expired buckets."""
+    from tongka.ledger import buckets
+
+    with transaction(_sessions(get_settings())) as session:
+        count = buckets.expire_buckets(session)
+    typer.echo(f"expired {count} bucket(s)")
+
+
+@orders_app.command("expire")
+def orders_expire() -> None:
+    """Close orders left unpaid past their payment time."""
+    from tongka.order import service as orders
+
+    with transaction(_sessions(get_settings())) as session:
+        count = orders.expire_unpaid(session)
+    typer.echo(f"expired {count} order(s)")
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

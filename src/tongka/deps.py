@@ -1,0 +1,59 @@
+"""What routes ask FastAPI for: the settings, a transaction, the caller, the caller's language."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from tongka.account import service as accounts
+from tongka.account.models import Account
+from tongka.config import Settings
+from tongka.db import transaction
+from tongka.errors import Unauthorized
+from tongka.i18n import negotiate
+from tongka.payment.providers.base import Provider
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with transaction(request.app.state.sessionmaker) as session:
+        yield session
+
+
+def _providers(request: Request) -> dict[str, Provider]:
+    return request.app.state.providers  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+# scope="function": the transaction commits before the response is sent, so a client
+# never hears "done" about something that was not committed.
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
+ProvidersDep = Annotated[dict[str, Provider], Depends(_providers)]
+
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def _current_account(request: Request, session: SessionDep, token: Annotated[str | None, Depends(_bearer)]) -> Account:
+    if not token:
+        raise Unauthorized()
+    account = accounts.account_for_token(session, token)
+    request.state.language = account.language
+    return account
+
+
+CurrentAccount = Annotated[Account, Depends(_current_account)]
+
+
+def request_language(request: Request) -> str:
+    """The signed-in account's language, else the browser's Accept-Language."""
+    return getattr(request.state, "language", None) or negotiate(request.headers.get("accept-language"))
+
+
+LanguageDep = Annotated[str, Depends(request_language)]

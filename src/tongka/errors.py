@@ -1,0 +1,94 @@
+"""The one base error. Each domain declares its own errors at the top of its service module.
+
+An error carries an HTTP status, a stable machine `code` the app can switch on, and an
+English message (marked for translation) that is shown in the reader's language.
+The API answers RFC 9457 problem details; a business refusal is never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from tongka.i18n import _, gettext
+
+
+class TongkaError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    message: ClassVar[str] = _("The request cannot be processed.")
+    # The refusal stands, but what the request did so far is kept (a failed code try counts).
+    commit_anyway: ClassVar[bool] = False
+
+    def __init__(self, message: str | None = None, /, **params: Any) -> None:
+        if message is not None:
+            self.message = message  # type: ignore[misc]
+        self.params = params
+        super().__init__(self.message.format(**params) if params else self.message)
+
+    def detail(self, language: str) -> str:
+        return gettext(self.message, language, **self.params)
+
+    def problem(self, language: str) -> dict[str, Any]:
+        return {
+            "type": f"urn:tongka:problem:{self.code}",
+            "title": gettext(self.title, language),
+            "status": self.status,
+            "detail": self.detail(language),
+            "code": self.code,
+        }
+
+    @property
+    def title(self) -> str:
+        return _TITLES.get(self.status, _("Request refused"))
+
+
+class BadRequest(TongkaError):
+    status = 400
+
+
+class Unauthorized(TongkaError):
+    status = 401
+    code = "not_authenticated"
+    message = _("Log in to continue.")
+
+
+class Forbidden(TongkaError):
+    status = 403
+    code = "forbidden"
+    message = _("You may not do this.")
+
+
+class NotFound(TongkaError):
+    status = 404
+    code = "not_found"
+    message = _("Not found.")
+
+
+class Conflict(TongkaError):
+    status = 409
+    code = "conflict"
+    message = _("This conflicts with the current state.")
+
+
+class Unprocessable(TongkaError):
+    status = 422
+    code = "unprocessable"
+    message = _("The request is not valid.")
+
+
+class TooManyRequests(TongkaError):
+    status = 429
+    code = "too_many_requests"
+    message = _("Too many requests. Try again later.")
+
+
+_TITLES = {
+    400: _("Bad request"),
+    401: _("Not logged in"),
+    403: _("Forbidden"),
+    404: _("Not found"),
+    409: _("Conflict"),
+    422: _("Invalid request"),
+    428: _("Precondition required"),
+    429: _("Too many requests"),
+}

@@ -1,0 +1,144 @@
+"""Buckets: what one purchase granted to a line, and the balance of a line by zone.
+
+A bucket is a customer ledger account plus its zone and validity. Granting data
+moves bytes from the operator's `data_issued` account into the bucket; usage will
+move them to `data_used`; what is left at expiry moves to `data_expired`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tongka import clock
+from tongka.ledger import service as ledger
+from tongka.ledger.models import Bucket, LedgerAccount
+
+ZONES = ("mainland", "hk")  # where a line can use data; a `both` bucket counts in each
+
+
+def grant(
+    session: Session,
+    *,
+    line_id: uuid.UUID,
+    zone: str,
+    amount: int,
+    valid_from: datetime,
+    expires_at: datetime,
+    reason: str,
+    reference: str,
+    unit: str = "bytes",
+) -> Bucket:
+    if zone not in (*ZONES, "both"):
+        raise ValueError(f"unknown zone {zone}")
+    if expires_at <= valid_from:
+        raise ValueError("a bucket expires after it starts")
+    account = ledger.open_account(session, unit=unit, kind="bucket")
+    ledger.transfer(
+        session, ledger.system_account(session, "data_issued", unit), account, amount, reason=reason, reference=reference
+    )
+    bucket = Bucket(
+        line_id=line_id,
+        ledger_account_id=account.id,
+        zone=zone,
+        unit=unit,
+        valid_from=valid_from,
+        expires_at=expires_at,
+        reason=reason,
+        reference=reference,
+    )
+    session.add(bucket)
+    session.flush()
+    return bucket
+
+
+@dataclass(frozen=True)
+class BucketView:
+    id: uuid.UUID
+    zone: str
+    total_bytes: int
+    remaining_bytes: int
+    reserved_bytes: int
+    valid_from: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ZoneView:
+    remaining_bytes: int
+    total_bytes: int
+    reserved_bytes: int
+    bucket_count: int
+    next_expiry: datetime | None
+
+
+@dataclass(frozen=True)
+class LineBalance:
+    zones: dict[str, ZoneView]
+    buckets: list[BucketView]
+    as_of: datetime
+
+
+def active_buckets(session: Session, line_id: uuid.UUID, now: datetime) -> list[Bucket]:
+    """Buckets in force now, soonest expiry first."""
+    return list(
+        session.scalars(
+            select(Bucket)
+            .where(Bucket.line_id == line_id, Bucket.valid_from <= now, Bucket.expires_at > now, Bucket.unit == "bytes")
+            .order_by(Bucket.expires_at, Bucket.created_at)
+        )
+    )
+
+
+def line_balance(session: Session, line_id: uuid.UUID, now: datetime | None = None) -> LineBalance:
+    now = now or clock.now()
+    views = [
+        BucketView(
+            id=b.id,
+            zone=b.zone,
+            total_bytes=b.account.credits_posted,
+            remaining_bytes=b.account.available,
+            reserved_bytes=b.account.debits_pending,
+            valid_from=b.valid_from,
+            expires_at=b.expires_at,
+        )
+        for b in active_buckets(session, line_id, now)
+    ]
+    zones = {}
+    for zone in ZONES:
+        counted = [v for v in views if v.zone in (zone, "both")]
+        zones[zone] = ZoneView(
+            remaining_bytes=sum(v.remaining_bytes for v in counted),
+            total_bytes=sum(v.total_bytes for v in counted),
+            reserved_bytes=sum(v.reserved_bytes for v in counted),
+            bucket_count=len(counted),
+            next_expiry=min((v.expires_at for v in counted if v.remaining_bytes > 0), default=None),
+        )
+    return LineBalance(zones=zones, buckets=views, as_of=now)
+
+
+def expire_buckets(session: Session, now: datetime | None = None) -> int:
+    """Move what is left in each expired bucket to `data_expired`. Returns how many buckets it emptied."""
+    now = now or clock.now()
+    ledger.expire_reservations(session, now)
+    count = 0
+    left = LedgerAccount.credits_posted - LedgerAccount.debits_posted - LedgerAccount.debits_pending
+    due = select(Bucket).join(Bucket.account).where(Bucket.expires_at <= now, left > 0).order_by(Bucket.expires_at)
+    for bucket in session.scalars(due).unique().all():
+        account = bucket.account
+        session.refresh(account)
+        if account.available > 0:
+            ledger.transfer(
+                session,
+                account,
+                ledger.system_account(session, "data_expired", bucket.unit),
+                account.available,
+                reason="bucket_expiry",
+                reference=f"bucket:{bucket.id}",
+            )
+            count += 1
+    return count

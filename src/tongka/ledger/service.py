@@ -1,0 +1,302 @@
+"""The ledger: the only code that writes balances. Everything else asks it.
+
+Transfers are append-only. A reservation (pending transfer) holds an amount on a
+customer's account, so the available balance already excludes it and nothing can be
+granted twice; it is later posted (possibly for less, releasing the rest), voided or
+expired, exactly once. `verify()` recomputes every balance from the transfers.
+
+Locks: the accounts a transfer touches are locked in ascending id order
+(`SELECT ... FOR UPDATE` on PostgreSQL; SQLite serialises writers at BEGIN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from tongka import clock
+from tongka.errors import Conflict
+from tongka.i18n import _
+from tongka.ledger.models import LedgerAccount, Transfer
+
+
+class InsufficientBalance(Conflict):
+    code = "insufficient_balance"
+    message = _("The balance is not enough for this.")
+
+
+class ReservationResolved(Conflict):
+    code = "reservation_resolved"
+    message = _("This reservation was already settled.")
+
+
+class ReservationExpired(Conflict):
+    code = "reservation_expired"
+    message = _("This reservation has expired.")
+
+
+RESOLUTIONS = ("post_pending", "void_pending", "expire_pending")
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+
+def open_account(session: Session, *, unit: str, kind: str, must_not_go_negative: bool = True) -> LedgerAccount:
+    account = LedgerAccount(unit=unit, kind=kind, must_not_go_negative=must_not_go_negative)
+    session.add(account)
+    session.flush()
+    return account
+
+
+def system_account(session: Session, name: str, unit: str) -> LedgerAccount:
+    """The operator's own account `system:<name>:<unit>` (issuance, usage, revenue...), made on first use.
+
+    Operator accounts may go negative: issuing data debits `data_issued` below zero.
+    """
+    code = f"system:{name}:{unit}"
+    account = session.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
+    if account is not None:
+        return account
+    try:
+        with session.begin_nested():
+            account = LedgerAccount(code=code, unit=unit, kind="system", must_not_go_negative=False)
+            session.add(account)
+    except IntegrityError:  # made at the same moment by another transaction
+        account = session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
+    return account
+
+
+def _lock(session: Session, ids: Iterable[int]) -> dict[int, LedgerAccount]:
+    rows = session.scalars(
+        select(LedgerAccount)
+        .where(LedgerAccount.id.in_(sorted(set(ids))))
+        .order_by(LedgerAccount.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    return {a.id: a for a in rows}
+
+
+def _check_pair(debit: LedgerAccount, credit: LedgerAccount, amount: int) -> None:
+    if debit.id == credit.id:
+        raise ValueError("a transfer needs two different accounts")
+    if debit.unit != credit.unit:
+        raise ValueError(f"unit mismatch: {debit.unit} / {credit.unit}")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise ValueError("a transfer moves a positive integer amount")
+
+
+def _check_spendable(debit: LedgerAccount, amount: int) -> None:
+    if debit.must_not_go_negative and debit.available < amount:
+        raise InsufficientBalance(available=debit.available, requested=amount)
+
+
+# --- transfers ----------------------------------------------------------------------------
+
+
+def transfer(
+    session: Session, debit: LedgerAccount, credit: LedgerAccount, amount: int, *, reason: str, reference: str
+) -> Transfer:
+    """Move `amount` from `debit` to `credit` now."""
+    _check_pair(debit, credit, amount)
+    accounts = _lock(session, (debit.id, credit.id))
+    d, c = accounts[debit.id], accounts[credit.id]
+    _check_spendable(d, amount)
+    d.debits_posted += amount
+    c.credits_posted += amount
+    return _append(session, "posted", d.id, c.id, amount, reason, reference)
+
+
+def reserve(
+    session: Session,
+    debit: LedgerAccount,
+    credit: LedgerAccount,
+    amount: int,
+    *,
+    reason: str,
+    reference: str,
+    expires_at: datetime,
+) -> Transfer:
+    """Hold `amount` of `debit` for `credit` until posted, voided or expired (after `expires_at`)."""
+    _check_pair(debit, credit, amount)
+    accounts = _lock(session, (debit.id, credit.id))
+    d, c = accounts[debit.id], accounts[credit.id]
+    _check_spendable(d, amount)
+    d.debits_pending += amount
+    c.credits_pending += amount
+    return _append(session, "pending", d.id, c.id, amount, reason, reference, expires_at=expires_at)
+
+
+def post(session: Session, pending_id: int, amount: int | None = None, *, reason: str | None = None) -> Transfer:
+    """Settle a reservation for `amount` (default: all of it); the rest goes back to the account."""
+    pending, d, c = _open_reservation(session, pending_id)
+    if pending.expires_at is not None and clock.now() >= pending.expires_at:
+        raise ReservationExpired()
+    amount = pending.amount if amount is None else amount
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= pending.amount:
+        raise ValueError("a reservation is posted for between zero and the reserved amount")
+    _release(d, c, pending.amount)
+    d.debits_posted += amount
+    c.credits_posted += amount
+    return _append(session, "post_pending", d.id, c.id, amount, reason or pending.reason, pending.reference, pending)
+
+
+def void(session: Session, pending_id: int, *, reason: str | None = None) -> Transfer:
+    """Cancel a reservation: the whole amount goes back to the account."""
+    pending, d, c = _open_reservation(session, pending_id)
+    _release(d, c, pending.amount)
+    return _append(session, "void_pending", d.id, c.id, pending.amount, reason or pending.reason, pending.reference, pending)
+
+
+def expire_reservations(session: Session, now: datetime | None = None) -> int:
+    """Release every reservation whose time is up. Safe to run from several workers at once."""
+    now = now or clock.now()
+    resolved = aliased(Transfer)
+    due = session.scalars(
+        select(Transfer.id)
+        .outerjoin(resolved, resolved.pending_id == Transfer.id)
+        .where(Transfer.kind == "pending", Transfer.expires_at <= now, resolved.id.is_(None))
+        .order_by(Transfer.id)
+    ).all()
+    count = 0
+    for pending_id in due:
+        try:
+            pending, d, c = _open_reservation(session, pending_id)
+        except ReservationResolved:  # settled meanwhile by its owner
+            continue
+        _release(d, c, pending.amount)
+        _append(session, "expire_pending", d.id, c.id, pending.amount, pending.reason, pending.reference, pending)
+        count += 1
+    return count
+
+
+def _open_reservation(session: Session, pending_id: int) -> tuple[Transfer, LedgerAccount, LedgerAccount]:
+    pending = session.get(Transfer, pending_id)
+    if pending is None or pending.kind != "pending":
+        raise ValueError(f"transfer {pending_id} is not a reservation")
+    # Lock both accounts first: two resolvers of one reservation then run one after the other.
+    accounts = _lock(session, (pending.debit_account_id, pending.credit_account_id))
+    if session.scalar(select(Transfer.id).where(Transfer.pending_id == pending_id)) is not None:
+        raise ReservationResolved()
+    return pending, accounts[pending.debit_account_id], accounts[pending.credit_account_id]
+
+
+def _release(d: LedgerAccount, c: LedgerAccount, amount: int) -> None:
+    d.debits_pending -= amount
+    c.credits_pending -= amount
+
+
+def _append(
+    session: Session,
+    kind: str,
+    debit_id: int,
+    credit_id: int,
+    amount: int,
+    reason: str,
+    reference: str,
+    pending: Transfer | None = None,
+    expires_at: datetime | None = None,
+) -> Transfer:
+    entry = Transfer(
+        kind=kind,
+        debit_account_id=debit_id,
+        credit_account_id=credit_id,
+        amount=amount,
+        pending_id=pending.id if pending else None,
+        reason=reason,
+        reference=reference,
+        expires_at=expires_at,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+# --- verification -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    account_id: int | None
+    what: str
+    stored: int | str | None
+    recomputed: int | str | None
+
+    def __str__(self) -> str:
+        where = f"account {self.account_id}" if self.account_id is not None else "ledger"
+        return f"{where}: {self.what}: stored {self.stored}, recomputed {self.recomputed}"
+
+
+def verify(session: Session) -> list[Mismatch]:
+    """Recompute every balance from the transfers and report each difference.
+
+    Also checks what the running totals cannot show: resolutions match their
+    reservation, units match, customer accounts never went below zero, and every
+    unit sums to zero.
+    """
+    problems: list[Mismatch] = []
+    t = Transfer
+    resolution = aliased(Transfer)
+    open_pending = (t.kind == "pending") & resolution.id.is_(None)
+    moved = t.kind.in_(("posted", "post_pending"))
+
+    def total(condition: object) -> object:
+        return func.coalesce(func.sum(case((condition, t.amount), else_=0)), 0)
+
+    def sums(side: object) -> dict[int, tuple[int, int]]:
+        rows = session.execute(
+            select(side, total(moved), total(open_pending))
+            .select_from(t)
+            .outerjoin(resolution, resolution.pending_id == t.id)
+            .group_by(side)
+        ).all()
+        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+
+    debits, credits = sums(t.debit_account_id), sums(t.credit_account_id)
+    per_unit: dict[str, int] = {}
+    for account in session.scalars(select(LedgerAccount).order_by(LedgerAccount.id)):
+        d_posted, d_pending = debits.get(account.id, (0, 0))
+        c_posted, c_pending = credits.get(account.id, (0, 0))
+        for what, stored, recomputed in (
+            ("debits_posted", account.debits_posted, d_posted),
+            ("credits_posted", account.credits_posted, c_posted),
+            ("debits_pending", account.debits_pending, d_pending),
+            ("credits_pending", account.credits_pending, c_pending),
+        ):
+            if stored != recomputed:
+                problems.append(Mismatch(account.id, what, stored, recomputed))
+        if account.must_not_go_negative and d_posted + d_pending > c_posted:
+            problems.append(Mismatch(account.id, "spent beyond its credits", c_posted, d_posted + d_pending))
+        per_unit[account.unit] = per_unit.get(account.unit, 0) + c_posted - d_posted
+
+    for unit, net in sorted(per_unit.items()):
+        if net != 0:
+            problems.append(Mismatch(None, f"{unit} does not sum to zero", 0, net))
+
+    debit_acc, credit_acc = aliased(LedgerAccount), aliased(LedgerAccount)
+    for entry_id, d_unit, c_unit in session.execute(
+        select(t.id, debit_acc.unit, credit_acc.unit)
+        .join(debit_acc, debit_acc.id == t.debit_account_id)
+        .join(credit_acc, credit_acc.id == t.credit_account_id)
+        .where(debit_acc.unit != credit_acc.unit)
+    ):
+        problems.append(Mismatch(None, f"transfer {entry_id} mixes units", d_unit, c_unit))
+
+    pending = aliased(Transfer)
+    for r, p in session.execute(
+        select(t, pending).join(pending, pending.id == t.pending_id).where(t.kind.in_(RESOLUTIONS))
+    ):
+        if p.kind != "pending":
+            problems.append(Mismatch(None, f"transfer {r.id} resolves a non-reservation {p.id}", p.kind, "pending"))
+        if (r.debit_account_id, r.credit_account_id) != (p.debit_account_id, p.credit_account_id):
+            problems.append(Mismatch(None, f"transfer {r.id} names other accounts than {p.id}", None, None))
+        if r.kind == "post_pending" and r.amount > p.amount:
+            problems.append(Mismatch(None, f"transfer {r.id} posts more than reserved", p.amount, r.amount))
+        if r.kind != "post_pending" and r.amount != p.amount:
+            problems.append(Mismatch(None, f"transfer {r.id} releases another amount", p.amount, r.amount))
+    return problems

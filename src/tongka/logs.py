@@ -1,0 +1,21 @@
+"""Structured logs: key=value lines in dev, JSON lines in production (`TONGKA_LOG_JSON=true`)."""
+
+from __future__ import annotations
+
+import logging
+
+import structlog
+
+
+def configure(json: bool) -> None:
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,14 @@
+"""Imports every domain's tables, so the metadata (and Alembic) sees them all."""
+
+from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
+from tongka.catalog.models import Pack, PackPrice
+from tongka.idempotency import IdempotencyRecord
+from tongka.ledger.models import Bucket, LedgerAccount, Transfer
+from tongka.notify.models import OutboxMessage
+from tongka.order.models import Order
+from tongka.payment.models import Payment, PaymentCallback
+
+__all__ = [
+    "AccessToken", "Account", "BindChallenge", "Bucket", "IdempotencyRecord", "LedgerAccount", "Line",
+    "OutboxMessage", "Order", "Pack", "PackPrice", "Payment", "PaymentCallback", "RealNameRecord", "Transfer",
+]

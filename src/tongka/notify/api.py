@@ -1,0 +1,31 @@
+"""Dev mode only: the outbox, so a demo user can read the SMS code that was "sent". Absent in production."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from tongka.deps import SessionDep
+from tongka.notify import service
+
+router = APIRouter(prefix="/dev", tags=["dev"])
+
+
+class OutboxOut(BaseModel):
+    id: str
+    channel: str
+    to: str
+    subject: str
+    body: str
+    created_at: datetime
+
+
+@router.get("/outbox", response_model=list[OutboxOut])
+def outbox(session: SessionDep) -> list[OutboxOut]:
+    """Anyone, in dev mode: outgoing messages, newest first."""
+    return [
+        OutboxOut(id=str(m.id), channel=m.channel, to=m.to, subject=m.subject, body=m.body, created_at=m.created_at)
+        for m in service.recent(session)
+    ]

@@ -1,0 +1,43 @@
+"""Orders: a pack for a line, paid, then fulfilled into a bucket. Never deleted."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from tongka.catalog.models import Pack
+from tongka.db import Base, CreatedMixin, IdMixin, UTCDateTime
+
+ORDER_STATES = ("awaiting_payment", "paid", "fulfilled", "cancelled", "expired")
+
+
+class Order(IdMixin, CreatedMixin, Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+        CheckConstraint("status IN " + str(ORDER_STATES), name="status"),
+        Index("ix_orders_account_created", "account_id", "created_at"),
+        Index("ix_orders_status_expires", "status", "expires_at"),
+    )
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), index=True)
+    pack_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("packs.id"))
+    channel: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(24), default="awaiting_payment")
+    amount: Mapped[int] = mapped_column(BigInteger)  # what the customer pays, minor units
+    currency: Mapped[str] = mapped_column(String(3))
+    # What was sold, as it was when ordered: a later catalog change does not alter it.
+    zone: Mapped[str] = mapped_column(String(16))
+    volume_bytes: Mapped[int] = mapped_column(BigInteger)
+    validity_days: Mapped[int]
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())  # unpaid after this: expired
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    bucket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("buckets.id"))
+
+    pack: Mapped[Pack] = relationship(lazy="joined")

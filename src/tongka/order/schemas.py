@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from tongka.order.models import Order
+from tongka.payment.models import Payment
+
+
+class OrderCreate(BaseModel):
+    line_id: uuid.UUID
+    pack_id: uuid.UUID
+    currency: str = Field(pattern="^(CNY|HKD)$")
+    payment_method: str = Field(pattern="^[a-z_]{2,16}$")
+
+
+class PaymentOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    provider: str
+    method: str
+    amount: int
+    currency: str
+    checkout_url: str | None
+    qr_content: str | None
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class OrderPackOut(BaseModel):
+    id: uuid.UUID
+    code: str
+    name: str
+    zone: str
+    volume_bytes: int
+    validity_days: int
+
+
+class OrderOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    line_id: uuid.UUID
+    channel: str
+    pack: OrderPackOut
+    amount: int
+    currency: str
+    created_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None
+    fulfilled_at: datetime | None
+    bucket_id: uuid.UUID | None
+    payment: PaymentOut | None
+
+    @classmethod
+    def of(cls, order: Order, payment: Payment | None, language: str) -> OrderOut:
+        return cls(
+            id=order.id,
+            status=order.status,
+            line_id=order.line_id,
+            channel=order.channel,
+            pack=OrderPackOut(
+                id=order.pack_id,
+                code=order.pack.code,
+                name=order.pack.name(language),
+                zone=order.zone,
+                volume_bytes=order.volume_bytes,
+                validity_days=order.validity_days,
+            ),
+            amount=order.amount,
+            currency=order.currency,
+            created_at=order.created_at,
+            expires_at=order.expires_at,
+            paid_at=order.paid_at,
+            fulfilled_at=order.fulfilled_at,
+            bucket_id=order.bucket_id,
+            payment=PaymentOut.model_validate(payment, from_attributes=True) if payment else None,
+        )

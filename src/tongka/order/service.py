@@ -1,0 +1,139 @@
+"""Renewals: an order for a pack on a line, paid, then fulfilled into a bucket.
+
+States move only along `ALLOWED`, each move a guarded
+`UPDATE ... WHERE status = :from`, so two workers can never both make the same move.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from tongka import clock
+from tongka.account import lines
+from tongka.account.models import Account
+from tongka.catalog import service as catalog
+from tongka.errors import Conflict, NotFound
+from tongka.i18n import _
+from tongka.ledger import buckets
+from tongka.order.models import Order
+
+ALLOWED: dict[str, set[str]] = {
+    "awaiting_payment": {"paid", "cancelled", "expired"},
+    # A payment that succeeds after the order expired still buys the pack: the money arrived.
+    "expired": {"paid"},
+    "paid": {"fulfilled"},
+    "fulfilled": set(),
+    "cancelled": set(),
+}
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+    message = _("No such order.")
+
+
+class OrderStateConflict(Conflict):
+    code = "order_state_conflict"
+    message = _("This order is {status} and cannot become {target}.")
+
+
+def transition(session: Session, order: Order, target: str, **values: object) -> bool:
+    """Move `order` to `target` if it is still in the state we read; False if someone else moved it first."""
+    if target not in ALLOWED.get(order.status, set()):
+        raise OrderStateConflict(status=order.status, target=target)
+    result = session.execute(
+        update(Order).where(Order.id == order.id, Order.status == order.status).values(status=target, **values)
+    )
+    session.refresh(order)
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def create(
+    session: Session,
+    account: Account,
+    *,
+    line_id: uuid.UUID,
+    pack_id: uuid.UUID,
+    currency: str,
+    channel: str,
+    payment_ttl_seconds: int,
+) -> Order:
+    """An order at the catalog's price; whatever price the client sent plays no part."""
+    line = lines.own_line(session, account, line_id)
+    pack, price = catalog.pack_for_sale(session, pack_id, channel, currency)
+    order = Order(
+        account_id=account.id,
+        line_id=line.id,
+        pack_id=pack.id,
+        channel=channel,
+        status="awaiting_payment",
+        amount=price.amount,
+        currency=price.currency,
+        zone=pack.zone,
+        volume_bytes=pack.volume_bytes,
+        validity_days=pack.validity_days,
+        expires_at=clock.now() + timedelta(seconds=payment_ttl_seconds),
+    )
+    session.add(order)
+    session.flush()
+    return order
+
+
+def own_order(session: Session, account: Account, order_id: uuid.UUID) -> Order:
+    order = session.get(Order, order_id)
+    if order is None or order.account_id != account.id:
+        raise OrderNotFound()
+    return order
+
+
+def orders_of(session: Session, account: Account, limit: int = 100) -> list[Order]:
+    return list(
+        session.scalars(
+            select(Order).where(Order.account_id == account.id).order_by(Order.created_at.desc()).limit(limit)
+        )
+    )
+
+
+def lock(session: Session, order_id: uuid.UUID) -> Order | None:
+    """Lock an order row (lock order: account, then order, then payment)."""
+    return session.scalar(
+        select(Order).where(Order.id == order_id).with_for_update(of=Order).execution_options(populate_existing=True)
+    )
+
+
+def mark_paid_and_fulfil(session: Session, order: Order) -> None:
+    """Pay and fulfil a locked order in one transaction: the bucket exists exactly when the order is fulfilled."""
+    now = clock.now()
+    if order.status in ("paid", "fulfilled"):
+        return
+    if not transition(session, order, "paid", paid_at=now):
+        return
+    fulfil(session, order)
+
+
+def fulfil(session: Session, order: Order) -> None:
+    now = clock.now()
+    bucket = buckets.grant(
+        session,
+        line_id=order.line_id,
+        zone=order.zone,
+        amount=order.volume_bytes,
+        valid_from=now,
+        expires_at=now + timedelta(days=order.validity_days),
+        reason="pack_purchase",
+        reference=f"order:{order.id}",
+    )
+    transition(session, order, "fulfilled", fulfilled_at=now, bucket_id=bucket.id)
+
+
+def expire_unpaid(session: Session, now: datetime | None = None) -> int:
+    """Close orders left unpaid past their time. Safe to run from several workers."""
+    now = now or clock.now()
+    due = session.scalars(
+        select(Order).where(Order.status == "awaiting_payment", Order.expires_at <= now).order_by(Order.expires_at)
+    ).all()
+    return sum(1 for order in due if transition(session, order, "expired", closed_at=now))

@@ -1,0 +1,111 @@
+"""The sandbox provider's own side: its checkout page and its callbacks, for the demo and the tests.
+
+It plays the provider: `complete` signs an event with the shared sandbox secret and
+POSTs it to tongka's callback URL over HTTP (in-process, through the ASGI app), so the
+real verification path runs. Who may call: anyone, and only when the sandbox is on
+(never in production); payment ids are random UUIDs, as a provider's checkout links are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from typing import Annotated, Literal
+
+import httpx
+from fastapi import APIRouter, Body, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from tongka.db import transaction
+from tongka.money import Money
+from tongka.order.models import Order
+from tongka.payment.models import Payment
+from tongka.payment.providers.sandbox import SIGNATURE_HEADER, sign
+from tongka.payment.service import ProviderUnknown
+from tongka.templating import templates
+
+router = APIRouter(prefix="/sandbox", tags=["sandbox"])
+
+METHOD_NAMES = {"wechat_pay": "WeChat Pay 微信支付", "alipay": "Alipay 支付宝", "card": "Card", "paypal": "PayPal"}
+
+
+class CompleteIn(BaseModel):
+    outcome: Literal["succeeded", "failed"] = "succeeded"
+
+
+class CompleteOut(BaseModel):
+    event_id: str
+    outcome: str
+    callback_status: int
+
+
+def _load(request: Request, payment_id: uuid.UUID) -> tuple[Payment, Order]:
+    with transaction(request.app.state.sessionmaker) as session:
+        payment = session.get(Payment, payment_id)
+        if payment is None or payment.provider != "sandbox":
+            raise ProviderUnknown("No such sandbox payment.")
+        order = session.get(Order, payment.order_id)
+        assert order is not None
+        session.expunge_all()
+        return payment, order
+
+
+async def _deliver(request: Request, payment: Payment, outcome: str) -> CompleteOut:
+    # The same payment and outcome always make the same event id: a repeat is a provider's retry.
+    event_id = "evt_" + hashlib.sha256(f"{payment.id}:{outcome}".encode()).hexdigest()[:24]
+    event = {
+        "id": event_id,
+        "type": f"payment.{outcome}",
+        "created": int(time.time()),
+        "data": {
+            "reference": payment.provider_reference,
+            "merchant_reference": str(payment.id),
+            "amount": payment.amount,
+            "currency": payment.currency,
+        },
+    }
+    body = json.dumps(event, separators=(",", ":")).encode()
+    secret = request.app.state.settings.sandbox_payment_secret.get_secret_value()
+    headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(secret, body, int(time.time()))}
+    transport = httpx.ASGITransport(app=request.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox-provider.invalid") as client:
+        answer = await client.post("/api/v1/payments/callbacks/sandbox", content=body, headers=headers)
+    return CompleteOut(event_id=event_id, outcome=outcome, callback_status=answer.status_code)
+
+
+@router.post("/payments/{payment_id}/complete", response_model=CompleteOut)
+async def complete(
+    payment_id: uuid.UUID, request: Request, body: Annotated[CompleteIn | None, Body()] = None
+) -> CompleteOut:
+    """The simulated provider pays (or declines) and sends its signed callback to tongka."""
+    payment, _order = await run_in_threadpool(_load, request, payment_id)
+    return await _deliver(request, payment, (body or CompleteIn()).outcome)
+
+
+@router.get("/payments/{payment_id}", response_class=HTMLResponse)
+async def checkout_page(payment_id: uuid.UUID, request: Request) -> Response:
+    """The provider's checkout page, as the payer sees it."""
+    payment, order = await run_in_threadpool(_load, request, payment_id)
+    return templates.TemplateResponse(
+        request,
+        "sandbox/checkout.html",
+        {
+            "payment": payment,
+            "order": order,
+            "price": Money(payment.amount, payment.currency).format("en"),  # type: ignore[arg-type]
+            "method_name": METHOD_NAMES.get(payment.method, payment.method),
+        },
+    )
+
+
+@router.post("/payments/{payment_id}/pay", include_in_schema=False)
+async def pay_from_page(
+    payment_id: uuid.UUID, request: Request, outcome: Annotated[Literal["succeeded", "failed"], Form()]
+) -> Response:
+    payment, _order = await run_in_threadpool(_load, request, payment_id)
+    await _deliver(request, payment, outcome)
+    return RedirectResponse(f"/sandbox/payments/{payment_id}", status_code=303)

@@ -1,0 +1,148 @@
+"""Payments: start an attempt with a provider, and take in the provider's callbacks exactly once.
+
+A callback is verified by its provider, stored in the inbox under (provider, event
+id), and applied in the same transaction: the payment succeeds, the order is paid and
+fulfilled, the money is booked. A duplicate meets the inbox's unique key and changes
+nothing; a concurrent duplicate waits on that key and then finds it taken.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tongka import clock
+from tongka.errors import NotFound, Unprocessable
+from tongka.i18n import _
+from tongka.ledger import service as ledger
+from tongka.order import service as orders
+from tongka.order.models import Order
+from tongka.payment.models import Payment, PaymentCallback
+from tongka.payment.providers import CHANNEL_METHODS, METHOD_PROVIDER
+from tongka.payment.providers.base import CallbackAnswer, PaymentRequest, Provider
+
+log = structlog.get_logger()
+
+
+class MethodUnavailable(Unprocessable):
+    code = "payment_method_unavailable"
+    message = _("{method} cannot be used here. Choose another way to pay.")
+
+
+class ProviderUnknown(NotFound):
+    code = "provider_unknown"
+    message = _("No such payment provider.")
+
+
+def start(
+    session: Session, order: Order, method: str, providers: Mapping[str, Provider], base_url: str
+) -> Payment:
+    if method not in CHANNEL_METHODS.get(order.channel, ()):
+        raise MethodUnavailable(method=method)
+    provider = providers.get(METHOD_PROVIDER.get(method, ""))
+    if provider is None:
+        raise MethodUnavailable(method=method)
+    payment = Payment(
+        id=uuid.uuid4(),
+        order_id=order.id,
+        provider=provider.name,
+        method=method,
+        amount=order.amount,
+        currency=order.currency,
+    )
+    checkout = provider.start(
+        PaymentRequest(
+            payment_id=str(payment.id),
+            amount=payment.amount,
+            currency=payment.currency,
+            method=method,
+            description=f"tongka {order.pack.code}",
+            notify_url=f"{base_url.rstrip('/')}/api/v1/payments/callbacks/{provider.name}",
+            return_url=f"{base_url.rstrip('/')}/orders/{order.id}",
+        )
+    )
+    payment.provider_reference = checkout.provider_reference
+    payment.checkout_url = checkout.checkout_url
+    payment.qr_content = checkout.qr_content
+    session.add(payment)
+    session.flush()
+    return payment
+
+
+def latest_payment(session: Session, order_id: uuid.UUID) -> Payment | None:
+    return session.scalar(
+        select(Payment).where(Payment.order_id == order_id).order_by(Payment.created_at.desc()).limit(1)
+    )
+
+
+def handle_callback(
+    session: Session, providers: Mapping[str, Provider], provider_name: str, headers: Mapping[str, str], body: bytes
+) -> CallbackAnswer:
+    provider = providers.get(provider_name)
+    if provider is None:
+        raise ProviderUnknown()
+    try:
+        event = provider.parse_callback(headers, body)
+    except Exception:
+        log.warning("payment_callback_refused", provider=provider_name, size=len(body))
+        raise
+    try:
+        payment_id: uuid.UUID | None = uuid.UUID(event.payment_id)
+    except ValueError:
+        payment_id = None
+    inbox = PaymentCallback(
+        provider=provider_name, event_id=event.event_id, payload=json.dumps(asdict(event)), result="received"
+    )
+    try:
+        with session.begin_nested():
+            session.add(inbox)
+    except IntegrityError:
+        log.info("payment_callback_duplicate", provider=provider_name, event_id=event.event_id)
+        return provider.acknowledge()
+
+    payment = session.get(Payment, payment_id) if payment_id else None
+    if payment is None or payment.provider != provider_name:
+        inbox.result = "unknown_payment"
+        log.warning("payment_callback_unknown_payment", provider=provider_name, event_id=event.event_id)
+        return provider.acknowledge()
+    inbox.payment_id = payment.id
+    inbox.result = apply(session, payment, event.outcome, event.amount, event.currency)
+    log.info("payment_callback", provider=provider_name, event_id=event.event_id, result=inbox.result)
+    return provider.acknowledge()
+
+
+def apply(session: Session, payment: Payment, outcome: str, amount: int, currency: str) -> str:
+    """Apply a verified outcome to a payment and its order; returns what happened."""
+    order = orders.lock(session, payment.order_id)
+    assert order is not None
+    payment = session.scalars(
+        select(Payment).where(Payment.id == payment.id).with_for_update().execution_options(populate_existing=True)
+    ).one()
+    if payment.status != "pending":
+        return "ignored"
+    if (amount, currency) != (payment.amount, payment.currency):
+        # Held for review: the money that arrived is not what was asked for.
+        return "amount_mismatch"
+    now = clock.now()
+    if outcome == "failed":
+        payment.status, payment.settled_at = "failed", now
+        return "applied"
+    payment.status, payment.settled_at = "succeeded", now
+    if payment.amount > 0:  # the money the provider now owes us, booked as a sale
+        ledger.transfer(
+            session,
+            ledger.system_account(session, f"clearing.{payment.provider}", payment.currency),
+            ledger.system_account(session, "sales", payment.currency),
+            payment.amount,
+            reason="payment",
+            reference=f"payment:{payment.id}",
+        )
+    orders.mark_paid_and_fulfil(session, order)
+    return "applied"

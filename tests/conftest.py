@@ -1,0 +1,132 @@
+"""Test fixtures: every database test runs on SQLite and on PostgreSQL.
+
+Migrations run once per worker and backend; each test then gets a clean database
+(a copy of the migrated SQLite file, or a truncated PostgreSQL database), real
+commits included, and `ledger verify` must be clean when it ends.
+
+PostgreSQL comes from `TONGKA_TEST_DATABASE_URL`; without it those tests skip, unless
+`TONGKA_TEST_REQUIRE_ALL=1` (as in CI), which makes a missing backend a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from tongka.app import create_app
+from tongka.config import Settings
+from tongka.db import Base, make_engine, make_sessionmaker, normalise_url
+from tongka.ledger import service as ledger
+from tongka.migrate import upgrade
+
+PG_URL = os.environ.get("TONGKA_TEST_DATABASE_URL")
+REQUIRE_ALL = os.environ.get("TONGKA_TEST_REQUIRE_ALL") == "1"
+
+
+def _require(what: str) -> None:
+    if REQUIRE_ALL:
+        pytest.fail(f"{what} is required here (TONGKA_TEST_REQUIRE_ALL=1)")
+    pytest.skip(f"{what} is not available: set TONGKA_TEST_DATABASE_URL to run the PostgreSQL half")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_worker_url(worker_id: str) -> Iterator[str]:
+    if not PG_URL:
+        _require("PostgreSQL")
+    base = make_url(normalise_url(PG_URL))
+    name = f"{base.database}_{worker_id}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate(url: str) -> None:
+    engine = make_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+def _assert_ledger_clean(url: str) -> None:
+    engine = make_engine(url)
+    with Session(engine) as session:
+        problems = ledger.verify(session)
+    engine.dispose()
+    assert not problems, "ledger verify: " + "; ".join(map(str, problems))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A clean, migrated database for one test, on each backend in turn."""
+    if request.param == "sqlite":
+        path = tmp_path / "tongka.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("pg_worker_url")
+        _truncate(url)
+    yield url
+    _assert_ledger_clean(url)
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(
+        env="dev",
+        database_url=db_url,
+        public_base_url="http://testserver",
+        secret_key=secrets.token_urlsafe(32),
+        sandbox_payment_secret=secrets.token_urlsafe(32),
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(settings.database_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose work the test commits itself (or not)."""
+    with sessions() as s:
+        yield s
+
+
+@pytest.fixture
+def app(settings: Settings):  # type: ignore[no-untyped-def]
+    application = create_app(settings)
+    yield application
+    application.state.engine.dispose()
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app) as c:
+        yield c

@@ -1,0 +1,94 @@
+"""Shared test helpers that act as an app client would: register, log in, bind, order, pay.
+
+Domain-specific factories live next to their domain's tests; these cross every domain.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from tongka import demo
+from tongka.config import Settings
+from tongka.db import transaction
+
+PASSWORD = "correct horse battery"
+
+
+def load_demo(sessions: sessionmaker[Session], settings: Settings) -> None:
+    with transaction(sessions) as session:
+        demo.load(session, settings)
+
+
+def spare_numbers(sessions: sessionmaker[Session]) -> list[str]:
+    from tongka.account import lines
+
+    with sessions() as session:
+        return [line.numbers[0] for line in lines.unbound_lines(session)]
+
+
+def register(client: TestClient, username: str | None = None, language: str = "en") -> dict[str, Any]:
+    username = username or f"u{uuid.uuid4().hex[:10]}"
+    r = client.post(
+        "/api/v1/accounts",
+        json={"username": username, "password": PASSWORD, "email": f"{username}@example.com", "language": language},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, str]:
+    r = client.post("/api/v1/auth/token", data={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def subscriber(client: TestClient, language: str = "en") -> dict[str, str]:
+    """A new subscriber's auth headers."""
+    return login(client, register(client, language=language)["username"])
+
+
+def last_code(client: TestClient, number: str) -> str:
+    messages = client.get("/dev/outbox").json()
+    for message in messages:  # newest first
+        if message["channel"] == "sms" and message["to"] == number:
+            found = re.search(r"\b(\d{6})\b", message["body"])
+            assert found, message["body"]
+            return found.group(1)
+    raise AssertionError(f"no SMS to {number}")
+
+
+def bind(client: TestClient, headers: dict[str, str], number: str) -> dict[str, Any]:
+    r = client.post("/api/v1/lines/bind", json={"number": number}, headers=headers)
+    assert r.status_code == 202, r.text
+    r = client.post("/api/v1/lines/bind/confirm", json={"number": number, "code": last_code(client, number)}, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def pack_id(client: TestClient, code: str) -> str:
+    packs = client.get("/api/v1/packs").json()
+    return next(p["id"] for p in packs if p["code"] == code)
+
+
+def order(
+    client: TestClient, headers: dict[str, str], line_id: str, code: str = "hk-5gb-30d", currency: str = "HKD",
+    method: str = "wechat_pay", key: str | None = None,
+) -> dict[str, Any]:
+    r = client.post(
+        "/api/v1/orders",
+        json={"line_id": line_id, "pack_id": pack_id(client, code), "currency": currency, "payment_method": method},
+        headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def pay(client: TestClient, payment_id: str, outcome: str = "succeeded") -> dict[str, Any]:
+    r = client.post(f"/sandbox/payments/{payment_id}/complete", json={"outcome": outcome})
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
