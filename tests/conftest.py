@@ -130,3 +130,24 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
 def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Run the `tongka` command against this test's database: `cli("ledger", "verify")` -> Result."""
+    from typer.testing import CliRunner
+
+    from tongka import config
+    from tongka.cli import app as cli_app
+
+    monkeypatch.setenv("TONGKA_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("TONGKA_SECRET_KEY", settings.secret_key.get_secret_value())
+    monkeypatch.setenv("TONGKA_SANDBOX_PAYMENT_SECRET", settings.sandbox_payment_secret.get_secret_value())
+    config.get_settings.cache_clear()
+    runner = CliRunner()
+
+    def run(*args: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(cli_app, list(args), catch_exceptions=False)
+
+    yield run
+    config.get_settings.cache_clear()
