@@ -92,3 +92,13 @@ def pay(client: TestClient, payment_id: str, outcome: str = "succeeded") -> dict
     r = client.post(f"/sandbox/payments/{payment_id}/complete", json={"outcome": outcome})
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
+
+
+def pack_id_any(sessions: sessionmaker[Session], code: str) -> str:
+    """A pack's id even when it is not on sale (the API lists only packs on sale)."""
+    from sqlalchemy import select
+
+    from tongka.catalog.models import Pack
+
+    with sessions() as session:
+        return str(session.scalars(select(Pack.id).where(Pack.code == code)).one())
