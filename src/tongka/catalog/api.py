@@ -28,7 +28,7 @@ def packs(
     channel: Annotated[str, Query(pattern="^(app|web|store)$")] = "app",
     line_id: uuid.UUID | None = None,
 ) -> list[PackOut]:
-    """Packs on sale on a channel now. With `line_id`: the packs that line can buy (the caller must own it)."""
+    """Anyone: packs on sale on a channel now. With `line_id`, only that line's owner: the packs that line can buy."""
     if line_id is not None:
         if not token:
             raise Unauthorized()

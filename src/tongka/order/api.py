@@ -27,7 +27,7 @@ def create_order(
     providers: ProvidersDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
-    """Order a pack for one's own line at the catalog price, and start its payment.
+    """The signed-in subscriber, for their own line: order a pack at the catalog price and start its payment.
 
     Needs an `Idempotency-Key` header: a retry with the same key and body returns the
     same order; the same key with another body is 409.

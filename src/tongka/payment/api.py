@@ -25,6 +25,6 @@ def callback(
     session: SessionDep,
     providers: ProvidersDep,
 ) -> Response:
-    """A provider tells us a payment succeeded or failed. A bad signature is 400 and changes nothing."""
+    """The payment provider, proven by its signature: a payment succeeded or failed. A bad signature is 400 and changes nothing."""
     answer = service.handle_callback(session, providers, provider, dict(request.headers), body)
     return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type)

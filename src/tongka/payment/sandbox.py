@@ -81,14 +81,14 @@ async def _deliver(request: Request, payment: Payment, outcome: str) -> Complete
 async def complete(
     payment_id: uuid.UUID, request: Request, body: Annotated[CompleteIn | None, Body()] = None
 ) -> CompleteOut:
-    """The simulated provider pays (or declines) and sends its signed callback to tongka."""
+    """Anyone, in sandbox mode: the simulated provider pays (or declines) and sends its signed callback to tongka."""
     payment, _order = await run_in_threadpool(_load, request, payment_id)
     return await _deliver(request, payment, (body or CompleteIn()).outcome)
 
 
 @router.get("/payments/{payment_id}", response_class=HTMLResponse)
 async def checkout_page(payment_id: uuid.UUID, request: Request) -> Response:
-    """The provider's checkout page, as the payer sees it."""
+    """Anyone, in sandbox mode: the provider's checkout page, as the payer sees it."""
     payment, order = await run_in_threadpool(_load, request, payment_id)
     return templates.TemplateResponse(
         request,

@@ -1,0 +1,104 @@
+"""Every route says who may call it, and a caller who may not is refused."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests import factories as f
+from tongka.app import create_app
+from tongka.config import Settings
+
+# Routes anyone may call; every other /api/v1 route needs a subscriber's bearer token.
+PUBLIC = {
+    ("POST", "/api/v1/accounts"),
+    ("POST", "/api/v1/auth/token"),
+    ("GET", "/api/v1/packs"),
+    ("POST", "/api/v1/payments/callbacks/{provider}"),  # proven by the provider's signature instead
+    ("GET", "/healthz"),
+    ("GET", "/"),
+}
+DEV_ONLY = {("GET", "/dev/outbox")}
+SANDBOX_ONLY_PREFIX = "/sandbox/"
+
+
+WHO = ("Anyone", "The signed-in subscriber", "The line's owner", "The order's owner", "The payment provider")
+
+
+def operations(app) -> list[tuple[str, str, dict]]:  # type: ignore[no-untyped-def]
+    return [
+        (method.upper(), path, op)
+        for path, item in app.openapi()["paths"].items()
+        for method, op in item.items()
+    ]
+
+
+def test_every_route_states_who_may_call_it(app) -> None:
+    ops = operations(app)
+    assert len(ops) >= 15
+    for method, path, op in ops:
+        assert op.get("description", "").startswith(WHO), f"{method} {path} does not say who may call it"
+
+
+def test_every_private_route_refuses_a_caller_without_a_token(client, app) -> None:
+    checked = 0
+    for method, path, _op in operations(app):
+        if (method, path) in PUBLIC | DEV_ONLY or path.startswith(SANDBOX_ONLY_PREFIX):
+            continue
+        url = path.replace("{line_id}", str(uuid.uuid4())).replace("{order_id}", str(uuid.uuid4()))
+        for headers in ({}, {"Authorization": "Bearer not-a-real-token"}):
+            r = client.request(method, url, json={}, headers=headers)
+            assert r.status_code == 401, (method, path, r.status_code, r.text)
+            body = r.json()
+            assert body["code"] in ("not_authenticated", "invalid_token") and body["status"] == 401
+            assert r.headers["www-authenticate"] == "Bearer"
+        checked += 1
+    assert checked >= 9
+
+
+def test_packs_for_a_line_need_its_owner(client, sessions, settings) -> None:
+    f.load_demo(sessions, settings)
+    owner = f.subscriber(client)
+    line = f.bind(client, owner, f.spare_numbers(sessions)[0])
+    assert client.get(f"/api/v1/packs?line_id={line['id']}").status_code == 401
+    stranger = f.subscriber(client)
+    r = client.get(f"/api/v1/packs?line_id={line['id']}", headers=stranger)
+    assert (r.status_code, r.json()["code"]) == (404, "line_not_found")
+    assert client.get(f"/api/v1/packs?line_id={line['id']}", headers=owner).status_code == 200
+
+
+def test_unknown_paths_and_methods_are_problem_details(client) -> None:
+    r = client.get("/api/v1/nothing-here")
+    assert (r.status_code, r.json()["code"]) == (404, "not_found")
+    r = client.delete("/api/v1/packs")
+    assert (r.status_code, r.json()["code"]) == (405, "method_not_allowed")
+
+
+@pytest.fixture
+def production_client(db_url: str):  # type: ignore[no-untyped-def]
+    settings = Settings(
+        env="production", database_url=db_url, secret_key=secrets.token_urlsafe(32),
+        sandbox_payment_secret=secrets.token_urlsafe(32), _env_file=None,  # type: ignore[call-arg]
+    )
+    app = create_app(settings)
+    with TestClient(app) as c:
+        yield c
+    app.state.engine.dispose()
+
+
+def test_dev_outbox_and_sandbox_do_not_exist_in_production(production_client) -> None:
+    assert production_client.get("/dev/outbox").status_code == 404
+    assert production_client.post(f"/sandbox/payments/{uuid.uuid4()}/complete").status_code == 404
+    assert production_client.get("/healthz").status_code == 200
+
+
+def test_errors_speak_the_readers_language(client) -> None:
+    r = client.get("/api/v1/me", headers={"Accept-Language": "zh-HK"})
+    assert r.json()["detail"] == "請登入後繼續。" and r.headers["content-language"] == "zh-Hant"
+    r = client.get("/api/v1/me", headers={"Accept-Language": "zh-CN"})
+    assert r.json()["detail"] == "请登录后继续。"
+    r = client.post("/api/v1/accounts", json={"username": "x"}, headers={"Accept-Language": "zh-CN"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("请检查以下字段")
