@@ -287,16 +287,30 @@ def verify(session: Session) -> list[Mismatch]:
     ):
         problems.append(Mismatch(None, f"transfer {entry_id} mixes units", d_unit, c_unit))
 
-    pending = aliased(Transfer)
-    for r, p in session.execute(
-        select(t, pending).join(pending, pending.id == t.pending_id).where(t.kind.in_(RESOLUTIONS))
+    # Resolutions that disagree with their reservation: found by the database, not loaded one by one.
+    p = aliased(Transfer)
+    for r_id, p_id, p_kind, same_accounts, r_amount, p_amount, r_kind in session.execute(
+        select(
+            t.id, p.id, p.kind,
+            (t.debit_account_id == p.debit_account_id) & (t.credit_account_id == p.credit_account_id),
+            t.amount, p.amount, t.kind,
+        )
+        .join(p, p.id == t.pending_id)
+        .where(
+            t.kind.in_(RESOLUTIONS),
+            (p.kind != "pending")
+            | (t.debit_account_id != p.debit_account_id)
+            | (t.credit_account_id != p.credit_account_id)
+            | ((t.kind == "post_pending") & (t.amount > p.amount))
+            | ((t.kind != "post_pending") & (t.amount != p.amount)),
+        )
     ):
-        if p.kind != "pending":
-            problems.append(Mismatch(None, f"transfer {r.id} resolves a non-reservation {p.id}", p.kind, "pending"))
-        if (r.debit_account_id, r.credit_account_id) != (p.debit_account_id, p.credit_account_id):
-            problems.append(Mismatch(None, f"transfer {r.id} names other accounts than {p.id}", None, None))
-        if r.kind == "post_pending" and r.amount > p.amount:
-            problems.append(Mismatch(None, f"transfer {r.id} posts more than reserved", p.amount, r.amount))
-        if r.kind != "post_pending" and r.amount != p.amount:
-            problems.append(Mismatch(None, f"transfer {r.id} releases another amount", p.amount, r.amount))
+        if p_kind != "pending":
+            problems.append(Mismatch(None, f"transfer {r_id} resolves a non-reservation {p_id}", p_kind, "pending"))
+        elif not same_accounts:
+            problems.append(Mismatch(None, f"transfer {r_id} names other accounts than {p_id}", None, None))
+        elif r_kind == "post_pending":
+            problems.append(Mismatch(None, f"transfer {r_id} posts more than reserved", p_amount, r_amount))
+        else:
+            problems.append(Mismatch(None, f"transfer {r_id} releases another amount", p_amount, r_amount))
     return problems
