@@ -16,7 +16,7 @@ run: $(VENV)/.installed var/tongka.env
 	$(BIN)/tongka serve
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tongka needs Python 3.11 or newer"'

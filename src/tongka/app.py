@@ -76,7 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "zone": p.zone,
                     "volume": format_bytes(p.volume_bytes),
                     "days": p.validity_days,
-                    "prices": [Money(x.amount, x.currency).format(language) for x in p.prices],  # type: ignore[arg-type]
+                    "prices": [
+                        Money(x.amount, x.currency).format(language)  # type: ignore[arg-type]
+                        # The reader's own currency first: CNY for Simplified Chinese, HKD otherwise.
+                        for x in sorted(p.prices, key=lambda x: x.currency != ("CNY" if language == "zh-Hans" else "HKD"))
+                    ],
                 }
                 for p in catalog.packs_on_sale(session, "app")
             ]

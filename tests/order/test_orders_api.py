@@ -185,3 +185,32 @@ def test_unpaid_orders_expire_and_a_late_payment_still_delivers(client, owner, c
     # The customer paid after all: the money arrived, so the pack is delivered.
     f.pay(client, order["payment"]["id"])
     assert client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()["status"] == "fulfilled"
+
+
+def test_an_unpaid_order_can_be_cancelled_and_a_late_payment_is_held(client, sessions, owner) -> None:
+    from sqlalchemy import select
+
+    from tongka.payment.models import PaymentCallback
+
+    headers, line = owner
+    order = f.order(client, headers, line["id"])
+    r = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers).json()["status"] == "cancelled"
+    stranger = f.subscriber(client)
+    assert client.post(f"/api/v1/orders/{order['id']}/cancel", headers=stranger).status_code == 404
+
+    f.pay(client, order["payment"]["id"])
+    after = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
+    assert after["status"] == "cancelled" and after["bucket_id"] is None
+    assert after["payment"]["status"] == "succeeded"  # the money arrived: on record, to be refunded
+    with sessions() as s:
+        assert s.scalars(select(PaymentCallback.result)).all() == ["paid_closed_order"]
+
+
+def test_a_fulfilled_order_cannot_be_cancelled(client, owner) -> None:
+    headers, line = owner
+    order = f.order(client, headers, line["id"])
+    f.pay(client, order["payment"]["id"])
+    r = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers)
+    assert (r.status_code, r.json()["code"]) == (409, "order_state_conflict")

@@ -65,3 +65,10 @@ def get_order(order_id: uuid.UUID, account: CurrentAccount, session: SessionDep)
     """The order's owner."""
     order = service.own_order(session, account, order_id)
     return OrderOut.of(order, payments.latest_payment(session, order.id), account.language)
+
+
+@router.post("/orders/{order_id}/cancel", response_model=OrderOut)
+def cancel_order(order_id: uuid.UUID, account: CurrentAccount, session: SessionDep) -> OrderOut:
+    """The order's owner: cancel an order that is still awaiting payment (cancelling twice is harmless)."""
+    order = service.cancel(session, account, order_id)
+    return OrderOut.of(order, payments.latest_payment(session, order.id), account.language)

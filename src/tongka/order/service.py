@@ -105,14 +105,28 @@ def lock(session: Session, order_id: uuid.UUID) -> Order | None:
     )
 
 
-def mark_paid_and_fulfil(session: Session, order: Order) -> None:
-    """Pay and fulfil a locked order in one transaction: the bucket exists exactly when the order is fulfilled."""
-    now = clock.now()
-    if order.status in ("paid", "fulfilled"):
-        return
-    if not transition(session, order, "paid", paid_at=now):
-        return
-    fulfil(session, order)
+def mark_paid_and_fulfil(session: Session, order: Order) -> bool:
+    """Pay and fulfil a locked order in one transaction: the bucket exists exactly when the order is fulfilled.
+
+    False if the order can no longer be paid (it was cancelled): the caller keeps the
+    money on record for a refund.
+    """
+    if "paid" not in ALLOWED[order.status]:
+        return order.status in ("paid", "fulfilled")
+    if transition(session, order, "paid", paid_at=clock.now()):
+        fulfil(session, order)
+    return True
+
+
+def cancel(session: Session, account: Account, order_id: uuid.UUID) -> Order:
+    """The owner gives up an unpaid order. A payment that still succeeds later is kept for a refund."""
+    order = own_order(session, account, order_id)
+    order = lock(session, order.id) or order
+    if order.status == "cancelled":
+        return order
+    if not transition(session, order, "cancelled", closed_at=clock.now()):
+        raise OrderStateConflict(status=order.status, target="cancelled")
+    return order
 
 
 def fulfil(session: Session, order: Order) -> None:

@@ -44,4 +44,4 @@ class PaymentCallback(IdMixin, CreatedMixin, Base):
     event_id: Mapped[str] = mapped_column(String(128))
     payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payments.id"), index=True)
     payload: Mapped[str] = mapped_column(Text)
-    result: Mapped[str] = mapped_column(String(32))  # applied | ignored | amount_mismatch | unknown_payment
+    result: Mapped[str] = mapped_column(String(32))  # applied | ignored | amount_mismatch | unknown_payment | paid_closed_order

@@ -144,5 +144,8 @@ def apply(session: Session, payment: Payment, outcome: str, amount: int, currenc
             reason="payment",
             reference=f"payment:{payment.id}",
         )
-    orders.mark_paid_and_fulfil(session, order)
+    if not orders.mark_paid_and_fulfil(session, order):
+        # Paid for an order the customer had cancelled: the money is booked and held for a refund.
+        log.warning("payment_for_closed_order", payment_id=str(payment.id), order_status=order.status)
+        return "paid_closed_order"
     return "applied"

@@ -1,0 +1,162 @@
+"""End-to-end fixtures: the real service in its own process, and a real headless Chromium.
+
+`live_server` does what a user does after `make run`'s setup: `tongka db upgrade`,
+`tongka demo load`, `tongka serve`, with its own SQLite file and random secrets in a
+temporary directory (also its working directory, so no `var/tongka.env` is read). One
+server per test module. `tongka` runs the command line against that same database.
+
+Chromium is Debian's `/usr/bin/chromium`, driven by Playwright; without it (or without
+Playwright) browser tests skip, unless `TONGKA_TEST_REQUIRE_ALL=1` (as in CI) makes
+that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REQUIRE_ALL = os.environ.get("TONGKA_TEST_REQUIRE_ALL") == "1"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+TONGKA = Path(sys.executable).parent / "tongka"
+COMMAND_TIMEOUT = 60  # seconds, for any one `tongka` command
+START_TIMEOUT = 30  # seconds, for the server to answer /healthz
+STOP_TIMEOUT = 10  # seconds, for the server to exit once asked
+
+Tongka = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A fresh home for one server: directory, SQLite file, secrets, port and environment."""
+    if not TONGKA.exists():
+        pytest.fail(f"the `tongka` script is not next to {sys.executable}: install the project (make test does)")
+    home = tmp_path_factory.mktemp("tongka-e2e")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
+    env.update(
+        TONGKA_DATABASE_URL=f"sqlite:///{home / 'tongka.db'}",
+        TONGKA_SECRET_KEY=secrets.token_urlsafe(32),
+        TONGKA_SANDBOX_PAYMENT_SECRET=secrets.token_urlsafe(32),
+        TONGKA_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        PYTHONUNBUFFERED="1",
+    )
+    return {"home": home, "port": port, "env": env, "db": home / "tongka.db"}
+
+
+@pytest.fixture(scope="module")
+def tongka(e2e_env: dict[str, Any]) -> Tongka:
+    """Run `tongka <args>` as a user would, against the live server's database: tongka("ledger", "verify")."""
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(TONGKA), *args], cwd=e2e_env["home"], env=e2e_env["env"],
+            capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
+        )
+        if check:
+            assert result.returncode == 0, f"tongka {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def live_server(e2e_env: dict[str, Any], tongka: Tongka) -> Iterator[str]:
+    """The base URL of a freshly migrated, demo-loaded `tongka serve` in its own process."""
+    tongka("db", "upgrade")
+    tongka("demo", "load")
+    base_url = e2e_env["env"]["TONGKA_PUBLIC_BASE_URL"]
+    log_path = e2e_env["home"] / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(TONGKA), "serve", "--port", str(e2e_env["port"])],
+            cwd=e2e_env["home"], env=e2e_env["env"], stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_up(process, base_url, log_path)
+        yield base_url
+        # After every scenario: the ledger must still match its entries.
+        tongka("ledger", "verify")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+    log_text = log_path.read_text(errors="replace")
+    assert "Traceback" not in log_text and "unhandled_error" not in log_text, (
+        "the server logged an error:\n" + _log_tail(log_path, 80)
+    )
+
+
+def _wait_until_up(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"`tongka serve` exited with {process.returncode} before answering:\n{_log_tail(log_path)}")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).json() == {"status": "ok"}:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"`tongka serve` did not answer {base_url}/healthz within {START_TIMEOUT}s:\n{_log_tail(log_path)}")
+
+
+def _require(what: str, why: str) -> None:
+    if REQUIRE_ALL:
+        pytest.fail(f"{what} is required here (TONGKA_TEST_REQUIRE_ALL=1), but {why}")
+    pytest.skip(f"{what}: {why}; browser tests skipped (TONGKA_TEST_REQUIRE_ALL=1, as in CI, makes this a failure)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium, driven by Playwright (no downloaded browsers)."""
+    if not CHROMIUM.exists():
+        _require(f"Chromium at {CHROMIUM}", "it is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _require("the Python package `playwright`", "it is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, live_server: str) -> Iterator[Any]:
+    """A fresh browser tab (own cookies) whose relative URLs go to the live server."""
+    context = browser.new_context(base_url=live_server, viewport={"width": 1000, "height": 700}, locale="en-GB")
+    context.set_default_timeout(10_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

@@ -1,0 +1,99 @@
+"""What a subscriber's app does against a live server, over real HTTP: register, log in, bind, order."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import httpx
+
+PASSWORD = "correct horse battery"
+
+
+def unbound_numbers(tongka) -> list[str]:  # type: ignore[no-untyped-def]
+    """Spare numbers, as an operator reads them from `tongka lines list --unbound` (ICCID, HK, CN, state)."""
+    out = tongka("lines", "list", "--unbound").stdout
+    numbers = []
+    for row in out.splitlines():
+        iccid, hk, cn, state = row.split()
+        assert state == "unbound", row
+        numbers.append(hk if hk != "-" else cn)
+    return numbers
+
+
+def register_and_login(client: httpx.Client, language: str = "en") -> tuple[dict[str, Any], dict[str, str]]:
+    username = f"e2e{uuid.uuid4().hex[:10]}"
+    r = client.post(
+        "/api/v1/accounts",
+        json={"username": username, "password": PASSWORD, "email": f"{username}@example.com", "language": language},
+    )
+    assert r.status_code == 201, r.text
+    account = r.json()
+    assert account["username"] == username
+    return account, login(client, username, PASSWORD)
+
+
+def login(client: httpx.Client, username: str, password: str) -> dict[str, str]:
+    r = client.post("/api/v1/auth/token", data={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    assert r.json()["token_type"].lower() == "bearer"
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def sms_code(client: httpx.Client, number: str) -> str:
+    """The code in the newest SMS to `number`, read from the dev outbox."""
+    r = client.get("/dev/outbox")
+    assert r.status_code == 200, r.text
+    for message in r.json():  # newest first
+        if message["channel"] == "sms" and message["to"] == number:
+            found = re.search(r"\b(\d{6})\b", message["body"])
+            assert found, message["body"]
+            return found.group(1)
+    raise AssertionError(f"no SMS to {number} in the outbox")
+
+
+def bind(client: httpx.Client, headers: dict[str, str], number: str) -> dict[str, Any]:
+    r = client.post("/api/v1/lines/bind", json={"number": number}, headers=headers)
+    assert r.status_code == 202, r.text
+    assert r.json()["number"] == number
+    r = client.post(
+        "/api/v1/lines/bind/confirm", json={"number": number, "code": sms_code(client, number)}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    line = r.json()
+    assert number in line["numbers"]
+    return line  # type: ignore[no-any-return]
+
+
+def pack(client: httpx.Client, headers: dict[str, str], line_id: str, code: str) -> dict[str, Any]:
+    r = client.get("/api/v1/packs", params={"line_id": line_id, "channel": "app"}, headers=headers)
+    assert r.status_code == 200, r.text
+    return next(p for p in r.json() if p["code"] == code)  # type: ignore[no-any-return]
+
+
+def price(pack: dict[str, Any], currency: str) -> int:
+    return next(p["amount"] for p in pack["prices"] if p["currency"] == currency)  # type: ignore[no-any-return]
+
+
+def order(
+    client: httpx.Client, headers: dict[str, str], line_id: str, pack_id: str,
+    currency: str = "HKD", method: str = "wechat_pay", key: str | None = None,
+) -> httpx.Response:
+    return client.post(
+        "/api/v1/orders",
+        json={"line_id": line_id, "pack_id": pack_id, "currency": currency, "payment_method": method},
+        headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex},
+    )
+
+
+def subscriber_with_line(client: httpx.Client, tongka) -> tuple[dict[str, str], dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """A new subscriber who has bound a spare line: (auth headers, line)."""
+    _account, headers = register_and_login(client)
+    number = unbound_numbers(tongka)[0]
+    return headers, bind(client, headers, number)
+
+
+def hkd(amount: int) -> str:
+    """How the checkout shows an HKD amount in minor units, e.g. 5800 -> HK$58.00."""
+    return f"HK${amount // 100:,}.{amount % 100:02d}"
