@@ -109,17 +109,23 @@ def _problem(error: TongkaError, language: str, headers: dict[str, str] | None =
     )
 
 
+def _field(error: Any) -> str:
+    """`line_id`, `query.channel`, or `body` for a body that is not JSON (whose loc is a character offset)."""
+    if error["type"] == "json_invalid":
+        return "body"
+    return ".".join(str(p) for p in error["loc"] if p != "body") or "body"
+
+
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TongkaError)
     async def tongka_error(request: Request, error: TongkaError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return _problem(error, request_language(request), headers)
+        return _problem(error, request_language(request), error.headers())
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         language = request_language(request)
         errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body", "message": e["msg"], "type": e["type"]}
+            {"field": _field(e), "message": e["msg"], "type": e["type"]}
             for e in error.errors()
         ]
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))

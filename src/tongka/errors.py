@@ -25,6 +25,9 @@ class TongkaError(Exception):
         self.params = params
         super().__init__(self.message.format(**params) if params else self.message)
 
+    def headers(self) -> dict[str, str]:
+        return {}
+
     def detail(self, language: str) -> str:
         return gettext(self.message, language, **self.params)
 
@@ -50,6 +53,9 @@ class Unauthorized(TongkaError):
     status = 401
     code = "not_authenticated"
     message = _("Log in to continue.")
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(TongkaError):
@@ -80,6 +86,10 @@ class TooManyRequests(TongkaError):
     status = 429
     code = "too_many_requests"
     message = _("Too many requests. Try again later.")
+
+    def headers(self) -> dict[str, str]:
+        seconds = self.params.get("seconds")
+        return {"Retry-After": str(seconds)} if seconds is not None else {}
 
 
 _TITLES = {

@@ -46,6 +46,8 @@ def parse_number(text: str, region: str | None = None) -> str:
         number = phonenumbers.parse(raw, guess)
     except phonenumbers.NumberParseException:
         raise InvalidNumber() from None
+    if number.extension:
+        raise InvalidNumber()
     found = phonenumbers.region_code_for_number(number)
     if found not in REGION_PREFIX or not phonenumbers.is_valid_number(number):
         raise InvalidNumber()
@@ -60,7 +62,7 @@ def parse_number(text: str, region: str | None = None) -> str:
 
 
 DOCUMENT_TYPES = ("cn_resident_id", "hkid", "passport")
-_HKID = re.compile(r"^([A-Z]{1,2})([0-9]{6})\(?([0-9A])\)?$")
+_HKID = re.compile(r"^([A-Z]{1,2})([0-9]{6})(?:\(([0-9A])\)|([0-9A]))$")
 _PASSPORT = re.compile(r"^[A-Z0-9]{5,20}$")
 
 
@@ -81,9 +83,10 @@ def normalise_document(document_type: str, number: str) -> str:
             raise InvalidDocument() from None
     if document_type == "hkid":
         match = _HKID.match(text)
-        if not match or hkid_check_digit(match[1], match[2]) != match[3]:
+        check = match and (match[3] or match[4])
+        if not match or hkid_check_digit(match[1], match[2]) != check:
             raise InvalidDocument()
-        return f"{match[1]}{match[2]}{match[3]}"
+        return f"{match[1]}{match[2]}{check}"
     if document_type == "passport":
         if not _PASSPORT.match(text):
             raise InvalidDocument()
@@ -92,16 +95,20 @@ def normalise_document(document_type: str, number: str) -> str:
 
 
 def mask(text: str) -> str:
-    """Enough to recognise, not enough to use: `11**************3X`, `A1*****3`."""
+    """Enough to recognise, not enough to use: `11**************2X`, `A******3`."""
     if len(text) <= 4:
         return "*" * len(text)
-    keep = 2 if len(text) >= 8 else 1
+    keep = 2 if len(text) >= 12 else 1
     return text[:keep] + "*" * (len(text) - 2 * keep) + text[-keep:]
 
 
 def mask_name(name: str) -> str:
-    """`陈**`, `C*** T** M**`: the first letter of each part."""
+    """`陈**`, `王 *`, `C*** T** M**`: the first letter of the name and the initials of longer parts, never all of it."""
     parts = name.split()
-    if len(parts) == 1:
-        return name[:1] + "*" * (len(name) - 1)
-    return " ".join(p[:1] + "*" * (len(p) - 1) for p in parts)
+    if sum(len(p) for p in parts) <= 1:
+        return "*" * len(name)
+    masked = []
+    for i, part in enumerate(parts):
+        keep = 1 if i == 0 or len(part) > 1 else 0
+        masked.append(part[:keep] + "*" * (len(part) - keep))
+    return " ".join(masked)

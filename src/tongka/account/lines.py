@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import hashlib
 import hmac
 import io
@@ -145,7 +146,7 @@ def import_lines(session: Session, rows: Iterable[str]) -> ImportReport:
             if (existing.hk_number, existing.cn_number, existing.imsi) == (hk, cn, imsi or existing.imsi):
                 report.unchanged += 1
             else:
-                report.errors.append((line_no, f"ICCID {iccid} was imported before with other numbers"))
+                report.errors.append((line_no, f"ICCID {iccid} was imported before with other numbers or IMSI"))
             continue
         taken = [n for n in (hk, cn) if n and _line_by_number(session, n) is not None]
         if taken:
@@ -219,7 +220,7 @@ def request_bind(session: Session, account: Account, number_text: str, policy: B
         select(BindChallenge.created_at).where(BindChallenge.number == number).order_by(BindChallenge.created_at.desc())
     )
     if last is not None and (wait := (last + timedelta(seconds=policy.resend_seconds) - now).total_seconds()) > 0:
-        raise BindCodeTooSoon(seconds=int(wait) + 1)
+        raise BindCodeTooSoon(seconds=math.ceil(wait))
     code = f"{secrets.randbelow(10**6):06d}"
     challenge = BindChallenge(
         id=uuid.uuid4(),

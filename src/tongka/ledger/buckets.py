@@ -129,16 +129,12 @@ def expire_buckets(session: Session, now: datetime | None = None) -> int:
     left = LedgerAccount.credits_posted - LedgerAccount.debits_posted - LedgerAccount.debits_pending
     due = select(Bucket).join(Bucket.account).where(Bucket.expires_at <= now, left > 0).order_by(Bucket.expires_at)
     for bucket in session.scalars(due).unique().all():
-        account = bucket.account
-        session.refresh(account)
-        if account.available > 0:
-            ledger.transfer(
-                session,
-                account,
-                ledger.system_account(session, "data_expired", bucket.unit),
-                account.available,
-                reason="bucket_expiry",
-                reference=f"bucket:{bucket.id}",
-            )
-            count += 1
+        moved = ledger.sweep(
+            session,
+            bucket.account,
+            ledger.system_account(session, "data_expired", bucket.unit),
+            reason="bucket_expiry",
+            reference=f"bucket:{bucket.id}",
+        )
+        count += moved > 0
     return count

@@ -112,6 +112,15 @@ def transfer(
     return _append(session, "posted", d.id, c.id, amount, reason, reference)
 
 
+def sweep(session: Session, debit: LedgerAccount, credit: LedgerAccount, *, reason: str, reference: str) -> int:
+    """Move all that `debit` has available (reservations stay) to `credit`; returns the amount moved."""
+    d = _lock(session, (debit.id, credit.id))[debit.id]
+    amount = d.available
+    if amount > 0:
+        transfer(session, d, credit, amount, reason=reason, reference=reference)
+    return max(amount, 0)
+
+
 def reserve(
     session: Session,
     debit: LedgerAccount,
@@ -259,7 +268,10 @@ def verify(session: Session) -> list[Mismatch]:
 
     debits, credits = sums(t.debit_account_id), sums(t.credit_account_id)
     per_unit: dict[str, int] = {}
-    for account in session.scalars(select(LedgerAccount).order_by(LedgerAccount.id)):
+    # populate_existing: compare with the stored totals as they are now, not as this session last saw them.
+    for account in session.scalars(
+        select(LedgerAccount).order_by(LedgerAccount.id).execution_options(populate_existing=True)
+    ):
         d_posted, d_pending = debits.get(account.id, (0, 0))
         c_posted, c_pending = credits.get(account.id, (0, 0))
         for what, stored, recomputed in (
