@@ -31,11 +31,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
-# Secrets are made on this machine at first start and never committed.
-var/tongka.env:
+# Secrets and sandbox provider keys are made on this machine at first start, never committed.
+var/tongka.env: | $(VENV)/.installed
 	mkdir -p var
-	$(PYTHON) -c 'import secrets; print("TONGKA_SECRET_KEY=" + secrets.token_urlsafe(32)); print("TONGKA_SANDBOX_PAYMENT_SECRET=" + secrets.token_urlsafe(32))' > $@
-	chmod 600 $@
+	umask 077 && $(BIN)/tongka keys generate > $@.tmp && mv $@.tmp $@
 
 clean:
 	rm -rf $(VENV) var

@@ -93,14 +93,26 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     _assert_ledger_clean(url)
 
 
+@pytest.fixture(scope="session")
+def sandbox_keys() -> dict[str, str]:
+    """Every provider's sandbox keys, made once per worker (RSA keys take a moment)."""
+    from tongka.payment.sandbox_keys import generate
+
+    return {k.removeprefix("TONGKA_").lower(): v for k, v in generate().items()}
+
+
 @pytest.fixture
-def settings(db_url: str) -> Settings:
+def settings(db_url: str, sandbox_keys: dict[str, str], tmp_path: Path) -> Settings:
     return Settings(
-        env="dev",
-        database_url=db_url,
-        public_base_url="http://testserver",
-        secret_key=secrets.token_urlsafe(32),
-        sandbox_payment_secret=secrets.token_urlsafe(32),
+        **{
+            **sandbox_keys,
+            "env": "dev",
+            "database_url": db_url,
+            "public_base_url": "http://testserver",
+            "secret_key": secrets.token_urlsafe(32),
+            "sandbox_payment_secret": secrets.token_urlsafe(32),
+            "sandbox_store_url": f"sqlite:///{tmp_path / 'sandbox-providers.db'}",
+        },
         _env_file=None,  # type: ignore[call-arg]
     )
 
@@ -127,8 +139,12 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def client(app, settings: Settings) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    from tongka.payment import providers
+
     with TestClient(app) as c:
+        # Provider API calls go to the simulators in this same app, in-process.
+        app.state.providers = providers.build(settings, http=c)
         yield c
 
 

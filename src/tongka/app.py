@@ -50,9 +50,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (account_api.router, catalog_api.router, order_api.router, payment_api.router):
         app.include_router(router)
     if settings.sandbox_enabled:
+        import importlib
+        import importlib.util
+
         from tongka.payment import sandbox
 
         app.include_router(sandbox.router)
+        for name in providers.REAL_PROVIDERS:
+            if importlib.util.find_spec(f"tongka.payment.simulators.{name}") is not None:
+                simulator = importlib.import_module(f"tongka.payment.simulators.{name}")
+                app.include_router(simulator.router, prefix=f"/sandbox/{name}", tags=["sandbox"])
     if settings.dev:
         from tongka.notify import api as notify_api
 

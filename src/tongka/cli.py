@@ -20,7 +20,11 @@ demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 lines_app = typer.Typer(help="The SIM inventory.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The ledger.", no_args_is_help=True)
 orders_app = typer.Typer(help="Orders.", no_args_is_help=True)
-for sub, name in ((db_app, "db"), (demo_app, "demo"), (lines_app, "lines"), (ledger_app, "ledger"), (orders_app, "orders")):
+keys_app = typer.Typer(help="Keys and secrets.", no_args_is_help=True)
+for sub, name in (
+    (db_app, "db"), (demo_app, "demo"), (lines_app, "lines"), (ledger_app, "ledger"), (orders_app, "orders"),
+    (keys_app, "keys"),
+):
     app.add_typer(sub, name=name)
 
 
@@ -124,6 +128,14 @@ def orders_expire() -> None:
     with transaction(_sessions(get_settings())) as session:
         count = orders.expire_unpaid(session)
     typer.echo(f"expired {count} order(s)")
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print new secrets and sandbox provider keys as TONGKA_*= lines (for var/tongka.env)."""
+    from tongka.payment.sandbox_keys import env_lines, generate
+
+    typer.echo(env_lines(generate()), nl=False)
 
 
 def main() -> None:  # pragma: no cover

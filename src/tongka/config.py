@@ -27,6 +27,43 @@ class Settings(BaseSettings):
     sandbox_payment_secret: SecretStr
 
     payment_sandbox: bool | None = None  # None: on in dev, off in production
+    # The providers' own side in sandbox mode (their API, pages and callbacks) keeps its
+    # state in a database of its own, as a real provider would: never tongka's tables.
+    sandbox_store_url: str = "sqlite:///var/sandbox-providers.db"
+    # Where provider API calls go; in sandbox mode, the simulators under /sandbox/<provider>.
+    wechat_api_base: str | None = None  # live: https://api.mch.weixin.qq.com
+    alipay_gateway: str | None = None  # live: https://openapi.alipay.com/gateway.do
+    stripe_api_base: str | None = None  # live: https://api.stripe.com
+    paypal_api_base: str | None = None  # live: https://api-m.paypal.com
+
+    # WeChat Pay API v3: merchant id and app id, the APIv3 key (32 bytes) that encrypts
+    # callback resources, the merchant's RSA key and certificate serial (signs requests),
+    # and the platform's public key and serial (verifies WeChat's callbacks and answers).
+    wechat_mch_id: str | None = None
+    wechat_appid: str | None = None
+    wechat_apiv3_key: SecretStr | None = None
+    wechat_merchant_private_key: SecretStr | None = None
+    wechat_merchant_serial: str | None = None
+    wechat_platform_public_key: str | None = None
+    wechat_platform_serial: str | None = None
+    # Alipay open platform: app id, the app's RSA private key (RSA2 signs requests) and
+    # Alipay's public key (verifies notifications and answers).
+    alipay_app_id: str | None = None
+    alipay_app_private_key: SecretStr | None = None
+    alipay_public_key: str | None = None
+    # Stripe: secret key and webhook endpoint secret (whsec_...).
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    # PayPal REST: client credentials and the webhook id (used to verify webhooks).
+    paypal_client_id: str | None = None
+    paypal_client_secret: SecretStr | None = None
+    paypal_webhook_id: str | None = None
+
+    # The simulators' own keys (sandbox only): what the provider holds on its side.
+    sandbox_wechat_platform_private_key: SecretStr | None = None
+    sandbox_wechat_merchant_public_key: str | None = None
+    sandbox_alipay_private_key: SecretStr | None = None
+    sandbox_alipay_app_public_key: str | None = None
     access_token_ttl_seconds: int = 86_400
     order_payment_ttl_seconds: int = 30 * 60
     bind_code_ttl_seconds: int = 10 * 60

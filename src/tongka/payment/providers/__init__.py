@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
+import httpx
+
 from tongka.config import Settings
 from tongka.payment.providers.base import Provider
 from tongka.payment.providers.sandbox import SandboxProvider
 
-__all__ = ["SandboxProvider", "build", "CHANNEL_METHODS", "METHOD_PROVIDER"]
+__all__ = ["SandboxProvider", "build", "CHANNEL_METHODS", "METHOD_PROVIDER", "REAL_PROVIDERS"]
+
+# The providers that speak a real provider's protocol, each in providers/<name>.py.
+REAL_PROVIDERS = ("wechat", "alipay", "stripe", "paypal")
 
 
-def build(settings: Settings) -> dict[str, Provider]:
+def build(settings: Settings, http: httpx.Client | None = None) -> dict[str, Provider]:
+    """Every configured provider. `http` carries their API calls (tests pass an in-process client)."""
+    http = http or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
     providers: dict[str, Provider] = {}
     if settings.sandbox_enabled:
         providers["sandbox"] = SandboxProvider(
             settings.sandbox_payment_secret.get_secret_value(), settings.public_base_url
         )
+    for name in REAL_PROVIDERS:
+        if importlib.util.find_spec(f"tongka.payment.providers.{name}") is None:
+            continue  # not written yet
+        provider = importlib.import_module(f"tongka.payment.providers.{name}").build(settings, http)
+        if provider is not None:
+            providers[name] = provider
     return providers
 
 

@@ -1,8 +1,15 @@
 """The one protocol every payment provider speaks to the core, in plain dataclasses.
 
 A provider starts a payment (returning what the payer needs: a page, a QR code),
-verifies and parses the provider's callbacks, and answers them the way the provider
-expects. Providers are registered in a plain dict built from the settings.
+verifies and parses the provider's callbacks, answers them the way the provider
+expects, asks for a payment's state, closes an unpaid payment and refunds. Providers are
+registered in a plain dict built from the settings (`providers/__init__.py`).
+
+Each provider module `providers/<name>.py` has `build(settings, http) -> Provider | None`
+(None when it is not configured). `http` is an `httpx.Client`; calls go to the live API
+base from the settings, or in sandbox mode to the provider's simulator under
+`{public_base_url}/sandbox/<name>` (`payment/simulators/<name>.py`), which speaks the
+same wire format with the sandbox keys.
 """
 
 from __future__ import annotations
@@ -11,13 +18,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from tongka.errors import BadRequest
+from tongka.errors import BadRequest, TongkaError
 from tongka.i18n import _
 
 
 class InvalidCallback(BadRequest):
     code = "invalid_callback"
     message = _("The payment notification could not be verified.")
+
+
+class ProviderUnavailable(TongkaError):
+    """The provider could not be reached or refused our call: not the customer's fault, try again."""
+
+    status = 502
+    code = "provider_unavailable"
+    message = _("The payment provider did not answer. Nothing was charged; try again in a moment.")
 
 
 @dataclass(frozen=True)
@@ -43,9 +58,38 @@ class PaymentEvent:
     event_id: str  # unique per provider: the inbox key
     payment_id: str  # ours
     provider_reference: str
-    outcome: Literal["succeeded", "failed"]
+    # succeeded / failed: the payment's outcome; refunded: a refund of `amount` went through
+    outcome: Literal["succeeded", "failed", "refunded"]
     amount: int
     currency: str
+    refund_id: str | None = None  # ours, for outcome "refunded"
+
+
+@dataclass(frozen=True)
+class PaymentStatus:
+    """What the provider says of a payment when asked (reconciliation, expiry)."""
+
+    status: Literal["pending", "succeeded", "failed", "closed"]
+    provider_reference: str | None
+    amount: int | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    refund_id: str  # ours; providers take it as the idempotency key of the refund
+    payment_id: str
+    provider_reference: str
+    amount: int
+    currency: str
+    payment_amount: int  # the whole payment, which some providers want alongside
+    reason: str
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    provider_refund_id: str
+    status: Literal["succeeded", "pending", "failed"]
 
 
 @dataclass(frozen=True)
@@ -66,4 +110,16 @@ class Provider(Protocol):
 
     def acknowledge(self) -> CallbackAnswer:
         """What the provider expects to hear once an event is safely stored."""
+        ...
+
+    def query(self, payment_id: str, provider_reference: str | None) -> PaymentStatus:
+        """Ask the provider for the payment's state (ProviderUnavailable if it cannot be asked)."""
+        ...
+
+    def close(self, payment_id: str, provider_reference: str | None) -> None:
+        """Tell the provider the payment may no longer be paid (the order expired or was cancelled)."""
+        ...
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        """Refund part or all of a succeeded payment; calling twice with one refund_id refunds once."""
         ...

@@ -1,0 +1,39 @@
+"""The providers' side in sandbox mode: their API, their payer pages, their signed callbacks.
+
+Each simulator module `simulators/<name>.py` has:
+  router       an APIRouter mounted at /sandbox/<name>: the provider's API paths (as the
+               real API has them, under that prefix) and the pages a payer sees
+  complete     `async def complete(request, payment: SimPayment, outcome) -> int`: the payer
+               pays ("succeeded") or gives up ("failed"); the simulator updates its record and
+               sends its signed callback to tongka, returning the callback's HTTP status
+Simulators keep their records in `store.SimPayment` (a database of their own) and sign
+with the `sandbox_*` keys from the settings. Who may call them: anyone, and only when the
+sandbox is on; they never exist in production.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import httpx
+from fastapi import Request
+
+
+async def deliver(request: Request, url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST a callback to tongka's `url` as the provider would, through the ASGI app in-process.
+
+    In-process because the sandbox must work with no way to reach itself over the network
+    (tests, a machine behind a firewall); the bytes and headers are exactly what would be sent.
+    """
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    transport = httpx.ASGITransport(app=request.app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"{parts.scheme}://{parts.netloc}") as client:
+        answer = await client.post(path, content=body, headers=headers)
+    return answer.status_code
+
+
+def store_sessions(request: Request):  # type: ignore[no-untyped-def]
+    from tongka.payment.simulators.store import sessions
+
+    return sessions(request.app.state.settings.sandbox_store_url)
