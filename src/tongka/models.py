@@ -2,13 +2,15 @@
 
 from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
 from tongka.catalog.models import Pack, PackPrice
+from tongka.fx.models import ExchangeRate
 from tongka.idempotency import IdempotencyRecord
 from tongka.ledger.models import Bucket, LedgerAccount, Transfer
 from tongka.notify.models import OutboxMessage
 from tongka.order.models import Order
-from tongka.payment.models import Payment, PaymentCallback
+from tongka.payment.models import Payment, PaymentCallback, Refund
+from tongka.receipt.models import Receipt, ReceiptCounter
 
 __all__ = [
-    "AccessToken", "Account", "BindChallenge", "Bucket", "IdempotencyRecord", "LedgerAccount", "Line",
+    "AccessToken", "Account", "BindChallenge", "Bucket", "ExchangeRate", "Receipt", "ReceiptCounter", "Refund", "IdempotencyRecord", "LedgerAccount", "Line",
     "OutboxMessage", "Order", "Pack", "PackPrice", "Payment", "PaymentCallback", "RealNameRecord", "Transfer",
 ]

@@ -30,6 +30,11 @@ class Order(IdMixin, CreatedMixin, Base):
     status: Mapped[str] = mapped_column(String(24), default="awaiting_payment")
     amount: Mapped[int] = mapped_column(BigInteger)  # what the customer pays, minor units
     currency: Mapped[str] = mapped_column(String(3))
+    # The catalog price it came from; differs from amount/currency when paid in the other currency.
+    list_amount: Mapped[int] = mapped_column(BigInteger)
+    list_currency: Mapped[str] = mapped_column(String(3))
+    # The rate locked when the order was made: currency units per list-currency unit, × 10^6.
+    fx_rate_micros: Mapped[int | None] = mapped_column(BigInteger)
     # What was sold, as it was when ordered: a later catalog change does not alter it.
     zone: Mapped[str] = mapped_column(String(16))
     volume_bytes: Mapped[int] = mapped_column(BigInteger)

@@ -73,6 +73,8 @@ def create(
         status="awaiting_payment",
         amount=price.amount,
         currency=price.currency,
+        list_amount=price.amount,
+        list_currency=price.currency,
         zone=pack.zone,
         volume_bytes=pack.volume_bytes,
         validity_days=pack.validity_days,

@@ -31,6 +31,27 @@ class Payment(IdMixin, CreatedMixin, Base):
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class Refund(IdMixin, CreatedMixin, Base):
+    """A refund of part or all of a succeeded payment: a record of its own, never deleted."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="positive"),
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+    )
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str] = mapped_column(String(200))
+    requested_by: Mapped[str] = mapped_column(String(64))  # "operator:<username>", "system:late_payment", "cli"
+    provider_refund_id: Mapped[str | None] = mapped_column(String(64))
+    # Data taken back from the bucket with the money (bytes), by the ledger.
+    bytes_withdrawn: Mapped[int] = mapped_column(BigInteger, default=0)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class PaymentCallback(IdMixin, CreatedMixin, Base):
     """The inbox: each verified provider event once, unique on (provider, event id).
 
