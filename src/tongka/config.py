@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # The shared secret of the sandbox payment provider's callbacks.
     sandbox_payment_secret: SecretStr
 
+    # Ed25519 private key (32 raw bytes, base64) that signs receipts; its public half is published.
+    receipt_signing_key: SecretStr | None = None
+
     payment_sandbox: bool | None = None  # None: on in dev, off in production
     # The providers' own side in sandbox mode (their API, pages and callbacks) keeps its
     # state in a database of its own, as a real provider would: never tongka's tables.

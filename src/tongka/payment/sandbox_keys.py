@@ -7,6 +7,7 @@ demo and the tests. PEM keys are written on one line with `\\n` escapes.
 
 from __future__ import annotations
 
+import base64
 import secrets
 
 from cryptography.hazmat.primitives import serialization
@@ -32,6 +33,7 @@ def generate() -> dict[str, str]:
     return {
         "TONGKA_SECRET_KEY": secrets.token_urlsafe(32),
         "TONGKA_SANDBOX_PAYMENT_SECRET": secrets.token_urlsafe(32),
+        "TONGKA_RECEIPT_SIGNING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "TONGKA_WECHAT_MCH_ID": "1900000109",
         "TONGKA_WECHAT_APPID": "wxd678efh567hg6787",
         "TONGKA_WECHAT_APIV3_KEY": secrets.token_hex(16),  # 32 characters, as WeChat's are
