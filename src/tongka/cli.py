@@ -21,9 +21,10 @@ lines_app = typer.Typer(help="The SIM inventory.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The ledger.", no_args_is_help=True)
 orders_app = typer.Typer(help="Orders.", no_args_is_help=True)
 keys_app = typer.Typer(help="Keys and secrets.", no_args_is_help=True)
+rates_app = typer.Typer(help="Exchange rates between CNY and HKD.", no_args_is_help=True)
 for sub, name in (
     (db_app, "db"), (demo_app, "demo"), (lines_app, "lines"), (ledger_app, "ledger"), (orders_app, "orders"),
-    (keys_app, "keys"),
+    (keys_app, "keys"), (rates_app, "rates"),
 ):
     app.add_typer(sub, name=name)
 
@@ -128,6 +129,31 @@ def orders_expire() -> None:
     with transaction(_sessions(get_settings())) as session:
         count = orders.expire_unpaid(session)
     typer.echo(f"expired {count} order(s)")
+
+
+@rates_app.command("set")
+def rates_set(base: str, quote: str, rate: str) -> None:
+    """From now on, 1 BASE = RATE QUOTE for new orders (e.g. `tongka rates set HKD CNY 0.9234`)."""
+    from tongka.fx import service as fx
+
+    try:
+        micros = fx.parse_rate(rate)
+        with transaction(_sessions(get_settings())) as session:
+            fx.set_rate(session, base.upper(), quote.upper(), micros, set_by="cli")
+    except ValueError as e:
+        typer.echo(f"refused: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"1 {base.upper()} = {micros / fx.SCALE:.6f} {quote.upper()}")
+
+
+@rates_app.command("list")
+def rates_list() -> None:
+    """The rates in force."""
+    from tongka.fx import service as fx
+
+    with transaction(_sessions(get_settings())) as session:
+        for r in fx.rates(session):
+            typer.echo(f"1 {r.base} = {r.rate_micros / fx.SCALE:.6f} {r.quote}  (since {r.created_at:%Y-%m-%d %H:%M} UTC, {r.set_by})")
 
 
 @keys_app.command("generate")

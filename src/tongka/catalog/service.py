@@ -49,17 +49,20 @@ def packs_on_sale(session: Session, channel: str, now: datetime | None = None) -
     )
 
 
-def pack_for_sale(session: Session, pack_id: uuid.UUID, channel: str, currency: str) -> tuple[Pack, Money]:
-    """The pack and its list price, if it can be bought on `channel` in `currency` now."""
+def pack_for_sale(session: Session, pack_id: uuid.UUID, channel: str) -> Pack:
+    """The pack, if it can be bought on `channel` now."""
     pack = session.get(Pack, pack_id)
     if pack is None:
         raise PackNotFound()
     if not on_sale(pack, channel, clock.now()):
         raise PackNotOnSale()
-    amount = pack.price(currency)
-    if amount is None or currency not in CURRENCIES:
-        raise CurrencyNotOffered(currency=currency)
-    return pack, Money(amount, currency)  # type: ignore[arg-type]
+    return pack
+
+
+def list_price(pack: Pack, currency: str) -> Money | None:
+    """The catalog price in `currency`, if the pack has one."""
+    amount = pack.price(currency) if currency in CURRENCIES else None
+    return None if amount is None else Money(amount, currency)  # type: ignore[arg-type]
 
 
 def upsert_pack(

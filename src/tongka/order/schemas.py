@@ -46,6 +46,10 @@ class OrderOut(BaseModel):
     pack: OrderPackOut
     amount: int
     currency: str
+    # The catalog price it came from, and the rate locked when the order was made (when paid in another currency).
+    list_amount: int
+    list_currency: str
+    exchange_rate: str | None = Field(description="quote units per list-currency unit, e.g. \"0.923400\"")
     created_at: datetime
     expires_at: datetime
     paid_at: datetime | None
@@ -70,6 +74,9 @@ class OrderOut(BaseModel):
             ),
             amount=order.amount,
             currency=order.currency,
+            list_amount=order.list_amount,
+            list_currency=order.list_currency,
+            exchange_rate=None if order.fx_rate_micros is None else f"{order.fx_rate_micros / 1_000_000:.6f}",
             created_at=order.created_at,
             expires_at=order.expires_at,
             paid_at=order.paid_at,

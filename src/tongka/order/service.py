@@ -17,8 +17,10 @@ from tongka.account import lines
 from tongka.account.models import Account
 from tongka.catalog import service as catalog
 from tongka.errors import Conflict, NotFound
+from tongka.fx import service as fx
 from tongka.i18n import _
 from tongka.ledger import buckets
+from tongka.money import CURRENCIES
 from tongka.order.models import Order
 
 ALLOWED: dict[str, set[str]] = {
@@ -64,7 +66,12 @@ def create(
 ) -> Order:
     """An order at the catalog's price; whatever price the client sent plays no part."""
     line = lines.own_line(session, account, line_id)
-    pack, price = catalog.pack_for_sale(session, pack_id, channel, currency)
+    pack = catalog.pack_for_sale(session, pack_id, channel)
+    catalog_prices = [p for c in CURRENCIES if (p := catalog.list_price(pack, c)) is not None]
+    quoted = fx.price_in(session, catalog_prices, currency)
+    if quoted is None:
+        raise catalog.CurrencyNotOffered(currency=currency)
+    listed, price, rate = quoted
     order = Order(
         account_id=account.id,
         line_id=line.id,
@@ -73,8 +80,9 @@ def create(
         status="awaiting_payment",
         amount=price.amount,
         currency=price.currency,
-        list_amount=price.amount,
-        list_currency=price.currency,
+        list_amount=listed.amount,
+        list_currency=listed.currency,
+        fx_rate_micros=rate,
         zone=pack.zone,
         volume_bytes=pack.volume_bytes,
         validity_days=pack.validity_days,
