@@ -25,7 +25,10 @@ DEV_ONLY = {("GET", "/dev/outbox")}
 SANDBOX_ONLY_PREFIX = "/sandbox/"
 
 
-WHO = ("Anyone", "The signed-in subscriber", "The line's owner", "The order's owner", "The payment provider")
+WHO = (
+    "Anyone", "The signed-in subscriber", "The line's owner", "The order's owner", "The payment provider",
+    "Operator staff",
+)
 
 
 def operations(app) -> list[tuple[str, str, dict]]:  # type: ignore[no-untyped-def]

@@ -22,9 +22,11 @@ ledger_app = typer.Typer(help="The ledger.", no_args_is_help=True)
 orders_app = typer.Typer(help="Orders.", no_args_is_help=True)
 keys_app = typer.Typer(help="Keys and secrets.", no_args_is_help=True)
 rates_app = typer.Typer(help="Exchange rates between CNY and HKD.", no_args_is_help=True)
+payments_app = typer.Typer(help="Payments and refunds.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 for sub, name in (
     (db_app, "db"), (demo_app, "demo"), (lines_app, "lines"), (ledger_app, "ledger"), (orders_app, "orders"),
-    (keys_app, "keys"), (rates_app, "rates"),
+    (keys_app, "keys"), (rates_app, "rates"), (payments_app, "payments"), (accounts_app, "accounts"),
 ):
     app.add_typer(sub, name=name)
 
@@ -154,6 +156,53 @@ def rates_list() -> None:
     with transaction(_sessions(get_settings())) as session:
         for r in fx.rates(session):
             typer.echo(f"1 {r.base} = {r.rate_micros / fx.SCALE:.6f} {r.quote}  (since {r.created_at:%Y-%m-%d %H:%M} UTC, {r.set_by})")
+
+
+@accounts_app.command("create-operator")
+def accounts_create_operator(
+    username: str,
+    email: Annotated[str, typer.Option(prompt=True)],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Create an operator staff account (may refund and use /api/v1/admin)."""
+    from tongka.account import service as accounts
+    from tongka.errors import TongkaError
+
+    try:
+        with transaction(_sessions(get_settings())) as session:
+            account = accounts.register(session, username=username, password=password, email=email, language="en")
+            account.role = "operator"
+    except TongkaError as e:
+        typer.echo(f"refused: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"operator {account.username} created")
+
+
+@payments_app.command("refund")
+def payments_refund(
+    payment_id: str,
+    amount: Annotated[int, typer.Option(help="minor units (cents), in the payment's currency")],
+    reason: Annotated[str, typer.Option()],
+    key: Annotated[str, typer.Option(help="retry with the same key to refund once")] = "",
+) -> None:
+    """Refund part or all of a payment through its provider (pro-rated to the unused data)."""
+    import uuid
+
+    from tongka.errors import TongkaError
+    from tongka.payment import providers, refunds
+
+    settings = get_settings()
+    refund_id = uuid.uuid5(uuid.NAMESPACE_URL, f"tongka:refund:cli:{key}") if key else uuid.uuid4()
+    try:
+        with transaction(_sessions(settings)) as session:
+            record = refunds.refund(
+                session, providers.build(settings), uuid.UUID(payment_id), amount=amount, reason=reason,
+                requested_by="cli", refund_id=refund_id,
+            )
+    except (TongkaError, ValueError) as e:
+        typer.echo(f"refused: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"refund {record.id}: {record.amount} {record.currency} {record.status}, {record.bytes_withdrawn} bytes withdrawn")
 
 
 @keys_app.command("generate")

@@ -13,7 +13,7 @@ from tongka.account import service as accounts
 from tongka.account.models import Account
 from tongka.config import Settings
 from tongka.db import transaction
-from tongka.errors import Unauthorized
+from tongka.errors import Forbidden, Unauthorized
 from tongka.i18n import negotiate
 from tongka.payment.providers.base import Provider
 
@@ -49,6 +49,15 @@ def _current_account(request: Request, session: SessionDep, token: Annotated[str
 
 
 CurrentAccount = Annotated[Account, Depends(_current_account)]
+
+
+def _current_operator(account: CurrentAccount) -> Account:
+    if account.role != "operator":
+        raise Forbidden()
+    return account
+
+
+CurrentOperator = Annotated[Account, Depends(_current_operator)]
 
 
 def request_language(request: Request) -> str:

@@ -16,7 +16,16 @@ import secrets
 import time
 from collections.abc import Mapping
 
-from tongka.payment.providers.base import CallbackAnswer, Checkout, InvalidCallback, PaymentEvent, PaymentRequest
+from tongka.payment.providers.base import (
+    CallbackAnswer,
+    Checkout,
+    InvalidCallback,
+    PaymentEvent,
+    PaymentRequest,
+    PaymentStatus,
+    RefundRequest,
+    RefundResult,
+)
 
 SIGNATURE_HEADER = "tongka-sandbox-signature"
 TOLERANCE_SECONDS = 300
@@ -68,3 +77,14 @@ class SandboxProvider:
 
     def acknowledge(self) -> CallbackAnswer:
         return CallbackAnswer(200, '{"received": true}')
+
+    # The generic sandbox keeps no records of its own: it only ever answers "not settled yet",
+    # closes without complaint and refunds at once.
+    def query(self, payment_id: str, provider_reference: str | None) -> PaymentStatus:
+        return PaymentStatus("pending", provider_reference)
+
+    def close(self, payment_id: str, provider_reference: str | None) -> None:
+        return None
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        return RefundResult(provider_refund_id=f"sbx_re_{request.refund_id.replace('-', '')[:20]}", status="succeeded")

@@ -1,0 +1,203 @@
+"""Refunds: part or all of a succeeded payment, through its provider, with the data taken back.
+
+Policy (pro-rated): money buys data at the pack's price per byte. Counting all refunds of
+a payment together, refunding R in all takes back ceil(R × pack bytes / price) of the
+bucket, so R can be at most floor((unused + taken back before) × price / pack bytes).
+Data already used is never refunded; rounding is against the customer by under one
+byte's worth, and refunding everything that is left takes back everything that is left.
+A payment for an order that was not fulfilled (cancelled) can be refunded in full.
+
+A refund is a record of its own. The ledger moves the money back (`sales` → the
+provider's clearing account) and the bytes out of the bucket (→ `data_refunded`) in the
+same transaction that records the refund and asks the provider; if the provider cannot
+be reached nothing is kept, and asking again with the same refund id refunds once
+(providers take it as their idempotency key).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tongka import clock
+from tongka.errors import Conflict, NotFound, Unprocessable
+from tongka.i18n import _
+from tongka.ledger import service as ledger
+from tongka.ledger.models import Bucket
+from tongka.money import Money
+from tongka.order import service as orders
+from tongka.order.models import Order
+from tongka.payment.models import Payment, Refund
+from tongka.payment.providers.base import Provider, ProviderUnavailable, RefundRequest
+
+log = structlog.get_logger()
+
+
+class PaymentNotFound(NotFound):
+    code = "payment_not_found"
+    message = _("No such payment.")
+
+
+class NotRefundable(Conflict):
+    code = "payment_not_refundable"
+    message = _("Only a payment that succeeded can be refunded.")
+
+
+class RefundTooLarge(Conflict):
+    code = "refund_exceeds_refundable"
+    message = _("At most {refundable} can be refunded: the rest paid for data already used or refunded.")
+
+
+class RefundAmountInvalid(Unprocessable):
+    code = "refund_amount_invalid"
+    message = _("A refund is a positive amount in minor units.")
+
+
+@dataclass(frozen=True)
+class Refundable:
+    amount: int  # minor units that can still be refunded
+    unused_bytes: int | None  # None: the order has no bucket
+
+
+def _refunded(session: Session, payment: Payment) -> tuple[int, int]:
+    """(money, bytes) taken back by the payment's refunds so far."""
+    money, data = session.execute(
+        select(func.coalesce(func.sum(Refund.amount), 0), func.coalesce(func.sum(Refund.bytes_withdrawn), 0)).where(
+            Refund.payment_id == payment.id, Refund.status != "failed"
+        )
+    ).one()
+    return int(money), int(data)
+
+
+def refundable(session: Session, payment: Payment, order: Order) -> Refundable:
+    if payment.status != "succeeded":
+        return Refundable(0, None)
+    money_back, bytes_back = _refunded(session, payment)
+    left = payment.amount - money_back
+    bucket = session.get(Bucket, order.bucket_id) if order.bucket_id else None
+    if bucket is None:
+        return Refundable(max(left, 0), None)
+    unused = bucket.account.available
+    by_data = (unused + bytes_back) * payment.amount // order.volume_bytes - money_back
+    return Refundable(max(min(left, by_data), 0), unused)
+
+
+def bytes_for(total_refunded: int, payment: Payment, order: Order) -> int:
+    """The data that `total_refunded` money buys back: rounded up, so no refunded money leaves data behind."""
+    return -(-total_refunded * order.volume_bytes // payment.amount)
+
+
+def refund(
+    session: Session,
+    providers: Mapping[str, Provider],
+    payment_id: uuid.UUID,
+    *,
+    amount: int,
+    reason: str,
+    requested_by: str,
+    refund_id: uuid.UUID,
+) -> Refund:
+    """Refund `amount` of a payment. Asking again with the same `refund_id` returns the same refund."""
+    existing = session.get(Refund, refund_id)
+    if existing is not None:
+        return existing
+    payment = session.get(Payment, payment_id)
+    if payment is None:
+        raise PaymentNotFound()
+    order = orders.lock(session, payment.order_id)  # lock order: order, then payment
+    payment = session.scalars(
+        select(Payment).where(Payment.id == payment_id).with_for_update().execution_options(populate_existing=True)
+    ).one()
+    assert order is not None
+    if payment.status != "succeeded":
+        raise NotRefundable()
+    if not isinstance(amount, int) or amount <= 0:
+        raise RefundAmountInvalid()
+    allowed = refundable(session, payment, order)
+    if amount > allowed.amount:
+        raise RefundTooLarge(refundable=Money(allowed.amount, payment.currency).format())  # type: ignore[arg-type]
+
+    record = Refund(
+        id=refund_id, payment_id=payment.id, amount=amount, currency=payment.currency,
+        reason=reason[:200], requested_by=requested_by[:64],
+    )
+    session.add(record)
+    session.flush()
+    _book(session, record, payment, order)
+    _ask_provider(providers, record, payment)
+    return record
+
+
+def _book(session: Session, record: Refund, payment: Payment, order: Order) -> None:
+    reference = f"refund:{record.id}"
+    ledger.transfer(
+        session,
+        ledger.system_account(session, "sales", payment.currency),
+        ledger.system_account(session, f"clearing.{payment.provider}", payment.currency),
+        record.amount,
+        reason="refund",
+        reference=reference,
+    )
+    bucket = session.get(Bucket, order.bucket_id) if order.bucket_id else None
+    if bucket is not None:
+        money_back, bytes_back = _refunded(session, payment)  # this refund included (it is flushed)
+        record.bytes_withdrawn = min(bytes_for(money_back, payment, order) - bytes_back, bucket.account.available)
+        if record.bytes_withdrawn > 0:
+            ledger.transfer(
+                session,
+                bucket.account,
+                ledger.system_account(session, "data_refunded", bucket.unit),
+                record.bytes_withdrawn,
+                reason="refund",
+                reference=reference,
+            )
+
+
+def _ask_provider(providers: Mapping[str, Provider], record: Refund, payment: Payment) -> None:
+    provider = providers.get(payment.provider)
+    if provider is None:
+        raise ProviderUnavailable()
+    result = provider.refund(
+        RefundRequest(
+            refund_id=str(record.id),
+            payment_id=str(payment.id),
+            provider_reference=payment.provider_reference or "",
+            amount=record.amount,
+            currency=record.currency,
+            payment_amount=payment.amount,
+            reason=record.reason,
+        )
+    )
+    record.provider_refund_id = result.provider_refund_id
+    if result.status == "succeeded":
+        record.status, record.settled_at = "succeeded", clock.now()
+    elif result.status == "failed":
+        # The provider said no: nothing was refunded, so the refund's entries are reversed by the caller's rollback.
+        raise ProviderUnavailable()
+    log.info("refund_requested", refund_id=str(record.id), status=record.status, amount=record.amount)
+
+
+def confirm(session: Session, payment: Payment, refund_id: str | None, amount: int) -> str:
+    """A provider's refund notification: a pending refund of ours succeeded."""
+    try:
+        record = session.get(Refund, uuid.UUID(refund_id or ""))
+    except ValueError:
+        record = None
+    if record is None or record.payment_id != payment.id:
+        log.warning("refund_notification_unknown", payment_id=str(payment.id), refund_id=refund_id)
+        return "unknown_refund"
+    if record.amount != amount:
+        return "amount_mismatch"
+    if record.status == "pending":
+        record.status, record.settled_at = "succeeded", clock.now()
+        return "applied"
+    return "ignored"
+
+
+def refunds_of(session: Session, payment_id: uuid.UUID) -> list[Refund]:
+    return list(session.scalars(select(Refund).where(Refund.payment_id == payment_id).order_by(Refund.created_at)))

@@ -1,0 +1,133 @@
+"""Refunds by operator staff: through the provider, pro-rated to unused data, each a record of its own."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from tests import factories as f
+from tongka.account.models import Account
+from tongka.db import transaction
+from tongka.ledger import service as ledger
+from tongka.ledger.models import Bucket, Transfer
+from tongka.money import GB
+
+
+@pytest.fixture
+def operator(client, sessions) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    username = f.register(client)["username"]
+    with transaction(sessions) as s:
+        s.scalars(select(Account).where(Account.username == username)).one().role = "operator"
+    return f.login(client, username)
+
+
+@pytest.fixture
+def paid(client, sessions, settings):  # type: ignore[no-untyped-def]
+    """A subscriber's fulfilled 5 GB HK order (HK$58.00): (headers, line, order)."""
+    f.load_demo(sessions, settings)
+    headers = f.subscriber(client)
+    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    order = f.order(client, headers, line["id"], code="hk-5gb-30d")
+    f.pay(client, order["payment"]["id"])
+    return headers, line, client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
+
+
+def refund(client, operator, payment_id, amount, key=None, reason="customer asked"):  # type: ignore[no-untyped-def]
+    return client.post(
+        f"/api/v1/admin/payments/{payment_id}/refunds",
+        json={"amount": amount, "reason": reason},
+        headers={**operator, "Idempotency-Key": key or uuid.uuid4().hex},
+    )
+
+
+def remaining(client, headers, line) -> int:  # type: ignore[no-untyped-def]
+    return client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()["zones"]["hk"]["remaining_bytes"]
+
+
+def test_a_full_refund_of_an_unused_pack_takes_the_data_back(client, operator, paid) -> None:
+    headers, line, order = paid
+    r = refund(client, operator, order["payment"]["id"], 5800)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["amount"], body["currency"], body["status"], body["bytes_withdrawn"]) == (5800, "HKD", "succeeded", 5 * GB)
+    assert body["provider_refund_id"] and body["requested_by"].startswith("operator:")
+    assert remaining(client, headers, line) == 0
+    detail = client.get(f"/api/v1/admin/payments/{order['payment']['id']}", headers=operator).json()
+    assert detail["refundable_amount"] == 0 and len(detail["refunds"]) == 1
+    again = refund(client, operator, order["payment"]["id"], 1)
+    assert (again.status_code, again.json()["code"]) == (409, "refund_exceeds_refundable")
+
+
+def test_partial_refunds_take_back_data_in_proportion_rounded_against_the_customer(client, operator, paid) -> None:
+    headers, line, order = paid
+    r = refund(client, operator, order["payment"]["id"], 1000)  # 10/58 of the pack
+    withdrawn = -(-1000 * 5 * GB // 5800)
+    assert r.json()["bytes_withdrawn"] == withdrawn
+    assert remaining(client, headers, line) == 5 * GB - withdrawn
+    r = refund(client, operator, order["payment"]["id"], 4800)
+    assert r.status_code == 201 and remaining(client, headers, line) == 0
+
+
+def test_data_already_used_is_not_refunded(client, sessions, operator, paid) -> None:
+    headers, line, order = paid
+    with transaction(sessions) as s:  # the customer used 4 GB of the 5
+        bucket = s.get(Bucket, uuid.UUID(order["bucket_id"]))
+        ledger.transfer(s, bucket.account, ledger.system_account(s, "data_used", "bytes"), 4 * GB,
+                        reason="usage", reference="test")
+    detail = client.get(f"/api/v1/admin/payments/{order['payment']['id']}", headers=operator).json()
+    assert detail["refundable_amount"] == 5800 // 5 and detail["unused_bytes"] == GB
+    r = refund(client, operator, order["payment"]["id"], 1161)
+    assert (r.status_code, r.json()["code"]) == (409, "refund_exceeds_refundable")
+    assert "HK$11.60" in r.json()["detail"]
+    assert refund(client, operator, order["payment"]["id"], 1160).status_code == 201
+    assert remaining(client, headers, line) == 0
+
+
+def test_a_retry_with_the_same_key_refunds_once(client, sessions, operator, paid) -> None:
+    _headers, _line, order = paid
+    first = refund(client, operator, order["payment"]["id"], 500, key="once")
+    second = refund(client, operator, order["payment"]["id"], 500, key="once")
+    assert first.json() == second.json()
+    other = refund(client, operator, order["payment"]["id"], 600, key="once")
+    assert (other.status_code, other.json()["code"]) == (409, "idempotency_key_reused")
+    with sessions() as s:
+        entries = s.scalars(select(Transfer).where(Transfer.reason == "refund")).all()
+    assert len(entries) == 2  # money back and data back, once
+
+
+def test_only_operators_refund(client, paid) -> None:
+    headers, _line, order = paid
+    r = refund(client, headers, order["payment"]["id"], 100)
+    assert (r.status_code, r.json()["code"]) == (403, "forbidden")
+    assert client.get(f"/api/v1/admin/payments/{order['payment']['id']}", headers=headers).status_code == 403
+
+
+def test_unpaid_and_unknown_payments(client, sessions, operator, paid) -> None:
+    headers, line, _order = paid
+    unpaid = f.order(client, headers, line["id"], code="hk-1gb-7d")
+    r = refund(client, operator, unpaid["payment"]["id"], 100)
+    assert (r.status_code, r.json()["code"]) == (409, "payment_not_refundable")
+    r = refund(client, operator, str(uuid.uuid4()), 100)
+    assert (r.status_code, r.json()["code"]) == (404, "payment_not_found")
+    r = refund(client, operator, unpaid["payment"]["id"], 0)
+    assert r.status_code == 422
+
+
+def test_the_cli_refunds(client, cli, operator, paid) -> None:
+    headers, line, order = paid
+    result = cli("payments", "refund", order["payment"]["id"], "--amount", "5800", "--reason", "duplicate purchase", "--key", "k1")
+    assert result.exit_code == 0, result.output
+    assert "5800 HKD succeeded" in result.output and remaining(client, headers, line) == 0
+    again = cli("payments", "refund", order["payment"]["id"], "--amount", "5800", "--reason", "duplicate purchase", "--key", "k1")
+    assert again.exit_code == 0  # the same key: the same refund, nothing more
+    refused = cli("payments", "refund", order["payment"]["id"], "--amount", "1", "--reason", "again")
+    assert refused.exit_code == 2 and "refused" in refused.output
+
+
+def test_the_cli_creates_operators(cli, client) -> None:
+    result = cli("accounts", "create-operator", "ops1", "--email", "ops@example.com", "--password", "a long operator password")
+    assert result.exit_code == 0, result.output
+    token = f.login(client, "ops1", "a long operator password")
+    assert client.get(f"/api/v1/admin/payments/{uuid.uuid4()}", headers=token).status_code == 404
