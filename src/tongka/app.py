@@ -23,6 +23,7 @@ from tongka.errors import TongkaError
 from tongka.i18n import _, gettext
 from tongka.money import Money, format_bytes
 from tongka.order import api as order_api
+from tongka.payment import admin as payment_admin
 from tongka.payment import api as payment_api
 from tongka.payment import providers
 from tongka.templating import templates
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.providers = providers.build(settings)
 
-    for router in (account_api.router, catalog_api.router, order_api.router, payment_api.router):
+    for router in (account_api.router, catalog_api.router, order_api.router, payment_api.router, payment_admin.router):
         app.include_router(router)
     if settings.sandbox_enabled:
         import importlib
