@@ -32,7 +32,7 @@ def test_register_returns_201_and_the_account_without_secrets(client, sessions) 
     r = client.post(ACCOUNTS, json=new_account("Chan.Tai-Man_1", email=" chan@example.com ", language="zh-Hans"))
     assert r.status_code == 201, r.text
     body = r.json()
-    assert set(body) == {"id", "username", "email", "language", "created_at"}
+    assert set(body) == {"id", "username", "email", "language", "region", "created_at"}
     assert body["username"] == "chan.tai-man_1"  # kept lower-case
     assert body["email"] == "chan@example.com"
     assert body["language"] == "zh-Hans"

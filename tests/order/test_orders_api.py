@@ -214,3 +214,28 @@ def test_a_fulfilled_order_cannot_be_cancelled(client, owner) -> None:
     f.pay(client, order["payment"]["id"])
     r = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers)
     assert (r.status_code, r.json()["code"]) == (409, "order_state_conflict")
+
+
+def test_methods_depend_on_channel_currency_and_region(client, sessions, owner, monkeypatch) -> None:
+    from tongka.payment import providers
+
+    headers, line = owner
+
+    def attempt(currency: str, method: str, who=headers, line_id=line["id"]):  # type: ignore[no-untyped-def]
+        return client.post(
+            "/api/v1/orders",
+            json={"line_id": line_id, "pack_id": f.pack_id(client, "hk-1gb-7d"), "currency": currency, "payment_method": method},
+            headers={**who, "Idempotency-Key": uuid.uuid4().hex},
+        )
+
+    monkeypatch.setitem(providers.CHANNEL_METHODS, "app", ("wechat_pay", "alipay", "paypal"))
+    assert attempt("HKD", "paypal").status_code == 201
+    assert attempt("CNY", "paypal").json()["code"] == "payment_method_unavailable"  # PayPal settles no CNY
+    monkeypatch.setitem(providers.METHOD_REGIONS, "alipay", ("mainland",))
+    assert attempt("CNY", "alipay").json()["code"] == "payment_method_unavailable"
+    r = client.post("/api/v1/accounts", json={"username": "mainlander", "password": f.PASSWORD,
+                                              "email": "m@example.com", "language": "zh-Hans", "region": "mainland"})
+    assert r.status_code == 201 and r.json()["region"] == "mainland"
+    mainlander = f.login(client, "mainlander")
+    their_line = f.bind(client, mainlander, f.spare_numbers(sessions)[0])
+    assert attempt("CNY", "alipay", mainlander, their_line["id"]).status_code == 201

@@ -72,7 +72,8 @@ def bind_policy(settings: Settings) -> line_service.BindPolicy:
 def register(body: AccountCreate, session: SessionDep) -> AccountOut:
     """Anyone: create a subscriber account."""
     account = service.register(
-        session, username=body.username, password=body.password, email=str(body.email), language=body.language
+        session, username=body.username, password=body.password, email=str(body.email), language=body.language,
+        region=body.region,
     )
     return account_out(account)
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
@@ -13,6 +14,8 @@ class AccountCreate(BaseModel):
     password: str = Field(min_length=1, max_length=256)
     email: EmailStr
     language: Language = "zh-Hant"
+    # Where the customer lives: some payment methods and offers are for one region only.
+    region: Literal["hk", "mainland"] = "hk"
 
 
 class AccountOut(BaseModel):
@@ -20,6 +23,7 @@ class AccountOut(BaseModel):
     username: str
     email: str
     language: str
+    region: str
     created_at: datetime
 
 

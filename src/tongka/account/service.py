@@ -44,12 +44,15 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 MIN_PASSWORD = 10
 
 
-def register(session: Session, *, username: str, password: str, email: str, language: str) -> Account:
+def register(
+    session: Session, *, username: str, password: str, email: str, language: str, region: str = "hk"
+) -> Account:
     username = username.strip().lower()
     if len(password) < MIN_PASSWORD or password.lower() == username:
         raise WeakPassword()
     account = Account(
-        username=username, email=email.strip(), password_hash=_hasher.hash(password), language=language
+        username=username, email=email.strip(), password_hash=_hasher.hash(password), language=language,
+        region=region,
     )
     try:
         with session.begin_nested():

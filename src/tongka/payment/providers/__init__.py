@@ -11,7 +11,10 @@ from tongka.config import Settings
 from tongka.payment.providers.base import Provider
 from tongka.payment.providers.sandbox import SandboxProvider
 
-__all__ = ["SandboxProvider", "build", "CHANNEL_METHODS", "METHOD_PROVIDER", "REAL_PROVIDERS"]
+__all__ = [
+    "SandboxProvider", "build", "CHANNEL_METHODS", "METHOD_CURRENCIES", "METHOD_PROVIDER", "METHOD_REGIONS",
+    "REAL_PROVIDERS", "method_offered",
+]
 
 # The providers that speak a real provider's protocol, each in providers/<name>.py.
 REAL_PROVIDERS = ("wechat", "alipay", "stripe", "paypal")
@@ -34,11 +37,31 @@ def build(settings: Settings, http: httpx.Client | None = None) -> dict[str, Pro
     return providers
 
 
-# Which payment methods each channel offers, and which provider carries each method.
-# Until the real providers arrive, the sandbox carries every method.
+# Which payment methods each channel offers, in which currencies and to customers of
+# which regions (None: all), and which provider carries each method. This is the one
+# place to change when the operator's contracts change.
 CHANNEL_METHODS: dict[str, tuple[str, ...]] = {
     "app": ("wechat_pay", "alipay"),
     "web": ("card", "paypal", "alipay", "wechat_pay"),
     "store": ("cash", "card", "qr"),
 }
+METHOD_CURRENCIES: dict[str, tuple[str, ...]] = {
+    "wechat_pay": ("CNY", "HKD"),
+    "alipay": ("CNY", "HKD"),
+    "card": ("HKD", "CNY"),
+    "paypal": ("HKD",),  # PayPal does not settle CNY for a Hong Kong merchant
+    "cash": ("HKD", "CNY"),
+    "qr": ("CNY", "HKD"),
+}
+METHOD_REGIONS: dict[str, tuple[str, ...] | None] = {}  # e.g. {"unionpay_qr": ("mainland",)}
+# Until the real providers arrive, the sandbox carries every method.
 METHOD_PROVIDER: dict[str, str] = {m: "sandbox" for methods in CHANNEL_METHODS.values() for m in methods}
+
+
+def method_offered(method: str, channel: str, currency: str, region: str) -> bool:
+    regions = METHOD_REGIONS.get(method)
+    return (
+        method in CHANNEL_METHODS.get(channel, ())
+        and currency in METHOD_CURRENCIES.get(method, ())
+        and (regions is None or region in regions)
+    )
