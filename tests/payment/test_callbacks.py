@@ -151,7 +151,7 @@ def test_concurrent_copies_of_one_callback_credit_once(client, app, sessions, se
     before = bucket_count(sessions)
     providers = app.state.providers
     errors: list[BaseException] = []
-    barrier = threading.Barrier(20)
+    barrier = threading.Barrier(50)
 
     def deliver() -> None:
         try:
@@ -161,7 +161,7 @@ def test_concurrent_copies_of_one_callback_credit_once(client, app, sessions, se
         except BaseException as e:  # noqa: BLE001  (collected and asserted below)
             errors.append(e)
 
-    threads = [threading.Thread(target=deliver) for _ in range(20)]
+    threads = [threading.Thread(target=deliver) for _ in range(50)]
     for t in threads:
         t.start()
     for t in threads:
