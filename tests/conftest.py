@@ -167,3 +167,13 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
 
     yield run
     config.get_settings.cache_clear()
+
+
+@pytest.fixture
+def generic_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every method paid through the generic sandbox provider: for tests about what happens
+    after a payment (inbox, receipts, refunds), not about one provider's wire format."""
+    from tongka.payment import providers
+
+    for method in list(providers.METHOD_PROVIDER):
+        monkeypatch.setitem(providers.METHOD_PROVIDER, method, "sandbox")

@@ -77,7 +77,7 @@ def pack_id(client: TestClient, code: str) -> str:
 
 def order(
     client: TestClient, headers: dict[str, str], line_id: str, code: str = "hk-5gb-30d", currency: str = "HKD",
-    method: str = "wechat_pay", key: str | None = None,
+    method: str = "alipay", key: str | None = None,
 ) -> dict[str, Any]:
     r = client.post(
         "/api/v1/orders",

@@ -20,6 +20,10 @@ PUBLIC = {
     ("POST", "/api/v1/payments/callbacks/{provider}"),  # proven by the provider's signature instead
     ("GET", "/healthz"),
     ("GET", "/"),
+    # Receipt pages: an unguessable link, the QR code's verification page, the public key.
+    ("GET", "/receipts/{receipt_id}"),
+    ("GET", "/receipts/verify"),
+    ("GET", "/receipts/public-key"),
 }
 DEV_ONLY = {("GET", "/dev/outbox")}
 SANDBOX_ONLY_PREFIX = "/sandbox/"

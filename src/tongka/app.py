@@ -26,6 +26,8 @@ from tongka.order import api as order_api
 from tongka.payment import admin as payment_admin
 from tongka.payment import api as payment_api
 from tongka.payment import providers
+from tongka.receipt import api as receipt_api
+from tongka.receipt import pages as receipt_pages
 from tongka.templating import templates
 
 log = structlog.get_logger()
@@ -50,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (account_api.router, catalog_api.router, order_api.router, payment_api.router, payment_admin.router):
         app.include_router(router)
+    app.include_router(receipt_api.router)
+    app.include_router(receipt_pages.router)
     if settings.sandbox_enabled:
         import importlib
         import importlib.util

@@ -205,6 +205,41 @@ def payments_refund(
     typer.echo(f"refund {record.id}: {record.amount} {record.currency} {record.status}, {record.bytes_withdrawn} bytes withdrawn")
 
 
+@payments_app.command("sync")
+def payments_sync(
+    older_than: Annotated[int, typer.Option(help="seconds a payment has been pending before we ask")] = 120,
+) -> None:
+    """Ask providers about pending payments and settle them; close those of closed orders; send queued refunds."""
+    from datetime import timedelta
+
+    from tongka.payment import jobs, providers
+
+    settings = get_settings()
+    key = settings.receipt_signing_key.get_secret_value() if settings.receipt_signing_key else None
+    with transaction(_sessions(settings)) as session:
+        report = jobs.sync(session, providers.build(settings), older_than=timedelta(seconds=older_than), receipt_key=key)
+    typer.echo(
+        f"settled {report.settled}, closed {report.closed}, refunds sent {report.refunds_sent}, "
+        f"provider unreachable {report.unreachable}"
+    )
+
+
+@payments_app.command("reconcile")
+def payments_reconcile(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+    """Compare a provider's settlement statement (CSV) with tongka's records; list every difference (exit 1 if any)."""
+    from tongka.payment import reconcile
+
+    with file.open(newline="", encoding="utf-8-sig") as f:
+        lines, differences = reconcile.read(f)
+    with transaction(_sessions(get_settings())) as session:
+        differences += reconcile.reconcile(session, lines)
+    for difference in differences:
+        typer.echo(str(difference))
+    typer.echo(f"{len(lines)} statement line(s), {len(differences)} difference(s)")
+    if differences:
+        raise typer.Exit(1)
+
+
 @keys_app.command("generate")
 def keys_generate() -> None:
     """Print new secrets and sandbox provider keys as TONGKA_*= lines (for var/tongka.env)."""

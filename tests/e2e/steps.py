@@ -78,7 +78,7 @@ def price(pack: dict[str, Any], currency: str) -> int:
 
 def order(
     client: httpx.Client, headers: dict[str, str], line_id: str, pack_id: str,
-    currency: str = "HKD", method: str = "wechat_pay", key: str | None = None,
+    currency: str = "HKD", method: str = "alipay", key: str | None = None,
 ) -> httpx.Response:
     return client.post(
         "/api/v1/orders",

@@ -48,7 +48,7 @@ def test_the_whole_journey_over_http(client: httpx.Client, tongka, live_server: 
     assert order["status"] == "awaiting_payment"
     assert (order["amount"], order["currency"], order["pack"]["code"]) == (amount, "HKD", "hk-5gb-30d")
     payment = order["payment"]
-    assert payment["status"] == "pending" and payment["provider"] == "sandbox" and payment["method"] == "wechat_pay"
+    assert payment["status"] == "pending" and payment["provider"] == "sandbox" and payment["method"] == "alipay"
     assert payment["checkout_url"] == f"{live_server}/sandbox/payments/{payment['id']}"
 
     # A retry with the same key is the same order; the same key with another body is refused.

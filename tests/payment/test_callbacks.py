@@ -19,6 +19,8 @@ from tongka.payment.providers.sandbox import SIGNATURE_HEADER, sign
 
 CALLBACK = "/api/v1/payments/callbacks/sandbox"
 
+pytestmark = pytest.mark.usefixtures("generic_sandbox")
+
 
 @pytest.fixture
 def pending(client, sessions, settings):  # type: ignore[no-untyped-def]

@@ -115,6 +115,7 @@ def test_unpaid_and_unknown_payments(client, sessions, operator, paid) -> None:
     assert r.status_code == 422
 
 
+@pytest.mark.usefixtures("generic_sandbox")  # the CLI reaches providers over the network, which tests have not
 def test_the_cli_refunds(client, cli, operator, paid) -> None:
     headers, line, order = paid
     result = cli("payments", "refund", order["payment"]["id"], "--amount", "5800", "--reason", "duplicate purchase", "--key", "k1")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from tongka.deps import ProvidersDep, SessionDep
+from tongka.deps import ProvidersDep, SessionDep, SettingsDep
 from tongka.payment import service
 
 router = APIRouter(tags=["payments"])
@@ -24,7 +24,9 @@ def callback(
     body: Annotated[bytes, Depends(_raw_body)],
     session: SessionDep,
     providers: ProvidersDep,
+    settings: SettingsDep,
 ) -> Response:
     """The payment provider, proven by its signature: a payment succeeded or failed. A bad signature is 400 and changes nothing."""
-    answer = service.handle_callback(session, providers, provider, dict(request.headers), body)
+    key = settings.receipt_signing_key.get_secret_value() if settings.receipt_signing_key else None
+    answer = service.handle_callback(session, providers, provider, dict(request.headers), body, receipt_key=key)
     return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type)

@@ -111,7 +111,10 @@ def refund(
         raise PaymentNotFound()
     order = orders.lock(session, payment.order_id)  # lock order: order, then payment
     payment = session.scalars(
-        select(Payment).where(Payment.id == payment_id).with_for_update().execution_options(populate_existing=True)
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
     ).one()
     assert order is not None
     if payment.status != "succeeded":
@@ -129,20 +132,24 @@ def refund(
     session.add(record)
     session.flush()
     _book(session, record, payment, order)
-    _ask_provider(providers, record, payment)
+    send(providers, record, payment)
     return record
 
 
-def _book(session: Session, record: Refund, payment: Payment, order: Order) -> None:
+def _book(session: Session, record: Refund, payment: Payment, order: Order, *, reverse: bool = False) -> None:
     reference = f"refund:{record.id}"
-    ledger.transfer(
-        session,
-        ledger.system_account(session, "sales", payment.currency),
-        ledger.system_account(session, f"clearing.{payment.provider}", payment.currency),
-        record.amount,
-        reason="refund",
-        reference=reference,
-    )
+    sales = ledger.system_account(session, "sales", payment.currency)
+    clearing = ledger.system_account(session, f"clearing.{payment.provider}", payment.currency)
+    if reverse:
+        ledger.transfer(session, clearing, sales, record.amount, reason="refund_failed", reference=reference)
+        bucket = session.get(Bucket, order.bucket_id) if order.bucket_id else None
+        if bucket is not None and record.bytes_withdrawn > 0:
+            ledger.transfer(
+                session, ledger.system_account(session, "data_refunded", bucket.unit), bucket.account,
+                record.bytes_withdrawn, reason="refund_failed", reference=reference,
+            )
+        return
+    ledger.transfer(session, sales, clearing, record.amount, reason="refund", reference=reference)
     bucket = session.get(Bucket, order.bucket_id) if order.bucket_id else None
     if bucket is not None:
         money_back, bytes_back = _refunded(session, payment)  # this refund included (it is flushed)
@@ -158,7 +165,8 @@ def _book(session: Session, record: Refund, payment: Payment, order: Order) -> N
             )
 
 
-def _ask_provider(providers: Mapping[str, Provider], record: Refund, payment: Payment) -> None:
+def send(providers: Mapping[str, Provider], record: Refund, payment: Payment) -> None:
+    """Ask the provider to carry out a recorded refund (again, if need be: it is idempotent on our id)."""
     provider = providers.get(payment.provider)
     if provider is None:
         raise ProviderUnavailable()
@@ -177,26 +185,56 @@ def _ask_provider(providers: Mapping[str, Provider], record: Refund, payment: Pa
     if result.status == "succeeded":
         record.status, record.settled_at = "succeeded", clock.now()
     elif result.status == "failed":
-        # The provider said no: nothing was refunded, so the refund's entries are reversed by the caller's rollback.
+        # The provider said no: nothing was refunded, and the caller's rollback undoes the refund's entries.
         raise ProviderUnavailable()
     log.info("refund_requested", refund_id=str(record.id), status=record.status, amount=record.amount)
 
 
-def confirm(session: Session, payment: Payment, refund_id: str | None, amount: int) -> str:
-    """A provider's refund notification: a pending refund of ours succeeded."""
+def settle(session: Session, payment: Payment, refund_id: str, outcome: str, amount: int) -> str:
+    """A provider's word on one of our refunds: it went through ("refunded") or it did not ("failed")."""
     try:
-        record = session.get(Refund, uuid.UUID(refund_id or ""))
+        record = session.get(Refund, uuid.UUID(refund_id))
     except ValueError:
         record = None
     if record is None or record.payment_id != payment.id:
         log.warning("refund_notification_unknown", payment_id=str(payment.id), refund_id=refund_id)
         return "unknown_refund"
-    if record.amount != amount:
-        return "amount_mismatch"
-    if record.status == "pending":
+    if record.status != "pending":
+        return "ignored"
+    if outcome == "refunded":
+        if record.amount != amount:
+            return "amount_mismatch"
         record.status, record.settled_at = "succeeded", clock.now()
         return "applied"
-    return "ignored"
+    # The provider gave up: the money stays with us, so the refund's entries are reversed
+    # by new ones (never edited) and the data goes back to the bucket.
+    record.status, record.settled_at = "failed", clock.now()
+    _book(session, record, payment, _order(session, payment), reverse=True)
+    return "applied"
+
+
+def _order(session: Session, payment: Payment) -> Order:
+    order = session.get(Order, payment.order_id)
+    assert order is not None
+    return order
+
+
+def for_closed_order(session: Session, payment: Payment) -> Refund:
+    """Money that arrived for an order the customer had cancelled goes back in full.
+
+    Recorded (and booked) now; `tongka payments sync` asks the provider, after this commit.
+    """
+    record = Refund(
+        id=uuid.uuid5(uuid.NAMESPACE_URL, f"tongka:refund:closed-order:{payment.id}"),
+        payment_id=payment.id, amount=payment.amount, currency=payment.currency,
+        reason="payment arrived after the order was cancelled", requested_by="system:closed_order",
+    )
+    if session.get(Refund, record.id) is not None:
+        return record
+    session.add(record)
+    session.flush()
+    _book(session, record, payment, _order(session, payment))
+    return record
 
 
 def refunds_of(session: Session, payment_id: uuid.UUID) -> list[Refund]:

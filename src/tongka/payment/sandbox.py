@@ -9,6 +9,7 @@ real verification path runs. Who may call: anyone, and only when the sandbox is 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ import httpx
 from fastapi import APIRouter, Body, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from tongka.db import transaction
@@ -26,6 +28,8 @@ from tongka.order.models import Order
 from tongka.payment.models import Payment
 from tongka.payment.providers.sandbox import SIGNATURE_HEADER, sign
 from tongka.payment.service import ProviderUnknown
+from tongka.payment.simulators import store_sessions
+from tongka.payment.simulators.store import SimPayment
 from tongka.templating import templates
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])
@@ -38,15 +42,16 @@ class CompleteIn(BaseModel):
 
 
 class CompleteOut(BaseModel):
-    event_id: str
+    provider: str
+    event_id: str | None  # the generic sandbox's; a real provider's simulator keeps its own
     outcome: str
-    callback_status: int
+    callback_status: int  # 0: the provider sends no notification for this outcome (WeChat on a failure)
 
 
-def _load(request: Request, payment_id: uuid.UUID) -> tuple[Payment, Order]:
+def _load(request: Request, payment_id: uuid.UUID, provider: str | None = "sandbox") -> tuple[Payment, Order]:
     with transaction(request.app.state.sessionmaker) as session:
         payment = session.get(Payment, payment_id)
-        if payment is None or payment.provider != "sandbox":
+        if payment is None or (provider is not None and payment.provider != provider):
             raise ProviderUnknown("No such sandbox payment.")
         order = session.get(Order, payment.order_id)
         assert order is not None
@@ -74,16 +79,42 @@ async def _deliver(request: Request, payment: Payment, outcome: str) -> Complete
     transport = httpx.ASGITransport(app=request.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://sandbox-provider.invalid") as client:
         answer = await client.post("/api/v1/payments/callbacks/sandbox", content=body, headers=headers)
-    return CompleteOut(event_id=event_id, outcome=outcome, callback_status=answer.status_code)
+    return CompleteOut(provider="sandbox", event_id=event_id, outcome=outcome, callback_status=answer.status_code)
+
+
+async def _simulate(request: Request, payment: Payment, outcome: str) -> CompleteOut:
+    """The payer pays at the payment's own provider: that provider's simulator sends its own callback."""
+    simulator = importlib.import_module(f"tongka.payment.simulators.{payment.provider}")
+
+    def find() -> SimPayment | None:
+        with store_sessions(request)() as session:
+            return session.scalar(
+                select(SimPayment).where(
+                    SimPayment.provider == payment.provider,
+                    SimPayment.merchant_reference.in_((str(payment.id), payment.id.hex)),
+                )
+            )
+
+    sim = await run_in_threadpool(find)
+    if sim is None:
+        raise ProviderUnknown("No such sandbox payment.")
+    status = await simulator.complete(request, sim, outcome)
+    return CompleteOut(provider=payment.provider, event_id=None, outcome=outcome, callback_status=status)
 
 
 @router.post("/payments/{payment_id}/complete", response_model=CompleteOut)
 async def complete(
     payment_id: uuid.UUID, request: Request, body: Annotated[CompleteIn | None, Body()] = None
 ) -> CompleteOut:
-    """Anyone, in sandbox mode: the simulated provider pays (or declines) and sends its signed callback to tongka."""
-    payment, _order = await run_in_threadpool(_load, request, payment_id)
-    return await _deliver(request, payment, (body or CompleteIn()).outcome)
+    """Anyone, in sandbox mode: the payer pays (or declines) at the payment's provider, which sends its signed callback.
+
+    Works for every provider in the sandbox: the generic one, or a real one's simulator.
+    """
+    payment, _order = await run_in_threadpool(_load, request, payment_id, None)
+    outcome = (body or CompleteIn()).outcome
+    if payment.provider == "sandbox":
+        return await _deliver(request, payment, outcome)
+    return await _simulate(request, payment, outcome)
 
 
 @router.get("/payments/{payment_id}", response_class=HTMLResponse)

@@ -24,9 +24,12 @@ from tongka.i18n import _
 from tongka.ledger import service as ledger
 from tongka.order import service as orders
 from tongka.order.models import Order
+from tongka.payment import refunds
 from tongka.payment.models import Payment, PaymentCallback
-from tongka.payment.providers import CHANNEL_METHODS, METHOD_PROVIDER
+from tongka.account.models import Account
+from tongka.payment.providers import METHOD_PROVIDER, method_offered
 from tongka.payment.providers.base import CallbackAnswer, PaymentRequest, Provider
+from tongka.receipt import service as receipts
 
 log = structlog.get_logger()
 
@@ -44,9 +47,11 @@ class ProviderUnknown(NotFound):
 def start(
     session: Session, order: Order, method: str, providers: Mapping[str, Provider], base_url: str
 ) -> Payment:
-    if method not in CHANNEL_METHODS.get(order.channel, ()):
+    account = session.get(Account, order.account_id)
+    if not method_offered(method, order.channel, order.currency, account.region if account else "hk"):
         raise MethodUnavailable(method=method)
-    provider = providers.get(METHOD_PROVIDER.get(method, ""))
+    # The method's provider, or in sandbox mode (the only one with a "sandbox") the generic sandbox.
+    provider = providers.get(METHOD_PROVIDER.get(method, "")) or providers.get("sandbox")
     if provider is None:
         raise MethodUnavailable(method=method)
     payment = Payment(
@@ -83,7 +88,8 @@ def latest_payment(session: Session, order_id: uuid.UUID) -> Payment | None:
 
 
 def handle_callback(
-    session: Session, providers: Mapping[str, Provider], provider_name: str, headers: Mapping[str, str], body: bytes
+    session: Session, providers: Mapping[str, Provider], provider_name: str, headers: Mapping[str, str], body: bytes,
+    *, receipt_key: str | None = None,
 ) -> CallbackAnswer:
     provider = providers.get(provider_name)
     if provider is None:
@@ -113,19 +119,39 @@ def handle_callback(
         log.warning("payment_callback_unknown_payment", provider=provider_name, event_id=event.event_id)
         return provider.acknowledge()
     inbox.payment_id = payment.id
-    inbox.result = apply(session, payment, event.outcome, event.amount, event.currency)
+    if event.refund_id is not None:
+        inbox.result = refunds.settle(session, payment, event.refund_id, event.outcome, event.amount)
+    elif event.outcome == "refunded":
+        inbox.result = "unknown_refund"  # a refund made outside tongka (the provider's dashboard): for review
+    else:
+        inbox.result = apply(session, payment, event.outcome, event.amount, event.currency, receipt_key=receipt_key)
     log.info("payment_callback", provider=provider_name, event_id=event.event_id, result=inbox.result)
     return provider.acknowledge()
 
 
-def apply(session: Session, payment: Payment, outcome: str, amount: int, currency: str) -> str:
-    """Apply a verified outcome to a payment and its order; returns what happened."""
+def apply(
+    session: Session, payment: Payment, outcome: str, amount: int, currency: str, *, receipt_key: str | None = None
+) -> str:
+    """Apply a verified payment outcome (succeeded / failed) to a payment and its order; returns what happened.
+
+    A success gets a receipt signed with `receipt_key` (None: no receipt). A payer may try
+    again after a decline (a card provider keeps the payment open), so a success also
+    settles a payment we had marked failed.
+    """
+    if outcome not in ("succeeded", "failed"):
+        raise ValueError(f"not a payment outcome: {outcome}")
     order = orders.lock(session, payment.order_id)
     assert order is not None
+    # FOR NO KEY UPDATE: it must not wait on the key-share lock that another callback's inbox
+    # row (which references this payment) holds while that one waits for the order.
     payment = session.scalars(
-        select(Payment).where(Payment.id == payment.id).with_for_update().execution_options(populate_existing=True)
+        select(Payment)
+        .where(Payment.id == payment.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
     ).one()
-    if payment.status != "pending":
+    settles = ("pending", "failed") if outcome == "succeeded" else ("pending",)
+    if payment.status not in settles:
         return "ignored"
     if (amount, currency) != (payment.amount, payment.currency):
         # Held for review: the money that arrived is not what was asked for.
@@ -144,8 +170,12 @@ def apply(session: Session, payment: Payment, outcome: str, amount: int, currenc
             reason="payment",
             reference=f"payment:{payment.id}",
         )
-    if not orders.mark_paid_and_fulfil(session, order):
-        # Paid for an order the customer had cancelled: the money is booked and held for a refund.
+    fulfilled = orders.mark_paid_and_fulfil(session, order)
+    if receipt_key is not None:  # money was taken, for a closed order too: the payer gets a receipt
+        receipts.issue(session, payment, order, signing_key=receipt_key)
+    if not fulfilled:
+        # Paid for an order the customer had cancelled: the money goes back (sent by `payments sync`).
         log.warning("payment_for_closed_order", payment_id=str(payment.id), order_status=order.status)
+        refunds.for_closed_order(session, payment)
         return "paid_closed_order"
     return "applied"

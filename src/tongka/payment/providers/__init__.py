@@ -46,7 +46,7 @@ CHANNEL_METHODS: dict[str, tuple[str, ...]] = {
     "store": ("cash", "card", "qr"),
 }
 METHOD_CURRENCIES: dict[str, tuple[str, ...]] = {
-    "wechat_pay": ("CNY", "HKD"),
+    "wechat_pay": ("CNY",),  # WeChat Pay API v3 (domestic) settles CNY only
     "alipay": ("CNY", "HKD"),
     "card": ("HKD", "CNY"),
     "paypal": ("HKD",),  # PayPal does not settle CNY for a Hong Kong merchant
@@ -54,8 +54,14 @@ METHOD_CURRENCIES: dict[str, tuple[str, ...]] = {
     "qr": ("CNY", "HKD"),
 }
 METHOD_REGIONS: dict[str, tuple[str, ...] | None] = {}  # e.g. {"unionpay_qr": ("mainland",)}
-# Until the real providers arrive, the sandbox carries every method.
-METHOD_PROVIDER: dict[str, str] = {m: "sandbox" for methods in CHANNEL_METHODS.values() for m in methods}
+# In dev mode a method whose provider has no keys falls back to the generic sandbox.
+METHOD_PROVIDER: dict[str, str] = {
+    **{m: "sandbox" for methods in CHANNEL_METHODS.values() for m in methods},
+    "wechat_pay": "wechat",
+    "alipay": "alipay",
+    "card": "stripe",
+    "paypal": "paypal",
+}
 
 
 def method_offered(method: str, channel: str, currency: str, region: str) -> bool:

@@ -1,0 +1,85 @@
+"""Payment jobs: settle what callbacks never told us, close what may no longer be paid.
+
+`tongka payments sync` runs them; each is safe to run from several workers at once
+(every change goes through the same guarded paths as a callback) and to run again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tongka import clock
+from tongka.order.models import Order
+from tongka.payment import refunds
+from tongka.payment import service as payments
+from tongka.payment.models import Payment, Refund
+from tongka.payment.providers.base import Provider, ProviderUnavailable
+
+log = structlog.get_logger()
+
+
+@dataclass
+class SyncReport:
+    settled: int = 0  # pending payments the provider said succeeded or failed
+    closed: int = 0  # pending payments of closed orders, closed at the provider
+    refunds_sent: int = 0  # refunds recorded but not yet accepted by the provider
+    unreachable: int = 0
+
+
+def sync(
+    session: Session,
+    providers: Mapping[str, Provider],
+    *,
+    older_than: timedelta = timedelta(minutes=2),
+    receipt_key: str | None = None,
+    now: datetime | None = None,
+) -> SyncReport:
+    now = now or clock.now()
+    report = SyncReport()
+    pending = session.execute(
+        select(Payment, Order.status)
+        .join(Order, Order.id == Payment.order_id)
+        .where(Payment.status == "pending", Payment.created_at <= now - older_than)
+        .order_by(Payment.created_at)
+    ).all()
+    for payment, order_status in pending:
+        provider = providers.get(payment.provider)
+        if provider is None:
+            continue
+        try:
+            status = provider.query(str(payment.id), payment.provider_reference)
+            if status.status == "succeeded":
+                # The callback never came (or was lost): settle as if it had, with the provider's figures.
+                payments.apply(
+                    session, payment, "succeeded", status.amount if status.amount is not None else payment.amount,
+                    status.currency or payment.currency, receipt_key=receipt_key,
+                )
+                report.settled += 1
+            elif status.status in ("failed", "closed"):
+                payments.apply(session, payment, "failed", payment.amount, payment.currency)
+                report.settled += 1
+            elif order_status in ("expired", "cancelled"):
+                provider.close(str(payment.id), payment.provider_reference)
+                payment.status, payment.settled_at = "cancelled", now
+                report.closed += 1
+        except ProviderUnavailable:
+            report.unreachable += 1
+            log.warning("payment_sync_unreachable", payment_id=str(payment.id), provider=payment.provider)
+
+    for record in session.scalars(
+        select(Refund).where(Refund.status == "pending", Refund.provider_refund_id.is_(None)).order_by(Refund.created_at)
+    ).all():
+        payment = session.get(Payment, record.payment_id)
+        assert payment is not None
+        try:
+            refunds.send(providers, record, payment)
+            report.refunds_sent += 1
+        except ProviderUnavailable:
+            report.unreachable += 1
+    return report

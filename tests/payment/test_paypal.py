@@ -1,0 +1,243 @@
+"""PayPal: Orders v2 against the simulator, webhooks verified as PayPal signs them, the whole renewal through the API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import func, select
+
+from tests import factories as f
+from tests.payment import paypal_helpers as pp
+from tongka.ledger.models import Bucket
+from tongka.money import GB
+from tongka.payment import providers
+from tongka.payment.models import PaymentCallback
+from tongka.payment.providers.base import PaymentRequest, ProviderUnavailable, RefundRequest
+from tongka.payment.providers.paypal import PayPalProvider, from_value, to_value
+from tongka.payment.simulators import paypal as sim
+from tongka.payment.simulators.store import SimPayment, sessions as sim_sessions
+
+CALLBACK = "/api/v1/payments/callbacks/paypal"
+
+
+@pytest.fixture
+def pending(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped-def]
+    """A subscriber's HKD order awaiting payment, carried by PayPal: (headers, line, order, PayPal order id)."""
+    monkeypatch.setitem(providers.METHOD_PROVIDER, "paypal", "paypal")
+    monkeypatch.setitem(providers.CHANNEL_METHODS, "app", (*providers.CHANNEL_METHODS["app"], "paypal"))
+    f.load_demo(sessions, settings)
+    headers = f.subscriber(client)
+    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    order = f.order(client, headers, line["id"], method="paypal", currency="HKD")
+    assert order["payment"]["provider"] == "paypal"
+    token = parse_qs(urlsplit(order["payment"]["checkout_url"]).query)["token"][0]
+    return headers, line, order, token
+
+
+def status(client, headers, order) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    o = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
+    return o["status"], o["payment"]["status"]
+
+
+def buckets(sessions) -> int:  # type: ignore[no-untyped-def]
+    with sessions() as s:
+        return s.scalar(select(func.count()).select_from(Bucket)) or 0
+
+
+def inbox(sessions) -> list[str]:  # type: ignore[no-untyped-def]
+    with sessions() as s:
+        return sorted(s.scalars(select(PaymentCallback.result)))
+
+
+def sim_record(settings, order_id: str) -> SimPayment:  # type: ignore[no-untyped-def]
+    with sim_sessions(settings.sandbox_store_url)() as s:
+        record = s.get(SimPayment, ("paypal", order_id))
+        assert record is not None
+        return record
+
+
+def approve(client, token: str, outcome: str = "succeeded") -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/sandbox/paypal/checkoutnow/approve", data={"token": token, "outcome": outcome}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert parse_qs(urlsplit(r.headers["location"]).query)["token"] == [token]
+
+
+def provider(client) -> PayPalProvider:  # type: ignore[no-untyped-def]
+    return client.app.state.providers["paypal"]  # type: ignore[no-any-return]
+
+
+def test_amounts_convert_exactly_both_ways() -> None:
+    assert [to_value(a, "HKD") for a in (0, 5, 1250, 123456789012345678)] == ["0.00", "0.05", "12.50", "1234567890123456.78"]
+    assert to_value(1000, "JPY") == "1000"
+    assert [from_value(v, "HKD")[0] for v in ("0.05", "12.5", "12.50", "1234567890123456.78")] == [5, 1250, 1250, 123456789012345678]
+    for bad in ("12.345", "1e3", "-1.00", "", "12,50", 12.5, None):
+        with pytest.raises(ValueError):
+            from_value(bad, "HKD")
+
+
+def test_start_gives_the_payer_paypals_approval_page_and_the_api_checks_credentials(  # type: ignore[no-untyped-def]
+    client, settings
+) -> None:
+    payment_id = str(uuid.uuid4())
+    request = PaymentRequest(payment_id, 12345, "HKD", "paypal", "tongka hk-5gb-30d",
+                             "http://testserver/api/v1/payments/callbacks/paypal", "http://testserver/orders/x")
+    checkout = provider(client).start(request)
+    assert checkout.checkout_url == f"http://testserver/sandbox/paypal/checkoutnow?token={checkout.provider_reference}"
+    assert provider(client).start(request).provider_reference == checkout.provider_reference  # PayPal-Request-Id
+    page = client.get(checkout.checkout_url)
+    assert page.status_code == 200 and "HK$123.45" in page.text and "Pay Now" in page.text
+    record = sim_record(settings, checkout.provider_reference)
+    assert (record.amount, record.currency, record.merchant_reference) == (12345, "HKD", payment_id)
+    got = provider(client).query(payment_id, checkout.provider_reference)
+    assert (got.status, got.amount, got.currency) == ("pending", 12345, "HKD")
+    assert provider(client).query(payment_id, "NOSUCHORDER0000000").status == "closed"  # PayPal: 404
+
+    # What PayPal answers a wrong secret and a forged token, and what the provider makes of it.
+    wrong = base64.b64encode(f"{settings.paypal_client_id}:not-the-secret".encode()).decode()
+    r = client.post("/sandbox/paypal/v1/oauth2/token", data={"grant_type": "client_credentials"},
+                    headers={"Authorization": f"Basic {wrong}"})
+    assert (r.status_code, r.json()["error"]) == (401, "invalid_client")
+    forged = "A21AA" + base64.urlsafe_b64encode(b"9999999999.00").decode()
+    r = client.get(f"/sandbox/paypal/v2/checkout/orders/{checkout.provider_reference}",
+                   headers={"Authorization": f"Bearer {forged}"})
+    assert (r.status_code, r.json()["name"]) == (401, "AUTHENTICATION_FAILURE")
+    impostor = PayPalProvider(client, "http://testserver/sandbox/paypal", settings.paypal_client_id, "nope",
+                              settings.paypal_webhook_id)
+    unreachable = PayPalProvider(httpx.Client(timeout=2), "http://127.0.0.1:9/sandbox/paypal", settings.paypal_client_id,
+                                 settings.paypal_client_secret.get_secret_value(), settings.paypal_webhook_id)
+    for paypal in (impostor, unreachable):
+        with pytest.raises(ProviderUnavailable):
+            paypal.start(PaymentRequest(str(uuid.uuid4()), 100, "HKD", "paypal", "x", "http://x", "http://x"))
+
+
+def test_a_renewal_paid_with_paypal_is_captured_fulfilled_and_refunded_once_per_refund_id(  # type: ignore[no-untyped-def]
+    client, sessions, settings, pending
+) -> None:
+    headers, line, order, token = pending
+    payment_id, amount = order["payment"]["id"], order["amount"]
+    before = buckets(sessions)
+    page = client.get(order["payment"]["checkout_url"])
+    assert page.status_code == 200 and "HK$" in page.text
+    approve(client, token)
+    assert status(client, headers, order) == ("fulfilled", "succeeded")
+    # The approval's capture applied it; PAYMENT.CAPTURE.COMPLETED then found it settled.
+    assert inbox(sessions) == ["applied", "ignored"]
+    assert buckets(sessions) == before + 1
+    balance = client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()
+    assert balance["zones"]["hk"]["remaining_bytes"] == 5 * GB
+    record = sim_record(settings, token)
+    assert (record.status, record.data["capture"]["status"], record.amount) == ("succeeded", "COMPLETED", amount)
+    assert "payment completed" in client.get(order["payment"]["checkout_url"]).text
+    assert client.get("/sandbox/paypal/checkoutnow?token=NOSUCHORDER").status_code == 404
+    approve(client, token)  # the payer presses again: nothing more
+    assert buckets(sessions) == before + 1 and len(inbox(sessions)) == 2
+
+    paypal = provider(client)
+    got = paypal.query(payment_id, token)
+    assert (got.status, got.amount, got.currency) == ("succeeded", amount, "HKD")
+
+    def refund(refund_id: str, value: int):  # type: ignore[no-untyped-def]
+        return paypal.refund(RefundRequest(refund_id, payment_id, token, value, "HKD", amount, "customer asked"))
+
+    first = refund("r-1", 1)
+    assert first.status == "succeeded"
+    assert refund("r-1", 1) == first  # the same refund id: PayPal answers with the first refund
+    assert sim_record(settings, token).refunded == 1
+    rest = refund("r-2", amount - 1)
+    assert rest.status == "succeeded" and rest.provider_refund_id != first.provider_refund_id
+    assert refund("r-3", 1).status == "failed"  # nothing left to refund
+    record = sim_record(settings, token)
+    assert (record.refunded, record.data["capture"]["status"]) == (amount, "REFUNDED")
+    assert [r["amount"] for r in record.refunds] == [1, amount - 1]
+    # One PAYMENT.CAPTURE.REFUNDED per refund, verified and taken in by tongka.
+    client.portal.call(sim.drain)  # type: ignore[union-attr]
+    with sessions() as s:
+        payloads = [json.loads(p) for p in s.scalars(select(PaymentCallback.payload))]
+    refunds = sorted((p["refund_id"], p["amount"]) for p in payloads if p["outcome"] == "refunded")
+    assert refunds == [("r-1", 1), ("r-2", amount - 1)]
+    assert paypal.query(payment_id, token).status == "succeeded"
+
+
+def test_a_declined_capture_and_a_closed_order_take_no_money(  # type: ignore[no-untyped-def]
+    client, sessions, settings, pending
+) -> None:
+    headers, line, order, token = pending
+    before = buckets(sessions)
+    approve(client, token, outcome="failed")
+    assert status(client, headers, order) == ("awaiting_payment", "failed")
+    assert inbox(sessions) == ["applied", "ignored"]  # approval (capture declined), then PAYMENT.CAPTURE.DENIED
+    assert sim_record(settings, token).data["capture"]["status"] == "DECLINED"
+
+    second = f.order(client, headers, line["id"], method="paypal", currency="HKD")
+    token = parse_qs(urlsplit(second["payment"]["checkout_url"]).query)["token"][0]
+    provider(client).close(second["payment"]["id"], token)
+    assert provider(client).query(second["payment"]["id"], token).status == "closed"
+    approve(client, token)  # the payer still had the page open
+    assert status(client, headers, second) == ("awaiting_payment", "failed")
+    record = sim_record(settings, token)
+    assert "capture" not in record.data and record.status == "pending"  # nothing captured at PayPal
+    assert buckets(sessions) == before
+
+
+def _genuine(settings, order, token, event_id=None):  # type: ignore[no-untyped-def]
+    event = pp.capture_completed(order["payment"]["id"], token, to_value(order["amount"], "HKD"), event_id=event_id)
+    return pp.signed(sim.signing_key()[0], sim.cert_url(settings), settings.paypal_webhook_id, event)
+
+
+FORGERIES = ["body", "signature", "transmission_time", "wrong_key", "other_webhook", "foreign_cert", "no_signature", "algorithm"]
+
+
+def _forge(settings, order, token, forgery: str):  # type: ignore[no-untyped-def]
+    body, hdrs = _genuine(settings, order, token)
+    event = json.loads(body)
+    key, url = sim.signing_key()[0], sim.cert_url(settings)
+    if forgery == "body":  # the amount lowered after PayPal signed
+        body = body.replace(f'"value": "{to_value(order["amount"], "HKD")}"'.encode(), b'"value": "0.01"')
+        assert b'"0.01"' in body
+    elif forgery == "signature":
+        sig = bytearray(base64.b64decode(hdrs["PAYPAL-TRANSMISSION-SIG"]))
+        sig[10] ^= 1
+        hdrs["PAYPAL-TRANSMISSION-SIG"] = base64.b64encode(bytes(sig)).decode()
+    elif forgery == "transmission_time":
+        hdrs["PAYPAL-TRANSMISSION-TIME"] = "2030-01-01T00:00:00Z"
+    elif forgery == "wrong_key":
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        body, hdrs = pp.signed(other, url, settings.paypal_webhook_id, event)
+    elif forgery == "other_webhook":  # genuine PayPal, but for someone else's webhook
+        body, hdrs = pp.signed(key, url, "WH-SOMEONE-ELSE", event)
+    elif forgery == "foreign_cert":
+        hdrs["PAYPAL-CERT-URL"] = "http://evil.example/sandbox/paypal/v1/notifications/certs/" + url.rsplit("/", 1)[1]
+    elif forgery == "no_signature":
+        del hdrs["PAYPAL-TRANSMISSION-SIG"]
+    else:
+        hdrs["PAYPAL-AUTH-ALGO"] = "SHA1withRSA"
+    return body, hdrs
+
+
+def test_forged_webhooks_are_refused_a_genuine_one_pays_and_a_duplicate_credits_once(  # type: ignore[no-untyped-def]
+    client, sessions, settings, pending
+) -> None:
+    headers, _line, order, token = pending
+    before = buckets(sessions)
+    for forgery in FORGERIES:
+        forged = _forge(settings, order, token, forgery)
+        r = client.post(CALLBACK, content=forged[0], headers=forged[1])
+        assert (r.status_code, r.json()["code"]) == (400, "invalid_callback"), forgery
+        assert status(client, headers, order) == ("awaiting_payment", "pending"), forgery
+        assert inbox(sessions) == [] and buckets(sessions) == before, forgery
+
+    body, hdrs = _genuine(settings, order, token, event_id="WH-ONCE")
+    for _ in range(2):
+        r = client.post(CALLBACK, content=body, headers=hdrs)
+        assert r.status_code == 200, r.text
+    # PayPal's retry: the same event in a new transmission, signed anew.
+    again, again_headers = pp.signed(sim.signing_key()[0], sim.cert_url(settings), settings.paypal_webhook_id, json.loads(body))
+    assert client.post(CALLBACK, content=again, headers=again_headers).status_code == 200
+    assert status(client, headers, order) == ("fulfilled", "succeeded")
+    assert buckets(sessions) == before + 1 and inbox(sessions) == ["applied"]
