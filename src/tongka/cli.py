@@ -24,9 +24,11 @@ keys_app = typer.Typer(help="Keys and secrets.", no_args_is_help=True)
 rates_app = typer.Typer(help="Exchange rates between CNY and HKD.", no_args_is_help=True)
 payments_app = typer.Typer(help="Payments and refunds.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The sandbox payment providers.", no_args_is_help=True)
 for sub, name in (
     (db_app, "db"), (demo_app, "demo"), (lines_app, "lines"), (ledger_app, "ledger"), (orders_app, "orders"),
     (keys_app, "keys"), (rates_app, "rates"), (payments_app, "payments"), (accounts_app, "accounts"),
+    (sandbox_app, "sandbox"),
 ):
     app.add_typer(sub, name=name)
 
@@ -238,6 +240,19 @@ def payments_reconcile(file: Annotated[Path, typer.Argument(exists=True, dir_oka
     typer.echo(f"{len(lines)} statement line(s), {len(differences)} difference(s)")
     if differences:
         raise typer.Exit(1)
+
+
+@sandbox_app.command("statement")
+def sandbox_statement(
+    provider: Annotated[str | None, typer.Option(help="wechat, alipay, stripe or paypal; default all")] = None,
+    day: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (UTC); default every day")] = None,
+) -> None:
+    """Print the settlement statement the sandbox providers would send (CSV, for `payments reconcile`)."""
+    from datetime import date
+
+    from tongka.payment.simulators import statement
+
+    statement.write(sys.stdout, get_settings().sandbox_store_url, provider, date.fromisoformat(day) if day else None)
 
 
 @keys_app.command("generate")
