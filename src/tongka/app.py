@@ -55,16 +55,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(receipt_api.router)
     app.include_router(receipt_pages.router)
     if settings.sandbox_enabled:
-        import importlib
-        import importlib.util
-
         from tongka.payment import sandbox
+        from tongka.payment.simulators import alipay, paypal, stripe, wechat
 
         app.include_router(sandbox.router)
-        for name in providers.REAL_PROVIDERS:
-            if importlib.util.find_spec(f"tongka.payment.simulators.{name}") is not None:
-                simulator = importlib.import_module(f"tongka.payment.simulators.{name}")
-                app.include_router(simulator.router, prefix=f"/sandbox/{name}", tags=["sandbox"])
+        for name, simulator in (("wechat", wechat), ("alipay", alipay), ("stripe", stripe), ("paypal", paypal)):
+            app.include_router(simulator.router, prefix=f"/sandbox/{name}", tags=["sandbox"])
     if settings.dev:
         from tongka.notify import api as notify_api
 

@@ -11,10 +11,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tongka import idempotency
-from tongka.deps import CurrentOperator, ProvidersDep, SessionDep
+from sqlalchemy import select
+
+from tongka.account.lines import LineNotFound
+from tongka.account.models import Account, Line
+from tongka.deps import CurrentOperator, ProvidersDep, SessionDep, SettingsDep
+from tongka.order import service as orders
 from tongka.order.models import Order
+from tongka.order.schemas import OrderOut
 from tongka.payment import refunds
+from tongka.payment import service as payments
 from tongka.payment.models import Payment
+from tongka.receipt.models import Receipt
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -62,6 +70,83 @@ def _payment_out(session: SessionDep, payment: Payment) -> PaymentAdminOut:
         provider_reference=payment.provider_reference, refundable_amount=allowed.amount,
         unused_bytes=allowed.unused_bytes,
         refunds=[RefundOut.model_validate(r, from_attributes=True) for r in refunds.refunds_of(session, payment.id)],
+    )
+
+
+class StoreSaleIn(BaseModel):
+    line_id: uuid.UUID
+    pack_id: uuid.UUID
+    currency: str = Field(pattern="^(CNY|HKD)$")
+    payment_method: str = Field(pattern="^(cash|card_terminal|store_qr)$")
+
+
+class RecordIn(BaseModel):
+    store: str = Field(pattern="^[a-z0-9]{1,20}$", description="the store's code, which numbers its receipts")
+    reference: str | None = Field(default=None, max_length=64, description="the terminal slip or QR transaction number")
+
+
+class RecordOut(BaseModel):
+    payment: PaymentAdminOut
+    order_status: str
+    receipt_number: str | None
+
+
+@router.post("/orders", status_code=201, response_model=OrderOut)
+def store_sale(
+    request: Request,
+    body: StoreSaleIn,
+    operator: CurrentOperator,
+    session: SessionDep,
+    settings: SettingsDep,
+    providers: ProvidersDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> Any:
+    """Operator staff, at a store: sell a pack for a customer's bound line, paid at the counter (cash, card terminal, QR).
+
+    Needs an `Idempotency-Key`. The payment stays pending until staff record it.
+    """
+
+    def produce() -> tuple[int, Any]:
+        line = session.get(Line, body.line_id)
+        owner = session.get(Account, line.account_id) if line and line.account_id else None
+        if owner is None:
+            raise LineNotFound()
+        order = orders.create(
+            session, owner, line_id=body.line_id, pack_id=body.pack_id, currency=body.currency, channel="store",
+            payment_ttl_seconds=settings.order_payment_ttl_seconds,
+        )
+        payment = payments.start(session, order, body.payment_method, providers, settings.public_base_url)
+        return 201, OrderOut.of(order, payment, owner.language).model_dump(mode="json")
+
+    fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))
+    code, content = idempotency.run_once(session, operator.id, idempotency_key, fp, produce)
+    return JSONResponse(content, status_code=code)
+
+
+@router.post("/payments/{payment_id}/record", response_model=RecordOut)
+def record_store_payment(
+    payment_id: uuid.UUID, body: RecordIn, operator: CurrentOperator, session: SessionDep, settings: SettingsDep
+) -> RecordOut:
+    """Operator staff, at a store: the money is in the till (or the terminal slip printed); the order is paid.
+
+    Recording twice changes nothing. The receipt is numbered in the store's own sequence.
+    """
+    payment = session.get(Payment, payment_id)
+    if payment is None or payment.provider != "store":
+        raise refunds.PaymentNotFound()
+    if body.reference:
+        payment.provider_reference = body.reference
+    key = settings.receipt_signing_key.get_secret_value() if settings.receipt_signing_key else None
+    payments.apply(
+        session, payment, "succeeded", payment.amount, payment.currency,
+        receipt_key=key, store=body.store, staff=operator.username,
+    )
+    order = session.get(Order, payment.order_id)
+    assert order is not None
+    receipt = session.scalar(select(Receipt).where(Receipt.payment_id == payment.id))
+    return RecordOut(
+        payment=_payment_out(session, payment), order_status=order.status,
+        receipt_number=receipt.number if receipt else None,
     )
 
 

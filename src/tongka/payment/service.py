@@ -130,7 +130,15 @@ def handle_callback(
 
 
 def apply(
-    session: Session, payment: Payment, outcome: str, amount: int, currency: str, *, receipt_key: str | None = None
+    session: Session,
+    payment: Payment,
+    outcome: str,
+    amount: int,
+    currency: str,
+    *,
+    receipt_key: str | None = None,
+    store: str | None = None,
+    staff: str | None = None,
 ) -> str:
     """Apply a verified payment outcome (succeeded / failed) to a payment and its order; returns what happened.
 
@@ -172,7 +180,9 @@ def apply(
         )
     fulfilled = orders.mark_paid_and_fulfil(session, order)
     if receipt_key is not None:  # money was taken, for a closed order too: the payer gets a receipt
-        receipts.issue(session, payment, order, signing_key=receipt_key)
+        receipts.issue(
+            session, payment, order, signing_key=receipt_key, issuer=store or receipts.ONLINE, store=store, staff=staff
+        )
     if not fulfilled:
         # Paid for an order the customer had cancelled: the money goes back (sent by `payments sync`).
         log.warning("payment_for_closed_order", payment_id=str(payment.id), order_status=order.status)

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 import httpx
 
 from tongka.config import Settings
+from tongka.payment.providers import alipay, paypal, store, stripe, wechat
 from tongka.payment.providers.base import Provider
 from tongka.payment.providers.sandbox import SandboxProvider
 
 __all__ = [
     "SandboxProvider", "build", "CHANNEL_METHODS", "METHOD_CURRENCIES", "METHOD_PROVIDER", "METHOD_REGIONS",
-    "REAL_PROVIDERS", "method_offered",
+    "PROVIDER_MODULES", "SIMULATED", "method_offered",
 ]
 
-# The providers that speak a real provider's protocol, each in providers/<name>.py.
-REAL_PROVIDERS = ("wechat", "alipay", "stripe", "paypal")
+# Each module has build(settings, http) -> Provider | None (None: not configured).
+PROVIDER_MODULES = {"wechat": wechat, "alipay": alipay, "stripe": stripe, "paypal": paypal, "store": store}
+# The providers with a simulator of their side (payment/simulators/<name>.py) for the sandbox.
+SIMULATED = ("wechat", "alipay", "stripe", "paypal")
 
 
 def build(settings: Settings, http: httpx.Client | None = None) -> dict[str, Provider]:
@@ -28,10 +28,8 @@ def build(settings: Settings, http: httpx.Client | None = None) -> dict[str, Pro
         providers["sandbox"] = SandboxProvider(
             settings.sandbox_payment_secret.get_secret_value(), settings.public_base_url
         )
-    for name in REAL_PROVIDERS:
-        if importlib.util.find_spec(f"tongka.payment.providers.{name}") is None:
-            continue  # not written yet
-        provider = importlib.import_module(f"tongka.payment.providers.{name}").build(settings, http)
+    for name, module in PROVIDER_MODULES.items():
+        provider = module.build(settings, http)
         if provider is not None:
             providers[name] = provider
     return providers
@@ -43,7 +41,7 @@ def build(settings: Settings, http: httpx.Client | None = None) -> dict[str, Pro
 CHANNEL_METHODS: dict[str, tuple[str, ...]] = {
     "app": ("wechat_pay", "alipay"),
     "web": ("card", "paypal", "alipay", "wechat_pay"),
-    "store": ("cash", "card", "qr"),
+    "store": ("cash", "card_terminal", "store_qr"),  # recorded by staff (providers/store.py)
 }
 METHOD_CURRENCIES: dict[str, tuple[str, ...]] = {
     "wechat_pay": ("CNY",),  # WeChat Pay API v3 (domestic) settles CNY only
@@ -51,7 +49,8 @@ METHOD_CURRENCIES: dict[str, tuple[str, ...]] = {
     "card": ("HKD", "CNY"),
     "paypal": ("HKD",),  # PayPal does not settle CNY for a Hong Kong merchant
     "cash": ("HKD", "CNY"),
-    "qr": ("CNY", "HKD"),
+    "card_terminal": ("HKD", "CNY"),
+    "store_qr": ("CNY", "HKD"),
 }
 METHOD_REGIONS: dict[str, tuple[str, ...] | None] = {}  # e.g. {"unionpay_qr": ("mainland",)}
 # In dev mode a method whose provider has no keys falls back to the generic sandbox.
@@ -61,6 +60,9 @@ METHOD_PROVIDER: dict[str, str] = {
     "alipay": "alipay",
     "card": "stripe",
     "paypal": "paypal",
+    "cash": "store",
+    "card_terminal": "store",
+    "store_qr": "store",
 }
 
 
