@@ -177,3 +177,18 @@ def generic_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for method in list(providers.METHOD_PROVIDER):
         monkeypatch.setitem(providers.METHOD_PROVIDER, method, "sandbox")
+
+
+@pytest.fixture
+def operator(client: TestClient, sessions: sessionmaker[Session]) -> dict[str, str]:
+    """An operator staff member's auth headers."""
+    from sqlalchemy import select
+
+    from tests import factories
+    from tongka.account.models import Account
+    from tongka.db import transaction
+
+    username = factories.register(client)["username"]
+    with transaction(sessions) as s:
+        s.scalars(select(Account).where(Account.username == username)).one().role = "operator"
+    return factories.login(client, username)

@@ -17,18 +17,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import func, select
 
 from tests import factories as f
 from tests.payment import alipay_helpers as a
+from tests.payment.factories import bucket_count, inbox, status
 from tongka import clock
 from tongka.config import Settings
-from tongka.ledger.models import Bucket
 from tongka.money import GB
 from tongka.payment import providers as registry
-from tongka.payment.models import PaymentCallback
 from tongka.payment.providers import alipay
-from tongka.payment.providers.base import PaymentRequest, ProviderUnavailable, RefundRequest
+from tongka.payment.providers.base import (
+    PaymentRequest,
+    ProviderUnavailable,
+    RefundRequest,
+)
 
 
 @pytest.fixture
@@ -49,19 +51,10 @@ def pending(client, shopper):  # type: ignore[no-untyped-def]
     return headers, line, order
 
 
-def status(client, headers, order) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    o = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
-    return o["status"], o["payment"]["status"]
 
 
-def bucket_count(sessions) -> int:  # type: ignore[no-untyped-def]
-    with sessions() as s:
-        return s.scalar(select(func.count()).select_from(Bucket)) or 0
 
 
-def inbox(sessions) -> list[PaymentCallback]:  # type: ignore[no-untyped-def]
-    with sessions() as s:
-        return list(s.scalars(select(PaymentCallback).order_by(PaymentCallback.created_at)))
 
 
 def trade_no(order: dict) -> str:

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tests import factories as f
+from tests.payment.factories import bucket_count, status
 from tongka.db import transaction
-from tongka.ledger.models import Bucket
 from tongka.payment import service as payments
 from tongka.payment.models import PaymentCallback
 from tongka.payment.providers.sandbox import SIGNATURE_HEADER, sign
@@ -48,14 +48,8 @@ def signed(settings, body: bytes, at: int | None = None) -> dict[str, str]:  # t
     return {SIGNATURE_HEADER: sign(secret, body, at or int(time.time())), "content-type": "application/json"}
 
 
-def status(client, headers, order) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    o = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
-    return o["status"], o["payment"]["status"]
 
 
-def bucket_count(sessions) -> int:  # type: ignore[no-untyped-def]
-    with sessions() as s:
-        return s.scalar(select(func.count()).select_from(Bucket)) or 0
 
 
 def inbox_count(sessions) -> int:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from tests import factories as f
+from tests.payment.factories import status
 from tongka import clock
 from tongka.db import transaction
 from tongka.payment import jobs
@@ -26,9 +27,6 @@ def subscriber(client, sessions, settings):  # type: ignore[no-untyped-def]
     return headers, f.bind(client, headers, f.spare_numbers(sessions)[0])
 
 
-def order_status(client, headers, order) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    o = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
-    return o["status"], o["payment"]["status"]
 
 
 def sync(app, sessions, settings, **kw):  # type: ignore[no-untyped-def]
@@ -49,10 +47,10 @@ def test_a_payment_whose_notification_was_lost_is_settled_by_asking(client, app,
 
     monkeypatch.setattr(alipay_sim, "deliver", lost)
     f.pay(client, order["payment"]["id"])
-    assert order_status(client, headers, order) == ("awaiting_payment", "pending")
+    assert status(client, headers, order) == ("awaiting_payment", "pending")
     report = sync(app, sessions, settings)
     assert report.settled == 1 and report.unreachable == 0
-    assert order_status(client, headers, order) == ("fulfilled", "succeeded")
+    assert status(client, headers, order) == ("fulfilled", "succeeded")
     assert len(client.get("/api/v1/receipts", headers=headers).json()) == 1
     assert sync(app, sessions, settings).settled == 0  # nothing left to settle
 
@@ -65,7 +63,7 @@ def test_payments_of_expired_orders_are_closed_at_the_provider(client, app, sess
     assert cli("orders", "expire").exit_code == 0
     report = sync(app, sessions, settings)
     assert report.closed == 1
-    assert order_status(client, headers, order) == ("expired", "cancelled")
+    assert status(client, headers, order) == ("expired", "cancelled")
     provider = app.state.providers["alipay"]
     assert provider.query(order["payment"]["id"], None).status == "closed"
 
@@ -86,20 +84,15 @@ def test_money_for_a_cancelled_order_goes_back(client, app, sessions, settings, 
     assert sync(app, sessions, settings).refunds_sent == 0
 
 
-def test_reconciliation_of_the_providers_statement(client, app, sessions, settings, subscriber, cli, tmp_path) -> None:
+def test_reconciliation_of_the_providers_statement(client, sessions, settings, subscriber, operator, cli, tmp_path) -> None:
     headers, line = subscriber
     paid = [f.order(client, headers, line["id"], code=c) for c in ("hk-1gb-7d", "hk-5gb-30d")]
     for o in paid:
         f.pay(client, o["payment"]["id"])
     f.order(client, headers, line["id"], code="hk-10gb-30d")  # never paid: in neither record
-    operator = f.register(client)["username"]
-    with transaction(sessions) as s:
-        from tongka.account.models import Account
-
-        s.scalars(select(Account).where(Account.username == operator)).one().role = "operator"
     r = client.post(
         f"/api/v1/admin/payments/{paid[1]['payment']['id']}/refunds", json={"amount": 1000, "reason": "goodwill"},
-        headers={**f.login(client, operator), "Idempotency-Key": "r1"},
+        headers={**operator, "Idempotency-Key": "r1"},
     )
     assert r.status_code == 201 and r.json()["status"] == "succeeded"
 

@@ -14,14 +14,20 @@ from sqlalchemy import func, select
 
 from tests import factories as f
 from tests.payment import paypal_helpers as pp
+from tests.payment.factories import status
 from tongka.ledger.models import Bucket
 from tongka.money import GB
 from tongka.payment import providers
 from tongka.payment.models import PaymentCallback
-from tongka.payment.providers.base import PaymentRequest, ProviderUnavailable, RefundRequest
+from tongka.payment.providers.base import (
+    PaymentRequest,
+    ProviderUnavailable,
+    RefundRequest,
+)
 from tongka.payment.providers.paypal import PayPalProvider, from_value, to_value
 from tongka.payment.simulators import paypal as sim
-from tongka.payment.simulators.store import SimPayment, sessions as sim_sessions
+from tongka.payment.simulators.store import SimPayment
+from tongka.payment.simulators.store import sessions as sim_sessions
 
 CALLBACK = "/api/v1/payments/callbacks/paypal"
 
@@ -40,9 +46,6 @@ def pending(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped
     return headers, line, order, token
 
 
-def status(client, headers, order) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    o = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
-    return o["status"], o["payment"]["status"]
 
 
 def buckets(sessions) -> int:  # type: ignore[no-untyped-def]

@@ -8,19 +8,10 @@ import pytest
 from sqlalchemy import select
 
 from tests import factories as f
-from tongka.account.models import Account
 from tongka.db import transaction
 from tongka.ledger import service as ledger
 from tongka.ledger.models import Bucket, Transfer
 from tongka.money import GB
-
-
-@pytest.fixture
-def operator(client, sessions) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    username = f.register(client)["username"]
-    with transaction(sessions) as s:
-        s.scalars(select(Account).where(Account.username == username)).one().role = "operator"
-    return f.login(client, username)
 
 
 @pytest.fixture

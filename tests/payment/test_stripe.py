@@ -15,17 +15,22 @@ import anyio
 import httpx
 import pytest
 import stripe
-from sqlalchemy import func, select
 from starlette.requests import Request
 
 from tests import factories as f
-from tongka.ledger.models import Bucket
+from tests.payment.factories import bucket_count, inbox, status
 from tongka.payment import providers as registry
 from tongka.payment.models import PaymentCallback
 from tongka.payment.providers.base import ProviderUnavailable, RefundRequest
-from tongka.payment.providers.stripe import StripeProvider, _InjectedHTTP, from_stripe, to_stripe
+from tongka.payment.providers.stripe import (
+    StripeProvider,
+    _InjectedHTTP,
+    from_stripe,
+    to_stripe,
+)
 from tongka.payment.simulators import stripe as simulator
-from tongka.payment.simulators.store import SimPayment, sessions as sim_sessions
+from tongka.payment.simulators.store import SimPayment
+from tongka.payment.simulators.store import sessions as sim_sessions
 
 CALLBACK = "/api/v1/payments/callbacks/stripe"
 API = "/sandbox/stripe/v1"
@@ -64,19 +69,10 @@ def sim_payment(settings, reference: str) -> SimPayment:  # type: ignore[no-unty
     return payment
 
 
-def status(client, headers, order) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    o = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
-    return o["status"], o["payment"]["status"]
 
 
-def bucket_count(sessions) -> int:  # type: ignore[no-untyped-def]
-    with sessions() as s:
-        return s.scalar(select(func.count()).select_from(Bucket)) or 0
 
 
-def inbox(sessions) -> list[PaymentCallback]:  # type: ignore[no-untyped-def]
-    with sessions() as s:
-        return list(s.scalars(select(PaymentCallback).order_by(PaymentCallback.created_at)))
 
 
 def intent_event(order: dict, reference: str, kind: str = "payment_intent.succeeded", event_id: str | None = None,

@@ -16,18 +16,20 @@ import anyio
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import func, select
 from starlette.requests import Request
 from wechatpayv3.utils import load_public_key, rsa_verify
 
 from tests import factories as f
 from tests.payment import wechat_helpers as w
+from tests.payment.factories import bucket_count, inbox, status
 from tongka.config import Settings
-from tongka.ledger.models import Bucket
 from tongka.payment import providers as registry
-from tongka.payment.models import PaymentCallback
 from tongka.payment.providers import wechat
-from tongka.payment.providers.base import PaymentRequest, ProviderUnavailable, RefundRequest
+from tongka.payment.providers.base import (
+    PaymentRequest,
+    ProviderUnavailable,
+    RefundRequest,
+)
 from tongka.payment.sandbox_keys import pem
 from tongka.payment.simulators import wechat as simulator
 
@@ -44,19 +46,10 @@ def pending(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped
     return headers, order
 
 
-def status(client, headers, order) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    o = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
-    return o["status"], o["payment"]["status"]
 
 
-def bucket_count(sessions) -> int:  # type: ignore[no-untyped-def]
-    with sessions() as s:
-        return s.scalar(select(func.count()).select_from(Bucket)) or 0
 
 
-def inbox(sessions) -> list[PaymentCallback]:  # type: ignore[no-untyped-def]
-    with sessions() as s:
-        return list(s.scalars(select(PaymentCallback).order_by(PaymentCallback.created_at)))
 
 
 def complete(app, settings, payment_id: str, outcome: str = "succeeded") -> int:  # type: ignore[no-untyped-def]
