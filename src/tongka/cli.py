@@ -25,12 +25,20 @@ rates_app = typer.Typer(help="Exchange rates between CNY and HKD.", no_args_is_h
 payments_app = typer.Typer(help="Payments and refunds.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The sandbox payment providers.", no_args_is_help=True)
+networks_app = typer.Typer(help="The networks (PLMNs) lines may use, and their zones.", no_args_is_help=True)
 for sub, name in (
     (db_app, "db"), (demo_app, "demo"), (lines_app, "lines"), (ledger_app, "ledger"), (orders_app, "orders"),
     (keys_app, "keys"), (rates_app, "rates"), (payments_app, "payments"), (accounts_app, "accounts"),
-    (sandbox_app, "sandbox"),
+    (sandbox_app, "sandbox"), (networks_app, "networks"),
 ):
     app.add_typer(sub, name=name)
+
+
+@app.callback()
+def _configure() -> None:
+    from tongka import logs
+
+    logs.configure(json=False)
 
 
 def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
@@ -123,6 +131,16 @@ def ledger_expire() -> None:
     with transaction(_sessions(get_settings())) as session:
         count = buckets.expire_buckets(session)
     typer.echo(f"expired {count} bucket(s)")
+
+
+@networks_app.command("list")
+def networks_list() -> None:
+    """The network registry: PLMN, zone, operator, and whether it is served."""
+    from tongka.charging import service as charging
+
+    with transaction(_sessions(get_settings())) as session:
+        for n in charging.networks(session):
+            typer.echo(f"{n.plmn}  {n.zone:8}  {n.operator:24}  {'active' if n.active else 'inactive'}")
 
 
 @orders_app.command("expire")
