@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,16 @@ PROBLEM = "application/problem+json"
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logs.configure(settings.log_json)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if settings.sandbox_enabled:  # the simulated providers finish sending what they owe
+            from tongka.payment import simulators
+
+            await simulators.drain()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="tongka",
         version=__version__,
         description="Prepaid cross-border SIM and eSIM data between mainland China and Hong Kong. "

@@ -71,7 +71,8 @@ def system_account(session: Session, name: str, unit: str) -> LedgerAccount:
     return account
 
 
-def _lock(session: Session, ids: Iterable[int]) -> dict[int, LedgerAccount]:
+def lock_accounts(session: Session, ids: Iterable[int]) -> dict[int, LedgerAccount]:
+    """Lock ledger accounts in ascending id (the one order everyone uses), fresh from the database."""
     rows = session.scalars(
         select(LedgerAccount)
         .where(LedgerAccount.id.in_(sorted(set(ids))))
@@ -104,7 +105,7 @@ def transfer(
 ) -> Transfer:
     """Move `amount` from `debit` to `credit` now."""
     _check_pair(debit, credit, amount)
-    accounts = _lock(session, (debit.id, credit.id))
+    accounts = lock_accounts(session, (debit.id, credit.id))
     d, c = accounts[debit.id], accounts[credit.id]
     _check_spendable(d, amount)
     d.debits_posted += amount
@@ -114,7 +115,7 @@ def transfer(
 
 def sweep(session: Session, debit: LedgerAccount, credit: LedgerAccount, *, reason: str, reference: str) -> int:
     """Move all that `debit` has available (reservations stay) to `credit`; returns the amount moved."""
-    d = _lock(session, (debit.id, credit.id))[debit.id]
+    d = lock_accounts(session, (debit.id, credit.id))[debit.id]
     amount = d.available
     if amount > 0:
         transfer(session, d, credit, amount, reason=reason, reference=reference)
@@ -133,7 +134,7 @@ def reserve(
 ) -> Transfer:
     """Hold `amount` of `debit` for `credit` until posted, voided or expired (after `expires_at`)."""
     _check_pair(debit, credit, amount)
-    accounts = _lock(session, (debit.id, credit.id))
+    accounts = lock_accounts(session, (debit.id, credit.id))
     d, c = accounts[debit.id], accounts[credit.id]
     _check_spendable(d, amount)
     d.debits_pending += amount
@@ -189,7 +190,7 @@ def _open_reservation(session: Session, pending_id: int) -> tuple[Transfer, Ledg
     if pending is None or pending.kind != "pending":
         raise ValueError(f"transfer {pending_id} is not a reservation")
     # Lock both accounts first: two resolvers of one reservation then run one after the other.
-    accounts = _lock(session, (pending.debit_account_id, pending.credit_account_id))
+    accounts = lock_accounts(session, (pending.debit_account_id, pending.credit_account_id))
     if session.scalar(select(Transfer.id).where(Transfer.pending_id == pending_id)) is not None:
         raise ReservationResolved()
     return pending, accounts[pending.debit_account_id], accounts[pending.credit_account_id]

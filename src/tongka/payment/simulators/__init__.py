@@ -13,10 +13,17 @@ sandbox is on; they never exist in production.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import httpx
 from fastapi import Request
+
+log = logging.getLogger(__name__)
+# Notifications sent after an API call was answered (kept here so they finish, and awaited at shutdown).
+_later: set[asyncio.Task[int]] = set()
 
 
 async def deliver(request: Request, url: str, body: bytes, headers: dict[str, str]) -> int:
@@ -31,6 +38,41 @@ async def deliver(request: Request, url: str, body: bytes, headers: dict[str, st
     async with httpx.AsyncClient(transport=transport, base_url=f"{parts.scheme}://{parts.netloc}") as client:
         answer = await client.post(path, content=body, headers=headers)
     return answer.status_code
+
+
+def deliver_later(
+    request: Request, url: str, body: bytes, headers: dict[str, str], retries: Sequence[float] = (0.05, 0.5, 2.0)
+) -> None:
+    """Send a notification once the current API call has been answered, as providers do: never
+    inside the caller's transaction. Retried after each pause until tongka answers 2xx."""
+
+    async def send() -> int:
+        status = 0
+        for pause in retries:
+            await asyncio.sleep(pause)
+            try:
+                status = await deliver(request, url, body, headers)
+            except Exception:  # a crash in tongka is a failed delivery, as over HTTP
+                log.exception("sandbox notification to %s failed", url)
+                continue
+            if 200 <= status < 300:
+                break
+        return status
+
+    task = asyncio.get_running_loop().create_task(send())
+    _later.add(task)
+    task.add_done_callback(_later.discard)
+
+
+async def drain(timeout: float = 15.0) -> list[int]:
+    """Wait for the notifications on their way (at shutdown, and in tests); their callbacks' HTTP statuses."""
+    statuses: list[int] = []
+    while _later:
+        done, _pending = await asyncio.wait(list(_later), timeout=timeout)
+        if not done:
+            break
+        statuses += [t.result() for t in done if not t.cancelled() and t.exception() is None]
+    return statuses
 
 
 def store_sessions(request: Request):  # type: ignore[no-untyped-def]

@@ -18,7 +18,6 @@ Who may call: anyone, and only when the sandbox is on; trade numbers are random.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from datetime import datetime
@@ -50,7 +49,7 @@ from tongka.payment.providers.alipay import (
     rsa2_verify,
     to_yuan,
 )
-from tongka.payment.simulators import deliver, store_sessions
+from tongka.payment.simulators import deliver, deliver_later, store_sessions
 from tongka.payment.simulators.store import SimPayment
 from tongka.templating import templates
 
@@ -64,7 +63,6 @@ BUYER = {"buyer_id": "2088102177296610", "buyer_logon_id": "tes***@sandbox.com"}
 TIMESTAMP_TOLERANCE_SECONDS = 15 * 60
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
 
-_deliveries: set[asyncio.Task[None]] = set()  # refund notifications on their way (kept from the GC)
 
 
 class Refusal(Exception):
@@ -334,18 +332,8 @@ def _notification(settings: Settings, sim: SimPayment, refund: dict[str, Any] | 
 
 
 def _refund_later(request: Request, url: str, body: bytes) -> None:
-    async def send() -> None:
-        for pause in (0.05, 0.5, 2.0):  # Alipay retries until it hears "success" (over hours; here, seconds)
-            await asyncio.sleep(pause)
-            try:
-                if await deliver(request, url, body, {"content-type": FORM}) == 200:
-                    return
-            except Exception:  # noqa: BLE001  (a crash in tongka is a failed delivery, as over HTTP)
-                log.exception("alipay_sandbox_notify_failed", url=url)
-
-    task = asyncio.get_running_loop().create_task(send())
-    _deliveries.add(task)
-    task.add_done_callback(_deliveries.discard)
+    # Alipay retries until it hears "success" (over hours; here, seconds).
+    deliver_later(request, url, body, {"content-type": FORM})
 
 
 async def complete(request: Request, payment: SimPayment, outcome: str) -> int:

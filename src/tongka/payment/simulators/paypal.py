@@ -19,7 +19,6 @@ after the call is answered, as PayPal does, never inside it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -46,7 +45,8 @@ from starlette.concurrency import run_in_threadpool
 from tongka import clock
 from tongka.config import Settings
 from tongka.money import EXPONENT, Money
-from tongka.payment.simulators import deliver, store_sessions
+from tongka.payment import simulators
+from tongka.payment.simulators import deliver, deliver_later, store_sessions
 from tongka.payment.simulators.store import SimPayment
 from tongka.templating import templates
 
@@ -58,7 +58,6 @@ MERCHANT_ID = "TONGKASANDBOX"
 PAYER = {"name": {"given_name": "Sandbox", "surname": "Buyer"}, "email_address": "buyer@example.com",
          "payer_id": "SANDBOXBUYER1", "address": {"country_code": "HK"}}
 NO_DECIMALS = frozenset({"HUF", "JPY", "TWD"})
-_tasks: set[asyncio.Task[int]] = set()
 _held: dict[str, list[tuple[bytes, dict[str, str]]]] = {}  # order id -> webhooks `complete` sends after the approval
 
 
@@ -306,19 +305,12 @@ def webhook(
 
 def _send_later(request: Request, message: tuple[bytes, dict[str, str]]) -> None:
     # After the API call is answered, as PayPal sends them: never inside the caller's transaction.
-    task = asyncio.get_running_loop().create_task(
-        deliver(request, webhook_url(request.app.state.settings), message[0], message[1])
-    )
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    deliver_later(request, webhook_url(request.app.state.settings), message[0], message[1], retries=(0.0,))
 
 
 async def drain() -> list[int]:
     """Wait for the webhooks on their way (tests, and `complete`); their callbacks' HTTP statuses."""
-    statuses: list[int] = []
-    while _tasks:
-        statuses += [s for s in await asyncio.gather(*list(_tasks), return_exceptions=True) if isinstance(s, int)]
-    return statuses
+    return await simulators.drain()
 
 
 def _capture_webhook(settings: Settings, p: SimPayment) -> tuple[bytes, dict[str, str]]:

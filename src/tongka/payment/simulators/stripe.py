@@ -18,7 +18,6 @@ with the whsec_ secret. Who may call: anyone, only when the sandbox is on.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -38,7 +37,7 @@ from starlette.exceptions import HTTPException
 
 from tongka import clock
 from tongka.money import Money
-from tongka.payment.simulators import deliver, store_sessions
+from tongka.payment.simulators import deliver, deliver_later, store_sessions
 from tongka.payment.simulators.store import SimPayment
 from tongka.templating import templates
 
@@ -51,7 +50,6 @@ DECLINED = "4000000000000002"
 CURRENCIES = {"hkd", "cny"}  # the ones tongka sells in
 CANCELABLE = {"requires_payment_method", "requires_capture", "requires_confirmation", "requires_action", "processing"}
 REFUND_REASONS = {"duplicate", "fraudulent", "requested_by_customer"}
-_pending_webhooks: set[asyncio.Task[int]] = set()  # strong references, so they finish
 
 
 class StripeError(Exception):
@@ -321,9 +319,7 @@ async def create_refund(request: Request) -> Response:
         return _failure(e)
     if event is not None:
         # Stripe sends webhooks on its own time, after answering: the caller may still hold its locks.
-        task = asyncio.get_running_loop().create_task(_send(request, event))
-        _pending_webhooks.add(task)
-        task.add_done_callback(_pending_webhooks.discard)
+        _send_later(request, event)
     return answer
 
 
@@ -375,7 +371,7 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-async def _send(request: Request, event: dict[str, Any]) -> int:
+def _webhook(request: Request, event: dict[str, Any]) -> tuple[str, bytes, dict[str, str]]:
     settings = request.app.state.settings
     body = json.dumps(event, indent=2).encode()  # Stripe sends its events pretty-printed
     headers = {
@@ -383,8 +379,16 @@ async def _send(request: Request, event: dict[str, Any]) -> int:
         "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
         "Stripe-Signature": sign(settings.stripe_webhook_secret.get_secret_value(), body, int(time.time())),
     }
-    return await deliver(request, f"{settings.public_base_url.rstrip('/')}/api/v1/payments/callbacks/stripe",
-                         body, headers)
+    return f"{settings.public_base_url.rstrip('/')}/api/v1/payments/callbacks/stripe", body, headers
+
+
+async def _send(request: Request, event: dict[str, Any]) -> int:
+    return await deliver(request, *_webhook(request, event))
+
+
+def _send_later(request: Request, event: dict[str, Any]) -> None:
+    # Stripe sends webhooks on its own time, after answering: the caller may still hold its locks.
+    deliver_later(request, *_webhook(request, event))
 
 
 def _settle(request: Request, reference: str, outcome: str, decline: dict[str, Any] | None) -> dict[str, Any] | None:

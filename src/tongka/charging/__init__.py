@@ -1,0 +1,1 @@
+"""Online charging: networks by PLMN, charging sessions, and grants of data quota from buckets."""

@@ -1,0 +1,196 @@
+"""Property test: random interleavings of quota requests, usage reports, releases and expiry.
+
+A state machine drives two lines with buckets in each zone (and more bought along the
+way) through charging sessions on mainland and Hong Kong networks, while a fake clock
+moves on and the ledger's expiry job runs now and then. Beside it a plain model keeps
+what was charged.
+After every step: no grant ever exceeded what the line had available in the session's
+zone when it was asked, no bucket is below zero, every settled grant's reservations are
+resolved (each exactly once), the bytes posted to `data_used` are what the settled
+grants charged, and `ledger.verify` finds nothing.
+
+SQLite only, each example on a fresh copy of the migrated database: these invariants
+are about the service's arithmetic, not the backend.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import func, select
+
+from tests.charging import factories as f
+from tests.ledger.factories import T0
+from tongka import clock
+from tongka.charging import service as charging
+from tongka.charging.models import ChargingSession, Grant, GrantReservation
+from tongka.charging.service import ChargingSessionReleased
+from tongka.db import make_engine, make_sessionmaker, transaction
+from tongka.ledger import service as ledger
+from tongka.ledger.models import Bucket, LedgerAccount, Transfer
+
+PLMNS = ("454-00", "454-12", "460-00", "460-01")  # two Hong Kong networks, two mainland ones
+ZONES = ("hk", "mainland", "both")
+volumes = st.integers(min_value=1, max_value=400)
+
+
+class ChargingMachine(RuleBasedStateMachine):
+    sessions_ = Bundle("charging_sessions")
+    grants = Bundle("grants")
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.engine = make_engine(url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.now = T0
+        self.refs = itertools.count(1)
+        self.charged = 0  # bytes the model expects in data_used
+        self.released: set[object] = set()
+        with transaction(self.sessions) as s:
+            self.lines = [f.line(s).id, f.line(s).id]
+            for line_id in self.lines:
+                for zone, days in zip(ZONES, (1, 2, 2), strict=True):
+                    self._bucket(s, line_id, zone, 500, days)
+
+    def teardown(self) -> None:
+        self.engine.dispose()
+
+    def _bucket(self, s, line_id, zone: str, amount: int, days: float) -> None:  # type: ignore[no-untyped-def]
+        from tongka.account.models import Line
+
+        f.bucket(s, s.get(Line, line_id), zone, amount, days=days, valid_from=self.now)
+
+    def zone_available(self, s, cs: ChargingSession) -> int:  # type: ignore[no-untyped-def]
+        rows = s.scalars(
+            select(Bucket).where(
+                Bucket.line_id == cs.line_id, Bucket.zone.in_((cs.zone, "both")),
+                Bucket.valid_from <= self.now, Bucket.expires_at > self.now,
+            ).execution_options(populate_existing=True)
+        ).all()
+        return sum(s.get(LedgerAccount, b.ledger_account_id, populate_existing=True).available for b in rows)
+
+    # --- rules ------------------------------------------------------------------------
+
+    @rule(target=sessions_, line=st.integers(0, 1), plmn=st.sampled_from(PLMNS))
+    def open_session(self, line: int, plmn: str):  # type: ignore[no-untyped-def]
+        from tongka.account.models import Line
+
+        with transaction(self.sessions) as s:
+            return charging.open_session(s, s.get(Line, self.lines[line]), plmn, f"ref-{next(self.refs)}").id
+
+    @rule(target=grants, cs_id=sessions_, rating_group=st.integers(1, 3), requested=volumes,
+          validity=st.integers(30, 900))
+    def request(self, cs_id, rating_group: int, requested: int, validity: int):  # type: ignore[no-untyped-def]
+        with transaction(self.sessions) as s:
+            cs = s.get(ChargingSession, cs_id)
+            before = self.zone_available(s, cs)
+            if cs_id in self.released:
+                with pytest.raises(ChargingSessionReleased):
+                    charging.request_quota(s, cs, rating_group, requested, validity, self.now)
+                return None
+            result = charging.request_quota(s, cs, rating_group, requested, validity, self.now)
+            assert result.granted_bytes == min(requested, before)
+            assert self.zone_available(s, cs) == before - result.granted_bytes
+            if result.granted_bytes == 0:
+                assert result.result_code == "QUOTA_LIMIT_REACHED" and result.grant is None
+                return None
+            assert sum(r.amount for r in result.grant.reservations) == result.granted_bytes
+            return result.grant.id
+
+    @rule(grant_id=grants, used=st.integers(0, 500))
+    def report(self, grant_id, used: int) -> None:  # type: ignore[no-untyped-def]
+        if grant_id is None:
+            return
+        with transaction(self.sessions) as s:
+            grant = s.get(Grant, grant_id)
+            was_open = grant.status == "open"
+            result = charging.report_usage(s, grant, used)
+            assert result.already_settled == (not was_open)
+            if was_open:
+                assert result.charged_bytes <= min(used, grant.granted_bytes)
+                assert result.charged_bytes + result.unreserved_bytes == used
+                self.charged += result.charged_bytes
+
+    @rule(cs_id=sessions_)
+    def release(self, cs_id) -> None:  # type: ignore[no-untyped-def]
+        with transaction(self.sessions) as s:
+            cs = s.get(ChargingSession, cs_id)
+            open_before = len(charging.open_grants(s, cs))
+            settled = charging.release(s, cs)
+            assert settled == (0 if cs_id in self.released else open_before)
+        self.released.add(cs_id)
+
+    @rule(seconds=st.integers(0, 1200), run_the_job=st.booleans())
+    def time_passes(self, seconds: int, run_the_job: bool) -> None:
+        self.now += timedelta(seconds=seconds)
+        if run_the_job:
+            with transaction(self.sessions) as s:
+                ledger.expire_reservations(s, self.now)
+
+    @rule(line=st.integers(0, 1), zone=st.sampled_from(ZONES), amount=volumes, days=st.integers(1, 3))
+    def renewal(self, line: int, zone: str, amount: int, days: int) -> None:
+        with transaction(self.sessions) as s:
+            self._bucket(s, self.lines[line], zone, amount, days)
+
+    # --- invariants -------------------------------------------------------------------
+
+    @invariant()
+    def ledger_holds_together(self) -> None:
+        with self.sessions() as s:
+            assert s.scalar(select(func.min(LedgerAccount.credits_posted - LedgerAccount.debits_posted
+                                            - LedgerAccount.debits_pending))
+                            .where(LedgerAccount.must_not_go_negative)) >= 0
+            used = s.scalar(select(LedgerAccount.credits_posted).where(LedgerAccount.code == "system:data_used:bytes"))
+            assert (used or 0) == self.charged
+            # Every reservation of a settled grant is resolved, and none twice.
+            resolved_count = (
+                select(func.count()).select_from(Transfer)
+                .where(Transfer.pending_id == GrantReservation.pending_transfer_id).scalar_subquery()
+            )
+            for status, count in s.execute(
+                select(Grant.status, resolved_count).join(GrantReservation, GrantReservation.grant_id == Grant.id)
+            ):
+                assert count <= 1
+                assert status == "open" or count == 1
+            assert ledger.verify(s) == []
+
+
+@pytest.fixture
+def fresh_database(sqlite_template: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Each call: the URL of a new copy of the migrated SQLite database (networks seeded)."""
+    counter = itertools.count()
+
+    def make() -> str:
+        path = tmp_path / f"example-{next(counter)}.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+
+    return make
+
+
+def test_random_charging_keeps_grants_within_balances(fresh_database, monkeypatch: pytest.MonkeyPatch) -> None:
+    def new_machine() -> ChargingMachine:
+        machine = ChargingMachine(fresh_database())
+        monkeypatch.setattr(clock, "now", lambda: machine.now)
+        return machine
+
+    run_state_machine_as_test(
+        new_machine,
+        settings=settings(
+            max_examples=30, stateful_step_count=25, deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        ),
+    )
