@@ -10,6 +10,7 @@ PostgreSQL comes from `TONGKA_TEST_DATABASE_URL`; without it those tests skip, u
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import shutil
@@ -43,6 +44,20 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
     upgrade(f"sqlite:///{path}")
     return path
+
+
+@pytest.fixture
+def fresh_database(sqlite_template: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Each call: the URL of a new copy of the migrated SQLite database (for property tests,
+    whose every example starts from scratch)."""
+    counter = itertools.count()
+
+    def make() -> str:
+        path = tmp_path / f"example-{next(counter)}.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,7 @@ are about the service's arithmetic, not the backend.
 from __future__ import annotations
 
 import itertools
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -168,17 +166,6 @@ class ChargingMachine(RuleBasedStateMachine):
             assert ledger.verify(s) == []
 
 
-@pytest.fixture
-def fresh_database(sqlite_template: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Each call: the URL of a new copy of the migrated SQLite database (networks seeded)."""
-    counter = itertools.count()
-
-    def make() -> str:
-        path = tmp_path / f"example-{next(counter)}.db"
-        shutil.copy(sqlite_template, path)
-        return f"sqlite:///{path}"
-
-    return make
 
 
 def test_random_charging_keeps_grants_within_balances(fresh_database, monkeypatch: pytest.MonkeyPatch) -> None:

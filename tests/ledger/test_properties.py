@@ -14,17 +14,20 @@ about the service's arithmetic, which does not depend on the backend.
 
 from __future__ import annotations
 
-import itertools
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    Bundle, RuleBasedStateMachine, initialize, invariant, multiple, rule, run_state_machine_as_test,
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
 )
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,7 +37,11 @@ from tongka import clock
 from tongka.db import make_engine, make_sessionmaker, transaction
 from tongka.ledger import service as ledger
 from tongka.ledger.models import LedgerAccount, Transfer
-from tongka.ledger.service import InsufficientBalance, ReservationExpired, ReservationResolved
+from tongka.ledger.service import (
+    InsufficientBalance,
+    ReservationExpired,
+    ReservationResolved,
+)
 
 CUSTOMERS = 3
 SINK = CUSTOMERS  # index of the operator's `data_used` account among the destinations
@@ -223,17 +230,6 @@ class LedgerMachine(RuleBasedStateMachine):
             assert ledger.verify(s) == []
 
 
-@pytest.fixture
-def fresh_database(sqlite_template: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Each call: the URL of a new copy of the migrated SQLite database."""
-    counter = itertools.count()
-
-    def make() -> str:
-        path = tmp_path / f"example-{next(counter)}.db"
-        shutil.copy(sqlite_template, path)
-        return f"sqlite:///{path}"
-
-    return make
 
 
 def test_random_operations_keep_the_ledger_whole(fresh_database, monkeypatch: pytest.MonkeyPatch) -> None:
