@@ -24,6 +24,10 @@ PUBLIC = {
     ("GET", "/receipts/{receipt_id}"),
     ("GET", "/receipts/verify"),
     ("GET", "/receipts/public-key"),
+    # Nchf_ConvergedCharging: the packet core, admitted by mutual TLS in front of tongka (no token).
+    ("POST", "/nchf-convergedcharging/v3/chargingdata"),
+    ("POST", "/nchf-convergedcharging/v3/chargingdata/{ChargingDataRef}/update"),
+    ("POST", "/nchf-convergedcharging/v3/chargingdata/{ChargingDataRef}/release"),
 }
 DEV_ONLY = {("GET", "/dev/outbox")}
 SANDBOX_ONLY_PREFIX = "/sandbox/"
@@ -31,7 +35,7 @@ SANDBOX_ONLY_PREFIX = "/sandbox/"
 
 WHO = (
     "Anyone", "The signed-in subscriber", "The line's owner", "The order's owner", "The payment provider",
-    "Operator staff",
+    "Operator staff", "The network (packet core)",
 )
 
 

@@ -18,6 +18,7 @@ from tongka import __version__, logs
 from tongka.account import api as account_api
 from tongka.catalog import api as catalog_api
 from tongka.catalog import service as catalog
+from tongka.charging import api as charging_api
 from tongka.config import Settings, get_settings
 from tongka.db import make_engine, make_sessionmaker, transaction
 from tongka.deps import request_language
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (account_api.router, catalog_api.router, order_api.router, payment_api.router, payment_admin.router):
         app.include_router(router)
     app.include_router(receipt_api.router)
+    app.include_router(charging_api.router)
     app.include_router(receipt_pages.router)
     if settings.sandbox_enabled:
         from tongka.payment import sandbox

@@ -2,7 +2,7 @@
 
 from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
 from tongka.catalog.models import Pack, PackPrice
-from tongka.charging.models import ChargingSession, Grant, GrantReservation, Network
+from tongka.charging.models import ChargingAnswer, ChargingSession, Grant, GrantReservation, Network
 from tongka.fx.models import ExchangeRate
 from tongka.idempotency import IdempotencyRecord
 from tongka.ledger.models import Bucket, LedgerAccount, Transfer
@@ -12,6 +12,6 @@ from tongka.payment.models import Payment, PaymentCallback, Refund
 from tongka.receipt.models import Receipt, ReceiptCounter
 
 __all__ = [
-    "AccessToken", "Account", "BindChallenge", "Bucket", "ChargingSession", "Grant", "GrantReservation", "Network", "ExchangeRate", "Receipt", "ReceiptCounter", "Refund", "IdempotencyRecord", "LedgerAccount", "Line",
+    "AccessToken", "Account", "BindChallenge", "Bucket", "ChargingAnswer", "ChargingSession", "Grant", "GrantReservation", "Network", "ExchangeRate", "Receipt", "ReceiptCounter", "Refund", "IdempotencyRecord", "LedgerAccount", "Line",
     "OutboxMessage", "Order", "Pack", "PackPrice", "Payment", "PaymentCallback", "RealNameRecord", "Transfer",
 ]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tongka.db import Base, CreatedMixin, IdMixin, UTCDateTime
@@ -91,3 +92,18 @@ class GrantReservation(Base):
     grant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("grants.id"), index=True)
     bucket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("buckets.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChargingAnswer(CreatedMixin, Base):
+    """The answer given to one request of a charging session, by its `invocationSequenceNumber`.
+
+    A request that arrives again with the same sequence number (a retransmission) gets
+    this answer back and charges nothing again.
+    """
+
+    __tablename__ = "charging_answers"
+
+    charging_session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("charging_sessions.id"), primary_key=True)
+    invocation_sequence_number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    status_code: Mapped[int]
+    answer: Mapped[Any] = mapped_column(JSON, nullable=True)  # None for 204 (release)

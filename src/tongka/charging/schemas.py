@@ -1,0 +1,129 @@
+"""The subset of 3GPP TS 32.291 (Nchf_ConvergedCharging, API v3) that tongka reads and answers.
+
+Real requests carry many more fields (location, QoS, slice, triggers, PDU address):
+every model accepts and keeps them (`extra="allow"`) and tongka ignores them. Names
+are the specification's, camelCase as on the wire.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+Uint32 = Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)]
+Uint64 = Annotated[int, Field(strict=True, ge=0, le=2**64 - 1)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class PlmnId(_Wire):
+    mcc: str = Field(pattern=r"^\d{3}$")
+    mnc: str = Field(pattern=r"^\d{2,3}$")
+
+    @property
+    def plmn(self) -> str:
+        return f"{self.mcc}-{self.mnc}"
+
+
+class PDUSessionInformation(_Wire):
+    servingCNPlmnId: PlmnId | None = None
+
+
+class UserInformation(_Wire):
+    servedGPSI: str | None = None
+
+
+class PDUSessionChargingInformation(_Wire):
+    userInformation: UserInformation | None = None
+    pduSessionInformation: PDUSessionInformation | None = None
+
+
+class RequestedUnit(_Wire):
+    totalVolume: Uint64 | None = None
+
+
+class UsedUnitContainer(_Wire):
+    totalVolume: Uint64 | None = None
+    localSequenceNumber: Uint32
+
+
+class MultipleUnitUsage(_Wire):
+    ratingGroup: Uint32
+    requestedUnit: RequestedUnit | None = None
+    # "UsedUnitContainer" is how API v2 (Rel-15) spelled it.
+    usedUnitContainer: list[UsedUnitContainer] = Field(
+        default_factory=list, validation_alias=AliasChoices("usedUnitContainer", "UsedUnitContainer")
+    )
+
+
+class ChargingDataRequest(_Wire):
+    """What the network sends on create, update and release."""
+
+    nfConsumerIdentification: dict[str, Any]
+    invocationTimeStamp: datetime
+    invocationSequenceNumber: Uint32
+    subscriberIdentifier: str | None = None  # SUPI: "imsi-<digits>"
+    retransmissionIndicator: bool = False
+    notifyUri: str | None = None
+    multipleUnitUsage: list[MultipleUnitUsage] = Field(default_factory=list)
+    pDUSessionChargingInformation: PDUSessionChargingInformation | None = None
+
+    def identities(self) -> list[str]:
+        """The subscriber's identities in the order tried: SUPI (or GPSI) in subscriberIdentifier, then servedGPSI."""
+        info = self.pDUSessionChargingInformation
+        gpsi = info.userInformation.servedGPSI if info and info.userInformation else None
+        return [i for i in (self.subscriberIdentifier, gpsi) if i]
+
+    def plmn(self) -> str | None:
+        info = self.pDUSessionChargingInformation
+        pdu = info.pduSessionInformation if info else None
+        return pdu.servingCNPlmnId.plmn if pdu and pdu.servingCNPlmnId else None
+
+
+# REQUIRED in ChargingDataRequest: a missing or wrong one is MANDATORY_IE_*, any other OPTIONAL_IE_*.
+MANDATORY = {"nfConsumerIdentification", "invocationTimeStamp", "invocationSequenceNumber"}
+
+
+# --- answers (documentation of what the routes return) ------------------------------------
+
+
+class GrantedUnit(BaseModel):
+    totalVolume: int
+
+
+class FinalUnitIndication(BaseModel):
+    finalUnitAction: Literal["TERMINATE", "REDIRECT", "RESTRICT_ACCESS"]
+
+
+class MultipleUnitInformation(BaseModel):
+    resultCode: Literal["SUCCESS", "QUOTA_LIMIT_REACHED", "USER_UNKNOWN", "END_USER_SERVICE_DENIED"]
+    ratingGroup: int
+    grantedUnit: GrantedUnit | None = None
+    validityTime: int | None = None
+    volumeQuotaThreshold: int | None = None
+    finalUnitIndication: FinalUnitIndication | None = None
+
+
+class ChargingDataResponse(BaseModel):
+    invocationTimeStamp: datetime
+    invocationSequenceNumber: int
+    multipleUnitInformation: list[MultipleUnitInformation] = Field(default_factory=list)
+
+
+class InvalidParam(BaseModel):
+    param: str  # a JSON pointer
+    reason: str | None = None
+
+
+class ProblemDetails(BaseModel):
+    """TS 29.571 ProblemDetails, with the application error in `cause`."""
+
+    title: str
+    status: int
+    detail: str
+    cause: str
+    invalidParams: list[InvalidParam] | None = None

@@ -1,0 +1,242 @@
+"""Nchf_ConvergedCharging over HTTP: create / update / release as a packet core sends them, on each backend."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+
+from tests.charging import factories as f
+from tests.charging.factories import HK_PLMN, MAINLAND_PLMN
+from tongka.charging.models import ChargingAnswer, Grant
+from tongka.money import MB
+
+BASE = "/nchf-convergedcharging/v3/chargingdata"
+RG = 10
+
+
+def msisdn(line) -> str:  # type: ignore[no-untyped-def]
+    return "msisdn-" + line.hk_number.removeprefix("+")
+
+
+def request(
+    seq: int, *, gpsi: str | None = None, supi: str | None = None, plmn: str = HK_PLMN,
+    requested: int | None = None, used: int | None = None, rg: int = RG,
+) -> dict[str, Any]:
+    usage: dict[str, Any] = {"ratingGroup": rg}
+    if requested is not None:
+        usage["requestedUnit"] = {"totalVolume": requested}
+    if used is not None:
+        usage["usedUnitContainer"] = [{"totalVolume": used, "localSequenceNumber": seq}]
+    mcc, mnc = plmn.split("-")
+    body: dict[str, Any] = {
+        "nfConsumerIdentification": {"nodeFunctionality": "SMF", "nFName": "5f8e6b1c-0000-4000-8000-000000000001"},
+        "invocationTimeStamp": "2030-01-15T08:00:00Z",
+        "invocationSequenceNumber": seq,
+        "notifyUri": "http://smf.example/notify",
+        "multipleUnitUsage": [usage],
+        "pDUSessionChargingInformation": {
+            "pduSessionInformation": {"servingCNPlmnId": {"mcc": mcc, "mnc": mnc}, "pduSessionID": 5},
+        },
+    }
+    if supi:
+        body["subscriberIdentifier"] = supi
+    if gpsi:
+        body["pDUSessionChargingInformation"]["userInformation"] = {"servedGPSI": gpsi}
+    return body
+
+
+def create(client, body: dict[str, Any]) -> str:  # type: ignore[no-untyped-def]
+    r = client.post(BASE, json=body)
+    assert r.status_code == 201, r.text
+    return r.headers["location"].rsplit("/", 1)[1]
+
+
+def remaining(session, bucket) -> int:  # type: ignore[no-untyped-def]
+    """A bucket's available balance now; the test's transaction ends at once (SQLite: one writer at a time)."""
+    session.expire_all()
+    value = f.remaining(session, bucket)
+    session.rollback()
+    return value
+
+
+def test_create_update_release_moves_bytes_out_of_the_buckets(client, session) -> None:
+    line = f.line(session)
+    hk = f.bucket(session, line, "hk", 100 * MB)
+    gpsi = msisdn(line)
+    session.commit()
+
+    r = client.post(BASE, json=request(1, gpsi=gpsi, requested=30 * MB))
+    assert r.status_code == 201, r.text
+    assert r.headers["location"].startswith("http://testserver" + BASE + "/")
+    ref = r.headers["location"].rsplit("/", 1)[1]
+    assert r.json()["invocationSequenceNumber"] == 1
+    (unit,) = r.json()["multipleUnitInformation"]
+    assert unit == {
+        "resultCode": "SUCCESS", "ratingGroup": RG, "grantedUnit": {"totalVolume": 30 * MB},
+        "validityTime": 600, "volumeQuotaThreshold": 6 * MB,
+    }
+    assert remaining(session, hk) == 70 * MB  # reserved
+
+    r = client.post(f"{BASE}/{ref}/update", json=request(2, requested=30 * MB, used=20 * MB))
+    assert r.status_code == 200, r.text
+    assert r.json()["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": 30 * MB}
+    assert remaining(session, hk) == 50 * MB  # 20 used, 30 reserved again
+
+    r = client.post(f"{BASE}/{ref}/release", json=request(3, used=5 * MB))
+    assert (r.status_code, r.content) == (204, b"")
+    assert remaining(session, hk) == 75 * MB  # 25 used in all, the rest back
+    assert session.scalar(select(func.count()).select_from(Grant).where(Grant.status == "open")) == 0
+
+
+def test_the_subscriber_by_imsi_and_the_last_grant_terminates(client, session) -> None:
+    line = f.line(session)
+    line.imsi = "454001234567890"
+    f.bucket(session, line, "mainland", 10 * MB)
+    f.bucket(session, line, "hk", 999 * MB)
+    session.commit()
+
+    r = client.post(BASE, json=request(0, supi="imsi-454001234567890", plmn=MAINLAND_PLMN, requested=30 * MB))
+    assert r.status_code == 201, r.text
+    (unit,) = r.json()["multipleUnitInformation"]
+    assert unit["grantedUnit"] == {"totalVolume": 10 * MB}
+    assert unit["finalUnitIndication"] == {"finalUnitAction": "TERMINATE"}
+    assert "volumeQuotaThreshold" not in unit
+    ref = r.headers["location"].rsplit("/", 1)[1]
+
+    r = client.post(f"{BASE}/{ref}/update", json=request(1, requested=30 * MB, used=10 * MB))
+    (unit,) = r.json()["multipleUnitInformation"]
+    assert unit == {"resultCode": "QUOTA_LIMIT_REACHED", "ratingGroup": RG, "finalUnitIndication": {"finalUnitAction": "TERMINATE"}}
+    assert client.post(f"{BASE}/{ref}/release", json=request(2)).status_code == 204
+
+
+def test_an_unknown_subscriber_is_user_unknown(client, session) -> None:
+    r = client.post(BASE, json=request(0, gpsi="msisdn-85299999999", supi="imsi-454009999999999", requested=MB))
+    assert r.status_code == 404
+    assert r.json()["multipleUnitInformation"] == [{"resultCode": "USER_UNKNOWN", "ratingGroup": RG}]
+
+
+def test_an_unknown_network_is_end_user_service_denied(client, session) -> None:
+    line = f.line(session)
+    f.bucket(session, line, "both", 100 * MB)
+    gpsi = msisdn(line)
+    session.commit()
+    r = client.post(BASE, json=request(0, gpsi=gpsi, plmn="999-99", requested=MB))
+    assert r.status_code == 403
+    assert r.json()["multipleUnitInformation"] == [{"resultCode": "END_USER_SERVICE_DENIED", "ratingGroup": RG}]
+
+
+def test_real_world_fields_are_accepted_and_ignored(client, session) -> None:
+    line = f.line(session)
+    f.bucket(session, line, "hk", 100 * MB)
+    gpsi = msisdn(line)
+    session.commit()
+    body = request(0, gpsi=gpsi, requested=MB)
+    body["subscriberIdentifier"] = "imsi-454000000000000"  # not on file: the GPSI finds the line
+    body["triggers"] = [{"triggerType": "QUOTA_THRESHOLD", "triggerCategory": "IMMEDIATE_REPORT"}]
+    body["oneTimeEvent"] = False
+    info = body["pDUSessionChargingInformation"]
+    info["chargingId"] = 123
+    info["userLocationinfo"] = {"nrLocation": {"tai": {"plmnId": {"mcc": "454", "mnc": "00"}, "tac": "0001"},
+                                               "ncgi": {"plmnId": {"mcc": "454", "mnc": "00"}, "nrCellId": "000000010"}}}
+    info["uetimeZone"] = "+08:00"
+    info["userInformation"]["servedPEI"] = "imeisv-4370816125816151"
+    info["pduSessionInformation"].update({
+        "networkSlicingInfo": {"sNSSAI": {"sst": 1, "sd": "000001"}},
+        "pduType": "IPV4",
+        "ratType": "NR",
+        "dnnId": "internet",
+        "sessionStopIndicator": False,
+        "pduAddress": {"pduIPv4Address": "10.45.0.2"},
+        "authorizedQoSInformation": {"5qi": 9, "priorityLevel": 8, "arp": {"priorityLevel": 8, "preemptCap": "NOT_PREEMPT", "preemptVuln": "PREEMPTABLE"}},
+        "servingNodeID": [{"plmnId": {"mcc": "454", "mnc": "00"}, "amfId": "010041"}],
+    })
+    body["multipleUnitUsage"][0]["uPFID"] = "5f8e6b1c-0000-4000-8000-000000000002"
+    r = client.post(BASE, json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["multipleUnitInformation"][0]["resultCode"] == "SUCCESS"
+
+
+def _assert_problem(r, cause: str, param: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert (body["status"], body["cause"], body["title"]) == (400, cause, "Bad Request") and body["detail"]
+    if param:
+        assert param in [p["param"] for p in body["invalidParams"]]
+
+
+def test_a_malformed_request_is_a_400_problem(client, session) -> None:
+    gpsi = msisdn(f.line(session))
+    session.commit()
+    r = client.post(BASE, content=b"{not json", headers={"content-type": "application/json"})
+    _assert_problem(r, "INVALID_MSG_FORMAT")
+    r = client.post(BASE, json=[1, 2])
+    _assert_problem(r, "INVALID_MSG_FORMAT")
+
+    body = request(0, gpsi=gpsi, requested=MB)
+    del body["invocationSequenceNumber"]
+    _assert_problem(client.post(BASE, json=body), "MANDATORY_IE_MISSING", "/invocationSequenceNumber")
+
+    body = request(0, gpsi=gpsi, requested=MB)
+    body["invocationSequenceNumber"] = "7"
+    _assert_problem(client.post(BASE, json=body), "MANDATORY_IE_INCORRECT", "/invocationSequenceNumber")
+
+    body = request(0, gpsi=gpsi, requested=MB)
+    body["multipleUnitUsage"][0]["requestedUnit"]["totalVolume"] = -1
+    _assert_problem(client.post(BASE, json=body), "OPTIONAL_IE_INCORRECT", "/multipleUnitUsage/0/requestedUnit/totalVolume")
+
+    body = request(0, gpsi=gpsi, requested=MB)
+    del body["pDUSessionChargingInformation"]["pduSessionInformation"]
+    _assert_problem(client.post(BASE, json=body), "MANDATORY_IE_MISSING")
+
+    ref = create(client, request(0, gpsi=gpsi, requested=MB))
+    body = request(1, used=MB)
+    del body["multipleUnitUsage"][0]["usedUnitContainer"][0]["localSequenceNumber"]
+    _assert_problem(client.post(f"{BASE}/{ref}/update", json=body), "OPTIONAL_IE_INCORRECT")
+
+
+def test_a_retransmitted_update_gets_the_same_answer_and_charges_once(client, session) -> None:
+    line = f.line(session)
+    hk = f.bucket(session, line, "hk", 100 * MB)
+    gpsi = msisdn(line)
+    session.commit()
+    ref = create(client, request(0, gpsi=gpsi, requested=30 * MB))
+
+    body = request(1, requested=30 * MB, used=25 * MB)
+    first = client.post(f"{BASE}/{ref}/update", json=body)
+    assert first.status_code == 200
+    assert remaining(session, hk) == 45 * MB
+
+    again = copy.deepcopy(body)
+    again["retransmissionIndicator"] = True
+    for repeat in (again, body):  # flagged or not, the same sequence number is the same request
+        r = client.post(f"{BASE}/{ref}/update", json=repeat)
+        assert (r.status_code, r.json()) == (200, first.json())
+    assert remaining(session, hk) == 45 * MB
+
+    release = request(2, used=30 * MB)
+    assert client.post(f"{BASE}/{ref}/release", json=release).status_code == 204
+    assert client.post(f"{BASE}/{ref}/release", json=release).status_code == 204
+    assert remaining(session, hk) == 45 * MB
+    assert session.scalar(select(func.count()).select_from(ChargingAnswer)) == 3
+
+
+def test_update_and_release_of_an_unknown_ref_are_404_problems(client, session) -> None:
+    for op in ("update", "release"):
+        r = client.post(f"{BASE}/no-such-ref/{op}", json=request(1, used=MB))
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+        assert json.loads(r.content)["cause"] == "CONTEXT_NOT_FOUND"
+
+
+def test_a_released_session_takes_no_more_updates(client, session) -> None:
+    line = f.line(session)
+    f.bucket(session, line, "hk", 100 * MB)
+    gpsi = msisdn(line)
+    session.commit()
+    ref = create(client, request(0, gpsi=gpsi, requested=MB))
+    assert client.post(f"{BASE}/{ref}/release", json=request(1, used=MB)).status_code == 204
+    assert client.post(f"{BASE}/{ref}/update", json=request(2, requested=MB)).status_code == 404
+    assert client.post(f"{BASE}/{ref}/release", json=request(3)).status_code == 404
