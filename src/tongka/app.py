@@ -19,6 +19,7 @@ from tongka.account import api as account_api
 from tongka.catalog import api as catalog_api
 from tongka.catalog import service as catalog
 from tongka.charging import api as charging_api
+from tongka.charging import usage_api as charging_usage_api
 from tongka.config import Settings, get_settings
 from tongka.db import make_engine, make_sessionmaker, transaction
 from tongka.deps import request_language
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(receipt_api.router)
     app.include_router(charging_api.router)
+    app.include_router(charging_usage_api.router)
     app.include_router(receipt_pages.router)
     if settings.sandbox_enabled:
         from tongka.payment import sandbox

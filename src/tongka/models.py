@@ -2,7 +2,14 @@
 
 from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
 from tongka.catalog.models import Pack, PackPrice
-from tongka.charging.models import ChargingAnswer, ChargingSession, Grant, GrantReservation, Network
+from tongka.charging.models import (
+    ChargingAnswer,
+    ChargingSession,
+    Grant,
+    GrantReservation,
+    Network,
+    UsageDay,
+)
 from tongka.fx.models import ExchangeRate
 from tongka.idempotency import IdempotencyRecord
 from tongka.ledger.models import Bucket, LedgerAccount, Transfer
@@ -14,4 +21,5 @@ from tongka.receipt.models import Receipt, ReceiptCounter
 __all__ = [
     "AccessToken", "Account", "BindChallenge", "Bucket", "ChargingAnswer", "ChargingSession", "Grant", "GrantReservation", "Network", "ExchangeRate", "Receipt", "ReceiptCounter", "Refund", "IdempotencyRecord", "LedgerAccount", "Line",
     "OutboxMessage", "Order", "Pack", "PackPrice", "Payment", "PaymentCallback", "RealNameRecord", "Transfer",
+    "UsageDay",
 ]

@@ -9,10 +9,18 @@ A grant's volume is held as ledger reservations, one per bucket it draws on.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tongka.db import Base, CreatedMixin, IdMixin, UTCDateTime
@@ -107,3 +115,23 @@ class ChargingAnswer(CreatedMixin, Base):
     invocation_sequence_number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     status_code: Mapped[int]
     answer: Mapped[Any] = mapped_column(JSON, nullable=True)  # None for 204 (release)
+
+
+class UsageDay(IdMixin, Base):
+    """The data a line used on one day, in one zone, on one network: every reported byte,
+    including any beyond its grants. Added to as each grant is settled, in the same transaction.
+    """
+
+    __tablename__ = "usage_days"
+    __table_args__ = (
+        UniqueConstraint("line_id", "day", "zone", "plmn"),
+        CheckConstraint("zone IN ('mainland', 'hk')", name="zone"),
+        CheckConstraint("bytes >= 0", name="bytes_not_negative"),
+    )
+
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"))
+    # The calendar day in Hong Kong time (UTC+8, no daylight saving) when the usage was reported.
+    day: Mapped[date]
+    zone: Mapped[str] = mapped_column(String(16))  # the charging session's zone: mainland | hk
+    plmn: Mapped[str] = mapped_column(ForeignKey("networks.plmn"))
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)

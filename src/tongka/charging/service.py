@@ -13,22 +13,34 @@ as unreserved usage, to be charged some other way.
 Every grant is settled exactly once: settling is a guarded `UPDATE ... WHERE status =
 'open'`, and a grant settled twice changes nothing the second time.
 
+Every byte reported (beyond the grant too) is also added to the line's usage of that
+day (in Hong Kong time), zone and network, in the same transaction as the settling:
+a grant settled twice is counted once.
+
 Locks, in this order: the charging session row, the grant row, then the ledger
-accounts (all the accounts of one call at once, ascending id, before any transfer).
+accounts (all the accounts of one call at once, ascending id, before any transfer),
+then the line's usage row of the day.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tongka import clock
 from tongka.account.models import Line
-from tongka.charging.models import ChargingSession, Grant, GrantReservation, Network
+from tongka.charging.models import (
+    ChargingSession,
+    Grant,
+    GrantReservation,
+    Network,
+    UsageDay,
+)
 from tongka.db import new_id
 from tongka.errors import Conflict, Unprocessable
 from tongka.i18n import _
@@ -64,6 +76,9 @@ class ChargingSessionReleased(Conflict):
 # A grant's reservations outlive its validity time by this much, so a network element that
 # reports a little late is still charged from them, and one that crashed frees them soon after.
 RESERVATION_MARGIN = timedelta(seconds=60)
+
+# Usage is counted by calendar day in Hong Kong time (UTC+8 all year: no daylight saving).
+HONG_KONG = timezone(timedelta(hours=8), "HKT")
 
 SUCCESS = "SUCCESS"  # 3GPP TS 32.291 resultCode values
 QUOTA_LIMIT_REACHED = "QUOTA_LIMIT_REACHED"
@@ -219,6 +234,9 @@ def report_usage(session: Session, grant: Grant, used_bytes: int) -> UsageResult
     grant.used_bytes = used_bytes
     grant.unreserved_bytes = unreserved
     session.flush()
+    if used_bytes:
+        charging_session = session.get_one(ChargingSession, grant.charging_session_id)
+        _add_usage(session, charging_session, usage_day(now), used_bytes)
     return UsageResult(grant, used_bytes, used_bytes - unreserved, unreserved, False)
 
 
@@ -242,6 +260,32 @@ def release(session: Session, charging_session: ChargingSession) -> int:
     return settled
 
 
+def usage_day(at: datetime) -> date:
+    """The calendar day in Hong Kong of the instant `at` (timezone-aware)."""
+    return at.astimezone(HONG_KONG).date()
+
+
+@dataclass(frozen=True)
+class NetworkUsage:
+    day: date
+    zone: str
+    plmn: str
+    operator: str
+    bytes: int
+
+
+def usage_between(session: Session, line_id: uuid.UUID, first: date, last: date) -> list[NetworkUsage]:
+    """The line's usage per day, zone and network from `first` to `last` (Hong Kong days, both included),
+    newest day first, then the most used network first."""
+    rows = session.execute(
+        select(UsageDay.day, UsageDay.zone, UsageDay.plmn, Network.operator, UsageDay.bytes)
+        .join(Network, Network.plmn == UsageDay.plmn)
+        .where(UsageDay.line_id == line_id, UsageDay.day >= first, UsageDay.day <= last, UsageDay.bytes > 0)
+        .order_by(UsageDay.day.desc(), UsageDay.bytes.desc(), UsageDay.plmn, UsageDay.zone)
+    ).all()
+    return [NetworkUsage(*row) for row in rows]
+
+
 def open_grants(session: Session, charging_session: ChargingSession) -> list[Grant]:
     return list(
         session.scalars(
@@ -262,6 +306,39 @@ def _lock_open_session(session: Session, charging_session: ChargingSession) -> N
     )
     if status != "open":
         raise ChargingSessionReleased()
+
+
+def _add_usage(session: Session, charging_session: ChargingSession, day: date, used_bytes: int) -> None:
+    """Add `used_bytes` to the line's row of (day, zone, network), creating it if need be.
+
+    Safe under concurrency: add to the row if it exists; else insert it in a savepoint, and if
+    another transaction inserted it first (unique violation), add to that one.
+    """
+    key = (
+        UsageDay.line_id == charging_session.line_id,
+        UsageDay.day == day,
+        UsageDay.zone == charging_session.zone,
+        UsageDay.plmn == charging_session.plmn,
+    )
+    add = (
+        update(UsageDay)
+        .where(*key)
+        .values(bytes=UsageDay.bytes + used_bytes)
+        .execution_options(synchronize_session=False)
+    )
+    if session.execute(add).rowcount == 1:
+        return
+    try:
+        with session.begin_nested():
+            session.execute(insert(UsageDay).values(
+                id=new_id(), line_id=charging_session.line_id, day=day, zone=charging_session.zone,
+                plmn=charging_session.plmn, bytes=used_bytes,
+            ))
+        return
+    except IntegrityError:  # inserted meanwhile by another transaction, now committed
+        pass
+    if session.execute(add).rowcount != 1:
+        raise RuntimeError("the usage row was neither updated nor inserted")
 
 
 def _buckets_for(session: Session, charging_session: ChargingSession, now: datetime) -> list[Bucket]:
