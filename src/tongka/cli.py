@@ -235,9 +235,11 @@ def payments_sync(
     from tongka.payment import jobs, providers
 
     settings = get_settings()
-    key = settings.receipt_signing_key.get_secret_value() if settings.receipt_signing_key else None
     with transaction(_sessions(settings)) as session:
-        report = jobs.sync(session, providers.build(settings), older_than=timedelta(seconds=older_than), receipt_key=key)
+        report = jobs.sync(
+            session, providers.build(settings), older_than=timedelta(seconds=older_than),
+            receipt_key=settings.receipt_key,
+        )
     typer.echo(
         f"settled {report.settled}, closed {report.closed}, refunds sent {report.refunds_sent}, "
         f"provider unreachable {report.unreachable}"

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         return self.env == "dev"
 
     @property
+    def receipt_key(self) -> str | None:
+        """The receipt signing key, or None when receipts are not signed (no key set)."""
+        return self.receipt_signing_key.get_secret_value() if self.receipt_signing_key else None
+
+    @property
     def sandbox_enabled(self) -> bool:
         return self.dev if self.payment_sandbox is None else self.payment_sandbox
 

@@ -85,7 +85,8 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
         )
         sandbox = {"sandbox": providers.SandboxProvider(settings.sandbox_payment_secret.get_secret_value(), settings.public_base_url)}
         payment = payments.start(session, order, "alipay", sandbox, settings.public_base_url)
-        key = settings.receipt_signing_key.get_secret_value() if settings.receipt_signing_key else None
-        payments.apply(session, payment, "succeeded", payment.amount, payment.currency, receipt_key=key)
+        payments.apply(
+            session, payment, "succeeded", payment.amount, payment.currency, receipt_key=settings.receipt_key
+        )
         made_account = 1
     return {"packs": len(packs), "lines_added": report.added, "demo_account_created": made_account}

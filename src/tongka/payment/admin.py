@@ -136,10 +136,9 @@ def record_store_payment(
         raise refunds.PaymentNotFound()
     if body.reference:
         payment.provider_reference = body.reference
-    key = settings.receipt_signing_key.get_secret_value() if settings.receipt_signing_key else None
     payments.apply(
         session, payment, "succeeded", payment.amount, payment.currency,
-        receipt_key=key, store=body.store, staff=operator.username,
+        receipt_key=settings.receipt_key, store=body.store, staff=operator.username,
     )
     order = session.get(Order, payment.order_id)
     assert order is not None

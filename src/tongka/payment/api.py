@@ -27,6 +27,7 @@ def callback(
     settings: SettingsDep,
 ) -> Response:
     """The payment provider, proven by its signature: a payment succeeded or failed. A bad signature is 400 and changes nothing."""
-    key = settings.receipt_signing_key.get_secret_value() if settings.receipt_signing_key else None
-    answer = service.handle_callback(session, providers, provider, dict(request.headers), body, receipt_key=key)
+    answer = service.handle_callback(
+        session, providers, provider, dict(request.headers), body, receipt_key=settings.receipt_key
+    )
     return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type)

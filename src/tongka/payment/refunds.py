@@ -30,8 +30,8 @@ from tongka.i18n import _
 from tongka.ledger import service as ledger
 from tongka.ledger.models import Bucket
 from tongka.money import Money
-from tongka.order import service as orders
 from tongka.order.models import Order
+from tongka.payment import locks
 from tongka.payment.models import Payment, Refund
 from tongka.payment.providers.base import Provider, ProviderUnavailable, RefundRequest
 
@@ -109,14 +109,7 @@ def refund(
     payment = session.get(Payment, payment_id)
     if payment is None:
         raise PaymentNotFound()
-    order = orders.lock(session, payment.order_id)  # lock order: order, then payment
-    payment = session.scalars(
-        select(Payment)
-        .where(Payment.id == payment_id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    ).one()
-    assert order is not None
+    order, payment = locks.order_and_payment(session, payment)
     if payment.status != "succeeded":
         raise NotRefundable()
     if not isinstance(amount, int) or amount <= 0:

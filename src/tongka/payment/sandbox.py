@@ -15,7 +15,6 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-import httpx
 from fastapi import APIRouter, Body, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
@@ -28,7 +27,7 @@ from tongka.order.models import Order
 from tongka.payment.models import Payment
 from tongka.payment.providers.sandbox import SIGNATURE_HEADER, sign
 from tongka.payment.service import ProviderUnknown
-from tongka.payment.simulators import store_sessions
+from tongka.payment.simulators import deliver, store_sessions
 from tongka.payment.simulators.store import SimPayment
 from tongka.templating import templates
 
@@ -76,10 +75,9 @@ async def _deliver(request: Request, payment: Payment, outcome: str) -> Complete
     body = json.dumps(event, separators=(",", ":")).encode()
     secret = request.app.state.settings.sandbox_payment_secret.get_secret_value()
     headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(secret, body, int(time.time()))}
-    transport = httpx.ASGITransport(app=request.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox-provider.invalid") as client:
-        answer = await client.post("/api/v1/payments/callbacks/sandbox", content=body, headers=headers)
-    return CompleteOut(provider="sandbox", event_id=event_id, outcome=outcome, callback_status=answer.status_code)
+    url = f"{request.app.state.settings.public_base_url.rstrip('/')}/api/v1/payments/callbacks/sandbox"
+    status = await deliver(request, url, body, headers)
+    return CompleteOut(provider="sandbox", event_id=event_id, outcome=outcome, callback_status=status)
 
 
 async def _simulate(request: Request, payment: Payment, outcome: str) -> CompleteOut:

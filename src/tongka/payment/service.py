@@ -24,7 +24,7 @@ from tongka.i18n import _
 from tongka.ledger import service as ledger
 from tongka.order import service as orders
 from tongka.order.models import Order
-from tongka.payment import refunds
+from tongka.payment import locks, refunds
 from tongka.payment.models import Payment, PaymentCallback
 from tongka.account.models import Account
 from tongka.payment.providers import METHOD_PROVIDER, method_offered
@@ -148,16 +148,7 @@ def apply(
     """
     if outcome not in ("succeeded", "failed"):
         raise ValueError(f"not a payment outcome: {outcome}")
-    order = orders.lock(session, payment.order_id)
-    assert order is not None
-    # FOR NO KEY UPDATE: it must not wait on the key-share lock that another callback's inbox
-    # row (which references this payment) holds while that one waits for the order.
-    payment = session.scalars(
-        select(Payment)
-        .where(Payment.id == payment.id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    ).one()
+    order, payment = locks.order_and_payment(session, payment)
     settles = ("pending", "failed") if outcome == "succeeded" else ("pending",)
     if payment.status not in settles:
         return "ignored"

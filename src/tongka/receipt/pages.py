@@ -99,9 +99,9 @@ def rows(content: dict[str, Any], language: str) -> list[tuple[str, str]]:
 
 
 def _signing_key(settings: Settings) -> str:
-    if settings.receipt_signing_key is None:
+    if settings.receipt_key is None:
         raise service.ReceiptSigningOff()
-    return settings.receipt_signing_key.get_secret_value()
+    return settings.receipt_key
 
 
 @router.get("/receipts/public-key", response_class=PlainTextResponse)
