@@ -127,6 +127,8 @@ def settings(db_url: str, sandbox_keys: dict[str, str], tmp_path: Path) -> Setti
             "secret_key": secrets.token_urlsafe(32),
             "sandbox_payment_secret": secrets.token_urlsafe(32),
             "sandbox_store_url": f"sqlite:///{tmp_path / 'sandbox-providers.db'}",
+            # Tests send charging notifications themselves (notify.deliver_due), when they mean to.
+            "charging_notify_every_seconds": 0,
         },
         _env_file=None,  # type: ignore[call-arg]
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,24 +21,40 @@ from tongka.account import api as account_api
 from tongka.catalog import api as catalog_api
 from tongka.catalog import service as catalog
 from tongka.charging import api as charging_api
+from tongka.charging import overage_api as charging_overage_api
+from tongka.charging import pages as charging_pages
 from tongka.charging import usage_api as charging_usage_api
 from tongka.config import Settings, get_settings
 from tongka.db import make_engine, make_sessionmaker, transaction
 from tongka.deps import request_language
 from tongka.errors import TongkaError
 from tongka.i18n import _, gettext
-from tongka.money import Money, format_bytes
 from tongka.order import api as order_api
 from tongka.payment import admin as payment_admin
 from tongka.payment import api as payment_api
 from tongka.payment import providers
+from tongka.promotion import admin as promotion_admin
+from tongka.promotion import api as promotion_api
 from tongka.receipt import api as receipt_api
 from tongka.receipt import pages as receipt_pages
-from tongka.templating import templates
+from tongka.templating import pack_rows, templates
 
 log = structlog.get_logger()
 
 PROBLEM = "application/problem+json"
+
+
+async def _send_charging_notifications(app: FastAPI, every: float) -> None:
+    """Send queued REAUTHORIZATION notifications to the network, in a worker thread, until shutdown."""
+    from tongka.charging import notify
+
+    with httpx.Client() as http:
+        while True:
+            try:
+                await asyncio.to_thread(notify.deliver_due, app.state.sessionmaker, http)
+            except Exception:  # a database hiccup must not end the loop: log and go on
+                log.exception("charging_notify_loop_error")
+            await asyncio.sleep(every)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,7 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logs.configure(settings.log_json)
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sender = None
+        if settings.charging_notify_every_seconds > 0:
+            sender = asyncio.create_task(_send_charging_notifications(app, settings.charging_notify_every_seconds))
         yield
+        if sender is not None:
+            sender.cancel()
         if settings.sandbox_enabled:  # the simulated providers finish sending what they owe
             from tongka.payment import simulators
 
@@ -66,8 +89,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (account_api.router, catalog_api.router, order_api.router, payment_api.router, payment_admin.router):
         app.include_router(router)
     app.include_router(receipt_api.router)
+    app.include_router(promotion_api.router)
+    app.include_router(promotion_admin.router)
     app.include_router(charging_api.router)
     app.include_router(charging_usage_api.router)
+    app.include_router(charging_overage_api.router)
+    app.include_router(charging_pages.router)
     app.include_router(receipt_pages.router)
     if settings.sandbox_enabled:
         from tongka.payment import sandbox
@@ -93,20 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Anyone: what tongka is, and the packs on sale on the web."""
         language = request_language(request)
         with transaction(app.state.sessionmaker) as session:
-            packs = [
-                {
-                    "name": p.name(language),
-                    "zone": p.zone,
-                    "volume": format_bytes(p.volume_bytes),
-                    "days": p.validity_days,
-                    "prices": [
-                        Money(x.amount, x.currency).format(language)  # type: ignore[arg-type]
-                        # The reader's own currency first: CNY for Simplified Chinese, HKD otherwise.
-                        for x in sorted(p.prices, key=lambda x: x.currency != ("CNY" if language == "zh-Hans" else "HKD"))
-                    ],
-                }
-                for p in catalog.packs_on_sale(session, "app")
-            ]
+            packs = pack_rows(catalog.packs_on_sale(session, "app"), language)
         return templates.TemplateResponse(
             request, "site/home.html", {"packs": packs, "lang": language, "dev": settings.dev}
         )

@@ -26,12 +26,22 @@ payments_app = typer.Typer(help="Payments and refunds.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The sandbox payment providers.", no_args_is_help=True)
 networks_app = typer.Typer(help="The networks (PLMNs) lines may use, and their zones.", no_args_is_help=True)
+usage_app = typer.Typer(help="Usage records from partner networks.", no_args_is_help=True)
 for sub, name in (
     (db_app, "db"), (demo_app, "demo"), (lines_app, "lines"), (ledger_app, "ledger"), (orders_app, "orders"),
     (keys_app, "keys"), (rates_app, "rates"), (payments_app, "payments"), (accounts_app, "accounts"),
-    (sandbox_app, "sandbox"), (networks_app, "networks"),
+    (sandbox_app, "sandbox"), (networks_app, "networks"), (usage_app, "usage"),
 ):
     app.add_typer(sub, name=name)
+
+from tongka.charging.cli import charging_app, overage_app, wallets_app  # noqa: E402 (after the core groups)
+
+for sub, name in ((overage_app, "overage"), (wallets_app, "wallets"), (charging_app, "charging")):
+    app.add_typer(sub, name=name)
+
+from tongka.promotion.cli import offers_app  # noqa: E402
+
+app.add_typer(offers_app, name="offers")
 
 
 @app.callback()
@@ -133,6 +143,29 @@ def ledger_expire() -> None:
     typer.echo(f"expired {count} bucket(s)")
 
 
+@app.command()
+def simulate(
+    lines: Annotated[int, typer.Option(help="phones to play, one line each: bound lines first")] = 10,
+    minutes: Annotated[float, typer.Option(help="how long to run")] = 5.0,
+    seconds: Annotated[float | None, typer.Option(help="how long to run, instead of --minutes")] = None,
+    base_url: Annotated[str | None, typer.Option(help="the server [default: TONGKA_PUBLIC_BASE_URL]")] = None,
+    seed: Annotated[int | None, typer.Option(help="the same seed plays the same phones' choices")] = None,
+) -> None:
+    """Play a packet core: phones open charging sessions, use data, cross the border, release; live figures."""
+    from tongka.charging import simulate as simulation
+
+    settings = get_settings()
+    with transaction(_sessions(settings)) as session:
+        phones = simulation.subscribers(session, lines)
+    if not phones:
+        typer.echo("no active line with a number or IMSI: load the demo or import lines first", err=True)
+        raise typer.Exit(1)
+    duration = seconds if seconds is not None else minutes * 60
+    figures = simulation.run(phones, duration, base_url or settings.public_base_url, seed=seed)
+    if figures.interrupted:
+        raise typer.Exit(130)  # as a shell reports a command ended by Ctrl-C
+
+
 @networks_app.command("list")
 def networks_list() -> None:
     """The network registry: PLMN, zone, operator, and whether it is served."""
@@ -141,6 +174,30 @@ def networks_list() -> None:
     with transaction(_sessions(get_settings())) as session:
         for n in charging.networks(session):
             typer.echo(f"{n.plmn}  {n.zone:8}  {n.operator:24}  {'active' if n.active else 'inactive'}")
+
+
+@usage_app.command("import")
+def usage_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    format: Annotated[str | None, typer.Option(help="csv or jsonl [default: from the extension]")] = None,
+    rejects: Annotated[Path | None, typer.Option(help="where rejected records go [default: FILE.rejects.<ext>]")] = None,
+    batch: Annotated[int, typer.Option(help="records per transaction")] = 1000,
+) -> None:
+    """Charge usage records (CSV or JSON Lines) like online usage, once per record_id; rejects to a file."""
+    from tongka.charging import usage_import as imports
+
+    try:
+        summary, written = imports.import_file(
+            _sessions(get_settings()), file, fmt=format, rejects=rejects, batch_size=batch, progress=True
+        )
+    except imports.ImportRefused as e:
+        typer.echo(f"refused: {e}", err=True)
+        raise typer.Exit(2) from None
+    for line in summary.report():
+        typer.echo(line)
+    typer.echo(f"rejected records: {written}")
+    if summary.rejected_total:
+        raise typer.Exit(1)
 
 
 @orders_app.command("expire")

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # Ed25519 private key (32 raw bytes, base64) that signs receipts; its public half is published.
     receipt_signing_key: SecretStr | None = None
 
+    # How often the server sends queued charging notifications (REAUTHORIZATION) to the network; 0: never
+    # (then `tongka charging notify` does it).
+    charging_notify_every_seconds: float = 1.0
+
     payment_sandbox: bool | None = None  # None: on in dev, off in production
     # The providers' own side in sandbox mode (their API, pages and callbacks) keeps its
     # state in a database of its own, as a real provider would: never tongka's tables.

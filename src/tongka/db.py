@@ -124,3 +124,20 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def add_to_row(session: Session, model: type[Base], key: dict[str, Any], amounts: dict[str, int], **values: Any) -> None:
+    """Add `amounts` to the row of `model` with the primary or unique `key`, inserting it first if it is not there.
+
+    One atomic statement (INSERT ... ON CONFLICT DO UPDATE, on SQLite and PostgreSQL alike), so
+    two transactions starting the same counter at once both count. `values` fill a new row only.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    table = model.__table__
+    statement = dialect.insert(table).values(**key, **amounts, **values)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(key), set_={name: table.c[name] + statement.excluded[name] for name in amounts}
+    )
+    session.execute(statement)

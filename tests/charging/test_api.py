@@ -38,7 +38,7 @@ def request(
         "notifyUri": "http://smf.example/notify",
         "multipleUnitUsage": [usage],
         "pDUSessionChargingInformation": {
-            "pduSessionInformation": {"servingCNPlmnId": {"mcc": mcc, "mnc": mnc}, "pduSessionID": 5},
+            "pduSessionInformation": {"servingCNPlmnId": {"mcc": mcc, "mnc": mnc}, "pduSessionID": 5, "dnnId": "internet"},
         },
     }
     if supi:
@@ -91,7 +91,7 @@ def test_create_update_release_moves_bytes_out_of_the_buckets(client, session) -
     assert session.scalar(select(func.count()).select_from(Grant).where(Grant.status == "open")) == 0
 
 
-def test_the_subscriber_by_imsi_and_the_last_grant_terminates(client, session) -> None:
+def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(client, session) -> None:
     line = f.line(session)
     line.imsi = "454001234567890"
     f.bucket(session, line, "mainland", 10 * MB)
@@ -102,30 +102,39 @@ def test_the_subscriber_by_imsi_and_the_last_grant_terminates(client, session) -
     assert r.status_code == 201, r.text
     (unit,) = r.json()["multipleUnitInformation"]
     assert unit["grantedUnit"] == {"totalVolume": 10 * MB}
-    assert unit["finalUnitIndication"] == {"finalUnitAction": "TERMINATE"}
+    assert unit["finalUnitIndication"] == {
+        "finalUnitAction": "REDIRECT",
+        "redirectServer": {"redirectAddressType": "URL", "redirectServerAddress": f"http://testserver/renew/{line.id}"},
+    }
     assert "volumeQuotaThreshold" not in unit
     ref = r.headers["location"].rsplit("/", 1)[1]
 
     r = client.post(f"{BASE}/{ref}/update", json=request(1, requested=30 * MB, used=10 * MB))
     (unit,) = r.json()["multipleUnitInformation"]
-    assert unit == {"resultCode": "QUOTA_LIMIT_REACHED", "ratingGroup": RG, "finalUnitIndication": {"finalUnitAction": "TERMINATE"}}
+    assert unit == {
+        "resultCode": "QUOTA_LIMIT_REACHED", "ratingGroup": RG,
+        "finalUnitIndication": {
+            "finalUnitAction": "REDIRECT",
+            "redirectServer": {"redirectAddressType": "URL", "redirectServerAddress": f"http://testserver/renew/{line.id}"},
+        },
+    }
     assert client.post(f"{BASE}/{ref}/release", json=request(2)).status_code == 204
 
 
 def test_an_unknown_subscriber_is_user_unknown(client, session) -> None:
     r = client.post(BASE, json=request(0, gpsi="msisdn-85299999999", supi="imsi-454009999999999", requested=MB))
-    assert r.status_code == 404
-    assert r.json()["multipleUnitInformation"] == [{"resultCode": "USER_UNKNOWN", "ratingGroup": RG}]
+    assert (r.status_code, r.headers["content-type"]) == (404, "application/problem+json")
+    assert r.json()["cause"] == "USER_UNKNOWN"
 
 
-def test_an_unknown_network_is_end_user_service_denied(client, session) -> None:
+def test_an_unknown_network_is_end_user_request_denied(client, session) -> None:
     line = f.line(session)
     f.bucket(session, line, "both", 100 * MB)
     gpsi = msisdn(line)
     session.commit()
     r = client.post(BASE, json=request(0, gpsi=gpsi, plmn="999-99", requested=MB))
-    assert r.status_code == 403
-    assert r.json()["multipleUnitInformation"] == [{"resultCode": "END_USER_SERVICE_DENIED", "ratingGroup": RG}]
+    assert (r.status_code, r.headers["content-type"]) == (403, "application/problem+json")
+    assert r.json()["cause"] == "END_USER_REQUEST_DENIED"
 
 
 def test_real_world_fields_are_accepted_and_ignored(client, session) -> None:
@@ -190,7 +199,7 @@ def test_a_malformed_request_is_a_400_problem(client, session) -> None:
 
     body = request(0, gpsi=gpsi, requested=MB)
     del body["pDUSessionChargingInformation"]["pduSessionInformation"]
-    _assert_problem(client.post(BASE, json=body), "MANDATORY_IE_MISSING")
+    _assert_problem(client.post(BASE, json=body), "CHARGING_FAILED")
 
     ref = create(client, request(0, gpsi=gpsi, requested=MB))
     body = request(1, used=MB)

@@ -1,13 +1,18 @@
-"""Property test: random interleavings of quota requests, usage reports, releases and expiry.
+"""Property test: random interleavings of quota requests, usage reports, releases, expiry,
+renewals and overage switched on and off.
 
 A state machine drives two lines with buckets in each zone (and more bought along the
 way) through charging sessions on mainland and Hong Kong networks, while a fake clock
-moves on and the ledger's expiry job runs now and then. Beside it a plain model keeps
-what was charged.
-After every step: no grant ever exceeded what the line had available in the session's
-zone when it was asked, no bucket is below zero, every settled grant's reservations are
-resolved (each exactly once), the bytes posted to `data_used` are what the settled
-grants charged, and `ledger.verify` finds nothing.
+moves on and the ledger's expiry job runs now and then. Each line's owner has a wallet
+and a monthly cap, and turns overage on and off. Beside it a plain model keeps the
+bytes reported.
+After every step: with overage off no grant ever exceeded what the line had available
+in the session's zone when it was asked (less what it owed), and with it on the rest
+never cost more than the wallet held; no bucket or wallet is below zero; no month's
+overage (charged and held) is above the cap; every settled grant's reservations are
+resolved (each exactly once); a grant reported twice charges once; every reported byte
+is charged — from buckets, as overage, or owed — never free; and `ledger.verify` finds
+nothing.
 
 SQLite only, each example on a fresh copy of the migrated database: these invariants
 are about the service's arithmetic, not the backend.
@@ -33,16 +38,23 @@ from sqlalchemy import func, select
 from tests.charging import factories as f
 from tests.ledger.factories import T0
 from tongka import clock
+from tongka.account.models import Account, Line
+from tongka.charging import overage
 from tongka.charging import service as charging
-from tongka.charging.models import ChargingSession, Grant, GrantReservation
+from tongka.charging.models import ChargingSession, Grant, GrantReservation, LineOverage, OverageMonth
 from tongka.charging.service import ChargingSessionReleased
 from tongka.db import make_engine, make_sessionmaker, transaction
 from tongka.ledger import service as ledger
+from tongka.ledger import buckets as line_buckets
 from tongka.ledger.models import Bucket, LedgerAccount, Transfer
+from tongka.money import MB
+from tongka.wallet import service as wallets
 
 PLMNS = ("454-00", "454-12", "460-00", "460-01")  # two Hong Kong networks, two mainland ones
 ZONES = ("hk", "mainland", "both")
 volumes = st.integers(min_value=1, max_value=400)
+CAP = 300  # cents a month; overage costs a cent a byte in Hong Kong, two on the mainland (tiny volumes here)
+WALLET = 400
 
 
 class ChargingMachine(RuleBasedStateMachine):
@@ -55,13 +67,22 @@ class ChargingMachine(RuleBasedStateMachine):
         self.sessions = make_sessionmaker(self.engine)
         self.now = T0
         self.refs = itertools.count(1)
-        self.charged = 0  # bytes the model expects in data_used
+        self.reported = 0  # bytes reported: every one must be charged somewhere
         self.released: set[object] = set()
         with transaction(self.sessions) as s:
+            overage.set_rate(s, "hk", "HKD", MB)
+            overage.set_rate(s, "mainland", "HKD", 2 * MB)
             self.lines = [f.line(s).id, f.line(s).id]
-            for line_id in self.lines:
+            for n, line_id in enumerate(self.lines):
+                owner = Account(username=f"owner{n}", email="o@example.com", password_hash="x", language="en")
+                s.add(owner)
+                s.flush()
+                line = s.get_one(Line, line_id)
+                line.account_id = owner.id
+                wallets.credit(s, owner, WALLET, "HKD", reference=f"topup-{n}")
+                overage.configure(s, line, owner, enabled=False, monthly_cap=CAP, currency="HKD")
                 for zone, days in zip(ZONES, (1, 2, 2), strict=True):
-                    self._bucket(s, line_id, zone, 500, days)
+                    self._bucket(s, line_id, zone, 150, days)  # small: running out is common
 
     def teardown(self) -> None:
         self.engine.dispose()
@@ -70,6 +91,10 @@ class ChargingMachine(RuleBasedStateMachine):
         from tongka.account.models import Line
 
         f.bucket(s, s.get(Line, line_id), zone, amount, days=days, valid_from=self.now)
+
+    def wallet_available(self, s, line_id) -> int:  # type: ignore[no-untyped-def]
+        wallet = wallets.wallet_of(s, s.get_one(Line, line_id).account_id)
+        return s.get(LedgerAccount, wallet.ledger_account_id, populate_existing=True).available
 
     def zone_available(self, s, cs: ChargingSession) -> int:  # type: ignore[no-untyped-def]
         rows = s.scalars(
@@ -99,13 +124,24 @@ class ChargingMachine(RuleBasedStateMachine):
                 with pytest.raises(ChargingSessionReleased):
                     charging.request_quota(s, cs, rating_group, requested, validity, self.now)
                 return None
+            owed = line_buckets.owed(s, cs.line_id, cs.zone)
+            overage_on = s.get_one(LineOverage, cs.line_id).enabled
+            wallet_before = self.wallet_available(s, cs.line_id)
             result = charging.request_quota(s, cs, rating_group, requested, validity, self.now)
-            assert result.granted_bytes == min(requested, before)
-            assert self.zone_available(s, cs) == before - result.granted_bytes
+            from_buckets = min(requested, max(0, before - owed))
+            from_wallet = result.granted_bytes - from_buckets
+            if not overage_on:
+                assert from_wallet == 0
+            assert 0 <= from_wallet <= requested - from_buckets
+            assert self.zone_available(s, cs) == max(0, before - owed) - from_buckets
             if result.granted_bytes == 0:
                 assert result.result_code == "QUOTA_LIMIT_REACHED" and result.grant is None
                 return None
-            assert sum(r.amount for r in result.grant.reservations) == result.granted_bytes
+            assert sum(r.volume_bytes for r in result.grant.reservations) == result.granted_bytes
+            assert sum(r.volume_bytes for r in result.grant.reservations if r.per_mb) == from_wallet
+            assert wallet_before - self.wallet_available(s, cs.line_id) == sum(
+                r.amount for r in result.grant.reservations if r.per_mb
+            )
             return result.grant.id
 
     @rule(grant_id=grants, used=st.integers(0, 500))
@@ -120,7 +156,27 @@ class ChargingMachine(RuleBasedStateMachine):
             if was_open:
                 assert result.charged_bytes <= min(used, grant.granted_bytes)
                 assert result.charged_bytes + result.unreserved_bytes == used
-                self.charged += result.charged_bytes
+                self.reported += used
+                if result.unreserved_bytes:  # as the API does: beyond the grant is still charged
+                    cs = s.get_one(ChargingSession, grant.charging_session_id)
+                    charging.charge_usage(
+                        s, s.get_one(Line, cs.line_id), cs.zone, result.unreserved_bytes, self.now, reference="test"
+                    )
+
+    @rule(cs_id=sessions_, rating_group=st.integers(1, 3), used=st.integers(0, 600))
+    def report_for_the_session(self, cs_id, rating_group: int, used: int) -> None:  # type: ignore[no-untyped-def]
+        """As an update does: the usage of a rating group settles its open grants, the excess is charged."""
+        with transaction(self.sessions) as s:
+            cs = s.get(ChargingSession, cs_id)
+            charging.settle_usage(s, cs, rating_group, used)
+            self.reported += used
+
+    @rule(line=st.integers(0, 1), enabled=st.booleans())
+    def switch_overage(self, line: int, enabled: bool) -> None:
+        with transaction(self.sessions) as s:
+            row = s.get_one(Line, self.lines[line])
+            owner = s.get_one(Account, row.account_id)
+            overage.configure(s, row, owner, enabled=enabled, monthly_cap=CAP, currency="HKD")
 
     @rule(cs_id=sessions_)
     def release(self, cs_id) -> None:  # type: ignore[no-untyped-def]
@@ -142,6 +198,7 @@ class ChargingMachine(RuleBasedStateMachine):
     def renewal(self, line: int, zone: str, amount: int, days: int) -> None:
         with transaction(self.sessions) as s:
             self._bucket(s, self.lines[line], zone, amount, days)
+            line_buckets.expire_buckets(s, self.now)  # as the daily job does: what expired leaves the buckets
 
     # --- invariants -------------------------------------------------------------------
 
@@ -151,8 +208,13 @@ class ChargingMachine(RuleBasedStateMachine):
             assert s.scalar(select(func.min(LedgerAccount.credits_posted - LedgerAccount.debits_posted
                                             - LedgerAccount.debits_pending))
                             .where(LedgerAccount.must_not_go_negative)) >= 0
-            used = s.scalar(select(LedgerAccount.credits_posted).where(LedgerAccount.code == "system:data_used:bytes"))
-            assert (used or 0) == self.charged
+            # Every reported byte is charged: posted to data_used (from buckets or owed) or sold as overage.
+            used = ledger.balances(s, ledger.system_account(s, "data_used", "bytes")).credits_posted
+            sold = s.scalar(select(func.coalesce(func.sum(OverageMonth.volume_bytes), 0)))
+            assert (used or 0) + sold == self.reported
+            for line_id in self.lines:
+                month = overage.month_of(self.now)
+                assert overage.charged_in(s, line_id, month) + overage.held(s, line_id, self.now) <= CAP
             # Every reservation of a settled grant is resolved, and none twice.
             resolved_count = (
                 select(func.count()).select_from(Transfer)
@@ -166,8 +228,6 @@ class ChargingMachine(RuleBasedStateMachine):
             assert ledger.verify(s) == []
 
 
-
-
 def test_random_charging_keeps_grants_within_balances(fresh_database, monkeypatch: pytest.MonkeyPatch) -> None:
     def new_machine() -> ChargingMachine:
         machine = ChargingMachine(fresh_database())
@@ -177,7 +237,7 @@ def test_random_charging_keeps_grants_within_balances(fresh_database, monkeypatc
     run_state_machine_as_test(
         new_machine,
         settings=settings(
-            max_examples=30, stateful_step_count=25, deadline=None,
+            max_examples=40, stateful_step_count=30, deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
     )

@@ -33,7 +33,7 @@ def drawn(session, grant: Grant) -> list[tuple[object, int]]:  # type: ignore[no
 
 def used_total(session) -> int:  # type: ignore[no-untyped-def]
     session.expire_all()
-    return ledger.system_account(session, "data_used", "bytes").credits_posted
+    return ledger.balances(session, ledger.system_account(session, "data_used", "bytes")).credits_posted
 
 
 # --- which buckets a grant draws on -------------------------------------------------------

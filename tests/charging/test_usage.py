@@ -172,17 +172,18 @@ def test_bad_ranges_are_refused(client, session) -> None:
 
 
 def test_two_transactions_starting_a_days_row_at_once_both_count(sessions, session, db_url) -> None:
-    """PostgreSQL: the second insert waits for the first, fails on the unique key, and adds to its row."""
+    """PostgreSQL: the second INSERT ... ON CONFLICT waits for the first, then adds to its row."""
     if db_url.startswith("sqlite"):
         pytest.skip("SQLite has one writer at a time: no race to lose")
     line = f.line(session)
     cs_id = f.open_session(session, line, HK_PLMN).id
     session.commit()
     with sessions() as a, sessions() as b:
-        charging._add_usage(a, a.get_one(ChargingSession, cs_id), T0_DAY, 1 * MB)  # inserted, not committed
+        cs = a.get_one(ChargingSession, cs_id)
+        charging.add_usage(a, cs.line_id, cs.zone, cs.plmn, T0_DAY, 1 * MB)  # inserted, not committed
 
         def second() -> None:
-            charging._add_usage(b, b.get_one(ChargingSession, cs_id), T0_DAY, 2 * MB)  # waits for `a`
+            charging.add_usage(b, cs.line_id, cs.zone, cs.plmn, T0_DAY, 2 * MB)  # waits for `a`
             b.commit()
 
         thread = threading.Thread(target=second)

@@ -34,7 +34,9 @@ def test_register_bind_order_pay_and_see_the_bucket(client, sessions, settings) 
 
     order = f.order(client, headers, line["id"], code="both-10gb-30d", method="alipay")
     assert order["status"] == "awaiting_payment"
-    assert (order["amount"], order["currency"]) == (hkd, "HKD")
+    # The demo's offers for a newcomer on a 10 GB pack: 20 % off the first top-up, and 1 GB more.
+    assert {o["code"]: o["amount"] for o in order["price"]["offers"]} == {"demo-first-topup": 3160, "demo-bonus-1gb": 0}
+    assert (order["amount"], order["currency"]) == (hkd - 3160, "HKD")
     assert order["payment"]["status"] == "pending"
 
     result = f.pay(client, order["payment"]["id"])
@@ -43,7 +45,8 @@ def test_register_bind_order_pay_and_see_the_bucket(client, sessions, settings) 
     order = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
     assert order["status"] == "fulfilled" and order["payment"]["status"] == "succeeded"
     balance = client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()
-    assert balance["zones"]["mainland"]["remaining_bytes"] == 10 * GB
-    assert balance["zones"]["hk"]["remaining_bytes"] == 10 * GB
-    [bucket] = balance["buckets"]
+    assert balance["zones"]["mainland"]["remaining_bytes"] == 11 * GB
+    assert balance["zones"]["hk"]["remaining_bytes"] == 11 * GB
+    bucket, bonus = sorted(balance["buckets"], key=lambda b: b["id"] != order["bucket_id"])
     assert bucket["id"] == order["bucket_id"] and bucket["zone"] == "both" and bucket["total_bytes"] == 10 * GB
+    assert bonus["zone"] == "both" and bonus["total_bytes"] == GB  # a bucket of its own

@@ -54,16 +54,10 @@ def line(session: Session) -> Line:
 
 
 def balances(session: Session, account: LedgerAccount) -> tuple[int, int, int, int]:
-    """(debits_posted, credits_posted, debits_pending, credits_pending) as stored, not as cached in the session."""
-    row = session.execute(
-        select(
-            LedgerAccount.debits_posted,
-            LedgerAccount.credits_posted,
-            LedgerAccount.debits_pending,
-            LedgerAccount.credits_pending,
-        ).where(LedgerAccount.id == account.id)
-    ).one()
-    return tuple(row)  # type: ignore[return-value]
+    """(debits_posted, credits_posted, debits_pending, credits_pending) now, not as cached in the session
+    (summed from the transfers for an operator account, which keeps no totals)."""
+    b = ledger.balances(session, account)
+    return (b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending)
 
 
 def transfer_count(session: Session) -> int:

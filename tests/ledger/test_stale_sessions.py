@@ -42,4 +42,4 @@ def test_expiry_sweeps_what_is_available_when_it_holds_the_lock(sessions, fake_c
     with sessions() as s:
         account = s.get(LedgerAccount, account_id)
         assert (account.available, account.debits_pending) == (0, 100)
-        assert ledger.system_account(s, "data_expired", "bytes").credits_posted == 900
+        assert ledger.balances(s, ledger.system_account(s, "data_expired", "bytes")).credits_posted == 900

@@ -127,8 +127,12 @@ def test_the_content_shows_the_breakdown(client, owner, paid) -> None:
     }
     assert content["price"] == {
         "list": {"amount": 5800, "currency": "HKD"},
+        "offers": [],
+        "subtotal": {"amount": 5800, "currency": "HKD"},
+        "total": {"amount": 5800, "currency": "HKD"},
+        "bonus_bytes": 0,
         "paid": {"amount": 5800, "currency": "HKD"},
-    }  # no exchange rate when nothing was converted
+    }  # no exchange rate when nothing was converted, no offers when none ran
     assert content["payment"]["method"] == "alipay" and content["payment"]["provider"] == "sandbox"
     assert content["payment"]["reference"]
     assert content["channel"] == "app" and "store" not in content and "staff" not in content
@@ -152,7 +156,11 @@ def test_a_receipt_in_the_other_currency_shows_the_rate(client, sessions, owner)
     [receipt] = [r for r in receipts_of(client, owner) if r["order_id"] == order["id"]]
     assert receipt["content"]["price"] == {
         "list": {"amount": 2350, "currency": "HKD"},
+        "offers": [],
+        "subtotal": {"amount": 2350, "currency": "HKD"},
         "exchange_rate": {"base": "HKD", "quote": "CNY", "rate": "0.923400"},
+        "total": {"amount": 2170, "currency": "CNY"},
+        "bonus_bytes": 0,
         "paid": {"amount": 2170, "currency": "CNY"},
     }
     [email] = emails_to(sessions, f"{owner.username}@example.com")

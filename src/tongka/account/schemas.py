@@ -75,6 +75,7 @@ class ZoneBalanceOut(BaseModel):
     remaining_bytes: int
     total_bytes: int
     reserved_bytes: int
+    owed_bytes: int  # used beyond the packs with overage off or exhausted: taken from the next pack
     bucket_count: int
     next_expiry: datetime | None
 

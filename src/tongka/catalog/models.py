@@ -47,3 +47,20 @@ class PackPrice(Base):
     pack_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("packs.id"))
     currency: Mapped[str] = mapped_column(String(3))
     amount: Mapped[int] = mapped_column(BigInteger)  # minor units
+
+
+class OverageRate(CreatedMixin, Base):
+    """The published price of data beyond a line's packs, per MB (1 MB = 1,048,576 bytes), by zone and currency.
+
+    Charged only to lines whose owner turned overage on, from the account's wallet.
+    """
+
+    __tablename__ = "overage_rates"
+    __table_args__ = (
+        CheckConstraint("zone IN ('mainland', 'hk')", name="zone"),
+        CheckConstraint("per_mb > 0", name="positive"),
+    )
+
+    zone: Mapped[str] = mapped_column(String(16), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    per_mb: Mapped[int] = mapped_column(BigInteger)  # minor units per MB

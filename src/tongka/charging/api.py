@@ -10,14 +10,18 @@ quota, release settles the final usage and ends the session. Every answer is kep
 gets the same answer and charges nothing again. Errors are 3GPP ProblemDetails with a
 `cause` (TS 29.500 / TS 32.291), in English: they are read by machines and their operators.
 
-Left for later: usage reported beyond a grant (`unreserved_bytes`) is logged, not yet
-charged (overage); the final unit is always TERMINATE (REDIRECT to the line's renewal
-page to come); the notifyUri is not called yet (REAUTHORIZATION after a renewal); a
-retransmitted *create* cannot be recognised (it has no ref yet) and opens a second session.
+Usage beyond a grant is charged (buckets, overage, else owed: `service.charge_usage`).
+When a line's quota runs out, the last grant carries a final unit indication REDIRECT to
+the line's renewal page. A create sent again (the same body, whatever its
+`retransmissionIndicator`) finds the session the first one opened and gets its answer.
+The `notifyUri` of an open session is kept; `notify.py` calls it (REAUTHORIZATION) when a
+renewal or a change of overage gives the line new quota.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -33,14 +37,15 @@ from sqlalchemy.orm import Session
 from tongka import clock
 from tongka.account.models import Line
 from tongka.charging import service as charging
-from tongka.charging.models import ChargingAnswer, ChargingSession, Grant
+from tongka.charging.models import ChargingAnswer, ChargingSession
 from tongka.charging.schemas import (
     MANDATORY,
     ChargingDataRequest,
     ChargingDataResponse,
     ProblemDetails,
 )
-from tongka.deps import SessionDep
+from tongka.config import Settings
+from tongka.deps import SessionDep, SettingsDep
 from tongka.money import MB
 
 log = structlog.get_logger()
@@ -50,8 +55,9 @@ VALIDITY_SECONDS = 600  # validityTime of each grant
 DEFAULT_REQUEST_BYTES = 10 * MB  # when requestedUnit names no totalVolume
 THRESHOLD_SHARE = 5  # volumeQuotaThreshold: ask again when a fifth of the grant is left
 
+# Application errors (ProblemDetails `cause`, TS 32.291 table 6.1.7.3-1) of a create that cannot open a session.
 USER_UNKNOWN = "USER_UNKNOWN"
-END_USER_SERVICE_DENIED = "END_USER_SERVICE_DENIED"
+END_USER_REQUEST_DENIED = "END_USER_REQUEST_DENIED"
 WHO = "The network (packet core), over mutual TLS in production: "
 
 
@@ -110,37 +116,45 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=ChargingDataResponse,
     responses={
         **_ERRORS,
-        403: {"model": ChargingDataResponse, "description": "END_USER_SERVICE_DENIED: network unknown or not served"},
-        404: {"model": ChargingDataResponse, "description": "USER_UNKNOWN: no line with this SUPI/GPSI"},
+        403: {"model": ProblemDetails, "description": "cause END_USER_REQUEST_DENIED: network unknown or not served, line not active"},
+        404: {"model": ProblemDetails, "description": "cause USER_UNKNOWN: no line with this SUPI/GPSI"},
     },
     description=WHO + "open a charging session for a subscriber's PDU session on a serving network "
     "(Nchf_ConvergedCharging_Create) and grant the quota requested per rating group.",
 )
-def create(body: ChargingDataRequest, request: Request, session: SessionDep) -> Response:
+def create(body: ChargingDataRequest, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     plmn = body.plmn()
     if plmn is None:
         return problem(
             400, "Bad Request", "pDUSessionChargingInformation.pduSessionInformation.servingCNPlmnId is required.",
-            "MANDATORY_IE_MISSING",
+            "CHARGING_FAILED",  # optional in the schema, needed to charge: TS 32.291 table 6.1.7.3-1
             [{"param": "/pDUSessionChargingInformation/pduSessionInformation/servingCNPlmnId", "reason": "missing"}],
         )
     if not body.identities():
         return problem(
             400, "Bad Request", "Name the subscriber in subscriberIdentifier or userInformation.servedGPSI.",
-            "MANDATORY_IE_MISSING", [{"param": "/subscriberIdentifier", "reason": "missing"}],
+            "CHARGING_FAILED", [{"param": "/subscriberIdentifier", "reason": "missing"}],
         )
     line = _line_for(session, body.identities())
     if line is None:
-        return _refusal(body, 404, USER_UNKNOWN)
+        return problem(404, "Not Found", "No line has this SUPI or GPSI.", USER_UNKNOWN)
+    key = _create_key(body)
+    if (again := _created_before(session, request, key)) is not None:
+        return again
     try:
-        charging_session = charging.open_session(session, line, plmn, uuid.uuid4().hex)
+        charging_session = charging.open_session(
+            session, line, plmn, uuid.uuid4().hex, notify_uri=body.notifyUri, create_key=key
+        )
+    except charging.ChargingSessionExists:  # the same create, committed meanwhile by another worker
+        again = _created_before(session, request, key)
+        assert again is not None
+        return again
     except (charging.UnknownNetwork, charging.NetworkNotServed, charging.LineNotActive) as refusal:
         log.info("charging_refused", plmn=plmn, line_id=str(line.id), reason=refusal.code)
-        return _refusal(body, 403, END_USER_SERVICE_DENIED)
-    answer = _answer(body, _grant_all(session, charging_session, body))
+        return problem(403, "Forbidden", f"Charging refused: {refusal.code}.", END_USER_REQUEST_DENIED)
+    answer = _answer(body, _grant_all(session, charging_session, body, settings))
     _keep(session, charging_session, body, 201, answer)
-    location = str(request.url_for("update", ChargingDataRef=charging_session.charging_data_ref)).removesuffix("/update")
-    return JSONResponse(answer, status_code=201, headers={"Location": location})
+    return JSONResponse(answer, status_code=201, headers={"Location": _location(request, charging_session)})
 
 
 @router.post(
@@ -150,14 +164,14 @@ def create(body: ChargingDataRequest, request: Request, session: SessionDep) -> 
     description=WHO + "report the usage of an open charging session against each rating group's grant and "
     "receive the next quota (Nchf_ConvergedCharging_Update). A retransmission gets the same answer.",
 )
-def update(ChargingDataRef: str, body: ChargingDataRequest, session: SessionDep) -> Response:
+def update(ChargingDataRef: str, body: ChargingDataRequest, session: SessionDep, settings: SettingsDep) -> Response:
     charging_session = _open_session(session, ChargingDataRef)
     if charging_session is None:
         return _not_found(ChargingDataRef)
     if (kept := _kept(session, charging_session, body)) is not None:
         return kept
     _settle_usage(session, charging_session, body)
-    answer = _answer(body, _grant_all(session, charging_session, body))
+    answer = _answer(body, _grant_all(session, charging_session, body, settings))
     _keep(session, charging_session, body, 200, answer)
     return JSONResponse(answer, status_code=200)
 
@@ -215,6 +229,45 @@ def _open_session(session: Session, ref: str, *, released_too: bool = False) -> 
     return charging_session
 
 
+def _create_key(body: ChargingDataRequest) -> str:
+    """What makes a create the same create sent again.
+
+    With a charging id (which the SMF gives each PDU session): the sending NF, that id, the
+    PDU session id, the subscriber and the sequence number, so a copy re-stamped on resending
+    is still recognised. Without one: the whole message but its retransmission flag.
+    """
+    message = body.model_dump(mode="json", exclude={"retransmissionIndicator"})
+    info = message.get("pDUSessionChargingInformation") or {}
+    charging_id = info.get("sMFchargingId", info.get("chargingId"))
+    if charging_id is not None:
+        nf = message["nfConsumerIdentification"]
+        message = {
+            "nf": [nf.get(k) for k in ("nFName", "nFIPv4Address", "nFIPv6Address", "nFFqdn", "nodeFunctionality")],
+            "chargingId": charging_id,
+            "pduSessionID": (info.get("pduSessionInformation") or {}).get("pduSessionID"),
+            "subscriber": body.identities(),
+            "invocationSequenceNumber": body.invocationSequenceNumber,
+        }
+    return hashlib.sha256(json.dumps(message, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _created_before(session: Session, request: Request, key: str) -> Response | None:
+    """The answer already given to this very create, if it came before, with its Location."""
+    earlier = session.scalar(select(ChargingSession).where(ChargingSession.create_key == key))
+    if earlier is None:
+        return None
+    kept = session.scalars(
+        select(ChargingAnswer).where(ChargingAnswer.charging_session_id == earlier.id)
+        .order_by(ChargingAnswer.created_at, ChargingAnswer.invocation_sequence_number).limit(1)
+    ).one()
+    log.info("charging_retransmission", ref=earlier.charging_data_ref, seq=kept.invocation_sequence_number)
+    return JSONResponse(kept.answer, status_code=kept.status_code, headers={"Location": _location(request, earlier)})
+
+
+def _location(request: Request, charging_session: ChargingSession) -> str:
+    return str(request.url_for("update", ChargingDataRef=charging_session.charging_data_ref)).removesuffix("/update")
+
+
 def _kept(session: Session, charging_session: ChargingSession, body: ChargingDataRequest) -> Response | None:
     kept = session.get(ChargingAnswer, (charging_session.id, body.invocationSequenceNumber))
     if kept is None:
@@ -234,32 +287,25 @@ def _keep(session: Session, charging_session: ChargingSession, body: ChargingDat
 
 
 def _settle_usage(session: Session, charging_session: ChargingSession, body: ChargingDataRequest) -> None:
-    """Each rating group's reported usage (all its containers) settles its open grant."""
+    """Each rating group's reported usage (all its containers) settles its open grants; the excess is charged."""
     used: dict[int, int] = {}
     for usage in body.multipleUnitUsage:
         if usage.usedUnitContainer:
             used[usage.ratingGroup] = used.get(usage.ratingGroup, 0) + sum(
                 c.totalVolume or 0 for c in usage.usedUnitContainer
             )
-    if not used:
-        return
-    grants: dict[int, list[Grant]] = {}
-    for grant in charging.open_grants(session, charging_session):
-        grants.setdefault(grant.rating_group, []).append(grant)
     for rating_group, volume in used.items():
-        left = volume
-        for grant in grants.get(rating_group, []):
-            result = charging.report_usage(session, grant, left)
-            left = result.unreserved_bytes
-        if left:
-            # Not charged yet: overage (the wallet) comes with the next step of #5.
-            log.warning(
-                "charging_usage_unreserved", ref=charging_session.charging_data_ref, rating_group=rating_group,
-                bytes=left,
+        excess = charging.settle_usage(session, charging_session, rating_group, volume)
+        if excess is not None:
+            log.info(
+                "charging_usage_beyond_grant", ref=charging_session.charging_data_ref, rating_group=rating_group,
+                from_buckets=excess.from_buckets, overage_bytes=excess.overage_bytes, owed_bytes=excess.owed_bytes,
             )
 
 
-def _grant_all(session: Session, charging_session: ChargingSession, body: ChargingDataRequest) -> list[dict[str, Any]]:
+def _grant_all(
+    session: Session, charging_session: ChargingSession, body: ChargingDataRequest, settings: Settings
+) -> list[dict[str, Any]]:
     now = clock.now()
     units = []
     for usage in body.multipleUnitUsage:
@@ -274,9 +320,20 @@ def _grant_all(session: Session, charging_session: ChargingSession, body: Chargi
             if not result.final_unit:
                 unit["volumeQuotaThreshold"] = result.granted_bytes // THRESHOLD_SHARE
         if result.final_unit:
-            unit["finalUnitIndication"] = {"finalUnitAction": "TERMINATE"}
+            # Data stops, and the phone's browser is sent to the line's renewal page.
+            unit["finalUnitIndication"] = {
+                "finalUnitAction": "REDIRECT",
+                "redirectServer": {
+                    "redirectAddressType": "URL",
+                    "redirectServerAddress": renewal_url(settings, charging_session.line_id),
+                },
+            }
         units.append(unit)
     return units
+
+
+def renewal_url(settings: Settings, line_id: uuid.UUID) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/renew/{line_id}"
 
 
 def _answer(body: ChargingDataRequest, units: list[dict[str, Any]]) -> dict[str, Any]:
@@ -285,12 +342,6 @@ def _answer(body: ChargingDataRequest, units: list[dict[str, Any]]) -> dict[str,
         "invocationSequenceNumber": body.invocationSequenceNumber,
         "multipleUnitInformation": units,
     }
-
-
-def _refusal(body: ChargingDataRequest, code: int, result_code: str) -> JSONResponse:
-    groups = list(dict.fromkeys(u.ratingGroup for u in body.multipleUnitUsage))
-    answer = _answer(body, [{"resultCode": result_code, "ratingGroup": g} for g in groups])
-    return JSONResponse(answer, status_code=code)
 
 
 def _not_found(ref: str) -> JSONResponse:

@@ -57,6 +57,10 @@ class ChargingSession(IdMixin, CreatedMixin, Base):
     zone: Mapped[str] = mapped_column(String(16))  # the network's zone when the session opened
     status: Mapped[str] = mapped_column(String(16), default="open")
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Where the network wants to hear of new quota (REAUTHORIZATION), if it said.
+    notify_uri: Mapped[str | None] = mapped_column(String(2048))
+    # What makes a create request the same request again: a retransmitted create finds its session.
+    create_key: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class Grant(IdMixin, CreatedMixin, Base):
@@ -90,16 +94,69 @@ class Grant(IdMixin, CreatedMixin, Base):
 
 
 class GrantReservation(Base):
-    """One ledger reservation of a grant: `amount` held on one bucket. In drawing order by transfer id."""
+    """One ledger reservation of a grant, in drawing order by transfer id: `volume_bytes` of the
+    grant held either as bytes on a bucket (`amount` = `volume_bytes`), or, for overage, as money
+    on the wallet (`amount` minor units for `volume_bytes` at `per_mb`, rounded up).
+    """
 
     __tablename__ = "grant_reservations"
+    __table_args__ = (
+        CheckConstraint("(bucket_id IS NULL) = (per_mb IS NOT NULL)", name="bucket_or_overage"),
+    )
 
     pending_transfer_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("ledger_transfers.id"), primary_key=True, autoincrement=False
     )
     grant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("grants.id"), index=True)
-    bucket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("buckets.id"))
+    bucket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("buckets.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
+    volume_bytes: Mapped[int] = mapped_column(BigInteger)
+    per_mb: Mapped[int | None] = mapped_column(BigInteger)  # overage: the rate charged, minor units per MB
+
+
+class LineOverage(Base):
+    """A line owner's choice to keep data flowing beyond the packs, charged to the wallet, up to a cap a month."""
+
+    __tablename__ = "line_overage"
+    __table_args__ = (CheckConstraint("monthly_cap >= 0", name="cap_not_negative"),)
+
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(default=False)
+    monthly_cap: Mapped[int] = mapped_column(BigInteger, default=0)  # minor units of `currency`, per Hong Kong month
+    currency: Mapped[str] = mapped_column(String(3))  # the wallet's
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OverageMonth(Base):
+    """Overage charged to a line in one Hong Kong calendar month (posted; what is held is in open grants)."""
+
+    __tablename__ = "overage_months"
+    __table_args__ = (CheckConstraint("charged >= 0 AND volume_bytes >= 0", name="not_negative"),)
+
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), primary_key=True)
+    month: Mapped[date] = mapped_column(primary_key=True)  # the first day of the month
+    currency: Mapped[str] = mapped_column(String(3))
+    charged: Mapped[int] = mapped_column(BigInteger, default=0)
+    volume_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ChargingNotification(IdMixin, CreatedMixin, Base):
+    """A ChargingNotifyRequest to send to a session's notifyUri after the commit that caused it (an outbox)."""
+
+    __tablename__ = "charging_notifications"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+        Index("ix_charging_notifications_due", "status", "next_attempt_at"),
+    )
+
+    charging_session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("charging_sessions.id"))
+    uri: Mapped[str] = mapped_column(String(2048))
+    body: Mapped[Any] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ChargingAnswer(CreatedMixin, Base):
@@ -135,3 +192,44 @@ class UsageDay(IdMixin, Base):
     zone: Mapped[str] = mapped_column(String(16))  # the charging session's zone: mainland | hk
     plmn: Mapped[str] = mapped_column(ForeignKey("networks.plmn"))
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageRecord(Base):
+    """One usage record imported from a file (`tongka usage import`), kept so it is charged once.
+
+    Written in the same transaction as its charge: if the row is here, the charge is too.
+    `from_buckets + overage_bytes + owed_bytes` is the whole usage; zero-byte records are
+    kept with nothing charged.
+    """
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        CheckConstraint("zone IN ('mainland', 'hk')", name="zone"),
+        CheckConstraint("ended_at >= started_at", name="ends_after_start"),
+        CheckConstraint(
+            "bytes_up >= 0 AND bytes_down >= 0 AND from_buckets >= 0 AND overage_bytes >= 0"
+            " AND overage_amount >= 0 AND owed_bytes >= 0",
+            name="not_negative",
+        ),
+        CheckConstraint("from_buckets + overage_bytes + owed_bytes = bytes_up + bytes_down", name="all_charged"),
+        CheckConstraint("(overage_amount = 0) OR (overage_currency IS NOT NULL)", name="overage_currency"),
+    )
+
+    record_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the partner's id of the record
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), index=True)
+    plmn: Mapped[str] = mapped_column(ForeignKey("networks.plmn"))
+    zone: Mapped[str] = mapped_column(String(16))  # the network's zone when imported
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the instant the usage is charged at
+    bytes_up: Mapped[int] = mapped_column(BigInteger)
+    bytes_down: Mapped[int] = mapped_column(BigInteger)
+    from_buckets: Mapped[int] = mapped_column(BigInteger)
+    overage_bytes: Mapped[int] = mapped_column(BigInteger)
+    overage_amount: Mapped[int] = mapped_column(BigInteger)  # minor units of overage_currency
+    overage_currency: Mapped[str | None] = mapped_column(String(3))
+    owed_bytes: Mapped[int] = mapped_column(BigInteger)
+    # Which run imported it and from which line of its file: a record_id met again in the
+    # same run is a duplicate within the file, in a later run it was already imported.
+    import_id: Mapped[uuid.UUID]
+    line_number: Mapped[int]
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -95,8 +95,14 @@ class GrantedUnit(BaseModel):
     totalVolume: int
 
 
+class RedirectServer(BaseModel):
+    redirectAddressType: Literal["IPV4", "IPV6", "URL", "URI"]  # TS 32.291 RedirectAddressType, not TS 29.512 (SIP_URI)
+    redirectServerAddress: str
+
+
 class FinalUnitIndication(BaseModel):
     finalUnitAction: Literal["TERMINATE", "REDIRECT", "RESTRICT_ACCESS"]
+    redirectServer: RedirectServer | None = None
 
 
 class MultipleUnitInformation(BaseModel):

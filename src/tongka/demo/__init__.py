@@ -20,11 +20,33 @@ from tongka.money import GB
 from tongka.order import service as orders
 from tongka.payment import providers
 from tongka.payment import service as payments
+from tongka.promotion import coupons, offers
+from tongka.promotion.models import Offer
+from tongka.promotion.schemas import OfferIn
+from tongka.wallet import service as wallets
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password"
 DEMO_ICCID = "8985200240000000012"
 LINES_CSV = Path(__file__).parent / "lines.csv"
+DEMO_COUPON = "TONGKA-DEMO"  # shared, once per customer; `make run` prints it
+BIG_PACKS = ["mainland-10gb-30d", "hk-10gb-30d", "both-10gb-30d"]
+# The demo's offers, on the 10 GB packs (the smaller packs keep their list prices).
+OFFERS = [
+    OfferIn(code="demo-first-topup", kind="first_topup", percent_off=20, channels=["app"], pack_codes=BIG_PACKS,
+            names={"en": "First top-up: 20 % off a 10 GB pack", "zh-Hans": "首充 10GB 套餐八折",
+                   "zh-Hant": "首充 10GB 套餐八折"}),
+    OfferIn(code="demo-spend-150-save-15", kind="spend_threshold", channels=["app"],
+            tiers=[{"currency": "HKD", "min": 15000, "off": 1500}, {"currency": "CNY", "min": 14000, "off": 1400}],
+            names={"en": "Spend HK$150 / ¥140, save HK$15 / ¥14", "zh-Hans": "满 HK$150/¥140 减 HK$15/¥14",
+                   "zh-Hant": "滿 HK$150/¥140 減 HK$15/¥14"}),
+    OfferIn(code="demo-bonus-1gb", kind="bonus_data", pack_codes=BIG_PACKS, bonus_bytes=GB, bonus_zone="both",
+            bonus_validity_days=30,
+            names={"en": "1 GB free with any 10 GB pack", "zh-Hans": "买 10GB 送 1GB", "zh-Hant": "買 10GB 送 1GB"}),
+    OfferIn(code="demo-coupon", kind="coupon", amount_off={"HKD": 1000, "CNY": 900}, stackable=True,
+            per_customer_limit=1, max_redemptions=1000,
+            names={"en": "Coupon: HK$10 / ¥9 off", "zh-Hans": "优惠券：减 HK$10/¥9", "zh-Hant": "優惠券：減 HK$10/¥9"}),
+]
 
 ZONE_NAMES = {
     "mainland": {"en": "Mainland", "zh-Hans": "内地", "zh-Hant": "內地"},
@@ -63,6 +85,7 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
             channels=["app", "web", "store"],
         )
         packs[pack.code] = pack
+    made_offers = _offers(session, settings)
     report = lines.import_csv_text(session, LINES_CSV.read_text())
     if report.errors:
         raise RuntimeError(f"demo inventory has bad rows: {report.errors}")
@@ -88,5 +111,24 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
         payments.apply(
             session, payment, "succeeded", payment.amount, payment.currency, receipt_key=settings.receipt_key
         )
+        # HK$50 in the wallet, so turning overage on in the app shows what it does (off, as for everyone).
+        wallets.credit(session, account, 5000, "HKD", reference="demo-topup")
         made_account = 1
-    return {"packs": len(packs), "lines_added": report.added, "demo_account_created": made_account}
+    return {
+        "packs": len(packs), "lines_added": report.added, "demo_account_created": made_account,
+        "offers_added": made_offers,
+    }
+
+
+def _offers(session: Session, settings: Settings) -> int:
+    """The demo's offers (made once, by code) and its shared coupon code."""
+    made = 0
+    for spec in OFFERS:
+        offer = session.scalar(select(Offer).where(Offer.code == spec.code))
+        if offer is None:
+            offer = offers.create(session, spec, "demo")
+            made += 1
+        secret = settings.secret_key.get_secret_value()
+        if offer.kind == "coupon" and coupons.find(session, secret, DEMO_COUPON) is None:
+            coupons.generate(session, offer, secret, code=DEMO_COUPON, max_uses=None, batch="demo")
+    return made

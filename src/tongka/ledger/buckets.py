@@ -3,6 +3,9 @@
 A bucket is a customer ledger account plus its zone and validity. Granting data
 moves bytes from the operator's `data_issued` account into the bucket; usage will
 move them to `data_used`; what is left at expiry moves to `data_expired`.
+
+Data used beyond everything a line had in a zone is owed (`LineDebt`: an account that
+goes below zero) and paid back from the line's next bucket valid in that zone.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tongka import clock
 from tongka.ledger import service as ledger
-from tongka.ledger.models import Bucket, LedgerAccount
+from tongka.ledger.models import Bucket, LedgerAccount, LineDebt
 
 ZONES = ("mainland", "hk")  # where a line can use data; a `both` bucket counts in each
 
@@ -74,6 +78,7 @@ class ZoneView:
     reserved_bytes: int
     bucket_count: int
     next_expiry: datetime | None
+    owed_bytes: int = 0  # used beyond everything the line had here: comes out of the next bucket
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,7 @@ def line_balance(session: Session, line_id: uuid.UUID, now: datetime | None = No
             remaining_bytes=sum(v.remaining_bytes for v in counted),
             total_bytes=sum(v.total_bytes for v in counted),
             reserved_bytes=sum(v.reserved_bytes for v in counted),
+            owed_bytes=owed(session, line_id, zone),
             bucket_count=len(counted),
             next_expiry=min((v.expires_at for v in counted if v.remaining_bytes > 0), default=None),
         )
@@ -138,3 +144,33 @@ def expire_buckets(session: Session, now: datetime | None = None) -> int:
         )
         count += moved > 0
     return count
+
+
+def debt_account(session: Session, line_id: uuid.UUID, zone: str, *, create: bool = False) -> LedgerAccount | None:
+    """The ledger account of what the line owes in `zone` (it goes below zero), made on first need."""
+    found = session.get(LineDebt, (line_id, zone))
+    if found is None and create:
+        try:
+            with session.begin_nested():
+                account = ledger.open_account(session, unit="bytes", kind="debt", must_not_go_negative=False)
+                found = LineDebt(line_id=line_id, zone=zone, ledger_account_id=account.id)
+                session.add(found)
+        except IntegrityError:  # made at the same moment by another transaction
+            found = session.get_one(LineDebt, (line_id, zone))
+    return session.get_one(LedgerAccount, found.ledger_account_id) if found else None
+
+
+def owed(session: Session, line_id: uuid.UUID, zone: str) -> int:
+    """Bytes the line owes in `zone`."""
+    debt = debt_account(session, line_id, zone)
+    return max(0, -debt.available) if debt is not None else 0
+
+
+def repay(session: Session, debt: LedgerAccount, candidates: list[Bucket]) -> None:
+    """Pay back what is owed from `candidates` (buckets, in drawing order); call with the accounts locked."""
+    for bucket in candidates:
+        if debt.available >= 0:
+            return
+        pay = min(-debt.available, bucket.account.available)
+        if pay > 0:
+            ledger.transfer(session, bucket.account, debt, pay, reason="usage_owed_repaid", reference=f"bucket:{bucket.id}")

@@ -104,3 +104,17 @@ class Bucket(IdMixin, CreatedMixin, Base):
     reference: Mapped[str] = mapped_column(String(120))
 
     account: Mapped[LedgerAccount] = relationship(lazy="joined")
+
+
+class LineDebt(Base):
+    """Data a line used in a zone beyond everything it had (buckets, overage): owed, never free.
+
+    A ledger account that may go negative (debited by usage); the next bucket valid in the
+    zone pays it back before any new quota is granted.
+    """
+
+    __tablename__ = "line_debts"
+
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), primary_key=True)
+    zone: Mapped[str] = mapped_column(String(16), primary_key=True)  # mainland | hk
+    ledger_account_id: Mapped[int] = mapped_column(BigId, ForeignKey("ledger_accounts.id"), unique=True)

@@ -7,6 +7,12 @@ expired, exactly once. `verify()` recomputes every balance from the transfers.
 
 Locks: the accounts a transfer touches are locked in ascending id order
 (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite serialises writers at BEGIN).
+
+Operator accounts (`system:*`) keep no running totals and are never locked: every
+charging request and payment moves money or data through the same few of them, and one
+row every request must lock and update makes all requests wait for each other. Nothing
+checks their balance before a move (they may go negative), so their totals are the sum
+of their transfers, computed when asked (`balances`), and `verify` checks them that way.
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ def system_account(session: Session, name: str, unit: str) -> LedgerAccount:
         return account
     try:
         with session.begin_nested():
-            account = LedgerAccount(code=code, unit=unit, kind="system", must_not_go_negative=False)
+            account = LedgerAccount(code=code, unit=unit, kind=SYSTEM, must_not_go_negative=False)
             session.add(account)
     except IntegrityError:  # made at the same moment by another transaction
         account = session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
@@ -72,15 +78,59 @@ def system_account(session: Session, name: str, unit: str) -> LedgerAccount:
 
 
 def lock_accounts(session: Session, ids: Iterable[int]) -> dict[int, LedgerAccount]:
-    """Lock ledger accounts in ascending id (the one order everyone uses), fresh from the database."""
+    """Lock ledger accounts in ascending id (the one order everyone uses), fresh from the database.
+
+    Operator accounts are returned unlocked: they keep no totals to protect.
+    """
+    wanted = sorted(set(ids))
     rows = session.scalars(
         select(LedgerAccount)
-        .where(LedgerAccount.id.in_(sorted(set(ids))))
+        .where(LedgerAccount.id.in_(wanted), LedgerAccount.kind != SYSTEM)
         .order_by(LedgerAccount.id)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).all()
-    return {a.id: a for a in rows}
+    found = {a.id: a for a in rows}
+    for account_id in wanted:
+        if account_id not in found:
+            found[account_id] = session.get_one(LedgerAccount, account_id)
+    return found
+
+
+SYSTEM = "system"
+
+
+def _add(account: LedgerAccount, field: str, amount: int) -> None:
+    """Add to a customer account's running total; operator accounts keep none."""
+    if account.kind != SYSTEM:
+        setattr(account, field, getattr(account, field) + amount)
+
+
+@dataclass(frozen=True)
+class Balances:
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+
+    @property
+    def available(self) -> int:
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+
+def balances(session: Session, account: LedgerAccount) -> Balances:
+    """An account's four totals now: as stored for customer accounts, summed from the transfers for operator ones."""
+    if account.kind != SYSTEM:
+        row = session.execute(
+            select(
+                LedgerAccount.debits_posted, LedgerAccount.credits_posted,
+                LedgerAccount.debits_pending, LedgerAccount.credits_pending,
+            ).where(LedgerAccount.id == account.id)
+        ).one()
+        return Balances(*row)
+    debits, credits = _sums(session, Transfer.debit_account_id, account.id), _sums(session, Transfer.credit_account_id, account.id)
+    return Balances(debits.get(account.id, (0, 0))[0], credits.get(account.id, (0, 0))[0],
+                    debits.get(account.id, (0, 0))[1], credits.get(account.id, (0, 0))[1])
 
 
 def _check_pair(debit: LedgerAccount, credit: LedgerAccount, amount: int) -> None:
@@ -108,8 +158,8 @@ def transfer(
     accounts = lock_accounts(session, (debit.id, credit.id))
     d, c = accounts[debit.id], accounts[credit.id]
     _check_spendable(d, amount)
-    d.debits_posted += amount
-    c.credits_posted += amount
+    _add(d, "debits_posted", amount)
+    _add(c, "credits_posted", amount)
     return _append(session, "posted", d.id, c.id, amount, reason, reference)
 
 
@@ -137,8 +187,8 @@ def reserve(
     accounts = lock_accounts(session, (debit.id, credit.id))
     d, c = accounts[debit.id], accounts[credit.id]
     _check_spendable(d, amount)
-    d.debits_pending += amount
-    c.credits_pending += amount
+    _add(d, "debits_pending", amount)
+    _add(c, "credits_pending", amount)
     return _append(session, "pending", d.id, c.id, amount, reason, reference, expires_at=expires_at)
 
 
@@ -151,8 +201,8 @@ def post(session: Session, pending_id: int, amount: int | None = None, *, reason
     if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= pending.amount:
         raise ValueError("a reservation is posted for between zero and the reserved amount")
     _release(d, c, pending.amount)
-    d.debits_posted += amount
-    c.credits_posted += amount
+    _add(d, "debits_posted", amount)
+    _add(c, "credits_posted", amount)
     return _append(session, "post_pending", d.id, c.id, amount, reason or pending.reason, pending.reference, pending)
 
 
@@ -197,8 +247,8 @@ def _open_reservation(session: Session, pending_id: int) -> tuple[Transfer, Ledg
 
 
 def _release(d: LedgerAccount, c: LedgerAccount, amount: int) -> None:
-    d.debits_pending -= amount
-    c.credits_pending -= amount
+    _add(d, "debits_pending", -amount)
+    _add(c, "credits_pending", -amount)
 
 
 def _append(
@@ -230,6 +280,24 @@ def _append(
 # --- verification -------------------------------------------------------------------------
 
 
+def _sums(session: Session, side: object, account_id: int | None = None) -> dict[int, tuple[int, int]]:
+    """Per account on one side of the transfers (debit or credit): (posted, still pending), from the transfers."""
+    t, resolution = Transfer, aliased(Transfer)
+    moved = t.kind.in_(("posted", "post_pending"))
+    open_pending = (t.kind == "pending") & resolution.id.is_(None)
+
+    def total(condition: object) -> object:
+        return func.coalesce(func.sum(case((condition, t.amount), else_=0)), 0)
+
+    query = select(side, total(moved), total(open_pending)).select_from(t).outerjoin(
+        resolution, resolution.pending_id == t.id
+    )
+    if account_id is not None:
+        query = query.where(side == account_id)
+    rows = session.execute(query.group_by(side)).all()
+    return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+
+
 @dataclass(frozen=True)
 class Mismatch:
     account_id: int | None
@@ -251,23 +319,7 @@ def verify(session: Session) -> list[Mismatch]:
     """
     problems: list[Mismatch] = []
     t = Transfer
-    resolution = aliased(Transfer)
-    open_pending = (t.kind == "pending") & resolution.id.is_(None)
-    moved = t.kind.in_(("posted", "post_pending"))
-
-    def total(condition: object) -> object:
-        return func.coalesce(func.sum(case((condition, t.amount), else_=0)), 0)
-
-    def sums(side: object) -> dict[int, tuple[int, int]]:
-        rows = session.execute(
-            select(side, total(moved), total(open_pending))
-            .select_from(t)
-            .outerjoin(resolution, resolution.pending_id == t.id)
-            .group_by(side)
-        ).all()
-        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
-
-    debits, credits = sums(t.debit_account_id), sums(t.credit_account_id)
+    debits, credits = _sums(session, t.debit_account_id), _sums(session, t.credit_account_id)
     per_unit: dict[str, int] = {}
     # populate_existing: compare with the stored totals as they are now, not as this session last saw them.
     for account in session.scalars(
@@ -275,11 +327,13 @@ def verify(session: Session) -> list[Mismatch]:
     ):
         d_posted, d_pending = debits.get(account.id, (0, 0))
         c_posted, c_pending = credits.get(account.id, (0, 0))
+        # An operator account keeps no totals: its stored ones stay at zero.
+        kept = account.kind != SYSTEM
         for what, stored, recomputed in (
-            ("debits_posted", account.debits_posted, d_posted),
-            ("credits_posted", account.credits_posted, c_posted),
-            ("debits_pending", account.debits_pending, d_pending),
-            ("credits_pending", account.credits_pending, c_pending),
+            ("debits_posted", account.debits_posted, d_posted if kept else 0),
+            ("credits_posted", account.credits_posted, c_posted if kept else 0),
+            ("debits_pending", account.debits_pending, d_pending if kept else 0),
+            ("credits_pending", account.credits_pending, c_pending if kept else 0),
         ):
             if stored != recomputed:
                 problems.append(Mismatch(account.id, what, stored, recomputed))

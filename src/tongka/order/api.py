@@ -27,8 +27,10 @@ def create_order(
     providers: ProvidersDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
-    """The signed-in subscriber, for their own line: order a pack at the catalog price and start its payment.
+    """The signed-in subscriber, for their own line: order a pack and start its payment.
 
+    The price is the catalog's less the offers the subscriber has now (`price` shows the
+    breakdown), or exactly the quote's with `quote_id`; `coupon_code` unlocks a coupon.
     Needs an `Idempotency-Key` header: a retry with the same key and body returns the
     same order; the same key with another body is 409.
     """
@@ -42,8 +44,13 @@ def create_order(
             currency=body.currency,
             channel="app",
             payment_ttl_seconds=settings.order_payment_ttl_seconds,
+            quote_id=body.quote_id,
+            coupon_code=body.coupon_code,
+            secret=settings.secret_key.get_secret_value(),
         )
-        payment = payments.start(session, order, body.payment_method, providers, settings.public_base_url)
+        payment = payments.start(
+            session, order, body.payment_method, providers, settings.public_base_url, receipt_key=settings.receipt_key
+        )
         return 201, OrderOut.of(order, payment, account.language).model_dump(mode="json")
 
     fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))

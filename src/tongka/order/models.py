@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tongka.catalog.models import Pack
@@ -44,5 +45,9 @@ class Order(IdMixin, CreatedMixin, Base):
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     bucket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("buckets.id"))
+    # The quote it was made from and its price breakdown (list price, offers, rate, total),
+    # copied here as the customer saw it; None for orders made before promotions.
+    quote_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("quotes.id"), unique=True)
+    breakdown: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     pack: Mapped[Pack] = relationship(lazy="joined")

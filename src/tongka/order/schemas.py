@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from tongka.order.models import Order
 from tongka.payment.models import Payment
+from tongka.promotion import pricing
 
 
 class OrderCreate(BaseModel):
@@ -14,6 +16,10 @@ class OrderCreate(BaseModel):
     pack_id: uuid.UUID
     currency: str = Field(pattern="^(CNY|HKD)$")
     payment_method: str = Field(pattern="^[a-z_]{2,16}$")
+    quote_id: uuid.UUID | None = Field(
+        default=None, description="charge exactly this quote (POST /api/v1/quotes) while it holds"
+    )
+    coupon_code: str | None = Field(default=None, max_length=40, description="case-insensitive; hyphens optional")
 
 
 class PaymentOut(BaseModel):
@@ -50,6 +56,11 @@ class OrderOut(BaseModel):
     list_amount: int
     list_currency: str
     exchange_rate: str | None = Field(description="quote units per list-currency unit, e.g. \"0.923400\"")
+    price: dict[str, Any] = Field(
+        description="the breakdown: list price, offers applied (discounts in the list currency, bonus data), "
+        "subtotal, exchange_rate when converted, total; the same on the receipt"
+    )
+    quote_id: uuid.UUID | None
     created_at: datetime
     expires_at: datetime
     paid_at: datetime | None
@@ -77,6 +88,8 @@ class OrderOut(BaseModel):
             list_amount=order.list_amount,
             list_currency=order.list_currency,
             exchange_rate=None if order.fx_rate_micros is None else f"{order.fx_rate_micros / 1_000_000:.6f}",
+            price=pricing.of_order(order),
+            quote_id=order.quote_id,
             created_at=order.created_at,
             expires_at=order.expires_at,
             paid_at=order.paid_at,

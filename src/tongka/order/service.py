@@ -16,12 +16,12 @@ from tongka import clock
 from tongka.account import lines
 from tongka.account.models import Account
 from tongka.catalog import service as catalog
+from tongka.charging import notify as charging_notify
 from tongka.errors import Conflict, NotFound
-from tongka.fx import service as fx
 from tongka.i18n import _
 from tongka.ledger import buckets
-from tongka.money import CURRENCIES
 from tongka.order.models import Order
+from tongka.promotion import service as promotions
 
 ALLOWED: dict[str, set[str]] = {
     "awaiting_payment": {"paid", "cancelled", "expired"},
@@ -51,7 +51,10 @@ def transition(session: Session, order: Order, target: str, **values: object) ->
         update(Order).where(Order.id == order.id, Order.status == order.status).values(status=target, **values)
     )
     session.refresh(order)
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    moved = result.rowcount == 1  # type: ignore[attr-defined]
+    if moved and target in ("expired", "cancelled"):
+        promotions.release_order(session, order.id, target)  # its offers go back to their budgets
+    return moved
 
 
 def create(
@@ -63,26 +66,33 @@ def create(
     currency: str,
     channel: str,
     payment_ttl_seconds: int,
+    quote_id: uuid.UUID | None = None,
+    coupon_code: str | None = None,
+    secret: str | None = None,
 ) -> Order:
-    """An order at the catalog's price; whatever price the client sent plays no part."""
+    """An order at the price of its quote (made now if none is given): the catalog's price less the
+    offers the customer has; whatever price the client sent plays no part. `secret` reads coupon codes."""
     line = lines.own_line(session, account, line_id)
     pack = catalog.pack_for_sale(session, pack_id, channel)
-    catalog_prices = [p for c in CURRENCIES if (p := catalog.list_price(pack, c)) is not None]
-    quoted = fx.price_in(session, catalog_prices, currency)
-    if quoted is None:
-        raise catalog.CurrencyNotOffered(currency=currency)
-    listed, price, rate = quoted
+    asked = {"line": line, "pack": pack, "currency": currency, "channel": channel,
+             "coupon_code": coupon_code, "secret": secret}
+    if quote_id is None:
+        quote = promotions.quote(session, account, **asked)  # type: ignore[arg-type]
+    else:
+        quote = promotions.use_quote(session, account, quote_id, **asked)  # type: ignore[arg-type]
     order = Order(
         account_id=account.id,
         line_id=line.id,
         pack_id=pack.id,
         channel=channel,
         status="awaiting_payment",
-        amount=price.amount,
-        currency=price.currency,
-        list_amount=listed.amount,
-        list_currency=listed.currency,
-        fx_rate_micros=rate,
+        amount=quote.amount,
+        currency=quote.currency,
+        list_amount=quote.list_amount,
+        list_currency=quote.list_currency,
+        fx_rate_micros=quote.fx_rate_micros,
+        quote_id=quote.id,
+        breakdown=quote.breakdown,
         zone=pack.zone,
         volume_bytes=pack.volume_bytes,
         validity_days=pack.validity_days,
@@ -90,6 +100,7 @@ def create(
     )
     session.add(order)
     session.flush()
+    promotions.attach(session, quote, order)
     return order
 
 
@@ -123,6 +134,8 @@ def mark_paid_and_fulfil(session: Session, order: Order) -> bool:
     """
     if "paid" not in ALLOWED[order.status]:
         return order.status in ("paid", "fulfilled")
+    if order.status == "expired" and not promotions.retake(session, order):
+        return False  # its offers' budgets were spent meanwhile: the money goes back rather than overspend
     if transition(session, order, "paid", paid_at=clock.now()):
         fulfil(session, order)
     return True
@@ -152,6 +165,9 @@ def fulfil(session: Session, order: Order) -> None:
         reference=f"order:{order.id}",
     )
     transition(session, order, "fulfilled", fulfilled_at=now, bucket_id=bucket.id)
+    promotions.fulfil(session, order, now)
+    # A session in progress on the line hears of its new quota now, not at its next update.
+    charging_notify.quota_changed(session, order.line_id)
 
 
 def expire_unpaid(session: Session, now: datetime | None = None) -> int:
@@ -160,4 +176,5 @@ def expire_unpaid(session: Session, now: datetime | None = None) -> int:
     due = session.scalars(
         select(Order).where(Order.status == "awaiting_payment", Order.expires_at <= now).order_by(Order.expires_at)
     ).all()
+    promotions.release_lapsed_quotes(session, now)
     return sum(1 for order in due if transition(session, order, "expired", closed_at=now))

@@ -78,6 +78,7 @@ class StoreSaleIn(BaseModel):
     pack_id: uuid.UUID
     currency: str = Field(pattern="^(CNY|HKD)$")
     payment_method: str = Field(pattern="^(cash|card_terminal|store_qr)$")
+    coupon_code: str | None = Field(default=None, max_length=40, description="a coupon the customer presents")
 
 
 class RecordIn(BaseModel):
@@ -114,8 +115,11 @@ def store_sale(
         order = orders.create(
             session, owner, line_id=body.line_id, pack_id=body.pack_id, currency=body.currency, channel="store",
             payment_ttl_seconds=settings.order_payment_ttl_seconds,
+            coupon_code=body.coupon_code, secret=settings.secret_key.get_secret_value(),
         )
-        payment = payments.start(session, order, body.payment_method, providers, settings.public_base_url)
+        payment = payments.start(
+            session, order, body.payment_method, providers, settings.public_base_url, receipt_key=settings.receipt_key
+        )
         return 201, OrderOut.of(order, payment, owner.language).model_dump(mode="json")
 
     fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))

@@ -20,6 +20,7 @@ from tongka.payment import refunds
 from tongka.payment import service as payments
 from tongka.payment.models import Payment, Refund
 from tongka.payment.providers.base import Provider, ProviderUnavailable
+from tongka.promotion import service as promotions
 
 log = structlog.get_logger()
 
@@ -79,6 +80,9 @@ def sync(
         assert payment is not None
         try:
             refunds.send(providers, record, payment)
+            if record.status == "succeeded":
+                session.flush()
+                promotions.refund_settled(session, payment)
             report.refunds_sent += 1
         except ProviderUnavailable:
             report.unreachable += 1

@@ -6,6 +6,9 @@ bucket, so R can be at most floor((unused + taken back before) × price / pack b
 Data already used is never refunded; rounding is against the customer by under one
 byte's worth, and refunding everything that is left takes back everything that is left.
 A payment for an order that was not fulfilled (cancelled) can be refunded in full.
+Once a payment is refunded in full (counting refunds that went through), the order's
+offers go back to their budgets and what is left of its bonus data is taken back; a
+partial refund keeps both (promotion/service.py `refund_settled`).
 
 A refund is a record of its own. The ledger moves the money back (`sales` → the
 provider's clearing account) and the bytes out of the bucket (→ `data_refunded`) in the
@@ -34,6 +37,7 @@ from tongka.order.models import Order
 from tongka.payment import locks
 from tongka.payment.models import Payment, Refund
 from tongka.payment.providers.base import Provider, ProviderUnavailable, RefundRequest
+from tongka.promotion import service as promotions
 
 log = structlog.get_logger()
 
@@ -126,6 +130,8 @@ def refund(
     session.flush()
     _book(session, record, payment, order)
     send(providers, record, payment)
+    if record.status == "succeeded":
+        promotions.refund_settled(session, payment)
     return record
 
 
@@ -198,6 +204,8 @@ def settle(session: Session, payment: Payment, refund_id: str, outcome: str, amo
         if record.amount != amount:
             return "amount_mismatch"
         record.status, record.settled_at = "succeeded", clock.now()
+        session.flush()
+        promotions.refund_settled(session, payment)
         return "applied"
     # The provider gave up: the money stays with us, so the refund's entries are reversed
     # by new ones (never edited) and the data goes back to the bucket.

@@ -45,11 +45,23 @@ class ProviderUnknown(NotFound):
 
 
 def start(
-    session: Session, order: Order, method: str, providers: Mapping[str, Provider], base_url: str
+    session: Session, order: Order, method: str, providers: Mapping[str, Provider], base_url: str,
+    *, receipt_key: str | None = None,
 ) -> Payment:
+    """A payment attempt for the order with the provider carrying `method`.
+
+    An order that offers brought to zero asks no provider: its payment of 0 succeeds at
+    once (provider `free`), so it is fulfilled and gets its receipt like any other.
+    """
     account = session.get(Account, order.account_id)
     if not method_offered(method, order.channel, order.currency, account.region if account else "hk"):
         raise MethodUnavailable(method=method)
+    if order.amount == 0:
+        free = Payment(id=uuid.uuid4(), order_id=order.id, provider="free", method=method, amount=0, currency=order.currency)
+        session.add(free)
+        session.flush()
+        apply(session, free, "succeeded", 0, order.currency, receipt_key=receipt_key)
+        return free
     # The method's provider, or in sandbox mode (the only one with a "sandbox") the generic sandbox.
     provider = providers.get(METHOD_PROVIDER.get(method, "")) or providers.get("sandbox")
     if provider is None:

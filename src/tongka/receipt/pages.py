@@ -18,6 +18,7 @@ from tongka.config import Settings
 from tongka.deps import SessionDep, SettingsDep, request_language
 from tongka.i18n import _, gettext
 from tongka.money import Money, format_bytes
+from tongka.promotion import pricing
 from tongka.receipt import service
 from tongka.templating import templates
 
@@ -36,6 +37,7 @@ LABELS = {
     "validity": _("Valid for"),
     "list_price": _("List price"),
     "exchange_rate": _("Exchange rate"),
+    "subtotal": _("After offers"),
     "paid": _("Amount paid"),
     "method": _("Payment method"),
     "provider": _("Payment provider"),
@@ -83,6 +85,14 @@ def rows(content: dict[str, Any], language: str) -> list[tuple[str, str]]:
         (t["validity"], gettext(DAYS, language, days=pack["validity_days"])),
         (t["list_price"], money(price["list"])),
     ]
+    for entry in price.get("offers", []):  # version 1 receipts have none
+        name = pricing.offer_name(entry, language)
+        if entry["amount"]:
+            out.append((name, "−" + money({"amount": entry["amount"], "currency": entry["currency"]})))
+        if bonus := entry.get("bonus"):
+            out.append((name, pricing.bonus_text(bonus, language)))
+    if any(e["amount"] for e in price.get("offers", [])) and price.get("exchange_rate"):
+        out.append((t["subtotal"], money(price["subtotal"])))
     if fx := price.get("exchange_rate"):
         out.append((t["exchange_rate"], f"1 {fx['base']} = {fx['rate']} {fx['quote']}"))
     method = payment["method"]

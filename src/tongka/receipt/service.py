@@ -25,7 +25,6 @@ import hashlib
 import json
 import re
 import uuid
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -45,9 +44,10 @@ from tongka.money import Money, format_bytes
 from tongka.notify import service as notify
 from tongka.order.models import Order
 from tongka.payment.models import Payment
+from tongka.promotion import pricing
 from tongka.receipt.models import Receipt, ReceiptCounter
 
-CONTENT_VERSION = 1
+CONTENT_VERSION = 2  # 2: the price is the order's breakdown (offers, bonus data, total) plus what was paid
 ONLINE = "online"
 _STORE_ISSUER = re.compile(r"^[a-z0-9]{1,20}$")
 
@@ -78,8 +78,6 @@ EMAIL_TEXT = _(
     "{breakdown}\n\n"
     "Receipt {number}, issued {issued_at} UTC. Keep it to prove the payment: your receipts are in the app."
 )
-LIST_PRICE = _("List price: {price}")
-EXCHANGE_RATE = _("Exchange rate: 1 {base} = {rate} {quote}")
 PAID = _("Paid: {price} by {method}")
 
 
@@ -217,16 +215,8 @@ def _content(
     number: str, issuer: str, issued_at: str, payment: Payment, order: Order, line: Line | None,
     store: str | None, staff: str | None, signing_key: str,
 ) -> dict[str, Any]:
-    price: dict[str, Any] = {
-        "list": {"amount": order.list_amount, "currency": order.list_currency},
-        "paid": {"amount": payment.amount, "currency": payment.currency},
-    }
-    if order.list_currency != payment.currency and order.fx_rate_micros:
-        price["exchange_rate"] = {
-            "base": order.list_currency,
-            "quote": payment.currency,
-            "rate": f"{Decimal(order.fx_rate_micros).scaleb(-6):.6f}",  # quote units per base unit: "0.923400"
-        }
+    # The order's own breakdown, exactly as the customer was quoted it, and what was paid.
+    price: dict[str, Any] = {**pricing.of_order(order), "paid": {"amount": payment.amount, "currency": payment.currency}}
     content: dict[str, Any] = {
         "v": CONTENT_VERSION,
         "key_id": key_id(public_key(signing_key)),
@@ -311,15 +301,13 @@ def issue(
 
 
 def breakdown(content: dict[str, Any], language: str) -> list[str]:
-    """The price lines of a receipt's content, in a language."""
+    """The price lines of a receipt's content, in a language: the breakdown's lines, then what was paid."""
     price = content["price"]
 
     def money(part: dict[str, Any]) -> str:
         return Money(part["amount"], part["currency"]).format(language)
 
-    lines = [gettext(LIST_PRICE, language, price=money(price["list"]))]
-    if fx := price.get("exchange_rate"):
-        lines.append(gettext(EXCHANGE_RATE, language, base=fx["base"], rate=fx["rate"], quote=fx["quote"]))
+    lines = pricing.describe(price, language)
     method = content["payment"]["method"]
     method_name = gettext(METHOD_NAMES.get(method, method), language)
     lines.append(gettext(PAID, language, price=money(price["paid"]), method=method_name))

@@ -1,0 +1,159 @@
+"""Overage: data beyond a line's packs, only if its owner turned it on, charged to the wallet up to a monthly cap.
+
+The rate is the catalog's published price per MB for the zone, in the wallet's currency.
+A volume costs ceil(bytes × rate / 1,048,576) minor units, rounded up once per grant
+settled (a customer pays at most one fen or cent more than the exact price per grant).
+Quota from overage is a reservation of money on the wallet, like a bucket reservation of
+bytes: posted for the volume used, the rest released. The cap counts what was charged
+in the Hong Kong calendar month plus what open grants hold, so grants can never add up
+to more than the cap. Locks: the wallet's ledger account serialises all overage of an
+account, so the cap is checked and spent under that one lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tongka import clock
+from tongka.account.models import Account, Line
+from tongka.catalog.models import OverageRate
+from tongka.db import add_to_row
+from tongka.charging.models import ChargingSession, Grant, GrantReservation, LineOverage, OverageMonth
+from tongka.errors import Unprocessable
+from tongka.i18n import _
+from tongka.ledger.models import LedgerAccount
+from tongka.money import MB
+from tongka.wallet import service as wallets
+from tongka.wallet.models import Wallet
+
+HONG_KONG_OFFSET_HOURS = 8
+
+
+class OverageCapInvalid(Unprocessable):
+    code = "overage_cap_invalid"
+    message = _("The monthly cap must be a whole number of minor units, at least 0 and at most {maximum}.")
+
+
+MAX_CAP = 100_000_00  # 100,000.00 a month: a sanity ceiling on what one line may be allowed to spend
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What overage a line may still use now: money on the wallet within the month's cap, at `per_mb`."""
+
+    wallet: Wallet
+    per_mb: int
+    money: int  # minor units: the least of the wallet's available balance and what the cap leaves
+
+    @property
+    def volume(self) -> int:
+        return self.money * MB // self.per_mb
+
+
+def cost(volume_bytes: int, per_mb: int) -> int:
+    """Minor units for `volume_bytes` at `per_mb` a MB, rounded up: data is never free."""
+    return -(-volume_bytes * per_mb // MB)
+
+
+def month_of(at: datetime) -> date:
+    """The first day of the Hong Kong calendar month of `at`."""
+    from tongka.charging.service import usage_day  # the one definition of a Hong Kong day
+
+    return usage_day(at).replace(day=1)
+
+
+def settings_of(session: Session, line_id: uuid.UUID) -> LineOverage | None:
+    return session.get(LineOverage, line_id)
+
+
+def rate(session: Session, zone: str, currency: str) -> int | None:
+    found = session.get(OverageRate, (zone, currency))
+    return found.per_mb if found else None
+
+
+def rates(session: Session) -> list[OverageRate]:
+    return list(session.scalars(select(OverageRate).order_by(OverageRate.zone, OverageRate.currency)))
+
+
+def set_rate(session: Session, zone: str, currency: str, per_mb: int) -> OverageRate:
+    found = session.get(OverageRate, (zone, currency))
+    if found is None:
+        found = OverageRate(zone=zone, currency=currency, per_mb=per_mb)
+        session.add(found)
+    found.per_mb = per_mb
+    session.flush()
+    return found
+
+
+def configure(session: Session, line: Line, owner: Account, *, enabled: bool, monthly_cap: int, currency: str) -> LineOverage:
+    """Turn overage on or off for `line` with a monthly cap in `currency` (the wallet's; opened if need be)."""
+    if not 0 <= monthly_cap <= MAX_CAP:
+        raise OverageCapInvalid(maximum=MAX_CAP)
+    wallet = wallets.open_wallet(session, owner, currency)
+    found = session.get(LineOverage, line.id, with_for_update=True)
+    if found is None:
+        found = LineOverage(line_id=line.id)
+        session.add(found)
+    found.enabled, found.monthly_cap, found.currency, found.updated_at = enabled, monthly_cap, wallet.currency, clock.now()
+    session.flush()
+    return found
+
+
+def charged_in(session: Session, line_id: uuid.UUID, month: date) -> int:
+    return session.scalar(
+        select(OverageMonth.charged).where(OverageMonth.line_id == line_id, OverageMonth.month == month)
+    ) or 0
+
+
+def held(session: Session, line_id: uuid.UUID, now: datetime) -> int:
+    """Money held by the line's open grants on the wallet (lapsed ones can no longer be posted)."""
+    # int(): PostgreSQL sums bigints as numeric, which would come back as a Decimal.
+    return int(session.scalar(
+        select(func.coalesce(func.sum(GrantReservation.amount), 0))
+        .join(Grant, Grant.id == GrantReservation.grant_id)
+        .join(ChargingSession, ChargingSession.id == Grant.charging_session_id)
+        .where(
+            ChargingSession.line_id == line_id, GrantReservation.per_mb.is_not(None), Grant.status == "open",
+            Grant.expires_at > now,
+        )
+    ) or 0)
+
+
+def wallet_account_for(session: Session, line: Line, zone: str) -> tuple[Wallet, int] | None:
+    """The wallet and rate overage would use for `line` in `zone`, if its owner turned overage on."""
+    chosen = settings_of(session, line.id)
+    if chosen is None or not chosen.enabled or line.account_id is None:
+        return None
+    wallet = wallets.wallet_of(session, line.account_id)
+    per_mb = rate(session, zone, chosen.currency)
+    if wallet is None or per_mb is None:
+        return None
+    return wallet, per_mb
+
+
+def allowance(session: Session, line: Line, wallet: Wallet, per_mb: int, now: datetime) -> Allowance:
+    """What is left to spend now; call with the wallet's ledger account locked."""
+    chosen = session.get_one(LineOverage, line.id)
+    cap_left = chosen.monthly_cap - charged_in(session, line.id, month_of(now)) - held(session, line.id, now)
+    account = session.get_one(LedgerAccount, wallet.ledger_account_id)
+    return Allowance(wallet, per_mb, max(0, min(account.available, cap_left)))
+
+
+def record(session: Session, line_id: uuid.UUID, at: datetime, currency: str, amount: int, volume_bytes: int) -> None:
+    """Add a charge to the line's month."""
+    if amount or volume_bytes:
+        add_to_row(
+            session, OverageMonth, {"line_id": line_id, "month": month_of(at)},
+            {"charged": amount, "volume_bytes": volume_bytes}, currency=currency,
+        )
+
+
+def volume_in(session: Session, line_id: uuid.UUID, month: date) -> int:
+    return session.scalar(
+        select(OverageMonth.volume_bytes).where(OverageMonth.line_id == line_id, OverageMonth.month == month)
+    ) or 0
