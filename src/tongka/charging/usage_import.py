@@ -23,8 +23,9 @@ a record; anything beyond the buckets goes through `charge_usage` itself. A reco
 while charging (a `TongkaError`) rolls back its batch, which is then done again with a
 savepoint per record, so only that record is rejected.
 
-The import holds the `data_used` account's row lock for one batch at a time: online
-charging waits for it up to that long (about a second at 1,000 records).
+A batch holds the row locks of the buckets (and wallets) of its lines until it commits:
+online charging of those lines waits up to that long (about a second at 1,000 records).
+Operator accounts such as `data_used` are never locked, so other lines do not wait.
 """
 
 from __future__ import annotations
