@@ -24,7 +24,8 @@ while charging (a `TongkaError`) rolls back its batch, which is then done again 
 savepoint per record, so only that record is rejected.
 
 A batch holds the row locks of the buckets (and wallets) of its lines until it commits:
-online charging of those lines waits up to that long (about a second at 1,000 records).
+online charging of those lines waits up to that long (1 to 3 s at 1,000 records on the
+bench machine; `--batch` makes it shorter).
 Operator accounts such as `data_used` are never locked, so other lines do not wait.
 """
 
