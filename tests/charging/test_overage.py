@@ -124,7 +124,9 @@ def test_usage_beyond_the_grant_takes_what_is_left_then_overage_then_is_owed(ses
     cs = f.open_session(session, line)
     grant = quota(session, cs, 4 * MB).grant
     excess = charging.settle_usage(session, cs, 1, 20 * MB)  # 16 MB beyond the grant
-    assert excess == charging.ExcessCharge(from_buckets=6 * MB, overage_bytes=2 * MB, overage_amount=10, owed_bytes=8 * MB)
+    assert excess == charging.ExcessCharge(
+        from_buckets=6 * MB, overage_bytes=2 * MB, overage_amount=10, owed_bytes=8 * MB, overage_currency="HKD"
+    )
     assert grant.status == "settled" and f.remaining(session, hk) == 0
     assert wallet_available(session, owner) == 0
     assert buckets.owed(session, line.id, "hk") == 8 * MB

@@ -62,7 +62,7 @@ def cost(volume_bytes: int, per_mb: int) -> int:
 
 def month_of(at: datetime) -> date:
     """The first day of the Hong Kong calendar month of `at`."""
-    from tongka.charging.service import usage_day  # the one definition of a Hong Kong day
+    from tongka.charging.engine import usage_day  # the one definition of a Hong Kong day
 
     return usage_day(at).replace(day=1)
 

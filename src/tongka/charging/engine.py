@@ -1,0 +1,594 @@
+"""Charging, decided in memory for many requests at once, written in a few statements.
+
+A `ChargingBatch` belongs to one transaction. `load()` reads what the requests of the
+batch will touch — their charging sessions (locked), open grants and reservations, each
+line's usable buckets, debts and overage settings — and locks every customer ledger
+account among them in one statement, in ascending id (the one order everyone uses).
+Then each request is decided in Python against that state, in arrival order, exactly as
+if it had its own transaction: one request sees what the one before it granted or used.
+`flush()` writes it all: new sessions and grants, settled grants, the ledger's transfers
+and running totals (`ledger.batch`), usage per day and overage per month, in about ten
+statements however many requests there were.
+
+The rules (`charging.service` says them in full): quota in a zone draws on that zone's
+buckets and `both` buckets, the soonest-expiring first, the narrower zone before `both`
+on a tie; what is owed in the zone is paid back first; overage, only if the owner turned
+it on, comes from the wallet within the month's cap; usage posts against a grant's
+reservations in order and the rest is released; usage beyond a grant, or after its
+reservations lapsed, is charged from the buckets, then overage, else owed.
+
+Locks, in this order: charging sessions (ascending id), ledger accounts (ascending id),
+then the rows of usage per day and overage per month (ascending key).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from tongka.account.models import Line
+from tongka.catalog.models import OverageRate
+from tongka.charging.models import (
+    ChargingAnswer,
+    ChargingSession,
+    Grant,
+    GrantReservation,
+    LineOverage,
+    OverageMonth,
+    UsageDay,
+)
+from tongka.db import new_id
+from tongka.ledger import buckets as ledger_buckets
+from tongka.ledger.batch import Account, LedgerBatch, Pending
+from tongka.ledger.models import Bucket, LineDebt
+from tongka.ledger.service import ReservationExpired, ReservationResolved
+from tongka.charging.overage import cost, month_of
+from tongka.money import MB
+from tongka.wallet.models import Wallet
+
+SUCCESS = "SUCCESS"  # 3GPP TS 32.291 resultCode values
+QUOTA_LIMIT_REACHED = "QUOTA_LIMIT_REACHED"
+
+# A grant's reservations outlive its validity time by this much, so a network element that
+# reports a little late is still charged from them, and one that crashed frees them soon after.
+RESERVATION_MARGIN = timedelta(seconds=60)
+
+USED = "system:data_used:bytes"
+
+# Usage is counted by calendar day in Hong Kong time (UTC+8 all year: no daylight saving).
+HONG_KONG = timezone(timedelta(hours=8), "HKT")
+
+
+def usage_day(at: datetime) -> date:
+    """The calendar day in Hong Kong of the instant `at` (timezone-aware)."""
+    return at.astimezone(HONG_KONG).date()
+
+
+# --- the state a batch works on --------------------------------------------------------------
+
+
+@dataclass
+class BucketState:
+    id: uuid.UUID
+    zone: str
+    expires_at: datetime
+    account: Account
+
+
+@dataclass
+class OverageState:
+    monthly_cap: int
+    currency: str  # the wallet's
+    wallet: Account
+    rates: dict[str, int]  # minor units per MB, by zone, in the wallet's currency
+
+
+@dataclass
+class LineState:
+    id: uuid.UUID
+    status: str
+    account_id: uuid.UUID | None
+    buckets: list[BucketState] = field(default_factory=list)  # usable now, in drawing order
+    debts: dict[str, Account] = field(default_factory=dict)  # by zone
+    overage: OverageState | None = None
+    charged: int = 0  # overage charged this Hong Kong month
+    held: int = 0  # overage money held by open grants not lapsed
+
+    def usable(self, zone: str) -> list[BucketState]:
+        return [b for b in self.buckets if b.zone in (zone, "both")]
+
+
+@dataclass
+class ReservationState:
+    pending: Pending
+    bucket_id: uuid.UUID | None
+    amount: int
+    volume_bytes: int
+    per_mb: int | None  # overage: money held on the wallet for volume_bytes
+
+
+@dataclass
+class GrantState:
+    id: uuid.UUID
+    session_id: uuid.UUID
+    rating_group: int
+    granted_bytes: int
+    expires_at: datetime
+    created_at: datetime
+    reservations: list[ReservationState]
+    status: str = "open"
+    used_bytes: int = 0
+    unreserved_bytes: int = 0
+    settled_at: datetime | None = None
+    new: bool = False
+
+
+@dataclass
+class SessionState:
+    id: uuid.UUID
+    line_id: uuid.UUID
+    ref: str
+    plmn: str
+    zone: str
+    status: str
+    notify_uri: str | None
+    grants: list[GrantState] = field(default_factory=list)  # open ones, oldest first
+    new: bool = False
+    create_key: str | None = None
+    released_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class QuotaResult:
+    result_code: str  # SUCCESS | QUOTA_LIMIT_REACHED
+    granted_bytes: int
+    grant_id: uuid.UUID | None  # None when nothing was granted
+    final_unit: bool  # True when this is all the line has left in the zone (granted < requested)
+
+
+@dataclass(frozen=True)
+class UsageResult:
+    grant_id: uuid.UUID
+    used_bytes: int  # as reported
+    charged_bytes: int  # posted from the reservations
+    unreserved_bytes: int  # used but not charged here: beyond the grant, or after it lapsed
+    already_settled: bool  # this grant had been settled before: nothing changed
+
+
+@dataclass(frozen=True)
+class ExcessCharge:
+    """How usage no grant covered was charged: every byte somewhere."""
+
+    from_buckets: int
+    overage_bytes: int
+    overage_amount: int  # minor units of the wallet's currency
+    owed_bytes: int
+    overage_currency: str | None = None
+
+
+# --- the batch -----------------------------------------------------------------------------
+
+
+class ChargingBatch:
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.session = session
+        self.now = now
+        self.ledger = LedgerBatch(session, now)
+        self.sessions: dict[uuid.UUID, SessionState] = {}
+        self.lines: dict[uuid.UUID, LineState] = {}
+        self.system: dict[str, Account] = {}
+        self._released: list[SessionState] = []
+        self._settled: list[GrantState] = []
+        self._new_grants: list[GrantState] = []
+        self._usage: defaultdict[tuple[uuid.UUID, date, str, str], int] = defaultdict(int)
+        self._overage: dict[tuple[uuid.UUID, date], list[Any]] = {}  # [currency, charged, volume]
+        self._answers: list[dict[str, Any]] = []
+        self._grants_loaded: set[uuid.UUID] = set()
+
+    # --- loading --------------------------------------------------------------------------
+
+    def load(
+        self, *, session_ids: list[uuid.UUID] = (), refs: list[str] = (), line_ids: list[uuid.UUID] = ()  # type: ignore[assignment]
+    ) -> None:
+        """Read (and lock) what the batch will touch: the named charging sessions and the lines of them and of `line_ids`."""
+        s = ChargingSession
+        if session_ids or refs:
+            query = select(s.id, s.line_id, s.charging_data_ref, s.plmn, s.zone, s.status, s.notify_uri, s.create_key)
+            query = query.where(s.id.in_(session_ids) if session_ids else s.charging_data_ref.in_(refs)).order_by(s.id)
+            if self.ledger._locks_rows():
+                query = query.with_for_update()
+            for row in self.session.execute(query):
+                if row[0] not in self.sessions:
+                    self.sessions[row[0]] = SessionState(*row[:7], create_key=row[7])
+        loaded = [x for x in self.sessions.values() if not x.new and x.id not in self._grants_loaded]
+        self._grants_loaded.update(x.id for x in loaded)
+        wanted = {x.line_id for x in self.sessions.values()} | set(line_ids)
+        self._load_lines(wanted - self.lines.keys(), loaded)
+
+    def _load_lines(self, line_ids: set[uuid.UUID], sessions: list[SessionState]) -> None:
+        if not line_ids and not sessions:
+            return
+        now = self.now
+        for line_id, status, account_id in self.session.execute(
+            select(Line.id, Line.status, Line.account_id).where(Line.id.in_(line_ids))
+        ):
+            self.lines[line_id] = LineState(line_id, status, account_id)
+        account_ids: list[int] = []
+        found_buckets = self.session.execute(
+            select(Bucket.id, Bucket.line_id, Bucket.zone, Bucket.expires_at, Bucket.created_at, Bucket.ledger_account_id)
+            .where(Bucket.line_id.in_(line_ids), Bucket.unit == "bytes", Bucket.valid_from <= now, Bucket.expires_at > now)
+        ).all()
+        account_ids += [row[5] for row in found_buckets]
+        debts = self.session.execute(
+            select(LineDebt.line_id, LineDebt.zone, LineDebt.ledger_account_id).where(LineDebt.line_id.in_(line_ids))
+        ).all()
+        account_ids += [row[2] for row in debts]
+        overage = self.session.execute(
+            select(LineOverage.line_id, LineOverage.monthly_cap, LineOverage.currency, Wallet.ledger_account_id,
+                   Wallet.currency)
+            .join(Line, Line.id == LineOverage.line_id)
+            .join(Wallet, Wallet.account_id == Line.account_id)
+            .where(LineOverage.line_id.in_(line_ids), LineOverage.enabled)
+        ).all()
+        account_ids += [row[3] for row in overage]
+        grants = self._open_grants([x.id for x in sessions]) if sessions else []
+        account_ids += [row[9] for row in grants]
+
+        self.ledger.lock(account_ids)
+        self.ledger.load_pendings(row[6] for row in grants)
+        codes = {USED} | {f"system:overage_sales:{row[4]}" for row in overage}
+        self.system.update(self.ledger.system(codes - self.system.keys()))
+
+        accounts = self.ledger.accounts
+        for bucket_id, line_id, zone, expires_at, created_at, account_id in sorted(
+            found_buckets, key=lambda r: (r[3], r[2] == "both", r[4], r[0])
+        ):
+            self.lines[line_id].buckets.append(BucketState(bucket_id, zone, expires_at, accounts[account_id]))
+        for line_id, zone, account_id in debts:
+            self.lines[line_id].debts[zone] = accounts[account_id]
+        if overage:
+            rates: defaultdict[str, dict[str, int]] = defaultdict(dict)
+            for zone, currency, per_mb in self.session.execute(
+                select(OverageRate.zone, OverageRate.currency, OverageRate.per_mb)
+            ):
+                rates[currency][zone] = per_mb
+            for line_id, cap, chosen, wallet_account, currency in overage:
+                self.lines[line_id].overage = OverageState(cap, currency, accounts[wallet_account], rates[chosen])
+            self._load_overage_spent([row[0] for row in overage])
+        by_id: dict[uuid.UUID, GrantState] = {}
+        for g_id, session_id, rating_group, granted, expires_at, created_at, pending_id, bucket_id, amount, _debit, \
+                volume, per_mb in grants:
+            grant = by_id.get(g_id)
+            if grant is None:
+                grant = by_id[g_id] = GrantState(g_id, session_id, rating_group, granted, expires_at, created_at, [])
+                self.sessions[session_id].grants.append(grant)
+            grant.reservations.append(
+                ReservationState(self.ledger.pendings[pending_id], bucket_id, amount, volume, per_mb)
+            )
+
+    def _open_grants(self, session_ids: list[uuid.UUID]) -> list[Any]:
+        g, r = Grant, GrantReservation
+        from tongka.ledger.models import Transfer
+
+        return self.session.execute(
+            select(g.id, g.charging_session_id, g.rating_group, g.granted_bytes, g.expires_at, g.created_at,
+                   r.pending_transfer_id, r.bucket_id, r.amount, Transfer.debit_account_id, r.volume_bytes, r.per_mb)
+            .join(r, r.grant_id == g.id)
+            .join(Transfer, Transfer.id == r.pending_transfer_id)
+            .where(g.charging_session_id.in_(session_ids), g.status == "open")
+            .order_by(g.created_at, g.id, r.pending_transfer_id)
+        ).all()
+
+    def _load_overage_spent(self, line_ids: list[uuid.UUID]) -> None:
+        month = month_of(self.now)
+        for line_id, charged in self.session.execute(
+            select(OverageMonth.line_id, OverageMonth.charged)
+            .where(OverageMonth.line_id.in_(line_ids), OverageMonth.month == month)
+        ):
+            self.lines[line_id].charged = charged
+        for line_id, held in self.session.execute(
+            select(ChargingSession.line_id, func.sum(GrantReservation.amount))
+            .join(Grant, Grant.id == GrantReservation.grant_id)
+            .join(ChargingSession, ChargingSession.id == Grant.charging_session_id)
+            .where(ChargingSession.line_id.in_(line_ids), GrantReservation.per_mb.is_not(None), Grant.status == "open",
+                   Grant.expires_at > self.now)
+            .group_by(ChargingSession.line_id)
+        ):
+            self.lines[line_id].held = int(held or 0)  # PostgreSQL sums bigints as numeric
+
+    # --- sessions -------------------------------------------------------------------------
+
+    def open_session(
+        self, line: LineState, plmn: str, zone: str, ref: str, *, notify_uri: str | None, create_key: str | None
+    ) -> SessionState:
+        """A new charging session (checked by the caller: the network is served and the line active)."""
+        state = SessionState(new_id(), line.id, ref, plmn, zone, "open", notify_uri, new=True, create_key=create_key)
+        self.sessions[state.id] = state
+        return state
+
+    # --- quota ----------------------------------------------------------------------------
+
+    def request_quota(
+        self, charging_session: SessionState, rating_group: int, requested_bytes: int, validity_seconds: int
+    ) -> QuotaResult:
+        """Grant up to `requested_bytes` from the line's buckets in the session's zone (then overage), reserved."""
+        if requested_bytes <= 0 or validity_seconds <= 0:
+            raise ValueError("quota is requested for a positive volume and validity time")
+        line = self.lines[charging_session.line_id]
+        zone = charging_session.zone
+        candidates = line.usable(zone)
+        self._repay(line, zone, candidates)
+        plan: list[tuple[BucketState, int]] = []
+        wanted = requested_bytes
+        for bucket in candidates:
+            take = min(wanted, bucket.account.available)
+            if take > 0:
+                plan.append((bucket, take))
+                wanted -= take
+                if wanted == 0:
+                    break
+        extra = None
+        if wanted and (allowed := self._allowance(line, zone)) is not None:
+            per_mb, money = allowed
+            if (volume := min(wanted, money * MB // per_mb)) > 0:
+                extra = (per_mb, volume)
+                wanted -= volume
+        granted = requested_bytes - wanted
+        if granted == 0:
+            return QuotaResult(QUOTA_LIMIT_REACHED, 0, None, final_unit=True)
+
+        grant = GrantState(
+            new_id(), charging_session.id, rating_group, granted,
+            self.now + timedelta(seconds=validity_seconds) + RESERVATION_MARGIN, self.now, [], new=True,
+        )
+        reference = f"grant:{grant.id}"
+        for bucket, amount in plan:  # in drawing order: the transfer ids keep it
+            pending = self.ledger.reserve(
+                bucket.account, self.system[USED], amount, reason="usage", reference=reference, expires_at=grant.expires_at
+            )
+            grant.reservations.append(ReservationState(pending, bucket.id, amount, amount, None))
+        if extra is not None:
+            assert line.overage is not None
+            per_mb, volume = extra
+            money = cost(volume, per_mb)
+            pending = self.ledger.reserve(
+                line.overage.wallet, self._sales(line.overage.currency), money, reason="overage", reference=reference,
+                expires_at=grant.expires_at,
+            )
+            grant.reservations.append(ReservationState(pending, None, money, volume, per_mb))
+            line.held += money
+        charging_session.grants.append(grant)
+        self._new_grants.append(grant)
+        return QuotaResult(SUCCESS, granted, grant.id, final_unit=granted < requested_bytes)
+
+    def _repay(self, line: LineState, zone: str, candidates: list[BucketState]) -> None:
+        """Pay back what the line owes in `zone` from `candidates` before granting anything there."""
+        debt = line.debts.get(zone)
+        if debt is None:
+            return
+        for bucket in candidates:
+            if debt.available >= 0:
+                return
+            pay = min(-debt.available, bucket.account.available)
+            if pay > 0:
+                self.ledger.transfer(bucket.account, debt, pay, reason="usage_owed_repaid", reference=f"bucket:{bucket.id}")
+
+    def _allowance(self, line: LineState, zone: str) -> tuple[int, int] | None:
+        """(rate per MB, money) overage may still spend now, if the owner turned it on and a rate is published."""
+        chosen = line.overage
+        if chosen is None or line.account_id is None or (per_mb := chosen.rates.get(zone)) is None:
+            return None
+        cap_left = chosen.monthly_cap - line.charged - line.held
+        return per_mb, max(0, min(chosen.wallet.available, cap_left))
+
+    def _sales(self, currency: str) -> Account:
+        return self.system[f"system:overage_sales:{currency}"]
+
+    # --- usage ----------------------------------------------------------------------------
+
+    def report_usage(self, grant: GrantState, used_bytes: int, *, count_usage: bool = True) -> UsageResult:
+        """Settle `grant` with the volume used: post it against the reservations in order, release the rest.
+
+        Usage beyond the grant, and the share of a reservation that lapsed before the report,
+        is returned as unreserved (for `charge_usage`). A settled grant changes nothing.
+        """
+        if not isinstance(used_bytes, int) or isinstance(used_bytes, bool) or used_bytes < 0:
+            raise ValueError("used volume is a non-negative integer")
+        if grant.status != "open":
+            return UsageResult(
+                grant.id, grant.used_bytes, grant.used_bytes - grant.unreserved_bytes, grant.unreserved_bytes, True
+            )
+        charging_session = self.sessions[grant.session_id]
+        line = self.lines[charging_session.line_id]
+        grant.status, grant.settled_at = "settled", self.now
+        if not grant.new:
+            self._settled.append(grant)
+        charging_session.grants.remove(grant)
+        left, unreserved = used_bytes, 0
+        overage_amount = overage_volume = 0
+        for reservation in grant.reservations:
+            share = min(left, reservation.volume_bytes)
+            left -= share
+            amount = share if reservation.per_mb is None else cost(share, reservation.per_mb)
+            if reservation.per_mb is not None and grant.expires_at > self.now:
+                line.held -= reservation.amount  # no longer held by an open grant
+            try:
+                if amount > 0:
+                    self.ledger.post(reservation.pending, amount)
+                else:
+                    self.ledger.void(reservation.pending)
+            except ReservationExpired:  # past its time, the expiry job has not run yet
+                self.ledger.void(reservation.pending, reason="usage_late")
+                unreserved += share
+                continue
+            except ReservationResolved:  # released by the expiry job
+                unreserved += share
+                continue
+            if reservation.per_mb is not None:
+                overage_amount += amount
+                overage_volume += share
+        unreserved += left
+        grant.used_bytes, grant.unreserved_bytes = used_bytes, unreserved
+        if overage_amount:
+            self._record_overage(line, self.now, overage_amount, overage_volume)
+        if used_bytes and count_usage:
+            self.add_usage(charging_session, used_bytes)
+        return UsageResult(grant.id, used_bytes, used_bytes - unreserved, unreserved, False)
+
+    def settle_usage(self, charging_session: SessionState, rating_group: int, used_bytes: int) -> ExcessCharge | None:
+        """The usage reported for a rating group: settles its open grants in order, counts it once in
+        the day's usage, and charges what no grant covered (`charge_usage`)."""
+        left = used_bytes
+        for grant in [g for g in charging_session.grants if g.rating_group == rating_group]:
+            left = self.report_usage(grant, left, count_usage=False).unreserved_bytes
+        if used_bytes:
+            self.add_usage(charging_session, used_bytes)
+        if not left:
+            return None
+        return self.charge_usage(
+            self.lines[charging_session.line_id], charging_session.zone, left,
+            reference=f"charging_session:{charging_session.id}",
+        )
+
+    def charge_usage(self, line: LineState, zone: str, used_bytes: int, *, reference: str) -> ExcessCharge:
+        """Charge usage no grant covered: what the line's buckets in `zone` still have, then overage if its
+        owner turned it on (within the wallet and the month's cap), and the rest is owed by the line in that
+        zone. Does not count the usage of the day: the caller does."""
+        if used_bytes <= 0:
+            raise ValueError("charged usage is a positive volume")
+        left = used_bytes
+        for bucket in line.usable(zone):
+            take = min(left, bucket.account.available)
+            if take > 0:
+                self.ledger.transfer(bucket.account, self.system[USED], take, reason="usage_beyond_grant", reference=reference)
+                left -= take
+        from_buckets = used_bytes - left
+        overage_bytes = overage_amount = 0
+        currency = None
+        if left and (allowed := self._allowance(line, zone)) is not None:
+            assert line.overage is not None
+            per_mb, money = allowed
+            if (volume := min(left, money * MB // per_mb)) > 0:
+                overage_amount = cost(volume, per_mb)
+                currency = line.overage.currency
+                self.ledger.transfer(
+                    line.overage.wallet, self._sales(currency), overage_amount, reason="overage", reference=reference
+                )
+                self._record_overage(line, self.now, overage_amount, volume)
+                overage_bytes, left = volume, left - volume
+        if left:
+            debt = line.debts.get(zone)
+            if debt is None:  # the first time this line owes in this zone (rare): made through the ledger
+                made = ledger_buckets.debt_account(self.session, line.id, zone, create=True)
+                assert made is not None
+                self.ledger.lock([made.id])
+                debt = line.debts[zone] = self.ledger.accounts[made.id]
+            self.ledger.transfer(debt, self.system[USED], left, reason="usage_owed", reference=reference)
+        return ExcessCharge(from_buckets, overage_bytes, overage_amount, left, currency)
+
+    def release(self, charging_session: SessionState) -> int:
+        """End the session: its open grants are settled with no further usage. Returns how many were settled."""
+        if charging_session.status != "open":
+            return 0
+        charging_session.status, charging_session.released_at = "released", self.now
+        if not charging_session.new:
+            self._released.append(charging_session)
+        settled = 0
+        for grant in list(charging_session.grants):
+            settled += not self.report_usage(grant, 0).already_settled
+        return settled
+
+    def add_usage(self, charging_session: SessionState, used_bytes: int) -> None:
+        key = (charging_session.line_id, usage_day(self.now), charging_session.zone, charging_session.plmn)
+        self._usage[key] += used_bytes
+
+    def _record_overage(self, line: LineState, at: datetime, amount: int, volume: int) -> None:
+        assert line.overage is not None
+        line.charged += amount
+        found = self._overage.setdefault((line.id, month_of(at)), [line.overage.currency, 0, 0])
+        found[1] += amount
+        found[2] += volume
+
+    def keep_answer(self, charging_session: SessionState, sequence: int, status_code: int, answer: Any) -> None:
+        self._answers.append({
+            "charging_session_id": charging_session.id, "invocation_sequence_number": sequence,
+            "status_code": status_code, "answer": answer, "created_at": self.now,
+        })
+
+    # --- writing --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what the batch decided, parents before children."""
+        execute = self.session.execute
+        new_sessions = [x for x in self.sessions.values() if x.new]
+        if new_sessions:
+            execute(insert(ChargingSession.__table__), [
+                {"id": x.id, "line_id": x.line_id, "charging_data_ref": x.ref, "plmn": x.plmn, "zone": x.zone,
+                 "status": x.status, "released_at": x.released_at, "notify_uri": x.notify_uri,
+                 "create_key": x.create_key, "created_at": self.now}
+                for x in new_sessions
+            ])
+            for x in new_sessions:
+                x.new = False
+        if self._released:
+            table = ChargingSession.__table__
+            execute(
+                update(table).where(table.c.id == bindparam("b_id")).values(status="released", released_at=self.now),
+                [{"b_id": x.id} for x in self._released],
+            )
+        self.ledger.flush()
+        if self._new_grants:
+            execute(insert(Grant.__table__), [
+                {"id": g.id, "charging_session_id": g.session_id, "rating_group": g.rating_group,
+                 "granted_bytes": g.granted_bytes, "used_bytes": g.used_bytes, "unreserved_bytes": g.unreserved_bytes,
+                 "status": g.status, "expires_at": g.expires_at, "settled_at": g.settled_at, "created_at": g.created_at}
+                for g in self._new_grants
+            ])
+            execute(insert(GrantReservation.__table__), [
+                {"pending_transfer_id": r.pending.id, "grant_id": g.id, "bucket_id": r.bucket_id, "amount": r.amount,
+                 "volume_bytes": r.volume_bytes, "per_mb": r.per_mb}
+                for g in self._new_grants for r in g.reservations
+            ])
+            for g in self._new_grants:
+                g.new = False
+        if self._settled:
+            table = Grant.__table__
+            execute(
+                update(table).where(table.c.id == bindparam("b_id")).values(
+                    status="settled", settled_at=self.now, used_bytes=bindparam("b_used"),
+                    unreserved_bytes=bindparam("b_unreserved"),
+                ),
+                [{"b_id": g.id, "b_used": g.used_bytes, "b_unreserved": g.unreserved_bytes} for g in self._settled],
+            )
+        if self._usage:
+            add_rows(self.session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), [
+                {"id": new_id(), "line_id": k[0], "day": k[1], "zone": k[2], "plmn": k[3], "bytes": v}
+                for k, v in self._usage.items()
+            ])
+        if self._overage:
+            add_rows(self.session, OverageMonth, ("line_id", "month"), ("charged", "volume_bytes"), [
+                {"line_id": k[0], "month": k[1], "currency": v[0], "charged": v[1], "volume_bytes": v[2]}
+                for k, v in self._overage.items()
+            ])
+        if self._answers:
+            execute(insert(ChargingAnswer.__table__), self._answers)
+        self._released, self._settled, self._new_grants, self._answers = [], [], [], []
+        self._usage, self._overage = defaultdict(int), {}
+
+
+def add_rows(session: Session, model: type, key: tuple[str, ...], amounts: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    """`db.add_to_row` for many rows in one statement, in key order (so two transactions lock them in the same order)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    table = model.__table__  # type: ignore[attr-defined]
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(key), set_={name: table.c[name] + statement.excluded[name] for name in amounts}
+    )
+    session.execute(statement, sorted(rows, key=lambda r: tuple(str(r[k]) for k in key)))

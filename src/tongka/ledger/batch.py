@@ -1,0 +1,256 @@
+"""The ledger for many transfers at once: accounts locked and read in one statement, the
+transfers decided in memory, then written in a few statements.
+
+Online charging answers many requests per transaction (group commit, `charging.engine`):
+one statement per transfer and per running total would cost more than the charging
+itself. A `LedgerBatch` keeps the rules of `ledger.service` — a customer account is never
+spent (posted or reserved) beyond its credits, a reservation is resolved exactly once,
+never posted after its time, for at most what it holds — on accounts it locked first,
+in ascending id like everyone else (`ledger.service.lock_accounts`). `flush()` appends
+the transfers (their ids taken in the order they were made, so drawing order is kept)
+and adds each account's change to its running totals. Operator accounts are neither
+locked nor totalled, as in `ledger.service`.
+
+Use one batch per transaction, and nothing else that writes the same accounts in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import bindparam, func, insert, literal_column, select, update
+from sqlalchemy.orm import Session, aliased
+
+from tongka.ledger.models import LedgerAccount, Transfer
+from tongka.ledger.service import SYSTEM, InsufficientBalance, ReservationExpired, ReservationResolved
+
+_TOTALS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
+
+
+@dataclass
+class Account:
+    """A ledger account as locked by the batch, with its totals kept current in memory."""
+
+    id: int
+    unit: str
+    kind: str
+    must_not_go_negative: bool
+    debits_posted: int = 0
+    credits_posted: int = 0
+    debits_pending: int = 0
+    credits_pending: int = 0
+    changed: dict[str, int] = field(default_factory=dict)  # what flush() adds to the stored totals
+
+    @property
+    def available(self) -> int:
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+    def add(self, total: str, amount: int) -> None:
+        if self.kind == SYSTEM:  # operator accounts keep no totals
+            return
+        setattr(self, total, getattr(self, total) + amount)
+        self.changed[total] = self.changed.get(total, 0) + amount
+
+
+@dataclass
+class Pending:
+    """A reservation: loaded from the database, or made in this batch (its id comes at flush)."""
+
+    debit: Account
+    credit: Account
+    amount: int
+    reason: str
+    reference: str
+    expires_at: datetime | None
+    id: int | None = None
+    resolved: bool = False
+
+
+@dataclass
+class _Entry:
+    kind: str
+    debit: Account
+    credit: Account
+    amount: int
+    reason: str
+    reference: str
+    expires_at: datetime | None = None
+    pending: Pending | None = None  # the reservation this resolves
+    made: Pending | None = None  # the reservation this is
+    id: int = 0  # given at flush
+
+
+class LedgerBatch:
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.session = session
+        self.now = now
+        self.accounts: dict[int, Account] = {}
+        self.pendings: dict[int, Pending] = {}
+        self._entries: list[_Entry] = []
+
+    # --- reading ------------------------------------------------------------------------
+
+    def lock(self, ids: Iterable[int]) -> None:
+        """Lock (customer accounts) and read the accounts not held yet, in ascending id, in one statement."""
+        wanted = sorted(set(ids) - self.accounts.keys())
+        if not wanted:
+            return
+        a = LedgerAccount
+        columns = (a.id, a.unit, a.kind, a.must_not_go_negative, *(getattr(a, t) for t in _TOTALS))
+        query = select(*columns).where(a.id.in_(wanted), a.kind != SYSTEM).order_by(a.id)
+        rows = self.session.execute(query.with_for_update() if self._locks_rows() else query).all()
+        if len(rows) != len(wanted):  # operator accounts: read, never locked
+            rows += self.session.execute(select(*columns).where(a.id.in_(wanted), a.kind == SYSTEM)).all()
+        for row in rows:
+            account = Account(row[0], row[1], row[2], row[3], *row[4:])
+            if account.kind == SYSTEM:
+                account.debits_posted = account.credits_posted = account.debits_pending = account.credits_pending = 0
+            self.accounts[account.id] = account
+        if len(rows) != len(wanted):
+            raise ValueError(f"no ledger accounts {sorted(set(wanted) - {r[0] for r in rows})}")
+
+    def _locks_rows(self) -> bool:
+        # PostgreSQL locks rows; SQLite already serialises writers at BEGIN IMMEDIATE (tongka.db).
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    def system(self, codes: Iterable[str]) -> dict[str, Account]:
+        """Operator accounts by code (`system:data_used:bytes`), made on first use; never locked."""
+        from tongka.ledger import service as ledger
+
+        found: dict[str, Account] = {}
+        wanted = set(codes)
+        for account_id, code, unit in self.session.execute(
+            select(LedgerAccount.id, LedgerAccount.code, LedgerAccount.unit).where(LedgerAccount.code.in_(wanted))
+        ):
+            found[code] = self.accounts.setdefault(account_id, Account(account_id, unit, SYSTEM, False))
+        for code in wanted - found.keys():  # the first ever: made through the ledger (rare)
+            _system, name, unit = code.split(":")
+            made = ledger.system_account(self.session, name, unit)
+            found[code] = self.accounts.setdefault(made.id, Account(made.id, unit, SYSTEM, False))
+        return found
+
+    def load_pendings(self, ids: Iterable[int]) -> None:
+        """Read reservations (and whether each is resolved yet); lock their customer accounts with `lock` first."""
+        wanted = sorted(set(ids) - self.pendings.keys())
+        if not wanted:
+            return
+        t, resolution = Transfer, aliased(Transfer)
+        rows = self.session.execute(
+            select(t.id, t.debit_account_id, t.credit_account_id, t.amount, t.reason, t.reference, t.expires_at,
+                   resolution.id)
+            .outerjoin(resolution, resolution.pending_id == t.id)
+            .where(t.id.in_(wanted), t.kind == "pending")
+        ).all()
+        self.lock({r[1] for r in rows} | {r[2] for r in rows})  # those not held yet: the operator's, unlocked
+        for row in rows:
+            self.pendings[row[0]] = Pending(
+                self.accounts[row[1]], self.accounts[row[2]], row[3], row[4], row[5], row[6], id=row[0],
+                resolved=row[7] is not None,
+            )
+
+    # --- transfers (the rules of ledger.service) ------------------------------------------
+
+    def transfer(self, debit: Account, credit: Account, amount: int, *, reason: str, reference: str) -> None:
+        self._check(debit, credit, amount)
+        debit.add("debits_posted", amount)
+        credit.add("credits_posted", amount)
+        self._entries.append(_Entry("posted", debit, credit, amount, reason, reference))
+
+    def reserve(
+        self, debit: Account, credit: Account, amount: int, *, reason: str, reference: str, expires_at: datetime
+    ) -> Pending:
+        self._check(debit, credit, amount)
+        debit.add("debits_pending", amount)
+        credit.add("credits_pending", amount)
+        made = Pending(debit, credit, amount, reason, reference, expires_at)
+        self._entries.append(_Entry("pending", debit, credit, amount, reason, reference, expires_at, made=made))
+        return made
+
+    def post(self, pending: Pending, amount: int, *, reason: str | None = None) -> None:
+        """Settle `pending` for `amount` (at most what it holds); the rest goes back to the account."""
+        self._open(pending)
+        if pending.expires_at is not None and self.now >= pending.expires_at:
+            raise ReservationExpired()
+        if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= pending.amount:
+            raise ValueError("a reservation is posted for between zero and the reserved amount")
+        self._release(pending)
+        pending.debit.add("debits_posted", amount)
+        pending.credit.add("credits_posted", amount)
+        self._resolve("post_pending", pending, amount, reason)
+
+    def void(self, pending: Pending, *, reason: str | None = None) -> None:
+        self._open(pending)
+        self._release(pending)
+        self._resolve("void_pending", pending, pending.amount, reason)
+
+    def _check(self, debit: Account, credit: Account, amount: int) -> None:
+        if debit.id == credit.id:
+            raise ValueError("a transfer needs two different accounts")
+        if debit.unit != credit.unit:
+            raise ValueError(f"unit mismatch: {debit.unit} / {credit.unit}")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise ValueError("a transfer moves a positive integer amount")
+        if debit.must_not_go_negative and debit.available < amount:
+            raise InsufficientBalance(available=debit.available, requested=amount)
+
+    @staticmethod
+    def _open(pending: Pending) -> None:
+        if pending.resolved:
+            raise ReservationResolved()
+
+    @staticmethod
+    def _release(pending: Pending) -> None:
+        pending.debit.add("debits_pending", -pending.amount)
+        pending.credit.add("credits_pending", -pending.amount)
+
+    def _resolve(self, kind: str, pending: Pending, amount: int, reason: str | None) -> None:
+        pending.resolved = True
+        self._entries.append(_Entry(
+            kind, pending.debit, pending.credit, amount, reason or pending.reason, pending.reference, pending=pending
+        ))
+
+    # --- writing --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Append the transfers made and add the changes to the accounts' running totals."""
+        entries, self._entries = self._entries, []
+        if entries:
+            for entry, entry_id in zip(entries, self._new_ids(len(entries)), strict=True):
+                if entry.made is not None:
+                    entry.made.id = entry_id
+                    self.pendings[entry_id] = entry.made
+                entry.id = entry_id
+            self.session.execute(insert(Transfer.__table__), [
+                {
+                    "id": e.id, "kind": e.kind, "debit_account_id": e.debit.id,
+                    "credit_account_id": e.credit.id, "amount": e.amount,
+                    "pending_id": e.pending.id if e.pending else None, "reason": e.reason, "reference": e.reference,
+                    "expires_at": e.expires_at, "created_at": self.now,
+                }
+                for e in entries
+            ])
+        changed = [a for a in self.accounts.values() if a.changed]
+        if changed:
+            a = LedgerAccount.__table__
+            self.session.execute(
+                update(a).where(a.c.id == bindparam("b_id")).values(
+                    {t: a.c[t] + bindparam(f"b_{t}") for t in _TOTALS}
+                ),
+                [{"b_id": x.id, **{f"b_{t}": x.changed.get(t, 0) for t in _TOTALS}} for x in sorted(changed, key=lambda x: x.id)],
+                execution_options={"synchronize_session": False},
+            )
+            for x in changed:
+                x.changed = {}
+
+    def _new_ids(self, count: int) -> list[int]:
+        """Ids for `count` new transfers, ascending, in the order they were made."""
+        if self._locks_rows():
+            return sorted(self.session.scalars(
+                select(func.nextval(literal_column("pg_get_serial_sequence('ledger_transfers', 'id')")))
+                .select_from(func.generate_series(1, count))
+            ).all())
+        # SQLite: this transaction is the only writer (BEGIN IMMEDIATE), so the next ids are free.
+        last = self.session.scalar(select(func.coalesce(func.max(Transfer.id), 0)))
+        return list(range(last + 1, last + 1 + count))
