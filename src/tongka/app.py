@@ -21,6 +21,7 @@ from tongka.account import api as account_api
 from tongka.catalog import api as catalog_api
 from tongka.catalog import service as catalog
 from tongka.charging import api as charging_api
+from tongka.charging import nchf
 from tongka.charging import overage_api as charging_overage_api
 from tongka.charging import pages as charging_pages
 from tongka.charging import usage_api as charging_usage_api
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.charging_notify_every_seconds > 0:
             sender = asyncio.create_task(_send_charging_notifications(app, settings.charging_notify_every_seconds))
         yield
+        app.state.charging.stop()
         if sender is not None:
             sender.cancel()
         if settings.sandbox_enabled:  # the simulated providers finish sending what they owe
@@ -85,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.providers = providers.build(settings)
+    # Online charging answers the network's requests in batches, a transaction each (group commit).
+    app.state.charging = nchf.GroupCommit(app.state.sessionmaker, settings.public_base_url)
 
     for router in (account_api.router, catalog_api.router, order_api.router, payment_api.router, payment_admin.router):
         app.include_router(router)

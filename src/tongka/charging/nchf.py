@@ -1,0 +1,348 @@
+"""Nchf_ConvergedCharging requests answered in batches, one transaction and one commit per batch.
+
+Each request (create, update, release) becomes an `Op`; `GroupCommit` hands the ops
+waiting at that moment to one worker thread, which answers them all in one transaction
+(`answer_batch`, over `engine.ChargingBatch`), commits, and only then lets their
+routes answer: the ledger is durable before the network hears of a grant. While one
+batch is in the database, the next gathers. A batch that fails (a database error, two
+servers creating the same session at once) is rolled back and its ops are run again one
+per transaction, so one bad request fails alone.
+
+Within a batch the ops are decided in arrival order, as if each had its own
+transaction: a retransmission in the same batch gets the answer its original got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import or_, select, tuple_
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tongka import clock
+from tongka.account.models import Line
+from tongka.charging.engine import ChargingBatch, SessionState
+from tongka.charging.models import ChargingAnswer, ChargingSession, Network
+from tongka.db import new_id, transaction
+
+log = structlog.get_logger()
+
+VALIDITY_SECONDS = 600  # validityTime of each grant
+THRESHOLD_SHARE = 5  # volumeQuotaThreshold: ask again when a fifth of the grant is left
+MAX_BATCH = 64  # ops per transaction
+
+# Application errors (ProblemDetails `cause`, TS 32.291 table 6.1.7.3-1).
+USER_UNKNOWN = "USER_UNKNOWN"
+END_USER_REQUEST_DENIED = "END_USER_REQUEST_DENIED"
+
+
+@dataclass
+class Op:
+    """One request of the network, as much of it as charging needs."""
+
+    kind: str  # create | update | release
+    sequence: int  # invocationSequenceNumber
+    used: dict[int, int] = field(default_factory=dict)  # bytes reported per rating group, all containers
+    requested: list[tuple[int, int]] = field(default_factory=list)  # (rating group, bytes), in the request's order
+    ref: str | None = None  # update, release: the charging data ref
+    identities: list[str] = field(default_factory=list)  # create: SUPI / GPSI, in the order tried
+    plmn: str | None = None  # create
+    notify_uri: str | None = None  # create
+    create_key: str | None = None  # create: what makes it the same create again
+
+
+@dataclass
+class Outcome:
+    status: int
+    body: Any  # the ChargingDataResponse, a ProblemDetails, or None (204)
+    ref: str | None = None  # the session answered (create: for Location)
+
+    @property
+    def problem(self) -> bool:
+        return self.status >= 400
+
+
+def problem(status: int, title: str, detail: str, cause: str) -> Outcome:
+    return Outcome(status, {"title": title, "status": status, "detail": detail, "cause": cause})
+
+
+def not_found(ref: str | None) -> Outcome:
+    return problem(404, "Not Found", f"No open charging session {ref}.", "CONTEXT_NOT_FOUND")
+
+
+# --- one batch ----------------------------------------------------------------------------
+
+
+def answer_batch(session: Session, ops: list[Op], renewal_base: str) -> list[Outcome]:
+    """Decide every op of the batch in order and write the lot; the caller commits."""
+    batch = ChargingBatch(session, clock.now())
+    creates = [op for op in ops if op.kind == "create"]
+    lines = _lines_for(session, [i for op in creates for i in op.identities])
+    created = _created_before(session, [op.create_key for op in creates if op.create_key])
+    networks = _networks(session, {op.plmn for op in creates if op.plmn})
+    batch.load(refs=[op.ref for op in ops if op.ref], line_ids=list(lines.values()))
+    by_ref = {s.ref: s for s in batch.sessions.values()}
+    kept = _kept(session, [(by_ref[op.ref].id, op.sequence) for op in ops if op.ref in by_ref])
+    answering = _Answering(batch, by_ref, kept, created, networks, lines, renewal_base)
+    outcomes = [answering.answer(op) for op in ops]
+    batch.flush()
+    return outcomes
+
+
+@dataclass
+class _Answering:
+    batch: ChargingBatch
+    by_ref: dict[str, SessionState]
+    kept: dict[tuple[Any, int], Outcome]  # (session id, sequence) -> the answer given
+    created: dict[str, Outcome]  # create key -> the answer given to that create
+    networks: dict[str, tuple[str, bool]]  # plmn -> (zone, active)
+    lines: dict[str, Any]  # identity -> line id
+    renewal_base: str
+
+    def answer(self, op: Op) -> Outcome:
+        if op.kind == "create":
+            return self.create(op)
+        charging_session = self.by_ref.get(op.ref or "")
+        if charging_session is None or (op.kind == "update" and charging_session.status != "open"):
+            return not_found(op.ref)
+        if (kept := self.kept.get((charging_session.id, op.sequence))) is not None:
+            log.info("charging_retransmission", ref=op.ref, seq=op.sequence)
+            return kept
+        if charging_session.status != "open":
+            return not_found(op.ref)
+        self.settle(charging_session, op)
+        if op.kind == "update":
+            return self.keep(charging_session, op, Outcome(200, self.grant_all(charging_session, op), op.ref))
+        self.batch.release(charging_session)
+        return self.keep(charging_session, op, Outcome(204, None, op.ref))
+
+    def create(self, op: Op) -> Outcome:
+        line_id = next((self.lines[i] for i in op.identities if i in self.lines), None)
+        if line_id is None:
+            return problem(404, "Not Found", "No line has this SUPI or GPSI.", USER_UNKNOWN)
+        if op.create_key and (again := self.created.get(op.create_key)) is not None:
+            log.info("charging_retransmission", ref=again.ref, seq=op.sequence)
+            return again
+        line = self.batch.lines[line_id]
+        zone, active = self.networks.get(op.plmn or "", (None, False))
+        refusal = "unknown_network" if zone is None else "network_not_served" if not active else (
+            "line_not_active" if line.status != "active" else None
+        )
+        if refusal or zone is None:
+            log.info("charging_refused", plmn=op.plmn, line_id=str(line.id), reason=refusal)
+            return problem(403, "Forbidden", f"Charging refused: {refusal}.", END_USER_REQUEST_DENIED)
+        assert op.plmn is not None
+        charging_session = self.batch.open_session(
+            line, op.plmn, zone, new_id().hex, notify_uri=op.notify_uri, create_key=op.create_key
+        )
+        self.by_ref[charging_session.ref] = charging_session
+        outcome = self.keep(charging_session, op, Outcome(201, self.grant_all(charging_session, op), charging_session.ref))
+        if op.create_key:
+            self.created[op.create_key] = outcome
+        return outcome
+
+    def keep(self, charging_session: SessionState, op: Op, outcome: Outcome) -> Outcome:
+        self.batch.keep_answer(charging_session, op.sequence, outcome.status, outcome.body)
+        self.kept[charging_session.id, op.sequence] = outcome
+        return outcome
+
+    def settle(self, charging_session: SessionState, op: Op) -> None:
+        """Each rating group's reported usage settles its open grants; the excess is charged."""
+        for rating_group, volume in op.used.items():
+            excess = self.batch.settle_usage(charging_session, rating_group, volume)
+            if excess is not None:
+                log.info(
+                    "charging_usage_beyond_grant", ref=op.ref, rating_group=rating_group,
+                    from_buckets=excess.from_buckets, overage_bytes=excess.overage_bytes, owed_bytes=excess.owed_bytes,
+                )
+
+    def grant_all(self, charging_session: SessionState, op: Op) -> dict[str, Any]:
+        units = []
+        for rating_group, requested in op.requested:
+            result = self.batch.request_quota(charging_session, rating_group, requested, VALIDITY_SECONDS)
+            unit: dict[str, Any] = {"resultCode": result.result_code, "ratingGroup": rating_group}
+            if result.granted_bytes:
+                unit["grantedUnit"] = {"totalVolume": result.granted_bytes}
+                unit["validityTime"] = VALIDITY_SECONDS
+                if not result.final_unit:
+                    unit["volumeQuotaThreshold"] = result.granted_bytes // THRESHOLD_SHARE
+            if result.final_unit:
+                # Data stops, and the phone's browser is sent to the line's renewal page.
+                unit["finalUnitIndication"] = {
+                    "finalUnitAction": "REDIRECT",
+                    "redirectServer": {
+                        "redirectAddressType": "URL",
+                        "redirectServerAddress": f"{self.renewal_base}/renew/{charging_session.line_id}",
+                    },
+                }
+            units.append(unit)
+        return {
+            "invocationTimeStamp": self.batch.now.isoformat().replace("+00:00", "Z"),
+            "invocationSequenceNumber": op.sequence,
+            "multipleUnitInformation": units,
+        }
+
+
+def _lines_for(session: Session, identities: list[str]) -> dict[str, Any]:
+    """Line ids by the identities that name them: SUPI ("imsi-<digits>") or GPSI ("msisdn-<digits>", E.164 without +)."""
+    imsis = {i.removeprefix("imsi-") for i in identities if i.startswith("imsi-") and i[5:].isdigit()}
+    numbers = {"+" + i.removeprefix("msisdn-") for i in identities if i.startswith("msisdn-") and i[7:].isdigit()}
+    if not imsis and not numbers:
+        return {}
+    found: dict[str, Any] = {}
+    for line_id, imsi, hk_number, cn_number in session.execute(
+        select(Line.id, Line.imsi, Line.hk_number, Line.cn_number).where(
+            or_(Line.imsi.in_(imsis), Line.hk_number.in_(numbers), Line.cn_number.in_(numbers))
+        )
+    ):
+        if imsi in imsis:
+            found[f"imsi-{imsi}"] = line_id
+        for number in (hk_number, cn_number):
+            if number in numbers:
+                found[f"msisdn-{number[1:]}"] = line_id
+    return found
+
+
+def _created_before(session: Session, keys: list[str]) -> dict[str, Outcome]:
+    """For creates seen before: the first answer their session gave, by create key."""
+    if not keys:
+        return {}
+    found: dict[str, Outcome] = {}
+    for key, ref, status, answer in session.execute(
+        select(ChargingSession.create_key, ChargingSession.charging_data_ref, ChargingAnswer.status_code,
+               ChargingAnswer.answer)
+        .join(ChargingAnswer, ChargingAnswer.charging_session_id == ChargingSession.id)
+        .where(ChargingSession.create_key.in_(keys))
+        .order_by(ChargingAnswer.created_at.desc(), ChargingAnswer.invocation_sequence_number.desc())
+    ):
+        found[key] = Outcome(status, answer, ref)  # the earliest is written last
+    return found
+
+
+def _kept(session: Session, keys: list[tuple[Any, int]]) -> dict[tuple[Any, int], Outcome]:
+    """The answers already given to these (session, sequence number) pairs."""
+    if not keys:
+        return {}
+    a = ChargingAnswer
+    return {
+        (session_id, sequence): Outcome(status, answer)
+        for session_id, sequence, status, answer in session.execute(
+            select(a.charging_session_id, a.invocation_sequence_number, a.status_code, a.answer)
+            .where(tuple_(a.charging_session_id, a.invocation_sequence_number).in_(keys))
+        )
+    }
+
+
+def _networks(session: Session, plmns: Iterable[str]) -> dict[str, tuple[str, bool]]:
+    wanted = list(plmns)
+    if not wanted:
+        return {}
+    return {
+        plmn: (zone, active)
+        for plmn, zone, active in session.execute(
+            select(Network.plmn, Network.zone, Network.active).where(Network.plmn.in_(wanted))
+        )
+    }
+
+
+# --- group commit -------------------------------------------------------------------------
+
+
+class GroupCommit:
+    """One worker thread per server process that answers the ops waiting, a batch per transaction."""
+
+    def __init__(self, sessions: sessionmaker[Session], renewal_base: str, *, max_batch: int = MAX_BATCH) -> None:
+        self.sessions = sessions
+        self.renewal_base = renewal_base.rstrip("/")
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[Op, asyncio.AbstractEventLoop, asyncio.Future[Outcome]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def submit(self, op: Op) -> Outcome:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._queue.put((op, loop, future))
+        self._ensure_worker()
+        return await future
+
+    def _ensure_worker(self) -> None:
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="charging-group-commit", daemon=True)
+                self._worker.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _work(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=5)  # idle for a while: the thread ends (another starts on demand)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._worker = None
+                        return
+                continue
+            if first is None:
+                return
+            waiting = [first]
+            while len(waiting) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                waiting.append(item)
+            results = self.run([op for op, _loop, _future in waiting])
+            for (_op, loop, future), result in zip(waiting, results, strict=True):
+                try:
+                    loop.call_soon_threadsafe(_settle, future, result)
+                except RuntimeError:  # that request's event loop has closed: nobody is waiting
+                    pass
+
+    def run(self, ops: list[Op]) -> list[Outcome | BaseException]:
+        """Answer `ops` in one transaction; if it fails, each op again in its own."""
+        try:
+            with transaction(self.sessions) as session:
+                return list(answer_batch(session, ops, self.renewal_base))
+        except Exception as error:
+            if len(ops) == 1:
+                return [self._alone(ops[0], error)]
+            log.warning("charging_batch_failed", ops=len(ops), error=type(error).__name__)
+        return [self._alone(op) for op in ops]
+
+    def _alone(self, op: Op, error: BaseException | None = None) -> Outcome | BaseException:
+        # A unique key or a deadlock lost to another server: the op is run again and sees what won.
+        for _attempt in range(3):
+            if error is not None and not isinstance(error, (IntegrityError, DBAPIError)):
+                return error
+            try:
+                with transaction(self.sessions) as session:
+                    return answer_batch(session, [op], self.renewal_base)[0]
+            except Exception as failed:
+                error = failed
+        assert error is not None
+        log.error("charging_op_failed", kind=op.kind, ref=op.ref, error=repr(error))
+        return error
+
+
+def _settle(future: asyncio.Future[Outcome], result: Outcome | BaseException) -> None:
+    if future.done():  # the request was cancelled (the client went away)
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
