@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from tongka.account.models import Line
 from tongka.catalog.models import OverageRate
@@ -47,7 +47,7 @@ from tongka.charging.models import (
 from tongka.db import new_id
 from tongka.ledger import buckets as ledger_buckets
 from tongka.ledger.batch import Account, LedgerBatch, Pending
-from tongka.ledger.models import Bucket, LineDebt
+from tongka.ledger.models import Bucket, LineDebt, Transfer
 from tongka.ledger.service import ReservationExpired, ReservationResolved
 from tongka.charging.overage import cost, month_of
 from tongka.money import MB
@@ -85,9 +85,10 @@ class BucketState:
 @dataclass
 class OverageState:
     monthly_cap: int
+    chosen: str  # the currency the owner chose (the wallet's when chosen)
     currency: str  # the wallet's
     wallet: Account
-    rates: dict[str, int]  # minor units per MB, by zone, in the wallet's currency
+    rates: dict[str, int] = field(default_factory=dict)  # minor units per MB, by zone, in the chosen currency
 
 
 @dataclass
@@ -181,6 +182,7 @@ class ChargingBatch:
         self.session = session
         self.now = now
         self.ledger = LedgerBatch(session, now)
+        self.execute = self.ledger.execute
         self.sessions: dict[uuid.UUID, SessionState] = {}
         self.lines: dict[uuid.UUID, LineState] = {}
         self.system: dict[str, Account] = {}
@@ -198,110 +200,75 @@ class ChargingBatch:
         self, *, session_ids: list[uuid.UUID] = (), refs: list[str] = (), line_ids: list[uuid.UUID] = ()  # type: ignore[assignment]
     ) -> None:
         """Read (and lock) what the batch will touch: the named charging sessions and the lines of them and of `line_ids`."""
-        s = ChargingSession
-        if session_ids or refs:
-            query = select(s.id, s.line_id, s.charging_data_ref, s.plmn, s.zone, s.status, s.notify_uri, s.create_key)
-            query = query.where(s.id.in_(session_ids) if session_ids else s.charging_data_ref.in_(refs)).order_by(s.id)
-            if self.ledger._locks_rows():
-                query = query.with_for_update()
-            for row in self.session.execute(query):
-                if row[0] not in self.sessions:
-                    self.sessions[row[0]] = SessionState(*row[:7], create_key=row[7])
-        loaded = [x for x in self.sessions.values() if not x.new and x.id not in self._grants_loaded]
-        self._grants_loaded.update(x.id for x in loaded)
+        lock = self.ledger.locks_rows
+        if session_ids:
+            rows = self.execute(_Q.sessions_by_id_locked if lock else _Q.sessions_by_id, {"ids": list(session_ids)})
+        elif refs:
+            rows = self.execute(_Q.sessions_by_ref_locked if lock else _Q.sessions_by_ref, {"refs": list(refs)})
+        else:
+            rows = []
+        for row in rows:
+            if row[0] not in self.sessions:
+                self.sessions[row[0]] = SessionState(*row[:7], create_key=row[7])
+        loaded = [x.id for x in self.sessions.values() if not x.new and x.id not in self._grants_loaded]
+        self._grants_loaded.update(loaded)
         wanted = {x.line_id for x in self.sessions.values()} | set(line_ids)
         self._load_lines(wanted - self.lines.keys(), loaded)
 
-    def _load_lines(self, line_ids: set[uuid.UUID], sessions: list[SessionState]) -> None:
-        if not line_ids and not sessions:
+    def _load_lines(self, line_ids: set[uuid.UUID], session_ids: list[uuid.UUID]) -> None:
+        if not line_ids and not session_ids:
             return
-        now = self.now
-        for line_id, status, account_id in self.session.execute(
-            select(Line.id, Line.status, Line.account_id).where(Line.id.in_(line_ids))
-        ):
-            self.lines[line_id] = LineState(line_id, status, account_id)
-        account_ids: list[int] = []
-        found_buckets = self.session.execute(
-            select(Bucket.id, Bucket.line_id, Bucket.zone, Bucket.expires_at, Bucket.created_at, Bucket.ledger_account_id)
-            .where(Bucket.line_id.in_(line_ids), Bucket.unit == "bytes", Bucket.valid_from <= now, Bucket.expires_at > now)
-        ).all()
-        account_ids += [row[5] for row in found_buckets]
-        debts = self.session.execute(
-            select(LineDebt.line_id, LineDebt.zone, LineDebt.ledger_account_id).where(LineDebt.line_id.in_(line_ids))
-        ).all()
-        account_ids += [row[2] for row in debts]
-        overage = self.session.execute(
-            select(LineOverage.line_id, LineOverage.monthly_cap, LineOverage.currency, Wallet.ledger_account_id,
-                   Wallet.currency)
-            .join(Line, Line.id == LineOverage.line_id)
-            .join(Wallet, Wallet.account_id == Line.account_id)
-            .where(LineOverage.line_id.in_(line_ids), LineOverage.enabled)
-        ).all()
-        account_ids += [row[3] for row in overage]
-        grants = self._open_grants([x.id for x in sessions]) if sessions else []
-        account_ids += [row[9] for row in grants]
-
-        self.ledger.lock(account_ids)
-        self.ledger.load_pendings(row[6] for row in grants)
-        codes = {USED} | {f"system:overage_sales:{row[4]}" for row in overage}
+        lines = self.execute(_Q.lines, {"ids": list(line_ids)}).all() if line_ids else []
+        found_buckets = self.execute(_Q.buckets, {"ids": list(line_ids), "now": self.now}).all() if line_ids else []
+        grants = self.execute(_Q.grants, {"ids": session_ids}).all() if session_ids else []
+        codes = {USED} | {f"system:overage_sales:{row[8]}" for row in lines if row[7] is not None}
         self.system.update(self.ledger.system(codes - self.system.keys()))
+        self.ledger.lock(
+            [row[5] for row in found_buckets] + [a for row in lines for a in (row[3], row[4], row[7]) if a is not None]
+            + [a for row in grants for a in (row[9], row[10])]
+        )
 
         accounts = self.ledger.accounts
+        overage_lines = []
+        for line_id, status, account_id, debt_mainland, debt_hk, cap, chosen, wallet_account, currency in lines:
+            line = self.lines[line_id] = LineState(line_id, status, account_id)
+            for zone, debt in (("mainland", debt_mainland), ("hk", debt_hk)):
+                if debt is not None:
+                    line.debts[zone] = accounts[debt]
+            if wallet_account is not None:
+                line.overage = OverageState(cap, chosen, currency, accounts[wallet_account])
+                overage_lines.append(line)
         for bucket_id, line_id, zone, expires_at, created_at, account_id in sorted(
             found_buckets, key=lambda r: (r[3], r[2] == "both", r[4], r[0])
         ):
             self.lines[line_id].buckets.append(BucketState(bucket_id, zone, expires_at, accounts[account_id]))
-        for line_id, zone, account_id in debts:
-            self.lines[line_id].debts[zone] = accounts[account_id]
-        if overage:
-            rates: defaultdict[str, dict[str, int]] = defaultdict(dict)
-            for zone, currency, per_mb in self.session.execute(
-                select(OverageRate.zone, OverageRate.currency, OverageRate.per_mb)
-            ):
-                rates[currency][zone] = per_mb
-            for line_id, cap, chosen, wallet_account, currency in overage:
-                self.lines[line_id].overage = OverageState(cap, currency, accounts[wallet_account], rates[chosen])
-            self._load_overage_spent([row[0] for row in overage])
+        if overage_lines:
+            self._load_overage(overage_lines)
         by_id: dict[uuid.UUID, GrantState] = {}
-        for g_id, session_id, rating_group, granted, expires_at, created_at, pending_id, bucket_id, amount, _debit, \
-                volume, per_mb in grants:
+        for (g_id, session_id, rating_group, granted, g_expires, created_at, pending_id, bucket_id, amount, debit, credit,
+             volume, per_mb, held, reason, reference, expires_at, resolved) in grants:
             grant = by_id.get(g_id)
             if grant is None:
-                grant = by_id[g_id] = GrantState(g_id, session_id, rating_group, granted, expires_at, created_at, [])
+                grant = by_id[g_id] = GrantState(g_id, session_id, rating_group, granted, g_expires, created_at, [])
                 self.sessions[session_id].grants.append(grant)
-            grant.reservations.append(
-                ReservationState(self.ledger.pendings[pending_id], bucket_id, amount, volume, per_mb)
-            )
+            # Read before the accounts were locked: if the expiry job resolved it meanwhile, the
+            # unique pending_id refuses a second resolution and the batch is done again.
+            pending = self.ledger.pending(pending_id, debit, credit, held, reason, reference, expires_at, resolved)
+            grant.reservations.append(ReservationState(pending, bucket_id, amount, volume, per_mb))
 
-    def _open_grants(self, session_ids: list[uuid.UUID]) -> list[Any]:
-        g, r = Grant, GrantReservation
-        from tongka.ledger.models import Transfer
-
-        return self.session.execute(
-            select(g.id, g.charging_session_id, g.rating_group, g.granted_bytes, g.expires_at, g.created_at,
-                   r.pending_transfer_id, r.bucket_id, r.amount, Transfer.debit_account_id, r.volume_bytes, r.per_mb)
-            .join(r, r.grant_id == g.id)
-            .join(Transfer, Transfer.id == r.pending_transfer_id)
-            .where(g.charging_session_id.in_(session_ids), g.status == "open")
-            .order_by(g.created_at, g.id, r.pending_transfer_id)
-        ).all()
-
-    def _load_overage_spent(self, line_ids: list[uuid.UUID]) -> None:
-        month = month_of(self.now)
-        for line_id, charged in self.session.execute(
-            select(OverageMonth.line_id, OverageMonth.charged)
-            .where(OverageMonth.line_id.in_(line_ids), OverageMonth.month == month)
-        ):
-            self.lines[line_id].charged = charged
-        for line_id, held in self.session.execute(
-            select(ChargingSession.line_id, func.sum(GrantReservation.amount))
-            .join(Grant, Grant.id == GrantReservation.grant_id)
-            .join(ChargingSession, ChargingSession.id == Grant.charging_session_id)
-            .where(ChargingSession.line_id.in_(line_ids), GrantReservation.per_mb.is_not(None), Grant.status == "open",
-                   Grant.expires_at > self.now)
-            .group_by(ChargingSession.line_id)
-        ):
-            self.lines[line_id].held = int(held or 0)  # PostgreSQL sums bigints as numeric
+    def _load_overage(self, lines: list[LineState]) -> None:
+        """Published rates, and what each line's overage has charged this month and holds in open grants."""
+        rates: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        for zone, currency, per_mb in self.execute(_Q.rates):
+            rates[currency][zone] = per_mb
+        for line in lines:
+            assert line.overage is not None
+            line.overage.rates = rates[line.overage.chosen]
+        by_id = {line.id: line for line in lines}
+        for line_id, charged in self.execute(_Q.charged, {"ids": list(by_id), "month": month_of(self.now)}):
+            by_id[line_id].charged = charged
+        for line_id, held in self.execute(_Q.held, {"ids": list(by_id), "now": self.now}):
+            by_id[line_id].held = int(held or 0)  # PostgreSQL sums bigints as numeric
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -526,7 +493,7 @@ class ChargingBatch:
 
     def flush(self) -> None:
         """Write what the batch decided, parents before children."""
-        execute = self.session.execute
+        execute = self.execute
         new_sessions = [x for x in self.sessions.values() if x.new]
         if new_sessions:
             execute(insert(ChargingSession.__table__), [
@@ -591,4 +558,61 @@ def add_rows(session: Session, model: type, key: tuple[str, ...], amounts: tuple
     statement = statement.on_conflict_do_update(
         index_elements=list(key), set_={name: table.c[name] + statement.excluded[name] for name in amounts}
     )
-    session.execute(statement, sorted(rows, key=lambda r: tuple(str(r[k]) for k in key)))
+    session.connection().execute(statement, sorted(rows, key=lambda r: tuple(str(r[k]) for k in key)))
+
+
+# --- the statements of a batch, built once ------------------------------------------------------
+
+
+def _in(name: str) -> Any:
+    return bindparam(name, expanding=True)
+
+
+def _debt(zone: str) -> Any:
+    return select(LineDebt.ledger_account_id).where(LineDebt.line_id == Line.id, LineDebt.zone == zone).scalar_subquery()
+
+
+class _Q:
+    s, g, r, t = ChargingSession, Grant, GrantReservation, Transfer
+    _session = select(s.id, s.line_id, s.charging_data_ref, s.plmn, s.zone, s.status, s.notify_uri, s.create_key)
+    sessions_by_id = _session.where(s.id.in_(_in("ids"))).order_by(s.id)
+    sessions_by_ref = _session.where(s.charging_data_ref.in_(_in("refs"))).order_by(s.id)
+    sessions_by_id_locked = sessions_by_id.with_for_update()
+    sessions_by_ref_locked = sessions_by_ref.with_for_update()
+    # A line, what it owes per zone, and its overage choice with the wallet it charges (if on).
+    lines = (
+        select(Line.id, Line.status, Line.account_id, _debt("mainland"), _debt("hk"), LineOverage.monthly_cap,
+               LineOverage.currency, Wallet.ledger_account_id, Wallet.currency)
+        .outerjoin(LineOverage, and_(LineOverage.line_id == Line.id, LineOverage.enabled))
+        .outerjoin(Wallet, and_(Wallet.account_id == Line.account_id, LineOverage.line_id.is_not(None)))
+        .where(Line.id.in_(_in("ids")))
+    )
+    buckets = select(
+        Bucket.id, Bucket.line_id, Bucket.zone, Bucket.expires_at, Bucket.created_at, Bucket.ledger_account_id
+    ).where(
+        Bucket.line_id.in_(_in("ids")), Bucket.unit == "bytes", Bucket.valid_from <= bindparam("now"),
+        Bucket.expires_at > bindparam("now"),
+    )
+    _resolution = aliased(Transfer)
+    # Open grants with their reservations, each with its pending transfer and whether it is resolved.
+    grants = (
+        select(g.id, g.charging_session_id, g.rating_group, g.granted_bytes, g.expires_at, g.created_at,
+               r.pending_transfer_id, r.bucket_id, r.amount, t.debit_account_id, t.credit_account_id, r.volume_bytes,
+               r.per_mb, t.amount, t.reason, t.reference, t.expires_at,
+               select(_resolution.id).where(_resolution.pending_id == t.id).exists())
+        .join(r, r.grant_id == g.id)
+        .join(t, t.id == r.pending_transfer_id)
+        .where(g.charging_session_id.in_(_in("ids")), g.status == "open")
+        .order_by(g.created_at, g.id, r.pending_transfer_id)
+    )
+    rates = select(OverageRate.zone, OverageRate.currency, OverageRate.per_mb)
+    charged = select(OverageMonth.line_id, OverageMonth.charged).where(
+        OverageMonth.line_id.in_(_in("ids")), OverageMonth.month == bindparam("month")
+    )
+    held = (
+        select(s.line_id, func.sum(r.amount))
+        .join(g, g.id == r.grant_id)
+        .join(s, s.id == g.charging_session_id)
+        .where(s.line_id.in_(_in("ids")), r.per_mb.is_not(None), g.status == "open", g.expires_at > bindparam("now"))
+        .group_by(s.line_id)
+    )

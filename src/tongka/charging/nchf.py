@@ -197,7 +197,7 @@ def _lines_for(session: Session, identities: list[str]) -> dict[str, Any]:
     if not imsis and not numbers:
         return {}
     found: dict[str, Any] = {}
-    for line_id, imsi, hk_number, cn_number in session.execute(
+    for line_id, imsi, hk_number, cn_number in session.connection().execute(
         select(Line.id, Line.imsi, Line.hk_number, Line.cn_number).where(
             or_(Line.imsi.in_(imsis), Line.hk_number.in_(numbers), Line.cn_number.in_(numbers))
         )
@@ -215,7 +215,7 @@ def _created_before(session: Session, keys: list[str]) -> dict[str, Outcome]:
     if not keys:
         return {}
     found: dict[str, Outcome] = {}
-    for key, ref, status, answer in session.execute(
+    for key, ref, status, answer in session.connection().execute(
         select(ChargingSession.create_key, ChargingSession.charging_data_ref, ChargingAnswer.status_code,
                ChargingAnswer.answer)
         .join(ChargingAnswer, ChargingAnswer.charging_session_id == ChargingSession.id)
@@ -233,7 +233,7 @@ def _kept(session: Session, keys: list[tuple[Any, int]]) -> dict[tuple[Any, int]
     a = ChargingAnswer
     return {
         (session_id, sequence): Outcome(status, answer)
-        for session_id, sequence, status, answer in session.execute(
+        for session_id, sequence, status, answer in session.connection().execute(
             select(a.charging_session_id, a.invocation_sequence_number, a.status_code, a.answer)
             .where(tuple_(a.charging_session_id, a.invocation_sequence_number).in_(keys))
         )
@@ -246,7 +246,7 @@ def _networks(session: Session, plmns: Iterable[str]) -> dict[str, tuple[str, bo
         return {}
     return {
         plmn: (zone, active)
-        for plmn, zone, active in session.execute(
+        for plmn, zone, active in session.connection().execute(
             select(Network.plmn, Network.zone, Network.active).where(Network.plmn.in_(wanted))
         )
     }

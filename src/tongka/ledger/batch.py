@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, insert, literal_column, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from tongka.ledger.models import LedgerAccount, Transfer
 from tongka.ledger.service import SYSTEM, InsufficientBalance, ReservationExpired, ReservationResolved
@@ -86,6 +86,11 @@ class LedgerBatch:
     def __init__(self, session: Session, now: datetime) -> None:
         self.session = session
         self.now = now
+        session.flush()  # what the session holds goes first: the batch reads and writes past the ORM
+        # Core statements on the session's connection: a fraction of the Python of Session.execute.
+        self.execute = session.connection().execute
+        # PostgreSQL locks rows; SQLite already serialises writers at BEGIN IMMEDIATE (tongka.db).
+        self.locks_rows = session.get_bind().dialect.name == "postgresql"
         self.accounts: dict[int, Account] = {}
         self.pendings: dict[int, Pending] = {}
         self._entries: list[_Entry] = []
@@ -97,12 +102,9 @@ class LedgerBatch:
         wanted = sorted(set(ids) - self.accounts.keys())
         if not wanted:
             return
-        a = LedgerAccount
-        columns = (a.id, a.unit, a.kind, a.must_not_go_negative, *(getattr(a, t) for t in _TOTALS))
-        query = select(*columns).where(a.id.in_(wanted), a.kind != SYSTEM).order_by(a.id)
-        rows = self.session.execute(query.with_for_update() if self._locks_rows() else query).all()
+        rows = self.execute(_Q.lock if self.locks_rows else _Q.read, {"ids": wanted}).all()
         if len(rows) != len(wanted):  # operator accounts: read, never locked
-            rows += self.session.execute(select(*columns).where(a.id.in_(wanted), a.kind == SYSTEM)).all()
+            rows += self.execute(_Q.read_system, {"ids": wanted}).all()
         for row in rows:
             account = Account(row[0], row[1], row[2], row[3], *row[4:])
             if account.kind == SYSTEM:
@@ -111,19 +113,13 @@ class LedgerBatch:
         if len(rows) != len(wanted):
             raise ValueError(f"no ledger accounts {sorted(set(wanted) - {r[0] for r in rows})}")
 
-    def _locks_rows(self) -> bool:
-        # PostgreSQL locks rows; SQLite already serialises writers at BEGIN IMMEDIATE (tongka.db).
-        return self.session.get_bind().dialect.name == "postgresql"
-
     def system(self, codes: Iterable[str]) -> dict[str, Account]:
         """Operator accounts by code (`system:data_used:bytes`), made on first use; never locked."""
         from tongka.ledger import service as ledger
 
         found: dict[str, Account] = {}
         wanted = set(codes)
-        for account_id, code, unit in self.session.execute(
-            select(LedgerAccount.id, LedgerAccount.code, LedgerAccount.unit).where(LedgerAccount.code.in_(wanted))
-        ):
+        for account_id, code, unit in self.execute(_Q.system, {"codes": list(wanted)}):
             found[code] = self.accounts.setdefault(account_id, Account(account_id, unit, SYSTEM, False))
         for code in wanted - found.keys():  # the first ever: made through the ledger (rare)
             _system, name, unit = code.split(":")
@@ -131,24 +127,17 @@ class LedgerBatch:
             found[code] = self.accounts.setdefault(made.id, Account(made.id, unit, SYSTEM, False))
         return found
 
-    def load_pendings(self, ids: Iterable[int]) -> None:
-        """Read reservations (and whether each is resolved yet); lock their customer accounts with `lock` first."""
-        wanted = sorted(set(ids) - self.pendings.keys())
-        if not wanted:
-            return
-        t, resolution = Transfer, aliased(Transfer)
-        rows = self.session.execute(
-            select(t.id, t.debit_account_id, t.credit_account_id, t.amount, t.reason, t.reference, t.expires_at,
-                   resolution.id)
-            .outerjoin(resolution, resolution.pending_id == t.id)
-            .where(t.id.in_(wanted), t.kind == "pending")
-        ).all()
-        self.lock({r[1] for r in rows} | {r[2] for r in rows})  # those not held yet: the operator's, unlocked
-        for row in rows:
-            self.pendings[row[0]] = Pending(
-                self.accounts[row[1]], self.accounts[row[2]], row[3], row[4], row[5], row[6], id=row[0],
-                resolved=row[7] is not None,
+    def pending(
+        self, pending_id: int, debit: int, credit: int, amount: int, reason: str, reference: str,
+        expires_at: datetime | None, resolved: bool,
+    ) -> Pending:
+        """A reservation read by the caller (with whether it is resolved), on accounts this batch holds."""
+        found = self.pendings.get(pending_id)
+        if found is None:
+            found = self.pendings[pending_id] = Pending(
+                self.accounts[debit], self.accounts[credit], amount, reason, reference, expires_at, pending_id, resolved
             )
+        return found
 
     # --- transfers (the rules of ledger.service) ------------------------------------------
 
@@ -222,7 +211,7 @@ class LedgerBatch:
                     entry.made.id = entry_id
                     self.pendings[entry_id] = entry.made
                 entry.id = entry_id
-            self.session.execute(insert(Transfer.__table__), [
+            self.execute(_Q.insert_transfers, [
                 {
                     "id": e.id, "kind": e.kind, "debit_account_id": e.debit.id,
                     "credit_account_id": e.credit.id, "amount": e.amount,
@@ -233,24 +222,37 @@ class LedgerBatch:
             ])
         changed = [a for a in self.accounts.values() if a.changed]
         if changed:
-            a = LedgerAccount.__table__
-            self.session.execute(
-                update(a).where(a.c.id == bindparam("b_id")).values(
-                    {t: a.c[t] + bindparam(f"b_{t}") for t in _TOTALS}
-                ),
+            self.execute(
+                _Q.add_totals,
                 [{"b_id": x.id, **{f"b_{t}": x.changed.get(t, 0) for t in _TOTALS}} for x in sorted(changed, key=lambda x: x.id)],
-                execution_options={"synchronize_session": False},
             )
             for x in changed:
                 x.changed = {}
 
     def _new_ids(self, count: int) -> list[int]:
         """Ids for `count` new transfers, ascending, in the order they were made."""
-        if self._locks_rows():
-            return sorted(self.session.scalars(
-                select(func.nextval(literal_column("pg_get_serial_sequence('ledger_transfers', 'id')")))
-                .select_from(func.generate_series(1, count))
-            ).all())
+        if self.locks_rows:
+            return sorted(self.execute(_Q.next_ids, {"count": count}).scalars().all())
         # SQLite: this transaction is the only writer (BEGIN IMMEDIATE), so the next ids are free.
-        last = self.session.scalar(select(func.coalesce(func.max(Transfer.id), 0)))
+        last = self.execute(_Q.last_id).scalar_one()
         return list(range(last + 1, last + 1 + count))
+
+
+class _Q:
+    """The batch's statements, built once."""
+
+    a, t = LedgerAccount, Transfer
+    _columns = (a.id, a.unit, a.kind, a.must_not_go_negative, a.debits_posted, a.credits_posted, a.debits_pending,
+                a.credits_pending)
+    read = select(*_columns).where(a.id.in_(bindparam("ids", expanding=True)), a.kind != SYSTEM).order_by(a.id)
+    lock = read.with_for_update()
+    read_system = select(*_columns).where(a.id.in_(bindparam("ids", expanding=True)), a.kind == SYSTEM)
+    system = select(a.id, a.code, a.unit).where(a.code.in_(bindparam("codes", expanding=True)))
+    insert_transfers = insert(Transfer.__table__)
+    add_totals = update(LedgerAccount.__table__).where(LedgerAccount.__table__.c.id == bindparam("b_id")).values(
+        {total: LedgerAccount.__table__.c[total] + bindparam(f"b_{total}") for total in _TOTALS}
+    )
+    next_ids = select(func.nextval(literal_column("pg_get_serial_sequence('ledger_transfers', 'id')"))).select_from(
+        func.generate_series(1, bindparam("count"))
+    )
+    last_id = select(func.coalesce(func.max(t.id), 0))
