@@ -265,12 +265,21 @@ def _ticks(pid: int) -> int:
 
 
 def _tree(pid: int) -> list[int]:
-    """The server and its worker processes."""
+    """The server and its processes (workers, the charging process), started from any of its threads."""
+    children = []
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += (task / "children").read_text().split()
     except OSError:
-        children = []
+        pass
     return [pid] + [p for child in children for p in _tree(int(child))]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return ""
 
 
 def _postgres_pids() -> list[int]:
@@ -300,6 +309,7 @@ class CpuMeter:
     def read(self) -> dict[str, float]:
         return {
             "server": sum(_ticks(p) for p in _tree(self.server_pid)) / TICKS,
+            "charging": sum(_ticks(p) for p in _tree(self.server_pid) if "spawn_main" in _cmdline(p)) / TICKS,
             "postgres": sum(_ticks(p) for p in _postgres_pids()) / TICKS,
             "client": time.process_time(),
             "busy": _machine_busy() / TICKS,
@@ -335,7 +345,8 @@ async def run_phase(port: int, what: str, concurrency: int, seconds: float, warm
 
 def cpu_line(phase: Phase) -> str:
     c = phase.cpu
-    return (f"  cpu (cores): server {c['server']:.2f}, postgres {c['postgres']:.2f}, this client {c['client']:.2f}, "
+    charging = f" (its charging process {c['charging']:.2f})" if c["charging"] else ""
+    return (f"  cpu (cores): server {c['server']:.2f}{charging}, postgres {c['postgres']:.2f}, this client {c['client']:.2f}, "
             f"other {c['other']:.2f}; machine {c['busy']:.2f} of {os.cpu_count()}")
 
 

@@ -129,6 +129,8 @@ def settings(db_url: str, sandbox_keys: dict[str, str], tmp_path: Path) -> Setti
             "sandbox_store_url": f"sqlite:///{tmp_path / 'sandbox-providers.db'}",
             # Tests send charging notifications themselves (notify.deliver_due), when they mean to.
             "charging_notify_every_seconds": 0,
+            # Many short-lived apps: charging batches in a thread of each (test_charging_process covers the process).
+            "charging_worker": "thread",
         },
         _env_file=None,  # type: ignore[call-arg]
     )

@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sender = None
+        if settings.charging_worker == "process":
+            await asyncio.to_thread(app.state.charging.start)  # ready before the network's first request
         if settings.charging_notify_every_seconds > 0:
             sender = asyncio.create_task(_send_charging_notifications(app, settings.charging_notify_every_seconds))
         yield
@@ -88,7 +90,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.providers = providers.build(settings)
     # Online charging answers the network's requests in batches, a transaction each (group commit).
-    app.state.charging = nchf.GroupCommit(app.state.sessionmaker, settings.public_base_url)
+    if settings.charging_worker == "process":
+        app.state.charging = nchf.ChargingProcess(settings.database_url, settings.public_base_url, log_json=settings.log_json)
+    else:
+        app.state.charging = nchf.GroupCommit(app.state.sessionmaker, settings.public_base_url)
 
     for router in (account_api.router, catalog_api.router, order_api.router, payment_api.router, payment_admin.router):
         app.include_router(router)

@@ -1,12 +1,18 @@
 """Nchf_ConvergedCharging requests answered in batches, one transaction and one commit per batch.
 
-Each request (create, update, release) becomes an `Op`; `GroupCommit` hands the ops
-waiting at that moment to one worker thread, which answers them all in one transaction
-(`answer_batch`, over `engine.ChargingBatch`), commits, and only then lets their
-routes answer: the ledger is durable before the network hears of a grant. While one
-batch is in the database, the next gathers. A batch that fails (a database error, two
-servers creating the same session at once) is rolled back and its ops are run again one
-per transaction, so one bad request fails alone.
+Each request (create, update, release) becomes an `Op`; the ops waiting at that moment
+are answered together in one transaction (`answer_batch`, over `engine.ChargingBatch`),
+committed, and only then do their routes answer: the ledger is durable before the network
+hears of a grant. While one batch is in the database, the next gathers. A batch that fails
+(a database error, two servers creating the same session at once) is rolled back and its
+ops are run again one per transaction, so one bad request fails alone.
+
+Where the batches run (`Settings.charging_worker`):
+  process  `ChargingProcess`: in a process of its own beside each server process, so that
+           speaking HTTP and deciding charges use two cores rather than share one
+           interpreter lock (`tongka serve`).
+  thread   `GroupCommit`: in a thread of the server's process (the tests, which run many
+           short-lived apps).
 
 Within a batch the ops are decided in arrival order, as if each had its own
 transaction: a retransmission in the same batch gets the answer its original got.
@@ -15,9 +21,13 @@ transaction: a retransmission in the same batch gets the answer its original got
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
+import multiprocessing
 import queue
 import threading
-from collections.abc import Iterable
+from multiprocessing.connection import Connection
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +40,7 @@ from tongka import clock
 from tongka.account.models import Line
 from tongka.charging.engine import ChargingBatch, SessionState
 from tongka.charging.models import ChargingAnswer, ChargingSession, Network
-from tongka.db import new_id, transaction
+from tongka.db import make_engine, make_sessionmaker, new_id, transaction
 
 log = structlog.get_logger()
 
@@ -255,34 +265,43 @@ def _networks(session: Session, plmns: Iterable[str]) -> dict[str, tuple[str, bo
 # --- group commit -------------------------------------------------------------------------
 
 
+Reply = Callable[[Outcome | BaseException], None]
+
+
 class GroupCommit:
-    """One worker thread per server process that answers the ops waiting, a batch per transaction."""
+    """A worker thread that answers the ops waiting, a batch per transaction.
+
+    One batch at a time: two in flight (one deciding while the other waits on the
+    database) measured slower, their batches half the size.
+    """
 
     def __init__(self, sessions: sessionmaker[Session], renewal_base: str, *, max_batch: int = MAX_BATCH) -> None:
         self.sessions = sessions
         self.renewal_base = renewal_base.rstrip("/")
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Op, asyncio.AbstractEventLoop, asyncio.Future[Outcome]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._worker: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[tuple[Op, Reply] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     async def submit(self, op: Op) -> Outcome:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
-        self._queue.put((op, loop, future))
-        self._ensure_worker()
+        self.put(op, functools.partial(_deliver, loop, future))
         return await future
 
-    def _ensure_worker(self) -> None:
+    def put(self, op: Op, reply: Reply) -> None:
+        """Answer `op` in a coming batch; `reply` is called with its outcome (from a worker thread)."""
+        self._queue.put((op, reply))
         with self._lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, name="charging-group-commit", daemon=True)
-                self._worker.start()
+            self._threads = [t for t in self._threads if t.is_alive()]
+            if not self._threads:
+                thread = threading.Thread(target=self._work, name="charging-group-commit", daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def stop(self) -> None:
-        self._queue.put(None)
+        for _thread in self._threads:
+            self._queue.put(None)
 
     def _work(self) -> None:
         while True:
@@ -291,7 +310,7 @@ class GroupCommit:
             except queue.Empty:
                 with self._lock:
                     if self._queue.empty():
-                        self._worker = None
+                        self._threads.remove(threading.current_thread())
                         return
                 continue
             if first is None:
@@ -306,12 +325,9 @@ class GroupCommit:
                     self._queue.put(None)  # stop after this batch
                     break
                 waiting.append(item)
-            results = self.run([op for op, _loop, _future in waiting])
-            for (_op, loop, future), result in zip(waiting, results, strict=True):
-                try:
-                    loop.call_soon_threadsafe(_settle, future, result)
-                except RuntimeError:  # that request's event loop has closed: nobody is waiting
-                    pass
+            results = self.run([op for op, _reply in waiting])
+            for (_op, reply), result in zip(waiting, results, strict=True):
+                reply(result)
 
     def run(self, ops: list[Op]) -> list[Outcome | BaseException]:
         """Answer `ops` in one transaction; if it fails, each op again in its own."""
@@ -346,3 +362,112 @@ def _settle(future: asyncio.Future[Outcome], result: Outcome | BaseException) ->
         future.set_exception(result)
     else:
         future.set_result(result)
+
+
+# --- the batches in a process of their own -------------------------------------------------
+
+
+class ChargingFailed(RuntimeError):
+    """An op the charging process could not answer (its error, as text: errors do not all cross processes)."""
+
+
+class ChargingProcess:
+    """The server's side of a charging process: ops go down a pipe, outcomes come back, a batch at a time."""
+
+    def __init__(self, database_url: str, renewal_base: str, *, log_json: bool = False) -> None:
+        self.database_url = database_url
+        self.renewal_base = renewal_base
+        self.log_json = log_json
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome]]] = {}
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._process is not None and self._process.is_alive():
+                return
+            context = multiprocessing.get_context("spawn")  # not fork: the server has threads
+            conn, child = context.Pipe()
+            self._process = context.Process(  # type: ignore[attr-defined]
+                target=_serve, args=(child, self.database_url, self.renewal_base, self.log_json),
+                name="tongka-charging", daemon=not multiprocessing.current_process().daemon,
+            )
+            self._process.start()
+            child.close()
+            self._conn = conn
+            threading.Thread(target=self._read, args=(conn,), name="charging-answers", daemon=True).start()
+
+    async def submit(self, op: Op) -> Outcome:
+        self.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        op_id = next(self._ids)
+        with self._lock:
+            self._waiting[op_id] = (loop, future)
+            assert self._conn is not None
+            self._conn.send((op_id, op))
+        return await future
+
+    def _read(self, conn: Connection) -> None:
+        while True:
+            try:
+                answered = conn.recv()
+            except (EOFError, OSError):  # the process ended: whoever still waits is told so
+                with self._lock:
+                    waiting, self._waiting = self._waiting, {}
+                for loop, future in waiting.values():
+                    _deliver(loop, future, ChargingFailed("the charging process ended"))
+                return
+            for op_id, result in answered:
+                with self._lock:
+                    loop, future = self._waiting.pop(op_id)
+                _deliver(loop, future, result)
+
+    def stop(self) -> None:
+        with self._lock:
+            conn, process, self._conn, self._process = self._conn, self._process, None, None
+        if conn is not None:
+            try:
+                conn.send(None)  # the process stops (closing the pipe alone would not wake it: our reader holds it)
+            except OSError:
+                pass
+        if process is not None:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+
+
+def _serve(conn: Connection, database_url: str, renewal_base: str, log_json: bool) -> None:
+    """The charging process: read the ops waiting, answer them in one batch, send the outcomes back together."""
+    from tongka import logs
+
+    logs.configure(log_json)
+    group = GroupCommit(make_sessionmaker(make_engine(database_url)), renewal_base)
+    while True:
+        try:
+            waiting = [conn.recv()]
+            while len(waiting) < group.max_batch and waiting[-1] is not None and conn.poll():
+                waiting.append(conn.recv())
+        except (EOFError, OSError):  # the server ended
+            return
+        if waiting[-1] is None:  # the server stops: what came before is answered first
+            waiting.pop()
+            stopping = True
+        else:
+            stopping = False
+        results = group.run([op for _id, op in waiting]) if waiting else []
+        conn.send([
+            (op_id, r if isinstance(r, Outcome) else ChargingFailed(f"{type(r).__name__}: {r}"))
+            for (op_id, _op), r in zip(waiting, results, strict=True)
+        ])
+        if stopping:
+            return
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Outcome], result: Outcome | BaseException) -> None:
+    try:
+        loop.call_soon_threadsafe(_settle, future, result)
+    except RuntimeError:  # that request's event loop has closed: nobody is waiting
+        pass

@@ -1,0 +1,67 @@
+"""The network's requests decided in a charging process of the server's own (`tongka serve`'s way), on each backend.
+
+The charging process keeps its own clock (the real one), so the buckets here are valid now.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+
+from tests.charging import factories as f
+from tests.charging.test_api import BASE, msisdn, remaining, request
+from tongka.app import create_app
+from tongka.charging import nchf
+from tongka.money import MB
+
+
+NOW = datetime.now(UTC) - timedelta(days=1)
+
+
+def process_app(settings):  # type: ignore[no-untyped-def]
+    return create_app(settings.model_copy(update={"charging_worker": "process"}))
+
+
+def test_a_session_is_charged_through_the_process_and_the_process_stops_with_the_server(settings, session) -> None:
+    line = f.line(session)
+    hk = f.bucket(session, line, "hk", 100 * MB, valid_from=NOW)
+    gpsi = msisdn(line)
+    session.commit()
+    app = process_app(settings)
+    charging = app.state.charging
+    assert isinstance(charging, nchf.ChargingProcess)
+
+    with TestClient(app) as client:
+        assert charging._process is not None and charging._process.is_alive()  # started with the server
+        first = client.post(BASE, json=request(1, gpsi=gpsi, requested=30 * MB))
+        assert first.status_code == 201, first.text
+        again = client.post(BASE, json=request(1, gpsi=gpsi, requested=30 * MB))  # the same create, sent again
+        assert (again.status_code, again.json(), again.headers["location"]) == (201, first.json(), first.headers["location"])
+        ref = first.headers["location"].rsplit("/", 1)[1]
+
+        update = request(2, gpsi=gpsi, requested=30 * MB, used=20 * MB)
+        answers = [client.post(f"{BASE}/{ref}/update", json=update) for _ in range(2)]  # and a retransmission
+        assert [a.status_code for a in answers] == [200, 200]
+        assert answers[0].json() == answers[1].json()
+        assert client.post(f"{BASE}/{ref}/release", json=request(3, gpsi=gpsi, used=5 * MB)).status_code == 204
+        assert client.post(f"{BASE}/{ref}/update", json=update).json()["cause"] == "CONTEXT_NOT_FOUND"
+        process = charging._process
+
+    assert not process.is_alive()
+    assert remaining(session, hk) == 75 * MB  # 20 + 5 used, each once
+
+
+def test_a_charging_process_that_dies_fails_what_it_held_and_the_next_request_starts_another(settings, session) -> None:
+    line = f.line(session)
+    f.bucket(session, line, "hk", 100 * MB, valid_from=NOW)
+    gpsi = msisdn(line)
+    session.commit()
+    app = process_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        charging = app.state.charging
+        charging._process.kill()
+        charging._process.join()
+        r = client.post(BASE, json=request(1, gpsi=gpsi, requested=10 * MB))
+        assert r.status_code == 201, r.text  # a new process answered
+        assert charging._process.is_alive()
