@@ -360,7 +360,7 @@ def durability(url: str) -> str:
     with engine.connect() as conn:
         settings = {name: conn.execute(text(f"SHOW {name}")).scalar() for name in ("fsync", "synchronous_commit", "commit_delay", "wal_sync_method")}
     engine.dispose()
-    return "PostgreSQL " + ", ".join(f"{k}={v}" for k, v in settings.items()) + " (commit before the answer: deps.SessionDep)"
+    return "PostgreSQL " + ", ".join(f"{k}={v}" for k, v in settings.items()) + " (commit before the answer: charging.nchf)"
 
 
 def bench(backend: str, args: argparse.Namespace) -> None:
@@ -458,6 +458,7 @@ def profile(backend: str, args: argparse.Namespace) -> None:
         settings = Settings(
             database_url=url, secret_key=env["TONGKA_SECRET_KEY"], sandbox_payment_secret=env["TONGKA_SANDBOX_PAYMENT_SECRET"],
             sandbox_store_url=env["TONGKA_SANDBOX_STORE_URL"], _env_file=None,  # type: ignore[call-arg]
+            charging_worker="thread",  # batches of one here: a request at a time, its statements counted
         )
         app = create_app(settings)
         engine = app.state.engine
