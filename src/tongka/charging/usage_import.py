@@ -42,13 +42,13 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from sqlalchemy import insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tongka import clock
 from tongka.account.models import Line
 from tongka.charging import service as charging
+from tongka.charging.engine import add_rows
 from tongka.charging.models import LineOverage, UsageDay, UsageRecord
 from tongka.charging.usage_files import (
     ImportRefused,
@@ -347,20 +347,11 @@ def _charge(session: Session, held: _Held, record: Record, line: Line, zone: str
 
 def _add_usage(session: Session, usage: dict[tuple[uuid.UUID, date, str, str], int]) -> None:
     """`charging.add_usage` for every (line, day, zone, network) of the batch, in one statement (the same upsert)."""
-    if not usage:
-        return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    table = UsageDay.__table__
-    statement = dialect.insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=["line_id", "day", "zone", "plmn"], set_={"bytes": table.c.bytes + statement.excluded.bytes}
-    )
-    # In key order: two transactions adding to the same days lock them in the same order.
-    keys = sorted(usage, key=lambda k: (str(k[0]), k[1], k[2], k[3]))
-    session.execute(statement, [
-        {"id": new_id(), "line_id": line_id, "day": day, "zone": zone, "plmn": plmn, "bytes": usage[line_id, day, zone, plmn]}
-        for line_id, day, zone, plmn in keys
-    ])
+    if usage:
+        add_rows(session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), [
+            {"id": new_id(), "line_id": line_id, "day": day, "zone": zone, "plmn": plmn, "bytes": used}
+            for (line_id, day, zone, plmn), used in usage.items()
+        ])
 
 
 def _lines_of(session: Session, records: list[Record]) -> tuple[dict[str | None, Line], dict[str, Line]]:
