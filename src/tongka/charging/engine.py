@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, Date, String, Uuid, and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -193,23 +194,30 @@ class ChargingBatch:
         self._overage: dict[tuple[uuid.UUID, date], list[Any]] = {}  # [currency, charged, volume]
         self._answers: list[dict[str, Any]] = []
         self._grants_loaded: set[uuid.UUID] = set()
+        self.kept: dict[tuple[uuid.UUID, int], tuple[int, Any]] = {}  # (session, sequence) -> (status, answer) given
 
     # --- loading --------------------------------------------------------------------------
 
     def load(
-        self, *, session_ids: list[uuid.UUID] = (), refs: list[str] = (), line_ids: list[uuid.UUID] = ()  # type: ignore[assignment]
+        self, *, session_ids: list[uuid.UUID] = (), refs: list[str] = (), line_ids: list[uuid.UUID] = (),  # type: ignore[assignment]
+        sequences: list[int] = (),  # type: ignore[assignment]
     ) -> None:
-        """Read (and lock) what the batch will touch: the named charging sessions and the lines of them and of `line_ids`."""
+        """Read (and lock) what the batch will touch: the named charging sessions and the lines of them and of
+        `line_ids`. Named by ref, the sessions come with the answers they gave to `sequences` (`self.kept`)."""
         lock = self.ledger.locks_rows
         if session_ids:
             rows = self.execute(_Q.sessions_by_id_locked if lock else _Q.sessions_by_id, {"ids": list(session_ids)})
         elif refs:
-            rows = self.execute(_Q.sessions_by_ref_locked if lock else _Q.sessions_by_ref, {"refs": list(refs)})
+            rows = self.execute(
+                _Q.sessions_by_ref_locked if lock else _Q.sessions_by_ref, {"refs": list(refs), "seqs": list(sequences)}
+            )
         else:
             rows = []
         for row in rows:
             if row[0] not in self.sessions:
                 self.sessions[row[0]] = SessionState(*row[:7], create_key=row[7])
+            if len(row) > 8 and row[8] is not None:
+                self.kept[row[0], row[8]] = (row[9], row[10])
         loaded = [x.id for x in self.sessions.values() if not x.new and x.id not in self._grants_loaded]
         self._grants_loaded.update(loaded)
         wanted = {x.line_id for x in self.sessions.values()} | set(line_ids)
@@ -218,8 +226,9 @@ class ChargingBatch:
     def _load_lines(self, line_ids: set[uuid.UUID], session_ids: list[uuid.UUID]) -> None:
         if not line_ids and not session_ids:
             return
-        lines = self.execute(_Q.lines, {"ids": list(line_ids)}).all() if line_ids else []
-        found_buckets = self.execute(_Q.buckets, {"ids": list(line_ids), "now": self.now}).all() if line_ids else []
+        rows = self.execute(_Q.lines, {"ids": list(line_ids), "now": self.now}).all() if line_ids else []
+        lines = list({row[0]: row[:9] for row in rows}.values())
+        found_buckets = [row[9:] for row in rows if row[9] is not None]
         grants = self.execute(_Q.grants, {"ids": session_ids}).all() if session_ids else []
         codes = {USED} | {f"system:overage_sales:{row[8]}" for row in lines if row[7] is not None}
         self.system.update(self.ledger.system(codes - self.system.keys()))
@@ -525,20 +534,31 @@ class ChargingBatch:
             ])
             for g in self._new_grants:
                 g.new = False
+        # PostgreSQL: one statement over arrays for what changes a row per request; SQLite: executemany.
+        arrays = self.ledger.locks_rows
         if self._settled:
-            table = Grant.__table__
-            execute(
-                update(table).where(table.c.id == bindparam("b_id")).values(
-                    status="settled", settled_at=self.now, used_bytes=bindparam("b_used"),
-                    unreserved_bytes=bindparam("b_unreserved"),
-                ),
-                [{"b_id": g.id, "b_used": g.used_bytes, "b_unreserved": g.unreserved_bytes} for g in self._settled],
-            )
+            if arrays:
+                execute(_Q.settle_unnest, {
+                    "now": self.now, "ids": [g.id for g in self._settled], "used": [g.used_bytes for g in self._settled],
+                    "unreserved": [g.unreserved_bytes for g in self._settled],
+                })
+            else:
+                execute(_Q.settle, [
+                    {"b_id": g.id, "b_now": self.now, "b_used": g.used_bytes, "b_unreserved": g.unreserved_bytes}
+                    for g in self._settled
+                ])
         if self._usage:
-            add_rows(self.session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), [
-                {"id": new_id(), "line_id": k[0], "day": k[1], "zone": k[2], "plmn": k[3], "bytes": v}
-                for k, v in self._usage.items()
-            ])
+            keys = sorted(self._usage, key=lambda k: (str(k[0]), k[1], k[2], k[3]))  # the one locking order
+            if arrays:
+                execute(_Q.add_usage_unnest, {
+                    "ids": [new_id() for _ in keys], "lines": [k[0] for k in keys], "days": [k[1] for k in keys],
+                    "zones": [k[2] for k in keys], "plmns": [k[3] for k in keys], "bytes": [self._usage[k] for k in keys],
+                })
+            else:
+                add_rows(self.session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), [
+                    {"id": new_id(), "line_id": k[0], "day": k[1], "zone": k[2], "plmn": k[3], "bytes": self._usage[k]}
+                    for k in keys
+                ])
         if self._overage:
             add_rows(self.session, OverageMonth, ("line_id", "month"), ("charged", "volume_bytes"), [
                 {"line_id": k[0], "month": k[1], "currency": v[0], "charged": v[1], "volume_bytes": v[2]}
@@ -572,26 +592,68 @@ def _debt(zone: str) -> Any:
     return select(LineDebt.ledger_account_id).where(LineDebt.line_id == Line.id, LineDebt.zone == zone).scalar_subquery()
 
 
+def _settle_unnest() -> Any:
+    table = Grant.__table__
+    settled = func.unnest(
+        bindparam("ids", type_=ARRAY(Uuid())), bindparam("used", type_=ARRAY(BigInteger)),
+        bindparam("unreserved", type_=ARRAY(BigInteger)),
+    ).table_valued("id", "used", "unreserved").render_derived(name="settled")
+    return update(table).where(table.c.id == settled.c.id).values(
+        status="settled", settled_at=bindparam("now", type_=table.c.settled_at.type), used_bytes=settled.c.used,
+        unreserved_bytes=settled.c.unreserved,
+    )
+
+
+def _add_usage_unnest() -> Any:
+    table = UsageDay.__table__
+    added = func.unnest(
+        bindparam("ids", type_=ARRAY(Uuid())), bindparam("lines", type_=ARRAY(Uuid())),
+        bindparam("days", type_=ARRAY(Date())), bindparam("zones", type_=ARRAY(String())),
+        bindparam("plmns", type_=ARRAY(String())), bindparam("bytes", type_=ARRAY(BigInteger)),
+    ).table_valued("id", "line_id", "day", "zone", "plmn", "bytes").render_derived(name="added")
+    statement = postgresql.insert(table).from_select(
+        ["id", "line_id", "day", "zone", "plmn", "bytes"],
+        select(added.c.id, added.c.line_id, added.c.day, added.c.zone, added.c.plmn, added.c.bytes),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["line_id", "day", "zone", "plmn"], set_={"bytes": table.c.bytes + statement.excluded.bytes}
+    )
+
+
 class _Q:
     s, g, r, t = ChargingSession, Grant, GrantReservation, Transfer
+    settle = update(Grant.__table__).where(Grant.__table__.c.id == bindparam("b_id")).values(
+        status="settled", settled_at=bindparam("b_now"), used_bytes=bindparam("b_used"),
+        unreserved_bytes=bindparam("b_unreserved"),
+    )
+    settle_unnest = _settle_unnest()
+    add_usage_unnest = _add_usage_unnest()
     _session = select(s.id, s.line_id, s.charging_data_ref, s.plmn, s.zone, s.status, s.notify_uri, s.create_key)
     sessions_by_id = _session.where(s.id.in_(_in("ids"))).order_by(s.id)
-    sessions_by_ref = _session.where(s.charging_data_ref.in_(_in("refs"))).order_by(s.id)
+    # By ref (the network's requests), with the answers already given to the batch's sequence numbers.
+    sessions_by_ref = (
+        _session.add_columns(ChargingAnswer.invocation_sequence_number, ChargingAnswer.status_code, ChargingAnswer.answer)
+        .outerjoin(ChargingAnswer, and_(
+            ChargingAnswer.charging_session_id == s.id, ChargingAnswer.invocation_sequence_number.in_(_in("seqs"))
+        ))
+        .where(s.charging_data_ref.in_(_in("refs")))
+        .order_by(s.id)
+    )
     sessions_by_id_locked = sessions_by_id.with_for_update()
-    sessions_by_ref_locked = sessions_by_ref.with_for_update()
-    # A line, what it owes per zone, and its overage choice with the wallet it charges (if on).
+    sessions_by_ref_locked = sessions_by_ref.with_for_update(of=s)
+    # A line, what it owes per zone, its overage choice with the wallet it charges (if on), and its
+    # buckets usable now (a row each; one row with no bucket if it has none).
     lines = (
         select(Line.id, Line.status, Line.account_id, _debt("mainland"), _debt("hk"), LineOverage.monthly_cap,
-               LineOverage.currency, Wallet.ledger_account_id, Wallet.currency)
+               LineOverage.currency, Wallet.ledger_account_id, Wallet.currency,
+               Bucket.id, Bucket.line_id, Bucket.zone, Bucket.expires_at, Bucket.created_at, Bucket.ledger_account_id)
         .outerjoin(LineOverage, and_(LineOverage.line_id == Line.id, LineOverage.enabled))
         .outerjoin(Wallet, and_(Wallet.account_id == Line.account_id, LineOverage.line_id.is_not(None)))
+        .outerjoin(Bucket, and_(
+            Bucket.line_id == Line.id, Bucket.unit == "bytes", Bucket.valid_from <= bindparam("now"),
+            Bucket.expires_at > bindparam("now"),
+        ))
         .where(Line.id.in_(_in("ids")))
-    )
-    buckets = select(
-        Bucket.id, Bucket.line_id, Bucket.zone, Bucket.expires_at, Bucket.created_at, Bucket.ledger_account_id
-    ).where(
-        Bucket.line_id.in_(_in("ids")), Bucket.unit == "bytes", Bucket.valid_from <= bindparam("now"),
-        Bucket.expires_at > bindparam("now"),
     )
     _resolution = aliased(Transfer)
     # Open grants with their reservations, each with its pending transfer and whether it is resolved.

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import or_, select, tuple_
+from sqlalchemy import or_, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -97,9 +97,12 @@ def answer_batch(session: Session, ops: list[Op], renewal_base: str) -> list[Out
     lines = _lines_for(session, [i for op in creates for i in op.identities])
     created = _created_before(session, [op.create_key for op in creates if op.create_key])
     networks = _networks(session, {op.plmn for op in creates if op.plmn})
-    batch.load(refs=[op.ref for op in ops if op.ref], line_ids=list(lines.values()))
+    batch.load(
+        refs=[op.ref for op in ops if op.ref], line_ids=list(lines.values()),
+        sequences=[op.sequence for op in ops if op.ref],
+    )
     by_ref = {s.ref: s for s in batch.sessions.values()}
-    kept = _kept(session, [(by_ref[op.ref].id, op.sequence) for op in ops if op.ref in by_ref])
+    kept = {key: Outcome(status, answer) for key, (status, answer) in batch.kept.items()}
     answering = _Answering(batch, by_ref, kept, created, networks, lines, renewal_base)
     outcomes = [answering.answer(op) for op in ops]
     batch.flush()
@@ -234,20 +237,6 @@ def _created_before(session: Session, keys: list[str]) -> dict[str, Outcome]:
     ):
         found[key] = Outcome(status, answer, ref)  # the earliest is written last
     return found
-
-
-def _kept(session: Session, keys: list[tuple[Any, int]]) -> dict[tuple[Any, int], Outcome]:
-    """The answers already given to these (session, sequence number) pairs."""
-    if not keys:
-        return {}
-    a = ChargingAnswer
-    return {
-        (session_id, sequence): Outcome(status, answer)
-        for session_id, sequence, status, answer in session.connection().execute(
-            select(a.charging_session_id, a.invocation_sequence_number, a.status_code, a.answer)
-            .where(tuple_(a.charging_session_id, a.invocation_sequence_number).in_(keys))
-        )
-    }
 
 
 def _networks(session: Session, plmns: Iterable[str]) -> dict[str, tuple[str, bool]]:

@@ -19,8 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, func, insert, literal_column, select, update
+from sqlalchemy import BigInteger, bindparam, func, insert, literal_column, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from tongka.ledger.models import LedgerAccount, Transfer
@@ -222,10 +224,13 @@ class LedgerBatch:
             ])
         changed = [a for a in self.accounts.values() if a.changed]
         if changed:
-            self.execute(
-                _Q.add_totals,
-                [{"b_id": x.id, **{f"b_{t}": x.changed.get(t, 0) for t in _TOTALS}} for x in sorted(changed, key=lambda x: x.id)],
-            )
+            changed.sort(key=lambda x: x.id)
+            if self.locks_rows:  # PostgreSQL: one statement over arrays, not a round of statements
+                self.execute(_Q.add_totals_unnest, {
+                    "ids": [x.id for x in changed], **{t: [x.changed.get(t, 0) for x in changed] for t in _TOTALS}
+                })
+            else:
+                self.execute(_Q.add_totals, [{"b_id": x.id, **{f"b_{t}": x.changed.get(t, 0) for t in _TOTALS}} for x in changed])
             for x in changed:
                 x.changed = {}
 
@@ -236,6 +241,15 @@ class LedgerBatch:
         # SQLite: this transaction is the only writer (BEGIN IMMEDIATE), so the next ids are free.
         last = self.execute(_Q.last_id).scalar_one()
         return list(range(last + 1, last + 1 + count))
+
+
+def _add_totals_unnest() -> Any:
+    """PostgreSQL: add to many accounts' totals in one statement, the changes passed as arrays."""
+    table = LedgerAccount.__table__
+    added = func.unnest(
+        bindparam("ids", type_=ARRAY(BigInteger)), *(bindparam(t, type_=ARRAY(BigInteger)) for t in _TOTALS)
+    ).table_valued("id", *_TOTALS).render_derived(name="added")
+    return update(table).where(table.c.id == added.c.id).values({t: table.c[t] + added.c[t] for t in _TOTALS})
 
 
 class _Q:
@@ -252,6 +266,7 @@ class _Q:
     add_totals = update(LedgerAccount.__table__).where(LedgerAccount.__table__.c.id == bindparam("b_id")).values(
         {total: LedgerAccount.__table__.c[total] + bindparam(f"b_{total}") for total in _TOTALS}
     )
+    add_totals_unnest = _add_totals_unnest()
     next_ids = select(func.nextval(literal_column("pg_get_serial_sequence('ledger_transfers', 'id')"))).select_from(
         func.generate_series(1, bindparam("count"))
     )
