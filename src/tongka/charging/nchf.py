@@ -21,6 +21,7 @@ transaction: a retransmission in the same batch gets the answer its original got
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import itertools
 import multiprocessing
@@ -370,6 +371,7 @@ class ChargingProcess:
         self._ids = itertools.count(1)
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome]]] = {}
         self._lock = threading.Lock()
+        self._sending = threading.Lock()
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
 
@@ -395,8 +397,12 @@ class ChargingProcess:
         op_id = next(self._ids)
         with self._lock:
             self._waiting[op_id] = (loop, future)
-            assert self._conn is not None
-            self._conn.send((op_id, op))
+            conn = self._conn
+        assert conn is not None
+        # Not under self._lock: the reader takes it to hand out outcomes, and the process only reads
+        # more ops once its outcomes are read, so a full pipe must never hold the reader up.
+        with self._sending:
+            conn.send((op_id, op))
         return await future
 
     def _read(self, conn: Connection) -> None:
@@ -434,25 +440,26 @@ def _serve(conn: Connection, database_url: str, renewal_base: str, log_json: boo
 
     logs.configure(log_json)
     group = GroupCommit(make_sessionmaker(make_engine(database_url)), renewal_base)
-    while True:
-        try:
-            waiting = [conn.recv()]
-            while len(waiting) < group.max_batch and waiting[-1] is not None and conn.poll():
-                waiting.append(conn.recv())
+    queued: collections.deque[tuple[int, Op]] = collections.deque()
+    stopping = False
+    while queued or not stopping:
+        try:  # everything the pipe holds, so that the server's sends never wait long
+            while not stopping and (not queued or conn.poll()):
+                item = conn.recv()
+                if item is None:  # the server stops: what came before is answered first
+                    stopping = True
+                else:
+                    queued.append(item)
         except (EOFError, OSError):  # the server ended
             return
-        if waiting[-1] is None:  # the server stops: what came before is answered first
-            waiting.pop()
-            stopping = True
-        else:
-            stopping = False
-        results = group.run([op for _id, op in waiting]) if waiting else []
+        waiting = [queued.popleft() for _ in range(min(len(queued), group.max_batch))]
+        if not waiting:
+            continue
+        results = group.run([op for _id, op in waiting])
         conn.send([
             (op_id, r if isinstance(r, Outcome) else ChargingFailed(f"{type(r).__name__}: {r}"))
             for (op_id, _op), r in zip(waiting, results, strict=True)
         ])
-        if stopping:
-            return
 
 
 def _deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Outcome], result: Outcome | BaseException) -> None:
