@@ -126,18 +126,20 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
 
 
-def add_to_row(session: Session, model: type[Base], key: dict[str, Any], amounts: dict[str, int], **values: Any) -> None:
-    """Add `amounts` to the row of `model` with the primary or unique `key`, inserting it first if it is not there.
+def add_rows(session: Session, model: type[Base], key: tuple[str, ...], amounts: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    """Add each row's `amounts` to the row of `model` with the same primary or unique `key`, inserting it
+    first if it is not there; a row's other values fill a new row only.
 
-    One atomic statement (INSERT ... ON CONFLICT DO UPDATE, on SQLite and PostgreSQL alike), so
-    two transactions starting the same counter at once both count. `values` fill a new row only.
+    One atomic statement (INSERT ... ON CONFLICT DO UPDATE, on SQLite and PostgreSQL alike), so two
+    transactions starting the same counter at once both count; the rows go in key order, so two
+    transactions adding to the same rows lock them in the same order.
     """
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     table = model.__table__
-    statement = dialect.insert(table).values(**key, **amounts, **values)
+    statement = dialect.insert(table)
     statement = statement.on_conflict_do_update(
         index_elements=list(key), set_={name: table.c[name] + statement.excluded[name] for name in amounts}
     )
-    session.execute(statement)
+    session.execute(statement, sorted(rows, key=lambda r: tuple(str(r[k]) for k in key)))

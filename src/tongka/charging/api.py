@@ -32,7 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from tongka.charging.nchf import GroupCommit, Op, Outcome
+from tongka.charging.nchf import ChargingProcess, GroupCommit, Op, Outcome
 from tongka.charging.schemas import (
     MANDATORY,
     ChargingDataRequest,
@@ -151,7 +151,7 @@ async def release(ChargingDataRef: str, body: ChargingDataRequest, request: Requ
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _group(request: Request) -> GroupCommit:
+def _group(request: Request) -> GroupCommit | ChargingProcess:
     return request.app.state.charging  # type: ignore[no-any-return]
 
 

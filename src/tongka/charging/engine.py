@@ -7,7 +7,7 @@ account among them in one statement, in ascending id (the one order everyone use
 Then each request is decided in Python against that state, in arrival order, exactly as
 if it had its own transaction: one request sees what the one before it granted or used.
 `flush()` writes it all: new sessions and grants, settled grants, the ledger's transfers
-and running totals (`ledger.batch`), usage per day and overage per month, in about ten
+and running totals (`ledger.batch`), usage per day and overage per month, in about eight
 statements however many requests there were.
 
 The rules (`charging.service` says them in full): quota in a zone draws on that zone's
@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Date, String, Uuid, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
 from tongka.account.models import Line
@@ -45,7 +45,7 @@ from tongka.charging.models import (
     OverageMonth,
     UsageDay,
 )
-from tongka.db import new_id
+from tongka.db import add_rows, new_id
 from tongka.ledger import buckets as ledger_buckets
 from tongka.ledger.batch import Account, LedgerBatch, Pending
 from tongka.ledger.models import Bucket, LineDebt, Transfer
@@ -413,7 +413,7 @@ class ChargingBatch:
         unreserved += left
         grant.used_bytes, grant.unreserved_bytes = used_bytes, unreserved
         if overage_amount:
-            self._record_overage(line, self.now, overage_amount, overage_volume)
+            self._record_overage(line, overage_amount, overage_volume)
         if used_bytes and count_usage:
             self.add_usage(charging_session, used_bytes)
         return UsageResult(grant.id, used_bytes, used_bytes - unreserved, unreserved, False)
@@ -457,7 +457,7 @@ class ChargingBatch:
                 self.ledger.transfer(
                     line.overage.wallet, self._sales(currency), overage_amount, reason="overage", reference=reference
                 )
-                self._record_overage(line, self.now, overage_amount, volume)
+                self._record_overage(line, overage_amount, volume)
                 overage_bytes, left = volume, left - volume
         if left:
             debt = line.debts.get(zone)
@@ -485,10 +485,10 @@ class ChargingBatch:
         key = (charging_session.line_id, usage_day(self.now), charging_session.zone, charging_session.plmn)
         self._usage[key] += used_bytes
 
-    def _record_overage(self, line: LineState, at: datetime, amount: int, volume: int) -> None:
+    def _record_overage(self, line: LineState, amount: int, volume: int) -> None:
         assert line.overage is not None
         line.charged += amount
-        found = self._overage.setdefault((line.id, month_of(at)), [line.overage.currency, 0, 0])
+        found = self._overage.setdefault((line.id, month_of(self.now)), [line.overage.currency, 0, 0])
         found[1] += amount
         found[2] += volume
 
@@ -568,17 +568,6 @@ class ChargingBatch:
             execute(insert(ChargingAnswer.__table__), self._answers)
         self._released, self._settled, self._new_grants, self._answers = [], [], [], []
         self._usage, self._overage = defaultdict(int), {}
-
-
-def add_rows(session: Session, model: type, key: tuple[str, ...], amounts: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    """`db.add_to_row` for many rows in one statement, in key order (so two transactions lock them in the same order)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    table = model.__table__  # type: ignore[attr-defined]
-    statement = dialect.insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(key), set_={name: table.c[name] + statement.excluded[name] for name in amounts}
-    )
-    session.connection().execute(statement, sorted(rows, key=lambda r: tuple(str(r[k]) for k in key)))
 
 
 # --- the statements of a batch, built once ------------------------------------------------------

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import itertools
 import multiprocessing
 import queue
 import threading
 from multiprocessing.connection import Connection
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +40,7 @@ from tongka import clock
 from tongka.account.models import Line
 from tongka.charging.engine import ChargingBatch, SessionState
 from tongka.charging.models import ChargingAnswer, ChargingSession, Network
+from tongka.charging.service import LineNotActive, NetworkNotServed, UnknownNetwork
 from tongka.db import make_engine, make_sessionmaker, new_id, transaction
 
 log = structlog.get_logger()
@@ -146,8 +146,8 @@ class _Answering:
             return again
         line = self.batch.lines[line_id]
         zone, active = self.networks.get(op.plmn or "", (None, False))
-        refusal = "unknown_network" if zone is None else "network_not_served" if not active else (
-            "line_not_active" if line.status != "active" else None
+        refusal = UnknownNetwork.code if zone is None else NetworkNotServed.code if not active else (
+            LineNotActive.code if line.status != "active" else None
         )
         if refusal or zone is None:
             log.info("charging_refused", plmn=op.plmn, line_id=str(line.id), reason=refusal)
@@ -255,43 +255,34 @@ def _networks(session: Session, plmns: Iterable[str]) -> dict[str, tuple[str, bo
 # --- group commit -------------------------------------------------------------------------
 
 
-Reply = Callable[[Outcome | BaseException], None]
-
-
 class GroupCommit:
     """A worker thread that answers the ops waiting, a batch per transaction.
 
-    One batch at a time: two in flight (one deciding while the other waits on the
-    database) measured slower, their batches half the size.
+    One batch at a time: two in flight measured slower (bench/README.md).
     """
 
     def __init__(self, sessions: sessionmaker[Session], renewal_base: str, *, max_batch: int = MAX_BATCH) -> None:
         self.sessions = sessions
         self.renewal_base = renewal_base.rstrip("/")
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Op, Reply] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
+        self._queue: queue.SimpleQueue[
+            tuple[Op, asyncio.AbstractEventLoop, asyncio.Future[Outcome]] | None
+        ] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
 
     async def submit(self, op: Op) -> Outcome:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
-        self.put(op, functools.partial(_deliver, loop, future))
+        self._queue.put((op, loop, future))
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="charging-group-commit", daemon=True)
+                self._worker.start()
         return await future
 
-    def put(self, op: Op, reply: Reply) -> None:
-        """Answer `op` in a coming batch; `reply` is called with its outcome (from a worker thread)."""
-        self._queue.put((op, reply))
-        with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
-            if not self._threads:
-                thread = threading.Thread(target=self._work, name="charging-group-commit", daemon=True)
-                thread.start()
-                self._threads.append(thread)
-
     def stop(self) -> None:
-        for _thread in self._threads:
-            self._queue.put(None)
+        self._queue.put(None)
 
     def _work(self) -> None:
         while True:
@@ -300,7 +291,7 @@ class GroupCommit:
             except queue.Empty:
                 with self._lock:
                     if self._queue.empty():
-                        self._threads.remove(threading.current_thread())
+                        self._worker = None
                         return
                 continue
             if first is None:
@@ -315,9 +306,9 @@ class GroupCommit:
                     self._queue.put(None)  # stop after this batch
                     break
                 waiting.append(item)
-            results = self.run([op for op, _reply in waiting])
-            for (_op, reply), result in zip(waiting, results, strict=True):
-                reply(result)
+            results = self.run([op for op, _loop, _future in waiting])
+            for (_op, loop, future), result in zip(waiting, results, strict=True):
+                _deliver(loop, future, result)
 
     def run(self, ops: list[Op]) -> list[Outcome | BaseException]:
         """Answer `ops` in one transaction; if it fails, each op again in its own."""
@@ -399,8 +390,9 @@ class ChargingProcess:
             self._waiting[op_id] = (loop, future)
             conn = self._conn
         assert conn is not None
-        # Not under self._lock: the reader takes it to hand out outcomes, and the process only reads
-        # more ops once its outcomes are read, so a full pipe must never hold the reader up.
+        # Not under self._lock: the reader takes it to hand out outcomes, and the process waits for its
+        # outcomes to be read before it reads more ops, so a sender blocked on a full pipe must not
+        # hold the reader up.
         with self._sending:
             conn.send((op_id, op))
         return await future

@@ -7,13 +7,13 @@ Quota from overage is a reservation of money on the wallet, like a bucket reserv
 bytes: posted for the volume used, the rest released. The cap counts what was charged
 in the Hong Kong calendar month plus what open grants hold, so grants can never add up
 to more than the cap. Locks: the wallet's ledger account serialises all overage of an
-account, so the cap is checked and spent under that one lock.
+account, so the cap is checked and spent under that one lock. The charging decisions
+themselves are `engine.ChargingBatch`'s; this module holds the settings, rates and sums.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import func, select
@@ -22,16 +22,11 @@ from sqlalchemy.orm import Session
 from tongka import clock
 from tongka.account.models import Account, Line
 from tongka.catalog.models import OverageRate
-from tongka.db import add_to_row
 from tongka.charging.models import ChargingSession, Grant, GrantReservation, LineOverage, OverageMonth
 from tongka.errors import Unprocessable
 from tongka.i18n import _
-from tongka.ledger.models import LedgerAccount
 from tongka.money import MB
 from tongka.wallet import service as wallets
-from tongka.wallet.models import Wallet
-
-HONG_KONG_OFFSET_HOURS = 8
 
 
 class OverageCapInvalid(Unprocessable):
@@ -40,19 +35,6 @@ class OverageCapInvalid(Unprocessable):
 
 
 MAX_CAP = 100_000_00  # 100,000.00 a month: a sanity ceiling on what one line may be allowed to spend
-
-
-@dataclass(frozen=True)
-class Allowance:
-    """What overage a line may still use now: money on the wallet within the month's cap, at `per_mb`."""
-
-    wallet: Wallet
-    per_mb: int
-    money: int  # minor units: the least of the wallet's available balance and what the cap leaves
-
-    @property
-    def volume(self) -> int:
-        return self.money * MB // self.per_mb
 
 
 def cost(volume_bytes: int, per_mb: int) -> int:
@@ -69,11 +51,6 @@ def month_of(at: datetime) -> date:
 
 def settings_of(session: Session, line_id: uuid.UUID) -> LineOverage | None:
     return session.get(LineOverage, line_id)
-
-
-def rate(session: Session, zone: str, currency: str) -> int | None:
-    found = session.get(OverageRate, (zone, currency))
-    return found.per_mb if found else None
 
 
 def rates(session: Session) -> list[OverageRate]:
@@ -122,35 +99,6 @@ def held(session: Session, line_id: uuid.UUID, now: datetime) -> int:
             Grant.expires_at > now,
         )
     ) or 0)
-
-
-def wallet_account_for(session: Session, line: Line, zone: str) -> tuple[Wallet, int] | None:
-    """The wallet and rate overage would use for `line` in `zone`, if its owner turned overage on."""
-    chosen = settings_of(session, line.id)
-    if chosen is None or not chosen.enabled or line.account_id is None:
-        return None
-    wallet = wallets.wallet_of(session, line.account_id)
-    per_mb = rate(session, zone, chosen.currency)
-    if wallet is None or per_mb is None:
-        return None
-    return wallet, per_mb
-
-
-def allowance(session: Session, line: Line, wallet: Wallet, per_mb: int, now: datetime) -> Allowance:
-    """What is left to spend now; call with the wallet's ledger account locked."""
-    chosen = session.get_one(LineOverage, line.id)
-    cap_left = chosen.monthly_cap - charged_in(session, line.id, month_of(now)) - held(session, line.id, now)
-    account = session.get_one(LedgerAccount, wallet.ledger_account_id)
-    return Allowance(wallet, per_mb, max(0, min(account.available, cap_left)))
-
-
-def record(session: Session, line_id: uuid.UUID, at: datetime, currency: str, amount: int, volume_bytes: int) -> None:
-    """Add a charge to the line's month."""
-    if amount or volume_bytes:
-        add_to_row(
-            session, OverageMonth, {"line_id": line_id, "month": month_of(at)},
-            {"charged": amount, "volume_bytes": volume_bytes}, currency=currency,
-        )
 
 
 def volume_in(session: Session, line_id: uuid.UUID, month: date) -> int:

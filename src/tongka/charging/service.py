@@ -46,7 +46,7 @@ from tongka.charging.engine import (  # noqa: F401  (part of this module's inter
     usage_day,
 )
 from tongka.charging.models import ChargingSession, Grant, Network, OverageMonth, UsageDay
-from tongka.db import add_to_row, new_id
+from tongka.db import add_rows, new_id
 from tongka.errors import Conflict, Unprocessable
 from tongka.i18n import _
 from tongka.ledger.models import LedgerAccount
@@ -259,7 +259,6 @@ def _write(batch: engine.ChargingBatch) -> None:
 
 def add_usage(session: Session, line_id: uuid.UUID, zone: str, plmn: str, day: date, used_bytes: int) -> None:
     """Add `used_bytes` to the line's usage of (day, zone, network)."""
-    add_to_row(
-        session, UsageDay, {"line_id": line_id, "day": day, "zone": zone, "plmn": plmn}, {"bytes": used_bytes},
-        id=new_id(),
-    )
+    add_rows(session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), [
+        {"id": new_id(), "line_id": line_id, "day": day, "zone": zone, "plmn": plmn, "bytes": used_bytes}
+    ])

@@ -48,7 +48,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from tongka import clock
 from tongka.account.models import Line
 from tongka.charging import service as charging
-from tongka.charging.engine import add_rows
 from tongka.charging.models import LineOverage, UsageDay, UsageRecord
 from tongka.charging.usage_files import (
     ImportRefused,
@@ -60,7 +59,7 @@ from tongka.charging.usage_files import (
     read_items,
     rejects_path,
 )
-from tongka.db import new_id
+from tongka.db import add_rows, new_id
 from tongka.errors import TongkaError
 from tongka.ledger import service as ledger
 from tongka.ledger.models import Bucket, LedgerAccount, LineDebt
@@ -339,10 +338,9 @@ def _charge(session: Session, held: _Held, record: Record, line: Line, zone: str
             ledger.transfer(session, bucket.account, held.used, amount, reason=USAGE_FROM_BUCKET, reference=reference)
         return _Imported(used, 0, 0, None, 0)
     excess = charging.charge_usage(session, line, zone, used, record.end, reference=reference)
-    currency = None
-    if excess.overage_amount:
-        currency = session.get_one(LineOverage, line.id).currency  # the wallet's: loaded by charge_usage
-    return _Imported(excess.from_buckets, excess.overage_bytes, excess.overage_amount, currency, excess.owed_bytes)
+    return _Imported(
+        excess.from_buckets, excess.overage_bytes, excess.overage_amount, excess.overage_currency, excess.owed_bytes
+    )
 
 
 def _add_usage(session: Session, usage: dict[tuple[uuid.UUID, date, str, str], int]) -> None:

@@ -26,7 +26,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from tongka.ledger.models import LedgerAccount, Transfer
-from tongka.ledger.service import SYSTEM, InsufficientBalance, ReservationExpired, ReservationResolved
+from tongka.ledger import service as ledger
+from tongka.ledger.service import SYSTEM, ReservationExpired, ReservationResolved
 
 _TOTALS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
@@ -108,17 +109,12 @@ class LedgerBatch:
         if len(rows) != len(wanted):  # operator accounts: read, never locked
             rows += self.execute(_Q.read_system, {"ids": wanted}).all()
         for row in rows:
-            account = Account(row[0], row[1], row[2], row[3], *row[4:])
-            if account.kind == SYSTEM:
-                account.debits_posted = account.credits_posted = account.debits_pending = account.credits_pending = 0
-            self.accounts[account.id] = account
+            self.accounts[row[0]] = Account(*row)
         if len(rows) != len(wanted):
             raise ValueError(f"no ledger accounts {sorted(set(wanted) - {r[0] for r in rows})}")
 
     def system(self, codes: Iterable[str]) -> dict[str, Account]:
         """Operator accounts by code (`system:data_used:bytes`), made on first use; never locked."""
-        from tongka.ledger import service as ledger
-
         found: dict[str, Account] = {}
         wanted = set(codes)
         for account_id, code, unit in self.execute(_Q.system, {"codes": list(wanted)}):
@@ -144,7 +140,7 @@ class LedgerBatch:
     # --- transfers (the rules of ledger.service) ------------------------------------------
 
     def transfer(self, debit: Account, credit: Account, amount: int, *, reason: str, reference: str) -> None:
-        self._check(debit, credit, amount)
+        _check(debit, credit, amount)
         debit.add("debits_posted", amount)
         credit.add("credits_posted", amount)
         self._entries.append(_Entry("posted", debit, credit, amount, reason, reference))
@@ -152,7 +148,7 @@ class LedgerBatch:
     def reserve(
         self, debit: Account, credit: Account, amount: int, *, reason: str, reference: str, expires_at: datetime
     ) -> Pending:
-        self._check(debit, credit, amount)
+        _check(debit, credit, amount)
         debit.add("debits_pending", amount)
         credit.add("credits_pending", amount)
         made = Pending(debit, credit, amount, reason, reference, expires_at)
@@ -175,16 +171,6 @@ class LedgerBatch:
         self._open(pending)
         self._release(pending)
         self._resolve("void_pending", pending, pending.amount, reason)
-
-    def _check(self, debit: Account, credit: Account, amount: int) -> None:
-        if debit.id == credit.id:
-            raise ValueError("a transfer needs two different accounts")
-        if debit.unit != credit.unit:
-            raise ValueError(f"unit mismatch: {debit.unit} / {credit.unit}")
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-            raise ValueError("a transfer moves a positive integer amount")
-        if debit.must_not_go_negative and debit.available < amount:
-            raise InsufficientBalance(available=debit.available, requested=amount)
 
     @staticmethod
     def _open(pending: Pending) -> None:
@@ -241,6 +227,12 @@ class LedgerBatch:
         # SQLite: this transaction is the only writer (BEGIN IMMEDIATE), so the next ids are free.
         last = self.execute(_Q.last_id).scalar_one()
         return list(range(last + 1, last + 1 + count))
+
+
+def _check(debit: Account, credit: Account, amount: int) -> None:
+    """`ledger.service`'s own checks (they read only ids, units, amounts and `available`)."""
+    ledger._check_pair(debit, credit, amount)  # type: ignore[arg-type]
+    ledger._check_spendable(debit, amount)  # type: ignore[arg-type]
 
 
 def _add_totals_unnest() -> Any:
