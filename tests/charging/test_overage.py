@@ -112,6 +112,18 @@ def test_turning_overage_off_stops_it_and_the_rate_follows_the_zone(session) -> 
     assert quota(session, mainland, MB).result_code == charging.QUOTA_LIMIT_REACHED
 
 
+def test_overage_granted_before_it_was_turned_off_is_still_charged_when_used(session) -> None:
+    line, owner = owned_line(session, wallet=10_000, cap=10_000)
+    cs = f.open_session(session, line)
+    grant = quota(session, cs, 10 * MB).grant
+    overage.configure(session, line, owner, enabled=False, monthly_cap=10_000, currency="HKD")
+    usage = charging.report_usage(session, grant, 4 * MB)
+    assert (usage.charged_bytes, usage.unreserved_bytes) == (4 * MB, 0)
+    assert wallet_available(session, owner) == 10_000 - 4 * HK_RATE
+    month = session.get_one(OverageMonth, (line.id, overage.month_of(T0)))
+    assert (month.currency, month.charged, month.volume_bytes) == ("HKD", 4 * HK_RATE, 4 * MB)
+
+
 def test_a_cap_in_another_currency_than_the_wallet_is_refused(session) -> None:
     line, owner = owned_line(session, wallet=1_000, currency="HKD")
     with pytest.raises(wallets.WalletCurrencyMismatch):

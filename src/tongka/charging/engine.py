@@ -389,6 +389,7 @@ class ChargingBatch:
         charging_session.grants.remove(grant)
         left, unreserved = used_bytes, 0
         overage_amount = overage_volume = 0
+        overage_currency = ""
         for reservation in grant.reservations:
             share = min(left, reservation.volume_bytes)
             left -= share
@@ -410,10 +411,12 @@ class ChargingBatch:
             if reservation.per_mb is not None:
                 overage_amount += amount
                 overage_volume += share
+                # The wallet's: overage may have been turned off since the grant (line.overage is then None).
+                overage_currency = reservation.pending.debit.unit
         unreserved += left
         grant.used_bytes, grant.unreserved_bytes = used_bytes, unreserved
         if overage_amount:
-            self._record_overage(line, overage_amount, overage_volume)
+            self._record_overage(line, overage_currency, overage_amount, overage_volume)
         if used_bytes and count_usage:
             self.add_usage(charging_session, used_bytes)
         return UsageResult(grant.id, used_bytes, used_bytes - unreserved, unreserved, False)
@@ -457,7 +460,7 @@ class ChargingBatch:
                 self.ledger.transfer(
                     line.overage.wallet, self._sales(currency), overage_amount, reason="overage", reference=reference
                 )
-                self._record_overage(line, overage_amount, volume)
+                self._record_overage(line, currency, overage_amount, volume)
                 overage_bytes, left = volume, left - volume
         if left:
             debt = line.debts.get(zone)
@@ -485,10 +488,9 @@ class ChargingBatch:
         key = (charging_session.line_id, usage_day(self.now), charging_session.zone, charging_session.plmn)
         self._usage[key] += used_bytes
 
-    def _record_overage(self, line: LineState, amount: int, volume: int) -> None:
-        assert line.overage is not None
+    def _record_overage(self, line: LineState, currency: str, amount: int, volume: int) -> None:
         line.charged += amount
-        found = self._overage.setdefault((line.id, month_of(self.now)), [line.overage.currency, 0, 0])
+        found = self._overage.setdefault((line.id, month_of(self.now)), [currency, 0, 0])
         found[1] += amount
         found[2] += volume
 
