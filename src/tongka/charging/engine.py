@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, String, Uuid, and_, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, Date, String, Uuid, and_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
@@ -45,7 +45,7 @@ from tongka.charging.models import (
     OverageMonth,
     UsageDay,
 )
-from tongka.db import add_rows, new_id
+from tongka.db import AnyOf, add_rows, insert_rows, new_id, pipelined
 from tongka.ledger import buckets as ledger_buckets
 from tongka.ledger.batch import Account, LedgerBatch, Pending
 from tongka.ledger.models import Bucket, LineDebt, Transfer
@@ -209,7 +209,8 @@ class ChargingBatch:
             rows = self.execute(_Q.sessions_by_id_locked if lock else _Q.sessions_by_id, {"ids": list(session_ids)})
         elif refs:
             rows = self.execute(
-                _Q.sessions_by_ref_locked if lock else _Q.sessions_by_ref, {"refs": list(refs), "seqs": list(sequences)}
+                _Q.sessions_by_ref_locked if lock else _Q.sessions_by_ref,
+                {"refs": list(refs), "seqs": list(sequences), "pairs": list(zip(refs, sequences, strict=True))},
             )
         else:
             rows = []
@@ -502,12 +503,24 @@ class ChargingBatch:
 
     # --- writing --------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write what the batch decided, parents before children."""
+    def flush(self, *, commit: bool = False) -> None:
+        """Write what the batch decided, parents before children, and commit if asked.
+
+        On PostgreSQL the writes (and the commit) are sent without waiting for each answer
+        (`db.pipelined`): one round trip rather than one a statement. The transfer ids are
+        read first, as the rows written refer to them.
+        """
+        self.ledger.number()
+        with pipelined(self.session):
+            self._write()
+            if commit:
+                self.session.commit()
+
+    def _write(self) -> None:
         execute = self.execute
         new_sessions = [x for x in self.sessions.values() if x.new]
         if new_sessions:
-            execute(insert(ChargingSession.__table__), [
+            insert_rows(self.session, ChargingSession.__table__, [
                 {"id": x.id, "line_id": x.line_id, "charging_data_ref": x.ref, "plmn": x.plmn, "zone": x.zone,
                  "status": x.status, "released_at": x.released_at, "notify_uri": x.notify_uri,
                  "create_key": x.create_key, "created_at": self.now}
@@ -523,13 +536,13 @@ class ChargingBatch:
             )
         self.ledger.flush()
         if self._new_grants:
-            execute(insert(Grant.__table__), [
+            insert_rows(self.session, Grant.__table__, [
                 {"id": g.id, "charging_session_id": g.session_id, "rating_group": g.rating_group,
                  "granted_bytes": g.granted_bytes, "used_bytes": g.used_bytes, "unreserved_bytes": g.unreserved_bytes,
                  "status": g.status, "expires_at": g.expires_at, "settled_at": g.settled_at, "created_at": g.created_at}
                 for g in self._new_grants
             ])
-            execute(insert(GrantReservation.__table__), [
+            insert_rows(self.session, GrantReservation.__table__, [
                 {"pending_transfer_id": r.pending.id, "grant_id": g.id, "bucket_id": r.bucket_id, "amount": r.amount,
                  "volume_bytes": r.volume_bytes, "per_mb": r.per_mb}
                 for g in self._new_grants for r in g.reservations
@@ -567,16 +580,12 @@ class ChargingBatch:
                 for k, v in self._overage.items()
             ])
         if self._answers:
-            execute(insert(ChargingAnswer.__table__), self._answers)
+            insert_rows(self.session, ChargingAnswer.__table__, self._answers)
         self._released, self._settled, self._new_grants, self._answers = [], [], [], []
         self._usage, self._overage = defaultdict(int), {}
 
 
 # --- the statements of a batch, built once ------------------------------------------------------
-
-
-def _in(name: str) -> Any:
-    return bindparam(name, expanding=True)
 
 
 def _debt(zone: str) -> Any:
@@ -620,18 +629,33 @@ class _Q:
     settle_unnest = _settle_unnest()
     add_usage_unnest = _add_usage_unnest()
     _session = select(s.id, s.line_id, s.charging_data_ref, s.plmn, s.zone, s.status, s.notify_uri, s.create_key)
-    sessions_by_id = _session.where(s.id.in_(_in("ids"))).order_by(s.id)
-    # By ref (the network's requests), with the answers already given to the batch's sequence numbers.
+    sessions_by_id = _session.where(AnyOf(s.id, "ids")).order_by(s.id)
+    # By ref (the network's requests), each with the answer it already gave to the sequence number
+    # asked of it (a retransmission). SQLite: the pairs as a row-value IN; PostgreSQL (which locks):
+    # joined to the pairs as arrays, one statement text whatever their number.
+    _answered = (ChargingAnswer.invocation_sequence_number, ChargingAnswer.status_code, ChargingAnswer.answer)
     sessions_by_ref = (
-        _session.add_columns(ChargingAnswer.invocation_sequence_number, ChargingAnswer.status_code, ChargingAnswer.answer)
+        _session.add_columns(*_answered)
         .outerjoin(ChargingAnswer, and_(
-            ChargingAnswer.charging_session_id == s.id, ChargingAnswer.invocation_sequence_number.in_(_in("seqs"))
+            ChargingAnswer.charging_session_id == s.id,
+            tuple_(s.charging_data_ref, ChargingAnswer.invocation_sequence_number).in_(bindparam("pairs", expanding=True)),
         ))
-        .where(s.charging_data_ref.in_(_in("refs")))
+        .where(AnyOf(s.charging_data_ref, "refs"))
         .order_by(s.id)
     )
+    _asked = func.unnest(bindparam("refs", type_=ARRAY(String())), bindparam("seqs", type_=ARRAY(BigInteger))).table_valued(
+        "ref", "seq"
+    ).render_derived(name="asked")
+    sessions_by_ref_locked = (
+        _session.add_columns(*_answered)
+        .join(_asked, _asked.c.ref == s.charging_data_ref)
+        .outerjoin(ChargingAnswer, and_(
+            ChargingAnswer.charging_session_id == s.id, ChargingAnswer.invocation_sequence_number == _asked.c.seq
+        ))
+        .order_by(s.id)
+        .with_for_update(of=s)
+    )
     sessions_by_id_locked = sessions_by_id.with_for_update()
-    sessions_by_ref_locked = sessions_by_ref.with_for_update(of=s)
     # A line, what it owes per zone, its overage choice with the wallet it charges (if on), and its
     # buckets usable now (a row each; one row with no bucket if it has none).
     lines = (
@@ -641,10 +665,11 @@ class _Q:
         .outerjoin(LineOverage, and_(LineOverage.line_id == Line.id, LineOverage.enabled))
         .outerjoin(Wallet, and_(Wallet.account_id == Line.account_id, LineOverage.line_id.is_not(None)))
         .outerjoin(Bucket, and_(
-            Bucket.line_id == Line.id, Bucket.unit == "bytes", Bucket.valid_from <= bindparam("now"),
+            # The list again, so that PostgreSQL's plan looks the buckets up by line, not by expiry.
+            Bucket.line_id == Line.id, AnyOf(Bucket.line_id, "ids"), Bucket.unit == "bytes", Bucket.valid_from <= bindparam("now"),
             Bucket.expires_at > bindparam("now"),
         ))
-        .where(Line.id.in_(_in("ids")))
+        .where(AnyOf(Line.id, "ids"))
     )
     _resolution = aliased(Transfer)
     # Open grants with their reservations, each with its pending transfer and whether it is resolved.
@@ -655,17 +680,17 @@ class _Q:
                select(_resolution.id).where(_resolution.pending_id == t.id).exists())
         .join(r, r.grant_id == g.id)
         .join(t, t.id == r.pending_transfer_id)
-        .where(g.charging_session_id.in_(_in("ids")), g.status == "open")
+        .where(AnyOf(g.charging_session_id, "ids"), g.status == "open")
         .order_by(g.created_at, g.id, r.pending_transfer_id)
     )
     rates = select(OverageRate.zone, OverageRate.currency, OverageRate.per_mb)
     charged = select(OverageMonth.line_id, OverageMonth.charged).where(
-        OverageMonth.line_id.in_(_in("ids")), OverageMonth.month == bindparam("month")
+        AnyOf(OverageMonth.line_id, "ids"), OverageMonth.month == bindparam("month")
     )
     held = (
         select(s.line_id, func.sum(r.amount))
         .join(g, g.id == r.grant_id)
         .join(s, s.id == g.charging_session_id)
-        .where(s.line_id.in_(_in("ids")), r.per_mb.is_not(None), g.status == "open", g.expires_at > bindparam("now"))
+        .where(AnyOf(s.line_id, "ids"), r.per_mb.is_not(None), g.status == "open", g.expires_at > bindparam("now"))
         .group_by(s.line_id)
     )

@@ -41,7 +41,7 @@ from tongka.account.models import Line
 from tongka.charging.engine import ChargingBatch, SessionState
 from tongka.charging.models import ChargingAnswer, ChargingSession, Network
 from tongka.charging.service import LineNotActive, NetworkNotServed, UnknownNetwork
-from tongka.db import make_engine, make_sessionmaker, new_id, transaction
+from tongka.db import AnyOf, make_engine, make_sessionmaker, new_id, transaction
 
 log = structlog.get_logger()
 
@@ -92,7 +92,7 @@ def not_found(ref: str | None) -> Outcome:
 
 
 def answer_batch(session: Session, ops: list[Op], renewal_base: str) -> list[Outcome]:
-    """Decide every op of the batch in order and write the lot; the caller commits."""
+    """Decide every op of the batch in order, write the lot and commit."""
     batch = ChargingBatch(session, clock.now())
     creates = [op for op in ops if op.kind == "create"]
     lines = _lines_for(session, [i for op in creates for i in op.identities])
@@ -106,7 +106,7 @@ def answer_batch(session: Session, ops: list[Op], renewal_base: str) -> list[Out
     kept = {key: Outcome(status, answer) for key, (status, answer) in batch.kept.items()}
     answering = _Answering(batch, by_ref, kept, created, networks, lines, renewal_base)
     outcomes = [answering.answer(op) for op in ops]
-    batch.flush()
+    batch.flush(commit=True)
     return outcomes
 
 
@@ -212,9 +212,7 @@ def _lines_for(session: Session, identities: list[str]) -> dict[str, Any]:
         return {}
     found: dict[str, Any] = {}
     for line_id, imsi, hk_number, cn_number in session.connection().execute(
-        select(Line.id, Line.imsi, Line.hk_number, Line.cn_number).where(
-            or_(Line.imsi.in_(imsis), Line.hk_number.in_(numbers), Line.cn_number.in_(numbers))
-        )
+        _LINES_BY_IDENTITY, {"imsis": list(imsis), "numbers": list(numbers)}
     ):
         if imsi in imsis:
             found[f"imsi-{imsi}"] = line_id
@@ -229,13 +227,7 @@ def _created_before(session: Session, keys: list[str]) -> dict[str, Outcome]:
     if not keys:
         return {}
     found: dict[str, Outcome] = {}
-    for key, ref, status, answer in session.connection().execute(
-        select(ChargingSession.create_key, ChargingSession.charging_data_ref, ChargingAnswer.status_code,
-               ChargingAnswer.answer)
-        .join(ChargingAnswer, ChargingAnswer.charging_session_id == ChargingSession.id)
-        .where(ChargingSession.create_key.in_(keys))
-        .order_by(ChargingAnswer.created_at.desc(), ChargingAnswer.invocation_sequence_number.desc())
-    ):
+    for key, ref, status, answer in session.connection().execute(_CREATED_BEFORE, {"keys": keys}):
         found[key] = Outcome(status, answer, ref)  # the earliest is written last
     return found
 
@@ -246,10 +238,21 @@ def _networks(session: Session, plmns: Iterable[str]) -> dict[str, tuple[str, bo
         return {}
     return {
         plmn: (zone, active)
-        for plmn, zone, active in session.connection().execute(
-            select(Network.plmn, Network.zone, Network.active).where(Network.plmn.in_(wanted))
-        )
+        for plmn, zone, active in session.connection().execute(_NETWORKS, {"plmns": wanted})
     }
+
+
+# Built once; an array parameter each (`db.AnyOf`), so PostgreSQL plans them once.
+_LINES_BY_IDENTITY = select(Line.id, Line.imsi, Line.hk_number, Line.cn_number).where(
+    or_(AnyOf(Line.imsi, "imsis"), AnyOf(Line.hk_number, "numbers"), AnyOf(Line.cn_number, "numbers"))
+)
+_CREATED_BEFORE = (
+    select(ChargingSession.create_key, ChargingSession.charging_data_ref, ChargingAnswer.status_code, ChargingAnswer.answer)
+    .join(ChargingAnswer, ChargingAnswer.charging_session_id == ChargingSession.id)
+    .where(AnyOf(ChargingSession.create_key, "keys"))
+    .order_by(ChargingAnswer.created_at.desc(), ChargingAnswer.invocation_sequence_number.desc())
+)
+_NETWORKS = select(Network.plmn, Network.zone, Network.active).where(AnyOf(Network.plmn, "plmns"))
 
 
 # --- group commit -------------------------------------------------------------------------
@@ -313,13 +316,16 @@ class GroupCommit:
     def run(self, ops: list[Op]) -> list[Outcome | BaseException]:
         """Answer `ops` in one transaction; if it fails, each op again in its own."""
         try:
-            with transaction(self.sessions) as session:
-                return list(answer_batch(session, ops, self.renewal_base))
+            return self._once(ops)
         except Exception as error:
             if len(ops) == 1:
                 return [self._alone(ops[0], error)]
             log.warning("charging_batch_failed", ops=len(ops), error=type(error).__name__)
         return [self._alone(op) for op in ops]
+
+    def _once(self, ops: list[Op]) -> list[Outcome]:
+        with transaction(self.sessions) as session:
+            return answer_batch(session, ops, self.renewal_base)
 
     def _alone(self, op: Op, error: BaseException | None = None) -> Outcome | BaseException:
         # A unique key or a deadlock lost to another server: the op is run again and sees what won.
@@ -327,8 +333,7 @@ class GroupCommit:
             if error is not None and not isinstance(error, (IntegrityError, DBAPIError)):
                 return error
             try:
-                with transaction(self.sessions) as session:
-                    return answer_batch(session, [op], self.renewal_base)[0]
+                return self._once([op])[0]
             except Exception as failed:
                 error = failed
         assert error is not None

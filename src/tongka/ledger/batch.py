@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import BigInteger, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from tongka.db import AnyOf, insert_rows
 from tongka.ledger.models import LedgerAccount, Transfer
 from tongka.ledger import service as ledger
 from tongka.ledger.service import SYSTEM, ReservationExpired, ReservationResolved
@@ -190,16 +191,24 @@ class LedgerBatch:
 
     # --- writing --------------------------------------------------------------------------
 
+    def number(self) -> None:
+        """Give the transfers made so far their ids: a read, so done before writes that are sent
+        without waiting (`db.pipelined`)."""
+        unnumbered = [e for e in self._entries if not e.id]
+        if not unnumbered:
+            return
+        for entry, entry_id in zip(unnumbered, self._new_ids(len(unnumbered)), strict=True):
+            if entry.made is not None:
+                entry.made.id = entry_id
+                self.pendings[entry_id] = entry.made
+            entry.id = entry_id
+
     def flush(self) -> None:
         """Append the transfers made and add the changes to the accounts' running totals."""
+        self.number()
         entries, self._entries = self._entries, []
         if entries:
-            for entry, entry_id in zip(entries, self._new_ids(len(entries)), strict=True):
-                if entry.made is not None:
-                    entry.made.id = entry_id
-                    self.pendings[entry_id] = entry.made
-                entry.id = entry_id
-            self.execute(_Q.insert_transfers, [
+            insert_rows(self.session, Transfer.__table__, [
                 {
                     "id": e.id, "kind": e.kind, "debit_account_id": e.debit.id,
                     "credit_account_id": e.credit.id, "amount": e.amount,
@@ -250,11 +259,10 @@ class _Q:
     a, t = LedgerAccount, Transfer
     _columns = (a.id, a.unit, a.kind, a.must_not_go_negative, a.debits_posted, a.credits_posted, a.debits_pending,
                 a.credits_pending)
-    read = select(*_columns).where(a.id.in_(bindparam("ids", expanding=True)), a.kind != SYSTEM).order_by(a.id)
+    read = select(*_columns).where(AnyOf(a.id, "ids"), a.kind != SYSTEM).order_by(a.id)
     lock = read.with_for_update()
-    read_system = select(*_columns).where(a.id.in_(bindparam("ids", expanding=True)), a.kind == SYSTEM)
-    system = select(a.id, a.code, a.unit).where(a.code.in_(bindparam("codes", expanding=True)))
-    insert_transfers = insert(Transfer.__table__)
+    read_system = select(*_columns).where(AnyOf(a.id, "ids"), a.kind == SYSTEM)
+    system = select(a.id, a.code, a.unit).where(AnyOf(a.code, "codes"))
     add_totals = update(LedgerAccount.__table__).where(LedgerAccount.__table__.c.id == bindparam("b_id")).values(
         {total: LedgerAccount.__table__.c[total] + bindparam(f"b_{total}") for total in _TOTALS}
     )

@@ -93,8 +93,10 @@ class Bucket(IdMixin, CreatedMixin, Base):
     """
 
     __tablename__ = "buckets"
+    # A line's usable buckets, found by line and expiry (charging reads them for many lines at once).
+    __table_args__ = (Index("ix_buckets_line_id_expires_at", "line_id", "expires_at"),)
 
-    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), index=True)
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"))
     ledger_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), unique=True)
     zone: Mapped[str] = mapped_column(String(16))  # mainland | hk | both
     unit: Mapped[str] = mapped_column(String(16))  # bytes, for now

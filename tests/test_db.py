@@ -1,0 +1,79 @@
+"""The statement helpers of `tongka.db` that the charging batches stand on, on both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import event, select
+
+from tongka.charging.models import ChargingAnswer, ChargingSession, Network
+from tongka.db import AnyOf, insert_rows, new_id, pipelined, transaction
+from tests.charging import factories as f
+
+T = datetime(2026, 12, 2, 4, 30, 15, 123456, tzinfo=UTC)
+
+
+def _statements(session) -> list[str]:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+    event.listen(session.get_bind(), "before_cursor_execute", lambda *a: seen.append(a[2]))
+    return seen
+
+
+def test_any_of_finds_the_rows_named_by_any_count_of_values_with_one_statement_text(session) -> None:
+    f.ensure_networks(session)
+    query = select(Network.plmn).where(AnyOf(Network.plmn, "plmns")).order_by(Network.plmn)
+    seen = _statements(session)
+    assert session.execute(query, {"plmns": ["460-00", "454-00", "999-99"]}).scalars().all() == ["454-00", "460-00"]
+    assert session.execute(query, {"plmns": ["454-12"]}).scalars().all() == ["454-12"]
+    assert session.execute(query, {"plmns": []}).scalars().all() == []
+    if session.get_bind().dialect.name == "postgresql":  # one text, so one prepared statement and plan
+        assert len(set(seen)) == 1 and "ANY" in seen[0]
+
+
+def test_insert_rows_writes_every_column_type_back_as_given(session) -> None:
+    f.ensure_networks(session)
+    line = f.line(session)
+    sessions = [
+        {"id": new_id(), "line_id": line.id, "charging_data_ref": f"ref-{n}", "plmn": "454-00", "zone": "hk",
+         "status": "open", "released_at": None if n else T, "notify_uri": None, "create_key": None, "created_at": T}
+        for n in range(3)
+    ]
+    insert_rows(session, ChargingSession.__table__, sessions)
+    answers = [
+        {"charging_session_id": sessions[0]["id"], "invocation_sequence_number": 2**40, "status_code": 200,
+         "answer": {"units": [{"ratingGroup": 10, "grantedUnit": {"totalVolume": 4_194_304}}], "text": "是"},
+         "created_at": T},
+        {"charging_session_id": sessions[0]["id"], "invocation_sequence_number": 3, "status_code": 204,
+         "answer": None, "created_at": T},
+    ]
+    insert_rows(session, ChargingAnswer.__table__, answers)
+    insert_rows(session, ChargingAnswer.__table__, [])  # nothing to do
+    session.expire_all()
+
+    stored = session.scalars(select(ChargingSession).order_by(ChargingSession.charging_data_ref)).all()
+    assert [(x.id, x.charging_data_ref, x.released_at, x.created_at) for x in stored] == [
+        (r["id"], r["charging_data_ref"], r["released_at"], T) for r in sessions
+    ]
+    kept = session.scalars(select(ChargingAnswer).order_by(ChargingAnswer.status_code)).all()
+    assert [(a.invocation_sequence_number, a.status_code, a.answer) for a in kept] == [
+        (2**40, 200, answers[0]["answer"]), (3, 204, None)
+    ]
+
+
+def test_pipelined_writes_are_committed_together_or_not_at_all(sessions) -> None:
+    with transaction(sessions) as session:
+        f.ensure_networks(session)
+        line = f.line(session)
+    row = {"id": new_id(), "line_id": line.id, "plmn": "454-00", "zone": "hk", "status": "open",
+           "released_at": None, "notify_uri": None, "create_key": None, "created_at": T}
+    with transaction(sessions) as session, pipelined(session):
+        insert_rows(session, ChargingSession.__table__, [{**row, "charging_data_ref": "a"}])
+        insert_rows(session, ChargingSession.__table__, [{**row, "id": new_id(), "charging_data_ref": "b"}])
+    with pytest.raises(Exception), transaction(sessions) as session, pipelined(session):
+        insert_rows(session, ChargingSession.__table__, [{**row, "id": new_id(), "charging_data_ref": "c"}])
+        insert_rows(session, ChargingSession.__table__, [{**row, "id": new_id(), "charging_data_ref": "a"}])  # taken
+        session.commit()
+    with transaction(sessions) as session:
+        refs = session.scalars(select(ChargingSession.charging_data_ref).order_by(ChargingSession.charging_data_ref))
+        assert refs.all() == ["a", "b"]
