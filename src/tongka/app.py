@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _error_handlers(app)
 
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """Anyone: the process is up (touches nothing else)."""
         return {"status": "ok"}
 

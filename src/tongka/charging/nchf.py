@@ -310,8 +310,7 @@ class GroupCommit:
                     break
                 waiting.append(item)
             results = self.run([op for op, _loop, _future in waiting])
-            for (_op, loop, future), result in zip(waiting, results, strict=True):
-                _deliver(loop, future, result)
+            _deliver_all([(loop, future, result) for (_op, loop, future), result in zip(waiting, results, strict=True)])
 
     def run(self, ops: list[Op]) -> list[Outcome | BaseException]:
         """Answer `ops` in one transaction; if it fails, each op again in its own."""
@@ -387,14 +386,16 @@ class ChargingProcess:
             threading.Thread(target=self._read, args=(conn,), name="charging-answers", daemon=True).start()
 
     async def submit(self, op: Op) -> Outcome:
-        self.start()
+        if self._conn is None:  # not started, or the process ended (the reader said so)
+            self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         op_id = next(self._ids)
         with self._lock:
             self._waiting[op_id] = (loop, future)
             conn = self._conn
-        assert conn is not None
+        if conn is None:  # stopped meanwhile
+            raise ChargingFailed("the charging process is stopping")
         # Not under self._lock: the reader takes it to hand out outcomes, and the process waits for its
         # outcomes to be read before it reads more ops, so a sender blocked on a full pipe must not
         # hold the reader up.
@@ -409,13 +410,14 @@ class ChargingProcess:
             except (EOFError, OSError):  # the process ended: whoever still waits is told so
                 with self._lock:
                     waiting, self._waiting = self._waiting, {}
-                for loop, future in waiting.values():
-                    _deliver(loop, future, ChargingFailed("the charging process ended"))
+                    if self._conn is conn:
+                        self._conn = None  # the next request starts another
+                failed = ChargingFailed("the charging process ended")
+                _deliver_all([(loop, future, failed) for loop, future in waiting.values()])
                 return
-            for op_id, result in answered:
-                with self._lock:
-                    loop, future = self._waiting.pop(op_id)
-                _deliver(loop, future, result)
+            with self._lock:
+                delivering = [(*self._waiting.pop(op_id), result) for op_id, result in answered]
+            _deliver_all(delivering)
 
     def stop(self) -> None:
         with self._lock:
@@ -459,8 +461,20 @@ def _serve(conn: Connection, database_url: str, renewal_base: str, log_json: boo
         ])
 
 
-def _deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Outcome], result: Outcome | BaseException) -> None:
-    try:
-        loop.call_soon_threadsafe(_settle, future, result)
-    except RuntimeError:  # that request's event loop has closed: nobody is waiting
-        pass
+def _deliver_all(
+    results: Iterable[tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome], Outcome | BaseException]],
+) -> None:
+    """Hand each result to its request's event loop: one wake-up per loop for a whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome | BaseException]]] = {}
+    for loop, future, result in results:
+        by_loop.setdefault(loop, []).append((future, result))
+    for loop, settling in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_all, settling)
+        except RuntimeError:  # that event loop has closed: nobody is waiting
+            pass
+
+
+def _settle_all(settling: list[tuple[asyncio.Future[Outcome], Outcome | BaseException]]) -> None:
+    for future, result in settling:
+        _settle(future, result)
