@@ -390,7 +390,8 @@ def bench(backend: str, args: argparse.Namespace) -> None:
 
             # A history first, so the charging tables are not empty, then their statistics.
             history = arun(run_phase(port, "charging", args.concurrency, args.history, 0, meter, imsis, args.updates))
-            print(f"  history: {history.rate():.0f} charging ops/s for {args.history:.0f} s, then VACUUM ANALYZE", flush=True)
+            print(f"  history: {history.rate():.0f} charging ops/s for {args.history:.0f} s"
+                  + (", then VACUUM ANALYZE" if backend == "postgresql" else ""), flush=True)
             analyse(url)
             first = phase("healthz")
             with WaitSampler(url) if backend == "postgresql" else nullcontext() as waits:
