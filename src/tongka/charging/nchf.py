@@ -395,6 +395,8 @@ class ChargingProcess:
             self._waiting[op_id] = (loop, future)
             conn = self._conn
         if conn is None:  # stopped meanwhile
+            with self._lock:
+                self._waiting.pop(op_id, None)
             raise ChargingFailed("the charging process is stopping")
         # Not under self._lock: the reader takes it to hand out outcomes, and the process waits for its
         # outcomes to be read before it reads more ops, so a sender blocked on a full pipe must not
@@ -412,8 +414,9 @@ class ChargingProcess:
                     waiting, self._waiting = self._waiting, {}
                     if self._conn is conn:
                         self._conn = None  # the next request starts another
-                failed = ChargingFailed("the charging process ended")
-                _deliver_all([(loop, future, failed) for loop, future in waiting.values()])
+                _deliver_all([
+                    (loop, future, ChargingFailed("the charging process ended")) for loop, future in waiting.values()
+                ])
                 return
             with self._lock:
                 delivering = [(*self._waiting.pop(op_id), result) for op_id, result in answered]
