@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.exc import MultipleResultsFound, NoResultFound
 
 from tongka.charging.models import ChargingAnswer, ChargingSession, Network
-from tongka.db import AnyOf, insert_rows, new_id, pipelined, transaction
+from tongka.db import AnyOf, direct, insert_rows, new_id, pipelined, transaction
 from tests.charging import factories as f
 
 T = datetime(2026, 12, 2, 4, 30, 15, 123456, tzinfo=UTC)
@@ -31,7 +32,23 @@ def test_any_of_finds_the_rows_named_by_any_count_of_values_with_one_statement_t
         assert len(set(seen)) == 1 and "ANY" in seen[0]
 
 
-def test_insert_rows_writes_every_column_type_back_as_given(session) -> None:
+def test_direct_statements_read_as_sqlalchemy_reads_them(session) -> None:
+    f.ensure_networks(session)
+    query = select(Network.plmn, Network.zone, Network.active).where(AnyOf(Network.plmn, "plmns")).order_by(Network.plmn)
+    given = {"plmns": ["454-00", "460-01"]}
+    execute = direct(session)
+    assert list(execute(query, given).all()) == [tuple(r) for r in session.execute(query, given).all()]
+    assert list(execute(query, given).scalars().all()) == ["454-00", "460-01"]
+    assert execute(query, {"plmns": ["454-00"]}).scalar_one() == "454-00"
+    with pytest.raises(MultipleResultsFound):
+        execute(query, given).scalar_one()
+    with pytest.raises(NoResultFound):
+        execute(query, {"plmns": []}).scalar_one()
+
+
+@pytest.mark.parametrize("through", ["sqlalchemy", "direct"])
+def test_insert_rows_writes_every_column_type_back_as_given(session, through: str) -> None:
+    execute = direct(session) if through == "direct" else None
     f.ensure_networks(session)
     line = f.line(session)
     sessions = [
@@ -39,7 +56,7 @@ def test_insert_rows_writes_every_column_type_back_as_given(session) -> None:
          "status": "open", "released_at": None if n else T, "notify_uri": None, "create_key": None, "created_at": T}
         for n in range(3)
     ]
-    insert_rows(session, ChargingSession.__table__, sessions)
+    insert_rows(session, ChargingSession.__table__, sessions, execute)
     answers = [
         {"charging_session_id": sessions[0]["id"], "invocation_sequence_number": 2**40, "status_code": 200,
          "answer": {"units": [{"ratingGroup": 10, "grantedUnit": {"totalVolume": 4_194_304}}], "text": "是"},
@@ -47,8 +64,8 @@ def test_insert_rows_writes_every_column_type_back_as_given(session) -> None:
         {"charging_session_id": sessions[0]["id"], "invocation_sequence_number": 3, "status_code": 204,
          "answer": None, "created_at": T},
     ]
-    insert_rows(session, ChargingAnswer.__table__, answers)
-    insert_rows(session, ChargingAnswer.__table__, [])  # nothing to do
+    insert_rows(session, ChargingAnswer.__table__, answers, execute)
+    insert_rows(session, ChargingAnswer.__table__, [], execute)  # nothing to do
     session.expire_all()
 
     stored = session.scalars(select(ChargingSession).order_by(ChargingSession.charging_data_ref)).all()

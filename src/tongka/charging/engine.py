@@ -520,7 +520,7 @@ class ChargingBatch:
         execute = self.execute
         new_sessions = [x for x in self.sessions.values() if x.new]
         if new_sessions:
-            insert_rows(self.session, ChargingSession.__table__, [
+            insert_rows(self.session, ChargingSession.__table__, execute=execute, rows=[
                 {"id": x.id, "line_id": x.line_id, "charging_data_ref": x.ref, "plmn": x.plmn, "zone": x.zone,
                  "status": x.status, "released_at": x.released_at, "notify_uri": x.notify_uri,
                  "create_key": x.create_key, "created_at": self.now}
@@ -536,13 +536,13 @@ class ChargingBatch:
             )
         self.ledger.flush()
         if self._new_grants:
-            insert_rows(self.session, Grant.__table__, [
+            insert_rows(self.session, Grant.__table__, execute=execute, rows=[
                 {"id": g.id, "charging_session_id": g.session_id, "rating_group": g.rating_group,
                  "granted_bytes": g.granted_bytes, "used_bytes": g.used_bytes, "unreserved_bytes": g.unreserved_bytes,
                  "status": g.status, "expires_at": g.expires_at, "settled_at": g.settled_at, "created_at": g.created_at}
                 for g in self._new_grants
             ])
-            insert_rows(self.session, GrantReservation.__table__, [
+            insert_rows(self.session, GrantReservation.__table__, execute=execute, rows=[
                 {"pending_transfer_id": r.pending.id, "grant_id": g.id, "bucket_id": r.bucket_id, "amount": r.amount,
                  "volume_bytes": r.volume_bytes, "per_mb": r.per_mb}
                 for g in self._new_grants for r in g.reservations
@@ -580,7 +580,7 @@ class ChargingBatch:
                 for k, v in self._overage.items()
             ])
         if self._answers:
-            insert_rows(self.session, ChargingAnswer.__table__, self._answers)
+            insert_rows(self.session, ChargingAnswer.__table__, self._answers, execute)
         self._released, self._settled, self._new_grants, self._answers = [], [], [], []
         self._usage, self._overage = defaultdict(int), {}
 

@@ -25,7 +25,7 @@ from sqlalchemy import BigInteger, bindparam, func, literal_column, select, upda
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from tongka.db import AnyOf, insert_rows
+from tongka.db import AnyOf, direct, insert_rows
 from tongka.ledger.models import LedgerAccount, Transfer
 from tongka.ledger import service as ledger
 from tongka.ledger.service import SYSTEM, ReservationExpired, ReservationResolved
@@ -91,8 +91,8 @@ class LedgerBatch:
         self.session = session
         self.now = now
         session.flush()  # what the session holds goes first: the batch reads and writes past the ORM
-        # Core statements on the session's connection: a fraction of the Python of Session.execute.
-        self.execute = session.connection().execute
+        # Core statements on the session's connection, on PostgreSQL past SQLAlchemy (db.direct).
+        self.execute = direct(session)
         # PostgreSQL locks rows; SQLite already serialises writers at BEGIN IMMEDIATE (tongka.db).
         self.locks_rows = session.get_bind().dialect.name == "postgresql"
         self.accounts: dict[int, Account] = {}
@@ -208,7 +208,7 @@ class LedgerBatch:
         self.number()
         entries, self._entries = self._entries, []
         if entries:
-            insert_rows(self.session, Transfer.__table__, [
+            insert_rows(self.session, Transfer.__table__, execute=self.execute, rows=[
                 {
                     "id": e.id, "kind": e.kind, "debit_account_id": e.debit.id,
                     "credit_account_id": e.credit.id, "amount": e.amount,
