@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.exc import MultipleResultsFound, NoResultFound
 
 from tongka.charging.models import ChargingAnswer, ChargingSession, Network
@@ -94,3 +94,20 @@ def test_pipelined_writes_are_committed_together_or_not_at_all(sessions) -> None
     with transaction(sessions) as session:
         refs = session.scalars(select(ChargingSession.charging_data_ref).order_by(ChargingSession.charging_data_ref))
         assert refs.all() == ["a", "b"]
+
+
+def test_direct_statements_take_the_values_written_in_them_and_the_callers(session) -> None:
+    f.ensure_networks(session)
+    line = f.line(session)
+    ref = {"id": new_id(), "line_id": line.id, "charging_data_ref": "r", "plmn": "454-00", "zone": "hk",
+           "status": "open", "released_at": None, "notify_uri": "http://smf.example/notify", "create_key": None,
+           "created_at": T}
+    insert_rows(session, ChargingSession.__table__, [ref])
+    table = ChargingSession.__table__
+    release = update(table).where(table.c.charging_data_ref == bindparam("ref")).values(
+        status="released", notify_uri=None, released_at=bindparam("at")
+    )
+    direct(session)(release, {"ref": "r", "at": T})
+    session.expire_all()
+    stored = session.scalars(select(ChargingSession)).one()
+    assert (stored.status, stored.notify_uri, stored.released_at) == ("released", None, T)

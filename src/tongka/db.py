@@ -260,7 +260,8 @@ def direct(session: Session) -> Any:
         found = _COMPILED.get(id(statement))
         if found is None or found[0] is not statement:
             compiled = statement.compile(dialect=dialect)
-            defaults = {k: v for k, v in compiled.params.items() if v is not None}  # values written in the statement
+            # The values written in the statement itself (`status="settled"`); the caller gives the rest.
+            defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
             found = _COMPILED[id(statement)] = (statement, str(compiled), defaults)
         _statement, sql, defaults = found
         cursor.execute(sql, {**defaults, **(params or {})}, prepare=True)
