@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import bindparam, event, select, update
-from sqlalchemy.exc import MultipleResultsFound, NoResultFound
+from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound
 
-from tongka.charging.models import ChargingAnswer, ChargingSession, Network
-from tongka.db import AnyOf, direct, insert_rows, new_id, pipelined, transaction
+from tongka.charging.models import ChargingAnswer, ChargingSession, Network, UsageDay
+from tongka.db import AnyOf, add_rows, direct, insert_rows, new_id, pipelined, transaction, update_rows
 from tests.charging import factories as f
 
 T = datetime(2026, 12, 2, 4, 30, 15, 123456, tzinfo=UTC)
@@ -46,9 +46,7 @@ def test_direct_statements_read_as_sqlalchemy_reads_them(session) -> None:
         execute(query, {"plmns": []}).scalar_one()
 
 
-@pytest.mark.parametrize("through", ["sqlalchemy", "direct"])
-def test_insert_rows_writes_every_column_type_back_as_given(session, through: str) -> None:
-    execute = direct(session) if through == "direct" else None
+def test_insert_rows_writes_every_column_type_back_as_given(session) -> None:
     f.ensure_networks(session)
     line = f.line(session)
     sessions = [
@@ -56,7 +54,7 @@ def test_insert_rows_writes_every_column_type_back_as_given(session, through: st
          "status": "open", "released_at": None if n else T, "notify_uri": None, "create_key": None, "created_at": T}
         for n in range(3)
     ]
-    insert_rows(session, ChargingSession.__table__, sessions, execute)
+    insert_rows(session, ChargingSession.__table__, sessions)
     answers = [
         {"charging_session_id": sessions[0]["id"], "invocation_sequence_number": 2**40, "status_code": 200,
          "answer": {"units": [{"ratingGroup": 10, "grantedUnit": {"totalVolume": 4_194_304}}], "text": "是"},
@@ -64,8 +62,8 @@ def test_insert_rows_writes_every_column_type_back_as_given(session, through: st
         {"charging_session_id": sessions[0]["id"], "invocation_sequence_number": 3, "status_code": 204,
          "answer": None, "created_at": T},
     ]
-    insert_rows(session, ChargingAnswer.__table__, answers, execute)
-    insert_rows(session, ChargingAnswer.__table__, [], execute)  # nothing to do
+    insert_rows(session, ChargingAnswer.__table__, answers)
+    insert_rows(session, ChargingAnswer.__table__, [])  # nothing to do
     session.expire_all()
 
     stored = session.scalars(select(ChargingSession).order_by(ChargingSession.charging_data_ref)).all()
@@ -87,7 +85,7 @@ def test_pipelined_writes_are_committed_together_or_not_at_all(sessions) -> None
     with transaction(sessions) as session, pipelined(session):
         insert_rows(session, ChargingSession.__table__, [{**row, "charging_data_ref": "a"}])
         insert_rows(session, ChargingSession.__table__, [{**row, "id": new_id(), "charging_data_ref": "b"}])
-    with pytest.raises(Exception), transaction(sessions) as session, pipelined(session):
+    with pytest.raises(IntegrityError), transaction(sessions) as session, pipelined(session):
         insert_rows(session, ChargingSession.__table__, [{**row, "id": new_id(), "charging_data_ref": "c"}])
         insert_rows(session, ChargingSession.__table__, [{**row, "id": new_id(), "charging_data_ref": "a"}])  # taken
         session.commit()
@@ -111,3 +109,26 @@ def test_direct_statements_take_the_values_written_in_them_and_the_callers(sessi
     session.expire_all()
     stored = session.scalars(select(ChargingSession)).one()
     assert (stored.status, stored.notify_uri, stored.released_at) == ("released", None, T)
+
+
+def test_update_rows_sets_and_adds_by_key_and_add_rows_adds_or_inserts(session) -> None:
+    f.ensure_networks(session)
+    lines = [f.line(session) for _ in range(2)]
+    made = [
+        {"id": new_id(), "line_id": line.id, "charging_data_ref": f"u{n}", "plmn": "454-00", "zone": "hk",
+         "status": "open", "released_at": None, "notify_uri": None, "create_key": None, "created_at": T}
+        for n, line in enumerate(lines)
+    ]
+    insert_rows(session, ChargingSession.__table__, made)
+    update_rows(session, ChargingSession.__table__, "id", [{"id": made[1]["id"], "status": "released", "released_at": T}])
+    update_rows(session, ChargingSession.__table__, "id", [])  # nothing to do
+    day = T.date()
+    usage = [{"id": new_id(), "line_id": lines[0].id, "day": day, "zone": "hk", "plmn": "454-00", "bytes": 5}]
+    add_rows(session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), usage)
+    add_rows(session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), [{**usage[0], "id": new_id(), "bytes": 7}])
+    update_rows(session, UsageDay.__table__, "id", [{"id": usage[0]["id"], "bytes": 100}], add=("bytes",))
+    session.expire_all()
+    assert [(x.charging_data_ref, x.status, x.released_at) for x in session.scalars(
+        select(ChargingSession).order_by(ChargingSession.charging_data_ref)
+    )] == [("u0", "open", None), ("u1", "released", T)]
+    assert session.scalars(select(UsageDay.bytes)).all() == [112]  # 5, 7 added on the same day, then 100 more

@@ -17,7 +17,6 @@ from psycopg.types.json import Json
 from sqlalchemy import (
     JSON,
     BigInteger,
-
     DateTime,
     MetaData,
     String,
@@ -30,6 +29,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
@@ -162,25 +162,6 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
 
 
-def add_rows(session: Session, model: type[Base], key: tuple[str, ...], amounts: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    """Add each row's `amounts` to the row of `model` with the same primary or unique `key`, inserting it
-    first if it is not there; a row's other values fill a new row only.
-
-    One atomic statement (INSERT ... ON CONFLICT DO UPDATE, on SQLite and PostgreSQL alike), so two
-    transactions starting the same counter at once both count; the rows go in key order, so two
-    transactions adding to the same rows lock them in the same order.
-    """
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    table = model.__table__
-    statement = dialect.insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(key), set_={name: table.c[name] + statement.excluded[name] for name in amounts}
-    )
-    session.execute(statement, sorted(rows, key=lambda r: tuple(str(r[k]) for k in key)))
-
-
 # --- statements whose text does not depend on how many rows they name ----------------------
 #
 # PostgreSQL prepares a statement (psycopg: from its fifth use) and keeps its plan, but only
@@ -243,8 +224,8 @@ def direct(session: Session) -> Any:
     PostgreSQL: straight through the psycopg connection the session holds (same transaction),
     each statement compiled once, its values passed as psycopg adapts them (UUIDs, aware
     datetimes, lists as arrays): SQLAlchemy's work per execution — cache lookup, bind and
-    result processing — cost about 85 µs a statement, a fifth of the charging process's time
-    (bench/README.md). A list of parameter sets (executemany) still goes through SQLAlchemy.
+    result processing — cost about 85 µs a statement; without it the charging process took a
+    third less CPU per operation (bench/README.md).
     Elsewhere: the session's SQLAlchemy connection as it is.
     """
     connection = session.connection()
@@ -253,10 +234,7 @@ def direct(session: Session) -> Any:
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     dialect = connection.dialect
 
-    def execute(statement: Any, params: dict[str, Any] | list[dict[str, Any]] | None = None) -> Rows:
-        if isinstance(params, list):
-            connection.execute(statement, params)
-            return Rows()
+    def execute(statement: Any, params: dict[str, Any] | None = None) -> Rows:
         found = _COMPILED.get(id(statement))
         if found is None or found[0] is not statement:
             compiled = statement.compile(dialect=dialect)
@@ -270,35 +248,102 @@ def direct(session: Session) -> Any:
     return execute
 
 
-_INSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
+# --- many rows in one statement -----------------------------------------------------------
+#
+# PostgreSQL: one statement over arrays, a column an array (`INSERT ... SELECT FROM unnest`,
+# `UPDATE ... FROM unnest`), run through `direct`: one plan, one run of the executor and one
+# read of the table's constraints, where `executemany` does all that once a row. SQLite:
+# `executemany`, which costs it little.
+
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
 
 
-def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]], execute: Any = None) -> None:
-    """Insert `rows` (dicts with the same keys) into `table` in one statement (through `execute`,
-    a `direct(session)`, if given).
+def _arrays(table: Table, names: tuple[str, ...], alias: str) -> Any:
+    """`unnest(:a, :b, ...) AS alias(a, b, ...)`, a parameter an array typed as the column of that name."""
+    arrays = func.unnest(*(bindparam(n, type_=ARRAY(table.c[n].type)) for n in names))
+    return arrays.table_valued(*names).render_derived(name=alias)
 
-    PostgreSQL: `INSERT ... SELECT FROM unnest(arrays)`, a column an array: one statement
-    to plan and run, its constraints read once, where `executemany` runs the INSERT once a
-    row. Elsewhere: `executemany`.
+
+def _by_arrays(session: Session, table: Table, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """Run `statement` (built on `_arrays`) with each column of `rows` as one array."""
+    json_columns = {n for n in rows[0] if isinstance(table.c[n].type, JSON)}
+    direct(session)(statement, {
+        n: [None if r[n] is None else Json(r[n]) for r in rows] if n in json_columns else [r[n] for r in rows]
+        for n in rows[0]
+    })
+
+
+def _postgresql(session: Session) -> bool:
+    return session.connection().dialect.name == "postgresql"
+
+
+def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` (dicts with the same keys) into `table`, past the ORM."""
+    if not rows:
+        return
+    if not _postgresql(session):
+        session.connection().execute(insert(table), rows)
+        return
+    names = tuple(rows[0])
+    statement = _STATEMENTS.get(("insert", table.name, names))
+    if statement is None:
+        new = _arrays(table, names, "new_rows")
+        statement = _STATEMENTS["insert", table.name, names] = insert(table).from_select(names, select(*new.c))
+    _by_arrays(session, table, statement, rows)
+
+
+def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, Any]], *, add: tuple[str, ...] = ()) -> None:
+    """Set each row's values on the row of `table` whose `key` column has its value there; to the
+    columns in `add`, add them. Past the ORM; in key order, so two transactions lock alike."""
+    if not rows:
+        return
+    rows = sorted(rows, key=lambda r: r[key])
+    names = tuple(rows[0])
+    statement = _STATEMENTS.get(("update", table.name, key, names, add, _postgresql(session)))
+    if statement is None:
+        if _postgresql(session):
+            new = _arrays(table, names, "new_rows")
+            values = {n: table.c[n] + new.c[n] if n in add else new.c[n] for n in names if n != key}
+            statement = update(table).where(table.c[key] == new.c[key]).values(values)
+        else:
+            values = {n: table.c[n] + bindparam(f"b_{n}") if n in add else bindparam(f"b_{n}") for n in names if n != key}
+            statement = update(table).where(table.c[key] == bindparam(f"b_{key}")).values(values)
+        _STATEMENTS["update", table.name, key, names, add, _postgresql(session)] = statement
+    if _postgresql(session):
+        _by_arrays(session, table, statement, rows)
+    else:
+        session.connection().execute(statement, [{f"b_{n}": v for n, v in r.items()} for r in rows])
+
+
+def add_rows(session: Session, model: type[Base], key: tuple[str, ...], amounts: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    """Add each row's `amounts` to the row of `model` with the same primary or unique `key`, inserting it
+    first if it is not there; a row's other values fill a new row only.
+
+    One atomic statement (INSERT ... ON CONFLICT DO UPDATE, on SQLite and PostgreSQL alike), so two
+    transactions starting the same counter at once both count; the rows go in key order, so two
+    transactions adding to the same rows lock them in the same order.
     """
     if not rows:
         return
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        connection.execute(insert(table), rows)
-        return
+    session.flush()  # as Session.execute would: the ORM's pending rows first
+    table: Table = model.__table__  # type: ignore[attr-defined,assignment]
+    rows = sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
     names = tuple(rows[0])
-    statement = _INSERTS.get((table.name, names))
+    postgresql = _postgresql(session)
+    statement = _STATEMENTS.get(("add", table.name, key, amounts, names, postgresql))
     if statement is None:
-        columns = [table.c[n] for n in names]
-        arrays = func.unnest(*(bindparam(n, type_=ARRAY(c.type)) for n, c in zip(names, columns, strict=True)))
-        source = arrays.table_valued(*names).render_derived(name="new_rows")
-        statement = _INSERTS[table.name, names] = insert(table).from_select(names, select(*source.c))
-    if execute is None:
-        connection.execute(statement, {n: [r[n] for r in rows] for n in names})
-        return
-    json_columns = {n for n in names if isinstance(table.c[n].type, JSON)}
-    execute(statement, {
-        n: [None if r[n] is None else Json(r[n]) for r in rows] if n in json_columns else [r[n] for r in rows]
-        for n in names
-    })
+        from sqlalchemy.dialects import postgresql as pg, sqlite
+
+        if postgresql:
+            new = _arrays(table, names, "new_rows")
+            statement = pg.insert(table).from_select(names, select(*new.c))
+        else:
+            statement = sqlite.insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(key), set_={name: table.c[name] + statement.excluded[name] for name in amounts}
+        )
+        _STATEMENTS["add", table.name, key, amounts, names, postgresql] = statement
+    if postgresql:
+        _by_arrays(session, table, statement, rows)
+    else:
+        session.connection().execute(statement, rows)

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, String, Uuid, and_, bindparam, func, select, tuple_, update
+from sqlalchemy import BigInteger, String, and_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
 from tongka.account.models import Line
@@ -45,7 +44,7 @@ from tongka.charging.models import (
     OverageMonth,
     UsageDay,
 )
-from tongka.db import AnyOf, add_rows, insert_rows, new_id, pipelined
+from tongka.db import AnyOf, add_rows, insert_rows, new_id, pipelined, update_rows
 from tongka.ledger import buckets as ledger_buckets
 from tongka.ledger.batch import Account, LedgerBatch, Pending
 from tongka.ledger.models import Bucket, LineDebt, Transfer
@@ -517,10 +516,10 @@ class ChargingBatch:
                 self.session.commit()
 
     def _write(self) -> None:
-        execute = self.execute
+        session = self.session
         new_sessions = [x for x in self.sessions.values() if x.new]
         if new_sessions:
-            insert_rows(self.session, ChargingSession.__table__, execute=execute, rows=[
+            insert_rows(session, ChargingSession.__table__, [
                 {"id": x.id, "line_id": x.line_id, "charging_data_ref": x.ref, "plmn": x.plmn, "zone": x.zone,
                  "status": x.status, "released_at": x.released_at, "notify_uri": x.notify_uri,
                  "create_key": x.create_key, "created_at": self.now}
@@ -528,59 +527,38 @@ class ChargingBatch:
             ])
             for x in new_sessions:
                 x.new = False
-        if self._released:
-            table = ChargingSession.__table__
-            execute(
-                update(table).where(table.c.id == bindparam("b_id")).values(status="released", released_at=self.now),
-                [{"b_id": x.id} for x in self._released],
-            )
+        update_rows(session, ChargingSession.__table__, "id", [
+            {"id": x.id, "status": "released", "released_at": self.now} for x in self._released
+        ])
         self.ledger.flush()
         if self._new_grants:
-            insert_rows(self.session, Grant.__table__, execute=execute, rows=[
+            insert_rows(session, Grant.__table__, [
                 {"id": g.id, "charging_session_id": g.session_id, "rating_group": g.rating_group,
                  "granted_bytes": g.granted_bytes, "used_bytes": g.used_bytes, "unreserved_bytes": g.unreserved_bytes,
                  "status": g.status, "expires_at": g.expires_at, "settled_at": g.settled_at, "created_at": g.created_at}
                 for g in self._new_grants
             ])
-            insert_rows(self.session, GrantReservation.__table__, execute=execute, rows=[
+            insert_rows(session, GrantReservation.__table__, [
                 {"pending_transfer_id": r.pending.id, "grant_id": g.id, "bucket_id": r.bucket_id, "amount": r.amount,
                  "volume_bytes": r.volume_bytes, "per_mb": r.per_mb}
                 for g in self._new_grants for r in g.reservations
             ])
             for g in self._new_grants:
                 g.new = False
-        # PostgreSQL: one statement over arrays for what changes a row per request; SQLite: executemany.
-        arrays = self.ledger.locks_rows
-        if self._settled:
-            if arrays:
-                execute(_Q.settle_unnest, {
-                    "now": self.now, "ids": [g.id for g in self._settled], "used": [g.used_bytes for g in self._settled],
-                    "unreserved": [g.unreserved_bytes for g in self._settled],
-                })
-            else:
-                execute(_Q.settle, [
-                    {"b_id": g.id, "b_now": self.now, "b_used": g.used_bytes, "b_unreserved": g.unreserved_bytes}
-                    for g in self._settled
-                ])
-        if self._usage:
-            keys = sorted(self._usage, key=lambda k: (str(k[0]), k[1], k[2], k[3]))  # the one locking order
-            if arrays:
-                execute(_Q.add_usage_unnest, {
-                    "ids": [new_id() for _ in keys], "lines": [k[0] for k in keys], "days": [k[1] for k in keys],
-                    "zones": [k[2] for k in keys], "plmns": [k[3] for k in keys], "bytes": [self._usage[k] for k in keys],
-                })
-            else:
-                add_rows(self.session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), [
-                    {"id": new_id(), "line_id": k[0], "day": k[1], "zone": k[2], "plmn": k[3], "bytes": self._usage[k]}
-                    for k in keys
-                ])
-        if self._overage:
-            add_rows(self.session, OverageMonth, ("line_id", "month"), ("charged", "volume_bytes"), [
-                {"line_id": k[0], "month": k[1], "currency": v[0], "charged": v[1], "volume_bytes": v[2]}
-                for k, v in self._overage.items()
-            ])
-        if self._answers:
-            insert_rows(self.session, ChargingAnswer.__table__, self._answers, execute)
+        update_rows(session, Grant.__table__, "id", [
+            {"id": g.id, "status": "settled", "settled_at": self.now, "used_bytes": g.used_bytes,
+             "unreserved_bytes": g.unreserved_bytes}
+            for g in self._settled
+        ])
+        add_rows(session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), [
+            {"id": new_id(), "line_id": k[0], "day": k[1], "zone": k[2], "plmn": k[3], "bytes": used}
+            for k, used in self._usage.items()
+        ])
+        add_rows(session, OverageMonth, ("line_id", "month"), ("charged", "volume_bytes"), [
+            {"line_id": k[0], "month": k[1], "currency": v[0], "charged": v[1], "volume_bytes": v[2]}
+            for k, v in self._overage.items()
+        ])
+        insert_rows(session, ChargingAnswer.__table__, self._answers)
         self._released, self._settled, self._new_grants, self._answers = [], [], [], []
         self._usage, self._overage = defaultdict(int), {}
 
@@ -592,42 +570,8 @@ def _debt(zone: str) -> Any:
     return select(LineDebt.ledger_account_id).where(LineDebt.line_id == Line.id, LineDebt.zone == zone).scalar_subquery()
 
 
-def _settle_unnest() -> Any:
-    table = Grant.__table__
-    settled = func.unnest(
-        bindparam("ids", type_=ARRAY(Uuid())), bindparam("used", type_=ARRAY(BigInteger)),
-        bindparam("unreserved", type_=ARRAY(BigInteger)),
-    ).table_valued("id", "used", "unreserved").render_derived(name="settled")
-    return update(table).where(table.c.id == settled.c.id).values(
-        status="settled", settled_at=bindparam("now", type_=table.c.settled_at.type), used_bytes=settled.c.used,
-        unreserved_bytes=settled.c.unreserved,
-    )
-
-
-def _add_usage_unnest() -> Any:
-    table = UsageDay.__table__
-    added = func.unnest(
-        bindparam("ids", type_=ARRAY(Uuid())), bindparam("lines", type_=ARRAY(Uuid())),
-        bindparam("days", type_=ARRAY(Date())), bindparam("zones", type_=ARRAY(String())),
-        bindparam("plmns", type_=ARRAY(String())), bindparam("bytes", type_=ARRAY(BigInteger)),
-    ).table_valued("id", "line_id", "day", "zone", "plmn", "bytes").render_derived(name="added")
-    statement = postgresql.insert(table).from_select(
-        ["id", "line_id", "day", "zone", "plmn", "bytes"],
-        select(added.c.id, added.c.line_id, added.c.day, added.c.zone, added.c.plmn, added.c.bytes),
-    )
-    return statement.on_conflict_do_update(
-        index_elements=["line_id", "day", "zone", "plmn"], set_={"bytes": table.c.bytes + statement.excluded.bytes}
-    )
-
-
 class _Q:
     s, g, r, t = ChargingSession, Grant, GrantReservation, Transfer
-    settle = update(Grant.__table__).where(Grant.__table__.c.id == bindparam("b_id")).values(
-        status="settled", settled_at=bindparam("b_now"), used_bytes=bindparam("b_used"),
-        unreserved_bytes=bindparam("b_unreserved"),
-    )
-    settle_unnest = _settle_unnest()
-    add_usage_unnest = _add_usage_unnest()
     _session = select(s.id, s.line_id, s.charging_data_ref, s.plmn, s.zone, s.status, s.notify_uri, s.create_key)
     sessions_by_id = _session.where(AnyOf(s.id, "ids")).order_by(s.id)
     # By ref (the network's requests), each with the answer it already gave to the sequence number

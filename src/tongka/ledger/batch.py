@@ -19,13 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, literal_column, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from tongka.db import AnyOf, direct, insert_rows
+from tongka.db import AnyOf, direct, insert_rows, update_rows
 from tongka.ledger.models import LedgerAccount, Transfer
 from tongka.ledger import service as ledger
 from tongka.ledger.service import SYSTEM, ReservationExpired, ReservationResolved
@@ -208,7 +206,7 @@ class LedgerBatch:
         self.number()
         entries, self._entries = self._entries, []
         if entries:
-            insert_rows(self.session, Transfer.__table__, execute=self.execute, rows=[
+            insert_rows(self.session, Transfer.__table__, [
                 {
                     "id": e.id, "kind": e.kind, "debit_account_id": e.debit.id,
                     "credit_account_id": e.credit.id, "amount": e.amount,
@@ -218,16 +216,11 @@ class LedgerBatch:
                 for e in entries
             ])
         changed = [a for a in self.accounts.values() if a.changed]
-        if changed:
-            changed.sort(key=lambda x: x.id)
-            if self.locks_rows:  # PostgreSQL: one statement over arrays, not a round of statements
-                self.execute(_Q.add_totals_unnest, {
-                    "ids": [x.id for x in changed], **{t: [x.changed.get(t, 0) for x in changed] for t in _TOTALS}
-                })
-            else:
-                self.execute(_Q.add_totals, [{"b_id": x.id, **{f"b_{t}": x.changed.get(t, 0) for t in _TOTALS}} for x in changed])
-            for x in changed:
-                x.changed = {}
+        update_rows(self.session, LedgerAccount.__table__, "id", [
+            {"id": x.id, **{t: x.changed.get(t, 0) for t in _TOTALS}} for x in changed
+        ], add=_TOTALS)
+        for x in changed:
+            x.changed = {}
 
     def _new_ids(self, count: int) -> list[int]:
         """Ids for `count` new transfers, ascending, in the order they were made."""
@@ -244,15 +237,6 @@ def _check(debit: Account, credit: Account, amount: int) -> None:
     ledger._check_spendable(debit, amount)  # type: ignore[arg-type]
 
 
-def _add_totals_unnest() -> Any:
-    """PostgreSQL: add to many accounts' totals in one statement, the changes passed as arrays."""
-    table = LedgerAccount.__table__
-    added = func.unnest(
-        bindparam("ids", type_=ARRAY(BigInteger)), *(bindparam(t, type_=ARRAY(BigInteger)) for t in _TOTALS)
-    ).table_valued("id", *_TOTALS).render_derived(name="added")
-    return update(table).where(table.c.id == added.c.id).values({t: table.c[t] + added.c[t] for t in _TOTALS})
-
-
 class _Q:
     """The batch's statements, built once."""
 
@@ -263,10 +247,6 @@ class _Q:
     lock = read.with_for_update()
     read_system = select(*_columns).where(AnyOf(a.id, "ids"), a.kind == SYSTEM)
     system = select(a.id, a.code, a.unit).where(AnyOf(a.code, "codes"))
-    add_totals = update(LedgerAccount.__table__).where(LedgerAccount.__table__.c.id == bindparam("b_id")).values(
-        {total: LedgerAccount.__table__.c[total] + bindparam(f"b_{total}") for total in _TOTALS}
-    )
-    add_totals_unnest = _add_totals_unnest()
     next_ids = select(func.nextval(literal_column("pg_get_serial_sequence('ledger_transfers', 'id')"))).select_from(
         func.generate_series(1, bindparam("count"))
     )
