@@ -5,6 +5,7 @@ The charging process keeps its own clock (the real one), so the buckets here are
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
@@ -65,3 +66,25 @@ def test_a_charging_process_that_dies_fails_what_it_held_and_the_next_request_st
         r = client.post(BASE, json=request(1, gpsi=gpsi, requested=10 * MB))
         assert r.status_code == 201, r.text  # a new process answered
         assert charging._process.is_alive()
+
+
+def test_a_request_that_finds_the_pipe_broken_before_the_reader_noticed_goes_to_a_new_process(settings, session) -> None:
+    line = f.line(session)
+    hk = f.bucket(session, line, "hk", 100 * MB, valid_from=NOW)
+    gpsi = msisdn(line)
+    session.commit()
+    app = process_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        charging = app.state.charging
+        dead = charging._conn
+        charging._process.kill()
+        charging._process.join()
+        for _ in range(500):  # the reader sees the end and clears the pipe...
+            if charging._conn is None:
+                break
+            time.sleep(0.01)
+        charging._conn = dead  # ...which a request can come before: it still sends down the dead pipe
+        r = client.post(BASE, json=request(1, gpsi=gpsi, requested=10 * MB))
+        assert r.status_code == 201, r.text
+        assert charging._conn is not dead and charging._process.is_alive()
+        assert remaining(session, hk) == 90 * MB  # reserved once

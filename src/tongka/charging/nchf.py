@@ -364,7 +364,8 @@ class ChargingProcess:
         self.renewal_base = renewal_base
         self.log_json = log_json
         self._ids = itertools.count(1)
-        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome]]] = {}
+        # each op with the pipe it went down, so that a process's end fails only what that process held
+        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome], Connection]] = {}
         self._lock = threading.Lock()
         self._sending = threading.Lock()
         self._conn: Connection | None = None
@@ -372,8 +373,10 @@ class ChargingProcess:
 
     def start(self) -> None:
         with self._lock:
-            if self._process is not None and self._process.is_alive():
+            if self._conn is not None and self._process is not None and self._process.is_alive():
                 return
+            if self._process is not None and self._process.is_alive():  # its pipe broke: it is on its way out
+                self._process.kill()
             context = multiprocessing.get_context("spawn")  # not fork: the server has threads
             conn, child = context.Pipe()
             self._process = context.Process(  # type: ignore[attr-defined]
@@ -386,40 +389,53 @@ class ChargingProcess:
             threading.Thread(target=self._read, args=(conn,), name="charging-answers", daemon=True).start()
 
     async def submit(self, op: Op) -> Outcome:
-        if self._conn is None:  # not started, or the process ended (the reader said so)
-            self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         op_id = next(self._ids)
-        with self._lock:
-            self._waiting[op_id] = (loop, future)
-            conn = self._conn
-        if conn is None:  # stopped meanwhile
+        for attempt in (1, 2):
+            if self._conn is None:  # not started, or the process ended (the reader said so)
+                self.start()
             with self._lock:
-                self._waiting.pop(op_id, None)
-            raise ChargingFailed("the charging process is stopping")
-        # Not under self._lock: the reader takes it to hand out outcomes, and the process waits for its
-        # outcomes to be read before it reads more ops, so a sender blocked on a full pipe must not
-        # hold the reader up.
-        with self._sending:
-            conn.send((op_id, op))
-        return await future
+                conn = self._conn
+                if conn is not None:
+                    self._waiting[op_id] = (loop, future, conn)
+            if conn is None:  # stopped meanwhile
+                raise ChargingFailed("the charging process is stopping")
+            # Not under self._lock: the reader takes it to hand out outcomes, and the process waits for its
+            # outcomes to be read before it reads more ops, so a sender blocked on a full pipe must not
+            # hold the reader up.
+            try:
+                with self._sending:
+                    conn.send((op_id, op))
+            except OSError:
+                # The process died and its reader has not seen it yet: the op never reached it, so it
+                # goes once more, to a new process.
+                with self._lock:
+                    self._waiting.pop(op_id, None)
+                    if self._conn is conn:
+                        self._conn = None
+                if attempt == 2:
+                    raise ChargingFailed("the charging process ended") from None
+                continue
+            return await future
+        raise AssertionError("unreachable")
 
     def _read(self, conn: Connection) -> None:
         while True:
             try:
                 answered = conn.recv()
-            except (EOFError, OSError):  # the process ended: whoever still waits is told so
+            except (EOFError, OSError):  # the process ended: whoever still waits on it is told so
                 with self._lock:
-                    waiting, self._waiting = self._waiting, {}
+                    lost = [op_id for op_id, (_l, _f, sent_to) in self._waiting.items() if sent_to is conn]
+                    waiting = [self._waiting.pop(op_id) for op_id in lost]
                     if self._conn is conn:
                         self._conn = None  # the next request starts another
                 _deliver_all([
-                    (loop, future, ChargingFailed("the charging process ended")) for loop, future in waiting.values()
+                    (loop, future, ChargingFailed("the charging process ended")) for loop, future, _c in waiting
                 ])
                 return
             with self._lock:
-                delivering = [(*self._waiting.pop(op_id), result) for op_id, result in answered]
+                delivering = [(*self._waiting.pop(op_id)[:2], result) for op_id, result in answered]
             _deliver_all(delivering)
 
     def stop(self) -> None:
