@@ -49,13 +49,16 @@ def test_direct_statements_read_as_sqlalchemy_reads_them(session) -> None:
 def test_insert_rows_writes_every_column_type_back_as_given(session) -> None:
     f.ensure_networks(session)
     line = f.line(session)
-    sessions = [
-        {"id": new_id(), "line_id": line.id, "charging_data_ref": f"ref-{n}", "plmn": "454-00", "zone": "hk",
+    sessions = [  # the second ref holds what an array's text form would have to quote or escape
+        {"id": new_id(), "line_id": line.id, "charging_data_ref": f"ref-{n}" + (' "q", \\{NULL} ' if n == 1 else ""),
+         "plmn": "454-00", "zone": "hk",
          "status": "open", "released_at": None if n else T, "notify_uri": None, "create_key": None, "created_at": T}
         for n in range(3)
     ]
     insert_rows(session, ChargingSession.__table__, sessions)
     answers = [
+        {"charging_session_id": sessions[1]["id"], "invocation_sequence_number": 1, "status_code": 201,
+         "answer": {}, "created_at": T},
         {"charging_session_id": sessions[0]["id"], "invocation_sequence_number": 2**40, "status_code": 200,
          "answer": {"units": [{"ratingGroup": 10, "grantedUnit": {"totalVolume": 4_194_304}}], "text": "是"},
          "created_at": T},
@@ -72,7 +75,7 @@ def test_insert_rows_writes_every_column_type_back_as_given(session) -> None:
     ]
     kept = session.scalars(select(ChargingAnswer).order_by(ChargingAnswer.status_code)).all()
     assert [(a.invocation_sequence_number, a.status_code, a.answer) for a in kept] == [
-        (2**40, 200, answers[0]["answer"]), (3, 204, None)
+        (2**40, 200, answers[1]["answer"]), (1, 201, {}), (3, 204, None)
     ]
 
 
