@@ -5,9 +5,11 @@ The charging process keeps its own clock (the real one), so the buckets here are
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from fastapi.testclient import TestClient
 
 from tests.charging import factories as f
@@ -15,7 +17,6 @@ from tests.charging.test_api import BASE, msisdn, remaining, request
 from tongka.app import create_app
 from tongka.charging import nchf
 from tongka.money import MB
-
 
 NOW = datetime.now(UTC) - timedelta(days=1)
 
@@ -88,3 +89,30 @@ def test_a_request_that_finds_the_pipe_broken_before_the_reader_noticed_goes_to_
         assert r.status_code == 201, r.text
         assert charging._conn is not dead and charging._process.is_alive()
         assert remaining(session, hk) == 90 * MB  # reserved once
+
+
+def test_requests_arriving_together_go_to_the_process_together_and_each_is_answered_once(settings, session) -> None:
+    lines = [f.line(session) for _ in range(12)]
+    buckets = [f.bucket(session, line, "hk", 100 * MB, valid_from=NOW) for line in lines]
+    session.commit()
+    app = process_app(settings)
+    charging = app.state.charging
+    sent: list[int] = []
+    send = charging._send
+    charging._send = lambda ops: (sent.append(len(ops)), send(ops))[1]
+
+    async def together() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await asyncio.gather(*(
+                client.post(BASE, json=request(1, gpsi=msisdn(line), requested=10 * MB)) for line in lines
+            ))
+
+    try:
+        answers = asyncio.run(together())
+    finally:
+        charging.stop()
+    assert [a.status_code for a in answers] == [201] * 12, [a.text for a in answers]
+    assert len({a.headers["location"] for a in answers}) == 12  # a session each
+    assert sum(sent) == 12 and len(sent) < 12, sent  # fewer writes to the pipe than requests
+    assert [remaining(session, b) for b in buckets] == [90 * MB] * 12  # each line reserved once

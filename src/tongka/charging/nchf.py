@@ -368,6 +368,8 @@ class ChargingProcess:
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome], Connection]] = {}
         self._lock = threading.Lock()
         self._sending = threading.Lock()
+        self._outbox: list[tuple[int, Op, asyncio.AbstractEventLoop, asyncio.Future[Outcome]]] = []
+        self._flushing = False
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
 
@@ -391,14 +393,29 @@ class ChargingProcess:
     async def submit(self, op: Op) -> Outcome:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
-        op_id = next(self._ids)
+        with self._lock:
+            self._outbox.append((next(self._ids), op, loop, future))
+            if not self._flushing:  # the requests read in this turn of the event loop go down the pipe together
+                self._flushing = True
+                loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        with self._lock:
+            sending, self._outbox, self._flushing = self._outbox, [], False
+        try:
+            self._send(sending)
+        except Exception as error:  # nobody is left waiting for an answer that cannot come
+            _deliver_all([(loop, future, error) for _id, _op, loop, future in sending])
+
+    def _send(self, sending: list[tuple[int, Op, asyncio.AbstractEventLoop, asyncio.Future[Outcome]]]) -> None:
         for attempt in (1, 2):
             if self._conn is None:  # not started, or the process ended (the reader said so)
                 self.start()
             with self._lock:
                 conn = self._conn
                 if conn is not None:
-                    self._waiting[op_id] = (loop, future, conn)
+                    self._waiting.update((op_id, (loop, future, conn)) for op_id, _op, loop, future in sending)
             if conn is None:  # stopped meanwhile
                 raise ChargingFailed("the charging process is stopping")
             # Not under self._lock: the reader takes it to hand out outcomes, and the process waits for its
@@ -406,19 +423,18 @@ class ChargingProcess:
             # hold the reader up.
             try:
                 with self._sending:
-                    conn.send((op_id, op))
+                    conn.send([(op_id, op) for op_id, op, _loop, _future in sending])
+                return
             except OSError:
-                # The process died and its reader has not seen it yet: the op never reached it, so it
-                # goes once more, to a new process.
+                # The process died and its reader has not seen it yet: the ops never reached it, so
+                # they go once more, to a new process.
                 with self._lock:
-                    self._waiting.pop(op_id, None)
+                    for op_id, *_ in sending:
+                        self._waiting.pop(op_id, None)
                     if self._conn is conn:
                         self._conn = None
                 if attempt == 2:
                     raise ChargingFailed("the charging process ended") from None
-                continue
-            return await future
-        raise AssertionError("unreachable")
 
     def _read(self, conn: Connection) -> None:
         while True:
@@ -467,7 +483,7 @@ def _serve(conn: Connection, database_url: str, renewal_base: str, log_json: boo
                 if item is None:  # the server stops: what came before is answered first
                     stopping = True
                 else:
-                    queued.append(item)
+                    queued.extend(item)
         except (EOFError, OSError):  # the server ended
             return
         waiting = [queued.popleft() for _ in range(min(len(queued), group.max_batch))]
