@@ -220,7 +220,8 @@ def test_a_few_seconds_of_simulation_use_data_and_release_every_session(server: 
     assert len(live) >= 2, result.stdout  # a figure about every second
     assert re.search(r"^simulated 3 line\(s\) for \d+ s against ", result.stdout, re.MULTILINE), result.stdout
     summary = result.stdout[result.stdout.index("simulated 3 line(s)"):]
-    assert re.search(r"refusals [1-9]\d*, errors 0$", summary.strip()), summary  # the dry line is refused
+    # the dry line is refused, and the summary says why
+    assert re.search(r"refusals [1-9]\d* \(QUOTA_LIMIT_REACHED [1-9]\d*\), errors 0$", summary.strip()), summary
     for line_id in (world.bound, world.roamer):
         after = charged(sessions, line_id)
         assert after.open_sessions == 0 and after.reserved == 0

@@ -100,7 +100,7 @@ class Figures:
     released: int = 0
     crossings: int = 0
     cut_off: int = 0  # sessions ended by a final unit or QUOTA_LIMIT_REACHED
-    refusals: int = 0  # QUOTA_LIMIT_REACHED, END_USER_SERVICE_DENIED, USER_UNKNOWN
+    refusals: Counter[str] = field(default_factory=Counter)  # by cause: QUOTA_LIMIT_REACHED, USER_UNKNOWN, ...
     errors: int = 0  # 5xx, malformed answers, unreachable server
     granted_bytes: int = 0
     used_bytes: int = 0
@@ -118,7 +118,7 @@ class Figures:
         return (
             f"{self.elapsed():5.0f}s  sessions {self.open_sessions:3}  {rate:6.1f} req/s  "
             f"granted {self.granted_bytes / MB:9.1f} MB  used {self.used_bytes / MB:9.1f} MB  "
-            f"refusals {self.refusals}  errors {self.errors}"
+            f"refusals {self.refusals.total()}  errors {self.errors}"
         )
 
     def summary(self, phones: int, base_url: str) -> str:
@@ -131,6 +131,8 @@ class Figures:
 
         zones = ", ".join(f"{z} {b / MB:.1f} MB" for z, b in sorted(self.used_by_zone.items())) or "none"
         kinds = ", ".join(f"{k} {self.requests[k]}" for k in ("create", "update", "release"))
+        # why, so that lines refused for not being in service (the demo's spare ones) are not taken for a fault
+        causes = " (" + ", ".join(f"{c} {n}" for c, n in self.refusals.most_common()) + ")" if self.refusals else ""
         sessions = f"sessions opened {self.opened}, released {self.released}"
         if self.abandoned:
             sessions += f", NOT released {self.abandoned} (the server was not answering)"
@@ -142,7 +144,7 @@ class Figures:
             f"p99 {pct(0.99):.1f} ms"),
             (f"  granted {self.granted_bytes / MB:.1f} MB; used {self.used_bytes / MB:.1f} MB ({zones}), "
             f"of which beyond the grants {self.beyond_bytes / MB:.2f} MB"),
-            f"  refusals {self.refusals}, errors {self.errors}",
+            f"  refusals {self.refusals.total()}{causes}, errors {self.errors}",
         ])
 
 
@@ -200,8 +202,8 @@ class Phone:
         answer = await self.sim.post("create", BASE_PATH, self._body(requested=self.quota_ask))
         if answer is None:
             return False
-        if answer.status_code in (403, 404):  # END_USER_SERVICE_DENIED, USER_UNKNOWN
-            figures.refusals += 1
+        if answer.status_code in (403, 404):  # END_USER_REQUEST_DENIED (line not in service), USER_UNKNOWN
+            figures.refusals[_cause(answer)] += 1
             return False
         if answer.status_code != 201 or "location" not in answer.headers:
             figures.errors += 1
@@ -252,7 +254,7 @@ class Phone:
         unit = next((u for u in units if u.get("ratingGroup") == RATING_GROUP), {})
         granted = int(unit.get("grantedUnit", {}).get("totalVolume", 0))
         if unit.get("resultCode") != "SUCCESS" or granted == 0:
-            self.sim.figures.refusals += 1
+            self.sim.figures.refusals[str(unit.get("resultCode", "NOTHING_GRANTED"))] += 1
             return False
         self.granted, self.demand, self.since = granted, 0.0, time.monotonic()
         self.threshold = int(unit.get("volumeQuotaThreshold", 0))
@@ -439,3 +441,10 @@ def run(phones: list[Subscriber], seconds: float, base_url: str, *, seed: int | 
     print(("\n" if out.isatty() else "") + figures.summary(len(phones), base_url), file=out, flush=True)
     return figures
 
+
+def _cause(answer: httpx.Response) -> str:
+    """A refusal's 3GPP cause, from its ProblemDetails."""
+    try:
+        return str(answer.json().get("cause") or answer.status_code)
+    except ValueError:
+        return str(answer.status_code)
