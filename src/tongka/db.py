@@ -306,17 +306,18 @@ def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, A
         return
     rows = sorted(rows, key=lambda r: r[key])
     names = tuple(rows[0])
-    statement = _STATEMENTS.get(("update", table.name, key, names, add, _postgresql(session)))
+    postgresql = _postgresql(session)
+    statement = _STATEMENTS.get(("update", table.name, key, names, add, postgresql))
     if statement is None:
-        if _postgresql(session):
+        if postgresql:
             new = _arrays(table, names, "new_rows")
             values = {n: table.c[n] + new.c[n] if n in add else new.c[n] for n in names if n != key}
             statement = update(table).where(table.c[key] == new.c[key]).values(values)
         else:
             values = {n: table.c[n] + bindparam(f"b_{n}") if n in add else bindparam(f"b_{n}") for n in names if n != key}
             statement = update(table).where(table.c[key] == bindparam(f"b_{key}")).values(values)
-        _STATEMENTS["update", table.name, key, names, add, _postgresql(session)] = statement
-    if _postgresql(session):
+        _STATEMENTS["update", table.name, key, names, add, postgresql] = statement
+    if postgresql:
         _by_arrays(session, table, statement, rows)
     else:
         session.connection().execute(statement, [{f"b_{n}": v for n, v in r.items()} for r in rows])

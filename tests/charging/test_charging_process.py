@@ -25,11 +25,17 @@ def process_app(settings):  # type: ignore[no-untyped-def]
     return create_app(settings.model_copy(update={"charging_worker": "process"}))
 
 
-def test_a_session_is_charged_through_the_process_and_the_process_stops_with_the_server(settings, session) -> None:
+def line_with_data(session):  # type: ignore[no-untyped-def]
+    """A line with 100 MB for Hong Kong, committed (the charging process reads it on its own
+    connection): its bucket and its GPSI."""
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 100 * MB, valid_from=NOW)
-    gpsi = msisdn(line)
     session.commit()
+    return hk, msisdn(line)
+
+
+def test_a_session_is_charged_through_the_process_and_the_process_stops_with_the_server(settings, session) -> None:
+    hk, gpsi = line_with_data(session)
     app = process_app(settings)
     charging = app.state.charging
     assert isinstance(charging, nchf.ChargingProcess)
@@ -55,10 +61,7 @@ def test_a_session_is_charged_through_the_process_and_the_process_stops_with_the
 
 
 def test_a_charging_process_that_dies_fails_what_it_held_and_the_next_request_starts_another(settings, session) -> None:
-    line = f.line(session)
-    f.bucket(session, line, "hk", 100 * MB, valid_from=NOW)
-    gpsi = msisdn(line)
-    session.commit()
+    _hk, gpsi = line_with_data(session)
     app = process_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         charging = app.state.charging
@@ -70,10 +73,7 @@ def test_a_charging_process_that_dies_fails_what_it_held_and_the_next_request_st
 
 
 def test_a_request_that_finds_the_pipe_broken_before_the_reader_noticed_goes_to_a_new_process(settings, session) -> None:
-    line = f.line(session)
-    hk = f.bucket(session, line, "hk", 100 * MB, valid_from=NOW)
-    gpsi = msisdn(line)
-    session.commit()
+    hk, gpsi = line_with_data(session)
     app = process_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         charging = app.state.charging
@@ -92,9 +92,7 @@ def test_a_request_that_finds_the_pipe_broken_before_the_reader_noticed_goes_to_
 
 
 def test_requests_arriving_together_go_to_the_process_together_and_each_is_answered_once(settings, session) -> None:
-    lines = [f.line(session) for _ in range(12)]
-    buckets = [f.bucket(session, line, "hk", 100 * MB, valid_from=NOW) for line in lines]
-    session.commit()
+    buckets, gpsis = zip(*(line_with_data(session) for _ in range(12)), strict=True)
     app = process_app(settings)
     charging = app.state.charging
     sent: list[int] = []
@@ -105,7 +103,7 @@ def test_requests_arriving_together_go_to_the_process_together_and_each_is_answe
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             return await asyncio.gather(*(
-                client.post(BASE, json=request(1, gpsi=msisdn(line), requested=10 * MB)) for line in lines
+                client.post(BASE, json=request(1, gpsi=gpsi, requested=10 * MB)) for gpsi in gpsis
             ))
 
     try:

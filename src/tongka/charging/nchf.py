@@ -356,6 +356,10 @@ class ChargingFailed(RuntimeError):
     """An op the charging process could not answer (its error, as text: errors do not all cross processes)."""
 
 
+# An op on its way to the charging process: its id, the op, and where its outcome goes.
+_Sending = tuple[int, Op, asyncio.AbstractEventLoop, "asyncio.Future[Outcome]"]
+
+
 class ChargingProcess:
     """The server's side of a charging process: ops go down a pipe, outcomes come back, a batch at a time."""
 
@@ -368,7 +372,7 @@ class ChargingProcess:
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome], Connection]] = {}
         self._lock = threading.Lock()
         self._sending = threading.Lock()
-        self._outbox: list[tuple[int, Op, asyncio.AbstractEventLoop, asyncio.Future[Outcome]]] = []
+        self._outbox: list[_Sending] = []
         self._flushing = False
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -408,7 +412,7 @@ class ChargingProcess:
         except Exception as error:  # nobody is left waiting for an answer that cannot come
             _deliver_all([(loop, future, error) for _id, _op, loop, future in sending])
 
-    def _send(self, sending: list[tuple[int, Op, asyncio.AbstractEventLoop, asyncio.Future[Outcome]]]) -> None:
+    def _send(self, sending: list[_Sending]) -> None:
         for attempt in (1, 2):
             if self._conn is None:  # not started, or the process ended (the reader said so)
                 self.start()
