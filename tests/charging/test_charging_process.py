@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 
 import httpx
 from fastapi.testclient import TestClient
@@ -114,3 +115,28 @@ def test_requests_arriving_together_go_to_the_process_together_and_each_is_answe
     assert len({a.headers["location"] for a in answers}) == 12  # a session each
     assert sum(sent) == 12 and len(sent) < 12, sent  # fewer writes to the pipe than requests
     assert [remaining(session, b) for b in buckets] == [90 * MB] * 12  # each line reserved once
+
+
+def test_a_process_that_dies_while_an_op_is_being_written_to_it_does_not_fail_that_op(settings, session, monkeypatch) -> None:
+    # What CI hit: the reader saw the end while the op was being written to the dead pipe, failed
+    # the op, and the op's second try (to a new process) was answered to nobody.
+    _hk, gpsi = line_with_data(session)
+    app = process_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        charging = app.state.charging
+        dying, process = charging._conn, charging._process
+        send = Connection.send
+
+        def dies_meanwhile(conn: Connection, obj: object) -> None:
+            if conn is dying:
+                process.kill()
+                process.join()
+                deadline = time.monotonic() + 2
+                while charging._conn is dying and time.monotonic() < deadline:  # the reader's turn, if it may
+                    time.sleep(0.01)
+            send(conn, obj)
+
+        monkeypatch.setattr(Connection, "send", dies_meanwhile)
+        r = client.post(BASE, json=request(1, gpsi=gpsi, requested=10 * MB))
+        assert r.status_code == 201, r.text
+        assert charging._conn is not dying and charging._process.is_alive()

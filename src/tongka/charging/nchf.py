@@ -416,36 +416,35 @@ class ChargingProcess:
         for attempt in (1, 2):
             if self._conn is None:  # not started, or the process ended (the reader said so)
                 self.start()
-            with self._lock:
-                conn = self._conn
-                if conn is not None:
-                    self._waiting.update((op_id, (loop, future, conn)) for op_id, _op, loop, future in sending)
-            if conn is None:  # stopped meanwhile
-                raise ChargingFailed("the charging process is stopping")
-            # Not under self._lock: the reader takes it to hand out outcomes, and the process waits for its
-            # outcomes to be read before it reads more ops, so a sender blocked on a full pipe must not
-            # hold the reader up.
-            try:
-                with self._sending:
-                    conn.send([(op_id, op) for op_id, op, _loop, _future in sending])
-                return
-            except OSError:
-                # The process died and its reader has not seen it yet: the ops never reached it, so
-                # they go once more, to a new process.
+            # Under self._sending, not self._lock: the reader takes self._lock to hand out outcomes, and
+            # the process waits for its outcomes to be read before it reads more ops, so a sender
+            # blocked on a full pipe must not hold the reader up. The reader takes self._sending only
+            # when the process has ended, so it never fails ops whose writing has not finished: if the
+            # write fails, they never reached the process and go once more, to a new one.
+            with self._sending:
                 with self._lock:
-                    for op_id, *_ in sending:
-                        self._waiting.pop(op_id, None)
-                    if self._conn is conn:
-                        self._conn = None
-                if attempt == 2:
-                    raise ChargingFailed("the charging process ended") from None
+                    conn = self._conn
+                    if conn is None:  # stopped meanwhile
+                        raise ChargingFailed("the charging process is stopping")
+                    self._waiting.update((op_id, (loop, future, conn)) for op_id, _op, loop, future in sending)
+                try:
+                    conn.send([(op_id, op) for op_id, op, _loop, _future in sending])
+                    return
+                except OSError:  # the process died and its reader has not seen it yet
+                    with self._lock:
+                        for op_id, *_ in sending:
+                            del self._waiting[op_id]
+                        if self._conn is conn:
+                            self._conn = None
+            if attempt == 2:
+                raise ChargingFailed("the charging process ended")
 
     def _read(self, conn: Connection) -> None:
         while True:
             try:
                 answered = conn.recv()
             except (EOFError, OSError):  # the process ended: whoever still waits on it is told so
-                with self._lock:
+                with self._sending, self._lock:
                     lost = [op_id for op_id, (_l, _f, sent_to) in self._waiting.items() if sent_to is conn]
                     waiting = [self._waiting.pop(op_id) for op_id in lost]
                     if self._conn is conn:
@@ -463,7 +462,8 @@ class ChargingProcess:
             conn, process, self._conn, self._process = self._conn, self._process, None, None
         if conn is not None:
             try:
-                conn.send(None)  # the process stops (closing the pipe alone would not wake it: our reader holds it)
+                with self._sending:
+                    conn.send(None)  # the process stops (closing the pipe alone would not wake it: our reader holds it)
             except OSError:
                 pass
         if process is not None:
