@@ -60,3 +60,39 @@ def capture_completed(payment_id: str, order_id: str, value: str, currency: str 
         },
         "links": [],
     }
+
+
+FILLER = b"%%CRC32-FILLER%%"  # 16 bytes in a JSON string, rewritten by `same_crc32`
+
+
+def same_crc32(template: bytes, target: int) -> bytes:
+    """`template` with its FILLER rewritten so that the CRC32 of the whole is `target`: a forger's tool.
+
+    CRC32 is affine over GF(2): for messages of one length, flipping a set of bits flips the CRC
+    by the XOR of what each bit flips alone. Each filler byte starts as "A" (0x41) and may flip
+    bits 1-4, which keeps it an odd byte in 0x41-0x5F (letters, "[", "]", "^", "_"): never a quote
+    or a backslash, so the JSON stays valid. 64 free bits, solved for the 32 of the CRC.
+    """
+    at = template.index(FILLER)
+    base = bytearray(template)
+    base[at:at + len(FILLER)] = b"A" * len(FILLER)
+    start = zlib.crc32(bytes(base))
+    basis: list[tuple[int, int]] = []  # (CRC flip, which bits make it), distinct leading bits, largest first
+    for i in range(len(FILLER) * 4):
+        flipped = bytearray(base)
+        flipped[at + i // 4] ^= 2 << (i % 4)
+        value, bits = zlib.crc32(bytes(flipped)) ^ start, 1 << i
+        for b_value, b_bits in basis:
+            if value ^ b_value < value:
+                value, bits = value ^ b_value, bits ^ b_bits
+        if value:
+            basis = sorted([*basis, (value, bits)], reverse=True)
+    want, bits = start ^ target, 0
+    for b_value, b_bits in basis:
+        if want ^ b_value < want:
+            want, bits = want ^ b_value, bits ^ b_bits
+    assert want == 0, "the filler's bits do not reach this CRC"
+    for i in range(len(FILLER) * 4):
+        if bits >> i & 1:
+            base[at + i // 4] ^= 2 << (i % 4)
+    return bytes(base)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+import zlib
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -188,6 +190,17 @@ def test_a_declined_capture_and_a_closed_order_take_no_money(  # type: ignore[no
     assert buckets(sessions) == before
 
 
+def captured_at_paypal(settings, order_id: str) -> SimPayment:  # type: ignore[no-untyped-def]
+    """PayPal's own record of the order: approved and captured, with no webhook sent (yet)."""
+    with sim_sessions(settings.sandbox_store_url).begin() as s:
+        record = s.get(SimPayment, ("paypal", order_id))
+        assert record is not None
+        record.data = {**record.data, "status": "COMPLETED", "capture": {
+            "id": f"CAP{order_id[:14]}", "status": "COMPLETED", "create_time": "2025-01-02T03:04:05Z"}}
+        record.status = "succeeded"
+    return sim_record(settings, order_id)
+
+
 def _genuine(settings, order, token, event_id=None):  # type: ignore[no-untyped-def]
     event = pp.capture_completed(order["payment"]["id"], token, to_value(order["amount"], "HKD"), event_id=event_id)
     return pp.signed(sim.signing_key()[0], sim.cert_url(settings), settings.paypal_webhook_id, event)
@@ -235,12 +248,120 @@ def test_forged_webhooks_are_refused_a_genuine_one_pays_and_a_duplicate_credits_
         assert status(client, headers, order) == ("awaiting_payment", "pending"), forgery
         assert inbox(sessions) == [] and buckets(sessions) == before, forgery
 
+    captured_at_paypal(settings, token)
     body, hdrs = _genuine(settings, order, token, event_id="WH-ONCE")
     for _ in range(2):
         r = client.post(CALLBACK, content=body, headers=hdrs)
         assert r.status_code == 200, r.text
-    # PayPal's retry: the same event in a new transmission, signed anew.
+    # PayPal's retry: the same event in a new transmission, signed anew. The inbox is keyed on
+    # the transmission (the body's event id is not signed), and the settled payment ignores it.
     again, again_headers = pp.signed(sim.signing_key()[0], sim.cert_url(settings), settings.paypal_webhook_id, json.loads(body))
     assert client.post(CALLBACK, content=again, headers=again_headers).status_code == 200
     assert status(client, headers, order) == ("fulfilled", "succeeded")
-    assert buckets(sessions) == before + 1 and inbox(sessions) == ["applied"]
+    assert buckets(sessions) == before + 1 and inbox(sessions) == ["applied", "ignored"]
+
+
+def _under_genuine_headers(body: bytes, event: dict) -> bytes:  # type: ignore[type-arg]
+    """`event` as a body with the CRC32 of `body`: it verifies under `body`'s signed headers."""
+    forged = pp.same_crc32(json.dumps(event).encode(), zlib.crc32(body))
+    assert forged != body and zlib.crc32(forged) == zlib.crc32(body)
+    return forged
+
+
+def test_a_body_forged_with_the_crc32_of_a_genuine_webhook_fulfils_nothing(  # type: ignore[no-untyped-def]
+    client, sessions, settings, pending
+) -> None:
+    headers, _line, order, token = pending
+    attacker = f.subscriber(client)
+    their_line = f.bind(client, attacker, f.spare_numbers(sessions)[0])
+    theirs = f.order(client, attacker, their_line["id"], method="paypal", currency="HKD")
+    their_token = parse_qs(urlsplit(theirs["payment"]["checkout_url"]).query)["token"][0]
+    before = buckets(sessions)
+    # The victim pays; the simulator signs PAYMENT.CAPTURE.COMPLETED as PayPal does, and the
+    # attacker captures it on its way.
+    body, hdrs = sim._capture_webhook(settings, captured_at_paypal(settings, token))
+    event = json.loads(body)
+    resource = event["resource"]
+    event["id"] = "WH-FORGED"
+    resource["invoice_id"] = resource["custom_id"] = theirs["payment"]["id"]
+    resource["amount"] = {"currency_code": "HKD", "value": to_value(theirs["amount"], "HKD")}
+    resource["supplementary_data"]["related_ids"]["order_id"] = their_token
+    event["summary"] = pp.FILLER.decode()
+    forged = _under_genuine_headers(body, event)
+
+    # Before the genuine delivery: PayPal captured nothing for the attacker's order.
+    r = client.post(CALLBACK, content=forged, headers=hdrs)
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_callback")
+    assert status(client, attacker, theirs) == ("awaiting_payment", "pending")
+    assert inbox(sessions) == [] and buckets(sessions) == before
+    # The genuine delivery pays the victim; the forgery after it is still refused.
+    assert client.post(CALLBACK, content=body, headers=hdrs).status_code == 200
+    assert client.post(CALLBACK, content=forged, headers=hdrs).status_code == 400
+    assert status(client, headers, order) == ("fulfilled", "succeeded")
+    assert status(client, attacker, theirs) == ("awaiting_payment", "pending")
+    assert inbox(sessions) == ["applied"] and buckets(sessions) == before + 1
+
+
+def test_a_replayed_transmission_with_another_event_id_is_a_duplicate(  # type: ignore[no-untyped-def]
+    client, sessions, settings, pending
+) -> None:
+    headers, _line, order, token = pending
+    body, hdrs = sim._capture_webhook(settings, captured_at_paypal(settings, token))
+    assert client.post(CALLBACK, content=body, headers=hdrs).status_code == 200
+    event = json.loads(body)
+    event["id"], event["summary"] = "WH-CHOSEN-BY-THE-SENDER", pp.FILLER.decode()
+    r = client.post(CALLBACK, content=_under_genuine_headers(body, event), headers=hdrs)
+    assert r.status_code == 200  # acknowledged: PayPal's transmission was taken in once
+    assert status(client, headers, order) == ("fulfilled", "succeeded")
+    assert inbox(sessions) == ["applied"]
+
+
+def test_a_transmission_time_more_than_five_minutes_off_is_refused(  # type: ignore[no-untyped-def]
+    client, sessions, settings, pending
+) -> None:
+    headers, _line, order, token = pending
+    captured_at_paypal(settings, token)
+    event = pp.capture_completed(order["payment"]["id"], token, to_value(order["amount"], "HKD"))
+    key, url = sim.signing_key()[0], sim.cert_url(settings)
+
+    def signed_at(minutes: int) -> tuple[bytes, dict[str, str]]:
+        when = (datetime.now(UTC) + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return pp.signed(key, url, settings.paypal_webhook_id, event, transmission_time=when)
+
+    for minutes in (-6, 6, -60 * 24):  # a replay, a sender's clock ahead, yesterday's webhook
+        body, hdrs = signed_at(minutes)
+        r = client.post(CALLBACK, content=body, headers=hdrs)
+        assert (r.status_code, r.json()["code"]) == (400, "invalid_callback"), minutes
+        assert status(client, headers, order) == ("awaiting_payment", "pending") and inbox(sessions) == []
+    body, hdrs = signed_at(-4)
+    assert client.post(CALLBACK, content=body, headers=hdrs).status_code == 200
+    assert status(client, headers, order) == ("fulfilled", "succeeded")
+
+
+def test_a_refund_webhook_is_what_paypal_says_of_the_refund(  # type: ignore[no-untyped-def]
+    client, sessions, settings, pending
+) -> None:
+    _headers, _line, order, token = pending
+    approve(client, token)
+    payment_id, refund_id = order["payment"]["id"], str(uuid.uuid4())
+    done = provider(client).refund(RefundRequest(refund_id, payment_id, token, 100, "HKD", order["amount"], "asked"))
+    client.portal.call(sim.drain)  # type: ignore[union-attr]
+    taken = len(inbox(sessions))
+    key, url = sim.signing_key()[0], sim.cert_url(settings)
+
+    def post(resource: dict) -> httpx.Response:  # type: ignore[type-arg]
+        event = {"id": "WH-REFUND", "event_type": "PAYMENT.CAPTURE.REFUNDED", "resource": resource}
+        body, hdrs = pp.signed(key, url, settings.paypal_webhook_id, event)
+        return client.post(CALLBACK, content=body, headers=hdrs)  # type: ignore[no-any-return]
+
+    claim = {"status": "COMPLETED", "amount": {"currency_code": "HKD", "value": "9.99"}, "invoice_id": payment_id,
+             "custom_id": str(uuid.uuid4()), "links": []}
+    r = post({**claim, "id": "NOSUCHREFUND00000"})  # a refund PayPal never made
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_callback")
+    assert len(inbox(sessions)) == taken
+    # A refund PayPal did make, with another amount and refund id in the body: PayPal's word is taken.
+    assert post({**claim, "id": done.provider_refund_id}).status_code == 200
+    with sessions() as s:
+        payloads = [json.loads(p) for p in s.scalars(select(PaymentCallback.payload))]
+    assert len(payloads) == taken + 1
+    assert [(p["amount"], p["refund_id"]) for p in payloads if p["outcome"] == "refunded"] == [(100, refund_id)] * 2

@@ -10,10 +10,11 @@ Wire protocol (https://developer.paypal.com/docs/api/orders/v2/):
   POST  /v2/checkout/orders                       intent CAPTURE, one purchase unit: amount value/currency_code
                                                   as a decimal string, invoice_id and custom_id = our payment id;
                                                   `PayPal-Request-Id` = our payment id; the payer opens `approve`
-  GET   /v2/checkout/orders/{id}                  query
+  GET   /v2/checkout/orders/{id}                  query, and every webhook's confirmation
   PATCH /v2/checkout/orders/{id}                  close (see below)
   POST  /v2/checkout/orders/{id}/capture          capture, once the payer approved
   POST  /v2/payments/captures/{id}/refund         refund, `PayPal-Request-Id` = our refund id (PayPal replays it)
+  GET   /v2/payments/refunds/{id}                 a refund webhook's confirmation
 
 Capture: the payer's return lands on tongka's order page, which they may never reach, so the
 `CHECKOUT.ORDER.APPROVED` webhook triggers it: we read the order afresh and capture it (a
@@ -26,8 +27,16 @@ RSA-SHA256 (`PAYPAL-AUTH-ALGO: SHA256withRSA`) over
 `<transmission id>|<transmission time>|<our webhook id>|<CRC32 of the raw body, decimal>`,
 checked with the certificate at `PAYPAL-CERT-URL`, which must be on PayPal's API host (or the
 simulator's) over the API's scheme. Offline rather than POST /v1/notifications/verify-webhook-signature
-because it checks the exact bytes received (the postback re-serialises the JSON) and needs no
-call to PayPal per webhook. Replays of a genuine event stop at the inbox key (the event id).
+because it checks the exact bytes received (the postback re-serialises the JSON).
+
+That signature proves the headers, not the body: CRC32 is linear, so anyone holding one genuine
+webhook can write another body with the same CRC32 under its headers. So:
+- a transmission time more than TRANSMISSION_TOLERANCE_SECONDS from now is refused (PayPal signs
+  each delivery, retries included, when it sends it);
+- the inbox key is the transmission id, which the signature covers, never the body's event id;
+- nothing in the body is believed: it only names an order (or a refund), and what PayPal answers
+  for it (GET /v2/checkout/orders/{id}, GET /v2/payments/refunds/{id}) with our token is the event.
+  A body naming an order PayPal did not capture is refused.
 
 PayPal orders cannot be cancelled. `close` marks the order (custom_id -> "closed") so that an
 approval arriving afterwards is not captured and reports the payment failed; an uncaptured order
@@ -55,6 +64,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tongka import clock
 from tongka.config import Settings
 from tongka.money import EXPONENT
 from tongka.payment.providers.base import (
@@ -78,6 +88,12 @@ NO_DECIMALS = frozenset({"HUF", "JPY", "TWD"})
 _VALUE = re.compile(r"^[0-9]{1,23}(\.[0-9]{1,8})?$")
 # PayPal's own hosts, for certificate URLs when the API base is PayPal's.
 PAYPAL_CERT_HOSTS = ("api.paypal.com", "api-m.paypal.com", "api.sandbox.paypal.com", "api-m.sandbox.paypal.com")
+# A transmission time further than this from our clock is refused: PayPal signs every delivery
+# (retries too) as it sends it, so only a replay or a clock far off is older.
+TRANSMISSION_TOLERANCE_SECONDS = 300
+# PayPal's ids (orders, captures, refunds, transmissions): they go into our API paths and the inbox.
+_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+CAPTURED = frozenset({"COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED"})  # money taken (later refunds are their own events)
 EVENTS = ("CHECKOUT.ORDER.APPROVED", "PAYMENT.CAPTURE.COMPLETED", "PAYMENT.CAPTURE.DENIED", "PAYMENT.CAPTURE.REFUNDED")
 
 
@@ -237,43 +253,27 @@ class PayPalProvider:
         return Checkout(provider_reference=order["id"], checkout_url=approve)
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
-        self._verify({k.lower(): v for k, v in headers.items()}, body)
+        transmission_id = self._verify({k.lower(): v for k, v in headers.items()}, body)
         try:
             event = _json_object(body)
             kind = event["event_type"]
             resource = event["resource"]
             if kind not in EVENTS:
                 # Genuine, but not one the webhook should be subscribed to: nothing we can record.
-                log.warning("paypal_event_not_handled", event_type=kind, event_id=event.get("id"))
+                log.warning("paypal_event_not_handled", event_type=kind, transmission_id=transmission_id)
                 raise InvalidCallback()
-            event_id = str(event["id"])
+            # The body may not be the one PayPal signed (see the module's doc): it only names
+            # what to ask PayPal about, and PayPal's answer is the event.
             if kind == "CHECKOUT.ORDER.APPROVED":
-                return self._settle_approved(event_id, str(resource["id"]))
+                return self._settle_approved(transmission_id, _paypal_id(resource["id"]))
             if kind == "PAYMENT.CAPTURE.REFUNDED":
-                amount, currency = _amount(resource["amount"])
-                up = next((x["href"] for x in resource.get("links", ()) if x.get("rel") == "up"), "")
-                return PaymentEvent(
-                    event_id=event_id,
-                    payment_id=str(resource["invoice_id"]),
-                    provider_reference=up.rstrip("/").rsplit("/", 1)[-1],  # the capture refunded
-                    outcome="refunded",
-                    amount=amount,
-                    currency=currency,
-                    refund_id=str(resource["custom_id"]),
-                )
-            amount, currency = _amount(resource["amount"])
-            completed = kind == "PAYMENT.CAPTURE.COMPLETED"
-            if completed and resource.get("status") != "COMPLETED":
-                raise InvalidCallback()
-            return PaymentEvent(
-                event_id=event_id,
-                payment_id=str(resource["invoice_id"]),
-                provider_reference=str(resource["supplementary_data"]["related_ids"]["order_id"]),
-                outcome="succeeded" if completed else "failed",
-                amount=amount,
-                currency=currency,
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
+                return self._confirmed_refund(transmission_id, _paypal_id(resource["id"]))
+            order_id = _paypal_id(resource["supplementary_data"]["related_ids"]["order_id"])
+            order = self._order(order_id)
+            if order is None:
+                raise InvalidCallback()  # PayPal does not know the order the body names
+            return self._outcome(transmission_id, order_id, order)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
             raise InvalidCallback() from None
 
     def acknowledge(self) -> CallbackAnswer:
@@ -346,15 +346,20 @@ class PayPalProvider:
 
     # --- webhooks ---
 
-    def _verify(self, h: Mapping[str, str], body: bytes) -> None:
+    def _verify(self, h: Mapping[str, str], body: bytes) -> str:
+        """Check the signature and the transmission time; the transmission id, our inbox key."""
         try:
-            transmission_id = h["paypal-transmission-id"]
+            transmission_id = _paypal_id(h["paypal-transmission-id"])
             transmission_time = h["paypal-transmission-time"]
+            sent = datetime.fromisoformat(transmission_time)
             signature = base64.b64decode(h["paypal-transmission-sig"], validate=True)
             cert_url = h["paypal-cert-url"]
             algorithm = h["paypal-auth-algo"]
         except (KeyError, ValueError):
             raise InvalidCallback() from None
+        if sent.tzinfo is None or abs((clock.now() - sent).total_seconds()) > TRANSMISSION_TOLERANCE_SECONDS:
+            log.warning("paypal_webhook_stale", transmission_time=transmission_time[:40])
+            raise InvalidCallback()
         if algorithm != "SHA256withRSA" or not self._trusted_cert_url(cert_url):
             raise InvalidCallback()
         key = self._cert_key(cert_url)
@@ -363,6 +368,7 @@ class PayPalProvider:
             key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             raise InvalidCallback() from None
+        return transmission_id
 
     def _trusted_cert_url(self, url: str) -> bool:
         # Anyone can sign with a certificate of their own: only PayPal's host may serve it.
@@ -411,25 +417,62 @@ class PayPalProvider:
         if order is None:
             raise InvalidCallback()  # signed, yet PayPal does not know the order
         unit = order["purchase_units"][0]
-        payment_id = str(unit["invoice_id"])
         if order.get("status") == "APPROVED":
             if unit.get("custom_id") == CLOSED:
                 amount, currency = _amount(unit["amount"])
-                log.info("paypal_approved_after_close", payment_id=payment_id, order_id=order_id)
-                return PaymentEvent(event_id, payment_id, order_id, "failed", amount, currency)
+                log.info("paypal_approved_after_close", payment_id=str(unit["invoice_id"]), order_id=order_id)
+                return PaymentEvent(event_id, str(unit["invoice_id"]), order_id, "failed", amount, currency)
             order = self._capture(order_id)
+        return self._outcome(event_id, order_id, order)
+
+    def _outcome(self, event_id: str, order_id: str, order: Mapping[str, Any]) -> PaymentEvent:
+        """The payment's outcome as PayPal's own record of the order has it: the capture's status and amount,
+        for the payment named by the invoice_id and custom_id we gave the order."""
+        unit = order["purchase_units"][0]
+        payment_id = str(unit["invoice_id"])
+        if order.get("id") != order_id or unit.get("custom_id") not in (payment_id, CLOSED):
+            raise InvalidCallback()  # not the order asked about, or not one we made
         capture = _capture_of(order)
         status = capture.get("status") if capture else None
-        if capture is None and order.get("status") == "VOIDED":
+        if capture is None and (order.get("status") == "VOIDED" or unit.get("custom_id") == CLOSED):
             amount, currency = _amount(unit["amount"])
             return PaymentEvent(event_id, payment_id, order_id, "failed", amount, currency)
-        if capture is None or status == "PENDING":
-            # Not settled yet (PENDING: PayPal is holding it): a 502 makes PayPal retry; the
-            # PAYMENT.CAPTURE.COMPLETED webhook settles it meanwhile.
+        if capture is not None and status == "PENDING":
+            # PayPal is holding it: a 502 makes PayPal retry; PAYMENT.CAPTURE.COMPLETED settles it meanwhile.
             raise ProviderUnavailable()
+        if capture is None or capture.get("invoice_id", payment_id) != payment_id:
+            log.warning("paypal_webhook_not_captured", order_id=order_id, order_status=order.get("status"))
+            raise InvalidCallback()  # PayPal captured nothing for this order: the webhook's body says otherwise
         amount, currency = _amount(capture["amount"])
-        outcome = "failed" if status in ("DECLINED", "FAILED") else "succeeded"
-        return PaymentEvent(event_id, payment_id, order_id, outcome, amount, currency)  # type: ignore[arg-type]
+        if status in ("DECLINED", "FAILED"):
+            return PaymentEvent(event_id, payment_id, order_id, "failed", amount, currency)
+        if status not in CAPTURED or order.get("status") != "COMPLETED":
+            raise InvalidCallback()
+        return PaymentEvent(event_id, payment_id, order_id, "succeeded", amount, currency)
+
+    def _confirmed_refund(self, event_id: str, refund_id: str) -> PaymentEvent:
+        """A refund as PayPal has it (Payments v2 GET /v2/payments/refunds/{id}): ours, its amount, whether it went through."""
+        path = f"/v2/payments/refunds/{refund_id}"
+        r = self._call("GET", path)
+        if r.status_code == 404:
+            raise InvalidCallback()  # PayPal made no such refund
+        if r.status_code != 200:
+            raise self._refused(r, path)
+        refund = self._body(r)
+        status = refund.get("status")
+        if status not in ("COMPLETED", "FAILED", "CANCELLED"):
+            raise ProviderUnavailable()  # PENDING: PayPal retries the webhook; its outcome follows
+        amount, currency = _amount(refund["amount"])
+        up = next((x["href"] for x in refund.get("links", ()) if x.get("rel") == "up"), "")
+        return PaymentEvent(
+            event_id=event_id,
+            payment_id=str(refund["invoice_id"]),
+            provider_reference=up.rstrip("/").rsplit("/", 1)[-1],  # the capture refunded
+            outcome="refunded" if status == "COMPLETED" else "failed",
+            amount=amount,
+            currency=currency,
+            refund_id=str(refund["custom_id"]),
+        )
 
     def _capture(self, order_id: str) -> dict[str, Any]:
         path = f"/v2/checkout/orders/{order_id}/capture"
@@ -442,7 +485,7 @@ class PayPalProvider:
                 return order
         if r.status_code == 422 and self._issue(r) == "INSTRUMENT_DECLINED":
             unit = (self._order(order_id) or {}).get("purchase_units", [{}])[0]
-            return {"purchase_units": [{**unit, "payments": {"captures": [
+            return {"id": order_id, "status": "APPROVED", "purchase_units": [{**unit, "payments": {"captures": [
                 {"id": "", "status": "DECLINED", "amount": unit.get("amount", {})}]}}]}
         raise self._refused(r, path)
 
@@ -450,6 +493,12 @@ class PayPalProvider:
 def _capture_of(order: Mapping[str, Any]) -> dict[str, Any] | None:
     captures = ((order.get("purchase_units") or [{}])[0].get("payments") or {}).get("captures") or []
     return captures[0] if captures else None
+
+
+def _paypal_id(value: object) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise ValueError("not a PayPal id")
+    return value
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -564,6 +564,27 @@ async def refund_capture(capture_id: str, request: Request) -> Response:
     return JSONResponse(answer, status_code=status)
 
 
+@router.get("/v2/payments/refunds/{refund_id}")
+async def show_refund(refund_id: str, request: Request) -> Response:
+    """Anyone holding a token, in sandbox mode: a refund as PayPal has it (Payments v2)."""
+    if not _authorized(request):
+        return _unauthenticated()
+
+    def find() -> tuple[SimPayment, dict[str, Any]] | None:
+        with store_sessions(request).begin() as s:
+            # Few sandbox payments are ever refunded: read those, rather than query inside JSON lists.
+            for p in s.scalars(select(SimPayment).where(SimPayment.provider == PROVIDER, SimPayment.refunded > 0)):
+                for refund in p.refunds:
+                    if refund["id"] == refund_id:
+                        return p, refund
+            return None
+
+    found = await run_in_threadpool(find)
+    if found is None:
+        return _not_found()
+    return JSONResponse(_refund_json(found[0], found[1], _base(request.app.state.settings)))
+
+
 # --- the payer's side ---
 
 
