@@ -229,6 +229,20 @@ def test_forged_or_unreadable_webhooks_are_refused_a_genuine_one_pays(client, se
     assert bucket_count(sessions) == before + 1
 
 
+def test_a_webhook_signed_ahead_or_for_the_other_mode_is_refused(client, sessions, settings, pending) -> None:
+    headers, order, reference = pending
+    body = intent_event(order, reference)
+    ahead = client.post(CALLBACK, content=body, headers=signed(whsec(settings), body, int(time.time()) + 600))
+    live = body.replace(b'"livemode": false', b'"livemode": true')  # a live event, our test key
+    other_mode = client.post(CALLBACK, content=live, headers=signed(whsec(settings), live))
+    for r in (ahead, other_mode):
+        assert (r.status_code, r.json()["code"]) == (400, "invalid_callback")
+    assert status(client, headers, order) == ("awaiting_payment", "pending") and inbox(sessions) == []
+    # Within five minutes either way, in our mode: taken.
+    r = client.post(CALLBACK, content=body, headers=signed(whsec(settings), body, int(time.time()) + 240))
+    assert r.status_code == 200 and status(client, headers, order) == ("fulfilled", "succeeded")
+
+
 def test_a_repeated_webhook_credits_once(client, app, sessions, settings, pending) -> None:
     headers, order, reference = pending
     before = bucket_count(sessions)

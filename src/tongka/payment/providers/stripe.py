@@ -7,7 +7,10 @@ Wire protocol (https://docs.stripe.com/api):
   POST /v1/refunds                      refund, with `Idempotency-Key` made from our refund id
 Webhooks go to the endpoint configured at Stripe (`/api/v1/payments/callbacks/stripe`), signed
 `Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" under whsec_...>` and
-checked by `stripe.WebhookSignature.verify_header` (five minutes' tolerance). We read
+checked by `stripe.WebhookSignature.verify_header` (five minutes' tolerance, which the SDK applies
+to the past only: a time more than five minutes ahead is refused here). The signature covers the
+whole body, so the event id (the inbox key) is Stripe's; an event of the other mode (`livemode`
+against our key's `sk_live_`/`sk_test_`) is refused, so test payments never fulfil live orders. We read
 `payment_intent.succeeded`, `payment_intent.payment_failed` and `charge.refunded`; our payment
 id travels as the PaymentIntent's `metadata[payment_id]` (copied by Stripe onto its charge),
 our refund id as the refund's `metadata[refund_id]`.
@@ -20,6 +23,7 @@ with the PaymentIntent's client secret (not written yet: `checkout_url` is None)
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,6 +116,8 @@ class StripeProvider:
         card_page_base: str | None = None,
     ) -> None:
         self._webhook_secret = webhook_secret
+        # Restricted keys (rk_) name their mode the same way; a key naming none takes test events only.
+        self._livemode = secret_key.startswith(("sk_live_", "rk_live_"))
         self._card_page_base = card_page_base
         # One retry: calls are idempotent, and we sit inside a request's transaction meanwhile.
         self._client = stripe.StripeClient(
@@ -151,10 +157,17 @@ class StripeProvider:
         header = {k.lower(): v for k, v in headers.items()}.get("stripe-signature")
         try:
             stripe.WebhookSignature.verify_header(body, header, self._webhook_secret, TOLERANCE_SECONDS)
-        except (stripe.SignatureVerificationError, ValueError):  # ValueError: not UTF-8
+            signed_at = int(dict(p.split("=", 1) for p in header.split(",") if "=" in p)["t"])  # type: ignore[union-attr]
+        except (stripe.SignatureVerificationError, ValueError, KeyError):  # ValueError: not UTF-8
             raise InvalidCallback() from None
+        if signed_at > time.time() + TOLERANCE_SECONDS:
+            raise InvalidCallback()
         try:
-            return _read_event(json.loads(body))
+            event = json.loads(body)
+            if event["livemode"] is not self._livemode:
+                log.warning("stripe_event_of_other_mode", livemode=event["livemode"])
+                raise InvalidCallback()
+            return _read_event(event)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise InvalidCallback() from None
 
