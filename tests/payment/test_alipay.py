@@ -171,6 +171,23 @@ def test_notifications_signed_by_alipay_pay_once_and_forgeries_change_nothing(ap
     assert [(e.event_id, e.result) for e in inbox(sessions)] == [(f"{trade_no(order)}:paid", "applied")]
 
 
+def test_a_day_old_retry_is_taken_and_the_inbox_key_is_the_signed_trade(client, sessions, settings, pending) -> None:
+    """PayPal's flaw, looked for here. Alipay signs every parameter (notify_time, notify_id, app_id, amounts), so
+    no part can be swapped; it retries for about 25 hours, so there is no time window: a replay meets the
+    inbox key, made of the signed trade_no and outcome (a new notify_id, which Alipay also signs, is no new event)."""
+    headers, _line, order = pending
+    day_old = (clock.now().astimezone(alipay.BEIJING) - timedelta(hours=24)).strftime(alipay.TIME_FORMAT)
+    params = a.notification(settings, order["payment"], trade_no(order), notify_time=day_old)
+    form = {"content-type": "application/x-www-form-urlencoded; charset=utf-8"}
+    r = client.post(a.CALLBACK, content=a.signed(a.alipay_side(settings), params), headers=form)
+    assert (r.status_code, r.text) == (200, "success")
+    later = {**params, "notify_id": uuid.uuid4().hex, "notify_time": alipay.beijing_now(), "trade_status": "TRADE_FINISHED"}
+    r = client.post(a.CALLBACK, content=a.signed(a.alipay_side(settings), later), headers=form)
+    assert (r.status_code, r.text) == (200, "success")
+    assert status(client, headers, order) == ("fulfilled", "succeeded") and bucket_count(sessions) == 2
+    assert [(e.event_id, e.result) for e in inbox(sessions)] == [(f"{trade_no(order)}:paid", "applied")]
+
+
 def test_the_journey_on_the_alipay_page_then_query_and_refunds(app, client, sessions, settings, shopper) -> None:
     headers, line = shopper
     order = f.order(client, headers, line["id"], code="mainland-5gb-30d", currency="CNY", method="alipay")

@@ -86,6 +86,24 @@ def test_a_forged_callback_is_refused_and_changes_nothing(client, sessions, sett
     assert inbox_count(sessions) == 0 and bucket_count(sessions) == 1  # the demo subscriber's bucket only
 
 
+def test_signed_header_on_another_body_or_a_time_over_five_minutes_off_is_refused(client, sessions, settings, pending) -> None:
+    """PayPal's flaw, looked for here: the HMAC covers "<t>.<body>", the whole body with its event id."""
+    headers, order = pending
+    hdrs = signed(settings, event(order, event_id="evt_signed"))
+    attempts = [(event(order, event_id="evt_chosen_by_the_sender"), hdrs)]
+    for seconds in (-360, 360):
+        body = event(order, event_id="evt_signed")
+        attempts.append((body, signed(settings, body, at=int(time.time()) + seconds)))
+    for body, hdrs in attempts:
+        r = client.post(CALLBACK, content=body, headers=hdrs)
+        assert (r.status_code, r.json()["code"]) == (400, "invalid_callback")
+    assert status(client, headers, order) == ("awaiting_payment", "pending") and inbox_count(sessions) == 0
+    body = event(order, event_id="evt_signed")
+    assert client.post(CALLBACK, content=body, headers=signed(settings, body, at=int(time.time()) + 240)).status_code == 200
+    with sessions() as s:
+        assert s.scalars(select(PaymentCallback.event_id)).all() == ["evt_signed"]
+
+
 def test_a_repeated_callback_credits_nothing_more(client, sessions, settings, pending) -> None:
     headers, order = pending
     body = event(order, event_id="evt_once")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -95,3 +96,16 @@ def test_who_may_sell_and_record(client, sessions, operator, customer) -> None:
     assert r.status_code == 422
     r = client.post(f"/api/v1/admin/payments/{uuid.uuid4()}/record", json={"store": "Bad Code"}, headers=operator)
     assert r.status_code == 422
+
+
+def test_no_callback_can_settle_a_store_payment(client, operator, customer) -> None:
+    """Only staff settle a store payment: the provider has no signature to forge, so every callback is refused."""
+    headers, line = customer
+    order = sell(client, operator, line["id"]).json()
+    payment = order["payment"]
+    body = json.dumps({"id": "evt_1", "type": "payment.succeeded", "data": {
+        "reference": "ST-00000000", "merchant_reference": payment["id"],
+        "amount": payment["amount"], "currency": payment["currency"]}}).encode()
+    r = client.post("/api/v1/payments/callbacks/store", content=body, headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_callback")
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()["status"] == "awaiting_payment"

@@ -161,6 +161,27 @@ def test_forged_callbacks_are_refused_and_a_genuine_one_credits_once(client, ses
     assert [(c.event_id, c.result) for c in inbox(sessions)] == [("EV-once", "applied")]
 
 
+def test_signed_headers_on_another_body_or_a_time_over_five_minutes_off_are_refused(  # type: ignore[no-untyped-def]
+    client, sessions, settings, pending
+) -> None:
+    """PayPal's flaw, looked for here: WeChat signs "timestamp\\nnonce\\nbody\\n", the whole body, and
+    the inbox key is the notification id inside it."""
+    headers, order = pending
+    resource = w.transaction(settings, order["payment"])
+    _genuine, hdrs = w.callback(settings, resource, notify_id="EV-signed")
+    other, _ = w.callback(settings, resource, notify_id="EV-chosen-by-the-sender")  # without its own headers
+    attempts = [(other, hdrs)]
+    for seconds in (-360, 360):  # a replay; a timestamp ahead (WeChat re-signs its retries afresh)
+        attempts.append(w.callback(settings, resource, notify_id="EV-signed", timestamp=int(time.time()) + seconds))
+    for body, hdrs in attempts:
+        r = client.post(w.CALLBACK, content=body, headers=hdrs)
+        assert (r.status_code, r.json()["code"]) == (400, "invalid_callback")
+    assert status(client, headers, order) == ("awaiting_payment", "pending") and inbox(sessions) == []
+    body, hdrs = w.callback(settings, resource, notify_id="EV-signed", timestamp=int(time.time()) - 240)
+    assert client.post(w.CALLBACK, content=body, headers=hdrs).status_code == 204
+    assert [(c.event_id, c.result) for c in inbox(sessions)] == [("EV-signed", "applied")]
+
+
 def test_query_close_and_a_failed_payment_against_the_simulator(client, app, settings) -> None:
     provider = app.state.providers["wechat"]
     request = place(provider)
