@@ -56,7 +56,7 @@ def last_code(client: TestClient, number: str) -> str:
     messages = client.get("/dev/outbox").json()
     for message in messages:  # newest first
         if message["channel"] == "sms" and message["to"] == number:
-            found = re.search(r"\b(\d{6})\b", message["body"])
+            found = re.search(r"\b(\d{8})\b", message["body"])
             assert found, message["body"]
             return found.group(1)
     raise AssertionError(f"no SMS to {number}")

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     sandbox_alipay_private_key: SecretStr | None = None
     sandbox_alipay_app_public_key: str | None = None
     access_token_ttl_seconds: int = 86_400
+    # Staff tokens open more than a subscriber's do: they last a working day.
+    operator_token_ttl_seconds: int = 8 * 3600
+    # Password hashes (Argon2id, 64 MiB and ~0.25 s each) at once per server process, and how long
+    # a log-in or registration waits for one before a 503 with Retry-After.
+    password_hashing_slots: int = Field(default=2, ge=1)
+    password_hashing_wait_seconds: float = Field(default=1.0, ge=0)
     order_payment_ttl_seconds: int = 30 * 60
     bind_code_ttl_seconds: int = 10 * 60
     bind_code_max_attempts: int = 5

@@ -51,6 +51,15 @@ def _current_account(request: Request, session: SessionDep, token: Annotated[str
 CurrentAccount = Annotated[Account, Depends(_current_account)]
 
 
+def _current_token(_account: CurrentAccount, token: Annotated[str | None, Depends(_bearer)]) -> str:
+    """The bearer token the caller presented, once it is known to be good (to revoke it)."""
+    assert token is not None  # _current_account refused a request without one
+    return token
+
+
+CurrentToken = Annotated[str, Depends(_current_token)]
+
+
 def _current_operator(account: CurrentAccount) -> Account:
     if account.role != "operator":
         raise Forbidden()

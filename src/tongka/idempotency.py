@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from tongka.db import Base, CreatedMixin
-from tongka.errors import BadRequest, Conflict
+from tongka.errors import BadRequest, Conflict, TongkaError
 from tongka.i18n import _
 
 
@@ -63,7 +63,14 @@ def run_once(
         if existing is None or existing.fingerprint != fp or existing.status_code is None:
             raise KeyReused() from None
         return existing.status_code, existing.response
-    status, body = produce()
+    try:
+        status, body = produce()
+    except TongkaError as refusal:
+        if refusal.commit_anyway:
+            # The refusal's own count is kept, the claim is not: a retry with this key runs again.
+            session.delete(record)
+            session.flush()
+        raise
     record.status_code, record.response = status, body
     session.flush()
     return status, body

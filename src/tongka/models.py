@@ -22,11 +22,12 @@ from tongka.order.models import Order
 from tongka.payment.models import Payment, PaymentCallback, Refund
 from tongka.promotion.models import CouponCode, Offer, OfferBudget, Quote, Redemption
 from tongka.receipt.models import Receipt, ReceiptCounter
+from tongka.throttle import ThrottleCounter
 from tongka.wallet.models import Wallet
 
 __all__ = [
     "AccessToken", "Account", "BindChallenge", "Bucket", "ChargingAnswer", "ChargingSession", "Grant", "GrantReservation", "Network", "ExchangeRate", "Receipt", "ReceiptCounter", "Refund", "IdempotencyRecord", "LedgerAccount", "Line",
     "OutboxMessage", "Order", "Pack", "PackPrice", "Payment", "PaymentCallback", "RealNameRecord", "Transfer",
     "UsageDay", "UsageRecord", "ChargingNotification", "LineDebt", "LineOverage", "OverageMonth", "OverageRate", "Wallet",
-    "CouponCode", "Offer", "OfferBudget", "Quote", "Redemption",
+    "CouponCode", "Offer", "OfferBudget", "Quote", "Redemption", "ThrottleCounter",
 ]

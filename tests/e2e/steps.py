@@ -47,7 +47,7 @@ def sms_code(client: httpx.Client, number: str) -> str:
     assert r.status_code == 200, r.text
     for message in r.json():  # newest first
         if message["channel"] == "sms" and message["to"] == number:
-            found = re.search(r"\b(\d{6})\b", message["body"])
+            found = re.search(r"\b(\d{8})\b", message["body"])
             assert found, message["body"]
             return found.group(1)
     raise AssertionError(f"no SMS to {number} in the outbox")

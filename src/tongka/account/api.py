@@ -2,6 +2,10 @@
 
 Who may call: `POST /accounts` and `POST /auth/token` anyone; everything else the
 signed-in subscriber, on their own lines only (another's line is 404).
+
+The client address that log-in and SMS codes are throttled by is `request.client.host`:
+the peer, or, behind a proxy, what uvicorn takes from `X-Forwarded-For` when started with
+`--proxy-headers` and the proxy's address in `--forwarded-allow-ips` (trust no other).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import uuid
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from tongka.account import lines as line_service
@@ -24,12 +28,13 @@ from tongka.account.schemas import (
     BindRequest,
     BindRequested,
     LineOut,
+    PasswordChange,
     RealNameIn,
     RealNameOut,
     TokenOut,
 )
 from tongka.config import Settings
-from tongka.deps import CurrentAccount, SessionDep, SettingsDep
+from tongka.deps import CurrentAccount, CurrentToken, SessionDep, SettingsDep
 from tongka.ledger import buckets
 from tongka.money import GB_DEFINITION
 
@@ -59,6 +64,24 @@ def line_out(line: Line) -> LineOut:
     )
 
 
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def hashing_policy(settings: Settings) -> service.HashingPolicy:
+    return service.HashingPolicy(slots=settings.password_hashing_slots, wait_seconds=settings.password_hashing_wait_seconds)
+
+
+def token_ttl(settings: Settings, account: Account) -> int:
+    """Operator tokens are shorter-lived than subscribers': they open more."""
+    return settings.operator_token_ttl_seconds if account.role == "operator" else settings.access_token_ttl_seconds
+
+
+def new_token(session: SessionDep, settings: Settings, account: Account) -> TokenOut:
+    ttl = token_ttl(settings, account)
+    return TokenOut(access_token=service.issue_token(session, account, ttl), expires_in=ttl)
+
+
 def bind_policy(settings: Settings) -> line_service.BindPolicy:
     return line_service.BindPolicy(
         secret=settings.secret_key.get_secret_value(),
@@ -69,21 +92,45 @@ def bind_policy(settings: Settings) -> line_service.BindPolicy:
 
 
 @router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountOut)
-def register(body: AccountCreate, session: SessionDep) -> AccountOut:
+def register(body: AccountCreate, session: SessionDep, settings: SettingsDep) -> AccountOut:
     """Anyone: create a subscriber account."""
     account = service.register(
         session, username=body.username, password=body.password, email=str(body.email), language=body.language,
-        region=body.region,
+        region=body.region, hashing=hashing_policy(settings),
     )
     return account_out(account)
 
 
 @router.post("/auth/token", response_model=TokenOut)
-def token(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, settings: SettingsDep) -> TokenOut:
-    """Anyone: the OAuth2 password flow; returns a bearer token."""
-    account = service.authenticate(session, form.username, form.password)
-    ttl = settings.access_token_ttl_seconds
-    return TokenOut(access_token=service.issue_token(session, account, ttl), expires_in=ttl)
+def token(
+    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, settings: SettingsDep
+) -> TokenOut:
+    """Anyone: the OAuth2 password flow; returns a bearer token (8 hours for staff, 24 for subscribers).
+
+    Throttled per username and per client address: 429 with Retry-After (docs/SECURITY.md).
+    """
+    account = service.authenticate(
+        session, form.username, form.password, address=client_address(request), hashing=hashing_policy(settings)
+    )
+    return new_token(session, settings, account)
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def logout(token: CurrentToken, session: SessionDep) -> Response:
+    """The signed-in subscriber or staff member: end this session (the token presented stops working)."""
+    service.revoke_token(session, token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/account/password", response_model=TokenOut)
+def change_password(body: PasswordChange, account: CurrentAccount, session: SessionDep, settings: SettingsDep) -> TokenOut:
+    """The signed-in subscriber or staff member: change their password with the current one.
+
+    Every session of the account ends, this one included; the answer is a fresh token for
+    this device. A wrong current password counts as a failed log-in.
+    """
+    service.change_password(session, account, body.current_password, body.new_password, hashing=hashing_policy(settings))
+    return new_token(session, settings, account)
 
 
 @router.get("/me", response_model=AccountOut)
@@ -93,10 +140,18 @@ def me(account: CurrentAccount) -> AccountOut:
 
 
 @router.post("/lines/bind", status_code=status.HTTP_202_ACCEPTED, response_model=BindRequested)
-def bind(body: BindRequest, account: CurrentAccount, session: SessionDep, settings: SettingsDep) -> BindRequested:
-    """The signed-in subscriber: send a one-time code by SMS to a line's number."""
-    challenge = line_service.request_bind(session, account, body.number, bind_policy(settings))
-    return BindRequested(number=challenge.number, code_expires_at=challenge.expires_at)
+def bind(
+    request: Request, body: BindRequest, account: CurrentAccount, session: SessionDep, settings: SettingsDep
+) -> BindRequested:
+    """The signed-in subscriber: send a one-time code by SMS to a line's number.
+
+    The same 202 whether or not the number is a line that can be bound (no code is sent if not).
+    Capped a day per number, per account and per client address (429 with Retry-After).
+    """
+    challenge = line_service.request_bind(
+        session, account, body.number, bind_policy(settings), address=client_address(request)
+    )
+    return BindRequested(number=challenge.number, code_expires_at=challenge.expires_at, code_length=line_service.CODE_DIGITS)
 
 
 @router.post("/lines/bind/confirm", status_code=status.HTTP_201_CREATED, response_model=LineOut)

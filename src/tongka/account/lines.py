@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import math
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from stdnum import luhn
 
-from tongka import clock
+from tongka import clock, throttle
 from tongka.account.identity import (
     DOCUMENT_TYPES,
     InvalidDocument,
@@ -39,18 +39,14 @@ class LineNotFound(NotFound):
     message = _("No such line.")
 
 
-class NumberUnknown(NotFound):
-    code = "number_unknown"
-    message = _("This number is not a tongka line. Check the number on your SIM card's package.")
-
-
 class LineAlreadyYours(Conflict):
     code = "line_already_yours"
     message = _("This line is already bound to your account.")
 
 
 class LineBoundElsewhere(Conflict):
-    # Says that the line is taken, never by whom.
+    # Says that the line is taken, never by whom; only to one who proved they hold the SIM
+    # (the right code), when another account bound it first.
     code = "line_bound_elsewhere"
     message = _(
         "This number is bound to another account. If the SIM card is yours, bring it and your ID to a tongka store."
@@ -60,6 +56,16 @@ class LineBoundElsewhere(Conflict):
 class BindCodeTooSoon(TooManyRequests):
     code = "bind_code_too_soon"
     message = _("A code was just sent to this number. You can ask for another in {seconds} seconds.")
+
+
+class BindCodesUsedUpToday(TooManyRequests):
+    code = "bind_codes_used_up_today"
+    message = _("Too many codes were asked for today. Try again in {seconds} seconds.")
+
+
+class BindGuessesUsedUpToday(TooManyRequests):
+    code = "bind_guesses_used_up_today"
+    message = _("Too many wrong codes were entered for this number today. Try again in {seconds} seconds.")
 
 
 class BindCodeWrong(Unprocessable):
@@ -83,6 +89,20 @@ class RealNameExists(Conflict):
     code = "real_name_exists"
     message = _("This line already has a real-name record. To change it, visit a tongka store with your ID.")
 
+
+CODE_DIGITS = 8
+# Daily caps, per Hong Kong day; every request counts, whether or not a code is sent (a number
+# that is no line, or another's, gets a decoy), so the caps do not tell the numbers apart either.
+BIND_PER_NUMBER = throttle.Limit(
+    "bind_number", allowed=5, window_seconds=86_400, error=BindCodesUsedUpToday, spacing_error=BindCodeTooSoon
+)
+BIND_PER_ACCOUNT = throttle.Limit("bind_account", allowed=10, window_seconds=86_400, error=BindCodesUsedUpToday)
+BIND_PER_ADDRESS = throttle.Limit("bind_address", allowed=20, window_seconds=86_400, error=BindCodesUsedUpToday)
+# Wrong codes per number per day, across all accounts and codes: with 8-digit codes the odds of
+# taking a number by guessing stay at most 20 / 10^8 = 2e-7 a day (docs/SECURITY.md).
+BIND_WRONG_PER_NUMBER = throttle.Limit(
+    "bind_wrong", allowed=20, window_seconds=86_400, error=BindGuessesUsedUpToday
+)
 
 BIND_SMS = _("Your tongka code is {code}. It is valid for {minutes} minutes. tongka staff will never ask you for it.")
 
@@ -204,28 +224,32 @@ class BindPolicy:
     resend_seconds: int = 60
 
 
-def request_bind(session: Session, account: Account, number_text: str, policy: BindPolicy) -> BindChallenge:
-    """Send a 6-digit code by SMS to a line's number, to prove the caller holds the SIM."""
+def request_bind(
+    session: Session, account: Account, number_text: str, policy: BindPolicy, *, address: str | None = None
+) -> BindChallenge:
+    """Send an 8-digit code by SMS to a line's number, to prove the caller holds the SIM.
+
+    The answer is the same whether a code was sent or the number is no line or another's: then
+    a decoy challenge no code can match is kept instead, so neither this step nor the confirming
+    one tells anyone which numbers are lines and which are bound. Only the caller's own line is
+    told apart (`LineAlreadyYours`), which tells them nothing new.
+    """
     number = parse_number(number_text)
     line = _line_by_number(session, number)
-    if line is None:
-        raise NumberUnknown()
-    if line.account_id == account.id:
+    if line is not None and line.account_id == account.id:
         raise LineAlreadyYours()
-    if line.account_id is not None:
-        raise LineBoundElsewhere()
     now = clock.now()
-    # One code a minute per number, whoever asks: nobody can flood a number with SMS.
-    last = session.scalar(
-        select(BindChallenge.created_at).where(BindChallenge.number == number).order_by(BindChallenge.created_at.desc())
-    )
-    if last is not None and (wait := (last + timedelta(seconds=policy.resend_seconds) - now).total_seconds()) > 0:
-        raise BindCodeTooSoon(seconds=math.ceil(wait))
-    code = f"{secrets.randbelow(10**6):06d}"
+    # One request a minute per number, whoever asks (nobody can flood a number with SMS), and caps a day.
+    throttle.take(session, dataclasses.replace(BIND_PER_NUMBER, spacing_seconds=policy.resend_seconds), number, now)
+    throttle.take(session, BIND_PER_ACCOUNT, str(account.id), now)
+    if address:
+        throttle.take(session, BIND_PER_ADDRESS, address, now)
+    bindable = line is not None and line.account_id is None
+    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     challenge = BindChallenge(
         id=uuid.uuid4(),
         account_id=account.id,
-        line_id=line.id,
+        line_id=line.id if bindable and line is not None else None,
         number=number,
         expires_at=now + timedelta(seconds=policy.ttl_seconds),
         created_at=now,
@@ -233,10 +257,11 @@ def request_bind(session: Session, account: Account, number_text: str, policy: B
     )
     challenge.code_hash = _code_digest(policy.secret, challenge.id, code)
     session.add(challenge)
-    notify.send_sms(
-        session, to=number, text=BIND_SMS, language=account.language, account_id=account.id,
-        code=code, minutes=policy.ttl_seconds // 60,
-    )
+    if bindable:
+        notify.send_sms(
+            session, to=number, text=BIND_SMS, language=account.language, account_id=account.id,
+            code=code, minutes=policy.ttl_seconds // 60,
+        )
     session.flush()
     return challenge
 
@@ -257,8 +282,11 @@ def confirm_bind(session: Session, account: Account, number_text: str, code: str
         or challenge.attempts >= policy.max_attempts
     ):
         raise BindCodeExpired()
+    throttle.check(session, BIND_WRONG_PER_NUMBER, number, now)
     challenge.attempts += 1
-    if not hmac.compare_digest(challenge.code_hash, _code_digest(policy.secret, challenge.id, code.strip())):
+    right = hmac.compare_digest(challenge.code_hash, _code_digest(policy.secret, challenge.id, code.strip()))
+    if not right or challenge.line_id is None:  # a decoy's code was never sent: no guess is right
+        throttle.hit(session, BIND_WRONG_PER_NUMBER, number, now)
         remaining = policy.max_attempts - challenge.attempts
         if remaining <= 0:
             raise BindCodeUsedUp()

@@ -60,7 +60,8 @@ class BindChallenge(IdMixin, CreatedMixin, Base):
     __table_args__ = (Index("ix_bind_challenges_number_created", "number", "created_at"),)
 
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
-    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"))
+    # None: a decoy, made for a number that cannot be bound, so the answer does not tell it apart
+    line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"))
     number: Mapped[str] = mapped_column(String(16))
     code_hash: Mapped[str] = mapped_column(String(64))  # HMAC of the code; the code itself is never stored
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -27,6 +27,11 @@ class AccountOut(BaseModel):
     created_at: datetime
 
 
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
+
+
 class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"
@@ -56,12 +61,12 @@ class BindRequest(BaseModel):
 class BindRequested(BaseModel):
     number: str
     code_expires_at: datetime
-    code_length: int = 6
+    code_length: int = 8
 
 
 class BindConfirm(BaseModel):
     number: str = Field(max_length=32)
-    code: str = Field(pattern=r"^\s*[0-9]{6}\s*$")
+    code: str = Field(pattern=r"^\s*[0-9]{8}\s*$")
 
 
 class RealNameIn(BaseModel):

@@ -1,9 +1,20 @@
-"""Accounts: registration, password log-in and bearer tokens."""
+"""Accounts: registration, password log-in and bearer tokens.
+
+Log-in is throttled in the database (tongka.throttle), so every server process counts the
+same failures: per username (`LOGIN_BY_ACCOUNT`) and per client address
+(`LOGIN_BY_ADDRESS`), checked before any hashing. Hashing itself is capped per process
+(`HashingPolicy`): each Argon2 check takes 64 MiB and about a quarter of a second, so
+unbounded it is a denial of service on its own.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 from argon2 import PasswordHasher
@@ -12,9 +23,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tongka import clock
+from tongka import clock, throttle
 from tongka.account.models import AccessToken, Account
-from tongka.errors import Conflict, Unauthorized, Unprocessable
+from tongka.errors import Conflict, Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized, Unprocessable
 from tongka.i18n import _
 
 
@@ -31,11 +42,68 @@ class WeakPassword(Unprocessable):
 class BadCredentials(Unauthorized):
     code = "bad_credentials"
     message = _("The username or password is wrong.")
+    commit_anyway = True  # the failure is counted although the request is refused
+
+
+class WrongPassword(Forbidden):
+    code = "wrong_password"
+    message = _("Your current password is wrong.")
+    commit_anyway = True  # counted as a failed log-in
+
+
+class LoginThrottled(TooManyRequests):
+    code = "login_throttled"
+    message = _("Too many failed log-ins. Try again in {seconds} seconds.")
+
+
+class HashingBusy(ServiceUnavailable):
+    code = "hashing_busy"
+    message = _("Too many log-ins at this moment. Try again in a few seconds.")
 
 
 class InvalidToken(Unauthorized):
     code = "invalid_token"
     message = _("Your session has ended. Log in again.")
+
+
+# After 5 failures for one username, each further try waits 1 s after the last failure, then
+# 2, 4, ... at most 15 minutes; a success clears it. Per client address the same from 20
+# failures (many subscribers share an address behind carrier NAT), and a success does not clear
+# it. Counts start again each Hong Kong day.
+LOGIN_BY_ACCOUNT = throttle.Limit(
+    "login_account", allowed=5, window_seconds=86_400, backoff_seconds=1, backoff_cap_seconds=900, error=LoginThrottled
+)
+LOGIN_BY_ADDRESS = throttle.Limit(
+    "login_address", allowed=20, window_seconds=86_400, backoff_seconds=1, backoff_cap_seconds=900, error=LoginThrottled
+)
+
+
+@dataclass(frozen=True)
+class HashingPolicy:
+    """At most `slots` password hashes at once in this process; a request that cannot start one
+    within `wait_seconds` is refused with 503 rather than queued without bound."""
+
+    slots: int = 2
+    wait_seconds: float = 1.0
+
+
+_SLOTS: dict[int, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _hashing(policy: HashingPolicy | None) -> Iterator[None]:
+    if policy is None:  # the CLI and the demo loader: one process, one hash at a time
+        yield
+        return
+    with _SLOTS_LOCK:
+        slots = _SLOTS.setdefault(policy.slots, threading.BoundedSemaphore(policy.slots))
+    if not slots.acquire(timeout=policy.wait_seconds):
+        raise HashingBusy(seconds=1)
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 _hasher = PasswordHasher()
@@ -45,14 +113,16 @@ MIN_PASSWORD = 10
 
 
 def register(
-    session: Session, *, username: str, password: str, email: str, language: str, region: str = "hk"
+    session: Session, *, username: str, password: str, email: str, language: str, region: str = "hk",
+    hashing: HashingPolicy | None = None,
 ) -> Account:
     username = username.strip().lower()
     if len(password) < MIN_PASSWORD or password.lower() == username:
         raise WeakPassword()
+    with _hashing(hashing):
+        password_hash = _hasher.hash(password)
     account = Account(
-        username=username, email=email.strip(), password_hash=_hasher.hash(password), language=language,
-        region=region,
+        username=username, email=email.strip(), password_hash=password_hash, language=language, region=region,
     )
     try:
         with session.begin_nested():
@@ -62,17 +132,58 @@ def register(
     return account
 
 
-def authenticate(session: Session, username: str, password: str) -> Account:
-    account = session.scalar(select(Account).where(Account.username == username.strip().lower()))
-    try:
-        _hasher.verify(account.password_hash if account else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        raise BadCredentials() from None
-    if account is None:
+def _verify(password_hash: str, password: str, hashing: HashingPolicy | None) -> bool:
+    with _hashing(hashing):
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+def authenticate(
+    session: Session, username: str, password: str, *, address: str | None = None, hashing: HashingPolicy | None = None
+) -> Account:
+    """The account, if the password is right. Refused before any hashing while the username or
+    the client `address` is throttled; a failure counts for both (an unknown username too, so
+    the throttle does not tell which usernames exist); a success clears the username's count."""
+    username = username.strip().lower()
+    now = clock.now()
+    throttle.check(session, LOGIN_BY_ACCOUNT, username, now)
+    if address:
+        throttle.check(session, LOGIN_BY_ADDRESS, address, now)
+    account = session.scalar(select(Account).where(Account.username == username))
+    # Verified against a dummy hash when the username is unknown, so both cases take the same time.
+    right = _verify(account.password_hash if account else _DUMMY_HASH, password, hashing)
+    if account is None or not right:
+        throttle.hit(session, LOGIN_BY_ACCOUNT, username, now)
+        if address:
+            throttle.hit(session, LOGIN_BY_ADDRESS, address, now)
         raise BadCredentials()
+    throttle.clear(session, LOGIN_BY_ACCOUNT, username)
     if _hasher.check_needs_rehash(account.password_hash):
-        account.password_hash = _hasher.hash(password)
+        with _hashing(hashing):
+            account.password_hash = _hasher.hash(password)
     return account
+
+
+def change_password(
+    session: Session, account: Account, current: str, new: str, *, hashing: HashingPolicy | None = None
+) -> None:
+    """Set a new password and end every session of the account (all its tokens).
+
+    The current password is checked as a log-in is: throttled per username before hashing,
+    a wrong one counted, so a stolen token cannot be used to guess it faster."""
+    now = clock.now()
+    throttle.check(session, LOGIN_BY_ACCOUNT, account.username, now)
+    if not _verify(account.password_hash, current, hashing):
+        throttle.hit(session, LOGIN_BY_ACCOUNT, account.username, now)
+        raise WrongPassword()
+    if len(new) < MIN_PASSWORD or new.lower() == account.username:
+        raise WeakPassword()
+    with _hashing(hashing):
+        account.password_hash = _hasher.hash(new)
+    throttle.clear(session, LOGIN_BY_ACCOUNT, account.username)
+    end_sessions(session, account)
 
 
 def _digest(token: str) -> str:
@@ -86,6 +197,15 @@ def issue_token(session: Session, account: Account, ttl_seconds: int) -> str:
     # Old tokens of this account are purged here, so the table never grows without bound.
     session.execute(delete(AccessToken).where(AccessToken.account_id == account.id, AccessToken.expires_at <= now))
     return token
+
+
+def revoke_token(session: Session, token: str) -> None:
+    session.execute(delete(AccessToken).where(AccessToken.token_hash == _digest(token)))
+
+
+def end_sessions(session: Session, account: Account) -> None:
+    """Every token of the account stops working now."""
+    session.execute(delete(AccessToken).where(AccessToken.account_id == account.id))
 
 
 def account_for_token(session: Session, token: str) -> Account:

@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
-from tongka import clock
+from tongka import clock, throttle
 from tongka.account.models import Account, Line
 from tongka.catalog import service as catalog
 from tongka.catalog.models import Pack
-from tongka.errors import Conflict, NotFound, Unprocessable
+from tongka.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from tongka.fx import service as fx
 from tongka.i18n import _
 from tongka.ledger import buckets
@@ -63,6 +63,18 @@ class QuoteMismatch(Conflict):
 class CouponInvalid(Unprocessable):
     code = "coupon_invalid"
     message = _("This coupon code is not valid.")
+    commit_anyway = True  # the wrong guess is counted although the request is refused (nothing else is written before)
+
+
+class CouponGuessesUsedUp(TooManyRequests):
+    code = "coupon_guesses_used_up"
+    message = _("Too many wrong coupon codes. Try again in {seconds} seconds.")
+
+
+# Wrong coupon codes per account per clock hour; then every code is refused (429) until the hour
+# ends. Codes are 12 Crockford characters (60 bits), so guessing is hopeless anyway; this keeps
+# anyone from trying.
+COUPON_WRONG_PER_ACCOUNT = throttle.Limit("coupon_wrong", allowed=10, window_seconds=3600, error=CouponGuessesUsedUp)
 
 
 class CouponNotApplicable(Unprocessable):
@@ -144,11 +156,16 @@ def list_price(session: Session, pack: Pack, currency: str) -> tuple[Money, int 
     return listed, rate
 
 
-def _coupon(session: Session, secret: str | None, text: str | None) -> CouponCode | None:
+def _coupon(session: Session, account_id: uuid.UUID, secret: str | None, text: str | None) -> CouponCode | None:
+    """The coupon a code names, throttled per account: call it before anything else writes,
+    since a wrong code's count is committed with whatever the transaction did so far."""
     if not text:
         return None
+    now = clock.now()
+    throttle.check(session, COUPON_WRONG_PER_ACCOUNT, str(account_id), now)
     found = coupons.find(session, secret or "", text) if secret else None
     if found is None:
+        throttle.hit(session, COUPON_WRONG_PER_ACCOUNT, str(account_id), now)
         raise CouponInvalid()
     return found
 
@@ -177,10 +194,10 @@ def quote(
 ) -> Quote:
     """Price the pack for this customer now and hold the offers it applies for QUOTE_TTL."""
     now = now or clock.now()
+    coupon = _coupon(session, account.id, secret, coupon_code)
     listed, rate = list_price(session, pack, currency)
     _lock_account(session, account.id)
     _replace_open_quotes(session, account.id, now)
-    coupon = _coupon(session, secret, coupon_code)
     who = Customer(account, channel, currency, is_new_customer(session, account.id))
     candidates = [
         o for o in session.scalars(select(Offer).where(Offer.status == "active").order_by(Offer.id))
@@ -261,16 +278,15 @@ def use_quote(
 ) -> Quote:
     """The open quote an order is being made from, checked against what the order asks for."""
     own_quote(session, account, quote_id)
+    given = _coupon(session, account.id, secret, coupon_code)
     record = session.scalars(
         select(Quote).where(Quote.id == quote_id).with_for_update().execution_options(populate_existing=True)
     ).one()
     asked = (line.id, pack.id, currency, channel)
     if (record.line_id, record.pack_id, record.currency, record.channel) != asked:
         raise QuoteMismatch()
-    if coupon_code:
-        given = coupons.find(session, secret or "", coupon_code) if secret else None
-        if given is None or given.id != record.coupon_code_id:
-            raise QuoteMismatch()
+    if given is not None and given.id != record.coupon_code_id:
+        raise QuoteMismatch()
     if record.status != "open":
         raise QuoteUsed()
     if record.expires_at <= clock.now():
