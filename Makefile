@@ -2,8 +2,14 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# Every dependency pinned with its hashes, made by `make lock` from pyproject.toml: run.txt for
+# the service, dev.txt for it and the tests (a superset, at the same versions).
+RUN_LOCK := requirements/run.txt
+DEV_LOCK := requirements/dev.txt
+# uv (makes the lock files) and pip-audit live in a venv of their own, also installed by hash.
+TOOLS  := .venv-tools
 
-.PHONY: run test serve clean
+.PHONY: run test serve clean lock audit
 
 run: $(VENV)/.installed var/tongka.env
 	$(BIN)/tongka db upgrade
@@ -22,15 +28,46 @@ test: $(VENV)/.installed-dev
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tongka needs Python 3.11 or newer"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e .
+# pip, setuptools and wheel come from the lock as well, so nothing unhashed is downloaded:
+# the project is installed without dependencies and without a build environment of its own.
+$(VENV)/.installed: $(RUN_LOCK) pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet --require-hashes -r $(RUN_LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: $(DEV_LOCK) pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(VENV)/.installed $@
+
+$(TOOLS)/.installed: requirements/tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --require-hashes -r requirements/tools.txt
+	touch $@
+
+# Remakes the lock files after pyproject.toml changed, keeping every pin that still fits;
+# `make lock UPGRADE=1` moves everything to its newest release. Universal: the files hold for
+# CPython 3.11 and newer on any platform (markers say where a package applies).
+# The dev set is resolved first and the service's is cut from it, so both pin the same versions.
+UV_COMPILE = $(TOOLS)/bin/uv pip compile --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+# $(call compile,OUTPUT,INPUTS): uv keeps the pins it finds in OUTPUT; OUTPUT is replaced only
+# when it changed, so an unchanged lock does not make the next `make` reinstall.
+define compile
+	@if [ -f $(1) ]; then cp $(1) $(1).new; fi
+	$(UV_COMPILE) $(2) -o $(1).new
+	@if cmp -s $(1).new $(1); then rm $(1).new; else mv $(1).new $(1); echo "  $(1) changed"; fi
+endef
+lock: $(TOOLS)/.installed
+	$(call compile,$(DEV_LOCK),pyproject.toml requirements/build.in --extra dev -c requirements/constraints.in)
+	$(call compile,$(RUN_LOCK),pyproject.toml requirements/build.in -c $(DEV_LOCK))
+	$(call compile,requirements/tools.txt,requirements/tools.in)
+
+# Known vulnerabilities in the pinned set; skipped, saying so, where the advisory database
+# cannot be reached.
+audit: $(TOOLS)/.installed
+	$(TOOLS)/bin/python .ci/audit.py $(DEV_LOCK)
 
 # Secrets and sandbox provider keys are made on this machine at first start, never committed.
 var/tongka.env: | $(VENV)/.installed
@@ -38,4 +75,4 @@ var/tongka.env: | $(VENV)/.installed
 	umask 077 && $(BIN)/tongka keys generate > $@.tmp && mv $@.tmp $@
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) $(TOOLS) var
