@@ -29,6 +29,7 @@ from tongka.config import Settings, get_settings
 from tongka.db import make_engine, make_sessionmaker, transaction
 from tongka.deps import request_language
 from tongka.errors import TongkaError
+from tongka.http_limits import BodyLimit
 from tongka.i18n import _, gettext
 from tongka.order import api as order_api
 from tongka.payment import admin as payment_admin
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.providers = providers.build(settings)
+    app.add_middleware(BodyLimit, app_limit=settings.max_body_bytes, nchf_limit=settings.max_nchf_body_bytes)
     # Online charging answers the network's requests in batches, a transaction each (group commit).
     if settings.charging_worker == "process":
         app.state.charging = nchf.ChargingProcess(settings.database_url, settings.public_base_url, log_json=settings.log_json)

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     bind_code_ttl_seconds: int = 10 * 60
     bind_code_max_attempts: int = 5
     bind_code_resend_seconds: int = 60
+    # Request bodies (`http_limits.py`): larger ones are refused with 413 before they are read whole.
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)  # the app's API, pages and payment callbacks
+    max_nchf_body_bytes: int = Field(default=256 * 1024, gt=0)  # the network's Nchf_ConvergedCharging requests
     sql_echo: bool = False
     log_json: bool = Field(default=False, description="JSON log lines instead of console output")
 
