@@ -48,12 +48,14 @@ PROBLEM = "application/problem+json"
 
 async def _send_charging_notifications(app: FastAPI, every: float) -> None:
     """Send queued REAUTHORIZATION notifications to the network, in a worker thread, until shutdown."""
+    from tongka import outbound
     from tongka.charging import notify
 
+    allowed = outbound.allowed(app.state.settings)
     with httpx.Client() as http:
         while True:
             try:
-                await asyncio.to_thread(notify.deliver_due, app.state.sessionmaker, http)
+                await asyncio.to_thread(notify.deliver_due, app.state.sessionmaker, http, allowed=allowed)
             except Exception:  # a database hiccup must not end the loop: log and go on
                 log.exception("charging_notify_loop_error")
             await asyncio.sleep(every)

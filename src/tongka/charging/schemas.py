@@ -88,7 +88,7 @@ class ChargingDataRequest(_Wire):
     invocationSequenceNumber: Uint32
     subscriberIdentifier: str | None = None  # SUPI: "imsi-<digits>"
     retransmissionIndicator: bool = False
-    notifyUri: str | None = None
+    notifyUri: str | None = Field(default=None, max_length=2048)  # outbound.MAX_URI, the column's length
     multipleUnitUsage: list[MultipleUnitUsage] = Field(default_factory=list, max_length=MAX_LIST)
     pDUSessionChargingInformation: PDUSessionChargingInformation | None = None
 
