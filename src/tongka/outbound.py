@@ -26,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 import httpx
@@ -118,6 +118,7 @@ def _split(uri: str) -> tuple[httpx.URL, str, Address | None]:
     return url, host, address
 
 
+@lru_cache(maxsize=4096)  # on the charging path: a session's notifyUri comes again with each update
 def refusal(uri: str, allowed: Allowed) -> str | None:
     """Why `uri` can never be called, judged without DNS; None when it may be (then `resolve` decides)."""
     try:
