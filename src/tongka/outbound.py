@@ -115,6 +115,11 @@ def _split(uri: str) -> tuple[httpx.URL, str, Address | None]:
         address: Address | None = ipaddress.ip_address(host)
     except ValueError:
         address = None
+    if address is None:
+        try:
+            host.encode("idna")  # what the resolver will do: an empty or overlong label fails there
+        except UnicodeError:
+            raise Refused(f"{host} is not a valid host name") from None
     return url, host, address
 
 

@@ -19,7 +19,7 @@ METADATA = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
 @pytest.mark.parametrize("uri", [
     METADATA, "http://[::ffff:169.254.169.254]/", "http://10.0.0.5/notify", "http://0.0.0.0:8080/notify",
     "http://224.0.0.1/notify", "file:///etc/passwd", "gopher://smf.example/", "http://user:secret@smf.example/",
-    "http:///notify", "http://smf.example/" + "x" * 2048,
+    "http:///notify", "http://smf.example/" + "x" * 2048, "http://smf..example/notify", "http://" + "a" * 64 + ".example/",
 ])
 def test_a_notify_uri_that_can_never_be_called_is_a_400_at_create(client, uri: str) -> None:
     body = request(0, gpsi="msisdn-85299999999", requested=1)
@@ -50,6 +50,22 @@ def test_a_notify_uri_at_the_metadata_address_is_never_posted_to(client, session
     assert (report.sent, report.retrying, report.failed) == (0, 0, 1)
     status, error = _last_error(sessions)
     assert status == "failed" and error is not None and error.startswith("refused: ")
+
+
+def test_a_notify_uri_the_resolver_cannot_take_is_given_up_and_the_next_one_sent(client, session, sessions, receiver) -> None:
+    """Its UnicodeError (an empty DNS label) escaped the sender: the notifications queued after it waited for ever."""
+    headers, line, ref = live_session_out_of_data(client, sessions, receiver)
+    with sessions.begin() as s:
+        s.execute(update(ChargingSession).where(ChargingSession.charging_data_ref == ref)
+                  .values(notify_uri="http://smf..example/notify"))
+    _overage_on(client, headers, line)
+    with sessions.begin() as s:
+        s.execute(update(ChargingSession).where(ChargingSession.charging_data_ref == ref)
+                  .values(notify_uri=receiver.url + "/smf/notify/7"))
+    _overage_on(client, headers, line, cap=6000)
+    report = send(sessions)
+    assert (report.sent, report.failed) == (1, 1)
+    assert len(receiver.received) == 1
 
 
 def test_production_calls_loopback_only_when_listed(client, session, sessions, receiver) -> None:
