@@ -139,6 +139,8 @@ def _post(http: httpx.Client, uri: str, body: object, allowed: outbound.Allowed)
         answer = outbound.post(http, target, body, timeout=TIMEOUT_SECONDS)
     except outbound.Refused as error:
         return _Error(f"refused: {error}", permanent=True)
+    except httpx.InvalidURL as error:  # never sendable: given up, not left to stall the queue
+        return _Error(f"refused: {error}", permanent=True)
     except OSError as error:  # the name did not resolve now
         return _Error(f"{type(error).__name__}: {error}", permanent=False)
     except httpx.HTTPError as error:
