@@ -29,6 +29,7 @@ from tongka.config import Settings, get_settings
 from tongka.db import make_engine, make_sessionmaker, transaction
 from tongka.deps import request_language
 from tongka.errors import TongkaError
+from tongka.http_limits import BodyLimit
 from tongka.i18n import _, gettext
 from tongka.order import api as order_api
 from tongka.payment import admin as payment_admin
@@ -47,12 +48,14 @@ PROBLEM = "application/problem+json"
 
 async def _send_charging_notifications(app: FastAPI, every: float) -> None:
     """Send queued REAUTHORIZATION notifications to the network, in a worker thread, until shutdown."""
+    from tongka import outbound
     from tongka.charging import notify
 
+    allowed = outbound.allowed(app.state.settings)
     with httpx.Client() as http:
         while True:
             try:
-                await asyncio.to_thread(notify.deliver_due, app.state.sessionmaker, http)
+                await asyncio.to_thread(notify.deliver_due, app.state.sessionmaker, http, allowed=allowed)
             except Exception:  # a database hiccup must not end the loop: log and go on
                 log.exception("charging_notify_loop_error")
             await asyncio.sleep(every)
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.providers = providers.build(settings)
+    app.add_middleware(BodyLimit, app_limit=settings.max_body_bytes, nchf_limit=settings.max_nchf_body_bytes)
     # Online charging answers the network's requests in batches, a transaction each (group commit).
     if settings.charging_worker == "process":
         app.state.charging = nchf.ChargingProcess(settings.database_url, settings.public_base_url, log_json=settings.log_json)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -85,6 +85,21 @@ class Settings(BaseSettings):
     bind_code_ttl_seconds: int = 10 * 60
     bind_code_max_attempts: int = 5
     bind_code_resend_seconds: int = 60
+    # Where the network's notifyUri may lead (`outbound.py`): network function host names
+    # (`.nf.example.net` for all under it) and networks (10.20.0.0/16), comma-separated. dev adds loopback.
+    nf_notify_allow: str = ""
+
+    @field_validator("nf_notify_allow")
+    @classmethod
+    def _nf_notify_allow(cls, value: str) -> str:
+        from tongka.outbound import Allowed
+
+        Allowed.parse(value)  # a wrong entry stops the start, not the first notification
+        return value
+
+    # Request bodies (`http_limits.py`): larger ones are refused with 413 before they are read whole.
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)  # the app's API, pages and payment callbacks
+    max_nchf_body_bytes: int = Field(default=256 * 1024, gt=0)  # the network's Nchf_ConvergedCharging requests
     sql_echo: bool = False
     log_json: bool = Field(default=False, description="JSON log lines instead of console output")
 

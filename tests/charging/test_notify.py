@@ -18,6 +18,7 @@ from tests.charging import factories as f
 from tests.charging import spec
 from tests.charging.test_api import BASE, RG, create, msisdn, request
 from tongka.account.models import Line
+from tongka import outbound
 from tongka.charging import notify
 from tongka.charging.models import ChargingNotification, ChargingSession
 from tongka.money import MB
@@ -29,6 +30,7 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[tuple[str, Any]] = []
         self.status = 204
+        self.location: str | None = None  # sent with the answer (a redirect)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,6 +38,8 @@ class Receiver:
                 length = int(self.headers["Content-Length"])
                 receiver.received.append((self.path, json.loads(self.rfile.read(length))))
                 self.send_response(receiver.status)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -54,9 +58,10 @@ def receiver() -> Iterator[Receiver]:
     r.server.shutdown()
 
 
-def send(sessions) -> notify.Delivery:  # type: ignore[no-untyped-def]
+def send(sessions, allow: str = "", *, dev: bool = True) -> notify.Delivery:  # type: ignore[no-untyped-def]
+    """Send what is due, to the addresses `allow` lists, plus loopback in dev (the tests' settings are dev)."""
     with httpx.Client() as http:
-        return notify.deliver_due(sessions, http)
+        return notify.deliver_due(sessions, http, allowed=outbound.Allowed.parse(allow, loopback=dev))
 
 
 def live_session_out_of_data(client, sessions, receiver: Receiver) -> tuple[dict[str, str], dict[str, Any], str]:  # type: ignore[no-untyped-def]

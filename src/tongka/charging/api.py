@@ -17,7 +17,8 @@ When a line's quota runs out, the last grant carries a final unit indication RED
 the line's renewal page. A create sent again (the same body, whatever its
 `retransmissionIndicator`) finds the session the first one opened and gets its answer.
 The `notifyUri` of an open session is kept; `notify.py` calls it (REAUTHORIZATION) when a
-renewal or a change of overage gives the line new quota.
+renewal or a change of overage gives the line new quota, if it leads to a network function
+(`outbound.py`): one that never can (not http(s), an address not allowed) is a 400.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
+from tongka import outbound
 from tongka.charging.nchf import ChargingProcess, GroupCommit, Op, Outcome
 from tongka.charging.schemas import (
     MANDATORY,
@@ -75,9 +77,17 @@ class NchfRoute(APIRoute):
                 body = ChargingDataRequest.model_validate_json(await request.body())
             except ValidationError as error:  # located as FastAPI locates body errors
                 return _malformed([{**e, "loc": ("body", *e["loc"])} for e in error.errors()])
+            if body.notifyUri is not None and (refused := _notify_refusal(request, body.notifyUri)):
+                return problem(400, "Bad Request", f"notifyUri: {refused}.", "OPTIONAL_IE_INCORRECT",
+                               [{"param": "/notifyUri", "reason": refused}])
             return await endpoint(body=body, request=request, **request.path_params)  # type: ignore[no-any-return]
 
         return route
+
+
+def _notify_refusal(request: Request, uri: str) -> str | None:
+    """Why tongka would never call this notifyUri (not http(s), an address no network function has), or None."""
+    return outbound.refusal(uri, outbound.allowed(request.app.state.settings))
 
 
 def _malformed(errors: Any) -> JSONResponse:

@@ -82,8 +82,9 @@ def send_notifications() -> None:
     """Send the queued REAUTHORIZATION notifications to the network now (the server also does it every second)."""
     import httpx
 
+    from tongka import outbound
     from tongka.charging import notify
 
     with httpx.Client() as http:
-        report = notify.deliver_due(_sessions(), http)
+        report = notify.deliver_due(_sessions(), http, allowed=outbound.allowed(get_settings()))
     typer.echo(f"sent {report.sent}, to retry {report.retrying}, given up {report.failed}")

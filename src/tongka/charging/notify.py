@@ -5,8 +5,10 @@ of the line that gave a `notifyUri` is told, so the packet core asks for quota a
 instead of waiting for its next update (or for ever, after a final unit). The
 notification is written in the same transaction as the change (an outbox) and sent
 after the commit: by the server every `TONGKA_CHARGING_NOTIFY_EVERY_SECONDS`, or by
-`tongka charging notify`. A 2xx answer is done; another 4xx is given up (logged); no
-answer or a 5xx is tried again later, with growing pauses, up to `MAX_ATTEMPTS`.
+`tongka charging notify`. A 2xx answer is done; a 3xx (redirects are not followed) or
+another 4xx is given up (logged); no answer or a 5xx is tried again later, with growing
+pauses, up to `MAX_ATTEMPTS`. Only a network function's address is ever called
+(`outbound.py`, `TONGKA_NF_NOTIFY_ALLOW`): any other is given up unsent.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tongka import clock
+from tongka import clock, outbound
 from tongka.charging.models import ChargingAnswer, ChargingNotification, ChargingSession, Grant
 
 log = structlog.get_logger()
@@ -72,8 +74,11 @@ class Delivery:
     failed: int = 0
 
 
-def deliver_due(sessions: sessionmaker[Session], http: httpx.Client, limit: int = 100) -> Delivery:
-    """Send the notifications that are due. No database transaction is open while a request is in flight."""
+def deliver_due(
+    sessions: sessionmaker[Session], http: httpx.Client, *, allowed: outbound.Allowed, limit: int = 100
+) -> Delivery:
+    """Send the notifications that are due, to the addresses `allowed`. No database transaction is open
+    while a request is in flight."""
     now = clock.now()
     with sessions.begin() as session:
         due = session.scalars(
@@ -88,7 +93,7 @@ def deliver_due(sessions: sessionmaker[Session], http: httpx.Client, limit: int 
         if claimed is None:
             continue  # another sender has it
         uri, body, attempts = claimed
-        error = _post(http, uri, body)
+        error = _post(http, uri, body, allowed)
         with sessions.begin() as session:
             notification = session.get_one(ChargingNotification, notification_id)
             notification.attempts = attempts
@@ -128,12 +133,20 @@ class _Error:
     permanent: bool
 
 
-def _post(http: httpx.Client, uri: str, body: object) -> _Error | None:
+def _post(http: httpx.Client, uri: str, body: object, allowed: outbound.Allowed) -> _Error | None:
     try:
-        # 307/308 keep the method and body, as TS 29.500 redirects expect.
-        answer = http.post(uri, json=body, timeout=TIMEOUT_SECONDS, follow_redirects=True)
+        target = outbound.resolve(uri, allowed)
+        answer = outbound.post(http, target, body, timeout=TIMEOUT_SECONDS)
+    except outbound.Refused as error:
+        return _Error(f"refused: {error}", permanent=True)
+    except httpx.InvalidURL as error:  # never sendable: given up, not left to stall the queue
+        return _Error(f"refused: {error}", permanent=True)
+    except OSError as error:  # the name did not resolve now
+        return _Error(f"{type(error).__name__}: {error}", permanent=False)
     except httpx.HTTPError as error:
         return _Error(f"{type(error).__name__}: {error}", permanent=False)
     if answer.is_success:
         return None
+    if answer.is_redirect:  # followed, it could lead anywhere: the network is told to give its own address
+        return _Error(f"HTTP {answer.status_code}: a redirect, not followed", permanent=True)
     return _Error(f"HTTP {answer.status_code}: {answer.text[:200]}", permanent=400 <= answer.status_code < 500)

@@ -3,6 +3,11 @@
 Real requests carry many more fields (location, QoS, slice, triggers, PDU address):
 every model accepts and keeps them (`extra="allow"`) and tongka ignores them. Names
 are the specification's, camelCase as on the wire.
+
+Bounds (a message beyond them is a 400 ProblemDetails at parse): a volume is at most
+`MAX_VOLUME` bytes, and no list, read or not, has more than `MAX_LIST` items. So one
+message reports at most 64 x 64 x 2^44 = 2^56 bytes and a batch of `nchf.MAX_BATCH` (64)
+messages 2^62: no sum of a batch overflows a signed 64-bit column.
 """
 
 from __future__ import annotations
@@ -10,14 +15,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
+
+# 16 TiB in one container: 10 Gbit/s for almost four hours, where a grant is valid 10 minutes
+# (the Uint64 of TS 29.571 would overflow the database's signed 64-bit columns).
+MAX_VOLUME = 2**44
+# Rating groups in a message, containers in a unit usage, triggers...: a handful in real traffic.
+MAX_LIST = 64
 
 Uint32 = Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)]
-Uint64 = Annotated[int, Field(strict=True, ge=0, le=2**64 - 1)]
+Volume = Annotated[int, Field(strict=True, ge=0, le=MAX_VOLUME)]
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, list) and len(value) > MAX_LIST:
+        raise ValueError(f"at most {MAX_LIST} items")
+    return value
 
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # The fields tongka does not read are kept as they came, but no list among them is long.
+    __pydantic_extra__: dict[str, Annotated[Any, AfterValidator(_bounded)]] = Field(init=False)  # type: ignore[assignment]
 
 
 class PlmnId(_Wire):
@@ -43,11 +62,11 @@ class PDUSessionChargingInformation(_Wire):
 
 
 class RequestedUnit(_Wire):
-    totalVolume: Uint64 | None = None
+    totalVolume: Volume | None = None
 
 
 class UsedUnitContainer(_Wire):
-    totalVolume: Uint64 | None = None
+    totalVolume: Volume | None = None
     localSequenceNumber: Uint32
 
 
@@ -56,7 +75,8 @@ class MultipleUnitUsage(_Wire):
     requestedUnit: RequestedUnit | None = None
     # "UsedUnitContainer" is how API v2 (Rel-15) spelled it.
     usedUnitContainer: list[UsedUnitContainer] = Field(
-        default_factory=list, validation_alias=AliasChoices("usedUnitContainer", "UsedUnitContainer")
+        default_factory=list, max_length=MAX_LIST,
+        validation_alias=AliasChoices("usedUnitContainer", "UsedUnitContainer"),
     )
 
 
@@ -68,8 +88,8 @@ class ChargingDataRequest(_Wire):
     invocationSequenceNumber: Uint32
     subscriberIdentifier: str | None = None  # SUPI: "imsi-<digits>"
     retransmissionIndicator: bool = False
-    notifyUri: str | None = None
-    multipleUnitUsage: list[MultipleUnitUsage] = Field(default_factory=list)
+    notifyUri: str | None = Field(default=None, max_length=2048)  # outbound.MAX_URI, the column's length
+    multipleUnitUsage: list[MultipleUnitUsage] = Field(default_factory=list, max_length=MAX_LIST)
     pDUSessionChargingInformation: PDUSessionChargingInformation | None = None
 
     def identities(self) -> list[str]:

@@ -10,22 +10,28 @@ What a record may say: `record_id` 1 to 64 printable characters (in JSON a strin
 integer); exactly one of `imsi` (6 to 15 digits) and `msisdn` (E.164 digits, with or
 without "+"); `plmn` "MCC-MNC" or the compact "MCCMNC" (5 digits: a 2-digit MNC, 6 digits:
 a 3-digit MNC; the MNC's length is part of the PLMN in 3GPP); `start` and `end` ISO 8601
-with their offset, `end` not before `start`; `bytes_up` and `bytes_down` whole numbers
-(JSON integers or digit strings), each at most `MAX_BYTES`.
+with their offset, between the years 2000 and 2099 (UTC), `end` not before `start`;
+`bytes_up` and `bytes_down` whole numbers (JSON integers or digit strings), each at most
+`MAX_BYTES`. A JSON line is an object nested at most `MAX_JSON_DEPTH` deep, with no NaN or
+Infinity; any line that is not is rejected with its reason, and the import goes on.
 
 Rejected records go to a reject file in the input's format: the record as read, then its
 line in the file, a stable reason code and a message. The CSV one has the record's eight
 columns first (any others of the input are left out), so a corrected reject file can be
-imported as it is.
+imported as it is. Its cells cannot run as spreadsheet formulas (OWASP, CSV injection): one
+that starts with = + - @ a tab or a carriage return, or with a quote before one of them or
+another quote, gets a leading quote `'`, and reading a CSV file drops that quote again
+(`escape_cell`, `unescape_cell`): "+85291234567" is written '+85291234567 and read back as it was.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -38,6 +44,8 @@ REJECT_COLUMNS = ("reject_line", "reject_reason", "reject_message")
 MAX_LINE_BYTES = 64 * 1024  # a longer physical line is rejected unread: memory stays bounded
 MAX_RECORD_ID = 64
 MAX_BYTES = 2**50  # 1 PiB one way in one record: a sanity bound far beyond any real session
+MAX_JSON_DEPTH = 32  # a record is one flat object; deeper nesting only costs stack (and once, the import)
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)  # beyond: not a usage record
 
 # Reasons a record is rejected: stable codes, written in the reject file.
 MALFORMED = "malformed"
@@ -160,7 +168,7 @@ def _csv_rows(lines: _Lines, reader: Any, header: list[str]) -> Iterator[Item]:
             continue
         if not row:  # a blank line
             continue
-        raw = dict(zip(header, row, strict=False))
+        raw = dict(zip(header, map(unescape_cell, row), strict=False))
         item = Item(start, raw)
         if len(row) != len(header):
             item.rejected = Rejected(MALFORMED, f"{len(row)} fields where the header has {len(header)}")
@@ -178,15 +186,46 @@ def _jsonl_items(lines: _Lines) -> Iterator[Item]:
             continue
         if not text.strip():
             continue
+        if _too_deep(text):
+            message = f"nested more than {MAX_JSON_DEPTH} deep"
+            yield Item(lines.number, {"raw": text.rstrip("\r\n")}, rejected=Rejected(MALFORMED, message))
+            continue
         try:
-            value = json.loads(text)
-        except ValueError as e:
+            value = json.loads(text, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as e:
             yield Item(lines.number, {"raw": text.rstrip("\r\n")}, rejected=Rejected(MALFORMED, f"not JSON: {e}"))
             continue
         if not isinstance(value, dict):
             yield Item(lines.number, {"raw": text.rstrip("\r\n")}, rejected=Rejected(MALFORMED, "not a JSON object"))
             continue
         yield Item(lines.number, value)
+
+
+_TOKEN = re.compile(r'\\.|["\[\]{}]')  # an escape pair, a quote or a bracket
+
+
+def _too_deep(text: str) -> bool:
+    """Whether the JSON text nests deeper than MAX_JSON_DEPTH (without parsing it: that is what recurses).
+    One pass over its quotes, escapes and brackets; the brackets within strings do not count."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:  # the common case, at C speed
+        return False
+    depth, in_string = 0, False
+    for token in _TOKEN.findall(text):
+        if token == '"':
+            in_string = not in_string
+        elif in_string or len(token) == 2:
+            continue
+        elif token in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _text(raw: Mapping[str, Any], name: str) -> str | None:
@@ -205,6 +244,8 @@ def _digits(text: str) -> bool:
 def _whole(raw: Mapping[str, Any], name: str) -> int:
     value = raw.get(name)
     if isinstance(value, str) and _digits(value.strip()):
+        if len(value.strip().lstrip("0")) > len(str(MAX_BYTES)):  # int() of thousands of digits is refused, or slow
+            raise Rejected(MALFORMED, f"{name} is more than {MAX_BYTES:,} bytes")
         value = int(value.strip())
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise Rejected(MALFORMED, f"{name} must be a whole number of bytes, 0 or more")
@@ -221,6 +262,8 @@ def _instant(raw: Mapping[str, Any], name: str) -> datetime:
         value = None
     if value is None or value.tzinfo is None:
         raise Rejected(MALFORMED, f"{name} must be an ISO 8601 date and time with its offset (2030-01-15T08:00:00+08:00)")
+    if not EARLIEST <= value < LATEST:  # also keeps it within the calendar in every time zone (Hong Kong's day)
+        raise Rejected(MALFORMED, f"{name} must be between {EARLIEST.year} and {LATEST.year - 1} (UTC)")
     return value
 
 
@@ -295,12 +338,26 @@ class RejectWriter:
     def write(self, item: Item, rejected: Rejected) -> None:
         raw = item.raw or {}
         if self.csv:
-            self.csv.writerow([_plain(raw.get(c)) for c in COLUMNS] + [item.line_number, rejected.reason, rejected.message])
+            cells = [_plain(raw.get(c)) for c in COLUMNS] + [str(item.line_number), rejected.reason, rejected.message]
+            self.csv.writerow([escape_cell(cell) for cell in cells])
         else:
             self.out.write(json.dumps(
                 {**raw, "reject_line": item.line_number, "reject_reason": rejected.reason, "reject_message": rejected.message},
                 ensure_ascii=False, default=str,
             ) + "\n")
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet cell a formula (OWASP)
+
+
+def unescape_cell(cell: str) -> str:
+    """A CSV cell as meant: without the quote `escape_cell` (or a spreadsheet) put before a formula character."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] and cell[1] in (*_FORMULA, "'") else cell
+
+
+def escape_cell(cell: str) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs; `unescape_cell` gives back `cell`."""
+    return "'" + cell if cell[:1] in _FORMULA or unescape_cell(cell) != cell else cell
 
 
 def _plain(value: Any) -> str:
