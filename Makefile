@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 .PHONY: run test serve clean
 
 run: $(VENV)/.installed var/tongka.env
+	@# Production is tongka's default; the demo runs in dev (an install made before that gets the line once).
+	@grep -q '^TONGKA_ENV=' var/tongka.env || echo 'TONGKA_ENV=dev' >> var/tongka.env
 	$(BIN)/tongka db upgrade
 	$(BIN)/tongka demo load
 	@echo ""
@@ -35,7 +37,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 # Secrets and sandbox provider keys are made on this machine at first start, never committed.
 var/tongka.env: | $(VENV)/.installed
 	mkdir -p var
-	umask 077 && $(BIN)/tongka keys generate > $@.tmp && mv $@.tmp $@
+	umask 077 && { echo 'TONGKA_ENV=dev'; $(BIN)/tongka keys generate; } > $@.tmp && mv $@.tmp $@
 
 clean:
 	rm -rf $(VENV) var
