@@ -36,7 +36,8 @@ SENSITIVE_KEYS = frozenset({
 })
 # ...and keys that contain one of these.
 SENSITIVE_PARTS = ("password", "passwd", "secret", "token", "credential", "private_key")
-_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)(\s+|%20)[A-Za-z0-9._~+/=-]+")
+# A credential inside text (an error message quoting a header): any bearer token, a basic one's base64.
+_CREDENTIAL = re.compile(r"(?i)\b(bearer(?:\s+|%20)[A-Za-z0-9._~+/=-]+|basic(?:\s+|%20)[A-Za-z0-9+/]{12,}=*)")
 _PLAIN = (int, float, bool, type(None))
 
 
@@ -47,7 +48,7 @@ def _sensitive(key: object) -> bool:
 
 def _clean(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return _CREDENTIAL.sub(r"\1 " + REDACTED, value)
+        return _CREDENTIAL.sub(lambda m: m.group(1).split()[0].split("%20")[0] + " " + REDACTED, value)
     if isinstance(value, _PLAIN):
         return value
     if isinstance(value, SecretStr | SecretBytes):
