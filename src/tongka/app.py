@@ -200,7 +200,6 @@ def _error_handlers(app: FastAPI) -> None:
         return _problem(_HTTPError(error), language, getattr(error, "headers", None))
 
 
-
 def _crash_answer(request: Request, _error: Exception) -> JSONResponse:
     """The 500 for an error nothing handled (asgi.CatchCrashes has logged it)."""
     language = request_language(request)

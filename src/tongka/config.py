@@ -142,17 +142,17 @@ def problems(settings: Settings) -> list[str]:
         )
     key = settings.secret_key.get_secret_value()
     if key.strip().lower() in DEMO_SECRETS or _placeholder(key):
-        found.append("TONGKA_SECRET_KEY is a demo or placeholder value. Make a new one: tongka keys generate.")
+        found.append("TONGKA_SECRET_KEY is a demo or placeholder value. Make a new one (tongka keys generate prints one).")
     elif len(key.encode()) < SECRET_KEY_MIN_BYTES:
         found.append(
             f"TONGKA_SECRET_KEY is {len(key.encode())} bytes; production needs at least {SECRET_KEY_MIN_BYTES} "
-            "random bytes (tongka keys generate makes one)."
+            "random bytes (tongka keys generate prints one)."
         )
     return found
 
 
 def _placeholder(key: str) -> bool:
-    """One character repeated ("xxxx...", "0000..."): a placeholder whatever its length."""
+    """One or two characters repeated ("xxxx...", "0000...", "abab..."): a placeholder whatever its length."""
     return len(set(key)) <= 2
 
 
