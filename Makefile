@@ -12,6 +12,8 @@ TOOLS  := .venv-tools
 .PHONY: run test serve clean lock audit
 
 run: $(VENV)/.installed var/tongka.env
+	@# Production is tongka's default; the demo runs in dev (an install made before that gets the line once).
+	@grep -q '^TONGKA_ENV=' var/tongka.env || echo 'TONGKA_ENV=dev' >> var/tongka.env
 	$(BIN)/tongka db upgrade
 	$(BIN)/tongka demo load
 	@echo ""
@@ -72,7 +74,7 @@ audit: $(TOOLS)/.installed
 # Secrets and sandbox provider keys are made on this machine at first start, never committed.
 var/tongka.env: | $(VENV)/.installed
 	mkdir -p var
-	umask 077 && $(BIN)/tongka keys generate > $@.tmp && mv $@.tmp $@
+	umask 077 && { echo 'TONGKA_ENV=dev'; $(BIN)/tongka keys generate; } > $@.tmp && mv $@.tmp $@
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var

@@ -98,6 +98,7 @@ def prepare(backend: str, home: Path, lines: int) -> tuple[str, dict[str, str]]:
     url = fresh_database(backend, home)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     env.update(
+        TONGKA_ENV="dev",  # production is the default; the bench uses the sandbox and a throwaway key
         TONGKA_DATABASE_URL=url,
         TONGKA_SECRET_KEY=secrets.token_urlsafe(32),
         TONGKA_SANDBOX_PAYMENT_SECRET=secrets.token_urlsafe(32),
@@ -473,7 +474,7 @@ def profile(backend: str, args: argparse.Namespace) -> None:
         home = Path(tmp)
         url, env = prepare(backend, home, sessions_count)
         settings = Settings(
-            database_url=url, secret_key=env["TONGKA_SECRET_KEY"], sandbox_payment_secret=env["TONGKA_SANDBOX_PAYMENT_SECRET"],
+            env="dev", database_url=url, secret_key=env["TONGKA_SECRET_KEY"], sandbox_payment_secret=env["TONGKA_SANDBOX_PAYMENT_SECRET"],
             sandbox_store_url=env["TONGKA_SANDBOX_STORE_URL"], _env_file=None,  # type: ignore[call-arg]
             charging_worker="thread",  # batches of one here: a request at a time, its statements counted
         )

@@ -202,6 +202,7 @@ def raw_insert_rate(url: str, rows: int) -> dict[str, float]:
 def environment(url: str, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     env.update(
+        TONGKA_ENV="dev",  # production is the default
         TONGKA_DATABASE_URL=url,
         TONGKA_SECRET_KEY=secrets.token_urlsafe(32),
         TONGKA_SANDBOX_PAYMENT_SECRET=secrets.token_urlsafe(32),

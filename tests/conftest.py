@@ -175,6 +175,7 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
     from tongka import config
     from tongka.cli import app as cli_app
 
+    monkeypatch.setenv("TONGKA_ENV", "dev")  # production is the default
     monkeypatch.setenv("TONGKA_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("TONGKA_SECRET_KEY", settings.secret_key.get_secret_value())
     monkeypatch.setenv("TONGKA_SANDBOX_PAYMENT_SECRET", settings.sandbox_payment_secret.get_secret_value())

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tongka import __version__, logs
+from tongka import __version__, config, logs
+from tongka.asgi import CatchCrashes, SecurityHeaders
 from tongka.account import api as account_api
 from tongka.catalog import api as catalog_api
 from tongka.catalog import service as catalog
@@ -41,7 +41,6 @@ from tongka.receipt import api as receipt_api
 from tongka.receipt import pages as receipt_pages
 from tongka.templating import pack_rows, templates
 
-log = structlog.get_logger()
 
 PROBLEM = "application/problem+json"
 
@@ -52,17 +51,19 @@ async def _send_charging_notifications(app: FastAPI, every: float) -> None:
     from tongka.charging import notify
 
     allowed = outbound.allowed(app.state.settings)
-    with httpx.Client() as http:
+    # No proxy from the environment: the address outbound checked is the one connected to.
+    with httpx.Client(trust_env=False) as http:
         while True:
             try:
                 await asyncio.to_thread(notify.deliver_due, app.state.sessionmaker, http, allowed=allowed)
-            except Exception:  # a database hiccup must not end the loop: log and go on
-                log.exception("charging_notify_loop_error")
+            except Exception as error:  # a database hiccup must not end the loop: log (off the loop) and go on
+                logs.later("error", "charging_notify_loop_error", exc_info=error)
             await asyncio.sleep(every)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    config.check(settings)  # unsafe production settings: refused before anything starts
     logs.configure(settings.log_json)
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Prepaid cross-border SIM and eSIM data between mainland China and Hong Kong. "
         "Money is in integer minor units; data in integer bytes (1 GB = 1024³ bytes).",
+        # The docs page is tongka's own (_api_docs: no script from another host); no /redoc.
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     engine = make_engine(settings.database_url, echo=settings.sql_echo)
     app.state.settings = settings
@@ -127,8 +130,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from tongka.notify import api as notify_api
 
         app.include_router(notify_api.router)
+    if settings.docs_enabled:
+        _api_docs(app)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     _error_handlers(app)
+    # Outermost last: every answer gets the headers, the crash's 500 included.
+    app.add_middleware(CatchCrashes, answer=_crash_answer)
+    app.add_middleware(SecurityHeaders, hsts=not settings.dev)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> HTMLResponse:
@@ -137,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with transaction(app.state.sessionmaker) as session:
             packs = pack_rows(catalog.packs_on_sale(session, "app"), language)
         return templates.TemplateResponse(
-            request, "site/home.html", {"packs": packs, "lang": language, "dev": settings.dev}
+            request, "site/home.html", {"packs": packs, "lang": language, "dev": settings.dev, "docs": settings.docs_enabled}
         )
 
     return app
@@ -196,15 +204,53 @@ def _error_handlers(app: FastAPI) -> None:
         language = request_language(request)
         return _problem(_HTTPError(error), language, getattr(error, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def crash(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled_error", path=request.url.path)
-        language = request_language(request)
-        body = {
-            "type": "urn:tongka:problem:internal_error",
-            "title": gettext(_("Something went wrong"), language),
-            "status": 500,
-            "detail": gettext(_("Something went wrong on our side. Nothing was charged twice; try again."), language),
-            "code": "internal_error",
-        }
-        return JSONResponse(body, status_code=500, media_type=PROBLEM)
+
+def _crash_answer(request: Request, _error: Exception) -> JSONResponse:
+    """The 500 for an error nothing handled (asgi.CatchCrashes has logged it)."""
+    language = request_language(request)
+    body = {
+        "type": "urn:tongka:problem:internal_error",
+        "title": gettext(_("Something went wrong"), language),
+        "status": 500,
+        "detail": gettext(_("Something went wrong on our side. Nothing was charged twice; try again."), language),
+        "code": "internal_error",
+    }
+    return JSONResponse(body, status_code=500, media_type=PROBLEM)
+
+
+SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>tongka · API</title>
+  <link rel="icon" href="data:,">
+  <link rel="stylesheet" href="/docs/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui" data-openapi-url="/openapi.json"></div>
+  <script src="/docs/swagger-ui-bundle.js"></script>
+  <script src="/static/docs.js"></script>
+</body>
+</html>
+"""
+
+
+def _api_docs(app: FastAPI) -> None:
+    """/docs: Swagger UI from files served here (those the fastapi-offline package ships), nothing from
+    another host. Only its files are used: the page is ours, its script a file (no inline script)."""
+    from importlib.resources import files
+
+    from fastapi.responses import FileResponse
+
+    swagger_ui_path = files("fastapi_offline") / "static"
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_PAGE)
+
+    @app.get("/docs/{name}", include_in_schema=False)
+    def docs_file(name: str) -> FileResponse:
+        if name not in SWAGGER_UI_FILES:
+            raise StarletteHTTPException(404)
+        return FileResponse(Path(str(swagger_ui_path)) / name)

@@ -61,9 +61,17 @@ def serve(
     port: int = 8000,
     workers: Annotated[int, typer.Option(help="processes; they share nothing but the database")] = 1,
 ) -> None:
-    """Serve the API and pages."""
+    """Serve the API and pages (refuses unsafe production settings, listing each problem)."""
     import uvicorn
+    from pydantic import ValidationError
 
+    from tongka import config
+
+    try:
+        config.check(get_settings())
+    except (config.UnsafeSettings, ValidationError) as e:  # a clear message, not a traceback
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
     uvicorn.run("tongka.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
@@ -79,10 +87,16 @@ def db_upgrade(revision: str = "head") -> None:
 
 @demo_app.command("load")
 def demo_load() -> None:
-    """Load the demo catalog, inventory and subscriber (idempotent)."""
+    """Load the demo catalog, inventory and subscriber (idempotent; dev only)."""
     from tongka import demo
 
     settings = get_settings()
+    if not settings.dev:  # the demo subscriber's password is published
+        typer.echo(
+            "tongka demo load refuses to run in production: the demo account's password is public. "
+            "Set TONGKA_ENV=dev for a demo install.", err=True,
+        )
+        raise typer.Exit(2)
     with transaction(_sessions(settings)) as session:
         result = demo.load(session, settings)
     typer.echo(", ".join(f"{k}: {v}" for k, v in result.items()))

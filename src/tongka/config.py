@@ -16,15 +16,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TONGKA_", env_file="var/tongka.env", extra="ignore")
 
-    # dev: demo conveniences (the /dev outbox, the payment sandbox); production: none of them.
-    env: Literal["dev", "production"] = "dev"
+    # dev: demo conveniences (the /dev outbox, the payment sandbox, the API docs); production: none of
+    # them. Production is the default, so a deployment that forgets TONGKA_ENV fails closed; `make run`
+    # writes TONGKA_ENV=dev to var/tongka.env.
+    env: Literal["dev", "production"] = "production"
     database_url: str = "sqlite:///var/tongka.db"
     public_base_url: str = "http://127.0.0.1:8000"
 
     # Keys the service signs and hashes with (one-time codes, identity numbers).
     secret_key: SecretStr
-    # The shared secret of the sandbox payment provider's callbacks.
-    sandbox_payment_secret: SecretStr
+    # The shared secret of the sandbox payment provider's callbacks: required only while the sandbox is on.
+    sandbox_payment_secret: SecretStr | None = None
 
     # Ed25519 private key (32 raw bytes, base64) that signs receipts; its public half is published.
     receipt_signing_key: SecretStr | None = None
@@ -37,6 +39,7 @@ class Settings(BaseSettings):
     charging_worker: Literal["process", "thread"] = "process"
 
     payment_sandbox: bool | None = None  # None: on in dev, off in production
+    api_docs: bool | None = None  # /docs and /openapi.json; None: on in dev, off in production
     # The providers' own side in sandbox mode (their API, pages and callbacks) keeps its
     # state in a database of its own, as a real provider would: never tongka's tables.
     sandbox_store_url: str = "sqlite:///var/sandbox-providers.db"
@@ -115,6 +118,69 @@ class Settings(BaseSettings):
     @property
     def sandbox_enabled(self) -> bool:
         return self.dev if self.payment_sandbox is None else self.payment_sandbox
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.dev if self.api_docs is None else self.api_docs
+
+    @property
+    def sandbox_secret(self) -> str:
+        """The sandbox provider's signing secret; `check` makes sure it is set whenever the sandbox is on."""
+        if self.sandbox_payment_secret is None:
+            raise UnsafeSettings(["TONGKA_SANDBOX_PAYMENT_SECRET is not set, and the payment sandbox is on."])
+        return self.sandbox_payment_secret.get_secret_value()
+
+
+# Secret keys that are public: shown in this repository's docs, tests and examples, or the first
+# thing anyone would type. Compared without case; any key shorter than 32 bytes is refused anyway.
+DEMO_SECRETS = frozenset({
+    "changeme", "change-me", "change_me", "changethis", "secret", "secret-key", "secret_key", "secretkey",
+    "dev", "development", "test", "testing", "demo", "demo-password", "password", "tongka", "example",
+    "s", "x", "key", "default", "insecure", "please-change-me", "replace-me", "your-secret-key",
+})
+SECRET_KEY_MIN_BYTES = 32
+
+
+class UnsafeSettings(ValueError):
+    """Settings tongka refuses to start with; the message lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("tongka refuses to start with these settings:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def problems(settings: Settings) -> list[str]:
+    """Everything unsafe in these settings (empty: safe to start)."""
+    found = []
+    if settings.sandbox_enabled and settings.sandbox_payment_secret is None:
+        found.append("TONGKA_SANDBOX_PAYMENT_SECRET is required while the payment sandbox is on.")
+    if settings.dev:
+        return found
+    if settings.sandbox_enabled:
+        found.append(
+            "TONGKA_PAYMENT_SANDBOX=true in production: anyone could mark any payment paid. "
+            "Remove it (the sandbox is for TONGKA_ENV=dev)."
+        )
+    key = settings.secret_key.get_secret_value()
+    if key.strip().lower() in DEMO_SECRETS or _placeholder(key):
+        found.append("TONGKA_SECRET_KEY is a demo or placeholder value. Make a new one (tongka keys generate prints one).")
+    elif len(key.encode()) < SECRET_KEY_MIN_BYTES:
+        found.append(
+            f"TONGKA_SECRET_KEY is {len(key.encode())} bytes; production needs at least {SECRET_KEY_MIN_BYTES} "
+            "random bytes (tongka keys generate prints one)."
+        )
+    return found
+
+
+def _placeholder(key: str) -> bool:
+    """One or two characters repeated ("xxxx...", "0000...", "abab..."): a placeholder whatever its length."""
+    return len(set(key)) <= 2
+
+
+def check(settings: Settings) -> None:
+    """Refuse unsafe settings (raises UnsafeSettings listing every problem): create_app and `tongka serve`."""
+    if found := problems(settings):
+        raise UnsafeSettings(found)
 
 
 @lru_cache

@@ -166,6 +166,7 @@ def serving(settings: Settings, home: Path, *names: str) -> Iterator[list[Served
     their logs must stay free of errors."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     env.update(
+        TONGKA_ENV="dev",  # production is the default
         TONGKA_DATABASE_URL=settings.database_url,
         TONGKA_SECRET_KEY=settings.secret_key.get_secret_value(),
         TONGKA_SANDBOX_PAYMENT_SECRET=settings.sandbox_payment_secret.get_secret_value(),

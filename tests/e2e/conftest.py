@@ -59,6 +59,7 @@ def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     env.update(
+        TONGKA_ENV="dev",  # as make run writes it (production is the default)
         TONGKA_DATABASE_URL=f"sqlite:///{home / 'tongka.db'}",
         TONGKA_SECRET_KEY=secrets.token_urlsafe(32),
         TONGKA_SANDBOX_PAYMENT_SECRET=secrets.token_urlsafe(32),

@@ -326,7 +326,7 @@ def test_amounts_that_are_not_plain_yuan_are_refused(text: str) -> None:
 
 
 def test_build_needs_the_app_keys_and_a_gateway(sandbox_keys) -> None:
-    base = {**sandbox_keys, "secret_key": secrets.token_urlsafe(16), "sandbox_payment_secret": "x", "_env_file": None}
+    base = {**sandbox_keys, "env": "dev", "secret_key": secrets.token_urlsafe(16), "sandbox_payment_secret": "x", "_env_file": None}
     http = httpx.Client()
     assert isinstance(alipay.build(Settings(**base), http), alipay.AlipayProvider)
     assert alipay.build(Settings(**{**base, "alipay_public_key": None}), http) is None

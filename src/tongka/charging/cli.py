@@ -85,6 +85,6 @@ def send_notifications() -> None:
     from tongka import outbound
     from tongka.charging import notify
 
-    with httpx.Client() as http:
+    with httpx.Client(trust_env=False) as http:
         report = notify.deliver_due(_sessions(), http, allowed=outbound.allowed(get_settings()))
     typer.echo(f"sent {report.sent}, to retry {report.retrying}, given up {report.failed}")

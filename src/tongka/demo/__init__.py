@@ -6,6 +6,7 @@ and the demo subscriber is made only if missing.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from sqlalchemy import select
@@ -106,7 +107,9 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
             session, account, line_id=line.id, pack_id=packs["both-5gb-30d"].id, currency="HKD",
             channel="app", payment_ttl_seconds=settings.order_payment_ttl_seconds,
         )
-        sandbox = {"sandbox": providers.SandboxProvider(settings.sandbox_payment_secret.get_secret_value(), settings.public_base_url)}
+        # The demo's payment is applied here, never called back: any secret signs nothing that is checked.
+        secret = settings.sandbox_secret if settings.sandbox_payment_secret else secrets.token_urlsafe(32)
+        sandbox = {"sandbox": providers.SandboxProvider(secret, settings.public_base_url)}
         payment = payments.start(session, order, "alipay", sandbox, settings.public_base_url)
         payments.apply(
             session, payment, "succeeded", payment.amount, payment.currency, receipt_key=settings.receipt_key

@@ -73,7 +73,7 @@ async def _deliver(request: Request, payment: Payment, outcome: str) -> Complete
         },
     }
     body = json.dumps(event, separators=(",", ":")).encode()
-    secret = request.app.state.settings.sandbox_payment_secret.get_secret_value()
+    secret = request.app.state.settings.sandbox_secret
     headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(secret, body, int(time.time()))}
     url = f"{request.app.state.settings.public_base_url.rstrip('/')}/api/v1/payments/callbacks/sandbox"
     status = await deliver(request, url, body, headers)

@@ -25,9 +25,7 @@ def build(settings: Settings, http: httpx.Client | None = None) -> dict[str, Pro
     http = http or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
     providers: dict[str, Provider] = {}
     if settings.sandbox_enabled:
-        providers["sandbox"] = SandboxProvider(
-            settings.sandbox_payment_secret.get_secret_value(), settings.public_base_url
-        )
+        providers["sandbox"] = SandboxProvider(settings.sandbox_secret, settings.public_base_url)
     for name, module in PROVIDER_MODULES.items():
         provider = module.build(settings, http)
         if provider is not None:

@@ -210,13 +210,13 @@ class AlipayProvider:
             raise ProviderUnavailable()
         if not signature or not rsa2_verify(self._alipay_key, content, signature):  # type: ignore[arg-type]
             # The gateway leaves some refusals (a bad request signature, a wrong app id) unsigned.
-            log.warning("alipay_unsigned_answer", method=method, code=result.get("code"), sub_code=result.get("sub_code"))
+            log.warning("alipay_unsigned_answer", method=method, error_code=result.get("code"), sub_code=result.get("sub_code"))
             raise ProviderUnavailable()
         return result
 
     @staticmethod
     def _refused(method: str, result: Mapping[str, Any]) -> ProviderUnavailable:
-        log.warning("alipay_refused", method=method, code=result.get("code"), sub_code=result.get("sub_code"),
+        log.warning("alipay_refused", method=method, error_code=result.get("code"), sub_code=result.get("sub_code"),
                     sub_msg=result.get("sub_msg"))
         return ProviderUnavailable()
 

@@ -129,7 +129,7 @@ class StripeProvider:
         try:
             return fn(*args, **kwargs)
         except stripe.StripeError as e:
-            log.warning("stripe_call_failed", call=what, status=e.http_status, code=e.code, error=str(e)[:200])
+            log.warning("stripe_call_failed", call=what, status=e.http_status, error_code=e.code, error=str(e)[:200])
             raise ProviderUnavailable() from e
 
     def start(self, request: PaymentRequest) -> Checkout:
@@ -192,12 +192,12 @@ class StripeProvider:
             self._client.v1.payment_intents.cancel(provider_reference)
         except stripe.InvalidRequestError as e:
             if e.code != "payment_intent_unexpected_state":
-                log.warning("stripe_call_failed", call="cancel_payment_intent", status=e.http_status, code=e.code)
+                log.warning("stripe_call_failed", call="cancel_payment_intent", status=e.http_status, error_code=e.code)
                 raise ProviderUnavailable() from e
             # Already canceled, or already paid (its webhook brings the success): nothing to close.
             log.info("stripe_close_not_open", payment_id=payment_id, reference=provider_reference)
         except stripe.StripeError as e:
-            log.warning("stripe_call_failed", call="cancel_payment_intent", status=e.http_status, code=e.code)
+            log.warning("stripe_call_failed", call="cancel_payment_intent", status=e.http_status, error_code=e.code)
             raise ProviderUnavailable() from e
 
     def refund(self, request: RefundRequest) -> RefundResult:

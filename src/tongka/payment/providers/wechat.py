@@ -176,7 +176,7 @@ class WeChatPayProvider:
             data = None
         if answer.status_code >= 300:
             error = data if isinstance(data, dict) else {}
-            log.warning("wechat_refused", path=path, status=answer.status_code, code=error.get("code"),
+            log.warning("wechat_refused", path=path, status=answer.status_code, error_code=error.get("code"),
                         message=error.get("message"), request_id=answer.headers.get("request-id"))
         return answer.status_code, data
 
