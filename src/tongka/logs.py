@@ -133,6 +133,24 @@ def traceback_text(exc_info: ExcInfo) -> str:
     return "\n".join(parts)
 
 
+class _Stderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was configured (a command run
+    inside the process, as the tests' CLI runner does, swaps it for a while and closes its own). A line
+    that cannot be written is lost rather than failing the request that logged it."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except (ValueError, OSError):
+            return 0
+
+    def flush(self) -> None:
+        try:
+            sys.stderr.flush()
+        except (ValueError, OSError):
+            pass
+
+
 def configure(json: bool, file: TextIO | None = None) -> None:
     if json:  # the traceback as data: type, message and frames (file, line, function), without locals
         exceptions: Any = traceback_data
@@ -153,7 +171,7 @@ def configure(json: bool, file: TextIO | None = None) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         # stderr: a command's own output (a statement, a report) stays clean on stdout.
-        logger_factory=structlog.PrintLoggerFactory(file=file or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=file or _Stderr()),  # type: ignore[arg-type]
         # Not cached: loggers made at import follow a later configure (create_app's, a test's).
         cache_logger_on_first_use=False,
     )
