@@ -92,6 +92,17 @@ class TooManyRequests(TongkaError):
         return {"Retry-After": str(seconds)} if seconds is not None else {}
 
 
+class DatabaseBusy(TongkaError):
+    """Contention, not a fault: the database was not had within the busy timeout (`db.busy`)."""
+
+    status = 503
+    code = "database_busy"
+    message = _("The service is busy. Try again in a moment.")
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 _TITLES = {
     400: _("Bad request"),
     401: _("Not logged in"),
@@ -101,4 +112,5 @@ _TITLES = {
     422: _("Invalid request"),
     428: _("Precondition required"),
     429: _("Too many requests"),
+    503: _("Service unavailable"),
 }

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tongka import clock
 from tongka.charging.models import ChargingAnswer, ChargingNotification, ChargingSession, Grant
+from tongka.db import transaction
 
 log = structlog.get_logger()
 
@@ -75,7 +76,8 @@ class Delivery:
 def deliver_due(sessions: sessionmaker[Session], http: httpx.Client, limit: int = 100) -> Delivery:
     """Send the notifications that are due. No database transaction is open while a request is in flight."""
     now = clock.now()
-    with sessions.begin() as session:
+    # A read (db.READ_ONLY): polled every second, it takes SQLite's write lock only when something is due.
+    with transaction(sessions, read_only=True) as session:
         due = session.scalars(
             select(ChargingNotification.id)
             .where(ChargingNotification.status == "pending", ChargingNotification.next_attempt_at <= now)
