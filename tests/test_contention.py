@@ -125,6 +125,13 @@ def test_the_gate_lets_readers_pass_a_writer_and_bounds_every_wait() -> None:
         async with gate.enter(write=True), gate.enter(write=False):  # all given back, timeouts included
             pass
 
+        async with gate.enter(write=False), gate.enter(write=False):
+            with pytest.raises(DatabaseBusy):  # the write turn had, no session: the turn is given back
+                async with gate.enter(write=True):
+                    pass
+        async with gate.enter(write=True):
+            pass
+
     asyncio.run(scenario())
     asyncio.run(scenario())  # another event loop (the tests' apps run on several): its own locks
 
