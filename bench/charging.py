@@ -65,16 +65,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def fresh_database(backend: str, home: Path) -> str:
+def fresh_database(backend: str, home: Path, pg_url: str = PG_URL) -> str:
     if backend == "sqlite":
         return f"sqlite:///{home / 'bench.db'}"
-    url = make_url(normalise_url(PG_URL))
+    url = make_url(normalise_url(pg_url))
     admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{url.database}"'))
     admin.dispose()
-    return PG_URL
+    return pg_url
 
 
 def inventory(count: int) -> str:
@@ -94,8 +94,8 @@ def tongka(env: dict[str, str], home: Path, *args: str) -> None:
         raise SystemExit(f"tongka {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
-def prepare(backend: str, home: Path, lines: int) -> tuple[str, dict[str, str]]:
-    url = fresh_database(backend, home)
+def prepare(backend: str, home: Path, lines: int, pg_url: str = PG_URL) -> tuple[str, dict[str, str]]:
+    url = fresh_database(backend, home, pg_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     env.update(
         TONGKA_ENV="dev",  # production is the default; the bench uses the sandbox and a throwaway key
@@ -171,8 +171,11 @@ class Connection:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         return cls(reader, writer, port)
 
-    async def send(self, method: bytes, path: bytes, body: bytes = b"") -> tuple[int, dict[bytes, bytes], bytes]:
-        head = b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, path, self.host)
+    async def send(
+        self, method: bytes, path: bytes, body: bytes = b"", headers: bytes = b""
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
+        """`headers`: more header lines, each ending in CRLF."""
+        head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s" % (method, path, self.host, headers)
         if body:
             head += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
         self.writer.write(head + b"\r\n" + body)

@@ -135,3 +135,19 @@ def test_update_rows_sets_and_adds_by_key_and_add_rows_adds_or_inserts(session) 
         select(ChargingSession).order_by(ChargingSession.charging_data_ref)
     )] == [("u0", "open", None), ("u1", "released", T)]
     assert session.scalars(select(UsageDay.bytes)).all() == [112]  # 5, 7 added on the same day, then 100 more
+
+
+def test_a_failed_statement_names_none_of_its_values_so_its_log_line_cannot_leak_one(tmp_path) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from tongka.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'leak.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE outbox (body TEXT UNIQUE)"))
+        conn.execute(text("INSERT INTO outbox VALUES (:body)"), {"body": "your code is 31415926"})
+    with pytest.raises(IntegrityError) as failed, engine.begin() as conn:
+        conn.execute(text("INSERT INTO outbox VALUES (:body)"), {"body": "your code is 31415926"})
+    engine.dispose()
+    assert "31415926" not in str(failed.value)

@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tongka import __version__, config, logs
@@ -26,9 +28,10 @@ from tongka.charging import overage_api as charging_overage_api
 from tongka.charging import pages as charging_pages
 from tongka.charging import usage_api as charging_usage_api
 from tongka.config import Settings, get_settings
-from tongka.db import make_engine, make_sessionmaker, transaction
-from tongka.deps import request_language
-from tongka.errors import TongkaError
+from tongka.db import busy, make_engine, make_sessionmaker
+from tongka.deps import SessionDep, request_language
+from tongka.errors import DatabaseBusy, TongkaError
+from tongka.gate import Gate
 from tongka.http_limits import BodyLimit
 from tongka.i18n import _, gettext
 from tongka.order import api as order_api
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sender = None
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         if settings.charging_worker == "process":
             await asyncio.to_thread(app.state.charging.start)  # ready before the network's first request
         if settings.charging_notify_every_seconds > 0:
@@ -90,10 +94,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The docs page is tongka's own (_api_docs: no script from another host); no /redoc.
         docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
-    engine = make_engine(settings.database_url, echo=settings.sql_echo)
+    if settings.threads <= settings.db_pool_size + settings.db_pool_overflow:
+        raise ValueError("TONGKA_THREADS must be more than TONGKA_DB_POOL_SIZE + TONGKA_DB_POOL_OVERFLOW (tongka.gate)")
+    engine = make_engine(
+        settings.database_url, echo=settings.sql_echo, busy_timeout=settings.db_busy_timeout_seconds,
+        pool_size=settings.db_pool_size, max_overflow=settings.db_pool_overflow,
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.gate = Gate(settings.db_pool_size, engine.dialect.name == "sqlite", settings.db_busy_timeout_seconds)
     app.state.providers = providers.build(settings)
     app.add_middleware(BodyLimit, app_limit=settings.max_body_bytes, nchf_limit=settings.max_nchf_body_bytes)
     # Online charging answers the network's requests in batches, a transaction each (group commit).
@@ -139,11 +149,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders, hsts=not settings.dev)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def home(request: Request) -> HTMLResponse:
+    def home(request: Request, session: SessionDep) -> HTMLResponse:
         """Anyone: what tongka is, and the packs on sale on the web."""
         language = request_language(request)
-        with transaction(app.state.sessionmaker) as session:
-            packs = pack_rows(catalog.packs_on_sale(session, "app"), language)
+        packs = pack_rows(catalog.packs_on_sale(session, "app"), language)
         return templates.TemplateResponse(
             request, "site/home.html", {"packs": packs, "lang": language, "dev": settings.dev, "docs": settings.docs_enabled}
         )
@@ -180,6 +189,15 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TongkaError)
     async def tongka_error(request: Request, error: TongkaError) -> JSONResponse:
         return _problem(error, request_language(request), error.headers())
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(request: Request, error: SQLAlchemyError) -> JSONResponse:
+        """Contention past the busy timeout (`db.busy`) is a 503 the client may retry; anything else a crash."""
+        if not busy(error):
+            raise error
+        logs.later("warning", "database_busy", path=request.url.path, error=type(error).__name__)
+        refusal = DatabaseBusy()
+        return _problem(refusal, request_language(request), refusal.headers())
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)  # the app's API, pages and payment callbacks
     max_nchf_body_bytes: int = Field(default=256 * 1024, gt=0)  # the network's Nchf_ConvergedCharging requests
     sql_echo: bool = False
+    # The server and its database under load (tongka.gate, docs/SECURITY.md): a request waits at most
+    # `db_busy_timeout_seconds` for a session, for its turn to write, or for SQLite's lock, then is a 503.
+    # At most `db_pool_size` requests hold a session at once, each a pooled connection; the pool
+    # has `db_pool_overflow` more for work outside requests (the notification sender, pages);
+    # `threads` run sync routes, more than both together, so a request holding a connection
+    # always finds a thread.
+    db_busy_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_pool_size: int = Field(default=20, ge=1)
+    db_pool_overflow: int = Field(default=10, ge=0)
+    threads: int = Field(default=40, ge=2)
     log_json: bool = Field(default=False, description="JSON log lines instead of console output")
 
     @property

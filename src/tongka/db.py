@@ -7,6 +7,7 @@ Service functions flush but never commit.
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import MultipleResultsFound, NoResultFound
+from sqlalchemy.exc import MultipleResultsFound, NoResultFound, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -101,19 +103,38 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
+# An execution option: the transaction only reads. On SQLite it begins DEFERRED (a WAL reader,
+# beside the one writer) instead of IMMEDIATE, and refuses any write (`PRAGMA query_only`),
+# so a route that reads and then writes fails every time in the tests, not now and then
+# (SQLITE_BUSY_SNAPSHOT) under load. Elsewhere it changes nothing.
+READ_ONLY = "tongka_read_only"
+
+# What `make_engine` gives a process that is not serving requests (the command line, the
+# charging process): a long wait for the lock behind a request or a batch. The server's
+# engine takes its figures from the settings (`db_*`).
+BUSY_TIMEOUT = 30.0
+
+
+def make_engine(
+    url: str, echo: bool = False, *, busy_timeout: float = BUSY_TIMEOUT, pool_size: int = 10, max_overflow: int = 20
+) -> Engine:
+    """`busy_timeout` (seconds) bounds both waits: for SQLite's write lock and for a pooled connection."""
     url = normalise_url(url)
+    # hide_parameters: a statement's error names no value it carried (a message with a one-time code,
+    # a username), so an error's log line cannot leak one.
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": busy_timeout, "hide_parameters": True}
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
-        _configure_sqlite(engine)
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": busy_timeout}, **pool)
+        _configure_sqlite(engine, busy_timeout)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, echo=echo, pool_pre_ping=True, **pool)
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    # Every transaction starts with BEGIN IMMEDIATE: SQLite then serialises writers at
+def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
+    # A writing transaction starts with BEGIN IMMEDIATE: SQLite then serialises writers at
     # BEGIN instead of failing one of two transactions that both read then write
-    # (the SQLAlchemy pysqlite "serializable isolation" recipe).
+    # (the SQLAlchemy pysqlite "serializable isolation" recipe). A reading one (READ_ONLY)
+    # starts DEFERRED: WAL lets it read a snapshot while the one writer writes.
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -121,12 +142,33 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = bool(conn.get_execution_options().get(READ_ONLY))
+        info = conn.connection.info  # kept with the SQLite connection: set the pragma only when it changes
+        if info.get(READ_ONLY, False) != read_only:
+            conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+            info[READ_ONLY] = read_only
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def busy(error: BaseException) -> bool:
+    """Whether `error` is contention rather than a fault: SQLite's lock not had within its busy
+    timeout (`database is locked`, a stale snapshot), or no pooled connection within the pool's."""
+    if isinstance(error, PoolTimeout):
+        return True
+    orig = getattr(error, "orig", None)
+    return (
+        isinstance(error, OperationalError)
+        and isinstance(orig, sqlite3.OperationalError)
+        and getattr(orig, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    )
 
 
 @contextmanager
@@ -147,9 +189,10 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit if the block ends normally, roll back if it raises."""
-    with factory() as session:
+def transaction(factory: sessionmaker[Session], *, read_only: bool = False) -> Iterator[Session]:
+    """One unit of work: commit if the block ends normally, roll back if it raises.
+    `read_only`: it only reads (READ_ONLY)."""
+    with factory(execution_options={READ_ONLY: True}) if read_only else factory() as session:
         try:
             yield session
             session.commit()

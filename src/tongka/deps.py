@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,6 +14,7 @@ from tongka.account.models import Account
 from tongka.config import Settings
 from tongka.db import transaction
 from tongka.errors import Forbidden, Unauthorized
+from tongka.gate import READ_METHODS
 from tongka.i18n import negotiate
 from tongka.payment.providers.base import Provider
 
@@ -22,8 +23,16 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def _session(request: Request) -> Iterator[Session]:
-    with transaction(request.app.state.sessionmaker) as session:
+async def _admitted(request: Request) -> AsyncIterator[bool]:
+    """Waits, in the event loop, for a session and, for a request that may write, its turn
+    (`tongka.gate`); gives whether it may write. GET, HEAD and OPTIONS only read."""
+    write = request.method not in READ_METHODS
+    async with request.app.state.gate.enter(write):
+        yield write
+
+
+def _session(request: Request, write: Annotated[bool, Depends(_admitted, scope="function")]) -> Iterator[Session]:
+    with transaction(request.app.state.sessionmaker, read_only=not write) as session:
         yield session
 
 

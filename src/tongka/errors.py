@@ -103,6 +103,12 @@ class ServiceUnavailable(TongkaError):
         return {"Retry-After": str(self.params.get("seconds", 1))}
 
 
+class DatabaseBusy(ServiceUnavailable):
+    """Contention, not a fault: the database was not had within the busy timeout (`db.busy`)."""
+
+    code = "database_busy"
+
+
 _TITLES = {
     400: _("Bad request"),
     401: _("Not logged in"),

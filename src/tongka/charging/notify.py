@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tongka import clock, outbound
 from tongka.charging.models import ChargingAnswer, ChargingNotification, ChargingSession, Grant
+from tongka.db import transaction
 
 log = structlog.get_logger()
 
@@ -80,7 +81,8 @@ def deliver_due(
     """Send the notifications that are due, to the addresses `allowed`. No database transaction is open
     while a request is in flight."""
     now = clock.now()
-    with sessions.begin() as session:
+    # A read (db.READ_ONLY): polled every second, it takes SQLite's write lock only when something is due.
+    with transaction(sessions, read_only=True) as session:
         due = session.scalars(
             select(ChargingNotification.id)
             .where(ChargingNotification.status == "pending", ChargingNotification.next_attempt_at <= now)

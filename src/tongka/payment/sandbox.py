@@ -48,7 +48,7 @@ class CompleteOut(BaseModel):
 
 
 def _load(request: Request, payment_id: uuid.UUID, provider: str | None = "sandbox") -> tuple[Payment, Order]:
-    with transaction(request.app.state.sessionmaker) as session:
+    with transaction(request.app.state.sessionmaker, read_only=True) as session:
         payment = session.get(Payment, payment_id)
         if payment is None or (provider is not None and payment.provider != provider):
             raise ProviderUnknown("No such sandbox payment.")
