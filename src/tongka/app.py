@@ -94,8 +94,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The docs page is tongka's own (_api_docs: no script from another host); no /redoc.
         docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
-    if settings.threads <= settings.db_pool_size + settings.db_pool_overflow:
-        raise ValueError("TONGKA_THREADS must be more than TONGKA_DB_POOL_SIZE + TONGKA_DB_POOL_OVERFLOW (tongka.gate)")
     engine = make_engine(
         settings.database_url, echo=settings.sql_echo, busy_timeout=settings.db_busy_timeout_seconds,
         pool_size=settings.db_pool_size, max_overflow=settings.db_pool_overflow,

@@ -162,6 +162,12 @@ class UnsafeSettings(ValueError):
 def problems(settings: Settings) -> list[str]:
     """Everything unsafe in these settings (empty: safe to start)."""
     found = []
+    if settings.threads <= settings.db_pool_size + settings.db_pool_overflow:
+        # A request holding a pooled connection must always find a thread to go on (tongka.gate).
+        found.append(
+            f"TONGKA_THREADS ({settings.threads}) must be more than TONGKA_DB_POOL_SIZE + TONGKA_DB_POOL_OVERFLOW "
+            f"({settings.db_pool_size} + {settings.db_pool_overflow})."
+        )
     if settings.sandbox_enabled and settings.sandbox_payment_secret is None:
         found.append("TONGKA_SANDBOX_PAYMENT_SECRET is required while the payment sandbox is on.")
     if settings.dev:
