@@ -58,3 +58,14 @@ def test_negotiate(header: str | None, expected: str) -> None:
 def test_gettext_formats_in_language() -> None:
     assert gettext("The code is wrong. {remaining} tries left.", "zh-Hans", remaining=2) == "验证码错误，还可以尝试 2 次。"
     assert gettext("No such order.", "xx") == "No such order."
+
+
+def test_a_wait_is_said_in_words_of_the_readers_language() -> None:
+    from tongka.account.service import LoginThrottled
+
+    refusal = LoginThrottled(seconds=54_000)
+    assert refusal.headers() == {"Retry-After": "54000"}
+    assert refusal.detail("en") == "Too many failed log-ins. Try again in 15 hours."
+    assert refusal.detail("zh-Hans") == "登录失败次数过多，请在15小时后再试。"
+    assert "15 小時後" in refusal.detail("zh-Hant")
+    assert "1 second." in LoginThrottled(seconds=1).detail("en")

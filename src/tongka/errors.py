@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from tongka.i18n import _, gettext
+from tongka.i18n import _, gettext, wait
 
 
 class TongkaError(Exception):
@@ -87,9 +87,21 @@ class TooManyRequests(TongkaError):
     code = "too_many_requests"
     message = _("Too many requests. Try again later.")
 
+    # A message may say `{wait}`: the `seconds` given, as words in the reader's language.
+    def __init__(self, message: str | None = None, /, **params: Any) -> None:
+        if "seconds" in params:
+            params.setdefault("wait", wait(params["seconds"], "en"))
+        super().__init__(message, **params)
+
     def headers(self) -> dict[str, str]:
         seconds = self.params.get("seconds")
         return {"Retry-After": str(seconds)} if seconds is not None else {}
+
+    def detail(self, language: str) -> str:
+        params = dict(self.params)
+        if "seconds" in params:
+            params["wait"] = wait(params["seconds"], language)
+        return gettext(self.message, language, **params)
 
 
 class ServiceUnavailable(TongkaError):

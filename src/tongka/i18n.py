@@ -7,11 +7,13 @@ Text is written in English in the code, marked with `_()` so that
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
 from babel import Locale, UnknownLocaleError
+from babel.dates import format_timedelta
 from babel.messages.pofile import read_po
 
 Language = Literal["zh-Hans", "zh-Hant", "en"]
@@ -38,6 +40,18 @@ def _catalog(language: Language) -> dict[str, str]:
 def gettext(message: str, language: str, **params: object) -> str:
     text = _catalog(language).get(message, message) if language in LANGUAGES else message
     return text.format(**params) if params else text
+
+
+# Babel's locale for each of our languages (durations, in `wait`).
+_BABEL = {"en": "en", "zh-Hans": "zh_Hans_CN", "zh-Hant": "zh_Hant_HK"}
+
+
+def wait(seconds: int, language: str) -> str:
+    """A wait as a person says it: "45 seconds", "15 hours", "15小时" (rounded to its largest unit;
+    Retry-After keeps the exact seconds)."""
+    return format_timedelta(
+        timedelta(seconds=seconds), threshold=1, format="long", locale=_BABEL.get(language, "en")
+    )
 
 
 def to_language(tag: str) -> Language | None:

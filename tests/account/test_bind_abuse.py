@@ -21,6 +21,7 @@ from tests.account.test_binding_api import (
     sms_to,
     wrong,
 )
+from tongka import i18n
 from tongka.account import lines
 
 HK = timedelta(hours=8)
@@ -100,7 +101,7 @@ def test_five_codes_a_day_per_number_whoever_asks_and_whatever_the_number(client
         r = ask(client, f.subscriber(client), number)
         body = assert_problem(r, 429, "bind_codes_used_up_today")
         assert int(r.headers["Retry-After"]) == seconds_to_hk_midnight(frozen_clock.now)
-        assert r.headers["Retry-After"] in body["detail"]
+        assert i18n.wait(int(r.headers["Retry-After"]), "en") in body["detail"]
     assert len(sms_to(client, HK_ONLY[1])) == 5
 
     frozen_clock.now = (frozen_clock.now + timedelta(days=1)).replace(hour=16, minute=0)  # 00:00 in Hong Kong

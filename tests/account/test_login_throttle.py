@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from tests import factories as f
 from tests.account.factories import assert_problem
+from tongka import i18n
 from tongka.account import service
 from tongka.app import create_app
 
@@ -31,7 +32,7 @@ def log_in(client: TestClient, username: str, password: str = f.PASSWORD):  # ty
 def retry_after(r) -> int:  # type: ignore[no-untyped-def]
     body = assert_problem(r, 429, "login_throttled")
     seconds = int(r.headers["Retry-After"])
-    assert str(seconds) in body["detail"]
+    assert f"Try again in {i18n.wait(seconds, 'en')}." in body["detail"]
     return seconds
 
 

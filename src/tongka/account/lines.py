@@ -55,17 +55,17 @@ class LineBoundElsewhere(Conflict):
 
 class BindCodeTooSoon(TooManyRequests):
     code = "bind_code_too_soon"
-    message = _("A code was just sent to this number. You can ask for another in {seconds} seconds.")
+    message = _("A code was just sent to this number. You can ask for another in {wait}.")
 
 
 class BindCodesUsedUpToday(TooManyRequests):
     code = "bind_codes_used_up_today"
-    message = _("Too many codes were asked for today. Try again in {seconds} seconds.")
+    message = _("Too many codes were asked for today. Try again in {wait}.")
 
 
 class BindGuessesUsedUpToday(TooManyRequests):
     code = "bind_guesses_used_up_today"
-    message = _("Too many wrong codes were entered for this number today. Try again in {seconds} seconds.")
+    message = _("Too many wrong codes were entered for this number today. Try again in {wait}.")
 
 
 class BindCodeWrong(Unprocessable):

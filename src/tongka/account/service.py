@@ -53,7 +53,7 @@ class WrongPassword(Forbidden):
 
 class LoginThrottled(TooManyRequests):
     code = "login_throttled"
-    message = _("Too many failed log-ins. Try again in {seconds} seconds.")
+    message = _("Too many failed log-ins. Try again in {wait}.")
 
 
 class HashingBusy(ServiceUnavailable):

@@ -68,7 +68,7 @@ class CouponInvalid(Unprocessable):
 
 class CouponGuessesUsedUp(TooManyRequests):
     code = "coupon_guesses_used_up"
-    message = _("Too many wrong coupon codes. Try again in {seconds} seconds.")
+    message = _("Too many wrong coupon codes. Try again in {wait}.")
 
 
 # Wrong coupon codes per account per clock hour; then every code is refused (429) until the hour
