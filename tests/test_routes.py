@@ -96,7 +96,7 @@ def test_unknown_paths_and_methods_are_problem_details(client) -> None:
 def production_client(db_url: str):  # type: ignore[no-untyped-def]
     settings = Settings(
         env="production", database_url=db_url, secret_key=secrets.token_urlsafe(32),
-        sandbox_payment_secret=secrets.token_urlsafe(32), _env_file=None,  # type: ignore[call-arg]
+        public_base_url="https://tongka.example", sandbox_payment_secret=secrets.token_urlsafe(32), _env_file=None,  # type: ignore[call-arg]
     )
     app = create_app(settings)
     with TestClient(app) as c:

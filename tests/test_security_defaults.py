@@ -28,7 +28,11 @@ CSP = (
 
 
 def production(db_url: str = "sqlite://", **values: Any) -> Settings:
-    return Settings(**{"database_url": db_url, "secret_key": secrets.token_urlsafe(32), **values}, _env_file=None)  # type: ignore[arg-type]
+    return Settings(  # type: ignore[arg-type]
+        **{"database_url": db_url, "secret_key": secrets.token_urlsafe(32), "public_base_url": "https://tongka.example",
+           **values},
+        _env_file=None,
+    )
 
 
 @pytest.fixture
@@ -40,7 +44,9 @@ def production_app(db_url: str) -> Iterator[Any]:
 
 def test_production_is_the_default_and_needs_no_sandbox_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TONGKA_ENV", raising=False)
-    settings = Settings(secret_key=secrets.token_urlsafe(32), _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(
+        secret_key=secrets.token_urlsafe(32), public_base_url="https://tongka.example", _env_file=None,  # type: ignore[call-arg]
+    )
     assert settings.env == "production" and not settings.dev
     assert not settings.sandbox_enabled and not settings.docs_enabled
     assert settings.sandbox_payment_secret is None
@@ -55,6 +61,7 @@ def test_production_is_the_default_and_needs_no_sandbox_secret(monkeypatch: pyte
         ({"secret_key": "changeme"}, "TONGKA_SECRET_KEY is a demo or placeholder value"),
         ({"secret_key": "x" * 64}, "TONGKA_SECRET_KEY is a demo or placeholder value"),
         ({"secret_key": "demo-password"}, "TONGKA_SECRET_KEY is a demo or placeholder value"),
+        ({"public_base_url": "http://tongka.example"}, "production needs the https:// address"),
     ],
 )
 def test_production_refuses_to_start_with_an_unsafe_setting(values: dict[str, Any], says: str) -> None:

@@ -177,6 +177,11 @@ def problems(settings: Settings) -> list[str]:
             "TONGKA_PAYMENT_SANDBOX=true in production: anyone could mark any payment paid. "
             "Remove it (the sandbox is for TONGKA_ENV=dev)."
         )
+    if not settings.public_base_url.startswith("https://"):
+        found.append(
+            f"TONGKA_PUBLIC_BASE_URL is {settings.public_base_url}: production needs the https:// address customers "
+            "and payment providers reach (payment return and callback links, receipts, HSTS)."
+        )
     key = settings.secret_key.get_secret_value()
     if key.strip().lower() in DEMO_SECRETS or _placeholder(key):
         found.append("TONGKA_SECRET_KEY is a demo or placeholder value. Make a new one (tongka keys generate prints one).")

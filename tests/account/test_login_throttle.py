@@ -250,3 +250,14 @@ def test_staff_tokens_last_eight_hours_and_subscribers_twenty_four(client, opera
     frozen_clock.advance(8 * 3600)
     assert_problem(client.get(ME, headers={"Authorization": f"Bearer {staff['access_token']}"}), 401, "invalid_token")
     assert client.get(ME, headers={"Authorization": f"Bearer {subscriber['access_token']}"}).status_code == 200
+
+
+def test_twenty_accounts_a_day_from_one_address_then_429(client) -> None:
+    for _ in range(20):
+        f.register(client)
+    r = client.post(
+        ACCOUNTS,
+        json={"username": "one-too-many", "password": f.PASSWORD, "email": "x@example.com", "language": "en"},
+    )
+    body = assert_problem(r, 429, "registrations_used_up_today")
+    assert 0 < int(r.headers["Retry-After"]) <= 86_400 and "Try again in" in body["detail"]

@@ -92,11 +92,11 @@ def bind_policy(settings: Settings) -> line_service.BindPolicy:
 
 
 @router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountOut)
-def register(body: AccountCreate, session: SessionDep, settings: SettingsDep) -> AccountOut:
-    """Anyone: create a subscriber account."""
+def register(request: Request, body: AccountCreate, session: SessionDep, settings: SettingsDep) -> AccountOut:
+    """Anyone: create a subscriber account (at most 20 a day from one client address)."""
     account = service.register(
         session, username=body.username, password=body.password, email=str(body.email), language=body.language,
-        region=body.region, hashing=hashing_policy(settings),
+        region=body.region, hashing=hashing_policy(settings), address=client_address(request),
     )
     return account_out(account)
 

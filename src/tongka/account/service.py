@@ -56,6 +56,11 @@ class LoginThrottled(TooManyRequests):
     message = _("Too many failed log-ins. Try again in {wait}.")
 
 
+class RegistrationsUsedUp(TooManyRequests):
+    code = "registrations_used_up_today"
+    message = _("Too many accounts were created from this address today. Try again in {wait}.")
+
+
 class HashingBusy(ServiceUnavailable):
     code = "hashing_busy"
     message = _("Too many log-ins at this moment. Try again in a few seconds.")
@@ -75,6 +80,11 @@ LOGIN_BY_ACCOUNT = throttle.Limit(
 )
 LOGIN_BY_ADDRESS = throttle.Limit(
     "login_address", allowed=20, window_seconds=86_400, backoff_seconds=1, backoff_cap_seconds=900, error=LoginThrottled
+)
+# Accounts made from one client address in a Hong Kong day: a family or a shop behind one
+# address registers a few; a script making thousands (to spread its log-in guesses) is stopped.
+REGISTER_BY_ADDRESS = throttle.Limit(
+    "register_address", allowed=20, window_seconds=86_400, error=RegistrationsUsedUp
 )
 
 
@@ -114,11 +124,14 @@ MIN_PASSWORD = 10
 
 def register(
     session: Session, *, username: str, password: str, email: str, language: str, region: str = "hk",
-    hashing: HashingPolicy | None = None,
+    hashing: HashingPolicy | None = None, address: str | None = None,
 ) -> Account:
+    """A new subscriber account; at most `REGISTER_BY_ADDRESS` a day from one client `address`."""
     username = username.strip().lower()
     if len(password) < MIN_PASSWORD or password.lower() == username:
         raise WeakPassword()
+    if address is not None:
+        throttle.take(session, REGISTER_BY_ADDRESS, address)
     with _hashing(hashing):
         password_hash = _hasher.hash(password)
     account = Account(
