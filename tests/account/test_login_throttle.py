@@ -261,3 +261,25 @@ def test_twenty_accounts_a_day_from_one_address_then_429(client) -> None:
     )
     body = assert_problem(r, 429, "registrations_used_up_today")
     assert 0 < int(r.headers["Retry-After"]) <= 86_400 and "Try again in" in body["detail"]
+
+
+def test_a_log_in_hashes_outside_the_write_turn_so_other_writers_do_not_wait_for_it(
+    client, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite one request writes at a time per process (tongka.gate): a log-in whose password
+    check takes a second must not hold that turn meanwhile."""
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL has no write turn: writers wait only on the rows they share")
+    user = f.register(client)["username"]
+    other = f.login(client, f.register(client)["username"])
+    monkeypatch.setattr(service, "_hasher", CountingHasher(pause=1.0))
+    answers: list[int] = []
+    slow = threading.Thread(target=lambda: answers.append(log_in(client, user).status_code))
+    slow.start()
+    time.sleep(0.3)  # the log-in is hashing now
+    started = time.monotonic()
+    assert client.post(LOGOUT, headers=other).status_code == 204  # a write
+    took = time.monotonic() - started
+    slow.join()
+    assert answers == [200]
+    assert took < 0.5, f"a write waited {took:.2f} s behind a log-in's hashing"

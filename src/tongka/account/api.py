@@ -16,6 +16,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from tongka.account import lines as line_service
 from tongka.account import service
@@ -34,6 +36,7 @@ from tongka.account.schemas import (
     TokenOut,
 )
 from tongka.config import Settings
+from tongka.db import transaction
 from tongka.deps import CurrentAccount, CurrentToken, SessionDep, SettingsDep
 from tongka.ledger import buckets
 from tongka.money import GB_DEFINITION
@@ -77,7 +80,7 @@ def token_ttl(settings: Settings, account: Account) -> int:
     return settings.operator_token_ttl_seconds if account.role == "operator" else settings.access_token_ttl_seconds
 
 
-def new_token(session: SessionDep, settings: Settings, account: Account) -> TokenOut:
+def new_token(session: Session, settings: Settings, account: Account) -> TokenOut:
     ttl = token_ttl(settings, account)
     return TokenOut(access_token=service.issue_token(session, account, ttl), expires_in=ttl)
 
@@ -102,17 +105,31 @@ def register(request: Request, body: AccountCreate, session: SessionDep, setting
 
 
 @router.post("/auth/token", response_model=TokenOut)
-def token(
-    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, settings: SettingsDep
+async def token(
+    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], settings: SettingsDep
 ) -> TokenOut:
     """Anyone: the OAuth2 password flow; returns a bearer token (8 hours for staff, 24 for subscribers).
 
     Throttled per username and per client address: 429 with Retry-After (docs/SECURITY.md).
     """
-    account = service.authenticate(
-        session, form.username, form.password, address=client_address(request), hashing=hashing_policy(settings)
-    )
-    return new_token(session, settings, account)
+    # Three steps, the slow one (Argon2, a quarter second) between two transactions: on SQLite a
+    # request holding the write turn while it hashed would make every other writer wait (tongka.gate).
+    gate, sessions, hashing = request.app.state.gate, request.app.state.sessionmaker, hashing_policy(settings)
+
+    def start() -> service.LoginAttempt:
+        with transaction(sessions, read_only=True) as session:
+            return service.start_login(session, form.username, address=client_address(request))
+
+    def finish(right: bool) -> TokenOut:
+        with transaction(sessions) as session:
+            account = service.finish_login(session, attempt, form.password, right, hashing=hashing)
+            return new_token(session, settings, account)
+
+    async with gate.enter(write=False):
+        attempt = await run_in_threadpool(start)
+    right = await run_in_threadpool(service.password_matches, attempt, form.password, hashing)
+    async with gate.enter(write=True):
+        return await run_in_threadpool(finish, right)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -153,30 +154,62 @@ def _verify(password_hash: str, password: str, hashing: HashingPolicy | None) ->
             return False
 
 
-def authenticate(
-    session: Session, username: str, password: str, *, address: str | None = None, hashing: HashingPolicy | None = None
-) -> Account:
-    """The account, if the password is right. Refused before any hashing while the username or
-    the client `address` is throttled; a failure counts for both (an unknown username too, so
-    the throttle does not tell which usernames exist); a success clears the username's count."""
+@dataclass(frozen=True)
+class LoginAttempt:
+    """What a log-in read before hashing: who is trying, from where, and the hash to check."""
+
+    username: str
+    address: str | None
+    password_hash: str  # the account's, or a dummy one for an unknown username
+    account_id: uuid.UUID | None
+    at: datetime
+
+
+def start_login(session: Session, username: str, *, address: str | None = None) -> LoginAttempt:
+    """A log-in's first step, which only reads: refused while the username or the client `address`
+    is throttled, before any hashing."""
     username = username.strip().lower()
     now = clock.now()
     throttle.check(session, LOGIN_BY_ACCOUNT, username, now)
     if address:
         throttle.check(session, LOGIN_BY_ADDRESS, address, now)
     account = session.scalar(select(Account).where(Account.username == username))
-    # Verified against a dummy hash when the username is unknown, so both cases take the same time.
-    right = _verify(account.password_hash if account else _DUMMY_HASH, password, hashing)
-    if account is None or not right:
-        throttle.hit(session, LOGIN_BY_ACCOUNT, username, now)
-        if address:
-            throttle.hit(session, LOGIN_BY_ADDRESS, address, now)
+    # Checked against a dummy hash when the username is unknown, so both cases take the same time.
+    if account is None:
+        return LoginAttempt(username, address, _DUMMY_HASH, None, now)
+    return LoginAttempt(username, address, account.password_hash, account.id, now)
+
+
+def password_matches(attempt: LoginAttempt, password: str, hashing: HashingPolicy | None = None) -> bool:
+    """The slow step (Argon2), with no transaction open: on SQLite no writer waits behind it."""
+    return _verify(attempt.password_hash, password, hashing) and attempt.account_id is not None
+
+
+def finish_login(
+    session: Session, attempt: LoginAttempt, password: str, right: bool, *, hashing: HashingPolicy | None = None
+) -> Account:
+    """A log-in's last step: a failure counts for the username and the address (an unknown username
+    too, so the throttle does not tell which usernames exist); a success clears the username's count."""
+    account = session.get(Account, attempt.account_id) if right and attempt.account_id else None
+    if account is None or account.password_hash != attempt.password_hash:  # the password changed meanwhile
+        throttle.hit(session, LOGIN_BY_ACCOUNT, attempt.username, attempt.at)
+        if attempt.address:
+            throttle.hit(session, LOGIN_BY_ADDRESS, attempt.address, attempt.at)
         raise BadCredentials()
-    throttle.clear(session, LOGIN_BY_ACCOUNT, username)
+    throttle.clear(session, LOGIN_BY_ACCOUNT, attempt.username)
     if _hasher.check_needs_rehash(account.password_hash):
         with _hashing(hashing):
             account.password_hash = _hasher.hash(password)
     return account
+
+
+def authenticate(
+    session: Session, username: str, password: str, *, address: str | None = None, hashing: HashingPolicy | None = None
+) -> Account:
+    """The account, if the password is right: the three steps of a log-in in one transaction (the
+    command line; the API runs them apart, `account.api.token`)."""
+    attempt = start_login(session, username, address=address)
+    return finish_login(session, attempt, password, password_matches(attempt, password, hashing), hashing=hashing)
 
 
 def change_password(
