@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import String, case, delete, select, tuple_
+from sqlalchemy import String, case, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -82,7 +82,7 @@ def wait_seconds(session: Session, limit: Limit, key: str, now: datetime | None 
     only the spacing between hits."""
     now = now or clock.now()
     row = _current(session, limit, key, now)
-    if row is None:
+    if row is None or not row.hits:  # no row, or one `attempt` made to lock and has not counted yet
         return 0, False
     window_end = row.window_start + timedelta(seconds=limit.window_seconds)
     if row.hits >= limit.allowed:
@@ -142,6 +142,35 @@ def _forget_dead(session: Session, now: datetime) -> None:
         .with_for_update(skip_locked=True)
     )
     session.execute(delete(table).where(tuple_(table.scope, table.key).in_(dead)))
+
+
+def attempt(session: Session, limit: Limit, key: str, now: datetime | None = None) -> None:
+    """Check and count one try as one step, however many tries come at once: the counter's row is
+    locked first (made, empty, if need be), so a second try at the same moment sees the first
+    counted. Refused while `key` must wait, and then nothing is counted (the refusal rolls back).
+    For a try whose outcome is known only later (a password being checked): count it now as a
+    failure, and `clear` or `uncount` it once it succeeded."""
+    now = now or clock.now()
+    start = window_start(limit, now)
+    dialect = session.connection().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(ThrottleCounter.__table__)
+        .values(scope=limit.scope, key=_key(key), window_start=start, hits=0, last_hit_at=start)
+        .on_conflict_do_nothing(index_elements=["scope", "key"])
+    )
+    session.get(ThrottleCounter, (limit.scope, _key(key)), with_for_update=True, populate_existing=True)
+    check(session, limit, key, now)
+    hit(session, limit, key, now)
+
+
+def uncount(session: Session, limit: Limit, key: str) -> None:
+    """Take back one try `attempt` counted (it succeeded after all)."""
+    session.execute(
+        update(ThrottleCounter)
+        .where(ThrottleCounter.scope == limit.scope, ThrottleCounter.key == _key(key), ThrottleCounter.hits > 0)
+        .values(hits=ThrottleCounter.hits - 1)
+    )
 
 
 def take(session: Session, limit: Limit, key: str, now: datetime | None = None) -> None:

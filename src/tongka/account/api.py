@@ -112,12 +112,12 @@ async def token(
 
     Throttled per username and per client address: 429 with Retry-After (docs/SECURITY.md).
     """
-    # Three steps, the slow one (Argon2, a quarter second) between two transactions: on SQLite a
-    # request holding the write turn while it hashed would make every other writer wait (tongka.gate).
+    # Three steps, the slow one (Argon2, a quarter second) between two short transactions: on SQLite
+    # a request holding the write turn while it hashed would make every other writer wait (tongka.gate).
     gate, sessions, hashing = request.app.state.gate, request.app.state.sessionmaker, hashing_policy(settings)
 
     def start() -> service.LoginAttempt:
-        with transaction(sessions, read_only=True) as session:
+        with transaction(sessions) as session:
             return service.start_login(session, form.username, address=client_address(request))
 
     def finish(right: bool) -> TokenOut:
@@ -125,7 +125,7 @@ async def token(
             account = service.finish_login(session, attempt, form.password, right, hashing=hashing)
             return new_token(session, settings, account)
 
-    async with gate.enter(write=False):
+    async with gate.enter(write=True):
         attempt = await run_in_threadpool(start)
     right = await run_in_threadpool(service.password_matches, attempt, form.password, hashing)
     async with gate.enter(write=True):

@@ -166,13 +166,15 @@ class LoginAttempt:
 
 
 def start_login(session: Session, username: str, *, address: str | None = None) -> LoginAttempt:
-    """A log-in's first step, which only reads: refused while the username or the client `address`
-    is throttled, before any hashing."""
+    """A log-in's first step, a short write: refused while the username or the client `address` is
+    throttled, before any hashing; otherwise the try is counted now as a failure for both (an
+    unknown username too, so the throttle does not tell which usernames exist), so tries made at
+    the same moment cannot all pass one check (`throttle.attempt`)."""
     username = username.strip().lower()
     now = clock.now()
-    throttle.check(session, LOGIN_BY_ACCOUNT, username, now)
+    throttle.attempt(session, LOGIN_BY_ACCOUNT, username, now)
     if address:
-        throttle.check(session, LOGIN_BY_ADDRESS, address, now)
+        throttle.attempt(session, LOGIN_BY_ADDRESS, address, now)
     account = session.scalar(select(Account).where(Account.username == username))
     # Checked against a dummy hash when the username is unknown, so both cases take the same time.
     if account is None:
@@ -188,15 +190,14 @@ def password_matches(attempt: LoginAttempt, password: str, hashing: HashingPolic
 def finish_login(
     session: Session, attempt: LoginAttempt, password: str, right: bool, *, hashing: HashingPolicy | None = None
 ) -> Account:
-    """A log-in's last step: a failure counts for the username and the address (an unknown username
-    too, so the throttle does not tell which usernames exist); a success clears the username's count."""
+    """A log-in's last step: a failure stays counted; a success clears the username's count and
+    takes back the address's one (only failures count there)."""
     account = session.get(Account, attempt.account_id) if right and attempt.account_id else None
     if account is None or account.password_hash != attempt.password_hash:  # the password changed meanwhile
-        throttle.hit(session, LOGIN_BY_ACCOUNT, attempt.username, attempt.at)
-        if attempt.address:
-            throttle.hit(session, LOGIN_BY_ADDRESS, attempt.address, attempt.at)
         raise BadCredentials()
     throttle.clear(session, LOGIN_BY_ACCOUNT, attempt.username)
+    if attempt.address:
+        throttle.uncount(session, LOGIN_BY_ADDRESS, attempt.address)
     if _hasher.check_needs_rehash(account.password_hash):
         with _hashing(hashing):
             account.password_hash = _hasher.hash(password)
