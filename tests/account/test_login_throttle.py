@@ -302,3 +302,51 @@ def test_tries_at_the_same_moment_cannot_all_pass_one_check(client, settings, mo
     for t in threads:
         t.join()
     assert sorted(answers) == [401] * 5 + [429] * 7
+
+
+def test_a_taken_username_counts_against_the_address_too(client) -> None:
+    """Else anyone could ask, without limit, which usernames exist (and make tongka hash each time)."""
+    taken = f.register(client)["username"]
+    for _ in range(19):
+        r = client.post(ACCOUNTS, json={"username": taken, "password": f.PASSWORD, "email": "x@example.com", "language": "en"})
+        assert_problem(r, 409, "username_taken")
+    r = client.post(ACCOUNTS, json={"username": "new-one", "password": f.PASSWORD, "email": "x@example.com", "language": "en"})
+    assert_problem(r, 429, "registrations_used_up_today")
+
+
+def test_a_registration_hashes_outside_the_write_turn(client, settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL has no write turn: writers wait only on the rows they share")
+    other = f.login(client, f.register(client)["username"])
+
+    class SlowToHash(CountingHasher):
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            time.sleep(1.0)
+            return super().hash(password, salt=salt)
+
+    monkeypatch.setattr(service, "_hasher", SlowToHash())
+    slow = threading.Thread(target=lambda: f.register(client))
+    slow.start()
+    time.sleep(0.3)  # the registration is hashing now
+    started = time.monotonic()
+    assert client.post(LOGOUT, headers=other).status_code == 204  # a write
+    took = time.monotonic() - started
+    slow.join()
+    assert took < 0.5, f"a write waited {took:.2f} s behind a registration's hashing"
+
+
+def test_an_ipv6_client_is_counted_by_its_slash_64(app) -> None:
+    def from_(host: str) -> TestClient:
+        return TestClient(app, client=(host, 40000))
+
+    for n in range(20):  # twenty addresses of one /64
+        assert from_(f"2001:db8:1:2::{n + 1:x}").post(
+            ACCOUNTS, json={"username": f"v6-{n}", "password": f.PASSWORD, "email": "x@example.com", "language": "en"}
+        ).status_code == 201
+    r = from_("2001:db8:1:2:ffff::1").post(
+        ACCOUNTS, json={"username": "v6-more", "password": f.PASSWORD, "email": "x@example.com", "language": "en"}
+    )
+    assert_problem(r, 429, "registrations_used_up_today")
+    assert from_("2001:db8:1:3::1").post(  # the next /64 is another client
+        ACCOUNTS, json={"username": "v6-next", "password": f.PASSWORD, "email": "x@example.com", "language": "en"}
+    ).status_code == 201

@@ -33,6 +33,7 @@ from tongka.i18n import _
 class UsernameTaken(Conflict):
     code = "username_taken"
     message = _("This username is taken. Choose another.")
+    commit_anyway = True  # the try counts against the address's registrations all the same
 
 
 class WeakPassword(Unprocessable):
@@ -123,20 +124,25 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 MIN_PASSWORD = 10
 
 
-def register(
-    session: Session, *, username: str, password: str, email: str, language: str, region: str = "hk",
-    hashing: HashingPolicy | None = None, address: str | None = None,
-) -> Account:
-    """A new subscriber account; at most `REGISTER_BY_ADDRESS` a day from one client `address`."""
-    username = username.strip().lower()
-    if len(password) < MIN_PASSWORD or password.lower() == username:
+def new_password_hash(username: str, password: str, hashing: HashingPolicy | None = None) -> str:
+    """The Argon2 hash of an acceptable password (the slow step, run outside any transaction)."""
+    if len(password) < MIN_PASSWORD or password.lower() == username.strip().lower():
         raise WeakPassword()
+    with _hashing(hashing):
+        return _hasher.hash(password)
+
+
+def create_account(
+    session: Session, *, username: str, password_hash: str, email: str, language: str, region: str = "hk",
+    address: str | None = None,
+) -> Account:
+    """A new subscriber account; at most `REGISTER_BY_ADDRESS` tries a day from one client `address`,
+    a taken username counted too (so the limit also bounds asking which usernames exist)."""
     if address is not None:
         throttle.take(session, REGISTER_BY_ADDRESS, address)
-    with _hashing(hashing):
-        password_hash = _hasher.hash(password)
     account = Account(
-        username=username, email=email.strip(), password_hash=password_hash, language=language, region=region,
+        username=username.strip().lower(), email=email.strip(), password_hash=password_hash, language=language,
+        region=region,
     )
     try:
         with session.begin_nested():
@@ -144,6 +150,18 @@ def register(
     except IntegrityError:
         raise UsernameTaken() from None
     return account
+
+
+def register(
+    session: Session, *, username: str, password: str, email: str, language: str, region: str = "hk",
+    hashing: HashingPolicy | None = None, address: str | None = None,
+) -> Account:
+    """Both steps in one transaction (the command line, the demo; the API runs them apart)."""
+    password_hash = new_password_hash(username, password, hashing)
+    return create_account(
+        session, username=username, password_hash=password_hash, email=email, language=language, region=region,
+        address=address,
+    )
 
 
 def _verify(password_hash: str, password: str, hashing: HashingPolicy | None) -> bool:
