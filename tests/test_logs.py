@@ -167,3 +167,20 @@ def test_a_burst_of_errors_never_blocks_the_caller(monkeypatch: pytest.MonkeyPat
     records = [json.loads(line) for line in written.lines if line.strip()]
     assert len(records) >= logs.BACKLOG - 1
     assert sum(r.get("records_dropped", 0) for r in records) >= 49
+
+
+def test_the_access_log_shows_no_query_string_and_no_receipt_link(app) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/api/v1/me?access_token=Bearer%20SEKRIT&code=12345678", "1.1", 200), None,
+    )
+    for f in logging.getLogger("uvicorn.access").filters:  # as create_app left them
+        f.filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "GET /api/v1/me?… HTTP/1.1" 200'
+    from tongka.logs import access_path
+
+    assert access_path("/receipts/3f2a9c1e-0000-4000-8000-000000000000") == "/receipts/…"
+    assert access_path("/receipts/verify?d=abc") == "/receipts/verify?…"
+    assert access_path("/receipts/public-key") == "/receipts/public-key"

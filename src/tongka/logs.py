@@ -151,7 +151,30 @@ class _Stderr:
             pass
 
 
+# A receipt's page is found by its random id, which is the secret; query strings may carry anything.
+_RECEIPT_LINK = re.compile(r"^/receipts/(?!verify$|public-key$)[^/]+")
+
+
+def access_path(full_path: str) -> str:
+    """A request's path as uvicorn's access line may show it: no query string, no receipt id."""
+    path, query, _ = full_path.partition("?")
+    return _RECEIPT_LINK.sub("/receipts/…", path) + ("?…" if query else "")
+
+
+class AccessLineFilter(logging.Filter):
+    """uvicorn's access log (`client - "METHOD path HTTP/x" status`) with the path shown by `access_path`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5 and isinstance(record.args[2], str):
+            client, method, path, version, status = record.args
+            record.args = (client, method, access_path(path), version, status)
+        return True
+
+
 def configure(json: bool, file: TextIO | None = None) -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, AccessLineFilter) for f in access.filters):
+        access.addFilter(AccessLineFilter())
     if json:  # the traceback as data: type, message and frames (file, line, function), without locals
         exceptions: Any = traceback_data
         renderer: Any = structlog.processors.JSONRenderer()
