@@ -22,6 +22,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import String, case, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -70,18 +71,25 @@ def window_start(limit: Limit, now: datetime) -> datetime:
     return _EPOCH + timedelta(seconds=(elapsed // limit.window_seconds) * limit.window_seconds)
 
 
-def _current(session: Session, limit: Limit, key: str, now: datetime) -> ThrottleCounter | None:
-    row = session.get(ThrottleCounter, (limit.scope, _key(key)), populate_existing=True)
+def _insert(session: Session) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (both dialects spell it the same)."""
+    return postgresql.insert if session.connection().dialect.name == "postgresql" else sqlite.insert
+
+
+def _current(session: Session, limit: Limit, key: str, now: datetime, lock: bool = False) -> ThrottleCounter | None:
+    row = session.get(ThrottleCounter, (limit.scope, _key(key)), populate_existing=True, with_for_update=lock)
     if row is None or row.window_start != window_start(limit, now):
         return None
     return row
 
 
-def wait_seconds(session: Session, limit: Limit, key: str, now: datetime | None = None) -> tuple[int, bool]:
+def wait_seconds(
+    session: Session, limit: Limit, key: str, now: datetime | None = None, lock: bool = False
+) -> tuple[int, bool]:
     """How long `key` must wait before its next try (0: it may go now), and whether the wait is
     only the spacing between hits."""
     now = now or clock.now()
-    row = _current(session, limit, key, now)
+    row = _current(session, limit, key, now, lock)
     if row is None or not row.hits:  # no row, or one `attempt` made to lock and has not counted yet
         return 0, False
     window_end = row.window_start + timedelta(seconds=limit.window_seconds)
@@ -101,9 +109,9 @@ def wait_seconds(session: Session, limit: Limit, key: str, now: datetime | None 
     return 0, False
 
 
-def check(session: Session, limit: Limit, key: str, now: datetime | None = None) -> None:
-    """Refuse (429 with Retry-After) if `key` may not try now. Writes nothing."""
-    wait, spacing = wait_seconds(session, limit, key, now)
+def check(session: Session, limit: Limit, key: str, now: datetime | None = None, lock: bool = False) -> None:
+    """Refuse (429 with Retry-After) if `key` may not try now. Writes nothing (`lock`: locks its row)."""
+    wait, spacing = wait_seconds(session, limit, key, now, lock)
     if wait:
         raise (limit.spacing_error if spacing and limit.spacing_error else limit.error)(seconds=wait)
 
@@ -113,9 +121,7 @@ def hit(session: Session, limit: Limit, key: str, now: datetime | None = None) -
     now = now or clock.now()
     start = window_start(limit, now)
     table = ThrottleCounter.__table__
-    dialect = session.connection().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).values(scope=limit.scope, key=_key(key), window_start=start, hits=1, last_hit_at=now)
+    statement = _insert(session)(table).values(scope=limit.scope, key=_key(key), window_start=start, hits=1, last_hit_at=now)
     same_window = table.c.window_start == statement.excluded.window_start
     statement = statement.on_conflict_do_update(
         index_elements=["scope", "key"],
@@ -152,15 +158,12 @@ def attempt(session: Session, limit: Limit, key: str, now: datetime | None = Non
     failure, and `clear` or `uncount` it once it succeeded."""
     now = now or clock.now()
     start = window_start(limit, now)
-    dialect = session.connection().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
-        insert(ThrottleCounter.__table__)
+        _insert(session)(ThrottleCounter.__table__)
         .values(scope=limit.scope, key=_key(key), window_start=start, hits=0, last_hit_at=start)
         .on_conflict_do_nothing(index_elements=["scope", "key"])
     )
-    session.get(ThrottleCounter, (limit.scope, _key(key)), with_for_update=True, populate_existing=True)
-    check(session, limit, key, now)
+    check(session, limit, key, now, lock=True)
     hit(session, limit, key, now)
 
 
