@@ -34,9 +34,11 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 
-from tongka.charging.cli import charging_app, overage_app, wallets_app  # noqa: E402 (after the core groups)
+from tongka.charging.cli import charging_app, overage_app, rating_groups_app, wallets_app  # noqa: E402 (after the core groups)
 
-for sub, name in ((overage_app, "overage"), (wallets_app, "wallets"), (charging_app, "charging")):
+for sub, name in (
+    (overage_app, "overage"), (wallets_app, "wallets"), (charging_app, "charging"), (rating_groups_app, "rating-groups"),
+):
     app.add_typer(sub, name=name)
 
 from tongka.promotion.cli import offers_app  # noqa: E402

@@ -11,6 +11,7 @@ from tongka.charging.models import (
     LineOverage,
     Network,
     OverageMonth,
+    RatingGroup,
     UsageDay,
     UsageRecord,
 )
@@ -29,5 +30,6 @@ __all__ = [
     "AccessToken", "Account", "BindChallenge", "Bucket", "ChargingAnswer", "ChargingSession", "Grant", "GrantReservation", "Network", "ExchangeRate", "Receipt", "ReceiptCounter", "Refund", "IdempotencyRecord", "LedgerAccount", "Line",
     "OutboxMessage", "Order", "Pack", "PackPrice", "Payment", "PaymentCallback", "RealNameRecord", "Transfer",
     "UsageDay", "UsageRecord", "ChargingNotification", "LineDebt", "LineOverage", "OverageMonth", "OverageRate", "Wallet",
+    "RatingGroup",
     "CouponCode", "Offer", "OfferBudget", "Quote", "Redemption", "ThrottleCounter",
 ]

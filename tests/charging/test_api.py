@@ -109,7 +109,8 @@ def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(client, 
     assert "volumeQuotaThreshold" not in unit
     ref = r.headers["location"].rsplit("/", 1)[1]
 
-    r = client.post(f"{BASE}/{ref}/update", json=request(1, requested=30 * MB, used=10 * MB))
+    # still on the mainland network: an update names the network the phone is on now
+    r = client.post(f"{BASE}/{ref}/update", json=request(1, plmn=MAINLAND_PLMN, requested=30 * MB, used=10 * MB))
     (unit,) = r.json()["multipleUnitInformation"]
     assert unit == {
         "resultCode": "QUOTA_LIMIT_REACHED", "ratingGroup": RG,
@@ -118,7 +119,7 @@ def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(client, 
             "redirectServer": {"redirectAddressType": "URL", "redirectServerAddress": f"http://testserver/renew/{line.id}"},
         },
     }
-    assert client.post(f"{BASE}/{ref}/release", json=request(2)).status_code == 204
+    assert client.post(f"{BASE}/{ref}/release", json=request(2, plmn=MAINLAND_PLMN)).status_code == 204
 
 
 def test_an_unknown_subscriber_is_user_unknown(client, session) -> None:

@@ -151,7 +151,7 @@ async def create(body: ChargingDataRequest, request: Request) -> Response:
     "receive the next quota (Nchf_ConvergedCharging_Update). A retransmission gets the same answer.",
 )
 async def update(ChargingDataRef: str, body: ChargingDataRequest, request: Request) -> Response:
-    return _respond(request, await _group(request).submit(_op("update", body, ref=ChargingDataRef)))
+    return _respond(request, await _group(request).submit(_op("update", body, ref=ChargingDataRef, plmn=body.plmn())))
 
 
 @router.post(
@@ -163,7 +163,7 @@ async def update(ChargingDataRef: str, body: ChargingDataRequest, request: Reque
     "what was granted and not used goes back to the line's buckets.",
 )
 async def release(ChargingDataRef: str, body: ChargingDataRequest, request: Request) -> Response:
-    return _respond(request, await _group(request).submit(_op("release", body, ref=ChargingDataRef)))
+    return _respond(request, await _group(request).submit(_op("release", body, ref=ChargingDataRef, plmn=body.plmn())))
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -174,17 +174,24 @@ def _group(request: Request) -> GroupCommit | ChargingProcess:
 
 
 def _op(kind: str, body: ChargingDataRequest, **named: Any) -> Op:
+    """What charging needs of a request. Each rating group's containers are split at the last one closed
+    by a PLMN_CHANGE: it and those before it were used on the network before the change (`used`), those
+    after it on the network the request names (`used_after`). Without one, all is `used`."""
     used: dict[int, int] = {}
+    used_after: dict[int, int] = {}
     for usage in body.multipleUnitUsage:
         if usage.usedUnitContainer:
-            used[usage.ratingGroup] = used.get(usage.ratingGroup, 0) + sum(
-                c.totalVolume or 0 for c in usage.usedUnitContainer
-            )
+            containers = usage.usedUnitContainer
+            cut = max((i + 1 for i, c in enumerate(containers) if c.closed_by_plmn_change), default=len(containers))
+            group = usage.ratingGroup
+            used[group] = used.get(group, 0) + sum(c.totalVolume or 0 for c in containers[:cut])
+            if cut < len(containers):
+                used_after[group] = used_after.get(group, 0) + sum(c.totalVolume or 0 for c in containers[cut:])
     requested = [
         (usage.ratingGroup, usage.requestedUnit.totalVolume or DEFAULT_REQUEST_BYTES)
         for usage in body.multipleUnitUsage if usage.requestedUnit is not None
     ] if kind != "release" else []
-    return Op(kind, body.invocationSequenceNumber, used, requested, **named)
+    return Op(kind, body.invocationSequenceNumber, used, requested, used_after=used_after, **named)
 
 
 def _respond(request: Request, outcome: Outcome) -> Response:

@@ -13,6 +13,10 @@ from tongka.errors import TongkaError
 overage_app = typer.Typer(help="Overage: the published rates of data beyond the packs.", no_args_is_help=True)
 wallets_app = typer.Typer(help="Wallets: money accounts keep for overage.", no_args_is_help=True)
 charging_app = typer.Typer(help="Online charging jobs.", no_args_is_help=True)
+rating_groups_app = typer.Typer(
+    help="Rating groups: which are zero-rated (free, granted even with no data). Others are charged as internet data.",
+    no_args_is_help=True,
+)
 
 
 def _sessions():  # type: ignore[no-untyped-def]
@@ -88,3 +92,33 @@ def send_notifications() -> None:
     with httpx.Client(trust_env=False) as http:
         report = notify.deliver_due(_sessions(), http, allowed=outbound.allowed(get_settings()))
     typer.echo(f"sent {report.sent}, to retry {report.retrying}, given up {report.failed}")
+
+
+@rating_groups_app.command("list")
+def rating_groups_list() -> None:
+    """The configured rating groups: number, charged or zero-rated, name."""
+    from tongka.charging import service as charging
+
+    with transaction(_sessions()) as session:
+        for g in charging.rating_groups(session):
+            typer.echo(f"{g.rating_group:>10}  {'zero-rated' if g.zero_rated else 'charged':10}  {g.name}")
+    typer.echo("any other rating group: charged as internet data")
+
+
+@rating_groups_app.command("set")
+def rating_groups_set(
+    number: Annotated[int, typer.Argument(help="the 3GPP ratingGroup the packet core reports")],
+    name: Annotated[str, typer.Argument(help="what it is, e.g. 'self-service site and app'")],
+    zero_rated: Annotated[bool, typer.Option("--zero-rated/--charged", help="free (always granted) or charged")] = False,
+) -> None:
+    """Name a rating group and make it zero-rated or charged (from the next request on)."""
+    from tongka.charging import service as charging
+
+    try:
+        with transaction(_sessions()) as session:
+            group = charging.set_rating_group(session, number, name, zero_rated=zero_rated)
+            line = f"{group.rating_group}: {group.name}, {'zero-rated' if group.zero_rated else 'charged'}"
+    except ValueError as e:
+        typer.echo(f"refused: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(line)

@@ -27,6 +27,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import BigInteger, String, and_, bindparam, func, select, tuple_
@@ -41,7 +42,9 @@ from tongka.charging.models import (
     Grant,
     GrantReservation,
     LineOverage,
+    Network,
     OverageMonth,
+    RatingGroup,
     UsageDay,
 )
 from tongka.db import AnyOf, add_rows, insert_rows, new_id, pipelined, update_rows
@@ -55,6 +58,10 @@ from tongka.wallet.models import Wallet
 
 SUCCESS = "SUCCESS"  # 3GPP TS 32.291 resultCode values
 QUOTA_LIMIT_REACHED = "QUOTA_LIMIT_REACHED"
+# Diameter's DIAMETER_END_USER_SERVICE_DENIED (4010), which TS 32.291 maps it to: the service is
+# refused by a restriction (a network tongka does not serve, a line no longer active), and the
+# units used that the request reports are still charged.
+END_USER_SERVICE_DENIED = "END_USER_SERVICE_DENIED"
 
 # A grant's reservations outlive its validity time by this much, so a network element that
 # reports a little late is still charged from them, and one that crashed frees them soon after.
@@ -142,13 +149,15 @@ class SessionState:
     notify_uri: str | None
     grants: list[GrantState] = field(default_factory=list)  # open ones, oldest first
     new: bool = False
+    served: bool = True  # its network is active: quota may be granted there
+    moved: bool = False  # crossed to another network in this batch (plmn and zone to write)
     create_key: str | None = None
     released_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class QuotaResult:
-    result_code: str  # SUCCESS | QUOTA_LIMIT_REACHED
+    result_code: str  # SUCCESS | QUOTA_LIMIT_REACHED | END_USER_SERVICE_DENIED
     granted_bytes: int
     grant_id: uuid.UUID | None  # None when nothing was granted
     final_unit: bool  # True when this is all the line has left in the zone (granted < requested)
@@ -189,7 +198,9 @@ class ChargingBatch:
         self._released: list[SessionState] = []
         self._settled: list[GrantState] = []
         self._new_grants: list[GrantState] = []
-        self._usage: defaultdict[tuple[uuid.UUID, date, str, str], int] = defaultdict(int)
+        # (line, day, zone, network) -> [charged bytes, zero-rated bytes]
+        self._usage: defaultdict[tuple[uuid.UUID, date, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        self.zero_rated: set[int] = set()  # the batch's rating groups that the operator made free
         self._overage: dict[tuple[uuid.UUID, date], list[Any]] = {}  # [currency, charged, volume]
         self._answers: list[dict[str, Any]] = []
         self._grants_loaded: set[uuid.UUID] = set()
@@ -215,9 +226,9 @@ class ChargingBatch:
             rows = []
         for row in rows:
             if row[0] not in self.sessions:
-                self.sessions[row[0]] = SessionState(*row[:7], create_key=row[7])
-            if len(row) > 8 and row[8] is not None:
-                self.kept[row[0], row[8]] = (row[9], row[10])
+                self.sessions[row[0]] = SessionState(*row[:7], create_key=row[7], served=bool(row[8]))
+            if len(row) > 9 and row[9] is not None:
+                self.kept[row[0], row[9]] = (row[10], row[11])
         loaded = [x.id for x in self.sessions.values() if not x.new and x.id not in self._grants_loaded]
         self._grants_loaded.update(loaded)
         wanted = {x.line_id for x in self.sessions.values()} | set(line_ids)
@@ -265,6 +276,12 @@ class ChargingBatch:
             pending = self.ledger.pending(pending_id, debit, credit, held, reason, reference, expires_at, resolved)
             grant.reservations.append(ReservationState(pending, bucket_id, amount, volume, per_mb))
 
+    def load_rating_groups(self, rating_groups: Iterable[int]) -> None:
+        """Which of `rating_groups` are zero-rated (one statement; a group not configured is charged)."""
+        wanted = list(set(rating_groups))
+        if wanted:
+            self.zero_rated = {row[0] for row in self.execute(_Q.zero_rated, {"groups": wanted})}
+
     def _load_overage(self, lines: list[LineState]) -> None:
         """Published rates, and what each line's overage has charged this month and holds in open grants."""
         rates: defaultdict[str, dict[str, int]] = defaultdict(dict)
@@ -289,15 +306,43 @@ class ChargingBatch:
         self.sessions[state.id] = state
         return state
 
+    def cross(self, charging_session: SessionState, plmn: str, zone: str, served: bool) -> int:
+        """The session's phone crossed to the network `plmn` (in `zone`): its open grants, granted in the
+        old zone, are settled with the usage reported so far (report the usage before the crossing
+        first), their unused reservations released, and from now on its usage and grants are the new
+        zone's. Returns how many grants were settled."""
+        settled = 0
+        for grant in list(charging_session.grants):
+            settled += not self.report_usage(grant, 0).already_settled
+        if plmn != charging_session.plmn and not charging_session.new:
+            charging_session.moved = True
+        charging_session.plmn, charging_session.zone, charging_session.served = plmn, zone, served
+        return settled
+
     # --- quota ----------------------------------------------------------------------------
 
     def request_quota(
         self, charging_session: SessionState, rating_group: int, requested_bytes: int, validity_seconds: int
     ) -> QuotaResult:
-        """Grant up to `requested_bytes` from the line's buckets in the session's zone (then overage), reserved."""
+        """Grant up to `requested_bytes` from the line's buckets in the session's zone (then overage), reserved.
+
+        A zero-rated group is granted what it asks, reserving nothing, while the line is active; on a
+        network not served nothing is granted (END_USER_SERVICE_DENIED)."""
         if requested_bytes <= 0 or validity_seconds <= 0:
             raise ValueError("quota is requested for a positive volume and validity time")
         line = self.lines[charging_session.line_id]
+        if not charging_session.served:
+            return QuotaResult(END_USER_SERVICE_DENIED, 0, None, final_unit=False)
+        if rating_group in self.zero_rated:
+            if line.status != "active":
+                return QuotaResult(END_USER_SERVICE_DENIED, 0, None, final_unit=False)
+            grant = GrantState(
+                new_id(), charging_session.id, rating_group, requested_bytes,
+                self.now + timedelta(seconds=validity_seconds) + RESERVATION_MARGIN, self.now, [], new=True,
+            )
+            charging_session.grants.append(grant)
+            self._new_grants.append(grant)
+            return QuotaResult(SUCCESS, requested_bytes, grant.id, final_unit=False)
         zone = charging_session.zone
         candidates = line.usable(zone)
         self._repay(line, zone, candidates)
@@ -369,11 +414,14 @@ class ChargingBatch:
 
     # --- usage ----------------------------------------------------------------------------
 
-    def report_usage(self, grant: GrantState, used_bytes: int, *, count_usage: bool = True) -> UsageResult:
+    def report_usage(
+        self, grant: GrantState, used_bytes: int, *, count_usage: bool = True, free: bool = False
+    ) -> UsageResult:
         """Settle `grant` with the volume used: post it against the reservations in order, release the rest.
 
         Usage beyond the grant, and the share of a reservation that lapsed before the report,
-        is returned as unreserved (for `charge_usage`). A settled grant changes nothing.
+        is returned as unreserved (for `charge_usage`). A settled grant changes nothing. `free`
+        (a zero-rated group): every reservation is released and nothing is left to charge.
         """
         if not isinstance(used_bytes, int) or isinstance(used_bytes, bool) or used_bytes < 0:
             raise ValueError("used volume is a non-negative integer")
@@ -387,7 +435,7 @@ class ChargingBatch:
         if not grant.new:
             self._settled.append(grant)
         charging_session.grants.remove(grant)
-        left, unreserved = used_bytes, 0
+        left, unreserved = (0 if free else used_bytes), 0
         overage_amount = overage_volume = 0
         overage_currency = ""
         for reservation in grant.reservations:
@@ -418,18 +466,19 @@ class ChargingBatch:
         if overage_amount:
             self._record_overage(line, overage_currency, overage_amount, overage_volume)
         if used_bytes and count_usage:
-            self.add_usage(charging_session, used_bytes)
-        return UsageResult(grant.id, used_bytes, used_bytes - unreserved, unreserved, False)
+            self.add_usage(charging_session, used_bytes, zero_rated=free)
+        return UsageResult(grant.id, used_bytes, 0 if free else used_bytes - unreserved, unreserved, False)
 
     def settle_usage(self, charging_session: SessionState, rating_group: int, used_bytes: int) -> ExcessCharge | None:
         """The usage reported for a rating group: settles its open grants in order, counts it once in
         the day's usage, and charges what no grant covered (`charge_usage`)."""
+        free = rating_group in self.zero_rated
         left = used_bytes
         for grant in [g for g in charging_session.grants if g.rating_group == rating_group]:
-            left = self.report_usage(grant, left, count_usage=False).unreserved_bytes
+            left = self.report_usage(grant, left, count_usage=False, free=free).unreserved_bytes
         if used_bytes:
-            self.add_usage(charging_session, used_bytes)
-        if not left:
+            self.add_usage(charging_session, used_bytes, zero_rated=free)
+        if not left or free:
             return None
         return self.charge_usage(
             self.lines[charging_session.line_id], charging_session.zone, left,
@@ -484,9 +533,10 @@ class ChargingBatch:
             settled += not self.report_usage(grant, 0).already_settled
         return settled
 
-    def add_usage(self, charging_session: SessionState, used_bytes: int) -> None:
+    def add_usage(self, charging_session: SessionState, used_bytes: int, *, zero_rated: bool = False) -> None:
+        """Count usage in the day of the network the session is on now (its zone and PLMN)."""
         key = (charging_session.line_id, usage_day(self.now), charging_session.zone, charging_session.plmn)
-        self._usage[key] += used_bytes
+        self._usage[key][zero_rated] += used_bytes
 
     def _record_overage(self, line: LineState, currency: str, amount: int, volume: int) -> None:
         line.charged += amount
@@ -528,6 +578,11 @@ class ChargingBatch:
             for x in new_sessions:
                 x.new = False
         update_rows(session, ChargingSession.__table__, "id", [
+            {"id": x.id, "plmn": x.plmn, "zone": x.zone} for x in self.sessions.values() if x.moved
+        ])
+        for x in self.sessions.values():
+            x.moved = False
+        update_rows(session, ChargingSession.__table__, "id", [
             {"id": x.id, "status": "released", "released_at": self.now} for x in self._released
         ])
         self.ledger.flush()
@@ -550,8 +605,9 @@ class ChargingBatch:
              "unreserved_bytes": g.unreserved_bytes}
             for g in self._settled
         ])
-        add_rows(session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), [
-            {"id": new_id(), "line_id": k[0], "day": k[1], "zone": k[2], "plmn": k[3], "bytes": used}
+        add_rows(session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes", "zero_rated_bytes"), [
+            {"id": new_id(), "line_id": k[0], "day": k[1], "zone": k[2], "plmn": k[3], "bytes": used[0],
+             "zero_rated_bytes": used[1]}
             for k, used in self._usage.items()
         ])
         add_rows(session, OverageMonth, ("line_id", "month"), ("charged", "volume_bytes"), [
@@ -560,7 +616,7 @@ class ChargingBatch:
         ])
         insert_rows(session, ChargingAnswer.__table__, self._answers)
         self._released, self._settled, self._new_grants, self._answers = [], [], [], []
-        self._usage, self._overage = defaultdict(int), {}
+        self._usage, self._overage = defaultdict(lambda: [0, 0]), {}
 
 
 # --- the statements of a batch, built once ------------------------------------------------------
@@ -572,7 +628,10 @@ def _debt(zone: str) -> Any:
 
 class _Q:
     s, g, r, t = ChargingSession, Grant, GrantReservation, Transfer
-    _session = select(s.id, s.line_id, s.charging_data_ref, s.plmn, s.zone, s.status, s.notify_uri, s.create_key)
+    # With whether the session's network is served now (the registry is the operator's to change).
+    _session = select(
+        s.id, s.line_id, s.charging_data_ref, s.plmn, s.zone, s.status, s.notify_uri, s.create_key, Network.active
+    ).join(Network, Network.plmn == s.plmn)
     sessions_by_id = _session.where(AnyOf(s.id, "ids")).order_by(s.id)
     # By ref (the network's requests), each with the answer it already gave to the sequence number
     # asked of it (a retransmission). SQLite: the pairs as a row-value IN; PostgreSQL (which locks):
@@ -599,7 +658,7 @@ class _Q:
         .order_by(s.id)
         .with_for_update(of=s)
     )
-    sessions_by_id_locked = sessions_by_id.with_for_update()
+    sessions_by_id_locked = sessions_by_id.with_for_update(of=s)  # not the network's row: every session shares it
     # A line, what it owes per zone, its overage choice with the wallet it charges (if on), and its
     # buckets usable now (a row each; one row with no bucket if it has none).
     lines = (
@@ -627,6 +686,7 @@ class _Q:
         .where(AnyOf(g.charging_session_id, "ids"), g.status == "open")
         .order_by(g.created_at, g.id, r.pending_transfer_id)
     )
+    zero_rated = select(RatingGroup.rating_group).where(AnyOf(RatingGroup.rating_group, "groups"), RatingGroup.zero_rated)
     rates = select(OverageRate.zone, OverageRate.currency, OverageRate.per_mb)
     charged = select(OverageMonth.line_id, OverageMonth.charged).where(
         AnyOf(OverageMonth.line_id, "ids"), OverageMonth.month == bindparam("month")

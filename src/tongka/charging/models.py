@@ -45,6 +45,24 @@ class Network(CreatedMixin, Base):
     active: Mapped[bool] = mapped_column(default=True)
 
 
+class RatingGroup(CreatedMixin, Base):
+    """A 3GPP rating group the operator names, and whether its usage is free (zero-rated).
+
+    Zero-rated groups (the self-service site, the official app) are granted to any active line,
+    even one with no data and no wallet, so a customer can always renew; their usage is counted
+    (`UsageDay.zero_rated_bytes`) but never charged. A rating group not configured here is charged
+    as internet data.
+    """
+
+    __tablename__ = "rating_groups"
+    __table_args__ = (CheckConstraint("rating_group >= 0 AND rating_group <= 4294967295", name="uint32"),)
+
+    rating_group: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(64))
+    zero_rated: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ChargingSession(IdMixin, CreatedMixin, Base):
     """One charging data resource opened by the network for a line's data session."""
 
@@ -54,7 +72,8 @@ class ChargingSession(IdMixin, CreatedMixin, Base):
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), index=True)
     charging_data_ref: Mapped[str] = mapped_column(String(64), unique=True)
     plmn: Mapped[str] = mapped_column(ForeignKey("networks.plmn"))
-    zone: Mapped[str] = mapped_column(String(16))  # the network's zone when the session opened
+    # The network the session is on now and its zone: the create's, then each border crossing's.
+    zone: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="open")
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Where the network wants to hear of new quota (REAUTHORIZATION), if it said.
@@ -184,14 +203,17 @@ class UsageDay(IdMixin, Base):
         UniqueConstraint("line_id", "day", "zone", "plmn"),
         CheckConstraint("zone IN ('mainland', 'hk')", name="zone"),
         CheckConstraint("bytes >= 0", name="bytes_not_negative"),
+        CheckConstraint("zero_rated_bytes >= 0", name="zero_rated_not_negative"),
     )
 
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"))
     # The calendar day in Hong Kong time (UTC+8, no daylight saving) when the usage was reported.
     day: Mapped[date]
-    zone: Mapped[str] = mapped_column(String(16))  # the charging session's zone: mainland | hk
+    zone: Mapped[str] = mapped_column(String(16))  # the zone of the network the usage was on: mainland | hk
     plmn: Mapped[str] = mapped_column(ForeignKey("networks.plmn"))
-    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # charged usage (internet data)
+    # Usage of zero-rated rating groups: counted for the operator, never charged.
+    zero_rated_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class UsageRecord(Base):

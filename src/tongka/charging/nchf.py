@@ -52,6 +52,9 @@ MAX_BATCH = 64  # ops per transaction
 # Application errors (ProblemDetails `cause`, TS 32.291 table 6.1.7.3-1).
 USER_UNKNOWN = "USER_UNKNOWN"
 END_USER_REQUEST_DENIED = "END_USER_REQUEST_DENIED"
+# Armed in every create and update answer: the SMF reports at once when the phone changes network
+# (at Lo Wu or Futian), closing its containers there, so each side's usage is charged in its zone.
+TRIGGERS = [{"triggerType": "PLMN_CHANGE", "triggerCategory": "IMMEDIATE_REPORT"}]
 
 
 @dataclass
@@ -60,11 +63,13 @@ class Op:
 
     kind: str  # create | update | release
     sequence: int  # invocationSequenceNumber
-    used: dict[int, int] = field(default_factory=dict)  # bytes reported per rating group, all containers
+    # bytes reported per rating group: up to a PLMN_CHANGE (all of it without one), and after it
+    used: dict[int, int] = field(default_factory=dict)
     requested: list[tuple[int, int]] = field(default_factory=list)  # (rating group, bytes), in the request's order
     ref: str | None = None  # update, release: the charging data ref
     identities: list[str] = field(default_factory=list)  # create: SUPI / GPSI, in the order tried
-    plmn: str | None = None  # create
+    plmn: str | None = None  # the serving network the request names (create: required)
+    used_after: dict[int, int] = field(default_factory=dict)
     notify_uri: str | None = None  # create
     create_key: str | None = None  # create: what makes it the same create again
 
@@ -97,12 +102,20 @@ def answer_batch(session: Session, ops: list[Op], renewal_base: str) -> list[Out
     creates = [op for op in ops if op.kind == "create"]
     lines = _lines_for(session, [i for op in creates for i in op.identities])
     created = _created_before(session, [op.create_key for op in creates if op.create_key])
-    networks = _networks(session, {op.plmn for op in creates if op.plmn})
     batch.load(
         refs=[op.ref for op in ops if op.ref], line_ids=list(lines.values()),
         sequences=[op.sequence for op in ops if op.ref],
     )
+    batch.load_rating_groups(
+        [group for op in ops for group in (*op.used, *op.used_after, *(g for g, _ in op.requested))]
+    )
     by_ref = {s.ref: s for s in batch.sessions.values()}
+    # The networks of the creates and, only when a session changes network (rare), of every session's
+    # request and its network (a session may cross and come back within one batch).
+    plmns = {op.plmn for op in creates if op.plmn}
+    if any(op.plmn and op.ref in by_ref and by_ref[op.ref].plmn != op.plmn for op in ops if op.ref):
+        plmns |= {op.plmn for op in ops if op.plmn} | {s.plmn for s in batch.sessions.values()}
+    networks = _networks(session, plmns)
     kept = {key: Outcome(status, answer) for key, (status, answer) in batch.kept.items()}
     answering = _Answering(batch, by_ref, kept, created, networks, lines, renewal_base)
     outcomes = [answering.answer(op) for op in ops]
@@ -131,7 +144,7 @@ class _Answering:
             return kept
         if charging_session.status != "open":
             return not_found(op.ref)
-        self.settle(charging_session, op)
+        self.cross_if_moved(charging_session, op)
         if op.kind == "update":
             return self.keep(charging_session, op, Outcome(200, self.grant_all(charging_session, op), op.ref))
         self.batch.release(charging_session)
@@ -167,13 +180,33 @@ class _Answering:
         self.kept[charging_session.id, op.sequence] = outcome
         return outcome
 
-    def settle(self, charging_session: SessionState, op: Op) -> None:
+    def cross_if_moved(self, charging_session: SessionState, op: Op) -> None:
+        """Charge the usage reported; if the request names another network than the session's, the phone
+        crossed: the usage before the change is the old network's, the session's open grants are settled
+        there, and the usage after it is the new network's. A network that is unknown (no zone to charge
+        in) keeps the session on the old one, and, like one not served, gets no quota."""
+        plmn = op.plmn
+        if plmn is None or plmn == charging_session.plmn:
+            self.settle(charging_session, op.used)
+            self.settle(charging_session, op.used_after)
+            return
+        zone, active = self.networks.get(plmn, (None, False))
+        log.info("charging_plmn_change", ref=op.ref, old=charging_session.plmn, new=plmn, served=zone is not None and active)
+        self.settle(charging_session, op.used)
+        if zone is None:
+            self.settle(charging_session, op.used_after)
+            self.batch.cross(charging_session, charging_session.plmn, charging_session.zone, False)
+            return
+        self.batch.cross(charging_session, plmn, zone, active)
+        self.settle(charging_session, op.used_after)
+
+    def settle(self, charging_session: SessionState, used: dict[int, int]) -> None:
         """Each rating group's reported usage settles its open grants; the excess is charged."""
-        for rating_group, volume in op.used.items():
+        for rating_group, volume in used.items():
             excess = self.batch.settle_usage(charging_session, rating_group, volume)
             if excess is not None:
                 log.info(
-                    "charging_usage_beyond_grant", ref=op.ref, rating_group=rating_group,
+                    "charging_usage_beyond_grant", ref=charging_session.ref, rating_group=rating_group,
                     from_buckets=excess.from_buckets, overage_bytes=excess.overage_bytes, owed_bytes=excess.owed_bytes,
                 )
 
@@ -201,6 +234,7 @@ class _Answering:
             "invocationTimeStamp": self.batch.now.isoformat().replace("+00:00", "Z"),
             "invocationSequenceNumber": op.sequence,
             "multipleUnitInformation": units,
+            "triggers": TRIGGERS,
         }
 
 

@@ -56,8 +56,29 @@ class UserInformation(_Wire):
     servedGPSI: str | None = None
 
 
+class Tai(_Wire):
+    plmnId: PlmnId | None = None
+
+
+class RadioLocation(_Wire):  # NrLocation, EutraLocation (TS 29.571): the tracking area names the serving PLMN
+    tai: Tai | None = None
+
+
+class UserLocation(_Wire):
+    nrLocation: RadioLocation | None = None
+    eutraLocation: RadioLocation | None = None
+
+    @property
+    def plmn(self) -> str | None:
+        for where in (self.nrLocation, self.eutraLocation):
+            if where and where.tai and where.tai.plmnId:
+                return where.tai.plmnId.plmn
+        return None
+
+
 class PDUSessionChargingInformation(_Wire):
     userInformation: UserInformation | None = None
+    userLocationinfo: UserLocation | None = None
     pduSessionInformation: PDUSessionInformation | None = None
 
 
@@ -65,9 +86,24 @@ class RequestedUnit(_Wire):
     totalVolume: Volume | None = None
 
 
+class Trigger(_Wire):
+    triggerType: str | None = None
+    triggerCategory: str
+
+
+PLMN_CHANGE = "PLMN_CHANGE"
+
+
 class UsedUnitContainer(_Wire):
     totalVolume: Volume | None = None
     localSequenceNumber: Uint32
+    # PLMN_CHANGE among them: the container was closed when the phone changed network, so its
+    # usage (and that of the containers before it) was on the network before.
+    triggers: list[Trigger] = Field(default_factory=list, max_length=MAX_LIST)
+
+    @property
+    def closed_by_plmn_change(self) -> bool:
+        return any(t.triggerType == PLMN_CHANGE for t in self.triggers)
 
 
 class MultipleUnitUsage(_Wire):
@@ -99,9 +135,12 @@ class ChargingDataRequest(_Wire):
         return [i for i in (self.subscriberIdentifier, gpsi) if i]
 
     def plmn(self) -> str | None:
+        """The serving network now: servingCNPlmnId, else the PLMN of the user's tracking area."""
         info = self.pDUSessionChargingInformation
         pdu = info.pduSessionInformation if info else None
-        return pdu.servingCNPlmnId.plmn if pdu and pdu.servingCNPlmnId else None
+        if pdu and pdu.servingCNPlmnId:
+            return pdu.servingCNPlmnId.plmn
+        return info.userLocationinfo.plmn if info and info.userLocationinfo else None
 
 
 # REQUIRED in ChargingDataRequest: a missing or wrong one is MANDATORY_IE_*, any other OPTIONAL_IE_*.
@@ -125,6 +164,11 @@ class FinalUnitIndication(BaseModel):
     redirectServer: RedirectServer | None = None
 
 
+class ArmedTrigger(BaseModel):
+    triggerType: str
+    triggerCategory: Literal["IMMEDIATE_REPORT", "DEFERRED_REPORT"]
+
+
 class MultipleUnitInformation(BaseModel):
     resultCode: Literal["SUCCESS", "QUOTA_LIMIT_REACHED", "USER_UNKNOWN", "END_USER_SERVICE_DENIED"]
     ratingGroup: int
@@ -138,6 +182,7 @@ class ChargingDataResponse(BaseModel):
     invocationTimeStamp: datetime
     invocationSequenceNumber: int
     multipleUnitInformation: list[MultipleUnitInformation] = Field(default_factory=list)
+    triggers: list[ArmedTrigger] = Field(default_factory=list)  # PLMN_CHANGE, IMMEDIATE_REPORT: report at a crossing
 
 
 class InvalidParam(BaseModel):

@@ -45,7 +45,7 @@ from tongka.charging.engine import (  # noqa: F401  (part of this module's inter
     ExcessCharge,
     usage_day,
 )
-from tongka.charging.models import ChargingSession, Grant, Network, OverageMonth, UsageDay
+from tongka.charging.models import ChargingSession, Grant, Network, OverageMonth, RatingGroup, UsageDay
 from tongka.db import add_rows, new_id
 from tongka.errors import Conflict, Unprocessable
 from tongka.i18n import _
@@ -111,6 +111,28 @@ def networks(session: Session) -> list[Network]:
     return list(session.scalars(select(Network).order_by(Network.zone, Network.plmn)))
 
 
+# --- rating groups --------------------------------------------------------------------------
+
+
+def rating_groups(session: Session) -> list[RatingGroup]:
+    """The rating groups the operator configured. Any other group the network names is charged as internet data."""
+    return list(session.scalars(select(RatingGroup).order_by(RatingGroup.rating_group)))
+
+
+def set_rating_group(session: Session, number: int, name: str, *, zero_rated: bool) -> RatingGroup:
+    """Name a rating group and say whether it is zero-rated; applies to usage reported and quota asked from now on."""
+    if not 0 <= number <= 2**32 - 1 or not name.strip() or len(name) > 64:
+        raise ValueError("a rating group is a uint32 with a name of 1 to 64 characters")
+    now = clock.now()
+    group = session.get(RatingGroup, number, with_for_update=True)
+    if group is None:
+        group = RatingGroup(rating_group=number, created_at=now)
+        session.add(group)
+    group.name, group.zero_rated, group.updated_at = name.strip(), zero_rated, now
+    session.flush()
+    return group
+
+
 # --- sessions -----------------------------------------------------------------------------
 
 
@@ -145,6 +167,7 @@ def request_quota(
     batch, state = _batch_for(session, charging_session, now)
     if state.status != "open":
         raise ChargingSessionReleased()
+    batch.load_rating_groups([rating_group])
     result = batch.request_quota(state, rating_group, requested_bytes, validity_seconds)
     _write(batch)
     grant = session.get_one(Grant, result.grant_id) if result.grant_id else None
@@ -178,6 +201,7 @@ def settle_usage(
     """The usage reported for a rating group: settles its open grants in order, counts it once
     in the day's usage, and charges what no grant covered (`charge_usage`)."""
     batch, state = _batch_for(session, charging_session, clock.now())
+    batch.load_rating_groups([rating_group])
     excess = batch.settle_usage(state, rating_group, used_bytes)
     _write(batch)
     return excess

@@ -9,9 +9,13 @@ browsing, video); it stays within the grant, as the user plane stops at the quot
 except now and then a little beyond (packets in flight). A QUOTA_LIMIT_REACHED ends the
 session at once; a final unit is used up without asking for more, then the session ends;
 either way the phone tries again later, perhaps across the border. Now and then a phone
-crosses the border anyway: release, then create on a network of the other zone. No
-notifyUri is given (nothing here could receive it). Ctrl-C, or the end of the run,
-releases every open session.
+crosses the border mid-session, as at Lo Wu or Futian: its SMF closes the containers at
+the change with a PLMN_CHANGE trigger (which tongka arms), reports at once with the new
+network's `servingCNPlmnId` and what was used on each side, and carries on with the
+quota granted in the new zone. Some sessions also visit the self-service site or app
+(`SELF_SERVICE_RATING_GROUP`, zero-rated in the demo), a rating group of its own in the
+same messages. No notifyUri is given (nothing here could receive it). Ctrl-C, or the end
+of the run, releases every open session.
 
 Which lines play is read from the database by the command line (`subscribers`); the
 rest speaks only HTTP.
@@ -38,6 +42,10 @@ from tongka.money import KB, MB
 
 BASE_PATH = "/nchf-convergedcharging/v3/chargingdata"
 RATING_GROUP = 10  # the operator's internet rating group
+SELF_SERVICE_RATING_GROUP = 20  # the self-service site and app (zero-rated by the demo's operator)
+SELF_SERVICE_CHANCE = 0.3  # of a session: the person opens the app or the site during it
+SELF_SERVICE_RATE = (2 * KB, 20 * KB)  # bytes/s while they do
+SELF_SERVICE_ASK = 1 * MB
 NETWORKS = {
     "mainland": (("460", "00"), ("460", "01")),  # China Mobile, China Unicom
     "hk": (("454", "00"), ("454", "12")),  # HKT/csl, China Mobile Hong Kong
@@ -98,7 +106,9 @@ class Figures:
     open_sessions: int = 0
     opened: int = 0
     released: int = 0
-    crossings: int = 0
+    crossings: int = 0  # reported mid-session (PLMN_CHANGE)
+    crossed_bytes: int = 0  # used after a crossing on the old grant, reported with it: the new zone's
+    zero_rated_bytes: int = 0  # used on the self-service group
     cut_off: int = 0  # sessions ended by a final unit or QUOTA_LIMIT_REACHED
     refusals: Counter[str] = field(default_factory=Counter)  # by cause: QUOTA_LIMIT_REACHED, USER_UNKNOWN, ...
     errors: int = 0  # 5xx, malformed answers, unreachable server
@@ -140,6 +150,7 @@ class Figures:
             (f"simulated {phones} line(s) {'interrupted after' if self.interrupted else 'for'} {seconds:.0f} s "
             f"against {base_url}"),
             f"  {sessions}; border crossings {self.crossings}; cut off at the end of their quota {self.cut_off}",
+            f"  self-service (zero-rated) {self.zero_rated_bytes / MB:.2f} MB",
             (f"  requests {total} ({kinds}), {total / seconds:.1f}/s; latency p50 {pct(0.50):.1f} ms, "
             f"p99 {pct(0.99):.1f} ms"),
             (f"  granted {self.granted_bytes / MB:.1f} MB; used {self.used_bytes / MB:.1f} MB ({zones}), "
@@ -163,6 +174,8 @@ class Phone:
         self.final = False  # the open grant is the last one
         self.demand, self.since = 0.0, time.monotonic()  # demand on the open grant, counted up to `since`
         self.rate = 0.0  # bytes/s
+        self.free_rate = 0.0  # bytes/s on the self-service group, when visited in this session
+        self.free_granted, self.free_since = 0, time.monotonic()
         self._pick_activity()
 
     async def live(self) -> None:
@@ -184,9 +197,7 @@ class Phone:
                             sim.figures.cut_off += 1
                             await self._release(self._used())
                     elif self.rng.random() < sim.pace.cross_chance:
-                        sim.figures.crossings += 1
-                        await self._release(self._used())
-                        self._move(OTHER_ZONE[self.zone])
+                        await self._cross()
                     else:
                         await self._update()
         finally:
@@ -198,8 +209,10 @@ class Phone:
     async def _attach(self) -> bool:
         """Create a charging session with a first quota; False if refused or nothing was granted."""
         self.seq, self.charging_id = 0, self.rng.randrange(1, 2**32)
+        self.free_rate = self.rng.uniform(*SELF_SERVICE_RATE) if self.rng.random() < SELF_SERVICE_CHANCE else 0.0
+        self.free_granted = 0
         figures = self.sim.figures
-        answer = await self.sim.post("create", BASE_PATH, self._body(requested=self.quota_ask))
+        answer = await self.sim.post("create", BASE_PATH, self._body(requested=self.quota_ask, free=(None, True)))
         if answer is None:
             return False
         if answer.status_code in (403, 404):  # END_USER_REQUEST_DENIED (line not in service), USER_UNKNOWN
@@ -219,38 +232,71 @@ class Phone:
     async def _update(self) -> None:
         """Report the open grant's usage and ask for more; end the session if no more is granted."""
         assert self.location
-        used = self._used()
-        answer = await self.sim.post("update", f"{self.location}/update", self._body(used=used, requested=self.quota_ask))
+        used, free = self._used(), self._free_used()
+        answer = await self.sim.post(
+            "update", f"{self.location}/update", self._body(used=used, requested=self.quota_ask, free=(free, True))
+        )
         if answer is None or answer.status_code != 200:
             if answer is not None:
                 self.sim.figures.errors += 1
-            await self._release(used)  # as an SMF does when its CHF fails it: end the session
+            await self._release(used, free)  # as an SMF does when its CHF fails it: end the session
             return
-        self._count_usage(used)
+        self._count_usage(used, free)
         if not self._take(answer):
             self.sim.figures.cut_off += 1
             await self._release(0)
 
-    async def _release(self, used: int) -> None:
+    async def _cross(self) -> None:
+        """The phone moves to a network of the other zone mid-session. Its SMF (told to by the armed
+        PLMN_CHANGE trigger) closes the containers at the change and reports at once: what was used
+        before it, closed by PLMN_CHANGE, and what was used since on the new network, in a container
+        after it, with the new network as `servingCNPlmnId`; and asks for quota there."""
+        assert self.location
+        figures = self.sim.figures
+        used, free = self._used(), self._free_used()
+        before = used * self.rng.randint(50, 95) // 100  # the rest came after the change, on the old quota
+        old_zone = self.zone
+        self._move(OTHER_ZONE[self.zone])
+        body = self._body(used=before, after=used - before, requested=self.quota_ask, free=(free, True))
+        answer = await self.sim.post("update", f"{self.location}/update", body)
+        if answer is None or answer.status_code != 200:
+            if answer is not None:
+                figures.errors += 1
+            await self._release(0)
+            return
+        figures.crossings += 1
+        figures.crossed_bytes += used - before
+        figures.used_bytes += used - before  # after the change: charged in the new zone, beyond no grant
+        figures.used_by_zone[self.zone] += used - before
+        self._count_usage(before, free, zone=old_zone)
+        if not self._take(answer):
+            figures.cut_off += 1
+            await self._release(0)
+
+    async def _release(self, used: int, free: int | None = None) -> None:
         """Report the final usage and end the session. The phone forgets it whatever the answer."""
         assert self.location
         figures = self.sim.figures
-        answer = await self.sim.post("release", f"{self.location}/release", self._body(used=used, final=True))
+        free = self._free_used() if free is None else free
+        answer = await self.sim.post("release", f"{self.location}/release", self._body(used=used, final=True, free=(free, False)))
         if answer is not None and answer.status_code == 204:
-            self._count_usage(used)
+            self._count_usage(used, free)
             figures.released += 1
         elif answer is not None:  # 404: the server had ended it already
             figures.errors += 1
         else:  # never answered: it stays open on the server until its reservations lapse
             figures.abandoned += 1
         figures.open_sessions -= 1
-        self.location, self.granted, self.final = None, 0, False
+        self.location, self.granted, self.final, self.free_granted = None, 0, False, 0
 
     # --- helpers --------------------------------------------------------------------------
 
     def _take(self, answer: httpx.Response) -> bool:
         """Read the rating group's answer; False when nothing was granted (a refusal)."""
         units = answer.json().get("multipleUnitInformation", [])
+        free = next((u for u in units if u.get("ratingGroup") == SELF_SERVICE_RATING_GROUP), {})
+        self.free_granted = int(free.get("grantedUnit", {}).get("totalVolume", 0))
+        self.free_since = time.monotonic()
         unit = next((u for u in units if u.get("ratingGroup") == RATING_GROUP), {})
         granted = int(unit.get("grantedUnit", {}).get("totalVolume", 0))
         if unit.get("resultCode") != "SUCCESS" or granted == 0:
@@ -277,6 +323,12 @@ class Phone:
             limit += int(self.granted * self.rng.uniform(0, 0.05))
         return min(self._demand(), limit)
 
+    def _free_used(self) -> int | None:
+        """What the self-service site or app used of its grant (None when the session never visits it)."""
+        if not self.free_rate:
+            return None
+        return min(self.free_granted, int(self.free_rate * (time.monotonic() - self.free_since)))
+
     def _next_update_in(self) -> float:
         """A few seconds, or sooner when the grant would reach its threshold (as the SMF is told to);
         on a final unit, when it will be used up."""
@@ -293,29 +345,55 @@ class Phone:
         self.rate, self.quota_ask = self.rng.uniform(low, high), ask
         self.activity_until = now + self.rng.uniform(*ACTIVITY_SECONDS)
 
-    def _count_usage(self, used: int) -> None:
+    def _count_usage(self, used: int, free: int | None = None, *, zone: str | None = None) -> None:
+        """Count what the open grant covered (`used`, beyond it too), in `zone` (the phone's now by default)."""
         figures = self.sim.figures
+        figures.zero_rated_bytes += free or 0
         figures.used_bytes += used
         figures.beyond_bytes += max(0, used - self.granted)
         if used:
-            figures.used_by_zone[self.zone] += used
+            figures.used_by_zone[zone or self.zone] += used
         self.granted = 0
 
     def _move(self, zone: str) -> None:
         self.zone, self.plmn = zone, self.rng.choice(NETWORKS[zone])
 
-    def _body(self, *, requested: int | None = None, used: int | None = None, final: bool = False) -> dict[str, Any]:
-        """A ChargingDataRequest as an SMF of the serving network writes it (TS 32.291 §6.1.6.2)."""
+    def _body(
+        self, *, requested: int | None = None, used: int | None = None, final: bool = False, after: int | None = None,
+        free: tuple[int | None, bool] = (None, False),
+    ) -> dict[str, Any]:
+        """A ChargingDataRequest as an SMF of the serving network writes it (TS 32.291 §6.1.6.2).
+
+        `after`: the phone changed network; `used` is closed by PLMN_CHANGE, `after` was used since.
+        `free`: (used, ask again) on the self-service group, if the session visits it (used None: it does not).
+        """
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        trigger = "FINAL" if final else "PLMN_CHANGE" if after is not None else "QUOTA_THRESHOLD"
+
+        def container(volume: int, number: int, why: str) -> dict[str, Any]:
+            down = volume * 9 // 10  # mostly downlink, as people's traffic is
+            return {
+                "totalVolume": volume, "uplinkVolume": volume - down, "downlinkVolume": down,
+                "localSequenceNumber": number, "quotaManagementIndicator": "ONLINE_CHARGING",
+                "triggers": [{"triggerType": why, "triggerCategory": "IMMEDIATE_REPORT"}], "triggerTimestamp": stamp,
+            }
+
         usage: dict[str, Any] = {"ratingGroup": RATING_GROUP}
         if requested is not None:
             usage["requestedUnit"] = {"totalVolume": requested}
         if used is not None:
-            down = used * 9 // 10  # mostly downlink, as people's traffic is
-            usage["usedUnitContainer"] = [{
-                "totalVolume": used, "uplinkVolume": used - down, "downlinkVolume": down,
-                "localSequenceNumber": self.seq, "quotaManagementIndicator": "ONLINE_CHARGING",
-                "triggers": [{"triggerType": "FINAL" if final else "QUOTA_THRESHOLD", "triggerCategory": "IMMEDIATE_REPORT"}],
-            }]
+            usage["usedUnitContainer"] = [container(used, 2 * self.seq, trigger)]
+            if after is not None:
+                usage["usedUnitContainer"].append(container(after, 2 * self.seq + 1, "QUOTA_THRESHOLD"))
+        units = [usage]
+        free_used, free_ask = free
+        if self.free_rate:
+            visit: dict[str, Any] = {"ratingGroup": SELF_SERVICE_RATING_GROUP}
+            if free_ask:
+                visit["requestedUnit"] = {"totalVolume": SELF_SERVICE_ASK}
+            if free_used is not None:
+                visit["usedUnitContainer"] = [container(free_used, 2 * self.seq, trigger)]
+            units.append(visit)
         mcc, mnc = self.plmn
         body: dict[str, Any] = {
             "nfConsumerIdentification": {
@@ -323,9 +401,9 @@ class Phone:
                 "nFName": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"smf.5gc.mnc{mnc:0>3}.mcc{mcc}.3gppnetwork.org")),
                 "nFPLMNID": {"mcc": mcc, "mnc": mnc},
             },
-            "invocationTimeStamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "invocationTimeStamp": stamp,
             "invocationSequenceNumber": self.seq,
-            "multipleUnitUsage": [usage],
+            "multipleUnitUsage": units,
             "pDUSessionChargingInformation": {
                 "chargingId": self.charging_id,
                 "pduSessionInformation": {

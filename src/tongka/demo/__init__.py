@@ -16,6 +16,7 @@ from tongka.account import lines
 from tongka.account import service as accounts
 from tongka.account.models import Account, Line
 from tongka.catalog import service as catalog
+from tongka.charging import service as charging
 from tongka.config import Settings
 from tongka.money import GB
 from tongka.order import service as orders
@@ -68,7 +69,14 @@ PACKS = [
 ]
 
 
+# The packet core's rating groups (as the simulator reports them): internet data is charged; the
+# self-service site and the official app are zero-rated, so a line with no data left can still renew.
+RATING_GROUPS = [(10, "internet", False), (20, "self-service site and app", True)]
+
+
 def load(session: Session, settings: Settings) -> dict[str, int]:
+    for number, name, zero_rated in RATING_GROUPS:
+        charging.set_rating_group(session, number, name, zero_rated=zero_rated)
     packs = {}
     for zone, gb, days, hkd, cny in PACKS:
         names = {
