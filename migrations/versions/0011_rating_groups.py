@@ -34,6 +34,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table('usage_days', schema=None) as batch_op:
-        batch_op.drop_constraint('ck_usage_days_zero_rated_not_negative', type_='check')
+        batch_op.drop_constraint(op.f('ck_usage_days_zero_rated_not_negative'), type_='check')
         batch_op.drop_column('zero_rated_bytes')
     op.drop_table('rating_groups')

@@ -279,3 +279,15 @@ def test_the_operator_configures_rating_groups_from_the_cli(cli, session) -> Non
     assert "any other rating group: charged" in out
     assert cli("rating-groups", "set", "20", "self-service", "--charged").output.strip() == "20: self-service, charged"
     assert cli("rating-groups", "set", str(2**32), "too big").exit_code == 2
+
+
+def test_the_demo_configures_internet_data_and_a_zero_rated_self_service_group(sessions, settings) -> None:  # type: ignore[no-untyped-def]
+    from tests import factories as app_f
+    from tongka.charging import simulate as simulation
+
+    app_f.load_demo(sessions, settings)
+    app_f.load_demo(sessions, settings)  # twice: nothing changes
+    with sessions() as s:
+        groups = [(g.rating_group, g.zero_rated) for g in charging.rating_groups(s)]
+    # the groups the simulator reports
+    assert groups == [(simulation.RATING_GROUP, False), (simulation.SELF_SERVICE_RATING_GROUP, True)]

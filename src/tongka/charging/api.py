@@ -16,6 +16,14 @@ Usage beyond a grant is charged (buckets, overage, else owed: `service.charge_us
 When a line's quota runs out, the last grant carries a final unit indication REDIRECT to
 the line's renewal page. A create sent again (the same body, whatever its
 `retransmissionIndicator`) finds the session the first one opened and gets its answer.
+Every create and update answer arms the PLMN_CHANGE trigger (IMMEDIATE_REPORT). An update or
+release naming another serving network (`servingCNPlmnId`, else the user location's PLMN) than
+the session's is a border crossing: each rating group's containers up to the last one closed by
+PLMN_CHANGE are charged in the old network's zone, those after it in the new one's, and the new
+quota comes from the new zone (`nchf._Answering.cross_if_moved`). A network unknown or not served
+gets no quota: each requested unit is END_USER_SERVICE_DENIED, its usage still charged. Rating
+groups are independent; zero-rated ones (`tongka rating-groups`) are granted to an active line
+with no data and never charged.
 The `notifyUri` of an open session is kept; `notify.py` calls it (REAUTHORIZATION) when a
 renewal or a change of overage gives the line new quota, if it leads to a network function
 (`outbound.py`): one that never can (not http(s), an address not allowed) is a 400.

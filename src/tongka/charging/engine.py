@@ -17,6 +17,14 @@ it on, comes from the wallet within the month's cap; usage posts against a grant
 reservations in order and the rest is released; usage beyond a grant, or after its
 reservations lapsed, is charged from the buckets, then overage, else owed.
 
+A session that crosses to another network (`cross`) has its open grants settled with the usage
+reported before the crossing (their unused reservations released); then it is on the new
+network, whose zone the usage after the crossing and every new grant are charged in. A session
+on a network not served (`SessionState.served`, read with the session) is granted nothing.
+A zero-rated rating group (`RatingGroup`, loaded per batch for the groups its requests name) is
+granted what it asks for an active line, reserving nothing; its usage is counted in the day
+(`UsageDay.zero_rated_bytes`) and never charged.
+
 Locks, in this order: charging sessions (ascending id), ledger accounts (ascending id),
 then the rows of usage per day and overage per month (ascending key).
 """

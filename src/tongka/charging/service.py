@@ -13,6 +13,11 @@ grant (or reported after its reservations lapsed) is still charged, never free
 by the line in that zone (`LineDebt`) and paid back from its next bucket before any new
 quota is granted there.
 
+A session's zone is the zone of the network it is on now: a border crossing mid-session
+moves it (`engine.ChargingBatch.cross`), the usage before it charged in the old zone and the
+usage after it in the new. Rating groups the operator made zero-rated (`set_rating_group`)
+are granted without buckets and never charged; any other group is internet data.
+
 The decisions are made by `engine.ChargingBatch`, which the network's API runs for many
 requests per transaction; the functions here run it for one call each (the usage
 import, the CLI, the tests). Every grant is settled exactly once; every byte reported
