@@ -313,3 +313,36 @@ def test_information_charging_needs_but_the_spec_leaves_optional_is_charging_fai
     for body in (no_network, no_subscriber):
         r = client.post(BASE, json=body)
         assert (r.status_code, answer(r, CREATE)["cause"]) == (400, "CHARGING_FAILED")
+
+
+def test_a_border_crossing_as_a_real_smf_reports_it_is_valid_and_charged_in_each_zone(client, session) -> None:  # type: ignore[no-untyped-def]
+    line = f.line(session)
+    line.imsi = "454001234567892"
+    hk = f.bucket(session, line, "hk", 100 * MB)
+    mainland = f.bucket(session, line, "mainland", 100 * MB)
+    imsi, gpsi = line.imsi, api_tests.msisdn(line)
+    session.commit()
+
+    r = client.post(BASE, json=smf_request(0, imsi, gpsi, {"requestedUnit": {"totalVolume": 30 * MB}}))
+    assert r.status_code == 201, r.text
+    assert {"triggerType": "PLMN_CHANGE", "triggerCategory": "IMMEDIATE_REPORT"} in answer(r, CREATE)["triggers"]
+    ref = r.headers["location"].rsplit("/", 1)[1]
+
+    # Over the border at Futian: the SMF closes the container at the change and reports at once.
+    china_mobile = {"mcc": "460", "mnc": "00"}
+    after = used(MB, 2, "QUOTA_THRESHOLD")
+    after["pDUContainerInformation"]["userLocationInformation"] = {"nrLocation": {
+        "tai": {"plmnId": china_mobile, "tac": "00c1d2"}, "ncgi": {"plmnId": china_mobile, "nrCellId": "00c1d2c01"},
+    }}
+    crossing = smf_request(
+        1, imsi, gpsi, {"requestedUnit": {}, "usedUnitContainer": [used(12 * MB, 1, "PLMN_CHANGE"), after]},
+        servingCNPlmnId=china_mobile,
+    )
+    crossing["triggers"] = [{"triggerType": "PLMN_CHANGE", "triggerCategory": "IMMEDIATE_REPORT"}]
+    crossing["pDUSessionChargingInformation"]["userLocationinfo"] = after["pDUContainerInformation"]["userLocationInformation"]
+    spec.validate(crossing, "ChargingDataRequest")
+    r = client.post(f"{BASE}/{ref}/update", json=crossing)
+    assert r.status_code == 200, r.text
+    assert answer(r, UPDATE)["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": 10 * MB}  # the default ask
+    assert (api_tests.remaining(session, hk), api_tests.remaining(session, mainland)) == (88 * MB, 89 * MB)
+    assert client.post(f"{BASE}/{ref}/release", json=smf_request(2, imsi, gpsi, {}, servingCNPlmnId=china_mobile)).status_code == 204
