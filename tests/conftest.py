@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from tongka.app import create_app
+from tongka.charging.nchf_app import create_nchf_app
 from tongka.config import Settings
 from tongka.db import Base, make_engine, make_sessionmaker, normalise_url
 from tongka.ledger import service as ledger
@@ -164,6 +165,21 @@ def client(app, settings: Settings) -> Iterator[TestClient]:  # type: ignore[no-
     with TestClient(app) as c:
         # Provider API calls go to the simulators in this same app, in-process.
         app.state.providers = providers.build(settings, http=c)
+        yield c
+
+
+@pytest.fixture
+def nchf_app(settings: Settings):  # type: ignore[no-untyped-def]
+    """The network's listener's app (charging/nchf_app.py) on the same database and settings as `app`."""
+    application = create_nchf_app(settings)
+    yield application
+    application.state.engine.dispose()
+
+
+@pytest.fixture
+def nchf(nchf_app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    """A client of the Nchf listener's app, as `client` is of the public app's."""
+    with TestClient(nchf_app) as c:
         yield c
 
 

@@ -76,11 +76,11 @@ def test_an_app_body_over_the_limit_is_a_413_before_it_is_read(app, settings) ->
         assert r.chunks_read == (0 if content_length else limit // CHUNK + 1)
 
 
-def test_an_nchf_body_over_its_limit_is_a_413_problem_details(app, settings) -> None:
+def test_an_nchf_body_over_its_limit_is_a_413_problem_details(nchf_app, settings) -> None:
     limit = settings.max_nchf_body_bytes
     assert limit == 256 * 1024
     for content_length in (True, False):
-        r = call(app, BASE, size=10 * 1024 * 1024, content_length=content_length)
+        r = call(nchf_app, BASE, size=10 * 1024 * 1024, content_length=content_length)
         assert r.status == 413
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json() == {
@@ -90,9 +90,9 @@ def test_an_nchf_body_over_its_limit_is_a_413_problem_details(app, settings) -> 
         assert r.chunks_read == (0 if content_length else limit // CHUNK + 1)
 
 
-def test_bodies_within_the_limits_are_read_as_before(app, client, settings) -> None:
+def test_bodies_within_the_limits_are_read_as_before(nchf_app, client, settings) -> None:
     # Over the app's limit but within the network's: Nchf reads it (and finds it malformed JSON).
-    r = call(app, BASE, size=128 * 1024, content_length=False)
+    r = call(nchf_app, BASE, size=128 * 1024, content_length=False)
     assert (r.status, r.json()["cause"]) == (400, "INVALID_MSG_FORMAT")
     # A real ChargingDataRequest with many fields real packet cores add stays far below the limit.
     body = request(0, gpsi="msisdn-85299999999", requested=1)

@@ -28,7 +28,10 @@ PUBLIC = {
     ("GET", "/receipts/{receipt_id}"),
     ("GET", "/receipts/verify"),
     ("GET", "/receipts/public-key"),
-    # Nchf_ConvergedCharging: the packet core, admitted by mutual TLS in front of tongka (no token).
+}
+# The network's listener (charging/nchf_app.py): Nchf_ConvergedCharging and its health check, nothing else.
+NCHF_ROUTES = {
+    ("GET", "/healthz"),
     ("POST", "/nchf-convergedcharging/v3/chargingdata"),
     ("POST", "/nchf-convergedcharging/v3/chargingdata/{ChargingDataRef}/update"),
     ("POST", "/nchf-convergedcharging/v3/chargingdata/{ChargingDataRef}/release"),
@@ -51,11 +54,30 @@ def operations(app) -> list[tuple[str, str, dict]]:  # type: ignore[no-untyped-d
     ]
 
 
-def test_every_route_states_who_may_call_it(app) -> None:
+def test_every_route_states_who_may_call_it(app, nchf_app) -> None:
     ops = operations(app)
     assert len(ops) >= 15
-    for method, path, op in ops:
+    for method, path, op in ops + operations(nchf_app):
         assert op.get("description", "").startswith(WHO), f"{method} {path} does not say who may call it"
+
+
+def test_the_network_has_its_own_listener_and_the_public_app_no_nchf(app, nchf_app, client, nchf) -> None:
+    assert {(method, path) for method, path, _op in operations(nchf_app)} == NCHF_ROUTES
+    assert not any(path.startswith("/nchf-") for _method, path, _op in operations(app))
+    for path in ("/nchf-convergedcharging/v3/chargingdata", "/nchf-convergedcharging/v3/chargingdata/x/update"):
+        r = client.post(path, json={})
+        assert (r.status_code, r.json()["code"]) == (404, "not_found")
+    # ...and the Nchf listener serves none of the public app: unknown there, in 3GPP's words.
+    for method, path in (("GET", "/"), ("GET", "/api/v1/packs"), ("POST", "/api/v1/auth/token"), ("GET", "/docs")):
+        r = nchf.request(method, path)
+        assert r.status_code == 404, (method, path)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json() == {
+            "title": "Not Found", "status": 404, "detail": "No such resource on this CHF.",
+            "cause": "RESOURCE_URI_STRUCTURE_NOT_FOUND",
+        }
+    r = nchf.get("/nchf-convergedcharging/v3/chargingdata")
+    assert (r.status_code, r.json()["status"]) == (405, 405)
 
 
 def test_every_private_route_refuses_a_caller_without_a_token(client, app) -> None:

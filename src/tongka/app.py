@@ -22,8 +22,6 @@ from tongka.asgi import CatchCrashes, SecurityHeaders
 from tongka.account import api as account_api
 from tongka.catalog import api as catalog_api
 from tongka.catalog import service as catalog
-from tongka.charging import api as charging_api
-from tongka.charging import nchf
 from tongka.charging import overage_api as charging_overage_api
 from tongka.charging import pages as charging_pages
 from tongka.charging import usage_api as charging_usage_api
@@ -72,12 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sender = None
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
-        if settings.charging_worker == "process":
-            await asyncio.to_thread(app.state.charging.start)  # ready before the network's first request
         if settings.charging_notify_every_seconds > 0:
             sender = asyncio.create_task(_send_charging_notifications(app, settings.charging_notify_every_seconds))
         yield
-        app.state.charging.stop()
         if sender is not None:
             sender.cancel()
         if settings.sandbox_enabled:  # the simulated providers finish sending what they owe
@@ -103,21 +98,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.gate = Gate(settings.db_pool_size, engine.dialect.name == "sqlite", settings.db_busy_timeout_seconds)
     app.state.providers = providers.build(settings)
-    app.add_middleware(BodyLimit, app_limit=settings.max_body_bytes, nchf_limit=settings.max_nchf_body_bytes)
-    # Online charging answers the network's requests in batches, a transaction each (group commit).
-    if settings.charging_worker == "process":
-        app.state.charging = nchf.ChargingProcess(settings.database_url, settings.public_base_url, log_json=settings.log_json)
-    else:
-        app.state.charging = nchf.GroupCommit(app.state.sessionmaker, settings.public_base_url)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # The network's Nchf API is not here: it has a listener of its own (charging/nchf_app.py).
 
-    # Routes are matched in order: first the two that are called most, the health check (load
-    # balancers) and online charging (the packet core).
+    # Routes are matched in order: first the one called most, the health check (load balancers).
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """Anyone: the process is up (touches nothing else)."""
         return {"status": "ok"}
 
-    app.include_router(charging_api.router)
     for router in (account_api.router, catalog_api.router, order_api.router, payment_api.router, payment_admin.router):
         app.include_router(router)
     app.include_router(receipt_api.router)

@@ -27,10 +27,11 @@ accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The sandbox payment providers.", no_args_is_help=True)
 networks_app = typer.Typer(help="The networks (PLMNs) lines may use, and their zones.", no_args_is_help=True)
 usage_app = typer.Typer(help="Usage records from partner networks.", no_args_is_help=True)
+nchf_app = typer.Typer(help="The network's Nchf listener (HTTP/2), on its own.", no_args_is_help=True)
 for sub, name in (
     (db_app, "db"), (demo_app, "demo"), (lines_app, "lines"), (ledger_app, "ledger"), (orders_app, "orders"),
     (keys_app, "keys"), (rates_app, "rates"), (payments_app, "payments"), (accounts_app, "accounts"),
-    (sandbox_app, "sandbox"), (networks_app, "networks"), (usage_app, "usage"),
+    (sandbox_app, "sandbox"), (networks_app, "networks"), (usage_app, "usage"), (nchf_app, "nchf"),
 ):
     app.add_typer(sub, name=name)
 
@@ -57,24 +58,51 @@ def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
     return make_sessionmaker(make_engine(settings.database_url))
 
 
-@app.command()
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: Annotated[int, typer.Option(help="processes; they share nothing but the database")] = 1,
-) -> None:
-    """Serve the API and pages (refuses unsafe production settings, listing each problem)."""
-    import uvicorn
+def _checked_settings() -> Settings:
+    """The settings, or a clear message (not a traceback) and exit 2 if they are unsafe."""
     from pydantic import ValidationError
 
     from tongka import config
 
     try:
-        config.check(get_settings())
-    except (config.UnsafeSettings, ValidationError) as e:  # a clear message, not a traceback
+        settings = get_settings()
+        config.check(settings)
+    except (config.UnsafeSettings, ValidationError) as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None
-    uvicorn.run("tongka.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    return settings
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="processes; they share nothing but the database")] = 1,
+    nchf_workers: Annotated[int, typer.Option(help="Nchf listener processes, each with its charging process")] = 1,
+) -> None:
+    """Serve the API and pages on host:port, and the network's Nchf API on TONGKA_NCHF_BIND (HTTP/2).
+
+    Refuses unsafe production settings, listing each problem. Ctrl-C or SIGTERM stops both
+    listeners; if one ends by itself, the other is stopped and the command exits 1.
+    """
+    from tongka import serving
+
+    settings = _checked_settings()
+    code = serving.serve_both(settings, host=host, port=port, workers=workers, nchf_workers=nchf_workers)
+    if code:
+        raise typer.Exit(code)
+
+
+@nchf_app.command("serve")
+def nchf_serve(
+    workers: Annotated[int, typer.Option(help="processes, each with its charging process")] = 1,
+    with_parent: Annotated[bool, typer.Option(hidden=True, help="stop when standard input closes")] = False,
+) -> None:
+    """Serve only the network's Nchf_ConvergedCharging API on TONGKA_NCHF_BIND: HTTP/2 (h2c, or TLS with
+    TONGKA_NCHF_TLS_CERT/_KEY, mutual with TONGKA_NCHF_CLIENT_CA); in dev HTTP/1.1 too."""
+    from tongka import serving
+
+    serving.serve_nchf(_checked_settings(), workers=workers, with_parent=with_parent)
 
 
 @db_app.command("upgrade")
@@ -164,10 +192,15 @@ def simulate(
     lines: Annotated[int, typer.Option(help="phones to play, one line each: bound lines first")] = 10,
     minutes: Annotated[float, typer.Option(help="how long to run")] = 5.0,
     seconds: Annotated[float | None, typer.Option(help="how long to run, instead of --minutes")] = None,
-    base_url: Annotated[str | None, typer.Option(help="the server [default: TONGKA_PUBLIC_BASE_URL]")] = None,
+    nchf_url: Annotated[
+        str | None, typer.Option(help="the Nchf listener [default: from TONGKA_NCHF_BIND, http://127.0.0.1:8001]")
+    ] = None,
+    ca: Annotated[Path | None, typer.Option(help="https: the CA of the listener's certificate (PEM)")] = None,
+    cert: Annotated[Path | None, typer.Option(help="https: this SMF's client certificate (PEM), for mutual TLS")] = None,
+    key: Annotated[Path | None, typer.Option(help="https: the client certificate's key (PEM)")] = None,
     seed: Annotated[int | None, typer.Option(help="the same seed plays the same phones' choices")] = None,
 ) -> None:
-    """Play a packet core: phones open charging sessions, use data, cross the border, release; live figures."""
+    """Play a packet core over HTTP/2: phones open charging sessions, use data, cross the border, release; live figures."""
     from tongka.charging import simulate as simulation
 
     settings = get_settings()
@@ -177,9 +210,17 @@ def simulate(
         typer.echo("no active line with a number or IMSI: load the demo or import lines first", err=True)
         raise typer.Exit(1)
     duration = seconds if seconds is not None else minutes * 60
-    figures = simulation.run(phones, duration, base_url or settings.public_base_url, seed=seed)
+    tls = simulation.ClientTLS(ca, cert, key) if ca or cert else None
+    figures = simulation.run(phones, duration, nchf_url or _nchf_url(settings), tls=tls, seed=seed)
     if figures.interrupted:
         raise typer.Exit(130)  # as a shell reports a command ended by Ctrl-C
+
+
+def _nchf_url(settings: Settings) -> str:
+    """Where this machine reaches the Nchf listener: its bind address (a wildcard one: loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.nchf_host, settings.nchf_host)
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if settings.nchf_tls else 'http'}://{host}:{settings.nchf_port}"
 
 
 @networks_app.command("list")

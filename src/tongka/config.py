@@ -6,7 +6,9 @@ start, tests make their own, production sets them in the environment.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -37,6 +39,21 @@ class Settings(BaseSettings):
     # Where the network's charging requests are decided, in batches (`charging.nchf`): a process of
     # its own beside each server process, or a thread of the server's (the tests' many short-lived apps).
     charging_worker: Literal["process", "thread"] = "process"
+
+    # The network's listener (`charging/nchf_app.py`, `tongka serve`, `tongka nchf serve`): HTTP/2, apart
+    # from the public app. host:port ([v6]:port); plaintext serves h2c (prior knowledge) and HTTP/1.1.
+    # A certificate and key (PEM; the key PKCS#8) make it TLS with ALPN h2; a client CA (PEM) then
+    # requires every client to present a certificate it issued (mutual TLS, TS 33.501).
+    nchf_bind: str = "127.0.0.1:8001"
+    nchf_tls_cert: Path | None = None
+    nchf_tls_key: Path | None = None
+    nchf_client_ca: Path | None = None
+
+    @field_validator("nchf_bind")
+    @classmethod
+    def _nchf_bind(cls, value: str) -> str:
+        split_bind(value)  # a wrong address stops the start, not the listener's
+        return value
 
     payment_sandbox: bool | None = None  # None: on in dev, off in production
     api_docs: bool | None = None  # /docs and /openapi.json; None: on in dev, off in production
@@ -121,6 +138,18 @@ class Settings(BaseSettings):
         return self.env == "dev"
 
     @property
+    def nchf_host(self) -> str:
+        return split_bind(self.nchf_bind)[0]
+
+    @property
+    def nchf_port(self) -> int:
+        return split_bind(self.nchf_bind)[1]
+
+    @property
+    def nchf_tls(self) -> bool:
+        return self.nchf_tls_cert is not None and self.nchf_tls_key is not None
+
+    @property
     def receipt_key(self) -> str | None:
         """The receipt signing key, or None when receipts are not signed (no key set)."""
         return self.receipt_signing_key.get_secret_value() if self.receipt_signing_key else None
@@ -159,9 +188,55 @@ class UnsafeSettings(ValueError):
         super().__init__("tongka refuses to start with these settings:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def split_bind(bind: str) -> tuple[str, int]:
+    """"127.0.0.1:8001" -> ("127.0.0.1", 8001); "[::1]:8001" -> ("::1", 8001)."""
+    host, sep, port = bind.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{bind!r} is not host:port (an IPv6 address in brackets: [::1]:8001)")
+    return host, int(port)
+
+
+def loopback(host: str) -> bool:
+    """Whether only this machine can reach an address bound to `host` (0.0.0.0 and :: are every address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
+
+
+def _nchf_problems(settings: Settings) -> list[str]:
+    """The network's listener: TLS half set, a client CA without TLS, files that are not there, and, in
+    production, plaintext or no client certificates on an address other machines reach."""
+    found = []
+    if (settings.nchf_tls_cert is None) != (settings.nchf_tls_key is None):
+        found.append("TONGKA_NCHF_TLS_CERT and TONGKA_NCHF_TLS_KEY go together: set both (TLS) or neither (h2c).")
+    if settings.nchf_client_ca is not None and not settings.nchf_tls:
+        found.append(
+            "TONGKA_NCHF_CLIENT_CA is set but the Nchf listener has no TLS (TONGKA_NCHF_TLS_CERT and _KEY): "
+            "client certificates can only be checked over TLS."
+        )
+    for name, path in (("CERT", settings.nchf_tls_cert), ("KEY", settings.nchf_tls_key)):
+        if path is not None and not path.is_file():
+            found.append(f"TONGKA_NCHF_TLS_{name} is {path}, which is not a file.")
+    if settings.nchf_client_ca is not None and not settings.nchf_client_ca.is_file():
+        found.append(f"TONGKA_NCHF_CLIENT_CA is {settings.nchf_client_ca}, which is not a file.")
+    if not settings.dev and not loopback(settings.nchf_host) and not (settings.nchf_tls and settings.nchf_client_ca):
+        # Anyone who reaches the listener could spend subscribers' data and money.
+        found.append(
+            f"TONGKA_NCHF_BIND is {settings.nchf_bind}, which other machines reach, without mutual TLS: production "
+            "needs TONGKA_NCHF_TLS_CERT, TONGKA_NCHF_TLS_KEY and TONGKA_NCHF_CLIENT_CA there (plaintext h2c "
+            "only on loopback, e.g. behind a service mesh's sidecar)."
+        )
+    return found
+
+
 def problems(settings: Settings) -> list[str]:
     """Everything unsafe in these settings (empty: safe to start)."""
-    found = []
+    found = _nchf_problems(settings)
     if settings.threads <= settings.db_pool_size + settings.db_pool_overflow:
         # A request holding a pooled connection must always find a thread to go on (tongka.gate).
         found.append(

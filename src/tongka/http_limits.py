@@ -6,13 +6,13 @@ the limit is answered at once, the body unread; a body without one (chunked) is 
 it arrives, and the first byte over the limit ends it: what the route would have answered is
 dropped and the 413 sent instead.
 
-Two limits (settings): the network's Nchf requests under `/nchf-convergedcharging/` get
-`max_nchf_body_bytes` (a ChargingDataRequest within the schema's list bounds, with the
-fields real packet cores add, is a few KiB to some tens), everything else the app's
-`max_body_bytes` (the largest body tongka takes is a payment provider's callback, a few KiB;
-no route takes an upload: usage files and line lists are imported on the command line).
-The 413 is problem details in the shape of the API asked: the app's, with the code
-`body_too_large`, or a 3GPP ProblemDetails for the network.
+One limit per listener (settings): the public app's `max_body_bytes` (the largest body it
+takes is a payment provider's callback, a few KiB; no route takes an upload: usage files and
+line lists are imported on the command line), the network's Nchf listener's
+`max_nchf_body_bytes` (a ChargingDataRequest within the schema's list bounds, with the fields
+real packet cores add, is a few KiB to some tens). The 413 is problem details in the shape of
+the API asked: the app's, with the code `body_too_large`, or a 3GPP ProblemDetails for the
+network (`network=True`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tongka.errors import TongkaError
 from tongka.i18n import _, negotiate
 
-NCHF_PREFIX = "/nchf-convergedcharging/"
 PROBLEM = "application/problem+json"
 
 
@@ -41,20 +40,19 @@ class BodyTooLarge(TongkaError):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, app_limit: int, nchf_limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, network: bool = False) -> None:
         self.app = app
-        self.app_limit = app_limit
-        self.nchf_limit = nchf_limit
+        self.limit = limit
+        self.network = network
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        nchf = scope["path"].startswith(NCHF_PREFIX)
-        limit = self.nchf_limit if nchf else self.app_limit
+        limit = self.limit
         length = _content_length(scope)
         if length is not None and length > limit:
-            await _refuse(scope, send, limit, nchf)
+            await _refuse(scope, send, limit, self.network)
             return
         if length is not None:  # the server reads no more than Content-Length: nothing to count
             await self.app(scope, receive, send)
@@ -88,7 +86,7 @@ class BodyLimit:
             if not over or started:
                 raise
         if over and not started:
-            await _refuse(scope, send, limit, nchf)
+            await _refuse(scope, send, limit, self.network)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -98,10 +96,12 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(scope: Scope, send: Send, limit: int, nchf: bool) -> None:
+async def _refuse(scope: Scope, send: Send, limit: int, network: bool) -> None:
     body: dict[str, Any]
-    headers = {"Connection": "close"}  # what the client is still sending is not read
-    if nchf:
+    # What the client is still sending is not read. HTTP/2 has no Connection header (a stream ends
+    # alone; the server resets it), and a server may refuse an answer that carries one.
+    headers = {"Connection": "close"} if scope.get("http_version", "1.1").startswith("1") else {}
+    if network:
         # TS 29.500 names no cause for 413; the body is not a message the CHF takes.
         body = {
             "title": "Payload Too Large", "status": 413,

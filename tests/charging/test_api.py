@@ -48,8 +48,8 @@ def request(
     return body
 
 
-def create(client, body: dict[str, Any]) -> str:  # type: ignore[no-untyped-def]
-    r = client.post(BASE, json=body)
+def create(nchf, body: dict[str, Any]) -> str:  # type: ignore[no-untyped-def]
+    r = nchf.post(BASE, json=body)
     assert r.status_code == 201, r.text
     return r.headers["location"].rsplit("/", 1)[1]
 
@@ -62,13 +62,13 @@ def remaining(session, bucket) -> int:  # type: ignore[no-untyped-def]
     return value
 
 
-def test_create_update_release_moves_bytes_out_of_the_buckets(client, session) -> None:
+def test_create_update_release_moves_bytes_out_of_the_buckets(nchf, session) -> None:
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 100 * MB)
     gpsi = msisdn(line)
     session.commit()
 
-    r = client.post(BASE, json=request(1, gpsi=gpsi, requested=30 * MB))
+    r = nchf.post(BASE, json=request(1, gpsi=gpsi, requested=30 * MB))
     assert r.status_code == 201, r.text
     assert r.headers["location"].startswith("http://testserver" + BASE + "/")
     ref = r.headers["location"].rsplit("/", 1)[1]
@@ -80,25 +80,25 @@ def test_create_update_release_moves_bytes_out_of_the_buckets(client, session) -
     }
     assert remaining(session, hk) == 70 * MB  # reserved
 
-    r = client.post(f"{BASE}/{ref}/update", json=request(2, requested=30 * MB, used=20 * MB))
+    r = nchf.post(f"{BASE}/{ref}/update", json=request(2, requested=30 * MB, used=20 * MB))
     assert r.status_code == 200, r.text
     assert r.json()["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": 30 * MB}
     assert remaining(session, hk) == 50 * MB  # 20 used, 30 reserved again
 
-    r = client.post(f"{BASE}/{ref}/release", json=request(3, used=5 * MB))
+    r = nchf.post(f"{BASE}/{ref}/release", json=request(3, used=5 * MB))
     assert (r.status_code, r.content) == (204, b"")
     assert remaining(session, hk) == 75 * MB  # 25 used in all, the rest back
     assert session.scalar(select(func.count()).select_from(Grant).where(Grant.status == "open")) == 0
 
 
-def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(client, session) -> None:
+def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(nchf, session) -> None:
     line = f.line(session)
     line.imsi = "454001234567890"
     f.bucket(session, line, "mainland", 10 * MB)
     f.bucket(session, line, "hk", 999 * MB)
     session.commit()
 
-    r = client.post(BASE, json=request(0, supi="imsi-454001234567890", plmn=MAINLAND_PLMN, requested=30 * MB))
+    r = nchf.post(BASE, json=request(0, supi="imsi-454001234567890", plmn=MAINLAND_PLMN, requested=30 * MB))
     assert r.status_code == 201, r.text
     (unit,) = r.json()["multipleUnitInformation"]
     assert unit["grantedUnit"] == {"totalVolume": 10 * MB}
@@ -110,7 +110,7 @@ def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(client, 
     ref = r.headers["location"].rsplit("/", 1)[1]
 
     # still on the mainland network: an update names the network the phone is on now
-    r = client.post(f"{BASE}/{ref}/update", json=request(1, plmn=MAINLAND_PLMN, requested=30 * MB, used=10 * MB))
+    r = nchf.post(f"{BASE}/{ref}/update", json=request(1, plmn=MAINLAND_PLMN, requested=30 * MB, used=10 * MB))
     (unit,) = r.json()["multipleUnitInformation"]
     assert unit == {
         "resultCode": "QUOTA_LIMIT_REACHED", "ratingGroup": RG,
@@ -119,26 +119,26 @@ def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(client, 
             "redirectServer": {"redirectAddressType": "URL", "redirectServerAddress": f"http://testserver/renew/{line.id}"},
         },
     }
-    assert client.post(f"{BASE}/{ref}/release", json=request(2, plmn=MAINLAND_PLMN)).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/release", json=request(2, plmn=MAINLAND_PLMN)).status_code == 204
 
 
-def test_an_unknown_subscriber_is_user_unknown(client, session) -> None:
-    r = client.post(BASE, json=request(0, gpsi="msisdn-85299999999", supi="imsi-454009999999999", requested=MB))
+def test_an_unknown_subscriber_is_user_unknown(nchf, session) -> None:
+    r = nchf.post(BASE, json=request(0, gpsi="msisdn-85299999999", supi="imsi-454009999999999", requested=MB))
     assert (r.status_code, r.headers["content-type"]) == (404, "application/problem+json")
     assert r.json()["cause"] == "USER_UNKNOWN"
 
 
-def test_an_unknown_network_is_end_user_request_denied(client, session) -> None:
+def test_an_unknown_network_is_end_user_request_denied(nchf, session) -> None:
     line = f.line(session)
     f.bucket(session, line, "both", 100 * MB)
     gpsi = msisdn(line)
     session.commit()
-    r = client.post(BASE, json=request(0, gpsi=gpsi, plmn="999-99", requested=MB))
+    r = nchf.post(BASE, json=request(0, gpsi=gpsi, plmn="999-99", requested=MB))
     assert (r.status_code, r.headers["content-type"]) == (403, "application/problem+json")
     assert r.json()["cause"] == "END_USER_REQUEST_DENIED"
 
 
-def test_real_world_fields_are_accepted_and_ignored(client, session) -> None:
+def test_real_world_fields_are_accepted_and_ignored(nchf, session) -> None:
     line = f.line(session)
     f.bucket(session, line, "hk", 100 * MB)
     gpsi = msisdn(line)
@@ -164,7 +164,7 @@ def test_real_world_fields_are_accepted_and_ignored(client, session) -> None:
         "servingNodeID": [{"plmnId": {"mcc": "454", "mnc": "00"}, "amfId": "010041"}],
     })
     body["multipleUnitUsage"][0]["uPFID"] = "5f8e6b1c-0000-4000-8000-000000000002"
-    r = client.post(BASE, json=body)
+    r = nchf.post(BASE, json=body)
     assert r.status_code == 201, r.text
     assert r.json()["multipleUnitInformation"][0]["resultCode"] == "SUCCESS"
 
@@ -178,75 +178,75 @@ def _assert_problem(r, cause: str, param: str | None = None) -> None:  # type: i
         assert param in [p["param"] for p in body["invalidParams"]]
 
 
-def test_a_malformed_request_is_a_400_problem(client, session) -> None:
+def test_a_malformed_request_is_a_400_problem(nchf, session) -> None:
     gpsi = msisdn(f.line(session))
     session.commit()
-    r = client.post(BASE, content=b"{not json", headers={"content-type": "application/json"})
+    r = nchf.post(BASE, content=b"{not json", headers={"content-type": "application/json"})
     _assert_problem(r, "INVALID_MSG_FORMAT")
-    r = client.post(BASE, json=[1, 2])
+    r = nchf.post(BASE, json=[1, 2])
     _assert_problem(r, "INVALID_MSG_FORMAT")
 
     body = request(0, gpsi=gpsi, requested=MB)
     del body["invocationSequenceNumber"]
-    _assert_problem(client.post(BASE, json=body), "MANDATORY_IE_MISSING", "/invocationSequenceNumber")
+    _assert_problem(nchf.post(BASE, json=body), "MANDATORY_IE_MISSING", "/invocationSequenceNumber")
 
     body = request(0, gpsi=gpsi, requested=MB)
     body["invocationSequenceNumber"] = "7"
-    _assert_problem(client.post(BASE, json=body), "MANDATORY_IE_INCORRECT", "/invocationSequenceNumber")
+    _assert_problem(nchf.post(BASE, json=body), "MANDATORY_IE_INCORRECT", "/invocationSequenceNumber")
 
     body = request(0, gpsi=gpsi, requested=MB)
     body["multipleUnitUsage"][0]["requestedUnit"]["totalVolume"] = -1
-    _assert_problem(client.post(BASE, json=body), "OPTIONAL_IE_INCORRECT", "/multipleUnitUsage/0/requestedUnit/totalVolume")
+    _assert_problem(nchf.post(BASE, json=body), "OPTIONAL_IE_INCORRECT", "/multipleUnitUsage/0/requestedUnit/totalVolume")
 
     body = request(0, gpsi=gpsi, requested=MB)
     del body["pDUSessionChargingInformation"]["pduSessionInformation"]
-    _assert_problem(client.post(BASE, json=body), "CHARGING_FAILED")
+    _assert_problem(nchf.post(BASE, json=body), "CHARGING_FAILED")
 
-    ref = create(client, request(0, gpsi=gpsi, requested=MB))
+    ref = create(nchf, request(0, gpsi=gpsi, requested=MB))
     body = request(1, used=MB)
     del body["multipleUnitUsage"][0]["usedUnitContainer"][0]["localSequenceNumber"]
-    _assert_problem(client.post(f"{BASE}/{ref}/update", json=body), "OPTIONAL_IE_INCORRECT")
+    _assert_problem(nchf.post(f"{BASE}/{ref}/update", json=body), "OPTIONAL_IE_INCORRECT")
 
 
-def test_a_retransmitted_update_gets_the_same_answer_and_charges_once(client, session) -> None:
+def test_a_retransmitted_update_gets_the_same_answer_and_charges_once(nchf, session) -> None:
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 100 * MB)
     gpsi = msisdn(line)
     session.commit()
-    ref = create(client, request(0, gpsi=gpsi, requested=30 * MB))
+    ref = create(nchf, request(0, gpsi=gpsi, requested=30 * MB))
 
     body = request(1, requested=30 * MB, used=25 * MB)
-    first = client.post(f"{BASE}/{ref}/update", json=body)
+    first = nchf.post(f"{BASE}/{ref}/update", json=body)
     assert first.status_code == 200
     assert remaining(session, hk) == 45 * MB
 
     again = copy.deepcopy(body)
     again["retransmissionIndicator"] = True
     for repeat in (again, body):  # flagged or not, the same sequence number is the same request
-        r = client.post(f"{BASE}/{ref}/update", json=repeat)
+        r = nchf.post(f"{BASE}/{ref}/update", json=repeat)
         assert (r.status_code, r.json()) == (200, first.json())
     assert remaining(session, hk) == 45 * MB
 
     release = request(2, used=30 * MB)
-    assert client.post(f"{BASE}/{ref}/release", json=release).status_code == 204
-    assert client.post(f"{BASE}/{ref}/release", json=release).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/release", json=release).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/release", json=release).status_code == 204
     assert remaining(session, hk) == 45 * MB
     assert session.scalar(select(func.count()).select_from(ChargingAnswer)) == 3
 
 
-def test_update_and_release_of_an_unknown_ref_are_404_problems(client, session) -> None:
+def test_update_and_release_of_an_unknown_ref_are_404_problems(nchf, session) -> None:
     for op in ("update", "release"):
-        r = client.post(f"{BASE}/no-such-ref/{op}", json=request(1, used=MB))
+        r = nchf.post(f"{BASE}/no-such-ref/{op}", json=request(1, used=MB))
         assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
         assert json.loads(r.content)["cause"] == "CONTEXT_NOT_FOUND"
 
 
-def test_a_released_session_takes_no_more_updates(client, session) -> None:
+def test_a_released_session_takes_no_more_updates(nchf, session) -> None:
     line = f.line(session)
     f.bucket(session, line, "hk", 100 * MB)
     gpsi = msisdn(line)
     session.commit()
-    ref = create(client, request(0, gpsi=gpsi, requested=MB))
-    assert client.post(f"{BASE}/{ref}/release", json=request(1, used=MB)).status_code == 204
-    assert client.post(f"{BASE}/{ref}/update", json=request(2, requested=MB)).status_code == 404
-    assert client.post(f"{BASE}/{ref}/release", json=request(3)).status_code == 404
+    ref = create(nchf, request(0, gpsi=gpsi, requested=MB))
+    assert nchf.post(f"{BASE}/{ref}/release", json=request(1, used=MB)).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/update", json=request(2, requested=MB)).status_code == 404
+    assert nchf.post(f"{BASE}/{ref}/release", json=request(3)).status_code == 404

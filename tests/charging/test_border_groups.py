@@ -62,14 +62,14 @@ def configure(session) -> None:  # type: ignore[no-untyped-def]
 # --- border crossings -----------------------------------------------------------------------------
 
 
-def test_a_border_crossing_charges_each_side_to_its_zone_to_the_byte(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_a_border_crossing_charges_each_side_to_its_zone_to_the_byte(nchf, session) -> None:  # type: ignore[no-untyped-def]
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 100 * MB)
     mainland = f.bucket(session, line, "mainland", 100 * MB)
     gpsi = msisdn(line)
     session.commit()
 
-    r = client.post(BASE, json=message(0, HK_PLMN, {INTERNET: {"requestedUnit": {"totalVolume": 30 * MB}}}, gpsi=gpsi))
+    r = nchf.post(BASE, json=message(0, HK_PLMN, {INTERNET: {"requestedUnit": {"totalVolume": 30 * MB}}}, gpsi=gpsi))
     assert r.status_code == 201, r.text
     assert answer(r, CREATE)["triggers"] == PLMN_CHANGE  # the SMF is told to report at the crossing
     ref = r.headers["location"].rsplit("/", 1)[1]
@@ -81,7 +81,7 @@ def test_a_border_crossing_charges_each_side_to_its_zone_to_the_byte(client, ses
         "usedUnitContainer": [container(7_000_001, 1, "PLMN_CHANGE"), container(3_333_333, 2)],
     }})
     crossing["triggers"] = PLMN_CHANGE
-    r = client.post(f"{BASE}/{ref}/update", json=crossing)
+    r = nchf.post(f"{BASE}/{ref}/update", json=crossing)
     assert r.status_code == 200, r.text
     body = answer(r, UPDATE)
     assert body["triggers"] == PLMN_CHANGE
@@ -95,12 +95,12 @@ def test_a_border_crossing_charges_each_side_to_its_zone_to_the_byte(client, ses
     assert usage_days(session, line) == {("hk", HK_PLMN): (7_000_001, 0), ("mainland", MAINLAND_PLMN): (3_333_333, 0)}
 
     # The same update again (lost answer): the same answer, nothing charged twice.
-    again = client.post(f"{BASE}/{ref}/update", json={**crossing, "retransmissionIndicator": True})
+    again = nchf.post(f"{BASE}/{ref}/update", json={**crossing, "retransmissionIndicator": True})
     assert (again.status_code, again.json()) == (200, body)
     assert (remaining(session, hk), remaining(session, mainland)) == (100 * MB - 7_000_001, 80 * MB - 3_333_333)
     assert usage_days(session, line) == {("hk", HK_PLMN): (7_000_001, 0), ("mainland", MAINLAND_PLMN): (3_333_333, 0)}
 
-    r = client.post(f"{BASE}/{ref}/release", json=message(2, MAINLAND_PLMN, {INTERNET: {
+    r = nchf.post(f"{BASE}/{ref}/release", json=message(2, MAINLAND_PLMN, {INTERNET: {
         "usedUnitContainer": [container(5 * MB, 3, "FINAL")]}}))
     assert r.status_code == 204, r.text
     answer(r, RELEASE)
@@ -110,34 +110,34 @@ def test_a_border_crossing_charges_each_side_to_its_zone_to_the_byte(client, ses
     }
 
 
-def test_a_crossing_named_only_by_the_serving_network_charges_the_report_to_the_old_zone(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_a_crossing_named_only_by_the_serving_network_charges_the_report_to_the_old_zone(nchf, session) -> None:  # type: ignore[no-untyped-def]
     """No container closed by PLMN_CHANGE: what the report carries was used before the SMF saw the change."""
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 100 * MB)
     mainland = f.bucket(session, line, "mainland", 100 * MB)
     gpsi = msisdn(line)
     session.commit()
-    ref = create(client, request(0, gpsi=gpsi, requested=30 * MB))
+    ref = create(nchf, request(0, gpsi=gpsi, requested=30 * MB))
 
-    r = client.post(f"{BASE}/{ref}/update", json=request(1, plmn="460-01", requested=10 * MB, used=MB + 1))
+    r = nchf.post(f"{BASE}/{ref}/update", json=request(1, plmn="460-01", requested=10 * MB, used=MB + 1))
     assert r.status_code == 200 and r.json()["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": 10 * MB}
     assert (remaining(session, hk), remaining(session, mainland)) == (99 * MB - 1, 90 * MB)
     assert on_network(session, ref) == ("460-01", "mainland")
     assert usage_days(session, line) == {("hk", HK_PLMN): (MB + 1, 0)}
-    assert client.post(f"{BASE}/{ref}/release", json=request(2, plmn="460-01")).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/release", json=request(2, plmn="460-01")).status_code == 204
     assert remaining(session, mainland) == 100 * MB
 
 
-def test_a_crossing_to_a_network_not_served_refuses_quota_and_still_charges_usage(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_a_crossing_to_a_network_not_served_refuses_quota_and_still_charges_usage(nchf, session) -> None:  # type: ignore[no-untyped-def]
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 100 * MB)
     mainland = f.bucket(session, line, "mainland", 100 * MB)
     gpsi = msisdn(line)
     session.get_one(Network, "460-03").active = False  # China Telecom: not served
     session.commit()
-    ref = create(client, request(0, gpsi=gpsi, requested=30 * MB))
+    ref = create(nchf, request(0, gpsi=gpsi, requested=30 * MB))
 
-    r = client.post(f"{BASE}/{ref}/update", json=message(1, "460-03", {INTERNET: {
+    r = nchf.post(f"{BASE}/{ref}/update", json=message(1, "460-03", {INTERNET: {
         "requestedUnit": {"totalVolume": 10 * MB},
         "usedUnitContainer": [container(2 * MB, 1, "PLMN_CHANGE"), container(MB, 2)],
     }}))
@@ -146,20 +146,20 @@ def test_a_crossing_to_a_network_not_served_refuses_quota_and_still_charges_usag
     # Its usage is still the network's zone's; the session is on it, and asking again is refused again.
     assert (remaining(session, hk), remaining(session, mainland)) == (98 * MB, 99 * MB)
     assert on_network(session, ref) == ("460-03", "mainland")
-    r = client.post(f"{BASE}/{ref}/update", json=request(2, plmn="460-03", requested=MB, used=MB))
+    r = nchf.post(f"{BASE}/{ref}/update", json=request(2, plmn="460-03", requested=MB, used=MB))
     assert answer(r, UPDATE)["multipleUnitInformation"] == [{"resultCode": DENIED, "ratingGroup": INTERNET}]
     assert remaining(session, mainland) == 98 * MB
-    assert client.post(f"{BASE}/{ref}/release", json=request(3, plmn="460-03")).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/release", json=request(3, plmn="460-03")).status_code == 204
 
 
-def test_a_crossing_to_an_unknown_network_refuses_quota_and_charges_usage_where_the_session_was(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_a_crossing_to_an_unknown_network_refuses_quota_and_charges_usage_where_the_session_was(nchf, session) -> None:  # type: ignore[no-untyped-def]
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 100 * MB)
     gpsi = msisdn(line)
     session.commit()
-    ref = create(client, request(0, gpsi=gpsi, requested=30 * MB))
+    ref = create(nchf, request(0, gpsi=gpsi, requested=30 * MB))
 
-    r = client.post(f"{BASE}/{ref}/update", json=message(1, "310-260", {INTERNET: {
+    r = nchf.post(f"{BASE}/{ref}/update", json=message(1, "310-260", {INTERNET: {
         "requestedUnit": {"totalVolume": 10 * MB},
         "usedUnitContainer": [container(2 * MB, 1, "PLMN_CHANGE"), container(MB, 2)],
     }}))
@@ -174,21 +174,21 @@ def test_a_crossing_to_an_unknown_network_refuses_quota_and_charges_usage_where_
     session.rollback()
 
     # Back in Hong Kong: granted again.
-    r = client.post(f"{BASE}/{ref}/update", json=request(2, requested=MB, used=0))
+    r = nchf.post(f"{BASE}/{ref}/update", json=request(2, requested=MB, used=0))
     assert answer(r, UPDATE)["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": MB}
-    assert client.post(f"{BASE}/{ref}/release", json=request(3)).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/release", json=request(3)).status_code == 204
 
 
 # --- rating groups ------------------------------------------------------------------------------------
 
 
-def test_a_zero_rated_group_is_granted_with_no_data_and_never_charged(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_a_zero_rated_group_is_granted_with_no_data_and_never_charged(nchf, session) -> None:  # type: ignore[no-untyped-def]
     line = f.line(session)  # no bucket, no wallet
     configure(session)
     gpsi = msisdn(line)
     session.commit()
 
-    r = client.post(BASE, json=message(0, HK_PLMN, {
+    r = nchf.post(BASE, json=message(0, HK_PLMN, {
         INTERNET: {"requestedUnit": {"totalVolume": 10 * MB}},
         SELF_SERVICE: {"requestedUnit": {"totalVolume": 5 * MB}},
     }, gpsi=gpsi))
@@ -203,17 +203,17 @@ def test_a_zero_rated_group_is_granted_with_no_data_and_never_charged(client, se
 
     # The customer renews on the self-service site: 4 MB, then 9 MB on a 5 MB grant; nothing is owed.
     for seq, used in ((1, 4 * MB), (2, 9 * MB)):
-        r = client.post(f"{BASE}/{ref}/update", json=message(seq, HK_PLMN, {SELF_SERVICE: {
+        r = nchf.post(f"{BASE}/{ref}/update", json=message(seq, HK_PLMN, {SELF_SERVICE: {
             "requestedUnit": {"totalVolume": 5 * MB}, "usedUnitContainer": [container(used, seq)]}}))
         assert answer(r, UPDATE)["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": 5 * MB}
-    assert client.post(f"{BASE}/{ref}/release", json=message(3, HK_PLMN, {SELF_SERVICE: {
+    assert nchf.post(f"{BASE}/{ref}/release", json=message(3, HK_PLMN, {SELF_SERVICE: {
         "usedUnitContainer": [container(MB, 3, "FINAL")]}})).status_code == 204
     assert usage_days(session, line) == {("hk", HK_PLMN): (0, 14 * MB)}
     assert session.scalars(select(LineDebt).where(LineDebt.line_id == line.id)).all() == []
     session.rollback()
 
 
-def test_several_rating_groups_in_one_message_are_granted_reported_and_refused_each_on_its_own(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_several_rating_groups_in_one_message_are_granted_reported_and_refused_each_on_its_own(nchf, session) -> None:  # type: ignore[no-untyped-def]
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 25 * MB)
     configure(session)
@@ -221,14 +221,14 @@ def test_several_rating_groups_in_one_message_are_granted_reported_and_refused_e
     session.commit()
 
     asked = {"requestedUnit": {"totalVolume": 10 * MB}}
-    r = client.post(BASE, json=message(0, HK_PLMN, {INTERNET: asked, SELF_SERVICE: asked, VIDEO: asked}, gpsi=gpsi))
+    r = nchf.post(BASE, json=message(0, HK_PLMN, {INTERNET: asked, SELF_SERVICE: asked, VIDEO: asked}, gpsi=gpsi))
     assert r.status_code == 201, r.text
     units = {u["ratingGroup"]: u for u in answer(r, CREATE)["multipleUnitInformation"]}
     assert [units[g]["grantedUnit"]["totalVolume"] for g in (INTERNET, SELF_SERVICE, VIDEO)] == [10 * MB] * 3
     assert remaining(session, hk) == 5 * MB  # the zero-rated grant holds nothing
     ref = r.headers["location"].rsplit("/", 1)[1]
 
-    r = client.post(f"{BASE}/{ref}/update", json=message(1, HK_PLMN, {
+    r = nchf.post(f"{BASE}/{ref}/update", json=message(1, HK_PLMN, {
         INTERNET: {**asked, "usedUnitContainer": [container(6 * MB, 1)]},
         SELF_SERVICE: {**asked, "usedUnitContainer": [container(3 * MB, 1)]},
         VIDEO: {**asked, "usedUnitContainer": [container(10 * MB, 1)]},
@@ -242,7 +242,7 @@ def test_several_rating_groups_in_one_message_are_granted_reported_and_refused_e
     assert (units[SELF_SERVICE]["resultCode"], units[SELF_SERVICE]["grantedUnit"]) == ("SUCCESS", {"totalVolume": 10 * MB})
     assert remaining(session, hk) == 0
     assert usage_days(session, line) == {("hk", HK_PLMN): (16 * MB, 3 * MB)}
-    assert client.post(f"{BASE}/{ref}/release", json=message(2, HK_PLMN, {
+    assert nchf.post(f"{BASE}/{ref}/release", json=message(2, HK_PLMN, {
         INTERNET: {"usedUnitContainer": [container(MB, 2, "FINAL")]},
         SELF_SERVICE: {"usedUnitContainer": [container(MB, 2, "FINAL")]},
     })).status_code == 204
@@ -250,7 +250,7 @@ def test_several_rating_groups_in_one_message_are_granted_reported_and_refused_e
     assert usage_days(session, line) == {("hk", HK_PLMN): (17 * MB, 4 * MB)}
 
 
-def test_a_crossing_with_several_groups_settles_each_in_its_zone(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_a_crossing_with_several_groups_settles_each_in_its_zone(nchf, session) -> None:  # type: ignore[no-untyped-def]
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 50 * MB)
     mainland = f.bucket(session, line, "mainland", 50 * MB)
@@ -258,16 +258,16 @@ def test_a_crossing_with_several_groups_settles_each_in_its_zone(client, session
     gpsi = msisdn(line)
     session.commit()
     asked = {"requestedUnit": {"totalVolume": 10 * MB}}
-    ref = create(client, message(0, HK_PLMN, {INTERNET: asked, SELF_SERVICE: asked}, gpsi=gpsi))
+    ref = create(nchf, message(0, HK_PLMN, {INTERNET: asked, SELF_SERVICE: asked}, gpsi=gpsi))
 
-    r = client.post(f"{BASE}/{ref}/update", json=message(1, MAINLAND_PLMN, {
+    r = nchf.post(f"{BASE}/{ref}/update", json=message(1, MAINLAND_PLMN, {
         INTERNET: {**asked, "usedUnitContainer": [container(4 * MB, 1, "PLMN_CHANGE"), container(2 * MB, 2)]},
         SELF_SERVICE: {**asked, "usedUnitContainer": [container(MB, 1, "PLMN_CHANGE"), container(3, 2)]},
     }))
     assert [u["resultCode"] for u in answer(r, UPDATE)["multipleUnitInformation"]] == ["SUCCESS", "SUCCESS"]
     assert (remaining(session, hk), remaining(session, mainland)) == (46 * MB, 38 * MB)
     assert usage_days(session, line) == {("hk", HK_PLMN): (4 * MB, MB), ("mainland", MAINLAND_PLMN): (2 * MB, 3)}
-    assert client.post(f"{BASE}/{ref}/release", json=request(2, plmn=MAINLAND_PLMN)).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/release", json=request(2, plmn=MAINLAND_PLMN)).status_code == 204
     assert remaining(session, mainland) == 48 * MB
 
 

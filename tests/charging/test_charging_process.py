@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from tests.charging import factories as f
 from tests.charging.test_api import BASE, msisdn, remaining, request
-from tongka.app import create_app
+from tongka.charging.nchf_app import create_nchf_app
 from tongka.charging import nchf
 from tongka.money import MB
 
@@ -23,7 +23,7 @@ NOW = datetime.now(UTC) - timedelta(days=1)
 
 
 def process_app(settings):  # type: ignore[no-untyped-def]
-    return create_app(settings.model_copy(update={"charging_worker": "process"}))
+    return create_nchf_app(settings.model_copy(update={"charging_worker": "process"}))
 
 
 def line_with_data(session):  # type: ignore[no-untyped-def]

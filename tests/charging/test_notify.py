@@ -64,7 +64,7 @@ def send(sessions, allow: str = "", *, dev: bool = True) -> notify.Delivery:  # 
         return notify.deliver_due(sessions, http, allowed=outbound.Allowed.parse(allow, loopback=dev))
 
 
-def live_session_out_of_data(client, sessions, receiver: Receiver) -> tuple[dict[str, str], dict[str, Any], str]:  # type: ignore[no-untyped-def]
+def live_session_out_of_data(client, nchf, sessions, receiver: Receiver) -> tuple[dict[str, str], dict[str, Any], str]:  # type: ignore[no-untyped-def]
     """A subscriber's line in a session whose last grant ran out, with the network listening at receiver.
     (Tests using it take the `session` fixture: it puts the network registry back.)"""
     tf.load_demo(sessions, client.app.state.settings)
@@ -73,14 +73,14 @@ def live_session_out_of_data(client, sessions, receiver: Receiver) -> tuple[dict
     gpsi = "msisdn-" + line["numbers"][0].removeprefix("+")
     body = request(0, gpsi=gpsi, requested=MB)
     body["notifyUri"] = receiver.url + "/smf/notify/7"
-    r = client.post(BASE, json=body)
+    r = nchf.post(BASE, json=body)
     assert r.status_code == 201, r.text
     assert r.json()["multipleUnitInformation"][0]["resultCode"] == "QUOTA_LIMIT_REACHED"
     return headers, line, r.headers["location"].rsplit("/", 1)[1]
 
 
-def test_a_renewal_tells_the_live_session_at_its_notify_uri(client, session, sessions, receiver) -> None:
-    headers, line, ref = live_session_out_of_data(client, sessions, receiver)
+def test_a_renewal_tells_the_live_session_at_its_notify_uri(client, nchf, session, sessions, receiver) -> None:
+    headers, line, ref = live_session_out_of_data(client, nchf, sessions, receiver)
     assert send(sessions).sent == 0  # nothing to say yet
 
     order = tf.order(client, headers, line["id"], "hk-1gb-7d")
@@ -93,12 +93,12 @@ def test_a_renewal_tells_the_live_session_at_its_notify_uri(client, session, ses
     assert body == {"notificationType": "REAUTHORIZATION", "reauthorizationDetails": [{"ratingGroup": RG}]}
     spec.validate_notify_request(body)
     assert send(sessions).sent == 0  # sent once
-    r = client.post(f"{BASE}/{ref}/update", json=request(1, requested=MB))
+    r = nchf.post(f"{BASE}/{ref}/update", json=request(1, requested=MB))
     assert r.json()["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": MB}
 
 
-def test_turning_overage_on_tells_the_live_session(client, session, sessions, receiver) -> None:
-    headers, line, _ref = live_session_out_of_data(client, sessions, receiver)
+def test_turning_overage_on_tells_the_live_session(client, nchf, session, sessions, receiver) -> None:
+    headers, line, _ref = live_session_out_of_data(client, nchf, sessions, receiver)
     r = client.put(f"/api/v1/lines/{line['id']}/overage", headers=headers,
                    json={"enabled": True, "monthly_cap": 5000, "currency": "HKD"})
     assert r.status_code == 200, r.text
@@ -109,9 +109,9 @@ def test_turning_overage_on_tells_the_live_session(client, session, sessions, re
 
 
 def test_a_network_that_is_down_is_tried_again_and_one_that_refuses_is_given_up(
-    client, session, sessions, receiver, fake_clock
+    client, nchf, session, sessions, receiver, fake_clock
 ) -> None:
-    headers, line, _ref = live_session_out_of_data(client, sessions, receiver)
+    headers, line, _ref = live_session_out_of_data(client, nchf, sessions, receiver)
     receiver.status = 503
     client.put(f"/api/v1/lines/{line['id']}/overage", headers=headers,
                json={"enabled": True, "monthly_cap": 5000, "currency": "HKD"})
@@ -131,15 +131,15 @@ def test_a_network_that_is_down_is_tried_again_and_one_that_refuses_is_given_up(
         assert sorted(statuses) == ["failed", "sent"]
 
 
-def test_a_create_sent_again_finds_the_first_session_and_charges_once(client, session) -> None:
+def test_a_create_sent_again_finds_the_first_session_and_charges_once(nchf, session) -> None:
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 100 * MB)
     session.commit()
     body = request(0, gpsi=msisdn(line), requested=30 * MB)
     body["pDUSessionChargingInformation"]["sMFchargingId"] = 12345
-    ref = create(client, body)
+    ref = create(nchf, body)
     again = dict(body, retransmissionIndicator=True, invocationTimeStamp="2030-01-15T08:00:01Z")
-    r = client.post(BASE, json=again)
+    r = nchf.post(BASE, json=again)
     assert r.status_code == 201 and r.headers["location"].endswith("/" + ref)
     session.expire_all()
     assert session.scalar(select(func.count()).select_from(ChargingSession)) == 1
@@ -147,7 +147,7 @@ def test_a_create_sent_again_finds_the_first_session_and_charges_once(client, se
     session.rollback()
 
     other = dict(body, pDUSessionChargingInformation={**body["pDUSessionChargingInformation"], "sMFchargingId": 12346})
-    assert create(client, other) != ref  # another PDU session
+    assert create(nchf, other) != ref  # another PDU session
 
 
 def test_unknown_lines_have_no_session_to_tell(session) -> None:

@@ -21,10 +21,10 @@ METADATA = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
     "http://224.0.0.1/notify", "file:///etc/passwd", "gopher://smf.example/", "http://user:secret@smf.example/",
     "http:///notify", "http://smf.example/" + "x" * 2048, "http://smf..example/notify", "http://" + "a" * 64 + ".example/",
 ])
-def test_a_notify_uri_that_can_never_be_called_is_a_400_at_create(client, uri: str) -> None:
+def test_a_notify_uri_that_can_never_be_called_is_a_400_at_create(nchf, uri: str) -> None:
     body = request(0, gpsi="msisdn-85299999999", requested=1)
     body["notifyUri"] = uri
-    _assert_problem(client.post(BASE, json=body), "OPTIONAL_IE_INCORRECT", "/notifyUri")
+    _assert_problem(nchf.post(BASE, json=body), "OPTIONAL_IE_INCORRECT", "/notifyUri")
 
 
 def _overage_on(client, headers, line, cap: int = 5000) -> None:  # type: ignore[no-untyped-def]
@@ -39,10 +39,10 @@ def _last_error(sessions) -> tuple[str, str | None]:  # type: ignore[no-untyped-
         return n.status, n.last_error
 
 
-def test_a_notify_uri_at_the_metadata_address_is_never_posted_to(client, session, sessions, receiver) -> None:
+def test_a_notify_uri_at_the_metadata_address_is_never_posted_to(client, nchf, session, sessions, receiver) -> None:
     """As reproduced: a session's notifyUri at 169.254.169.254 (kept from before this check) made the
     server POST there. Now it is given up unsent."""
-    headers, line, ref = live_session_out_of_data(client, sessions, receiver)
+    headers, line, ref = live_session_out_of_data(client, nchf, sessions, receiver)
     with sessions.begin() as s:
         s.execute(update(ChargingSession).where(ChargingSession.charging_data_ref == ref).values(notify_uri=METADATA))
     _overage_on(client, headers, line)
@@ -52,9 +52,9 @@ def test_a_notify_uri_at_the_metadata_address_is_never_posted_to(client, session
     assert status == "failed" and error is not None and error.startswith("refused: ")
 
 
-def test_a_notify_uri_the_resolver_cannot_take_is_given_up_and_the_next_one_sent(client, session, sessions, receiver) -> None:
+def test_a_notify_uri_the_resolver_cannot_take_is_given_up_and_the_next_one_sent(client, nchf, session, sessions, receiver) -> None:
     """Its UnicodeError (an empty DNS label) escaped the sender: the notifications queued after it waited for ever."""
-    headers, line, ref = live_session_out_of_data(client, sessions, receiver)
+    headers, line, ref = live_session_out_of_data(client, nchf, sessions, receiver)
     with sessions.begin() as s:
         s.execute(update(ChargingSession).where(ChargingSession.charging_data_ref == ref)
                   .values(notify_uri="http://smf..example/notify"))
@@ -68,8 +68,8 @@ def test_a_notify_uri_the_resolver_cannot_take_is_given_up_and_the_next_one_sent
     assert len(receiver.received) == 1
 
 
-def test_production_calls_loopback_only_when_listed(client, session, sessions, receiver) -> None:
-    headers, line, ref = live_session_out_of_data(client, sessions, receiver)
+def test_production_calls_loopback_only_when_listed(client, nchf, session, sessions, receiver) -> None:
+    headers, line, ref = live_session_out_of_data(client, nchf, sessions, receiver)
     with sessions.begin() as s:  # by name: resolved when sent, and every address checked
         s.execute(update(ChargingSession).where(ChargingSession.charging_data_ref == ref)
                   .values(notify_uri=receiver.url.replace("127.0.0.1", "localhost") + "/smf/notify/7"))
@@ -87,10 +87,10 @@ def test_production_calls_loopback_only_when_listed(client, session, sessions, r
     assert [path for path, _body in receiver.received] == ["/smf/notify/7"] * 2
 
 
-def test_a_redirect_is_not_followed(client, session, sessions, receiver) -> None:
+def test_a_redirect_is_not_followed(client, nchf, session, sessions, receiver) -> None:
     elsewhere = Receiver()
     try:
-        headers, line, _ref = live_session_out_of_data(client, sessions, receiver)
+        headers, line, _ref = live_session_out_of_data(client, nchf, sessions, receiver)
         receiver.status, receiver.location = 307, elsewhere.url + "/steal"
         _overage_on(client, headers, line)
         assert send(sessions).failed == 1

@@ -163,12 +163,13 @@ class Served:
     base_url: str
     env: dict[str, str]
     home: Path
+    nchf_url: str  # its Nchf listener (TONGKA_NCHF_BIND)
 
 
 @contextmanager
 def serving(settings: Settings, home: Path, *names: str) -> Iterator[list[Served]]:
-    """A `tongka serve` per name on the test's database, each in its own process, started together;
-    their logs must stay free of errors."""
+    """A `tongka serve` per name on the test's database, each in its own process with its Nchf listener,
+    started together; their logs must stay free of errors."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     env.update(
         TONGKA_ENV="dev",  # production is the default
@@ -181,17 +182,18 @@ def serving(settings: Settings, home: Path, *names: str) -> Iterator[list[Served
     started: list[tuple[subprocess.Popen[bytes], Served, Path]] = []
     try:
         for name in names:
-            base_url = f"http://127.0.0.1:{_free_port()}"
-            server_env = {**env, "TONGKA_PUBLIC_BASE_URL": base_url}
+            base_url, nchf_bind = f"http://127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+            server_env = {**env, "TONGKA_PUBLIC_BASE_URL": base_url, "TONGKA_NCHF_BIND": nchf_bind}
             log_path = home / f"{name}.log"
             with log_path.open("w") as log:
                 process = subprocess.Popen(
                     [str(TONGKA), "serve", "--port", base_url.rsplit(":", 1)[1]],
                     cwd=home, env=server_env, stdout=log, stderr=subprocess.STDOUT,
                 )
-            started.append((process, Served(base_url, server_env, home), log_path))
+            started.append((process, Served(base_url, server_env, home, f"http://{nchf_bind}"), log_path))
         for process, running, log_path in started:
             _wait_until_up(process, running.base_url, log_path)
+            _wait_until_up(process, running.nchf_url, log_path)
         yield [running for _process, running, _log in started]
     finally:
         for process, _running, _log in started:
@@ -210,7 +212,7 @@ def server(settings: Settings, world: World, tmp_path: Path) -> Iterator[Served]
 
 
 def simulate_command(server: Served, *args: str) -> list[str]:
-    return [str(TONGKA), "simulate", "--lines", "3", "--base-url", server.base_url, "--seed", "7", *args]
+    return [str(TONGKA), "simulate", "--lines", "3", "--nchf-url", server.nchf_url, "--seed", "7", *args]
 
 
 def test_a_few_seconds_of_simulation_use_data_and_release_every_session(server: Served, world: World, sessions) -> None:
@@ -276,11 +278,11 @@ def run_in_process(app, phones: list[simulation.Subscriber], seconds: float, see
     return asyncio.run(go())
 
 
-def test_phones_cross_the_border_and_are_charged_in_each_zone(app, sessions, world: World) -> None:
+def test_phones_cross_the_border_and_are_charged_in_each_zone(nchf_app, sessions, world: World) -> None:
     with sessions() as s:
         phones = simulation.subscribers(s, 2)  # the bound line and the roamer: data in both zones
 
-    figures = run_in_process(app, phones, 3, seed=3)
+    figures = run_in_process(nchf_app, phones, 3, seed=3)
 
     assert figures.crossings >= 2 and figures.errors == 0 and figures.abandoned == 0
     assert figures.opened == figures.released > 0
@@ -299,7 +301,7 @@ def test_phones_cross_the_border_and_are_charged_in_each_zone(app, sessions, wor
     assert figures.beyond_bytes <= figures.used_bytes * 0.05
 
 
-def test_a_final_unit_is_used_up_without_asking_for_more(app, sessions) -> None:
+def test_a_final_unit_is_used_up_without_asking_for_more(nchf_app, sessions) -> None:
     with transaction(sessions) as s:
         f.ensure_networks(s)
         line = Line(iccid="8985200249000000101", imsi="454000000000101", hk_number="+85251099101")
@@ -308,7 +310,7 @@ def test_a_final_unit_is_used_up_without_asking_for_more(app, sessions) -> None:
         _give(s, line, "both", 2 * KB)  # less than any request: the first grant is the last
     phone = simulation.Subscriber(supi="imsi-454000000000101", gpsi=None, home="hk")
 
-    figures = run_in_process(app, [phone], 2, seed=1)
+    figures = run_in_process(nchf_app, [phone], 2, seed=1)
 
     after = charged(sessions, line.id)
     assert figures.requests["update"] == 0  # the session ran on its final unit, then ended

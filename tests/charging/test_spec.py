@@ -199,7 +199,7 @@ def used(volume: int, seq: int, trigger: str) -> dict[str, Any]:
     }
 
 
-def test_a_session_as_a_real_smf_runs_it_is_valid_and_accepted(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_a_session_as_a_real_smf_runs_it_is_valid_and_accepted(nchf, session) -> None:  # type: ignore[no-untyped-def]
     line = f.line(session)
     line.imsi = "454001234567891"
     f.bucket(session, line, "hk", 100 * MB)
@@ -208,7 +208,7 @@ def test_a_session_as_a_real_smf_runs_it_is_valid_and_accepted(client, session) 
 
     create = smf_request(0, imsi, gpsi, {"requestedUnit": {"totalVolume": 30 * MB}})
     spec.validate(create, "ChargingDataRequest")
-    r = client.post(BASE, json=create)
+    r = nchf.post(BASE, json=create)
     assert r.status_code == 201, r.text
     assert answer(r, CREATE)["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": 30 * MB}
     ref = r.headers["location"].rsplit("/", 1)[1]
@@ -217,7 +217,7 @@ def test_a_session_as_a_real_smf_runs_it_is_valid_and_accepted(client, session) 
         1, imsi, gpsi, {"requestedUnit": {}, "usedUnitContainer": [used(24 * MB, 1, "QUOTA_THRESHOLD")]}
     )
     spec.validate(update, "ChargingDataRequest")
-    r = client.post(f"{BASE}/{ref}/update", json=update)
+    r = nchf.post(f"{BASE}/{ref}/update", json=update)
     assert r.status_code == 200, r.text
     assert answer(r, UPDATE)["multipleUnitInformation"][0]["resultCode"] == "SUCCESS"
 
@@ -226,7 +226,7 @@ def test_a_session_as_a_real_smf_runs_it_is_valid_and_accepted(client, session) 
         sessionStopIndicator=True, stopTime="2030-01-15T08:02:00Z",
     )
     spec.validate(release, "ChargingDataRequest")
-    r = client.post(f"{BASE}/{ref}/release", json=release)
+    r = nchf.post(f"{BASE}/{ref}/release", json=release)
     assert r.status_code == 204, r.text
     answer(r, RELEASE)
 
@@ -234,53 +234,53 @@ def test_a_session_as_a_real_smf_runs_it_is_valid_and_accepted(client, session) 
 # --- every answer tongka gives ---------------------------------------------------------------------
 
 
-def test_grants_down_to_the_last_unit_are_valid_answers(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_grants_down_to_the_last_unit_are_valid_answers(nchf, session) -> None:  # type: ignore[no-untyped-def]
     line = f.line(session)
     f.bucket(session, line, "hk", 50 * MB)
     gpsi = api_tests.msisdn(line)
     session.commit()
 
-    r = client.post(BASE, json=api_tests.request(0, gpsi=gpsi, requested=30 * MB))
+    r = nchf.post(BASE, json=api_tests.request(0, gpsi=gpsi, requested=30 * MB))
     assert r.status_code == 201
     (unit,) = answer(r, CREATE)["multipleUnitInformation"]
     assert (unit["resultCode"], unit["volumeQuotaThreshold"]) == ("SUCCESS", 6 * MB)
     ref = r.headers["location"].rsplit("/", 1)[1]
 
-    r = client.post(f"{BASE}/{ref}/update", json=api_tests.request(1, requested=30 * MB, used=30 * MB))
+    r = nchf.post(f"{BASE}/{ref}/update", json=api_tests.request(1, requested=30 * MB, used=30 * MB))
     assert r.status_code == 200
     (unit,) = answer(r, UPDATE)["multipleUnitInformation"]
     assert unit["grantedUnit"] == {"totalVolume": 20 * MB}  # the last of the bucket
     assert "finalUnitIndication" in unit  # its shape (TERMINATE, or REDIRECT and where to) is the schema's to check
 
-    r = client.post(f"{BASE}/{ref}/update", json=api_tests.request(2, requested=30 * MB, used=20 * MB))
+    r = nchf.post(f"{BASE}/{ref}/update", json=api_tests.request(2, requested=30 * MB, used=20 * MB))
     assert r.status_code == 200
     (unit,) = answer(r, UPDATE)["multipleUnitInformation"]
     assert unit["resultCode"] == "QUOTA_LIMIT_REACHED" and "grantedUnit" not in unit
 
-    r = client.post(f"{BASE}/{ref}/update", json=api_tests.request(2, requested=30 * MB, used=20 * MB))
+    r = nchf.post(f"{BASE}/{ref}/update", json=api_tests.request(2, requested=30 * MB, used=20 * MB))
     assert (r.status_code, answer(r, UPDATE)["multipleUnitInformation"]) == (200, [unit])  # a retransmission
-    assert client.post(f"{BASE}/{ref}/release", json=api_tests.request(3)).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/release", json=api_tests.request(3)).status_code == 204
 
 
-def refusals(client, session) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def refusals(nchf, session) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """tongka's answers to an unknown subscriber and to an unknown network."""
     line = f.line(session)
     f.bucket(session, line, "both", 100 * MB)
     gpsi = api_tests.msisdn(line)
     session.commit()
     return {
-        "unknown user": client.post(BASE, json=api_tests.request(0, gpsi="msisdn-85299999999", requested=MB)),
-        "unknown network": client.post(BASE, json=api_tests.request(0, gpsi=gpsi, plmn="999-99", requested=MB)),
+        "unknown user": nchf.post(BASE, json=api_tests.request(0, gpsi="msisdn-85299999999", requested=MB)),
+        "unknown network": nchf.post(BASE, json=api_tests.request(0, gpsi=gpsi, plmn="999-99", requested=MB)),
     }
 
 
-def test_refusals_are_problem_details_with_the_application_error(client, session) -> None:  # type: ignore[no-untyped-def]
-    r = refusals(client, session)
+def test_refusals_are_problem_details_with_the_application_error(nchf, session) -> None:  # type: ignore[no-untyped-def]
+    r = refusals(nchf, session)
     assert answer(r["unknown user"], CREATE)["cause"] == "USER_UNKNOWN"
     assert answer(r["unknown network"], CREATE)["cause"] == "END_USER_REQUEST_DENIED"
 
 
-def test_malformed_requests_and_unknown_refs_are_problem_details(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_requests_and_unknown_refs_are_problem_details(nchf, session) -> None:  # type: ignore[no-untyped-def]
     gpsi = api_tests.msisdn(f.line(session))
     session.commit()
     missing = api_tests.request(0, gpsi=gpsi, requested=MB)
@@ -288,34 +288,34 @@ def test_malformed_requests_and_unknown_refs_are_problem_details(client, session
     wrong = api_tests.request(0, gpsi=gpsi, requested=MB)
     wrong["multipleUnitUsage"][0]["requestedUnit"]["totalVolume"] = -1
     for r in (
-        client.post(BASE, content=b"{not json", headers={"content-type": "application/json"}),
-        client.post(BASE, json=[1, 2]),
-        client.post(BASE, json=missing),
-        client.post(BASE, json=wrong),
+        nchf.post(BASE, content=b"{not json", headers={"content-type": "application/json"}),
+        nchf.post(BASE, json=[1, 2]),
+        nchf.post(BASE, json=missing),
+        nchf.post(BASE, json=wrong),
     ):
         problem = answer(r, CREATE)
         assert (r.status_code, problem["status"]) == (400, 400) and problem["cause"]
         spec.validate(problem, "ProblemDetails", spec.COMMON_DATA)  # not only "some alternative of the oneOf"
 
     for path, operation in ((UPDATE, "update"), (RELEASE, "release")):
-        r = client.post(f"{BASE}/no-such-ref/{operation}", json=api_tests.request(1, used=MB))
+        r = nchf.post(f"{BASE}/no-such-ref/{operation}", json=api_tests.request(1, used=MB))
         problem = answer(r, path)
         assert (r.status_code, problem["cause"]) == (404, "CONTEXT_NOT_FOUND")
         spec.validate(problem, "ProblemDetails", spec.COMMON_DATA)
 
 
-def test_information_charging_needs_but_the_spec_leaves_optional_is_charging_failed(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_information_charging_needs_but_the_spec_leaves_optional_is_charging_failed(nchf, session) -> None:  # type: ignore[no-untyped-def]
     gpsi = api_tests.msisdn(f.line(session))
     session.commit()
     no_network = api_tests.request(0, gpsi=gpsi, requested=MB)
     del no_network["pDUSessionChargingInformation"]["pduSessionInformation"]["servingCNPlmnId"]
     no_subscriber = api_tests.request(0, requested=MB)
     for body in (no_network, no_subscriber):
-        r = client.post(BASE, json=body)
+        r = nchf.post(BASE, json=body)
         assert (r.status_code, answer(r, CREATE)["cause"]) == (400, "CHARGING_FAILED")
 
 
-def test_a_border_crossing_as_a_real_smf_reports_it_is_valid_and_charged_in_each_zone(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_a_border_crossing_as_a_real_smf_reports_it_is_valid_and_charged_in_each_zone(nchf, session) -> None:  # type: ignore[no-untyped-def]
     line = f.line(session)
     line.imsi = "454001234567892"
     hk = f.bucket(session, line, "hk", 100 * MB)
@@ -323,7 +323,7 @@ def test_a_border_crossing_as_a_real_smf_reports_it_is_valid_and_charged_in_each
     imsi, gpsi = line.imsi, api_tests.msisdn(line)
     session.commit()
 
-    r = client.post(BASE, json=smf_request(0, imsi, gpsi, {"requestedUnit": {"totalVolume": 30 * MB}}))
+    r = nchf.post(BASE, json=smf_request(0, imsi, gpsi, {"requestedUnit": {"totalVolume": 30 * MB}}))
     assert r.status_code == 201, r.text
     assert {"triggerType": "PLMN_CHANGE", "triggerCategory": "IMMEDIATE_REPORT"} in answer(r, CREATE)["triggers"]
     ref = r.headers["location"].rsplit("/", 1)[1]
@@ -341,8 +341,8 @@ def test_a_border_crossing_as_a_real_smf_reports_it_is_valid_and_charged_in_each
     crossing["triggers"] = [{"triggerType": "PLMN_CHANGE", "triggerCategory": "IMMEDIATE_REPORT"}]
     crossing["pDUSessionChargingInformation"]["userLocationinfo"] = after["pDUContainerInformation"]["userLocationInformation"]
     spec.validate(crossing, "ChargingDataRequest")
-    r = client.post(f"{BASE}/{ref}/update", json=crossing)
+    r = nchf.post(f"{BASE}/{ref}/update", json=crossing)
     assert r.status_code == 200, r.text
     assert answer(r, UPDATE)["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": 10 * MB}  # the default ask
     assert (api_tests.remaining(session, hk), api_tests.remaining(session, mainland)) == (88 * MB, 89 * MB)
-    assert client.post(f"{BASE}/{ref}/release", json=smf_request(2, imsi, gpsi, {}, servingCNPlmnId=china_mobile)).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/release", json=smf_request(2, imsi, gpsi, {}, servingCNPlmnId=china_mobile)).status_code == 204

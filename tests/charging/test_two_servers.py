@@ -23,6 +23,7 @@ from sqlalchemy import case, func, select
 from tests.charging import factories as f
 from tests.charging.test_simulate import serving
 from tongka.account.models import Line
+from tongka.charging import simulate as simulation
 from tongka.charging.models import ChargingSession, Grant, UsageDay
 from tongka.db import transaction
 from tongka.ledger import buckets
@@ -144,14 +145,14 @@ def test_two_servers_charging_one_line_never_grant_beyond_its_bucket(pg_only, se
     exchange = Exchange()
 
     async def drive(urls: list[str]) -> None:
-        async with httpx.AsyncClient(base_url=urls[0], timeout=10) as a, httpx.AsyncClient(base_url=urls[1], timeout=10) as b:
+        async with simulation.connect(urls[0]) as a, simulation.connect(urls[1]) as b:  # HTTP/2, as SMFs speak
             await asyncio.wait_for(asyncio.gather(*(smf(i, [a, b], exchange) for i in range(SMFS))), DEADLINE)
 
     with serving(settings, tmp_path, "server-a", "server-b") as servers:
         watcher = threading.Thread(target=watch)
         watcher.start()
         try:
-            asyncio.run(drive([s.base_url for s in servers]))
+            asyncio.run(drive([s.nchf_url for s in servers]))
         finally:
             done.set()
             watcher.join()

@@ -56,16 +56,16 @@ def usage(client, line, headers, **query: str):  # type: ignore[no-untyped-def]
     return r.json()
 
 
-def test_usage_reported_over_nchf_shows_per_day_zone_and_network(client, session) -> None:
+def test_usage_reported_over_nchf_shows_per_day_zone_and_network(client, nchf, session) -> None:
     line, headers = owned_line(client, session)
     gpsi = msisdn(line)
-    r = client.post(BASE, json=request(1, gpsi=gpsi, requested=30 * MB))
+    r = nchf.post(BASE, json=request(1, gpsi=gpsi, requested=30 * MB))
     ref = r.headers["location"].rsplit("/", 1)[1]
     update = request(2, gpsi=gpsi, requested=30 * MB, used=20 * MB)
-    assert client.post(f"{BASE}/{ref}/update", json=update).status_code == 200
+    assert nchf.post(f"{BASE}/{ref}/update", json=update).status_code == 200
     # The network retransmits the update: the same answer, the usage is not counted again.
-    assert client.post(f"{BASE}/{ref}/update", json=update).status_code == 200
-    assert client.post(f"{BASE}/{ref}/release", json=request(3, gpsi=gpsi, used=5 * MB)).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/update", json=update).status_code == 200
+    assert nchf.post(f"{BASE}/{ref}/release", json=request(3, gpsi=gpsi, used=5 * MB)).status_code == 204
 
     body = usage(client, line, headers)
     assert body == {

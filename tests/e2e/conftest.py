@@ -56,7 +56,7 @@ def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if not TONGKA.exists():
         pytest.fail(f"the `tongka` script is not next to {sys.executable}: install the project (make test does)")
     home = tmp_path_factory.mktemp("tongka-e2e")
-    port = _free_port()
+    port, nchf_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     env.update(
         TONGKA_ENV="dev",  # as make run writes it (production is the default)
@@ -64,9 +64,10 @@ def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         TONGKA_SECRET_KEY=secrets.token_urlsafe(32),
         TONGKA_SANDBOX_PAYMENT_SECRET=secrets.token_urlsafe(32),
         TONGKA_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        TONGKA_NCHF_BIND=f"127.0.0.1:{nchf_port}",  # the network's listener, beside the public one
         PYTHONUNBUFFERED="1",
     )
-    return {"home": home, "port": port, "env": env, "db": home / "tongka.db"}
+    return {"home": home, "port": port, "env": env, "db": home / "tongka.db", "nchf_url": f"http://127.0.0.1:{nchf_port}"}
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,7 @@ def live_server(e2e_env: dict[str, Any], tongka: Tongka) -> Iterator[str]:
         )
     try:
         _wait_until_up(process, base_url, log_path)
+        _wait_until_up(process, e2e_env["nchf_url"], log_path)
         yield base_url
         # After every scenario: the ledger must still match its entries.
         tongka("ledger", "verify")
@@ -127,6 +129,18 @@ def _wait_until_up(process: subprocess.Popen[bytes], base_url: str, log_path: Pa
             pass
         time.sleep(0.1)
     pytest.fail(f"`tongka serve` did not answer {base_url}/healthz within {START_TIMEOUT}s:\n{_log_tail(log_path)}")
+
+
+def _wait_until_down(base_url: str, timeout: float = STOP_TIMEOUT) -> None:
+    """Until nothing answers at base_url (a listener whose parent was killed stops by itself)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base_url}/healthz", timeout=1)
+        except httpx.TransportError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{base_url} still answers {timeout}s after its server was killed")
 
 
 def _require(what: str, why: str) -> None:

@@ -1,7 +1,8 @@
 """A packet core's side of online charging, so the demo's balances and usage charts move.
 
-Each simulated phone plays its SMF towards tongka over HTTP only (Nchf_ConvergedCharging
-v3, as `api.py` serves it): it attaches to a network (mainland: China Mobile 460-00,
+Each simulated phone plays its SMF towards tongka's Nchf listener over HTTP/2 only, as an SMF
+does (Nchf_ConvergedCharging v3, as `api.py` serves it; h2c with prior knowledge, or TLS with
+ALPN h2 and, for mutual TLS, a client certificate): it attaches to a network (mainland: China Mobile 460-00,
 China Unicom 460-01; Hong Kong: HKT/csl 454-00, CMHK 454-12) with a create that asks for
 quota, reports what it used and asks for more every few seconds (sooner when the grant's
 threshold is near), and releases at the end. Usage follows what a person does (idle,
@@ -25,12 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import sys
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
@@ -41,6 +44,7 @@ from tongka.account.models import Line
 from tongka.money import KB, MB
 
 BASE_PATH = "/nchf-convergedcharging/v3/chargingdata"
+NCHF_URL = "http://127.0.0.1:8001"  # the Nchf listener's default address (TONGKA_NCHF_BIND)
 RATING_GROUP = 10  # the operator's internet rating group
 SELF_SERVICE_RATING_GROUP = 20  # the self-service site and app (zero-rated by the demo's operator)
 SELF_SERVICE_CHANCE = 0.3  # of a session: the person opens the app or the site during it
@@ -461,20 +465,42 @@ class Simulation:
         return None
 
 
+@dataclass(frozen=True)
+class ClientTLS:
+    """What an SMF holds for TLS towards the CHF: the CA that issued the CHF's certificate (None: the
+    system's), and its own certificate and key (PEM) where the CHF asks for one (mutual TLS)."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+def connect(nchf_url: str, tls: ClientTLS | None = None) -> httpx.AsyncClient:
+    """An SMF's client of the Nchf listener: HTTP/2 only; on http:// h2c with prior knowledge, on
+    https:// TLS with ALPN h2. No proxy from the environment: h2c goes to the CHF itself."""
+    verify: ssl.SSLContext | bool = True
+    if tls is not None and nchf_url.startswith("https://"):
+        verify = ssl.create_default_context(cafile=tls.ca)
+        if tls.cert is not None:
+            verify.load_cert_chain(tls.cert, tls.key)
+    return httpx.AsyncClient(base_url=nchf_url, http1=False, http2=True, verify=verify, trust_env=False, timeout=10)
+
+
 async def simulate(
     phones: list[Subscriber],
     seconds: float,
     *,
-    base_url: str = "http://127.0.0.1:8000",
+    nchf_url: str = NCHF_URL,
+    tls: ClientTLS | None = None,
     client: httpx.AsyncClient | None = None,
     out: TextIO | None = None,
     pace: Pace = Pace(),
     seed: int | None = None,
 ) -> Figures:
-    """Run `phones` for `seconds` against the server at `base_url` (or through `client`), printing a live
-    figure every second to `out`. Cancelling it (Ctrl-C) ends the run early and still releases every session."""
+    """Run `phones` for `seconds` against the Nchf listener at `nchf_url` (or through `client`), printing a
+    live figure every second to `out`. Cancelling it (Ctrl-C) ends the run early and still releases every session."""
     own = client is None
-    client = client or httpx.AsyncClient(base_url=base_url, timeout=10)
+    client = client or connect(nchf_url, tls)
     sim = Simulation(client, pace)
     rng = random.Random(seed)
     tasks = [asyncio.create_task(Phone(sim, p, random.Random(rng.random())).live()) for p in phones]
@@ -513,10 +539,13 @@ async def _show(sim: Simulation, out: TextIO) -> None:
         print(f"\r\x1b[K{line}" if tty else line, end="" if tty else "\n", file=out, flush=True)
 
 
-def run(phones: list[Subscriber], seconds: float, base_url: str, *, seed: int | None = None, out: TextIO = sys.stdout) -> Figures:
+def run(
+    phones: list[Subscriber], seconds: float, nchf_url: str, *, tls: ClientTLS | None = None, seed: int | None = None,
+    out: TextIO = sys.stdout,
+) -> Figures:
     """The command line's entry: run, then print the summary."""
-    figures = asyncio.run(simulate(phones, seconds, base_url=base_url, out=out, seed=seed))
-    print(("\n" if out.isatty() else "") + figures.summary(len(phones), base_url), file=out, flush=True)
+    figures = asyncio.run(simulate(phones, seconds, nchf_url=nchf_url, tls=tls, out=out, seed=seed))
+    print(("\n" if out.isatty() else "") + figures.summary(len(phones), nchf_url), file=out, flush=True)
     return figures
 
 

@@ -1,0 +1,117 @@
+"""The network's listener: Nchf_ConvergedCharging v3 and nothing else, apart from the public app.
+
+A packet core (SMF) speaks HTTP/2 only (TS 29.500): h2c with prior knowledge, or TLS with ALPN
+`h2`, and mutual TLS where the operator configures a client CA (TS 33.501). `tongka serve` runs
+this app on `TONGKA_NCHF_BIND` under granian beside the public app; `tongka nchf serve` runs it
+alone (`charging/listener.py`). It is the hot path: no sessions, templates, pages or
+middleware a machine's JSON request does not need; the body limit (`http_limits`, the Nchf
+limit, refused as a 3GPP ProblemDetails) and the last catch for a crash (`asgi.CatchCrashes`)
+are all that wrap the routes. The browser's security headers (`asgi.SecurityHeaders`) are
+left out: no browser reads this listener, and nothing it answers is HTML.
+
+Its lifespan starts the charging worker that decides the requests (`nchf.ChargingProcess`, a
+process of its own beside each server process, or `nchf.GroupCommit` in a thread: the tests)
+and stops it with the server. Every answer, refusals included, is a 3GPP ProblemDetails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tongka import __version__, config, logs
+from tongka.asgi import CatchCrashes
+from tongka.charging import api as charging_api
+from tongka.charging import nchf
+from tongka.config import Settings, get_settings
+from tongka.db import busy, make_engine, make_sessionmaker
+from tongka.http_limits import BodyLimit
+
+PROBLEM = "application/problem+json"
+RETRY_AFTER_SECONDS = 1  # a busy database: the SMF may try again (or another CHF) soon
+
+
+def create_nchf_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    config.check(settings)  # unsafe production settings: refused before anything starts
+    logs.configure(settings.log_json)
+
+    engine = None
+    charging: nchf.ChargingProcess | nchf.GroupCommit
+    if settings.charging_worker == "process":  # the server's process holds no database connection at all
+        charging = nchf.ChargingProcess(settings.database_url, settings.public_base_url, log_json=settings.log_json)
+    else:
+        engine = make_engine(
+            settings.database_url, echo=settings.sql_echo, busy_timeout=settings.db_busy_timeout_seconds,
+            pool_size=settings.db_pool_size, max_overflow=settings.db_pool_overflow,
+        )
+        charging = nchf.GroupCommit(make_sessionmaker(engine), settings.public_base_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if isinstance(charging, nchf.ChargingProcess):
+            await asyncio.to_thread(charging.start)  # ready before the network's first request
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(charging.stop)  # what it holds is answered first
+
+    app = FastAPI(
+        lifespan=lifespan, title="tongka Nchf_ConvergedCharging", version=__version__,
+        docs_url=None, redoc_url=None, openapi_url=None,  # the document is 3GPP's (TS 32.291); `app.openapi()` for tests
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.charging = charging
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Anyone who reaches the listener: the process is up (touches nothing else)."""
+        return {"status": "ok"}
+
+    app.include_router(charging_api.router)
+    _error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_nchf_body_bytes, network=True)
+    app.add_middleware(CatchCrashes, answer=_crash_answer)  # outermost: a crash in the body limit too
+    return app
+
+
+def problem(status: int, title: str, cause: str | None = None, detail: str | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    """A ProblemDetails (TS 29.571) with its TS 29.500 cause, where the table has one."""
+    body: dict[str, Any] = {"title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if cause:
+        body["cause"] = cause
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:  # TS 29.500 table 5.2.7.2-1
+            return problem(404, "Not Found", "RESOURCE_URI_STRUCTURE_NOT_FOUND", "No such resource on this CHF.")
+        return problem(error.status_code, str(error.detail), headers=getattr(error, "headers", None))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(request: Request, error: SQLAlchemyError) -> JSONResponse:
+        """Contention past the busy timeout (`db.busy`) is a 503 the SMF may retry; anything else a crash."""
+        if not busy(error):
+            raise error
+        logs.later("warning", "database_busy", path=request.url.path, error=type(error).__name__)
+        return problem(503, "Service Unavailable", "NF_CONGESTION", "The charging database is busy; try again.",
+                       {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def _crash_answer(_request: Request, _error: Exception) -> JSONResponse:
+    """The 500 for an error nothing handled (CatchCrashes has logged it). Nothing was charged twice:
+    the SMF's retransmission (same sequence number) gets the answer kept, if there is one."""
+    return problem(500, "Internal Server Error", "SYSTEM_FAILURE")
