@@ -11,7 +11,7 @@ TOOLS  := .venv-tools
 
 .PHONY: run test serve clean lock audit
 
-run: $(VENV)/.installed var/tongka.env
+run: $(VENV)/.installed var/tongka.env var/nrf-dev-key.pem
 	@# Production is tongka's default; the demo runs in dev (an install made before that gets the line once).
 	@grep -q '^TONGKA_ENV=' var/tongka.env || echo 'TONGKA_ENV=dev' >> var/tongka.env
 	$(BIN)/tongka db upgrade
@@ -75,6 +75,10 @@ audit: $(TOOLS)/.installed
 var/tongka.env: | $(VENV)/.installed
 	mkdir -p var
 	umask 077 && { echo 'TONGKA_ENV=dev'; $(BIN)/tongka keys generate; } > $@.tmp && mv $@.tmp $@
+
+# The key the dev NRF signs network functions' access tokens with (tongka plays the NRF in dev).
+var/nrf-dev-key.pem: | $(VENV)/.installed
+	$(BIN)/tongka keys nrf-dev --out $@
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var

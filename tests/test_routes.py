@@ -119,6 +119,7 @@ def production_client(db_url: str):  # type: ignore[no-untyped-def]
     settings = Settings(
         env="production", database_url=db_url, secret_key=secrets.token_urlsafe(32),
         public_base_url="https://tongka.example", sandbox_payment_secret=secrets.token_urlsafe(32), _env_file=None,  # type: ignore[call-arg]
+        nrf_jwks="https://nrf.example/oauth2/jwks", nrf_issuer=str(uuid.uuid4()),
     )
     app = create_app(settings)
     with TestClient(app) as c:

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import subprocess
+import uuid
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -30,7 +31,7 @@ CSP = (
 def production(db_url: str = "sqlite://", **values: Any) -> Settings:
     return Settings(  # type: ignore[arg-type]
         **{"database_url": db_url, "secret_key": secrets.token_urlsafe(32), "public_base_url": "https://tongka.example",
-           **values},
+           "nrf_jwks": "https://nrf.example/oauth2/jwks", "nrf_issuer": str(uuid.uuid4()), **values},
         _env_file=None,
     )
 
@@ -46,6 +47,7 @@ def test_production_is_the_default_and_needs_no_sandbox_secret(monkeypatch: pyte
     monkeypatch.delenv("TONGKA_ENV", raising=False)
     settings = Settings(
         secret_key=secrets.token_urlsafe(32), public_base_url="https://tongka.example", _env_file=None,  # type: ignore[call-arg]
+        nrf_jwks="https://nrf.example/oauth2/jwks", nrf_issuer=str(uuid.uuid4()),
     )
     assert settings.env == "production" and not settings.dev
     assert not settings.sandbox_enabled and not settings.docs_enabled

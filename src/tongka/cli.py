@@ -397,5 +397,22 @@ def keys_generate() -> None:
     typer.echo(env_lines(generate()), nl=False)
 
 
+@keys_app.command("nrf-dev")
+def keys_nrf_dev(
+    out: Annotated[Path, typer.Option(help="where the key is written (mode 0600); an existing file is kept")] = Path(
+        "var/nrf-dev-key.pem"
+    ),
+) -> None:
+    """Make the ES256 key the dev NRF signs network functions' access tokens with (dev only)."""
+    from tongka.charging.nf_auth import write_dev_key
+
+    try:
+        kid = write_dev_key(out)
+    except FileExistsError:
+        typer.echo(f"{out} exists; remove it first to make a new key (tokens signed with it stop working).", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"dev NRF key written to {out} (kid {kid})")
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())

@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     # Where the network's notifyUri may lead (`outbound.py`): network function host names
     # (`.nf.example.net` for all under it) and networks (10.20.0.0/16), comma-separated. dev adds loopback.
     nf_notify_allow: str = ""
+    # Network functions calling Nchf show the NRF's OAuth2 access tokens (charging/nf_auth.py): the NRF's
+    # public keys (a JWKS file, or an https:// URL fetched with `nrf_ca_file` as its CA if set), its NF
+    # instance id (the tokens' iss), and this CHF's (an accepted aud beside the NF type CHF). In dev with
+    # no JWKS, tongka plays the NRF, signing with `nrf_dev_key_file` (`tongka keys nrf-dev` makes it).
+    nrf_jwks: str | None = None
+    nrf_issuer: str | None = None
+    nrf_ca_file: str | None = None
+    chf_instance_id: str | None = None
+    nrf_dev_key_file: str = "var/nrf-dev-key.pem"
 
     @field_validator("nf_notify_allow")
     @classmethod
@@ -245,6 +254,9 @@ def problems(settings: Settings) -> list[str]:
         )
     if settings.sandbox_enabled and settings.sandbox_payment_secret is None:
         found.append("TONGKA_SANDBOX_PAYMENT_SECRET is required while the payment sandbox is on.")
+    from tongka.charging import nf_auth
+
+    found += nf_auth.problems(settings)
     if settings.dev:
         return found
     if settings.sandbox_enabled:
