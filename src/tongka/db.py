@@ -116,7 +116,8 @@ BUSY_TIMEOUT = 30.0
 
 
 def make_engine(
-    url: str, echo: bool = False, *, busy_timeout: float = BUSY_TIMEOUT, pool_size: int = 10, max_overflow: int = 20
+    url: str, echo: bool = False, *, busy_timeout: float = BUSY_TIMEOUT, pool_size: int = 10, max_overflow: int = 20,
+    pre_ping: bool = True,
 ) -> Engine:
     """`busy_timeout` (seconds) bounds both waits: for SQLite's write lock and for a pooled connection."""
     url = normalise_url(url)
@@ -127,7 +128,7 @@ def make_engine(
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": busy_timeout}, **pool)
         _configure_sqlite(engine, busy_timeout)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, **pool)
+    return create_engine(url, echo=echo, pool_pre_ping=pre_ping, **pool)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:

@@ -57,7 +57,7 @@ from tongka.charging.models import (
 )
 from tongka.db import AnyOf, add_rows, insert_rows, new_id, pipelined, update_rows
 from tongka.ledger import buckets as ledger_buckets
-from tongka.ledger.batch import Account, LedgerBatch, Pending
+from tongka.ledger.batch import Account, LedgerBatch, LedgerCache, Pending
 from tongka.ledger.models import Bucket, LineDebt, Transfer
 from tongka.ledger.service import ReservationExpired, ReservationResolved
 from tongka.charging.overage import cost, month_of
@@ -195,10 +195,10 @@ class ExcessCharge:
 
 
 class ChargingBatch:
-    def __init__(self, session: Session, now: datetime) -> None:
+    def __init__(self, session: Session, now: datetime, cache: LedgerCache | None = None) -> None:
         self.session = session
         self.now = now
-        self.ledger = LedgerBatch(session, now)
+        self.ledger = LedgerBatch(session, now, cache)
         self.execute = self.ledger.execute
         self.sessions: dict[uuid.UUID, SessionState] = {}
         self.lines: dict[uuid.UUID, LineState] = {}

@@ -40,6 +40,7 @@ from tongka import clock
 from tongka.account.models import Line
 from tongka.charging.engine import ChargingBatch, SessionState
 from tongka.charging.models import ChargingAnswer, ChargingSession, Network
+from tongka.ledger.batch import LedgerCache
 from tongka.charging.service import LineNotActive, NetworkNotServed, UnknownNetwork
 from tongka.db import AnyOf, make_engine, make_sessionmaker, new_id, transaction
 
@@ -96,9 +97,9 @@ def not_found(ref: str | None) -> Outcome:
 # --- one batch ----------------------------------------------------------------------------
 
 
-def answer_batch(session: Session, ops: list[Op], renewal_base: str) -> list[Outcome]:
+def answer_batch(session: Session, ops: list[Op], renewal_base: str, cache: LedgerCache | None = None) -> list[Outcome]:
     """Decide every op of the batch in order, write the lot and commit."""
-    batch = ChargingBatch(session, clock.now())
+    batch = ChargingBatch(session, clock.now(), cache)
     creates = [op for op in ops if op.kind == "create"]
     lines = _lines_for(session, [i for op in creates for i in op.identities])
     created = _created_before(session, [op.create_key for op in creates if op.create_key])
@@ -302,6 +303,7 @@ class GroupCommit:
         self.sessions = sessions
         self.renewal_base = renewal_base.rstrip("/")
         self.max_batch = max_batch
+        self.cache = LedgerCache()  # operator accounts and transfer ids, kept from batch to batch
         self._queue: queue.SimpleQueue[
             tuple[Op, asyncio.AbstractEventLoop, asyncio.Future[Outcome]] | None
         ] = queue.SimpleQueue()
@@ -358,7 +360,7 @@ class GroupCommit:
 
     def _once(self, ops: list[Op]) -> list[Outcome]:
         with transaction(self.sessions) as session:
-            return answer_batch(session, ops, self.renewal_base)
+            return answer_batch(session, ops, self.renewal_base, self.cache)
 
     def _alone(self, op: Op, error: BaseException | None = None) -> Outcome | BaseException:
         # A unique key or a deadlock lost to another server: the op is run again and sees what won.
@@ -511,7 +513,9 @@ def _serve(conn: Connection, database_url: str, renewal_base: str, log_json: boo
     from tongka import logs
 
     logs.configure(log_json)
-    group = GroupCommit(make_sessionmaker(make_engine(database_url)), renewal_base)
+    # No ping on each checkout: it was a round trip per batch. A connection that broke fails its
+    # batch, which is run again op by op (GroupCommit.run) on a new one.
+    group = GroupCommit(make_sessionmaker(make_engine(database_url, pre_ping=False)), renewal_base)
     queued: collections.deque[tuple[int, Op]] = collections.deque()
     stopping = False
     while queued or not stopping:

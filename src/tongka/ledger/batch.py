@@ -16,6 +16,7 @@ Use one batch per transaction, and nothing else that writes the same accounts in
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,10 +85,24 @@ class _Entry:
     id: int = 0  # given at flush
 
 
+@dataclass
+class LedgerCache:
+    """What a charging process keeps from one batch to the next, to spare each batch two round trips:
+    operator accounts (made once, never changed: their totals are not kept) and transfer ids, taken
+    from the sequence a block at a time. Ids taken and not used are a gap, as a sequence leaves after a
+    rollback; within a batch they still ascend in the order the transfers were made."""
+
+    system: dict[str, tuple[int, str]] = field(default_factory=dict)  # code -> (account id, unit)
+    ids: list[int] = field(default_factory=list)  # free transfer ids, descending (the next at the end)
+    block: int = 1000
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class LedgerBatch:
-    def __init__(self, session: Session, now: datetime) -> None:
+    def __init__(self, session: Session, now: datetime, cache: LedgerCache | None = None) -> None:
         self.session = session
         self.now = now
+        self.cache = cache
         session.flush()  # what the session holds goes first: the batch reads and writes past the ORM
         # Core statements on the session's connection, on PostgreSQL past SQLAlchemy (db.direct).
         self.execute = direct(session)
@@ -116,8 +131,16 @@ class LedgerBatch:
         """Operator accounts by code (`system:data_used:bytes`), made on first use; never locked."""
         found: dict[str, Account] = {}
         wanted = set(codes)
+        known = self.cache.system if self.cache is not None else {}
+        for code in wanted & known.keys():
+            account_id, unit = known[code]
+            found[code] = self.accounts.setdefault(account_id, Account(account_id, unit, SYSTEM, False))
+        if not (wanted := wanted - found.keys()):
+            return found
         for account_id, code, unit in self.execute(_Q.system, {"codes": list(wanted)}):
             found[code] = self.accounts.setdefault(account_id, Account(account_id, unit, SYSTEM, False))
+            if self.cache is not None:  # committed (read, not made here): safe to keep
+                known[code] = (account_id, unit)
         for code in wanted - found.keys():  # the first ever: made through the ledger (rare)
             _system, name, unit = code.split(":")
             made = ledger.system_account(self.session, name, unit)
@@ -225,7 +248,14 @@ class LedgerBatch:
     def _new_ids(self, count: int) -> list[int]:
         """Ids for `count` new transfers, ascending, in the order they were made."""
         if self.locks_rows:
-            return sorted(self.execute(_Q.next_ids, {"count": count}).scalars().all())
+            if self.cache is None:
+                return sorted(self.execute(_Q.next_ids, {"count": count}).scalars().all())
+            with self.cache.lock:
+                free = self.cache.ids
+                if len(free) < count:
+                    taken = self.execute(_Q.next_ids, {"count": max(count - len(free), self.cache.block)}).scalars().all()
+                    free[:0] = sorted(taken, reverse=True)  # after those already held
+                return [free.pop() for _ in range(count)]
         # SQLite: this transaction is the only writer (BEGIN IMMEDIATE), so the next ids are free.
         last = self.execute(_Q.last_id).scalar_one()
         return list(range(last + 1, last + 1 + count))
