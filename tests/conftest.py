@@ -117,8 +117,25 @@ def sandbox_keys() -> dict[str, str]:
     return {k.removeprefix("TONGKA_").lower(): v for k, v in generate().items()}
 
 
+@pytest.fixture(scope="session")
+def nrf_dev_key(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The dev NRF's signing key (`tongka keys nrf-dev`), one per test process."""
+    from tongka.charging.nf_auth import write_dev_key
+
+    path = tmp_path_factory.mktemp("nrf") / "nrf-dev-key.pem"
+    write_dev_key(path)
+    return str(path)
+
+
+def nf_headers(settings: Settings, nf_instance_id: str = "5f8e6b1c-0000-4000-8000-000000000001") -> dict[str, str]:
+    """What an SMF sends with each Nchf request: the access token the (dev) NRF gave it."""
+    from tongka.charging.nf_auth import issue_dev_token
+
+    return {"Authorization": f"Bearer {issue_dev_token(settings, nf_instance_id)}"}
+
+
 @pytest.fixture
-def settings(db_url: str, sandbox_keys: dict[str, str], tmp_path: Path) -> Settings:
+def settings(db_url: str, sandbox_keys: dict[str, str], tmp_path: Path, nrf_dev_key: str) -> Settings:
     return Settings(
         **{
             **sandbox_keys,
@@ -132,6 +149,7 @@ def settings(db_url: str, sandbox_keys: dict[str, str], tmp_path: Path) -> Setti
             "charging_notify_every_seconds": 0,
             # Many short-lived apps: charging batches in a thread of each (test_charging_process covers the process).
             "charging_worker": "thread",
+            "nrf_dev_key_file": nrf_dev_key,
         },
         _env_file=None,  # type: ignore[call-arg]
     )
@@ -177,9 +195,9 @@ def nchf_app(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def nchf(nchf_app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    """A client of the Nchf listener's app, as `client` is of the public app's."""
-    with TestClient(nchf_app) as c:
+def nchf(nchf_app, settings: Settings) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    """A client of the Nchf listener's app, as `client` is of the public app's, with an SMF's access token."""
+    with TestClient(nchf_app, headers=nf_headers(settings)) as c:
         yield c
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.charging.test_api import BASE, request
+from tests.conftest import nf_headers
 from tongka.http_limits import BodyTooLarge
 from tongka.i18n import gettext
 
@@ -30,11 +31,13 @@ class Exchange:
         return json.loads(self.body)
 
 
-def call(app, path: str, *, size: int, content_length: bool, language: str = "en") -> Exchange:  # type: ignore[no-untyped-def]
+def call(app, path: str, *, size: int, content_length: bool, language: str = "en",  # type: ignore[no-untyped-def]
+         authorization: dict[str, str] | None = None) -> Exchange:
     """POST `size` bytes of JSON-ish body to `path`, in chunks, as uvicorn would hand it over."""
     exchange = Exchange()
     total = (size + CHUNK - 1) // CHUNK
     headers = [(b"content-type", b"application/json"), (b"accept-language", language.encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (authorization or {}).items()]
     if content_length:
         headers.append((b"content-length", str(size).encode()))
     else:
@@ -80,7 +83,7 @@ def test_an_nchf_body_over_its_limit_is_a_413_problem_details(nchf_app, settings
     limit = settings.max_nchf_body_bytes
     assert limit == 256 * 1024
     for content_length in (True, False):
-        r = call(nchf_app, BASE, size=10 * 1024 * 1024, content_length=content_length)
+        r = call(nchf_app, BASE, size=10 * 1024 * 1024, content_length=content_length, authorization=nf_headers(settings))
         assert r.status == 413
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json() == {
@@ -92,7 +95,7 @@ def test_an_nchf_body_over_its_limit_is_a_413_problem_details(nchf_app, settings
 
 def test_bodies_within_the_limits_are_read_as_before(nchf_app, client, settings) -> None:
     # Over the app's limit but within the network's: Nchf reads it (and finds it malformed JSON).
-    r = call(nchf_app, BASE, size=128 * 1024, content_length=False)
+    r = call(nchf_app, BASE, size=128 * 1024, content_length=False, authorization=nf_headers(settings))
     assert (r.status, r.json()["cause"]) == (400, "INVALID_MSG_FORMAT")
     # A real ChargingDataRequest with many fields real packet cores add stays far below the limit.
     body = request(0, gpsi="msisdn-85299999999", requested=1)

@@ -198,6 +198,9 @@ def simulate(
     ca: Annotated[Path | None, typer.Option(help="https: the CA of the listener's certificate (PEM)")] = None,
     cert: Annotated[Path | None, typer.Option(help="https: this SMF's client certificate (PEM), for mutual TLS")] = None,
     key: Annotated[Path | None, typer.Option(help="https: the client certificate's key (PEM)")] = None,
+    nrf_url: Annotated[
+        str | None, typer.Option(help="the NRF giving the access token [default: the Nchf listener, tongka's dev NRF]")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="the same seed plays the same phones' choices")] = None,
 ) -> None:
     """Play a packet core over HTTP/2: phones open charging sessions, use data, cross the border, release; live figures."""
@@ -211,7 +214,7 @@ def simulate(
         raise typer.Exit(1)
     duration = seconds if seconds is not None else minutes * 60
     tls = simulation.ClientTLS(ca, cert, key) if ca or cert else None
-    figures = simulation.run(phones, duration, nchf_url or _nchf_url(settings), tls=tls, seed=seed)
+    figures = simulation.run(phones, duration, nchf_url or _nchf_url(settings), tls=tls, seed=seed, nrf_url=nrf_url)
     if figures.interrupted:
         raise typer.Exit(130)  # as a shell reports a command ended by Ctrl-C
 

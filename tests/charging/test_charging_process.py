@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from tests.charging import factories as f
 from tests.charging.test_api import BASE, msisdn, remaining, request
+from tests.conftest import nf_headers
 from tongka.charging.nchf_app import create_nchf_app
 from tongka.charging import nchf
 from tongka.money import MB
@@ -41,7 +42,7 @@ def test_a_session_is_charged_through_the_process_and_the_process_stops_with_the
     charging = app.state.charging
     assert isinstance(charging, nchf.ChargingProcess)
 
-    with TestClient(app) as client:
+    with TestClient(app, headers=nf_headers(settings)) as client:
         assert charging._process is not None and charging._process.is_alive()  # started with the server
         first = client.post(BASE, json=request(1, gpsi=gpsi, requested=30 * MB))
         assert first.status_code == 201, first.text
@@ -64,7 +65,7 @@ def test_a_session_is_charged_through_the_process_and_the_process_stops_with_the
 def test_a_charging_process_that_dies_fails_what_it_held_and_the_next_request_starts_another(settings, session) -> None:
     _hk, gpsi = line_with_data(session)
     app = process_app(settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, headers=nf_headers(settings), raise_server_exceptions=False) as client:
         charging = app.state.charging
         charging._process.kill()
         charging._process.join()
@@ -76,7 +77,7 @@ def test_a_charging_process_that_dies_fails_what_it_held_and_the_next_request_st
 def test_a_request_that_finds_the_pipe_broken_before_the_reader_noticed_goes_to_a_new_process(settings, session) -> None:
     hk, gpsi = line_with_data(session)
     app = process_app(settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, headers=nf_headers(settings), raise_server_exceptions=False) as client:
         charging = app.state.charging
         dead = charging._conn
         charging._process.kill()
@@ -102,7 +103,7 @@ def test_requests_arriving_together_go_to_the_process_together_and_each_is_answe
 
     async def together() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=nf_headers(settings)) as client:
             return await asyncio.gather(*(
                 client.post(BASE, json=request(1, gpsi=gpsi, requested=10 * MB)) for gpsi in gpsis
             ))
@@ -122,7 +123,7 @@ def test_a_process_that_dies_while_an_op_is_being_written_to_it_does_not_fail_th
     # the op, and the op's second try (to a new process) was answered to nobody.
     _hk, gpsi = line_with_data(session)
     app = process_app(settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, headers=nf_headers(settings), raise_server_exceptions=False) as client:
         charging = app.state.charging
         dying, process = charging._conn, charging._process
         send = Connection.send

@@ -177,6 +177,7 @@ def serving(settings: Settings, home: Path, *names: str) -> Iterator[list[Served
         TONGKA_SECRET_KEY=settings.secret_key.get_secret_value(),
         TONGKA_SANDBOX_PAYMENT_SECRET=settings.sandbox_payment_secret.get_secret_value(),
         TONGKA_SANDBOX_STORE_URL=settings.sandbox_store_url,
+        TONGKA_NRF_DEV_KEY_FILE=settings.nrf_dev_key_file,  # the dev NRF: the simulator gets its token there
         PYTHONUNBUFFERED="1",
     )
     started: list[tuple[subprocess.Popen[bytes], Served, Path]] = []
@@ -273,6 +274,7 @@ def run_in_process(app, phones: list[simulation.Subscriber], seconds: float, see
     async def go() -> simulation.Figures:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=10) as client:
+            await simulation.authenticate(client, "http://testserver")  # from the dev NRF, as the command does
             return await simulation.simulate(phones, seconds, client=client, pace=FAST, seed=seed)
 
     return asyncio.run(go())

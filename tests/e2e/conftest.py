@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tongka.charging.nf_auth import write_dev_key
+
 REQUIRE_ALL = os.environ.get("TONGKA_TEST_REQUIRE_ALL") == "1"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -65,8 +67,10 @@ def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         TONGKA_SANDBOX_PAYMENT_SECRET=secrets.token_urlsafe(32),
         TONGKA_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         TONGKA_NCHF_BIND=f"127.0.0.1:{nchf_port}",  # the network's listener, beside the public one
+        TONGKA_NRF_DEV_KEY_FILE=str(home / "nrf-dev-key.pem"),  # the dev NRF's key, as make run makes it
         PYTHONUNBUFFERED="1",
     )
+    write_dev_key(home / "nrf-dev-key.pem")
     return {"home": home, "port": port, "env": env, "db": home / "tongka.db", "nchf_url": f"http://127.0.0.1:{nchf_port}"}
 
 

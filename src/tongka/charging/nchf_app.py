@@ -30,6 +30,7 @@ from tongka import __version__, config, logs
 from tongka.asgi import CatchCrashes
 from tongka.charging import api as charging_api
 from tongka.charging import nchf
+from tongka.charging import nf_auth
 from tongka.config import Settings, get_settings
 from tongka.db import busy, make_engine, make_sessionmaker
 from tongka.http_limits import BodyLimit
@@ -70,15 +71,19 @@ def create_nchf_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.charging = charging
+    app.state.nf_auth = auth = nf_auth.NfAuth(settings)  # refuses at start-up: no keys to verify tokens with
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
-        """Anyone who reaches the listener: the process is up (touches nothing else)."""
+        """Anyone who reaches the listener, no token needed (a liveness probe): the process is up."""
         return {"status": "ok"}
 
+    if auth.plays_nrf:  # dev without an NRF: tongka hands out the tokens it accepts
+        app.add_route(nf_auth.TOKEN_PATH, nf_auth.token_endpoint, methods=["POST"], include_in_schema=False)
     app.include_router(charging_api.router)
     _error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_nchf_body_bytes, network=True)
+    app.add_middleware(nf_auth.NfAuthMiddleware, auth=auth)  # before the body is read: a 401 reads nothing
     app.add_middleware(CatchCrashes, answer=_crash_answer)  # outermost: a crash in the body limit too
     return app
 

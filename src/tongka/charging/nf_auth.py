@@ -46,6 +46,7 @@ log = structlog.get_logger("tongka.nf_auth")
 
 SCOPE = "nchf-convergedcharging"
 TOKEN_PATH = "/oauth2/token"
+HEALTH_PATH = "/healthz"
 CHF = "CHF"  # the NF type: an audience TS 29.510 allows beside the instance id
 # Only signatures made with a private key: HS* would let anyone holding the verification key
 # sign, and "none" is no signature.
@@ -292,7 +293,7 @@ def unauthorized(exc: NfUnauthorized) -> Response:
 
 
 class NfAuthMiddleware:
-    """Every HTTP request needs a valid access token, except the dev NRF's token endpoint. Pure ASGI:
+    """Every HTTP request needs a valid access token, except the dev NRF's token endpoint and `/healthz`. Pure ASGI:
     a token seen before costs a dict look-up. The caller's claims go to `request.state.nf`."""
 
     def __init__(self, app: ASGIApp, *, auth: NfAuth) -> None:
@@ -303,8 +304,8 @@ class NfAuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.auth.plays_nrf and scope["path"] == TOKEN_PATH:
-            await self.app(scope, receive, send)
+        if scope["path"] == HEALTH_PATH or (self.auth.plays_nrf and scope["path"] == TOKEN_PATH):
+            await self.app(scope, receive, send)  # a liveness probe reveals nothing; the dev NRF is open
             return
         authorization = None
         for name, value in scope["headers"]:

@@ -486,11 +486,27 @@ def connect(nchf_url: str, tls: ClientTLS | None = None) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=nchf_url, http1=False, http2=True, verify=verify, trust_env=False, timeout=10)
 
 
+SMF_INSTANCE_ID = "8c1f2e3d-5a6b-4c7d-8e9f-0a1b2c3d4e5f"  # the simulated SMF's NF instance id
+
+
+async def authenticate(client: httpx.AsyncClient, nrf_url: str) -> None:
+    """Get an access token from the NRF (Nnrf_AccessToken, TS 29.510), as an SMF does before its first
+    request to a CHF, and send it with every request. In dev, tongka's Nchf listener plays the NRF."""
+    answer = await client.post(f"{nrf_url.rstrip('/')}/oauth2/token", data={
+        "grant_type": "client_credentials", "nfInstanceId": SMF_INSTANCE_ID, "nfType": "SMF",
+        "targetNfType": "CHF", "scope": "nchf-convergedcharging",
+    })
+    if answer.status_code != 200:
+        raise RuntimeError(f"the NRF at {nrf_url} gave no access token: {answer.status_code} {answer.text[:200]}")
+    client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+
+
 async def simulate(
     phones: list[Subscriber],
     seconds: float,
     *,
     nchf_url: str = NCHF_URL,
+    nrf_url: str | None = None,
     tls: ClientTLS | None = None,
     client: httpx.AsyncClient | None = None,
     out: TextIO | None = None,
@@ -500,7 +516,13 @@ async def simulate(
     """Run `phones` for `seconds` against the Nchf listener at `nchf_url` (or through `client`), printing a
     live figure every second to `out`. Cancelling it (Ctrl-C) ends the run early and still releases every session."""
     own = client is None
-    client = client or connect(nchf_url, tls)
+    if client is None:
+        client = connect(nchf_url, tls)
+        try:
+            await authenticate(client, nrf_url or nchf_url)
+        except BaseException:
+            await client.aclose()
+            raise
     sim = Simulation(client, pace)
     rng = random.Random(seed)
     tasks = [asyncio.create_task(Phone(sim, p, random.Random(rng.random())).live()) for p in phones]
@@ -541,10 +563,10 @@ async def _show(sim: Simulation, out: TextIO) -> None:
 
 def run(
     phones: list[Subscriber], seconds: float, nchf_url: str, *, tls: ClientTLS | None = None, seed: int | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO = sys.stdout, nrf_url: str | None = None,
 ) -> Figures:
     """The command line's entry: run, then print the summary."""
-    figures = asyncio.run(simulate(phones, seconds, nchf_url=nchf_url, tls=tls, out=out, seed=seed))
+    figures = asyncio.run(simulate(phones, seconds, nchf_url=nchf_url, nrf_url=nrf_url, tls=tls, out=out, seed=seed))
     print(("\n" if out.isatty() else "") + figures.summary(len(phones), nchf_url), file=out, flush=True)
     return figures
 
