@@ -146,6 +146,8 @@ def test_two_servers_charging_one_line_never_grant_beyond_its_bucket(pg_only, se
 
     async def drive(urls: list[str]) -> None:
         async with simulation.connect(urls[0]) as a, simulation.connect(urls[1]) as b:  # HTTP/2, as SMFs speak
+            await simulation.authenticate(a, urls[0])  # each from the dev NRF of the listener it calls
+            await simulation.authenticate(b, urls[1])
             await asyncio.wait_for(asyncio.gather(*(smf(i, [a, b], exchange) for i in range(SMFS))), DEADLINE)
 
     with serving(settings, tmp_path, "server-a", "server-b") as servers:

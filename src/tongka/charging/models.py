@@ -213,7 +213,8 @@ class UsageDay(IdMixin, Base):
     plmn: Mapped[str] = mapped_column(ForeignKey("networks.plmn"))
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # charged usage (internet data)
     # Usage of zero-rated rating groups: counted for the operator, never charged.
-    zero_rated_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # No Python default: statements built once from_select would send it as a NULL parameter (db.direct).
+    zero_rated_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class UsageRecord(Base):
