@@ -8,7 +8,7 @@ What it does, in one run on one PostgreSQL (whose `fsync` and `synchronous_commi
 1. `pgbench` TPC-B, 8 clients, on a database of its own (`<db>_pgbench`, initialised anew,
    scale 10), for a fixed time: the yardstick of this machine at this moment.
 2. A fresh database `tongka_bench_h2`, lines and a 100 GB bucket each as bench/charging.py
-   makes them (its helpers), the server started (granian over h2c by default, `--server`),
+   makes them (its helpers), the server started (`tongka nchf serve`: granian over h2c, by default; `--server`),
    one charging session per line opened through the API (curl over h2c; not measured),
    then VACUUM ANALYZE, as autovacuum keeps statistics on a database in service.
 3. Updates from h2load. h2load sends one body on every request, and an update that repeats
@@ -64,13 +64,13 @@ from charging import (  # noqa: E402  (bench/ is not a package)
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from tongka.charging.nf_auth import write_dev_key  # noqa: E402
 from tongka.db import make_engine, normalise_url  # noqa: E402
 from tongka.money import MB  # noqa: E402
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/tongka_bench_h2"
-GRANIAN = str(Path(sys.executable).parent / "granian")
-SERVER = (f"{GRANIAN} --interface asgi --factory --http 2 --host 127.0.0.1 --port {{port}} --workers 1 "
-          "--loop uvloop --no-ws tongka.app:create_app")
+TONGKA = str(Path(sys.executable).parent / "tongka")
+SERVER = f"env TONGKA_NCHF_BIND=127.0.0.1:{{port}} {TONGKA} nchf serve"  # granian, one worker, h2c in dev
 
 
 # --- the reference: pgbench -------------------------------------------------------------------
@@ -102,10 +102,23 @@ def pgbench(url: str, clients: int, seconds: float) -> tuple[float, str]:
 # --- the server -------------------------------------------------------------------------------
 
 
+def token(port: int) -> str:
+    """An access token from the listener's dev NRF (POST /oauth2/token, TS 29.510)."""
+    done = subprocess.run(
+        ["curl", "-s", "--http2-prior-knowledge", f"http://127.0.0.1:{port}/oauth2/token",
+         "-d", "grant_type=client_credentials", "-d", "nfInstanceId=8c1f2e3d-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+         "-d", "nfType=SMF", "-d", "targetNfType=CHF", "-d", "scope=nchf-convergedcharging"],
+        capture_output=True, text=True, check=True,
+    )
+    return str(json.loads(done.stdout)["access_token"])
+
+
 @contextmanager
 def server(command: str, env: dict[str, str], home: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = _free_port()
-    env = {**env, "TONGKA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    env = {**env, "TONGKA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "TONGKA_NRF_DEV_KEY_FILE": str(home / "nrf-dev-key.pem")}
+    if not (home / "nrf-dev-key.pem").exists():
+        write_dev_key(home / "nrf-dev-key.pem")  # as `make run` makes it
     with (home / "server.log").open("w") as log:
         process = subprocess.Popen(shlex.split(command.format(port=port)), cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -286,6 +299,7 @@ def main() -> None:
         imsis = [f"45400{n:010d}" for n in range(args.sessions)]
         with server(args.server, env, home) as (port, process):
             t0 = time.monotonic()
+            args.header.append(f"authorization: Bearer {token(port)}")  # from the dev NRF, as an SMF gets one
             refs = open_sessions(port, imsis, home, args.header)
             print(f"  {len(refs)} sessions opened in {time.monotonic() - t0:.1f} s (one per line, 100 GB bucket each); VACUUM ANALYZE", flush=True)
             analyse(url)
