@@ -291,3 +291,23 @@ def test_the_demo_configures_internet_data_and_a_zero_rated_self_service_group(s
         groups = [(g.rating_group, g.zero_rated) for g in charging.rating_groups(s)]
     # the groups the simulator reports
     assert groups == [(simulation.RATING_GROUP, False), (simulation.SELF_SERVICE_RATING_GROUP, True)]
+
+
+def test_a_plmn_change_back_to_the_same_network_is_all_charged_on_the_grant(client, session) -> None:  # type: ignore[no-untyped-def]
+    """HKT to HKT (or there and back between two reports): nothing to re-rate, the grant covers it all."""
+    line = f.line(session)
+    hk = f.bucket(session, line, "hk", 100 * MB)
+    gpsi = msisdn(line)
+    session.commit()
+    ref = create(client, request(0, gpsi=gpsi, requested=30 * MB))
+    r = client.post(f"{BASE}/{ref}/update", json=message(1, HK_PLMN, {INTERNET: {
+        "requestedUnit": {"totalVolume": 10 * MB},
+        "usedUnitContainer": [container(5 * MB, 1, "PLMN_CHANGE"), container(5 * MB, 2)],
+    }}))
+    assert answer(r, UPDATE)["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": 10 * MB}
+    assert remaining(session, hk) == 80 * MB
+    assert session.execute(select(Grant.used_bytes, Grant.unreserved_bytes).where(Grant.status == "settled")).all() == [
+        (10 * MB, 0)
+    ]
+    session.rollback()
+    assert client.post(f"{BASE}/{ref}/release", json=request(2)).status_code == 204

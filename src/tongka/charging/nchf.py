@@ -186,17 +186,20 @@ class _Answering:
         there, and the usage after it is the new network's. A network that is unknown (no zone to charge
         in) keeps the session on the old one, and, like one not served, gets no quota."""
         plmn = op.plmn
-        if plmn is None or plmn == charging_session.plmn:
-            self.settle(charging_session, op.used)
-            self.settle(charging_session, op.used_after)
+        zone, active = self.networks.get(plmn or "", (None, False))
+        if plmn is None or plmn == charging_session.plmn or zone is None:
+            # No crossing (or none to rate: an unknown network has no zone), so all of it is this
+            # network's, settled at once against the groups' grants.
+            used = dict(op.used)
+            for group, volume in op.used_after.items():
+                used[group] = used.get(group, 0) + volume
+            self.settle(charging_session, used)
+            if plmn is not None and plmn != charging_session.plmn:
+                log.info("charging_plmn_change", ref=op.ref, old=charging_session.plmn, new=plmn, known=False)
+                self.batch.cross(charging_session, charging_session.plmn, charging_session.zone, False)
             return
-        zone, active = self.networks.get(plmn, (None, False))
-        log.info("charging_plmn_change", ref=op.ref, old=charging_session.plmn, new=plmn, served=zone is not None and active)
+        log.info("charging_plmn_change", ref=op.ref, old=charging_session.plmn, new=plmn, served=active)
         self.settle(charging_session, op.used)
-        if zone is None:
-            self.settle(charging_session, op.used_after)
-            self.batch.cross(charging_session, charging_session.plmn, charging_session.zone, False)
-            return
         self.batch.cross(charging_session, plmn, zone, active)
         self.settle(charging_session, op.used_after)
 
