@@ -19,6 +19,8 @@ get a token. In production that endpoint does not exist.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -153,7 +155,7 @@ def parse_jwks(body: bytes | str) -> dict[str | None, jwt.PyJWK]:
             continue
         try:
             key = jwt.PyJWK(entry)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, KeyError, ValueError, TypeError):  # a key this library cannot use: skipped
             continue
         if key.algorithm_name in ALGORITHMS:
             keys[entry.get("kid")] = key
@@ -331,9 +333,6 @@ class NfAuthMiddleware:
 
 def _kid(key: ec.EllipticCurvePublicKey) -> str:
     """RFC 7638 thumbprint of the public key: the same key always has the same kid."""
-    import base64
-    import hashlib
-
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key))
     canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
