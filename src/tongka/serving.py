@@ -20,12 +20,14 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from tongka.config import Settings
 
 NCHF_TARGET = "tongka.charging.nchf_app:create_nchf_app"
 STOP_SECONDS = 30  # for a listener to finish what it holds once asked to stop, then it is killed
+ASK_AGAIN_SECONDS = 3  # granian loses a SIGTERM that reaches a worker still starting: its workers are asked again
 
 
 def nchf_server(settings: Settings, *, workers: int = 1) -> Any:
@@ -100,6 +102,7 @@ def serve_both(settings: Settings, *, host: str, port: int, workers: int = 1, nc
         if not asked.is_set():
             nchf_failed.set()
             print(f"tongka: the Nchf listener exited with {nchf.returncode}; stopping the public app", file=sys.stderr)
+            _end_group(nchf.pid)  # a granian main that died leaves its workers serving on: they go too
             stop_public()
 
     threading.Thread(target=watch, name="nchf-watch", daemon=True).start()
@@ -116,10 +119,46 @@ def serve_both(settings: Settings, *, host: str, port: int, workers: int = 1, nc
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Ask the Nchf listener to stop (granian stops its workers, each its charging process, after what
+    they hold is answered); kill it if it has not within STOP_SECONDS."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
+        for _attempt in range(STOP_SECONDS // ASK_AGAIN_SECONDS):
+            try:
+                process.wait(timeout=ASK_AGAIN_SECONDS)
+                break
+            except subprocess.TimeoutExpired:  # a worker that was starting when asked: asked again (a no-op for the rest)
+                for worker in _children(process.pid):
+                    _signal(worker, signal.SIGTERM)
+        else:
             process.kill()
             process.wait()
+    _end_group(process.pid)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc; elsewhere none are found)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(entry.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            found.append(int(entry.parent.name))
+    return found
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _end_group(leader: int) -> None:
+    """Whatever is left of the listener's process group (its own session): nothing, once it stopped well."""
+    try:
+        os.killpg(leader, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
