@@ -198,3 +198,60 @@ def test_in_production_the_api_docs_are_off_unless_asked_for(production_app, db_
     with TestClient(asked) as client:
         assert client.get("/docs").status_code == 200 and client.get("/openapi.json").status_code == 200
     asked.state.engine.dispose()
+
+
+# --- the network's listener (TONGKA_NCHF_*) -------------------------------------------------
+
+
+@pytest.fixture
+def pem_files(tmp_path: Path) -> dict[str, str]:
+    """Files that exist (their content is the listener's concern, checked when it starts)."""
+    files = {}
+    for name in ("cert", "key", "ca"):
+        (tmp_path / f"{name}.pem").write_text("-----BEGIN-----\n")
+        files[name] = str(tmp_path / f"{name}.pem")
+    return files
+
+
+@pytest.mark.parametrize("env", ["dev", "production"])
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"nchf_tls_cert": "cert"}, "TONGKA_NCHF_TLS_CERT and TONGKA_NCHF_TLS_KEY go together"),
+        ({"nchf_tls_key": "key"}, "TONGKA_NCHF_TLS_CERT and TONGKA_NCHF_TLS_KEY go together"),
+        ({"nchf_client_ca": "ca"}, "client certificates can only be checked over TLS"),
+    ],
+)
+def test_nchf_tls_set_by_halves_is_refused(env: str, values: dict[str, str], says: str, pem_files) -> None:  # type: ignore[no-untyped-def]
+    settings = production(env=env, **{k: pem_files[v] for k, v in values.items()})
+    assert any(says in p for p in config.problems(settings)), config.problems(settings)
+
+
+def test_nchf_files_that_are_not_there_are_refused(tmp_path: Path) -> None:
+    settings = production(nchf_tls_cert=str(tmp_path / "no.crt"), nchf_tls_key=str(tmp_path / "no.key"))
+    assert sum("which is not a file" in p for p in config.problems(settings)) == 2
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0:8001", "10.20.0.5:8001", "[::]:8001", "chf.example:8001"])
+def test_production_refuses_an_nchf_listener_others_reach_without_mutual_tls(bind: str, pem_files) -> None:  # type: ignore[no-untyped-def]
+    says = "without mutual TLS"
+    assert any(says in p for p in config.problems(production(nchf_bind=bind)))
+    tls = production(nchf_bind=bind, nchf_tls_cert=pem_files["cert"], nchf_tls_key=pem_files["key"])
+    assert any(says in p for p in config.problems(tls))  # TLS, but anyone's client
+    mutual = production(nchf_bind=bind, nchf_tls_cert=pem_files["cert"], nchf_tls_key=pem_files["key"],
+                        nchf_client_ca=pem_files["ca"])
+    assert config.problems(mutual) == []
+    assert config.problems(production(env="dev", payment_sandbox=False, nchf_bind=bind)) == []  # dev: h2c anywhere
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1:8001", "127.0.0.2:9000", "[::1]:8001", "localhost:8001"])
+def test_production_allows_plaintext_h2c_on_loopback(bind: str) -> None:
+    assert config.problems(production(nchf_bind=bind)) == []  # behind a service mesh's sidecar
+
+
+@pytest.mark.parametrize("bind", ["8001", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000", ":8001"])
+def test_a_malformed_nchf_bind_stops_the_start(bind: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        production(nchf_bind=bind)
