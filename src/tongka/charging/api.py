@@ -1,7 +1,8 @@
 """Online charging over HTTP: 3GPP TS 32.291 Nchf_ConvergedCharging (API v3), as a packet core calls it.
 
-Who may call: the network (the SMF/PGW-C of the packet core). In production mutual TLS
-in front of tongka admits only the packet core; there is no bearer token here.
+Who may call: the network (the SMF/PGW-C of the packet core), on the Nchf listener only
+(`nchf_app.py`), with the NRF's access token (`nf_auth.py`) and, where configured, a client
+certificate (mutual TLS).
 
 Create opens a charging session (its `chargingDataRef` is named in `Location`), update
 settles the usage reported against each rating group's open grant and grants the next
@@ -53,7 +54,7 @@ from tongka.money import MB
 
 PROBLEM = "application/problem+json"
 DEFAULT_REQUEST_BYTES = 10 * MB  # when requestedUnit names no totalVolume
-WHO = "The network (packet core), over mutual TLS in production: "
+WHO = "The network (packet core), with an NRF access token: "
 
 
 def problem(status_code: int, title: str, detail: str, cause: str, invalid: list[dict[str, str]] | None = None) -> JSONResponse:

@@ -4,7 +4,8 @@ A packet core (SMF) speaks HTTP/2 only (TS 29.500): h2c with prior knowledge, or
 `h2`, and mutual TLS where the operator configures a client CA (TS 33.501). `tongka serve` runs
 this app on `TONGKA_NCHF_BIND` under granian beside the public app; `tongka nchf serve` runs it
 alone (`tongka.serving`). It is the hot path: no sessions, templates, pages or
-middleware a machine's JSON request does not need; the body limit (`http_limits`, the Nchf
+middleware a machine's JSON request does not need; the NRF access token's check
+(`nf_auth.NfAuthMiddleware`, before the body is read), the body limit (`http_limits`, the Nchf
 limit, refused as a 3GPP ProblemDetails) and the last catch for a crash (`asgi.CatchCrashes`)
 are all that wrap the routes. The browser's security headers (`asgi.SecurityHeaders`) are
 left out: no browser reads this listener, and nothing it answers is HTML.
