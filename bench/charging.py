@@ -88,13 +88,23 @@ def inventory(count: int) -> str:
 
 def tongka(env: dict[str, str], home: Path, *args: str) -> None:
     done = subprocess.run(
-        [str(TONGKA), *args], check=False, cwd=home, env=env, capture_output=True, text=True, timeout=600
+        [str(TONGKA), *args],
+        check=False,
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if done.returncode:
-        raise SystemExit(f"tongka {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        raise SystemExit(
+            f"tongka {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
 
 
-def prepare(backend: str, home: Path, lines: int, pg_url: str = PG_URL) -> tuple[str, dict[str, str]]:
+def prepare(
+    backend: str, home: Path, lines: int, pg_url: str = PG_URL
+) -> tuple[str, dict[str, str]]:
     url = fresh_database(backend, home, pg_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     env.update(
@@ -112,8 +122,14 @@ def prepare(backend: str, home: Path, lines: int, pg_url: str = PG_URL) -> tuple
     with transaction(make_sessionmaker(engine)) as session:
         for line_id in session.scalars(select(Line.id)):
             buckets.grant(
-                session, line_id=line_id, zone="both", amount=100 * GB, valid_from=now - timedelta(days=1),
-                expires_at=now + timedelta(days=30), reason="pack_purchase", reference=f"order:bench-{line_id}",
+                session,
+                line_id=line_id,
+                zone="both",
+                amount=100 * GB,
+                valid_from=now - timedelta(days=1),
+                expires_at=now + timedelta(days=30),
+                reason="pack_purchase",
+                reference=f"order:bench-{line_id}",
             )
     engine.dispose()
     return url, env
@@ -132,13 +148,18 @@ def analyse(url: str) -> None:
 
 
 @contextmanager
-def server(env: dict[str, str], home: Path, workers: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def server(
+    env: dict[str, str], home: Path, workers: int
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = _free_port()
     env = {**env, "TONGKA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     with (home / "server.log").open("w") as log:
         process = subprocess.Popen(
             [str(TONGKA), "serve", "--port", str(port), "--workers", str(workers)],
-            cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=home,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 30
@@ -148,7 +169,9 @@ def server(env: dict[str, str], home: Path, workers: int) -> Iterator[tuple[int,
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start:\n" + (home / "server.log").read_text()[-3000:]) from None
+                    raise RuntimeError(
+                        "the server did not start:\n" + (home / "server.log").read_text()[-3000:]
+                    ) from None
                 time.sleep(0.1)
         time.sleep(1.0 if workers > 1 else 0.2)  # every worker up
         yield port, process
@@ -163,7 +186,9 @@ def server(env: dict[str, str], home: Path, workers: int) -> Iterator[tuple[int,
 class Connection:
     """One keep-alive connection; one request at a time, as an SMF's HTTP/1.1 connection would carry them."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
+    ) -> None:
         self.reader, self.writer, self.host = reader, writer, f"127.0.0.1:{port}".encode()
 
     @classmethod
@@ -215,8 +240,10 @@ class Phase:
         p50 = values[len(values) // 2] * 1000
         p99 = values[min(len(values) - 1, int(len(values) * 0.99))] * 1000
         failed = sum(n for k, n in self.failures.items() if kind in (None, k))
-        return (f"  {label:18} {self.rate(kind):8.0f} ops/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
-                f"({len(values)} answered{f', {failed} FAILED' if failed else ''})")
+        return (
+            f"  {label:18} {self.rate(kind):8.0f} ops/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
+            f"({len(values)} answered{f', {failed} FAILED' if failed else ''})"
+        )
 
 
 def _body(seq: int, imsi: str, *, ask: bool = True, used: int | None = None) -> bytes:
@@ -225,16 +252,26 @@ def _body(seq: int, imsi: str, *, ask: bool = True, used: int | None = None) -> 
         usage["requestedUnit"] = {"totalVolume": 4 * MB}
     if used is not None:
         usage["usedUnitContainer"] = [{"totalVolume": used, "localSequenceNumber": seq}]
-    return json.dumps({
-        "nfConsumerIdentification": {"nodeFunctionality": "SMF", "nFName": "0b6a1e5c-5f8b-4e1b-9f6c-3d7c2a1b0e01"},
-        "invocationTimeStamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "invocationSequenceNumber": seq,
-        "subscriberIdentifier": f"imsi-{imsi}",
-        "multipleUnitUsage": [usage],
-        "pDUSessionChargingInformation": {
-            "pduSessionInformation": {"servingCNPlmnId": {"mcc": "454", "mnc": "00"}, "pduSessionID": 5},
-        },
-    }).encode()
+    return json.dumps(
+        {
+            "nfConsumerIdentification": {
+                "nodeFunctionality": "SMF",
+                "nFName": "0b6a1e5c-5f8b-4e1b-9f6c-3d7c2a1b0e01",
+            },
+            "invocationTimeStamp": datetime.now(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "invocationSequenceNumber": seq,
+            "subscriberIdentifier": f"imsi-{imsi}",
+            "multipleUnitUsage": [usage],
+            "pDUSessionChargingInformation": {
+                "pduSessionInformation": {
+                    "servingCNPlmnId": {"mcc": "454", "mnc": "00"},
+                    "pduSessionID": 5,
+                },
+            },
+        }
+    ).encode()
 
 
 async def smf(conn: Connection, phase: Phase, lines: list[str], updates: int, until: float) -> None:
@@ -254,11 +291,15 @@ async def smf(conn: Connection, phase: Phase, lines: list[str], updates: int, un
             if time.perf_counter() >= until:
                 break
             started = time.perf_counter()
-            status, _, body = await conn.send(b"POST", b"%s/%s/update" % (BASE.encode(), ref), _body(seq, imsi, used=3 * MB))
+            status, _, body = await conn.send(
+                b"POST", b"%s/%s/update" % (BASE.encode(), ref), _body(seq, imsi, used=3 * MB)
+            )
             phase.record("update", started, status == 200 and b'"SUCCESS"' in body)
             seq += 1
         started = time.perf_counter()
-        status, _, _ = await conn.send(b"POST", b"%s/%s/release" % (BASE.encode(), ref), _body(seq, imsi, ask=False, used=MB))
+        status, _, _ = await conn.send(
+            b"POST", b"%s/%s/release" % (BASE.encode(), ref), _body(seq, imsi, ask=False, used=MB)
+        )
         phase.record("release", started, status == 204)
 
 
@@ -325,28 +366,43 @@ class CpuMeter:
     def read(self) -> dict[str, float]:
         return {
             "server": sum(_ticks(p) for p in _tree(self.server_pid)) / TICKS,
-            "charging": sum(_ticks(p) for p in _tree(self.server_pid) if "spawn_main" in _cmdline(p)) / TICKS,
+            "charging": sum(
+                _ticks(p) for p in _tree(self.server_pid) if "spawn_main" in _cmdline(p)
+            )
+            / TICKS,
             "postgres": sum(_ticks(p) for p in _postgres_pids()) / TICKS,
             "client": time.process_time(),
             "busy": _machine_busy() / TICKS,
         }
 
     @staticmethod
-    def shares(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    def shares(
+        before: dict[str, float], after: dict[str, float], seconds: float
+    ) -> dict[str, float]:
         shares = {k: (after[k] - before[k]) / seconds for k in before}
         shares["other"] = shares["busy"] - shares["server"] - shares["postgres"] - shares["client"]
         return shares
 
 
-async def run_phase(port: int, what: str, concurrency: int, seconds: float, warmup: float, meter: CpuMeter,
-                    lines: list[str], updates: int) -> Phase:
+async def run_phase(
+    port: int,
+    what: str,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    meter: CpuMeter,
+    lines: list[str],
+    updates: int,
+) -> Phase:
     conns = [await Connection.open(port) for _ in range(concurrency)]
 
     async def drive(phase: Phase, until: float) -> None:
         if what == "healthz":
             await asyncio.gather(*(healthz(c, phase, until) for c in conns))
         else:  # each connection its own lines, so no two sessions share one
-            await asyncio.gather(*(smf(c, phase, lines[i::concurrency], updates, until) for i, c in enumerate(conns)))
+            await asyncio.gather(
+                *(smf(c, phase, lines[i::concurrency], updates, until) for i, c in enumerate(conns))
+            )
 
     await drive(Phase(), time.perf_counter() + warmup)
     phase = Phase()
@@ -362,8 +418,10 @@ async def run_phase(port: int, what: str, concurrency: int, seconds: float, warm
 def cpu_line(phase: Phase) -> str:
     c = phase.cpu
     charging = f" (its charging process {c['charging']:.2f})" if c["charging"] else ""
-    return (f"  cpu (cores): server {c['server']:.2f}{charging}, postgres {c['postgres']:.2f}, this client {c['client']:.2f}, "
-            f"other {c['other']:.2f}; machine {c['busy']:.2f} of {os.cpu_count()}")
+    return (
+        f"  cpu (cores): server {c['server']:.2f}{charging}, postgres {c['postgres']:.2f}, this client {c['client']:.2f}, "
+        f"other {c['other']:.2f}; machine {c['busy']:.2f} of {os.cpu_count()}"
+    )
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -374,9 +432,16 @@ def durability(url: str) -> str:
         return "SQLite WAL, synchronous=NORMAL (tongka.db): a commit survives the process, not a power cut"
     engine = make_engine(url)
     with engine.connect() as conn:
-        settings = {name: conn.execute(text(f"SHOW {name}")).scalar() for name in ("fsync", "synchronous_commit", "commit_delay", "wal_sync_method")}
+        settings = {
+            name: conn.execute(text(f"SHOW {name}")).scalar()
+            for name in ("fsync", "synchronous_commit", "commit_delay", "wal_sync_method")
+        }
     engine.dispose()
-    return "PostgreSQL " + ", ".join(f"{k}={v}" for k, v in settings.items()) + " (commit before the answer: charging.nchf)"
+    return (
+        "PostgreSQL "
+        + ", ".join(f"{k}={v}" for k, v in settings.items())
+        + " (commit before the answer: charging.nchf)"
+    )
 
 
 def bench(backend: str, args: argparse.Namespace) -> None:
@@ -390,20 +455,40 @@ def bench(backend: str, args: argparse.Namespace) -> None:
             meter = CpuMeter(process.pid)
 
             def phase(what: str) -> Phase:
-                return arun(run_phase(port, what, args.concurrency, args.seconds, args.warmup, meter, imsis, args.updates))
+                return arun(
+                    run_phase(
+                        port,
+                        what,
+                        args.concurrency,
+                        args.seconds,
+                        args.warmup,
+                        meter,
+                        imsis,
+                        args.updates,
+                    )
+                )
 
             # A history first, so the charging tables are not empty, then their statistics.
-            history = arun(run_phase(port, "charging", args.concurrency, args.history, 0, meter, imsis, args.updates))
-            print(f"  history: {history.rate():.0f} charging ops/s for {args.history:.0f} s"
-                  + (", then VACUUM ANALYZE" if backend == "postgresql" else ""), flush=True)
+            history = arun(
+                run_phase(
+                    port, "charging", args.concurrency, args.history, 0, meter, imsis, args.updates
+                )
+            )
+            print(
+                f"  history: {history.rate():.0f} charging ops/s for {args.history:.0f} s"
+                + (", then VACUUM ANALYZE" if backend == "postgresql" else ""),
+                flush=True,
+            )
             analyse(url)
             first = phase("healthz")
             with WaitSampler(url) if backend == "postgresql" else nullcontext() as waits:
                 charging = phase("charging")
             second = phase("healthz")
         cheapest = statistics.mean([first.rate(), second.rate()])
-        print(f"  {args.concurrency} connections, {args.seconds:.0f} s each phase, sessions of 1 create, {args.updates} updates, 1 release; "
-              f"server workers {args.workers}")
+        print(
+            f"  {args.concurrency} connections, {args.seconds:.0f} s each phase, sessions of 1 create, {args.updates} updates, 1 release; "
+            f"server workers {args.workers}"
+        )
         print(first.line("GET /healthz (1)"))
         print(cpu_line(first))
         for kind in KINDS:
@@ -416,7 +501,9 @@ def bench(backend: str, args: argparse.Namespace) -> None:
         print(second.line("GET /healthz (2)"))
         print(cpu_line(second))
         ratio = charging.rate() / cheapest
-        print(f"  ratio charging ops/s ÷ /healthz ops/s: {ratio:.2f}   (updates alone: {charging.rate('update') / cheapest:.2f})")
+        print(
+            f"  ratio charging ops/s ÷ /healthz ops/s: {ratio:.2f}   (updates alone: {charging.rate('update') / cheapest:.2f})"
+        )
         log = (home / "server.log").read_text(errors="replace")
         if "Traceback" in log:
             print("  the server logged errors:\n" + log[-2000:])
@@ -477,8 +564,12 @@ def profile(backend: str, args: argparse.Namespace) -> None:
         home = Path(tmp)
         url, env = prepare(backend, home, sessions_count)
         settings = Settings(
-            env="dev", database_url=url, secret_key=env["TONGKA_SECRET_KEY"], sandbox_payment_secret=env["TONGKA_SANDBOX_PAYMENT_SECRET"],
-            sandbox_store_url=env["TONGKA_SANDBOX_STORE_URL"], _env_file=None,  # type: ignore[call-arg]
+            env="dev",
+            database_url=url,
+            secret_key=env["TONGKA_SECRET_KEY"],
+            sandbox_payment_secret=env["TONGKA_SANDBOX_PAYMENT_SECRET"],
+            sandbox_store_url=env["TONGKA_SANDBOX_STORE_URL"],
+            _env_file=None,  # type: ignore[call-arg]
             charging_worker="thread",  # batches of one here: a request at a time, its statements counted
         )
         app = create_app(settings)
@@ -500,7 +591,9 @@ def profile(backend: str, args: argparse.Namespace) -> None:
 
         @event.listens_for(engine, "after_cursor_execute")
         def after(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-            statements.append((" ".join(statement.split())[:110], time.perf_counter() - conn.info["t0"]))
+            statements.append(
+                (" ".join(statement.split())[:110], time.perf_counter() - conn.info["t0"])
+            )
 
         do_commit = engine.dialect.do_commit
 
@@ -513,25 +606,40 @@ def profile(backend: str, args: argparse.Namespace) -> None:
         per_kind: dict[str, list[tuple[float, int, float, float]]] = {k: [] for k in KINDS}
         sample: dict[str, list[str]] = {}
 
-        async def call(client: httpx.AsyncClient, kind: str, path: str, body: bytes) -> httpx.Response:
+        async def call(
+            client: httpx.AsyncClient, kind: str, path: str, body: bytes
+        ) -> httpx.Response:
             statements.clear()
             commits.clear()
             t0 = time.perf_counter()
-            answer = await client.post(path, content=body, headers={"content-type": "application/json"})
+            answer = await client.post(
+                path, content=body, headers={"content-type": "application/json"}
+            )
             wall = time.perf_counter() - t0
-            per_kind[kind].append((wall, len(statements), sum(t for _s, t in statements), sum(commits)))
+            per_kind[kind].append(
+                (wall, len(statements), sum(t for _s, t in statements), sum(commits))
+            )
             sample.setdefault(kind, [s for s, _t in statements])
             return answer
 
         async def sessions_one_by_one(updates: int, count: int) -> None:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://bench"
+            ) as client:
                 for n in range(count):
                     imsi = f"45400{n % sessions_count:010d}"
                     answer = await call(client, "create", BASE, _body(0, imsi))
                     ref = answer.headers["location"].rsplit("/", 1)[1]
                     for seq in range(1, updates + 1):
-                        await call(client, "update", f"{BASE}/{ref}/update", _body(seq, imsi, used=3 * MB))
-                    await call(client, "release", f"{BASE}/{ref}/release", _body(updates + 1, imsi, ask=False, used=MB))
+                        await call(
+                            client, "update", f"{BASE}/{ref}/update", _body(seq, imsi, used=3 * MB)
+                        )
+                    await call(
+                        client,
+                        "release",
+                        f"{BASE}/{ref}/release",
+                        _body(updates + 1, imsi, ask=False, used=MB),
+                    )
 
         asyncio.run(sessions_one_by_one(args.updates, 5))  # warm up
         for values in per_kind.values():
@@ -541,8 +649,10 @@ def profile(backend: str, args: argparse.Namespace) -> None:
         for kind in KINDS:
             rows = per_kind[kind]
             wall, count, db, commit = (statistics.mean(r[i] for r in rows) for i in range(4))
-            print(f"  {kind:8} {wall * 1000:6.2f} ms: {count:4.1f} SQL statements {db * 1000:5.2f} ms, commit {commit * 1000:5.2f} ms, "
-                  f"the rest (Python: routing, validation, ORM, JSON) {(wall - db - commit) * 1000:5.2f} ms")
+            print(
+                f"  {kind:8} {wall * 1000:6.2f} ms: {count:4.1f} SQL statements {db * 1000:5.2f} ms, commit {commit * 1000:5.2f} ms, "
+                f"the rest (Python: routing, validation, ORM, JSON) {(wall - db - commit) * 1000:5.2f} ms"
+            )
         print("  the statements of one update:")
         for statement in sample["update"]:
             print(f"    {statement}")
@@ -557,7 +667,9 @@ def profile(backend: str, args: argparse.Namespace) -> None:
         for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
             by_package[_package(filename, name)] += tottime
         total = sum(by_package.values())
-        print("  own time by package, cProfile over 20 sessions (the in-process httpx client included):")
+        print(
+            "  own time by package, cProfile over 20 sessions (the in-process httpx client included):"
+        )
         for package, seconds in by_package.most_common(16):
             print(f"    {seconds / total:6.1%}  {package}")
         print("  the functions with the most cumulative time:")
@@ -571,7 +683,11 @@ def _package(filename: str, name: str) -> str:
     if "/tongka/" in filename:
         return "tongka." + filename.split("/tongka/", 1)[1].split("/", 1)[0].removesuffix(".py")
     if filename == "~":  # C functions: the database driver's calls stand out
-        return "C: " + name if any(d in name for d in ("sqlite3", "psycopg", "commit", "execute")) else "C: other built-ins"
+        return (
+            "C: " + name
+            if any(d in name for d in ("sqlite3", "psycopg", "commit", "execute"))
+            else "C: other built-ins"
+        )
     return "stdlib"
 
 
@@ -598,12 +714,20 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--seconds", type=float, default=15.0, help="each measured phase")
     parser.add_argument("--warmup", type=float, default=3.0, help="before each phase, not counted")
-    parser.add_argument("--concurrency", type=int, default=32, help="connections (concurrent sessions)")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="connections (concurrent sessions)"
+    )
     parser.add_argument("--updates", type=int, default=8, help="updates per session")
     parser.add_argument("--lines", type=int, default=10000)
-    parser.add_argument("--history", type=float, default=10.0, help="seconds of charging before the measured phases")
+    parser.add_argument(
+        "--history", type=float, default=10.0, help="seconds of charging before the measured phases"
+    )
     parser.add_argument("--workers", type=int, default=1, help="tongka serve --workers")
-    parser.add_argument("--profile", action="store_true", help="count an update's SQL statements and profile it in-process")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="count an update's SQL statements and profile it in-process",
+    )
     args = parser.parse_args()
     print(f"tongka charging benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}")
     for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):

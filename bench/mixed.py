@@ -39,7 +39,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).parent))
-from charging import (  # noqa: E402  (bench/ is not a package)
+from charging import (
     Connection,
     CpuMeter,
     Phase,
@@ -52,12 +52,11 @@ from charging import (  # noqa: E402  (bench/ is not a package)
     server,
     smf,
 )
-
-from tongka.account import service as accounts  # noqa: E402
-from tongka.account.models import Account, Line  # noqa: E402
-from tongka.catalog import service as catalog  # noqa: E402
-from tongka.db import make_engine, make_sessionmaker, transaction  # noqa: E402
-from tongka.money import GB  # noqa: E402
+from tongka.account import service as accounts
+from tongka.account.models import Account, Line
+from tongka.catalog import service as catalog
+from tongka.db import make_engine, make_sessionmaker, transaction
+from tongka.money import GB
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/tongka_bench_mixed"  # not bench/charging.py's: both may run
 OPERATIONS = ("balance", "order", "payment", "create", "update", "release")
@@ -73,11 +72,22 @@ class Answers(Phase):
         self.unanswered: Counter[str] = Counter()
 
 
-async def _call(conn: Connection, phase: Answers, kind: str, timeout: float, method: bytes, path: bytes,
-                body: bytes = b"", headers: bytes = b"", ok: tuple[int, ...] = (200,)) -> tuple[int, dict[bytes, bytes], bytes] | None:
+async def _call(
+    conn: Connection,
+    phase: Answers,
+    kind: str,
+    timeout: float,
+    method: bytes,
+    path: bytes,
+    body: bytes = b"",
+    headers: bytes = b"",
+    ok: tuple[int, ...] = (200,),
+) -> tuple[int, dict[bytes, bytes], bytes] | None:
     started = time.perf_counter()
     try:
-        status, answer_headers, answer = await asyncio.wait_for(conn.send(method, path, body, headers), timeout)
+        status, answer_headers, answer = await asyncio.wait_for(
+            conn.send(method, path, body, headers), timeout
+        )
     except TimeoutError:
         phase.record(kind, started, False)
         phase.unanswered[kind] += 1
@@ -88,7 +98,9 @@ async def _call(conn: Connection, phase: Answers, kind: str, timeout: float, met
     return status, answer_headers, answer
 
 
-async def reader(port: int, phase: Answers, token: str, line_id: str, until: float, timeout: float) -> None:
+async def reader(
+    port: int, phase: Answers, token: str, line_id: str, until: float, timeout: float
+) -> None:
     conn = await Connection.open(port)
     headers = b"Authorization: Bearer %s\r\n" % token.encode()
     path = f"/api/v1/lines/{line_id}/balance".encode()
@@ -99,32 +111,54 @@ async def reader(port: int, phase: Answers, token: str, line_id: str, until: flo
     conn.close()
 
 
-async def renewer(port: int, phase: Answers, token: str, line_id: str, pack_id: str, until: float, timeout: float) -> None:
+async def renewer(
+    port: int, phase: Answers, token: str, line_id: str, pack_id: str, until: float, timeout: float
+) -> None:
     conn = await Connection.open(port)
     auth = b"Authorization: Bearer %s\r\n" % token.encode()
-    order = json.dumps({"line_id": line_id, "pack_id": pack_id, "currency": "HKD", "payment_method": "alipay"}).encode()
+    order = json.dumps(
+        {"line_id": line_id, "pack_id": pack_id, "currency": "HKD", "payment_method": "alipay"}
+    ).encode()
     while time.perf_counter() < until:
         headers = auth + b"Idempotency-Key: %s\r\n" % uuid.uuid4().hex.encode()
-        made = await _call(conn, phase, "order", timeout, b"POST", b"/api/v1/orders", order, headers, ok=(201,))
+        made = await _call(
+            conn, phase, "order", timeout, b"POST", b"/api/v1/orders", order, headers, ok=(201,)
+        )
         if made is None or made[0] != 201:
             if made is None:
                 conn.close()
                 conn = await Connection.open(port)
             continue
         payment_id = json.loads(made[2])["payment"]["id"]
-        await _call(conn, phase, "payment", timeout, b"POST", f"/sandbox/payments/{payment_id}/complete".encode(),
-                    b'{"outcome":"succeeded"}')
+        await _call(
+            conn,
+            phase,
+            "payment",
+            timeout,
+            b"POST",
+            f"/sandbox/payments/{payment_id}/complete".encode(),
+            b'{"outcome":"succeeded"}',
+        )
     conn.close()
 
 
-async def charging_smf(port: int, phase: Answers, lines: list[str], updates: int, until: float) -> None:
+async def charging_smf(
+    port: int, phase: Answers, lines: list[str], updates: int, until: float
+) -> None:
     conn = await Connection.open(port)
     await smf(conn, phase, lines, updates, until)
     conn.close()
 
 
-async def mixed_phase(port: int, args: argparse.Namespace, seconds: float, subscribers: list[tuple[str, str]],
-                      pack_id: str, imsis: list[str], meter: CpuMeter | None) -> Answers:
+async def mixed_phase(
+    port: int,
+    args: argparse.Namespace,
+    seconds: float,
+    subscribers: list[tuple[str, str]],
+    pack_id: str,
+    imsis: list[str],
+    meter: CpuMeter | None,
+) -> Answers:
     phase = Answers()
     before, started = (meter.read() if meter else None), time.perf_counter()
     until = started + seconds
@@ -132,8 +166,14 @@ async def mixed_phase(port: int, args: argparse.Namespace, seconds: float, subsc
     renewers = [subscribers[-1 - i % len(subscribers)] for i in range(args.renewers)]
     await asyncio.gather(
         *(reader(port, phase, token, line_id, until, args.timeout) for token, line_id in readers),
-        *(renewer(port, phase, token, line_id, pack_id, until, args.timeout) for token, line_id in renewers),
-        *(charging_smf(port, phase, imsis[i::args.smfs], args.updates, until) for i in range(args.smfs)),
+        *(
+            renewer(port, phase, token, line_id, pack_id, until, args.timeout)
+            for token, line_id in renewers
+        ),
+        *(
+            charging_smf(port, phase, imsis[i :: args.smfs], args.updates, until)
+            for i in range(args.smfs)
+        ),
     )
     phase.seconds = time.perf_counter() - started
     if meter and before:
@@ -155,17 +195,35 @@ async def healthz_phase(port: int, connections: int, seconds: float, meter: CpuM
 
 def subscribers(url: str, count: int) -> list[tuple[str, str]]:
     """The pack renewed, and `count` accounts, each with a line of the inventory and a bearer token: (token, line id)."""
-    password_hash = PasswordHasher().hash("bench-password-0")  # one hash for all: setup is not what is measured
+    password_hash = PasswordHasher().hash(
+        "bench-password-0"
+    )  # one hash for all: setup is not what is measured
     engine = make_engine(url)
     made = []
     with transaction(make_sessionmaker(engine)) as session:
         catalog.upsert_pack(
-            session, code=PACK, names={"en": "Hong Kong 1 GB · 7 days"}, zone="hk", volume_bytes=GB, validity_days=7,
-            prices={"HKD": 1800, "CNY": 1600}, channels=["app"],
+            session,
+            code=PACK,
+            names={"en": "Hong Kong 1 GB · 7 days"},
+            zone="hk",
+            volume_bytes=GB,
+            validity_days=7,
+            prices={"HKD": 1800, "CNY": 1600},
+            channels=["app"],
         )
-        lines = session.scalars(select(Line).where(Line.account_id.is_(None), Line.imsi.like("45400%")).order_by(Line.imsi).limit(count)).all()
+        lines = session.scalars(
+            select(Line)
+            .where(Line.account_id.is_(None), Line.imsi.like("45400%"))
+            .order_by(Line.imsi)
+            .limit(count)
+        ).all()
         for n, line in enumerate(lines):
-            account = Account(username=f"bench{n}", email=f"bench{n}@example.com", password_hash=password_hash, language="en")
+            account = Account(
+                username=f"bench{n}",
+                email=f"bench{n}@example.com",
+                password_hash=password_hash,
+                language="en",
+            )
             session.add(account)
             session.flush()
             line.account_id, line.bound_at = account.id, datetime.now(UTC)
@@ -193,8 +251,10 @@ def report(label: str, phase: Answers, reference: float) -> None:
         print(f"{line}{errors}   ratio {phase.rate(kind) / reference:.3f}")
     print(phase.line("all"))
     total_5xx, total_none = sum(phase.server_errors.values()), sum(phase.unanswered.values())
-    print(f"  5xx answers: {total_5xx}; requests not answered within the timeout: {total_none}"
-          + ("   <- MUST BE ZERO" if total_5xx or total_none else ""))
+    print(
+        f"  5xx answers: {total_5xx}; requests not answered within the timeout: {total_none}"
+        + ("   <- MUST BE ZERO" if total_5xx or total_none else "")
+    )
     if phase.cpu:
         print(cpu_line(phase))
 
@@ -202,8 +262,11 @@ def report(label: str, phase: Answers, reference: float) -> None:
 def bench(backend: str, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="tongka-mixed-") as tmp:
         home = Path(tmp)
-        print(f"\n== {backend}: preparing {args.lines} lines with a 100 GB bucket each, "
-              f"a pack, {args.subscribers} subscribers with a line and a token", flush=True)
+        print(
+            f"\n== {backend}: preparing {args.lines} lines with a 100 GB bucket each, "
+            f"a pack, {args.subscribers} subscribers with a line and a token",
+            flush=True,
+        )
         url, env = prepare(backend, home, args.lines, PG_URL)
         env["TONGKA_ENV"] = "dev"  # the payment sandbox pays the renewals
         subs = subscribers(url, args.subscribers)
@@ -213,14 +276,18 @@ def bench(backend: str, args: argparse.Namespace) -> None:
         with server(env, home, args.workers) as (port, process):
             meter = CpuMeter(process.pid)
             pack_id = pack_of(port)
-            arun(mixed_phase(port, args, args.warmup, subs, pack_id, imsis, None))  # warm up, and a charging history
+            arun(
+                mixed_phase(port, args, args.warmup, subs, pack_id, imsis, None)
+            )  # warm up, and a charging history
             first = arun(healthz_phase(port, connections, args.seconds, meter))
             phase = arun(mixed_phase(port, args, args.seconds, subs, pack_id, imsis, meter))
             second = arun(healthz_phase(port, connections, args.seconds, meter))
         reference = statistics.mean([first.rate(), second.rate()])
-        print(f"  {connections} connections: {args.readers} balance readers, {args.renewers} renewers, {args.smfs} SMFs "
-              f"(sessions of 1 create, {args.updates} updates, 1 release); server workers {args.workers}; "
-              f"request timeout {args.timeout:.0f} s")
+        print(
+            f"  {connections} connections: {args.readers} balance readers, {args.renewers} renewers, {args.smfs} SMFs "
+            f"(sessions of 1 create, {args.updates} updates, 1 release); server workers {args.workers}; "
+            f"request timeout {args.timeout:.0f} s"
+        )
         print(first.line("GET /healthz (1)"))
         print(cpu_line(first))
         report("mixed load", phase, reference)
@@ -238,14 +305,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--seconds", type=float, default=15.0, help="each measured phase")
-    parser.add_argument("--warmup", type=float, default=5.0, help="mixed load before measuring, not counted")
-    parser.add_argument("--readers", type=int, default=64, help="connections reading a balance back to back")
-    parser.add_argument("--renewers", type=int, default=4, help="connections ordering and paying back to back")
-    parser.add_argument("--smfs", type=int, default=16, help="connections charging (concurrent sessions)")
-    parser.add_argument("--subscribers", type=int, default=64, help="accounts with a line and a token")
+    parser.add_argument(
+        "--warmup", type=float, default=5.0, help="mixed load before measuring, not counted"
+    )
+    parser.add_argument(
+        "--readers", type=int, default=64, help="connections reading a balance back to back"
+    )
+    parser.add_argument(
+        "--renewers", type=int, default=4, help="connections ordering and paying back to back"
+    )
+    parser.add_argument(
+        "--smfs", type=int, default=16, help="connections charging (concurrent sessions)"
+    )
+    parser.add_argument(
+        "--subscribers", type=int, default=64, help="accounts with a line and a token"
+    )
     parser.add_argument("--updates", type=int, default=8, help="updates per charging session")
     parser.add_argument("--lines", type=int, default=2000)
-    parser.add_argument("--timeout", type=float, default=30.0, help="a request not answered by then counts as unanswered")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="a request not answered by then counts as unanswered",
+    )
     parser.add_argument("--workers", type=int, default=1, help="tongka serve --workers")
     args = parser.parse_args()
     print(f"tongka mixed-load benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}")

@@ -41,13 +41,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from charging import (  # noqa: E402  (bench/ is not a package)
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from charging import (
     BASE,
     TICKS,
     _body,
@@ -61,12 +65,9 @@ from charging import (  # noqa: E402  (bench/ is not a package)
     machine,
     prepare,
 )
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from tongka.charging.nf_auth import write_dev_key  # noqa: E402
-from tongka.db import make_engine, normalise_url  # noqa: E402
-from tongka.money import MB  # noqa: E402
+from tongka.charging.nf_auth import write_dev_key
+from tongka.db import make_engine, normalise_url
+from tongka.money import MB
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/tongka_bench_h2"
 TONGKA = str(Path(sys.executable).parent / "tongka")
@@ -88,7 +89,9 @@ def pgbench(url: str, clients: int, seconds: float) -> tuple[float, str]:
     busy0, t0 = _machine_busy(), time.monotonic()
     done = subprocess.run(
         ["pgbench", *conn, "-c", str(clients), "-j", "2", "-T", str(int(seconds)), db],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     busy = (_machine_busy() - busy0) / TICKS / (time.monotonic() - t0)
     with admin.connect() as c:
@@ -96,7 +99,10 @@ def pgbench(url: str, clients: int, seconds: float) -> tuple[float, str]:
     admin.dispose()
     tps = float(re.search(r"^tps = ([\d.]+)", done.stdout, re.M).group(1))  # type: ignore[union-attr]
     lat = re.search(r"^latency average = ([\d.]+ ms)", done.stdout, re.M)
-    return tps, f"latency average {lat.group(1) if lat else '?'}, machine busy {busy:.2f} cores (pgbench, PostgreSQL and all else)"
+    return (
+        tps,
+        f"latency average {lat.group(1) if lat else '?'}, machine busy {busy:.2f} cores (pgbench, PostgreSQL and all else)",
+    )
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -105,33 +111,73 @@ def pgbench(url: str, clients: int, seconds: float) -> tuple[float, str]:
 def token(port: int) -> str:
     """An access token from the listener's dev NRF (POST /oauth2/token, TS 29.510)."""
     done = subprocess.run(
-        ["curl", "-s", "--http2-prior-knowledge", f"http://127.0.0.1:{port}/oauth2/token",
-         "-d", "grant_type=client_credentials", "-d", "nfInstanceId=8c1f2e3d-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
-         "-d", "nfType=SMF", "-d", "targetNfType=CHF", "-d", "scope=nchf-convergedcharging"],
-        capture_output=True, text=True, check=True,
+        [
+            "curl",
+            "-s",
+            "--http2-prior-knowledge",
+            f"http://127.0.0.1:{port}/oauth2/token",
+            "-d",
+            "grant_type=client_credentials",
+            "-d",
+            "nfInstanceId=8c1f2e3d-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+            "-d",
+            "nfType=SMF",
+            "-d",
+            "targetNfType=CHF",
+            "-d",
+            "scope=nchf-convergedcharging",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return str(json.loads(done.stdout)["access_token"])
 
 
 @contextmanager
-def server(command: str, env: dict[str, str], home: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def server(
+    command: str, env: dict[str, str], home: Path
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = _free_port()
-    env = {**env, "TONGKA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "TONGKA_NRF_DEV_KEY_FILE": str(home / "nrf-dev-key.pem")}
+    env = {
+        **env,
+        "TONGKA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "TONGKA_NRF_DEV_KEY_FILE": str(home / "nrf-dev-key.pem"),
+    }
     if not (home / "nrf-dev-key.pem").exists():
         write_dev_key(home / "nrf-dev-key.pem")  # as `make run` makes it
     with (home / "server.log").open("w") as log:
-        process = subprocess.Popen(shlex.split(command.format(port=port)), cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            shlex.split(command.format(port=port)),
+            cwd=home,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         while True:  # up when it answers over h2c
             probe = subprocess.run(
-                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--http2-prior-knowledge", f"http://127.0.0.1:{port}/healthz"],
-                capture_output=True, text=True, check=False,
+                [
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--http2-prior-knowledge",
+                    f"http://127.0.0.1:{port}/healthz",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if probe.stdout == "200":
                 break
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start:\n" + (home / "server.log").read_text()[-3000:])
+                raise RuntimeError(
+                    "the server did not start:\n" + (home / "server.log").read_text()[-3000:]
+                )
             time.sleep(0.3)
         yield port, process
     finally:
@@ -144,24 +190,43 @@ def open_sessions(port: int, imsis: list[str], home: Path, headers: list[str]) -
     config = home / "creates.curl"
     with config.open("w") as f:
         for n, imsi in enumerate(imsis):
-            body = (home / f"create-{n}.json")
+            body = home / f"create-{n}.json"
             body.write_bytes(_body(0, imsi))
             if n:
                 f.write("next\n")
-            f.write(f'url = "http://127.0.0.1:{port}{BASE}"\ndata-binary = "@{body}"\n'
-                    'header = "content-type: application/json"\noutput = "/dev/null"\n'
-                    'write-out = "%{http_code} %header{location}\\n"\n')
+            f.write(
+                f'url = "http://127.0.0.1:{port}{BASE}"\ndata-binary = "@{body}"\n'
+                'header = "content-type: application/json"\noutput = "/dev/null"\n'
+                'write-out = "%{http_code} %header{location}\\n"\n'
+            )
             for h in headers:
                 f.write(f'header = "{h}"\n')
     done = subprocess.run(
-        ["curl", "-s", "--http2-prior-knowledge", "--parallel", "--parallel-max", "32", "-K", str(config)],
-        capture_output=True, text=True, check=False,
+        [
+            "curl",
+            "-s",
+            "--http2-prior-knowledge",
+            "--parallel",
+            "--parallel-max",
+            "32",
+            "-K",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    refs = [line.split(" ", 1)[1].rsplit("/", 1)[1] for line in done.stdout.splitlines() if line.startswith("201 ")]
+    refs = [
+        line.split(" ", 1)[1].rsplit("/", 1)[1]
+        for line in done.stdout.splitlines()
+        if line.startswith("201 ")
+    ]
     for body in home.glob("create-*.json"):
         body.unlink()
     if len(refs) != len(imsis):
-        raise SystemExit(f"only {len(refs)} of {len(imsis)} creates answered 201: {done.stdout[-500:]} {done.stderr[-500:]}")
+        raise SystemExit(
+            f"only {len(refs)} of {len(imsis)} creates answered 201: {done.stdout[-500:]} {done.stderr[-500:]}"
+        )
     return refs
 
 
@@ -172,10 +237,14 @@ def _backends(url: str) -> list[int]:
     """The bench database's backends, and the WAL writer (commits ask it to flush too)."""
     engine = make_engine(url)
     with engine.connect() as c:
-        pids = list(c.execute(text(
-            "SELECT pid FROM pg_stat_activity WHERE (datname = current_database() AND pid <> pg_backend_pid()) "
-            "OR backend_type = 'walwriter'"
-        )).scalars())
+        pids = list(
+            c.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE (datname = current_database() AND pid <> pg_backend_pid()) "
+                    "OR backend_type = 'walwriter'"
+                )
+            ).scalars()
+        )
     engine.dispose()
     return pids
 
@@ -203,7 +272,9 @@ class Meter:
         seconds = b["t"] - a["t"]
         delta = {p: b["pids"].get(p, 0) - a["pids"].get(p, 0) for p in b["pids"]}
         charging = sum(delta.get(p, 0) for p in b["charging"])
-        pg = sum(t - a["pg"].get(p, t) for p, t in b["pg"].items())  # a backend born meanwhile is left out
+        pg = sum(
+            t - a["pg"].get(p, t) for p, t in b["pg"].items()
+        )  # a backend born meanwhile is left out
         shares = {
             "server": (sum(delta.values()) - charging) / TICKS / seconds,
             "charging": charging / TICKS / seconds,
@@ -211,12 +282,25 @@ class Meter:
             "h2load": (b["h2load"] - a["h2load"]) / seconds,
             "machine": (b["busy"] - a["busy"]) / TICKS / seconds,
         }
-        shares["other"] = shares["machine"] - sum(shares[k] for k in ("server", "charging", "postgres", "h2load"))
+        shares["other"] = shares["machine"] - sum(
+            shares[k] for k in ("server", "charging", "postgres", "h2load")
+        )
         return shares
 
 
-def load(port: int, refs: list[str], home: Path, *, name: str, seq: int, procs: int, streams: int, rps: float | None,
-         count: int | None, headers: list[str]) -> dict[str, Any]:
+def load(
+    port: int,
+    refs: list[str],
+    home: Path,
+    *,
+    name: str,
+    seq: int,
+    procs: int,
+    streams: int,
+    rps: float | None,
+    count: int | None,
+    headers: list[str],
+) -> dict[str, Any]:
     """`procs` h2load processes, each one connection with streams/procs in flight, its own sessions and its own
     sequence number (seq + its index). Returns what h2load and its per-request logs said."""
     per = max(1, streams // procs)
@@ -229,13 +313,34 @@ def load(port: int, refs: list[str], home: Path, *, name: str, seq: int, procs: 
         body = home / f"{name}-{i}.json"
         body.write_bytes(_body(seq + i, "454000000000000", used=3 * MB))
         log = home / f"{name}-{i}.log"
-        command = ["h2load", "-c1", "-t1", f"-m{per}", f"-n{len(mine)}", "-i", str(uris), "-d", str(body),
-                   "-H", "content-type: application/json", f"--log-file={log}", "--warm-up-time=0"]
+        command = [
+            "h2load",
+            "-c1",
+            "-t1",
+            f"-m{per}",
+            f"-n{len(mine)}",
+            "-i",
+            str(uris),
+            "-d",
+            str(body),
+            "-H",
+            "content-type: application/json",
+            f"--log-file={log}",
+            "--warm-up-time=0",
+        ]
         for h in headers:
             command += ["-H", h]
         if rps:
             command.append(f"--rps={rps / procs:.1f}")
-        runs.append((subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), log, len(mine)))
+        runs.append(
+            (
+                subprocess.Popen(
+                    command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                ),
+                log,
+                len(mine),
+            )
+        )
     outputs = [(p.communicate()[0], log, n) for p, log, n in runs]
     rows: list[tuple[int, int, int]] = []
     for out, log, _n in outputs:
@@ -249,9 +354,15 @@ def load(port: int, refs: list[str], home: Path, *, name: str, seq: int, procs: 
     times = sorted(r[2] for r in ok)
     pct = lambda q: times[min(len(times) - 1, int(len(times) * q))] / 1000  # noqa: E731
     return {
-        "sent": sum(n for _o, _l, n in outputs), "answered": len(rows), "ok": len(ok),
-        "statuses": sorted({r[1] for r in rows}), "seconds": (last - first) / 1e6,
-        "rate": len(ok) / ((last - first) / 1e6), "p50": pct(0.50), "p99": pct(0.99), "max": times[-1] / 1000,
+        "sent": sum(n for _o, _l, n in outputs),
+        "answered": len(rows),
+        "ok": len(ok),
+        "statuses": sorted({r[1] for r in rows}),
+        "seconds": (last - first) / 1e6,
+        "rate": len(ok) / ((last - first) / 1e6),
+        "p50": pct(0.50),
+        "p99": pct(0.99),
+        "max": times[-1] / 1000,
         "seqs": list(range(seq, seq + procs)),
     }
 
@@ -260,7 +371,9 @@ def kept(url: str, seqs: list[int]) -> int:
     engine = make_engine(url)
     with engine.connect() as c:
         found = c.execute(
-            text("SELECT count(*) FROM charging_answers WHERE invocation_sequence_number = ANY(:s) AND status_code = 200"),
+            text(
+                "SELECT count(*) FROM charging_answers WHERE invocation_sequence_number = ANY(:s) AND status_code = 200"
+            ),
             {"s": seqs},
         ).scalar_one()
     engine.dispose()
@@ -274,23 +387,45 @@ def other_work() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sessions", type=int, default=8000, help="charging sessions (one per line); each run updates each once")
-    parser.add_argument("--streams", type=int, default=64, help="streams in flight, in all, at full load")
-    parser.add_argument("--procs", type=int, default=4, help="h2load processes, one connection each")
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=8000,
+        help="charging sessions (one per line); each run updates each once",
+    )
+    parser.add_argument(
+        "--streams", type=int, default=64, help="streams in flight, in all, at full load"
+    )
+    parser.add_argument(
+        "--procs", type=int, default=4, help="h2load processes, one connection each"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs at full load")
     parser.add_argument("--pgbench-seconds", type=float, default=15)
     parser.add_argument("--pgbench-clients", type=int, default=8)
-    parser.add_argument("--server", default=SERVER, help="the command that serves Nchf over h2c on {port}")
-    parser.add_argument("--header", action="append", default=[], help="an extra request header (e.g. a bearer token)")
+    parser.add_argument(
+        "--server", default=SERVER, help="the command that serves Nchf over h2c on {port}"
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        help="an extra request header (e.g. a bearer token)",
+    )
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    print(f"tongka Nchf over HTTP/2 (h2load), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}; {other_work()}", flush=True)
+    print(
+        f"tongka Nchf over HTTP/2 (h2load), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}; {other_work()}",
+        flush=True,
+    )
     print(f"  server: {args.server}")
     figures: dict[str, Any] = {"runs": []}
     tps, detail = pgbench(args.pg_url, args.pgbench_clients, args.pgbench_seconds)
     figures["pgbench_tps"] = tps
-    print(f"  pgbench TPC-B, {args.pgbench_clients} clients, {args.pgbench_seconds:.0f} s: {tps:,.0f} tps ({detail})", flush=True)
+    print(
+        f"  pgbench TPC-B, {args.pgbench_clients} clients, {args.pgbench_seconds:.0f} s: {tps:,.0f} tps ({detail})",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory(prefix="tongka-bench-h2-") as tmp:
         home = Path(tmp)
@@ -299,15 +434,31 @@ def main() -> None:
         imsis = [f"45400{n:010d}" for n in range(args.sessions)]
         with server(args.server, env, home) as (port, process):
             t0 = time.monotonic()
-            args.header.append(f"authorization: Bearer {token(port)}")  # from the dev NRF, as an SMF gets one
+            args.header.append(
+                f"authorization: Bearer {token(port)}"
+            )  # from the dev NRF, as an SMF gets one
             refs = open_sessions(port, imsis, home, args.header)
-            print(f"  {len(refs)} sessions opened in {time.monotonic() - t0:.1f} s (one per line, 100 GB bucket each); VACUUM ANALYZE", flush=True)
+            print(
+                f"  {len(refs)} sessions opened in {time.monotonic() - t0:.1f} s (one per line, 100 GB bucket each); VACUUM ANALYZE",
+                flush=True,
+            )
             analyse(url)
             meter = Meter(process.pid, url)
             common = {"procs": args.procs, "streams": args.streams, "headers": args.header}
-            load(port, refs, home, name="warmup", seq=100, rps=None, count=min(len(refs), 2000), **common)
+            load(
+                port,
+                refs,
+                home,
+                name="warmup",
+                seq=100,
+                rps=None,
+                count=min(len(refs), 2000),
+                **common,
+            )
 
-            def measured(name: str, seq: int, rps: float | None, count: int | None = None) -> dict[str, Any]:
+            def measured(
+                name: str, seq: int, rps: float | None, count: int | None = None
+            ) -> dict[str, Any]:
                 before = meter.read()
                 run = load(port, refs, home, name=name, seq=seq, rps=rps, count=count, **common)
                 run["cpu"] = Meter.cores(before, meter.read())
@@ -315,7 +466,10 @@ def main() -> None:
                 run["name"] = name
                 figures["runs"].append(run)
                 c = run["cpu"]
-                per = {k: c[k] / run["rate"] * 1000 for k in ("server", "charging", "postgres", "h2load")}
+                per = {
+                    k: c[k] / run["rate"] * 1000
+                    for k in ("server", "charging", "postgres", "h2load")
+                }
                 run["ms_per_update"] = per
                 print(
                     f"  {name:10} {run['rate']:7,.0f} updates/s ({run['rate'] / tps:.2f} × pgbench)  p50 {run['p50']:6.2f} ms  "
@@ -332,9 +486,17 @@ def main() -> None:
             mean = sum(r["rate"] for r in full) / len(full)
             measured("half", 9000, mean / 2, count=len(refs) // 2)
             log = (home / "server.log").read_text(errors="replace")
-        verify = subprocess.run([str(Path(sys.executable).parent / "tongka"), "ledger", "verify"], cwd=home, env=env,
-                                capture_output=True, text=True, check=False)
-        print(f"  tongka ledger verify: exit {verify.returncode}: {(verify.stdout + verify.stderr).strip().splitlines()[-1:]}")
+        verify = subprocess.run(
+            [str(Path(sys.executable).parent / "tongka"), "ledger", "verify"],
+            cwd=home,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        print(
+            f"  tongka ledger verify: exit {verify.returncode}: {(verify.stdout + verify.stderr).strip().splitlines()[-1:]}"
+        )
         if "Traceback" in log:
             print("  the server logged errors:\n" + log[-2000:])
     figures["other"] = other_work()

@@ -85,8 +85,11 @@ def populate(url: str, lines: int, rng: random.Random) -> list[tuple[str, str, s
         for n in range(lines):
             status = "suspended" if rng.random() < 0.01 else "active"
             line = Line(
-                iccid=f"8985202{n:012d}", imsi=f"45400{n:010d}", hk_number=f"+8525{n:07d}",
-                cn_number=f"+86139{n:08d}" if n % 2 else None, status=status,
+                iccid=f"8985202{n:012d}",
+                imsi=f"45400{n:010d}",
+                hk_number=f"+8525{n:07d}",
+                cn_number=f"+86139{n:08d}" if n % 2 else None,
+                status=status,
             )
             session.add(line)
             session.flush()
@@ -94,22 +97,36 @@ def populate(url: str, lines: int, rng: random.Random) -> list[tuple[str, str, s
             for zone in ("both", rng.choice(("hk", "mainland", "hk", None))):
                 if zone:
                     buckets.grant(
-                        session, line_id=line.id, zone=zone, amount=rng.randint(1, 10) * GB,
-                        valid_from=START - timedelta(days=1), expires_at=START + timedelta(days=30),
-                        reason="pack_purchase", reference=f"order:bench-{zone}-{n}",
+                        session,
+                        line_id=line.id,
+                        zone=zone,
+                        amount=rng.randint(1, 10) * GB,
+                        valid_from=START - timedelta(days=1),
+                        expires_at=START + timedelta(days=30),
+                        reason="pack_purchase",
+                        reference=f"order:bench-{zone}-{n}",
                     )
             if n % 20 == 0:  # 5%: overage on, with a wallet
-                owner = Account(username=f"bench{n}", email=f"bench{n}@example.com", password_hash="x", language="en")
+                owner = Account(
+                    username=f"bench{n}",
+                    email=f"bench{n}@example.com",
+                    password_hash="x",
+                    language="en",
+                )
                 session.add(owner)
                 session.flush()
                 line.account_id = owner.id
                 wallets.credit(session, owner, 50_000, "HKD", reference=f"bench-{n}")
-                overage.configure(session, line, owner, enabled=True, monthly_cap=20_000, currency="HKD")
+                overage.configure(
+                    session, line, owner, enabled=True, monthly_cap=20_000, currency="HKD"
+                )
     engine.dispose()
     return subscribers
 
 
-def generate(path: Path, records: int, subscribers: list[tuple[str, str, str]], rng: random.Random) -> None:
+def generate(
+    path: Path, records: int, subscribers: list[tuple[str, str, str]], rng: random.Random
+) -> None:
     """A CSV of `records` usage records over a week, in order of their end time."""
     step = WEEK / records
     with path.open("w", encoding="utf-8") as out:
@@ -119,7 +136,9 @@ def generate(path: Path, records: int, subscribers: list[tuple[str, str, str]], 
             end = START + timedelta(seconds=n * step)
             start = end - timedelta(seconds=rng.randint(0, 3600))
             plmn = rng.choice(MAINLAND if rng.random() < 0.6 else HONG_KONG)
-            down = 0 if rng.random() < 0.01 else int(rng.lognormvariate(14.5, 1.7))  # median 2 MB, mean 8 MB
+            down = (
+                0 if rng.random() < 0.01 else int(rng.lognormvariate(14.5, 1.7))
+            )  # median 2 MB, mean 8 MB
             up = down // rng.randint(5, 20)
             record_id = f"bench-{n:09d}"
             who = (imsi, "") if rng.random() < 0.5 else ("", msisdn)
@@ -135,16 +154,35 @@ def generate(path: Path, records: int, subscribers: list[tuple[str, str, str]], 
             elif chance < 0.009:
                 record_id = f"bench-{max(0, n - rng.randint(1, 5000)):09d}"  # a record_id repeated
             elif chance < 0.010:
-                out.write(f"{record_id},{who[0]},{who[1]},{plmn},yesterday,{end.isoformat()},{up},{down}\n")
+                out.write(
+                    f"{record_id},{who[0]},{who[1]},{plmn},yesterday,{end.isoformat()},{up},{down}\n"
+                )
                 continue
-            out.write(f"{record_id},{who[0]},{who[1]},{plmn},{start.isoformat()},{end.isoformat()},{up},{down}\n")
+            out.write(
+                f"{record_id},{who[0]},{who[1]},{plmn},{start.isoformat()},{end.isoformat()},{up},{down}\n"
+            )
 
 
 def raw_insert_rate(url: str, rows: int) -> dict[str, float]:
     """The database's own insert rate for rows shaped like `usage_records`, from the same driver."""
     now = datetime.now(UTC)
     data = [
-        (f"raw-{n:09d}", str(uuid.uuid4()), "460-00", "mainland", now, now, 1000, 20000, 21000, 0, 0, 0, n, now)
+        (
+            f"raw-{n:09d}",
+            str(uuid.uuid4()),
+            "460-00",
+            "mainland",
+            now,
+            now,
+            1000,
+            20000,
+            21000,
+            0,
+            0,
+            0,
+            n,
+            now,
+        )
         for n in range(rows)
     ]
     ddl = (
@@ -160,11 +198,23 @@ def raw_insert_rate(url: str, rows: int) -> dict[str, float]:
         con.execute("DROP TABLE IF EXISTS bench_insert")
         con.execute(ddl.format(uuid="char(32)", ts="datetime"))
         sql = "INSERT INTO bench_insert VALUES (" + ",".join("?" * 14) + ")"
-        plain = [(r[0], r[1], r[2], r[3], r[4].isoformat(), r[5].isoformat(), *r[6:13], r[13].isoformat()) for r in data]
+        plain = [
+            (
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4].isoformat(),
+                r[5].isoformat(),
+                *r[6:13],
+                r[13].isoformat(),
+            )
+            for r in data
+        ]
         began = time.perf_counter()
         for offset in range(0, rows, 1000):
             con.execute("BEGIN IMMEDIATE")
-            con.executemany(sql, plain[offset:offset + 1000])
+            con.executemany(sql, plain[offset : offset + 1000])
             con.execute("COMMIT")
         rates["insert, 1,000 rows a transaction"] = rows / (time.perf_counter() - began)
         con.execute("DROP TABLE bench_insert")
@@ -172,7 +222,11 @@ def raw_insert_rate(url: str, rows: int) -> dict[str, float]:
         return rates
     import psycopg
 
-    with psycopg.connect(make_url(normalise_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+    with psycopg.connect(
+        make_url(normalise_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    ) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_insert")
         conn.execute(ddl.format(uuid="uuid", ts="timestamptz"))
         conn.commit()
@@ -180,7 +234,7 @@ def raw_insert_rate(url: str, rows: int) -> dict[str, float]:
         began = time.perf_counter()
         for offset in range(0, rows, 1000):
             with conn.cursor() as cur:
-                cur.executemany(sql, data[offset:offset + 1000])
+                cur.executemany(sql, data[offset : offset + 1000])
             conn.commit()
         rates["insert, 1,000 rows a transaction"] = rows / (time.perf_counter() - began)
         conn.execute("TRUNCATE bench_insert")
@@ -224,14 +278,30 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_import(env: dict[str, str], home: Path, path: Path, batch: int) -> tuple[float, float, int, str]:
+def run_import(
+    env: dict[str, str], home: Path, path: Path, batch: int
+) -> tuple[float, float, int, str]:
     """(seconds, CPU seconds, peak RSS in kB, output) of `tongka usage import` in a process of its own."""
     began = time.perf_counter()
     with (home / "import.out").open("w") as out:
         done = subprocess.run(
-            [sys.executable, "-c", LAUNCHER, str(home / "rusage.json"), str(TONGKA), "usage", "import", str(path),
-             "--batch", str(batch)],
-            cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT, check=False,
+            [
+                sys.executable,
+                "-c",
+                LAUNCHER,
+                str(home / "rusage.json"),
+                str(TONGKA),
+                "usage",
+                "import",
+                str(path),
+                "--batch",
+                str(batch),
+            ],
+            cwd=home,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
         )
     seconds = time.perf_counter() - began
     output = (home / "import.out").read_text()
@@ -243,7 +313,11 @@ def run_import(env: dict[str, str], home: Path, path: Path, batch: int) -> tuple
 
 def machine() -> str:
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor(),
     )
     memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024**2
@@ -264,8 +338,10 @@ def bench(backend: str, args: argparse.Namespace) -> None:
         path = home / "usage.csv"
         generate(path, args.records, subscribers, rng)
         size = path.stat().st_size
-        print(f"\n{backend}: {args.lines:,} lines, {args.records:,} records ({size / MB:,.0f} MB) "
-              f"ready in {time.perf_counter() - began:.0f} s")
+        print(
+            f"\n{backend}: {args.lines:,} lines, {args.records:,} records ({size / MB:,.0f} MB) "
+            f"ready in {time.perf_counter() - began:.0f} s"
+        )
         if backend == "postgresql":
             engine = make_engine(url)
             with engine.connect() as conn:
@@ -279,14 +355,22 @@ def bench(backend: str, args: argparse.Namespace) -> None:
         rate = args.records / seconds
         print("  tongka usage import said:")
         print("".join(f"    {line}\n" for line in output.strip().splitlines()), end="")
-        print(f"  {rate:,.0f} records/s ({seconds:.1f} s for {args.records:,}, process start included; "
-              f"the import's own CPU {cpu:.1f} s), peak memory {maxrss / 1024:,.0f} MB (maxrss)")
+        print(
+            f"  {rate:,.0f} records/s ({seconds:.1f} s for {args.records:,}, process start included; "
+            f"the import's own CPU {cpu:.1f} s), peak memory {maxrss / 1024:,.0f} MB (maxrss)"
+        )
         limits = raw_insert_rate(url, min(args.records, args.raw_rows))
         for name, raw in limits.items():
-            print(f"  the database's own {name}: {raw:,.0f} rows/s; the import is {rate / raw:.1%} of it")
+            print(
+                f"  the database's own {name}: {raw:,.0f} rows/s; the import is {rate / raw:.1%} of it"
+            )
         if args.verify:
             done = subprocess.run(
-                [str(TONGKA), "ledger", "verify"], env=environment(url, home), capture_output=True, text=True, check=False
+                [str(TONGKA), "ledger", "verify"],
+                env=environment(url, home),
+                capture_output=True,
+                text=True,
+                check=False,
             )
             print(f"  {done.stdout.strip() or done.stderr.strip()[-500:]}")
 
@@ -300,7 +384,9 @@ def profile(url: str, path: Path, batch: int) -> None:
     profiler = cProfile.Profile()
     with path.open("rb") as source:
         profiler.enable()
-        summary = usage_import.import_usage(sessions, source, "csv", io.StringIO(), batch_size=batch)
+        summary = usage_import.import_usage(
+            sessions, source, "csv", io.StringIO(), batch_size=batch
+        )
         profiler.disable()
     print("".join(f"  {line}\n" for line in summary.report()), end="")
     stats = pstats.Stats(profiler)
@@ -315,10 +401,16 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--lines", type=int, default=3_000)
     parser.add_argument("--batch", type=int, default=1_000)
-    parser.add_argument("--raw-rows", type=int, default=200_000, help="rows for the database's own insert rate")
+    parser.add_argument(
+        "--raw-rows", type=int, default=200_000, help="rows for the database's own insert rate"
+    )
     parser.add_argument("--seed", type=int, default=20300301)
-    parser.add_argument("--verify", action="store_true", help="run `tongka ledger verify` afterwards")
-    parser.add_argument("--profile", action="store_true", help="import in this process under cProfile instead")
+    parser.add_argument(
+        "--verify", action="store_true", help="run `tongka ledger verify` afterwards"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="import in this process under cProfile instead"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):

@@ -127,7 +127,9 @@ def nrf_dev_key(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-def nf_headers(settings: Settings, nf_instance_id: str = "5f8e6b1c-0000-4000-8000-000000000001") -> dict[str, str]:
+def nf_headers(
+    settings: Settings, nf_instance_id: str = "5f8e6b1c-0000-4000-8000-000000000001"
+) -> dict[str, str]:
     """What an SMF sends with each Nchf request: the access token the (dev) NRF gave it."""
     from tongka.charging.nf_auth import issue_dev_token
 
@@ -135,7 +137,9 @@ def nf_headers(settings: Settings, nf_instance_id: str = "5f8e6b1c-0000-4000-800
 
 
 @pytest.fixture
-def settings(db_url: str, sandbox_keys: dict[str, str], tmp_path: Path, nrf_dev_key: str) -> Settings:
+def settings(
+    db_url: str, sandbox_keys: dict[str, str], tmp_path: Path, nrf_dev_key: str
+) -> Settings:
     return Settings(
         **{
             **sandbox_keys,
@@ -212,7 +216,9 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
     monkeypatch.setenv("TONGKA_ENV", "dev")  # production is the default
     monkeypatch.setenv("TONGKA_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("TONGKA_SECRET_KEY", settings.secret_key.get_secret_value())
-    monkeypatch.setenv("TONGKA_SANDBOX_PAYMENT_SECRET", settings.sandbox_payment_secret.get_secret_value())
+    monkeypatch.setenv(
+        "TONGKA_SANDBOX_PAYMENT_SECRET", settings.sandbox_payment_secret.get_secret_value()
+    )
     config.get_settings.cache_clear()
     runner = CliRunner()
 

@@ -31,11 +31,18 @@ def spare_numbers(sessions: sessionmaker[Session]) -> list[str]:
         return [line.numbers[0] for line in lines.unbound_lines(session)]
 
 
-def register(client: TestClient, username: str | None = None, language: str = "en") -> dict[str, Any]:
+def register(
+    client: TestClient, username: str | None = None, language: str = "en"
+) -> dict[str, Any]:
     username = username or f"u{uuid.uuid4().hex[:10]}"
     r = client.post(
         "/api/v1/accounts",
-        json={"username": username, "password": PASSWORD, "email": f"{username}@example.com", "language": language},
+        json={
+            "username": username,
+            "password": PASSWORD,
+            "email": f"{username}@example.com",
+            "language": language,
+        },
     )
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
@@ -65,7 +72,11 @@ def last_code(client: TestClient, number: str) -> str:
 def bind(client: TestClient, headers: dict[str, str], number: str) -> dict[str, Any]:
     r = client.post("/api/v1/lines/bind", json={"number": number}, headers=headers)
     assert r.status_code == 202, r.text
-    r = client.post("/api/v1/lines/bind/confirm", json={"number": number, "code": last_code(client, number)}, headers=headers)
+    r = client.post(
+        "/api/v1/lines/bind/confirm",
+        json={"number": number, "code": last_code(client, number)},
+        headers=headers,
+    )
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
 
@@ -76,12 +87,22 @@ def pack_id(client: TestClient, code: str) -> str:
 
 
 def order(
-    client: TestClient, headers: dict[str, str], line_id: str, code: str = "hk-5gb-30d", currency: str = "HKD",
-    method: str = "alipay", key: str | None = None,
+    client: TestClient,
+    headers: dict[str, str],
+    line_id: str,
+    code: str = "hk-5gb-30d",
+    currency: str = "HKD",
+    method: str = "alipay",
+    key: str | None = None,
 ) -> dict[str, Any]:
     r = client.post(
         "/api/v1/orders",
-        json={"line_id": line_id, "pack_id": pack_id(client, code), "currency": currency, "payment_method": method},
+        json={
+            "line_id": line_id,
+            "pack_id": pack_id(client, code),
+            "currency": currency,
+            "payment_method": method,
+        },
         headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex},
     )
     assert r.status_code == 201, r.text

@@ -50,13 +50,17 @@ def _busy_answer(r) -> None:  # type: ignore[no-untyped-def]
     assert r.headers["retry-after"] == "1"
 
 
-def test_on_sqlite_reads_run_beside_another_writer_and_a_write_waits_the_busy_timeout_then_is_a_503(settings, sessions) -> None:
+def test_on_sqlite_reads_run_beside_another_writer_and_a_write_waits_the_busy_timeout_then_is_a_503(
+    settings, sessions
+) -> None:
     _sqlite_only(settings.database_url)
     load_demo(sessions, settings)
     app = create_app(settings.model_copy(update={"db_busy_timeout_seconds": TIMEOUT}))
     with TestClient(app) as client:
         username = register(client)["username"]
-        token = client.post("/api/v1/auth/token", data={"username": username, "password": PASSWORD}).json()["access_token"]
+        token = client.post(
+            "/api/v1/auth/token", data={"username": username, "password": PASSWORD}
+        ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         with _writer_elsewhere(settings.database_url):
             started = time.monotonic()
@@ -66,28 +70,50 @@ def test_on_sqlite_reads_run_beside_another_writer_and_a_write_waits_the_busy_ti
             assert client.get("/").status_code == 200
             assert time.monotonic() - started < TIMEOUT
             started = time.monotonic()
-            _busy_answer(client.post("/api/v1/auth/token", data={"username": username, "password": PASSWORD}))
+            _busy_answer(
+                client.post("/api/v1/auth/token", data={"username": username, "password": PASSWORD})
+            )
             assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 2
-        assert client.post("/api/v1/auth/token", data={"username": username, "password": PASSWORD}).status_code == 200
+        assert (
+            client.post(
+                "/api/v1/auth/token", data={"username": username, "password": PASSWORD}
+            ).status_code
+            == 200
+        )
 
 
-def test_a_request_that_gets_no_pooled_connection_within_the_busy_timeout_is_a_503(settings, sessions) -> None:
+def test_a_request_that_gets_no_pooled_connection_within_the_busy_timeout_is_a_503(
+    settings, sessions
+) -> None:
     load_demo(sessions, settings)
-    app = create_app(settings.model_copy(update={"db_pool_size": 1, "db_pool_overflow": 0, "db_busy_timeout_seconds": TIMEOUT}))
+    app = create_app(
+        settings.model_copy(
+            update={"db_pool_size": 1, "db_pool_overflow": 0, "db_busy_timeout_seconds": TIMEOUT}
+        )
+    )
     with TestClient(app) as client:
-        with app.state.engine.connect():  # the pool's one connection, taken by work outside any request
+        with (
+            app.state.engine.connect()
+        ):  # the pool's one connection, taken by work outside any request
             _busy_answer(client.get("/api/v1/packs"))
         assert client.get("/api/v1/packs").status_code == 200
 
 
 def test_threads_must_outnumber_the_pooled_connections(settings) -> None:
     with pytest.raises(ValueError, match="TONGKA_THREADS"):
-        create_app(settings.model_copy(update={"db_pool_size": 30, "db_pool_overflow": 10, "threads": 40}))
+        create_app(
+            settings.model_copy(update={"db_pool_size": 30, "db_pool_overflow": 10, "threads": 40})
+        )
 
 
-def test_a_read_only_transaction_cannot_write_on_sqlite_and_its_connection_writes_afterwards(sessions, settings) -> None:
+def test_a_read_only_transaction_cannot_write_on_sqlite_and_its_connection_writes_afterwards(
+    sessions, settings
+) -> None:
     _sqlite_only(settings.database_url)
-    with pytest.raises(OperationalError, match="readonly"), transaction(sessions, read_only=True) as session:
+    with (
+        pytest.raises(OperationalError, match="readonly"),
+        transaction(sessions, read_only=True) as session,
+    ):
         session.execute(text("UPDATE accounts SET language = language"))
     for _ in range(2):  # the same pooled connection, back to writing, then reading again
         with transaction(sessions) as session:
@@ -122,11 +148,16 @@ def test_the_gate_lets_readers_pass_a_writer_and_bounds_every_wait() -> None:
             with pytest.raises(DatabaseBusy):  # one writer at a time
                 async with gate.enter(write=True):
                     pass
-        async with gate.enter(write=True), gate.enter(write=False):  # all given back, timeouts included
+        async with (
+            gate.enter(write=True),
+            gate.enter(write=False),
+        ):  # all given back, timeouts included
             pass
 
         async with gate.enter(write=False), gate.enter(write=False):
-            with pytest.raises(DatabaseBusy):  # the write turn had, no session: the turn is given back
+            with pytest.raises(
+                DatabaseBusy
+            ):  # the write turn had, no session: the turn is given back
                 async with gate.enter(write=True):
                     pass
         async with gate.enter(write=True):
@@ -141,7 +172,9 @@ def test_a_database_error_that_is_not_contention_is_still_a_500(settings) -> Non
 
     @app.get("/broken")
     def broken() -> None:
-        raise OperationalError("SELECT x FROM nowhere", {}, sqlite3.OperationalError("no such table: nowhere"))
+        raise OperationalError(
+            "SELECT x FROM nowhere", {}, sqlite3.OperationalError("no such table: nowhere")
+        )
 
     with TestClient(app, raise_server_exceptions=False) as client:
         r = client.get("/broken")

@@ -122,12 +122,14 @@ def test_the_installed_environment_is_the_locked_one():
     for name, (req, version, _hashes) in read_lock(DEV_LOCK).items():
         if not applies(req):
             continue
-        assert Version(metadata.version(name)) == version, f"{name}: installed {metadata.version(name)}, locked {version}"
+        assert Version(metadata.version(name)) == version, (
+            f"{name}: installed {metadata.version(name)}, locked {version}"
+        )
 
 
 # --- .ci/audit.py -------------------------------------------------------------------------
 
-FAKE_PIP_AUDIT = '''
+FAKE_PIP_AUDIT = """
 import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:
@@ -139,7 +141,7 @@ if "report" in answer:
         json.dump(answer["report"], out)
 sys.stderr.write(answer.get("stderr", ""))
 sys.exit(answer.get("rc", 0))
-'''
+"""
 
 NOT_FOUND = "Dependency not found on PyPI and could not be audited: {0} (1.0)"
 UNREACHABLE_OSV = {
@@ -161,7 +163,11 @@ def run_audit(tmp_path: Path, answers: dict) -> tuple[subprocess.CompletedProces
         "FAKE_ANSWERS": json.dumps(answers),
     }
     done = subprocess.run(
-        [sys.executable, str(AUDIT), str(DEV_LOCK)], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, str(AUDIT), str(DEV_LOCK)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return done, calls
@@ -172,7 +178,9 @@ def report(*deps: dict) -> dict:
 
 
 def test_audit_reads_exactly_the_pinned_set(tmp_path):
-    done, calls = run_audit(tmp_path, {"pypi": {"report": report({"name": "jinja2", "version": "3.1.6", "vulns": []})}})
+    done, calls = run_audit(
+        tmp_path, {"pypi": {"report": report({"name": "jinja2", "version": "3.1.6", "vulns": []})}}
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 of 1 pinned packages" in done.stdout and "0 known vulnerabilities" in done.stdout
     (args,) = calls
@@ -182,7 +190,15 @@ def test_audit_reads_exactly_the_pinned_set(tmp_path):
 
 def test_audit_fails_on_a_known_vulnerability(tmp_path):
     vuln = {"id": "PYSEC-2099-1", "fix_versions": ["3.1.7"], "aliases": ["CVE-2099-1"]}
-    done, _ = run_audit(tmp_path, {"pypi": {"report": report({"name": "jinja2", "version": "3.1.6", "vulns": [vuln]}), "rc": 1}})
+    done, _ = run_audit(
+        tmp_path,
+        {
+            "pypi": {
+                "report": report({"name": "jinja2", "version": "3.1.6", "vulns": [vuln]}),
+                "rc": 1,
+            }
+        },
+    )
     assert done.returncode == 1
     assert "VULNERABLE jinja2==3.1.6: PYSEC-2099-1 (CVE-2099-1) fixed in: 3.1.7" in done.stdout
 
@@ -190,7 +206,11 @@ def test_audit_fails_on_a_known_vulnerability(tmp_path):
 def test_audit_does_not_take_no_answer_for_no_vulnerabilities(tmp_path):
     """pip-audit itself exits 0 with "No known vulnerabilities found" when PyPI has no
     per-release record for any package (as on this machine): that is an unreachable database."""
-    pypi = {"report": report(*({"name": n, "skip_reason": NOT_FOUND.format(n)} for n in ("jinja2", "httpx")))}
+    pypi = {
+        "report": report(
+            *({"name": n, "skip_reason": NOT_FOUND.format(n)} for n in ("jinja2", "httpx"))
+        )
+    }
     done, calls = run_audit(tmp_path, {"pypi": pypi, "osv": UNREACHABLE_OSV})
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("pip-audit skipped: advisory database unreachable")
@@ -210,14 +230,21 @@ def test_audit_falls_back_to_osv_and_fails_on_what_it_finds(tmp_path):
 
 
 def test_audit_fails_when_only_some_packages_were_audited(tmp_path):
-    pypi = {"report": report({"name": "jinja2", "version": "3.1.6", "vulns": []}, {"name": "x", "skip_reason": NOT_FOUND.format("x")})}
+    pypi = {
+        "report": report(
+            {"name": "jinja2", "version": "3.1.6", "vulns": []},
+            {"name": "x", "skip_reason": NOT_FOUND.format("x")},
+        )
+    }
     done, _ = run_audit(tmp_path, {"pypi": pypi})
     assert done.returncode == 1
     assert "NOT AUDITED x" in done.stdout
 
 
 def test_audit_fails_on_any_other_pip_audit_error(tmp_path):
-    done, _ = run_audit(tmp_path, {"pypi": {"stderr": "pip-audit: error: requirement has no hash\n", "rc": 1}})
+    done, _ = run_audit(
+        tmp_path, {"pypi": {"stderr": "pip-audit: error: requirement has no hash\n", "rc": 1}}
+    )
     assert done.returncode == 2
     assert "requirement has no hash" in done.stderr
 

@@ -15,7 +15,9 @@ SOURCE = Path(tongka.__file__).parent
 
 def marked_messages() -> set[str]:
     found = extract_from_dir(str(SOURCE), method_map=[("**.py", "python")], keywords={"_": None})
-    return {message for _file, _line, message, _comments, _context in found if isinstance(message, str)}
+    return {
+        message for _file, _line, message, _comments, _context in found if isinstance(message, str)
+    }
 
 
 @pytest.mark.parametrize("language", ["zh-Hans", "zh-Hant"])
@@ -56,7 +58,10 @@ def test_negotiate(header: str | None, expected: str) -> None:
 
 
 def test_gettext_formats_in_language() -> None:
-    assert gettext("The code is wrong. {remaining} tries left.", "zh-Hans", remaining=2) == "验证码错误，还可以尝试 2 次。"
+    assert (
+        gettext("The code is wrong. {remaining} tries left.", "zh-Hans", remaining=2)
+        == "验证码错误，还可以尝试 2 次。"
+    )
     assert gettext("No such order.", "xx") == "No such order."
 
 

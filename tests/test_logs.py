@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import secrets
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -56,10 +55,14 @@ def read_until(capsys: pytest.CaptureFixture[str], records: int, timeout: float 
             time.sleep(0.1)  # anything after the record itself
             return text + capsys.readouterr().err
         time.sleep(0.02)
-    pytest.fail(f"{records} unhandled_error record(s) not written within {timeout}s:\n{text[-3000:]}")
+    pytest.fail(
+        f"{records} unhandled_error record(s) not written within {timeout}s:\n{text[-3000:]}"
+    )
 
 
-def test_an_unhandled_error_in_console_logs_is_one_short_record_without_secrets(broken, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_an_unhandled_error_in_console_logs_is_one_short_record_without_secrets(
+    broken, capsys
+) -> None:  # type: ignore[no-untyped-def]
     logs.configure(json=False)
     with TestClient(broken, raise_server_exceptions=False) as client:
         crash_with_secrets(client)
@@ -69,10 +72,14 @@ def test_an_unhandled_error_in_console_logs_is_one_short_record_without_secrets(
     assert len(records) == 2
     for record in records:
         assert "OperationalError" in record and "database is locked" in record
-        assert len(record.strip().splitlines()) <= 2 * logs.FRAMES + 6  # a few lines: no locals, innermost frames
+        assert (
+            len(record.strip().splitlines()) <= 2 * logs.FRAMES + 6
+        )  # a few lines: no locals, innermost frames
 
 
-def test_an_unhandled_error_in_json_logs_keeps_its_traceback_as_data_without_secrets(broken, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_an_unhandled_error_in_json_logs_keeps_its_traceback_as_data_without_secrets(
+    broken, capsys
+) -> None:  # type: ignore[no-untyped-def]
     logs.configure(json=True)
     with TestClient(broken, raise_server_exceptions=False) as client:
         crash_with_secrets(client)
@@ -82,9 +89,14 @@ def test_an_unhandled_error_in_json_logs_keeps_its_traceback_as_data_without_sec
     assert [r["path"] for r in records] == ["/api/v1/me", "/api/v1/auth/token"]
     for record in records:
         [exception] = record["exception"]
-        assert exception["exc_type"] == "OperationalError" and "database is locked" in exception["exc_value"]
+        assert (
+            exception["exc_type"] == "OperationalError"
+            and "database is locked" in exception["exc_value"]
+        )
         assert 0 < len(exception["frames"]) <= logs.FRAMES
-        assert all(set(frame) == {"filename", "lineno", "name"} for frame in exception["frames"])  # no locals
+        assert all(
+            set(frame) == {"filename", "lineno", "name"} for frame in exception["frames"]
+        )  # no locals
 
 
 def test_an_unhandled_error_does_not_reach_the_server(broken) -> None:  # type: ignore[no-untyped-def]
@@ -119,7 +131,9 @@ def test_the_error_is_written_off_the_event_loop(broken, monkeypatch: pytest.Mon
     assert r.status_code == 500
     assert answered < 0.4  # the answer did not wait for the write
     deadline = time.monotonic() + 5
-    while not any("unhandled_error" in line for line in stream.lines) and time.monotonic() < deadline:
+    while (
+        not any("unhandled_error" in line for line in stream.lines) and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert any("unhandled_error" in line for line in stream.lines)
 
@@ -129,18 +143,29 @@ def test_secrets_given_to_a_log_call_never_reach_the_line(as_json: bool, capsys)
     logs.configure(json=as_json)
     structlog.get_logger().warning(
         "something_happened",
-        authorization=f"Bearer {TOKEN}", password=PASSWORD, new_password=PASSWORD, code="482913",
-        document_number="A1234563", stripe_webhook_secret="whsec_abc123XYZ", key=SecretStr("sekrit-value-42"),
+        authorization=f"Bearer {TOKEN}",
+        password=PASSWORD,
+        new_password=PASSWORD,
+        code="482913",
+        document_number="A1234563",
+        stripe_webhook_secret="whsec_abc123XYZ",
+        key=SecretStr("sekrit-value-42"),
         headers={"Authorization": f"Bearer {TOKEN}", "accept": "application/json"},
         error=f"401 from upstream: Authorization: Bearer {TOKEN} refused",
         request=_Repr(f"<Request headers={{'authorization': 'Bearer {TOKEN}'}}>"),
-        line_id="8c3f", status=401,
+        line_id="8c3f",
+        status=401,
     )
     line = capsys.readouterr().err
     for secret in (TOKEN, PASSWORD, "482913", "A1234563", "whsec_abc123XYZ", "sekrit-value-42"):
         assert secret not in line
     # What is not secret is still there.
-    assert "something_happened" in line and "8c3f" in line and "401" in line and "application/json" in line
+    assert (
+        "something_happened" in line
+        and "8c3f" in line
+        and "401" in line
+        and "application/json" in line
+    )
 
 
 class _Repr:
@@ -173,8 +198,19 @@ def test_the_access_log_shows_no_query_string_and_no_receipt_link(app) -> None: 
     import logging
 
     record = logging.LogRecord(
-        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1:5000", "GET", "/api/v1/me?access_token=Bearer%20SEKRIT&code=12345678", "1.1", 200), None,
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        (
+            "127.0.0.1:5000",
+            "GET",
+            "/api/v1/me?access_token=Bearer%20SEKRIT&code=12345678",
+            "1.1",
+            200,
+        ),
+        None,
     )
     for f in logging.getLogger("uvicorn.access").filters:  # as create_app left them
         f.filter(record)

@@ -41,8 +41,13 @@ SANDBOX_ONLY_PREFIX = "/sandbox/"
 
 
 WHO = (
-    "Anyone", "The signed-in subscriber", "The line's owner", "The order's owner", "The payment provider",
-    "Operator staff", "The network (packet core)",
+    "Anyone",
+    "The signed-in subscriber",
+    "The line's owner",
+    "The order's owner",
+    "The payment provider",
+    "Operator staff",
+    "The network (packet core)",
 )
 
 
@@ -58,22 +63,36 @@ def test_every_route_states_who_may_call_it(app, nchf_app) -> None:
     ops = operations(app)
     assert len(ops) >= 15
     for method, path, op in ops + operations(nchf_app):
-        assert op.get("description", "").startswith(WHO), f"{method} {path} does not say who may call it"
+        assert op.get("description", "").startswith(WHO), (
+            f"{method} {path} does not say who may call it"
+        )
 
 
-def test_the_network_has_its_own_listener_and_the_public_app_no_nchf(app, nchf_app, client, nchf) -> None:
+def test_the_network_has_its_own_listener_and_the_public_app_no_nchf(
+    app, nchf_app, client, nchf
+) -> None:
     assert {(method, path) for method, path, _op in operations(nchf_app)} == NCHF_ROUTES
     assert not any(path.startswith("/nchf-") for _method, path, _op in operations(app))
-    for path in ("/nchf-convergedcharging/v3/chargingdata", "/nchf-convergedcharging/v3/chargingdata/x/update"):
+    for path in (
+        "/nchf-convergedcharging/v3/chargingdata",
+        "/nchf-convergedcharging/v3/chargingdata/x/update",
+    ):
         r = client.post(path, json={})
         assert (r.status_code, r.json()["code"]) == (404, "not_found")
     # ...and the Nchf listener serves none of the public app: unknown there, in 3GPP's words.
-    for method, path in (("GET", "/"), ("GET", "/api/v1/packs"), ("POST", "/api/v1/auth/token"), ("GET", "/docs")):
+    for method, path in (
+        ("GET", "/"),
+        ("GET", "/api/v1/packs"),
+        ("POST", "/api/v1/auth/token"),
+        ("GET", "/docs"),
+    ):
         r = nchf.request(method, path)
         assert r.status_code == 404, (method, path)
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json() == {
-            "title": "Not Found", "status": 404, "detail": "No such resource on this CHF.",
+            "title": "Not Found",
+            "status": 404,
+            "detail": "No such resource on this CHF.",
             "cause": "RESOURCE_URI_STRUCTURE_NOT_FOUND",
         }
     r = nchf.get("/nchf-convergedcharging/v3/chargingdata")
@@ -117,9 +136,14 @@ def test_unknown_paths_and_methods_are_problem_details(client) -> None:
 @pytest.fixture
 def production_client(db_url: str):  # type: ignore[no-untyped-def]
     settings = Settings(
-        env="production", database_url=db_url, secret_key=secrets.token_urlsafe(32),
-        public_base_url="https://tongka.example", sandbox_payment_secret=secrets.token_urlsafe(32), _env_file=None,  # type: ignore[call-arg]
-        nrf_jwks="https://nrf.example/oauth2/jwks", nrf_issuer=str(uuid.uuid4()),
+        env="production",
+        database_url=db_url,
+        secret_key=secrets.token_urlsafe(32),
+        public_base_url="https://tongka.example",
+        sandbox_payment_secret=secrets.token_urlsafe(32),
+        _env_file=None,  # type: ignore[call-arg]
+        nrf_jwks="https://nrf.example/oauth2/jwks",
+        nrf_issuer=str(uuid.uuid4()),
     )
     app = create_app(settings)
     with TestClient(app) as c:
@@ -138,5 +162,7 @@ def test_errors_speak_the_readers_language(client) -> None:
     assert r.json()["detail"] == "請登入後繼續。" and r.headers["content-language"] == "zh-Hant"
     r = client.get("/api/v1/me", headers={"Accept-Language": "zh-CN"})
     assert r.json()["detail"] == "请登录后继续。"
-    r = client.post("/api/v1/accounts", json={"username": "x"}, headers={"Accept-Language": "zh-CN"})
+    r = client.post(
+        "/api/v1/accounts", json={"username": "x"}, headers={"Accept-Language": "zh-CN"}
+    )
     assert r.status_code == 422 and r.json()["detail"].startswith("请检查以下字段")

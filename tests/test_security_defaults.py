@@ -30,8 +30,14 @@ CSP = (
 
 def production(db_url: str = "sqlite://", **values: Any) -> Settings:
     return Settings(  # type: ignore[arg-type]
-        **{"database_url": db_url, "secret_key": secrets.token_urlsafe(32), "public_base_url": "https://tongka.example",
-           "nrf_jwks": "https://nrf.example/oauth2/jwks", "nrf_issuer": str(uuid.uuid4()), **values},
+        **{
+            "database_url": db_url,
+            "secret_key": secrets.token_urlsafe(32),
+            "public_base_url": "https://tongka.example",
+            "nrf_jwks": "https://nrf.example/oauth2/jwks",
+            "nrf_issuer": str(uuid.uuid4()),
+            **values,
+        },
         _env_file=None,
     )
 
@@ -43,11 +49,16 @@ def production_app(db_url: str) -> Iterator[Any]:
     app.state.engine.dispose()
 
 
-def test_production_is_the_default_and_needs_no_sandbox_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_production_is_the_default_and_needs_no_sandbox_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("TONGKA_ENV", raising=False)
     settings = Settings(
-        secret_key=secrets.token_urlsafe(32), public_base_url="https://tongka.example", _env_file=None,  # type: ignore[call-arg]
-        nrf_jwks="https://nrf.example/oauth2/jwks", nrf_issuer=str(uuid.uuid4()),
+        secret_key=secrets.token_urlsafe(32),
+        public_base_url="https://tongka.example",
+        _env_file=None,  # type: ignore[call-arg]
+        nrf_jwks="https://nrf.example/oauth2/jwks",
+        nrf_issuer=str(uuid.uuid4()),
     )
     assert settings.env == "production" and not settings.dev
     assert not settings.sandbox_enabled and not settings.docs_enabled
@@ -58,7 +69,10 @@ def test_production_is_the_default_and_needs_no_sandbox_secret(monkeypatch: pyte
 @pytest.mark.parametrize(
     ("values", "says"),
     [
-        ({"payment_sandbox": True, "sandbox_payment_secret": secrets.token_urlsafe(32)}, "TONGKA_PAYMENT_SANDBOX=true"),
+        (
+            {"payment_sandbox": True, "sandbox_payment_secret": secrets.token_urlsafe(32)},
+            "TONGKA_PAYMENT_SANDBOX=true",
+        ),
         ({"secret_key": "short-but-random-Zq8"}, "TONGKA_SECRET_KEY is 20 bytes"),
         ({"secret_key": "changeme"}, "TONGKA_SECRET_KEY is a demo or placeholder value"),
         ({"secret_key": "x" * 64}, "TONGKA_SECRET_KEY is a demo or placeholder value"),
@@ -66,7 +80,9 @@ def test_production_is_the_default_and_needs_no_sandbox_secret(monkeypatch: pyte
         ({"public_base_url": "http://tongka.example"}, "production needs the https:// address"),
     ],
 )
-def test_production_refuses_to_start_with_an_unsafe_setting(values: dict[str, Any], says: str) -> None:
+def test_production_refuses_to_start_with_an_unsafe_setting(
+    values: dict[str, Any], says: str
+) -> None:
     with pytest.raises(config.UnsafeSettings) as refused:
         create_app(production(**values))
     assert says in str(refused.value)
@@ -83,7 +99,9 @@ def test_one_message_lists_every_problem() -> None:
 
 def test_the_sandbox_secret_is_required_only_while_the_sandbox_is_on() -> None:
     dev = Settings(env="dev", secret_key="s", _env_file=None)  # type: ignore[call-arg]
-    assert config.problems(dev) == ["TONGKA_SANDBOX_PAYMENT_SECRET is required while the payment sandbox is on."]
+    assert config.problems(dev) == [
+        "TONGKA_SANDBOX_PAYMENT_SECRET is required while the payment sandbox is on."
+    ]
     assert config.problems(dev.model_copy(update={"payment_sandbox": False})) == []
     assert config.problems(production()) == []
 
@@ -92,20 +110,42 @@ def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
     """`tongka <args>` in an empty directory (no var/tongka.env), with only these TONGKA_* variables."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     environment.update(env, TONGKA_DATABASE_URL=f"sqlite:///{tmp_path / 'tongka.db'}")
-    return subprocess.run([str(TONGKA), *args], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(TONGKA), *args],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.e2e
 def test_serve_refuses_unsafe_production_settings_with_one_clear_message(tmp_path: Path) -> None:
-    result = _run(tmp_path, "serve", "--port", "1", TONGKA_SECRET_KEY="changeme", TONGKA_PAYMENT_SANDBOX="true")
+    result = _run(
+        tmp_path,
+        "serve",
+        "--port",
+        "1",
+        TONGKA_SECRET_KEY="changeme",
+        TONGKA_PAYMENT_SANDBOX="true",
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("tongka refuses to start with these settings:")
-    for says in ("TONGKA_PAYMENT_SANDBOX=true", "TONGKA_SANDBOX_PAYMENT_SECRET", "TONGKA_SECRET_KEY"):
+    for says in (
+        "TONGKA_PAYMENT_SANDBOX=true",
+        "TONGKA_SANDBOX_PAYMENT_SECRET",
+        "TONGKA_SECRET_KEY",
+    ):
         assert says in result.stderr
     # A missing secret key is one clear message too, not a traceback.
     result = _run(tmp_path, "serve", "--port", "1")
-    assert result.returncode == 2 and "Traceback" not in result.stderr and "secret_key" in result.stderr
+    assert (
+        result.returncode == 2
+        and "Traceback" not in result.stderr
+        and "secret_key" in result.stderr
+    )
 
 
 def test_demo_load_refuses_in_production(cli, monkeypatch: pytest.MonkeyPatch, sessions) -> None:  # type: ignore[no-untyped-def]
@@ -133,7 +173,9 @@ def test_every_html_page_has_the_security_headers(client) -> None:  # type: igno
         assert "content-security-policy" not in r.headers, path  # not HTML
     # The sandbox provider pages send the payer back to the merchant's return URL, wherever it is.
     sandbox_page = client.get("/sandbox/alipay/cashier/nothing")
-    assert sandbox_page.headers["content-security-policy"].endswith("form-action 'self' http: https:")
+    assert sandbox_page.headers["content-security-policy"].endswith(
+        "form-action 'self' http: https:"
+    )
 
 
 def test_outside_dev_every_answer_has_hsts(production_app) -> None:  # type: ignore[no-untyped-def]
@@ -153,12 +195,16 @@ class _Inline(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         names = dict(attrs)
-        if tag == "script" and "src" not in names or tag == "style":
+        if (tag == "script" and "src" not in names) or tag == "style":
             self.found.append(f"<{tag}>")
-        self.found += [f"{tag} {name}=" for name in names if name == "style" or name.startswith("on")]
+        self.found += [
+            f"{tag} {name}=" for name in names if name == "style" or name.startswith("on")
+        ]
 
 
-@pytest.mark.parametrize("template", sorted(p.relative_to(TEMPLATES).as_posix() for p in TEMPLATES.rglob("*.html")))
+@pytest.mark.parametrize(
+    "template", sorted(p.relative_to(TEMPLATES).as_posix() for p in TEMPLATES.rglob("*.html"))
+)
 def test_no_template_has_inline_script_or_style(template: str) -> None:
     parser = _Inline()
     parser.feed((TEMPLATES / template).read_text())
@@ -185,7 +231,9 @@ def test_the_api_docs_load_nothing_from_another_host(client) -> None:  # type: i
         if url.startswith("/"):
             assert client.get(url).status_code == 200, url
     assert client.get("/openapi.json").json()["info"]["title"] == "tongka"
-    assert client.get("/redoc").status_code == 404  # not served: it would load its script from a CDN
+    assert (
+        client.get("/redoc").status_code == 404
+    )  # not served: it would load its script from a CDN
     assert client.get("/docs/index.html").status_code == 404  # only the two files the page uses
 
 
@@ -194,9 +242,14 @@ def test_in_production_the_api_docs_are_off_unless_asked_for(production_app, db_
         for path in ("/docs", "/redoc", "/openapi.json"):
             assert client.get(path).status_code == 404, path
         assert 'href="/docs"' not in client.get("/").text
-    asked = create_app(production(db_url, api_docs=True, charging_worker="thread", charging_notify_every_seconds=0))
+    asked = create_app(
+        production(db_url, api_docs=True, charging_worker="thread", charging_notify_every_seconds=0)
+    )
     with TestClient(asked) as client:
-        assert client.get("/docs").status_code == 200 and client.get("/openapi.json").status_code == 200
+        assert (
+            client.get("/docs").status_code == 200
+            and client.get("/openapi.json").status_code == 200
+        )
     asked.state.engine.dispose()
 
 
@@ -222,34 +275,52 @@ def pem_files(tmp_path: Path) -> dict[str, str]:
         ({"nchf_client_ca": "ca"}, "client certificates can only be checked over TLS"),
     ],
 )
-def test_nchf_tls_set_by_halves_is_refused(env: str, values: dict[str, str], says: str, pem_files) -> None:  # type: ignore[no-untyped-def]
+def test_nchf_tls_set_by_halves_is_refused(
+    env: str, values: dict[str, str], says: str, pem_files
+) -> None:  # type: ignore[no-untyped-def]
     settings = production(env=env, **{k: pem_files[v] for k, v in values.items()})
     assert any(says in p for p in config.problems(settings)), config.problems(settings)
 
 
 def test_nchf_files_that_are_not_there_are_refused(tmp_path: Path) -> None:
-    settings = production(nchf_tls_cert=str(tmp_path / "no.crt"), nchf_tls_key=str(tmp_path / "no.key"))
+    settings = production(
+        nchf_tls_cert=str(tmp_path / "no.crt"), nchf_tls_key=str(tmp_path / "no.key")
+    )
     assert sum("which is not a file" in p for p in config.problems(settings)) == 2
 
 
-@pytest.mark.parametrize("bind", ["0.0.0.0:8001", "10.20.0.5:8001", "[::]:8001", "chf.example:8001"])
-def test_production_refuses_an_nchf_listener_others_reach_without_mutual_tls(bind: str, pem_files) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "bind", ["0.0.0.0:8001", "10.20.0.5:8001", "[::]:8001", "chf.example:8001"]
+)
+def test_production_refuses_an_nchf_listener_others_reach_without_mutual_tls(
+    bind: str, pem_files
+) -> None:  # type: ignore[no-untyped-def]
     says = "without mutual TLS"
     assert any(says in p for p in config.problems(production(nchf_bind=bind)))
     tls = production(nchf_bind=bind, nchf_tls_cert=pem_files["cert"], nchf_tls_key=pem_files["key"])
     assert any(says in p for p in config.problems(tls))  # TLS, but anyone's client
-    mutual = production(nchf_bind=bind, nchf_tls_cert=pem_files["cert"], nchf_tls_key=pem_files["key"],
-                        nchf_client_ca=pem_files["ca"])
+    mutual = production(
+        nchf_bind=bind,
+        nchf_tls_cert=pem_files["cert"],
+        nchf_tls_key=pem_files["key"],
+        nchf_client_ca=pem_files["ca"],
+    )
     assert config.problems(mutual) == []
-    assert config.problems(production(env="dev", payment_sandbox=False, nchf_bind=bind)) == []  # dev: h2c anywhere
+    assert (
+        config.problems(production(env="dev", payment_sandbox=False, nchf_bind=bind)) == []
+    )  # dev: h2c anywhere
 
 
-@pytest.mark.parametrize("bind", ["127.0.0.1:8001", "127.0.0.2:9000", "[::1]:8001", "localhost:8001"])
+@pytest.mark.parametrize(
+    "bind", ["127.0.0.1:8001", "127.0.0.2:9000", "[::1]:8001", "localhost:8001"]
+)
 def test_production_allows_plaintext_h2c_on_loopback(bind: str) -> None:
     assert config.problems(production(nchf_bind=bind)) == []  # behind a service mesh's sidecar
 
 
-@pytest.mark.parametrize("bind", ["8001", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000", ":8001"])
+@pytest.mark.parametrize(
+    "bind", ["8001", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000", ":8001"]
+)
 def test_a_malformed_nchf_bind_stops_the_start(bind: str) -> None:
     from pydantic import ValidationError
 

@@ -13,15 +13,21 @@ from tongka.db import transaction
 from tongka.errors import TooManyRequests
 
 DAILY = throttle.Limit("test_daily", allowed=3, window_seconds=86_400)
-BACKOFF = throttle.Limit("test_backoff", allowed=2, window_seconds=86_400, backoff_seconds=1, backoff_cap_seconds=5)
+BACKOFF = throttle.Limit(
+    "test_backoff", allowed=2, window_seconds=86_400, backoff_seconds=1, backoff_cap_seconds=5
+)
 SPACED = throttle.Limit("test_spaced", allowed=5, window_seconds=86_400, spacing_seconds=60)
 NOON_HK = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 
 
 def test_a_daily_window_is_a_hong_kong_day() -> None:
     assert throttle.window_start(DAILY, NOON_HK) == datetime(2026, 3, 1, 16, 0, tzinfo=UTC)
-    assert throttle.window_start(DAILY, datetime(2026, 3, 2, 15, 59, 59, tzinfo=UTC)) == datetime(2026, 3, 1, 16, 0, tzinfo=UTC)
-    assert throttle.window_start(DAILY, datetime(2026, 3, 2, 16, 0, tzinfo=UTC)) == datetime(2026, 3, 2, 16, 0, tzinfo=UTC)
+    assert throttle.window_start(DAILY, datetime(2026, 3, 2, 15, 59, 59, tzinfo=UTC)) == datetime(
+        2026, 3, 1, 16, 0, tzinfo=UTC
+    )
+    assert throttle.window_start(DAILY, datetime(2026, 3, 2, 16, 0, tzinfo=UTC)) == datetime(
+        2026, 3, 2, 16, 0, tzinfo=UTC
+    )
 
 
 def test_take_refuses_past_the_cap_until_the_window_ends(sessions) -> None:

@@ -18,8 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tongka import __version__, config, logs
-from tongka.asgi import CatchCrashes, SecurityHeaders
 from tongka.account import api as account_api
+from tongka.asgi import CatchCrashes, SecurityHeaders
 from tongka.catalog import api as catalog_api
 from tongka.catalog import service as catalog
 from tongka.charging import overage_api as charging_overage_api
@@ -42,7 +42,6 @@ from tongka.receipt import api as receipt_api
 from tongka.receipt import pages as receipt_pages
 from tongka.templating import pack_rows, templates
 
-
 PROBLEM = "application/problem+json"
 
 
@@ -56,8 +55,12 @@ async def _send_charging_notifications(app: FastAPI, every: float) -> None:
     with httpx.Client(trust_env=False) as http:
         while True:
             try:
-                await asyncio.to_thread(notify.deliver_due, app.state.sessionmaker, http, allowed=allowed)
-            except Exception as error:  # a database hiccup must not end the loop: log (off the loop) and go on
+                await asyncio.to_thread(
+                    notify.deliver_due, app.state.sessionmaker, http, allowed=allowed
+                )
+            except (
+                Exception
+            ) as error:  # a database hiccup must not end the loop: log (off the loop) and go on
                 logs.later("error", "charging_notify_loop_error", exc_info=error)
             await asyncio.sleep(every)
 
@@ -66,12 +69,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     config.check(settings)  # unsafe production settings: refused before anything starts
     logs.configure(settings.log_json)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sender = None
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         if settings.charging_notify_every_seconds > 0:
-            sender = asyncio.create_task(_send_charging_notifications(app, settings.charging_notify_every_seconds))
+            sender = asyncio.create_task(
+                _send_charging_notifications(app, settings.charging_notify_every_seconds)
+            )
         yield
         if sender is not None:
             sender.cancel()
@@ -87,16 +93,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Prepaid cross-border SIM and eSIM data between mainland China and Hong Kong. "
         "Money is in integer minor units; data in integer bytes (1 GB = 1024³ bytes).",
         # The docs page is tongka's own (_api_docs: no script from another host); no /redoc.
-        docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.docs_enabled else None,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     engine = make_engine(
-        settings.database_url, echo=settings.sql_echo, busy_timeout=settings.db_busy_timeout_seconds,
-        pool_size=settings.db_pool_size, max_overflow=settings.db_pool_overflow,
+        settings.database_url,
+        echo=settings.sql_echo,
+        busy_timeout=settings.db_busy_timeout_seconds,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_overflow,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
-    app.state.gate = Gate(settings.db_pool_size, engine.dialect.name == "sqlite", settings.db_busy_timeout_seconds)
+    app.state.gate = Gate(
+        settings.db_pool_size, engine.dialect.name == "sqlite", settings.db_busy_timeout_seconds
+    )
     app.state.providers = providers.build(settings)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # The network's Nchf API is not here: it has a listener of its own (charging/nchf_app.py).
@@ -107,7 +120,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Anyone: the process is up (touches nothing else)."""
         return {"status": "ok"}
 
-    for router in (account_api.router, catalog_api.router, order_api.router, payment_api.router, payment_admin.router):
+    for router in (
+        account_api.router,
+        catalog_api.router,
+        order_api.router,
+        payment_api.router,
+        payment_admin.router,
+    ):
         app.include_router(router)
     app.include_router(receipt_api.router)
     app.include_router(promotion_api.router)
@@ -121,7 +140,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from tongka.payment.simulators import alipay, paypal, stripe, wechat
 
         app.include_router(sandbox.router)
-        for name, simulator in (("wechat", wechat), ("alipay", alipay), ("stripe", stripe), ("paypal", paypal)):
+        for name, simulator in (
+            ("wechat", wechat),
+            ("alipay", alipay),
+            ("stripe", stripe),
+            ("paypal", paypal),
+        ):
             app.include_router(simulator.router, prefix=f"/sandbox/{name}", tags=["sandbox"])
     if settings.dev:
         from tongka.notify import api as notify_api
@@ -141,7 +165,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         language = request_language(request)
         packs = pack_rows(catalog.packs_on_sale(session, "app"), language)
         return templates.TemplateResponse(
-            request, "site/home.html", {"packs": packs, "lang": language, "dev": settings.dev, "docs": settings.docs_enabled}
+            request,
+            "site/home.html",
+            {"packs": packs, "lang": language, "dev": settings.dev, "docs": settings.docs_enabled},
         )
 
     return app
@@ -153,10 +179,14 @@ class _HTTPError(TongkaError):
     def __init__(self, error: StarletteHTTPException) -> None:
         super().__init__(_("Not found.") if error.status_code == 404 else str(error.detail))
         self.status = error.status_code  # type: ignore[misc]
-        self.code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")  # type: ignore[misc]
+        self.code = {404: "not_found", 405: "method_not_allowed"}.get(
+            error.status_code, "http_error"
+        )  # type: ignore[misc]
 
 
-def _problem(error: TongkaError, language: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _problem(
+    error: TongkaError, language: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         error.problem(language),
         status_code=error.status,
@@ -190,8 +220,7 @@ def _error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         language = request_language(request)
         errors = [
-            {"field": _field(e), "message": e["msg"], "type": e["type"]}
-            for e in error.errors()
+            {"field": _field(e), "message": e["msg"], "type": e["type"]} for e in error.errors()
         ]
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
         body: dict[str, Any] = {
@@ -202,7 +231,9 @@ def _error_handlers(app: FastAPI) -> None:
             "code": "validation_error",
             "errors": errors,
         }
-        return JSONResponse(body, status_code=422, media_type=PROBLEM, headers={"Content-Language": language})
+        return JSONResponse(
+            body, status_code=422, media_type=PROBLEM, headers={"Content-Language": language}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -217,7 +248,9 @@ def _crash_answer(request: Request, _error: Exception) -> JSONResponse:
         "type": "urn:tongka:problem:internal_error",
         "title": gettext(_("Something went wrong"), language),
         "status": 500,
-        "detail": gettext(_("Something went wrong on our side. Nothing was charged twice; try again."), language),
+        "detail": gettext(
+            _("Something went wrong on our side. Nothing was charged twice; try again."), language
+        ),
         "code": "internal_error",
     }
     return JSONResponse(body, status_code=500, media_type=PROBLEM)

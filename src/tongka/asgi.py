@@ -33,7 +33,10 @@ class SecurityHeaders:
 
     def __init__(self, app: ASGIApp, hsts: bool) -> None:
         self.app = app
-        self.every = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", REFERRER_POLICY.encode())]
+        self.every = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", REFERRER_POLICY.encode()),
+        ]
         if hsts:
             self.every.append((b"strict-transport-security", HSTS.encode()))
         self.html = [(b"content-security-policy", CSP.encode())]
@@ -47,7 +50,9 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = [*message.get("headers", ()), *self.every]
                 if any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers):
-                    headers += self.sandbox_html if scope["path"].startswith("/sandbox/") else self.html
+                    headers += (
+                        self.sandbox_html if scope["path"].startswith("/sandbox/") else self.html
+                    )
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -76,8 +81,14 @@ class CatchCrashes:
         try:
             await self.app(scope, receive, watched_send)
         except Exception as error:
-            fields: dict[str, Any] = {"method": scope.get("method"), "path": scope.get("path"), "exc_info": error}
+            fields: dict[str, Any] = {
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "exc_info": error,
+            }
             logs.later("error", "unhandled_error", **fields)
-            if started:  # half an answer is out: only the server can end it (it closes the connection)
+            if (
+                started
+            ):  # half an answer is out: only the server can end it (it closes the connection)
                 raise
             await self.answer(Request(scope), error)(scope, receive, send)

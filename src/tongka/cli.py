@@ -14,7 +14,9 @@ import typer
 from tongka.config import Settings, get_settings
 from tongka.db import make_engine, make_sessionmaker, transaction
 
-app = typer.Typer(help="tongka: prepaid cross-border SIM and eSIM data service.", no_args_is_help=True)
+app = typer.Typer(
+    help="tongka: prepaid cross-border SIM and eSIM data service.", no_args_is_help=True
+)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 lines_app = typer.Typer(help="The SIM inventory.", no_args_is_help=True)
@@ -25,20 +27,37 @@ rates_app = typer.Typer(help="Exchange rates between CNY and HKD.", no_args_is_h
 payments_app = typer.Typer(help="Payments and refunds.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The sandbox payment providers.", no_args_is_help=True)
-networks_app = typer.Typer(help="The networks (PLMNs) lines may use, and their zones.", no_args_is_help=True)
+networks_app = typer.Typer(
+    help="The networks (PLMNs) lines may use, and their zones.", no_args_is_help=True
+)
 usage_app = typer.Typer(help="Usage records from partner networks.", no_args_is_help=True)
-nchf_app = typer.Typer(help="The network's Nchf listener (HTTP/2), on its own.", no_args_is_help=True)
+nchf_app = typer.Typer(
+    help="The network's Nchf listener (HTTP/2), on its own.", no_args_is_help=True
+)
 for sub, name in (
-    (db_app, "db"), (demo_app, "demo"), (lines_app, "lines"), (ledger_app, "ledger"), (orders_app, "orders"),
-    (keys_app, "keys"), (rates_app, "rates"), (payments_app, "payments"), (accounts_app, "accounts"),
-    (sandbox_app, "sandbox"), (networks_app, "networks"), (usage_app, "usage"), (nchf_app, "nchf"),
+    (db_app, "db"),
+    (demo_app, "demo"),
+    (lines_app, "lines"),
+    (ledger_app, "ledger"),
+    (orders_app, "orders"),
+    (keys_app, "keys"),
+    (rates_app, "rates"),
+    (payments_app, "payments"),
+    (accounts_app, "accounts"),
+    (sandbox_app, "sandbox"),
+    (networks_app, "networks"),
+    (usage_app, "usage"),
+    (nchf_app, "nchf"),
 ):
     app.add_typer(sub, name=name)
 
 from tongka.charging.cli import charging_app, overage_app, rating_groups_app, wallets_app  # noqa: E402 (after the core groups)
 
 for sub, name in (
-    (overage_app, "overage"), (wallets_app, "wallets"), (charging_app, "charging"), (rating_groups_app, "rating-groups"),
+    (overage_app, "overage"),
+    (wallets_app, "wallets"),
+    (charging_app, "charging"),
+    (rating_groups_app, "rating-groups"),
 ):
     app.add_typer(sub, name=name)
 
@@ -77,8 +96,12 @@ def _checked_settings() -> Settings:
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
-    workers: Annotated[int, typer.Option(help="processes; they share nothing but the database")] = 1,
-    nchf_workers: Annotated[int, typer.Option(help="Nchf listener processes, each with its charging process")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="processes; they share nothing but the database")
+    ] = 1,
+    nchf_workers: Annotated[
+        int, typer.Option(help="Nchf listener processes, each with its charging process")
+    ] = 1,
 ) -> None:
     """Serve the API and pages on host:port, and the network's Nchf API on TONGKA_NCHF_BIND (HTTP/2).
 
@@ -88,7 +111,9 @@ def serve(
     from tongka import serving
 
     settings = _checked_settings()
-    code = serving.serve_both(settings, host=host, port=port, workers=workers, nchf_workers=nchf_workers)
+    code = serving.serve_both(
+        settings, host=host, port=port, workers=workers, nchf_workers=nchf_workers
+    )
     if code:
         raise typer.Exit(code)
 
@@ -96,7 +121,9 @@ def serve(
 @nchf_app.command("serve")
 def nchf_serve(
     workers: Annotated[int, typer.Option(help="processes, each with its charging process")] = 1,
-    with_parent: Annotated[bool, typer.Option(hidden=True, help="stop when standard input closes")] = False,
+    with_parent: Annotated[
+        bool, typer.Option(hidden=True, help="stop when standard input closes")
+    ] = False,
 ) -> None:
     """Serve only the network's Nchf_ConvergedCharging API on TONGKA_NCHF_BIND: HTTP/2 (h2c, or TLS with
     TONGKA_NCHF_TLS_CERT/_KEY, mutual with TONGKA_NCHF_CLIENT_CA); in dev HTTP/1.1 too."""
@@ -124,7 +151,8 @@ def demo_load() -> None:
     if not settings.dev:  # the demo subscriber's password is published
         typer.echo(
             "tongka demo load refuses to run in production: the demo account's password is public. "
-            "Set TONGKA_ENV=dev for a demo install.", err=True,
+            "Set TONGKA_ENV=dev for a demo install.",
+            err=True,
         )
         raise typer.Exit(2)
     with transaction(_sessions(settings)) as session:
@@ -134,11 +162,16 @@ def demo_load() -> None:
 
 
 @lines_app.command("import")
-def lines_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+def lines_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
     """Import SIM inventory from CSV: iccid,hk_number,cn_number[,imsi]. Bad rows are reported and skipped."""
     from tongka.account import lines
 
-    with transaction(_sessions(get_settings())) as session, file.open(newline="", encoding="utf-8-sig") as f:
+    with (
+        transaction(_sessions(get_settings())) as session,
+        file.open(newline="", encoding="utf-8-sig") as f,
+    ):
         report = lines.import_lines(session, f)
     for line_no, reason in report.errors:
         typer.echo(f"{file}:{line_no}: {reason}", err=True)
@@ -148,7 +181,11 @@ def lines_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
 
 
 @lines_app.command("list")
-def lines_list(unbound: Annotated[bool, typer.Option("--unbound", help="only lines nobody has bound yet")] = False) -> None:
+def lines_list(
+    unbound: Annotated[
+        bool, typer.Option("--unbound", help="only lines nobody has bound yet")
+    ] = False,
+) -> None:
     """List lines (ICCID and numbers)."""
     from sqlalchemy import select
 
@@ -156,10 +193,16 @@ def lines_list(unbound: Annotated[bool, typer.Option("--unbound", help="only lin
     from tongka.account.models import Line
 
     with transaction(_sessions(get_settings())) as session:
-        rows = lines.unbound_lines(session) if unbound else list(session.scalars(select(Line).order_by(Line.iccid)))
+        rows = (
+            lines.unbound_lines(session)
+            if unbound
+            else list(session.scalars(select(Line).order_by(Line.iccid)))
+        )
         for line in rows:
             state = "unbound" if line.account_id is None else "bound"
-            typer.echo(f"{line.iccid}  {line.hk_number or '-':14}  {line.cn_number or '-':15}  {state}")
+            typer.echo(
+                f"{line.iccid}  {line.hk_number or '-':14}  {line.cn_number or '-':15}  {state}"
+            )
 
 
 @ledger_app.command("verify")
@@ -189,19 +232,37 @@ def ledger_expire() -> None:
 
 @app.command()
 def simulate(
-    lines: Annotated[int, typer.Option(help="phones to play, one line each: bound lines first")] = 10,
+    lines: Annotated[
+        int, typer.Option(help="phones to play, one line each: bound lines first")
+    ] = 10,
     minutes: Annotated[float, typer.Option(help="how long to run")] = 5.0,
-    seconds: Annotated[float | None, typer.Option(help="how long to run, instead of --minutes")] = None,
+    seconds: Annotated[
+        float | None, typer.Option(help="how long to run, instead of --minutes")
+    ] = None,
     nchf_url: Annotated[
-        str | None, typer.Option(help="the Nchf listener [default: from TONGKA_NCHF_BIND, http://127.0.0.1:8001]")
+        str | None,
+        typer.Option(
+            help="the Nchf listener [default: from TONGKA_NCHF_BIND, http://127.0.0.1:8001]"
+        ),
     ] = None,
-    ca: Annotated[Path | None, typer.Option(help="https: the CA of the listener's certificate (PEM)")] = None,
-    cert: Annotated[Path | None, typer.Option(help="https: this SMF's client certificate (PEM), for mutual TLS")] = None,
-    key: Annotated[Path | None, typer.Option(help="https: the client certificate's key (PEM)")] = None,
+    ca: Annotated[
+        Path | None, typer.Option(help="https: the CA of the listener's certificate (PEM)")
+    ] = None,
+    cert: Annotated[
+        Path | None, typer.Option(help="https: this SMF's client certificate (PEM), for mutual TLS")
+    ] = None,
+    key: Annotated[
+        Path | None, typer.Option(help="https: the client certificate's key (PEM)")
+    ] = None,
     nrf_url: Annotated[
-        str | None, typer.Option(help="the NRF giving the access token [default: the Nchf listener, tongka's dev NRF]")
+        str | None,
+        typer.Option(
+            help="the NRF giving the access token [default: the Nchf listener, tongka's dev NRF]"
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="the same seed plays the same phones' choices")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="the same seed plays the same phones' choices")
+    ] = None,
 ) -> None:
     """Play a packet core over HTTP/2: phones open charging sessions, use data, cross the border, release; live figures."""
     from tongka.charging import simulate as simulation
@@ -210,11 +271,15 @@ def simulate(
     with transaction(_sessions(settings)) as session:
         phones = simulation.subscribers(session, lines)
     if not phones:
-        typer.echo("no active line with a number or IMSI: load the demo or import lines first", err=True)
+        typer.echo(
+            "no active line with a number or IMSI: load the demo or import lines first", err=True
+        )
         raise typer.Exit(1)
     duration = seconds if seconds is not None else minutes * 60
     tls = simulation.ClientTLS(ca, cert, key) if ca or cert else None
-    figures = simulation.run(phones, duration, nchf_url or _nchf_url(settings), tls=tls, seed=seed, nrf_url=nrf_url)
+    figures = simulation.run(
+        phones, duration, nchf_url or _nchf_url(settings), tls=tls, seed=seed, nrf_url=nrf_url
+    )
     if figures.interrupted:
         raise typer.Exit(130)  # as a shell reports a command ended by Ctrl-C
 
@@ -233,14 +298,20 @@ def networks_list() -> None:
 
     with transaction(_sessions(get_settings())) as session:
         for n in charging.networks(session):
-            typer.echo(f"{n.plmn}  {n.zone:8}  {n.operator:24}  {'active' if n.active else 'inactive'}")
+            typer.echo(
+                f"{n.plmn}  {n.zone:8}  {n.operator:24}  {'active' if n.active else 'inactive'}"
+            )
 
 
 @usage_app.command("import")
 def usage_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
-    format: Annotated[str | None, typer.Option(help="csv or jsonl [default: from the extension]")] = None,
-    rejects: Annotated[Path | None, typer.Option(help="where rejected records go [default: FILE.rejects.<ext>]")] = None,
+    format: Annotated[
+        str | None, typer.Option(help="csv or jsonl [default: from the extension]")
+    ] = None,
+    rejects: Annotated[
+        Path | None, typer.Option(help="where rejected records go [default: FILE.rejects.<ext>]")
+    ] = None,
     batch: Annotated[int, typer.Option(help="records per transaction")] = 1000,
 ) -> None:
     """Charge usage records (CSV or JSON Lines) like online usage, once per record_id; rejects to a file."""
@@ -248,7 +319,12 @@ def usage_import(
 
     try:
         summary, written = imports.import_file(
-            _sessions(get_settings()), file, fmt=format, rejects=rejects, batch_size=batch, progress=True
+            _sessions(get_settings()),
+            file,
+            fmt=format,
+            rejects=rejects,
+            batch_size=batch,
+            progress=True,
         )
     except imports.ImportRefused as e:
         typer.echo(f"refused: {e}", err=True)
@@ -292,7 +368,9 @@ def rates_list() -> None:
 
     with transaction(_sessions(get_settings())) as session:
         for r in fx.rates(session):
-            typer.echo(f"1 {r.base} = {r.rate_micros / fx.SCALE:.6f} {r.quote}  (since {r.created_at:%Y-%m-%d %H:%M} UTC, {r.set_by})")
+            typer.echo(
+                f"1 {r.base} = {r.rate_micros / fx.SCALE:.6f} {r.quote}  (since {r.created_at:%Y-%m-%d %H:%M} UTC, {r.set_by})"
+            )
 
 
 @accounts_app.command("create-operator")
@@ -307,7 +385,9 @@ def accounts_create_operator(
 
     try:
         with transaction(_sessions(get_settings())) as session:
-            account = accounts.register(session, username=username, password=password, email=email, language="en")
+            account = accounts.register(
+                session, username=username, password=password, email=email, language="en"
+            )
             account.role = "operator"
     except TongkaError as e:
         typer.echo(f"refused: {e}", err=True)
@@ -333,18 +413,27 @@ def payments_refund(
     try:
         with transaction(_sessions(settings)) as session:
             record = refunds.refund(
-                session, providers.build(settings), uuid.UUID(payment_id), amount=amount, reason=reason,
-                requested_by="cli", refund_id=refund_id,
+                session,
+                providers.build(settings),
+                uuid.UUID(payment_id),
+                amount=amount,
+                reason=reason,
+                requested_by="cli",
+                refund_id=refund_id,
             )
     except (TongkaError, ValueError) as e:
         typer.echo(f"refused: {e}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"refund {record.id}: {record.amount} {record.currency} {record.status}, {record.bytes_withdrawn} bytes withdrawn")
+    typer.echo(
+        f"refund {record.id}: {record.amount} {record.currency} {record.status}, {record.bytes_withdrawn} bytes withdrawn"
+    )
 
 
 @payments_app.command("sync")
 def payments_sync(
-    older_than: Annotated[int, typer.Option(help="seconds a payment has been pending before we ask")] = 120,
+    older_than: Annotated[
+        int, typer.Option(help="seconds a payment has been pending before we ask")
+    ] = 120,
 ) -> None:
     """Ask providers about pending payments and settle them; close those of closed orders; send queued refunds."""
     from datetime import timedelta
@@ -354,7 +443,9 @@ def payments_sync(
     settings = get_settings()
     with transaction(_sessions(settings)) as session:
         report = jobs.sync(
-            session, providers.build(settings), older_than=timedelta(seconds=older_than),
+            session,
+            providers.build(settings),
+            older_than=timedelta(seconds=older_than),
             receipt_key=settings.receipt_key,
         )
     typer.echo(
@@ -364,7 +455,9 @@ def payments_sync(
 
 
 @payments_app.command("reconcile")
-def payments_reconcile(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+def payments_reconcile(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
     """Compare a provider's settlement statement (CSV) with tongka's records; list every difference (exit 1 if any)."""
     from tongka.payment import reconcile
 
@@ -381,15 +474,24 @@ def payments_reconcile(file: Annotated[Path, typer.Argument(exists=True, dir_oka
 
 @sandbox_app.command("statement")
 def sandbox_statement(
-    provider: Annotated[str | None, typer.Option(help="wechat, alipay, stripe or paypal; default all")] = None,
-    day: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (UTC); default every day")] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="wechat, alipay, stripe or paypal; default all")
+    ] = None,
+    day: Annotated[
+        str | None, typer.Option("--date", help="YYYY-MM-DD (UTC); default every day")
+    ] = None,
 ) -> None:
     """Print the settlement statement the sandbox providers would send (CSV, for `payments reconcile`)."""
     from datetime import date
 
     from tongka.payment.simulators import statement
 
-    statement.write(sys.stdout, get_settings().sandbox_store_url, provider, date.fromisoformat(day) if day else None)
+    statement.write(
+        sys.stdout,
+        get_settings().sandbox_store_url,
+        provider,
+        date.fromisoformat(day) if day else None,
+    )
 
 
 @keys_app.command("generate")
@@ -402,9 +504,9 @@ def keys_generate() -> None:
 
 @keys_app.command("nrf-dev")
 def keys_nrf_dev(
-    out: Annotated[Path, typer.Option(help="where the key is written (mode 0600); an existing file is kept")] = Path(
-        "var/nrf-dev-key.pem"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="where the key is written (mode 0600); an existing file is kept")
+    ] = Path("var/nrf-dev-key.pem"),
 ) -> None:
     """Make the ES256 key the dev NRF signs network functions' access tokens with (dev only)."""
     from tongka.charging.nf_auth import write_dev_key
@@ -412,7 +514,10 @@ def keys_nrf_dev(
     try:
         kid = write_dev_key(out)
     except FileExistsError:
-        typer.echo(f"{out} exists; remove it first to make a new key (tokens signed with it stop working).", err=True)
+        typer.echo(
+            f"{out} exists; remove it first to make a new key (tokens signed with it stop working).",
+            err=True,
+        )
         raise typer.Exit(1) from None
     typer.echo(f"dev NRF key written to {out} (kid {kid})")
 

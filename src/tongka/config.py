@@ -16,7 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TONGKA_", env_file="var/tongka.env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TONGKA_", env_file="var/tongka.env", extra="ignore"
+    )
 
     # dev: demo conveniences (the /dev outbox, the payment sandbox, the API docs); production: none of
     # them. Production is the default, so a deployment that forgets TONGKA_ENV fails closed; `make run`
@@ -127,8 +129,12 @@ class Settings(BaseSettings):
         return value
 
     # Request bodies (`http_limits.py`): larger ones are refused with 413 before they are read whole.
-    max_body_bytes: int = Field(default=64 * 1024, gt=0)  # the app's API, pages and payment callbacks
-    max_nchf_body_bytes: int = Field(default=256 * 1024, gt=0)  # the network's Nchf_ConvergedCharging requests
+    max_body_bytes: int = Field(
+        default=64 * 1024, gt=0
+    )  # the app's API, pages and payment callbacks
+    max_nchf_body_bytes: int = Field(
+        default=256 * 1024, gt=0
+    )  # the network's Nchf_ConvergedCharging requests
     sql_echo: bool = False
     # The server and its database under load (tongka.gate, docs/SECURITY.md): a request waits at most
     # `db_busy_timeout_seconds` for a session, for its turn to write, or for SQLite's lock, then is a 503.
@@ -175,17 +181,43 @@ class Settings(BaseSettings):
     def sandbox_secret(self) -> str:
         """The sandbox provider's signing secret; `check` makes sure it is set whenever the sandbox is on."""
         if self.sandbox_payment_secret is None:
-            raise UnsafeSettings(["TONGKA_SANDBOX_PAYMENT_SECRET is not set, and the payment sandbox is on."])
+            raise UnsafeSettings(
+                ["TONGKA_SANDBOX_PAYMENT_SECRET is not set, and the payment sandbox is on."]
+            )
         return self.sandbox_payment_secret.get_secret_value()
 
 
 # Secret keys that are public: shown in this repository's docs, tests and examples, or the first
 # thing anyone would type. Compared without case; any key shorter than 32 bytes is refused anyway.
-DEMO_SECRETS = frozenset({
-    "changeme", "change-me", "change_me", "changethis", "secret", "secret-key", "secret_key", "secretkey",
-    "dev", "development", "test", "testing", "demo", "demo-password", "password", "tongka", "example",
-    "s", "x", "key", "default", "insecure", "please-change-me", "replace-me", "your-secret-key",
-})
+DEMO_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "changethis",
+        "secret",
+        "secret-key",
+        "secret_key",
+        "secretkey",
+        "dev",
+        "development",
+        "test",
+        "testing",
+        "demo",
+        "demo-password",
+        "password",
+        "tongka",
+        "example",
+        "s",
+        "x",
+        "key",
+        "default",
+        "insecure",
+        "please-change-me",
+        "replace-me",
+        "your-secret-key",
+    }
+)
 SECRET_KEY_MIN_BYTES = 32
 
 
@@ -194,11 +226,14 @@ class UnsafeSettings(ValueError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__("tongka refuses to start with these settings:\n" + "\n".join(f"  - {p}" for p in problems))
+        super().__init__(
+            "tongka refuses to start with these settings:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
 
 
 def split_bind(bind: str) -> tuple[str, int]:
-    """"127.0.0.1:8001" -> ("127.0.0.1", 8001); "[::1]:8001" -> ("::1", 8001)."""
+    """ "127.0.0.1:8001" -> ("127.0.0.1", 8001); "[::1]:8001" -> ("::1", 8001)."""
     host, sep, port = bind.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -222,7 +257,9 @@ def _nchf_problems(settings: Settings) -> list[str]:
     production, plaintext or no client certificates on an address other machines reach."""
     found = []
     if (settings.nchf_tls_cert is None) != (settings.nchf_tls_key is None):
-        found.append("TONGKA_NCHF_TLS_CERT and TONGKA_NCHF_TLS_KEY go together: set both (TLS) or neither (h2c).")
+        found.append(
+            "TONGKA_NCHF_TLS_CERT and TONGKA_NCHF_TLS_KEY go together: set both (TLS) or neither (h2c)."
+        )
     if settings.nchf_client_ca is not None and not settings.nchf_tls:
         found.append(
             "TONGKA_NCHF_CLIENT_CA is set but the Nchf listener has no TLS (TONGKA_NCHF_TLS_CERT and _KEY): "
@@ -233,7 +270,11 @@ def _nchf_problems(settings: Settings) -> list[str]:
             found.append(f"TONGKA_NCHF_TLS_{name} is {path}, which is not a file.")
     if settings.nchf_client_ca is not None and not settings.nchf_client_ca.is_file():
         found.append(f"TONGKA_NCHF_CLIENT_CA is {settings.nchf_client_ca}, which is not a file.")
-    if not settings.dev and not loopback(settings.nchf_host) and not (settings.nchf_tls and settings.nchf_client_ca):
+    if (
+        not settings.dev
+        and not loopback(settings.nchf_host)
+        and not (settings.nchf_tls and settings.nchf_client_ca)
+    ):
         # Anyone who reaches the listener could spend subscribers' data and money.
         found.append(
             f"TONGKA_NCHF_BIND is {settings.nchf_bind}, which other machines reach, without mutual TLS: production "
@@ -271,7 +312,9 @@ def problems(settings: Settings) -> list[str]:
         )
     key = settings.secret_key.get_secret_value()
     if key.strip().lower() in DEMO_SECRETS or _placeholder(key):
-        found.append("TONGKA_SECRET_KEY is a demo or placeholder value. Make a new one (tongka keys generate prints one).")
+        found.append(
+            "TONGKA_SECRET_KEY is a demo or placeholder value. Make a new one (tongka keys generate prints one)."
+        )
     elif len(key.encode()) < SECRET_KEY_MIN_BYTES:
         found.append(
             f"TONGKA_SECRET_KEY is {len(key.encode())} bytes; production needs at least {SECRET_KEY_MIN_BYTES} "

@@ -116,16 +116,31 @@ BUSY_TIMEOUT = 30.0
 
 
 def make_engine(
-    url: str, echo: bool = False, *, busy_timeout: float = BUSY_TIMEOUT, pool_size: int = 10, max_overflow: int = 20,
+    url: str,
+    echo: bool = False,
+    *,
+    busy_timeout: float = BUSY_TIMEOUT,
+    pool_size: int = 10,
+    max_overflow: int = 20,
     pre_ping: bool = True,
 ) -> Engine:
     """`busy_timeout` (seconds) bounds both waits: for SQLite's write lock and for a pooled connection."""
     url = normalise_url(url)
     # hide_parameters: a statement's error names no value it carried (a message with a one-time code,
     # a username), so an error's log line cannot leak one.
-    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": busy_timeout, "hide_parameters": True}
+    pool = {
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_timeout": busy_timeout,
+        "hide_parameters": True,
+    }
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": busy_timeout}, **pool)
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout},
+            **pool,
+        )
         _configure_sqlite(engine, busy_timeout)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=pre_ping, **pool)
@@ -149,7 +164,9 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
         read_only = bool(conn.get_execution_options().get(READ_ONLY))
-        info = conn.connection.info  # kept with the SQLite connection: set the pragma only when it changes
+        info = (
+            conn.connection.info
+        )  # kept with the SQLite connection: set the pragma only when it changes
         if info.get(READ_ONLY, False) != read_only:
             conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
             info[READ_ONLY] = read_only
@@ -219,7 +236,10 @@ class AnyOf(ColumnElement[bool]):
 
     inherit_cache = True
     type = NULLTYPE  # no Boolean: SQLite would compare it to 1
-    _traverse_internals = [("column", InternalTraversal.dp_clauseelement), ("name", InternalTraversal.dp_string)]
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("name", InternalTraversal.dp_string),
+    ]
 
     def __init__(self, column: ColumnElement[Any], name: str) -> None:
         self.column = column
@@ -248,7 +268,9 @@ class Rows(list[tuple[Any, ...]]):
 
     def scalar_one(self) -> Any:
         if len(self) != 1:
-            raise (NoResultFound if not self else MultipleResultsFound)(f"{len(self)} rows where one was expected")
+            raise (NoResultFound if not self else MultipleResultsFound)(
+                f"{len(self)} rows where one was expected"
+            )
         return self[0][0]
 
 
@@ -283,7 +305,11 @@ def direct(session: Session) -> Any:
         if found is None or found[0] is not statement:
             compiled = statement.compile(dialect=dialect)
             # The values written in the statement itself (`status="settled"`); the caller gives the rest.
-            defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+            defaults = {
+                name: bind.effective_value
+                for name, bind in compiled.binds.items()
+                if not bind.required
+            }
             sql = str(compiled)
             for name, bind in compiled.binds.items():
                 # Arrays in PostgreSQL's binary format: psycopg writes one as text an element at a time
@@ -318,10 +344,15 @@ def _arrays(table: Table, names: tuple[str, ...], alias: str) -> Any:
 def _by_arrays(session: Session, table: Table, statement: Any, rows: list[dict[str, Any]]) -> None:
     """Run `statement` (built on `_arrays`) with each column of `rows` as one array."""
     json_columns = {n for n in rows[0] if isinstance(table.c[n].type, JSON)}
-    direct(session)(statement, {
-        n: [None if r[n] is None else Json(r[n]) for r in rows] if n in json_columns else [r[n] for r in rows]
-        for n in rows[0]
-    })
+    direct(session)(
+        statement,
+        {
+            n: [None if r[n] is None else Json(r[n]) for r in rows]
+            if n in json_columns
+            else [r[n] for r in rows]
+            for n in rows[0]
+        },
+    )
 
 
 def _postgresql(session: Session) -> bool:
@@ -339,11 +370,20 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     statement = _STATEMENTS.get(("insert", table.name, names))
     if statement is None:
         new = _arrays(table, names, "new_rows")
-        statement = _STATEMENTS["insert", table.name, names] = insert(table).from_select(names, select(*new.c))
+        statement = _STATEMENTS["insert", table.name, names] = insert(table).from_select(
+            names, select(*new.c)
+        )
     _by_arrays(session, table, statement, rows)
 
 
-def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, Any]], *, add: tuple[str, ...] = ()) -> None:
+def update_rows(
+    session: Session,
+    table: Table,
+    key: str,
+    rows: list[dict[str, Any]],
+    *,
+    add: tuple[str, ...] = (),
+) -> None:
     """Set each row's values on the row of `table` whose `key` column has its value there; to the
     columns in `add`, add them. Past the ORM; in key order, so two transactions lock alike."""
     if not rows:
@@ -358,7 +398,11 @@ def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, A
             values = {n: table.c[n] + new.c[n] if n in add else new.c[n] for n in names if n != key}
             statement = update(table).where(table.c[key] == new.c[key]).values(values)
         else:
-            values = {n: table.c[n] + bindparam(f"b_{n}") if n in add else bindparam(f"b_{n}") for n in names if n != key}
+            values = {
+                n: table.c[n] + bindparam(f"b_{n}") if n in add else bindparam(f"b_{n}")
+                for n in names
+                if n != key
+            }
             statement = update(table).where(table.c[key] == bindparam(f"b_{key}")).values(values)
         _STATEMENTS["update", table.name, key, names, add, postgresql] = statement
     if postgresql:
@@ -367,7 +411,13 @@ def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, A
         session.connection().execute(statement, [{f"b_{n}": v for n, v in r.items()} for r in rows])
 
 
-def add_rows(session: Session, model: type[Base], key: tuple[str, ...], amounts: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+def add_rows(
+    session: Session,
+    model: type[Base],
+    key: tuple[str, ...],
+    amounts: tuple[str, ...],
+    rows: list[dict[str, Any]],
+) -> None:
     """Add each row's `amounts` to the row of `model` with the same primary or unique `key`, inserting it
     first if it is not there; a row's other values fill a new row only.
 
@@ -384,7 +434,8 @@ def add_rows(session: Session, model: type[Base], key: tuple[str, ...], amounts:
     postgresql = _postgresql(session)
     statement = _STATEMENTS.get(("add", table.name, key, amounts, names, postgresql))
     if statement is None:
-        from sqlalchemy.dialects import postgresql as pg, sqlite
+        from sqlalchemy.dialects import postgresql as pg
+        from sqlalchemy.dialects import sqlite
 
         if postgresql:
             new = _arrays(table, names, "new_rows")
@@ -392,7 +443,8 @@ def add_rows(session: Session, model: type[Base], key: tuple[str, ...], amounts:
         else:
             statement = sqlite.insert(table)
         statement = statement.on_conflict_do_update(
-            index_elements=list(key), set_={name: table.c[name] + statement.excluded[name] for name in amounts}
+            index_elements=list(key),
+            set_={name: table.c[name] + statement.excluded[name] for name in amounts},
         )
         _STATEMENTS["add", table.name, key, amounts, names, postgresql] = statement
     if postgresql:

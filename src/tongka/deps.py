@@ -31,7 +31,9 @@ async def _admitted(request: Request) -> AsyncIterator[bool]:
         yield write
 
 
-def _session(request: Request, write: Annotated[bool, Depends(_admitted, scope="function")]) -> Iterator[Session]:
+def _session(
+    request: Request, write: Annotated[bool, Depends(_admitted, scope="function")]
+) -> Iterator[Session]:
     with transaction(request.app.state.sessionmaker, read_only=not write) as session:
         yield session
 
@@ -49,7 +51,9 @@ ProvidersDep = Annotated[dict[str, Provider], Depends(_providers)]
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-def _current_account(request: Request, session: SessionDep, token: Annotated[str | None, Depends(_bearer)]) -> Account:
+def _current_account(
+    request: Request, session: SessionDep, token: Annotated[str | None, Depends(_bearer)]
+) -> Account:
     if not token:
         raise Unauthorized()
     account = accounts.account_for_token(session, token)
@@ -80,7 +84,9 @@ CurrentOperator = Annotated[Account, Depends(_current_operator)]
 
 def request_language(request: Request) -> str:
     """The signed-in account's language, else the browser's Accept-Language."""
-    return getattr(request.state, "language", None) or negotiate(request.headers.get("accept-language"))
+    return getattr(request.state, "language", None) or negotiate(
+        request.headers.get("accept-language")
+    )
 
 
 LanguageDep = Annotated[str, Depends(request_language)]

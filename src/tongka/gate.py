@@ -44,7 +44,9 @@ class Gate:
     def __init__(self, sessions: int, one_writer: bool, timeout: float) -> None:
         self.sessions, self.one_writer, self.timeout = sessions, one_writer, timeout
         # asyncio's locks belong to one event loop; the tests run an app on several in turn.
-        self._loops: WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[asyncio.Semaphore, asyncio.Lock]] = WeakKeyDictionary()
+        self._loops: WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[asyncio.Semaphore, asyncio.Lock]
+        ] = WeakKeyDictionary()
 
     def _locks(self) -> tuple[asyncio.Semaphore, asyncio.Lock]:
         loop = asyncio.get_running_loop()

@@ -104,8 +104,10 @@ async def _refuse(scope: Scope, send: Send, limit: int, network: bool) -> None:
     if network:
         # TS 29.500 names no cause for 413; the body is not a message the CHF takes.
         body = {
-            "title": "Payload Too Large", "status": 413,
-            "detail": f"The body is larger than {limit} bytes.", "cause": "INVALID_MSG_FORMAT",
+            "title": "Payload Too Large",
+            "status": 413,
+            "detail": f"The body is larger than {limit} bytes.",
+            "cause": "INVALID_MSG_FORMAT",
         }
     else:
         language = negotiate(Request(scope).headers.get("accept-language"))

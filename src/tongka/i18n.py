@@ -34,7 +34,11 @@ def _catalog(language: Language) -> dict[str, str]:
         return {}
     with path.open("rb") as f:
         catalog = read_po(f)
-    return {m.id: m.string for m in catalog if m.id and m.string and not m.fuzzy and isinstance(m.id, str)}
+    return {
+        m.id: m.string
+        for m in catalog
+        if m.id and m.string and not m.fuzzy and isinstance(m.id, str)
+    }
 
 
 def gettext(message: str, language: str, **params: object) -> str:

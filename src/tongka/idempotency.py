@@ -49,7 +49,11 @@ def fingerprint(method: str, path: str, body: Any) -> str:
 
 
 def run_once(
-    session: Session, account_id: uuid.UUID, key: str | None, fp: str, produce: Callable[[], tuple[int, Any]]
+    session: Session,
+    account_id: uuid.UUID,
+    key: str | None,
+    fp: str,
+    produce: Callable[[], tuple[int, Any]],
 ) -> tuple[int, Any]:
     """Run `produce` once per (account, key); replays get its stored (status, body)."""
     if not key or len(key) > 255:

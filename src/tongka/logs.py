@@ -29,15 +29,38 @@ from structlog.typing import ExcInfo
 FRAMES = 8
 REDACTED = "[redacted]"
 # Keys whose values never reach a line, compared in lower case with '-' as '_'...
-SENSITIVE_KEYS = frozenset({
-    "authorization", "proxy_authorization", "cookie", "set_cookie", "code", "bind_code", "otp", "one_time_code",
-    "verification_code", "document_number", "id_number", "identity_number", "hkid", "card_number", "cvc", "cvv",
-    "pan", "api_key", "apikey", "private_key", "client_secret", "coupon_code",
-})
+SENSITIVE_KEYS = frozenset(
+    {
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "set_cookie",
+        "code",
+        "bind_code",
+        "otp",
+        "one_time_code",
+        "verification_code",
+        "document_number",
+        "id_number",
+        "identity_number",
+        "hkid",
+        "card_number",
+        "cvc",
+        "cvv",
+        "pan",
+        "api_key",
+        "apikey",
+        "private_key",
+        "client_secret",
+        "coupon_code",
+    }
+)
 # ...and keys that contain one of these.
 SENSITIVE_PARTS = ("password", "passwd", "secret", "token", "credential", "private_key")
 # A credential inside text (an error message quoting a header): any bearer token, a basic one's base64.
-_CREDENTIAL = re.compile(r"(?i)\b(bearer(?:\s+|%20)[A-Za-z0-9._~+/=-]+|basic(?:\s+|%20)[A-Za-z0-9+/]{12,}=*)")
+_CREDENTIAL = re.compile(
+    r"(?i)\b(bearer(?:\s+|%20)[A-Za-z0-9._~+/=-]+|basic(?:\s+|%20)[A-Za-z0-9+/]{12,}=*)"
+)
 _PLAIN = (int, float, bool, type(None))
 
 
@@ -48,7 +71,9 @@ def _sensitive(key: object) -> bool:
 
 def _clean(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return _CREDENTIAL.sub(lambda m: m.group(1).split()[0].split("%20")[0] + " " + REDACTED, value)
+        return _CREDENTIAL.sub(
+            lambda m: m.group(1).split()[0].split("%20")[0] + " " + REDACTED, value
+        )
     if isinstance(value, _PLAIN):
         return value
     if isinstance(value, SecretStr | SecretBytes):
@@ -63,7 +88,9 @@ def _clean(value: Any, depth: int = 0) -> Any:
 
 def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: no secret, token, password, one-time code or identity number in a line."""
-    return {k: REDACTED if k != "event" and _sensitive(k) else _clean(v) for k, v in event_dict.items()}
+    return {
+        k: REDACTED if k != "event" and _sensitive(k) else _clean(v) for k, v in event_dict.items()
+    }
 
 
 OURS = str(Path(__file__).parent) + "/"
@@ -77,7 +104,9 @@ def _frames(tb: TracebackType | None, limit: int) -> tuple[list[traceback.FrameS
     stack = traceback.extract_tb(tb)
     inner = set(range(max(0, len(stack) - (limit + 1) // 2), len(stack)))
     ours = [i for i, f in enumerate(stack) if f.filename.startswith(OURS) and i not in inner]
-    keep = sorted(inner | set(ours[len(ours) - (limit - len(inner)):] if limit > len(inner) else ()))
+    keep = sorted(
+        inner | set(ours[len(ours) - (limit - len(inner)) :] if limit > len(inner) else ())
+    )
     return [stack[i] for i in keep], len(stack) - len(keep)
 
 
@@ -102,13 +131,17 @@ def traceback_data(exc_info: ExcInfo) -> list[dict[str, Any]]:
     out = []
     for n, (error, is_cause) in enumerate(_chain(exc_info[1])):
         frames, skipped = _frames(error.__traceback__, CAUSE_FRAMES if n else FRAMES)
-        out.append({
-            "exc_type": type(error).__name__,
-            "exc_value": str(error),
-            "is_cause": is_cause,
-            "frames": [{"filename": f.filename, "lineno": f.lineno, "name": f.name} for f in frames],
-            "frames_skipped": skipped,
-        })
+        out.append(
+            {
+                "exc_type": type(error).__name__,
+                "exc_value": str(error),
+                "is_cause": is_cause,
+                "frames": [
+                    {"filename": f.filename, "lineno": f.lineno, "name": f.name} for f in frames
+                ],
+                "frames_skipped": skipped,
+            }
+        )
     return out
 
 
@@ -127,7 +160,8 @@ def traceback_text(exc_info: ExcInfo) -> str:
         parts.append("\n".join(lines))
         if n:  # how the next one (raised later) came from this one
             parts.append(
-                "The above exception was the direct cause of the following exception:" if is_cause
+                "The above exception was the direct cause of the following exception:"
+                if is_cause
                 else "During handling of the above exception, another exception occurred:"
             )
     return "\n".join(parts)
@@ -165,7 +199,11 @@ class AccessLineFilter(logging.Filter):
     """uvicorn's access log (`client - "METHOD path HTTP/x" status`) with the path shown by `access_path`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and len(record.args) == 5 and isinstance(record.args[2], str):
+        if (
+            isinstance(record.args, tuple)
+            and len(record.args) == 5
+            and isinstance(record.args[2], str)
+        ):
             client, method, path, version, status = record.args
             record.args = (client, method, access_path(path), version, status)
         return True
@@ -175,13 +213,17 @@ def configure(json: bool, file: TextIO | None = None) -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, AccessLineFilter) for f in access.filters):
         access.addFilter(AccessLineFilter())
-    if json:  # the traceback as data: type, message and frames (file, line, function), without locals
+    if (
+        json
+    ):  # the traceback as data: type, message and frames (file, line, function), without locals
         exceptions: Any = traceback_data
         renderer: Any = structlog.processors.JSONRenderer()
     else:
         exceptions = traceback_text
         # plain_traceback: never Rich's, whose default shows every frame's local variables.
-        renderer = structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

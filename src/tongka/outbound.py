@@ -64,7 +64,10 @@ class Allowed:
                 continue
             except ValueError:
                 pass
-            if not all(part.isascii() and (part.replace("-", "").isalnum()) for part in entry.removeprefix(".").split(".")):
+            if not all(
+                part.isascii() and (part.replace("-", "").isalnum())
+                for part in entry.removeprefix(".").split(".")
+            ):
                 raise ValueError(f"{entry!r} is neither a host name nor a network (10.20.0.0/16)")
             names.add(entry)
         return cls(frozenset(names), tuple(networks))
@@ -93,8 +96,12 @@ def allowed(settings: Settings) -> Allowed:
 class Target:
     """A URL checked, and the address to connect to."""
 
-    urls: list[httpx.URL]  # the URL with each address checked in place of the name, in the resolver's order
-    name: str | None  # the name, for the Host header and TLS (SNI and certificate); None for an address
+    urls: list[
+        httpx.URL
+    ]  # the URL with each address checked in place of the name, in the resolver's order
+    name: (
+        str | None
+    )  # the name, for the Host header and TLS (SNI and certificate); None for an address
 
 
 def _split(uri: str) -> tuple[httpx.URL, str, Address | None]:
@@ -143,8 +150,12 @@ def resolve(uri: str, allowed: Allowed) -> Target:
     if literal is not None:
         addresses: list[Address] = [literal]
     else:
-        infos = socket.getaddrinfo(host, url.port or (443 if url.scheme == "https" else 80), type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].partition("%")[0]) for info in infos))
+        infos = socket.getaddrinfo(
+            host, url.port or (443 if url.scheme == "https" else 80), type=socket.SOCK_STREAM
+        )
+        addresses = list(
+            dict.fromkeys(ipaddress.ip_address(info[4][0].partition("%")[0]) for info in infos)
+        )
     for address in addresses:
         if not allowed.admits(address, listed_name=listed):
             raise Refused(f"{host} is at {address}, not an allowed network function address")
@@ -161,12 +172,26 @@ def post(http: httpx.Client, target: Target, body: object, *, timeout: float) ->
     if target.name is not None:
         headers["Host"] = target.name if first.port is None else f"{target.name}:{first.port}"
         if first.scheme == "https":
-            extensions["sni_hostname"] = target.name  # and the certificate is checked against the name
+            extensions["sni_hostname"] = (
+                target.name
+            )  # and the certificate is checked against the name
     for url in target.urls[:-1]:  # an address that does not answer: the next (IPv6 then IPv4, say)
         try:
-            return http.post(url, json=body, headers=headers, timeout=timeout, follow_redirects=False, extensions=extensions)
+            return http.post(
+                url,
+                json=body,
+                headers=headers,
+                timeout=timeout,
+                follow_redirects=False,
+                extensions=extensions,
+            )
         except httpx.ConnectError:
             continue
     return http.post(
-        target.urls[-1], json=body, headers=headers, timeout=timeout, follow_redirects=False, extensions=extensions
+        target.urls[-1],
+        json=body,
+        headers=headers,
+        timeout=timeout,
+        follow_redirects=False,
+        extensions=extensions,
     )

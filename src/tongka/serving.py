@@ -27,7 +27,9 @@ from tongka.config import Settings
 
 NCHF_TARGET = "tongka.charging.nchf_app:create_nchf_app"
 STOP_SECONDS = 30  # for a listener to finish what it holds once asked to stop, then it is killed
-ASK_AGAIN_SECONDS = 3  # granian loses a SIGTERM that reaches a worker still starting: its workers are asked again
+ASK_AGAIN_SECONDS = (
+    3  # granian loses a SIGTERM that reaches a worker still starting: its workers are asked again
+)
 
 
 def nchf_server(settings: Settings, *, workers: int = 1) -> Any:
@@ -36,11 +38,19 @@ def nchf_server(settings: Settings, *, workers: int = 1) -> Any:
     from granian.constants import HTTPModes, Interfaces, SSLProtocols
 
     return Granian(
-        NCHF_TARGET, factory=True, interface=Interfaces.ASGI,
-        address=settings.nchf_host, port=settings.nchf_port, workers=workers,
-        http=HTTPModes.auto if settings.dev else HTTPModes.http2, websockets=False,
-        ssl_cert=settings.nchf_tls_cert, ssl_key=settings.nchf_tls_key, ssl_protocol_min=SSLProtocols.tls12,
-        ssl_ca=settings.nchf_client_ca, ssl_client_verify=settings.nchf_client_ca is not None,
+        NCHF_TARGET,
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=settings.nchf_host,
+        port=settings.nchf_port,
+        workers=workers,
+        http=HTTPModes.auto if settings.dev else HTTPModes.http2,
+        websockets=False,
+        ssl_cert=settings.nchf_tls_cert,
+        ssl_key=settings.nchf_tls_key,
+        ssl_protocol_min=SSLProtocols.tls12,
+        ssl_ca=settings.nchf_client_ca,
+        ssl_client_verify=settings.nchf_client_ca is not None,
     )
 
 
@@ -61,7 +71,9 @@ def _stop_when_parent_ends() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def serve_both(settings: Settings, *, host: str, port: int, workers: int = 1, nchf_workers: int = 1) -> int:
+def serve_both(
+    settings: Settings, *, host: str, port: int, workers: int = 1, nchf_workers: int = 1
+) -> int:
     """The public app on host:port here, the Nchf listener in a child; the exit code (0: asked to stop)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -78,12 +90,26 @@ def serve_both(settings: Settings, *, host: str, port: int, workers: int = 1, nc
         signal.signal(sig, note)
 
     nchf = subprocess.Popen(
-        [sys.executable, "-m", "tongka", "nchf", "serve", "--workers", str(nchf_workers), "--with-parent"],
+        [
+            sys.executable,
+            "-m",
+            "tongka",
+            "nchf",
+            "serve",
+            "--workers",
+            str(nchf_workers),
+            "--with-parent",
+        ],
         stdin=subprocess.PIPE,
         start_new_session=True,  # Ctrl-C reaches it from here, once, not from the terminal as well
     )
     config = uvicorn.Config(
-        "tongka.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+        "tongka.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
     )
     server = uvicorn.Server(config)
     if workers > 1:
@@ -101,8 +127,13 @@ def serve_both(settings: Settings, *, host: str, port: int, workers: int = 1, nc
         nchf.wait()
         if not asked.is_set():
             nchf_failed.set()
-            print(f"tongka: the Nchf listener exited with {nchf.returncode}; stopping the public app", file=sys.stderr)
-            _end_group(nchf.pid)  # a granian main that died leaves its workers serving on: they go too
+            print(
+                f"tongka: the Nchf listener exited with {nchf.returncode}; stopping the public app",
+                file=sys.stderr,
+            )
+            _end_group(
+                nchf.pid
+            )  # a granian main that died leaves its workers serving on: they go too
             stop_public()
 
     threading.Thread(target=watch, name="nchf-watch", daemon=True).start()
@@ -113,7 +144,9 @@ def serve_both(settings: Settings, *, host: str, port: int, workers: int = 1, nc
         _stop(nchf)
     if nchf_failed.is_set():
         return 1
-    if supervisor is None and not server.started:  # the public app never served (its port taken, ...)
+    if (
+        supervisor is None and not server.started
+    ):  # the public app never served (its port taken, ...)
         return 1
     return 0 if nchf.returncode == 0 else 1
 
@@ -127,7 +160,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             try:
                 process.wait(timeout=ASK_AGAIN_SECONDS)
                 break
-            except subprocess.TimeoutExpired:  # a worker that was starting when asked: asked again (a no-op for the rest)
+            except (
+                subprocess.TimeoutExpired
+            ):  # a worker that was starting when asked: asked again (a no-op for the rest)
                 for worker in _children(process.pid):
                     _signal(worker, signal.SIGTERM)
         else:

@@ -76,8 +76,12 @@ def _insert(session: Session) -> Any:
     return postgresql.insert if session.connection().dialect.name == "postgresql" else sqlite.insert
 
 
-def _current(session: Session, limit: Limit, key: str, now: datetime, lock: bool = False) -> ThrottleCounter | None:
-    row = session.get(ThrottleCounter, (limit.scope, _key(key)), populate_existing=True, with_for_update=lock)
+def _current(
+    session: Session, limit: Limit, key: str, now: datetime, lock: bool = False
+) -> ThrottleCounter | None:
+    row = session.get(
+        ThrottleCounter, (limit.scope, _key(key)), populate_existing=True, with_for_update=lock
+    )
     if row is None or row.window_start != window_start(limit, now):
         return None
     return row
@@ -97,7 +101,9 @@ def wait_seconds(
         if limit.backoff_seconds is None:
             until = window_end
         else:
-            delay = min(limit.backoff_seconds * 2 ** (row.hits - limit.allowed), limit.backoff_cap_seconds)
+            delay = min(
+                limit.backoff_seconds * 2 ** (row.hits - limit.allowed), limit.backoff_cap_seconds
+            )
             until = min(row.last_hit_at + timedelta(seconds=delay), window_end)
         wait = (until - now).total_seconds()
         if wait > 0:
@@ -109,11 +115,15 @@ def wait_seconds(
     return 0, False
 
 
-def check(session: Session, limit: Limit, key: str, now: datetime | None = None, lock: bool = False) -> None:
+def check(
+    session: Session, limit: Limit, key: str, now: datetime | None = None, lock: bool = False
+) -> None:
     """Refuse (429 with Retry-After) if `key` may not try now. Writes nothing (`lock`: locks its row)."""
     wait, spacing = wait_seconds(session, limit, key, now, lock)
     if wait:
-        raise (limit.spacing_error if spacing and limit.spacing_error else limit.error)(seconds=wait)
+        raise (limit.spacing_error if spacing and limit.spacing_error else limit.error)(
+            seconds=wait
+        )
 
 
 def hit(session: Session, limit: Limit, key: str, now: datetime | None = None) -> int:
@@ -121,7 +131,9 @@ def hit(session: Session, limit: Limit, key: str, now: datetime | None = None) -
     now = now or clock.now()
     start = window_start(limit, now)
     table = ThrottleCounter.__table__
-    statement = _insert(session)(table).values(scope=limit.scope, key=_key(key), window_start=start, hits=1, last_hit_at=now)
+    statement = _insert(session)(table).values(
+        scope=limit.scope, key=_key(key), window_start=start, hits=1, last_hit_at=now
+    )
     same_window = table.c.window_start == statement.excluded.window_start
     statement = statement.on_conflict_do_update(
         index_elements=["scope", "key"],
@@ -171,7 +183,11 @@ def uncount(session: Session, limit: Limit, key: str) -> None:
     """Take back one try `attempt` counted (it succeeded after all)."""
     session.execute(
         update(ThrottleCounter)
-        .where(ThrottleCounter.scope == limit.scope, ThrottleCounter.key == _key(key), ThrottleCounter.hits > 0)
+        .where(
+            ThrottleCounter.scope == limit.scope,
+            ThrottleCounter.key == _key(key),
+            ThrottleCounter.hits > 0,
+        )
         .values(hits=ThrottleCounter.hits - 1)
     )
 
@@ -187,10 +203,13 @@ def take(session: Session, limit: Limit, key: str, now: datetime | None = None) 
 
 
 def clear(session: Session, limit: Limit, key: str) -> None:
-    session.execute(delete(ThrottleCounter).where(ThrottleCounter.scope == limit.scope, ThrottleCounter.key == _key(key)))
+    session.execute(
+        delete(ThrottleCounter).where(
+            ThrottleCounter.scope == limit.scope, ThrottleCounter.key == _key(key)
+        )
+    )
 
 
 def hits(session: Session, limit: Limit, key: str, now: datetime | None = None) -> int:
     row = _current(session, limit, key, now or clock.now())
     return row.hits if row is not None else 0
-

@@ -42,4 +42,6 @@ def fast_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     Same algorithm and code path; only the cost parameters differ.
     """
     if "real_hashing" not in request.fixturenames:
-        monkeypatch.setattr(service, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        monkeypatch.setattr(
+            service, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+        )

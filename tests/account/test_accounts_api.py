@@ -29,7 +29,9 @@ def new_account(username: str, password: str = f.PASSWORD, **extra: str) -> dict
 
 @pytest.mark.usefixtures("real_hashing")
 def test_register_returns_201_and_the_account_without_secrets(client, sessions) -> None:
-    r = client.post(ACCOUNTS, json=new_account("Chan.Tai-Man_1", email=" chan@example.com ", language="zh-Hans"))
+    r = client.post(
+        ACCOUNTS, json=new_account("Chan.Tai-Man_1", email=" chan@example.com ", language="zh-Hans")
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert set(body) == {"id", "username", "email", "language", "region", "created_at"}
@@ -110,7 +112,9 @@ def test_malformed_body_names_the_field(client, change: dict[str, str | None], f
 
 
 def test_body_that_is_not_json_is_a_validation_error(client, sessions) -> None:
-    r = client.post(ACCOUNTS, content=b'{"username": "x",', headers={"Content-Type": "application/json"})
+    r = client.post(
+        ACCOUNTS, content=b'{"username": "x",', headers={"Content-Type": "application/json"}
+    )
     problem = assert_problem(r, 422, "validation_error")
     assert [e["type"] for e in problem["errors"]] == ["json_invalid"]
     with sessions() as s:
@@ -118,14 +122,18 @@ def test_body_that_is_not_json_is_a_validation_error(client, sessions) -> None:
 
 
 def test_body_that_is_not_json_names_the_body_not_a_character_offset(client) -> None:
-    r = client.post(ACCOUNTS, content=b'{"username": "x",', headers={"Content-Type": "application/json"})
+    r = client.post(
+        ACCOUNTS, content=b'{"username": "x",', headers={"Content-Type": "application/json"}
+    )
     problem = assert_problem(r, 422, "validation_error")
     assert problem["errors"][0]["field"] == "body"
     assert problem["detail"] == "Check these fields: body"
 
 
 def test_missing_fields_are_all_named(client) -> None:
-    problem = assert_problem(client.post(ACCOUNTS, json={"username": "onlyme"}), 422, "validation_error")
+    problem = assert_problem(
+        client.post(ACCOUNTS, json={"username": "onlyme"}), 422, "validation_error"
+    )
     assert {e["field"] for e in problem["errors"]} == {"password", "email"}
     assert "password" in problem["detail"] and "email" in problem["detail"]
 
@@ -217,7 +225,9 @@ def test_logging_in_again_purges_expired_tokens(client, sessions, settings, froz
     fresh = f.login(client, account["username"])
     assert client.get(ME, headers=fresh).status_code == 200
     with sessions() as s:
-        rows = s.scalars(select(AccessToken).where(AccessToken.account_id == uuid.UUID(account["id"]))).all()
+        rows = s.scalars(
+            select(AccessToken).where(AccessToken.account_id == uuid.UUID(account["id"]))
+        ).all()
     assert len(rows) == 1 and rows[0].expires_at > frozen_clock.now
 
 
@@ -226,9 +236,17 @@ def test_logging_in_again_purges_expired_tokens(client, sessions, settings, froz
 
 @pytest.mark.parametrize(
     ("accept_language", "language"),
-    [(None, "en"), ("zh-CN,zh;q=0.9", "zh-Hans"), ("zh-HK", "zh-Hant"), ("fr-FR, en;q=0.5", "en"), ("de", "en")],
+    [
+        (None, "en"),
+        ("zh-CN,zh;q=0.9", "zh-Hans"),
+        ("zh-HK", "zh-Hant"),
+        ("fr-FR, en;q=0.5", "en"),
+        ("de", "en"),
+    ],
 )
-def test_anonymous_refusal_answers_in_the_browser_language(client, accept_language, language) -> None:
+def test_anonymous_refusal_answers_in_the_browser_language(
+    client, accept_language, language
+) -> None:
     headers = {"Accept-Language": accept_language} if accept_language else {}
     r = client.post(ACCOUNTS, json=new_account("weakling", "short"), headers=headers)
     assert_problem(r, 422, "weak_password")
@@ -246,8 +264,16 @@ def test_signed_in_refusal_answers_in_the_account_language(client) -> None:
 def fake_catalogs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Translations of a few messages, whatever the .po files under src/tongka/locale hold."""
     catalogs = {
-        "zh-Hans": {LineNotFound.message: "没有这条线路。", "Not found": "未找到", WeakPassword.message: "密码太弱。"},
-        "zh-Hant": {LineNotFound.message: "沒有這條線路。", "Not found": "找不到", WeakPassword.message: "密碼太弱。"},
+        "zh-Hans": {
+            LineNotFound.message: "没有这条线路。",
+            "Not found": "未找到",
+            WeakPassword.message: "密码太弱。",
+        },
+        "zh-Hant": {
+            LineNotFound.message: "沒有這條線路。",
+            "Not found": "找不到",
+            WeakPassword.message: "密碼太弱。",
+        },
     }
     monkeypatch.setattr(i18n, "_catalog", lambda language: catalogs.get(language, {}))
 
@@ -259,17 +285,23 @@ def test_problem_details_are_translated_for_the_account(client) -> None:
     english = f.subscriber(client, language="en")
     missing = f"/api/v1/lines/{uuid.uuid4()}"
 
-    body = assert_problem(client.get(missing, headers={**zh_hans, "Accept-Language": "en"}), 404, "line_not_found")
+    body = assert_problem(
+        client.get(missing, headers={**zh_hans, "Accept-Language": "en"}), 404, "line_not_found"
+    )
     assert (body["title"], body["detail"]) == ("未找到", "没有这条线路。")
     body = assert_problem(client.get(missing, headers=zh_hant), 404, "line_not_found")
     assert (body["title"], body["detail"]) == ("找不到", "沒有這條線路。")
-    body = assert_problem(client.get(missing, headers={**english, "Accept-Language": "zh-CN"}), 404, "line_not_found")
+    body = assert_problem(
+        client.get(missing, headers={**english, "Accept-Language": "zh-CN"}), 404, "line_not_found"
+    )
     assert (body["title"], body["detail"]) == ("Not found", LineNotFound.message)
 
 
 @pytest.mark.usefixtures("fake_catalogs")
 def test_anonymous_problem_details_are_translated_for_the_browser(client) -> None:
-    r = client.post(ACCOUNTS, json=new_account("weakling", "short"), headers={"Accept-Language": "zh-TW"})
+    r = client.post(
+        ACCOUNTS, json=new_account("weakling", "short"), headers={"Accept-Language": "zh-TW"}
+    )
     assert assert_problem(r, 422, "weak_password")["detail"] == "密碼太弱。"
 
 
@@ -277,6 +309,8 @@ def test_zh_hans_catalog_gives_chinese_problem_details(client) -> None:
     if not i18n._catalog("zh-Hans").get(LineNotFound.message):
         pytest.skip("src/tongka/locale has no zh-Hans translation of the errors yet")
     headers = f.subscriber(client, language="zh-Hans")
-    body = assert_problem(client.get(f"/api/v1/lines/{uuid.uuid4()}", headers=headers), 404, "line_not_found")
+    body = assert_problem(
+        client.get(f"/api/v1/lines/{uuid.uuid4()}", headers=headers), 404, "line_not_found"
+    )
     assert re.search(r"[\u4e00-\u9fff]", body["detail"]), body
     assert re.search(r"[\u4e00-\u9fff]", body["title"]), body

@@ -51,7 +51,12 @@ def ask(client, headers: dict[str, str], number: str):  # type: ignore[no-untype
 
 def shape(r) -> tuple[int, str, tuple[str, ...], str]:  # type: ignore[no-untyped-def]
     body = r.json()
-    return r.status_code, r.headers["content-type"], tuple(sorted(body)), str(body.get("code_length", body.get("code")))
+    return (
+        r.status_code,
+        r.headers["content-type"],
+        tuple(sorted(body)),
+        str(body.get("code_length", body.get("code"))),
+    )
 
 
 # --- one answer for every number ----------------------------------------------------------------
@@ -63,20 +68,31 @@ def test_no_answer_tells_a_line_from_no_line_or_anothers(client, frozen_clock) -
     bindable, unknown, taken = HK_ONLY[1], NOT_IN_STOCK, TWO_NUMBERS[2]
 
     asked = {n: ask(client, me, n) for n in (bindable, unknown, taken)}
-    assert {shape(r) for r in asked.values()} == {(202, "application/json", ("code_expires_at", "code_length", "number"), "8")}
-    assert {r.json()["code_expires_at"] for r in asked.values()} == {asked[bindable].json()["code_expires_at"]}
-    assert len(sms_to(client, bindable)) == 1 and sms_to(client, unknown) == sms_to(client, taken) == []
+    assert {shape(r) for r in asked.values()} == {
+        (202, "application/json", ("code_expires_at", "code_length", "number"), "8")
+    }
+    assert {r.json()["code_expires_at"] for r in asked.values()} == {
+        asked[bindable].json()["code_expires_at"]
+    }
+    assert (
+        len(sms_to(client, bindable)) == 1
+        and sms_to(client, unknown) == sms_to(client, taken) == []
+    )
 
     real_code = f.last_code(client, bindable)
     for attempt in range(4):
         answers = [confirm(client, me, n, wrong(real_code)) for n in (bindable, unknown, taken)]
         details = {(r.status_code, r.json()["code"], r.json()["detail"]) for r in answers}
-        assert details == {(422, "bind_code_wrong", f"The code is wrong. {4 - attempt} tries left.")}
+        assert details == {
+            (422, "bind_code_wrong", f"The code is wrong. {4 - attempt} tries left.")
+        }
     answers = [confirm(client, me, n, wrong(real_code)) for n in (bindable, unknown, taken)]
     assert {(r.status_code, r.json()["code"]) for r in answers} == {(409, "bind_code_used_up")}
 
 
-def test_a_decoy_takes_no_code_not_even_the_one_sent_to_the_line(client, sessions, frozen_clock) -> None:
+def test_a_decoy_takes_no_code_not_even_the_one_sent_to_the_line(
+    client, sessions, frozen_clock
+) -> None:
     me = f.subscriber(client)
     code = ask_code(client, me, HK_ONLY[1])
     assert ask(client, me, NOT_IN_STOCK).status_code == 202
@@ -93,7 +109,9 @@ def test_ones_own_line_is_still_told(client) -> None:
 # --- daily caps ----------------------------------------------------------------------------------
 
 
-def test_five_codes_a_day_per_number_whoever_asks_and_whatever_the_number(client, frozen_clock) -> None:
+def test_five_codes_a_day_per_number_whoever_asks_and_whatever_the_number(
+    client, frozen_clock
+) -> None:
     for number in (HK_ONLY[1], NOT_IN_STOCK):
         for _ in range(5):
             assert ask(client, f.subscriber(client), number).status_code == 202
@@ -104,7 +122,9 @@ def test_five_codes_a_day_per_number_whoever_asks_and_whatever_the_number(client
         assert i18n.wait(int(r.headers["Retry-After"]), "en") in body["detail"]
     assert len(sms_to(client, HK_ONLY[1])) == 5
 
-    frozen_clock.now = (frozen_clock.now + timedelta(days=1)).replace(hour=16, minute=0)  # 00:00 in Hong Kong
+    frozen_clock.now = (frozen_clock.now + timedelta(days=1)).replace(
+        hour=16, minute=0
+    )  # 00:00 in Hong Kong
     assert ask(client, f.subscriber(client), HK_ONLY[1]).status_code == 202
 
 
@@ -136,7 +156,7 @@ def test_twenty_codes_a_day_per_client_address(client, app, frozen_clock) -> Non
     assert ask(client, accounts[0], "+85269970000").status_code == 202  # from another address
 
 
-def TestClientAt(app, host: str):  # type: ignore[no-untyped-def]  # noqa: N802
+def TestClientAt(app, host: str):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
     return TestClient(app, client=(host, 40000))
@@ -149,7 +169,10 @@ def test_twenty_wrong_codes_a_day_per_number_across_accounts_then_even_the_right
     client, sessions, frozen_clock
 ) -> None:
     # 8 digits and at most 20 wrong guesses a number a day: at most 20 / 10^8 = 2e-7 a day.
-    assert lines.CODE_DIGITS == 8 and lines.BIND_WRONG_PER_NUMBER.allowed / 10**lines.CODE_DIGITS <= 1e-6
+    assert (
+        lines.CODE_DIGITS == 8
+        and lines.BIND_WRONG_PER_NUMBER.allowed / 10**lines.CODE_DIGITS <= 1e-6
+    )
     iccid, hk = HK_ONLY
     for _ in range(4):  # four accounts spend their code's five tries
         guesser = f.subscriber(client)

@@ -45,13 +45,19 @@ def wrong(code: str) -> str:
 
 
 def sms_to(client, number: str) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
-    return [m for m in client.get("/dev/outbox").json() if m["channel"] == "sms" and m["to"] == number]
+    return [
+        m for m in client.get("/dev/outbox").json() if m["channel"] == "sms" and m["to"] == number
+    ]
 
 
 def challenges(sessions, number: str) -> list[BindChallenge]:  # type: ignore[no-untyped-def]
     with sessions() as s:
         return list(
-            s.scalars(select(BindChallenge).where(BindChallenge.number == number).order_by(BindChallenge.created_at))
+            s.scalars(
+                select(BindChallenge)
+                .where(BindChallenge.number == number)
+                .order_by(BindChallenge.created_at)
+            )
         )
 
 
@@ -68,7 +74,9 @@ def account_id(client, headers: dict[str, str]) -> uuid.UUID:  # type: ignore[no
 
 
 @pytest.mark.usefixtures("demo")
-def test_bind_sends_an_eight_digit_code_by_sms_to_that_number(client, sessions, settings, frozen_clock) -> None:
+def test_bind_sends_an_eight_digit_code_by_sms_to_that_number(
+    client, sessions, settings, frozen_clock
+) -> None:
     headers = f.subscriber(client)
     iccid, hk, _cn = TWO_NUMBERS
     r = client.post(BIND, json={"number": "5102 1014"}, headers=headers)  # national form
@@ -96,18 +104,28 @@ def test_bind_requires_a_signed_in_subscriber(client) -> None:
     assert sms_to(client, HK_ONLY[1]) == []
 
 
-@pytest.mark.parametrize("number", ["+852 2345 6789", "+44 7700 900123", "12345", "", "+852 5103 10210"])
+@pytest.mark.parametrize(
+    "number", ["+852 2345 6789", "+44 7700 900123", "12345", "", "+852 5103 10210"]
+)
 def test_invalid_number_is_422(client, number: str) -> None:
     headers = f.subscriber(client)
-    assert_problem(client.post(BIND, json={"number": number}, headers=headers), 422, "invalid_number")
-    assert_problem(client.post(CONFIRM, json={"number": number, "code": "12345678"}, headers=headers), 422, "invalid_number")
+    assert_problem(
+        client.post(BIND, json={"number": number}, headers=headers), 422, "invalid_number"
+    )
+    assert_problem(
+        client.post(CONFIRM, json={"number": number, "code": "12345678"}, headers=headers),
+        422,
+        "invalid_number",
+    )
 
 
 @pytest.mark.parametrize("code", ["123456", "1234567", "123456789", "abcdefgh", ""])
 def test_malformed_code_is_a_validation_error(client, code: str) -> None:
     headers = f.subscriber(client)
     problem = assert_problem(
-        client.post(CONFIRM, json={"number": HK_ONLY[1], "code": code}, headers=headers), 422, "validation_error"
+        client.post(CONFIRM, json={"number": HK_ONLY[1], "code": code}, headers=headers),
+        422,
+        "validation_error",
     )
     assert [e["field"] for e in problem["errors"]] == ["code"]
 
@@ -140,9 +158,12 @@ def test_confirm_binds_the_line_and_returns_it(client, sessions) -> None:
 
 @pytest.mark.usefixtures("demo")
 @pytest.mark.parametrize(
-    ("iccid", "number", "typed"), [(TWO_NUMBERS[0], TWO_NUMBERS[2], "139 0002 2026"), (*CN_ONLY, "13900112143")]
+    ("iccid", "number", "typed"),
+    [(TWO_NUMBERS[0], TWO_NUMBERS[2], "139 0002 2026"), (*CN_ONLY, "13900112143")],
 )
-def test_a_line_can_be_bound_by_its_mainland_number(client, iccid: str, number: str, typed: str) -> None:
+def test_a_line_can_be_bound_by_its_mainland_number(
+    client, iccid: str, number: str, typed: str
+) -> None:
     headers = f.subscriber(client)
     r = client.post(BIND, json={"number": typed}, headers=headers)
     assert r.status_code == 202, r.text
@@ -156,8 +177,12 @@ def test_a_line_already_yours_is_409(client) -> None:
     headers = f.subscriber(client)
     _iccid, hk, cn = TWO_NUMBERS
     f.bind(client, headers, hk)
-    assert_problem(client.post(BIND, json={"number": hk}, headers=headers), 409, "line_already_yours")
-    assert_problem(client.post(BIND, json={"number": cn}, headers=headers), 409, "line_already_yours")
+    assert_problem(
+        client.post(BIND, json={"number": hk}, headers=headers), 409, "line_already_yours"
+    )
+    assert_problem(
+        client.post(BIND, json={"number": cn}, headers=headers), 409, "line_already_yours"
+    )
     assert len(client.get(LINES, headers=headers).json()) == 1
 
 
@@ -212,7 +237,9 @@ def test_a_code_expires_after_ten_minutes(client, sessions, frozen_clock) -> Non
     frozen_clock.advance(600)
     assert_problem(confirm(client, headers, hk, code), 409, "bind_code_expired")
     assert line_owner(sessions, iccid) is None
-    assert [c.attempts for c in challenges(sessions, hk)] == [0]  # an expired code is not even tried
+    assert [c.attempts for c in challenges(sessions, hk)] == [
+        0
+    ]  # an expired code is not even tried
 
     fresh = ask_code(client, headers, hk)
     assert confirm(client, headers, hk, fresh).status_code == 201
@@ -227,13 +254,17 @@ def test_a_new_code_within_a_minute_is_429_for_anyone(client, frozen_clock) -> N
 
     frozen_clock.advance(30)
     for who in (headers, stranger):
-        body = assert_problem(client.post(BIND, json={"number": hk}, headers=who), 429, "bind_code_too_soon")
+        body = assert_problem(
+            client.post(BIND, json={"number": hk}, headers=who), 429, "bind_code_too_soon"
+        )
         wait = int(re.search(r"in (\d+) seconds", body["detail"]).group(1))  # type: ignore[union-attr]
         assert 30 <= wait <= 31  # never earlier than allowed
     assert len(sms_to(client, hk)) == 1
 
     frozen_clock.advance(29)
-    assert_problem(client.post(BIND, json={"number": hk}, headers=headers), 429, "bind_code_too_soon")
+    assert_problem(
+        client.post(BIND, json={"number": hk}, headers=headers), 429, "bind_code_too_soon"
+    )
     frozen_clock.advance(1)
     second = ask_code(client, headers, hk)
     assert len(sms_to(client, hk)) == 2
@@ -260,7 +291,9 @@ def test_a_code_sent_for_account_a_cannot_be_used_by_account_b(client, sessions)
 
 
 @pytest.mark.usefixtures("demo")
-def test_of_two_accounts_holding_codes_only_the_first_to_confirm_binds(client, sessions, frozen_clock) -> None:
+def test_of_two_accounts_holding_codes_only_the_first_to_confirm_binds(
+    client, sessions, frozen_clock
+) -> None:
     a_account = f.register(client, "first-to-confirm")
     a = f.login(client, "first-to-confirm")
     b = f.subscriber(client)
@@ -305,7 +338,11 @@ def test_anothers_line_is_404_exactly_like_no_line(client, sessions, suffix: str
     assert_problem(nobodys, 404, "line_not_found")
     for other in (line_id, demo_line_id):
         r = client.get(f"{LINES}/{other}{suffix}", headers=me)
-        assert (r.status_code, r.headers["content-type"], r.json()) == (404, nobodys.headers["content-type"], nobodys.json())
+        assert (r.status_code, r.headers["content-type"], r.json()) == (
+            404,
+            nobodys.headers["content-type"],
+            nobodys.json(),
+        )
 
     assert client.get(f"{LINES}/{line_id}{suffix}", headers=owner).status_code == 200
 
@@ -324,5 +361,7 @@ def test_own_line_balance_starts_empty(client) -> None:
 
 def test_line_id_must_be_a_uuid(client) -> None:
     headers = f.subscriber(client)
-    problem = assert_problem(client.get(f"{LINES}/not-a-uuid", headers=headers), 422, "validation_error")
+    problem = assert_problem(
+        client.get(f"{LINES}/not-a-uuid", headers=headers), 422, "validation_error"
+    )
     assert [e["field"] for e in problem["errors"]] == ["path.line_id"]

@@ -194,7 +194,8 @@ def test_cn_resident_id_refused(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"), [("E12345678", "E12345678"), ("e1234-5678", "E12345678"), ("K 0123 4567", "K01234567")]
+    ("text", "expected"),
+    [("E12345678", "E12345678"), ("e1234-5678", "E12345678"), ("K 0123 4567", "K01234567")],
 )
 def test_passport_form_accepted(text: str, expected: str) -> None:
     assert normalise_document("passport", text) == expected
@@ -249,7 +250,11 @@ def test_mask_name_keeps_the_first_letter_of_each_part(name: str, expected: str)
 
 
 @given(
-    st.lists(st.text(alphabet=string.ascii_letters + "陈李王张", min_size=2, max_size=12), min_size=1, max_size=4)
+    st.lists(
+        st.text(alphabet=string.ascii_letters + "陈李王张", min_size=2, max_size=12),
+        min_size=1,
+        max_size=4,
+    )
 )
 def test_mask_name_never_reveals_a_name_of_parts_of_two_letters_or_more(parts: list[str]) -> None:
     name = " ".join(parts)

@@ -52,21 +52,38 @@ BAD_ROWS = {
     "ICCID too short": (f"{iccid(9)[:15]},{hk(9)},{cn(9)},", "invalid ICCID"),
     "ICCID with letters": (f"89852002410000000AB,{hk(9)},{cn(9)},", "invalid ICCID"),
     "hk number not E.164": (f"{iccid(9)},61000009,,", "hk_number '61000009' is not in E.164 form"),
-    "cn number not E.164": (f"{iccid(9)},,13900000009,", "cn_number '13900000009' is not in E.164 form"),
-    "HK number in the cn column": (f"{iccid(9)},,{hk(9)},", f"cn_number '{hk(9)}' is not a valid CN mobile number"),
-    "mainland number in the hk column": (f"{iccid(9)},{cn(9)},,", f"hk_number '{cn(9)}' is not a valid HK mobile number"),
+    "cn number not E.164": (
+        f"{iccid(9)},,13900000009,",
+        "cn_number '13900000009' is not in E.164 form",
+    ),
+    "HK number in the cn column": (
+        f"{iccid(9)},,{hk(9)},",
+        f"cn_number '{hk(9)}' is not a valid CN mobile number",
+    ),
+    "mainland number in the hk column": (
+        f"{iccid(9)},{cn(9)},,",
+        f"hk_number '{cn(9)}' is not a valid HK mobile number",
+    ),
     "Hong Kong landline": (f"{iccid(9)},+85223456789,,", "is not a valid HK mobile number"),
     "no number": (f"{iccid(9)},,,{imsi(9)}", "a line needs at least one number"),
     "IMSI with a letter": (f"{iccid(9)},{hk(9)},,45400900000000A", "invalid IMSI"),
     "IMSI too short": (f"{iccid(9)},{hk(9)},,4540090", "invalid IMSI"),
-    "hk number of another ICCID": (f"{iccid(9)},{hk(1)},,", f"number {hk(1)} belongs to another ICCID"),
-    "cn number of another ICCID": (f"{iccid(9)},,{cn(1)},", f"number {cn(1)} belongs to another ICCID"),
+    "hk number of another ICCID": (
+        f"{iccid(9)},{hk(1)},,",
+        f"number {hk(1)} belongs to another ICCID",
+    ),
+    "cn number of another ICCID": (
+        f"{iccid(9)},,{cn(1)},",
+        f"number {cn(1)} belongs to another ICCID",
+    ),
     "IMSI of another ICCID": (f"{iccid(9)},{hk(9)},,{imsi(1)}", "duplicate ICCID, number or IMSI"),
 }
 
 
 @pytest.mark.parametrize("kind", list(BAD_ROWS))
-def test_a_bad_row_is_reported_with_its_line_number_and_skipped(cli, sessions, tmp_path: Path, kind: str) -> None:
+def test_a_bad_row_is_reported_with_its_line_number_and_skipped(
+    cli, sessions, tmp_path: Path, kind: str
+) -> None:
     bad, reason = BAD_ROWS[kind]
     path = write_csv(tmp_path / "lines.csv", good_row(1), bad, good_row(2))
     result = cli("lines", "import", str(path))
@@ -103,13 +120,21 @@ def test_line_numbers_are_those_of_the_file(cli, sessions, tmp_path: Path) -> No
     result = cli("lines", "import", str(path))
 
     assert result.exit_code == 1
-    assert [line.split(": ", 1)[0] for line in result.stderr.splitlines()] == [f"{path}:4", f"{path}:6", f"{path}:9"]
+    assert [line.split(": ", 1)[0] for line in result.stderr.splitlines()] == [
+        f"{path}:4",
+        f"{path}:6",
+        f"{path}:9",
+    ]
     assert result.stdout.strip() == "added 3, unchanged 0, rejected 3"
     assert set(all_lines(sessions)) == {iccid(1), iccid(2), iccid(3)}
 
 
-def test_same_number_on_two_iccids_in_one_file_keeps_the_first(cli, sessions, tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "lines.csv", f"{iccid(1)},{hk(1)},,", f"{iccid(2)},{hk(1)},{cn(2)},")
+def test_same_number_on_two_iccids_in_one_file_keeps_the_first(
+    cli, sessions, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path / "lines.csv", f"{iccid(1)},{hk(1)},,", f"{iccid(2)},{hk(1)},{cn(2)},"
+    )
     result = cli("lines", "import", str(path))
     assert result.exit_code == 1
     assert result.stderr.strip() == f"{path}:3: number {hk(1)} belongs to another ICCID"
@@ -136,13 +161,19 @@ def test_reimporting_the_same_file_changes_nothing(cli, sessions, tmp_path: Path
     assert again.exit_code == 0, again.output
     assert again.stdout.strip() == "added 0, unchanged 3, rejected 0"
     assert line_count(sessions) == 3
-    assert {k: (v.id, v.hk_number, v.cn_number, v.imsi) for k, v in all_lines(sessions).items()} == before
+    assert {
+        k: (v.id, v.hk_number, v.cn_number, v.imsi) for k, v in all_lines(sessions).items()
+    } == before
 
 
-def test_reimport_in_another_spelling_or_without_imsi_is_unchanged(cli, sessions, tmp_path: Path) -> None:
+def test_reimport_in_another_spelling_or_without_imsi_is_unchanged(
+    cli, sessions, tmp_path: Path
+) -> None:
     assert cli("lines", "import", str(write_csv(tmp_path / "a.csv", good_row(1)))).exit_code == 0
     respelled = write_csv(
-        tmp_path / "b.csv", f"{iccid(1)},+852 6100-0001,+86 139 0000 0001", header="iccid,hk_number,cn_number"
+        tmp_path / "b.csv",
+        f"{iccid(1)},+852 6100-0001,+86 139 0000 0001",
+        header="iccid,hk_number,cn_number",
     )
     result = cli("lines", "import", str(respelled))
     assert result.exit_code == 0, result.output
@@ -156,7 +187,10 @@ def test_reimport_of_an_iccid_with_other_numbers_is_refused(cli, sessions, tmp_p
     changed = write_csv(tmp_path / "b.csv", f"{iccid(1)},{hk(2)},{cn(1)},{imsi(1)}")
     result = cli("lines", "import", str(changed))
     assert result.exit_code == 1
-    assert result.stderr.strip() == f"{changed}:2: ICCID {iccid(1)} was imported before with other numbers or IMSI"
+    assert (
+        result.stderr.strip()
+        == f"{changed}:2: ICCID {iccid(1)} was imported before with other numbers or IMSI"
+    )
     [line] = all_lines(sessions).values()
     assert line.hk_number == hk(1)
 
@@ -170,7 +204,9 @@ def test_reimport_of_an_iccid_with_other_numbers_is_refused(cli, sessions, tmp_p
         ("", "cn_number, hk_number, iccid"),
     ],
 )
-def test_missing_columns_reject_the_file(cli, sessions, tmp_path: Path, header: str, missing: str) -> None:
+def test_missing_columns_reject_the_file(
+    cli, sessions, tmp_path: Path, header: str, missing: str
+) -> None:
     path = write_csv(tmp_path / "lines.csv", f"{iccid(1)},{hk(1)},{cn(1)}", header=header)
     result = cli("lines", "import", str(path))
     assert result.exit_code == 1
@@ -180,7 +216,9 @@ def test_missing_columns_reject_the_file(cli, sessions, tmp_path: Path, header: 
 
 
 def test_imsi_column_is_optional(cli, sessions, tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "lines.csv", f"{iccid(1)},{hk(1)},{cn(1)}", header="iccid,hk_number,cn_number")
+    path = write_csv(
+        tmp_path / "lines.csv", f"{iccid(1)},{hk(1)},{cn(1)}", header="iccid,hk_number,cn_number"
+    )
     result = cli("lines", "import", str(path))
     assert result.exit_code == 0, result.output
     [line] = all_lines(sessions).values()
@@ -188,10 +226,19 @@ def test_imsi_column_is_optional(cli, sessions, tmp_path: Path) -> None:
 
 
 def test_columns_may_come_in_any_order(cli, sessions, tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "lines.csv", f"{imsi(1)},{cn(1)},{iccid(1)},{hk(1)}", header="imsi,cn_number,iccid,hk_number")
+    path = write_csv(
+        tmp_path / "lines.csv",
+        f"{imsi(1)},{cn(1)},{iccid(1)},{hk(1)}",
+        header="imsi,cn_number,iccid,hk_number",
+    )
     assert cli("lines", "import", str(path)).exit_code == 0
     [line] = all_lines(sessions).values()
-    assert (line.iccid, line.hk_number, line.cn_number, line.imsi) == (iccid(1), hk(1), cn(1), imsi(1))
+    assert (line.iccid, line.hk_number, line.cn_number, line.imsi) == (
+        iccid(1),
+        hk(1),
+        cn(1),
+        imsi(1),
+    )
 
 
 def test_a_file_saved_by_excel_with_a_bom_is_read(cli, sessions, tmp_path: Path) -> None:
@@ -210,7 +257,9 @@ def test_list_unbound_shows_only_lines_nobody_has_bound(cli, sessions, tmp_path:
     path = write_csv(tmp_path / "lines.csv", good_row(1), good_row(2), f"{iccid(3)},,{cn(3)},")
     assert cli("lines", "import", str(path)).exit_code == 0
     with transaction(sessions) as s:
-        owner = accounts.register(s, username="owner", password="a long password", email="o@example.com", language="en")
+        owner = accounts.register(
+            s, username="owner", password="a long password", email="o@example.com", language="en"
+        )
         line = s.scalars(select(Line).where(Line.iccid == iccid(2))).one()
         line.account_id, line.bound_at = owner.id, clock.now()
 

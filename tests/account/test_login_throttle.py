@@ -47,7 +47,7 @@ class CountingHasher(PasswordHasher):
         self.most_at_once = 0
         self._lock = threading.Lock()
 
-    def verify(self, hash: str | bytes, password: str | bytes) -> bool:  # noqa: A002
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
         with self._lock:
             self.checks += 1
             self.running += 1
@@ -77,7 +77,9 @@ def hasher(monkeypatch: pytest.MonkeyPatch) -> CountingHasher:
 # --- per username, with backoff ------------------------------------------------------------------
 
 
-def test_after_five_failures_each_try_waits_doubling_and_a_success_clears(client, frozen_clock, hasher) -> None:
+def test_after_five_failures_each_try_waits_doubling_and_a_success_clears(
+    client, frozen_clock, hasher
+) -> None:
     username = f.register(client)["username"]
     for _ in range(5):
         assert_problem(log_in(client, username, "wrong password"), 401, "bad_credentials")
@@ -118,7 +120,9 @@ def test_an_unknown_username_is_throttled_alike(client, frozen_clock) -> None:
     assert retry_after(log_in(client, "Nobody-At-All", "guess")) == 1
 
 
-def test_failures_are_counted_in_the_database_for_every_process(client, settings, frozen_clock) -> None:
+def test_failures_are_counted_in_the_database_for_every_process(
+    client, settings, frozen_clock
+) -> None:
     username = f.register(client)["username"]
     for _ in range(5):
         assert_problem(log_in(client, username, "wrong password"), 401, "bad_credentials")
@@ -132,13 +136,17 @@ def test_failures_are_counted_in_the_database_for_every_process(client, settings
 # --- per client address --------------------------------------------------------------------------
 
 
-def test_twenty_failures_from_one_address_hold_back_every_username_from_it(client, app, frozen_clock) -> None:
+def test_twenty_failures_from_one_address_hold_back_every_username_from_it(
+    client, app, frozen_clock
+) -> None:
     victim = f.register(client)["username"]
     attacker = TestClient(app, client=("203.0.113.7", 40000))
     for n in range(20):  # four usernames, so no username reaches its own limit
         assert_problem(log_in(attacker, f"target-{n % 4}", "guess"), 401, "bad_credentials")
 
-    assert retry_after(log_in(attacker, victim)) == 1  # from that address, even a right password waits
+    assert (
+        retry_after(log_in(attacker, victim)) == 1
+    )  # from that address, even a right password waits
     assert log_in(client, victim).status_code == 200  # from another address, it is let in
     frozen_clock.advance(1)
     assert log_in(attacker, victim).status_code == 200
@@ -168,7 +176,9 @@ def test_no_more_hashes_at_once_than_the_slots(client, settings, monkeypatch) ->
     for t in threads:
         t.join()
     assert answers == [200] * 6
-    assert slow.most_at_once == 2  # hashing runs outside any transaction, so the slots are the only bound
+    assert (
+        slow.most_at_once == 2
+    )  # hashing runs outside any transaction, so the slots are the only bound
 
 
 def test_a_log_in_that_cannot_start_a_hash_soon_is_503_not_queued(client, settings, hasher) -> None:
@@ -182,12 +192,16 @@ def test_a_log_in_that_cannot_start_a_hash_soon_is_503_not_queued(client, settin
         r = log_in(client, username)
         assert_problem(r, 503, "hashing_busy")
         assert r.headers["Retry-After"] == "1"
-        r = client.post(ACCOUNTS, json={"username": "waiting", "password": f.PASSWORD, "email": "w@example.com"})
+        r = client.post(
+            ACCOUNTS, json={"username": "waiting", "password": f.PASSWORD, "email": "w@example.com"}
+        )
         assert_problem(r, 503, "hashing_busy")  # registration hashes too
         assert hasher.checks == checks
     finally:
         busy.release()
-    assert log_in(client, username).status_code == 200  # a busy refusal was not counted as a failure
+    assert (
+        log_in(client, username).status_code == 200
+    )  # a busy refusal was not counted as a failure
 
 
 # --- sessions that end ---------------------------------------------------------------------------
@@ -208,7 +222,9 @@ def test_logout_needs_a_token(client) -> None:
 
 
 def change(client: TestClient, headers: dict[str, str], current: str, new: str = NEW_PASSWORD):  # type: ignore[no-untyped-def]
-    return client.post(PASSWORD, json={"current_password": current, "new_password": new}, headers=headers)
+    return client.post(
+        PASSWORD, json={"current_password": current, "new_password": new}, headers=headers
+    )
 
 
 def test_a_password_change_ends_every_session_and_answers_a_fresh_token(client, settings) -> None:
@@ -217,22 +233,31 @@ def test_a_password_change_ends_every_session_and_answers_a_fresh_token(client, 
     r = change(client, phone, f.PASSWORD)
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
-    assert body["token_type"] == "bearer" and body["expires_in"] == settings.access_token_ttl_seconds
+    assert (
+        body["token_type"] == "bearer" and body["expires_in"] == settings.access_token_ttl_seconds
+    )
     for old in (phone, laptop):
         assert_problem(client.get(ME, headers=old), 401, "invalid_token")
-    assert client.get(ME, headers={"Authorization": f"Bearer {body['access_token']}"}).status_code == 200
+    assert (
+        client.get(ME, headers={"Authorization": f"Bearer {body['access_token']}"}).status_code
+        == 200
+    )
     assert_problem(log_in(client, username), 401, "bad_credentials")
     assert log_in(client, username, NEW_PASSWORD).status_code == 200
 
 
-def test_a_password_change_needs_the_current_password_and_counts_wrong_ones(client, frozen_clock) -> None:
+def test_a_password_change_needs_the_current_password_and_counts_wrong_ones(
+    client, frozen_clock
+) -> None:
     username = f.register(client)["username"]
     headers = f.login(client, username)
     assert_problem(change(client, headers, f.PASSWORD, "short"), 422, "weak_password")
     for _ in range(5):
         assert_problem(change(client, headers, "not my password"), 403, "wrong_password")
     assert client.get(ME, headers=headers).status_code == 200  # a wrong password ends nothing
-    assert retry_after(change(client, headers, f.PASSWORD)) == 1  # a stolen token cannot guess faster
+    assert (
+        retry_after(change(client, headers, f.PASSWORD)) == 1
+    )  # a stolen token cannot guess faster
     assert retry_after(log_in(client, username)) == 1
 
 
@@ -241,16 +266,30 @@ def test_a_password_change_needs_a_token(client) -> None:
     assert_problem(r, 401, "not_authenticated")
 
 
-def test_staff_tokens_last_eight_hours_and_subscribers_twenty_four(client, operator, settings, frozen_clock) -> None:
-    assert (settings.operator_token_ttl_seconds, settings.access_token_ttl_seconds) == (8 * 3600, 24 * 3600)
+def test_staff_tokens_last_eight_hours_and_subscribers_twenty_four(
+    client, operator, settings, frozen_clock
+) -> None:
+    assert (settings.operator_token_ttl_seconds, settings.access_token_ttl_seconds) == (
+        8 * 3600,
+        24 * 3600,
+    )
     staff_name = client.get(ME, headers=operator).json()["username"]
     staff = log_in(client, staff_name).json()
     subscriber = log_in(client, f.register(client)["username"]).json()
     assert (staff["expires_in"], subscriber["expires_in"]) == (8 * 3600, 24 * 3600)
 
     frozen_clock.advance(8 * 3600)
-    assert_problem(client.get(ME, headers={"Authorization": f"Bearer {staff['access_token']}"}), 401, "invalid_token")
-    assert client.get(ME, headers={"Authorization": f"Bearer {subscriber['access_token']}"}).status_code == 200
+    assert_problem(
+        client.get(ME, headers={"Authorization": f"Bearer {staff['access_token']}"}),
+        401,
+        "invalid_token",
+    )
+    assert (
+        client.get(
+            ME, headers={"Authorization": f"Bearer {subscriber['access_token']}"}
+        ).status_code
+        == 200
+    )
 
 
 def test_twenty_accounts_a_day_from_one_address_then_429(client) -> None:
@@ -258,7 +297,12 @@ def test_twenty_accounts_a_day_from_one_address_then_429(client) -> None:
         f.register(client)
     r = client.post(
         ACCOUNTS,
-        json={"username": "one-too-many", "password": f.PASSWORD, "email": "x@example.com", "language": "en"},
+        json={
+            "username": "one-too-many",
+            "password": f.PASSWORD,
+            "email": "x@example.com",
+            "language": "en",
+        },
     )
     body = assert_problem(r, 429, "registrations_used_up_today")
     assert 0 < int(r.headers["Retry-After"]) <= 86_400 and "Try again in" in body["detail"]
@@ -294,7 +338,9 @@ def test_tries_at_the_same_moment_cannot_all_pass_one_check(client, settings, mo
     monkeypatch.setattr(service, "_hasher", CountingHasher(pause=0.2))
     answers: list[int] = []
     threads = [
-        threading.Thread(target=lambda: answers.append(log_in(client, username, "a wrong guess").status_code))
+        threading.Thread(
+            target=lambda: answers.append(log_in(client, username, "a wrong guess").status_code)
+        )
         for _ in range(12)
     ]
     for t in threads:
@@ -308,13 +354,31 @@ def test_a_taken_username_counts_against_the_address_too(client) -> None:
     """Else anyone could ask, without limit, which usernames exist (and make tongka hash each time)."""
     taken = f.register(client)["username"]
     for _ in range(19):
-        r = client.post(ACCOUNTS, json={"username": taken, "password": f.PASSWORD, "email": "x@example.com", "language": "en"})
+        r = client.post(
+            ACCOUNTS,
+            json={
+                "username": taken,
+                "password": f.PASSWORD,
+                "email": "x@example.com",
+                "language": "en",
+            },
+        )
         assert_problem(r, 409, "username_taken")
-    r = client.post(ACCOUNTS, json={"username": "new-one", "password": f.PASSWORD, "email": "x@example.com", "language": "en"})
+    r = client.post(
+        ACCOUNTS,
+        json={
+            "username": "new-one",
+            "password": f.PASSWORD,
+            "email": "x@example.com",
+            "language": "en",
+        },
+    )
     assert_problem(r, 429, "registrations_used_up_today")
 
 
-def test_a_registration_hashes_outside_the_write_turn(client, settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_registration_hashes_outside_the_write_turn(
+    client, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not settings.database_url.startswith("sqlite"):
         pytest.skip("PostgreSQL has no write turn: writers wait only on the rows they share")
     other = f.login(client, f.register(client)["username"])
@@ -340,13 +404,41 @@ def test_an_ipv6_client_is_counted_by_its_slash_64(app) -> None:
         return TestClient(app, client=(host, 40000))
 
     for n in range(20):  # twenty addresses of one /64
-        assert from_(f"2001:db8:1:2::{n + 1:x}").post(
-            ACCOUNTS, json={"username": f"v6-{n}", "password": f.PASSWORD, "email": "x@example.com", "language": "en"}
-        ).status_code == 201
+        assert (
+            from_(f"2001:db8:1:2::{n + 1:x}")
+            .post(
+                ACCOUNTS,
+                json={
+                    "username": f"v6-{n}",
+                    "password": f.PASSWORD,
+                    "email": "x@example.com",
+                    "language": "en",
+                },
+            )
+            .status_code
+            == 201
+        )
     r = from_("2001:db8:1:2:ffff::1").post(
-        ACCOUNTS, json={"username": "v6-more", "password": f.PASSWORD, "email": "x@example.com", "language": "en"}
+        ACCOUNTS,
+        json={
+            "username": "v6-more",
+            "password": f.PASSWORD,
+            "email": "x@example.com",
+            "language": "en",
+        },
     )
     assert_problem(r, 429, "registrations_used_up_today")
-    assert from_("2001:db8:1:3::1").post(  # the next /64 is another client
-        ACCOUNTS, json={"username": "v6-next", "password": f.PASSWORD, "email": "x@example.com", "language": "en"}
-    ).status_code == 201
+    assert (
+        from_("2001:db8:1:3::1")
+        .post(  # the next /64 is another client
+            ACCOUNTS,
+            json={
+                "username": "v6-next",
+                "password": f.PASSWORD,
+                "email": "x@example.com",
+                "language": "en",
+            },
+        )
+        .status_code
+        == 201
+    )

@@ -40,15 +40,30 @@ class Document:
 
 
 HKID = Document(
-    "hkid", "A123456(3)", None, "Chan Tai Man", "A******3", "C*** T** M**",
+    "hkid",
+    "A123456(3)",
+    None,
+    "Chan Tai Man",
+    "A******3",
+    "C*** T** M**",
     ("A123456(3)", "A1234563", "123456", "Chan", "Tai", "Man"),
 )
 CN_ID = Document(
-    "cn_resident_id", "11010519491231002x", None, "张三丰", "11**************2X", "张**",
+    "cn_resident_id",
+    "11010519491231002x",
+    None,
+    "张三丰",
+    "11**************2X",
+    "张**",
     ("11010519491231002X", "11010519491231002x", "19491231", "张三丰", "三丰"),
 )
 PASSPORT = Document(
-    "passport", "E1234-5678", "cn", "Wang Xiaoming", "E*******8", "W*** X*******",
+    "passport",
+    "E1234-5678",
+    "cn",
+    "Wang Xiaoming",
+    "E*******8",
+    "W*** X*******",
     ("E12345678", "E1234-5678", "12345678", "Wang", "Xiaoming"),
 )
 
@@ -77,7 +92,9 @@ def assert_nothing_revealed(text: str, document: Document) -> None:
 
 
 @pytest.mark.parametrize("document", [HKID, CN_ID, PASSPORT], ids=lambda d: d.type)
-def test_real_name_is_registered_and_shown_masked_only(client, sessions, owner, document: Document) -> None:
+def test_real_name_is_registered_and_shown_masked_only(
+    client, sessions, owner, document: Document
+) -> None:
     headers, line_id = owner
     r = put(client, headers, line_id, document.body())
     assert r.status_code == 201, r.text
@@ -105,7 +122,9 @@ def test_real_name_is_registered_and_shown_masked_only(client, sessions, owner, 
     assert record.holder_name_masked == document.masked_holder
     for digest in (record.document_number_digest, record.holder_name_digest):
         assert re.fullmatch(r"[0-9a-f]{64}", digest)
-    text_columns = [c.key for c in inspect(RealNameRecord).column_attrs if not c.key.endswith(("_digest", "id"))]
+    text_columns = [
+        c.key for c in inspect(RealNameRecord).column_attrs if not c.key.endswith(("_digest", "id"))
+    ]
     assert_nothing_revealed(" ".join(str(getattr(record, key)) for key in text_columns), document)
 
 
@@ -127,9 +146,16 @@ def test_holder_name_spacing_is_tidied(client, owner) -> None:
         ("hkid", "A123456(3)", "   "),  # no name
     ],
 )
-def test_invalid_document_is_422_and_records_nothing(client, sessions, owner, document_type, number, holder) -> None:
+def test_invalid_document_is_422_and_records_nothing(
+    client, sessions, owner, document_type, number, holder
+) -> None:
     headers, line_id = owner
-    r = put(client, headers, line_id, {"document_type": document_type, "document_number": number, "holder_name": holder})
+    r = put(
+        client,
+        headers,
+        line_id,
+        {"document_type": document_type, "document_number": number, "holder_name": holder},
+    )
     assert_problem(r, 422, "invalid_document")
     assert record_of(sessions, line_id) is None
     assert client.get(f"/api/v1/lines/{line_id}", headers=headers).json()["real_name"] is None
@@ -146,9 +172,13 @@ def test_invalid_document_is_422_and_records_nothing(client, sessions, owner, do
         ({"holder_name": ""}, "holder_name"),
     ],
 )
-def test_malformed_real_name_body_is_a_validation_error(client, sessions, owner, change, field) -> None:
+def test_malformed_real_name_body_is_a_validation_error(
+    client, sessions, owner, change, field
+) -> None:
     headers, line_id = owner
-    problem = assert_problem(put(client, headers, line_id, {**PASSPORT.body(), **change}), 422, "validation_error")
+    problem = assert_problem(
+        put(client, headers, line_id, {**PASSPORT.body(), **change}), 422, "validation_error"
+    )
     assert [e["field"] for e in problem["errors"]] == [field]
     assert record_of(sessions, line_id) is None
 
@@ -168,7 +198,10 @@ def test_a_second_real_name_is_409_and_changes_nothing(client, sessions, owner) 
         before.document_type,
         before.document_number_digest,
     )
-    assert client.get(f"/api/v1/lines/{line_id}", headers=headers).json()["real_name"] == first.json()["real_name"]
+    assert (
+        client.get(f"/api/v1/lines/{line_id}", headers=headers).json()["real_name"]
+        == first.json()["real_name"]
+    )
 
 
 def test_anothers_line_is_404_like_no_line(client, sessions, owner) -> None:
@@ -176,14 +209,21 @@ def test_anothers_line_is_404_like_no_line(client, sessions, owner) -> None:
     stranger = f.subscriber(client)
     f.bind(client, stranger, OTHER_SPARE_HK)  # a stranger with a line of their own
 
-    nobodys = assert_problem(put(client, stranger, str(uuid.uuid4()), HKID.body()), 404, "line_not_found")
-    assert assert_problem(put(client, stranger, line_id, HKID.body()), 404, "line_not_found") == nobodys
+    nobodys = assert_problem(
+        put(client, stranger, str(uuid.uuid4()), HKID.body()), 404, "line_not_found"
+    )
+    assert (
+        assert_problem(put(client, stranger, line_id, HKID.body()), 404, "line_not_found")
+        == nobodys
+    )
     assert record_of(sessions, line_id) is None
     assert_problem(put(client, {}, line_id, HKID.body()), 401, "not_authenticated")
 
 
 @pytest.mark.parametrize("document", [HKID, CN_ID, PASSPORT], ids=lambda d: d.type)
-def test_document_matches_the_registered_document_only(client, sessions, settings, owner, document: Document) -> None:
+def test_document_matches_the_registered_document_only(
+    client, sessions, settings, owner, document: Document
+) -> None:
     headers, line_id = owner
     assert put(client, headers, line_id, document.body()).status_code == 201
     record = record_of(sessions, line_id)
@@ -197,13 +237,18 @@ def test_document_matches_the_registered_document_only(client, sessions, setting
 
     others = {
         "hkid": [("hkid", "G123456(A)"), ("hkid", "AB987654(3)"), ("passport", "A1234563")],
-        "cn_resident_id": [("cn_resident_id", "360426199101010071"), ("passport", "11010519491231002X")],
+        "cn_resident_id": [
+            ("cn_resident_id", "360426199101010071"),
+            ("passport", "11010519491231002X"),
+        ],
         "passport": [("passport", "E12345679"), ("passport", "E1234567"), ("hkid", "A123456(3)")],
     }[document.type]
     for other_type, other_number in others:
         assert not lines.document_matches(record, other_type, other_number, secret)
     assert not lines.document_matches(record, document.type, "not a document", secret)
-    assert not lines.document_matches(record, document.type, document.number, secret + "x")  # the key matters
+    assert not lines.document_matches(
+        record, document.type, document.number, secret + "x"
+    )  # the key matters
 
 
 def test_a_chinese_name_written_with_a_space_is_masked_too(client, owner) -> None:

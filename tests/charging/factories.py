@@ -40,7 +40,11 @@ def ensure_networks(session: Session) -> None:
         return
     for operator, zone, plmns in seeded_networks():
         for plmn in plmns:
-            session.add(Network(plmn=plmn, mcc=plmn[:3], mnc=plmn[4:], operator=operator, zone=zone, active=True))
+            session.add(
+                Network(
+                    plmn=plmn, mcc=plmn[:3], mnc=plmn[4:], operator=operator, zone=zone, active=True
+                )
+            )
     session.flush()
 
 
@@ -49,11 +53,23 @@ def line(session: Session) -> Line:
 
 
 def bucket(
-    session: Session, line: Line, zone: str, amount: int, *, days: float = 30, valid_from: datetime = T0
+    session: Session,
+    line: Line,
+    zone: str,
+    amount: int,
+    *,
+    days: float = 30,
+    valid_from: datetime = T0,
 ) -> Bucket:
     return buckets.grant(
-        session, line_id=line.id, zone=zone, amount=amount, valid_from=valid_from,
-        expires_at=valid_from + timedelta(days=days), reason="pack_purchase", reference=f"order:test-{next(_refs)}",
+        session,
+        line_id=line.id,
+        zone=zone,
+        amount=amount,
+        valid_from=valid_from,
+        expires_at=valid_from + timedelta(days=days),
+        reason="pack_purchase",
+        reference=f"order:test-{next(_refs)}",
     )
 
 

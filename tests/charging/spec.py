@@ -43,7 +43,9 @@ def _registry() -> Registry:
 
 
 def _validator_for(schema: dict[str, Any]) -> Any:
-    return OAS30Validator(schema, registry=_registry(), format_checker=OAS30Validator.FORMAT_CHECKER)
+    return OAS30Validator(
+        schema, registry=_registry(), format_checker=OAS30Validator.FORMAT_CHECKER
+    )
 
 
 @cache
@@ -87,7 +89,9 @@ def validate_answer(path: str, status: int, content_type: str | None, body: Any)
         assert not body, f"POST {path} {status} has no body in the spec, got {body!r}"
         return
     media_type = (content_type or "").split(";")[0].strip()
-    assert media_type in content, f"POST {path} {status} is {' or '.join(content)} in the spec, not {media_type!r}"
+    assert media_type in content, (
+        f"POST {path} {status} is {' or '.join(content)} in the spec, not {media_type!r}"
+    )
     schema = content[media_type]["schema"]
     # 3GPP writes error bodies as oneOf [ProblemDetails, ChargingDataResponse]. ProblemDetails requires no
     # member, so every ChargingDataResponse matches both and a literal oneOf would refuse it: read anyOf.

@@ -22,8 +22,14 @@ def msisdn(line) -> str:  # type: ignore[no-untyped-def]
 
 
 def request(
-    seq: int, *, gpsi: str | None = None, supi: str | None = None, plmn: str = HK_PLMN,
-    requested: int | None = None, used: int | None = None, rg: int = RG,
+    seq: int,
+    *,
+    gpsi: str | None = None,
+    supi: str | None = None,
+    plmn: str = HK_PLMN,
+    requested: int | None = None,
+    used: int | None = None,
+    rg: int = RG,
 ) -> dict[str, Any]:
     usage: dict[str, Any] = {"ratingGroup": rg}
     if requested is not None:
@@ -32,13 +38,20 @@ def request(
         usage["usedUnitContainer"] = [{"totalVolume": used, "localSequenceNumber": seq}]
     mcc, mnc = plmn.split("-")
     body: dict[str, Any] = {
-        "nfConsumerIdentification": {"nodeFunctionality": "SMF", "nFName": "5f8e6b1c-0000-4000-8000-000000000001"},
+        "nfConsumerIdentification": {
+            "nodeFunctionality": "SMF",
+            "nFName": "5f8e6b1c-0000-4000-8000-000000000001",
+        },
         "invocationTimeStamp": "2030-01-15T08:00:00Z",
         "invocationSequenceNumber": seq,
         "notifyUri": "http://smf.example/notify",
         "multipleUnitUsage": [usage],
         "pDUSessionChargingInformation": {
-            "pduSessionInformation": {"servingCNPlmnId": {"mcc": mcc, "mnc": mnc}, "pduSessionID": 5, "dnnId": "internet"},
+            "pduSessionInformation": {
+                "servingCNPlmnId": {"mcc": mcc, "mnc": mnc},
+                "pduSessionID": 5,
+                "dnnId": "internet",
+            },
         },
     }
     if supi:
@@ -75,8 +88,11 @@ def test_create_update_release_moves_bytes_out_of_the_buckets(nchf, session) -> 
     assert r.json()["invocationSequenceNumber"] == 1
     (unit,) = r.json()["multipleUnitInformation"]
     assert unit == {
-        "resultCode": "SUCCESS", "ratingGroup": RG, "grantedUnit": {"totalVolume": 30 * MB},
-        "validityTime": 600, "volumeQuotaThreshold": 6 * MB,
+        "resultCode": "SUCCESS",
+        "ratingGroup": RG,
+        "grantedUnit": {"totalVolume": 30 * MB},
+        "validityTime": 600,
+        "volumeQuotaThreshold": 6 * MB,
     }
     assert remaining(session, hk) == 70 * MB  # reserved
 
@@ -88,7 +104,9 @@ def test_create_update_release_moves_bytes_out_of_the_buckets(nchf, session) -> 
     r = nchf.post(f"{BASE}/{ref}/release", json=request(3, used=5 * MB))
     assert (r.status_code, r.content) == (204, b"")
     assert remaining(session, hk) == 75 * MB  # 25 used in all, the rest back
-    assert session.scalar(select(func.count()).select_from(Grant).where(Grant.status == "open")) == 0
+    assert (
+        session.scalar(select(func.count()).select_from(Grant).where(Grant.status == "open")) == 0
+    )
 
 
 def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(nchf, session) -> None:
@@ -98,32 +116,47 @@ def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(nchf, se
     f.bucket(session, line, "hk", 999 * MB)
     session.commit()
 
-    r = nchf.post(BASE, json=request(0, supi="imsi-454001234567890", plmn=MAINLAND_PLMN, requested=30 * MB))
+    r = nchf.post(
+        BASE, json=request(0, supi="imsi-454001234567890", plmn=MAINLAND_PLMN, requested=30 * MB)
+    )
     assert r.status_code == 201, r.text
     (unit,) = r.json()["multipleUnitInformation"]
     assert unit["grantedUnit"] == {"totalVolume": 10 * MB}
     assert unit["finalUnitIndication"] == {
         "finalUnitAction": "REDIRECT",
-        "redirectServer": {"redirectAddressType": "URL", "redirectServerAddress": f"http://testserver/renew/{line.id}"},
+        "redirectServer": {
+            "redirectAddressType": "URL",
+            "redirectServerAddress": f"http://testserver/renew/{line.id}",
+        },
     }
     assert "volumeQuotaThreshold" not in unit
     ref = r.headers["location"].rsplit("/", 1)[1]
 
     # still on the mainland network: an update names the network the phone is on now
-    r = nchf.post(f"{BASE}/{ref}/update", json=request(1, plmn=MAINLAND_PLMN, requested=30 * MB, used=10 * MB))
+    r = nchf.post(
+        f"{BASE}/{ref}/update", json=request(1, plmn=MAINLAND_PLMN, requested=30 * MB, used=10 * MB)
+    )
     (unit,) = r.json()["multipleUnitInformation"]
     assert unit == {
-        "resultCode": "QUOTA_LIMIT_REACHED", "ratingGroup": RG,
+        "resultCode": "QUOTA_LIMIT_REACHED",
+        "ratingGroup": RG,
         "finalUnitIndication": {
             "finalUnitAction": "REDIRECT",
-            "redirectServer": {"redirectAddressType": "URL", "redirectServerAddress": f"http://testserver/renew/{line.id}"},
+            "redirectServer": {
+                "redirectAddressType": "URL",
+                "redirectServerAddress": f"http://testserver/renew/{line.id}",
+            },
         },
     }
-    assert nchf.post(f"{BASE}/{ref}/release", json=request(2, plmn=MAINLAND_PLMN)).status_code == 204
+    assert (
+        nchf.post(f"{BASE}/{ref}/release", json=request(2, plmn=MAINLAND_PLMN)).status_code == 204
+    )
 
 
 def test_an_unknown_subscriber_is_user_unknown(nchf, session) -> None:
-    r = nchf.post(BASE, json=request(0, gpsi="msisdn-85299999999", supi="imsi-454009999999999", requested=MB))
+    r = nchf.post(
+        BASE, json=request(0, gpsi="msisdn-85299999999", supi="imsi-454009999999999", requested=MB)
+    )
     assert (r.status_code, r.headers["content-type"]) == (404, "application/problem+json")
     assert r.json()["cause"] == "USER_UNKNOWN"
 
@@ -149,20 +182,34 @@ def test_real_world_fields_are_accepted_and_ignored(nchf, session) -> None:
     body["oneTimeEvent"] = False
     info = body["pDUSessionChargingInformation"]
     info["chargingId"] = 123
-    info["userLocationinfo"] = {"nrLocation": {"tai": {"plmnId": {"mcc": "454", "mnc": "00"}, "tac": "0001"},
-                                               "ncgi": {"plmnId": {"mcc": "454", "mnc": "00"}, "nrCellId": "000000010"}}}
+    info["userLocationinfo"] = {
+        "nrLocation": {
+            "tai": {"plmnId": {"mcc": "454", "mnc": "00"}, "tac": "0001"},
+            "ncgi": {"plmnId": {"mcc": "454", "mnc": "00"}, "nrCellId": "000000010"},
+        }
+    }
     info["uetimeZone"] = "+08:00"
     info["userInformation"]["servedPEI"] = "imeisv-4370816125816151"
-    info["pduSessionInformation"].update({
-        "networkSlicingInfo": {"sNSSAI": {"sst": 1, "sd": "000001"}},
-        "pduType": "IPV4",
-        "ratType": "NR",
-        "dnnId": "internet",
-        "sessionStopIndicator": False,
-        "pduAddress": {"pduIPv4Address": "10.45.0.2"},
-        "authorizedQoSInformation": {"5qi": 9, "priorityLevel": 8, "arp": {"priorityLevel": 8, "preemptCap": "NOT_PREEMPT", "preemptVuln": "PREEMPTABLE"}},
-        "servingNodeID": [{"plmnId": {"mcc": "454", "mnc": "00"}, "amfId": "010041"}],
-    })
+    info["pduSessionInformation"].update(
+        {
+            "networkSlicingInfo": {"sNSSAI": {"sst": 1, "sd": "000001"}},
+            "pduType": "IPV4",
+            "ratType": "NR",
+            "dnnId": "internet",
+            "sessionStopIndicator": False,
+            "pduAddress": {"pduIPv4Address": "10.45.0.2"},
+            "authorizedQoSInformation": {
+                "5qi": 9,
+                "priorityLevel": 8,
+                "arp": {
+                    "priorityLevel": 8,
+                    "preemptCap": "NOT_PREEMPT",
+                    "preemptVuln": "PREEMPTABLE",
+                },
+            },
+            "servingNodeID": [{"plmnId": {"mcc": "454", "mnc": "00"}, "amfId": "010041"}],
+        }
+    )
     body["multipleUnitUsage"][0]["uPFID"] = "5f8e6b1c-0000-4000-8000-000000000002"
     r = nchf.post(BASE, json=body)
     assert r.status_code == 201, r.text
@@ -173,7 +220,9 @@ def _assert_problem(r, cause: str, param: str | None = None) -> None:  # type: i
     assert r.status_code == 400, r.text
     assert r.headers["content-type"] == "application/problem+json"
     body = r.json()
-    assert (body["status"], body["cause"], body["title"]) == (400, cause, "Bad Request") and body["detail"]
+    assert (body["status"], body["cause"], body["title"]) == (400, cause, "Bad Request") and body[
+        "detail"
+    ]
     if param:
         assert param in [p["param"] for p in body["invalidParams"]]
 
@@ -192,11 +241,17 @@ def test_a_malformed_request_is_a_400_problem(nchf, session) -> None:
 
     body = request(0, gpsi=gpsi, requested=MB)
     body["invocationSequenceNumber"] = "7"
-    _assert_problem(nchf.post(BASE, json=body), "MANDATORY_IE_INCORRECT", "/invocationSequenceNumber")
+    _assert_problem(
+        nchf.post(BASE, json=body), "MANDATORY_IE_INCORRECT", "/invocationSequenceNumber"
+    )
 
     body = request(0, gpsi=gpsi, requested=MB)
     body["multipleUnitUsage"][0]["requestedUnit"]["totalVolume"] = -1
-    _assert_problem(nchf.post(BASE, json=body), "OPTIONAL_IE_INCORRECT", "/multipleUnitUsage/0/requestedUnit/totalVolume")
+    _assert_problem(
+        nchf.post(BASE, json=body),
+        "OPTIONAL_IE_INCORRECT",
+        "/multipleUnitUsage/0/requestedUnit/totalVolume",
+    )
 
     body = request(0, gpsi=gpsi, requested=MB)
     del body["pDUSessionChargingInformation"]["pduSessionInformation"]

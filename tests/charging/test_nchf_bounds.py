@@ -29,9 +29,15 @@ def _open(nchf, session) -> str:  # type: ignore[no-untyped-def]
 def test_a_used_volume_beyond_the_bound_is_a_400_not_a_500(nchf, session, used: int) -> None:
     ref = _open(nchf, session)
     r = nchf.post(f"{BASE}/{ref}/update", json=request(1, requested=MB, used=used))
-    _assert_problem(r, "OPTIONAL_IE_INCORRECT", "/multipleUnitUsage/0/usedUnitContainer/0/totalVolume")
+    _assert_problem(
+        r, "OPTIONAL_IE_INCORRECT", "/multipleUnitUsage/0/usedUnitContainer/0/totalVolume"
+    )
     # Nothing was charged or kept: the same sequence number with a sane report is answered afresh.
-    kept = select(func.count()).select_from(ChargingAnswer).where(ChargingAnswer.invocation_sequence_number == 1)
+    kept = (
+        select(func.count())
+        .select_from(ChargingAnswer)
+        .where(ChargingAnswer.invocation_sequence_number == 1)
+    )
     assert session.scalar(kept) == 0
     session.rollback()  # SQLite: one writer at a time, and the test's read would be it
     r = nchf.post(f"{BASE}/{ref}/update", json=request(1, requested=MB, used=MB))
@@ -64,23 +70,30 @@ def test_too_many_rating_groups_containers_or_triggers_are_a_400(nchf, session) 
 
     body = request(1)
     body["multipleUnitUsage"] = _many(MAX_LIST + 1)
-    _assert_problem(nchf.post(f"{BASE}/{ref}/update", json=body), "OPTIONAL_IE_INCORRECT", "/multipleUnitUsage")
+    _assert_problem(
+        nchf.post(f"{BASE}/{ref}/update", json=body), "OPTIONAL_IE_INCORRECT", "/multipleUnitUsage"
+    )
 
     body = request(1, used=1)
     body["multipleUnitUsage"][0]["usedUnitContainer"] *= MAX_LIST + 1
     _assert_problem(
-        nchf.post(f"{BASE}/{ref}/update", json=body), "OPTIONAL_IE_INCORRECT", "/multipleUnitUsage/0/usedUnitContainer"
+        nchf.post(f"{BASE}/{ref}/update", json=body),
+        "OPTIONAL_IE_INCORRECT",
+        "/multipleUnitUsage/0/usedUnitContainer",
     )
 
     # Lists tongka does not read (triggers) are bounded too, at every level.
     trigger = {"triggerType": "QUOTA_THRESHOLD", "triggerCategory": "IMMEDIATE_REPORT"}
     body = request(1, used=1)
     body["triggers"] = [trigger] * (MAX_LIST + 1)
-    _assert_problem(nchf.post(f"{BASE}/{ref}/update", json=body), "OPTIONAL_IE_INCORRECT", "/triggers")
+    _assert_problem(
+        nchf.post(f"{BASE}/{ref}/update", json=body), "OPTIONAL_IE_INCORRECT", "/triggers"
+    )
     body = request(1, used=1)
     body["multipleUnitUsage"][0]["usedUnitContainer"][0]["triggers"] = [trigger] * (MAX_LIST + 1)
     _assert_problem(
-        nchf.post(f"{BASE}/{ref}/update", json=body), "OPTIONAL_IE_INCORRECT",
+        nchf.post(f"{BASE}/{ref}/update", json=body),
+        "OPTIONAL_IE_INCORRECT",
         "/multipleUnitUsage/0/usedUnitContainer/0/triggers",
     )
 

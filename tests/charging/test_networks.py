@@ -15,8 +15,32 @@ from tongka.charging.service import (
     UnknownNetwork,
 )
 
-MAINLAND = {"460-00", "460-02", "460-04", "460-07", "460-08", "460-01", "460-06", "460-09", "460-03", "460-05", "460-11"}
-HK = {"454-00", "454-02", "454-10", "454-18", "454-12", "454-13", "454-03", "454-04", "454-06", "454-15", "454-17"}
+MAINLAND = {
+    "460-00",
+    "460-02",
+    "460-04",
+    "460-07",
+    "460-08",
+    "460-01",
+    "460-06",
+    "460-09",
+    "460-03",
+    "460-05",
+    "460-11",
+}
+HK = {
+    "454-00",
+    "454-02",
+    "454-10",
+    "454-18",
+    "454-12",
+    "454-13",
+    "454-03",
+    "454-04",
+    "454-06",
+    "454-15",
+    "454-17",
+}
 
 
 def test_the_migration_seeds_every_mainland_and_hong_kong_network(session) -> None:
@@ -24,12 +48,23 @@ def test_the_migration_seeds_every_mainland_and_hong_kong_network(session) -> No
     assert {p for p, n in rows.items() if n.zone == "mainland"} == MAINLAND
     assert {p for p, n in rows.items() if n.zone == "hk"} == HK
     assert all(n.active and f"{n.mcc}-{n.mnc}" == n.plmn for n in rows.values())
-    assert {rows[p].operator for p in ("460-00", "460-01", "460-03", "454-00", "454-12", "454-03", "454-06")} == {
-        "China Mobile", "China Unicom", "China Telecom", "HKT/csl", "China Mobile Hong Kong", "3HK", "SmarTone",
+    assert {
+        rows[p].operator
+        for p in ("460-00", "460-01", "460-03", "454-00", "454-12", "454-03", "454-06")
+    } == {
+        "China Mobile",
+        "China Unicom",
+        "China Telecom",
+        "HKT/csl",
+        "China Mobile Hong Kong",
+        "3HK",
+        "SmarTone",
     }
 
 
-@pytest.mark.parametrize(("plmn", "zone"), [("460-00", "mainland"), ("460-11", "mainland"), ("454-13", "hk")])
+@pytest.mark.parametrize(
+    ("plmn", "zone"), [("460-00", "mainland"), ("460-11", "mainland"), ("454-13", "hk")]
+)
 def test_network_for_a_known_plmn(session, plmn: str, zone: str) -> None:
     assert charging.network_for(session, plmn).zone == zone
 
@@ -56,7 +91,13 @@ def test_open_session_takes_the_networks_zone(session) -> None:
     line = f.line(session)
     cs = charging.open_session(session, line, "460-01", "ref-1")
     session.commit()
-    assert (cs.line_id, cs.plmn, cs.zone, cs.status, cs.charging_data_ref) == (line.id, "460-01", "mainland", "open", "ref-1")
+    assert (cs.line_id, cs.plmn, cs.zone, cs.status, cs.charging_data_ref) == (
+        line.id,
+        "460-01",
+        "mainland",
+        "open",
+        "ref-1",
+    )
 
 
 def test_a_charging_data_ref_opens_one_session_only(session) -> None:
@@ -81,5 +122,11 @@ def test_cli_lists_the_registry(session, cli) -> None:
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert len(lines) == len(MAINLAND | HK)
-    assert any(line.startswith("454-12") and "hk" in line and "China Mobile Hong Kong" in line for line in lines)
-    assert any(line.startswith("460-03") and "mainland" in line and "China Telecom" in line for line in lines)
+    assert any(
+        line.startswith("454-12") and "hk" in line and "China Mobile Hong Kong" in line
+        for line in lines
+    )
+    assert any(
+        line.startswith("460-03") and "mainland" in line and "China Telecom" in line
+        for line in lines
+    )

@@ -34,7 +34,15 @@ from starlette.testclient import TestClient
 
 from tongka import config, logs
 from tongka.charging import nf_auth
-from tongka.charging.nf_auth import CHF, SCOPE, NfAuth, NfAuthMiddleware, NfUnauthorized, issue_dev_token, token_endpoint
+from tongka.charging.nf_auth import (
+    CHF,
+    SCOPE,
+    NfAuth,
+    NfAuthMiddleware,
+    NfUnauthorized,
+    issue_dev_token,
+    token_endpoint,
+)
 from tongka.config import Settings
 
 NRF = str(uuid.uuid4())
@@ -48,13 +56,33 @@ class Key:
 
     def __init__(self, private: Any, kid: str, alg: str) -> None:
         self.private, self.kid, self.alg = private, kid, alg
-        algorithm = jwt.algorithms.ECAlgorithm if alg.startswith("ES") else jwt.algorithms.RSAAlgorithm
-        self.jwk = {**json.loads(algorithm.to_jwk(private.public_key())), "kid": kid, "use": "sig", "alg": alg}
+        algorithm = (
+            jwt.algorithms.ECAlgorithm if alg.startswith("ES") else jwt.algorithms.RSAAlgorithm
+        )
+        self.jwk = {
+            **json.loads(algorithm.to_jwk(private.public_key())),
+            "kid": kid,
+            "use": "sig",
+            "alg": alg,
+        }
 
     def token(self, **claims: Any) -> str:
         now = int(time.time())
-        body = {"iss": NRF, "sub": SMF, "aud": CHF, "scope": SCOPE, "iat": now, "exp": now + 600, **claims}
-        return jwt.encode({k: v for k, v in body.items() if v is not None}, self.private, self.alg, headers={"kid": self.kid})
+        body = {
+            "iss": NRF,
+            "sub": SMF,
+            "aud": CHF,
+            "scope": SCOPE,
+            "iat": now,
+            "exp": now + 600,
+            **claims,
+        }
+        return jwt.encode(
+            {k: v for k, v in body.items() if v is not None},
+            self.private,
+            self.alg,
+            headers={"kid": self.kid},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +101,12 @@ def jwks(*keys: Key) -> str:
 
 def settings_for(env: str = "production", **values: Any) -> Settings:
     return Settings(  # type: ignore[call-arg]
-        **{"env": env, "secret_key": secrets.token_urlsafe(32), "public_base_url": "https://tongka.example", **values},
+        **{
+            "env": env,
+            "secret_key": secrets.token_urlsafe(32),
+            "public_base_url": "https://tongka.example",
+            **values,
+        },
         _env_file=None,
     )
 
@@ -106,7 +139,9 @@ def test_a_valid_token_is_accepted_with_its_claims(auth: NfAuth, es: Key, rs: Ke
         assert claims.scopes == {"other", SCOPE} and claims.expires > time.time()
 
 
-@pytest.mark.parametrize("aud", [CHF, [CHF_ID], ["7d5c0a8e-0000-4000-8000-000000000001", CHF_ID], [CHF]])
+@pytest.mark.parametrize(
+    "aud", [CHF, [CHF_ID], ["7d5c0a8e-0000-4000-8000-000000000001", CHF_ID], [CHF]]
+)
 def test_the_audience_is_this_chf_or_its_nf_type(auth: NfAuth, es: Key, aud: Any) -> None:
     assert auth.verify(f"Bearer {es.token(aud=aud)}").nf_instance_id == SMF
 
@@ -120,20 +155,29 @@ def test_without_a_bearer_token(auth: NfAuth, es: Key) -> None:
     none = refused(auth, None)
     assert (none.error, none.reason) == ("", "missing")
     assert refused(auth, "").reason == "missing"
-    for header in (f"Basic {es.token()}", f"Token {es.token()}", "Bearer", "Bearer not-a-jwt", "Bearer a.b.c",
-                   f"Bearer {es.token()} extra", f"{es.token()}"):
+    for header in (
+        f"Basic {es.token()}",
+        f"Token {es.token()}",
+        "Bearer",
+        "Bearer not-a-jwt",
+        "Bearer a.b.c",
+        f"Bearer {es.token()} extra",
+        f"{es.token()}",
+    ):
         e = refused(auth, header)
         assert (e.error, e.reason) == ("invalid_token", "malformed"), header
     assert auth.verify(f"bearer  {es.token()}").nf_instance_id == SMF  # the scheme has no case
 
 
 def test_a_signature_by_another_key_is_refused(auth: NfAuth, es: Key) -> None:
-    impostor = Key(ec.generate_private_key(ec.SECP256R1()), es.kid, "ES256")  # claims to be the NRF's key
+    impostor = Key(
+        ec.generate_private_key(ec.SECP256R1()), es.kid, "ES256"
+    )  # claims to be the NRF's key
     assert refused(auth, f"Bearer {impostor.token()}").reason == "signature"
     stranger = Key(ec.generate_private_key(ec.SECP256R1()), "unknown", "ES256")
     assert refused(auth, f"Bearer {stranger.token()}").reason == "unknown_key"
     # A token whose payload was changed after signing.
-    head, body, sig = es.token().split(".")
+    head, _body, sig = es.token().split(".")
     other = es.token(sub=str(uuid.uuid4())).split(".")[1]
     assert refused(auth, f"Bearer {head}.{other}.{sig}").reason == "signature"
 
@@ -144,14 +188,23 @@ def test_only_asymmetric_algorithms(auth: NfAuth, es: Key, rs: Key) -> None:
     unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": es.kid})
     assert refused(auth, f"Bearer {unsigned}").reason == "algorithm"
     # HS256 "signed" with the NRF's public key as the secret: the old confusion attack.
-    public_pem = rs.private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = rs.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     import hashlib
     import hmac
 
-    header = jwt.utils.base64url_encode(json.dumps({"alg": "HS256", "typ": "JWT", "kid": rs.kid}).encode())
+    header = jwt.utils.base64url_encode(
+        json.dumps({"alg": "HS256", "typ": "JWT", "kid": rs.kid}).encode()
+    )
     payload = jwt.utils.base64url_encode(json.dumps(claims).encode())
-    mac = jwt.utils.base64url_encode(hmac.new(public_pem, header + b"." + payload, hashlib.sha256).digest())
-    assert refused(auth, f"Bearer {(header + b'.' + payload + b'.' + mac).decode()}").reason == "algorithm"
+    mac = jwt.utils.base64url_encode(
+        hmac.new(public_pem, header + b"." + payload, hashlib.sha256).digest()
+    )
+    assert (
+        refused(auth, f"Bearer {(header + b'.' + payload + b'.' + mac).decode()}").reason
+        == "algorithm"
+    )
     # An EC key's kid with an RSA signature: the key decides the algorithm, not the token.
     crossed = jwt.encode(claims, rs.private, "RS256", headers={"kid": es.kid})
     assert refused(auth, f"Bearer {crossed}").reason == "unknown_key"
@@ -175,7 +228,9 @@ def test_issuer_subject_and_scope(auth: NfAuth, es: Key) -> None:
         assert e.reason in ("scope", "claims"), scope
 
 
-def test_a_verified_token_is_kept_until_it_expires(auth: NfAuth, es: Key, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_verified_token_is_kept_until_it_expires(
+    auth: NfAuth, es: Key, monkeypatch: pytest.MonkeyPatch
+) -> None:
     header = f"Bearer {es.token(exp=int(time.time()) + 100)}"
     assert auth.cached(header) is None
     claims = auth.verify(header)
@@ -191,7 +246,9 @@ def test_the_cache_is_bounded(auth: NfAuth, es: Key, monkeypatch: pytest.MonkeyP
     for h in headers:
         auth.verify(h)
     assert len(auth._cache) <= 3 and auth.cached(headers[-1])
-    assert refused(auth, f"Bearer {es.token(scope='other')}").reason == "scope"  # refusals are not kept
+    assert (
+        refused(auth, f"Bearer {es.token(scope='other')}").reason == "scope"
+    )  # refusals are not kept
     assert len(auth._cache) <= 3
 
 
@@ -205,10 +262,12 @@ def tiny_app(auth: NfAuth) -> tuple[Starlette, list[str]]:
         reached.append(request.state.nf.nf_instance_id)
         return JSONResponse({"caller": request.state.nf.nf_instance_id})
 
-    app = Starlette(routes=[
-        Route("/nchf-convergedcharging/v3/chargingdata", charge, methods=["POST"]),
-        Route(nf_auth.TOKEN_PATH, token_endpoint, methods=["POST"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/nchf-convergedcharging/v3/chargingdata", charge, methods=["POST"]),
+            Route(nf_auth.TOKEN_PATH, token_endpoint, methods=["POST"]),
+        ]
+    )
     app.state.nf_auth = auth
     app.add_middleware(NfAuthMiddleware, auth=auth)
     return app, reached
@@ -220,23 +279,41 @@ CHARGING = "/nchf-convergedcharging/v3/chargingdata"
 def test_the_middleware_refuses_before_the_app(auth: NfAuth, es: Key) -> None:
     app, reached = tiny_app(auth)
     client = TestClient(app)
-    for headers in ({}, {"Authorization": "Bearer x.y.z"}, {"Authorization": f"Bearer {es.token(aud='SMF')}"},
-                    {"Authorization": f"Bearer {es.token(scope='nnrf-disc')}"}):
-        r = client.post(CHARGING, json={"subscriberIdentifier": "imsi-454000000000001"}, headers=headers)
+    for headers in (
+        {},
+        {"Authorization": "Bearer x.y.z"},
+        {"Authorization": f"Bearer {es.token(aud='SMF')}"},
+        {"Authorization": f"Bearer {es.token(scope='nnrf-disc')}"},
+    ):
+        r = client.post(
+            CHARGING, json={"subscriberIdentifier": "imsi-454000000000001"}, headers=headers
+        )
         assert r.status_code == 401
         assert r.headers["content-type"] == "application/problem+json"
         body = r.json()
         assert body["status"] == 401 and body["title"] == "Unauthorized" and body["detail"]
         assert set(body) <= {"title", "status", "detail", "cause"}
         challenge = r.headers["www-authenticate"]
-        assert challenge == "Bearer" if not headers else challenge.startswith('Bearer error="invalid_token", error_description="')
+        assert (
+            challenge == "Bearer"
+            if not headers
+            else challenge.startswith('Bearer error="invalid_token", error_description="')
+        )
         assert "imsi" not in r.text
     assert reached == []
     ok = client.post(CHARGING, json={}, headers={"Authorization": f"Bearer {es.token()}"})
     assert (ok.status_code, ok.json()) == (200, {"caller": SMF}) and reached == [SMF]
     # No dev NRF in production: its path needs a token like any other.
-    assert client.post(nf_auth.TOKEN_PATH, data={"grant_type": "client_credentials"}).status_code == 401
-    assert client.post(nf_auth.TOKEN_PATH, headers={"Authorization": f"Bearer {es.token()}"}).status_code == 404
+    assert (
+        client.post(nf_auth.TOKEN_PATH, data={"grant_type": "client_credentials"}).status_code
+        == 401
+    )
+    assert (
+        client.post(
+            nf_auth.TOKEN_PATH, headers={"Authorization": f"Bearer {es.token()}"}
+        ).status_code
+        == 404
+    )
 
 
 # The dev NRF.
@@ -246,12 +323,23 @@ def test_the_middleware_refuses_before_the_app(auth: NfAuth, es: Key) -> None:
 def dev_settings(tmp_path: Path) -> Settings:
     key = tmp_path / "var" / "nrf-dev-key.pem"
     nf_auth.write_dev_key(key)
-    return settings_for("dev", nrf_dev_key_file=str(key), chf_instance_id=CHF_ID, public_base_url="http://127.0.0.1:8000")
+    return settings_for(
+        "dev",
+        nrf_dev_key_file=str(key),
+        chf_instance_id=CHF_ID,
+        public_base_url="http://127.0.0.1:8000",
+    )
 
 
 def ask(client: TestClient, **fields: str) -> Any:
-    form = {"grant_type": "client_credentials", "nfInstanceId": SMF, "nfType": "SMF", "targetNfType": "CHF",
-            "scope": SCOPE, **fields}
+    form = {
+        "grant_type": "client_credentials",
+        "nfInstanceId": SMF,
+        "nfType": "SMF",
+        "targetNfType": "CHF",
+        "scope": SCOPE,
+        **fields,
+    }
     return client.post(nf_auth.TOKEN_PATH, data={k: v for k, v in form.items() if v != "-"})
 
 
@@ -266,16 +354,25 @@ def test_the_dev_nrf_issues_a_token_that_verifies(dev_settings: Settings) -> Non
     assert set(body) == {"access_token", "token_type", "expires_in", "scope"}
     assert (body["token_type"], body["scope"], body["expires_in"]) == ("Bearer", SCOPE, 3600)
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
-    assert (claims["iss"], claims["sub"], claims["aud"], claims["scope"]) == (nf_auth.DEV_NRF_INSTANCE_ID, SMF, CHF, SCOPE)
+    assert (claims["iss"], claims["sub"], claims["aud"], claims["scope"]) == (
+        nf_auth.DEV_NRF_INSTANCE_ID,
+        SMF,
+        CHF,
+        SCOPE,
+    )
     assert jwt.get_unverified_header(body["access_token"])["alg"] == "ES256"
     ok = client.post(CHARGING, json={}, headers={"Authorization": f"Bearer {body['access_token']}"})
     assert ok.status_code == 200 and reached == [SMF]
     # For this CHF instance by its id: aud is then a list of instance ids (TS 29.510).
     by_id = ask(client, targetNfInstanceId=CHF_ID).json()["access_token"]
     assert jwt.decode(by_id, options={"verify_signature": False})["aud"] == [CHF_ID]
-    assert NfAuth(dev_settings).verify(f"Bearer {by_id}").nf_instance_id == SMF  # another process, same key
+    assert (
+        NfAuth(dev_settings).verify(f"Bearer {by_id}").nf_instance_id == SMF
+    )  # another process, same key
     # issue_dev_token makes the same kind of token.
-    assert auth.verify(f"Bearer {issue_dev_token(dev_settings, SMF, nf_type='AMF')}").nf_type == "AMF"
+    assert (
+        auth.verify(f"Bearer {issue_dev_token(dev_settings, SMF, nf_type='AMF')}").nf_type == "AMF"
+    )
     refusal = refused(auth, f"Bearer {issue_dev_token(dev_settings, SMF, audience='SMF')}")
     assert refusal.reason == "audience"
 
@@ -310,14 +407,21 @@ def test_the_dev_nrf_refuses(dev_settings: Settings, fields: dict[str, str], err
 
 def test_the_dev_nrf_takes_only_a_form(dev_settings: Settings) -> None:
     client = TestClient(tiny_app(NfAuth(dev_settings))[0])
-    r = client.post(nf_auth.TOKEN_PATH, json={"grant_type": "client_credentials", "nfInstanceId": SMF})
+    r = client.post(
+        nf_auth.TOKEN_PATH, json={"grant_type": "client_credentials", "nfInstanceId": SMF}
+    )
     assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
-    twice = client.post(nf_auth.TOKEN_PATH, content=f"grant_type=client_credentials&nfInstanceId={SMF}&nfInstanceId={SMF}",
-                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    twice = client.post(
+        nf_auth.TOKEN_PATH,
+        content=f"grant_type=client_credentials&nfInstanceId={SMF}&nfInstanceId={SMF}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert (twice.status_code, twice.json()["error"]) == (400, "invalid_request")
 
 
-def test_with_an_nrf_configured_tongka_does_not_play_it_even_in_dev(dev_settings: Settings, jwks_file: Path, es: Key) -> None:
+def test_with_an_nrf_configured_tongka_does_not_play_it_even_in_dev(
+    dev_settings: Settings, jwks_file: Path, es: Key
+) -> None:
     auth = NfAuth(dev_settings.model_copy(update={"nrf_jwks": str(jwks_file), "nrf_issuer": NRF}))
     assert not auth.plays_nrf
     client = TestClient(tiny_app(auth)[0])
@@ -333,24 +437,44 @@ def _cert_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test NRF CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(hours=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     import ipaddress
 
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     paths = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return paths
 
 
@@ -363,7 +487,7 @@ class NrfServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 outer.fetches += 1
                 data = outer.body.encode()
                 self.send_response(200)
@@ -395,9 +519,12 @@ def nrf_server(tmp_path: Path, es: Key) -> Iterator[NrfServer]:
     server.close()
 
 
-def test_jwks_from_https_refetched_on_an_unknown_kid(nrf_server: NrfServer, es: Key, rs: Key,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    auth = NfAuth(settings_for(nrf_jwks=nrf_server.url, nrf_issuer=NRF, nrf_ca_file=str(nrf_server.ca)))
+def test_jwks_from_https_refetched_on_an_unknown_kid(
+    nrf_server: NrfServer, es: Key, rs: Key, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth = NfAuth(
+        settings_for(nrf_jwks=nrf_server.url, nrf_issuer=NRF, nrf_ca_file=str(nrf_server.ca))
+    )
     assert nrf_server.fetches == 1
     assert auth.verify(f"Bearer {es.token()}").nf_instance_id == SMF
     # The NRF adds a key: a token with its kid fetches the keys again, at most once in JWKS_REFRESH_SECONDS.
@@ -408,20 +535,27 @@ def test_jwks_from_https_refetched_on_an_unknown_kid(nrf_server: NrfServer, es: 
     assert auth.needs_fetch(f"Bearer {rs.token()}")
     assert auth.verify(f"Bearer {rs.token()}").nf_instance_id == SMF
     assert nrf_server.fetches == 2
-    assert auth.verify(f"Bearer {es.token(sub=str(uuid.uuid4()))}") and nrf_server.fetches == 2  # known kid: no fetch
+    assert (
+        auth.verify(f"Bearer {es.token(sub=str(uuid.uuid4()))}") and nrf_server.fetches == 2
+    )  # known kid: no fetch
 
 
-def test_the_middleware_fetches_the_nrfs_keys_off_the_event_loop(nrf_server: NrfServer, es: Key,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_middleware_fetches_the_nrfs_keys_off_the_event_loop(
+    nrf_server: NrfServer, es: Key, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(nf_auth, "JWKS_REFRESH_SECONDS", 0)
-    auth = NfAuth(settings_for(nrf_jwks=nrf_server.url, nrf_issuer=NRF, nrf_ca_file=str(nrf_server.ca)))
+    auth = NfAuth(
+        settings_for(nrf_jwks=nrf_server.url, nrf_issuer=NRF, nrf_ca_file=str(nrf_server.ca))
+    )
     auth.keys.keys = {}  # as if the NRF was down at start
     app, reached = tiny_app(auth)
     r = TestClient(app).post(CHARGING, json={}, headers={"Authorization": f"Bearer {es.token()}"})
     assert r.status_code == 200 and reached == [SMF] and nrf_server.fetches == 2
 
 
-def test_an_nrf_with_a_certificate_from_another_ca_is_not_trusted(nrf_server: NrfServer, es: Key) -> None:
+def test_an_nrf_with_a_certificate_from_another_ca_is_not_trusted(
+    nrf_server: NrfServer, es: Key
+) -> None:
     auth = NfAuth(settings_for(nrf_jwks=nrf_server.url, nrf_issuer=NRF))  # the system's CAs only
     assert nrf_server.fetches == 0 or auth.keys.keys == {}
     assert refused(auth, f"Bearer {es.token()}").reason == "unknown_key"
@@ -456,7 +590,9 @@ def test_a_wrong_jwks_file_stops_the_start(tmp_path: Path) -> None:
         path.unlink(missing_ok=True)
         if content is not None:
             path.write_text(content)
-        with pytest.raises(config.UnsafeSettings, match="TONGKA_NRF_JWKS .* cannot be read as a JWKS"):
+        with pytest.raises(
+            config.UnsafeSettings, match=r"TONGKA_NRF_JWKS .* cannot be read as a JWKS"
+        ):
             NfAuth(settings_for(nrf_jwks=str(path), nrf_issuer=NRF))
 
 
@@ -464,8 +600,13 @@ def test_a_missing_dev_key_says_how_to_make_it(tmp_path: Path) -> None:
     with pytest.raises(config.UnsafeSettings) as e:
         NfAuth(settings_for("dev", nrf_dev_key_file=str(tmp_path / "nope.pem")))
     assert "tongka keys nrf-dev --out" in str(e.value) and "does not exist" in str(e.value)
-    (tmp_path / "rsa.pem").write_bytes(rsa.generate_private_key(65537, 2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "rsa.pem").write_bytes(
+        rsa.generate_private_key(65537, 2048).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     with pytest.raises(config.UnsafeSettings, match="not a P-256"):
         NfAuth(settings_for("dev", nrf_dev_key_file=str(tmp_path / "rsa.pem")))
 
@@ -473,12 +614,24 @@ def test_a_missing_dev_key_says_how_to_make_it(tmp_path: Path) -> None:
 def test_the_dev_key_command_writes_a_private_file_once(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     out = tmp_path / "var" / "nrf-dev-key.pem"
-    made = subprocess.run([str(TONGKA), "keys", "nrf-dev", "--out", str(out)], env=env, capture_output=True, text=True, timeout=60)
+    made = subprocess.run(
+        [str(TONGKA), "keys", "nrf-dev", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert made.returncode == 0, made.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert "PRIVATE" not in made.stdout + made.stderr and "kid" in made.stdout
     before = out.read_bytes()
-    again = subprocess.run([str(TONGKA), "keys", "nrf-dev", "--out", str(out)], env=env, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [str(TONGKA), "keys", "nrf-dev", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 1 and "exists" in again.stderr and "Traceback" not in again.stderr
     assert out.read_bytes() == before
 
@@ -498,11 +651,21 @@ def test_tokens_and_keys_never_reach_the_logs(dev_settings: Settings, es: Key) -
         client.post(CHARGING, json={}, headers={"Authorization": f"Bearer {forged}"})
         client.post(CHARGING, json={}, headers={"Authorization": f"Bearer {token}"})
         structlog_logger = nf_auth.log
-        structlog_logger.info("nf_debug", access_token=token, header=f"Authorization: Bearer {token}")
+        structlog_logger.info(
+            "nf_debug", access_token=token, header=f"Authorization: Bearer {token}"
+        )
     finally:
         logs.configure(json=False)
     text = written.getvalue()
-    assert '"nf_refused"' in text and '"unknown_key"' in text  # the refusal is logged, by its reason only
+    assert (
+        '"nf_refused"' in text and '"unknown_key"' in text
+    )  # the refusal is logged, by its reason only
     key_pem = Path(dev_settings.nrf_dev_key_file).read_text()
-    for secret in (token, forged, token.split(".")[2], forged.split(".")[2], key_pem.splitlines()[1]):
+    for secret in (
+        token,
+        forged,
+        token.split(".")[2],
+        forged.split(".")[2],
+        key_pem.splitlines()[1],
+    ):
         assert secret not in text

@@ -17,8 +17,8 @@ from tests import factories as tf
 from tests.charging import factories as f
 from tests.charging import spec
 from tests.charging.test_api import BASE, RG, create, msisdn, request
-from tongka.account.models import Line
 from tongka import outbound
+from tongka.account.models import Line
 from tongka.charging import notify
 from tongka.charging.models import ChargingNotification, ChargingSession
 from tongka.money import MB
@@ -34,7 +34,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+            def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
                 receiver.received.append((self.path, json.loads(self.rfile.read(length))))
                 self.send_response(receiver.status)
@@ -61,10 +61,14 @@ def receiver() -> Iterator[Receiver]:
 def send(sessions, allow: str = "", *, dev: bool = True) -> notify.Delivery:  # type: ignore[no-untyped-def]
     """Send what is due, to the addresses `allow` lists, plus loopback in dev (the tests' settings are dev)."""
     with httpx.Client() as http:
-        return notify.deliver_due(sessions, http, allowed=outbound.Allowed.parse(allow, loopback=dev))
+        return notify.deliver_due(
+            sessions, http, allowed=outbound.Allowed.parse(allow, loopback=dev)
+        )
 
 
-def live_session_out_of_data(client, nchf, sessions, receiver: Receiver) -> tuple[dict[str, str], dict[str, Any], str]:  # type: ignore[no-untyped-def]
+def live_session_out_of_data(
+    client, nchf, sessions, receiver: Receiver
+) -> tuple[dict[str, str], dict[str, Any], str]:  # type: ignore[no-untyped-def]
     """A subscriber's line in a session whose last grant ran out, with the network listening at receiver.
     (Tests using it take the `session` fixture: it puts the network registry back.)"""
     tf.load_demo(sessions, client.app.state.settings)
@@ -79,32 +83,50 @@ def live_session_out_of_data(client, nchf, sessions, receiver: Receiver) -> tupl
     return headers, line, r.headers["location"].rsplit("/", 1)[1]
 
 
-def test_a_renewal_tells_the_live_session_at_its_notify_uri(client, nchf, session, sessions, receiver) -> None:
+def test_a_renewal_tells_the_live_session_at_its_notify_uri(
+    client, nchf, session, sessions, receiver
+) -> None:
     headers, line, ref = live_session_out_of_data(client, nchf, sessions, receiver)
     assert send(sessions).sent == 0  # nothing to say yet
 
     order = tf.order(client, headers, line["id"], "hk-1gb-7d")
     tf.pay(client, order["payment"]["id"])
-    assert client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()["status"] == "fulfilled"
+    assert (
+        client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()["status"] == "fulfilled"
+    )
 
     assert send(sessions).sent == 1
     ((path, body),) = receiver.received
     assert path == "/smf/notify/7"
-    assert body == {"notificationType": "REAUTHORIZATION", "reauthorizationDetails": [{"ratingGroup": RG}]}
+    assert body == {
+        "notificationType": "REAUTHORIZATION",
+        "reauthorizationDetails": [{"ratingGroup": RG}],
+    }
     spec.validate_notify_request(body)
     assert send(sessions).sent == 0  # sent once
     r = nchf.post(f"{BASE}/{ref}/update", json=request(1, requested=MB))
     assert r.json()["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": MB}
 
 
-def test_turning_overage_on_tells_the_live_session(client, nchf, session, sessions, receiver) -> None:
+def test_turning_overage_on_tells_the_live_session(
+    client, nchf, session, sessions, receiver
+) -> None:
     headers, line, _ref = live_session_out_of_data(client, nchf, sessions, receiver)
-    r = client.put(f"/api/v1/lines/{line['id']}/overage", headers=headers,
-                   json={"enabled": True, "monthly_cap": 5000, "currency": "HKD"})
+    r = client.put(
+        f"/api/v1/lines/{line['id']}/overage",
+        headers=headers,
+        json={"enabled": True, "monthly_cap": 5000, "currency": "HKD"},
+    )
     assert r.status_code == 200, r.text
-    assert send(sessions).sent == 1 and receiver.received[0][1]["notificationType"] == "REAUTHORIZATION"
-    client.put(f"/api/v1/lines/{line['id']}/overage", headers=headers,
-               json={"enabled": False, "monthly_cap": 0, "currency": "HKD"})
+    assert (
+        send(sessions).sent == 1
+        and receiver.received[0][1]["notificationType"] == "REAUTHORIZATION"
+    )
+    client.put(
+        f"/api/v1/lines/{line['id']}/overage",
+        headers=headers,
+        json={"enabled": False, "monthly_cap": 0, "currency": "HKD"},
+    )
     assert send(sessions).sent == 0  # turning it off gives no quota: nothing to say
 
 
@@ -113,8 +135,11 @@ def test_a_network_that_is_down_is_tried_again_and_one_that_refuses_is_given_up(
 ) -> None:
     headers, line, _ref = live_session_out_of_data(client, nchf, sessions, receiver)
     receiver.status = 503
-    client.put(f"/api/v1/lines/{line['id']}/overage", headers=headers,
-               json={"enabled": True, "monthly_cap": 5000, "currency": "HKD"})
+    client.put(
+        f"/api/v1/lines/{line['id']}/overage",
+        headers=headers,
+        json={"enabled": True, "monthly_cap": 5000, "currency": "HKD"},
+    )
     assert send(sessions).retrying == 1
     assert send(sessions).retrying == 0  # not due again yet
     fake_clock.advance(seconds=3)
@@ -123,11 +148,16 @@ def test_a_network_that_is_down_is_tried_again_and_one_that_refuses_is_given_up(
     assert len(receiver.received) == 2
 
     receiver.status = 404
-    client.put(f"/api/v1/lines/{line['id']}/overage", headers=headers,
-               json={"enabled": True, "monthly_cap": 6000, "currency": "HKD"})
+    client.put(
+        f"/api/v1/lines/{line['id']}/overage",
+        headers=headers,
+        json={"enabled": True, "monthly_cap": 6000, "currency": "HKD"},
+    )
     assert send(sessions).failed == 1
     with sessions() as s:
-        statuses = s.scalars(select(ChargingNotification.status).order_by(ChargingNotification.created_at)).all()
+        statuses = s.scalars(
+            select(ChargingNotification.status).order_by(ChargingNotification.created_at)
+        ).all()
         assert sorted(statuses) == ["failed", "sent"]
 
 
@@ -146,7 +176,13 @@ def test_a_create_sent_again_finds_the_first_session_and_charges_once(nchf, sess
     assert f.remaining(session, hk) == 70 * MB
     session.rollback()
 
-    other = dict(body, pDUSessionChargingInformation={**body["pDUSessionChargingInformation"], "sMFchargingId": 12346})
+    other = dict(
+        body,
+        pDUSessionChargingInformation={
+            **body["pDUSessionChargingInformation"],
+            "sMFchargingId": 12346,
+        },
+    )
     assert create(nchf, other) != ref  # another PDU session
 
 

@@ -16,11 +16,23 @@ from tongka.config import Settings
 METADATA = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
 
 
-@pytest.mark.parametrize("uri", [
-    METADATA, "http://[::ffff:169.254.169.254]/", "http://10.0.0.5/notify", "http://0.0.0.0:8080/notify",
-    "http://224.0.0.1/notify", "file:///etc/passwd", "gopher://smf.example/", "http://user:secret@smf.example/",
-    "http:///notify", "http://smf.example/" + "x" * 2048, "http://smf..example/notify", "http://" + "a" * 64 + ".example/",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        METADATA,
+        "http://[::ffff:169.254.169.254]/",
+        "http://10.0.0.5/notify",
+        "http://0.0.0.0:8080/notify",
+        "http://224.0.0.1/notify",
+        "file:///etc/passwd",
+        "gopher://smf.example/",
+        "http://user:secret@smf.example/",
+        "http:///notify",
+        "http://smf.example/" + "x" * 2048,
+        "http://smf..example/notify",
+        "http://" + "a" * 64 + ".example/",
+    ],
+)
 def test_a_notify_uri_that_can_never_be_called_is_a_400_at_create(nchf, uri: str) -> None:
     body = request(0, gpsi="msisdn-85299999999", requested=1)
     body["notifyUri"] = uri
@@ -28,23 +40,34 @@ def test_a_notify_uri_that_can_never_be_called_is_a_400_at_create(nchf, uri: str
 
 
 def _overage_on(client, headers, line, cap: int = 5000) -> None:  # type: ignore[no-untyped-def]
-    r = client.put(f"/api/v1/lines/{line['id']}/overage", headers=headers,
-                   json={"enabled": True, "monthly_cap": cap, "currency": "HKD"})
+    r = client.put(
+        f"/api/v1/lines/{line['id']}/overage",
+        headers=headers,
+        json={"enabled": True, "monthly_cap": cap, "currency": "HKD"},
+    )
     assert r.status_code == 200, r.text
 
 
 def _last_error(sessions) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
     with sessions() as s:
-        n = s.scalars(select(ChargingNotification).order_by(ChargingNotification.created_at.desc())).first()
+        n = s.scalars(
+            select(ChargingNotification).order_by(ChargingNotification.created_at.desc())
+        ).first()
         return n.status, n.last_error
 
 
-def test_a_notify_uri_at_the_metadata_address_is_never_posted_to(client, nchf, session, sessions, receiver) -> None:
+def test_a_notify_uri_at_the_metadata_address_is_never_posted_to(
+    client, nchf, session, sessions, receiver
+) -> None:
     """As reproduced: a session's notifyUri at 169.254.169.254 (kept from before this check) made the
     server POST there. Now it is given up unsent."""
     headers, line, ref = live_session_out_of_data(client, nchf, sessions, receiver)
     with sessions.begin() as s:
-        s.execute(update(ChargingSession).where(ChargingSession.charging_data_ref == ref).values(notify_uri=METADATA))
+        s.execute(
+            update(ChargingSession)
+            .where(ChargingSession.charging_data_ref == ref)
+            .values(notify_uri=METADATA)
+        )
     _overage_on(client, headers, line)
     report = send(sessions)
     assert (report.sent, report.retrying, report.failed) == (0, 0, 1)
@@ -52,30 +75,45 @@ def test_a_notify_uri_at_the_metadata_address_is_never_posted_to(client, nchf, s
     assert status == "failed" and error is not None and error.startswith("refused: ")
 
 
-def test_a_notify_uri_the_resolver_cannot_take_is_given_up_and_the_next_one_sent(client, nchf, session, sessions, receiver) -> None:
+def test_a_notify_uri_the_resolver_cannot_take_is_given_up_and_the_next_one_sent(
+    client, nchf, session, sessions, receiver
+) -> None:
     """Its UnicodeError (an empty DNS label) escaped the sender: the notifications queued after it waited for ever."""
     headers, line, ref = live_session_out_of_data(client, nchf, sessions, receiver)
     with sessions.begin() as s:
-        s.execute(update(ChargingSession).where(ChargingSession.charging_data_ref == ref)
-                  .values(notify_uri="http://smf..example/notify"))
+        s.execute(
+            update(ChargingSession)
+            .where(ChargingSession.charging_data_ref == ref)
+            .values(notify_uri="http://smf..example/notify")
+        )
     _overage_on(client, headers, line)
     with sessions.begin() as s:
-        s.execute(update(ChargingSession).where(ChargingSession.charging_data_ref == ref)
-                  .values(notify_uri=receiver.url + "/smf/notify/7"))
+        s.execute(
+            update(ChargingSession)
+            .where(ChargingSession.charging_data_ref == ref)
+            .values(notify_uri=receiver.url + "/smf/notify/7")
+        )
     _overage_on(client, headers, line, cap=6000)
     report = send(sessions)
     assert (report.sent, report.failed) == (1, 1)
     assert len(receiver.received) == 1
 
 
-def test_production_calls_loopback_only_when_listed(client, nchf, session, sessions, receiver) -> None:
+def test_production_calls_loopback_only_when_listed(
+    client, nchf, session, sessions, receiver
+) -> None:
     headers, line, ref = live_session_out_of_data(client, nchf, sessions, receiver)
     with sessions.begin() as s:  # by name: resolved when sent, and every address checked
-        s.execute(update(ChargingSession).where(ChargingSession.charging_data_ref == ref)
-                  .values(notify_uri=receiver.url.replace("127.0.0.1", "localhost") + "/smf/notify/7"))
+        s.execute(
+            update(ChargingSession)
+            .where(ChargingSession.charging_data_ref == ref)
+            .values(notify_uri=receiver.url.replace("127.0.0.1", "localhost") + "/smf/notify/7")
+        )
     _overage_on(client, headers, line)
     assert send(sessions, "", dev=False).failed == 1  # production, nothing listed
-    assert send(sessions, "localhost", dev=False).failed == 0  # the name listed, but its address is loopback
+    assert (
+        send(sessions, "localhost", dev=False).failed == 0
+    )  # the name listed, but its address is loopback
     _overage_on(client, headers, line, cap=6000)
     assert send(sessions, "localhost", dev=False).failed == 1
     assert receiver.received == []
@@ -101,6 +139,13 @@ def test_a_redirect_is_not_followed(client, nchf, session, sessions, receiver) -
 
 
 def test_the_allow_list_setting_is_checked_when_read(settings) -> None:
-    Settings(**{**settings.model_dump(), "nf_notify_allow": "smf1.operator.net, .nf.operator.net, 10.20.0.0/16"})
+    Settings(
+        **{
+            **settings.model_dump(),
+            "nf_notify_allow": "smf1.operator.net, .nf.operator.net, 10.20.0.0/16",
+        }
+    )
     with pytest.raises(ValidationError, match="nf_notify_allow"):
-        Settings(**{**settings.model_dump(), "nf_notify_allow": "smf1.operator.net, http://10.20.0.0/16"})
+        Settings(
+            **{**settings.model_dump(), "nf_notify_allow": "smf1.operator.net, http://10.20.0.0/16"}
+        )

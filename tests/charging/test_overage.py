@@ -26,7 +26,9 @@ _names = itertools.count(1)
 
 def owned_line(session, *, wallet: int = 0, cap: int | None = None, currency: str = "HKD"):  # type: ignore[no-untyped-def]
     """A line whose owner has `wallet` minor units, with overage on up to `cap` if a cap is given."""
-    owner = Account(username=f"owner{next(_names)}", email="o@example.com", password_hash="x", language="en")
+    owner = Account(
+        username=f"owner{next(_names)}", email="o@example.com", password_hash="x", language="en"
+    )
     session.add(owner)
     session.flush()
     line = f.line(session)
@@ -68,17 +70,33 @@ def test_overage_grants_beyond_the_buckets_from_the_wallet_at_the_published_rate
     cs = f.open_session(session, line)
 
     result = quota(session, cs, 30 * MB)
-    assert (result.result_code, result.granted_bytes, result.final_unit) == ("SUCCESS", 30 * MB, False)
+    assert (result.result_code, result.granted_bytes, result.final_unit) == (
+        "SUCCESS",
+        30 * MB,
+        False,
+    )
     bucket_part, wallet_part = result.grant.reservations
     assert (bucket_part.volume_bytes, bucket_part.per_mb) == (10 * MB, None)
-    assert (wallet_part.volume_bytes, wallet_part.amount, wallet_part.per_mb) == (20 * MB, 20 * HK_RATE, HK_RATE)
+    assert (wallet_part.volume_bytes, wallet_part.amount, wallet_part.per_mb) == (
+        20 * MB,
+        20 * HK_RATE,
+        HK_RATE,
+    )
     assert wallet_available(session, owner) == 10_000 - 100  # held, not yet spent
 
-    usage = charging.report_usage(session, result.grant, 12 * MB + 1)  # 2 MB and one byte of overage
+    usage = charging.report_usage(
+        session, result.grant, 12 * MB + 1
+    )  # 2 MB and one byte of overage
     assert (usage.charged_bytes, usage.unreserved_bytes) == (12 * MB + 1, 0)
-    assert wallet_available(session, owner) == 10_000 - (2 * HK_RATE + 1)  # the byte rounds the price up a cent
+    assert wallet_available(session, owner) == 10_000 - (
+        2 * HK_RATE + 1
+    )  # the byte rounds the price up a cent
     month = session.get_one(OverageMonth, (line.id, overage.month_of(T0)))
-    assert (month.charged, month.volume_bytes, month.currency) == (2 * HK_RATE + 1, 2 * MB + 1, "HKD")
+    assert (month.charged, month.volume_bytes, month.currency) == (
+        2 * HK_RATE + 1,
+        2 * MB + 1,
+        "HKD",
+    )
 
 
 def test_the_monthly_cap_counts_what_was_charged_and_what_open_grants_hold(session) -> None:
@@ -89,7 +107,9 @@ def test_the_monthly_cap_counts_what_was_charged_and_what_open_grants_hold(sessi
     second = quota(session, cs, 15 * MB)
     assert (second.granted_bytes, second.final_unit) == (5 * MB, True)
     assert quota(session, cs, MB).result_code == charging.QUOTA_LIMIT_REACHED
-    charging.report_usage(session, first.grant, 3 * MB)  # 12 MB of the first grant's hold comes back
+    charging.report_usage(
+        session, first.grant, 3 * MB
+    )  # 12 MB of the first grant's hold comes back
     assert quota(session, cs, 100 * MB).granted_bytes == 12 * MB
     assert wallet_available(session, owner) == 100_000 - 100
 
@@ -137,7 +157,11 @@ def test_usage_beyond_the_grant_takes_what_is_left_then_overage_then_is_owed(ses
     grant = quota(session, cs, 4 * MB).grant
     excess = charging.settle_usage(session, cs, 1, 20 * MB)  # 16 MB beyond the grant
     assert excess == charging.ExcessCharge(
-        from_buckets=6 * MB, overage_bytes=2 * MB, overage_amount=10, owed_bytes=8 * MB, overage_currency="HKD"
+        from_buckets=6 * MB,
+        overage_bytes=2 * MB,
+        overage_amount=10,
+        owed_bytes=8 * MB,
+        overage_currency="HKD",
     )
     assert grant.status == "settled" and f.remaining(session, hk) == 0
     assert wallet_available(session, owner) == 0
@@ -179,7 +203,9 @@ def test_a_lapsed_overage_reservation_charges_its_usage_anew(session, fake_clock
     assert wallet_available(session, owner) == 1_000  # the hold was released
     usage = charging.report_usage(session, grant, 2 * MB)
     assert usage.unreserved_bytes == 2 * MB
-    excess = charging.charge_usage(session, line, "hk", usage.unreserved_bytes, fake_clock.at, reference="test")
+    excess = charging.charge_usage(
+        session, line, "hk", usage.unreserved_bytes, fake_clock.at, reference="test"
+    )
     assert (excess.overage_bytes, excess.overage_amount) == (2 * MB, 2 * HK_RATE)
     assert wallet_available(session, owner) == 1_000 - 2 * HK_RATE
 
@@ -195,27 +221,55 @@ def test_the_owner_turns_overage_on_with_a_cap_and_sees_the_month(client, sessio
     line = tf.bind(client, headers, tf.spare_numbers(sessions)[0])
     url = f"/api/v1/lines/{line['id']}/overage"
     assert client.get(url, headers=headers).json() == {
-        "line_id": line["id"], "enabled": False, "monthly_cap": 0, "currency": None,
-        "this_month": {"month": client.get(url, headers=headers).json()["this_month"]["month"],
-                       "charged": 0, "held": 0, "left": 0, "volume_bytes": 0},
+        "line_id": line["id"],
+        "enabled": False,
+        "monthly_cap": 0,
+        "currency": None,
+        "this_month": {
+            "month": client.get(url, headers=headers).json()["this_month"]["month"],
+            "charged": 0,
+            "held": 0,
+            "left": 0,
+            "volume_bytes": 0,
+        },
     }
     assert client.get("/api/v1/wallet", headers=headers).json()["code"] == "wallet_not_found"
 
-    r = client.put(url, headers=headers, json={"enabled": True, "monthly_cap": 5000, "currency": "HKD"})
+    r = client.put(
+        url, headers=headers, json={"enabled": True, "monthly_cap": 5000, "currency": "HKD"}
+    )
     assert r.status_code == 200, r.text
-    assert (r.json()["enabled"], r.json()["monthly_cap"], r.json()["this_month"]["left"]) == (True, 5000, 5000)
-    assert client.get("/api/v1/wallet", headers=headers).json() == {"currency": "HKD", "available": 0, "held": 0}
+    assert (r.json()["enabled"], r.json()["monthly_cap"], r.json()["this_month"]["left"]) == (
+        True,
+        5000,
+        5000,
+    )
+    assert client.get("/api/v1/wallet", headers=headers).json() == {
+        "currency": "HKD",
+        "available": 0,
+        "held": 0,
+    }
 
-    r = client.put(url, headers=headers, json={"enabled": True, "monthly_cap": 5000, "currency": "CNY"})
+    r = client.put(
+        url, headers=headers, json={"enabled": True, "monthly_cap": 5000, "currency": "CNY"}
+    )
     assert (r.status_code, r.json()["code"]) == (409, "wallet_currency_mismatch")
-    r = client.put(url, headers=headers, json={"enabled": True, "monthly_cap": -1, "currency": "HKD"})
+    r = client.put(
+        url, headers=headers, json={"enabled": True, "monthly_cap": -1, "currency": "HKD"}
+    )
     assert r.status_code == 422
-    r = client.put(url, headers=headers, json={"enabled": True, "monthly_cap": overage.MAX_CAP + 1, "currency": "HKD"})
+    r = client.put(
+        url,
+        headers=headers,
+        json={"enabled": True, "monthly_cap": overage.MAX_CAP + 1, "currency": "HKD"},
+    )
     assert (r.status_code, r.json()["code"]) == (422, "overage_cap_invalid")
 
     stranger = tf.subscriber(client)
     assert client.get(url, headers=stranger).status_code == 404
-    r = client.put(url, headers=stranger, json={"enabled": False, "monthly_cap": 0, "currency": "HKD"})
+    r = client.put(
+        url, headers=stranger, json={"enabled": False, "monthly_cap": 0, "currency": "HKD"}
+    )
     assert r.status_code == 404
     assert client.get(url, headers=headers).json()["enabled"] is True  # unchanged by the stranger
 
@@ -229,7 +283,9 @@ def test_the_rates_are_published_per_zone_and_currency(client, session) -> None:
     assert {"zone": "mainland", "currency": "CNY", "per_mb": 6, "per_gb": 6144} in rates
 
 
-def test_the_renewal_page_shows_the_masked_number_packs_and_rates_in_the_readers_language(client, session) -> None:
+def test_the_renewal_page_shows_the_masked_number_packs_and_rates_in_the_readers_language(
+    client, session
+) -> None:
     line = f.line(session)
     overage.set_rate(session, "hk", "HKD", 5)
     session.commit()
@@ -244,7 +300,7 @@ def test_the_renewal_page_shows_the_masked_number_packs_and_rates_in_the_readers
 
 
 def test_the_operator_publishes_rates_and_credits_wallets_from_the_cli(cli, session) -> None:
-    line, owner = owned_line(session)
+    _line, owner = owned_line(session)
     session.commit()
     assert cli("overage", "set-rate", "hk", "HKD", "9").exit_code == 0
     assert "hk        HKD  9 per MB" in cli("overage", "rates").output

@@ -41,11 +41,17 @@ from tongka import clock
 from tongka.account.models import Account, Line
 from tongka.charging import overage
 from tongka.charging import service as charging
-from tongka.charging.models import ChargingSession, Grant, GrantReservation, LineOverage, OverageMonth
+from tongka.charging.models import (
+    ChargingSession,
+    Grant,
+    GrantReservation,
+    LineOverage,
+    OverageMonth,
+)
 from tongka.charging.service import ChargingSessionReleased
 from tongka.db import make_engine, make_sessionmaker, transaction
-from tongka.ledger import service as ledger
 from tongka.ledger import buckets as line_buckets
+from tongka.ledger import service as ledger
 from tongka.ledger.models import Bucket, LedgerAccount, Transfer
 from tongka.money import MB
 from tongka.wallet import service as wallets
@@ -74,7 +80,9 @@ class ChargingMachine(RuleBasedStateMachine):
             overage.set_rate(s, "mainland", "HKD", 2 * MB)
             self.lines = [f.line(s).id, f.line(s).id]
             for n, line_id in enumerate(self.lines):
-                owner = Account(username=f"owner{n}", email="o@example.com", password_hash="x", language="en")
+                owner = Account(
+                    username=f"owner{n}", email="o@example.com", password_hash="x", language="en"
+                )
                 s.add(owner)
                 s.flush()
                 line = s.get_one(Line, line_id)
@@ -98,12 +106,19 @@ class ChargingMachine(RuleBasedStateMachine):
 
     def zone_available(self, s, cs: ChargingSession) -> int:  # type: ignore[no-untyped-def]
         rows = s.scalars(
-            select(Bucket).where(
-                Bucket.line_id == cs.line_id, Bucket.zone.in_((cs.zone, "both")),
-                Bucket.valid_from <= self.now, Bucket.expires_at > self.now,
-            ).execution_options(populate_existing=True)
+            select(Bucket)
+            .where(
+                Bucket.line_id == cs.line_id,
+                Bucket.zone.in_((cs.zone, "both")),
+                Bucket.valid_from <= self.now,
+                Bucket.expires_at > self.now,
+            )
+            .execution_options(populate_existing=True)
         ).all()
-        return sum(s.get(LedgerAccount, b.ledger_account_id, populate_existing=True).available for b in rows)
+        return sum(
+            s.get(LedgerAccount, b.ledger_account_id, populate_existing=True).available
+            for b in rows
+        )
 
     # --- rules ------------------------------------------------------------------------
 
@@ -112,10 +127,17 @@ class ChargingMachine(RuleBasedStateMachine):
         from tongka.account.models import Line
 
         with transaction(self.sessions) as s:
-            return charging.open_session(s, s.get(Line, self.lines[line]), plmn, f"ref-{next(self.refs)}").id
+            return charging.open_session(
+                s, s.get(Line, self.lines[line]), plmn, f"ref-{next(self.refs)}"
+            ).id
 
-    @rule(target=grants, cs_id=sessions_, rating_group=st.integers(1, 3), requested=volumes,
-          validity=st.integers(30, 900))
+    @rule(
+        target=grants,
+        cs_id=sessions_,
+        rating_group=st.integers(1, 3),
+        requested=volumes,
+        validity=st.integers(30, 900),
+    )
     def request(self, cs_id, rating_group: int, requested: int, validity: int):  # type: ignore[no-untyped-def]
         with transaction(self.sessions) as s:
             cs = s.get(ChargingSession, cs_id)
@@ -160,7 +182,12 @@ class ChargingMachine(RuleBasedStateMachine):
                 if result.unreserved_bytes:  # as the API does: beyond the grant is still charged
                     cs = s.get_one(ChargingSession, grant.charging_session_id)
                     charging.charge_usage(
-                        s, s.get_one(Line, cs.line_id), cs.zone, result.unreserved_bytes, self.now, reference="test"
+                        s,
+                        s.get_one(Line, cs.line_id),
+                        cs.zone,
+                        result.unreserved_bytes,
+                        self.now,
+                        reference="test",
                     )
 
     @rule(cs_id=sessions_, rating_group=st.integers(1, 3), used=st.integers(0, 600))
@@ -194,41 +221,63 @@ class ChargingMachine(RuleBasedStateMachine):
             with transaction(self.sessions) as s:
                 ledger.expire_reservations(s, self.now)
 
-    @rule(line=st.integers(0, 1), zone=st.sampled_from(ZONES), amount=volumes, days=st.integers(1, 3))
+    @rule(
+        line=st.integers(0, 1), zone=st.sampled_from(ZONES), amount=volumes, days=st.integers(1, 3)
+    )
     def renewal(self, line: int, zone: str, amount: int, days: int) -> None:
         with transaction(self.sessions) as s:
             self._bucket(s, self.lines[line], zone, amount, days)
-            line_buckets.expire_buckets(s, self.now)  # as the daily job does: what expired leaves the buckets
+            line_buckets.expire_buckets(
+                s, self.now
+            )  # as the daily job does: what expired leaves the buckets
 
     # --- invariants -------------------------------------------------------------------
 
     @invariant()
     def ledger_holds_together(self) -> None:
         with self.sessions() as s:
-            assert s.scalar(select(func.min(LedgerAccount.credits_posted - LedgerAccount.debits_posted
-                                            - LedgerAccount.debits_pending))
-                            .where(LedgerAccount.must_not_go_negative)) >= 0
+            assert (
+                s.scalar(
+                    select(
+                        func.min(
+                            LedgerAccount.credits_posted
+                            - LedgerAccount.debits_posted
+                            - LedgerAccount.debits_pending
+                        )
+                    ).where(LedgerAccount.must_not_go_negative)
+                )
+                >= 0
+            )
             # Every reported byte is charged: posted to data_used (from buckets or owed) or sold as overage.
             used = ledger.balances(s, ledger.system_account(s, "data_used", "bytes")).credits_posted
             sold = s.scalar(select(func.coalesce(func.sum(OverageMonth.volume_bytes), 0)))
             assert (used or 0) + sold == self.reported
             for line_id in self.lines:
                 month = overage.month_of(self.now)
-                assert overage.charged_in(s, line_id, month) + overage.held(s, line_id, self.now) <= CAP
+                assert (
+                    overage.charged_in(s, line_id, month) + overage.held(s, line_id, self.now)
+                    <= CAP
+                )
             # Every reservation of a settled grant is resolved, and none twice.
             resolved_count = (
-                select(func.count()).select_from(Transfer)
-                .where(Transfer.pending_id == GrantReservation.pending_transfer_id).scalar_subquery()
+                select(func.count())
+                .select_from(Transfer)
+                .where(Transfer.pending_id == GrantReservation.pending_transfer_id)
+                .scalar_subquery()
             )
             for status, count in s.execute(
-                select(Grant.status, resolved_count).join(GrantReservation, GrantReservation.grant_id == Grant.id)
+                select(Grant.status, resolved_count).join(
+                    GrantReservation, GrantReservation.grant_id == Grant.id
+                )
             ):
                 assert count <= 1
                 assert status == "open" or count == 1
             assert ledger.verify(s) == []
 
 
-def test_random_charging_keeps_grants_within_balances(fresh_database, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_random_charging_keeps_grants_within_balances(
+    fresh_database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def new_machine() -> ChargingMachine:
         machine = ChargingMachine(fresh_database())
         monkeypatch.setattr(clock, "now", lambda: machine.now)
@@ -237,7 +286,9 @@ def test_random_charging_keeps_grants_within_balances(fresh_database, monkeypatc
     run_state_machine_as_test(
         new_machine,
         settings=settings(
-            max_examples=40, stateful_step_count=30, deadline=None,
+            max_examples=40,
+            stateful_step_count=30,
+            deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
     )

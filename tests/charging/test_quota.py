@@ -33,7 +33,9 @@ def drawn(session, grant: Grant) -> list[tuple[object, int]]:  # type: ignore[no
 
 def used_total(session) -> int:  # type: ignore[no-untyped-def]
     session.expire_all()
-    return ledger.balances(session, ledger.system_account(session, "data_used", "bytes")).credits_posted
+    return ledger.balances(
+        session, ledger.system_account(session, "data_used", "bytes")
+    ).credits_posted
 
 
 # --- which buckets a grant draws on -------------------------------------------------------
@@ -47,10 +49,20 @@ def test_hk_usage_draws_hk_buckets_then_both(session) -> None:
     result = request(session, f.open_session(session, line, HK_PLMN), 120 * MB)
     session.commit()
 
-    assert (result.result_code, result.granted_bytes, result.final_unit) == ("SUCCESS", 120 * MB, False)
+    assert (result.result_code, result.granted_bytes, result.final_unit) == (
+        "SUCCESS",
+        120 * MB,
+        False,
+    )
     assert drawn(session, result.grant) == [(hk.id, 50 * MB), (both.id, 70 * MB)]
-    assert (f.remaining(session, hk), f.remaining(session, both), f.remaining(session, mainland)) == (
-        0, 30 * MB, 500 * MB,
+    assert (
+        f.remaining(session, hk),
+        f.remaining(session, both),
+        f.remaining(session, mainland),
+    ) == (
+        0,
+        30 * MB,
+        500 * MB,
     )
 
 
@@ -74,7 +86,11 @@ def test_the_soonest_expiring_bucket_goes_first_whatever_its_zone(session) -> No
     result = request(session, f.open_session(session, line, HK_PLMN), 30 * MB)
     session.commit()
 
-    assert drawn(session, result.grant) == [(hk_sooner.id, 10 * MB), (both_soon.id, 10 * MB), (hk_late.id, 10 * MB)]
+    assert drawn(session, result.grant) == [
+        (hk_sooner.id, 10 * MB),
+        (both_soon.id, 10 * MB),
+        (hk_late.id, 10 * MB),
+    ]
 
 
 def test_on_an_expiry_tie_the_narrower_zone_goes_before_both(session) -> None:
@@ -108,11 +124,16 @@ def test_a_grant_spans_buckets_and_grants_only_what_is_left(session) -> None:
     result = request(session, cs, 100 * MB)
     session.commit()
 
-    assert (result.result_code, result.granted_bytes, result.final_unit) == ("SUCCESS", 12 * MB, True)
+    assert (result.result_code, result.granted_bytes, result.final_unit) == (
+        "SUCCESS",
+        12 * MB,
+        True,
+    )
     assert drawn(session, result.grant) == [(a.id, 3 * MB), (b.id, 4 * MB), (c.id, 5 * MB)]
     pendings = [session.get(Transfer, r.pending_transfer_id) for r in result.grant.reservations]
     assert all(
-        (p.kind, p.reason, p.reference, p.expires_at) == ("pending", "usage", f"grant:{result.grant.id}", result.grant.expires_at)
+        (p.kind, p.reason, p.reference, p.expires_at)
+        == ("pending", "usage", f"grant:{result.grant.id}", result.grant.expires_at)
         for p in pendings
     )
     assert result.grant.expires_at == T0 + timedelta(seconds=600) + charging.RESERVATION_MARGIN
@@ -126,7 +147,10 @@ def test_nothing_left_means_quota_limit_reached_and_no_reservation(session) -> N
     session.commit()
 
     assert (result.result_code, result.granted_bytes, result.grant, result.final_unit) == (
-        "QUOTA_LIMIT_REACHED", 0, None, True,
+        "QUOTA_LIMIT_REACHED",
+        0,
+        None,
+        True,
     )
     assert session.scalars(select(Grant)).all() == []
     assert session.scalars(select(Transfer).where(Transfer.kind == "pending")).all() == []
@@ -136,7 +160,11 @@ def test_a_second_request_sees_what_the_first_reserved(session) -> None:
     line = f.line(session)
     f.bucket(session, line, "hk", 10 * MB)
     cs = f.open_session(session, line, HK_PLMN)
-    first, second, third = request(session, cs, 6 * MB), request(session, cs, 6 * MB), request(session, cs, 6 * MB)
+    first, second, third = (
+        request(session, cs, 6 * MB),
+        request(session, cs, 6 * MB),
+        request(session, cs, 6 * MB),
+    )
     session.commit()
 
     assert [first.granted_bytes, second.granted_bytes, third.granted_bytes] == [6 * MB, 4 * MB, 0]
@@ -155,13 +183,24 @@ def test_partial_usage_posts_in_drawing_order_and_releases_the_rest(session) -> 
     usage = charging.report_usage(session, grant, 5 * MB)
     session.commit()
 
-    assert (usage.used_bytes, usage.charged_bytes, usage.unreserved_bytes, usage.already_settled) == (5 * MB, 5 * MB, 0, False)
+    assert (
+        usage.used_bytes,
+        usage.charged_bytes,
+        usage.unreserved_bytes,
+        usage.already_settled,
+    ) == (5 * MB, 5 * MB, 0, False)
     assert [f.remaining(session, x) for x in (a, b, c)] == [0, 2 * MB, 5 * MB]
     kinds = [
-        session.scalar(select(Transfer.kind).where(Transfer.pending_id == r.pending_transfer_id)) for r in grant.reservations
+        session.scalar(select(Transfer.kind).where(Transfer.pending_id == r.pending_transfer_id))
+        for r in grant.reservations
     ]
     assert kinds == ["post_pending", "post_pending", "void_pending"]
-    assert (grant.status, grant.used_bytes, grant.unreserved_bytes, grant.settled_at) == ("settled", 5 * MB, 0, T0)
+    assert (grant.status, grant.used_bytes, grant.unreserved_bytes, grant.settled_at) == (
+        "settled",
+        5 * MB,
+        0,
+        T0,
+    )
     assert used_total(session) == 5 * MB
 
 
@@ -174,7 +213,10 @@ def test_usage_beyond_the_grant_posts_all_granted_and_returns_the_excess(session
     session.commit()
 
     assert (usage.charged_bytes, usage.unreserved_bytes) == (4 * MB, 3 * MB)
-    assert (f.remaining(session, hk), f.remaining(session, spare)) == (6 * MB, 10 * MB)  # nothing overdrawn
+    assert (f.remaining(session, hk), f.remaining(session, spare)) == (
+        6 * MB,
+        10 * MB,
+    )  # nothing overdrawn
     assert (grant.used_bytes, grant.unreserved_bytes) == (7 * MB, 3 * MB)
     assert used_total(session) == 4 * MB
 
@@ -189,7 +231,12 @@ def test_a_grant_is_settled_exactly_once(session) -> None:
 
     again = charging.report_usage(session, grant, 4 * MB)
     session.commit()
-    assert (again.already_settled, again.used_bytes, again.charged_bytes, again.unreserved_bytes) == (True, 3 * MB, 3 * MB, 0)
+    assert (
+        again.already_settled,
+        again.used_bytes,
+        again.charged_bytes,
+        again.unreserved_bytes,
+    ) == (True, 3 * MB, 3 * MB, 0)
     assert session.scalar(select(Transfer.id).order_by(Transfer.id.desc()).limit(1)) == count
     assert f.remaining(session, hk) == 7 * MB
 
@@ -274,7 +321,11 @@ def test_the_ledger_expiry_job_releases_a_grant_nobody_reported(session, fake_cl
     # A late report finds the reservations gone: nothing is charged from the buckets, all is returned.
     usage = charging.report_usage(session, grant, 5 * MB)
     session.commit()
-    assert (usage.charged_bytes, usage.unreserved_bytes, usage.already_settled) == (0, 5 * MB, False)
+    assert (usage.charged_bytes, usage.unreserved_bytes, usage.already_settled) == (
+        0,
+        5 * MB,
+        False,
+    )
     assert (f.remaining(session, hk), f.remaining(session, both)) == (10 * MB, 10 * MB)
 
 
@@ -289,7 +340,9 @@ def test_a_report_after_the_grant_lapsed_but_before_the_job_voids_it(session, fa
     session.commit()
     assert (usage.charged_bytes, usage.unreserved_bytes) == (0, 3 * MB)
     [reservation] = session.scalars(select(GrantReservation)).all()
-    resolution = session.scalars(select(Transfer).where(Transfer.pending_id == reservation.pending_transfer_id)).one()
+    resolution = session.scalars(
+        select(Transfer).where(Transfer.pending_id == reservation.pending_transfer_id)
+    ).one()
     assert (resolution.kind, resolution.reason) == ("void_pending", "usage_late")
     assert f.remaining(session, hk) == 10 * MB
     assert ledger.expire_reservations(session) == 0

@@ -38,7 +38,9 @@ from tongka.ledger.models import Bucket, LedgerAccount
 from tongka.money import GB, KB
 
 # Quick enough that a few seconds see attaches, several updates and releases.
-FAST = simulation.Pace(update_every=(0.1, 0.3), cross_chance=0.3, retry_after=(0.2, 0.4), min_wait=0.05)
+FAST = simulation.Pace(
+    update_every=(0.1, 0.3), cross_chance=0.3, retry_after=(0.2, 0.4), min_wait=0.05
+)
 SIMULATED = {"460-00", "460-01", "454-00", "454-12"}
 
 
@@ -54,8 +56,14 @@ def _give(session: Session, line: Line, zone: str, amount: int) -> None:
     # The server's clock is real: buckets valid from yesterday.
     now = datetime.now(UTC)
     buckets.grant(
-        session, line_id=line.id, zone=zone, amount=amount, valid_from=now - timedelta(days=1),
-        expires_at=now + timedelta(days=30), reason="pack_purchase", reference=f"order:sim-{uuid.uuid4()}",
+        session,
+        line_id=line.id,
+        zone=zone,
+        amount=amount,
+        valid_from=now - timedelta(days=1),
+        expires_at=now + timedelta(days=30),
+        reason="pack_purchase",
+        reference=f"order:sim-{uuid.uuid4()}",
     )
 
 
@@ -63,10 +71,16 @@ def _give(session: Session, line: Line, zone: str, amount: int) -> None:
 def world(sessions: sessionmaker[Session]) -> World:
     with transaction(sessions) as s:
         f.ensure_networks(s)
-        account = accounts.register(s, username="sim", password="a long password", email="sim@example.com", language="en")
+        account = accounts.register(
+            s, username="sim", password="a long password", email="sim@example.com", language="en"
+        )
         bound = Line(
-            iccid="8985200249000000001", imsi="454000000000901", hk_number="+85251099001", cn_number="+8613900099001",
-            account_id=account.id, bound_at=datetime.now(UTC),
+            iccid="8985200249000000001",
+            imsi="454000000000901",
+            hk_number="+85251099001",
+            cn_number="+8613900099001",
+            account_id=account.id,
+            bound_at=datetime.now(UTC),
         )
         # Sorted before `bound` by ICCID: only being bound puts `bound` first.
         roamer = Line(iccid="8985200240000000901", hk_number="+85251099002")
@@ -79,7 +93,9 @@ def world(sessions: sessionmaker[Session]) -> World:
         _give(s, roamer, "hk", 1 * GB)
         _give(s, suspended, "both", 1 * GB)
         # as the demo's operator has it: the self-service group is free
-        charging.set_rating_group(s, simulation.SELF_SERVICE_RATING_GROUP, "self-service", zero_rated=True)
+        charging.set_rating_group(
+            s, simulation.SELF_SERVICE_RATING_GROUP, "self-service", zero_rated=True
+        )
         return World(bound.id, roamer.id, dry.id, suspended.id)
 
 
@@ -105,53 +121,94 @@ def charged(sessions: sessionmaker[Session], line_id: uuid.UUID) -> Charged:
     with sessions() as s:
         balance = s.execute(
             select(
-                func.coalesce(func.sum(LedgerAccount.credits_posted - LedgerAccount.debits_posted - LedgerAccount.debits_pending), 0),
+                func.coalesce(
+                    func.sum(
+                        LedgerAccount.credits_posted
+                        - LedgerAccount.debits_posted
+                        - LedgerAccount.debits_pending
+                    ),
+                    0,
+                ),
                 func.coalesce(func.sum(LedgerAccount.debits_pending), 0),
                 func.coalesce(func.sum(LedgerAccount.debits_posted), 0),
-            ).join(Bucket, Bucket.ledger_account_id == LedgerAccount.id).where(Bucket.line_id == line_id)
+            )
+            .join(Bucket, Bucket.ledger_account_id == LedgerAccount.id)
+            .where(Bucket.line_id == line_id)
         ).one()
         usage = s.execute(
-            select(UsageDay.zone, UsageDay.plmn, UsageDay.bytes, UsageDay.zero_rated_bytes).where(UsageDay.line_id == line_id)
+            select(UsageDay.zone, UsageDay.plmn, UsageDay.bytes, UsageDay.zero_rated_bytes).where(
+                UsageDay.line_id == line_id
+            )
         ).all()
         grants = s.execute(
             select(
-                func.count(Grant.id), func.coalesce(func.sum(Grant.granted_bytes), 0),
-                func.coalesce(func.sum(Grant.used_bytes), 0), func.coalesce(func.sum(Grant.unreserved_bytes), 0),
-            ).join(ChargingSession).where(ChargingSession.line_id == line_id, Grant.rating_group == simulation.RATING_GROUP)
+                func.count(Grant.id),
+                func.coalesce(func.sum(Grant.granted_bytes), 0),
+                func.coalesce(func.sum(Grant.used_bytes), 0),
+                func.coalesce(func.sum(Grant.unreserved_bytes), 0),
+            )
+            .join(ChargingSession)
+            .where(
+                ChargingSession.line_id == line_id, Grant.rating_group == simulation.RATING_GROUP
+            )
         ).one()
         open_sessions = s.scalar(
-            select(func.count()).select_from(ChargingSession)
+            select(func.count())
+            .select_from(ChargingSession)
             .where(ChargingSession.line_id == line_id, ChargingSession.status == "open")
         )
-        answers = s.scalar(select(func.count()).select_from(ChargingAnswer).join(ChargingSession).where(ChargingSession.line_id == line_id))
+        answers = s.scalar(
+            select(func.count())
+            .select_from(ChargingAnswer)
+            .join(ChargingSession)
+            .where(ChargingSession.line_id == line_id)
+        )
         s.rollback()
     zones: dict[str, int] = {}
     for zone, _plmn, used, _free in usage:
         zones[zone] = zones.get(zone, 0) + used
     return Charged(
-        remaining=balance[0], reserved=balance[1], charged=balance[2], usage=zones, plmns={row[1] for row in usage},
+        remaining=balance[0],
+        reserved=balance[1],
+        charged=balance[2],
+        usage=zones,
+        plmns={row[1] for row in usage},
         zero_rated=sum(row[3] for row in usage),
-        grants=grants[0], granted=grants[1], used=grants[2], unreserved=grants[3], open_sessions=open_sessions or 0,
+        grants=grants[0],
+        granted=grants[1],
+        used=grants[2],
+        unreserved=grants[3],
+        open_sessions=open_sessions or 0,
         answers=answers or 0,
     )
 
 
 def open_sessions(sessions: sessionmaker[Session]) -> int:
     with sessions() as s:
-        count = s.scalar(select(func.count()).select_from(ChargingSession).where(ChargingSession.status == "open"))
+        count = s.scalar(
+            select(func.count())
+            .select_from(ChargingSession)
+            .where(ChargingSession.status == "open")
+        )
         s.rollback()
     return count or 0
 
 
-def test_bound_lines_play_first_and_are_named_as_the_network_names_them(sessions, world: World) -> None:
+def test_bound_lines_play_first_and_are_named_as_the_network_names_them(
+    sessions, world: World
+) -> None:
     with sessions() as s:
         phones = simulation.subscribers(s, 10)
         first = simulation.subscribers(s, 1)
-    assert first == [simulation.Subscriber(supi="imsi-454000000000901", gpsi="msisdn-85251099001", home="hk")]
+    assert first == [
+        simulation.Subscriber(supi="imsi-454000000000901", gpsi="msisdn-85251099001", home="hk")
+    ]
     assert phones == [
         first[0],
         simulation.Subscriber(supi=None, gpsi="msisdn-85251099002", home="hk"),
-        simulation.Subscriber(supi="imsi-454000000000903", gpsi="msisdn-8613900099003", home="mainland"),
+        simulation.Subscriber(
+            supi="imsi-454000000000903", gpsi="msisdn-8613900099003", home="mainland"
+        ),
     ]  # the suspended line does not play
 
 
@@ -189,9 +246,14 @@ def serving(settings: Settings, home: Path, *names: str) -> Iterator[list[Served
             with log_path.open("w") as log:
                 process = subprocess.Popen(
                     [str(TONGKA), "serve", "--port", base_url.rsplit(":", 1)[1]],
-                    cwd=home, env=server_env, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=home,
+                    env=server_env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
-            started.append((process, Served(base_url, server_env, home, f"http://{nchf_bind}"), log_path))
+            started.append(
+                (process, Served(base_url, server_env, home, f"http://{nchf_bind}"), log_path)
+            )
         for process, running, log_path in started:
             _wait_until_up(process, running.base_url, log_path)
             _wait_until_up(process, running.nchf_url, log_path)
@@ -213,24 +275,45 @@ def server(settings: Settings, world: World, tmp_path: Path) -> Iterator[Served]
 
 
 def simulate_command(server: Served, *args: str) -> list[str]:
-    return [str(TONGKA), "simulate", "--lines", "3", "--nchf-url", server.nchf_url, "--seed", "7", *args]
+    return [
+        str(TONGKA),
+        "simulate",
+        "--lines",
+        "3",
+        "--nchf-url",
+        server.nchf_url,
+        "--seed",
+        "7",
+        *args,
+    ]
 
 
-def test_a_few_seconds_of_simulation_use_data_and_release_every_session(server: Served, world: World, sessions) -> None:
+def test_a_few_seconds_of_simulation_use_data_and_release_every_session(
+    server: Served, world: World, sessions
+) -> None:
     before = {line: charged(sessions, line).remaining for line in (world.bound, world.roamer)}
 
     result = subprocess.run(
-        simulate_command(server, "--seconds", "4"), check=False, cwd=server.home, env=server.env,
-        capture_output=True, text=True, timeout=60,
+        simulate_command(server, "--seconds", "4"),
+        check=False,
+        cwd=server.home,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
     live = [line for line in result.stdout.splitlines() if "req/s" in line]
     assert len(live) >= 2, result.stdout  # a figure about every second
-    assert re.search(r"^simulated 3 line\(s\) for \d+ s against ", result.stdout, re.MULTILINE), result.stdout
-    summary = result.stdout[result.stdout.index("simulated 3 line(s)"):]
+    assert re.search(r"^simulated 3 line\(s\) for \d+ s against ", result.stdout, re.MULTILINE), (
+        result.stdout
+    )
+    summary = result.stdout[result.stdout.index("simulated 3 line(s)") :]
     # the dry line is refused, and the summary says why
-    assert re.search(r"refusals [1-9]\d* \(QUOTA_LIMIT_REACHED [1-9]\d*\), errors 0$", summary.strip()), summary
+    assert re.search(
+        r"refusals [1-9]\d* \(QUOTA_LIMIT_REACHED [1-9]\d*\), errors 0$", summary.strip()
+    ), summary
     for line_id in (world.bound, world.roamer):
         after = charged(sessions, line_id)
         assert after.open_sessions == 0 and after.reserved == 0
@@ -241,18 +324,26 @@ def test_a_few_seconds_of_simulation_use_data_and_release_every_session(server: 
         assert after.used - after.unreserved <= after.charged <= sum(after.usage.values())
         assert after.plmns <= SIMULATED
     dry = charged(sessions, world.dry)
-    assert dry.grants == 0 and dry.open_sessions == 0 and dry.answers > 0  # asked, refused, released
+    assert (
+        dry.grants == 0 and dry.open_sessions == 0 and dry.answers > 0
+    )  # asked, refused, released
     assert charged(sessions, world.suspended).answers == 0
 
 
 def test_ctrl_c_releases_every_open_session(server: Served, world: World, sessions) -> None:
     process = subprocess.Popen(
-        simulate_command(server, "--minutes", "5"), cwd=server.home, env=server.env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        simulate_command(server, "--minutes", "5"),
+        cwd=server.home,
+        env=server.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 20
-        while open_sessions(sessions) < 2 and time.monotonic() < deadline and process.poll() is None:
+        while (
+            open_sessions(sessions) < 2 and time.monotonic() < deadline and process.poll() is None
+        ):
             time.sleep(0.2)
         assert open_sessions(sessions) >= 2, "both lines with data should be in a session"
         process.send_signal(signal.SIGINT)
@@ -270,17 +361,25 @@ def test_ctrl_c_releases_every_open_session(server: Served, world: World, sessio
 # --- the same simulation in-process, for what a few seconds of the command cannot show ------
 
 
-def run_in_process(app, phones: list[simulation.Subscriber], seconds: float, seed: int) -> simulation.Figures:  # type: ignore[no-untyped-def]
+def run_in_process(
+    app, phones: list[simulation.Subscriber], seconds: float, seed: int
+) -> simulation.Figures:  # type: ignore[no-untyped-def]
     async def go() -> simulation.Figures:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=10) as client:
-            await simulation.authenticate(client, "http://testserver")  # from the dev NRF, as the command does
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", timeout=10
+        ) as client:
+            await simulation.authenticate(
+                client, "http://testserver"
+            )  # from the dev NRF, as the command does
             return await simulation.simulate(phones, seconds, client=client, pace=FAST, seed=seed)
 
     return asyncio.run(go())
 
 
-def test_phones_cross_the_border_and_are_charged_in_each_zone(nchf_app, sessions, world: World) -> None:
+def test_phones_cross_the_border_and_are_charged_in_each_zone(
+    nchf_app, sessions, world: World
+) -> None:
     with sessions() as s:
         phones = simulation.subscribers(s, 2)  # the bound line and the roamer: data in both zones
 

@@ -48,8 +48,15 @@ def _refs(node: Any) -> list[str]:
 def test_the_vendored_files_are_exactly_those_the_schemas_reach() -> None:
     resolver = spec._registry().resolver()
     charging = (spec.SPEC / spec.CONVERGED_CHARGING).as_uri()
-    todo = [f"{charging}#/components/schemas/{name}" for name in (
-        "ChargingDataRequest", "ChargingDataResponse", "ChargingNotifyRequest", "ChargingNotifyResponse")]
+    todo = [
+        f"{charging}#/components/schemas/{name}"
+        for name in (
+            "ChargingDataRequest",
+            "ChargingDataResponse",
+            "ChargingNotifyRequest",
+            "ChargingNotifyResponse",
+        )
+    ]
     todo.append(f"{(spec.SPEC / spec.COMMON_DATA).as_uri()}#/components/schemas/ProblemDetails")
     seen: set[str] = set()
     while todo:
@@ -58,7 +65,9 @@ def test_the_vendored_files_are_exactly_those_the_schemas_reach() -> None:
             seen.add(uri)
             # Unresolvable here: a file is missing.
             todo += [urljoin(uri, ref) for ref in _refs(resolver.lookup(uri).contents)]
-    assert {uri.split("#")[0].rsplit("/", 1)[1] for uri in seen} == {p.name for p in spec.SPEC.glob("*.yaml")}
+    assert {uri.split("#")[0].rsplit("/", 1)[1] for uri in seen} == {
+        p.name for p in spec.SPEC.glob("*.yaml")
+    }
 
 
 def test_the_validator_finds_what_the_specification_forbids() -> None:
@@ -70,7 +79,9 @@ def test_the_validator_finds_what_the_specification_forbids() -> None:
     body["invocationTimeStamp"] = "15/01/2030 08:00"
     body["multipleUnitUsage"][0]["ratingGroup"] = 2**32
     body["pDUSessionChargingInformation"]["pduSessionInformation"]["servingCNPlmnId"]["mcc"] = "45"
-    body["pDUSessionChargingInformation"]["userLocationinfo"] = {"nrLocation": {"tai": {"plmnId": HK, "tac": "01"}}}
+    body["pDUSessionChargingInformation"]["userLocationinfo"] = {
+        "nrLocation": {"tai": {"plmnId": HK, "tac": "01"}}
+    }
     assert sorted(e.split(":")[0] for e in spec.errors(body, "ChargingDataRequest")) == [
         "$.invocationTimeStamp",
         "$.multipleUnitUsage[0].ratingGroup",
@@ -82,12 +93,18 @@ def test_the_validator_finds_what_the_specification_forbids() -> None:
 
 
 def test_a_charging_notify_request_for_a_reauthorization() -> None:
-    spec.validate_notify_request({
-        "notificationType": "REAUTHORIZATION",
-        "reauthorizationDetails": [{"ratingGroup": RG, "quotaManagementIndicator": "ONLINE_CHARGING"}],
-    })
+    spec.validate_notify_request(
+        {
+            "notificationType": "REAUTHORIZATION",
+            "reauthorizationDetails": [
+                {"ratingGroup": RG, "quotaManagementIndicator": "ONLINE_CHARGING"}
+            ],
+        }
+    )
     spec.validate_notify_request({"notificationType": "ABORT_CHARGING"})
-    assert sorted(spec.errors({"reauthorizationDetails": [{"ratingGroup": -1}]}, "ChargingNotifyRequest")) == [
+    assert sorted(
+        spec.errors({"reauthorizationDetails": [{"ratingGroup": -1}]}, "ChargingNotifyRequest")
+    ) == [
         "$.reauthorizationDetails[0].ratingGroup: -1 is less than the minimum of 0",
         "$: 'notificationType' is a required property",
     ]
@@ -97,7 +114,9 @@ def test_a_charging_notify_request_for_a_reauthorization() -> None:
 
 OUR_REQUESTS = {
     "create by GPSI": api_tests.request(0, gpsi="msisdn-85291234567", requested=30 * MB),
-    "create by SUPI": api_tests.request(0, supi="imsi-454001234567890", plmn=MAINLAND_PLMN, requested=30 * MB),
+    "create by SUPI": api_tests.request(
+        0, supi="imsi-454001234567890", plmn=MAINLAND_PLMN, requested=30 * MB
+    ),
     "update": api_tests.request(1, requested=30 * MB, used=20 * MB),
     "release": api_tests.request(2, used=5 * MB),
 }
@@ -111,22 +130,31 @@ def test_the_requests_our_tests_send_are_charging_data_requests(body: dict[str, 
 # --- a session as a real SMF runs it ----------------------------------------------------------------
 
 SMF = {
-    "nodeFunctionality": "SMF", "nFName": "6c5fd0c2-8f9b-4f0e-9a51-3b0f1c2d7e41",
-    "nFIPv4Address": "10.20.0.5", "nFPLMNID": HK,
+    "nodeFunctionality": "SMF",
+    "nFName": "6c5fd0c2-8f9b-4f0e-9a51-3b0f1c2d7e41",
+    "nFIPv4Address": "10.20.0.5",
+    "nFPLMNID": HK,
 }
-AMF = {"servingNetworkFunctionInformation": {
-    "nodeFunctionality": "AMF", "nFName": "0b7d6ac1-4e52-4c43-9b1e-2f0d8c3a9e10",
-}}
-LOCATION = {"nrLocation": {
-    "tai": {"plmnId": HK, "tac": "00a1b2"},
-    "ncgi": {"plmnId": HK, "nrCellId": "00a1b2c01"},
-    "ueLocationTimestamp": "2030-01-15T07:59:58Z",
-}}
+AMF = {
+    "servingNetworkFunctionInformation": {
+        "nodeFunctionality": "AMF",
+        "nFName": "0b7d6ac1-4e52-4c43-9b1e-2f0d8c3a9e10",
+    }
+}
+LOCATION = {
+    "nrLocation": {
+        "tai": {"plmnId": HK, "tac": "00a1b2"},
+        "ncgi": {"plmnId": HK, "nrCellId": "00a1b2c01"},
+        "ueLocationTimestamp": "2030-01-15T07:59:58Z",
+    }
+}
 ARP = {"priorityLevel": 8, "preemptCap": "NOT_PREEMPT", "preemptVuln": "PREEMPTABLE"}
 AMBR = {"uplink": "100 Mbps", "downlink": "300 Mbps"}
 
 
-def smf_request(seq: int, imsi: str, gpsi: str, usage: dict[str, Any], **session_info: Any) -> dict[str, Any]:
+def smf_request(
+    seq: int, imsi: str, gpsi: str, usage: dict[str, Any], **session_info: Any
+) -> dict[str, Any]:
     """A ChargingDataRequest as a 5G SMF sends it for a PDU session on an NR cell in Hong Kong."""
     return {
         "subscriberIdentifier": f"imsi-{imsi}",
@@ -136,7 +164,9 @@ def smf_request(seq: int, imsi: str, gpsi: str, usage: dict[str, Any], **session
         "retransmissionIndicator": False,
         "notifyUri": "http://smf1.example/nsmf-convergedcharging/v3/notify/7f3a9c",
         "supportedFeatures": "0",
-        "multipleUnitUsage": [{"ratingGroup": RG, "uPFID": "3d1b2c4e-5f60-4a7b-8c9d-0e1f2a3b4c5d", **usage}],
+        "multipleUnitUsage": [
+            {"ratingGroup": RG, "uPFID": "3d1b2c4e-5f60-4a7b-8c9d-0e1f2a3b4c5d", **usage}
+        ],
         "triggers": [
             {"triggerType": "QUOTA_THRESHOLD", "triggerCategory": "IMMEDIATE_REPORT"},
             {"triggerType": "QUOTA_EXHAUSTED", "triggerCategory": "IMMEDIATE_REPORT"},
@@ -148,7 +178,9 @@ def smf_request(seq: int, imsi: str, gpsi: str, usage: dict[str, Any], **session
         "pDUSessionChargingInformation": {
             "sMFchargingId": "1a2b3c4d",
             "userInformation": {
-                "servedGPSI": gpsi, "servedPEI": "imeisv-3548620712345601", "unauthenticatedFlag": False,
+                "servedGPSI": gpsi,
+                "servedPEI": "imeisv-3548620712345601",
+                "unauthenticatedFlag": False,
             },
             "userLocationinfo": LOCATION,
             "uetimeZone": "+08:00",
@@ -167,8 +199,10 @@ def smf_request(seq: int, imsi: str, gpsi: str, usage: dict[str, Any], **session
                 "startTime": "2030-01-15T07:59:58Z",
                 "3gppPSDataOffStatus": "INACTIVE",
                 "pduAddress": {
-                    "pduIPv4Address": "10.45.0.23", "iPv4dynamicAddressFlag": True,
-                    "pduIPv6AddresswithPrefix": "2001:db8:45::17", "pduAddressprefixlength": 64,
+                    "pduIPv4Address": "10.45.0.23",
+                    "iPv4dynamicAddressFlag": True,
+                    "pduIPv6AddresswithPrefix": "2001:db8:45::17",
+                    "pduAddressprefixlength": 64,
                     "iPv6dynamicPrefixFlag": True,
                 },
                 "authorizedQoSInformation": {"5qi": 9, "arp": ARP, "priorityLevel": 90},
@@ -189,12 +223,18 @@ def used(volume: int, seq: int, trigger: str) -> dict[str, Any]:
         "triggers": [{"triggerType": trigger, "triggerCategory": "IMMEDIATE_REPORT"}],
         "triggerTimestamp": f"2030-01-15T08:{seq:02d}:00Z",
         "time": 60,
-        "totalVolume": volume, "uplinkVolume": volume // 10, "downlinkVolume": volume - volume // 10,
+        "totalVolume": volume,
+        "uplinkVolume": volume // 10,
+        "downlinkVolume": volume - volume // 10,
         "localSequenceNumber": seq,
         "pDUContainerInformation": {
-            "timeofFirstUsage": "2030-01-15T08:00:01Z", "timeofLastUsage": f"2030-01-15T08:{seq:02d}:00Z",
-            "userLocationInformation": LOCATION, "uetimeZone": "+08:00", "rATType": "NR",
-            "servingNodeID": [AMF], "3gppPSDataOffStatus": "INACTIVE",
+            "timeofFirstUsage": "2030-01-15T08:00:01Z",
+            "timeofLastUsage": f"2030-01-15T08:{seq:02d}:00Z",
+            "userLocationInformation": LOCATION,
+            "uetimeZone": "+08:00",
+            "rATType": "NR",
+            "servingNodeID": [AMF],
+            "3gppPSDataOffStatus": "INACTIVE",
         },
     }
 
@@ -210,11 +250,16 @@ def test_a_session_as_a_real_smf_runs_it_is_valid_and_accepted(nchf, session) ->
     spec.validate(create, "ChargingDataRequest")
     r = nchf.post(BASE, json=create)
     assert r.status_code == 201, r.text
-    assert answer(r, CREATE)["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": 30 * MB}
+    assert answer(r, CREATE)["multipleUnitInformation"][0]["grantedUnit"] == {
+        "totalVolume": 30 * MB
+    }
     ref = r.headers["location"].rsplit("/", 1)[1]
 
     update = smf_request(
-        1, imsi, gpsi, {"requestedUnit": {}, "usedUnitContainer": [used(24 * MB, 1, "QUOTA_THRESHOLD")]}
+        1,
+        imsi,
+        gpsi,
+        {"requestedUnit": {}, "usedUnitContainer": [used(24 * MB, 1, "QUOTA_THRESHOLD")]},
     )
     spec.validate(update, "ChargingDataRequest")
     r = nchf.post(f"{BASE}/{ref}/update", json=update)
@@ -222,8 +267,12 @@ def test_a_session_as_a_real_smf_runs_it_is_valid_and_accepted(nchf, session) ->
     assert answer(r, UPDATE)["multipleUnitInformation"][0]["resultCode"] == "SUCCESS"
 
     release = smf_request(
-        2, imsi, gpsi, {"usedUnitContainer": [used(3 * MB, 2, "FINAL")]},
-        sessionStopIndicator=True, stopTime="2030-01-15T08:02:00Z",
+        2,
+        imsi,
+        gpsi,
+        {"usedUnitContainer": [used(3 * MB, 2, "FINAL")]},
+        sessionStopIndicator=True,
+        stopTime="2030-01-15T08:02:00Z",
     )
     spec.validate(release, "ChargingDataRequest")
     r = nchf.post(f"{BASE}/{ref}/release", json=release)
@@ -246,19 +295,30 @@ def test_grants_down_to_the_last_unit_are_valid_answers(nchf, session) -> None: 
     assert (unit["resultCode"], unit["volumeQuotaThreshold"]) == ("SUCCESS", 6 * MB)
     ref = r.headers["location"].rsplit("/", 1)[1]
 
-    r = nchf.post(f"{BASE}/{ref}/update", json=api_tests.request(1, requested=30 * MB, used=30 * MB))
+    r = nchf.post(
+        f"{BASE}/{ref}/update", json=api_tests.request(1, requested=30 * MB, used=30 * MB)
+    )
     assert r.status_code == 200
     (unit,) = answer(r, UPDATE)["multipleUnitInformation"]
     assert unit["grantedUnit"] == {"totalVolume": 20 * MB}  # the last of the bucket
-    assert "finalUnitIndication" in unit  # its shape (TERMINATE, or REDIRECT and where to) is the schema's to check
+    assert (
+        "finalUnitIndication" in unit
+    )  # its shape (TERMINATE, or REDIRECT and where to) is the schema's to check
 
-    r = nchf.post(f"{BASE}/{ref}/update", json=api_tests.request(2, requested=30 * MB, used=20 * MB))
+    r = nchf.post(
+        f"{BASE}/{ref}/update", json=api_tests.request(2, requested=30 * MB, used=20 * MB)
+    )
     assert r.status_code == 200
     (unit,) = answer(r, UPDATE)["multipleUnitInformation"]
     assert unit["resultCode"] == "QUOTA_LIMIT_REACHED" and "grantedUnit" not in unit
 
-    r = nchf.post(f"{BASE}/{ref}/update", json=api_tests.request(2, requested=30 * MB, used=20 * MB))
-    assert (r.status_code, answer(r, UPDATE)["multipleUnitInformation"]) == (200, [unit])  # a retransmission
+    r = nchf.post(
+        f"{BASE}/{ref}/update", json=api_tests.request(2, requested=30 * MB, used=20 * MB)
+    )
+    assert (r.status_code, answer(r, UPDATE)["multipleUnitInformation"]) == (
+        200,
+        [unit],
+    )  # a retransmission
     assert nchf.post(f"{BASE}/{ref}/release", json=api_tests.request(3)).status_code == 204
 
 
@@ -269,8 +329,12 @@ def refusals(nchf, session) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     gpsi = api_tests.msisdn(line)
     session.commit()
     return {
-        "unknown user": nchf.post(BASE, json=api_tests.request(0, gpsi="msisdn-85299999999", requested=MB)),
-        "unknown network": nchf.post(BASE, json=api_tests.request(0, gpsi=gpsi, plmn="999-99", requested=MB)),
+        "unknown user": nchf.post(
+            BASE, json=api_tests.request(0, gpsi="msisdn-85299999999", requested=MB)
+        ),
+        "unknown network": nchf.post(
+            BASE, json=api_tests.request(0, gpsi=gpsi, plmn="999-99", requested=MB)
+        ),
     }
 
 
@@ -295,7 +359,9 @@ def test_malformed_requests_and_unknown_refs_are_problem_details(nchf, session) 
     ):
         problem = answer(r, CREATE)
         assert (r.status_code, problem["status"]) == (400, 400) and problem["cause"]
-        spec.validate(problem, "ProblemDetails", spec.COMMON_DATA)  # not only "some alternative of the oneOf"
+        spec.validate(
+            problem, "ProblemDetails", spec.COMMON_DATA
+        )  # not only "some alternative of the oneOf"
 
     for path, operation in ((UPDATE, "update"), (RELEASE, "release")):
         r = nchf.post(f"{BASE}/no-such-ref/{operation}", json=api_tests.request(1, used=MB))
@@ -304,7 +370,9 @@ def test_malformed_requests_and_unknown_refs_are_problem_details(nchf, session) 
         spec.validate(problem, "ProblemDetails", spec.COMMON_DATA)
 
 
-def test_information_charging_needs_but_the_spec_leaves_optional_is_charging_failed(nchf, session) -> None:  # type: ignore[no-untyped-def]
+def test_information_charging_needs_but_the_spec_leaves_optional_is_charging_failed(
+    nchf, session
+) -> None:  # type: ignore[no-untyped-def]
     gpsi = api_tests.msisdn(f.line(session))
     session.commit()
     no_network = api_tests.request(0, gpsi=gpsi, requested=MB)
@@ -315,7 +383,9 @@ def test_information_charging_needs_but_the_spec_leaves_optional_is_charging_fai
         assert (r.status_code, answer(r, CREATE)["cause"]) == (400, "CHARGING_FAILED")
 
 
-def test_a_border_crossing_as_a_real_smf_reports_it_is_valid_and_charged_in_each_zone(nchf, session) -> None:  # type: ignore[no-untyped-def]
+def test_a_border_crossing_as_a_real_smf_reports_it_is_valid_and_charged_in_each_zone(
+    nchf, session
+) -> None:  # type: ignore[no-untyped-def]
     line = f.line(session)
     line.imsi = "454001234567892"
     hk = f.bucket(session, line, "hk", 100 * MB)
@@ -323,26 +393,49 @@ def test_a_border_crossing_as_a_real_smf_reports_it_is_valid_and_charged_in_each
     imsi, gpsi = line.imsi, api_tests.msisdn(line)
     session.commit()
 
-    r = nchf.post(BASE, json=smf_request(0, imsi, gpsi, {"requestedUnit": {"totalVolume": 30 * MB}}))
+    r = nchf.post(
+        BASE, json=smf_request(0, imsi, gpsi, {"requestedUnit": {"totalVolume": 30 * MB}})
+    )
     assert r.status_code == 201, r.text
-    assert {"triggerType": "PLMN_CHANGE", "triggerCategory": "IMMEDIATE_REPORT"} in answer(r, CREATE)["triggers"]
+    assert {"triggerType": "PLMN_CHANGE", "triggerCategory": "IMMEDIATE_REPORT"} in answer(
+        r, CREATE
+    )["triggers"]
     ref = r.headers["location"].rsplit("/", 1)[1]
 
     # Over the border at Futian: the SMF closes the container at the change and reports at once.
     china_mobile = {"mcc": "460", "mnc": "00"}
     after = used(MB, 2, "QUOTA_THRESHOLD")
-    after["pDUContainerInformation"]["userLocationInformation"] = {"nrLocation": {
-        "tai": {"plmnId": china_mobile, "tac": "00c1d2"}, "ncgi": {"plmnId": china_mobile, "nrCellId": "00c1d2c01"},
-    }}
+    after["pDUContainerInformation"]["userLocationInformation"] = {
+        "nrLocation": {
+            "tai": {"plmnId": china_mobile, "tac": "00c1d2"},
+            "ncgi": {"plmnId": china_mobile, "nrCellId": "00c1d2c01"},
+        }
+    }
     crossing = smf_request(
-        1, imsi, gpsi, {"requestedUnit": {}, "usedUnitContainer": [used(12 * MB, 1, "PLMN_CHANGE"), after]},
+        1,
+        imsi,
+        gpsi,
+        {"requestedUnit": {}, "usedUnitContainer": [used(12 * MB, 1, "PLMN_CHANGE"), after]},
         servingCNPlmnId=china_mobile,
     )
     crossing["triggers"] = [{"triggerType": "PLMN_CHANGE", "triggerCategory": "IMMEDIATE_REPORT"}]
-    crossing["pDUSessionChargingInformation"]["userLocationinfo"] = after["pDUContainerInformation"]["userLocationInformation"]
+    crossing["pDUSessionChargingInformation"]["userLocationinfo"] = after[
+        "pDUContainerInformation"
+    ]["userLocationInformation"]
     spec.validate(crossing, "ChargingDataRequest")
     r = nchf.post(f"{BASE}/{ref}/update", json=crossing)
     assert r.status_code == 200, r.text
-    assert answer(r, UPDATE)["multipleUnitInformation"][0]["grantedUnit"] == {"totalVolume": 10 * MB}  # the default ask
-    assert (api_tests.remaining(session, hk), api_tests.remaining(session, mainland)) == (88 * MB, 89 * MB)
-    assert nchf.post(f"{BASE}/{ref}/release", json=smf_request(2, imsi, gpsi, {}, servingCNPlmnId=china_mobile)).status_code == 204
+    assert answer(r, UPDATE)["multipleUnitInformation"][0]["grantedUnit"] == {
+        "totalVolume": 10 * MB
+    }  # the default ask
+    assert (api_tests.remaining(session, hk), api_tests.remaining(session, mainland)) == (
+        88 * MB,
+        89 * MB,
+    )
+    assert (
+        nchf.post(
+            f"{BASE}/{ref}/release",
+            json=smf_request(2, imsi, gpsi, {}, servingCNPlmnId=china_mobile),
+        ).status_code
+        == 204
+    )

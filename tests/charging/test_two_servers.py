@@ -67,7 +67,10 @@ def body(seq: int, *, used: int | None = None, ask: bool = True) -> dict:  # typ
         "subscriberIdentifier": "imsi-454000000000777",
         "multipleUnitUsage": [usage],
         "pDUSessionChargingInformation": {
-            "pduSessionInformation": {"servingCNPlmnId": {"mcc": "454", "mnc": "00"}, "pduSessionID": 1},
+            "pduSessionInformation": {
+                "servingCNPlmnId": {"mcc": "454", "mnc": "00"},
+                "pduSessionID": 1,
+            },
         },
     }
 
@@ -116,7 +119,9 @@ async def smf(i: int, clients: list[httpx.AsyncClient], exchange: Exchange) -> N
             exchange.used += used
 
 
-def test_two_servers_charging_one_line_never_grant_beyond_its_bucket(pg_only, settings, sessions, tmp_path) -> None:
+def test_two_servers_charging_one_line_never_grant_beyond_its_bucket(
+    pg_only, settings, sessions, tmp_path
+) -> None:
     with transaction(sessions) as s:
         f.ensure_networks(s)
         line = Line(iccid="8985200249000000777", imsi="454000000000777", hk_number="+85251099777")
@@ -124,15 +129,33 @@ def test_two_servers_charging_one_line_never_grant_beyond_its_bucket(pg_only, se
         s.flush()
         now = datetime.now(UTC)  # the servers' clock is real
         bucket = buckets.grant(
-            s, line_id=line.id, zone="both", amount=BUCKET, valid_from=now - timedelta(days=1),
-            expires_at=now + timedelta(days=30), reason="pack_purchase", reference="order:two-servers",
+            s,
+            line_id=line.id,
+            zone="both",
+            amount=BUCKET,
+            valid_from=now - timedelta(days=1),
+            expires_at=now + timedelta(days=30),
+            reason="pack_purchase",
+            reference="order:two-servers",
         )
 
     # Granted and not yet settled, plus settled and charged: never beyond the bucket, at any instant.
-    held = select(
-        func.coalesce(func.sum(case((Grant.status == "open", Grant.granted_bytes), else_=0)), 0)
-        + func.coalesce(func.sum(case((Grant.status == "settled", Grant.used_bytes - Grant.unreserved_bytes), else_=0)), 0)
-    ).join(ChargingSession).where(ChargingSession.line_id == line.id)
+    held = (
+        select(
+            func.coalesce(func.sum(case((Grant.status == "open", Grant.granted_bytes), else_=0)), 0)
+            + func.coalesce(
+                func.sum(
+                    case(
+                        (Grant.status == "settled", Grant.used_bytes - Grant.unreserved_bytes),
+                        else_=0,
+                    )
+                ),
+                0,
+            )
+        )
+        .join(ChargingSession)
+        .where(ChargingSession.line_id == line.id)
+    )
     highest: list[int] = [0]
     done = threading.Event()
 
@@ -145,10 +168,17 @@ def test_two_servers_charging_one_line_never_grant_beyond_its_bucket(pg_only, se
     exchange = Exchange()
 
     async def drive(urls: list[str]) -> None:
-        async with simulation.connect(urls[0]) as a, simulation.connect(urls[1]) as b:  # HTTP/2, as SMFs speak
-            await simulation.authenticate(a, urls[0])  # each from the dev NRF of the listener it calls
+        async with (
+            simulation.connect(urls[0]) as a,
+            simulation.connect(urls[1]) as b,
+        ):  # HTTP/2, as SMFs speak
+            await simulation.authenticate(
+                a, urls[0]
+            )  # each from the dev NRF of the listener it calls
             await simulation.authenticate(b, urls[1])
-            await asyncio.wait_for(asyncio.gather(*(smf(i, [a, b], exchange) for i in range(SMFS))), DEADLINE)
+            await asyncio.wait_for(
+                asyncio.gather(*(smf(i, [a, b], exchange) for i in range(SMFS))), DEADLINE
+            )
 
     with serving(settings, tmp_path, "server-a", "server-b") as servers:
         watcher = threading.Thread(target=watch)
@@ -159,21 +189,33 @@ def test_two_servers_charging_one_line_never_grant_beyond_its_bucket(pg_only, se
             done.set()
             watcher.join()
 
-    assert set(exchange.statuses) <= {200, 201, 204}, exchange.statuses  # every request answered, none failed
+    assert set(exchange.statuses) <= {200, 201, 204}, (
+        exchange.statuses
+    )  # every request answered, none failed
     total = sum(exchange.statuses.values())
     assert total > 120 and len(exchange.per_server) == 2, exchange.per_server
-    assert min(exchange.per_server.values()) > total // 4, exchange.per_server  # both servers took their share
-    assert exchange.results["QUOTA_LIMIT_REACHED"] > 0, "the callers should have asked for more than the bucket"
+    assert min(exchange.per_server.values()) > total // 4, (
+        exchange.per_server
+    )  # both servers took their share
+    assert exchange.results["QUOTA_LIMIT_REACHED"] > 0, (
+        "the callers should have asked for more than the bucket"
+    )
     assert 0 < highest[0] <= BUCKET
     with sessions() as s:
         account = s.get_one(LedgerAccount, bucket.ledger_account_id)
         charged = account.debits_posted
         assert account.debits_pending == 0 and account.available == BUCKET - charged >= 0
         # What the callers were told they used is what was charged, and what the usage shows.
-        assert charged == exchange.used == s.scalar(select(func.sum(UsageDay.bytes)).where(UsageDay.line_id == line.id))
+        assert (
+            charged
+            == exchange.used
+            == s.scalar(select(func.sum(UsageDay.bytes)).where(UsageDay.line_id == line.id))
+        )
         # Every grant the callers were told of, and no other.
         grants = s.execute(
-            select(func.count(), func.sum(Grant.granted_bytes)).join(ChargingSession).where(ChargingSession.line_id == line.id)
+            select(func.count(), func.sum(Grant.granted_bytes))
+            .join(ChargingSession)
+            .where(ChargingSession.line_id == line.id)
         ).one()
         assert tuple(grants) == (exchange.results["SUCCESS"], exchange.granted)
         s.rollback()

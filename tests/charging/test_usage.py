@@ -65,7 +65,10 @@ def test_usage_reported_over_nchf_shows_per_day_zone_and_network(client, nchf, s
     assert nchf.post(f"{BASE}/{ref}/update", json=update).status_code == 200
     # The network retransmits the update: the same answer, the usage is not counted again.
     assert nchf.post(f"{BASE}/{ref}/update", json=update).status_code == 200
-    assert nchf.post(f"{BASE}/{ref}/release", json=request(3, gpsi=gpsi, used=5 * MB)).status_code == 204
+    assert (
+        nchf.post(f"{BASE}/{ref}/release", json=request(3, gpsi=gpsi, used=5 * MB)).status_code
+        == 204
+    )
 
     body = usage(client, line, headers)
     assert body == {
@@ -73,19 +76,30 @@ def test_usage_reported_over_nchf_shows_per_day_zone_and_network(client, nchf, s
         "from": str(T0_DAY - timedelta(days=29)),
         "to": str(T0_DAY),
         "total_bytes": 25 * MB,
-        "days": [{
-            "day": str(T0_DAY),
-            "total_bytes": 25 * MB,
-            "zones": {"mainland": 0, "hk": 25 * MB},
-            "networks": [{"plmn": HK_PLMN, "operator": operator(session, HK_PLMN), "zone": "hk", "bytes": 25 * MB}],
-        }],
+        "days": [
+            {
+                "day": str(T0_DAY),
+                "total_bytes": 25 * MB,
+                "zones": {"mainland": 0, "hk": 25 * MB},
+                "networks": [
+                    {
+                        "plmn": HK_PLMN,
+                        "operator": operator(session, HK_PLMN),
+                        "zone": "hk",
+                        "bytes": 25 * MB,
+                    }
+                ],
+            }
+        ],
     }
 
 
 def test_two_networks_in_one_day_and_usage_beyond_the_grant(client, session) -> None:
     line, headers = owned_line(client, session)
     use(session, line, HK_PLMN, 10 * MB, 4 * MB)
-    beyond = use(session, line, MAINLAND_PLMN, 10 * MB, 15 * MB)  # 5 MB beyond the grant: still used
+    beyond = use(
+        session, line, MAINLAND_PLMN, 10 * MB, 15 * MB
+    )  # 5 MB beyond the grant: still used
     assert beyond.unreserved_bytes == 5 * MB
     use(session, line, HK_PLMN, 10 * MB, 3 * MB)  # the same network again: the same row
     use(session, line, HK_PLMN, 10 * MB, 0)  # nothing used: no row of its own
@@ -94,7 +108,12 @@ def test_two_networks_in_one_day_and_usage_beyond_the_grant(client, session) -> 
     assert day["total_bytes"] == 22 * MB
     assert day["zones"] == {"mainland": 15 * MB, "hk": 7 * MB}
     assert day["networks"] == [
-        {"plmn": MAINLAND_PLMN, "operator": operator(session, MAINLAND_PLMN), "zone": "mainland", "bytes": 15 * MB},
+        {
+            "plmn": MAINLAND_PLMN,
+            "operator": operator(session, MAINLAND_PLMN),
+            "zone": "mainland",
+            "bytes": 15 * MB,
+        },
         {"plmn": HK_PLMN, "operator": operator(session, HK_PLMN), "zone": "hk", "bytes": 7 * MB},
     ]
     assert len(session.scalars(select(UsageDay).where(UsageDay.line_id == line.id)).all()) == 2
@@ -141,7 +160,9 @@ def test_the_default_range_is_the_last_30_days(client, session, fake_clock) -> N
     body = usage(client, line, headers)
     assert [d["day"] for d in body["days"]] == [str(T0_DAY), str(T0_DAY - timedelta(days=29))]
     assert body["total_bytes"] == 31 * MB
-    assert usage(client, line, headers, to=str(T0_DAY - timedelta(days=1)))["from"] == str(T0_DAY - timedelta(days=30))
+    assert usage(client, line, headers, to=str(T0_DAY - timedelta(days=1)))["from"] == str(
+        T0_DAY - timedelta(days=30)
+    )
 
 
 def test_only_the_lines_owner_sees_its_usage(client, session) -> None:
@@ -167,7 +188,9 @@ def test_bad_ranges_are_refused(client, session) -> None:
         assert r.json()["detail"] == "查询时段的结束日期不得早于开始日期，且最长 366 天。"
     r = client.get(url, params={"from": "15/01/2030"}, headers=headers)
     assert (r.status_code, r.json()["code"]) == (422, "validation_error")
-    r = client.get(url, params={"from": "2029-01-15", "to": "2030-01-15"}, headers=headers)  # 366 days
+    r = client.get(
+        url, params={"from": "2029-01-15", "to": "2030-01-15"}, headers=headers
+    )  # 366 days
     assert r.status_code == 200, r.text
 
 
@@ -180,7 +203,9 @@ def test_two_transactions_starting_a_days_row_at_once_both_count(sessions, sessi
     session.commit()
     with sessions() as a, sessions() as b:
         cs = a.get_one(ChargingSession, cs_id)
-        charging.add_usage(a, cs.line_id, cs.zone, cs.plmn, T0_DAY, 1 * MB)  # inserted, not committed
+        charging.add_usage(
+            a, cs.line_id, cs.zone, cs.plmn, T0_DAY, 1 * MB
+        )  # inserted, not committed
 
         def second() -> None:
             charging.add_usage(b, cs.line_id, cs.zone, cs.plmn, T0_DAY, 2 * MB)  # waits for `a`

@@ -44,13 +44,32 @@ def at(minutes: float) -> str:
     return (T0 + timedelta(minutes=minutes)).isoformat()
 
 
-def row(record_id: str, line: Line | None = None, plmn: str = HK_PLMN, up: int = 0, down: int = 0, *,
-        minutes: float = 60, imsi: str | None = None, msisdn: str | None = None, start: str | None = None) -> list[str]:
+def row(
+    record_id: str,
+    line: Line | None = None,
+    plmn: str = HK_PLMN,
+    up: int = 0,
+    down: int = 0,
+    *,
+    minutes: float = 60,
+    imsi: str | None = None,
+    msisdn: str | None = None,
+    start: str | None = None,
+) -> list[str]:
     """A CSV record: by the line's IMSI unless told otherwise, ending T0 + `minutes`, 10 minutes long."""
     if imsi is None and msisdn is None:
         assert line is not None and line.imsi
         imsi = line.imsi
-    return [record_id, imsi or "", msisdn or "", plmn, start or at(minutes - 10), at(minutes), str(up), str(down)]
+    return [
+        record_id,
+        imsi or "",
+        msisdn or "",
+        plmn,
+        start or at(minutes - 10),
+        at(minutes),
+        str(up),
+        str(down),
+    ]
 
 
 def csv_file(path: Path, rows: list[list[str]]) -> Path:
@@ -75,7 +94,9 @@ def charges(session, record_id: str) -> list[tuple[int, int, str]]:  # type: ign
     return [
         (t.debit_account_id, t.amount, t.reason)
         for t in session.scalars(
-            select(Transfer).where(Transfer.reference == f"usage_record:{record_id}").order_by(Transfer.id)
+            select(Transfer)
+            .where(Transfer.reference == f"usage_record:{record_id}")
+            .order_by(Transfer.id)
         )
     ]
 
@@ -108,21 +129,33 @@ def read_rejects(path: Path) -> list[dict[str, str]]:
 # --- importing ----------------------------------------------------------------------------
 
 
-def test_csv_records_draw_the_buckets_of_their_zone_and_count_as_usage(cli, session, tmp_path) -> None:
+def test_csv_records_draw_the_buckets_of_their_zone_and_count_as_usage(
+    cli, session, tmp_path
+) -> None:
     line, b = subscriber(session, hk=100 * MB, mainland=100 * MB, both=50 * MB)
-    path = csv_file(tmp_path / "usage.csv", [
-        row("r1", line, HK_PLMN, 2 * MB, 8 * MB),
-        row("r2", msisdn=line.hk_number, plmn=MAINLAND_PLMN, up=5 * MB, down=15 * MB),
-        row("r3", line, "454-03", 0, 5 * MB, minutes=9 * 60),  # 01:00 on the 16th in Hong Kong
-    ])
+    path = csv_file(
+        tmp_path / "usage.csv",
+        [
+            row("r1", line, HK_PLMN, 2 * MB, 8 * MB),
+            row("r2", msisdn=line.hk_number, plmn=MAINLAND_PLMN, up=5 * MB, down=15 * MB),
+            row("r3", line, "454-03", 0, 5 * MB, minutes=9 * 60),  # 01:00 on the 16th in Hong Kong
+        ],
+    )
     result = run(cli, session, str(path))
 
     assert result.exit_code == 0, result.output
     assert "read 3 records" in result.output
     assert "imported 3, already imported 0, rejected 0" in result.output
-    assert "charged: 36,700,160 bytes from buckets (35 MB), 0 bytes overage (0 B), 0 bytes owed (0 B)" in result.output
+    assert (
+        "charged: 36,700,160 bytes from buckets (35 MB), 0 bytes overage (0 B), 0 bytes owed (0 B)"
+        in result.output
+    )
     session.rollback()
-    assert [f.remaining(session, b[z]) for z in ("hk", "mainland", "both")] == [85 * MB, 80 * MB, 50 * MB]
+    assert [f.remaining(session, b[z]) for z in ("hk", "mainland", "both")] == [
+        85 * MB,
+        80 * MB,
+        50 * MB,
+    ]
     assert usage_days(session, line) == {
         (T0_DAY, "hk", HK_PLMN): 10 * MB,
         (T0_DAY, "mainland", MAINLAND_PLMN): 20 * MB,
@@ -131,15 +164,33 @@ def test_csv_records_draw_the_buckets_of_their_zone_and_count_as_usage(cli, sess
     # The same ledger entries online charging makes for usage beyond a grant, named after the record.
     assert charges(session, "r1") == [(b["hk"].ledger_account_id, 10 * MB, "usage_beyond_grant")]
     r1 = imported(session)["r1"]
-    assert (r1.line_id, r1.plmn, r1.zone, r1.bytes_up, r1.bytes_down) == (line.id, HK_PLMN, "hk", 2 * MB, 8 * MB)
-    assert (r1.from_buckets, r1.overage_bytes, r1.overage_amount, r1.owed_bytes) == (10 * MB, 0, 0, 0)
-    assert (r1.started_at, r1.ended_at, r1.line_number, r1.imported_at) == (
-        T0 + timedelta(minutes=50), T0 + timedelta(minutes=60), 2, T0,
+    assert (r1.line_id, r1.plmn, r1.zone, r1.bytes_up, r1.bytes_down) == (
+        line.id,
+        HK_PLMN,
+        "hk",
+        2 * MB,
+        8 * MB,
     )
-    assert (tmp_path / "usage.rejects.csv").read_text().splitlines() == [",".join(HEADER) + ",reject_line,reject_reason,reject_message"]
+    assert (r1.from_buckets, r1.overage_bytes, r1.overage_amount, r1.owed_bytes) == (
+        10 * MB,
+        0,
+        0,
+        0,
+    )
+    assert (r1.started_at, r1.ended_at, r1.line_number, r1.imported_at) == (
+        T0 + timedelta(minutes=50),
+        T0 + timedelta(minutes=60),
+        2,
+        T0,
+    )
+    assert (tmp_path / "usage.rejects.csv").read_text().splitlines() == [
+        ",".join(HEADER) + ",reject_line,reject_reason,reject_message"
+    ]
 
 
-def test_jsonl_records_by_msisdn_and_compact_plmn_show_in_the_usage_api(cli, client, session, tmp_path) -> None:
+def test_jsonl_records_by_msisdn_and_compact_plmn_show_in_the_usage_api(
+    cli, client, session, tmp_path
+) -> None:
     account = app_f.register(client)
     headers = app_f.login(client, account["username"])
     line, b = subscriber(session, hk=100 * MB, mainland=100 * MB)
@@ -147,10 +198,25 @@ def test_jsonl_records_by_msisdn_and_compact_plmn_show_in_the_usage_api(cli, cli
     session.commit()
     digits = line.hk_number.removeprefix("+")
     records = [
-        {"record_id": 1001, "msisdn": digits, "plmn": "45400", "start": at(0), "end": at(10),
-         "bytes_up": 1 * MB, "bytes_down": 3 * MB},
-        {"record_id": "1002", "msisdn": "+" + digits, "plmn": "46000", "start": at(20), "end": at(30),
-         "bytes_up": str(2 * MB), "bytes_down": 0, "cell": "ignored"},
+        {
+            "record_id": 1001,
+            "msisdn": digits,
+            "plmn": "45400",
+            "start": at(0),
+            "end": at(10),
+            "bytes_up": 1 * MB,
+            "bytes_down": 3 * MB,
+        },
+        {
+            "record_id": "1002",
+            "msisdn": "+" + digits,
+            "plmn": "46000",
+            "start": at(20),
+            "end": at(30),
+            "bytes_up": str(2 * MB),
+            "bytes_down": 0,
+            "cell": "ignored",
+        },
     ]
     path = tmp_path / "usage.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records) + "\n")
@@ -162,32 +228,48 @@ def test_jsonl_records_by_msisdn_and_compact_plmn_show_in_the_usage_api(cli, cli
     assert body["total_bytes"] == 6 * MB
     assert body["days"][0]["zones"] == {"mainland": 2 * MB, "hk": 4 * MB}
     assert set(imported(session)) == {"1001", "1002"}
-    assert (f.remaining(session, b["hk"]), f.remaining(session, b["mainland"])) == (96 * MB, 98 * MB)
+    assert (f.remaining(session, b["hk"]), f.remaining(session, b["mainland"])) == (
+        96 * MB,
+        98 * MB,
+    )
     assert (tmp_path / "usage.rejects.jsonl").read_text() == ""
 
 
 def test_usage_beyond_the_buckets_is_owed(cli, session, tmp_path) -> None:
     line, b = subscriber(session, hk=10 * MB)
-    path = csv_file(tmp_path / "usage.csv", [
-        row("r1", line, HK_PLMN, 0, 6 * MB, minutes=10),
-        row("r2", line, HK_PLMN, 1 * MB, 6 * MB, minutes=20),  # 4 MB left in the bucket
-        row("r3", line, MAINLAND_PLMN, 0, 2 * MB, minutes=30),  # no mainland bucket at all
-    ])
+    path = csv_file(
+        tmp_path / "usage.csv",
+        [
+            row("r1", line, HK_PLMN, 0, 6 * MB, minutes=10),
+            row("r2", line, HK_PLMN, 1 * MB, 6 * MB, minutes=20),  # 4 MB left in the bucket
+            row("r3", line, MAINLAND_PLMN, 0, 2 * MB, minutes=30),  # no mainland bucket at all
+        ],
+    )
     result = run(cli, session, str(path))
 
     assert result.exit_code == 0, result.output
     assert "0 bytes overage (0 B), 5,242,880 bytes owed (5 MB)" in result.output
     session.rollback()
     assert f.remaining(session, b["hk"]) == 0
-    assert (buckets.owed(session, line.id, "hk"), buckets.owed(session, line.id, "mainland")) == (3 * MB, 2 * MB)
+    assert (buckets.owed(session, line.id, "hk"), buckets.owed(session, line.id, "mainland")) == (
+        3 * MB,
+        2 * MB,
+    )
     records = imported(session)
     assert [(records[r].from_buckets, records[r].owed_bytes) for r in ("r1", "r2", "r3")] == [
-        (6 * MB, 0), (4 * MB, 3 * MB), (0, 2 * MB),
+        (6 * MB, 0),
+        (4 * MB, 3 * MB),
+        (0, 2 * MB),
     ]
-    assert usage_days(session, line) == {(T0_DAY, "hk", HK_PLMN): 13 * MB, (T0_DAY, "mainland", MAINLAND_PLMN): 2 * MB}
+    assert usage_days(session, line) == {
+        (T0_DAY, "hk", HK_PLMN): 13 * MB,
+        (T0_DAY, "mainland", MAINLAND_PLMN): 2 * MB,
+    }
 
 
-def test_overage_pays_beyond_the_buckets_when_the_owner_turned_it_on(cli, session, tmp_path) -> None:
+def test_overage_pays_beyond_the_buckets_when_the_owner_turned_it_on(
+    cli, session, tmp_path
+) -> None:
     line, _owner = overage_line(session, wallet=10_000, cap=5_000)
     line.imsi = f"45400{next(_imsis):010d}"
     bucket = f.bucket(session, line, "hk", 1 * MB)
@@ -198,17 +280,32 @@ def test_overage_pays_beyond_the_buckets_when_the_owner_turned_it_on(cli, sessio
     assert result.exit_code == 0, result.output
     assert f"2,097,152 bytes overage (2 MB, HKD {2 * HK_RATE} minor units)" in result.output
     r1 = imported(session)["r1"]
-    assert (r1.from_buckets, r1.overage_bytes, r1.overage_amount, r1.overage_currency, r1.owed_bytes) == (
-        1 * MB, 2 * MB, 2 * HK_RATE, "HKD", 0,
+    assert (
+        r1.from_buckets,
+        r1.overage_bytes,
+        r1.overage_amount,
+        r1.overage_currency,
+        r1.owed_bytes,
+    ) == (
+        1 * MB,
+        2 * MB,
+        2 * HK_RATE,
+        "HKD",
+        0,
     )
     assert f.remaining(session, bucket) == 0
-    assert [reason for _debit, _amount, reason in charges(session, "r1")] == ["usage_beyond_grant", "overage"]
+    assert [reason for _debit, _amount, reason in charges(session, "r1")] == [
+        "usage_beyond_grant",
+        "overage",
+    ]
 
 
 def test_a_zero_byte_record_is_kept_and_charges_nothing(cli, session, tmp_path) -> None:
     line, b = subscriber(session, hk=10 * MB)
     before = transfer_count(session)
-    result = run(cli, session, str(csv_file(tmp_path / "usage.csv", [row("r0", line, HK_PLMN, 0, 0)])))
+    result = run(
+        cli, session, str(csv_file(tmp_path / "usage.csv", [row("r0", line, HK_PLMN, 0, 0)]))
+    )
 
     assert result.exit_code == 0, result.output
     assert "imported 1, already imported 0, rejected 0" in result.output
@@ -224,25 +321,43 @@ def test_a_zero_byte_record_is_kept_and_charges_nothing(cli, session, tmp_path) 
 
 def test_importing_a_file_again_charges_nothing_twice(cli, session, tmp_path) -> None:
     line, b = subscriber(session, hk=10 * MB)
-    path = csv_file(tmp_path / "usage.csv", [
-        row("r1", line, HK_PLMN, 0, 4 * MB), row("r2", line, HK_PLMN, 0, 4 * MB), row("r3", line, HK_PLMN, 0, 4 * MB),
-    ])
+    path = csv_file(
+        tmp_path / "usage.csv",
+        [
+            row("r1", line, HK_PLMN, 0, 4 * MB),
+            row("r2", line, HK_PLMN, 0, 4 * MB),
+            row("r3", line, HK_PLMN, 0, 4 * MB),
+        ],
+    )
     assert run(cli, session, str(path)).exit_code == 0
     session.rollback()
-    after_first = (transfer_count(session), f.remaining(session, b["hk"]), buckets.owed(session, line.id, "hk"),
-                   usage_days(session, line))
+    after_first = (
+        transfer_count(session),
+        f.remaining(session, b["hk"]),
+        buckets.owed(session, line.id, "hk"),
+        usage_days(session, line),
+    )
     assert after_first[1:] == (0, 2 * MB, {(T0_DAY, "hk", HK_PLMN): 12 * MB})
 
     again = run(cli, session, str(path))
     assert again.exit_code == 0, again.output
     assert "imported 0, already imported 3, rejected 0" in again.output
-    assert "charged: 0 bytes from buckets (0 B), 0 bytes overage (0 B), 0 bytes owed (0 B)" in again.output
+    assert (
+        "charged: 0 bytes from buckets (0 B), 0 bytes overage (0 B), 0 bytes owed (0 B)"
+        in again.output
+    )
     session.rollback()
-    assert (transfer_count(session), f.remaining(session, b["hk"]), buckets.owed(session, line.id, "hk"),
-            usage_days(session, line)) == after_first
+    assert (
+        transfer_count(session),
+        f.remaining(session, b["hk"]),
+        buckets.owed(session, line.id, "hk"),
+        usage_days(session, line),
+    ) == after_first
 
 
-def test_a_crash_between_batches_loses_nothing_and_repeats_nothing(cli, session, tmp_path, monkeypatch) -> None:
+def test_a_crash_between_batches_loses_nothing_and_repeats_nothing(
+    cli, session, tmp_path, monkeypatch
+) -> None:
     line, b = subscriber(session, hk=100 * MB)
     rows = [row(f"r{n}", line, HK_PLMN, 0, (n + 1) * MB, minutes=n) for n in range(10)]
     path = csv_file(tmp_path / "usage.csv", rows)
@@ -271,7 +386,9 @@ def test_a_crash_between_batches_loses_nothing_and_repeats_nothing(cli, session,
     assert usage_days(session, line) == {(T0_DAY, "hk", HK_PLMN): 55 * MB}
 
 
-def test_two_imports_of_one_file_at_once_charge_each_record_once(sessions, session, tmp_path) -> None:
+def test_two_imports_of_one_file_at_once_charge_each_record_once(
+    sessions, session, tmp_path
+) -> None:
     line, b = subscriber(session, hk=1000 * MB)
     rows = [row(f"r{n}", line, HK_PLMN, 0, 1 * MB, minutes=n) for n in range(120)]
     data = csv_file(tmp_path / "usage.csv", rows).read_bytes()
@@ -280,8 +397,12 @@ def test_two_imports_of_one_file_at_once_charge_each_record_once(sessions, sessi
 
     def run() -> None:
         try:
-            summaries.append(usage_import.import_usage(sessions, io.BytesIO(data), "csv", io.StringIO(), batch_size=10))
-        except BaseException as e:  # noqa: BLE001 (reported below, on the test's thread)
+            summaries.append(
+                usage_import.import_usage(
+                    sessions, io.BytesIO(data), "csv", io.StringIO(), batch_size=10
+                )
+            )
+        except BaseException as e:
             failures.append(e)
 
     threads = [threading.Thread(target=run) for _ in range(2)]
@@ -290,7 +411,10 @@ def test_two_imports_of_one_file_at_once_charge_each_record_once(sessions, sessi
     for t in threads:
         t.join(120)
     assert not failures and len(summaries) == 2
-    assert sorted((s.imported + s.already_imported, s.rejected_total) for s in summaries) == [(120, 0), (120, 0)]
+    assert sorted((s.imported + s.already_imported, s.rejected_total) for s in summaries) == [
+        (120, 0),
+        (120, 0),
+    ]
     assert sum(s.imported for s in summaries) == 120
     session.rollback()
     assert f.remaining(session, b["hk"]) == 880 * MB
@@ -300,36 +424,45 @@ def test_two_imports_of_one_file_at_once_charge_each_record_once(sessions, sessi
 # --- rejects ------------------------------------------------------------------------------
 
 
-def test_rejected_records_go_to_the_reject_file_with_their_line_and_reason(cli, session, tmp_path) -> None:
+def test_rejected_records_go_to_the_reject_file_with_their_line_and_reason(
+    cli, session, tmp_path
+) -> None:
     line, b = subscriber(session, hk=100 * MB)
     suspended, _ = subscriber(session, hk=100 * MB)
     suspended.status = "suspended"
     session.execute(update(Network).where(Network.plmn == "454-03").values(active=False))
     session.commit()
     rows = [
-        row("r1", line, HK_PLMN, 0, 1 * MB),                       # line 2: imported
-        row("bad", line, HK_PLMN, 0, 1 * MB)[:6] + ["-5", "0"],    # 3: malformed
-        row("who", imsi="454009999999999", up=1),                  # 4: unknown subscriber
-        row("where", line, "310-260", 0, 1),                       # 5: unknown network
-        row("off", line, "454-03", 0, 1),                          # 6: network not served
-        row("back", line, HK_PLMN, 0, 1, start=at(120)),           # 7: end before start
-        row("idle", suspended, HK_PLMN, 0, 1),                     # 8: line not active
-        row("r1", line, HK_PLMN, 0, 1 * MB),                       # 9: r1 again, in another batch
-        row("r2", line, HK_PLMN, 0, 2 * MB),                       # 10: imported
-        row("r3", line, HK_PLMN, 0, 3 * MB),                       # 11: imported
-        row("r3", line, HK_PLMN, 0, 5 * MB),                       # 12: r3 again, in the same batch
+        row("r1", line, HK_PLMN, 0, 1 * MB),  # line 2: imported
+        [*row("bad", line, HK_PLMN, 0, 1 * MB)[:6], "-5", "0"],  # 3: malformed
+        row("who", imsi="454009999999999", up=1),  # 4: unknown subscriber
+        row("where", line, "310-260", 0, 1),  # 5: unknown network
+        row("off", line, "454-03", 0, 1),  # 6: network not served
+        row("back", line, HK_PLMN, 0, 1, start=at(120)),  # 7: end before start
+        row("idle", suspended, HK_PLMN, 0, 1),  # 8: line not active
+        row("r1", line, HK_PLMN, 0, 1 * MB),  # 9: r1 again, in another batch
+        row("r2", line, HK_PLMN, 0, 2 * MB),  # 10: imported
+        row("r3", line, HK_PLMN, 0, 3 * MB),  # 11: imported
+        row("r3", line, HK_PLMN, 0, 5 * MB),  # 12: r3 again, in the same batch
     ]
     result = run(cli, session, str(csv_file(tmp_path / "usage.csv", rows)), "--batch", "3")
 
     assert result.exit_code == 1, result.output
     assert "imported 3, already imported 0, rejected 8" in result.output
-    assert ("rejected: duplicate_record 2, end_before_start 1, line_not_active 1, malformed 1, network_not_served 1, "
-            "unknown_network 1, unknown_subscriber 1") in result.output
+    assert (
+        "rejected: duplicate_record 2, end_before_start 1, line_not_active 1, malformed 1, network_not_served 1, "
+        "unknown_network 1, unknown_subscriber 1"
+    ) in result.output
     rejects = read_rejects(tmp_path / "usage.rejects.csv")
     assert [(r["reject_line"], r["record_id"], r["reject_reason"]) for r in rejects] == [
-        ("3", "bad", "malformed"), ("4", "who", "unknown_subscriber"), ("5", "where", "unknown_network"),
-        ("6", "off", "network_not_served"), ("7", "back", "end_before_start"), ("8", "idle", "line_not_active"),
-        ("9", "r1", "duplicate_record"), ("12", "r3", "duplicate_record"),
+        ("3", "bad", "malformed"),
+        ("4", "who", "unknown_subscriber"),
+        ("5", "where", "unknown_network"),
+        ("6", "off", "network_not_served"),
+        ("7", "back", "end_before_start"),
+        ("8", "idle", "line_not_active"),
+        ("9", "r1", "duplicate_record"),
+        ("12", "r3", "duplicate_record"),
     ]
     messages = {r["reject_line"]: r["reject_message"] for r in rejects}
     assert messages["3"] == "bytes_up must be a whole number of bytes, 0 or more"
@@ -344,7 +477,9 @@ def test_rejected_records_go_to_the_reject_file_with_their_line_and_reason(cli, 
     assert f.remaining(session, b["hk"]) == 94 * MB
 
 
-def test_a_record_refused_while_charging_is_rejected_and_its_batch_kept(cli, session, tmp_path, monkeypatch) -> None:
+def test_a_record_refused_while_charging_is_rejected_and_its_batch_kept(
+    cli, session, tmp_path, monkeypatch
+) -> None:
     line, b = subscriber(session, hk=10 * MB, both=10 * MB)
     charge = usage_import._charge
 
@@ -355,15 +490,22 @@ def test_a_record_refused_while_charging_is_rejected_and_its_batch_kept(cli, ses
         return outcome
 
     monkeypatch.setattr(usage_import, "_charge", refusing)
-    path = csv_file(tmp_path / "usage.csv", [
-        row("r1", line, HK_PLMN, 0, 6 * MB, minutes=1), row("r2", line, HK_PLMN, 0, 6 * MB, minutes=2),
-        row("r3", line, HK_PLMN, 0, 6 * MB, minutes=3),
-    ])
+    path = csv_file(
+        tmp_path / "usage.csv",
+        [
+            row("r1", line, HK_PLMN, 0, 6 * MB, minutes=1),
+            row("r2", line, HK_PLMN, 0, 6 * MB, minutes=2),
+            row("r3", line, HK_PLMN, 0, 6 * MB, minutes=3),
+        ],
+    )
     result = run(cli, session, str(path))
 
     assert result.exit_code == 1, result.output
     assert "imported 2, already imported 0, rejected 1" in result.output
-    assert [(r["record_id"], r["reject_reason"], r["reject_message"]) for r in read_rejects(tmp_path / "usage.rejects.csv")] == [
+    assert [
+        (r["record_id"], r["reject_reason"], r["reject_message"])
+        for r in read_rejects(tmp_path / "usage.rejects.csv")
+    ] == [
         ("r2", "line_not_active", "This line is not active."),
     ]
     assert (charges(session, "r2"), set(imported(session))) == ([], {"r1", "r3"})
@@ -377,7 +519,10 @@ def test_a_corrected_reject_file_imports_as_it_is(cli, session, tmp_path) -> Non
     line, b = subscriber(session, hk=100 * MB)
     line.status = "suspended"
     session.commit()
-    path = csv_file(tmp_path / "usage.csv", [row("r1", line, HK_PLMN, 0, 1 * MB), row("r2", line, HK_PLMN, 0, 2 * MB)])
+    path = csv_file(
+        tmp_path / "usage.csv",
+        [row("r1", line, HK_PLMN, 0, 1 * MB), row("r2", line, HK_PLMN, 0, 2 * MB)],
+    )
     assert run(cli, session, str(path)).exit_code == 1
     session.execute(update(Line).where(Line.id == line.id).values(status="active"))
     session.commit()
@@ -390,8 +535,15 @@ def test_a_corrected_reject_file_imports_as_it_is(cli, session, tmp_path) -> Non
 
 def test_jsonl_rejects_keep_the_record_and_say_why(cli, session, tmp_path) -> None:
     line, _b = subscriber(session, hk=100 * MB)
-    good = {"record_id": "ok", "imsi": line.imsi, "plmn": HK_PLMN, "start": at(0), "end": at(5), "bytes_up": 1,
-            "bytes_down": 2}
+    good = {
+        "record_id": "ok",
+        "imsi": line.imsi,
+        "plmn": HK_PLMN,
+        "start": at(0),
+        "end": at(5),
+        "bytes_up": 1,
+        "bytes_down": 2,
+    }
     lines = [
         json.dumps(good),
         "{not json",
@@ -409,16 +561,24 @@ def test_jsonl_rejects_keep_the_record_and_say_why(cli, session, tmp_path) -> No
     assert f"rejected records: {rejects}" in result.output
     got = [json.loads(text) for text in rejects.read_text().splitlines()]
     assert [(g["reject_line"], g["reject_reason"]) for g in got] == [
-        (2, "malformed"), (3, "malformed"), (4, "malformed"), (5, "malformed"),
+        (2, "malformed"),
+        (3, "malformed"),
+        (4, "malformed"),
+        (5, "malformed"),
     ]
     assert got[0]["raw"] == "{not json" and got[0]["reject_message"].startswith("not JSON")
     assert got[1]["reject_message"] == "not a JSON object"
-    assert (got[2]["record_id"], got[2]["reject_message"]) == ("both", "give exactly one of imsi and msisdn")
+    assert (got[2]["record_id"], got[2]["reject_message"]) == (
+        "both",
+        "give exactly one of imsi and msisdn",
+    )
     assert got[3]["end"] == "2030-01-15T09:00:00" and "offset" in got[3]["reject_message"]
     assert set(imported(session)) == {"ok"}
 
 
-def test_a_file_that_cannot_be_imported_is_refused_and_nothing_is_written(cli, session, tmp_path) -> None:
+def test_a_file_that_cannot_be_imported_is_refused_and_nothing_is_written(
+    cli, session, tmp_path
+) -> None:
     (tmp_path / "usage.txt").write_text("record_id\n")
     result = run(cli, session, str(tmp_path / "usage.txt"))
     assert (result.exit_code, "give --format csv or jsonl" in result.output) == (2, True)
@@ -446,7 +606,11 @@ def _generated(path: Path, lines: list[Line], count: int) -> Path:
             line = rng.choice(lines)
             kind = n % 10
             plmn = "310-260" if kind == 1 else rng.choice((HK_PLMN, MAINLAND_PLMN))
-            writer.writerow(row(f"{path.stem}-{n:08d}", line, plmn, 0, 1000 if kind == 0 else 0, minutes=n / 100))
+            writer.writerow(
+                row(
+                    f"{path.stem}-{n:08d}", line, plmn, 0, 1000 if kind == 0 else 0, minutes=n / 100
+                )
+            )
     return path
 
 
@@ -465,15 +629,22 @@ def _peak_while(run) -> tuple[int, int]:  # type: ignore[no-untyped-def]
 
 def test_memory_stays_flat_whatever_the_file_size(sessions, session, tmp_path) -> None:
     lines = [subscriber(session, hk=100 * MB, mainland=100 * MB)[0] for _ in range(20)]
-    small, big = _generated(tmp_path / "small.csv", lines, 500), _generated(tmp_path / "big.csv", lines, 20_000)
+    small, big = (
+        _generated(tmp_path / "small.csv", lines, 500),
+        _generated(tmp_path / "big.csv", lines, 20_000),
+    )
 
     def importing(path: Path):  # type: ignore[no-untyped-def]
         def go() -> None:
             with path.open("rb") as source:
-                summary = usage_import.import_usage(sessions, source, "csv", io.StringIO(), batch_size=500)
+                summary = usage_import.import_usage(
+                    sessions, source, "csv", io.StringIO(), batch_size=500
+                )
             assert (summary.read, summary.rejected[charging.UnknownNetwork.code]) == (
-                summary.imported + summary.rejected_total, summary.read // 10,
+                summary.imported + summary.rejected_total,
+                summary.read // 10,
             )
+
         return go
 
     def loading_everything() -> None:  # what an import that read the file first would hold at least
@@ -493,52 +664,95 @@ def test_memory_stays_flat_whatever_the_file_size(sessions, session, tmp_path) -
 
 def test_an_overlong_line_is_rejected_without_being_held(tmp_path) -> None:
     good = ",".join(["r1", "454001234567890", "", "454-00", at(0), at(5), "1", "2"])
-    data = (",".join(HEADER) + "\n" + "x" * (3 * usage_files.MAX_LINE_BYTES) + "\n" + good + "\n").encode()
+    data = (
+        ",".join(HEADER) + "\n" + "x" * (3 * usage_files.MAX_LINE_BYTES) + "\n" + good + "\n"
+    ).encode()
     _lines, items = usage_files.read_items(io.BytesIO(data), "csv")
     got = list(items)
-    assert [(i.line_number, i.rejected.reason if i.rejected else None) for i in got] == [(2, "malformed"), (3, None)]
+    assert [(i.line_number, i.rejected.reason if i.rejected else None) for i in got] == [
+        (2, "malformed"),
+        (3, None),
+    ]
     assert got[1].record is not None and got[1].record.record_id == "r1"
 
 
 # --- what a record may say ----------------------------------------------------------------
 
-GOOD = {"record_id": "a-1", "imsi": "454001234567890", "plmn": "454-00", "start": "2030-01-15T16:00:00+08:00",
-        "end": "2030-01-15T08:30:00Z", "bytes_up": "10", "bytes_down": 20}
+GOOD = {
+    "record_id": "a-1",
+    "imsi": "454001234567890",
+    "plmn": "454-00",
+    "start": "2030-01-15T16:00:00+08:00",
+    "end": "2030-01-15T08:30:00Z",
+    "bytes_up": "10",
+    "bytes_down": 20,
+}
 
 
-@pytest.mark.parametrize(("changes", "expected"), [
-    ({}, ("a-1", "454001234567890", None, "454-00", 10, 20)),
-    ({"imsi": None, "msisdn": "85291234567"}, ("a-1", None, "+85291234567", "454-00", 10, 20)),
-    ({"imsi": "", "msisdn": "+8613912345678"}, ("a-1", None, "+8613912345678", "454-00", 10, 20)),
-    ({"plmn": "45400"}, ("a-1", "454001234567890", None, "454-00", 10, 20)),
-    ({"plmn": "310260"}, ("a-1", "454001234567890", None, "310-260", 10, 20)),
-    ({"record_id": 42, "imsi": 454001234567890}, ("42", "454001234567890", None, "454-00", 10, 20)),
-])
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, ("a-1", "454001234567890", None, "454-00", 10, 20)),
+        ({"imsi": None, "msisdn": "85291234567"}, ("a-1", None, "+85291234567", "454-00", 10, 20)),
+        (
+            {"imsi": "", "msisdn": "+8613912345678"},
+            ("a-1", None, "+8613912345678", "454-00", 10, 20),
+        ),
+        ({"plmn": "45400"}, ("a-1", "454001234567890", None, "454-00", 10, 20)),
+        ({"plmn": "310260"}, ("a-1", "454001234567890", None, "310-260", 10, 20)),
+        (
+            {"record_id": 42, "imsi": 454001234567890},
+            ("42", "454001234567890", None, "454-00", 10, 20),
+        ),
+    ],
+)
 def test_what_a_record_may_say(changes, expected) -> None:  # type: ignore[no-untyped-def]
     record = parse_record({**GOOD, **changes})
-    assert (record.record_id, record.imsi, record.msisdn, record.plmn, record.bytes_up, record.bytes_down) == expected
+    assert (
+        record.record_id,
+        record.imsi,
+        record.msisdn,
+        record.plmn,
+        record.bytes_up,
+        record.bytes_down,
+    ) == expected
     assert record.start == datetime(2030, 1, 15, 8, 0, tzinfo=UTC) and record.used_bytes == 30
 
 
-@pytest.mark.parametrize(("changes", "reason", "message"), [
-    ({"record_id": ""}, "malformed", "record_id must be 1 to 64 printable characters"),
-    ({"record_id": "x" * 65}, "malformed", "record_id must be 1 to 64 printable characters"),
-    ({"record_id": True}, "malformed", "record_id must be text"),
-    ({"msisdn": "85291234567"}, "malformed", "give exactly one of imsi and msisdn"),
-    ({"imsi": None}, "malformed", "give exactly one of imsi and msisdn"),
-    ({"imsi": "45400123456789012"}, "malformed", "imsi must be 6 to 15 digits"),
-    ({"imsi": "４５４００１２３"}, "malformed", "imsi must be 6 to 15 digits"),
-    ({"imsi": None, "msisdn": "+852-9123"}, "malformed", "msisdn must be an E.164 number: 7 to 15 digits, with or without +"),
-    ({"plmn": "454-0"}, "malformed", "plmn must be MCC-MNC (454-00) or MCCMNC (45400)"),
-    ({"plmn": "4540"}, "malformed", "plmn must be MCC-MNC (454-00) or MCCMNC (45400)"),
-    ({"start": "2030-01-15 08:00"}, "malformed", "start must be an ISO 8601 date and time with its offset"),
-    ({"end": 1894003200}, "malformed", "end must be an ISO 8601 date and time with its offset"),
-    ({"bytes_up": "1.5"}, "malformed", "bytes_up must be a whole number of bytes, 0 or more"),
-    ({"bytes_down": -1}, "malformed", "bytes_down must be a whole number of bytes, 0 or more"),
-    ({"bytes_down": 2.0}, "malformed", "bytes_down must be a whole number of bytes, 0 or more"),
-    ({"bytes_down": 2**50 + 1}, "malformed", "bytes_down is more than 1,125,899,906,842,624 bytes"),
-    ({"end": "2030-01-15T07:59:59Z"}, "end_before_start", "end is before start"),
-])
+@pytest.mark.parametrize(
+    ("changes", "reason", "message"),
+    [
+        ({"record_id": ""}, "malformed", "record_id must be 1 to 64 printable characters"),
+        ({"record_id": "x" * 65}, "malformed", "record_id must be 1 to 64 printable characters"),
+        ({"record_id": True}, "malformed", "record_id must be text"),
+        ({"msisdn": "85291234567"}, "malformed", "give exactly one of imsi and msisdn"),
+        ({"imsi": None}, "malformed", "give exactly one of imsi and msisdn"),
+        ({"imsi": "45400123456789012"}, "malformed", "imsi must be 6 to 15 digits"),
+        ({"imsi": "４５４００１２３"}, "malformed", "imsi must be 6 to 15 digits"),
+        (
+            {"imsi": None, "msisdn": "+852-9123"},
+            "malformed",
+            "msisdn must be an E.164 number: 7 to 15 digits, with or without +",
+        ),
+        ({"plmn": "454-0"}, "malformed", "plmn must be MCC-MNC (454-00) or MCCMNC (45400)"),
+        ({"plmn": "4540"}, "malformed", "plmn must be MCC-MNC (454-00) or MCCMNC (45400)"),
+        (
+            {"start": "2030-01-15 08:00"},
+            "malformed",
+            "start must be an ISO 8601 date and time with its offset",
+        ),
+        ({"end": 1894003200}, "malformed", "end must be an ISO 8601 date and time with its offset"),
+        ({"bytes_up": "1.5"}, "malformed", "bytes_up must be a whole number of bytes, 0 or more"),
+        ({"bytes_down": -1}, "malformed", "bytes_down must be a whole number of bytes, 0 or more"),
+        ({"bytes_down": 2.0}, "malformed", "bytes_down must be a whole number of bytes, 0 or more"),
+        (
+            {"bytes_down": 2**50 + 1},
+            "malformed",
+            "bytes_down is more than 1,125,899,906,842,624 bytes",
+        ),
+        ({"end": "2030-01-15T07:59:59Z"}, "end_before_start", "end is before start"),
+    ],
+)
 def test_what_a_record_may_not_say(changes, reason, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(Rejected) as refused:
         parse_record({**GOOD, **changes})
@@ -547,11 +761,18 @@ def test_what_a_record_may_not_say(changes, reason, message) -> None:  # type: i
 
 
 def test_the_format_comes_from_the_extension_unless_told() -> None:
-    assert [usage_files.format_of(Path(p), None) for p in ("a.csv", "a.CSV", "a.jsonl", "a.ndjson")] == [
-        "csv", "csv", "jsonl", "jsonl",
+    assert [
+        usage_files.format_of(Path(p), None) for p in ("a.csv", "a.CSV", "a.jsonl", "a.ndjson")
+    ] == [
+        "csv",
+        "csv",
+        "jsonl",
+        "jsonl",
     ]
     assert usage_files.format_of(Path("a.txt"), "jsonl") == "jsonl"
-    assert usage_files.rejects_path(Path("/x/usage.2030-01.csv"), "csv") == Path("/x/usage.2030-01.rejects.csv")
+    assert usage_files.rejects_path(Path("/x/usage.2030-01.csv"), "csv") == Path(
+        "/x/usage.2030-01.rejects.csv"
+    )
     with pytest.raises(ImportRefused):
         usage_files.format_of(Path("a.csv"), "xml")
 
@@ -565,10 +786,16 @@ def test_usage_the_buckets_cover_is_drawn_as_charge_usage_draws_it(session) -> N
     covered = 0
     for _ in range(40):
         line = f.line(session)
-        for _b in range(rng.randint(2, 5)):  # few distinct expiries, so ties between zones are common
+        for _b in range(
+            rng.randint(2, 5)
+        ):  # few distinct expiries, so ties between zones are common
             f.bucket(
-                session, line, rng.choice(("hk", "mainland", "both")), rng.randint(1, 10) * MB,
-                days=rng.choice((2, 2, 5)), valid_from=T0 - timedelta(days=rng.choice((0, 1, 1, 3))),
+                session,
+                line,
+                rng.choice(("hk", "mainland", "both")),
+                rng.randint(1, 10) * MB,
+                days=rng.choice((2, 2, 5)),
+                valid_from=T0 - timedelta(days=rng.choice((0, 1, 1, 3))),
             )
         zone = rng.choice(("hk", "mainland"))
         when = T0 + timedelta(hours=rng.randint(0, 30))
@@ -579,7 +806,9 @@ def test_usage_the_buckets_cover_is_drawn_as_charge_usage_draws_it(session) -> N
             excess = charging.charge_usage(session, line, zone, amount, when, reference="parity")
             made = [
                 (t.debit_account_id, t.amount)
-                for t in session.scalars(select(Transfer).where(Transfer.reference == "parity").order_by(Transfer.id))
+                for t in session.scalars(
+                    select(Transfer).where(Transfer.reference == "parity").order_by(Transfer.id)
+                )
             ]
             savepoint.rollback()
         if plan is None:

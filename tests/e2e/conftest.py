@@ -30,8 +30,14 @@ from tongka.charging.nf_auth import write_dev_key
 REQUIRE_ALL = os.environ.get("TONGKA_TEST_REQUIRE_ALL") == "1"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 TONGKA = Path(sys.executable).parent / "tongka"
 COMMAND_TIMEOUT = 60  # seconds, for any one `tongka` command
@@ -56,7 +62,9 @@ def _log_tail(path: Path, lines: int = 40) -> str:
 def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A fresh home for one server: directory, SQLite file, secrets, port and environment."""
     if not TONGKA.exists():
-        pytest.fail(f"the `tongka` script is not next to {sys.executable}: install the project (make test does)")
+        pytest.fail(
+            f"the `tongka` script is not next to {sys.executable}: install the project (make test does)"
+        )
     home = tmp_path_factory.mktemp("tongka-e2e")
     port, nchf_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
@@ -67,11 +75,19 @@ def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         TONGKA_SANDBOX_PAYMENT_SECRET=secrets.token_urlsafe(32),
         TONGKA_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         TONGKA_NCHF_BIND=f"127.0.0.1:{nchf_port}",  # the network's listener, beside the public one
-        TONGKA_NRF_DEV_KEY_FILE=str(home / "nrf-dev-key.pem"),  # the dev NRF's key, as make run makes it
+        TONGKA_NRF_DEV_KEY_FILE=str(
+            home / "nrf-dev-key.pem"
+        ),  # the dev NRF's key, as make run makes it
         PYTHONUNBUFFERED="1",
     )
     write_dev_key(home / "nrf-dev-key.pem")
-    return {"home": home, "port": port, "env": env, "db": home / "tongka.db", "nchf_url": f"http://127.0.0.1:{nchf_port}"}
+    return {
+        "home": home,
+        "port": port,
+        "env": env,
+        "db": home / "tongka.db",
+        "nchf_url": f"http://127.0.0.1:{nchf_port}",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +96,17 @@ def tongka(e2e_env: dict[str, Any]) -> Tongka:
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(TONGKA), *args], cwd=e2e_env["home"], env=e2e_env["env"],
-            capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
+            [str(TONGKA), *args],
+            cwd=e2e_env["home"],
+            env=e2e_env["env"],
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
         )
         if check:
-            assert result.returncode == 0, f"tongka {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+            assert result.returncode == 0, (
+                f"tongka {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+            )
         return result
 
     return run
@@ -100,7 +122,10 @@ def live_server(e2e_env: dict[str, Any], tongka: Tongka) -> Iterator[str]:
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [str(TONGKA), "serve", "--port", str(e2e_env["port"])],
-            cwd=e2e_env["home"], env=e2e_env["env"], stdout=log, stderr=subprocess.STDOUT,
+            cwd=e2e_env["home"],
+            env=e2e_env["env"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         _wait_until_up(process, base_url, log_path)
@@ -125,14 +150,18 @@ def _wait_until_up(process: subprocess.Popen[bytes], base_url: str, log_path: Pa
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"`tongka serve` exited with {process.returncode} before answering:\n{_log_tail(log_path)}")
+            pytest.fail(
+                f"`tongka serve` exited with {process.returncode} before answering:\n{_log_tail(log_path)}"
+            )
         try:
             if httpx.get(f"{base_url}/healthz", timeout=1).json() == {"status": "ok"}:
                 return
         except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.1)
-    pytest.fail(f"`tongka serve` did not answer {base_url}/healthz within {START_TIMEOUT}s:\n{_log_tail(log_path)}")
+    pytest.fail(
+        f"`tongka serve` did not answer {base_url}/healthz within {START_TIMEOUT}s:\n{_log_tail(log_path)}"
+    )
 
 
 def _wait_until_down(base_url: str, timeout: float = STOP_TIMEOUT) -> None:
@@ -150,7 +179,9 @@ def _wait_until_down(base_url: str, timeout: float = STOP_TIMEOUT) -> None:
 def _require(what: str, why: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"{what} is required here (TONGKA_TEST_REQUIRE_ALL=1), but {why}")
-    pytest.skip(f"{what}: {why}; browser tests skipped (TONGKA_TEST_REQUIRE_ALL=1, as in CI, makes this a failure)")
+    pytest.skip(
+        f"{what}: {why}; browser tests skipped (TONGKA_TEST_REQUIRE_ALL=1, as in CI, makes this a failure)"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +194,9 @@ def browser() -> Iterator[Any]:
     except ImportError:
         _require("the Python package `playwright`", "it is not installed (pip install -e '.[dev]')")
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield chromium
         finally:
@@ -173,7 +206,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any, live_server: str) -> Iterator[Any]:
     """A fresh browser tab (own cookies) whose relative URLs go to the live server."""
-    context = browser.new_context(base_url=live_server, viewport={"width": 1000, "height": 700}, locale="en-GB")
+    context = browser.new_context(
+        base_url=live_server, viewport={"width": 1000, "height": 700}, locale="en-GB"
+    )
     context.set_default_timeout(10_000)
     try:
         yield context.new_page()

@@ -16,17 +16,24 @@ def unbound_numbers(tongka) -> list[str]:  # type: ignore[no-untyped-def]
     out = tongka("lines", "list", "--unbound").stdout
     numbers = []
     for row in out.splitlines():
-        iccid, hk, cn, state = row.split()
+        _iccid, hk, cn, state = row.split()
         assert state == "unbound", row
         numbers.append(hk if hk != "-" else cn)
     return numbers
 
 
-def register_and_login(client: httpx.Client, language: str = "en") -> tuple[dict[str, Any], dict[str, str]]:
+def register_and_login(
+    client: httpx.Client, language: str = "en"
+) -> tuple[dict[str, Any], dict[str, str]]:
     username = f"e2e{uuid.uuid4().hex[:10]}"
     r = client.post(
         "/api/v1/accounts",
-        json={"username": username, "password": PASSWORD, "email": f"{username}@example.com", "language": language},
+        json={
+            "username": username,
+            "password": PASSWORD,
+            "email": f"{username}@example.com",
+            "language": language,
+        },
     )
     assert r.status_code == 201, r.text
     account = r.json()
@@ -58,7 +65,9 @@ def bind(client: httpx.Client, headers: dict[str, str], number: str) -> dict[str
     assert r.status_code == 202, r.text
     assert r.json()["number"] == number
     r = client.post(
-        "/api/v1/lines/bind/confirm", json={"number": number, "code": sms_code(client, number)}, headers=headers
+        "/api/v1/lines/bind/confirm",
+        json={"number": number, "code": sms_code(client, number)},
+        headers=headers,
     )
     assert r.status_code == 201, r.text
     line = r.json()
@@ -77,12 +86,22 @@ def price(pack: dict[str, Any], currency: str) -> int:
 
 
 def order(
-    client: httpx.Client, headers: dict[str, str], line_id: str, pack_id: str,
-    currency: str = "HKD", method: str = "alipay", key: str | None = None,
+    client: httpx.Client,
+    headers: dict[str, str],
+    line_id: str,
+    pack_id: str,
+    currency: str = "HKD",
+    method: str = "alipay",
+    key: str | None = None,
 ) -> httpx.Response:
     return client.post(
         "/api/v1/orders",
-        json={"line_id": line_id, "pack_id": pack_id, "currency": currency, "payment_method": method},
+        json={
+            "line_id": line_id,
+            "pack_id": pack_id,
+            "currency": currency,
+            "payment_method": method,
+        },
         headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex},
     )
 

@@ -38,7 +38,9 @@ def awaiting(client: httpx.Client, tongka) -> tuple[dict[str, str], dict[str, An
 def test_the_home_page_lists_the_packs_on_sale(page, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
-    packs = client.get("/api/v1/packs", params={"channel": "app"}, headers={"Accept-Language": "en"}).json()
+    packs = client.get(
+        "/api/v1/packs", params={"channel": "app"}, headers={"Accept-Language": "en"}
+    ).json()
     assert len(packs) == 9
 
     response = page.goto("/")
@@ -51,13 +53,19 @@ def test_the_home_page_lists_the_packs_on_sale(page, client: httpx.Client) -> No
     expect(rows).to_have_count(len(packs))
     hk5 = rows.filter(has_text=re.compile(r"^Hong Kong 5 GB"))  # not "Mainland + Hong Kong 5 GB"
     expect(hk5).to_have_count(1)
-    hk5_price = re.compile(r"^(HK\$58\.00 · CN¥52\.00|CN¥52\.00 · HK\$58\.00)$")  # both currencies, either order
-    expect(hk5.locator("td")).to_have_text(["Hong Kong 5 GB · 30 days", "Hong Kong 香港", "5 GB", "30", hk5_price])
+    hk5_price = re.compile(
+        r"^(HK\$58\.00 · CN¥52\.00|CN¥52\.00 · HK\$58\.00)$"
+    )  # both currencies, either order
+    expect(hk5.locator("td")).to_have_text(
+        ["Hong Kong 5 GB · 30 days", "Hong Kong 香港", "5 GB", "30", hk5_price]
+    )
     # The stylesheet loaded: the header is laid out as a flex row, not unstyled HTML.
     assert page.locator("header.top").evaluate("e => getComputedStyle(e).display") == "flex"
 
 
-def test_paying_on_the_sandbox_checkout_fulfils_the_order(page, client: httpx.Client, awaiting, live_server: str) -> None:  # type: ignore[no-untyped-def]
+def test_paying_on_the_sandbox_checkout_fulfils_the_order(
+    page, client: httpx.Client, awaiting, live_server: str
+) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
     headers, line, order = awaiting
@@ -84,11 +92,17 @@ def test_paying_on_the_sandbox_checkout_fulfils_the_order(page, client: httpx.Cl
     assert order["status"] == "fulfilled" and order["payment"]["status"] == "succeeded"
     balance = client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()
     [bucket] = balance["buckets"]
-    assert (bucket["id"], bucket["zone"], bucket["total_bytes"]) == (order["bucket_id"], "hk", 5 * GB)
+    assert (bucket["id"], bucket["zone"], bucket["total_bytes"]) == (
+        order["bucket_id"],
+        "hk",
+        5 * GB,
+    )
     assert balance["zones"]["hk"]["remaining_bytes"] == 5 * GB
 
 
-def test_declining_on_the_sandbox_checkout_leaves_the_order_unpaid(page, client: httpx.Client, awaiting) -> None:  # type: ignore[no-untyped-def]
+def test_declining_on_the_sandbox_checkout_leaves_the_order_unpaid(
+    page, client: httpx.Client, awaiting
+) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
     headers, line, order = awaiting
@@ -101,7 +115,13 @@ def test_declining_on_the_sandbox_checkout_leaves_the_order_unpaid(page, client:
     expect(page.get_by_test_id("order-status")).to_have_text("awaiting_payment")
 
     after = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
-    assert after["status"] == "awaiting_payment" and after["paid_at"] is None and after["bucket_id"] is None
-    assert after["payment"]["id"] == order["payment"]["id"] and after["payment"]["status"] == "failed"
+    assert (
+        after["status"] == "awaiting_payment"
+        and after["paid_at"] is None
+        and after["bucket_id"] is None
+    )
+    assert (
+        after["payment"]["id"] == order["payment"]["id"] and after["payment"]["status"] == "failed"
+    )
     balance = client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()
     assert balance["buckets"] == [] and balance["zones"]["hk"]["remaining_bytes"] == 0

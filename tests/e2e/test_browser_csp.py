@@ -24,8 +24,12 @@ def e2e_env(e2e_env: dict[str, Any]) -> dict[str, Any]:
     from tongka.payment.sandbox_keys import generate
 
     e2e_env["env"].update(generate())
-    e2e_env["env"]["TONGKA_RECEIPT_SIGNING_KEY"] = base64.b64encode(secrets.token_bytes(32)).decode()
-    e2e_env["env"]["TONGKA_SANDBOX_STORE_URL"] = f"sqlite:///{e2e_env['home'] / 'sandbox-providers.db'}"
+    e2e_env["env"]["TONGKA_RECEIPT_SIGNING_KEY"] = base64.b64encode(
+        secrets.token_bytes(32)
+    ).decode()
+    e2e_env["env"]["TONGKA_SANDBOX_STORE_URL"] = (
+        f"sqlite:///{e2e_env['home'] / 'sandbox-providers.db'}"
+    )
     return e2e_env
 
 
@@ -40,8 +44,14 @@ def watched(page: Any, live_server: str) -> Iterator[tuple[Any, list[str]]]:
     """The page, and what broke a rule: a CSP violation in the console, a request to another host."""
     problems: list[str] = []
     ours = urlsplit(live_server).netloc
-    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
-    page.on("request", lambda r: problems.append(r.url) if urlsplit(r.url).netloc not in (ours, "") else None)
+    page.on(
+        "console",
+        lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    page.on(
+        "request",
+        lambda r: problems.append(r.url) if urlsplit(r.url).netloc not in (ours, "") else None,
+    )
     yield page, problems
 
 
@@ -55,19 +65,26 @@ def test_the_api_docs_run_from_our_own_files(watched: tuple[Any, list[str]]) -> 
     assert problems == []
 
 
-def test_the_providers_pages_and_a_paid_order_s_pages_work_under_the_csp(watched: tuple[Any, list[str]], client: httpx.Client, tongka) -> None:  # type: ignore[no-untyped-def]
+def test_the_providers_pages_and_a_paid_order_s_pages_work_under_the_csp(
+    watched: tuple[Any, list[str]], client: httpx.Client, tongka
+) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
     page, problems = watched
     headers, line = steps.subscriber_with_line(client, tongka)
     pack = steps.pack(client, headers, line["id"], "hk-5gb-30d")
     for method, currency in (("alipay", "HKD"), ("wechat_pay", "CNY")):  # each provider's own page
-        order = steps.order(client, headers, line["id"], pack["id"], currency=currency, method=method).json()
+        order = steps.order(
+            client, headers, line["id"], pack["id"], currency=currency, method=method
+        ).json()
         page.goto(order["payment"]["checkout_url"])
         page.locator("button.primary").click()  # a form post, then a 303
         expect(page.get_by_test_id("status")).to_contain_text("Paid")
         for _ in range(100):  # the provider's callback comes on its own
-            if client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()["status"] == "fulfilled":
+            if (
+                client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()["status"]
+                == "fulfilled"
+            ):
                 break
             time.sleep(0.1)
 
@@ -75,7 +92,10 @@ def test_the_providers_pages_and_a_paid_order_s_pages_work_under_the_csp(watched
     assert len(receipts) == 2
     receipt = receipts[0]
     response = page.goto(receipt["page_url"])
-    assert response is not None and "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert (
+        response is not None
+        and "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    )
     expect(page.get_by_test_id("receipt-qr").locator("svg")).to_be_visible()
     page.evaluate("() => { window.printed = 0; window.print = () => { window.printed += 1 } }")
     page.get_by_role("button", name="Print").click()  # its handler comes from /static/print.js

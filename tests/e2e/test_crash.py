@@ -28,7 +28,10 @@ def start(e2e_env: dict[str, Any], log_name: str) -> subprocess.Popen[bytes]:
     log = (e2e_env["home"] / log_name).open("w")
     process = subprocess.Popen(
         [str(TONGKA), "serve", "--port", str(e2e_env["port"])],
-        cwd=e2e_env["home"], env=e2e_env["env"], stdout=log, stderr=subprocess.STDOUT,
+        cwd=e2e_env["home"],
+        env=e2e_env["env"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     _wait_until_up(process, e2e_env["env"]["TONGKA_PUBLIC_BASE_URL"], e2e_env["home"] / log_name)
     return process
@@ -43,7 +46,9 @@ def test_killed_while_fulfilling_then_every_paid_order_is_fulfilled_once(e2e_env
         with httpx.Client(base_url=base_url, timeout=10) as client:
             headers, line = steps.subscriber_with_line(client, tongka)
             pack = steps.pack(client, headers, line["id"], "hk-1gb-7d")
-            orders = [steps.order(client, headers, line["id"], pack["id"]).json() for _ in range(ORDERS)]
+            orders = [
+                steps.order(client, headers, line["id"], pack["id"]).json() for _ in range(ORDERS)
+            ]
         payment_ids = [o["payment"]["id"] for o in orders]
 
         def complete(payment_id: str) -> int:
@@ -74,7 +79,9 @@ def test_killed_while_fulfilling_then_every_paid_order_is_fulfilled_once(e2e_env
             # The provider retries every notification it has not seen answered (and some it has).
             for payment_id in payment_ids:
                 assert client.post(f"/sandbox/payments/{payment_id}/complete").status_code == 200
-            statuses = [client.get(f"/api/v1/orders/{o['id']}", headers=headers).json() for o in orders]
+            statuses = [
+                client.get(f"/api/v1/orders/{o['id']}", headers=headers).json() for o in orders
+            ]
             balance = client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()
     finally:
         server.terminate()

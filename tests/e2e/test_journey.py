@@ -20,7 +20,9 @@ def test_register_bind_order_pay_and_see_the_bucket(client, sessions, settings) 
     sms = client.get("/dev/outbox").json()[0]
     assert sms["channel"] == "sms" and sms["to"] == number and sms["body"].startswith("【tongka】")
     r = client.post(
-        "/api/v1/lines/bind/confirm", json={"number": number, "code": f.last_code(client, number)}, headers=headers
+        "/api/v1/lines/bind/confirm",
+        json={"number": number, "code": f.last_code(client, number)},
+        headers=headers,
     )
     assert r.status_code == 201, r.text
     line = r.json()
@@ -35,7 +37,10 @@ def test_register_bind_order_pay_and_see_the_bucket(client, sessions, settings) 
     order = f.order(client, headers, line["id"], code="both-10gb-30d", method="alipay")
     assert order["status"] == "awaiting_payment"
     # The demo's offers for a newcomer on a 10 GB pack: 20 % off the first top-up, and 1 GB more.
-    assert {o["code"]: o["amount"] for o in order["price"]["offers"]} == {"demo-first-topup": 3160, "demo-bonus-1gb": 0}
+    assert {o["code"]: o["amount"] for o in order["price"]["offers"]} == {
+        "demo-first-topup": 3160,
+        "demo-bonus-1gb": 0,
+    }
     assert (order["amount"], order["currency"]) == (hkd - 3160, "HKD")
     assert order["payment"]["status"] == "pending"
 
@@ -48,5 +53,9 @@ def test_register_bind_order_pay_and_see_the_bucket(client, sessions, settings) 
     assert balance["zones"]["mainland"]["remaining_bytes"] == 11 * GB
     assert balance["zones"]["hk"]["remaining_bytes"] == 11 * GB
     bucket, bonus = sorted(balance["buckets"], key=lambda b: b["id"] != order["bucket_id"])
-    assert bucket["id"] == order["bucket_id"] and bucket["zone"] == "both" and bucket["total_bytes"] == 10 * GB
+    assert (
+        bucket["id"] == order["bucket_id"]
+        and bucket["zone"] == "both"
+        and bucket["total_bytes"] == 10 * GB
+    )
     assert bonus["zone"] == "both" and bonus["total_bytes"] == GB  # a bucket of its own

@@ -32,7 +32,9 @@ def test_the_whole_journey_over_http(client: httpx.Client, tongka, live_server: 
     line = steps.bind(client, headers, number)
     assert [x["id"] for x in client.get("/api/v1/lines", headers=headers).json()] == [line["id"]]
     assert number not in steps.unbound_numbers(tongka)
-    bound_rows = [row for row in tongka("lines", "list").stdout.splitlines() if number in row.split()]
+    bound_rows = [
+        row for row in tongka("lines", "list").stdout.splitlines() if number in row.split()
+    ]
     assert len(bound_rows) == 1 and bound_rows[0].split()[-1] == "bound"
 
     pack = steps.pack(client, headers, line["id"], "hk-5gb-30d")
@@ -46,9 +48,17 @@ def test_the_whole_journey_over_http(client: httpx.Client, tongka, live_server: 
     assert r.status_code == 201, r.text
     order = r.json()
     assert order["status"] == "awaiting_payment"
-    assert (order["amount"], order["currency"], order["pack"]["code"]) == (amount, "HKD", "hk-5gb-30d")
+    assert (order["amount"], order["currency"], order["pack"]["code"]) == (
+        amount,
+        "HKD",
+        "hk-5gb-30d",
+    )
     payment = order["payment"]
-    assert payment["status"] == "pending" and payment["provider"] == "sandbox" and payment["method"] == "alipay"
+    assert (
+        payment["status"] == "pending"
+        and payment["provider"] == "sandbox"
+        and payment["method"] == "alipay"
+    )
     assert payment["checkout_url"] == f"{live_server}/sandbox/payments/{payment['id']}"
 
     # A retry with the same key is the same order; the same key with another body is refused.
@@ -69,15 +79,22 @@ def test_the_whole_journey_over_http(client: httpx.Client, tongka, live_server: 
     balance = client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()
     [bucket] = balance["buckets"]
     assert (bucket["id"], bucket["zone"], bucket["total_bytes"], bucket["remaining_bytes"]) == (
-        order["bucket_id"], "hk", 5 * GB, 5 * GB,
+        order["bucket_id"],
+        "hk",
+        5 * GB,
+        5 * GB,
     )
     assert balance["zones"]["hk"]["remaining_bytes"] == 5 * GB
     assert balance["zones"]["mainland"]["remaining_bytes"] == 0
 
     # The provider retries its callback: nothing is credited twice.
-    again = client.post(f"/sandbox/payments/{payment['id']}/complete", json={"outcome": "succeeded"})
+    again = client.post(
+        f"/sandbox/payments/{payment['id']}/complete", json={"outcome": "succeeded"}
+    )
     assert again.status_code == 200 and again.json()["callback_status"] == 200
-    assert client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()["buckets"] == [bucket]
+    assert client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()["buckets"] == [
+        bucket
+    ]
 
     verify = tongka("ledger", "verify")
     assert verify.returncode == 0 and "every balance matches" in verify.stdout
@@ -85,7 +102,12 @@ def test_the_whole_journey_over_http(client: httpx.Client, tongka, live_server: 
 
 def _row_counts(db: Path) -> dict[str, int]:
     with sqlite3.connect(db) as conn:
-        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        tables = [
+            t
+            for (t,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
         return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
 
 

@@ -5,15 +5,22 @@ from __future__ import annotations
 import pytest
 
 from tests import factories as f
+from tongka.catalog import service as catalog
 from tongka.db import transaction
 from tongka.fx import service as fx
-from tongka.catalog import service as catalog
 from tongka.money import GB, Money
 
 
 @pytest.mark.parametrize(
     ("amount", "rate", "expected"),
-    [(1000, 923400, 923), (1050, 923400, 970), (5, 900000, 5), (15, 100000, 2), (1, 500000, 1), (3, 500000, 2)],
+    [
+        (1000, 923400, 923),
+        (1050, 923400, 970),
+        (5, 900000, 5),
+        (15, 100000, 2),
+        (1, 500000, 1),
+        (3, 500000, 2),
+    ],
 )
 def test_convert_rounds_half_up_to_the_minor_unit(amount: int, rate: int, expected: int) -> None:
     assert fx.convert(Money(amount, "HKD"), "CNY", rate) == Money(expected, "CNY")
@@ -37,8 +44,14 @@ def test_an_order_in_the_other_currency_locks_the_rate(client, sessions, setting
     f.load_demo(sessions, settings)
     with transaction(sessions) as s:
         catalog.upsert_pack(
-            s, code="hk-only-2gb", names={"en": "HK 2 GB"}, zone="hk", volume_bytes=2 * GB, validity_days=7,
-            prices={"HKD": 2350}, channels=["app"],
+            s,
+            code="hk-only-2gb",
+            names={"en": "HK 2 GB"},
+            zone="hk",
+            volume_bytes=2 * GB,
+            validity_days=7,
+            prices={"HKD": 2350},
+            channels=["app"],
         )
         fx.set_rate(s, "HKD", "CNY", 923400, set_by="test")
     headers = f.subscriber(client)
@@ -46,7 +59,11 @@ def test_an_order_in_the_other_currency_locks_the_rate(client, sessions, setting
     order = f.order(client, headers, line["id"], code="hk-only-2gb", currency="CNY")
     # 23.50 HKD × 0.9234 = 21.6999 CNY -> 21.70
     assert (order["amount"], order["currency"]) == (2170, "CNY")
-    assert (order["list_amount"], order["list_currency"], order["exchange_rate"]) == (2350, "HKD", "0.923400")
+    assert (order["list_amount"], order["list_currency"], order["exchange_rate"]) == (
+        2350,
+        "HKD",
+        "0.923400",
+    )
     assert order["payment"]["amount"] == 2170 and order["payment"]["currency"] == "CNY"
 
     with transaction(sessions) as s:  # a new rate does not touch the order already made
@@ -54,6 +71,8 @@ def test_an_order_in_the_other_currency_locks_the_rate(client, sessions, setting
     again = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
     assert again["amount"] == 2170 and again["exchange_rate"] == "0.923400"
     f.pay(client, order["payment"]["id"])
-    assert client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()["status"] == "fulfilled"
+    assert (
+        client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()["status"] == "fulfilled"
+    )
     newer = f.order(client, headers, line["id"], code="hk-only-2gb", currency="CNY")
     assert newer["amount"] == 2233  # 23.50 × 0.95 = 22.325 -> 22.33

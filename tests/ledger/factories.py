@@ -20,12 +20,16 @@ T0 = datetime(2030, 1, 15, 8, 0, tzinfo=UTC)
 _serial = itertools.count(1)
 
 
-def funded_account(session: Session, amount: int, unit: str = "bytes", kind: str = "bucket") -> LedgerAccount:
+def funded_account(
+    session: Session, amount: int, unit: str = "bytes", kind: str = "bucket"
+) -> LedgerAccount:
     """A customer account credited with `amount` from the operator's issuance account."""
     account = ledger.open_account(session, unit=unit, kind=kind)
     if amount:
         issued = ledger.system_account(session, "data_issued", unit)
-        ledger.transfer(session, issued, account, amount, reason="test_funding", reference=f"test:{account.id}")
+        ledger.transfer(
+            session, issued, account, amount, reason="test_funding", reference=f"test:{account.id}"
+        )
     return account
 
 
@@ -35,11 +39,21 @@ def sink(session: Session, unit: str = "bytes") -> LedgerAccount:
 
 
 def reserve(
-    session: Session, debit: LedgerAccount, amount: int, *, expires_at: datetime | None = None, reason: str = "usage"
+    session: Session,
+    debit: LedgerAccount,
+    amount: int,
+    *,
+    expires_at: datetime | None = None,
+    reason: str = "usage",
 ) -> Transfer:
     """Hold `amount` of `debit` for `data_used`, until T0 + 1 hour unless told otherwise."""
     return ledger.reserve(
-        session, debit, sink(session, debit.unit), amount, reason=reason, reference=f"session:{next(_serial)}",
+        session,
+        debit,
+        sink(session, debit.unit),
+        amount,
+        reason=reason,
+        reference=f"session:{next(_serial)}",
         expires_at=expires_at or T0 + timedelta(hours=1),
     )
 

@@ -19,10 +19,18 @@ from tongka.money import GB, MB
 DAY = timedelta(days=1)
 
 
-def grant(session: Session, line: Line, zone: str, amount: int, valid_from: datetime = T0, days: int = 30) -> Bucket:
+def grant(
+    session: Session, line: Line, zone: str, amount: int, valid_from: datetime = T0, days: int = 30
+) -> Bucket:
     return buckets.grant(
-        session, line_id=line.id, zone=zone, amount=amount, valid_from=valid_from, expires_at=valid_from + days * DAY,
-        reason="pack_purchase", reference=f"order:{zone}-{amount}",
+        session,
+        line_id=line.id,
+        zone=zone,
+        amount=amount,
+        valid_from=valid_from,
+        expires_at=valid_from + days * DAY,
+        reason="pack_purchase",
+        reference=f"order:{zone}-{amount}",
     )
 
 
@@ -34,10 +42,21 @@ def test_grant_credits_a_new_bucket_from_data_issued(session) -> None:
     issued = ledger.system_account(session, "data_issued", "bytes")
     assert f.balances(session, bucket.account) == (0, 5 * GB, 0, 0)
     assert ledger.balances(session, issued).available == -5 * GB
-    assert (bucket.account.kind, bucket.account.unit, bucket.account.must_not_go_negative) == ("bucket", "bytes", True)
-    assert (bucket.line_id, bucket.zone, bucket.unit, bucket.reason) == (line.id, "hk", "bytes", "pack_purchase")
+    assert (bucket.account.kind, bucket.account.unit, bucket.account.must_not_go_negative) == (
+        "bucket",
+        "bytes",
+        True,
+    )
+    assert (bucket.line_id, bucket.zone, bucket.unit, bucket.reason) == (
+        line.id,
+        "hk",
+        "bytes",
+        "pack_purchase",
+    )
     assert (bucket.valid_from, bucket.expires_at) == (T0, T0 + 30 * DAY)
-    [entry] = session.scalars(select(Transfer).where(Transfer.credit_account_id == bucket.ledger_account_id))
+    [entry] = session.scalars(
+        select(Transfer).where(Transfer.credit_account_id == bucket.ledger_account_id)
+    )
     assert (entry.kind, entry.debit_account_id, entry.amount) == ("posted", issued.id, 5 * GB)
     assert (entry.reason, entry.reference) == ("pack_purchase", "order:hk-5368709120")
 
@@ -71,10 +90,18 @@ def test_a_both_bucket_counts_in_each_zone_and_a_zone_bucket_in_its_own(session)
 
     assert balance.as_of == T0 + DAY
     assert balance.zones["hk"] == buckets.ZoneView(
-        remaining_bytes=12 * GB, total_bytes=12 * GB, reserved_bytes=0, bucket_count=2, next_expiry=hk.expires_at
+        remaining_bytes=12 * GB,
+        total_bytes=12 * GB,
+        reserved_bytes=0,
+        bucket_count=2,
+        next_expiry=hk.expires_at,
     )
     assert balance.zones["mainland"] == buckets.ZoneView(
-        remaining_bytes=13 * GB, total_bytes=13 * GB, reserved_bytes=0, bucket_count=2, next_expiry=mainland.expires_at
+        remaining_bytes=13 * GB,
+        total_bytes=13 * GB,
+        reserved_bytes=0,
+        bucket_count=2,
+        next_expiry=mainland.expires_at,
     )
     assert [v.id for v in balance.buckets] == [hk.id, mainland.id, both.id]  # soonest expiry first
 
@@ -107,9 +134,16 @@ def test_reserved_and_used_bytes_reduce_what_remains(session, fake_clock) -> Non
     balance = buckets.line_balance(session, line.id, T0)
 
     big_view = next(v for v in balance.buckets if v.id == big.id)
-    assert (big_view.total_bytes, big_view.reserved_bytes, big_view.remaining_bytes) == (GB, 300 * MB, GB - 450 * MB)
+    assert (big_view.total_bytes, big_view.reserved_bytes, big_view.remaining_bytes) == (
+        GB,
+        300 * MB,
+        GB - 450 * MB,
+    )
     assert balance.zones["hk"] == buckets.ZoneView(
-        remaining_bytes=GB - 450 * MB, total_bytes=GB + 100 * MB, reserved_bytes=300 * MB, bucket_count=2,
+        remaining_bytes=GB - 450 * MB,
+        total_bytes=GB + 100 * MB,
+        reserved_bytes=300 * MB,
+        bucket_count=2,
         next_expiry=big.expires_at,  # the emptied bucket expires sooner, but has nothing left
     )
     assert balance.zones["mainland"] == buckets.ZoneView(0, 100 * MB, 0, 1, None)
@@ -130,10 +164,17 @@ def test_expire_buckets_moves_what_is_left_to_data_expired(session, fake_clock) 
 
     expired = ledger.system_account(session, "data_expired", "bytes")
     assert f.balances(session, expired) == (0, 600 + 2000, 0, 0)
-    assert [a.available for a in (used_some.account, untouched.account, used_all.account, later.account)] == [
-        0, 0, 0, 3000,
+    assert [
+        a.available for a in (used_some.account, untouched.account, used_all.account, later.account)
+    ] == [
+        0,
+        0,
+        0,
+        3000,
     ]
-    moves = session.scalars(select(Transfer).where(Transfer.reason == "bucket_expiry").order_by(Transfer.amount)).all()
+    moves = session.scalars(
+        select(Transfer).where(Transfer.reason == "bucket_expiry").order_by(Transfer.amount)
+    ).all()
     assert [(m.debit_account_id, m.amount, m.reference) for m in moves] == [
         (used_some.ledger_account_id, 600, f"bucket:{used_some.id}"),
         (untouched.ledger_account_id, 2000, f"bucket:{untouched.id}"),
@@ -154,7 +195,10 @@ def test_expire_buckets_releases_expired_reservations_first(session, fake_clock)
     [resolution] = f.resolutions_of(session, pending)
     assert (resolution.kind, resolution.amount) == ("expire_pending", 700)
     assert f.balances(session, bucket.account) == (1000, 1000, 0, 0)
-    assert ledger.balances(session, ledger.system_account(session, "data_expired", "bytes")).available == 1000
+    assert (
+        ledger.balances(session, ledger.system_account(session, "data_expired", "bytes")).available
+        == 1000
+    )
 
 
 def test_a_reservation_outliving_its_bucket_keeps_its_bytes_until_resolved(session) -> None:
@@ -170,4 +214,7 @@ def test_a_reservation_outliving_its_bucket_keeps_its_bytes_until_resolved(sessi
     assert buckets.expire_buckets(session, T0 + 7 * DAY) == 1
     session.commit()
     assert f.balances(session, bucket.account) == (1000, 1000, 0, 0)
-    assert ledger.balances(session, ledger.system_account(session, "data_expired", "bytes")).available == 1000
+    assert (
+        ledger.balances(session, ledger.system_account(session, "data_expired", "bytes")).available
+        == 1000
+    )

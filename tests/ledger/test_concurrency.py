@@ -27,7 +27,9 @@ THREADS = 8
 @pytest.fixture
 def pg_sessions(db_url, sessions):  # type: ignore[no-untyped-def]
     if not db_url.startswith("postgresql"):
-        pytest.skip("row locks under concurrent transactions: SQLite serialises every writer at BEGIN IMMEDIATE")
+        pytest.skip(
+            "row locks under concurrent transactions: SQLite serialises every writer at BEGIN IMMEDIATE"
+        )
     return sessions
 
 
@@ -39,7 +41,7 @@ def _race(work: Callable[[int], object]) -> list[object]:
         start.wait()
         try:
             return work(i)
-        except Exception as error:  # noqa: BLE001 - the test sorts them
+        except Exception as error:
             return error
 
     with ThreadPoolExecutor(THREADS) as pool:
@@ -117,4 +119,7 @@ def test_a_system_account_made_at_the_same_moment_is_made_once(pg_sessions) -> N
     assert all(isinstance(o, int) for o in outcomes), outcomes
     assert len(set(outcomes)) == 1
     with pg_sessions() as s:
-        assert s.scalar(select(func.count()).where(LedgerAccount.code == "system:data_raced:bytes")) == 1
+        assert (
+            s.scalar(select(func.count()).where(LedgerAccount.code == "system:data_raced:bytes"))
+            == 1
+        )

@@ -67,7 +67,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.sessions = make_sessionmaker(self.engine)
         self.now = T0
         with transaction(self.sessions) as s:
-            self.customers = [ledger.open_account(s, unit="bytes", kind="bucket").id for _ in range(CUSTOMERS)]
+            self.customers = [
+                ledger.open_account(s, unit="bytes", kind="bucket").id for _ in range(CUSTOMERS)
+            ]
             self.issued = ledger.system_account(s, "data_issued", "bytes").id
             self.used = ledger.system_account(s, "data_used", "bytes").id
         # The model: posted balance (credits less debits) and amount reserved, per customer.
@@ -94,11 +96,16 @@ class LedgerMachine(RuleBasedStateMachine):
     def snapshot(self, s: Session) -> list[tuple[int, ...]]:
         rows = s.execute(
             select(
-                LedgerAccount.id, LedgerAccount.debits_posted, LedgerAccount.credits_posted,
-                LedgerAccount.debits_pending, LedgerAccount.credits_pending,
+                LedgerAccount.id,
+                LedgerAccount.debits_posted,
+                LedgerAccount.credits_posted,
+                LedgerAccount.debits_pending,
+                LedgerAccount.credits_pending,
             ).order_by(LedgerAccount.id)
         ).all()
-        return [tuple(r) for r in rows] + [(s.scalar(select(func.count()).select_from(Transfer)) or 0,)]
+        return [tuple(r) for r in rows] + [
+            (s.scalar(select(func.count()).select_from(Transfer)) or 0,)
+        ]
 
     def refused(self, s: Session, error: type[Exception], call) -> None:  # type: ignore[no-untyped-def]
         """`call` must raise `error` having changed nothing, not even in the session (no rollback here)."""
@@ -120,8 +127,14 @@ class LedgerMachine(RuleBasedStateMachine):
     def fund(self, who: int, amount: int) -> None:
         account = self.customers[who]
         with transaction(self.sessions) as s:
-            ledger.transfer(s, s.get(LedgerAccount, self.issued), s.get(LedgerAccount, account), amount,
-                            reason="pack_purchase", reference="test")
+            ledger.transfer(
+                s,
+                s.get(LedgerAccount, self.issued),
+                s.get(LedgerAccount, account),
+                amount,
+                reason="pack_purchase",
+                reference="test",
+            )
         self.balance[account] += amount
 
     @rule(who=st.integers(0, CUSTOMERS - 1), to=st.integers(0, SINK), amount=amounts)
@@ -131,7 +144,12 @@ class LedgerMachine(RuleBasedStateMachine):
             credit = self.used
         with transaction(self.sessions) as s:
             call = lambda: ledger.transfer(  # noqa: E731
-                s, s.get(LedgerAccount, debit), s.get(LedgerAccount, credit), amount, reason="usage", reference="test"
+                s,
+                s.get(LedgerAccount, debit),
+                s.get(LedgerAccount, credit),
+                amount,
+                reason="usage",
+                reference="test",
             )
             if amount > self.available(debit):
                 return self.refused(s, InsufficientBalance, call)
@@ -139,8 +157,13 @@ class LedgerMachine(RuleBasedStateMachine):
         self.balance[debit] -= amount
         self.credit(credit, amount)
 
-    @rule(target=reservations, who=st.integers(0, CUSTOMERS - 1), to=st.integers(0, SINK), amount=amounts,
-          minutes=st.integers(1, 60))
+    @rule(
+        target=reservations,
+        who=st.integers(0, CUSTOMERS - 1),
+        to=st.integers(0, SINK),
+        amount=amounts,
+        minutes=st.integers(1, 60),
+    )
     def reserve(self, who: int, to: int, amount: int, minutes: int):  # type: ignore[no-untyped-def]
         debit, credit = self.customers[who], self.destination(to)
         if credit == debit:
@@ -148,15 +171,22 @@ class LedgerMachine(RuleBasedStateMachine):
         expires_at = self.now + timedelta(minutes=minutes)
         with transaction(self.sessions) as s:
             call = lambda: ledger.reserve(  # noqa: E731
-                s, s.get(LedgerAccount, debit), s.get(LedgerAccount, credit), amount,
-                reason="usage", reference="test", expires_at=expires_at,
+                s,
+                s.get(LedgerAccount, debit),
+                s.get(LedgerAccount, credit),
+                amount,
+                reason="usage",
+                reference="test",
+                expires_at=expires_at,
             )
             if amount > self.available(debit):
                 self.refused(s, InsufficientBalance, call)
                 return multiple()
             pending_id = call().id
         self.held[debit] += amount
-        self.all[pending_id] = self.open[pending_id] = Reservation(pending_id, debit, credit, amount, expires_at)
+        self.all[pending_id] = self.open[pending_id] = Reservation(
+            pending_id, debit, credit, amount, expires_at
+        )
         return pending_id
 
     @rule(pending_id=reservations, data=st.data())
@@ -214,12 +244,17 @@ class LedgerMachine(RuleBasedStateMachine):
                 a = accounts[account_id]
                 assert a.available >= 0
                 assert (a.credits_posted - a.debits_posted, a.debits_pending) == (
-                    self.balance[account_id], self.held[account_id],
+                    self.balance[account_id],
+                    self.held[account_id],
                 )
             # One unit, bytes; operator accounts' totals are summed from their transfers.
-            assert sum(
-                (b := ledger.balances(s, a)).credits_posted - b.debits_posted for a in accounts.values()
-            ) == 0
+            assert (
+                sum(
+                    (b := ledger.balances(s, a)).credits_posted - b.debits_posted
+                    for a in accounts.values()
+                )
+                == 0
+            )
 
             resolutions = s.execute(
                 select(Transfer.pending_id, func.count(), func.min(Transfer.kind))
@@ -233,9 +268,9 @@ class LedgerMachine(RuleBasedStateMachine):
             assert ledger.verify(s) == []
 
 
-
-
-def test_random_operations_keep_the_ledger_whole(fresh_database, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_random_operations_keep_the_ledger_whole(
+    fresh_database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def new_machine() -> LedgerMachine:
         machine = LedgerMachine(fresh_database())
         monkeypatch.setattr(clock, "now", lambda: machine.now)
@@ -244,7 +279,9 @@ def test_random_operations_keep_the_ledger_whole(fresh_database, monkeypatch: py
     run_state_machine_as_test(
         new_machine,
         settings=settings(
-            max_examples=40, stateful_step_count=30, deadline=None,
+            max_examples=40,
+            stateful_step_count=30,
+            deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
     )

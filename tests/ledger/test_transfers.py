@@ -33,14 +33,19 @@ def test_system_account_is_made_on_first_use_and_found_after(sessions) -> None:
         made = ledger.system_account(s, "data_issued", "bytes")
         assert ledger.system_account(s, "data_issued", "bytes") is made
         assert (made.code, made.kind, made.unit, made.must_not_go_negative) == (
-            "system:data_issued:bytes", "system", "bytes", False,
+            "system:data_issued:bytes",
+            "system",
+            "bytes",
+            False,
         )
     with transaction(sessions) as s:
         assert ledger.system_account(s, "data_issued", "bytes").id == made.id
         assert ledger.system_account(s, "data_issued", "HKD").id != made.id
         assert ledger.system_account(s, "data_used", "bytes").id != made.id
     with sessions() as s:
-        count = s.scalar(select(func.count()).where(LedgerAccount.code == "system:data_issued:bytes"))
+        count = s.scalar(
+            select(func.count()).where(LedgerAccount.code == "system:data_issued:bytes")
+        )
     assert count == 1
 
 
@@ -58,7 +63,11 @@ def test_transfer_moves_the_amount_now(session) -> None:
     assert f.balances(session, b) == (0, 300, 0, 0)
     assert (a.available, b.available) == (700, 300)
     stored = session.get(Transfer, entry.id)
-    assert (stored.kind, stored.debit_account_id, stored.credit_account_id) == ("posted", a.id, b.id)
+    assert (stored.kind, stored.debit_account_id, stored.credit_account_id) == (
+        "posted",
+        a.id,
+        b.id,
+    )
     assert (stored.amount, stored.reason, stored.reference) == (300, "correction", "ticket:7")
     assert (stored.pending_id, stored.expires_at) == (None, None)
 
@@ -99,7 +108,14 @@ def test_operator_accounts_may_go_negative(session) -> None:
 
 def test_an_account_opened_without_a_floor_may_go_negative(session) -> None:
     wallet = ledger.open_account(session, unit="HKD", kind="wallet", must_not_go_negative=False)
-    ledger.transfer(session, wallet, ledger.system_account(session, "revenue", "HKD"), 250, reason="r", reference="x")
+    ledger.transfer(
+        session,
+        wallet,
+        ledger.system_account(session, "revenue", "HKD"),
+        250,
+        reason="r",
+        reference="x",
+    )
     session.commit()
     assert wallet.available == -250
 
@@ -126,7 +142,9 @@ def test_units_must_match(session) -> None:
         ledger.transfer(session, data, money, 10, reason="r", reference="x")
     with pytest.raises(ValueError, match="unit mismatch"):
         ledger.reserve(session, data, money, 10, reason="r", reference="x", expires_at=T0)
-    with pytest.raises(ValueError, match="unit mismatch"):  # even from an account allowed to go negative
+    with pytest.raises(
+        ValueError, match="unit mismatch"
+    ):  # even from an account allowed to go negative
         issued_hkd = ledger.system_account(session, "data_issued", "HKD")
         ledger.transfer(session, issued_hkd, data, 10, reason="r", reference="x")
 
@@ -151,7 +169,12 @@ def test_reserve_holds_the_amount_without_moving_it(session) -> None:
     assert f.balances(session, used) == (0, 0, 0, 300)
     assert a.available == 700
     stored = session.get(Transfer, pending.id)
-    assert (stored.kind, stored.amount, stored.pending_id, stored.reason) == ("pending", 300, None, "usage")
+    assert (stored.kind, stored.amount, stored.pending_id, stored.reason) == (
+        "pending",
+        300,
+        None,
+        "usage",
+    )
     assert stored.expires_at == T0 + timedelta(minutes=5) and stored.expires_at.tzinfo is not None
 
 
@@ -209,7 +232,9 @@ def test_post_for_nothing_releases_everything(session, fake_clock) -> None:
 
 
 @pytest.mark.parametrize("amount", [-1, 301, True, 1.5])
-def test_post_outside_the_reserved_amount_is_refused_and_leaves_it_open(session, fake_clock, amount) -> None:
+def test_post_outside_the_reserved_amount_is_refused_and_leaves_it_open(
+    session, fake_clock, amount
+) -> None:
     a = f.funded_account(session, 1000)
     pending = f.reserve(session, a, 300)
     before = (f.balances(session, a), f.transfer_count(session))
@@ -267,7 +292,10 @@ def test_a_reservation_is_resolved_exactly_once(session, fake_clock, first, seco
 
     assert (f.balances(session, a), f.transfer_count(session)) == after_first
     [resolution] = f.resolutions_of(session, pending)
-    assert resolution.kind == {"post": "post_pending", "void": "void_pending", "expire": "expire_pending"}[first]
+    assert (
+        resolution.kind
+        == {"post": "post_pending", "void": "void_pending", "expire": "expire_pending"}[first]
+    )
 
 
 def test_post_is_refused_from_the_moment_the_reservation_expires(session, fake_clock) -> None:

@@ -68,11 +68,15 @@ def test_a_clean_ledger_verifies(sessions, cli) -> None:
     assert "every balance matches its entries" in result.stdout
 
 
-@pytest.mark.parametrize("column", ["debits_posted", "credits_posted", "debits_pending", "credits_pending"])
+@pytest.mark.parametrize(
+    "column", ["debits_posted", "credits_posted", "debits_pending", "credits_pending"]
+)
 def test_a_changed_balance_is_named_by_account_and_column(sessions, cli, column) -> None:
     account_id, _ = _some_history(sessions)
     with sessions() as s:
-        stored = s.scalar(text(f"SELECT {column} FROM ledger_accounts WHERE id = :id"), {"id": account_id})
+        stored = s.scalar(
+            text(f"SELECT {column} FROM ledger_accounts WHERE id = :id"), {"id": account_id}
+        )
 
     with _tampered(
         sessions,
@@ -85,7 +89,10 @@ def test_a_changed_balance_is_named_by_account_and_column(sessions, cli, column)
         result = cli("ledger", "verify")
         assert result.exit_code == 1
         assert str(problem) in result.stderr
-        assert f"account {account_id}: {column}: stored {stored + 7}, recomputed {stored}" in result.stderr
+        assert (
+            f"account {account_id}: {column}: stored {stored + 7}, recomputed {stored}"
+            in result.stderr
+        )
         assert "ledger: 1 problem(s)" in result.stderr
 
     assert _verify(sessions) == []
@@ -95,7 +102,9 @@ def test_a_changed_balance_is_named_by_account_and_column(sessions, cli, column)
 def test_an_entry_written_behind_the_ledger_is_caught(sessions, cli) -> None:
     account_id, sink_id = _some_history(sessions)
     # 5000 bytes out of an account credited with 1000, without touching the cached totals.
-    with _tampered(sessions, _FORGED_POSTED, _UNDO_FORGED, d=account_id, c=sink_id, amount=5000, now=T0):
+    with _tampered(
+        sessions, _FORGED_POSTED, _UNDO_FORGED, d=account_id, c=sink_id, amount=5000, now=T0
+    ):
         problems = _verify(sessions)
         assert Mismatch(account_id, "debits_posted", 150, 5150) in problems
         assert Mismatch(account_id, "spent beyond its credits", 1000, 5150 + 250) in problems
@@ -109,11 +118,18 @@ def test_an_operator_account_keeps_no_totals_and_one_written_there_is_caught(ses
     _account_id, sink_id = _some_history(sessions)
     with sessions() as s:
         sink = s.get_one(LedgerAccount, sink_id)
-        assert (sink.debits_posted, sink.credits_posted, sink.debits_pending, sink.credits_pending) == (0, 0, 0, 0)
+        assert (
+            sink.debits_posted,
+            sink.credits_posted,
+            sink.debits_pending,
+            sink.credits_pending,
+        ) == (0, 0, 0, 0)
         assert ledger.balances(s, sink) == ledger.Balances(0, 150, 0, 250)
     with _tampered(
-        sessions, "UPDATE ledger_accounts SET credits_posted = 150 WHERE id = :a",
-        "UPDATE ledger_accounts SET credits_posted = 0 WHERE id = :a", a=sink_id,
+        sessions,
+        "UPDATE ledger_accounts SET credits_posted = 150 WHERE id = :a",
+        "UPDATE ledger_accounts SET credits_posted = 0 WHERE id = :a",
+        a=sink_id,
     ):
         assert _verify(sessions) == [Mismatch(sink_id, "credits_posted", 150, 0)]
 
@@ -134,7 +150,14 @@ _FORGED_RESOLUTION = (
         ("post_pending", 251, "pending", False, "posts more than reserved", (250, 251)),
         ("void_pending", 249, "pending", False, "releases another amount", (250, 249)),
         ("void_pending", 250, "pending", True, "names other accounts than {p}", (None, None)),
-        ("post_pending", 1, "posted", False, "resolves a non-reservation {p}", ("posted", "pending")),
+        (
+            "post_pending",
+            1,
+            "posted",
+            False,
+            "resolves a non-reservation {p}",
+            ("posted", "pending"),
+        ),
     ],
 )
 def test_a_resolution_that_does_not_match_its_reservation_is_caught(
@@ -143,22 +166,39 @@ def test_a_resolution_that_does_not_match_its_reservation_is_caught(
     account_id, sink_id = _some_history(sessions)
     with sessions() as s:  # the open reservation of 250, or the funding of 1000
         target = s.scalar(
-            text("SELECT id FROM ledger_transfers WHERE kind = :of AND amount IN (250, 1000)"), {"of": of}
+            text("SELECT id FROM ledger_transfers WHERE kind = :of AND amount IN (250, 1000)"),
+            {"of": of},
         )
     d, c = (sink_id, account_id) if swapped else (account_id, sink_id)
-    with _tampered(sessions, _FORGED_RESOLUTION, _UNDO_FORGED, kind=kind, d=d, c=c, amount=amount, p=target, now=T0):
+    with _tampered(
+        sessions,
+        _FORGED_RESOLUTION,
+        _UNDO_FORGED,
+        kind=kind,
+        d=d,
+        c=c,
+        amount=amount,
+        p=target,
+        now=T0,
+    ):
         with sessions() as s:
             forged = s.scalar(text("SELECT id FROM ledger_transfers WHERE reason = 'forged'"))
         ledger_wide = [p for p in _verify(sessions) if p.account_id is None]
-        assert ledger_wide == [Mismatch(None, f"transfer {forged} {complaint.format(p=target)}", *values)]
+        assert ledger_wide == [
+            Mismatch(None, f"transfer {forged} {complaint.format(p=target)}", *values)
+        ]
 
 
 def test_an_entry_mixing_units_is_caught(sessions) -> None:
     account_id, _ = _some_history(sessions)
     with transaction(sessions) as s:
         wallet = ledger.open_account(s, unit="HKD", kind="wallet").id
-    with _tampered(sessions, _FORGED_POSTED, _UNDO_FORGED, d=account_id, c=wallet, amount=5, now=T0):
-        ledger_wide = {p.what: (p.stored, p.recomputed) for p in _verify(sessions) if p.account_id is None}
+    with _tampered(
+        sessions, _FORGED_POSTED, _UNDO_FORGED, d=account_id, c=wallet, amount=5, now=T0
+    ):
+        ledger_wide = {
+            p.what: (p.stored, p.recomputed) for p in _verify(sessions) if p.account_id is None
+        }
         [mixing] = [what for what in ledger_wide if what.endswith("mixes units")]
         assert ledger_wide[mixing] == ("bytes", "HKD")
         assert ledger_wide["bytes does not sum to zero"] == (0, -5)

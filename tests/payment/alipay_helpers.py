@@ -34,11 +34,16 @@ def other_private_key() -> str:
 
 def alipay_side(settings: Settings, signing_key: str | None = None) -> AliPay:
     """The SDK holding Alipay's private key: it signs as Alipay signs."""
-    assert settings.sandbox_alipay_private_key is not None and settings.sandbox_alipay_app_public_key is not None
+    assert (
+        settings.sandbox_alipay_private_key is not None
+        and settings.sandbox_alipay_app_public_key is not None
+    )
     key = signing_key or pem(settings.sandbox_alipay_private_key.get_secret_value()).decode()
     return AliPay(
-        appid=settings.alipay_app_id, app_private_key_string=key,
-        alipay_public_key_string=pem(settings.sandbox_alipay_app_public_key).decode(), sign_type="RSA2",
+        appid=settings.alipay_app_id,
+        app_private_key_string=key,
+        alipay_public_key_string=pem(settings.sandbox_alipay_app_public_key).decode(),
+        sign_type="RSA2",
     )
 
 
@@ -47,12 +52,16 @@ def merchant_side(settings: Settings, app_key: str | None = None) -> AliPay:
     assert settings.alipay_app_private_key is not None and settings.alipay_public_key is not None
     key = app_key or pem(settings.alipay_app_private_key.get_secret_value()).decode()
     return AliPay(
-        appid=settings.alipay_app_id, app_private_key_string=key,
-        alipay_public_key_string=pem(settings.alipay_public_key).decode(), sign_type="RSA2",
+        appid=settings.alipay_app_id,
+        app_private_key_string=key,
+        alipay_public_key_string=pem(settings.alipay_public_key).decode(),
+        sign_type="RSA2",
     )
 
 
-def notification(settings: Settings, payment: dict[str, Any], trade_no: str, **changes: str) -> dict[str, str]:
+def notification(
+    settings: Settings, payment: dict[str, Any], trade_no: str, **changes: str
+) -> dict[str, str]:
     """A TRADE_SUCCESS trade_status_sync notification for one of our payments, as Alipay documents it."""
     amount = f"{payment['amount'] // 100}.{payment['amount'] % 100:02d}"
     params = {
@@ -91,13 +100,18 @@ def tamper(body: bytes, **changes: str) -> bytes:
 
 
 def drop(body: bytes, name: str) -> bytes:
-    return urlencode([(k, v) for k, v in parse_qsl(body.decode(), keep_blank_values=True) if k != name]).encode()
+    return urlencode(
+        [(k, v) for k, v in parse_qsl(body.decode(), keep_blank_values=True) if k != name]
+    ).encode()
 
 
 def sim_payment(settings: Settings, payment_id: str) -> SimPayment:
     with sessions(settings.sandbox_store_url)() as s:
         return s.scalars(
-            select(SimPayment).where(SimPayment.provider == "alipay", SimPayment.merchant_reference == uuid.UUID(payment_id).hex)
+            select(SimPayment).where(
+                SimPayment.provider == "alipay",
+                SimPayment.merchant_reference == uuid.UUID(payment_id).hex,
+            )
         ).one()
 
 

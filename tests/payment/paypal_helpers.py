@@ -18,7 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 
 def signed(
-    key: rsa.RSAPrivateKey, cert_url: str, webhook_id: str, event: dict[str, Any], transmission_time: str | None = None
+    key: rsa.RSAPrivateKey,
+    cert_url: str,
+    webhook_id: str,
+    event: dict[str, Any],
+    transmission_time: str | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(event).encode()
     transmission_id = str(uuid.uuid4())
@@ -35,8 +39,9 @@ def signed(
     }
 
 
-def capture_completed(payment_id: str, order_id: str, value: str, currency: str = "HKD",
-                      event_id: str | None = None) -> dict[str, Any]:
+def capture_completed(
+    payment_id: str, order_id: str, value: str, currency: str = "HKD", event_id: str | None = None
+) -> dict[str, Any]:
     """A PAYMENT.CAPTURE.COMPLETED event as PayPal's documentation shows one."""
     return {
         "id": event_id or f"WH-{uuid.uuid4().hex[:17].upper()}-{uuid.uuid4().hex[:17].upper()}",
@@ -75,9 +80,11 @@ def same_crc32(template: bytes, target: int) -> bytes:
     """
     at = template.index(FILLER)
     base = bytearray(template)
-    base[at:at + len(FILLER)] = b"A" * len(FILLER)
+    base[at : at + len(FILLER)] = b"A" * len(FILLER)
     start = zlib.crc32(bytes(base))
-    basis: list[tuple[int, int]] = []  # (CRC flip, which bits make it), distinct leading bits, largest first
+    basis: list[
+        tuple[int, int]
+    ] = []  # (CRC flip, which bits make it), distinct leading bits, largest first
     for i in range(len(FILLER) * 4):
         flipped = bytearray(base)
         flipped[at + i // 4] ^= 2 << (i % 4)

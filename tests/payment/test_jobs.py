@@ -27,17 +27,20 @@ def subscriber(client, sessions, settings):  # type: ignore[no-untyped-def]
     return headers, f.bind(client, headers, f.spare_numbers(sessions)[0])
 
 
-
-
 def sync(app, sessions, settings, **kw):  # type: ignore[no-untyped-def]
     with transaction(sessions) as s:
         return jobs.sync(
-            s, app.state.providers, older_than=timedelta(0),
-            receipt_key=settings.receipt_signing_key.get_secret_value(), **kw,
+            s,
+            app.state.providers,
+            older_than=timedelta(0),
+            receipt_key=settings.receipt_signing_key.get_secret_value(),
+            **kw,
         )
 
 
-def test_a_payment_whose_notification_was_lost_is_settled_by_asking(client, app, sessions, settings, subscriber, monkeypatch) -> None:
+def test_a_payment_whose_notification_was_lost_is_settled_by_asking(
+    client, app, sessions, settings, subscriber, monkeypatch
+) -> None:
     headers, line = subscriber
     order = f.order(client, headers, line["id"])
     assert order["payment"]["provider"] == "alipay"
@@ -55,7 +58,9 @@ def test_a_payment_whose_notification_was_lost_is_settled_by_asking(client, app,
     assert sync(app, sessions, settings).settled == 0  # nothing left to settle
 
 
-def test_payments_of_expired_orders_are_closed_at_the_provider(client, app, sessions, settings, subscriber, cli, monkeypatch) -> None:
+def test_payments_of_expired_orders_are_closed_at_the_provider(
+    client, app, sessions, settings, subscriber, cli, monkeypatch
+) -> None:
     headers, line = subscriber
     order = f.order(client, headers, line["id"])
     later = clock.now() + timedelta(hours=1)
@@ -75,7 +80,11 @@ def test_money_for_a_cancelled_order_goes_back(client, app, sessions, settings, 
     f.pay(client, order["payment"]["id"])  # the payer had the cashier open and paid anyway
     with sessions() as s:
         [refund] = s.scalars(select(Refund)).all()
-        assert (refund.amount, refund.status, refund.provider_refund_id) == (order["amount"], "pending", None)
+        assert (refund.amount, refund.status, refund.provider_refund_id) == (
+            order["amount"],
+            "pending",
+            None,
+        )
     report = sync(app, sessions, settings)
     assert report.refunds_sent == 1
     with sessions() as s:
@@ -84,14 +93,17 @@ def test_money_for_a_cancelled_order_goes_back(client, app, sessions, settings, 
     assert sync(app, sessions, settings).refunds_sent == 0
 
 
-def test_reconciliation_of_the_providers_statement(client, sessions, settings, subscriber, operator, cli, tmp_path) -> None:
+def test_reconciliation_of_the_providers_statement(
+    client, sessions, settings, subscriber, operator, cli, tmp_path
+) -> None:
     headers, line = subscriber
     paid = [f.order(client, headers, line["id"], code=c) for c in ("hk-1gb-7d", "hk-5gb-30d")]
     for o in paid:
         f.pay(client, o["payment"]["id"])
     f.order(client, headers, line["id"], code="hk-10gb-30d")  # never paid: in neither record
     r = client.post(
-        f"/api/v1/admin/payments/{paid[1]['payment']['id']}/refunds", json={"amount": 1000, "reason": "goodwill"},
+        f"/api/v1/admin/payments/{paid[1]['payment']['id']}/refunds",
+        json={"amount": 1000, "reason": "goodwill"},
         headers={**operator, "Idempotency-Key": "r1"},
     )
     assert r.status_code == 201 and r.json()["status"] == "succeeded"
@@ -106,7 +118,11 @@ def test_reconciliation_of_the_providers_statement(client, sessions, settings, s
     assert result.exit_code == 0 and "0 difference(s)" in result.output, result.output
 
     lines = csv_text.splitlines()
-    tampered = [lines[0], lines[1].replace(f",{paid[0]['amount']},", f",{paid[0]['amount'] + 1},"), lines[3]]
+    tampered = [
+        lines[0],
+        lines[1].replace(f",{paid[0]['amount']},", f",{paid[0]['amount'] + 1},"),
+        lines[3],
+    ]
     foreign = f"alipay,payment,2026000000000001,{uuid.uuid4()},500,HKD,{clock.now().isoformat()}"
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join([*tampered, foreign]) + "\n")
@@ -118,4 +134,9 @@ def test_reconciliation_of_the_providers_statement(client, sessions, settings, s
     result = cli("payments", "reconcile", str(bad))
     assert result.exit_code == 1 and "3 difference(s)" in result.output
     with sessions() as s:
-        assert s.scalar(select(Payment).where(Payment.id == uuid.UUID(paid[0]["payment"]["id"]))).status == "succeeded"
+        assert (
+            s.scalar(
+                select(Payment).where(Payment.id == uuid.UUID(paid[0]["payment"]["id"]))
+            ).status
+            == "succeeded"
+        )

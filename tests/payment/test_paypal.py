@@ -38,7 +38,9 @@ CALLBACK = "/api/v1/payments/callbacks/paypal"
 def pending(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped-def]
     """A subscriber's HKD order awaiting payment, carried by PayPal: (headers, line, order, PayPal order id)."""
     monkeypatch.setitem(providers.METHOD_PROVIDER, "paypal", "paypal")
-    monkeypatch.setitem(providers.CHANNEL_METHODS, "app", (*providers.CHANNEL_METHODS["app"], "paypal"))
+    monkeypatch.setitem(
+        providers.CHANNEL_METHODS, "app", (*providers.CHANNEL_METHODS["app"], "paypal")
+    )
     f.load_demo(sessions, settings)
     headers = f.subscriber(client)
     line = f.bind(client, headers, f.spare_numbers(sessions)[0])
@@ -46,8 +48,6 @@ def pending(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped
     assert order["payment"]["provider"] == "paypal"
     token = parse_qs(urlsplit(order["payment"]["checkout_url"]).query)["token"][0]
     return headers, line, order, token
-
-
 
 
 def buckets(sessions) -> int:  # type: ignore[no-untyped-def]
@@ -68,7 +68,11 @@ def sim_record(settings, order_id: str) -> SimPayment:  # type: ignore[no-untype
 
 
 def approve(client, token: str, outcome: str = "succeeded") -> None:  # type: ignore[no-untyped-def]
-    r = client.post("/sandbox/paypal/checkoutnow/approve", data={"token": token, "outcome": outcome}, follow_redirects=False)
+    r = client.post(
+        "/sandbox/paypal/checkoutnow/approve",
+        data={"token": token, "outcome": outcome},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     assert parse_qs(urlsplit(r.headers["location"]).query)["token"] == [token]
 
@@ -78,9 +82,19 @@ def provider(client) -> PayPalProvider:  # type: ignore[no-untyped-def]
 
 
 def test_amounts_convert_exactly_both_ways() -> None:
-    assert [to_value(a, "HKD") for a in (0, 5, 1250, 123456789012345678)] == ["0.00", "0.05", "12.50", "1234567890123456.78"]
+    assert [to_value(a, "HKD") for a in (0, 5, 1250, 123456789012345678)] == [
+        "0.00",
+        "0.05",
+        "12.50",
+        "1234567890123456.78",
+    ]
     assert to_value(1000, "JPY") == "1000"
-    assert [from_value(v, "HKD")[0] for v in ("0.05", "12.5", "12.50", "1234567890123456.78")] == [5, 1250, 1250, 123456789012345678]
+    assert [from_value(v, "HKD")[0] for v in ("0.05", "12.5", "12.50", "1234567890123456.78")] == [
+        5,
+        1250,
+        1250,
+        123456789012345678,
+    ]
     for bad in ("12.345", "1e3", "-1.00", "", "12,50", 12.5, None):
         with pytest.raises(ValueError):
             from_value(bad, "HKD")
@@ -90,35 +104,66 @@ def test_start_gives_the_payer_paypals_approval_page_and_the_api_checks_credenti
     client, settings
 ) -> None:
     payment_id = str(uuid.uuid4())
-    request = PaymentRequest(payment_id, 12345, "HKD", "paypal", "tongka hk-5gb-30d",
-                             "http://testserver/api/v1/payments/callbacks/paypal", "http://testserver/orders/x")
+    request = PaymentRequest(
+        payment_id,
+        12345,
+        "HKD",
+        "paypal",
+        "tongka hk-5gb-30d",
+        "http://testserver/api/v1/payments/callbacks/paypal",
+        "http://testserver/orders/x",
+    )
     checkout = provider(client).start(request)
-    assert checkout.checkout_url == f"http://testserver/sandbox/paypal/checkoutnow?token={checkout.provider_reference}"
-    assert provider(client).start(request).provider_reference == checkout.provider_reference  # PayPal-Request-Id
+    assert (
+        checkout.checkout_url
+        == f"http://testserver/sandbox/paypal/checkoutnow?token={checkout.provider_reference}"
+    )
+    assert (
+        provider(client).start(request).provider_reference == checkout.provider_reference
+    )  # PayPal-Request-Id
     page = client.get(checkout.checkout_url)
     assert page.status_code == 200 and "HK$123.45" in page.text and "Pay Now" in page.text
     record = sim_record(settings, checkout.provider_reference)
     assert (record.amount, record.currency, record.merchant_reference) == (12345, "HKD", payment_id)
     got = provider(client).query(payment_id, checkout.provider_reference)
     assert (got.status, got.amount, got.currency) == ("pending", 12345, "HKD")
-    assert provider(client).query(payment_id, "NOSUCHORDER0000000").status == "closed"  # PayPal: 404
+    assert (
+        provider(client).query(payment_id, "NOSUCHORDER0000000").status == "closed"
+    )  # PayPal: 404
 
     # What PayPal answers a wrong secret and a forged token, and what the provider makes of it.
     wrong = base64.b64encode(f"{settings.paypal_client_id}:not-the-secret".encode()).decode()
-    r = client.post("/sandbox/paypal/v1/oauth2/token", data={"grant_type": "client_credentials"},
-                    headers={"Authorization": f"Basic {wrong}"})
+    r = client.post(
+        "/sandbox/paypal/v1/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {wrong}"},
+    )
     assert (r.status_code, r.json()["error"]) == (401, "invalid_client")
     forged = "A21AA" + base64.urlsafe_b64encode(b"9999999999.00").decode()
-    r = client.get(f"/sandbox/paypal/v2/checkout/orders/{checkout.provider_reference}",
-                   headers={"Authorization": f"Bearer {forged}"})
+    r = client.get(
+        f"/sandbox/paypal/v2/checkout/orders/{checkout.provider_reference}",
+        headers={"Authorization": f"Bearer {forged}"},
+    )
     assert (r.status_code, r.json()["name"]) == (401, "AUTHENTICATION_FAILURE")
-    impostor = PayPalProvider(client, "http://testserver/sandbox/paypal", settings.paypal_client_id, "nope",
-                              settings.paypal_webhook_id)
-    unreachable = PayPalProvider(httpx.Client(timeout=2), "http://127.0.0.1:9/sandbox/paypal", settings.paypal_client_id,
-                                 settings.paypal_client_secret.get_secret_value(), settings.paypal_webhook_id)
+    impostor = PayPalProvider(
+        client,
+        "http://testserver/sandbox/paypal",
+        settings.paypal_client_id,
+        "nope",
+        settings.paypal_webhook_id,
+    )
+    unreachable = PayPalProvider(
+        httpx.Client(timeout=2),
+        "http://127.0.0.1:9/sandbox/paypal",
+        settings.paypal_client_id,
+        settings.paypal_client_secret.get_secret_value(),
+        settings.paypal_webhook_id,
+    )
     for paypal in (impostor, unreachable):
         with pytest.raises(ProviderUnavailable):
-            paypal.start(PaymentRequest(str(uuid.uuid4()), 100, "HKD", "paypal", "x", "http://x", "http://x"))
+            paypal.start(
+                PaymentRequest(str(uuid.uuid4()), 100, "HKD", "paypal", "x", "http://x", "http://x")
+            )
 
 
 def test_a_renewal_paid_with_paypal_is_captured_fulfilled_and_refunded_once_per_refund_id(  # type: ignore[no-untyped-def]
@@ -137,7 +182,11 @@ def test_a_renewal_paid_with_paypal_is_captured_fulfilled_and_refunded_once_per_
     balance = client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()
     assert balance["zones"]["hk"]["remaining_bytes"] == 5 * GB
     record = sim_record(settings, token)
-    assert (record.status, record.data["capture"]["status"], record.amount) == ("succeeded", "COMPLETED", amount)
+    assert (record.status, record.data["capture"]["status"], record.amount) == (
+        "succeeded",
+        "COMPLETED",
+        amount,
+    )
     assert "payment completed" in client.get(order["payment"]["checkout_url"]).text
     assert client.get("/sandbox/paypal/checkoutnow?token=NOSUCHORDER").status_code == 404
     approve(client, token)  # the payer presses again: nothing more
@@ -148,7 +197,9 @@ def test_a_renewal_paid_with_paypal_is_captured_fulfilled_and_refunded_once_per_
     assert (got.status, got.amount, got.currency) == ("succeeded", amount, "HKD")
 
     def refund(refund_id: str, value: int):  # type: ignore[no-untyped-def]
-        return paypal.refund(RefundRequest(refund_id, payment_id, token, value, "HKD", amount, "customer asked"))
+        return paypal.refund(
+            RefundRequest(refund_id, payment_id, token, value, "HKD", amount, "customer asked")
+        )
 
     first = refund("r-1", 1)
     assert first.status == "succeeded"
@@ -176,7 +227,10 @@ def test_a_declined_capture_and_a_closed_order_take_no_money(  # type: ignore[no
     before = buckets(sessions)
     approve(client, token, outcome="failed")
     assert status(client, headers, order) == ("awaiting_payment", "failed")
-    assert inbox(sessions) == ["applied", "ignored"]  # approval (capture declined), then PAYMENT.CAPTURE.DENIED
+    assert inbox(sessions) == [
+        "applied",
+        "ignored",
+    ]  # approval (capture declined), then PAYMENT.CAPTURE.DENIED
     assert sim_record(settings, token).data["capture"]["status"] == "DECLINED"
 
     second = f.order(client, headers, line["id"], method="paypal", currency="HKD")
@@ -195,18 +249,38 @@ def captured_at_paypal(settings, order_id: str) -> SimPayment:  # type: ignore[n
     with sim_sessions(settings.sandbox_store_url).begin() as s:
         record = s.get(SimPayment, ("paypal", order_id))
         assert record is not None
-        record.data = {**record.data, "status": "COMPLETED", "capture": {
-            "id": f"CAP{order_id[:14]}", "status": "COMPLETED", "create_time": "2025-01-02T03:04:05Z"}}
+        record.data = {
+            **record.data,
+            "status": "COMPLETED",
+            "capture": {
+                "id": f"CAP{order_id[:14]}",
+                "status": "COMPLETED",
+                "create_time": "2025-01-02T03:04:05Z",
+            },
+        }
         record.status = "succeeded"
     return sim_record(settings, order_id)
 
 
 def _genuine(settings, order, token, event_id=None):  # type: ignore[no-untyped-def]
-    event = pp.capture_completed(order["payment"]["id"], token, to_value(order["amount"], "HKD"), event_id=event_id)
-    return pp.signed(sim.signing_key()[0], sim.cert_url(settings), settings.paypal_webhook_id, event)
+    event = pp.capture_completed(
+        order["payment"]["id"], token, to_value(order["amount"], "HKD"), event_id=event_id
+    )
+    return pp.signed(
+        sim.signing_key()[0], sim.cert_url(settings), settings.paypal_webhook_id, event
+    )
 
 
-FORGERIES = ["body", "signature", "transmission_time", "wrong_key", "other_webhook", "foreign_cert", "no_signature", "algorithm"]
+FORGERIES = [
+    "body",
+    "signature",
+    "transmission_time",
+    "wrong_key",
+    "other_webhook",
+    "foreign_cert",
+    "no_signature",
+    "algorithm",
+]
 
 
 def _forge(settings, order, token, forgery: str):  # type: ignore[no-untyped-def]
@@ -214,7 +288,9 @@ def _forge(settings, order, token, forgery: str):  # type: ignore[no-untyped-def
     event = json.loads(body)
     key, url = sim.signing_key()[0], sim.cert_url(settings)
     if forgery == "body":  # the amount lowered after PayPal signed
-        body = body.replace(f'"value": "{to_value(order["amount"], "HKD")}"'.encode(), b'"value": "0.01"')
+        body = body.replace(
+            f'"value": "{to_value(order["amount"], "HKD")}"'.encode(), b'"value": "0.01"'
+        )
         assert b'"0.01"' in body
     elif forgery == "signature":
         sig = bytearray(base64.b64decode(hdrs["PAYPAL-TRANSMISSION-SIG"]))
@@ -228,7 +304,9 @@ def _forge(settings, order, token, forgery: str):  # type: ignore[no-untyped-def
     elif forgery == "other_webhook":  # genuine PayPal, but for someone else's webhook
         body, hdrs = pp.signed(key, url, "WH-SOMEONE-ELSE", event)
     elif forgery == "foreign_cert":
-        hdrs["PAYPAL-CERT-URL"] = "http://evil.example/sandbox/paypal/v1/notifications/certs/" + url.rsplit("/", 1)[1]
+        hdrs["PAYPAL-CERT-URL"] = (
+            "http://evil.example/sandbox/paypal/v1/notifications/certs/" + url.rsplit("/", 1)[1]
+        )
     elif forgery == "no_signature":
         del hdrs["PAYPAL-TRANSMISSION-SIG"]
     else:
@@ -255,7 +333,9 @@ def test_forged_webhooks_are_refused_a_genuine_one_pays_and_a_duplicate_credits_
         assert r.status_code == 200, r.text
     # PayPal's retry: the same event in a new transmission, signed anew. The inbox is keyed on
     # the transmission (the body's event id is not signed), and the settled payment ignores it.
-    again, again_headers = pp.signed(sim.signing_key()[0], sim.cert_url(settings), settings.paypal_webhook_id, json.loads(body))
+    again, again_headers = pp.signed(
+        sim.signing_key()[0], sim.cert_url(settings), settings.paypal_webhook_id, json.loads(body)
+    )
     assert client.post(CALLBACK, content=again, headers=again_headers).status_code == 200
     assert status(client, headers, order) == ("fulfilled", "succeeded")
     assert buckets(sessions) == before + 1 and inbox(sessions) == ["applied", "ignored"]
@@ -332,7 +412,10 @@ def test_a_transmission_time_more_than_five_minutes_off_is_refused(  # type: ign
         body, hdrs = signed_at(minutes)
         r = client.post(CALLBACK, content=body, headers=hdrs)
         assert (r.status_code, r.json()["code"]) == (400, "invalid_callback"), minutes
-        assert status(client, headers, order) == ("awaiting_payment", "pending") and inbox(sessions) == []
+        assert (
+            status(client, headers, order) == ("awaiting_payment", "pending")
+            and inbox(sessions) == []
+        )
     body, hdrs = signed_at(-4)
     assert client.post(CALLBACK, content=body, headers=hdrs).status_code == 200
     assert status(client, headers, order) == ("fulfilled", "succeeded")
@@ -344,7 +427,9 @@ def test_a_refund_webhook_is_what_paypal_says_of_the_refund(  # type: ignore[no-
     _headers, _line, order, token = pending
     approve(client, token)
     payment_id, refund_id = order["payment"]["id"], str(uuid.uuid4())
-    done = provider(client).refund(RefundRequest(refund_id, payment_id, token, 100, "HKD", order["amount"], "asked"))
+    done = provider(client).refund(
+        RefundRequest(refund_id, payment_id, token, 100, "HKD", order["amount"], "asked")
+    )
     client.portal.call(sim.drain)  # type: ignore[union-attr]
     taken = len(inbox(sessions))
     key, url = sim.signing_key()[0], sim.cert_url(settings)
@@ -354,8 +439,13 @@ def test_a_refund_webhook_is_what_paypal_says_of_the_refund(  # type: ignore[no-
         body, hdrs = pp.signed(key, url, settings.paypal_webhook_id, event)
         return client.post(CALLBACK, content=body, headers=hdrs)  # type: ignore[no-any-return]
 
-    claim = {"status": "COMPLETED", "amount": {"currency_code": "HKD", "value": "9.99"}, "invoice_id": payment_id,
-             "custom_id": str(uuid.uuid4()), "links": []}
+    claim = {
+        "status": "COMPLETED",
+        "amount": {"currency_code": "HKD", "value": "9.99"},
+        "invoice_id": payment_id,
+        "custom_id": str(uuid.uuid4()),
+        "links": [],
+    }
     r = post({**claim, "id": "NOSUCHREFUND00000"})  # a refund PayPal never made
     assert (r.status_code, r.json()["code"]) == (400, "invalid_callback")
     assert len(inbox(sessions)) == taken
@@ -364,4 +454,6 @@ def test_a_refund_webhook_is_what_paypal_says_of_the_refund(  # type: ignore[no-
     with sessions() as s:
         payloads = [json.loads(p) for p in s.scalars(select(PaymentCallback.payload))]
     assert len(payloads) == taken + 1
-    assert [(p["amount"], p["refund_id"]) for p in payloads if p["outcome"] == "refunded"] == [(100, refund_id)] * 2
+    assert [(p["amount"], p["refund_id"]) for p in payloads if p["outcome"] == "refunded"] == [
+        (100, refund_id)
+    ] * 2

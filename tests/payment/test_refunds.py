@@ -34,7 +34,9 @@ def refund(client, operator, payment_id, amount, key=None, reason="customer aske
 
 
 def remaining(client, headers, line) -> int:  # type: ignore[no-untyped-def]
-    return client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()["zones"]["hk"]["remaining_bytes"]
+    return client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()["zones"]["hk"][
+        "remaining_bytes"
+    ]
 
 
 def test_a_full_refund_of_an_unused_pack_takes_the_data_back(client, operator, paid) -> None:
@@ -42,7 +44,12 @@ def test_a_full_refund_of_an_unused_pack_takes_the_data_back(client, operator, p
     r = refund(client, operator, order["payment"]["id"], 5800)
     assert r.status_code == 201, r.text
     body = r.json()
-    assert (body["amount"], body["currency"], body["status"], body["bytes_withdrawn"]) == (5800, "HKD", "succeeded", 5 * GB)
+    assert (body["amount"], body["currency"], body["status"], body["bytes_withdrawn"]) == (
+        5800,
+        "HKD",
+        "succeeded",
+        5 * GB,
+    )
     assert body["provider_refund_id"] and body["requested_by"].startswith("operator:")
     assert remaining(client, headers, line) == 0
     detail = client.get(f"/api/v1/admin/payments/{order['payment']['id']}", headers=operator).json()
@@ -51,7 +58,9 @@ def test_a_full_refund_of_an_unused_pack_takes_the_data_back(client, operator, p
     assert (again.status_code, again.json()["code"]) == (409, "refund_exceeds_refundable")
 
 
-def test_partial_refunds_take_back_data_in_proportion_rounded_against_the_customer(client, operator, paid) -> None:
+def test_partial_refunds_take_back_data_in_proportion_rounded_against_the_customer(
+    client, operator, paid
+) -> None:
     headers, line, order = paid
     r = refund(client, operator, order["payment"]["id"], 1000)  # 10/58 of the pack
     withdrawn = -(-1000 * 5 * GB // 5800)
@@ -65,8 +74,14 @@ def test_data_already_used_is_not_refunded(client, sessions, operator, paid) -> 
     headers, line, order = paid
     with transaction(sessions) as s:  # the customer used 4 GB of the 5
         bucket = s.get(Bucket, uuid.UUID(order["bucket_id"]))
-        ledger.transfer(s, bucket.account, ledger.system_account(s, "data_used", "bytes"), 4 * GB,
-                        reason="usage", reference="test")
+        ledger.transfer(
+            s,
+            bucket.account,
+            ledger.system_account(s, "data_used", "bytes"),
+            4 * GB,
+            reason="usage",
+            reference="test",
+        )
     detail = client.get(f"/api/v1/admin/payments/{order['payment']['id']}", headers=operator).json()
     assert detail["refundable_amount"] == 5800 // 5 and detail["unused_bytes"] == GB
     r = refund(client, operator, order["payment"]["id"], 1161)
@@ -92,7 +107,10 @@ def test_only_operators_refund(client, paid) -> None:
     headers, _line, order = paid
     r = refund(client, headers, order["payment"]["id"], 100)
     assert (r.status_code, r.json()["code"]) == (403, "forbidden")
-    assert client.get(f"/api/v1/admin/payments/{order['payment']['id']}", headers=headers).status_code == 403
+    assert (
+        client.get(f"/api/v1/admin/payments/{order['payment']['id']}", headers=headers).status_code
+        == 403
+    )
 
 
 def test_unpaid_and_unknown_payments(client, sessions, operator, paid) -> None:
@@ -106,20 +124,52 @@ def test_unpaid_and_unknown_payments(client, sessions, operator, paid) -> None:
     assert r.status_code == 422
 
 
-@pytest.mark.usefixtures("generic_sandbox")  # the CLI reaches providers over the network, which tests have not
+@pytest.mark.usefixtures(
+    "generic_sandbox"
+)  # the CLI reaches providers over the network, which tests have not
 def test_the_cli_refunds(client, cli, operator, paid) -> None:
     headers, line, order = paid
-    result = cli("payments", "refund", order["payment"]["id"], "--amount", "5800", "--reason", "duplicate purchase", "--key", "k1")
+    result = cli(
+        "payments",
+        "refund",
+        order["payment"]["id"],
+        "--amount",
+        "5800",
+        "--reason",
+        "duplicate purchase",
+        "--key",
+        "k1",
+    )
     assert result.exit_code == 0, result.output
     assert "5800 HKD succeeded" in result.output and remaining(client, headers, line) == 0
-    again = cli("payments", "refund", order["payment"]["id"], "--amount", "5800", "--reason", "duplicate purchase", "--key", "k1")
+    again = cli(
+        "payments",
+        "refund",
+        order["payment"]["id"],
+        "--amount",
+        "5800",
+        "--reason",
+        "duplicate purchase",
+        "--key",
+        "k1",
+    )
     assert again.exit_code == 0  # the same key: the same refund, nothing more
-    refused = cli("payments", "refund", order["payment"]["id"], "--amount", "1", "--reason", "again")
+    refused = cli(
+        "payments", "refund", order["payment"]["id"], "--amount", "1", "--reason", "again"
+    )
     assert refused.exit_code == 2 and "refused" in refused.output
 
 
 def test_the_cli_creates_operators(cli, client) -> None:
-    result = cli("accounts", "create-operator", "ops1", "--email", "ops@example.com", "--password", "a long operator password")
+    result = cli(
+        "accounts",
+        "create-operator",
+        "ops1",
+        "--email",
+        "ops@example.com",
+        "--password",
+        "a long operator password",
+    )
     assert result.exit_code == 0, result.output
     token = f.login(client, "ops1", "a long operator password")
     assert client.get(f"/api/v1/admin/payments/{uuid.uuid4()}", headers=token).status_code == 404

@@ -69,30 +69,43 @@ def sim_payment(settings, reference: str) -> SimPayment:  # type: ignore[no-unty
     return payment
 
 
-
-
-
-
-
-
-def intent_event(order: dict, reference: str, kind: str = "payment_intent.succeeded", event_id: str | None = None,
-                 amount: int | None = None) -> bytes:
+def intent_event(
+    order: dict,
+    reference: str,
+    kind: str = "payment_intent.succeeded",
+    event_id: str | None = None,
+    amount: int | None = None,
+) -> bytes:
     """A webhook body in Stripe's shape (pretty-printed, as Stripe sends it)."""
     payment = order["payment"]
     amount = payment["amount"] if amount is None else amount
     succeeded = kind == "payment_intent.succeeded"
     intent = {
-        "id": reference, "object": "payment_intent", "amount": amount, "amount_received": amount if succeeded else 0,
-        "currency": payment["currency"].lower(), "metadata": {"payment_id": payment["id"]},
-        "status": "succeeded" if succeeded else "requires_payment_method", "livemode": False,
+        "id": reference,
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_received": amount if succeeded else 0,
+        "currency": payment["currency"].lower(),
+        "metadata": {"payment_id": payment["id"]},
+        "status": "succeeded" if succeeded else "requires_payment_method",
+        "livemode": False,
     }
-    event = {"id": event_id or f"evt_{uuid.uuid4().hex[:24]}", "object": "event", "api_version": "2025-03-31.basil",
-             "created": int(time.time()), "data": {"object": intent}, "livemode": False, "type": kind}
+    event = {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "created": int(time.time()),
+        "data": {"object": intent},
+        "livemode": False,
+        "type": kind,
+    }
     return json.dumps(event, indent=2).encode()
 
 
 def signed(secret: str, body: bytes, at: int | None = None) -> dict[str, str]:
-    header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret, at or int(time.time()))
+    header = stripe.WebhookSignature.generate_signature_header(
+        body.decode(), secret, at or int(time.time())
+    )
     return {"Stripe-Signature": header, "Content-Type": "application/json; charset=utf-8"}
 
 
@@ -123,18 +136,29 @@ def test_start_makes_a_payment_intent_and_a_card_page(client, app, settings, pen
     payment = order["payment"]
     assert reference.startswith("pi_")
     intent = sim_payment(settings, reference)
-    assert (intent.amount, intent.currency, intent.merchant_reference) == (5800, "HKD", payment["id"])
-    assert intent.data["payment_method_types"] == ["card"] and intent.data["status"] == "requires_payment_method"
+    assert (intent.amount, intent.currency, intent.merchant_reference) == (
+        5800,
+        "HKD",
+        payment["id"],
+    )
+    assert (
+        intent.data["payment_method_types"] == ["card"]
+        and intent.data["status"] == "requires_payment_method"
+    )
     path, query = page_form(order)
     assert query["client_secret"] == intent.data["client_secret"]
     page = client.get(payment["checkout_url"])
-    assert page.status_code == 200 and "HK$58.00" in page.text and "4242 4242 4242 4242" in page.text
+    assert (
+        page.status_code == 200 and "HK$58.00" in page.text and "4242 4242 4242 4242" in page.text
+    )
     assert client.get(path, params={"client_secret": "pi_x_secret_wrong"}).status_code == 404
     answer = app.state.providers["stripe"].query(payment["id"], reference)
     assert (answer.status, answer.amount, answer.currency) == ("pending", 5800, "HKD")
 
 
-def test_paying_with_4242_fulfils_the_order_and_credits_the_bucket(client, app, sessions, settings, pending) -> None:
+def test_paying_with_4242_fulfils_the_order_and_credits_the_bucket(
+    client, app, sessions, settings, pending
+) -> None:
     headers, order, reference = pending
     before = bucket_count(sessions)
     r = pay_by_card(client, order, "4242 4242 4242 4242")
@@ -159,10 +183,14 @@ def test_paying_with_4242_fulfils_the_order_and_credits_the_bucket(client, app, 
     assert bucket_count(sessions) == before + 1
 
 
-def test_a_declined_card_fails_the_attempt_and_credits_nothing(client, app, sessions, settings, pending) -> None:
+def test_a_declined_card_fails_the_attempt_and_credits_nothing(
+    client, app, sessions, settings, pending
+) -> None:
     headers, order, reference = pending
     before = bucket_count(sessions)
-    r = pay_by_card(client, order, "4242 4242 4242 4241")  # mistyped: fails the Luhn check, sends nothing
+    r = pay_by_card(
+        client, order, "4242 4242 4242 4241"
+    )  # mistyped: fails the Luhn check, sends nothing
     assert r.status_code == 400 and "Your card number is invalid." in r.text
     assert inbox(sessions) == []
     r = pay_by_card(client, order, "4000 0000 0000 0002")
@@ -179,8 +207,16 @@ def test_a_declined_card_fails_the_attempt_and_credits_nothing(client, app, sess
 # --- webhooks ----------------------------------------------------------------------------------
 
 
-FORGERIES = ("tampered_body", "tampered_signature", "tampered_timestamp", "stale", "wrong_secret", "no_header",
-             "garbage_header", "v0_only")
+FORGERIES = (
+    "tampered_body",
+    "tampered_signature",
+    "tampered_timestamp",
+    "stale",
+    "wrong_secret",
+    "no_header",
+    "garbage_header",
+    "v0_only",
+)
 
 
 def forge(settings, body: bytes, forgery: str) -> tuple[bytes, dict[str, str]]:  # type: ignore[no-untyped-def]
@@ -207,7 +243,9 @@ def forge(settings, body: bytes, forgery: str) -> tuple[bytes, dict[str, str]]: 
     return body, hdrs
 
 
-def test_forged_or_unreadable_webhooks_are_refused_a_genuine_one_pays(client, sessions, settings, pending) -> None:
+def test_forged_or_unreadable_webhooks_are_refused_a_genuine_one_pays(
+    client, sessions, settings, pending
+) -> None:
     headers, order, reference = pending
     before = bucket_count(sessions)
     for forgery in FORGERIES:
@@ -215,8 +253,13 @@ def test_forged_or_unreadable_webhooks_are_refused_a_genuine_one_pays(client, se
         r = client.post(CALLBACK, content=body, headers=hdrs)
         assert (r.status_code, r.json()["code"]) == (400, "invalid_callback"), forgery
     # Genuinely signed, but not an event we can read: refused too (Stripe retries; nothing is stored).
-    for body in (b"not json", json.dumps({"id": "evt_1", "type": "customer.created", "data": {"object": {}}}).encode(),
-                 intent_event(order, reference).replace(b'"amount_received": 5800', b'"amount_received": 58.0')):
+    for body in (
+        b"not json",
+        json.dumps({"id": "evt_1", "type": "customer.created", "data": {"object": {}}}).encode(),
+        intent_event(order, reference).replace(
+            b'"amount_received": 5800', b'"amount_received": 58.0'
+        ),
+    ):
         r = client.post(CALLBACK, content=body, headers=signed(whsec(settings), body))
         assert (r.status_code, r.json()["code"]) == (400, "invalid_callback"), body
     assert status(client, headers, order) == ("awaiting_payment", "pending")
@@ -229,17 +272,25 @@ def test_forged_or_unreadable_webhooks_are_refused_a_genuine_one_pays(client, se
     assert bucket_count(sessions) == before + 1
 
 
-def test_a_webhook_signed_ahead_or_for_the_other_mode_is_refused(client, sessions, settings, pending) -> None:
+def test_a_webhook_signed_ahead_or_for_the_other_mode_is_refused(
+    client, sessions, settings, pending
+) -> None:
     headers, order, reference = pending
     body = intent_event(order, reference)
-    ahead = client.post(CALLBACK, content=body, headers=signed(whsec(settings), body, int(time.time()) + 600))
+    ahead = client.post(
+        CALLBACK, content=body, headers=signed(whsec(settings), body, int(time.time()) + 600)
+    )
     live = body.replace(b'"livemode": false', b'"livemode": true')  # a live event, our test key
     other_mode = client.post(CALLBACK, content=live, headers=signed(whsec(settings), live))
     for r in (ahead, other_mode):
         assert (r.status_code, r.json()["code"]) == (400, "invalid_callback")
-    assert status(client, headers, order) == ("awaiting_payment", "pending") and inbox(sessions) == []
+    assert (
+        status(client, headers, order) == ("awaiting_payment", "pending") and inbox(sessions) == []
+    )
     # Within five minutes either way, in our mode: taken.
-    r = client.post(CALLBACK, content=body, headers=signed(whsec(settings), body, int(time.time()) + 240))
+    r = client.post(
+        CALLBACK, content=body, headers=signed(whsec(settings), body, int(time.time()) + 240)
+    )
     assert r.status_code == 200 and status(client, headers, order) == ("fulfilled", "succeeded")
 
 
@@ -248,17 +299,24 @@ def test_a_repeated_webhook_credits_once(client, app, sessions, settings, pendin
     before = bucket_count(sessions)
     body = intent_event(order, reference, event_id="evt_once")
     for _ in range(3):  # Stripe's retries re-sign the same event
-        assert client.post(CALLBACK, content=body, headers=signed(whsec(settings), body)).status_code == 200
+        assert (
+            client.post(CALLBACK, content=body, headers=signed(whsec(settings), body)).status_code
+            == 200
+        )
     assert bucket_count(sessions) == before + 1
     assert [r.result for r in inbox(sessions)] == ["applied"]
     assert status(client, headers, order) == ("fulfilled", "succeeded")
 
 
-def test_the_simulator_resends_the_same_event_and_it_credits_once(client, app, sessions, settings, pending) -> None:
+def test_the_simulator_resends_the_same_event_and_it_credits_once(
+    client, app, sessions, settings, pending
+) -> None:
     headers, order, reference = pending
     before = bucket_count(sessions)
     assert run_complete(app, settings, reference, "succeeded") == 200
-    assert run_complete(app, settings, reference, "succeeded") == 200  # a redelivery of the same event
+    assert (
+        run_complete(app, settings, reference, "succeeded") == 200
+    )  # a redelivery of the same event
     assert bucket_count(sessions) == before + 1
     [row] = inbox(sessions)
     assert row.event_id == sim_payment(settings, reference).data["succeeded_event"]["id"]
@@ -278,10 +336,15 @@ def test_close_cancels_the_payment_intent(client, app, sessions, settings, pendi
     provider.close(order["payment"]["id"], None)  # nothing at Stripe: nothing to close
     assert "canceled" in pay_by_card(client, order, "4242424242424242").text
     assert run_complete(app, settings, reference, "succeeded") == 409
-    assert inbox(sessions) == [] and status(client, headers, order) == ("awaiting_payment", "pending")
+    assert inbox(sessions) == [] and status(client, headers, order) == (
+        "awaiting_payment",
+        "pending",
+    )
 
 
-def test_refund_is_once_per_refund_id_and_stripe_reports_it(client, app, sessions, settings, pending) -> None:
+def test_refund_is_once_per_refund_id_and_stripe_reports_it(
+    client, app, sessions, settings, pending
+) -> None:
     _headers, order, reference = pending
     provider = app.state.providers["stripe"]
     payment = order["payment"]
@@ -292,14 +355,23 @@ def test_refund_is_once_per_refund_id_and_stripe_reports_it(client, app, session
     again = provider.refund(refund_request(order, reference, "r-1", 1800))
     provider.close(payment["id"], reference)  # closing a paid PaymentIntent leaves it paid
     assert provider.query(payment["id"], reference).status == "succeeded"
-    assert first == again and first.status == "succeeded" and first.provider_refund_id.startswith("re_")
+    assert (
+        first == again
+        and first.status == "succeeded"
+        and first.provider_refund_id.startswith("re_")
+    )
     intent = sim_payment(settings, reference)
     assert intent.refunded == 1800 and len(intent.refunds) == 1
     assert intent.refunds[0]["metadata"]["refund_id"] == "r-1"
     rows = wait_for_inbox(sessions, 2)
     event = json.loads(rows[1].payload)
-    assert (event["outcome"], event["amount"], event["currency"], event["refund_id"], event["payment_id"]) == (
-        "refunded", 1800, "HKD", "r-1", payment["id"])
+    assert (
+        event["outcome"],
+        event["amount"],
+        event["currency"],
+        event["refund_id"],
+        event["payment_id"],
+    ) == ("refunded", 1800, "HKD", "r-1", payment["id"])
     rest = provider.refund(refund_request(order, reference, "r-2", 4000))
     assert rest.provider_refund_id != first.provider_refund_id
     assert sim_payment(settings, reference).refunded == 5800
@@ -311,22 +383,34 @@ def test_refund_is_once_per_refund_id_and_stripe_reports_it(client, app, session
 
 def refund_request(order: dict, reference: str, refund_id: str, amount: int) -> RefundRequest:
     payment = order["payment"]
-    return RefundRequest(refund_id=refund_id, payment_id=payment["id"], provider_reference=reference, amount=amount,
-                         currency=payment["currency"], payment_amount=payment["amount"], reason="customer asked")
+    return RefundRequest(
+        refund_id=refund_id,
+        payment_id=payment["id"],
+        provider_reference=reference,
+        amount=amount,
+        currency=payment["currency"],
+        payment_amount=payment["amount"],
+        reason="customer asked",
+    )
 
 
 # --- the simulated API itself -------------------------------------------------------------------
 
 
 def sdk(client, key: str) -> stripe.StripeClient:  # type: ignore[no-untyped-def]
-    return stripe.StripeClient(key, base_addresses={"api": "http://testserver/sandbox/stripe"},
-                               http_client=_InjectedHTTP(client))
+    return stripe.StripeClient(
+        key,
+        base_addresses={"api": "http://testserver/sandbox/stripe"},
+        http_client=_InjectedHTTP(client),
+    )
 
 
 def test_the_api_refuses_a_wrong_key_in_stripes_own_format(client, settings) -> None:
     good = sdk(client, settings.stripe_secret_key.get_secret_value())
     reference = good.v1.payment_intents.create(params={"amount": 1250, "currency": "hkd"}).id
-    r = client.get(f"{API}/payment_intents/{reference}", headers={"Authorization": "Bearer sk_test_wrong"})
+    r = client.get(
+        f"{API}/payment_intents/{reference}", headers={"Authorization": "Bearer sk_test_wrong"}
+    )
     assert r.status_code == 401 and r.json()["error"]["type"] == "invalid_request_error"
     assert "Invalid API Key provided" in r.json()["error"]["message"]
     assert client.get(f"{API}/payment_intents/{reference}").status_code == 401
@@ -339,8 +423,16 @@ def test_the_api_refuses_a_wrong_key_in_stripes_own_format(client, settings) -> 
 
 
 def test_an_idempotency_key_replays_and_refuses_other_parameters(client, settings) -> None:
-    auth = {"Authorization": f"Bearer {settings.stripe_secret_key.get_secret_value()}", "Idempotency-Key": "k-1"}
-    form = {"amount": "1250", "currency": "hkd", "metadata[payment_id]": "p-1", "payment_method_types[0]": "card"}
+    auth = {
+        "Authorization": f"Bearer {settings.stripe_secret_key.get_secret_value()}",
+        "Idempotency-Key": "k-1",
+    }
+    form = {
+        "amount": "1250",
+        "currency": "hkd",
+        "metadata[payment_id]": "p-1",
+        "payment_method_types[0]": "card",
+    }
     first = client.post(f"{API}/payment_intents", data=form, headers=auth)
     again = client.post(f"{API}/payment_intents", data=form, headers=auth)
     assert first.status_code == again.status_code == 200
@@ -348,8 +440,11 @@ def test_an_idempotency_key_replays_and_refuses_other_parameters(client, setting
     assert first.json()["amount"] == 1250 and first.json()["metadata"] == {"payment_id": "p-1"}
     other = client.post(f"{API}/payment_intents", data={**form, "amount": "1"}, headers=auth)
     assert other.status_code == 400 and other.json()["error"]["type"] == "idempotency_error"
-    bad = client.post(f"{API}/payment_intents", data={**form, "amount": "12.50"},
-                      headers={**auth, "Idempotency-Key": "k-2"})
+    bad = client.post(
+        f"{API}/payment_intents",
+        data={**form, "amount": "12.50"},
+        headers={**auth, "Idempotency-Key": "k-2"},
+    )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "parameter_invalid_integer"
 
 
@@ -358,7 +453,10 @@ def test_an_idempotency_key_replays_and_refuses_other_parameters(client, setting
 
 def test_amounts_convert_exactly_as_integers() -> None:
     assert to_stripe(5800, "HKD") == (5800, "hkd") and to_stripe(1, "CNY") == (1, "cny")
-    assert from_stripe(5800, "hkd") == (5800, "HKD") and from_stripe(99_999_999_999, "cny") == (99_999_999_999, "CNY")
+    assert from_stripe(5800, "hkd") == (5800, "HKD") and from_stripe(99_999_999_999, "cny") == (
+        99_999_999_999,
+        "CNY",
+    )
     for wrong in ((58.0, "hkd"), (True, "hkd"), ("5800", "hkd"), (5800, "usd")):
         with pytest.raises(ValueError):
             from_stripe(*wrong)  # type: ignore[arg-type]
@@ -373,9 +471,14 @@ def test_provider_failures_are_provider_unavailable(failure) -> None:
         if failure == "unreachable":
             raise httpx.ConnectError("no route")
         if failure == "server_error":
-            return httpx.Response(500, json={"error": {"type": "api_error", "message": "boom"}},
-                                  headers={"Stripe-Should-Retry": "false"})
-        return httpx.Response(402, json={"error": {"type": "card_error", "code": "card_declined", "message": "no"}})
+            return httpx.Response(
+                500,
+                json={"error": {"type": "api_error", "message": "boom"}},
+                headers={"Stripe-Should-Retry": "false"},
+            )
+        return httpx.Response(
+            402, json={"error": {"type": "card_error", "code": "card_declined", "message": "no"}}
+        )
 
     http = httpx.Client(transport=httpx.MockTransport(answer))
     provider = StripeProvider("sk_test_x", "whsec_x", "https://stripe.invalid", http)

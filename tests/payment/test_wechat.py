@@ -37,19 +37,15 @@ from tongka.payment.simulators import wechat as simulator
 @pytest.fixture
 def pending(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped-def]
     """A subscriber's CNY order awaiting payment by WeChat Pay: (headers, order)."""
-    f.load_demo(sessions, settings)  # first: the demo's own renewal goes through the sandbox provider
+    f.load_demo(
+        sessions, settings
+    )  # first: the demo's own renewal goes through the sandbox provider
     monkeypatch.setitem(registry.METHOD_PROVIDER, "wechat_pay", "wechat")
     headers = f.subscriber(client)
     line = f.bind(client, headers, f.spare_numbers(sessions)[0])
     order = f.order(client, headers, line["id"], currency="CNY", method="wechat_pay")
     assert order["payment"]["provider"] == "wechat"
     return headers, order
-
-
-
-
-
-
 
 
 def complete(app, settings, payment_id: str, outcome: str = "succeeded") -> int:  # type: ignore[no-untyped-def]
@@ -70,13 +66,22 @@ def pay_on_page(client, order: dict, outcome: str = "succeeded") -> httpx.Respon
 
 def place(provider, amount: int = 1999) -> PaymentRequest:  # type: ignore[no-untyped-def]
     """A Native order placed straight with the provider (no tongka order needed for the API's own tests)."""
-    request = PaymentRequest(str(uuid.uuid4()), amount, "CNY", "wechat_pay", "tongka cn-1gb",
-                             "http://testserver/api/v1/payments/callbacks/wechat", "http://testserver/orders/1")
+    request = PaymentRequest(
+        str(uuid.uuid4()),
+        amount,
+        "CNY",
+        "wechat_pay",
+        "tongka cn-1gb",
+        "http://testserver/api/v1/payments/callbacks/wechat",
+        "http://testserver/orders/1",
+    )
     provider.start(request)
     return request
 
 
-def test_the_journey_through_the_app_with_wechat_pay(client, app, sessions, settings, pending) -> None:
+def test_the_journey_through_the_app_with_wechat_pay(
+    client, app, sessions, settings, pending
+) -> None:
     headers, order = pending
     payment = order["payment"]
     # start(): the code to scan, and WeChat's record of the order (by out_trade_no, in fen).
@@ -87,16 +92,28 @@ def test_the_journey_through_the_app_with_wechat_pay(client, app, sessions, sett
     assert sim.notify_url == "http://testserver/api/v1/payments/callbacks/wechat"
     page = client.get(payment["checkout_url"])
     assert page.status_code == 200
-    assert "立即支付" in page.text and f"{order['amount'] // 100}.{order['amount'] % 100:02d}" in page.text
+    assert (
+        "立即支付" in page.text
+        and f"{order['amount'] // 100}.{order['amount'] % 100:02d}" in page.text
+    )
     # The domestic API takes CNY only: an HKD order cannot use it.
-    r = client.post("/api/v1/orders", json={"line_id": order["line_id"], "pack_id": order["pack"]["id"],
-                                            "currency": "HKD", "payment_method": "wechat_pay"},
-                    headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+    r = client.post(
+        "/api/v1/orders",
+        json={
+            "line_id": order["line_id"],
+            "pack_id": order["pack"]["id"],
+            "currency": "HKD",
+            "payment_method": "wechat_pay",
+        },
+        headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+    )
     assert (r.status_code, r.json()["code"]) == (422, "payment_method_unavailable")
 
     before = bucket_count(sessions)
     r = pay_on_page(client, order)
-    assert r.status_code == 303 and r.headers["location"].startswith("/sandbox/wechat/wxpay/bizpayurl")
+    assert r.status_code == 303 and r.headers["location"].startswith(
+        "/sandbox/wechat/wxpay/bizpayurl"
+    )
     assert status(client, headers, order) == ("fulfilled", "succeeded")
     placed = client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
     balance = client.get(f"/api/v1/lines/{order['line_id']}/balance", headers=headers).json()
@@ -116,8 +133,16 @@ def test_the_journey_through_the_app_with_wechat_pay(client, app, sessions, sett
         provider.close(payment["id"], None)
 
 
-FORGERIES = ["tampered_body", "tampered_signature", "wrong_key", "stale", "wrong_serial", "wrong_apiv3_key",
-             "other_merchant", "no_headers"]
+FORGERIES = [
+    "tampered_body",
+    "tampered_signature",
+    "wrong_key",
+    "stale",
+    "wrong_serial",
+    "wrong_apiv3_key",
+    "other_merchant",
+    "no_headers",
+]
 
 
 def forged(settings, payment: dict, forgery: str) -> tuple[bytes, dict[str, str]]:  # type: ignore[no-untyped-def]
@@ -134,7 +159,9 @@ def forged(settings, payment: dict, forgery: str) -> tuple[bytes, dict[str, str]
         return w.callback(settings, {**resource, "mchid": "1230000109"})
     body, hdrs = w.callback(settings, resource)
     if forgery == "tampered_body":
-        return body.replace(b'"event_type": "TRANSACTION.SUCCESS"', b'"event_type": "TRANSACTION.SUCCESS" '), hdrs
+        return body.replace(
+            b'"event_type": "TRANSACTION.SUCCESS"', b'"event_type": "TRANSACTION.SUCCESS" '
+        ), hdrs
     if forgery == "tampered_signature":
         sig = hdrs["Wechatpay-Signature"]
         return body, {**hdrs, "Wechatpay-Signature": ("A" if sig[0] != "A" else "B") + sig[1:]}
@@ -142,7 +169,9 @@ def forged(settings, payment: dict, forgery: str) -> tuple[bytes, dict[str, str]
     return body, {"Content-Type": "application/json"}
 
 
-def test_forged_callbacks_are_refused_and_a_genuine_one_credits_once(client, sessions, settings, pending) -> None:
+def test_forged_callbacks_are_refused_and_a_genuine_one_credits_once(
+    client, sessions, settings, pending
+) -> None:
     headers, order = pending
     before = bucket_count(sessions)
     for forgery in FORGERIES:
@@ -152,7 +181,9 @@ def test_forged_callbacks_are_refused_and_a_genuine_one_credits_once(client, ses
         assert status(client, headers, order) == ("awaiting_payment", "pending"), forgery
         assert inbox(sessions) == [] and bucket_count(sessions) == before, forgery
     # The same notification made properly (SDK signature, our APIv3 key) is accepted, once.
-    body, hdrs = w.callback(settings, w.transaction(settings, order["payment"]), notify_id="EV-once")
+    body, hdrs = w.callback(
+        settings, w.transaction(settings, order["payment"]), notify_id="EV-once"
+    )
     r = client.post(w.CALLBACK, content=body, headers=hdrs)
     assert (r.status_code, r.content) == (204, b"")  # WeChat's "received": 200/204 without a body
     assert client.post(w.CALLBACK, content=body, headers=hdrs).status_code == 204
@@ -169,15 +200,25 @@ def test_signed_headers_on_another_body_or_a_time_over_five_minutes_off_are_refu
     headers, order = pending
     resource = w.transaction(settings, order["payment"])
     _genuine, hdrs = w.callback(settings, resource, notify_id="EV-signed")
-    other, _ = w.callback(settings, resource, notify_id="EV-chosen-by-the-sender")  # without its own headers
+    other, _ = w.callback(
+        settings, resource, notify_id="EV-chosen-by-the-sender"
+    )  # without its own headers
     attempts = [(other, hdrs)]
     for seconds in (-360, 360):  # a replay; a timestamp ahead (WeChat re-signs its retries afresh)
-        attempts.append(w.callback(settings, resource, notify_id="EV-signed", timestamp=int(time.time()) + seconds))
+        attempts.append(
+            w.callback(
+                settings, resource, notify_id="EV-signed", timestamp=int(time.time()) + seconds
+            )
+        )
     for body, hdrs in attempts:
         r = client.post(w.CALLBACK, content=body, headers=hdrs)
         assert (r.status_code, r.json()["code"]) == (400, "invalid_callback")
-    assert status(client, headers, order) == ("awaiting_payment", "pending") and inbox(sessions) == []
-    body, hdrs = w.callback(settings, resource, notify_id="EV-signed", timestamp=int(time.time()) - 240)
+    assert (
+        status(client, headers, order) == ("awaiting_payment", "pending") and inbox(sessions) == []
+    )
+    body, hdrs = w.callback(
+        settings, resource, notify_id="EV-signed", timestamp=int(time.time()) - 240
+    )
     assert client.post(w.CALLBACK, content=body, headers=hdrs).status_code == 204
     assert [(c.event_id, c.result) for c in inbox(sessions)] == [("EV-signed", "applied")]
 
@@ -186,7 +227,12 @@ def test_query_close_and_a_failed_payment_against_the_simulator(client, app, set
     provider = app.state.providers["wechat"]
     request = place(provider)
     state = provider.query(request.payment_id, None)
-    assert (state.status, state.provider_reference, state.amount, state.currency) == ("pending", None, 1999, "CNY")
+    assert (state.status, state.provider_reference, state.amount, state.currency) == (
+        "pending",
+        None,
+        1999,
+        "CNY",
+    )
     provider.close(request.payment_id, None)
     provider.close(request.payment_id, None)  # closing twice is fine, as at WeChat
     assert provider.query(request.payment_id, None).status == "closed"
@@ -201,36 +247,61 @@ def test_query_close_and_a_failed_payment_against_the_simulator(client, app, set
     assert provider.query(failing.payment_id, None).status == "failed"
 
 
-def test_a_refund_is_once_per_refund_id_and_wechat_notifies_it(client, app, sessions, settings) -> None:
+def test_a_refund_is_once_per_refund_id_and_wechat_notifies_it(
+    client, app, sessions, settings
+) -> None:
     provider = app.state.providers["wechat"]
     paid = place(provider, 3000)
-    assert complete(app, settings, paid.payment_id) == 204  # tongka answers; it does not know this payment
+    assert (
+        complete(app, settings, paid.payment_id) == 204
+    )  # tongka answers; it does not know this payment
     refund_id, part = str(uuid.uuid4()), 1000
 
     def ask(amount: int, rid: str = refund_id):  # type: ignore[no-untyped-def]
-        return provider.refund(RefundRequest(rid, paid.payment_id, "", amount, "CNY", 3000, "customer asked"))
+        return provider.refund(
+            RefundRequest(rid, paid.payment_id, "", amount, "CNY", 3000, "customer asked")
+        )
 
     first, second = ask(part), ask(part)
     assert first == second and first.status == "pending"  # PROCESSING until WeChat settles it
     sim = w.sim_payment(settings, paid.payment_id)
     assert (sim.refunded, len(sim.refunds)) == (part, 1)
-    for amount, rid in ((part + 1, refund_id), (2001, str(uuid.uuid4()))):  # another amount; more than is left
+    for amount, rid in (
+        (part + 1, refund_id),
+        (2001, str(uuid.uuid4())),
+    ):  # another amount; more than is left
         with pytest.raises(ProviderUnavailable):
             ask(amount, rid)
     assert w.sim_payment(settings, paid.payment_id).refunded == part
-    assert provider.query(paid.payment_id, None).status == "succeeded"  # REFUND: paid, partly refunded
+    assert (
+        provider.query(paid.payment_id, None).status == "succeeded"
+    )  # REFUND: paid, partly refunded
     out_trade_no, out_refund_no = uuid.UUID(paid.payment_id).hex, uuid.UUID(refund_id).hex
-    r = client.post(f"/sandbox/wechat/sim/transactions/{out_trade_no}/refunds/{out_refund_no}/complete")
+    r = client.post(
+        f"/sandbox/wechat/sim/transactions/{out_trade_no}/refunds/{out_refund_no}/complete"
+    )
     assert r.json() == {"callback_status": 204}
     event = json.loads(inbox(sessions)[-1].payload)
-    assert (event["outcome"], event["refund_id"], event["amount"], event["currency"]) == ("refunded", refund_id, part, "CNY")
+    assert (event["outcome"], event["refund_id"], event["amount"], event["currency"]) == (
+        "refunded",
+        refund_id,
+        part,
+        "CNY",
+    )
     assert w.sim_payment(settings, paid.payment_id).refunds[0]["status"] == "SUCCESS"
 
 
 def test_h5_gives_a_page_for_the_phone_browser(client, app, settings) -> None:
     provider = app.state.providers["wechat"]
-    request = PaymentRequest(str(uuid.uuid4()), 1999, "CNY", "wechat_pay", "tongka cn-1gb",
-                             "http://testserver/api/v1/payments/callbacks/wechat", "http://testserver/orders/1")
+    request = PaymentRequest(
+        str(uuid.uuid4()),
+        1999,
+        "CNY",
+        "wechat_pay",
+        "tongka cn-1gb",
+        "http://testserver/api/v1/payments/callbacks/wechat",
+        "http://testserver/orders/1",
+    )
     checkout = provider.start_h5(request, "203.0.113.7")
     url = urlsplit(checkout.checkout_url)
     assert url.path == "/sandbox/wechat/cgi-bin/mmpayweb-bin/checkmweb"
@@ -244,38 +315,72 @@ def test_h5_gives_a_page_for_the_phone_browser(client, app, settings) -> None:
 
 def test_the_simulator_checks_signatures_and_answers_in_wechats_format(client, settings) -> None:
     path = "/sandbox/wechat/v3/pay/transactions/native"
-    body = json.dumps({"appid": settings.wechat_appid, "mchid": settings.wechat_mch_id, "description": "tongka",
-                       "out_trade_no": uuid.uuid4().hex, "notify_url": "http://testserver/api/v1/payments/callbacks/wechat",
-                       "amount": {"total": 100, "currency": "CNY"}})
-    for bad in (w.merchant_headers(settings, "POST", path, body, key=w.other_private_key()),
-                w.merchant_headers(settings, "POST", path, body, serial="0" * 40),
-                w.merchant_headers(settings, "POST", path, body.replace("100", "1"))):  # body not what was signed
+    body = json.dumps(
+        {
+            "appid": settings.wechat_appid,
+            "mchid": settings.wechat_mch_id,
+            "description": "tongka",
+            "out_trade_no": uuid.uuid4().hex,
+            "notify_url": "http://testserver/api/v1/payments/callbacks/wechat",
+            "amount": {"total": 100, "currency": "CNY"},
+        }
+    )
+    for bad in (
+        w.merchant_headers(settings, "POST", path, body, key=w.other_private_key()),
+        w.merchant_headers(settings, "POST", path, body, serial="0" * 40),
+        w.merchant_headers(settings, "POST", path, body.replace("100", "1")),
+    ):  # body not what was signed
         r = client.post(path, content=body, headers=bad)
         assert r.status_code == 401 and r.json()["code"] == "SIGN_ERROR"
     r = client.post(path, content=body, headers=w.merchant_headers(settings, "POST", path, body))
     assert r.status_code == 200 and r.json()["code_url"].startswith("weixin://wxpay/bizpayurl?pr=")
     platform = load_public_key(pem(str(settings.wechat_platform_public_key)).decode())
-    assert rsa_verify(r.headers["wechatpay-timestamp"], r.headers["wechatpay-nonce"], r.text,
-                      r.headers["wechatpay-signature"], platform)
+    assert rsa_verify(
+        r.headers["wechatpay-timestamp"],
+        r.headers["wechatpay-nonce"],
+        r.text,
+        r.headers["wechatpay-signature"],
+        platform,
+    )
     hkd = body.replace('"CNY"', '"HKD"')
     r = client.post(path, content=hkd, headers=w.merchant_headers(settings, "POST", path, hkd))
     assert (r.status_code, r.json()["code"]) == (400, "PARAM_ERROR")
 
 
 def test_wrong_keys_and_silence_are_provider_unavailable(client, settings) -> None:
-    request = PaymentRequest(str(uuid.uuid4()), 100, "CNY", "wechat_pay", "tongka", "http://testserver/cb", "http://testserver/")
-    wrong_merchant = settings.model_copy(update={"wechat_merchant_private_key": SecretStr(w.other_private_key())})
-    platform_key = w.other_private_key()  # answers signed by WeChat must be checked with the key we hold
+    request = PaymentRequest(
+        str(uuid.uuid4()),
+        100,
+        "CNY",
+        "wechat_pay",
+        "tongka",
+        "http://testserver/cb",
+        "http://testserver/",
+    )
+    wrong_merchant = settings.model_copy(
+        update={"wechat_merchant_private_key": SecretStr(w.other_private_key())}
+    )
+    platform_key = (
+        w.other_private_key()
+    )  # answers signed by WeChat must be checked with the key we hold
     from cryptography.hazmat.primitives import serialization
-    other_public = serialization.load_pem_private_key(platform_key.encode(), None).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    other_public = (
+        serialization.load_pem_private_key(platform_key.encode(), None)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     wrong_platform = settings.model_copy(update={"wechat_platform_public_key": other_public})
 
     def down(_: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("no route to host")
 
-    for provider in (wechat.build(wrong_merchant, client), wechat.build(wrong_platform, client),
-                     wechat.build(settings, httpx.Client(transport=httpx.MockTransport(down)))):
+    for provider in (
+        wechat.build(wrong_merchant, client),
+        wechat.build(wrong_platform, client),
+        wechat.build(settings, httpx.Client(transport=httpx.MockTransport(down))),
+    ):
         assert provider is not None
         with pytest.raises(ProviderUnavailable):
             provider.start(request)
@@ -289,12 +394,18 @@ def test_amounts_and_ids_convert_exactly() -> None:
         with pytest.raises(ValueError):
             wechat.from_fen(*bad)
     payment_id = str(uuid.uuid4())
-    assert len(wechat.to_out_no(payment_id)) == 32 and wechat.from_out_no(wechat.to_out_no(payment_id)) == payment_id
+    assert (
+        len(wechat.to_out_no(payment_id)) == 32
+        and wechat.from_out_no(wechat.to_out_no(payment_id)) == payment_id
+    )
 
 
 def test_build_needs_every_wechat_setting(sandbox_keys) -> None:  # type: ignore[no-untyped-def]
     base = {**sandbox_keys, "secret_key": "s", "sandbox_payment_secret": "s", "env": "dev"}
     assert wechat.build(Settings(**base, _env_file=None), httpx.Client()) is not None  # type: ignore[call-arg]
-    assert wechat.build(Settings(**{**base, "wechat_apiv3_key": None}, _env_file=None), httpx.Client()) is None  # type: ignore[call-arg]
+    assert (
+        wechat.build(Settings(**{**base, "wechat_apiv3_key": None}, _env_file=None), httpx.Client())
+        is None
+    )  # type: ignore[call-arg]
     production = Settings(**{**base, "env": "production"}, _env_file=None)  # type: ignore[call-arg]
     assert wechat.build(production, httpx.Client()) is None  # live needs TONGKA_WECHAT_API_BASE

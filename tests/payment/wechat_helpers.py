@@ -49,7 +49,12 @@ def transaction(settings: Settings, payment: dict[str, Any], **changes: Any) -> 
         "attach": "",
         "success_time": "2025-06-08T10:34:56+08:00",
         "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
-        "amount": {"total": payment["amount"], "payer_total": payment["amount"], "currency": "CNY", "payer_currency": "CNY"},
+        "amount": {
+            "total": payment["amount"],
+            "payer_total": payment["amount"],
+            "currency": "CNY",
+            "payer_currency": "CNY",
+        },
     }
     return {**resource, **changes}
 
@@ -88,7 +93,9 @@ def callback(
             "resource_type": "encrypt-resource",
             "event_type": event_type,
             "summary": "支付成功",
-            "resource": encrypt(apiv3_key or settings.wechat_apiv3_key.get_secret_value(), resource, original_type),
+            "resource": encrypt(
+                apiv3_key or settings.wechat_apiv3_key.get_secret_value(), resource, original_type
+            ),
         },
         ensure_ascii=False,
     ).encode()
@@ -105,12 +112,27 @@ def callback(
     }
 
 
-def merchant_headers(settings: Settings, method: str, path: str, body: str, key: str | None = None,
-                     serial: str | None = None) -> dict[str, str]:
+def merchant_headers(
+    settings: Settings,
+    method: str,
+    path: str,
+    body: str,
+    key: str | None = None,
+    serial: str | None = None,
+) -> dict[str, str]:
     """A merchant request's Authorization, made by the SDK's own build_authorization."""
     assert settings.wechat_merchant_private_key is not None
-    private = load_private_key(key or pem(settings.wechat_merchant_private_key.get_secret_value()).decode())
-    auth = build_authorization(path, method, settings.wechat_mch_id, serial or settings.wechat_merchant_serial, private, data=body)
+    private = load_private_key(
+        key or pem(settings.wechat_merchant_private_key.get_secret_value()).decode()
+    )
+    auth = build_authorization(
+        path,
+        method,
+        settings.wechat_mch_id,
+        serial or settings.wechat_merchant_serial,
+        private,
+        data=body,
+    )
     return {"Authorization": auth, "Content-Type": "application/json", "Accept": "application/json"}
 
 
@@ -120,5 +142,8 @@ def sim_payment(settings: Settings, payment_id: str) -> SimPayment:
 
     with sessions(settings.sandbox_store_url)() as s:
         return s.scalars(
-            select(SimPayment).where(SimPayment.provider == "wechat", SimPayment.merchant_reference == uuid.UUID(payment_id).hex)
+            select(SimPayment).where(
+                SimPayment.provider == "wechat",
+                SimPayment.merchant_reference == uuid.UUID(payment_id).hex,
+            )
         ).one()

@@ -20,21 +20,36 @@ from tongka.promotion.schemas import OfferIn
 
 
 def make_offer(sessions: sessionmaker[Session], **fields: Any) -> uuid.UUID:
-    spec = OfferIn(**{"code": f"t-{uuid.uuid4().hex[:10]}", "names": {"en": "Test offer"}, **fields})
+    spec = OfferIn(
+        **{"code": f"t-{uuid.uuid4().hex[:10]}", "names": {"en": "Test offer"}, **fields}
+    )
     with transaction(sessions) as s:
         return offers.create(s, spec, "test").id
 
 
-def make_codes(sessions: sessionmaker[Session], settings, offer_id: uuid.UUID, **kw: Any) -> list[str]:  # type: ignore[no-untyped-def]
+def make_codes(
+    sessions: sessionmaker[Session], settings, offer_id: uuid.UUID, **kw: Any
+) -> list[str]:  # type: ignore[no-untyped-def]
     with transaction(sessions) as s:
-        return coupons.generate(s, s.get(Offer, offer_id), settings.secret_key.get_secret_value(), **kw)
+        return coupons.generate(
+            s, s.get(Offer, offer_id), settings.secret_key.get_secret_value(), **kw
+        )
 
 
 def quote(
-    client: TestClient, headers: dict[str, str], line_id: str, code: str = "hk-5gb-30d", currency: str = "HKD",
-    coupon: str | None = None, expect: int = 201,
+    client: TestClient,
+    headers: dict[str, str],
+    line_id: str,
+    code: str = "hk-5gb-30d",
+    currency: str = "HKD",
+    coupon: str | None = None,
+    expect: int = 201,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"line_id": line_id, "pack_id": f.pack_id(client, code), "currency": currency}
+    body: dict[str, Any] = {
+        "line_id": line_id,
+        "pack_id": f.pack_id(client, code),
+        "currency": currency,
+    }
     if coupon is not None:
         body["coupon_code"] = coupon
     r = client.post("/api/v1/quotes", json=body, headers=headers)
@@ -43,13 +58,24 @@ def quote(
 
 
 def order(
-    client: TestClient, headers: dict[str, str], line_id: str, code: str = "hk-5gb-30d", currency: str = "HKD",
-    method: str = "alipay", expect: int = 201, **extra: Any,
+    client: TestClient,
+    headers: dict[str, str],
+    line_id: str,
+    code: str = "hk-5gb-30d",
+    currency: str = "HKD",
+    method: str = "alipay",
+    expect: int = 201,
+    **extra: Any,
 ) -> dict[str, Any]:
     r = client.post(
         "/api/v1/orders",
-        json={"line_id": line_id, "pack_id": f.pack_id(client, code), "currency": currency, "payment_method": method,
-              **extra},
+        json={
+            "line_id": line_id,
+            "pack_id": f.pack_id(client, code),
+            "currency": currency,
+            "payment_method": method,
+            **extra,
+        },
         headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
     )
     assert r.status_code == expect, r.text
@@ -65,7 +91,10 @@ def offer_row(sessions: sessionmaker[Session], offer_id: uuid.UUID) -> tuple[int
     """(redeemed, {currency: spent}) as the database holds them."""
     with sessions() as s:
         offer = s.get(Offer, offer_id)
-        spent = {b.currency: b.spent for b in s.scalars(select(OfferBudget).where(OfferBudget.offer_id == offer_id))}
+        spent = {
+            b.currency: b.spent
+            for b in s.scalars(select(OfferBudget).where(OfferBudget.offer_id == offer_id))
+        }
         return offer.redeemed, spent
 
 

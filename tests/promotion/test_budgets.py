@@ -32,32 +32,55 @@ def expire_orders(sessions) -> int:  # type: ignore[no-untyped-def]
 
 
 def refund(client, operator, payment_id: str, amount: int):  # type: ignore[no-untyped-def]
-    r = client.post(f"/api/v1/admin/payments/{payment_id}/refunds", json={"amount": amount, "reason": "asked"},
-                    headers={**operator, "Idempotency-Key": uuid.uuid4().hex})
+    r = client.post(
+        f"/api/v1/admin/payments/{payment_id}/refunds",
+        json={"amount": amount, "reason": "asked"},
+        headers={**operator, "Idempotency-Key": uuid.uuid4().hex},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
 
 def test_at_most_max_redemptions(client, sessions, catalog) -> None:
-    offer_id = make_offer(sessions, code="two", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=2)
-    got = [discounts(order(client, w.headers, w.line["id"])) for w in (new_subscriber(client, sessions) for _ in range(3))]
+    offer_id = make_offer(
+        sessions, code="two", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=2
+    )
+    got = [
+        discounts(order(client, w.headers, w.line["id"]))
+        for w in (new_subscriber(client, sessions) for _ in range(3))
+    ]
     assert got == [{"two": 500}, {"two": 500}, {}]
     assert offer_row(sessions, offer_id) == (2, {"CNY": 0, "HKD": 1000})
 
 
 def test_at_most_max_discount_per_currency(client, sessions, catalog) -> None:
-    offer_id = make_offer(sessions, code="cap", kind="first_topup", percent_off=10, max_discount={"HKD": 1000})
+    offer_id = make_offer(
+        sessions, code="cap", kind="first_topup", percent_off=10, max_discount={"HKD": 1000}
+    )
     a, b, c = (new_subscriber(client, sessions) for _ in range(3))
     assert discounts(order(client, a.headers, a.line["id"])) == {"cap": 580}
     assert discounts(order(client, b.headers, b.line["id"])) == {}  # 580 more would pass HK$10.00
-    assert discounts(order(client, b.headers, b.line["id"], code="hk-1gb-7d")) == {"cap": 180}  # 760 ≤ 1000
-    assert discounts(order(client, c.headers, c.line["id"], currency="CNY")) == {"cap": 520}  # CNY has no cap
+    assert discounts(order(client, b.headers, b.line["id"], code="hk-1gb-7d")) == {
+        "cap": 180
+    }  # 760 ≤ 1000
+    assert discounts(order(client, c.headers, c.line["id"], currency="CNY")) == {
+        "cap": 520
+    }  # CNY has no cap
     assert offer_row(sessions, offer_id)[1] == {"CNY": 520, "HKD": 760}
 
 
-def test_expired_and_cancelled_orders_give_their_redemptions_back(client, sessions, who, monkeypatch) -> None:
-    offer_id = make_offer(sessions, code="one", kind="bonus_data", bonus_bytes=GB, bonus_zone="hk",
-                          bonus_validity_days=7, max_redemptions=1)
+def test_expired_and_cancelled_orders_give_their_redemptions_back(
+    client, sessions, who, monkeypatch
+) -> None:
+    offer_id = make_offer(
+        sessions,
+        code="one",
+        kind="bonus_data",
+        bonus_bytes=GB,
+        bonus_zone="hk",
+        bonus_validity_days=7,
+        max_redemptions=1,
+    )
     cancelled = order(client, who.headers, who.line["id"])
     assert discounts(cancelled) == {"one": 0} and offer_row(sessions, offer_id)[0] == 1
     client.post(f"/api/v1/orders/{cancelled['id']}/cancel", headers=who.headers)
@@ -71,7 +94,9 @@ def test_expired_and_cancelled_orders_give_their_redemptions_back(client, sessio
 
 
 def test_a_lapsed_quote_gives_its_hold_back(client, sessions, who, monkeypatch) -> None:
-    offer_id = make_offer(sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1)
+    offer_id = make_offer(
+        sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1
+    )
     quote(client, who.headers, who.line["id"])
     assert offer_row(sessions, offer_id) == (1, {"CNY": 0, "HKD": 500})
     later(monkeypatch, timedelta(minutes=16))
@@ -83,23 +108,40 @@ def test_a_lapsed_quote_gives_its_hold_back(client, sessions, who, monkeypatch) 
 def test_a_partial_refund_keeps_the_redemption_a_full_one_releases_it_and_takes_the_bonus_back(
     client, sessions, who, operator
 ) -> None:
-    offer_id = make_offer(sessions, code="gift", kind="bonus_data", bonus_bytes=GB, bonus_zone="hk",
-                          bonus_validity_days=30, max_redemptions=5)
+    offer_id = make_offer(
+        sessions,
+        code="gift",
+        kind="bonus_data",
+        bonus_bytes=GB,
+        bonus_zone="hk",
+        bonus_validity_days=30,
+        max_redemptions=5,
+    )
     o = order(client, who.headers, who.line["id"])
     f.pay(client, o["payment"]["id"])
     assert redemption_states(sessions, offer_id) == ["confirmed"]
     refund(client, operator, o["payment"]["id"], 1000)
-    assert redemption_states(sessions, offer_id) == ["confirmed"] and offer_row(sessions, offer_id)[0] == 1
+    assert (
+        redemption_states(sessions, offer_id) == ["confirmed"]
+        and offer_row(sessions, offer_id)[0] == 1
+    )
     refund(client, operator, o["payment"]["id"], 4800)
-    assert redemption_states(sessions, offer_id) == ["released"] and offer_row(sessions, offer_id)[0] == 0
+    assert (
+        redemption_states(sessions, offer_id) == ["released"]
+        and offer_row(sessions, offer_id)[0] == 0
+    )
     balance = client.get(f"/api/v1/lines/{who.line['id']}/balance", headers=who.headers).json()
-    assert balance["zones"]["hk"]["remaining_bytes"] == 0  # the pack's data and the bonus both went back
+    assert (
+        balance["zones"]["hk"]["remaining_bytes"] == 0
+    )  # the pack's data and the bonus both went back
 
 
 def test_a_late_payment_for_an_expired_order_keeps_its_offer_while_the_budget_allows(
     client, sessions, who, monkeypatch
 ) -> None:
-    offer_id = make_offer(sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1)
+    offer_id = make_offer(
+        sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1
+    )
     o = order(client, who.headers, who.line["id"])
     later(monkeypatch, timedelta(minutes=31))
     expire_orders(sessions)
@@ -107,11 +149,17 @@ def test_a_late_payment_for_an_expired_order_keeps_its_offer_while_the_budget_al
     f.pay(client, o["payment"]["id"])  # the payer pays at the provider all the same
     after = client.get(f"/api/v1/orders/{o['id']}", headers=who.headers).json()
     assert after["status"] == "fulfilled" and after["amount"] == 5300
-    assert offer_row(sessions, offer_id)[0] == 1 and redemption_states(sessions, offer_id) == ["confirmed"]
+    assert offer_row(sessions, offer_id)[0] == 1 and redemption_states(sessions, offer_id) == [
+        "confirmed"
+    ]
 
 
-def test_a_late_payment_is_refunded_when_the_budget_went_to_someone_else(client, sessions, who, monkeypatch) -> None:
-    offer_id = make_offer(sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1)
+def test_a_late_payment_is_refunded_when_the_budget_went_to_someone_else(
+    client, sessions, who, monkeypatch
+) -> None:
+    offer_id = make_offer(
+        sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1
+    )
     o = order(client, who.headers, who.line["id"])
     later(monkeypatch, timedelta(minutes=31))
     expire_orders(sessions)

@@ -29,7 +29,9 @@ def customers(sessions, count: int) -> list[tuple[uuid.UUID, uuid.UUID]]:  # typ
     made = []
     with transaction(sessions) as s:
         for i in range(count):
-            account = Account(username=f"race{i}", email=f"race{i}@example.com", password_hash="-", language="en")
+            account = Account(
+                username=f"race{i}", email=f"race{i}@example.com", password_hash="-", language="en"
+            )
             s.add(account)
             s.flush()
             line = Line(iccid=f"89852999{i:011d}", account_id=account.id)
@@ -40,7 +42,9 @@ def customers(sessions, count: int) -> list[tuple[uuid.UUID, uuid.UUID]]:  # typ
 
 
 def test_exactly_the_redemptions_left_get_the_discount(client, sessions, catalog, settings) -> None:
-    offer_id = make_offer(sessions, code="race", kind="first_topup", amount_off={"HKD": 1000}, max_redemptions=15)
+    offer_id = make_offer(
+        sessions, code="race", kind="first_topup", amount_off={"HKD": 1000}, max_redemptions=15
+    )
     with transaction(sessions) as s:  # 5 of 15 already given: 10 left
         s.execute(update(Offer).where(Offer.id == offer_id).values(redeemed=5))
         pack_id = s.scalars(select(Pack.id).where(Pack.code == "hk-5gb-30d")).one()
@@ -51,8 +55,15 @@ def test_exactly_the_redemptions_left_get_the_discount(client, sessions, catalog
         start.wait(timeout=60)
         with transaction(sessions) as s:
             account = s.get(Account, who[0])
-            made = orders.create(s, account, line_id=who[1], pack_id=pack_id, currency="HKD", channel="app",
-                                 payment_ttl_seconds=1800)
+            made = orders.create(
+                s,
+                account,
+                line_id=who[1],
+                pack_id=pack_id,
+                currency="HKD",
+                channel="app",
+                payment_ttl_seconds=1800,
+            )
             return made.amount
 
     with ThreadPoolExecutor(ORDERS) as pool:
@@ -61,7 +72,9 @@ def test_exactly_the_redemptions_left_get_the_discount(client, sessions, catalog
     assert sorted(amounts) == [4800] * LEFT + [5800] * (ORDERS - LEFT)
     assert offer_row(sessions, offer_id) == (15, {"CNY": 0, "HKD": LEFT * 1000})
     with sessions() as s:
-        assert s.scalar(select(func.count()).select_from(Order)) == ORDERS + 1  # and the demo subscriber's
+        assert (
+            s.scalar(select(func.count()).select_from(Order)) == ORDERS + 1
+        )  # and the demo subscriber's
         held = s.scalars(select(Redemption).where(Redemption.offer_id == offer_id)).all()
         assert len(held) == LEFT and all(r.status == "held" and r.order_id for r in held)
         assert len({r.account_id for r in held}) == LEFT
@@ -78,8 +91,15 @@ def test_one_customer_racing_gets_a_once_per_customer_offer_once(client, session
     def buy(_: int) -> int:
         start.wait(timeout=60)
         with transaction(sessions) as s:
-            made = orders.create(s, s.get(Account, account_id), line_id=line_id, pack_id=pack_id, currency="HKD",
-                                 channel="app", payment_ttl_seconds=1800)
+            made = orders.create(
+                s,
+                s.get(Account, account_id),
+                line_id=line_id,
+                pack_id=pack_id,
+                currency="HKD",
+                channel="app",
+                payment_ttl_seconds=1800,
+            )
             return made.amount
 
     with ThreadPoolExecutor(tries) as pool:

@@ -31,19 +31,36 @@ def test_ten_wrong_codes_an_hour_then_every_code_waits(client, sessions, setting
     today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
     at(today)
     for n in range(6):
-        assert quote(client, who.headers, who.line["id"], coupon=f"AAAA-BBBB-{n:04d}", expect=422)["code"] == "coupon_invalid"
+        assert (
+            quote(client, who.headers, who.line["id"], coupon=f"AAAA-BBBB-{n:04d}", expect=422)[
+                "code"
+            ]
+            == "coupon_invalid"
+        )
     for n in range(4):  # orders count too, and a refused order's key is free again
         key = uuid.uuid4().hex
-        body = {"line_id": who.line["id"], "pack_id": f.pack_id(client, "hk-5gb-30d"), "currency": "HKD",
-                "payment_method": "alipay", "coupon_code": f"CCCC-DDDD-{n:04d}"}
-        r = client.post("/api/v1/orders", json=body, headers={**who.headers, "Idempotency-Key": key})
+        body = {
+            "line_id": who.line["id"],
+            "pack_id": f.pack_id(client, "hk-5gb-30d"),
+            "currency": "HKD",
+            "payment_method": "alipay",
+            "coupon_code": f"CCCC-DDDD-{n:04d}",
+        }
+        r = client.post(
+            "/api/v1/orders", json=body, headers={**who.headers, "Idempotency-Key": key}
+        )
         assert (r.status_code, r.json()["code"]) == (422, "coupon_invalid")
     assert client.get("/api/v1/orders", headers=who.headers).json() == []
 
     at(today + timedelta(minutes=20))
     r = client.post(
         "/api/v1/quotes",
-        json={"line_id": who.line["id"], "pack_id": f.pack_id(client, "hk-5gb-30d"), "currency": "HKD", "coupon_code": good},
+        json={
+            "line_id": who.line["id"],
+            "pack_id": f.pack_id(client, "hk-5gb-30d"),
+            "currency": "HKD",
+            "coupon_code": good,
+        },
         headers=who.headers,
     )
     assert (r.status_code, r.json()["code"]) == (429, "coupon_guesses_used_up")  # even a good code
@@ -53,7 +70,9 @@ def test_ten_wrong_codes_an_hour_then_every_code_waits(client, sessions, setting
     assert discounts(quote(client, who.headers, who.line["id"])) == {}  # no code: no limit
 
     other = new_subscriber(client, sessions)
-    assert discounts(quote(client, other.headers, other.line["id"], coupon=good)) == {"ten-off": 1000}
+    assert discounts(quote(client, other.headers, other.line["id"], coupon=good)) == {
+        "ten-off": 1000
+    }
 
     at(today + timedelta(hours=1))
     assert discounts(quote(client, who.headers, who.line["id"], coupon=good)) == {"ten-off": 1000}
@@ -61,13 +80,20 @@ def test_ten_wrong_codes_an_hour_then_every_code_waits(client, sessions, setting
 
 def test_a_wrong_code_leaves_the_open_quote_alone(client, sessions, settings, who) -> None:
     held = quote(client, who.headers, who.line["id"])
-    assert quote(client, who.headers, who.line["id"], coupon="AAAA-BBBB-CCCC", expect=422)["code"] == "coupon_invalid"
+    assert (
+        quote(client, who.headers, who.line["id"], coupon="AAAA-BBBB-CCCC", expect=422)["code"]
+        == "coupon_invalid"
+    )
     r = client.get(f"/api/v1/quotes/{held['id']}", headers=who.headers)
     assert r.json()["status"] == "open"
 
 
 def test_a_quote_needs_a_signed_in_subscriber(client, sessions, who) -> None:
-    body = {"line_id": who.line["id"], "pack_id": f.pack_id(client, "hk-5gb-30d"), "currency": "HKD",
-            "coupon_code": "AAAA-BBBB-CCCC"}
+    body = {
+        "line_id": who.line["id"],
+        "pack_id": f.pack_id(client, "hk-5gb-30d"),
+        "currency": "HKD",
+        "coupon_code": "AAAA-BBBB-CCCC",
+    }
     r = client.post("/api/v1/quotes", json=body)
     assert (r.status_code, r.json()["code"]) == (401, "not_authenticated")

@@ -21,20 +21,30 @@ def test_a_new_user_sees_the_demo_offers(client, sessions, settings) -> None:
         assert s.scalar(select(func.count()).select_from(Offer)) == 4
         assert s.scalar(select(func.count()).select_from(CouponCode)) == 1
     running = {o["code"]: o for o in client.get("/api/v1/offers?channel=app").json()}
-    assert {o["kind"] for o in running.values()} == {"first_topup", "spend_threshold", "bonus_data", "coupon"}
+    assert {o["kind"] for o in running.values()} == {
+        "first_topup",
+        "spend_threshold",
+        "bonus_data",
+        "coupon",
+    }
     assert running["demo-first-topup"]["channels"] == ["app"]
     web = {o["code"] for o in client.get("/api/v1/offers?channel=web").json()}
     assert "demo-first-topup" not in web and "demo-spend-150-save-15" not in web
 
     who = new_subscriber(client, sessions)
-    q = quote(client, who.headers, who.line["id"], code="both-10gb-30d", coupon=demo.DEMO_COUPON.lower())
+    q = quote(
+        client, who.headers, who.line["id"], code="both-10gb-30d", coupon=demo.DEMO_COUPON.lower()
+    )
     assert discounts(q) == {"demo-first-topup": 3160, "demo-coupon": 1000, "demo-bonus-1gb": 0}
     assert q["amount"] == 15800 - 3160 - 1000
     # Someone who renewed before gets the 满减 instead of the first top-up.
     demo_headers = f.login(client, demo.DEMO_USERNAME, demo.DEMO_PASSWORD)
     line = client.get("/api/v1/lines", headers=demo_headers).json()[0]
-    assert discounts(quote(client, demo_headers, line["id"], code="both-10gb-30d", currency="CNY")) == {
-        "demo-spend-150-save-15": 1400, "demo-bonus-1gb": 0,
+    assert discounts(
+        quote(client, demo_headers, line["id"], code="both-10gb-30d", currency="CNY")
+    ) == {
+        "demo-spend-150-save-15": 1400,
+        "demo-bonus-1gb": 0,
     }
     # The smaller packs keep their list prices.
     assert discounts(quote(client, who.headers, who.line["id"], code="hk-5gb-30d")) == {}

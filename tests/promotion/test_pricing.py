@@ -29,7 +29,8 @@ class Terms:
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
-HKD = lambda amount: Money(amount, "HKD")
+def HKD(amount):
+    return Money(amount, "HKD")
 
 
 def applied(p: pricing.Price) -> dict[str, int]:
@@ -75,7 +76,9 @@ def test_a_fixed_amount_needs_one_in_the_list_currency_and_never_exceeds_the_pri
 def test_the_best_single_discount_wins_and_bonus_data_comes_on_top() -> None:
     offers = [
         Terms("ten", kind="first_topup", percent_off_bp=1000),  # 580
-        Terms("eight", kind="spend_threshold", tiers=[{"currency": "HKD", "min": 5000, "off": 800}]),
+        Terms(
+            "eight", kind="spend_threshold", tiers=[{"currency": "HKD", "min": 5000, "off": 800}]
+        ),
         Terms("gift", kind="bonus_data", bonus_bytes=GB, bonus_zone="hk", bonus_validity_days=30),
     ]
     p = pricing.price(HKD(5800), "HKD", None, offers)  # type: ignore[arg-type]
@@ -85,7 +88,10 @@ def test_the_best_single_discount_wins_and_bonus_data_comes_on_top() -> None:
 
 
 def test_on_a_tie_the_offer_that_needs_no_coupon_is_used() -> None:
-    offers = [Terms("a-coupon", amount_off={"HKD": 500}), Terms("b-first", kind="first_topup", amount_off={"HKD": 500})]
+    offers = [
+        Terms("a-coupon", amount_off={"HKD": 500}),
+        Terms("b-first", kind="first_topup", amount_off={"HKD": 500}),
+    ]
     assert applied(pricing.price(HKD(5800), "HKD", None, offers)) == {"b-first": 500}  # type: ignore[arg-type]
 
 
@@ -102,7 +108,10 @@ def test_stackable_offers_add_to_the_best_single_one() -> None:
 
 
 def test_discounts_stop_at_zero() -> None:
-    offers = [Terms("big", amount_off={"HKD": 5000}), Terms("more", amount_off={"HKD": 5000}, stackable=True)]
+    offers = [
+        Terms("big", amount_off={"HKD": 5000}),
+        Terms("more", amount_off={"HKD": 5000}, stackable=True),
+    ]
     p = pricing.price(HKD(5800), "HKD", None, offers)  # type: ignore[arg-type]
     assert applied(p) == {"big": 5000, "more": 800} and p.total == HKD(0)
 
@@ -119,17 +128,32 @@ def test_discounts_apply_to_the_list_price_before_one_conversion() -> None:
 
 def test_the_breakdown_reads_the_same_in_each_language() -> None:
     offers = [
-        Terms("mj", kind="spend_threshold", tiers=[{"currency": "HKD", "min": 5000, "off": 800}],
-              names={"en": "Spend 50 save 8", "zh-Hant": "滿50減8"}),
-        Terms("gift", kind="bonus_data", bonus_bytes=GB, bonus_zone="hk", bonus_validity_days=30,
-              names={"en": "1 GB free", "zh-Hant": "送1GB"}),
+        Terms(
+            "mj",
+            kind="spend_threshold",
+            tiers=[{"currency": "HKD", "min": 5000, "off": 800}],
+            names={"en": "Spend 50 save 8", "zh-Hant": "滿50減8"},
+        ),
+        Terms(
+            "gift",
+            kind="bonus_data",
+            bonus_bytes=GB,
+            bonus_zone="hk",
+            bonus_validity_days=30,
+            names={"en": "1 GB free", "zh-Hant": "送1GB"},
+        ),
     ]
     b = pricing.price(HKD(5800), "HKD", None, offers).breakdown  # type: ignore[arg-type]
     assert pricing.describe(b, "en") == [
-        "List price: HK$58.00", "Spend 50 save 8: −HK$8.00", "1 GB free: +1 GB of Hong Kong data, valid for 30 days",
+        "List price: HK$58.00",
+        "Spend 50 save 8: −HK$8.00",
+        "1 GB free: +1 GB of Hong Kong data, valid for 30 days",
     ]
     assert pricing.total_line(b, "en") == "Total: HK$50.00"
-    assert pricing.describe(b, "zh-Hant")[1:] == ["滿50減8：−HK$8.00", "送1GB：+1 GB 香港數據，有效 30 天"]
+    assert pricing.describe(b, "zh-Hant")[1:] == [
+        "滿50減8：−HK$8.00",
+        "送1GB：+1 GB 香港數據，有效 30 天",
+    ]
 
 
 offer_terms = st.builds(
@@ -138,11 +162,21 @@ offer_terms = st.builds(
     kind=st.sampled_from(["first_topup", "coupon", "spend_threshold", "bonus_data"]),
     stackable=st.booleans(),
     percent_off_bp=st.one_of(st.none(), st.integers(1, 10000)),
-    amount_off=st.one_of(st.none(), st.dictionaries(st.sampled_from(["HKD", "CNY"]), st.integers(0, 10**7))),
+    amount_off=st.one_of(
+        st.none(), st.dictionaries(st.sampled_from(["HKD", "CNY"]), st.integers(0, 10**7))
+    ),
     tiers=st.one_of(
         st.none(),
-        st.lists(st.fixed_dictionaries({"currency": st.sampled_from(["HKD", "CNY"]), "min": st.integers(1, 10**6),
-                                        "off": st.integers(1, 10**7)}), max_size=3),
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "currency": st.sampled_from(["HKD", "CNY"]),
+                    "min": st.integers(1, 10**6),
+                    "off": st.integers(1, 10**7),
+                }
+            ),
+            max_size=3,
+        ),
     ),
     bonus_bytes=st.one_of(st.none(), st.integers(1, 100 * GB)),
     bonus_zone=st.just("both"),
@@ -156,7 +190,9 @@ offer_terms = st.builds(
     rate=st.one_of(st.none(), st.integers(1, 5_000_000)),
     offers=st.lists(offer_terms, max_size=6),
 )
-def test_the_price_is_never_below_zero_and_the_breakdown_adds_up(amount, currency, rate, offers) -> None:  # type: ignore[no-untyped-def]
+def test_the_price_is_never_below_zero_and_the_breakdown_adds_up(
+    amount, currency, rate, offers
+) -> None:  # type: ignore[no-untyped-def]
     listed = Money(amount, currency)
     pay_in = currency if rate is None else ("CNY" if currency == "HKD" else "HKD")
     p = pricing.price(listed, pay_in, rate, offers)

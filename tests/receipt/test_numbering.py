@@ -7,15 +7,14 @@ outcome without the race.
 
 from __future__ import annotations
 
-import pytest
-
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import func, select
-
 from tests import factories as f
+
 from tongka.db import transaction
 from tongka.order.models import Order
 from tongka.payment import service as payments
@@ -29,7 +28,9 @@ DUPLICATES = 4  # extra threads issuing the first payment's receipt again, at th
 pytestmark = pytest.mark.usefixtures("generic_sandbox")
 
 
-def test_numbers_are_sequential_per_issuer_with_twenty_concurrent_issuers(client, sessions, signing_key, owner) -> None:
+def test_numbers_are_sequential_per_issuer_with_twenty_concurrent_issuers(
+    client, sessions, signing_key, owner
+) -> None:
     payment_ids = []
     for _ in range(ISSUERS):
         order = f.order(client, owner.headers, owner.line["id"], code="hk-1gb-7d")
@@ -51,17 +52,26 @@ def test_numbers_are_sequential_per_issuer_with_twenty_concurrent_issuers(client
             payment = s.get(Payment, payment_id)
             order = s.get(Order, payment.order_id)  # type: ignore[union-attr]
             receipt = receipts.issue(
-                s, payment, order, signing_key=signing_key, issuer=issuer, store=issuer.upper()  # type: ignore[arg-type]
+                s,
+                payment,
+                order,
+                signing_key=signing_key,
+                issuer=issuer,
+                store=issuer.upper(),  # type: ignore[arg-type]
             )
             return str(payment_id), receipt.number
 
     with ThreadPoolExecutor(len(work)) as pool:
         results = list(pool.map(issue, work))
 
-    assert len({number for pid, number in results if pid == str(payment_ids[0])}) == 1  # duplicates got the same one
+    assert (
+        len({number for pid, number in results if pid == str(payment_ids[0])}) == 1
+    )  # duplicates got the same one
     with sessions() as s:
         rows = s.execute(select(Receipt.issuer, Receipt.sequence, Receipt.number)).all()
-        counters = dict(s.execute(select(ReceiptCounter.issuer, ReceiptCounter.last_sequence)).all())
+        counters = dict(
+            s.execute(select(ReceiptCounter.issuer, ReceiptCounter.last_sequence)).all()
+        )
         by_payment = s.scalar(select(func.count(func.distinct(Receipt.payment_id))))
     per_issuer: dict[str, list[int]] = {}
     for issuer, sequence, number in rows:
@@ -72,14 +82,20 @@ def test_numbers_are_sequential_per_issuer_with_twenty_concurrent_issuers(client
     assert sorted(per_issuer["mk01"]) == list(range(1, 11))
     assert counters == {"online": 11, "mk01": 10}
     assert by_payment == len(rows) == ISSUERS + 1
-    assert {n for _pid, n in results} == {number for _issuer, _seq, number in rows} - {"ONL-00000001"}
+    assert {n for _pid, n in results} == {number for _issuer, _seq, number in rows} - {
+        "ONL-00000001"
+    }
 
 
-def test_concurrent_callbacks_number_online_receipts_without_gaps(client, app, sessions, settings, owner) -> None:
+def test_concurrent_callbacks_number_online_receipts_without_gaps(
+    client, app, sessions, settings, owner
+) -> None:
     """The real path: 20 provider callbacks for 20 orders at once, each in its own transaction."""
     from tests.payment.test_callbacks import event, signed
 
-    orders = [f.order(client, owner.headers, owner.line["id"], code="hk-1gb-7d") for _ in range(ISSUERS)]
+    orders = [
+        f.order(client, owner.headers, owner.line["id"], code="hk-1gb-7d") for _ in range(ISSUERS)
+    ]
     bodies = [event(o) for o in orders]
     key = settings.receipt_signing_key.get_secret_value()
     start = threading.Barrier(ISSUERS)
@@ -87,12 +103,17 @@ def test_concurrent_callbacks_number_online_receipts_without_gaps(client, app, s
     def deliver(body: bytes) -> str:
         start.wait(timeout=30)
         with transaction(sessions) as s:
-            payments.handle_callback(s, app.state.providers, "sandbox", signed(settings, body), body, receipt_key=key)
+            payments.handle_callback(
+                s, app.state.providers, "sandbox", signed(settings, body), body, receipt_key=key
+            )
         return "ok"
 
     with ThreadPoolExecutor(ISSUERS) as pool:
         assert list(pool.map(deliver, bodies)) == ["ok"] * ISSUERS
     with sessions() as s:
         sequences = sorted(s.scalars(select(Receipt.sequence).where(Receipt.issuer == "online")))
-        assert s.scalar(select(func.count()).select_from(Order).where(Order.status == "fulfilled")) == ISSUERS + 1
+        assert (
+            s.scalar(select(func.count()).select_from(Order).where(Order.status == "fulfilled"))
+            == ISSUERS + 1
+        )
     assert sequences == list(range(1, ISSUERS + 2))

@@ -13,10 +13,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlalchemy import func, select
-
 from tests import factories as f
 from tests.payment.test_callbacks import CALLBACK, event, signed
 from tests.receipt.conftest import new_subscriber, receipts_of
+
 from tongka.catalog import service as catalog
 from tongka.db import transaction
 from tongka.fx import service as fx
@@ -50,12 +50,16 @@ def receipt_count(sessions, order_id: str | None = None) -> int:  # type: ignore
 
 def emails_to(sessions, address: str) -> list[OutboxMessage]:  # type: ignore[no-untyped-def]
     with sessions() as s:
-        query = select(OutboxMessage).where(OutboxMessage.channel == "email", OutboxMessage.to == address)
+        query = select(OutboxMessage).where(
+            OutboxMessage.channel == "email", OutboxMessage.to == address
+        )
         return list(s.scalars(query))
 
 
 def verdict(client, c: str, s: str, language: str = "en") -> str:  # type: ignore[no-untyped-def]
-    r = client.get("/receipts/verify", params={"c": c, "s": s}, headers={"Accept-Language": language})
+    r = client.get(
+        "/receipts/verify", params={"c": c, "s": s}, headers={"Accept-Language": language}
+    )
     assert r.status_code == 200
     found = re.search(r'data-verdict="([a-z-]+)"', r.text)
     assert found, r.text
@@ -72,7 +76,10 @@ def test_a_paid_order_gets_exactly_one_receipt(client, sessions, owner, paid) ->
     assert NUMBER.match(receipt["number"])
     assert receipt["number"] == "ONL-00000002"  # the demo subscriber's renewal had the first
     assert receipt_count(sessions, order["id"]) == 1
-    assert receipt["content"]["order_id"] == order["id"] and receipt["payment_id"] == order["payment"]["id"]
+    assert (
+        receipt["content"]["order_id"] == order["id"]
+        and receipt["payment_id"] == order["payment"]["id"]
+    )
     r = client.get(f"/api/v1/receipts/{receipt['number']}", headers=owner.headers)
     assert r.status_code == 200 and r.json() == receipt
     # Unpaid and failed orders have none.
@@ -108,19 +115,26 @@ def test_issuing_twice_returns_the_first_receipt(sessions, signing_key, paid) ->
 
 def test_a_payment_for_a_cancelled_order_still_gets_a_receipt(client, sessions, owner) -> None:
     order = f.order(client, owner.headers, owner.line["id"])
-    assert client.post(f"/api/v1/orders/{order['id']}/cancel", headers=owner.headers).status_code == 200
+    assert (
+        client.post(f"/api/v1/orders/{order['id']}/cancel", headers=owner.headers).status_code
+        == 200
+    )
     f.pay(client, order["payment"]["id"])  # the money was taken all the same
     assert receipt_count(sessions, order["id"]) == 1
 
 
 def test_the_content_shows_the_breakdown(client, owner, paid) -> None:
-    order, receipt = paid
+    _order, receipt = paid
     content = receipt["content"]
     assert content["number"] == receipt["number"] and content["issuer"] == "online"
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", content["issued_at"])
     assert content["pack"] == {
         "code": "hk-5gb-30d",
-        "names": {"en": "Hong Kong 5 GB · 30 days", "zh-Hans": "香港 5 GB · 30 天", "zh-Hant": "香港 5 GB · 30 天"},
+        "names": {
+            "en": "Hong Kong 5 GB · 30 days",
+            "zh-Hans": "香港 5 GB · 30 天",
+            "zh-Hant": "香港 5 GB · 30 天",
+        },
         "zone": "hk",
         "volume_bytes": 5 * GB,
         "validity_days": 30,
@@ -147,8 +161,14 @@ def test_the_content_shows_the_breakdown(client, owner, paid) -> None:
 def test_a_receipt_in_the_other_currency_shows_the_rate(client, sessions, owner) -> None:
     with transaction(sessions) as s:
         catalog.upsert_pack(
-            s, code="hk-only-2gb", names={"en": "HK 2 GB"}, zone="hk", volume_bytes=2 * GB, validity_days=7,
-            prices={"HKD": 2350}, channels=["app"],
+            s,
+            code="hk-only-2gb",
+            names={"en": "HK 2 GB"},
+            zone="hk",
+            volume_bytes=2 * GB,
+            validity_days=7,
+            prices={"HKD": 2350},
+            channels=["app"],
         )
         fx.set_rate(s, "HKD", "CNY", 923400, set_by="test")
     order = f.order(client, owner.headers, owner.line["id"], code="hk-only-2gb", currency="CNY")
@@ -164,7 +184,9 @@ def test_a_receipt_in_the_other_currency_shows_the_rate(client, sessions, owner)
         "paid": {"amount": 2170, "currency": "CNY"},
     }
     [email] = emails_to(sessions, f"{owner.username}@example.com")
-    assert "List price: HK$23.50" in email.body and "Exchange rate: 1 HKD = 0.923400 CNY" in email.body
+    assert (
+        "List price: HK$23.50" in email.body and "Exchange rate: 1 HKD = 0.923400 CNY" in email.body
+    )
     assert "Paid: CN¥21.70 by Alipay" in email.body
     page = client.get(urlsplit(receipt["page_url"]).path)
     assert "1 HKD = 0.923400 CNY" in page.text
@@ -175,17 +197,27 @@ def test_receipts_are_for_their_owner_only(client, sessions, owner, paid) -> Non
     stranger = new_subscriber(client, sessions)
     mine = client.get(f"/api/v1/receipts/{receipt['number']}", headers=owner.headers)
     assert mine.status_code == 200
-    assert client.get(f"/api/v1/receipts/{receipt['number'].lower()}", headers=owner.headers).status_code == 200
+    assert (
+        client.get(
+            f"/api/v1/receipts/{receipt['number'].lower()}", headers=owner.headers
+        ).status_code
+        == 200
+    )
     theirs = client.get(f"/api/v1/receipts/{receipt['number']}", headers=stranger.headers)
     unknown = client.get("/api/v1/receipts/ONL-99999999", headers=stranger.headers)
     assert theirs.status_code == unknown.status_code == 404
     assert theirs.json() == unknown.json() and theirs.json()["code"] == "receipt_not_found"
     assert receipts_of(client, stranger) == []
-    assert client.get("/api/v1/receipts/ONL-00000001").status_code == 401  # the demo's, without a token
+    assert (
+        client.get("/api/v1/receipts/ONL-00000001").status_code == 401
+    )  # the demo's, without a token
     # The owner's list, newest first.
     second = f.order(client, owner.headers, owner.line["id"], code="hk-1gb-7d")
     f.pay(client, second["payment"]["id"])
-    assert [r["order_id"] for r in receipts_of(client, owner)] == [second["id"], receipt["order_id"]]
+    assert [r["order_id"] for r in receipts_of(client, owner)] == [
+        second["id"],
+        receipt["order_id"],
+    ]
 
 
 def test_the_signature_verifies_with_the_published_key_alone(client, paid) -> None:
@@ -203,7 +235,12 @@ def test_the_signature_verifies_with_the_published_key_alone(client, paid) -> No
     assert content == receipt["signed_content"].encode()
     assert json.loads(content) == receipt["content"]
     # Canonical: sorted keys, compact separators, UTF-8.
-    assert content == json.dumps(receipt["content"], sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert (
+        content
+        == json.dumps(
+            receipt["content"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    )
     with pytest.raises(InvalidSignature):
         key.verify(signature, content.replace(b'"amount":5800', b'"amount":580'))
 
@@ -214,15 +251,21 @@ def test_any_changed_byte_makes_the_receipt_not_genuine(client, signing_key, pai
     key = receipts.public_key(signing_key)
     assert receipts.verify(content, signature, key)
     for i in range(len(content)):  # every byte of the content, and of the signature
-        assert not receipts.verify(content[:i] + bytes([content[i] ^ 0x01]) + content[i + 1 :], signature, key)
+        assert not receipts.verify(
+            content[:i] + bytes([content[i] ^ 0x01]) + content[i + 1 :], signature, key
+        )
     for i in range(len(signature)):
-        assert not receipts.verify(content, signature[:i] + bytes([signature[i] ^ 0x80]) + signature[i + 1 :], key)
+        assert not receipts.verify(
+            content, signature[:i] + bytes([signature[i] ^ 0x80]) + signature[i + 1 :], key
+        )
 
     # The public page, as the QR code opens it.
     c, s = b64url(content), b64url(signature)
     r = client.get("/receipts/verify", params={"c": c, "s": s})
     assert GENUINE in r.text and receipt["number"] in r.text and NOT_GENUINE not in r.text
-    for i in sorted({0, 1, len(content) // 3, len(content) // 2, len(content) - 2, len(content) - 1}):
+    for i in sorted(
+        {0, 1, len(content) // 3, len(content) // 2, len(content) - 2, len(content) - 1}
+    ):
         changed = content[:i] + bytes([content[i] ^ 0x01]) + content[i + 1 :]
         assert verdict(client, b64url(changed), s) == "not-genuine", i
     for i in (0, 31, 32, 63):
@@ -240,11 +283,15 @@ def test_the_verdict_speaks_the_readers_language(client, paid) -> None:
     _order, receipt = paid
     query = parse_qs(urlsplit(receipt["verify_url"]).query)
     c, s = query["c"][0], query["s"][0]
-    good = client.get("/receipts/verify", params={"c": c, "s": s}, headers={"Accept-Language": "zh-HK"})
+    good = client.get(
+        "/receipts/verify", params={"c": c, "s": s}, headers={"Accept-Language": "zh-HK"}
+    )
     assert "收據真確有效" in good.text and good.headers["content-language"] == "zh-Hant"
     # Change the first character for sure: a fixed suffix such as "AA" can be what the signature already ends in.
     forged = ("B" if s[0] == "A" else "A") + s[1:]
-    bad = client.get("/receipts/verify", params={"c": c, "s": forged}, headers={"Accept-Language": "zh-CN"})
+    bad = client.get(
+        "/receipts/verify", params={"c": c, "s": forged}, headers={"Accept-Language": "zh-CN"}
+    )
     assert "这不是真实的 tongka 收据" in bad.text
 
 
@@ -254,7 +301,11 @@ def test_the_printable_page_renders_with_its_qr_code(client, paid) -> None:
     r = client.get(f"/receipts/{receipt['id']}")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "<svg" in r.text and 'class="segno"' in r.text
-    assert receipt["number"] in r.text and "HK$58.00" in r.text and receipt["content"]["lines"][0] in r.text
+    assert (
+        receipt["number"] in r.text
+        and "HK$58.00" in r.text
+        and receipt["content"]["lines"][0] in r.text
+    )
     assert receipt["verify_url"].replace("&", "&amp;") in r.text
     assert client.get(f"/receipts/{uuid.uuid4()}").status_code == 404
     assert client.get("/receipts/not-a-receipt").status_code == 404
@@ -273,7 +324,9 @@ def test_the_email_is_in_the_accounts_language(client, sessions, demo) -> None:
     assert "匯率" not in email.body and receipt["content"]["lines"][0] in email.body
 
 
-def test_store_receipts_are_numbered_apart_and_name_the_store(sessions, signing_key, client, owner) -> None:
+def test_store_receipts_are_numbered_apart_and_name_the_store(
+    sessions, signing_key, client, owner
+) -> None:
     from tongka.order.models import Order
     from tongka.payment import service as payments
     from tongka.payment.models import Payment
@@ -283,16 +336,27 @@ def test_store_receipts_are_numbered_apart_and_name_the_store(sessions, signing_
         order = f.order(client, owner.headers, owner.line["id"])
         with transaction(sessions) as s:
             payment = s.get(Payment, uuid.UUID(order["payment"]["id"]))
-            payments.apply(s, payment, "succeeded", payment.amount, payment.currency)  # no key: no receipt
-            made.append(receipts.issue(
-                s, payment, s.get(Order, payment.order_id), signing_key=signing_key,  # type: ignore[arg-type]
-                issuer="mk01", store="MK01 Mong Kok", staff="staff-7",
-            ))
+            payments.apply(
+                s, payment, "succeeded", payment.amount, payment.currency
+            )  # no key: no receipt
+            made.append(
+                receipts.issue(
+                    s,
+                    payment,
+                    s.get(Order, payment.order_id),
+                    signing_key=signing_key,  # type: ignore[arg-type]
+                    issuer="mk01",
+                    store="MK01 Mong Kok",
+                    staff="staff-7",
+                )
+            )
     assert [r.number for r in made] == ["MK01-00000001", "MK01-00000002"]
     assert made[0].content["store"] == "MK01 Mong Kok" and made[0].content["staff"] == "staff-7"
     assert made[0].content["issuer"] == "mk01" and made[0].content["channel"] == "app"
-    with transaction(sessions) as s, pytest.raises(ValueError):  # a store code is lower-case letters and digits
+    with (
+        transaction(sessions) as s,
+        pytest.raises(ValueError),
+    ):  # a store code is lower-case letters and digits
         payment = s.get(Payment, made[0].payment_id)
         order = s.get(Order, payment.order_id)
         receipts.issue(s, payment, order, signing_key=signing_key, issuer="Bad Store")  # type: ignore[arg-type]
-

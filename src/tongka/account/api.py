@@ -85,12 +85,18 @@ def client_address(request: Request) -> str | None:
 
 
 def hashing_policy(settings: Settings) -> service.HashingPolicy:
-    return service.HashingPolicy(slots=settings.password_hashing_slots, wait_seconds=settings.password_hashing_wait_seconds)
+    return service.HashingPolicy(
+        slots=settings.password_hashing_slots, wait_seconds=settings.password_hashing_wait_seconds
+    )
 
 
 def token_ttl(settings: Settings, account: Account) -> int:
     """Operator tokens are shorter-lived than subscribers': they open more."""
-    return settings.operator_token_ttl_seconds if account.role == "operator" else settings.access_token_ttl_seconds
+    return (
+        settings.operator_token_ttl_seconds
+        if account.role == "operator"
+        else settings.access_token_ttl_seconds
+    )
 
 
 def new_token(session: Session, settings: Settings, account: Account) -> TokenOut:
@@ -110,7 +116,11 @@ def bind_policy(settings: Settings) -> line_service.BindPolicy:
 @router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountOut)
 async def register(request: Request, body: AccountCreate, settings: SettingsDep) -> AccountOut:
     """Anyone: create a subscriber account (at most 20 tries a day from one client address)."""
-    gate, sessions, address = request.app.state.gate, request.app.state.sessionmaker, client_address(request)
+    gate, sessions, address = (
+        request.app.state.gate,
+        request.app.state.sessionmaker,
+        client_address(request),
+    )
 
     def over_limit() -> None:
         if address is not None:
@@ -119,10 +129,17 @@ async def register(request: Request, body: AccountCreate, settings: SettingsDep)
 
     def create(password_hash: str) -> AccountOut:
         with transaction(sessions) as session:
-            return account_out(service.create_account(
-                session, username=body.username, password_hash=password_hash, email=str(body.email),
-                language=body.language, region=body.region, address=address,
-            ))
+            return account_out(
+                service.create_account(
+                    session,
+                    username=body.username,
+                    password_hash=password_hash,
+                    email=str(body.email),
+                    language=body.language,
+                    region=body.region,
+                    address=address,
+                )
+            )
 
     # Refused before hashing when over the limit; hashed (Argon2, a quarter second) outside any
     # transaction, so on SQLite no writer waits behind it (tongka.gate); then one short write.
@@ -145,7 +162,11 @@ async def token(
     """
     # Three steps, the slow one (Argon2, a quarter second) between two short transactions: on SQLite
     # a request holding the write turn while it hashed would make every other writer wait (tongka.gate).
-    gate, sessions, hashing = request.app.state.gate, request.app.state.sessionmaker, hashing_policy(settings)
+    gate, sessions, hashing = (
+        request.app.state.gate,
+        request.app.state.sessionmaker,
+        hashing_policy(settings),
+    )
 
     def start() -> service.LoginAttempt:
         with transaction(sessions) as session:
@@ -171,13 +192,17 @@ def logout(token: CurrentToken, session: SessionDep) -> Response:
 
 
 @router.post("/account/password", response_model=TokenOut)
-def change_password(body: PasswordChange, account: CurrentAccount, session: SessionDep, settings: SettingsDep) -> TokenOut:
+def change_password(
+    body: PasswordChange, account: CurrentAccount, session: SessionDep, settings: SettingsDep
+) -> TokenOut:
     """The signed-in subscriber or staff member: change their password with the current one.
 
     Every session of the account ends, this one included; the answer is a fresh token for
     this device. A wrong current password counts as a failed log-in.
     """
-    service.change_password(session, account, body.current_password, body.new_password, hashing=hashing_policy(settings))
+    service.change_password(
+        session, account, body.current_password, body.new_password, hashing=hashing_policy(settings)
+    )
     return new_token(session, settings, account)
 
 
@@ -189,7 +214,11 @@ def me(account: CurrentAccount) -> AccountOut:
 
 @router.post("/lines/bind", status_code=status.HTTP_202_ACCEPTED, response_model=BindRequested)
 def bind(
-    request: Request, body: BindRequest, account: CurrentAccount, session: SessionDep, settings: SettingsDep
+    request: Request,
+    body: BindRequest,
+    account: CurrentAccount,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> BindRequested:
     """The signed-in subscriber: send a one-time code by SMS to a line's number.
 
@@ -199,13 +228,21 @@ def bind(
     challenge = line_service.request_bind(
         session, account, body.number, bind_policy(settings), address=client_address(request)
     )
-    return BindRequested(number=challenge.number, code_expires_at=challenge.expires_at, code_length=line_service.CODE_DIGITS)
+    return BindRequested(
+        number=challenge.number,
+        code_expires_at=challenge.expires_at,
+        code_length=line_service.CODE_DIGITS,
+    )
 
 
 @router.post("/lines/bind/confirm", status_code=status.HTTP_201_CREATED, response_model=LineOut)
-def bind_confirm(body: BindConfirm, account: CurrentAccount, session: SessionDep, settings: SettingsDep) -> LineOut:
+def bind_confirm(
+    body: BindConfirm, account: CurrentAccount, session: SessionDep, settings: SettingsDep
+) -> LineOut:
     """The signed-in subscriber: prove the code and take the line."""
-    return line_out(line_service.confirm_bind(session, account, body.number, body.code, bind_policy(settings)))
+    return line_out(
+        line_service.confirm_bind(session, account, body.number, body.code, bind_policy(settings))
+    )
 
 
 @router.get("/lines", response_model=list[LineOut])
@@ -220,9 +257,15 @@ def get_line(line_id: uuid.UUID, account: CurrentAccount, session: SessionDep) -
     return line_out(line_service.own_line(session, account, line_id))
 
 
-@router.put("/lines/{line_id}/real-name", status_code=status.HTTP_201_CREATED, response_model=LineOut)
+@router.put(
+    "/lines/{line_id}/real-name", status_code=status.HTTP_201_CREATED, response_model=LineOut
+)
 def set_real_name(
-    line_id: uuid.UUID, body: RealNameIn, account: CurrentAccount, session: SessionDep, settings: SettingsDep
+    line_id: uuid.UUID,
+    body: RealNameIn,
+    account: CurrentAccount,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> LineOut:
     """The line's owner, once: register the identity document of a line that has none."""
     line = line_service.own_line(session, account, line_id)

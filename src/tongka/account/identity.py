@@ -39,7 +39,11 @@ def parse_number(text: str, region: str | None = None) -> str:
     raw = re.sub(r"[\s\-()]", "", text or "")
     if raw.startswith("00"):
         raw = "+" + raw[2:]
-    guess = None if raw.startswith("+") else ("HK" if len(raw) == 8 else "CN" if len(raw) == 11 else None)
+    guess = (
+        None
+        if raw.startswith("+")
+        else ("HK" if len(raw) == 8 else "CN" if len(raw) == 11 else None)
+    )
     if not raw.startswith("+") and guess is None:
         raise InvalidNumber()
     try:
@@ -67,7 +71,11 @@ _PASSPORT = re.compile(r"^[A-Z0-9]{5,20}$")
 
 
 def hkid_check_digit(prefix: str, digits: str) -> str:
-    values = ([36] if len(prefix) == 1 else []) + [ord(c) - 55 for c in prefix] + [int(d) for d in digits]
+    values = (
+        ([36] if len(prefix) == 1 else [])
+        + [ord(c) - 55 for c in prefix]
+        + [int(d) for d in digits]
+    )
     total = sum(v * w for v, w in zip(values, range(9, 1, -1), strict=True))
     remainder = (11 - total % 11) % 11
     return "A" if remainder == 10 else str(remainder)

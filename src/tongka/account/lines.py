@@ -87,24 +87,36 @@ class BindCodeUsedUp(Conflict):
 
 class RealNameExists(Conflict):
     code = "real_name_exists"
-    message = _("This line already has a real-name record. To change it, visit a tongka store with your ID.")
+    message = _(
+        "This line already has a real-name record. To change it, visit a tongka store with your ID."
+    )
 
 
 CODE_DIGITS = 8
 # Daily caps, per Hong Kong day; every request counts, whether or not a code is sent (a number
 # that is no line, or another's, gets a decoy), so the caps do not tell the numbers apart either.
 BIND_PER_NUMBER = throttle.Limit(
-    "bind_number", allowed=5, window_seconds=86_400, error=BindCodesUsedUpToday, spacing_error=BindCodeTooSoon
+    "bind_number",
+    allowed=5,
+    window_seconds=86_400,
+    error=BindCodesUsedUpToday,
+    spacing_error=BindCodeTooSoon,
 )
-BIND_PER_ACCOUNT = throttle.Limit("bind_account", allowed=10, window_seconds=86_400, error=BindCodesUsedUpToday)
-BIND_PER_ADDRESS = throttle.Limit("bind_address", allowed=20, window_seconds=86_400, error=BindCodesUsedUpToday)
+BIND_PER_ACCOUNT = throttle.Limit(
+    "bind_account", allowed=10, window_seconds=86_400, error=BindCodesUsedUpToday
+)
+BIND_PER_ADDRESS = throttle.Limit(
+    "bind_address", allowed=20, window_seconds=86_400, error=BindCodesUsedUpToday
+)
 # Wrong codes per number per day, across all accounts and codes: with 8-digit codes the odds of
 # taking a number by guessing stay at most 20 / 10^8 = 2e-7 a day (docs/SECURITY.md).
 BIND_WRONG_PER_NUMBER = throttle.Limit(
     "bind_wrong", allowed=20, window_seconds=86_400, error=BindGuessesUsedUpToday
 )
 
-BIND_SMS = _("Your tongka code is {code}. It is valid for {minutes} minutes. tongka staff will never ask you for it.")
+BIND_SMS = _(
+    "Your tongka code is {code}. It is valid for {minutes} minutes. tongka staff will never ask you for it."
+)
 
 
 # --- inventory ----------------------------------------------------------------------------
@@ -119,7 +131,12 @@ class ImportReport:
 
 def _parse_row(row: dict[str, str | None]) -> tuple[str, str | None, str | None, str | None]:
     iccid = (row.get("iccid") or "").strip()
-    if not (18 <= len(iccid) <= 22 and iccid.isdigit() and iccid.startswith("89") and luhn.is_valid(iccid)):
+    if not (
+        18 <= len(iccid) <= 22
+        and iccid.isdigit()
+        and iccid.startswith("89")
+        and luhn.is_valid(iccid)
+    ):
         raise ValueError(f"invalid ICCID {iccid!r} (18-22 digits starting 89, Luhn check digit)")
     numbers: dict[str, str | None] = {}
     for column, region in (("hk_number", "HK"), ("cn_number", "CN")):
@@ -163,10 +180,16 @@ def import_lines(session: Session, rows: Iterable[str]) -> ImportReport:
             continue
         existing = session.scalar(select(Line).where(Line.iccid == iccid))
         if existing is not None:
-            if (existing.hk_number, existing.cn_number, existing.imsi) == (hk, cn, imsi or existing.imsi):
+            if (existing.hk_number, existing.cn_number, existing.imsi) == (
+                hk,
+                cn,
+                imsi or existing.imsi,
+            ):
                 report.unchanged += 1
             else:
-                report.errors.append((line_no, f"ICCID {iccid} was imported before with other numbers or IMSI"))
+                report.errors.append(
+                    (line_no, f"ICCID {iccid} was imported before with other numbers or IMSI")
+                )
             continue
         taken = [n for n in (hk, cn) if n and _line_by_number(session, n) is not None]
         if taken:
@@ -190,11 +213,15 @@ def import_csv_text(session: Session, text: str) -> ImportReport:
 
 
 def _line_by_number(session: Session, number: str) -> Line | None:
-    return session.scalar(select(Line).where(or_(Line.hk_number == number, Line.cn_number == number)))
+    return session.scalar(
+        select(Line).where(or_(Line.hk_number == number, Line.cn_number == number))
+    )
 
 
 def lines_of(session: Session, account: Account) -> list[Line]:
-    return list(session.scalars(select(Line).where(Line.account_id == account.id).order_by(Line.bound_at)))
+    return list(
+        session.scalars(select(Line).where(Line.account_id == account.id).order_by(Line.bound_at))
+    )
 
 
 def own_line(session: Session, account: Account, line_id: uuid.UUID) -> Line:
@@ -213,7 +240,9 @@ def unbound_lines(session: Session) -> list[Line]:
 
 
 def _code_digest(secret: str, challenge_id: uuid.UUID, code: str) -> str:
-    return hmac.new(secret.encode(), f"bind:{challenge_id}:{code}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(
+        secret.encode(), f"bind:{challenge_id}:{code}".encode(), hashlib.sha256
+    ).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -225,7 +254,12 @@ class BindPolicy:
 
 
 def request_bind(
-    session: Session, account: Account, number_text: str, policy: BindPolicy, *, address: str | None = None
+    session: Session,
+    account: Account,
+    number_text: str,
+    policy: BindPolicy,
+    *,
+    address: str | None = None,
 ) -> BindChallenge:
     """Send an 8-digit code by SMS to a line's number, to prove the caller holds the SIM.
 
@@ -240,7 +274,12 @@ def request_bind(
         raise LineAlreadyYours()
     now = clock.now()
     # One request a minute per number, whoever asks (nobody can flood a number with SMS), and caps a day.
-    throttle.take(session, dataclasses.replace(BIND_PER_NUMBER, spacing_seconds=policy.resend_seconds), number, now)
+    throttle.take(
+        session,
+        dataclasses.replace(BIND_PER_NUMBER, spacing_seconds=policy.resend_seconds),
+        number,
+        now,
+    )
     throttle.take(session, BIND_PER_ACCOUNT, str(account.id), now)
     if address:
         throttle.take(session, BIND_PER_ADDRESS, address, now)
@@ -259,14 +298,21 @@ def request_bind(
     session.add(challenge)
     if bindable:
         notify.send_sms(
-            session, to=number, text=BIND_SMS, language=account.language, account_id=account.id,
-            code=code, minutes=policy.ttl_seconds // 60,
+            session,
+            to=number,
+            text=BIND_SMS,
+            language=account.language,
+            account_id=account.id,
+            code=code,
+            minutes=policy.ttl_seconds // 60,
         )
     session.flush()
     return challenge
 
 
-def confirm_bind(session: Session, account: Account, number_text: str, code: str, policy: BindPolicy) -> Line:
+def confirm_bind(
+    session: Session, account: Account, number_text: str, code: str, policy: BindPolicy
+) -> Line:
     number = parse_number(number_text)
     challenge = session.scalar(
         select(BindChallenge)
@@ -284,7 +330,9 @@ def confirm_bind(session: Session, account: Account, number_text: str, code: str
         raise BindCodeExpired()
     throttle.check(session, BIND_WRONG_PER_NUMBER, number, now)
     challenge.attempts += 1
-    right = hmac.compare_digest(challenge.code_hash, _code_digest(policy.secret, challenge.id, code.strip()))
+    right = hmac.compare_digest(
+        challenge.code_hash, _code_digest(policy.secret, challenge.id, code.strip())
+    )
     if not right or challenge.line_id is None:  # a decoy's code was never sent: no guess is right
         throttle.hit(session, BIND_WRONG_PER_NUMBER, number, now)
         remaining = policy.max_attempts - challenge.attempts
@@ -350,7 +398,9 @@ def set_real_name(
     return record
 
 
-def document_matches(record: RealNameRecord, document_type: str, document_number: str, secret: str) -> bool:
+def document_matches(
+    record: RealNameRecord, document_type: str, document_number: str, secret: str
+) -> bool:
     """Whether a presented document is the one registered (for store staff checking an ID)."""
     try:
         number = normalise_document(document_type, document_number)

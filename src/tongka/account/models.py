@@ -20,7 +20,9 @@ class Account(IdMixin, CreatedMixin, Base):
     language: Mapped[str] = mapped_column(String(8))  # zh-Hans | zh-Hant | en
     role: Mapped[str] = mapped_column(String(16), default="subscriber")  # subscriber | operator
     # Where the customer lives: some payment methods and offers are for mainland customers only.
-    region: Mapped[str] = mapped_column(String(8), default="hk", server_default="hk")  # hk | mainland
+    region: Mapped[str] = mapped_column(
+        String(8), default="hk", server_default="hk"
+    )  # hk | mainland
 
 
 class AccessToken(CreatedMixin, Base):
@@ -63,7 +65,9 @@ class BindChallenge(IdMixin, CreatedMixin, Base):
     # None: a decoy, made for a number that cannot be bound, so the answer does not tell it apart
     line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"))
     number: Mapped[str] = mapped_column(String(16))
-    code_hash: Mapped[str] = mapped_column(String(64))  # HMAC of the code; the code itself is never stored
+    code_hash: Mapped[str] = mapped_column(
+        String(64)
+    )  # HMAC of the code; the code itself is never stored
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(default=0)
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

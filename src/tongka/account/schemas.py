@@ -55,7 +55,9 @@ class LineOut(BaseModel):
 
 
 class BindRequest(BaseModel):
-    number: str = Field(max_length=32, description="E.164 (+85291234567) or a national mobile number")
+    number: str = Field(
+        max_length=32, description="E.164 (+85291234567) or a national mobile number"
+    )
 
 
 class BindRequested(BaseModel):

@@ -26,7 +26,14 @@ from sqlalchemy.orm import Session
 
 from tongka import clock, throttle
 from tongka.account.models import AccessToken, Account
-from tongka.errors import Conflict, Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized, Unprocessable
+from tongka.errors import (
+    Conflict,
+    Forbidden,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+)
 from tongka.i18n import _
 
 
@@ -78,10 +85,20 @@ class InvalidToken(Unauthorized):
 # failures (many subscribers share an address behind carrier NAT), and a success does not clear
 # it. Counts start again each Hong Kong day.
 LOGIN_BY_ACCOUNT = throttle.Limit(
-    "login_account", allowed=5, window_seconds=86_400, backoff_seconds=1, backoff_cap_seconds=900, error=LoginThrottled
+    "login_account",
+    allowed=5,
+    window_seconds=86_400,
+    backoff_seconds=1,
+    backoff_cap_seconds=900,
+    error=LoginThrottled,
 )
 LOGIN_BY_ADDRESS = throttle.Limit(
-    "login_address", allowed=20, window_seconds=86_400, backoff_seconds=1, backoff_cap_seconds=900, error=LoginThrottled
+    "login_address",
+    allowed=20,
+    window_seconds=86_400,
+    backoff_seconds=1,
+    backoff_cap_seconds=900,
+    error=LoginThrottled,
 )
 # Accounts made from one client address in a Hong Kong day: a family or a shop behind one
 # address registers a few; a script making thousands (to spread its log-in guesses) is stopped.
@@ -133,7 +150,13 @@ def new_password_hash(username: str, password: str, hashing: HashingPolicy | Non
 
 
 def create_account(
-    session: Session, *, username: str, password_hash: str, email: str, language: str, region: str = "hk",
+    session: Session,
+    *,
+    username: str,
+    password_hash: str,
+    email: str,
+    language: str,
+    region: str = "hk",
     address: str | None = None,
 ) -> Account:
     """A new subscriber account; at most `REGISTER_BY_ADDRESS` tries a day from one client `address`,
@@ -141,7 +164,10 @@ def create_account(
     if address is not None:
         throttle.take(session, REGISTER_BY_ADDRESS, address)
     account = Account(
-        username=username.strip().lower(), email=email.strip(), password_hash=password_hash, language=language,
+        username=username.strip().lower(),
+        email=email.strip(),
+        password_hash=password_hash,
+        language=language,
         region=region,
     )
     try:
@@ -153,13 +179,25 @@ def create_account(
 
 
 def register(
-    session: Session, *, username: str, password: str, email: str, language: str, region: str = "hk",
-    hashing: HashingPolicy | None = None, address: str | None = None,
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    email: str,
+    language: str,
+    region: str = "hk",
+    hashing: HashingPolicy | None = None,
+    address: str | None = None,
 ) -> Account:
     """Both steps in one transaction (the command line, the demo; the API runs them apart)."""
     password_hash = new_password_hash(username, password, hashing)
     return create_account(
-        session, username=username, password_hash=password_hash, email=email, language=language, region=region,
+        session,
+        username=username,
+        password_hash=password_hash,
+        email=email,
+        language=language,
+        region=region,
         address=address,
     )
 
@@ -200,18 +238,27 @@ def start_login(session: Session, username: str, *, address: str | None = None) 
     return LoginAttempt(username, address, account.password_hash, account.id, now)
 
 
-def password_matches(attempt: LoginAttempt, password: str, hashing: HashingPolicy | None = None) -> bool:
+def password_matches(
+    attempt: LoginAttempt, password: str, hashing: HashingPolicy | None = None
+) -> bool:
     """The slow step (Argon2), with no transaction open: on SQLite no writer waits behind it."""
     return _verify(attempt.password_hash, password, hashing) and attempt.account_id is not None
 
 
 def finish_login(
-    session: Session, attempt: LoginAttempt, password: str, right: bool, *, hashing: HashingPolicy | None = None
+    session: Session,
+    attempt: LoginAttempt,
+    password: str,
+    right: bool,
+    *,
+    hashing: HashingPolicy | None = None,
 ) -> Account:
     """A log-in's last step: a failure stays counted; a success clears the username's count and
     takes back the address's one (only failures count there)."""
     account = session.get(Account, attempt.account_id) if right and attempt.account_id else None
-    if account is None or account.password_hash != attempt.password_hash:  # the password changed meanwhile
+    if (
+        account is None or account.password_hash != attempt.password_hash
+    ):  # the password changed meanwhile
         raise BadCredentials()
     throttle.clear(session, LOGIN_BY_ACCOUNT, attempt.username)
     if attempt.address:
@@ -223,16 +270,28 @@ def finish_login(
 
 
 def authenticate(
-    session: Session, username: str, password: str, *, address: str | None = None, hashing: HashingPolicy | None = None
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    address: str | None = None,
+    hashing: HashingPolicy | None = None,
 ) -> Account:
     """The account, if the password is right: the three steps of a log-in in one transaction (the
     command line; the API runs them apart, `account.api.token`)."""
     attempt = start_login(session, username, address=address)
-    return finish_login(session, attempt, password, password_matches(attempt, password, hashing), hashing=hashing)
+    return finish_login(
+        session, attempt, password, password_matches(attempt, password, hashing), hashing=hashing
+    )
 
 
 def change_password(
-    session: Session, account: Account, current: str, new: str, *, hashing: HashingPolicy | None = None
+    session: Session,
+    account: Account,
+    current: str,
+    new: str,
+    *,
+    hashing: HashingPolicy | None = None,
 ) -> None:
     """Set a new password and end every session of the account (all its tokens).
 
@@ -258,9 +317,19 @@ def _digest(token: str) -> str:
 def issue_token(session: Session, account: Account, ttl_seconds: int) -> str:
     token = secrets.token_urlsafe(32)
     now = clock.now()
-    session.add(AccessToken(token_hash=_digest(token), account_id=account.id, expires_at=now + timedelta(seconds=ttl_seconds)))
+    session.add(
+        AccessToken(
+            token_hash=_digest(token),
+            account_id=account.id,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+        )
+    )
     # Old tokens of this account are purged here, so the table never grows without bound.
-    session.execute(delete(AccessToken).where(AccessToken.account_id == account.id, AccessToken.expires_at <= now))
+    session.execute(
+        delete(AccessToken).where(
+            AccessToken.account_id == account.id, AccessToken.expires_at <= now
+        )
+    )
     return token
 
 

@@ -19,7 +19,9 @@ class Pack(IdMixin, CreatedMixin, Base):
     )
 
     code: Mapped[str] = mapped_column(String(40), unique=True)  # stable, e.g. "hk-5gb-30d"
-    names: Mapped[dict[str, str]] = mapped_column(JSON)  # by language: {"en": ..., "zh-Hans": ..., "zh-Hant": ...}
+    names: Mapped[dict[str, str]] = mapped_column(
+        JSON
+    )  # by language: {"en": ..., "zh-Hans": ..., "zh-Hant": ...}
     zone: Mapped[str] = mapped_column(String(16))
     volume_bytes: Mapped[int] = mapped_column(BigInteger)
     validity_days: Mapped[int]
@@ -41,7 +43,10 @@ class Pack(IdMixin, CreatedMixin, Base):
 
 class PackPrice(Base):
     __tablename__ = "pack_prices"
-    __table_args__ = (UniqueConstraint("pack_id", "currency"), CheckConstraint("amount > 0", name="positive"))
+    __table_args__ = (
+        UniqueConstraint("pack_id", "currency"),
+        CheckConstraint("amount > 0", name="positive"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     pack_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("packs.id"))

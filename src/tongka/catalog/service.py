@@ -45,7 +45,8 @@ def packs_on_sale(session: Session, channel: str, now: datetime | None = None) -
     now = now or clock.now()
     packs = session.scalars(select(Pack).where(Pack.active.is_(True)))
     return sorted(
-        (p for p in packs if on_sale(p, channel, now)), key=lambda p: (p.zone, p.volume_bytes, p.validity_days)
+        (p for p in packs if on_sale(p, channel, now)),
+        key=lambda p: (p.zone, p.volume_bytes, p.validity_days),
     )
 
 
@@ -81,7 +82,12 @@ def upsert_pack(
     if pack is None:
         pack = Pack(code=code)
         session.add(pack)
-    pack.names, pack.zone, pack.volume_bytes, pack.validity_days = names, zone, volume_bytes, validity_days
+    pack.names, pack.zone, pack.volume_bytes, pack.validity_days = (
+        names,
+        zone,
+        volume_bytes,
+        validity_days,
+    )
     pack.channels = list(channels)
     existing = {p.currency: p for p in pack.prices}
     for currency, amount in prices.items():

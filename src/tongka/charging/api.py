@@ -57,7 +57,13 @@ DEFAULT_REQUEST_BYTES = 10 * MB  # when requestedUnit names no totalVolume
 WHO = "The network (packet core), with an NRF access token: "
 
 
-def problem(status_code: int, title: str, detail: str, cause: str, invalid: list[dict[str, str]] | None = None) -> JSONResponse:
+def problem(
+    status_code: int,
+    title: str,
+    detail: str,
+    cause: str,
+    invalid: list[dict[str, str]] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"title": title, "status": status_code, "detail": detail, "cause": cause}
     if invalid:
         body["invalidParams"] = invalid
@@ -87,8 +93,13 @@ class NchfRoute(APIRoute):
             except ValidationError as error:  # located as FastAPI locates body errors
                 return _malformed([{**e, "loc": ("body", *e["loc"])} for e in error.errors()])
             if body.notifyUri is not None and (refused := _notify_refusal(request, body.notifyUri)):
-                return problem(400, "Bad Request", f"notifyUri: {refused}.", "OPTIONAL_IE_INCORRECT",
-                               [{"param": "/notifyUri", "reason": refused}])
+                return problem(
+                    400,
+                    "Bad Request",
+                    f"notifyUri: {refused}.",
+                    "OPTIONAL_IE_INCORRECT",
+                    [{"param": "/notifyUri", "reason": refused}],
+                )
             return await endpoint(body=body, request=request, **request.path_params)  # type: ignore[no-any-return]
 
         return route
@@ -101,8 +112,12 @@ def _notify_refusal(request: Request, uri: str) -> str | None:
 
 def _malformed(errors: Any) -> JSONResponse:
     errors = list(errors)
-    if any(e["type"] == "json_invalid" or len(e["loc"]) <= 1 for e in errors):  # not JSON, not an object, no body
-        return problem(400, "Bad Request", "The body is not a JSON ChargingDataRequest.", "INVALID_MSG_FORMAT")
+    if any(
+        e["type"] == "json_invalid" or len(e["loc"]) <= 1 for e in errors
+    ):  # not JSON, not an object, no body
+        return problem(
+            400, "Bad Request", "The body is not a JSON ChargingDataRequest.", "INVALID_MSG_FORMAT"
+        )
     invalid = [{"param": _pointer(tuple(e["loc"])), "reason": e["msg"]} for e in errors]
     top = {str(e["loc"][1]) for e in errors if len(e["loc"]) > 1}
     missing = any(e["type"] == "missing" and len(e["loc"]) == 2 for e in errors)
@@ -114,7 +129,9 @@ def _malformed(errors: Any) -> JSONResponse:
     return problem(400, "Bad Request", detail, cause, invalid)
 
 
-router = APIRouter(prefix="/nchf-convergedcharging/v3", tags=["charging (network)"], route_class=NchfRoute)
+router = APIRouter(
+    prefix="/nchf-convergedcharging/v3", tags=["charging (network)"], route_class=NchfRoute
+)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ProblemDetails, "description": "Malformed request"},
@@ -128,8 +145,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=ChargingDataResponse,
     responses={
         **_ERRORS,
-        403: {"model": ProblemDetails, "description": "cause END_USER_REQUEST_DENIED: network unknown or not served, line not active"},
-        404: {"model": ProblemDetails, "description": "cause USER_UNKNOWN: no line with this SUPI/GPSI"},
+        403: {
+            "model": ProblemDetails,
+            "description": "cause END_USER_REQUEST_DENIED: network unknown or not served, line not active",
+        },
+        404: {
+            "model": ProblemDetails,
+            "description": "cause USER_UNKNOWN: no line with this SUPI/GPSI",
+        },
     },
     description=WHO + "open a charging session for a subscriber's PDU session on a serving network "
     "(Nchf_ConvergedCharging_Create) and grant the quota requested per rating group.",
@@ -138,17 +161,33 @@ async def create(body: ChargingDataRequest, request: Request) -> Response:
     plmn = body.plmn()
     if plmn is None:
         return problem(
-            400, "Bad Request", "pDUSessionChargingInformation.pduSessionInformation.servingCNPlmnId is required.",
+            400,
+            "Bad Request",
+            "pDUSessionChargingInformation.pduSessionInformation.servingCNPlmnId is required.",
             "CHARGING_FAILED",  # optional in the schema, needed to charge: TS 32.291 table 6.1.7.3-1
-            [{"param": "/pDUSessionChargingInformation/pduSessionInformation/servingCNPlmnId", "reason": "missing"}],
+            [
+                {
+                    "param": "/pDUSessionChargingInformation/pduSessionInformation/servingCNPlmnId",
+                    "reason": "missing",
+                }
+            ],
         )
     if not body.identities():
         return problem(
-            400, "Bad Request", "Name the subscriber in subscriberIdentifier or userInformation.servedGPSI.",
-            "CHARGING_FAILED", [{"param": "/subscriberIdentifier", "reason": "missing"}],
+            400,
+            "Bad Request",
+            "Name the subscriber in subscriberIdentifier or userInformation.servedGPSI.",
+            "CHARGING_FAILED",
+            [{"param": "/subscriberIdentifier", "reason": "missing"}],
         )
-    op = _op("create", body, identities=body.identities(), plmn=plmn, notify_uri=body.notifyUri,
-             create_key=_create_key(body))
+    op = _op(
+        "create",
+        body,
+        identities=body.identities(),
+        plmn=plmn,
+        notify_uri=body.notifyUri,
+        create_key=_create_key(body),
+    )
     return _respond(request, await _group(request).submit(op))
 
 
@@ -156,11 +195,15 @@ async def create(body: ChargingDataRequest, request: Request) -> Response:
     "/chargingdata/{ChargingDataRef}/update",
     response_model=ChargingDataResponse,
     responses=_ERRORS,
-    description=WHO + "report the usage of an open charging session against each rating group's grant and "
+    description=WHO
+    + "report the usage of an open charging session against each rating group's grant and "
     "receive the next quota (Nchf_ConvergedCharging_Update). A retransmission gets the same answer.",
 )
 async def update(ChargingDataRef: str, body: ChargingDataRequest, request: Request) -> Response:
-    return _respond(request, await _group(request).submit(_op("update", body, ref=ChargingDataRef, plmn=body.plmn())))
+    return _respond(
+        request,
+        await _group(request).submit(_op("update", body, ref=ChargingDataRef, plmn=body.plmn())),
+    )
 
 
 @router.post(
@@ -168,11 +211,15 @@ async def update(ChargingDataRef: str, body: ChargingDataRequest, request: Reque
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=_ERRORS,
-    description=WHO + "report the final usage and end the charging session (Nchf_ConvergedCharging_Release); "
+    description=WHO
+    + "report the final usage and end the charging session (Nchf_ConvergedCharging_Release); "
     "what was granted and not used goes back to the line's buckets.",
 )
 async def release(ChargingDataRef: str, body: ChargingDataRequest, request: Request) -> Response:
-    return _respond(request, await _group(request).submit(_op("release", body, ref=ChargingDataRef, plmn=body.plmn())))
+    return _respond(
+        request,
+        await _group(request).submit(_op("release", body, ref=ChargingDataRef, plmn=body.plmn())),
+    )
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -191,15 +238,25 @@ def _op(kind: str, body: ChargingDataRequest, **named: Any) -> Op:
     for usage in body.multipleUnitUsage:
         if usage.usedUnitContainer:
             containers = usage.usedUnitContainer
-            cut = max((i + 1 for i, c in enumerate(containers) if c.closed_by_plmn_change), default=len(containers))
+            cut = max(
+                (i + 1 for i, c in enumerate(containers) if c.closed_by_plmn_change),
+                default=len(containers),
+            )
             group = usage.ratingGroup
             used[group] = used.get(group, 0) + sum(c.totalVolume or 0 for c in containers[:cut])
             if cut < len(containers):
-                used_after[group] = used_after.get(group, 0) + sum(c.totalVolume or 0 for c in containers[cut:])
-    requested = [
-        (usage.ratingGroup, usage.requestedUnit.totalVolume or DEFAULT_REQUEST_BYTES)
-        for usage in body.multipleUnitUsage if usage.requestedUnit is not None
-    ] if kind != "release" else []
+                used_after[group] = used_after.get(group, 0) + sum(
+                    c.totalVolume or 0 for c in containers[cut:]
+                )
+    requested = (
+        [
+            (usage.ratingGroup, usage.requestedUnit.totalVolume or DEFAULT_REQUEST_BYTES)
+            for usage in body.multipleUnitUsage
+            if usage.requestedUnit is not None
+        ]
+        if kind != "release"
+        else []
+    )
     return Op(kind, body.invocationSequenceNumber, used, requested, used_after=used_after, **named)
 
 
@@ -210,7 +267,9 @@ def _respond(request: Request, outcome: Outcome) -> Response:
         return JSONResponse(outcome.body, status_code=outcome.status, media_type=PROBLEM)
     headers = None
     if outcome.status == 201 and outcome.ref:
-        location = str(request.url_for("update", ChargingDataRef=outcome.ref)).removesuffix("/update")
+        location = str(request.url_for("update", ChargingDataRef=outcome.ref)).removesuffix(
+            "/update"
+        )
         headers = {"Location": location}
     return JSONResponse(outcome.body, status_code=outcome.status, headers=headers)
 
@@ -228,11 +287,15 @@ def _create_key(body: ChargingDataRequest) -> str:
     if charging_id is not None:
         nf = message["nfConsumerIdentification"]
         message = {
-            "nf": [nf.get(k) for k in ("nFName", "nFIPv4Address", "nFIPv6Address", "nFFqdn", "nodeFunctionality")],
+            "nf": [
+                nf.get(k)
+                for k in ("nFName", "nFIPv4Address", "nFIPv6Address", "nFFqdn", "nodeFunctionality")
+            ],
             "chargingId": charging_id,
             "pduSessionID": (info.get("pduSessionInformation") or {}).get("pduSessionID"),
             "subscriber": body.identities(),
             "invocationSequenceNumber": body.invocationSequenceNumber,
         }
-    return hashlib.sha256(json.dumps(message, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
+    return hashlib.sha256(
+        json.dumps(message, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()

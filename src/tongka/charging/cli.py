@@ -10,7 +10,9 @@ from tongka.config import get_settings
 from tongka.db import make_engine, make_sessionmaker, transaction
 from tongka.errors import TongkaError
 
-overage_app = typer.Typer(help="Overage: the published rates of data beyond the packs.", no_args_is_help=True)
+overage_app = typer.Typer(
+    help="Overage: the published rates of data beyond the packs.", no_args_is_help=True
+)
 wallets_app = typer.Typer(help="Wallets: money accounts keep for overage.", no_args_is_help=True)
 charging_app = typer.Typer(help="Online charging jobs.", no_args_is_help=True)
 rating_groups_app = typer.Typer(
@@ -43,7 +45,10 @@ def set_rate(
     from tongka.charging import overage
 
     if zone not in ("mainland", "hk") or currency not in ("CNY", "HKD") or per_mb <= 0:
-        typer.echo("refused: zone is mainland or hk, currency CNY or HKD, the rate a positive integer", err=True)
+        typer.echo(
+            "refused: zone is mainland or hk, currency CNY or HKD, the rate a positive integer",
+            err=True,
+        )
         raise typer.Exit(2)
     with transaction(_sessions()) as session:
         overage.set_rate(session, zone, currency, per_mb)
@@ -55,7 +60,9 @@ def credit(
     username: str,
     amount: Annotated[int, typer.Argument(help="minor units, e.g. 5000 for 50.00")],
     currency: str,
-    reference: Annotated[str, typer.Option(help="the top-up's own reference (a store receipt...): credited once")],
+    reference: Annotated[
+        str, typer.Option(help="the top-up's own reference (a store receipt...): credited once")
+    ],
 ) -> None:
     """Put money in an account's wallet (a top-up taken by staff). Once per reference."""
     from sqlalchemy import select
@@ -101,7 +108,9 @@ def rating_groups_list() -> None:
 
     with transaction(_sessions()) as session:
         for g in charging.rating_groups(session):
-            typer.echo(f"{g.rating_group:>10}  {'zero-rated' if g.zero_rated else 'charged':10}  {g.name}")
+            typer.echo(
+                f"{g.rating_group:>10}  {'zero-rated' if g.zero_rated else 'charged':10}  {g.name}"
+            )
     typer.echo("any other rating group: charged as internet data")
 
 
@@ -109,7 +118,9 @@ def rating_groups_list() -> None:
 def rating_groups_set(
     number: Annotated[int, typer.Argument(help="the 3GPP ratingGroup the packet core reports")],
     name: Annotated[str, typer.Argument(help="what it is, e.g. 'self-service site and app'")],
-    zero_rated: Annotated[bool, typer.Option("--zero-rated/--charged", help="free (always granted) or charged")] = False,
+    zero_rated: Annotated[
+        bool, typer.Option("--zero-rated/--charged", help="free (always granted) or charged")
+    ] = False,
 ) -> None:
     """Name a rating group and make it zero-rated or charged (from the next request on)."""
     from tongka.charging import service as charging

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import BigInteger, String, and_, bindparam, func, select, tuple_
@@ -55,12 +55,12 @@ from tongka.charging.models import (
     RatingGroup,
     UsageDay,
 )
+from tongka.charging.overage import cost, month_of
 from tongka.db import AnyOf, add_rows, insert_rows, new_id, pipelined, update_rows
 from tongka.ledger import buckets as ledger_buckets
 from tongka.ledger.batch import Account, LedgerBatch, LedgerCache, Pending
 from tongka.ledger.models import Bucket, LineDebt, Transfer
 from tongka.ledger.service import ReservationExpired, ReservationResolved
-from tongka.charging.overage import cost, month_of
 from tongka.money import MB
 from tongka.wallet.models import Wallet
 
@@ -103,7 +103,9 @@ class OverageState:
     chosen: str  # the currency the owner chose (the wallet's when chosen)
     currency: str  # the wallet's
     wallet: Account
-    rates: dict[str, int] = field(default_factory=dict)  # minor units per MB, by zone, in the chosen currency
+    rates: dict[str, int] = field(
+        default_factory=dict
+    )  # minor units per MB, by zone, in the chosen currency
 
 
 @dataclass
@@ -207,37 +209,55 @@ class ChargingBatch:
         self._settled: list[GrantState] = []
         self._new_grants: list[GrantState] = []
         # (line, day, zone, network) -> [charged bytes, zero-rated bytes]
-        self._usage: defaultdict[tuple[uuid.UUID, date, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        self._usage: defaultdict[tuple[uuid.UUID, date, str, str], list[int]] = defaultdict(
+            lambda: [0, 0]
+        )
         self.zero_rated: set[int] = set()  # the batch's rating groups that the operator made free
         self._overage: dict[tuple[uuid.UUID, date], list[Any]] = {}  # [currency, charged, volume]
         self._answers: list[dict[str, Any]] = []
         self._grants_loaded: set[uuid.UUID] = set()
-        self.kept: dict[tuple[uuid.UUID, int], tuple[int, Any]] = {}  # (session, sequence) -> (status, answer) given
+        self.kept: dict[
+            tuple[uuid.UUID, int], tuple[int, Any]
+        ] = {}  # (session, sequence) -> (status, answer) given
 
     # --- loading --------------------------------------------------------------------------
 
     def load(
-        self, *, session_ids: list[uuid.UUID] = (), refs: list[str] = (), line_ids: list[uuid.UUID] = (),  # type: ignore[assignment]
+        self,
+        *,
+        session_ids: list[uuid.UUID] = (),
+        refs: list[str] = (),
+        line_ids: list[uuid.UUID] = (),  # type: ignore[assignment]
         sequences: list[int] = (),  # type: ignore[assignment]
     ) -> None:
         """Read (and lock) what the batch will touch: the named charging sessions and the lines of them and of
         `line_ids`. Named by ref, the sessions come with the answers they gave to `sequences` (`self.kept`)."""
         lock = self.ledger.locks_rows
         if session_ids:
-            rows = self.execute(_Q.sessions_by_id_locked if lock else _Q.sessions_by_id, {"ids": list(session_ids)})
+            rows = self.execute(
+                _Q.sessions_by_id_locked if lock else _Q.sessions_by_id, {"ids": list(session_ids)}
+            )
         elif refs:
             rows = self.execute(
                 _Q.sessions_by_ref_locked if lock else _Q.sessions_by_ref,
-                {"refs": list(refs), "seqs": list(sequences), "pairs": list(zip(refs, sequences, strict=True))},
+                {
+                    "refs": list(refs),
+                    "seqs": list(sequences),
+                    "pairs": list(zip(refs, sequences, strict=True)),
+                },
             )
         else:
             rows = []
         for row in rows:
             if row[0] not in self.sessions:
-                self.sessions[row[0]] = SessionState(*row[:7], create_key=row[7], served=bool(row[8]))
+                self.sessions[row[0]] = SessionState(
+                    *row[:7], create_key=row[7], served=bool(row[8])
+                )
             if len(row) > 9 and row[9] is not None:
                 self.kept[row[0], row[9]] = (row[10], row[11])
-        loaded = [x.id for x in self.sessions.values() if not x.new and x.id not in self._grants_loaded]
+        loaded = [
+            x.id for x in self.sessions.values() if not x.new and x.id not in self._grants_loaded
+        ]
         self._grants_loaded.update(loaded)
         wanted = {x.line_id for x in self.sessions.values()} | set(line_ids)
         self._load_lines(wanted - self.lines.keys(), loaded)
@@ -245,20 +265,35 @@ class ChargingBatch:
     def _load_lines(self, line_ids: set[uuid.UUID], session_ids: list[uuid.UUID]) -> None:
         if not line_ids and not session_ids:
             return
-        rows = self.execute(_Q.lines, {"ids": list(line_ids), "now": self.now}).all() if line_ids else []
+        rows = (
+            self.execute(_Q.lines, {"ids": list(line_ids), "now": self.now}).all()
+            if line_ids
+            else []
+        )
         lines = list({row[0]: row[:9] for row in rows}.values())
         found_buckets = [row[9:] for row in rows if row[9] is not None]
         grants = self.execute(_Q.grants, {"ids": session_ids}).all() if session_ids else []
         codes = {USED} | {f"system:overage_sales:{row[8]}" for row in lines if row[7] is not None}
         self.system.update(self.ledger.system(codes - self.system.keys()))
         self.ledger.lock(
-            [row[5] for row in found_buckets] + [a for row in lines for a in (row[3], row[4], row[7]) if a is not None]
+            [row[5] for row in found_buckets]
+            + [a for row in lines for a in (row[3], row[4], row[7]) if a is not None]
             + [a for row in grants for a in (row[9], row[10])]
         )
 
         accounts = self.ledger.accounts
         overage_lines = []
-        for line_id, status, account_id, debt_mainland, debt_hk, cap, chosen, wallet_account, currency in lines:
+        for (
+            line_id,
+            status,
+            account_id,
+            debt_mainland,
+            debt_hk,
+            cap,
+            chosen,
+            wallet_account,
+            currency,
+        ) in lines:
             line = self.lines[line_id] = LineState(line_id, status, account_id)
             for zone, debt in (("mainland", debt_mainland), ("hk", debt_hk)):
                 if debt is not None:
@@ -266,22 +301,46 @@ class ChargingBatch:
             if wallet_account is not None:
                 line.overage = OverageState(cap, chosen, currency, accounts[wallet_account])
                 overage_lines.append(line)
-        for bucket_id, line_id, zone, expires_at, created_at, account_id in sorted(
+        for bucket_id, line_id, zone, expires_at, _created_at, account_id in sorted(
             found_buckets, key=lambda r: (r[3], r[2] == "both", r[4], r[0])
         ):
-            self.lines[line_id].buckets.append(BucketState(bucket_id, zone, expires_at, accounts[account_id]))
+            self.lines[line_id].buckets.append(
+                BucketState(bucket_id, zone, expires_at, accounts[account_id])
+            )
         if overage_lines:
             self._load_overage(overage_lines)
         by_id: dict[uuid.UUID, GrantState] = {}
-        for (g_id, session_id, rating_group, granted, g_expires, created_at, pending_id, bucket_id, amount, debit, credit,
-             volume, per_mb, held, reason, reference, expires_at, resolved) in grants:
+        for (
+            g_id,
+            session_id,
+            rating_group,
+            granted,
+            g_expires,
+            created_at,
+            pending_id,
+            bucket_id,
+            amount,
+            debit,
+            credit,
+            volume,
+            per_mb,
+            held,
+            reason,
+            reference,
+            expires_at,
+            resolved,
+        ) in grants:
             grant = by_id.get(g_id)
             if grant is None:
-                grant = by_id[g_id] = GrantState(g_id, session_id, rating_group, granted, g_expires, created_at, [])
+                grant = by_id[g_id] = GrantState(
+                    g_id, session_id, rating_group, granted, g_expires, created_at, []
+                )
                 self.sessions[session_id].grants.append(grant)
             # Read before the accounts were locked: if the expiry job resolved it meanwhile, the
             # unique pending_id refuses a second resolution and the batch is done again.
-            pending = self.ledger.pending(pending_id, debit, credit, held, reason, reference, expires_at, resolved)
+            pending = self.ledger.pending(
+                pending_id, debit, credit, held, reason, reference, expires_at, resolved
+            )
             grant.reservations.append(ReservationState(pending, bucket_id, amount, volume, per_mb))
 
     def load_rating_groups(self, rating_groups: Iterable[int]) -> None:
@@ -299,7 +358,9 @@ class ChargingBatch:
             assert line.overage is not None
             line.overage.rates = rates[line.overage.chosen]
         by_id = {line.id: line for line in lines}
-        for line_id, charged in self.execute(_Q.charged, {"ids": list(by_id), "month": month_of(self.now)}):
+        for line_id, charged in self.execute(
+            _Q.charged, {"ids": list(by_id), "month": month_of(self.now)}
+        ):
             by_id[line_id].charged = charged
         for line_id, held in self.execute(_Q.held, {"ids": list(by_id), "now": self.now}):
             by_id[line_id].held = int(held or 0)  # PostgreSQL sums bigints as numeric
@@ -307,10 +368,19 @@ class ChargingBatch:
     # --- sessions -------------------------------------------------------------------------
 
     def open_session(
-        self, line: LineState, plmn: str, zone: str, ref: str, *, notify_uri: str | None, create_key: str | None
+        self,
+        line: LineState,
+        plmn: str,
+        zone: str,
+        ref: str,
+        *,
+        notify_uri: str | None,
+        create_key: str | None,
     ) -> SessionState:
         """A new charging session (checked by the caller: the network is served and the line active)."""
-        state = SessionState(new_id(), line.id, ref, plmn, zone, "open", notify_uri, new=True, create_key=create_key)
+        state = SessionState(
+            new_id(), line.id, ref, plmn, zone, "open", notify_uri, new=True, create_key=create_key
+        )
         self.sessions[state.id] = state
         return state
 
@@ -330,7 +400,11 @@ class ChargingBatch:
     # --- quota ----------------------------------------------------------------------------
 
     def request_quota(
-        self, charging_session: SessionState, rating_group: int, requested_bytes: int, validity_seconds: int
+        self,
+        charging_session: SessionState,
+        rating_group: int,
+        requested_bytes: int,
+        validity_seconds: int,
     ) -> QuotaResult:
         """Grant up to `requested_bytes` from the line's buckets in the session's zone (then overage), reserved.
 
@@ -345,8 +419,14 @@ class ChargingBatch:
             if line.status != "active":
                 return QuotaResult(END_USER_SERVICE_DENIED, 0, None, final_unit=False)
             grant = GrantState(
-                new_id(), charging_session.id, rating_group, requested_bytes,
-                self.now + timedelta(seconds=validity_seconds) + RESERVATION_MARGIN, self.now, [], new=True,
+                new_id(),
+                charging_session.id,
+                rating_group,
+                requested_bytes,
+                self.now + timedelta(seconds=validity_seconds) + RESERVATION_MARGIN,
+                self.now,
+                [],
+                new=True,
             )
             charging_session.grants.append(grant)
             self._new_grants.append(grant)
@@ -374,13 +454,24 @@ class ChargingBatch:
             return QuotaResult(QUOTA_LIMIT_REACHED, 0, None, final_unit=True)
 
         grant = GrantState(
-            new_id(), charging_session.id, rating_group, granted,
-            self.now + timedelta(seconds=validity_seconds) + RESERVATION_MARGIN, self.now, [], new=True,
+            new_id(),
+            charging_session.id,
+            rating_group,
+            granted,
+            self.now + timedelta(seconds=validity_seconds) + RESERVATION_MARGIN,
+            self.now,
+            [],
+            new=True,
         )
         reference = f"grant:{grant.id}"
         for bucket, amount in plan:  # in drawing order: the transfer ids keep it
             pending = self.ledger.reserve(
-                bucket.account, self.system[USED], amount, reason="usage", reference=reference, expires_at=grant.expires_at
+                bucket.account,
+                self.system[USED],
+                amount,
+                reason="usage",
+                reference=reference,
+                expires_at=grant.expires_at,
             )
             grant.reservations.append(ReservationState(pending, bucket.id, amount, amount, None))
         if extra is not None:
@@ -388,7 +479,11 @@ class ChargingBatch:
             per_mb, volume = extra
             money = cost(volume, per_mb)
             pending = self.ledger.reserve(
-                line.overage.wallet, self._sales(line.overage.currency), money, reason="overage", reference=reference,
+                line.overage.wallet,
+                self._sales(line.overage.currency),
+                money,
+                reason="overage",
+                reference=reference,
                 expires_at=grant.expires_at,
             )
             grant.reservations.append(ReservationState(pending, None, money, volume, per_mb))
@@ -407,7 +502,13 @@ class ChargingBatch:
                 return
             pay = min(-debt.available, bucket.account.available)
             if pay > 0:
-                self.ledger.transfer(bucket.account, debt, pay, reason="usage_owed_repaid", reference=f"bucket:{bucket.id}")
+                self.ledger.transfer(
+                    bucket.account,
+                    debt,
+                    pay,
+                    reason="usage_owed_repaid",
+                    reference=f"bucket:{bucket.id}",
+                )
 
     def _allowance(self, line: LineState, zone: str) -> tuple[int, int] | None:
         """(rate per MB, money) overage may still spend now, if the owner turned it on and a rate is published."""
@@ -435,7 +536,11 @@ class ChargingBatch:
             raise ValueError("used volume is a non-negative integer")
         if grant.status != "open":
             return UsageResult(
-                grant.id, grant.used_bytes, grant.used_bytes - grant.unreserved_bytes, grant.unreserved_bytes, True
+                grant.id,
+                grant.used_bytes,
+                grant.used_bytes - grant.unreserved_bytes,
+                grant.unreserved_bytes,
+                True,
             )
         charging_session = self.sessions[grant.session_id]
         line = self.lines[charging_session.line_id]
@@ -475,9 +580,13 @@ class ChargingBatch:
             self._record_overage(line, overage_currency, overage_amount, overage_volume)
         if used_bytes and count_usage:
             self.add_usage(charging_session, used_bytes, zero_rated=free)
-        return UsageResult(grant.id, used_bytes, 0 if free else used_bytes - unreserved, unreserved, False)
+        return UsageResult(
+            grant.id, used_bytes, 0 if free else used_bytes - unreserved, unreserved, False
+        )
 
-    def settle_usage(self, charging_session: SessionState, rating_group: int, used_bytes: int) -> ExcessCharge | None:
+    def settle_usage(
+        self, charging_session: SessionState, rating_group: int, used_bytes: int
+    ) -> ExcessCharge | None:
         """The usage reported for a rating group: settles its open grants in order, counts it once in
         the day's usage, and charges what no grant covered (`charge_usage`)."""
         free = rating_group in self.zero_rated
@@ -489,11 +598,15 @@ class ChargingBatch:
         if not left or free:
             return None
         return self.charge_usage(
-            self.lines[charging_session.line_id], charging_session.zone, left,
+            self.lines[charging_session.line_id],
+            charging_session.zone,
+            left,
             reference=f"charging_session:{charging_session.id}",
         )
 
-    def charge_usage(self, line: LineState, zone: str, used_bytes: int, *, reference: str) -> ExcessCharge:
+    def charge_usage(
+        self, line: LineState, zone: str, used_bytes: int, *, reference: str
+    ) -> ExcessCharge:
         """Charge usage no grant covered: what the line's buckets in `zone` still have, then overage if its
         owner turned it on (within the wallet and the month's cap), and the rest is owed by the line in that
         zone. Does not count the usage of the day: the caller does."""
@@ -503,7 +616,13 @@ class ChargingBatch:
         for bucket in line.usable(zone):
             take = min(left, bucket.account.available)
             if take > 0:
-                self.ledger.transfer(bucket.account, self.system[USED], take, reason="usage_beyond_grant", reference=reference)
+                self.ledger.transfer(
+                    bucket.account,
+                    self.system[USED],
+                    take,
+                    reason="usage_beyond_grant",
+                    reference=reference,
+                )
                 left -= take
         from_buckets = used_bytes - left
         overage_bytes = overage_amount = 0
@@ -515,18 +634,26 @@ class ChargingBatch:
                 overage_amount = cost(volume, per_mb)
                 currency = line.overage.currency
                 self.ledger.transfer(
-                    line.overage.wallet, self._sales(currency), overage_amount, reason="overage", reference=reference
+                    line.overage.wallet,
+                    self._sales(currency),
+                    overage_amount,
+                    reason="overage",
+                    reference=reference,
                 )
                 self._record_overage(line, currency, overage_amount, volume)
                 overage_bytes, left = volume, left - volume
         if left:
             debt = line.debts.get(zone)
-            if debt is None:  # the first time this line owes in this zone (rare): made through the ledger
+            if (
+                debt is None
+            ):  # the first time this line owes in this zone (rare): made through the ledger
                 made = ledger_buckets.debt_account(self.session, line.id, zone, create=True)
                 assert made is not None
                 self.ledger.lock([made.id])
                 debt = line.debts[zone] = self.ledger.accounts[made.id]
-            self.ledger.transfer(debt, self.system[USED], left, reason="usage_owed", reference=reference)
+            self.ledger.transfer(
+                debt, self.system[USED], left, reason="usage_owed", reference=reference
+            )
         return ExcessCharge(from_buckets, overage_bytes, overage_amount, left, currency)
 
     def release(self, charging_session: SessionState) -> int:
@@ -541,9 +668,16 @@ class ChargingBatch:
             settled += not self.report_usage(grant, 0).already_settled
         return settled
 
-    def add_usage(self, charging_session: SessionState, used_bytes: int, *, zero_rated: bool = False) -> None:
+    def add_usage(
+        self, charging_session: SessionState, used_bytes: int, *, zero_rated: bool = False
+    ) -> None:
         """Count usage in the day of the network the session is on now (its zone and PLMN)."""
-        key = (charging_session.line_id, usage_day(self.now), charging_session.zone, charging_session.plmn)
+        key = (
+            charging_session.line_id,
+            usage_day(self.now),
+            charging_session.zone,
+            charging_session.plmn,
+        )
         self._usage[key][zero_rated] += used_bytes
 
     def _record_overage(self, line: LineState, currency: str, amount: int, volume: int) -> None:
@@ -552,11 +686,18 @@ class ChargingBatch:
         found[1] += amount
         found[2] += volume
 
-    def keep_answer(self, charging_session: SessionState, sequence: int, status_code: int, answer: Any) -> None:
-        self._answers.append({
-            "charging_session_id": charging_session.id, "invocation_sequence_number": sequence,
-            "status_code": status_code, "answer": answer, "created_at": self.now,
-        })
+    def keep_answer(
+        self, charging_session: SessionState, sequence: int, status_code: int, answer: Any
+    ) -> None:
+        self._answers.append(
+            {
+                "charging_session_id": charging_session.id,
+                "invocation_sequence_number": sequence,
+                "status_code": status_code,
+                "answer": answer,
+                "created_at": self.now,
+            }
+        )
 
     # --- writing --------------------------------------------------------------------------
 
@@ -577,51 +718,133 @@ class ChargingBatch:
         session = self.session
         new_sessions = [x for x in self.sessions.values() if x.new]
         if new_sessions:
-            insert_rows(session, ChargingSession.__table__, [
-                {"id": x.id, "line_id": x.line_id, "charging_data_ref": x.ref, "plmn": x.plmn, "zone": x.zone,
-                 "status": x.status, "released_at": x.released_at, "notify_uri": x.notify_uri,
-                 "create_key": x.create_key, "created_at": self.now}
-                for x in new_sessions
-            ])
+            insert_rows(
+                session,
+                ChargingSession.__table__,
+                [
+                    {
+                        "id": x.id,
+                        "line_id": x.line_id,
+                        "charging_data_ref": x.ref,
+                        "plmn": x.plmn,
+                        "zone": x.zone,
+                        "status": x.status,
+                        "released_at": x.released_at,
+                        "notify_uri": x.notify_uri,
+                        "create_key": x.create_key,
+                        "created_at": self.now,
+                    }
+                    for x in new_sessions
+                ],
+            )
             for x in new_sessions:
                 x.new = False
-        update_rows(session, ChargingSession.__table__, "id", [
-            {"id": x.id, "plmn": x.plmn, "zone": x.zone} for x in self.sessions.values() if x.moved
-        ])
+        update_rows(
+            session,
+            ChargingSession.__table__,
+            "id",
+            [
+                {"id": x.id, "plmn": x.plmn, "zone": x.zone}
+                for x in self.sessions.values()
+                if x.moved
+            ],
+        )
         for x in self.sessions.values():
             x.moved = False
-        update_rows(session, ChargingSession.__table__, "id", [
-            {"id": x.id, "status": "released", "released_at": self.now} for x in self._released
-        ])
+        update_rows(
+            session,
+            ChargingSession.__table__,
+            "id",
+            [{"id": x.id, "status": "released", "released_at": self.now} for x in self._released],
+        )
         self.ledger.flush()
         if self._new_grants:
-            insert_rows(session, Grant.__table__, [
-                {"id": g.id, "charging_session_id": g.session_id, "rating_group": g.rating_group,
-                 "granted_bytes": g.granted_bytes, "used_bytes": g.used_bytes, "unreserved_bytes": g.unreserved_bytes,
-                 "status": g.status, "expires_at": g.expires_at, "settled_at": g.settled_at, "created_at": g.created_at}
-                for g in self._new_grants
-            ])
-            insert_rows(session, GrantReservation.__table__, [
-                {"pending_transfer_id": r.pending.id, "grant_id": g.id, "bucket_id": r.bucket_id, "amount": r.amount,
-                 "volume_bytes": r.volume_bytes, "per_mb": r.per_mb}
-                for g in self._new_grants for r in g.reservations
-            ])
+            insert_rows(
+                session,
+                Grant.__table__,
+                [
+                    {
+                        "id": g.id,
+                        "charging_session_id": g.session_id,
+                        "rating_group": g.rating_group,
+                        "granted_bytes": g.granted_bytes,
+                        "used_bytes": g.used_bytes,
+                        "unreserved_bytes": g.unreserved_bytes,
+                        "status": g.status,
+                        "expires_at": g.expires_at,
+                        "settled_at": g.settled_at,
+                        "created_at": g.created_at,
+                    }
+                    for g in self._new_grants
+                ],
+            )
+            insert_rows(
+                session,
+                GrantReservation.__table__,
+                [
+                    {
+                        "pending_transfer_id": r.pending.id,
+                        "grant_id": g.id,
+                        "bucket_id": r.bucket_id,
+                        "amount": r.amount,
+                        "volume_bytes": r.volume_bytes,
+                        "per_mb": r.per_mb,
+                    }
+                    for g in self._new_grants
+                    for r in g.reservations
+                ],
+            )
             for g in self._new_grants:
                 g.new = False
-        update_rows(session, Grant.__table__, "id", [
-            {"id": g.id, "status": "settled", "settled_at": self.now, "used_bytes": g.used_bytes,
-             "unreserved_bytes": g.unreserved_bytes}
-            for g in self._settled
-        ])
-        add_rows(session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes", "zero_rated_bytes"), [
-            {"id": new_id(), "line_id": k[0], "day": k[1], "zone": k[2], "plmn": k[3], "bytes": used[0],
-             "zero_rated_bytes": used[1]}
-            for k, used in self._usage.items()
-        ])
-        add_rows(session, OverageMonth, ("line_id", "month"), ("charged", "volume_bytes"), [
-            {"line_id": k[0], "month": k[1], "currency": v[0], "charged": v[1], "volume_bytes": v[2]}
-            for k, v in self._overage.items()
-        ])
+        update_rows(
+            session,
+            Grant.__table__,
+            "id",
+            [
+                {
+                    "id": g.id,
+                    "status": "settled",
+                    "settled_at": self.now,
+                    "used_bytes": g.used_bytes,
+                    "unreserved_bytes": g.unreserved_bytes,
+                }
+                for g in self._settled
+            ],
+        )
+        add_rows(
+            session,
+            UsageDay,
+            ("line_id", "day", "zone", "plmn"),
+            ("bytes", "zero_rated_bytes"),
+            [
+                {
+                    "id": new_id(),
+                    "line_id": k[0],
+                    "day": k[1],
+                    "zone": k[2],
+                    "plmn": k[3],
+                    "bytes": used[0],
+                    "zero_rated_bytes": used[1],
+                }
+                for k, used in self._usage.items()
+            ],
+        )
+        add_rows(
+            session,
+            OverageMonth,
+            ("line_id", "month"),
+            ("charged", "volume_bytes"),
+            [
+                {
+                    "line_id": k[0],
+                    "month": k[1],
+                    "currency": v[0],
+                    "charged": v[1],
+                    "volume_bytes": v[2],
+                }
+                for k, v in self._overage.items()
+            ],
+        )
         insert_rows(session, ChargingAnswer.__table__, self._answers)
         self._released, self._settled, self._new_grants, self._answers = [], [], [], []
         self._usage, self._overage = defaultdict(lambda: [0, 0]), {}
@@ -631,70 +854,141 @@ class ChargingBatch:
 
 
 def _debt(zone: str) -> Any:
-    return select(LineDebt.ledger_account_id).where(LineDebt.line_id == Line.id, LineDebt.zone == zone).scalar_subquery()
+    return (
+        select(LineDebt.ledger_account_id)
+        .where(LineDebt.line_id == Line.id, LineDebt.zone == zone)
+        .scalar_subquery()
+    )
 
 
 class _Q:
     s, g, r, t = ChargingSession, Grant, GrantReservation, Transfer
     # With whether the session's network is served now (the registry is the operator's to change).
     _session = select(
-        s.id, s.line_id, s.charging_data_ref, s.plmn, s.zone, s.status, s.notify_uri, s.create_key, Network.active
+        s.id,
+        s.line_id,
+        s.charging_data_ref,
+        s.plmn,
+        s.zone,
+        s.status,
+        s.notify_uri,
+        s.create_key,
+        Network.active,
     ).join(Network, Network.plmn == s.plmn)
     sessions_by_id = _session.where(AnyOf(s.id, "ids")).order_by(s.id)
     # By ref (the network's requests), each with the answer it already gave to the sequence number
     # asked of it (a retransmission). SQLite: the pairs as a row-value IN; PostgreSQL (which locks):
     # joined to the pairs as arrays, one statement text whatever their number.
-    _answered = (ChargingAnswer.invocation_sequence_number, ChargingAnswer.status_code, ChargingAnswer.answer)
+    _answered = (
+        ChargingAnswer.invocation_sequence_number,
+        ChargingAnswer.status_code,
+        ChargingAnswer.answer,
+    )
     sessions_by_ref = (
         _session.add_columns(*_answered)
-        .outerjoin(ChargingAnswer, and_(
-            ChargingAnswer.charging_session_id == s.id,
-            tuple_(s.charging_data_ref, ChargingAnswer.invocation_sequence_number).in_(bindparam("pairs", expanding=True)),
-        ))
+        .outerjoin(
+            ChargingAnswer,
+            and_(
+                ChargingAnswer.charging_session_id == s.id,
+                tuple_(s.charging_data_ref, ChargingAnswer.invocation_sequence_number).in_(
+                    bindparam("pairs", expanding=True)
+                ),
+            ),
+        )
         .where(AnyOf(s.charging_data_ref, "refs"))
         .order_by(s.id)
     )
-    _asked = func.unnest(bindparam("refs", type_=ARRAY(String())), bindparam("seqs", type_=ARRAY(BigInteger))).table_valued(
-        "ref", "seq"
-    ).render_derived(name="asked")
+    _asked = (
+        func.unnest(
+            bindparam("refs", type_=ARRAY(String())), bindparam("seqs", type_=ARRAY(BigInteger))
+        )
+        .table_valued("ref", "seq")
+        .render_derived(name="asked")
+    )
     sessions_by_ref_locked = (
         _session.add_columns(*_answered)
         .join(_asked, _asked.c.ref == s.charging_data_ref)
-        .outerjoin(ChargingAnswer, and_(
-            ChargingAnswer.charging_session_id == s.id, ChargingAnswer.invocation_sequence_number == _asked.c.seq
-        ))
+        .outerjoin(
+            ChargingAnswer,
+            and_(
+                ChargingAnswer.charging_session_id == s.id,
+                ChargingAnswer.invocation_sequence_number == _asked.c.seq,
+            ),
+        )
         .order_by(s.id)
         .with_for_update(of=s)
     )
-    sessions_by_id_locked = sessions_by_id.with_for_update(of=s)  # not the network's row: every session shares it
+    sessions_by_id_locked = sessions_by_id.with_for_update(
+        of=s
+    )  # not the network's row: every session shares it
     # A line, what it owes per zone, its overage choice with the wallet it charges (if on), and its
     # buckets usable now (a row each; one row with no bucket if it has none).
     lines = (
-        select(Line.id, Line.status, Line.account_id, _debt("mainland"), _debt("hk"), LineOverage.monthly_cap,
-               LineOverage.currency, Wallet.ledger_account_id, Wallet.currency,
-               Bucket.id, Bucket.line_id, Bucket.zone, Bucket.expires_at, Bucket.created_at, Bucket.ledger_account_id)
+        select(
+            Line.id,
+            Line.status,
+            Line.account_id,
+            _debt("mainland"),
+            _debt("hk"),
+            LineOverage.monthly_cap,
+            LineOverage.currency,
+            Wallet.ledger_account_id,
+            Wallet.currency,
+            Bucket.id,
+            Bucket.line_id,
+            Bucket.zone,
+            Bucket.expires_at,
+            Bucket.created_at,
+            Bucket.ledger_account_id,
+        )
         .outerjoin(LineOverage, and_(LineOverage.line_id == Line.id, LineOverage.enabled))
-        .outerjoin(Wallet, and_(Wallet.account_id == Line.account_id, LineOverage.line_id.is_not(None)))
-        .outerjoin(Bucket, and_(
-            # The list again, so that PostgreSQL's plan looks the buckets up by line, not by expiry.
-            Bucket.line_id == Line.id, AnyOf(Bucket.line_id, "ids"), Bucket.unit == "bytes", Bucket.valid_from <= bindparam("now"),
-            Bucket.expires_at > bindparam("now"),
-        ))
+        .outerjoin(
+            Wallet, and_(Wallet.account_id == Line.account_id, LineOverage.line_id.is_not(None))
+        )
+        .outerjoin(
+            Bucket,
+            and_(
+                # The list again, so that PostgreSQL's plan looks the buckets up by line, not by expiry.
+                Bucket.line_id == Line.id,
+                AnyOf(Bucket.line_id, "ids"),
+                Bucket.unit == "bytes",
+                Bucket.valid_from <= bindparam("now"),
+                Bucket.expires_at > bindparam("now"),
+            ),
+        )
         .where(AnyOf(Line.id, "ids"))
     )
     _resolution = aliased(Transfer)
     # Open grants with their reservations, each with its pending transfer and whether it is resolved.
     grants = (
-        select(g.id, g.charging_session_id, g.rating_group, g.granted_bytes, g.expires_at, g.created_at,
-               r.pending_transfer_id, r.bucket_id, r.amount, t.debit_account_id, t.credit_account_id, r.volume_bytes,
-               r.per_mb, t.amount, t.reason, t.reference, t.expires_at,
-               select(_resolution.id).where(_resolution.pending_id == t.id).exists())
+        select(
+            g.id,
+            g.charging_session_id,
+            g.rating_group,
+            g.granted_bytes,
+            g.expires_at,
+            g.created_at,
+            r.pending_transfer_id,
+            r.bucket_id,
+            r.amount,
+            t.debit_account_id,
+            t.credit_account_id,
+            r.volume_bytes,
+            r.per_mb,
+            t.amount,
+            t.reason,
+            t.reference,
+            t.expires_at,
+            select(_resolution.id).where(_resolution.pending_id == t.id).exists(),
+        )
         .join(r, r.grant_id == g.id)
         .join(t, t.id == r.pending_transfer_id)
         .where(AnyOf(g.charging_session_id, "ids"), g.status == "open")
         .order_by(g.created_at, g.id, r.pending_transfer_id)
     )
-    zero_rated = select(RatingGroup.rating_group).where(AnyOf(RatingGroup.rating_group, "groups"), RatingGroup.zero_rated)
+    zero_rated = select(RatingGroup.rating_group).where(
+        AnyOf(RatingGroup.rating_group, "groups"), RatingGroup.zero_rated
+    )
     rates = select(OverageRate.zone, OverageRate.currency, OverageRate.per_mb)
     charged = select(OverageMonth.line_id, OverageMonth.charged).where(
         AnyOf(OverageMonth.line_id, "ids"), OverageMonth.month == bindparam("month")
@@ -703,6 +997,11 @@ class _Q:
         select(s.line_id, func.sum(r.amount))
         .join(g, g.id == r.grant_id)
         .join(s, s.id == g.charging_session_id)
-        .where(AnyOf(s.line_id, "ids"), r.per_mb.is_not(None), g.status == "open", g.expires_at > bindparam("now"))
+        .where(
+            AnyOf(s.line_id, "ids"),
+            r.per_mb.is_not(None),
+            g.status == "open",
+            g.expires_at > bindparam("now"),
+        )
         .group_by(s.line_id)
     )

@@ -55,7 +55,9 @@ class RatingGroup(CreatedMixin, Base):
     """
 
     __tablename__ = "rating_groups"
-    __table_args__ = (CheckConstraint("rating_group >= 0 AND rating_group <= 4294967295", name="uint32"),)
+    __table_args__ = (
+        CheckConstraint("rating_group >= 0 AND rating_group <= 4294967295", name="uint32"),
+    )
 
     rating_group: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(64))
@@ -130,7 +132,9 @@ class GrantReservation(Base):
     bucket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("buckets.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
     volume_bytes: Mapped[int] = mapped_column(BigInteger)
-    per_mb: Mapped[int | None] = mapped_column(BigInteger)  # overage: the rate charged, minor units per MB
+    per_mb: Mapped[int | None] = mapped_column(
+        BigInteger
+    )  # overage: the rate charged, minor units per MB
 
 
 class LineOverage(Base):
@@ -141,7 +145,9 @@ class LineOverage(Base):
 
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), primary_key=True)
     enabled: Mapped[bool] = mapped_column(default=False)
-    monthly_cap: Mapped[int] = mapped_column(BigInteger, default=0)  # minor units of `currency`, per Hong Kong month
+    monthly_cap: Mapped[int] = mapped_column(
+        BigInteger, default=0
+    )  # minor units of `currency`, per Hong Kong month
     currency: Mapped[str] = mapped_column(String(3))  # the wallet's
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -187,8 +193,12 @@ class ChargingAnswer(CreatedMixin, Base):
 
     __tablename__ = "charging_answers"
 
-    charging_session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("charging_sessions.id"), primary_key=True)
-    invocation_sequence_number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    charging_session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("charging_sessions.id"), primary_key=True
+    )
+    invocation_sequence_number: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False
+    )
     status_code: Mapped[int]
     answer: Mapped[Any] = mapped_column(JSON, nullable=True)  # None for 204 (release)
 
@@ -209,7 +219,9 @@ class UsageDay(IdMixin, Base):
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"))
     # The calendar day in Hong Kong time (UTC+8, no daylight saving) when the usage was reported.
     day: Mapped[date]
-    zone: Mapped[str] = mapped_column(String(16))  # the zone of the network the usage was on: mainland | hk
+    zone: Mapped[str] = mapped_column(
+        String(16)
+    )  # the zone of the network the usage was on: mainland | hk
     plmn: Mapped[str] = mapped_column(ForeignKey("networks.plmn"))
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # charged usage (internet data)
     # Usage of zero-rated rating groups: counted for the operator, never charged.
@@ -234,11 +246,17 @@ class UsageRecord(Base):
             " AND overage_amount >= 0 AND owed_bytes >= 0",
             name="not_negative",
         ),
-        CheckConstraint("from_buckets + overage_bytes + owed_bytes = bytes_up + bytes_down", name="all_charged"),
-        CheckConstraint("(overage_amount = 0) OR (overage_currency IS NOT NULL)", name="overage_currency"),
+        CheckConstraint(
+            "from_buckets + overage_bytes + owed_bytes = bytes_up + bytes_down", name="all_charged"
+        ),
+        CheckConstraint(
+            "(overage_amount = 0) OR (overage_currency IS NOT NULL)", name="overage_currency"
+        ),
     )
 
-    record_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the partner's id of the record
+    record_id: Mapped[str] = mapped_column(
+        String(64), primary_key=True
+    )  # the partner's id of the record
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), index=True)
     plmn: Mapped[str] = mapped_column(ForeignKey("networks.plmn"))
     zone: Mapped[str] = mapped_column(String(16))  # the network's zone when imported

@@ -26,9 +26,9 @@ import itertools
 import multiprocessing
 import queue
 import threading
-from multiprocessing.connection import Connection
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
 import structlog
@@ -40,9 +40,9 @@ from tongka import clock
 from tongka.account.models import Line
 from tongka.charging.engine import ChargingBatch, SessionState
 from tongka.charging.models import ChargingAnswer, ChargingSession, Network
-from tongka.ledger.batch import LedgerCache
 from tongka.charging.service import LineNotActive, NetworkNotServed, UnknownNetwork
 from tongka.db import AnyOf, make_engine, make_sessionmaker, new_id, transaction
+from tongka.ledger.batch import LedgerCache
 
 log = structlog.get_logger()
 
@@ -66,7 +66,9 @@ class Op:
     sequence: int  # invocationSequenceNumber
     # bytes reported per rating group: up to a PLMN_CHANGE (all of it without one), and after it
     used: dict[int, int] = field(default_factory=dict)
-    requested: list[tuple[int, int]] = field(default_factory=list)  # (rating group, bytes), in the request's order
+    requested: list[tuple[int, int]] = field(
+        default_factory=list
+    )  # (rating group, bytes), in the request's order
     ref: str | None = None  # update, release: the charging data ref
     identities: list[str] = field(default_factory=list)  # create: SUPI / GPSI, in the order tried
     plmn: str | None = None  # the serving network the request names (create: required)
@@ -97,14 +99,17 @@ def not_found(ref: str | None) -> Outcome:
 # --- one batch ----------------------------------------------------------------------------
 
 
-def answer_batch(session: Session, ops: list[Op], renewal_base: str, cache: LedgerCache | None = None) -> list[Outcome]:
+def answer_batch(
+    session: Session, ops: list[Op], renewal_base: str, cache: LedgerCache | None = None
+) -> list[Outcome]:
     """Decide every op of the batch in order, write the lot and commit."""
     batch = ChargingBatch(session, clock.now(), cache)
     creates = [op for op in ops if op.kind == "create"]
     lines = _lines_for(session, [i for op in creates for i in op.identities])
     created = _created_before(session, [op.create_key for op in creates if op.create_key])
     batch.load(
-        refs=[op.ref for op in ops if op.ref], line_ids=list(lines.values()),
+        refs=[op.ref for op in ops if op.ref],
+        line_ids=list(lines.values()),
         sequences=[op.sequence for op in ops if op.ref],
     )
     batch.load_rating_groups(
@@ -147,7 +152,9 @@ class _Answering:
             return not_found(op.ref)
         self.cross_if_moved(charging_session, op)
         if op.kind == "update":
-            return self.keep(charging_session, op, Outcome(200, self.grant_all(charging_session, op), op.ref))
+            return self.keep(
+                charging_session, op, Outcome(200, self.grant_all(charging_session, op), op.ref)
+            )
         self.batch.release(charging_session)
         return self.keep(charging_session, op, Outcome(204, None, op.ref))
 
@@ -160,18 +167,28 @@ class _Answering:
             return again
         line = self.batch.lines[line_id]
         zone, active = self.networks.get(op.plmn or "", (None, False))
-        refusal = UnknownNetwork.code if zone is None else NetworkNotServed.code if not active else (
-            LineNotActive.code if line.status != "active" else None
+        refusal = (
+            UnknownNetwork.code
+            if zone is None
+            else NetworkNotServed.code
+            if not active
+            else (LineNotActive.code if line.status != "active" else None)
         )
         if refusal or zone is None:
             log.info("charging_refused", plmn=op.plmn, line_id=str(line.id), reason=refusal)
-            return problem(403, "Forbidden", f"Charging refused: {refusal}.", END_USER_REQUEST_DENIED)
+            return problem(
+                403, "Forbidden", f"Charging refused: {refusal}.", END_USER_REQUEST_DENIED
+            )
         assert op.plmn is not None
         charging_session = self.batch.open_session(
             line, op.plmn, zone, new_id().hex, notify_uri=op.notify_uri, create_key=op.create_key
         )
         self.by_ref[charging_session.ref] = charging_session
-        outcome = self.keep(charging_session, op, Outcome(201, self.grant_all(charging_session, op), charging_session.ref))
+        outcome = self.keep(
+            charging_session,
+            op,
+            Outcome(201, self.grant_all(charging_session, op), charging_session.ref),
+        )
         if op.create_key:
             self.created[op.create_key] = outcome
         return outcome
@@ -196,10 +213,20 @@ class _Answering:
                 used[group] = used.get(group, 0) + volume
             self.settle(charging_session, used)
             if plmn is not None and plmn != charging_session.plmn:
-                log.info("charging_plmn_change", ref=op.ref, old=charging_session.plmn, new=plmn, known=False)
-                self.batch.cross(charging_session, charging_session.plmn, charging_session.zone, False)
+                log.info(
+                    "charging_plmn_change",
+                    ref=op.ref,
+                    old=charging_session.plmn,
+                    new=plmn,
+                    known=False,
+                )
+                self.batch.cross(
+                    charging_session, charging_session.plmn, charging_session.zone, False
+                )
             return
-        log.info("charging_plmn_change", ref=op.ref, old=charging_session.plmn, new=plmn, served=active)
+        log.info(
+            "charging_plmn_change", ref=op.ref, old=charging_session.plmn, new=plmn, served=active
+        )
         self.settle(charging_session, op.used)
         self.batch.cross(charging_session, plmn, zone, active)
         self.settle(charging_session, op.used_after)
@@ -210,14 +237,20 @@ class _Answering:
             excess = self.batch.settle_usage(charging_session, rating_group, volume)
             if excess is not None:
                 log.info(
-                    "charging_usage_beyond_grant", ref=charging_session.ref, rating_group=rating_group,
-                    from_buckets=excess.from_buckets, overage_bytes=excess.overage_bytes, owed_bytes=excess.owed_bytes,
+                    "charging_usage_beyond_grant",
+                    ref=charging_session.ref,
+                    rating_group=rating_group,
+                    from_buckets=excess.from_buckets,
+                    overage_bytes=excess.overage_bytes,
+                    owed_bytes=excess.owed_bytes,
                 )
 
     def grant_all(self, charging_session: SessionState, op: Op) -> dict[str, Any]:
         units = []
         for rating_group, requested in op.requested:
-            result = self.batch.request_quota(charging_session, rating_group, requested, VALIDITY_SECONDS)
+            result = self.batch.request_quota(
+                charging_session, rating_group, requested, VALIDITY_SECONDS
+            )
             unit: dict[str, Any] = {"resultCode": result.result_code, "ratingGroup": rating_group}
             if result.granted_bytes:
                 unit["grantedUnit"] = {"totalVolume": result.granted_bytes}
@@ -244,8 +277,14 @@ class _Answering:
 
 def _lines_for(session: Session, identities: list[str]) -> dict[str, Any]:
     """Line ids by the identities that name them: SUPI ("imsi-<digits>") or GPSI ("msisdn-<digits>", E.164 without +)."""
-    imsis = {i.removeprefix("imsi-") for i in identities if i.startswith("imsi-") and i[5:].isdigit()}
-    numbers = {"+" + i.removeprefix("msisdn-") for i in identities if i.startswith("msisdn-") and i[7:].isdigit()}
+    imsis = {
+        i.removeprefix("imsi-") for i in identities if i.startswith("imsi-") and i[5:].isdigit()
+    }
+    numbers = {
+        "+" + i.removeprefix("msisdn-")
+        for i in identities
+        if i.startswith("msisdn-") and i[7:].isdigit()
+    }
     if not imsis and not numbers:
         return {}
     found: dict[str, Any] = {}
@@ -282,10 +321,19 @@ def _networks(session: Session, plmns: Iterable[str]) -> dict[str, tuple[str, bo
 
 # Built once; an array parameter each (`db.AnyOf`), so PostgreSQL plans them once.
 _LINES_BY_IDENTITY = select(Line.id, Line.imsi, Line.hk_number, Line.cn_number).where(
-    or_(AnyOf(Line.imsi, "imsis"), AnyOf(Line.hk_number, "numbers"), AnyOf(Line.cn_number, "numbers"))
+    or_(
+        AnyOf(Line.imsi, "imsis"),
+        AnyOf(Line.hk_number, "numbers"),
+        AnyOf(Line.cn_number, "numbers"),
+    )
 )
 _CREATED_BEFORE = (
-    select(ChargingSession.create_key, ChargingSession.charging_data_ref, ChargingAnswer.status_code, ChargingAnswer.answer)
+    select(
+        ChargingSession.create_key,
+        ChargingSession.charging_data_ref,
+        ChargingAnswer.status_code,
+        ChargingAnswer.answer,
+    )
     .join(ChargingAnswer, ChargingAnswer.charging_session_id == ChargingSession.id)
     .where(AnyOf(ChargingSession.create_key, "keys"))
     .order_by(ChargingAnswer.created_at.desc(), ChargingAnswer.invocation_sequence_number.desc())
@@ -302,7 +350,9 @@ class GroupCommit:
     One batch at a time: two in flight measured slower (bench/README.md).
     """
 
-    def __init__(self, sessions: sessionmaker[Session], renewal_base: str, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], renewal_base: str, *, max_batch: int = MAX_BATCH
+    ) -> None:
         self.sessions = sessions
         self.renewal_base = renewal_base.rstrip("/")
         self.max_batch = max_batch
@@ -319,7 +369,9 @@ class GroupCommit:
         self._queue.put((op, loop, future))
         with self._lock:
             if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, name="charging-group-commit", daemon=True)
+                self._worker = threading.Thread(
+                    target=self._work, name="charging-group-commit", daemon=True
+                )
                 self._worker.start()
         return await future
 
@@ -329,7 +381,9 @@ class GroupCommit:
     def _work(self) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=5)  # idle for a while: the thread ends (another starts on demand)
+                first = self._queue.get(
+                    timeout=5
+                )  # idle for a while: the thread ends (another starts on demand)
             except queue.Empty:
                 with self._lock:
                     if self._queue.empty():
@@ -349,7 +403,12 @@ class GroupCommit:
                     break
                 waiting.append(item)
             results = self.run([op for op, _loop, _future in waiting])
-            _deliver_all([(loop, future, result) for (_op, loop, future), result in zip(waiting, results, strict=True)])
+            _deliver_all(
+                [
+                    (loop, future, result)
+                    for (_op, loop, future), result in zip(waiting, results, strict=True)
+                ]
+            )
 
     def run(self, ops: list[Op]) -> list[Outcome | BaseException]:
         """Answer `ops` in one transaction; if it fails, each op again in its own."""
@@ -408,7 +467,9 @@ class ChargingProcess:
         self.log_json = log_json
         self._ids = itertools.count(1)
         # each op with the pipe it went down, so that a process's end fails only what that process held
-        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome], Connection]] = {}
+        self._waiting: dict[
+            int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome], Connection]
+        ] = {}
         self._lock = threading.Lock()
         self._sending = threading.Lock()
         self._outbox: list[_Sending] = []
@@ -420,25 +481,33 @@ class ChargingProcess:
         with self._lock:
             if self._conn is not None and self._process is not None and self._process.is_alive():
                 return
-            if self._process is not None and self._process.is_alive():  # its pipe broke: it is on its way out
+            if (
+                self._process is not None and self._process.is_alive()
+            ):  # its pipe broke: it is on its way out
                 self._process.kill()
             context = multiprocessing.get_context("spawn")  # not fork: the server has threads
             conn, child = context.Pipe()
             self._process = context.Process(  # type: ignore[attr-defined]
-                target=_serve, args=(child, self.database_url, self.renewal_base, self.log_json),
-                name="tongka-charging", daemon=not multiprocessing.current_process().daemon,
+                target=_serve,
+                args=(child, self.database_url, self.renewal_base, self.log_json),
+                name="tongka-charging",
+                daemon=not multiprocessing.current_process().daemon,
             )
             self._process.start()
             child.close()
             self._conn = conn
-            threading.Thread(target=self._read, args=(conn,), name="charging-answers", daemon=True).start()
+            threading.Thread(
+                target=self._read, args=(conn,), name="charging-answers", daemon=True
+            ).start()
 
     async def submit(self, op: Op) -> Outcome:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         with self._lock:
             self._outbox.append((next(self._ids), op, loop, future))
-            if not self._flushing:  # the requests read in this turn of the event loop go down the pipe together
+            if (
+                not self._flushing
+            ):  # the requests read in this turn of the event loop go down the pipe together
                 self._flushing = True
                 loop.call_soon(self._flush)
         return await future
@@ -465,7 +534,9 @@ class ChargingProcess:
                     conn = self._conn
                     if conn is None:  # stopped meanwhile
                         raise ChargingFailed("the charging process is stopping")
-                    self._waiting.update((op_id, (loop, future, conn)) for op_id, _op, loop, future in sending)
+                    self._waiting.update(
+                        (op_id, (loop, future, conn)) for op_id, _op, loop, future in sending
+                    )
                 try:
                     conn.send([(op_id, op) for op_id, op, _loop, _future in sending])
                     return
@@ -484,13 +555,20 @@ class ChargingProcess:
                 answered = conn.recv()
             except (EOFError, OSError):  # the process ended: whoever still waits on it is told so
                 with self._sending, self._lock:
-                    lost = [op_id for op_id, (_l, _f, sent_to) in self._waiting.items() if sent_to is conn]
+                    lost = [
+                        op_id
+                        for op_id, (_l, _f, sent_to) in self._waiting.items()
+                        if sent_to is conn
+                    ]
                     waiting = [self._waiting.pop(op_id) for op_id in lost]
                     if self._conn is conn:
                         self._conn = None  # the next request starts another
-                _deliver_all([
-                    (loop, future, ChargingFailed("the charging process ended")) for loop, future, _c in waiting
-                ])
+                _deliver_all(
+                    [
+                        (loop, future, ChargingFailed("the charging process ended"))
+                        for loop, future, _c in waiting
+                    ]
+                )
                 return
             with self._lock:
                 delivering = [(*self._waiting.pop(op_id)[:2], result) for op_id, result in answered]
@@ -502,7 +580,9 @@ class ChargingProcess:
         if conn is not None:
             try:
                 with self._sending:
-                    conn.send(None)  # the process stops (closing the pipe alone would not wake it: our reader holds it)
+                    conn.send(
+                        None
+                    )  # the process stops (closing the pipe alone would not wake it: our reader holds it)
             except OSError:
                 pass
         if process is not None:
@@ -535,17 +615,23 @@ def _serve(conn: Connection, database_url: str, renewal_base: str, log_json: boo
         if not waiting:
             continue
         results = group.run([op for _id, op in waiting])
-        conn.send([
-            (op_id, r if isinstance(r, Outcome) else ChargingFailed(f"{type(r).__name__}: {r}"))
-            for (op_id, _op), r in zip(waiting, results, strict=True)
-        ])
+        conn.send(
+            [
+                (op_id, r if isinstance(r, Outcome) else ChargingFailed(f"{type(r).__name__}: {r}"))
+                for (op_id, _op), r in zip(waiting, results, strict=True)
+            ]
+        )
 
 
 def _deliver_all(
-    results: Iterable[tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome], Outcome | BaseException]],
+    results: Iterable[
+        tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome], Outcome | BaseException]
+    ],
 ) -> None:
     """Hand each result to its request's event loop: one wake-up per loop for a whole batch."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome | BaseException]]] = {}
+    by_loop: dict[
+        asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome | BaseException]]
+    ] = {}
     for loop, future, result in results:
         by_loop.setdefault(loop, []).append((future, result))
     for loop, settling in by_loop.items():

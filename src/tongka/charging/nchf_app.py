@@ -30,8 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tongka import __version__, config, logs
 from tongka.asgi import CatchCrashes
 from tongka.charging import api as charging_api
-from tongka.charging import nchf
-from tongka.charging import nf_auth
+from tongka.charging import nchf, nf_auth
 from tongka.config import Settings, get_settings
 from tongka.db import busy, make_engine, make_sessionmaker
 from tongka.http_limits import BodyLimit
@@ -47,12 +46,19 @@ def create_nchf_app(settings: Settings | None = None) -> FastAPI:
 
     engine = None
     charging: nchf.ChargingProcess | nchf.GroupCommit
-    if settings.charging_worker == "process":  # the server's process holds no database connection at all
-        charging = nchf.ChargingProcess(settings.database_url, settings.public_base_url, log_json=settings.log_json)
+    if (
+        settings.charging_worker == "process"
+    ):  # the server's process holds no database connection at all
+        charging = nchf.ChargingProcess(
+            settings.database_url, settings.public_base_url, log_json=settings.log_json
+        )
     else:
         engine = make_engine(
-            settings.database_url, echo=settings.sql_echo, busy_timeout=settings.db_busy_timeout_seconds,
-            pool_size=settings.db_pool_size, max_overflow=settings.db_pool_overflow,
+            settings.database_url,
+            echo=settings.sql_echo,
+            busy_timeout=settings.db_busy_timeout_seconds,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_overflow,
         )
         charging = nchf.GroupCommit(make_sessionmaker(engine), settings.public_base_url)
 
@@ -66,13 +72,19 @@ def create_nchf_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(charging.stop)  # what it holds is answered first
 
     app = FastAPI(
-        lifespan=lifespan, title="tongka Nchf_ConvergedCharging", version=__version__,
-        docs_url=None, redoc_url=None, openapi_url=None,  # the document is 3GPP's (TS 32.291); `app.openapi()` for tests
+        lifespan=lifespan,
+        title="tongka Nchf_ConvergedCharging",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # the document is 3GPP's (TS 32.291); `app.openapi()` for tests
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.charging = charging
-    app.state.nf_auth = auth = nf_auth.NfAuth(settings)  # refuses at start-up: no keys to verify tokens with
+    app.state.nf_auth = auth = nf_auth.NfAuth(
+        settings
+    )  # refuses at start-up: no keys to verify tokens with
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -80,17 +92,28 @@ def create_nchf_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     if auth.plays_nrf:  # dev without an NRF: tongka hands out the tokens it accepts
-        app.add_route(nf_auth.TOKEN_PATH, nf_auth.token_endpoint, methods=["POST"], include_in_schema=False)
+        app.add_route(
+            nf_auth.TOKEN_PATH, nf_auth.token_endpoint, methods=["POST"], include_in_schema=False
+        )
     app.include_router(charging_api.router)
     _error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_nchf_body_bytes, network=True)
-    app.add_middleware(nf_auth.NfAuthMiddleware, auth=auth)  # before the body is read: a 401 reads nothing
-    app.add_middleware(CatchCrashes, answer=_crash_answer)  # outermost: a crash in the body limit too
+    app.add_middleware(
+        nf_auth.NfAuthMiddleware, auth=auth
+    )  # before the body is read: a 401 reads nothing
+    app.add_middleware(
+        CatchCrashes, answer=_crash_answer
+    )  # outermost: a crash in the body limit too
     return app
 
 
-def problem(status: int, title: str, cause: str | None = None, detail: str | None = None,
-            headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    title: str,
+    cause: str | None = None,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """A ProblemDetails (TS 29.571) with its TS 29.500 cause, where the table has one."""
     body: dict[str, Any] = {"title": title, "status": status}
     if detail:
@@ -104,8 +127,15 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 404:  # TS 29.500 table 5.2.7.2-1
-            return problem(404, "Not Found", "RESOURCE_URI_STRUCTURE_NOT_FOUND", "No such resource on this CHF.")
-        return problem(error.status_code, str(error.detail), headers=getattr(error, "headers", None))
+            return problem(
+                404,
+                "Not Found",
+                "RESOURCE_URI_STRUCTURE_NOT_FOUND",
+                "No such resource on this CHF.",
+            )
+        return problem(
+            error.status_code, str(error.detail), headers=getattr(error, "headers", None)
+        )
 
     @app.exception_handler(SQLAlchemyError)
     async def database_error(request: Request, error: SQLAlchemyError) -> JSONResponse:
@@ -113,8 +143,13 @@ def _error_handlers(app: FastAPI) -> None:
         if not busy(error):
             raise error
         logs.later("warning", "database_busy", path=request.url.path, error=type(error).__name__)
-        return problem(503, "Service Unavailable", "NF_CONGESTION", "The charging database is busy; try again.",
-                       {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return problem(
+            503,
+            "Service Unavailable",
+            "NF_CONGESTION",
+            "The charging database is busy; try again.",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
 
 def _crash_answer(_request: Request, _error: Exception) -> JSONResponse:

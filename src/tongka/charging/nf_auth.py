@@ -52,19 +52,27 @@ HEALTH_PATH = "/healthz"
 CHF = "CHF"  # the NF type: an audience TS 29.510 allows beside the instance id
 # Only signatures made with a private key: HS* would let anyone holding the verification key
 # sign, and "none" is no signature.
-ALGORITHMS = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"})
+ALGORITHMS = frozenset(
+    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"}
+)
 LEEWAY_SECONDS = 10  # clocks of the NRF, the SMF and the CHF differ a little (NTP keeps them close)
 CACHE_SIZE = 10_000  # verified tokens kept: a core has some hundreds of NF instances, each one token at a time
 JWKS_TIMEOUT_SECONDS = 5.0
-JWKS_REFRESH_SECONDS = 30.0  # an unknown kid fetches the keys again at most this often (no fetch storm)
+JWKS_REFRESH_SECONDS = (
+    30.0  # an unknown kid fetches the keys again at most this often (no fetch storm)
+)
 JWKS_MAX_BYTES = 256 * 1024
 # The dev NRF's instance id: the issuer of the tokens it makes, and what the verifier expects in dev.
 DEV_NRF_INSTANCE_ID = "6b7e0c1a-2d4f-4e8a-9c3b-7f1d5a2e4b60"
 DEV_TOKEN_LIFETIME_SECONDS = 3600
 # NF types that consume Nchf_ConvergedCharging (TS 32.290: SMF for data, AMF, SMSF, NEF, the IMS AS, ...).
-CHARGING_CONSUMERS = frozenset({"SMF", "AMF", "SMSF", "NEF", "PCF", "AF", "MB_SMF", "SMF_PGW_C", "TSCTSF", "MNPF"})
+CHARGING_CONSUMERS = frozenset(
+    {"SMF", "AMF", "SMSF", "NEF", "PCF", "AF", "MB_SMF", "SMF_PGW_C", "TSCTSF", "MNPF"}
+)
 _NF_TYPE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
-_BEARER = re.compile(r"^[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*) *$")  # an empty signature: alg none, refused below
+_BEARER = re.compile(
+    r"^[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*) *$"
+)  # an empty signature: alg none, refused below
 
 
 class NfUnauthorized(Exception):
@@ -117,7 +125,9 @@ class _Keys:
         if not self.remote:
             return Path(self.source).read_bytes()
         verify: Any = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
-        with httpx.Client(timeout=JWKS_TIMEOUT_SECONDS, verify=verify, follow_redirects=False) as client:
+        with httpx.Client(
+            timeout=JWKS_TIMEOUT_SECONDS, verify=verify, follow_redirects=False
+        ) as client:
             with client.stream("GET", self.source, headers={"Accept": "application/json"}) as r:
                 if r.status_code != 200:
                     raise ValueError(f"the NRF's JWKS answered {r.status_code}")
@@ -138,7 +148,9 @@ class _Keys:
                     try:
                         self.load()
                     except (OSError, ValueError, httpx.HTTPError) as e:
-                        log.warning("nrf_jwks_unavailable", source=self.source, error=type(e).__name__)
+                        log.warning(
+                            "nrf_jwks_unavailable", source=self.source, error=type(e).__name__
+                        )
         key = self.keys.get(kid)
         if key is None and kid is None and len(self.keys) == 1:
             key = next(iter(self.keys.values()))  # no kid, one key: that key
@@ -152,11 +164,20 @@ def parse_jwks(body: bytes | str) -> dict[str | None, jwt.PyJWK]:
         raise ValueError("not a JWKS: no list of keys")
     keys: dict[str | None, jwt.PyJWK] = {}
     for entry in data["keys"]:
-        if not isinstance(entry, dict) or entry.get("kty") not in ("EC", "RSA", "OKP") or entry.get("use", "sig") != "sig":
+        if (
+            not isinstance(entry, dict)
+            or entry.get("kty") not in ("EC", "RSA", "OKP")
+            or entry.get("use", "sig") != "sig"
+        ):
             continue
         try:
             key = jwt.PyJWK(entry)
-        except (jwt.PyJWTError, KeyError, ValueError, TypeError):  # a key this library cannot use: skipped
+        except (
+            jwt.PyJWTError,
+            KeyError,
+            ValueError,
+            TypeError,
+        ):  # a key this library cannot use: skipped
             continue
         if key.algorithm_name in ALGORITHMS:
             keys[entry.get("kid")] = key
@@ -179,15 +200,21 @@ class NfAuth:
                 self.keys.load()
             except (OSError, ValueError, httpx.HTTPError) as e:
                 if not self.keys.remote:  # a wrong file is a setting to fix now
-                    raise UnsafeSettings([f"TONGKA_NRF_JWKS {settings.nrf_jwks} cannot be read as a JWKS: {e}"]) from None
+                    raise UnsafeSettings(
+                        [f"TONGKA_NRF_JWKS {settings.nrf_jwks} cannot be read as a JWKS: {e}"]
+                    ) from None
                 # The NRF may be down for a moment at start: its keys are fetched at the first token.
-                log.warning("nrf_jwks_unavailable", source=settings.nrf_jwks, error=type(e).__name__)
+                log.warning(
+                    "nrf_jwks_unavailable", source=settings.nrf_jwks, error=type(e).__name__
+                )
                 self.keys.fetched_at = 0.0
         elif settings.dev:
             self.dev_key, self.dev_kid = load_dev_key(settings.nrf_dev_key_file)
             self.keys = _Keys.of({self.dev_kid: jwt.PyJWK(_public_jwk(self.dev_key, self.dev_kid))})
         else:
-            raise UnsafeSettings(["TONGKA_NRF_JWKS is required in production (the NRF's public keys)."])
+            raise UnsafeSettings(
+                ["TONGKA_NRF_JWKS is required in production (the NRF's public keys)."]
+            )
         self.settings = settings
         self._cache: dict[str, NfClaims] = {}
         self._cache_lock = threading.Lock()
@@ -239,11 +266,18 @@ class NfAuth:
         kid = header.get("kid")
         key = self.keys.get(kid if isinstance(kid, str) else None)
         if key is None or key.algorithm_name != alg:
-            raise _refuse("unknown_key", "The access token is signed with a key this CHF does not know.")
+            raise _refuse(
+                "unknown_key", "The access token is signed with a key this CHF does not know."
+            )
         try:
             payload = jwt.decode(
-                token, key.key, algorithms=[alg], audience=self.audiences, issuer=self.issuer,
-                leeway=LEEWAY_SECONDS, options={"require": ["iss", "sub", "aud", "scope", "exp"]},
+                token,
+                key.key,
+                algorithms=[alg],
+                audience=self.audiences,
+                issuer=self.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["iss", "sub", "aud", "scope", "exp"]},
             )
         except jwt.ExpiredSignatureError:
             raise _refuse("expired", "The access token has expired.") from None
@@ -252,7 +286,9 @@ class NfAuth:
         except jwt.InvalidAudienceError:
             raise _refuse("audience", "The access token is not for this CHF.") from None
         except jwt.InvalidIssuerError:
-            raise _refuse("issuer", "The access token is not from the NRF this CHF trusts.") from None
+            raise _refuse(
+                "issuer", "The access token is not from the NRF this CHF trusts."
+            ) from None
         except jwt.InvalidSignatureError:
             raise _refuse("signature", "The access token's signature is not valid.") from None
         except jwt.MissingRequiredClaimError as e:
@@ -274,7 +310,9 @@ class NfAuth:
         with self._cache_lock:
             if len(self._cache) >= CACHE_SIZE:
                 now = time.time()
-                self._cache = {t: c for t, c in self._cache.items() if now < c.expires + LEEWAY_SECONDS}
+                self._cache = {
+                    t: c for t, c in self._cache.items() if now < c.expires + LEEWAY_SECONDS
+                }
                 while len(self._cache) >= CACHE_SIZE:  # full of live tokens: drop the oldest kept
                     del self._cache[next(iter(self._cache))]
             self._cache[authorization] = claims
@@ -307,7 +345,9 @@ class NfAuthMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["path"] == HEALTH_PATH or (self.auth.plays_nrf and scope["path"] == TOKEN_PATH):
-            await self.app(scope, receive, send)  # a liveness probe reveals nothing; the dev NRF is open
+            await self.app(
+                scope, receive, send
+            )  # a liveness probe reveals nothing; the dev NRF is open
             return
         authorization = None
         for name, value in scope["headers"]:
@@ -317,7 +357,9 @@ class NfAuthMiddleware:
         claims = self.auth.cached(authorization)
         if claims is None:
             try:
-                if self.auth.needs_fetch(authorization):  # the NRF's keys over the network: off the loop
+                if self.auth.needs_fetch(
+                    authorization
+                ):  # the NRF's keys over the network: off the loop
                     claims = await anyio.to_thread.run_sync(self.auth.verify, authorization)
                 else:
                     claims = self.auth.verify(authorization)
@@ -335,8 +377,12 @@ class NfAuthMiddleware:
 def _kid(key: ec.EllipticCurvePublicKey) -> str:
     """RFC 7638 thumbprint of the public key: the same key always has the same kid."""
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key))
-    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+    canonical = json.dumps(
+        {k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True
+    )
+    return (
+        base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+    )
 
 
 def _public_jwk(private: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
@@ -347,9 +393,13 @@ def _public_jwk(private: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]
 def write_dev_key(path: Path) -> str:
     """Make the dev NRF's ES256 key at `path` (mode 0600, never over an existing file); returns its kid."""
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # created 0600, never readable by others
+    fd = os.open(
+        path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+    )  # created 0600, never readable by others
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     return _kid(key.public_key())
@@ -361,14 +411,22 @@ def load_dev_key(path: str) -> tuple[ec.EllipticCurvePrivateKey, str]:
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except FileNotFoundError:
-        raise UnsafeSettings([
-            f"TONGKA_NRF_DEV_KEY_FILE {path} does not exist: in dev without TONGKA_NRF_JWKS tongka plays the NRF "
-            f"and signs network functions' access tokens with it; {make}."
-        ]) from None
+        raise UnsafeSettings(
+            [
+                f"TONGKA_NRF_DEV_KEY_FILE {path} does not exist: in dev without TONGKA_NRF_JWKS tongka plays the NRF "
+                f"and signs network functions' access tokens with it; {make}."
+            ]
+        ) from None
     except (OSError, ValueError) as e:
-        raise UnsafeSettings([f"TONGKA_NRF_DEV_KEY_FILE {path} is not a PEM private key ({type(e).__name__}); {make}."]) from None
+        raise UnsafeSettings(
+            [
+                f"TONGKA_NRF_DEV_KEY_FILE {path} is not a PEM private key ({type(e).__name__}); {make}."
+            ]
+        ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise UnsafeSettings([f"TONGKA_NRF_DEV_KEY_FILE {path} is not a P-256 (ES256) key; {make}."])
+        raise UnsafeSettings(
+            [f"TONGKA_NRF_DEV_KEY_FILE {path} is not a P-256 (ES256) key; {make}."]
+        )
     return key, _kid(key.public_key())
 
 
@@ -386,8 +444,13 @@ def issue_dev_token(
     private, kid = key or load_dev_key(settings.nrf_dev_key_file)
     now = int(time.time())
     claims = {
-        "iss": settings.nrf_issuer or DEV_NRF_INSTANCE_ID, "sub": nf_instance_id, "aud": audience, "scope": scope,
-        "iat": now, "exp": now + lifetime, "nfType": nf_type,  # nfType: tongka's dev NRF adds it, for logs
+        "iss": settings.nrf_issuer or DEV_NRF_INSTANCE_ID,
+        "sub": nf_instance_id,
+        "aud": audience,
+        "scope": scope,
+        "iat": now,
+        "exp": now + lifetime,
+        "nfType": nf_type,  # nfType: tongka's dev NRF adds it, for logs
     }
     return jwt.encode(claims, private, algorithm="ES256", headers={"kid": kid})
 
@@ -395,7 +458,8 @@ def issue_dev_token(
 def _token_error(error: str, description: str) -> JSONResponse:
     """AccessTokenErr (TS 29.510), 400."""
     return JSONResponse(
-        {"error": error, "error_description": description}, 400,
+        {"error": error, "error_description": description},
+        400,
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )
 
@@ -414,11 +478,16 @@ async def token_endpoint(request: Request) -> Response:
     auth: NfAuth | None = getattr(request.app.state, "nf_auth", None)
     if auth is None or not auth.plays_nrf or not auth.settings.dev:
         return JSONResponse({"title": "Not Found", "status": 404}, 404, media_type=PROBLEM)
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-        return _token_error("invalid_request", "The request must be application/x-www-form-urlencoded.")
+    if (
+        request.headers.get("content-type", "").split(";")[0].strip()
+        != "application/x-www-form-urlencoded"
+    ):
+        return _token_error(
+            "invalid_request", "The request must be application/x-www-form-urlencoded."
+        )
     try:
         form = await request.form(max_files=0, max_fields=32)
-    except Exception:  # noqa: BLE001 (whatever the parser refuses is a malformed request)
+    except Exception:
         return _token_error("invalid_request", "The request body is not a valid form.")
     fields = {k: form.getlist(k) for k in form.keys()}
     if any(len(v) != 1 or not isinstance(v[0], str) for v in fields.values()):
@@ -428,18 +497,27 @@ async def token_endpoint(request: Request) -> Response:
     if grant is None:
         return _token_error("invalid_request", "grant_type is required.")
     if grant != "client_credentials":
-        return _token_error("unsupported_grant_type", "Only grant_type=client_credentials is supported.")
+        return _token_error(
+            "unsupported_grant_type", "Only grant_type=client_credentials is supported."
+        )
     nf_id = value.get("nfInstanceId", "")
     if not _uuid(nf_id):
-        return _token_error("invalid_request", "nfInstanceId must be the NF's instance id (a UUID).")
+        return _token_error(
+            "invalid_request", "nfInstanceId must be the NF's instance id (a UUID)."
+        )
     nf_type = value.get("nfType")
     if nf_type is None or not _NF_TYPE.match(nf_type):
         return _token_error("invalid_request", "nfType is required (an NF type such as SMF).")
     if nf_type not in CHARGING_CONSUMERS:
-        return _token_error("unauthorized_client", f"An NF of type {nf_type} does not consume Nchf_ConvergedCharging.")
+        return _token_error(
+            "unauthorized_client",
+            f"An NF of type {nf_type} does not consume Nchf_ConvergedCharging.",
+        )
     target = value.get("targetNfType")
     if target != CHF:
-        return _token_error("invalid_request", "targetNfType must be CHF: this NRF issues tokens for the CHF only.")
+        return _token_error(
+            "invalid_request", "targetNfType must be CHF: this NRF issues tokens for the CHF only."
+        )
     scope = value.get("scope")
     if scope is None:
         return _token_error("invalid_request", "scope is required.")
@@ -448,14 +526,21 @@ async def token_endpoint(request: Request) -> Response:
     audience: str | list[str] = CHF
     if (target_id := value.get("targetNfInstanceId")) is not None:
         if not _uuid(target_id):
-            return _token_error("invalid_request", "targetNfInstanceId must be an NF instance id (a UUID).")
+            return _token_error(
+                "invalid_request", "targetNfInstanceId must be an NF instance id (a UUID)."
+            )
         if target_id != auth.settings.chf_instance_id:
             return _token_error("invalid_request", "targetNfInstanceId is not this CHF.")
         audience = [target_id]
     assert auth.dev_key is not None
     lifetime = DEV_TOKEN_LIFETIME_SECONDS
     token = issue_dev_token(
-        auth.settings, nf_id, nf_type=nf_type, scope=SCOPE, audience=audience, lifetime=lifetime,
+        auth.settings,
+        nf_id,
+        nf_type=nf_type,
+        scope=SCOPE,
+        audience=audience,
+        lifetime=lifetime,
         key=(auth.dev_key, auth.dev_kid),
     )
     return JSONResponse(
@@ -469,7 +554,9 @@ def problems(settings: Settings) -> list[str]:
     found = []
     jwks = settings.nrf_jwks
     if jwks and "://" in jwks and not jwks.startswith("https://"):
-        found.append(f"TONGKA_NRF_JWKS {jwks}: the NRF's keys come from a file or an https:// URL, never plain http.")
+        found.append(
+            f"TONGKA_NRF_JWKS {jwks}: the NRF's keys come from a file or an https:// URL, never plain http."
+        )
     if settings.dev:
         return found
     if not jwks:
@@ -478,5 +565,7 @@ def problems(settings: Settings) -> list[str]:
             "public keys (a JWKS file or https:// URL)."
         )
     if not settings.nrf_issuer:
-        found.append("TONGKA_NRF_ISSUER is not set: production needs the NRF's NF instance id (the tokens' iss).")
+        found.append(
+            "TONGKA_NRF_ISSUER is not set: production needs the NRF's NF instance id (the tokens' iss)."
+        )
     return found

@@ -29,7 +29,9 @@ from tongka.db import transaction
 log = structlog.get_logger()
 
 MAX_ATTEMPTS = 8
-LEASE = timedelta(seconds=30)  # a sender claims a notification for this long: two senders never both send it
+LEASE = timedelta(
+    seconds=30
+)  # a sender claims a notification for this long: two senders never both send it
 TIMEOUT_SECONDS = 5.0
 
 
@@ -39,7 +41,9 @@ def quota_changed(session: Session, line_id: uuid.UUID) -> int:
     queued = 0
     for charging_session in session.scalars(
         select(ChargingSession).where(
-            ChargingSession.line_id == line_id, ChargingSession.status == "open", ChargingSession.notify_uri.is_not(None)
+            ChargingSession.line_id == line_id,
+            ChargingSession.status == "open",
+            ChargingSession.notify_uri.is_not(None),
         )
     ):
         groups = _rating_groups(session, charging_session)
@@ -47,9 +51,14 @@ def quota_changed(session: Session, line_id: uuid.UUID) -> int:
         if groups:  # without details, every rating group of the session is meant
             body["reauthorizationDetails"] = [{"ratingGroup": g} for g in groups]
         assert charging_session.notify_uri is not None
-        session.add(ChargingNotification(
-            charging_session_id=charging_session.id, uri=charging_session.notify_uri, body=body, next_attempt_at=now,
-        ))
+        session.add(
+            ChargingNotification(
+                charging_session_id=charging_session.id,
+                uri=charging_session.notify_uri,
+                body=body,
+                next_attempt_at=now,
+            )
+        )
         queued += 1
     session.flush()
     return queued
@@ -57,11 +66,20 @@ def quota_changed(session: Session, line_id: uuid.UUID) -> int:
 
 def _rating_groups(session: Session, charging_session: ChargingSession) -> list[int]:
     """The rating groups the session was granted, and those its last answer refused (QUOTA_LIMIT_REACHED)."""
-    groups = set(session.scalars(select(Grant.rating_group).where(Grant.charging_session_id == charging_session.id)))
+    groups = set(
+        session.scalars(
+            select(Grant.rating_group).where(Grant.charging_session_id == charging_session.id)
+        )
+    )
     last = session.scalars(
         select(ChargingAnswer.answer)
-        .where(ChargingAnswer.charging_session_id == charging_session.id, ChargingAnswer.answer.is_not(None))
-        .order_by(ChargingAnswer.created_at.desc(), ChargingAnswer.invocation_sequence_number.desc())
+        .where(
+            ChargingAnswer.charging_session_id == charging_session.id,
+            ChargingAnswer.answer.is_not(None),
+        )
+        .order_by(
+            ChargingAnswer.created_at.desc(), ChargingAnswer.invocation_sequence_number.desc()
+        )
         .limit(1)
     ).first()
     groups.update(unit["ratingGroup"] for unit in (last or {}).get("multipleUnitInformation", []))
@@ -76,7 +94,11 @@ class Delivery:
 
 
 def deliver_due(
-    sessions: sessionmaker[Session], http: httpx.Client, *, allowed: outbound.Allowed, limit: int = 100
+    sessions: sessionmaker[Session],
+    http: httpx.Client,
+    *,
+    allowed: outbound.Allowed,
+    limit: int = 100,
 ) -> Delivery:
     """Send the notifications that are due, to the addresses `allowed`. No database transaction is open
     while a request is in flight."""
@@ -85,7 +107,10 @@ def deliver_due(
     with transaction(sessions, read_only=True) as session:
         due = session.scalars(
             select(ChargingNotification.id)
-            .where(ChargingNotification.status == "pending", ChargingNotification.next_attempt_at <= now)
+            .where(
+                ChargingNotification.status == "pending",
+                ChargingNotification.next_attempt_at <= now,
+            )
             .order_by(ChargingNotification.next_attempt_at)
             .limit(limit)
         ).all()
@@ -100,7 +125,11 @@ def deliver_due(
             notification = session.get_one(ChargingNotification, notification_id)
             notification.attempts = attempts
             if error is None:
-                notification.status, notification.sent_at, notification.last_error = "sent", clock.now(), None
+                notification.status, notification.sent_at, notification.last_error = (
+                    "sent",
+                    clock.now(),
+                    None,
+                )
                 report.sent += 1
             elif error.permanent or attempts >= MAX_ATTEMPTS:
                 notification.status, notification.last_error = "failed", error.text[:500]
@@ -113,20 +142,27 @@ def deliver_due(
     return report
 
 
-def _claim(sessions: sessionmaker[Session], notification_id: uuid.UUID, now: datetime) -> tuple[str, object, int] | None:
+def _claim(
+    sessions: sessionmaker[Session], notification_id: uuid.UUID, now: datetime
+) -> tuple[str, object, int] | None:
     with sessions.begin() as session:
         notification = session.get_one(ChargingNotification, notification_id)
         claimed = session.execute(
             update(ChargingNotification)
             .where(
-                ChargingNotification.id == notification_id, ChargingNotification.status == "pending",
+                ChargingNotification.id == notification_id,
+                ChargingNotification.status == "pending",
                 ChargingNotification.next_attempt_at == notification.next_attempt_at,
                 ChargingNotification.next_attempt_at <= now,
             )
             .values(next_attempt_at=now + LEASE)
             .execution_options(synchronize_session=False)
         ).rowcount
-        return (notification.uri, notification.body, notification.attempts + 1) if claimed == 1 else None
+        return (
+            (notification.uri, notification.body, notification.attempts + 1)
+            if claimed == 1
+            else None
+        )
 
 
 @dataclass(frozen=True)
@@ -149,6 +185,10 @@ def _post(http: httpx.Client, uri: str, body: object, allowed: outbound.Allowed)
         return _Error(f"{type(error).__name__}: {error}", permanent=False)
     if answer.is_success:
         return None
-    if answer.is_redirect:  # followed, it could lead anywhere: the network is told to give its own address
+    if (
+        answer.is_redirect
+    ):  # followed, it could lead anywhere: the network is told to give its own address
         return _Error(f"HTTP {answer.status_code}: a redirect, not followed", permanent=True)
-    return _Error(f"HTTP {answer.status_code}: {answer.text[:200]}", permanent=400 <= answer.status_code < 500)
+    return _Error(
+        f"HTTP {answer.status_code}: {answer.text[:200]}", permanent=400 <= answer.status_code < 500
+    )

@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session
 from tongka import clock
 from tongka.account.models import Account, Line
 from tongka.catalog.models import OverageRate
-from tongka.charging.models import ChargingSession, Grant, GrantReservation, LineOverage, OverageMonth
+from tongka.charging.models import (
+    ChargingSession,
+    Grant,
+    GrantReservation,
+    LineOverage,
+    OverageMonth,
+)
 from tongka.errors import Unprocessable
 from tongka.i18n import _
 from tongka.money import MB
@@ -31,10 +37,14 @@ from tongka.wallet import service as wallets
 
 class OverageCapInvalid(Unprocessable):
     code = "overage_cap_invalid"
-    message = _("The monthly cap must be a whole number of minor units, at least 0 and at most {maximum}.")
+    message = _(
+        "The monthly cap must be a whole number of minor units, at least 0 and at most {maximum}."
+    )
 
 
-MAX_CAP = 100_000_00  # 100,000.00 a month: a sanity ceiling on what one line may be allowed to spend
+MAX_CAP = (
+    100_000_00  # 100,000.00 a month: a sanity ceiling on what one line may be allowed to spend
+)
 
 
 def cost(volume_bytes: int, per_mb: int) -> int:
@@ -54,7 +64,9 @@ def settings_of(session: Session, line_id: uuid.UUID) -> LineOverage | None:
 
 
 def rates(session: Session) -> list[OverageRate]:
-    return list(session.scalars(select(OverageRate).order_by(OverageRate.zone, OverageRate.currency)))
+    return list(
+        session.scalars(select(OverageRate).order_by(OverageRate.zone, OverageRate.currency))
+    )
 
 
 def set_rate(session: Session, zone: str, currency: str, per_mb: int) -> OverageRate:
@@ -67,7 +79,9 @@ def set_rate(session: Session, zone: str, currency: str, per_mb: int) -> Overage
     return found
 
 
-def configure(session: Session, line: Line, owner: Account, *, enabled: bool, monthly_cap: int, currency: str) -> LineOverage:
+def configure(
+    session: Session, line: Line, owner: Account, *, enabled: bool, monthly_cap: int, currency: str
+) -> LineOverage:
     """Turn overage on or off for `line` with a monthly cap in `currency` (the wallet's; opened if need be)."""
     if not 0 <= monthly_cap <= MAX_CAP:
         raise OverageCapInvalid(maximum=MAX_CAP)
@@ -76,32 +90,52 @@ def configure(session: Session, line: Line, owner: Account, *, enabled: bool, mo
     if found is None:
         found = LineOverage(line_id=line.id)
         session.add(found)
-    found.enabled, found.monthly_cap, found.currency, found.updated_at = enabled, monthly_cap, wallet.currency, clock.now()
+    found.enabled, found.monthly_cap, found.currency, found.updated_at = (
+        enabled,
+        monthly_cap,
+        wallet.currency,
+        clock.now(),
+    )
     session.flush()
     return found
 
 
 def charged_in(session: Session, line_id: uuid.UUID, month: date) -> int:
-    return session.scalar(
-        select(OverageMonth.charged).where(OverageMonth.line_id == line_id, OverageMonth.month == month)
-    ) or 0
+    return (
+        session.scalar(
+            select(OverageMonth.charged).where(
+                OverageMonth.line_id == line_id, OverageMonth.month == month
+            )
+        )
+        or 0
+    )
 
 
 def held(session: Session, line_id: uuid.UUID, now: datetime) -> int:
     """Money held by the line's open grants on the wallet (lapsed ones can no longer be posted)."""
     # int(): PostgreSQL sums bigints as numeric, which would come back as a Decimal.
-    return int(session.scalar(
-        select(func.coalesce(func.sum(GrantReservation.amount), 0))
-        .join(Grant, Grant.id == GrantReservation.grant_id)
-        .join(ChargingSession, ChargingSession.id == Grant.charging_session_id)
-        .where(
-            ChargingSession.line_id == line_id, GrantReservation.per_mb.is_not(None), Grant.status == "open",
-            Grant.expires_at > now,
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(GrantReservation.amount), 0))
+            .join(Grant, Grant.id == GrantReservation.grant_id)
+            .join(ChargingSession, ChargingSession.id == Grant.charging_session_id)
+            .where(
+                ChargingSession.line_id == line_id,
+                GrantReservation.per_mb.is_not(None),
+                Grant.status == "open",
+                Grant.expires_at > now,
+            )
         )
-    ) or 0)
+        or 0
+    )
 
 
 def volume_in(session: Session, line_id: uuid.UUID, month: date) -> int:
-    return session.scalar(
-        select(OverageMonth.volume_bytes).where(OverageMonth.line_id == line_id, OverageMonth.month == month)
-    ) or 0
+    return (
+        session.scalar(
+            select(OverageMonth.volume_bytes).where(
+                OverageMonth.line_id == line_id, OverageMonth.month == month
+            )
+        )
+        or 0
+    )

@@ -32,7 +32,9 @@ class OverageRateOut(BaseModel):
 
 class OverageIn(BaseModel):
     enabled: bool
-    monthly_cap: int = Field(ge=0, description="minor units of `currency` a Hong Kong calendar month")
+    monthly_cap: int = Field(
+        ge=0, description="minor units of `currency` a Hong Kong calendar month"
+    )
     currency: Currency
 
 
@@ -63,7 +65,9 @@ def overage_rates(session: SessionDep) -> list[OverageRateOut]:
     """Anyone: the published price of data beyond a line's packs, per zone and currency, charged only
     when the line's owner turned overage on."""
     return [
-        OverageRateOut(zone=r.zone, currency=r.currency, per_mb=r.per_mb, per_gb=r.per_mb * (GB // MB))
+        OverageRateOut(
+            zone=r.zone, currency=r.currency, per_mb=r.per_mb, per_gb=r.per_mb * (GB // MB)
+        )
         for r in overage.rates(session)
     ]
 
@@ -83,7 +87,10 @@ def _view(session: SessionDep, line_id: uuid.UUID) -> OverageOut:
         monthly_cap=cap,
         currency=chosen.currency if chosen else None,
         this_month=OverageMonthOut(
-            month=month.strftime("%Y-%m"), charged=charged, held=held, left=max(0, cap - charged - held),
+            month=month.strftime("%Y-%m"),
+            charged=charged,
+            held=held,
+            left=max(0, cap - charged - held),
             volume_bytes=overage.volume_in(session, line_id, month),
         ),
     )
@@ -97,11 +104,20 @@ def get_overage(line_id: LineId, account: CurrentAccount, session: SessionDep) -
 
 
 @router.put("/lines/{line_id}/overage", response_model=OverageOut)
-def put_overage(line_id: LineId, body: OverageIn, account: CurrentAccount, session: SessionDep) -> OverageOut:
+def put_overage(
+    line_id: LineId, body: OverageIn, account: CurrentAccount, session: SessionDep
+) -> OverageOut:
     """The line's owner: turn overage on (with a monthly cap, in the wallet's currency) or off. Off is the default:
     without it, data stops when the packs run out. A session in progress hears of new quota at once."""
     line = line_service.own_line(session, account, line_id)
-    overage.configure(session, line, account, enabled=body.enabled, monthly_cap=body.monthly_cap, currency=body.currency)
+    overage.configure(
+        session,
+        line,
+        account,
+        enabled=body.enabled,
+        monthly_cap=body.monthly_cap,
+        currency=body.currency,
+    )
     if body.enabled:
         notify.quota_changed(session, line.id)
     return _view(session, line_id)

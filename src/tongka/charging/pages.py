@@ -26,10 +26,14 @@ router = APIRouter(tags=["charging (network)"])
 TEXT = {
     "title": _("Your data has run out"),
     "lead": _("Data on line {number} has stopped: its packs are used up or have expired."),
-    "renew": _("Renew with a pack in the tongka app, on the web or at a tongka store, and data starts again at once."),
+    "renew": _(
+        "Renew with a pack in the tongka app, on the web or at a tongka store, and data starts again at once."
+    ),
     "open_app": _("Open the tongka app"),
     "packs": _("Packs on sale"),
-    "overage": _("Or turn on overage in the app: data continues at the published rate, up to a monthly cap you choose."),
+    "overage": _(
+        "Or turn on overage in the app: data continues at the published rate, up to a monthly cap you choose."
+    ),
     "rates": _("Overage rates"),
     "unknown": _("This line is not known to tongka."),
     "per_mb": _("{price} per MB"),
@@ -45,18 +49,29 @@ def renew_page(line_id: uuid.UUID, request: Request, session: SessionDep) -> HTM
     headers = {"Content-Language": language, "Cache-Control": "no-store"}
     if line is None:
         return templates.TemplateResponse(
-            request, "charging/renew.html", {"lang": language, "t": t, "line": None}, status_code=404, headers=headers
+            request,
+            "charging/renew.html",
+            {"lang": language, "t": t, "line": None},
+            status_code=404,
+            headers=headers,
         )
     number = line.hk_number or line.cn_number or line.iccid
     rates = [
-        {"zone": r.zone, "price": gettext(TEXT["per_mb"], language, price=Money(r.per_mb, r.currency).format(language))}  # type: ignore[arg-type]
+        {
+            "zone": r.zone,
+            "price": gettext(
+                TEXT["per_mb"], language, price=Money(r.per_mb, r.currency).format(language)
+            ),
+        }  # type: ignore[arg-type]
         for r in overage.rates(session)
     ]
     return templates.TemplateResponse(
         request,
         "charging/renew.html",
         {
-            "lang": language, "t": t, "line": line,
+            "lang": language,
+            "t": t,
+            "line": line,
             "lead": gettext(TEXT["lead"], language, number=mask(number)),
             "packs": pack_rows(catalog.packs_on_sale(session, "app"), language),
             "rates": rates,

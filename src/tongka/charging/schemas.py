@@ -60,7 +60,9 @@ class Tai(_Wire):
     plmnId: PlmnId | None = None
 
 
-class RadioLocation(_Wire):  # NrLocation, EutraLocation (TS 29.571): the tracking area names the serving PLMN
+class RadioLocation(
+    _Wire
+):  # NrLocation, EutraLocation (TS 29.571): the tracking area names the serving PLMN
     tai: Tai | None = None
 
 
@@ -111,7 +113,8 @@ class MultipleUnitUsage(_Wire):
     requestedUnit: RequestedUnit | None = None
     # "UsedUnitContainer" is how API v2 (Rel-15) spelled it.
     usedUnitContainer: list[UsedUnitContainer] = Field(
-        default_factory=list, max_length=MAX_LIST,
+        default_factory=list,
+        max_length=MAX_LIST,
         validation_alias=AliasChoices("usedUnitContainer", "UsedUnitContainer"),
     )
 
@@ -124,7 +127,9 @@ class ChargingDataRequest(_Wire):
     invocationSequenceNumber: Uint32
     subscriberIdentifier: str | None = None  # SUPI: "imsi-<digits>"
     retransmissionIndicator: bool = False
-    notifyUri: str | None = Field(default=None, max_length=2048)  # outbound.MAX_URI, the column's length
+    notifyUri: str | None = Field(
+        default=None, max_length=2048
+    )  # outbound.MAX_URI, the column's length
     multipleUnitUsage: list[MultipleUnitUsage] = Field(default_factory=list, max_length=MAX_LIST)
     pDUSessionChargingInformation: PDUSessionChargingInformation | None = None
 
@@ -155,7 +160,9 @@ class GrantedUnit(BaseModel):
 
 
 class RedirectServer(BaseModel):
-    redirectAddressType: Literal["IPV4", "IPV6", "URL", "URI"]  # TS 32.291 RedirectAddressType, not TS 29.512 (SIP_URI)
+    redirectAddressType: Literal[
+        "IPV4", "IPV6", "URL", "URI"
+    ]  # TS 32.291 RedirectAddressType, not TS 29.512 (SIP_URI)
     redirectServerAddress: str
 
 
@@ -182,7 +189,9 @@ class ChargingDataResponse(BaseModel):
     invocationTimeStamp: datetime
     invocationSequenceNumber: int
     multipleUnitInformation: list[MultipleUnitInformation] = Field(default_factory=list)
-    triggers: list[ArmedTrigger] = Field(default_factory=list)  # PLMN_CHANGE, IMMEDIATE_REPORT: report at a crossing
+    triggers: list[ArmedTrigger] = Field(
+        default_factory=list
+    )  # PLMN_CHANGE, IMMEDIATE_REPORT: report at a crossing
 
 
 class InvalidParam(BaseModel):

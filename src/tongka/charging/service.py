@@ -50,7 +50,14 @@ from tongka.charging.engine import (  # noqa: F401  (part of this module's inter
     ExcessCharge,
     usage_day,
 )
-from tongka.charging.models import ChargingSession, Grant, Network, OverageMonth, RatingGroup, UsageDay
+from tongka.charging.models import (
+    ChargingSession,
+    Grant,
+    Network,
+    OverageMonth,
+    RatingGroup,
+    UsageDay,
+)
 from tongka.db import add_rows, new_id
 from tongka.errors import Conflict, Unprocessable
 from tongka.i18n import _
@@ -142,15 +149,27 @@ def set_rating_group(session: Session, number: int, name: str, *, zero_rated: bo
 
 
 def open_session(
-    session: Session, line: Line, plmn: str, ref: str, *, notify_uri: str | None = None, create_key: str | None = None
+    session: Session,
+    line: Line,
+    plmn: str,
+    ref: str,
+    *,
+    notify_uri: str | None = None,
+    create_key: str | None = None,
 ) -> ChargingSession:
     """Open the charging session `ref` for `line` on the network `plmn`."""
     network = network_for(session, plmn)
     if line.status != "active":
         raise LineNotActive()
     charging_session = ChargingSession(
-        id=new_id(), line_id=line.id, charging_data_ref=ref, plmn=network.plmn, zone=network.zone, status="open",
-        notify_uri=notify_uri, create_key=create_key,
+        id=new_id(),
+        line_id=line.id,
+        charging_data_ref=ref,
+        plmn=network.plmn,
+        zone=network.zone,
+        status="open",
+        notify_uri=notify_uri,
+        create_key=create_key,
     )
     try:
         with session.begin_nested():
@@ -179,25 +198,44 @@ def request_quota(
     return QuotaResult(result.result_code, result.granted_bytes, grant, result.final_unit)
 
 
-def report_usage(session: Session, grant: Grant, used_bytes: int, *, count_usage: bool = True) -> UsageResult:
+def report_usage(
+    session: Session, grant: Grant, used_bytes: int, *, count_usage: bool = True
+) -> UsageResult:
     """Settle `grant` with the volume used: post it against the reservations in order, release the rest.
 
     Usage beyond the grant is posted up to the grant and the excess returned as
     unreserved (for `charge_usage`); so is the share of a reservation that lapsed before
     the report. Settling a settled grant changes nothing and returns what was recorded.
     """
-    batch, state = _batch_for(session, session.get_one(ChargingSession, grant.charging_session_id), clock.now())
+    batch, state = _batch_for(
+        session, session.get_one(ChargingSession, grant.charging_session_id), clock.now()
+    )
     found = next((g for g in state.grants if g.id == grant.id), None)
     if found is None:  # settled already: as recorded
-        row = session.execute(select(Grant.used_bytes, Grant.unreserved_bytes).where(Grant.id == grant.id)).one()
+        row = session.execute(
+            select(Grant.used_bytes, Grant.unreserved_bytes).where(Grant.id == grant.id)
+        ).one()
         found = engine.GrantState(
-            grant.id, state.id, grant.rating_group, grant.granted_bytes, grant.expires_at, grant.created_at, [],
-            status="settled", used_bytes=row[0], unreserved_bytes=row[1],
+            grant.id,
+            state.id,
+            grant.rating_group,
+            grant.granted_bytes,
+            grant.expires_at,
+            grant.created_at,
+            [],
+            status="settled",
+            used_bytes=row[0],
+            unreserved_bytes=row[1],
         )
     result = batch.report_usage(found, used_bytes, count_usage=count_usage)
     _write(batch)
-    return UsageResult(session.get_one(Grant, grant.id), result.used_bytes, result.charged_bytes,
-                       result.unreserved_bytes, result.already_settled)
+    return UsageResult(
+        session.get_one(Grant, grant.id),
+        result.used_bytes,
+        result.charged_bytes,
+        result.unreserved_bytes,
+        result.already_settled,
+    )
 
 
 def settle_usage(
@@ -212,7 +250,9 @@ def settle_usage(
     return excess
 
 
-def charge_usage(session: Session, line: Line, zone: str, used_bytes: int, at: datetime, *, reference: str) -> ExcessCharge:
+def charge_usage(
+    session: Session, line: Line, zone: str, used_bytes: int, at: datetime, *, reference: str
+) -> ExcessCharge:
     """Charge usage no grant covered (beyond a grant, after it lapsed, or reported from a file).
 
     In order: what the line's buckets valid at `at` in `zone` still have available, then
@@ -246,20 +286,31 @@ class NetworkUsage:
     bytes: int
 
 
-def usage_between(session: Session, line_id: uuid.UUID, first: date, last: date) -> list[NetworkUsage]:
+def usage_between(
+    session: Session, line_id: uuid.UUID, first: date, last: date
+) -> list[NetworkUsage]:
     """The line's usage per day, zone and network from `first` to `last` (Hong Kong days, both included),
     newest day first, then the most used network first."""
     rows = session.execute(
         select(UsageDay.day, UsageDay.zone, UsageDay.plmn, Network.operator, UsageDay.bytes)
         .join(Network, Network.plmn == UsageDay.plmn)
-        .where(UsageDay.line_id == line_id, UsageDay.day >= first, UsageDay.day <= last, UsageDay.bytes > 0)
+        .where(
+            UsageDay.line_id == line_id,
+            UsageDay.day >= first,
+            UsageDay.day <= last,
+            UsageDay.bytes > 0,
+        )
         .order_by(UsageDay.day.desc(), UsageDay.bytes.desc(), UsageDay.plmn, UsageDay.zone)
     ).all()
     return [NetworkUsage(*row) for row in rows]
 
 
-def open_grants(session: Session, charging_session: ChargingSession, rating_group: int | None = None) -> list[Grant]:
-    query = select(Grant).where(Grant.charging_session_id == charging_session.id, Grant.status == "open")
+def open_grants(
+    session: Session, charging_session: ChargingSession, rating_group: int | None = None
+) -> list[Grant]:
+    query = select(Grant).where(
+        Grant.charging_session_id == charging_session.id, Grant.status == "open"
+    )
     if rating_group is not None:
         query = query.where(Grant.rating_group == rating_group)
     return list(session.scalars(query.order_by(Grant.created_at, Grant.id)))
@@ -268,7 +319,9 @@ def open_grants(session: Session, charging_session: ChargingSession, rating_grou
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _batch_for(session: Session, charging_session: ChargingSession, now: datetime) -> tuple[engine.ChargingBatch, engine.SessionState]:
+def _batch_for(
+    session: Session, charging_session: ChargingSession, now: datetime
+) -> tuple[engine.ChargingBatch, engine.SessionState]:
     """A batch of one call, with the charging session (locked), its open grants and its line loaded."""
     batch = engine.ChargingBatch(session, now)
     batch.load(session_ids=[charging_session.id])
@@ -286,8 +339,23 @@ def _write(batch: engine.ChargingBatch) -> None:
             batch.session.expire(instance)
 
 
-def add_usage(session: Session, line_id: uuid.UUID, zone: str, plmn: str, day: date, used_bytes: int) -> None:
+def add_usage(
+    session: Session, line_id: uuid.UUID, zone: str, plmn: str, day: date, used_bytes: int
+) -> None:
     """Add `used_bytes` to the line's usage of (day, zone, network)."""
-    add_rows(session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), [
-        {"id": new_id(), "line_id": line_id, "day": day, "zone": zone, "plmn": plmn, "bytes": used_bytes}
-    ])
+    add_rows(
+        session,
+        UsageDay,
+        ("line_id", "day", "zone", "plmn"),
+        ("bytes",),
+        [
+            {
+                "id": new_id(),
+                "line_id": line_id,
+                "day": day,
+                "zone": zone,
+                "plmn": plmn,
+                "bytes": used_bytes,
+            }
+        ],
+    )

@@ -80,7 +80,10 @@ class Pace:
     update_every: tuple[float, float] = (2.0, 5.0)  # seconds between updates
     cross_chance: float = 0.03  # per update: release and attach across the border
     overrun_chance: float = 0.05  # per report: usage a little beyond the grant (up to 5 %)
-    retry_after: tuple[float, float] = (10.0, 30.0)  # seconds before attaching again after a refusal
+    retry_after: tuple[float, float] = (
+        10.0,
+        30.0,
+    )  # seconds before attaching again after a refusal
     min_wait: float = 0.5  # never update faster than this, whatever the threshold says
 
 
@@ -88,14 +91,19 @@ def subscribers(session: Session, count: int) -> list[Subscriber]:
     """Up to `count` active lines that a network can name: bound lines first (they have data), then the rest."""
     lines = session.scalars(
         select(Line)
-        .where(Line.status == "active", or_(Line.imsi.is_not(None), Line.hk_number.is_not(None), Line.cn_number.is_not(None)))
+        .where(
+            Line.status == "active",
+            or_(Line.imsi.is_not(None), Line.hk_number.is_not(None), Line.cn_number.is_not(None)),
+        )
         .order_by(Line.account_id.is_(None), Line.bound_at, Line.iccid)
         .limit(count)
     )
     return [
         Subscriber(
             supi=f"imsi-{line.imsi}" if line.imsi else None,
-            gpsi="msisdn-" + number.removeprefix("+") if (number := line.hk_number or line.cn_number) else None,
+            gpsi="msisdn-" + number.removeprefix("+")
+            if (number := line.hk_number or line.cn_number)
+            else None,
             home="hk" if line.hk_number else "mainland",
         )
         for line in lines
@@ -111,10 +119,14 @@ class Figures:
     opened: int = 0
     released: int = 0
     crossings: int = 0  # reported mid-session (PLMN_CHANGE)
-    crossed_bytes: int = 0  # used after a crossing on the old grant, reported with it: the new zone's
+    crossed_bytes: int = (
+        0  # used after a crossing on the old grant, reported with it: the new zone's
+    )
     zero_rated_bytes: int = 0  # used on the self-service group
     cut_off: int = 0  # sessions ended by a final unit or QUOTA_LIMIT_REACHED
-    refusals: Counter[str] = field(default_factory=Counter)  # by cause: QUOTA_LIMIT_REACHED, USER_UNKNOWN, ...
+    refusals: Counter[str] = field(
+        default_factory=Counter
+    )  # by cause: QUOTA_LIMIT_REACHED, USER_UNKNOWN, ...
     errors: int = 0  # 5xx, malformed answers, unreachable server
     granted_bytes: int = 0
     used_bytes: int = 0
@@ -143,24 +155,39 @@ class Figures:
         def pct(p: float) -> float:
             return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else 0.0
 
-        zones = ", ".join(f"{z} {b / MB:.1f} MB" for z, b in sorted(self.used_by_zone.items())) or "none"
+        zones = (
+            ", ".join(f"{z} {b / MB:.1f} MB" for z, b in sorted(self.used_by_zone.items()))
+            or "none"
+        )
         kinds = ", ".join(f"{k} {self.requests[k]}" for k in ("create", "update", "release"))
         # why, so that lines refused for not being in service (the demo's spare ones) are not taken for a fault
-        causes = " (" + ", ".join(f"{c} {n}" for c, n in self.refusals.most_common()) + ")" if self.refusals else ""
+        causes = (
+            " (" + ", ".join(f"{c} {n}" for c, n in self.refusals.most_common()) + ")"
+            if self.refusals
+            else ""
+        )
         sessions = f"sessions opened {self.opened}, released {self.released}"
         if self.abandoned:
             sessions += f", NOT released {self.abandoned} (the server was not answering)"
-        return "\n".join([
-            (f"simulated {phones} line(s) {'interrupted after' if self.interrupted else 'for'} {seconds:.0f} s "
-            f"against {base_url}"),
-            f"  {sessions}; border crossings {self.crossings}; cut off at the end of their quota {self.cut_off}",
-            f"  self-service (zero-rated) {self.zero_rated_bytes / MB:.2f} MB",
-            (f"  requests {total} ({kinds}), {total / seconds:.1f}/s; latency p50 {pct(0.50):.1f} ms, "
-            f"p99 {pct(0.99):.1f} ms"),
-            (f"  granted {self.granted_bytes / MB:.1f} MB; used {self.used_bytes / MB:.1f} MB ({zones}), "
-            f"of which beyond the grants {self.beyond_bytes / MB:.2f} MB"),
-            f"  refusals {self.refusals.total()}{causes}, errors {self.errors}",
-        ])
+        return "\n".join(
+            [
+                (
+                    f"simulated {phones} line(s) {'interrupted after' if self.interrupted else 'for'} {seconds:.0f} s "
+                    f"against {base_url}"
+                ),
+                f"  {sessions}; border crossings {self.crossings}; cut off at the end of their quota {self.cut_off}",
+                f"  self-service (zero-rated) {self.zero_rated_bytes / MB:.2f} MB",
+                (
+                    f"  requests {total} ({kinds}), {total / seconds:.1f}/s; latency p50 {pct(0.50):.1f} ms, "
+                    f"p99 {pct(0.99):.1f} ms"
+                ),
+                (
+                    f"  granted {self.granted_bytes / MB:.1f} MB; used {self.used_bytes / MB:.1f} MB ({zones}), "
+                    f"of which beyond the grants {self.beyond_bytes / MB:.2f} MB"
+                ),
+                f"  refusals {self.refusals.total()}{causes}, errors {self.errors}",
+            ]
+        )
 
 
 class Phone:
@@ -176,7 +203,10 @@ class Phone:
         self.granted = 0  # the open grant
         self.threshold = 0
         self.final = False  # the open grant is the last one
-        self.demand, self.since = 0.0, time.monotonic()  # demand on the open grant, counted up to `since`
+        self.demand, self.since = (
+            0.0,
+            time.monotonic(),
+        )  # demand on the open grant, counted up to `since`
         self.rate = 0.0  # bytes/s
         self.free_rate = 0.0  # bytes/s on the self-service group, when visited in this session
         self.free_granted, self.free_since = 0, time.monotonic()
@@ -189,7 +219,9 @@ class Phone:
             while not sim.stopping():
                 if not await self._attach():
                     await sim.pause(self.rng.uniform(*sim.pace.retry_after))
-                    if self.rng.random() < 0.5:  # no quota here: perhaps there is some across the border
+                    if (
+                        self.rng.random() < 0.5
+                    ):  # no quota here: perhaps there is some across the border
                         self._move(OTHER_ZONE[self.zone])
                     continue
                 while self.location and not sim.stopping():
@@ -213,13 +245,20 @@ class Phone:
     async def _attach(self) -> bool:
         """Create a charging session with a first quota; False if refused or nothing was granted."""
         self.seq, self.charging_id = 0, self.rng.randrange(1, 2**32)
-        self.free_rate = self.rng.uniform(*SELF_SERVICE_RATE) if self.rng.random() < SELF_SERVICE_CHANCE else 0.0
+        self.free_rate = (
+            self.rng.uniform(*SELF_SERVICE_RATE) if self.rng.random() < SELF_SERVICE_CHANCE else 0.0
+        )
         self.free_granted = 0
         figures = self.sim.figures
-        answer = await self.sim.post("create", BASE_PATH, self._body(requested=self.quota_ask, free=(None, True)))
+        answer = await self.sim.post(
+            "create", BASE_PATH, self._body(requested=self.quota_ask, free=(None, True))
+        )
         if answer is None:
             return False
-        if answer.status_code in (403, 404):  # END_USER_REQUEST_DENIED (line not in service), USER_UNKNOWN
+        if answer.status_code in (
+            403,
+            404,
+        ):  # END_USER_REQUEST_DENIED (line not in service), USER_UNKNOWN
             figures.refusals[_cause(answer)] += 1
             return False
         if answer.status_code != 201 or "location" not in answer.headers:
@@ -238,7 +277,9 @@ class Phone:
         assert self.location
         used, free = self._used(), self._free_used()
         answer = await self.sim.post(
-            "update", f"{self.location}/update", self._body(used=used, requested=self.quota_ask, free=(free, True))
+            "update",
+            f"{self.location}/update",
+            self._body(used=used, requested=self.quota_ask, free=(free, True)),
         )
         if answer is None or answer.status_code != 200:
             if answer is not None:
@@ -258,10 +299,14 @@ class Phone:
         assert self.location
         figures = self.sim.figures
         used, free = self._used(), self._free_used()
-        before = used * self.rng.randint(50, 95) // 100  # the rest came after the change, on the old quota
+        before = (
+            used * self.rng.randint(50, 95) // 100
+        )  # the rest came after the change, on the old quota
         old_zone = self.zone
         self._move(OTHER_ZONE[self.zone])
-        body = self._body(used=before, after=used - before, requested=self.quota_ask, free=(free, True))
+        body = self._body(
+            used=before, after=used - before, requested=self.quota_ask, free=(free, True)
+        )
         answer = await self.sim.post("update", f"{self.location}/update", body)
         if answer is None or answer.status_code != 200:
             if answer is not None:
@@ -270,7 +315,9 @@ class Phone:
             return
         figures.crossings += 1
         figures.crossed_bytes += used - before
-        figures.used_bytes += used - before  # after the change: charged in the new zone, beyond no grant
+        figures.used_bytes += (
+            used - before
+        )  # after the change: charged in the new zone, beyond no grant
         figures.used_by_zone[self.zone] += used - before
         self._count_usage(before, free, zone=old_zone)
         if not self._take(answer):
@@ -282,7 +329,11 @@ class Phone:
         assert self.location
         figures = self.sim.figures
         free = self._free_used() if free is None else free
-        answer = await self.sim.post("release", f"{self.location}/release", self._body(used=used, final=True, free=(free, False)))
+        answer = await self.sim.post(
+            "release",
+            f"{self.location}/release",
+            self._body(used=used, final=True, free=(free, False)),
+        )
         if answer is not None and answer.status_code == 204:
             self._count_usage(used, free)
             figures.released += 1
@@ -337,7 +388,11 @@ class Phone:
         """A few seconds, or sooner when the grant would reach its threshold (as the SMF is told to);
         on a final unit, when it will be used up."""
         left = self.granted - self.threshold - self._demand()
-        wait = left / self.rate if self.final else min(self.rng.uniform(*self.sim.pace.update_every), left / self.rate)
+        wait = (
+            left / self.rate
+            if self.final
+            else min(self.rng.uniform(*self.sim.pace.update_every), left / self.rate)
+        )
         return max(wait, self.sim.pace.min_wait)
 
     def _pick_activity(self) -> None:
@@ -345,7 +400,9 @@ class Phone:
         now = time.monotonic()
         self.demand += self.rate * (now - self.since)
         self.since = now
-        _name, _weight, low, high, ask = self.rng.choices(ACTIVITIES, weights=[a[1] for a in ACTIVITIES])[0]
+        _name, _weight, low, high, ask = self.rng.choices(
+            ACTIVITIES, weights=[a[1] for a in ACTIVITIES]
+        )[0]
         self.rate, self.quota_ask = self.rng.uniform(low, high), ask
         self.activity_until = now + self.rng.uniform(*ACTIVITY_SECONDS)
 
@@ -363,7 +420,12 @@ class Phone:
         self.zone, self.plmn = zone, self.rng.choice(NETWORKS[zone])
 
     def _body(
-        self, *, requested: int | None = None, used: int | None = None, final: bool = False, after: int | None = None,
+        self,
+        *,
+        requested: int | None = None,
+        used: int | None = None,
+        final: bool = False,
+        after: int | None = None,
         free: tuple[int | None, bool] = (None, False),
     ) -> dict[str, Any]:
         """A ChargingDataRequest as an SMF of the serving network writes it (TS 32.291 §6.1.6.2).
@@ -377,9 +439,13 @@ class Phone:
         def container(volume: int, number: int, why: str) -> dict[str, Any]:
             down = volume * 9 // 10  # mostly downlink, as people's traffic is
             return {
-                "totalVolume": volume, "uplinkVolume": volume - down, "downlinkVolume": down,
-                "localSequenceNumber": number, "quotaManagementIndicator": "ONLINE_CHARGING",
-                "triggers": [{"triggerType": why, "triggerCategory": "IMMEDIATE_REPORT"}], "triggerTimestamp": stamp,
+                "totalVolume": volume,
+                "uplinkVolume": volume - down,
+                "downlinkVolume": down,
+                "localSequenceNumber": number,
+                "quotaManagementIndicator": "ONLINE_CHARGING",
+                "triggers": [{"triggerType": why, "triggerCategory": "IMMEDIATE_REPORT"}],
+                "triggerTimestamp": stamp,
             }
 
         usage: dict[str, Any] = {"ratingGroup": RATING_GROUP}
@@ -388,7 +454,9 @@ class Phone:
         if used is not None:
             usage["usedUnitContainer"] = [container(used, 2 * self.seq, trigger)]
             if after is not None:
-                usage["usedUnitContainer"].append(container(after, 2 * self.seq + 1, "QUOTA_THRESHOLD"))
+                usage["usedUnitContainer"].append(
+                    container(after, 2 * self.seq + 1, "QUOTA_THRESHOLD")
+                )
         units = [usage]
         free_used, free_ask = free
         if self.free_rate:
@@ -402,7 +470,9 @@ class Phone:
         body: dict[str, Any] = {
             "nfConsumerIdentification": {
                 "nodeFunctionality": "SMF",
-                "nFName": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"smf.5gc.mnc{mnc:0>3}.mcc{mcc}.3gppnetwork.org")),
+                "nFName": str(
+                    uuid.uuid5(uuid.NAMESPACE_DNS, f"smf.5gc.mnc{mnc:0>3}.mcc{mcc}.3gppnetwork.org")
+                ),
                 "nFPLMNID": {"mcc": mcc, "mnc": mnc},
             },
             "invocationTimeStamp": stamp,
@@ -411,7 +481,10 @@ class Phone:
             "pDUSessionChargingInformation": {
                 "chargingId": self.charging_id,
                 "pduSessionInformation": {
-                    "pduSessionID": 5, "pduType": "IPV4V6", "dnnId": "internet", "ratType": "NR",
+                    "pduSessionID": 5,
+                    "pduType": "IPV4V6",
+                    "dnnId": "internet",
+                    "ratType": "NR",
                     "networkSlicingInfo": {"sNSSAI": {"sst": 1}},
                     "servingCNPlmnId": {"mcc": mcc, "mnc": mnc},
                 },
@@ -420,7 +493,9 @@ class Phone:
         if self.subscriber.supi:
             body["subscriberIdentifier"] = self.subscriber.supi
         if self.subscriber.gpsi:
-            body["pDUSessionChargingInformation"]["userInformation"] = {"servedGPSI": self.subscriber.gpsi}
+            body["pDUSessionChargingInformation"]["userInformation"] = {
+                "servedGPSI": self.subscriber.gpsi
+            }
         self.seq += 1
         return body
 
@@ -483,7 +558,9 @@ def connect(nchf_url: str, tls: ClientTLS | None = None) -> httpx.AsyncClient:
         verify = ssl.create_default_context(cafile=tls.ca)
         if tls.cert is not None:
             verify.load_cert_chain(tls.cert, tls.key)
-    return httpx.AsyncClient(base_url=nchf_url, http1=False, http2=True, verify=verify, trust_env=False, timeout=10)
+    return httpx.AsyncClient(
+        base_url=nchf_url, http1=False, http2=True, verify=verify, trust_env=False, timeout=10
+    )
 
 
 SMF_INSTANCE_ID = "8c1f2e3d-5a6b-4c7d-8e9f-0a1b2c3d4e5f"  # the simulated SMF's NF instance id
@@ -492,12 +569,20 @@ SMF_INSTANCE_ID = "8c1f2e3d-5a6b-4c7d-8e9f-0a1b2c3d4e5f"  # the simulated SMF's 
 async def authenticate(client: httpx.AsyncClient, nrf_url: str) -> None:
     """Get an access token from the NRF (Nnrf_AccessToken, TS 29.510), as an SMF does before its first
     request to a CHF, and send it with every request. In dev, tongka's Nchf listener plays the NRF."""
-    answer = await client.post(f"{nrf_url.rstrip('/')}/oauth2/token", data={
-        "grant_type": "client_credentials", "nfInstanceId": SMF_INSTANCE_ID, "nfType": "SMF",
-        "targetNfType": "CHF", "scope": "nchf-convergedcharging",
-    })
+    answer = await client.post(
+        f"{nrf_url.rstrip('/')}/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "nfInstanceId": SMF_INSTANCE_ID,
+            "nfType": "SMF",
+            "targetNfType": "CHF",
+            "scope": "nchf-convergedcharging",
+        },
+    )
     if answer.status_code != 200:
-        raise RuntimeError(f"the NRF at {nrf_url} gave no access token: {answer.status_code} {answer.text[:200]}")
+        raise RuntimeError(
+            f"the NRF at {nrf_url} gave no access token: {answer.status_code} {answer.text[:200]}"
+        )
     client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
 
 
@@ -529,7 +614,9 @@ async def simulate(
     ticker = asyncio.create_task(_show(sim, out)) if out else None
     try:
         await sim.pause(seconds)
-    except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task; end the run, releasing every session
+    except (
+        asyncio.CancelledError
+    ):  # Ctrl-C: asyncio.run cancels this task; end the run, releasing every session
         task = asyncio.current_task()
         if task:
             task.uncancel()
@@ -539,7 +626,9 @@ async def simulate(
     finally:
         sim.stop()
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(outcome, Exception):  # a bug here, not the server's: say so, keep the summary
+            if isinstance(
+                outcome, Exception
+            ):  # a bug here, not the server's: say so, keep the summary
                 sim.figures.errors += 1
                 print(f"a phone stopped: {outcome!r}", file=sys.stderr)
         if ticker:
@@ -562,12 +651,24 @@ async def _show(sim: Simulation, out: TextIO) -> None:
 
 
 def run(
-    phones: list[Subscriber], seconds: float, nchf_url: str, *, tls: ClientTLS | None = None, seed: int | None = None,
-    out: TextIO = sys.stdout, nrf_url: str | None = None,
+    phones: list[Subscriber],
+    seconds: float,
+    nchf_url: str,
+    *,
+    tls: ClientTLS | None = None,
+    seed: int | None = None,
+    out: TextIO = sys.stdout,
+    nrf_url: str | None = None,
 ) -> Figures:
     """The command line's entry: run, then print the summary."""
-    figures = asyncio.run(simulate(phones, seconds, nchf_url=nchf_url, nrf_url=nrf_url, tls=tls, out=out, seed=seed))
-    print(("\n" if out.isatty() else "") + figures.summary(len(phones), nchf_url), file=out, flush=True)
+    figures = asyncio.run(
+        simulate(phones, seconds, nchf_url=nchf_url, nrf_url=nrf_url, tls=tls, out=out, seed=seed)
+    )
+    print(
+        ("\n" if out.isatty() else "") + figures.summary(len(phones), nchf_url),
+        file=out,
+        flush=True,
+    )
     return figures
 
 

@@ -63,8 +63,12 @@ def usage(
     line_id: uuid.UUID,
     account: CurrentAccount,
     session: SessionDep,
-    first: Annotated[date | None, Query(alias="from", description="First day (Hong Kong time), included")] = None,
-    last: Annotated[date | None, Query(alias="to", description="Last day (Hong Kong time), included")] = None,
+    first: Annotated[
+        date | None, Query(alias="from", description="First day (Hong Kong time), included")
+    ] = None,
+    last: Annotated[
+        date | None, Query(alias="to", description="Last day (Hong Kong time), included")
+    ] = None,
 ) -> UsageOut:
     """The line's owner: data used per day (Hong Kong time), per zone and per network, newest day first.
 
@@ -79,10 +83,15 @@ def usage(
 
     days: dict[date, UsageDayOut] = {}
     for row in charging.usage_between(session, line.id, first, last):
-        day = days.setdefault(row.day, UsageDayOut(day=row.day, total_bytes=0, zones=dict.fromkeys(ZONES, 0), networks=[]))
+        day = days.setdefault(
+            row.day,
+            UsageDayOut(day=row.day, total_bytes=0, zones=dict.fromkeys(ZONES, 0), networks=[]),
+        )
         day.total_bytes += row.bytes
         day.zones[row.zone] = day.zones.get(row.zone, 0) + row.bytes
-        day.networks.append(NetworkUsageOut(plmn=row.plmn, operator=row.operator, zone=row.zone, bytes=row.bytes))
+        day.networks.append(
+            NetworkUsageOut(plmn=row.plmn, operator=row.operator, zone=row.zone, bytes=row.bytes)
+        )
     return UsageOut(
         line_id=line.id,
         from_=first,

@@ -38,14 +38,26 @@ from typing import IO, Any, BinaryIO
 FORMATS = ("csv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 COLUMNS = ("record_id", "imsi", "msisdn", "plmn", "start", "end", "bytes_up", "bytes_down")
-REQUIRED_COLUMNS = ("record_id", "plmn", "start", "end", "bytes_up", "bytes_down")  # and imsi or msisdn
+REQUIRED_COLUMNS = (
+    "record_id",
+    "plmn",
+    "start",
+    "end",
+    "bytes_up",
+    "bytes_down",
+)  # and imsi or msisdn
 REJECT_COLUMNS = ("reject_line", "reject_reason", "reject_message")
 
 MAX_LINE_BYTES = 64 * 1024  # a longer physical line is rejected unread: memory stays bounded
 MAX_RECORD_ID = 64
 MAX_BYTES = 2**50  # 1 PiB one way in one record: a sanity bound far beyond any real session
-MAX_JSON_DEPTH = 32  # a record is one flat object; deeper nesting only costs stack (and once, the import)
-EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)  # beyond: not a usage record
+MAX_JSON_DEPTH = (
+    32  # a record is one flat object; deeper nesting only costs stack (and once, the import)
+)
+EARLIEST, LATEST = (
+    datetime(2000, 1, 1, tzinfo=UTC),
+    datetime(2100, 1, 1, tzinfo=UTC),
+)  # beyond: not a usage record
 
 # Reasons a record is rejected: stable codes, written in the reject file.
 MALFORMED = "malformed"
@@ -93,7 +105,6 @@ class Item:
     rejected: Rejected | None = None
 
 
-
 # --- reading ------------------------------------------------------------------------------
 
 
@@ -120,7 +131,9 @@ class _Lines:
         self.number += 1
         self.position += len(raw)
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            while rest := self.source.readline(MAX_LINE_BYTES):  # skip the rest of it, a piece at a time
+            while rest := self.source.readline(
+                MAX_LINE_BYTES
+            ):  # skip the rest of it, a piece at a time
                 self.position += len(rest)
                 if rest.endswith(b"\n"):
                     break
@@ -133,7 +146,11 @@ class _Lines:
 
 
 def _too_long(number: int) -> Item:
-    return Item(number, None, rejected=Rejected(MALFORMED, f"the line is longer than {MAX_LINE_BYTES:,} bytes"))
+    return Item(
+        number,
+        None,
+        rejected=Rejected(MALFORMED, f"the line is longer than {MAX_LINE_BYTES:,} bytes"),
+    )
 
 
 def _csv_items(lines: _Lines) -> Iterator[Item]:
@@ -171,7 +188,9 @@ def _csv_rows(lines: _Lines, reader: Any, header: list[str]) -> Iterator[Item]:
         raw = dict(zip(header, map(unescape_cell, row), strict=False))
         item = Item(start, raw)
         if len(row) != len(header):
-            item.rejected = Rejected(MALFORMED, f"{len(row)} fields where the header has {len(header)}")
+            item.rejected = Rejected(
+                MALFORMED, f"{len(row)} fields where the header has {len(header)}"
+            )
         yield item
 
 
@@ -188,15 +207,25 @@ def _jsonl_items(lines: _Lines) -> Iterator[Item]:
             continue
         if _too_deep(text):
             message = f"nested more than {MAX_JSON_DEPTH} deep"
-            yield Item(lines.number, {"raw": text.rstrip("\r\n")}, rejected=Rejected(MALFORMED, message))
+            yield Item(
+                lines.number, {"raw": text.rstrip("\r\n")}, rejected=Rejected(MALFORMED, message)
+            )
             continue
         try:
             value = json.loads(text, parse_constant=_no_constant)
         except (ValueError, RecursionError) as e:
-            yield Item(lines.number, {"raw": text.rstrip("\r\n")}, rejected=Rejected(MALFORMED, f"not JSON: {e}"))
+            yield Item(
+                lines.number,
+                {"raw": text.rstrip("\r\n")},
+                rejected=Rejected(MALFORMED, f"not JSON: {e}"),
+            )
             continue
         if not isinstance(value, dict):
-            yield Item(lines.number, {"raw": text.rstrip("\r\n")}, rejected=Rejected(MALFORMED, "not a JSON object"))
+            yield Item(
+                lines.number,
+                {"raw": text.rstrip("\r\n")},
+                rejected=Rejected(MALFORMED, "not a JSON object"),
+            )
             continue
         yield Item(lines.number, value)
 
@@ -244,7 +273,9 @@ def _digits(text: str) -> bool:
 def _whole(raw: Mapping[str, Any], name: str) -> int:
     value = raw.get(name)
     if isinstance(value, str) and _digits(value.strip()):
-        if len(value.strip().lstrip("0")) > len(str(MAX_BYTES)):  # int() of thousands of digits is refused, or slow
+        if len(value.strip().lstrip("0")) > len(
+            str(MAX_BYTES)
+        ):  # int() of thousands of digits is refused, or slow
             raise Rejected(MALFORMED, f"{name} is more than {MAX_BYTES:,} bytes")
         value = int(value.strip())
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -261,9 +292,16 @@ def _instant(raw: Mapping[str, Any], name: str) -> datetime:
     except ValueError:
         value = None
     if value is None or value.tzinfo is None:
-        raise Rejected(MALFORMED, f"{name} must be an ISO 8601 date and time with its offset (2030-01-15T08:00:00+08:00)")
-    if not EARLIEST <= value < LATEST:  # also keeps it within the calendar in every time zone (Hong Kong's day)
-        raise Rejected(MALFORMED, f"{name} must be between {EARLIEST.year} and {LATEST.year - 1} (UTC)")
+        raise Rejected(
+            MALFORMED,
+            f"{name} must be an ISO 8601 date and time with its offset (2030-01-15T08:00:00+08:00)",
+        )
+    if (
+        not EARLIEST <= value < LATEST
+    ):  # also keeps it within the calendar in every time zone (Hong Kong's day)
+        raise Rejected(
+            MALFORMED, f"{name} must be between {EARLIEST.year} and {LATEST.year - 1} (UTC)"
+        )
     return value
 
 
@@ -282,7 +320,12 @@ def parse_plmn(text: str | None) -> str | None:
 def parse_record(raw: Mapping[str, Any]) -> Record:
     """A record from its fields as read; raises `Rejected` saying what is wrong with it."""
     record_id = _text(raw, "record_id")
-    if not record_id or len(record_id) > MAX_RECORD_ID or not record_id.isprintable() or "\ufffd" in record_id:
+    if (
+        not record_id
+        or len(record_id) > MAX_RECORD_ID
+        or not record_id.isprintable()
+        or "\ufffd" in record_id
+    ):
         raise Rejected(MALFORMED, f"record_id must be 1 to {MAX_RECORD_ID} printable characters")
     imsi, msisdn = _text(raw, "imsi"), _text(raw, "msisdn")
     if (imsi is None) == (msisdn is None):
@@ -292,7 +335,9 @@ def parse_record(raw: Mapping[str, Any]) -> Record:
     if msisdn is not None:
         digits = msisdn.removeprefix("+")
         if not (_digits(digits) and 7 <= len(digits) <= 15):
-            raise Rejected(MALFORMED, "msisdn must be an E.164 number: 7 to 15 digits, with or without +")
+            raise Rejected(
+                MALFORMED, "msisdn must be an E.164 number: 7 to 15 digits, with or without +"
+            )
         msisdn = "+" + digits
     plmn = parse_plmn(_text(raw, "plmn"))
     if plmn is None:
@@ -338,13 +383,26 @@ class RejectWriter:
     def write(self, item: Item, rejected: Rejected) -> None:
         raw = item.raw or {}
         if self.csv:
-            cells = [_plain(raw.get(c)) for c in COLUMNS] + [str(item.line_number), rejected.reason, rejected.message]
+            cells = [_plain(raw.get(c)) for c in COLUMNS] + [
+                str(item.line_number),
+                rejected.reason,
+                rejected.message,
+            ]
             self.csv.writerow([escape_cell(cell) for cell in cells])
         else:
-            self.out.write(json.dumps(
-                {**raw, "reject_line": item.line_number, "reject_reason": rejected.reason, "reject_message": rejected.message},
-                ensure_ascii=False, default=str,
-            ) + "\n")
+            self.out.write(
+                json.dumps(
+                    {
+                        **raw,
+                        "reject_line": item.line_number,
+                        "reject_reason": rejected.reason,
+                        "reject_message": rejected.message,
+                    },
+                    ensure_ascii=False,
+                    default=str,
+                )
+                + "\n"
+            )
 
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet cell a formula (OWASP)
@@ -361,7 +419,9 @@ def escape_cell(cell: str) -> str:
 
 
 def _plain(value: Any) -> str:
-    return "" if value is None else value if isinstance(value, str) else json.dumps(value, default=str)
+    return (
+        "" if value is None else value if isinstance(value, str) else json.dumps(value, default=str)
+    )
 
 
 # --- file names ---------------------------------------------------------------------------
@@ -374,11 +434,12 @@ def format_of(path: Path, fmt: str | None) -> str:
         return fmt
     found = EXTENSIONS.get(path.suffix.lower())
     if found is None:
-        raise ImportRefused(f"cannot tell the format of {path.name} from its extension: give --format csv or jsonl")
+        raise ImportRefused(
+            f"cannot tell the format of {path.name} from its extension: give --format csv or jsonl"
+        )
     return found
 
 
 def rejects_path(path: Path, fmt: str) -> Path:
     """usage.csv -> usage.rejects.csv"""
     return path.with_name(f"{path.stem if path.suffix else path.name}.rejects.{fmt}")
-

@@ -104,8 +104,14 @@ class ImportSummary:
             f"imported {self.imported:,}, already imported {self.already_imported:,}, rejected {self.rejected_total:,}",
         ]
         if self.rejected:
-            lines.append("rejected: " + ", ".join(f"{reason} {n:,}" for reason, n in sorted(self.rejected.items())))
-        money = ", ".join(f"{currency} {amount:,} minor units" for currency, amount in sorted(self.overage_amount.items()))
+            lines.append(
+                "rejected: "
+                + ", ".join(f"{reason} {n:,}" for reason, n in sorted(self.rejected.items()))
+            )
+        money = ", ".join(
+            f"{currency} {amount:,} minor units"
+            for currency, amount in sorted(self.overage_amount.items())
+        )
         lines.append(
             f"charged: {self.from_buckets:,} bytes from buckets ({format_bytes(self.from_buckets)}), "
             f"{self.overage_bytes:,} bytes overage ({format_bytes(self.overage_bytes)}{', ' + money if money else ''}), "
@@ -144,7 +150,9 @@ class _Networks:
                 self.known[plmn] = (e.code, str(e))
         found = self.known[plmn]
         if isinstance(found, tuple):
-            raise Rejected(*found)  # a new one each time: raising one again would grow its traceback
+            raise Rejected(
+                *found
+            )  # a new one each time: raising one again would grow its traceback
         return found
 
 
@@ -205,7 +213,9 @@ def _check_batch(batch_size: int) -> None:
         raise ImportRefused(f"the batch size is 1 to {MAX_BATCH:,} records")
 
 
-def _import_batch(sessions: sessionmaker[Session], batch: list[Item], import_id: uuid.UUID, networks: _Networks) -> list[Outcome]:
+def _import_batch(
+    sessions: sessionmaker[Session], batch: list[Item], import_id: uuid.UUID, networks: _Networks
+) -> list[Outcome]:
     """Charge one batch in one transaction, committed here; the outcome of each item, in order."""
     if all(item.rejected for item in batch):
         return [item.rejected for item in batch]  # type: ignore[misc]
@@ -230,7 +240,10 @@ def _import_batch(sessions: sessionmaker[Session], batch: list[Item], import_id:
 
 
 def _judge(
-    record: Record, line: Line | None, existing: dict[str, tuple[uuid.UUID, int]], accepted: dict[str, int],
+    record: Record,
+    line: Line | None,
+    existing: dict[str, tuple[uuid.UUID, int]],
+    accepted: dict[str, int],
     import_id: uuid.UUID,
 ) -> str | None:
     """_ALREADY, or None for a record to look at further; raises `Rejected`."""
@@ -240,7 +253,9 @@ def _judge(
             return _ALREADY
         raise Rejected(DUPLICATE, f"record_id {record.record_id} is also on line {line_number}")
     if record.record_id in accepted:
-        raise Rejected(DUPLICATE, f"record_id {record.record_id} is also on line {accepted[record.record_id]}")
+        raise Rejected(
+            DUPLICATE, f"record_id {record.record_id} is also on line {accepted[record.record_id]}"
+        )
     if line is None:
         named = f"IMSI {record.imsi}" if record.imsi else f"MSISDN {record.msisdn}"
         raise Rejected(UNKNOWN_SUBSCRIBER, f"no line has {named}")
@@ -255,18 +270,23 @@ def _charge_batch(
     lines = [(by_imsi.get(r.imsi) if r.imsi else by_number.get(r.msisdn or ""), r) for r in records]
     # Locked before looking for records already imported: an import of the same records that
     # holds the locks has committed by the time we get them, and the query below sees its rows.
-    held = _Held.lock(session, [(line, r.end) for line, r in lines if line is not None and r.used_bytes])
+    held = _Held.lock(
+        session, [(line, r.end) for line, r in lines if line is not None and r.used_bytes]
+    )
     existing = {
         row.record_id: (row.import_id, row.line_number)
         for row in session.execute(
-            select(UsageRecord.record_id, UsageRecord.import_id, UsageRecord.line_number)
-            .where(UsageRecord.record_id.in_({r.record_id for r in records}))
+            select(UsageRecord.record_id, UsageRecord.import_id, UsageRecord.line_number).where(
+                UsageRecord.record_id.in_({r.record_id for r in records})
+            )
         )
     }
 
     outcomes: list[Outcome | None] = []  # None: to be charged below
     to_charge: list[tuple[int, Record, Line, str]] = []
-    accepted: dict[str, int] = {}  # record_id -> line number, for the records of this batch to charge
+    accepted: dict[
+        str, int
+    ] = {}  # record_id -> line number, for the records of this batch to charge
     named = iter(lines)
     for item in batch:
         record = item.record
@@ -284,7 +304,9 @@ def _charge_batch(
             if line.status != "active":
                 raise Rejected(LINE_NOT_ACTIVE, f"line {line.iccid} is {line.status}, not active")
         except Rejected as e:
-            outcomes.append(e.with_traceback(None))  # kept: its traceback would keep the batch's frames
+            outcomes.append(
+                e.with_traceback(None)
+            )  # kept: its traceback would keep the batch's frames
             continue
         accepted[record.record_id] = item.line_number
         to_charge.append((len(outcomes), record, line, zone))
@@ -308,14 +330,26 @@ def _charge_batch(
         outcomes[index] = outcome
         if record.used_bytes:
             usage[(line.id, charging.usage_day(record.end), zone, record.plmn)] += record.used_bytes
-        rows.append({
-            "record_id": record.record_id, "line_id": line.id, "plmn": record.plmn, "zone": zone,
-            "started_at": record.start, "ended_at": record.end, "bytes_up": record.bytes_up,
-            "bytes_down": record.bytes_down, "from_buckets": outcome.from_buckets,
-            "overage_bytes": outcome.overage_bytes, "overage_amount": outcome.overage_amount,
-            "overage_currency": outcome.overage_currency, "owed_bytes": outcome.owed_bytes,
-            "import_id": import_id, "line_number": batch[index].line_number, "imported_at": now,
-        })
+        rows.append(
+            {
+                "record_id": record.record_id,
+                "line_id": line.id,
+                "plmn": record.plmn,
+                "zone": zone,
+                "started_at": record.start,
+                "ended_at": record.end,
+                "bytes_up": record.bytes_up,
+                "bytes_down": record.bytes_down,
+                "from_buckets": outcome.from_buckets,
+                "overage_bytes": outcome.overage_bytes,
+                "overage_amount": outcome.overage_amount,
+                "overage_currency": outcome.overage_currency,
+                "owed_bytes": outcome.owed_bytes,
+                "import_id": import_id,
+                "line_number": batch[index].line_number,
+                "imported_at": now,
+            }
+        )
     _add_usage(session, usage)
     if rows:
         session.execute(insert(UsageRecord), rows)
@@ -335,33 +369,63 @@ def _charge(session: Session, held: _Held, record: Record, line: Line, zone: str
     reference = f"usage_record:{record.record_id}"
     if (draws := held.draws(line.id, zone, record.end, used)) is not None:
         for bucket, amount in draws:
-            ledger.transfer(session, bucket.account, held.used, amount, reason=USAGE_FROM_BUCKET, reference=reference)
+            ledger.transfer(
+                session,
+                bucket.account,
+                held.used,
+                amount,
+                reason=USAGE_FROM_BUCKET,
+                reference=reference,
+            )
         return _Imported(used, 0, 0, None, 0)
     excess = charging.charge_usage(session, line, zone, used, record.end, reference=reference)
     return _Imported(
-        excess.from_buckets, excess.overage_bytes, excess.overage_amount, excess.overage_currency, excess.owed_bytes
+        excess.from_buckets,
+        excess.overage_bytes,
+        excess.overage_amount,
+        excess.overage_currency,
+        excess.owed_bytes,
     )
 
 
 def _add_usage(session: Session, usage: dict[tuple[uuid.UUID, date, str, str], int]) -> None:
     """`charging.add_usage` for every (line, day, zone, network) of the batch, in one statement (the same upsert)."""
     if usage:
-        add_rows(session, UsageDay, ("line_id", "day", "zone", "plmn"), ("bytes",), [
-            {"id": new_id(), "line_id": line_id, "day": day, "zone": zone, "plmn": plmn, "bytes": used}
-            for (line_id, day, zone, plmn), used in usage.items()
-        ])
+        add_rows(
+            session,
+            UsageDay,
+            ("line_id", "day", "zone", "plmn"),
+            ("bytes",),
+            [
+                {
+                    "id": new_id(),
+                    "line_id": line_id,
+                    "day": day,
+                    "zone": zone,
+                    "plmn": plmn,
+                    "bytes": used,
+                }
+                for (line_id, day, zone, plmn), used in usage.items()
+            ],
+        )
 
 
-def _lines_of(session: Session, records: list[Record]) -> tuple[dict[str | None, Line], dict[str, Line]]:
+def _lines_of(
+    session: Session, records: list[Record]
+) -> tuple[dict[str | None, Line], dict[str, Line]]:
     """The lines the batch names, by IMSI and by number: two queries."""
     imsis = {r.imsi for r in records if r.imsi}
     numbers = {r.msisdn for r in records if r.msisdn}
     by_imsi: dict[str | None, Line] = {}
     by_number: dict[str, Line] = {}
     if imsis:
-        by_imsi = {line.imsi: line for line in session.scalars(select(Line).where(Line.imsi.in_(imsis)))}
+        by_imsi = {
+            line.imsi: line for line in session.scalars(select(Line).where(Line.imsi.in_(imsis)))
+        }
     if numbers:
-        for line in session.scalars(select(Line).where(or_(Line.hk_number.in_(numbers), Line.cn_number.in_(numbers)))):
+        for line in session.scalars(
+            select(Line).where(or_(Line.hk_number.in_(numbers), Line.cn_number.in_(numbers)))
+        ):
             for number in line.numbers:
                 by_number[number] = line
     return by_imsi, by_number
@@ -379,7 +443,9 @@ class _Held:
     """
 
     used: LedgerAccount  # system:data_used:bytes
-    buckets: dict[uuid.UUID, list[Bucket]]  # by line, those valid at some time of the batch, in drawing order
+    buckets: dict[
+        uuid.UUID, list[Bucket]
+    ]  # by line, those valid at some time of the batch, in drawing order
 
     @classmethod
     def lock(cls, session: Session, charges: list[tuple[Line, datetime]]) -> _Held:
@@ -390,11 +456,16 @@ class _Held:
         first, last = min(at for _l, at in charges), max(at for _l, at in charges)
         found = session.scalars(
             select(Bucket).where(
-                Bucket.line_id.in_(line_ids), Bucket.unit == "bytes", Bucket.valid_from <= last, Bucket.expires_at > first
+                Bucket.line_id.in_(line_ids),
+                Bucket.unit == "bytes",
+                Bucket.valid_from <= last,
+                Bucket.expires_at > first,
             )
         ).all()
         ids = [used.id, *(b.ledger_account_id for b in found)]
-        ids += session.scalars(select(LineDebt.ledger_account_id).where(LineDebt.line_id.in_(line_ids))).all()
+        ids += session.scalars(
+            select(LineDebt.ledger_account_id).where(LineDebt.line_id.in_(line_ids))
+        ).all()
         wallets = session.execute(
             select(Wallet.ledger_account_id, Wallet.currency)
             .join(Line, Line.account_id == Wallet.account_id)
@@ -403,13 +474,17 @@ class _Held:
         ).all()
         for account_id, currency in wallets:
             ids += [account_id, ledger.system_account(session, "overage_sales", currency).id]
-        ledger.lock_accounts(session, ids)  # refreshes the buckets' accounts too: balances as of now
+        ledger.lock_accounts(
+            session, ids
+        )  # refreshes the buckets' accounts too: balances as of now
         by_line: defaultdict[uuid.UUID, list[Bucket]] = defaultdict(list)
         for bucket in sorted(found, key=_drawing_order):
             by_line[bucket.line_id].append(bucket)
         return cls(used, by_line)
 
-    def draws(self, line_id: uuid.UUID, zone: str, at: datetime, amount: int) -> list[tuple[Bucket, int]] | None:
+    def draws(
+        self, line_id: uuid.UUID, zone: str, at: datetime, amount: int
+    ) -> list[tuple[Bucket, int]] | None:
         """What `charge_usage` would take from each bucket if the buckets cover `amount`; else None."""
         plan = []
         for bucket in self.buckets.get(line_id, ()):
@@ -448,16 +523,22 @@ def import_file(
     if rejects.resolve() == path.resolve():
         raise ImportRefused("the reject file cannot be the file imported")
     with path.open("rb") as source:
-        read_items(source, fmt)  # a file refused (its header) is refused before the reject file is written
-    with path.open("rb") as source, rejects.open("w", encoding="utf-8", newline="") as out, _progress_bar(
-        path, enabled=progress
-    ) as on_batch:
+        read_items(
+            source, fmt
+        )  # a file refused (its header) is refused before the reject file is written
+    with (
+        path.open("rb") as source,
+        rejects.open("w", encoding="utf-8", newline="") as out,
+        _progress_bar(path, enabled=progress) as on_batch,
+    ):
         summary = import_usage(sessions, source, fmt, out, batch_size=batch_size, on_batch=on_batch)
     return summary, rejects
 
 
 @contextmanager
-def _progress_bar(path: Path, *, enabled: bool) -> Iterator[Callable[[int, ImportSummary], None] | None]:
+def _progress_bar(
+    path: Path, *, enabled: bool
+) -> Iterator[Callable[[int, ImportSummary], None] | None]:
     """A live bar on stderr (when it is a terminal): bytes read of the file, records and records/s.
 
     Progress is the position in the file, so nothing is counted beforehand; it is updated
@@ -487,8 +568,12 @@ def _progress_bar(path: Path, *, enabled: bool) -> Iterator[Callable[[int, Impor
             return Text(f"{rate:,.0f} records/s", style="progress.data.speed")
 
     columns = (
-        TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(),
-        TextColumn("{task.fields[records]:,} records"), Rate(), TimeRemainingColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[records]:,} records"),
+        Rate(),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, refresh_per_second=4) as bar:
         task = bar.add_task(path.name, total=path.stat().st_size, records=0, seconds=0.0)

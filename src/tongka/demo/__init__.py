@@ -35,19 +35,58 @@ DEMO_COUPON = "TONGKA-DEMO"  # shared, once per customer; `make run` prints it
 BIG_PACKS = ["mainland-10gb-30d", "hk-10gb-30d", "both-10gb-30d"]
 # The demo's offers, on the 10 GB packs (the smaller packs keep their list prices).
 OFFERS = [
-    OfferIn(code="demo-first-topup", kind="first_topup", percent_off=20, channels=["app"], pack_codes=BIG_PACKS,
-            names={"en": "First top-up: 20 % off a 10 GB pack", "zh-Hans": "首充 10GB 套餐八折",
-                   "zh-Hant": "首充 10GB 套餐八折"}),
-    OfferIn(code="demo-spend-150-save-15", kind="spend_threshold", channels=["app"],
-            tiers=[{"currency": "HKD", "min": 15000, "off": 1500}, {"currency": "CNY", "min": 14000, "off": 1400}],
-            names={"en": "Spend HK$150 / ¥140, save HK$15 / ¥14", "zh-Hans": "满 HK$150/¥140 减 HK$15/¥14",
-                   "zh-Hant": "滿 HK$150/¥140 減 HK$15/¥14"}),
-    OfferIn(code="demo-bonus-1gb", kind="bonus_data", pack_codes=BIG_PACKS, bonus_bytes=GB, bonus_zone="both",
-            bonus_validity_days=30,
-            names={"en": "1 GB free with any 10 GB pack", "zh-Hans": "买 10GB 送 1GB", "zh-Hant": "買 10GB 送 1GB"}),
-    OfferIn(code="demo-coupon", kind="coupon", amount_off={"HKD": 1000, "CNY": 900}, stackable=True,
-            per_customer_limit=1, max_redemptions=1000,
-            names={"en": "Coupon: HK$10 / ¥9 off", "zh-Hans": "优惠券：减 HK$10/¥9", "zh-Hant": "優惠券：減 HK$10/¥9"}),
+    OfferIn(
+        code="demo-first-topup",
+        kind="first_topup",
+        percent_off=20,
+        channels=["app"],
+        pack_codes=BIG_PACKS,
+        names={
+            "en": "First top-up: 20 % off a 10 GB pack",
+            "zh-Hans": "首充 10GB 套餐八折",
+            "zh-Hant": "首充 10GB 套餐八折",
+        },
+    ),
+    OfferIn(
+        code="demo-spend-150-save-15",
+        kind="spend_threshold",
+        channels=["app"],
+        tiers=[
+            {"currency": "HKD", "min": 15000, "off": 1500},
+            {"currency": "CNY", "min": 14000, "off": 1400},
+        ],
+        names={
+            "en": "Spend HK$150 / ¥140, save HK$15 / ¥14",
+            "zh-Hans": "满 HK$150/¥140 减 HK$15/¥14",
+            "zh-Hant": "滿 HK$150/¥140 減 HK$15/¥14",
+        },
+    ),
+    OfferIn(
+        code="demo-bonus-1gb",
+        kind="bonus_data",
+        pack_codes=BIG_PACKS,
+        bonus_bytes=GB,
+        bonus_zone="both",
+        bonus_validity_days=30,
+        names={
+            "en": "1 GB free with any 10 GB pack",
+            "zh-Hans": "买 10GB 送 1GB",
+            "zh-Hant": "買 10GB 送 1GB",
+        },
+    ),
+    OfferIn(
+        code="demo-coupon",
+        kind="coupon",
+        amount_off={"HKD": 1000, "CNY": 900},
+        stackable=True,
+        per_customer_limit=1,
+        max_redemptions=1000,
+        names={
+            "en": "Coupon: HK$10 / ¥9 off",
+            "zh-Hans": "优惠券：减 HK$10/¥9",
+            "zh-Hant": "優惠券：減 HK$10/¥9",
+        },
+    ),
 ]
 
 ZONE_NAMES = {
@@ -102,31 +141,56 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
     made_account = 0
     if session.scalar(select(Account).where(Account.username == DEMO_USERNAME)) is None:
         account = accounts.register(
-            session, username=DEMO_USERNAME, password=DEMO_PASSWORD, email="demo@example.com", language="zh-Hant"
+            session,
+            username=DEMO_USERNAME,
+            password=DEMO_PASSWORD,
+            email="demo@example.com",
+            language="zh-Hant",
         )
         line = session.scalars(select(Line).where(Line.iccid == DEMO_ICCID)).one()
         line.account_id, line.bound_at = account.id, account.created_at
         lines.set_real_name(
-            session, line, document_type="hkid", document_number="A123456(3)", holder_name="Chan Tai Man",
-            secret=settings.secret_key.get_secret_value(), source="import",
+            session,
+            line,
+            document_type="hkid",
+            document_number="A123456(3)",
+            holder_name="Chan Tai Man",
+            secret=settings.secret_key.get_secret_value(),
+            source="import",
         )
         # The demo subscriber already renewed once, through the same flow as everyone.
         order = orders.create(
-            session, account, line_id=line.id, pack_id=packs["both-5gb-30d"].id, currency="HKD",
-            channel="app", payment_ttl_seconds=settings.order_payment_ttl_seconds,
+            session,
+            account,
+            line_id=line.id,
+            pack_id=packs["both-5gb-30d"].id,
+            currency="HKD",
+            channel="app",
+            payment_ttl_seconds=settings.order_payment_ttl_seconds,
         )
         # The demo's payment is applied here, never called back: any secret signs nothing that is checked.
-        secret = settings.sandbox_secret if settings.sandbox_payment_secret else secrets.token_urlsafe(32)
+        secret = (
+            settings.sandbox_secret
+            if settings.sandbox_payment_secret
+            else secrets.token_urlsafe(32)
+        )
         sandbox = {"sandbox": providers.SandboxProvider(secret, settings.public_base_url)}
         payment = payments.start(session, order, "alipay", sandbox, settings.public_base_url)
         payments.apply(
-            session, payment, "succeeded", payment.amount, payment.currency, receipt_key=settings.receipt_key
+            session,
+            payment,
+            "succeeded",
+            payment.amount,
+            payment.currency,
+            receipt_key=settings.receipt_key,
         )
         # HK$50 in the wallet, so turning overage on in the app shows what it does (off, as for everyone).
         wallets.credit(session, account, 5000, "HKD", reference="demo-topup")
         made_account = 1
     return {
-        "packs": len(packs), "lines_added": report.added, "demo_account_created": made_account,
+        "packs": len(packs),
+        "lines_added": report.added,
+        "demo_account_created": made_account,
         "offers_added": made_offers,
     }
 

@@ -30,7 +30,9 @@ def parse_rate(text: str) -> int:
     return int(micros)
 
 
-def set_rate(session: Session, base: str, quote: str, rate_micros: int, set_by: str) -> ExchangeRate:
+def set_rate(
+    session: Session, base: str, quote: str, rate_micros: int, set_by: str
+) -> ExchangeRate:
     if base not in CURRENCIES or quote not in CURRENCIES or base == quote:
         raise ValueError(f"rates are between two of {', '.join(CURRENCIES)}")
     rate = ExchangeRate(base=base, quote=quote, rate_micros=rate_micros, set_by=set_by)
@@ -49,11 +51,15 @@ def current_rate(session: Session, base: str, quote: str) -> ExchangeRate | None
 
 
 def convert(amount: Money, quote: str, rate_micros: int) -> Money:
-    value = (Decimal(amount.amount) * rate_micros / SCALE).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    value = (Decimal(amount.amount) * rate_micros / SCALE).quantize(
+        Decimal(1), rounding=ROUND_HALF_UP
+    )
     return Money(int(value), quote)  # type: ignore[arg-type]
 
 
-def price_in(session: Session, prices: list[Money], currency: str) -> tuple[Money, Money, int | None] | None:
+def price_in(
+    session: Session, prices: list[Money], currency: str
+) -> tuple[Money, Money, int | None] | None:
     """(list price, price to charge, locked rate) to charge in `currency`: the catalog's own price in it
     if there is one, else the first catalog price converted at the rate in force; None if neither."""
     for price in prices:
@@ -69,6 +75,8 @@ def price_in(session: Session, prices: list[Money], currency: str) -> tuple[Mone
 def rates(session: Session) -> list[ExchangeRate]:
     """The rate in force for each pair."""
     latest: dict[tuple[str, str], ExchangeRate] = {}
-    for rate in session.scalars(select(ExchangeRate).order_by(ExchangeRate.created_at, ExchangeRate.id)):
+    for rate in session.scalars(
+        select(ExchangeRate).order_by(ExchangeRate.created_at, ExchangeRate.id)
+    ):
         latest[(rate.base, rate.quote)] = rate
     return list(latest.values())

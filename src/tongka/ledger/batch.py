@@ -25,8 +25,8 @@ from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from tongka.db import AnyOf, direct, insert_rows, update_rows
-from tongka.ledger.models import LedgerAccount, Transfer
 from tongka.ledger import service as ledger
+from tongka.ledger.models import LedgerAccount, Transfer
 from tongka.ledger.service import SYSTEM, ReservationExpired, ReservationResolved
 
 _TOTALS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
@@ -93,7 +93,9 @@ class LedgerCache:
     rollback; within a batch they still ascend in the order the transfers were made."""
 
     system: dict[str, tuple[int, str]] = field(default_factory=dict)  # code -> (account id, unit)
-    ids: list[int] = field(default_factory=list)  # free transfer ids, descending (the next at the end)
+    ids: list[int] = field(
+        default_factory=list
+    )  # free transfer ids, descending (the next at the end)
     block: int = 1000
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -134,11 +136,15 @@ class LedgerBatch:
         known = self.cache.system if self.cache is not None else {}
         for code in wanted & known.keys():
             account_id, unit = known[code]
-            found[code] = self.accounts.setdefault(account_id, Account(account_id, unit, SYSTEM, False))
+            found[code] = self.accounts.setdefault(
+                account_id, Account(account_id, unit, SYSTEM, False)
+            )
         if not (wanted := wanted - found.keys()):
             return found
         for account_id, code, unit in self.execute(_Q.system, {"codes": list(wanted)}):
-            found[code] = self.accounts.setdefault(account_id, Account(account_id, unit, SYSTEM, False))
+            found[code] = self.accounts.setdefault(
+                account_id, Account(account_id, unit, SYSTEM, False)
+            )
             if self.cache is not None:  # committed (read, not made here): safe to keep
                 known[code] = (account_id, unit)
         for code in wanted - found.keys():  # the first ever: made through the ledger (rare)
@@ -148,33 +154,58 @@ class LedgerBatch:
         return found
 
     def pending(
-        self, pending_id: int, debit: int, credit: int, amount: int, reason: str, reference: str,
-        expires_at: datetime | None, resolved: bool,
+        self,
+        pending_id: int,
+        debit: int,
+        credit: int,
+        amount: int,
+        reason: str,
+        reference: str,
+        expires_at: datetime | None,
+        resolved: bool,
     ) -> Pending:
         """A reservation read by the caller (with whether it is resolved), on accounts this batch holds."""
         found = self.pendings.get(pending_id)
         if found is None:
             found = self.pendings[pending_id] = Pending(
-                self.accounts[debit], self.accounts[credit], amount, reason, reference, expires_at, pending_id, resolved
+                self.accounts[debit],
+                self.accounts[credit],
+                amount,
+                reason,
+                reference,
+                expires_at,
+                pending_id,
+                resolved,
             )
         return found
 
     # --- transfers (the rules of ledger.service) ------------------------------------------
 
-    def transfer(self, debit: Account, credit: Account, amount: int, *, reason: str, reference: str) -> None:
+    def transfer(
+        self, debit: Account, credit: Account, amount: int, *, reason: str, reference: str
+    ) -> None:
         _check(debit, credit, amount)
         debit.add("debits_posted", amount)
         credit.add("credits_posted", amount)
         self._entries.append(_Entry("posted", debit, credit, amount, reason, reference))
 
     def reserve(
-        self, debit: Account, credit: Account, amount: int, *, reason: str, reference: str, expires_at: datetime
+        self,
+        debit: Account,
+        credit: Account,
+        amount: int,
+        *,
+        reason: str,
+        reference: str,
+        expires_at: datetime,
     ) -> Pending:
         _check(debit, credit, amount)
         debit.add("debits_pending", amount)
         credit.add("credits_pending", amount)
         made = Pending(debit, credit, amount, reason, reference, expires_at)
-        self._entries.append(_Entry("pending", debit, credit, amount, reason, reference, expires_at, made=made))
+        self._entries.append(
+            _Entry("pending", debit, credit, amount, reason, reference, expires_at, made=made)
+        )
         return made
 
     def post(self, pending: Pending, amount: int, *, reason: str | None = None) -> None:
@@ -182,7 +213,11 @@ class LedgerBatch:
         self._open(pending)
         if pending.expires_at is not None and self.now >= pending.expires_at:
             raise ReservationExpired()
-        if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= pending.amount:
+        if (
+            not isinstance(amount, int)
+            or isinstance(amount, bool)
+            or not 0 <= amount <= pending.amount
+        ):
             raise ValueError("a reservation is posted for between zero and the reserved amount")
         self._release(pending)
         pending.debit.add("debits_posted", amount)
@@ -206,9 +241,17 @@ class LedgerBatch:
 
     def _resolve(self, kind: str, pending: Pending, amount: int, reason: str | None) -> None:
         pending.resolved = True
-        self._entries.append(_Entry(
-            kind, pending.debit, pending.credit, amount, reason or pending.reason, pending.reference, pending=pending
-        ))
+        self._entries.append(
+            _Entry(
+                kind,
+                pending.debit,
+                pending.credit,
+                amount,
+                reason or pending.reason,
+                pending.reference,
+                pending=pending,
+            )
+        )
 
     # --- writing --------------------------------------------------------------------------
 
@@ -229,19 +272,33 @@ class LedgerBatch:
         self.number()
         entries, self._entries = self._entries, []
         if entries:
-            insert_rows(self.session, Transfer.__table__, [
-                {
-                    "id": e.id, "kind": e.kind, "debit_account_id": e.debit.id,
-                    "credit_account_id": e.credit.id, "amount": e.amount,
-                    "pending_id": e.pending.id if e.pending else None, "reason": e.reason, "reference": e.reference,
-                    "expires_at": e.expires_at, "created_at": self.now,
-                }
-                for e in entries
-            ])
+            insert_rows(
+                self.session,
+                Transfer.__table__,
+                [
+                    {
+                        "id": e.id,
+                        "kind": e.kind,
+                        "debit_account_id": e.debit.id,
+                        "credit_account_id": e.credit.id,
+                        "amount": e.amount,
+                        "pending_id": e.pending.id if e.pending else None,
+                        "reason": e.reason,
+                        "reference": e.reference,
+                        "expires_at": e.expires_at,
+                        "created_at": self.now,
+                    }
+                    for e in entries
+                ],
+            )
         changed = [a for a in self.accounts.values() if a.changed]
-        update_rows(self.session, LedgerAccount.__table__, "id", [
-            {"id": x.id, **{t: x.changed.get(t, 0) for t in _TOTALS}} for x in changed
-        ], add=_TOTALS)
+        update_rows(
+            self.session,
+            LedgerAccount.__table__,
+            "id",
+            [{"id": x.id, **{t: x.changed.get(t, 0) for t in _TOTALS}} for x in changed],
+            add=_TOTALS,
+        )
         for x in changed:
             x.changed = {}
 
@@ -253,7 +310,13 @@ class LedgerBatch:
             with self.cache.lock:
                 free = self.cache.ids
                 if len(free) < count:
-                    taken = self.execute(_Q.next_ids, {"count": max(count - len(free), self.cache.block)}).scalars().all()
+                    taken = (
+                        self.execute(
+                            _Q.next_ids, {"count": max(count - len(free), self.cache.block)}
+                        )
+                        .scalars()
+                        .all()
+                    )
                     free[:0] = sorted(taken, reverse=True)  # after those already held
                 return [free.pop() for _ in range(count)]
         # SQLite: this transaction is the only writer (BEGIN IMMEDIATE), so the next ids are free.
@@ -271,13 +334,21 @@ class _Q:
     """The batch's statements, built once."""
 
     a, t = LedgerAccount, Transfer
-    _columns = (a.id, a.unit, a.kind, a.must_not_go_negative, a.debits_posted, a.credits_posted, a.debits_pending,
-                a.credits_pending)
+    _columns = (
+        a.id,
+        a.unit,
+        a.kind,
+        a.must_not_go_negative,
+        a.debits_posted,
+        a.credits_posted,
+        a.debits_pending,
+        a.credits_pending,
+    )
     read = select(*_columns).where(AnyOf(a.id, "ids"), a.kind != SYSTEM).order_by(a.id)
     lock = read.with_for_update()
     read_system = select(*_columns).where(AnyOf(a.id, "ids"), a.kind == SYSTEM)
     system = select(a.id, a.code, a.unit).where(AnyOf(a.code, "codes"))
-    next_ids = select(func.nextval(literal_column("pg_get_serial_sequence('ledger_transfers', 'id')"))).select_from(
-        func.generate_series(1, bindparam("count"))
-    )
+    next_ids = select(
+        func.nextval(literal_column("pg_get_serial_sequence('ledger_transfers', 'id')"))
+    ).select_from(func.generate_series(1, bindparam("count")))
     last_id = select(func.coalesce(func.max(t.id), 0))

@@ -43,7 +43,12 @@ def grant(
         raise ValueError("a bucket expires after it starts")
     account = ledger.open_account(session, unit=unit, kind="bucket")
     ledger.transfer(
-        session, ledger.system_account(session, "data_issued", unit), account, amount, reason=reason, reference=reference
+        session,
+        ledger.system_account(session, "data_issued", unit),
+        account,
+        amount,
+        reason=reason,
+        reference=reference,
     )
     bucket = Bucket(
         line_id=line_id,
@@ -93,7 +98,12 @@ def active_buckets(session: Session, line_id: uuid.UUID, now: datetime) -> list[
     return list(
         session.scalars(
             select(Bucket)
-            .where(Bucket.line_id == line_id, Bucket.valid_from <= now, Bucket.expires_at > now, Bucket.unit == "bytes")
+            .where(
+                Bucket.line_id == line_id,
+                Bucket.valid_from <= now,
+                Bucket.expires_at > now,
+                Bucket.unit == "bytes",
+            )
             .order_by(Bucket.expires_at, Bucket.created_at)
         )
     )
@@ -133,7 +143,12 @@ def expire_buckets(session: Session, now: datetime | None = None) -> int:
     ledger.expire_reservations(session, now)
     count = 0
     left = LedgerAccount.credits_posted - LedgerAccount.debits_posted - LedgerAccount.debits_pending
-    due = select(Bucket).join(Bucket.account).where(Bucket.expires_at <= now, left > 0).order_by(Bucket.expires_at)
+    due = (
+        select(Bucket)
+        .join(Bucket.account)
+        .where(Bucket.expires_at <= now, left > 0)
+        .order_by(Bucket.expires_at)
+    )
     for bucket in session.scalars(due).unique().all():
         moved = ledger.sweep(
             session,
@@ -146,13 +161,17 @@ def expire_buckets(session: Session, now: datetime | None = None) -> int:
     return count
 
 
-def debt_account(session: Session, line_id: uuid.UUID, zone: str, *, create: bool = False) -> LedgerAccount | None:
+def debt_account(
+    session: Session, line_id: uuid.UUID, zone: str, *, create: bool = False
+) -> LedgerAccount | None:
     """The ledger account of what the line owes in `zone` (it goes below zero), made on first need."""
     found = session.get(LineDebt, (line_id, zone))
     if found is None and create:
         try:
             with session.begin_nested():
-                account = ledger.open_account(session, unit="bytes", kind="debt", must_not_go_negative=False)
+                account = ledger.open_account(
+                    session, unit="bytes", kind="debt", must_not_go_negative=False
+                )
                 found = LineDebt(line_id=line_id, zone=zone, ledger_account_id=account.id)
                 session.add(found)
         except IntegrityError:  # made at the same moment by another transaction
@@ -173,4 +192,11 @@ def repay(session: Session, debt: LedgerAccount, candidates: list[Bucket]) -> No
             return
         pay = min(-debt.available, bucket.account.available)
         if pay > 0:
-            ledger.transfer(session, bucket.account, debt, pay, reason="usage_owed_repaid", reference=f"bucket:{bucket.id}")
+            ledger.transfer(
+                session,
+                bucket.account,
+                debt,
+                pay,
+                reason="usage_owed_repaid",
+                reference=f"bucket:{bucket.id}",
+            )

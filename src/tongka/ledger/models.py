@@ -65,10 +65,12 @@ class Transfer(CreatedMixin, Base):
         CheckConstraint("amount >= 0", name="amount_not_negative"),
         CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
         CheckConstraint(
-            "kind IN ('posted', 'pending', 'post_pending', 'void_pending', 'expire_pending')", name="kind"
+            "kind IN ('posted', 'pending', 'post_pending', 'void_pending', 'expire_pending')",
+            name="kind",
         ),
         CheckConstraint(
-            "(kind IN ('posted', 'pending')) = (pending_id IS NULL)", name="resolution_names_pending"
+            "(kind IN ('posted', 'pending')) = (pending_id IS NULL)",
+            name="resolution_names_pending",
         ),
         Index("ix_ledger_transfers_open_pending", "kind", "expires_at"),
     )
@@ -119,4 +121,6 @@ class LineDebt(Base):
 
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), primary_key=True)
     zone: Mapped[str] = mapped_column(String(16), primary_key=True)  # mainland | hk
-    ledger_account_id: Mapped[int] = mapped_column(BigId, ForeignKey("ledger_accounts.id"), unique=True)
+    ledger_account_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("ledger_accounts.id"), unique=True
+    )

@@ -52,7 +52,9 @@ RESOLUTIONS = ("post_pending", "void_pending", "expire_pending")
 # --- accounts -----------------------------------------------------------------------------
 
 
-def open_account(session: Session, *, unit: str, kind: str, must_not_go_negative: bool = True) -> LedgerAccount:
+def open_account(
+    session: Session, *, unit: str, kind: str, must_not_go_negative: bool = True
+) -> LedgerAccount:
     account = LedgerAccount(unit=unit, kind=kind, must_not_go_negative=must_not_go_negative)
     session.add(account)
     session.flush()
@@ -123,14 +125,23 @@ def balances(session: Session, account: LedgerAccount) -> Balances:
     if account.kind != SYSTEM:
         row = session.execute(
             select(
-                LedgerAccount.debits_posted, LedgerAccount.credits_posted,
-                LedgerAccount.debits_pending, LedgerAccount.credits_pending,
+                LedgerAccount.debits_posted,
+                LedgerAccount.credits_posted,
+                LedgerAccount.debits_pending,
+                LedgerAccount.credits_pending,
             ).where(LedgerAccount.id == account.id)
         ).one()
         return Balances(*row)
-    debits, credits = _sums(session, Transfer.debit_account_id, account.id), _sums(session, Transfer.credit_account_id, account.id)
-    return Balances(debits.get(account.id, (0, 0))[0], credits.get(account.id, (0, 0))[0],
-                    debits.get(account.id, (0, 0))[1], credits.get(account.id, (0, 0))[1])
+    debits, credits = (
+        _sums(session, Transfer.debit_account_id, account.id),
+        _sums(session, Transfer.credit_account_id, account.id),
+    )
+    return Balances(
+        debits.get(account.id, (0, 0))[0],
+        credits.get(account.id, (0, 0))[0],
+        debits.get(account.id, (0, 0))[1],
+        credits.get(account.id, (0, 0))[1],
+    )
 
 
 def _check_pair(debit: LedgerAccount, credit: LedgerAccount, amount: int) -> None:
@@ -151,7 +162,13 @@ def _check_spendable(debit: LedgerAccount, amount: int) -> None:
 
 
 def transfer(
-    session: Session, debit: LedgerAccount, credit: LedgerAccount, amount: int, *, reason: str, reference: str
+    session: Session,
+    debit: LedgerAccount,
+    credit: LedgerAccount,
+    amount: int,
+    *,
+    reason: str,
+    reference: str,
 ) -> Transfer:
     """Move `amount` from `debit` to `credit` now."""
     _check_pair(debit, credit, amount)
@@ -163,7 +180,9 @@ def transfer(
     return _append(session, "posted", d.id, c.id, amount, reason, reference)
 
 
-def sweep(session: Session, debit: LedgerAccount, credit: LedgerAccount, *, reason: str, reference: str) -> int:
+def sweep(
+    session: Session, debit: LedgerAccount, credit: LedgerAccount, *, reason: str, reference: str
+) -> int:
     """Move all that `debit` has available (reservations stay) to `credit`; returns the amount moved."""
     d = lock_accounts(session, (debit.id, credit.id))[debit.id]
     amount = d.available
@@ -192,7 +211,9 @@ def reserve(
     return _append(session, "pending", d.id, c.id, amount, reason, reference, expires_at=expires_at)
 
 
-def post(session: Session, pending_id: int, amount: int | None = None, *, reason: str | None = None) -> Transfer:
+def post(
+    session: Session, pending_id: int, amount: int | None = None, *, reason: str | None = None
+) -> Transfer:
     """Settle a reservation for `amount` (default: all of it); the rest goes back to the account."""
     pending, d, c = _open_reservation(session, pending_id)
     if pending.expires_at is not None and clock.now() >= pending.expires_at:
@@ -203,14 +224,32 @@ def post(session: Session, pending_id: int, amount: int | None = None, *, reason
     _release(d, c, pending.amount)
     _add(d, "debits_posted", amount)
     _add(c, "credits_posted", amount)
-    return _append(session, "post_pending", d.id, c.id, amount, reason or pending.reason, pending.reference, pending)
+    return _append(
+        session,
+        "post_pending",
+        d.id,
+        c.id,
+        amount,
+        reason or pending.reason,
+        pending.reference,
+        pending,
+    )
 
 
 def void(session: Session, pending_id: int, *, reason: str | None = None) -> Transfer:
     """Cancel a reservation: the whole amount goes back to the account."""
     pending, d, c = _open_reservation(session, pending_id)
     _release(d, c, pending.amount)
-    return _append(session, "void_pending", d.id, c.id, pending.amount, reason or pending.reason, pending.reference, pending)
+    return _append(
+        session,
+        "void_pending",
+        d.id,
+        c.id,
+        pending.amount,
+        reason or pending.reason,
+        pending.reference,
+        pending,
+    )
 
 
 def expire_reservations(session: Session, now: datetime | None = None) -> int:
@@ -230,12 +269,23 @@ def expire_reservations(session: Session, now: datetime | None = None) -> int:
         except ReservationResolved:  # settled meanwhile by its owner
             continue
         _release(d, c, pending.amount)
-        _append(session, "expire_pending", d.id, c.id, pending.amount, pending.reason, pending.reference, pending)
+        _append(
+            session,
+            "expire_pending",
+            d.id,
+            c.id,
+            pending.amount,
+            pending.reason,
+            pending.reference,
+            pending,
+        )
         count += 1
     return count
 
 
-def _open_reservation(session: Session, pending_id: int) -> tuple[Transfer, LedgerAccount, LedgerAccount]:
+def _open_reservation(
+    session: Session, pending_id: int
+) -> tuple[Transfer, LedgerAccount, LedgerAccount]:
     pending = session.get(Transfer, pending_id)
     if pending is None or pending.kind != "pending":
         raise ValueError(f"transfer {pending_id} is not a reservation")
@@ -280,7 +330,9 @@ def _append(
 # --- verification -------------------------------------------------------------------------
 
 
-def _sums(session: Session, side: object, account_id: int | None = None) -> dict[int, tuple[int, int]]:
+def _sums(
+    session: Session, side: object, account_id: int | None = None
+) -> dict[int, tuple[int, int]]:
     """Per account on one side of the transfers (debit or credit): (posted, still pending), from the transfers."""
     t, resolution = Transfer, aliased(Transfer)
     moved = t.kind.in_(("posted", "post_pending"))
@@ -289,8 +341,10 @@ def _sums(session: Session, side: object, account_id: int | None = None) -> dict
     def total(condition: object) -> object:
         return func.coalesce(func.sum(case((condition, t.amount), else_=0)), 0)
 
-    query = select(side, total(moved), total(open_pending)).select_from(t).outerjoin(
-        resolution, resolution.pending_id == t.id
+    query = (
+        select(side, total(moved), total(open_pending))
+        .select_from(t)
+        .outerjoin(resolution, resolution.pending_id == t.id)
     )
     if account_id is not None:
         query = query.where(side == account_id)
@@ -338,7 +392,9 @@ def verify(session: Session) -> list[Mismatch]:
             if stored != recomputed:
                 problems.append(Mismatch(account.id, what, stored, recomputed))
         if account.must_not_go_negative and d_posted + d_pending > c_posted:
-            problems.append(Mismatch(account.id, "spent beyond its credits", c_posted, d_posted + d_pending))
+            problems.append(
+                Mismatch(account.id, "spent beyond its credits", c_posted, d_posted + d_pending)
+            )
         per_unit[account.unit] = per_unit.get(account.unit, 0) + c_posted - d_posted
 
     for unit, net in sorted(per_unit.items()):
@@ -358,9 +414,14 @@ def verify(session: Session) -> list[Mismatch]:
     p = aliased(Transfer)
     for r_id, p_id, p_kind, same_accounts, r_amount, p_amount, r_kind in session.execute(
         select(
-            t.id, p.id, p.kind,
-            (t.debit_account_id == p.debit_account_id) & (t.credit_account_id == p.credit_account_id),
-            t.amount, p.amount, t.kind,
+            t.id,
+            p.id,
+            p.kind,
+            (t.debit_account_id == p.debit_account_id)
+            & (t.credit_account_id == p.credit_account_id),
+            t.amount,
+            p.amount,
+            t.kind,
         )
         .join(p, p.id == t.pending_id)
         .where(
@@ -373,11 +434,21 @@ def verify(session: Session) -> list[Mismatch]:
         )
     ):
         if p_kind != "pending":
-            problems.append(Mismatch(None, f"transfer {r_id} resolves a non-reservation {p_id}", p_kind, "pending"))
+            problems.append(
+                Mismatch(
+                    None, f"transfer {r_id} resolves a non-reservation {p_id}", p_kind, "pending"
+                )
+            )
         elif not same_accounts:
-            problems.append(Mismatch(None, f"transfer {r_id} names other accounts than {p_id}", None, None))
+            problems.append(
+                Mismatch(None, f"transfer {r_id} names other accounts than {p_id}", None, None)
+            )
         elif r_kind == "post_pending":
-            problems.append(Mismatch(None, f"transfer {r_id} posts more than reserved", p_amount, r_amount))
+            problems.append(
+                Mismatch(None, f"transfer {r_id} posts more than reserved", p_amount, r_amount)
+            )
         else:
-            problems.append(Mismatch(None, f"transfer {r_id} releases another amount", p_amount, r_amount))
+            problems.append(
+                Mismatch(None, f"transfer {r_id} releases another amount", p_amount, r_amount)
+            )
     return problems

@@ -26,6 +26,13 @@ class OutboxOut(BaseModel):
 def outbox(session: SessionDep) -> list[OutboxOut]:
     """Anyone, in dev mode: outgoing messages, newest first."""
     return [
-        OutboxOut(id=str(m.id), channel=m.channel, to=m.to, subject=m.subject, body=m.body, created_at=m.created_at)
+        OutboxOut(
+            id=str(m.id),
+            channel=m.channel,
+            to=m.to,
+            subject=m.subject,
+            body=m.body,
+            created_at=m.created_at,
+        )
         for m in service.recent(session)
     ]

@@ -14,7 +14,13 @@ SMS_SIGNATURE = "【tongka】"
 
 
 def send_sms(
-    session: Session, *, to: str, text: str, language: str, account_id: uuid.UUID | None = None, **params: object
+    session: Session,
+    *,
+    to: str,
+    text: str,
+    language: str,
+    account_id: uuid.UUID | None = None,
+    **params: object,
 ) -> OutboxMessage:
     """Queue an SMS; `text` is an English message marked with `_()`, translated here."""
     body = SMS_SIGNATURE + gettext(text, language, **params)
@@ -32,14 +38,28 @@ def send_email(
     **params: object,
 ) -> OutboxMessage:
     return _queue(
-        session, "email", to, gettext(subject, language, **params), gettext(text, language, **params), language, account_id
+        session,
+        "email",
+        to,
+        gettext(subject, language, **params),
+        gettext(text, language, **params),
+        language,
+        account_id,
     )
 
 
 def _queue(
-    session: Session, channel: str, to: str, subject: str, body: str, language: str, account_id: uuid.UUID | None
+    session: Session,
+    channel: str,
+    to: str,
+    subject: str,
+    body: str,
+    language: str,
+    account_id: uuid.UUID | None,
 ) -> OutboxMessage:
-    message = OutboxMessage(channel=channel, to=to, subject=subject, body=body, language=language, account_id=account_id)
+    message = OutboxMessage(
+        channel=channel, to=to, subject=subject, body=body, language=language, account_id=account_id
+    )
     session.add(message)
     session.flush()
     return message
@@ -48,6 +68,8 @@ def _queue(
 def recent(session: Session, limit: int = 100) -> list[OutboxMessage]:
     return list(
         session.scalars(
-            select(OutboxMessage).order_by(OutboxMessage.created_at.desc(), OutboxMessage.id).limit(limit)
+            select(OutboxMessage)
+            .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id)
+            .limit(limit)
         )
     )

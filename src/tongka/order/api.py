@@ -49,7 +49,12 @@ def create_order(
             secret=settings.secret_key.get_secret_value(),
         )
         payment = payments.start(
-            session, order, body.payment_method, providers, settings.public_base_url, receipt_key=settings.receipt_key
+            session,
+            order,
+            body.payment_method,
+            providers,
+            settings.public_base_url,
+            receipt_key=settings.receipt_key,
         )
         return 201, OrderOut.of(order, payment, account.language).model_dump(mode="json")
 

@@ -19,7 +19,9 @@ class OrderCreate(BaseModel):
     quote_id: uuid.UUID | None = Field(
         default=None, description="charge exactly this quote (POST /api/v1/quotes) while it holds"
     )
-    coupon_code: str | None = Field(default=None, max_length=40, description="case-insensitive; hyphens optional")
+    coupon_code: str | None = Field(
+        default=None, max_length=40, description="case-insensitive; hyphens optional"
+    )
 
 
 class PaymentOut(BaseModel):
@@ -55,7 +57,9 @@ class OrderOut(BaseModel):
     # The catalog price it came from, and the rate locked when the order was made (when paid in another currency).
     list_amount: int
     list_currency: str
-    exchange_rate: str | None = Field(description="quote units per list-currency unit, e.g. \"0.923400\"")
+    exchange_rate: str | None = Field(
+        description='quote units per list-currency unit, e.g. "0.923400"'
+    )
     price: dict[str, Any] = Field(
         description="the breakdown: list price, offers applied (discounts in the list currency, bonus data), "
         "subtotal, exchange_rate when converted, total; the same on the receipt"
@@ -87,7 +91,9 @@ class OrderOut(BaseModel):
             currency=order.currency,
             list_amount=order.list_amount,
             list_currency=order.list_currency,
-            exchange_rate=None if order.fx_rate_micros is None else f"{order.fx_rate_micros / 1_000_000:.6f}",
+            exchange_rate=None
+            if order.fx_rate_micros is None
+            else f"{order.fx_rate_micros / 1_000_000:.6f}",
             price=pricing.of_order(order),
             quote_id=order.quote_id,
             created_at=order.created_at,

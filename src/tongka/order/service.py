@@ -48,7 +48,9 @@ def transition(session: Session, order: Order, target: str, **values: object) ->
     if target not in ALLOWED.get(order.status, set()):
         raise OrderStateConflict(status=order.status, target=target)
     result = session.execute(
-        update(Order).where(Order.id == order.id, Order.status == order.status).values(status=target, **values)
+        update(Order)
+        .where(Order.id == order.id, Order.status == order.status)
+        .values(status=target, **values)
     )
     session.refresh(order)
     moved = result.rowcount == 1  # type: ignore[attr-defined]
@@ -74,8 +76,14 @@ def create(
     offers the customer has; whatever price the client sent plays no part. `secret` reads coupon codes."""
     line = lines.own_line(session, account, line_id)
     pack = catalog.pack_for_sale(session, pack_id, channel)
-    asked = {"line": line, "pack": pack, "currency": currency, "channel": channel,
-             "coupon_code": coupon_code, "secret": secret}
+    asked = {
+        "line": line,
+        "pack": pack,
+        "currency": currency,
+        "channel": channel,
+        "coupon_code": coupon_code,
+        "secret": secret,
+    }
     if quote_id is None:
         quote = promotions.quote(session, account, **asked)  # type: ignore[arg-type]
     else:
@@ -114,7 +122,10 @@ def own_order(session: Session, account: Account, order_id: uuid.UUID) -> Order:
 def orders_of(session: Session, account: Account, limit: int = 100) -> list[Order]:
     return list(
         session.scalars(
-            select(Order).where(Order.account_id == account.id).order_by(Order.created_at.desc()).limit(limit)
+            select(Order)
+            .where(Order.account_id == account.id)
+            .order_by(Order.created_at.desc())
+            .limit(limit)
         )
     )
 
@@ -122,7 +133,10 @@ def orders_of(session: Session, account: Account, limit: int = 100) -> list[Orde
 def lock(session: Session, order_id: uuid.UUID) -> Order | None:
     """Lock an order row (lock order: account, then order, then payment)."""
     return session.scalar(
-        select(Order).where(Order.id == order_id).with_for_update(of=Order).execution_options(populate_existing=True)
+        select(Order)
+        .where(Order.id == order_id)
+        .with_for_update(of=Order)
+        .execution_options(populate_existing=True)
     )
 
 
@@ -174,7 +188,9 @@ def expire_unpaid(session: Session, now: datetime | None = None) -> int:
     """Close orders left unpaid past their time. Safe to run from several workers."""
     now = now or clock.now()
     due = session.scalars(
-        select(Order).where(Order.status == "awaiting_payment", Order.expires_at <= now).order_by(Order.expires_at)
+        select(Order)
+        .where(Order.status == "awaiting_payment", Order.expires_at <= now)
+        .order_by(Order.expires_at)
     ).all()
     promotions.release_lapsed_quotes(session, now)
     return sum(1 for order in due if transition(session, order, "expired", closed_at=now))

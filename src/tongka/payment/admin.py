@@ -9,10 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-
-from tongka import idempotency
 from sqlalchemy import select
 
+from tongka import idempotency
 from tongka.account.lines import LineNotFound
 from tongka.account.models import Account, Line
 from tongka.deps import CurrentOperator, ProvidersDep, SessionDep, SettingsDep
@@ -65,11 +64,20 @@ def _payment_out(session: SessionDep, payment: Payment) -> PaymentAdminOut:
     assert order is not None
     allowed = refunds.refundable(session, payment, order)
     return PaymentAdminOut(
-        id=payment.id, order_id=payment.order_id, provider=payment.provider, method=payment.method,
-        status=payment.status, amount=payment.amount, currency=payment.currency,
-        provider_reference=payment.provider_reference, refundable_amount=allowed.amount,
+        id=payment.id,
+        order_id=payment.order_id,
+        provider=payment.provider,
+        method=payment.method,
+        status=payment.status,
+        amount=payment.amount,
+        currency=payment.currency,
+        provider_reference=payment.provider_reference,
+        refundable_amount=allowed.amount,
         unused_bytes=allowed.unused_bytes,
-        refunds=[RefundOut.model_validate(r, from_attributes=True) for r in refunds.refunds_of(session, payment.id)],
+        refunds=[
+            RefundOut.model_validate(r, from_attributes=True)
+            for r in refunds.refunds_of(session, payment.id)
+        ],
     )
 
 
@@ -78,12 +86,18 @@ class StoreSaleIn(BaseModel):
     pack_id: uuid.UUID
     currency: str = Field(pattern="^(CNY|HKD)$")
     payment_method: str = Field(pattern="^(cash|card_terminal|store_qr)$")
-    coupon_code: str | None = Field(default=None, max_length=40, description="a coupon the customer presents")
+    coupon_code: str | None = Field(
+        default=None, max_length=40, description="a coupon the customer presents"
+    )
 
 
 class RecordIn(BaseModel):
-    store: str = Field(pattern="^[a-z0-9]{1,20}$", description="the store's code, which numbers its receipts")
-    reference: str | None = Field(default=None, max_length=64, description="the terminal slip or QR transaction number")
+    store: str = Field(
+        pattern="^[a-z0-9]{1,20}$", description="the store's code, which numbers its receipts"
+    )
+    reference: str | None = Field(
+        default=None, max_length=64, description="the terminal slip or QR transaction number"
+    )
 
 
 class RecordOut(BaseModel):
@@ -113,12 +127,23 @@ def store_sale(
         if owner is None:
             raise LineNotFound()
         order = orders.create(
-            session, owner, line_id=body.line_id, pack_id=body.pack_id, currency=body.currency, channel="store",
+            session,
+            owner,
+            line_id=body.line_id,
+            pack_id=body.pack_id,
+            currency=body.currency,
+            channel="store",
             payment_ttl_seconds=settings.order_payment_ttl_seconds,
-            coupon_code=body.coupon_code, secret=settings.secret_key.get_secret_value(),
+            coupon_code=body.coupon_code,
+            secret=settings.secret_key.get_secret_value(),
         )
         payment = payments.start(
-            session, order, body.payment_method, providers, settings.public_base_url, receipt_key=settings.receipt_key
+            session,
+            order,
+            body.payment_method,
+            providers,
+            settings.public_base_url,
+            receipt_key=settings.receipt_key,
         )
         return 201, OrderOut.of(order, payment, owner.language).model_dump(mode="json")
 
@@ -129,7 +154,11 @@ def store_sale(
 
 @router.post("/payments/{payment_id}/record", response_model=RecordOut)
 def record_store_payment(
-    payment_id: uuid.UUID, body: RecordIn, operator: CurrentOperator, session: SessionDep, settings: SettingsDep
+    payment_id: uuid.UUID,
+    body: RecordIn,
+    operator: CurrentOperator,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> RecordOut:
     """Operator staff, at a store: the money is in the till (or the terminal slip printed); the order is paid.
 
@@ -141,20 +170,29 @@ def record_store_payment(
     if body.reference:
         payment.provider_reference = body.reference
     payments.apply(
-        session, payment, "succeeded", payment.amount, payment.currency,
-        receipt_key=settings.receipt_key, store=body.store, staff=operator.username,
+        session,
+        payment,
+        "succeeded",
+        payment.amount,
+        payment.currency,
+        receipt_key=settings.receipt_key,
+        store=body.store,
+        staff=operator.username,
     )
     order = session.get(Order, payment.order_id)
     assert order is not None
     receipt = session.scalar(select(Receipt).where(Receipt.payment_id == payment.id))
     return RecordOut(
-        payment=_payment_out(session, payment), order_status=order.status,
+        payment=_payment_out(session, payment),
+        order_status=order.status,
         receipt_number=receipt.number if receipt else None,
     )
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentAdminOut)
-def get_payment(payment_id: uuid.UUID, operator: CurrentOperator, session: SessionDep) -> PaymentAdminOut:
+def get_payment(
+    payment_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
+) -> PaymentAdminOut:
     """Operator staff: a payment, what can still be refunded, and its refunds."""
     payment = session.get(Payment, payment_id)
     if payment is None:
@@ -179,9 +217,15 @@ def refund_payment(
 
     def produce() -> tuple[int, Any]:
         record = refunds.refund(
-            session, providers, payment_id, amount=body.amount, reason=body.reason,
+            session,
+            providers,
+            payment_id,
+            amount=body.amount,
+            reason=body.reason,
             requested_by=f"operator:{operator.username}",
-            refund_id=uuid.uuid5(uuid.NAMESPACE_URL, f"tongka:refund:{operator.id}:{idempotency_key}"),
+            refund_id=uuid.uuid5(
+                uuid.NAMESPACE_URL, f"tongka:refund:{operator.id}:{idempotency_key}"
+            ),
         )
         return 201, RefundOut.model_validate(record, from_attributes=True).model_dump(mode="json")
 

@@ -58,8 +58,12 @@ def sync(
             if status.status == "succeeded":
                 # The callback never came (or was lost): settle as if it had, with the provider's figures.
                 payments.apply(
-                    session, payment, "succeeded", status.amount if status.amount is not None else payment.amount,
-                    status.currency or payment.currency, receipt_key=receipt_key,
+                    session,
+                    payment,
+                    "succeeded",
+                    status.amount if status.amount is not None else payment.amount,
+                    status.currency or payment.currency,
+                    receipt_key=receipt_key,
                 )
                 report.settled += 1
             elif status.status in ("failed", "closed"):
@@ -71,10 +75,14 @@ def sync(
                 report.closed += 1
         except ProviderUnavailable:
             report.unreachable += 1
-            log.warning("payment_sync_unreachable", payment_id=str(payment.id), provider=payment.provider)
+            log.warning(
+                "payment_sync_unreachable", payment_id=str(payment.id), provider=payment.provider
+            )
 
     for record in session.scalars(
-        select(Refund).where(Refund.status == "pending", Refund.provider_refund_id.is_(None)).order_by(Refund.created_at)
+        select(Refund)
+        .where(Refund.status == "pending", Refund.provider_refund_id.is_(None))
+        .order_by(Refund.created_at)
     ).all():
         payment = session.get(Payment, record.payment_id)
         assert payment is not None

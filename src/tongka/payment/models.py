@@ -45,7 +45,9 @@ class Refund(IdMixin, CreatedMixin, Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     reason: Mapped[str] = mapped_column(String(200))
-    requested_by: Mapped[str] = mapped_column(String(64))  # "operator:<username>", "system:late_payment", "cli"
+    requested_by: Mapped[str] = mapped_column(
+        String(64)
+    )  # "operator:<username>", "system:late_payment", "cli"
     provider_refund_id: Mapped[str | None] = mapped_column(String(64))
     # Data taken back from the bucket with the money (bytes), by the ledger.
     bytes_withdrawn: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -65,4 +67,6 @@ class PaymentCallback(IdMixin, CreatedMixin, Base):
     event_id: Mapped[str] = mapped_column(String(128))
     payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payments.id"), index=True)
     payload: Mapped[str] = mapped_column(Text)
-    result: Mapped[str] = mapped_column(String(32))  # applied | ignored | amount_mismatch | unknown_payment | paid_closed_order
+    result: Mapped[str] = mapped_column(
+        String(32)
+    )  # applied | ignored | amount_mismatch | unknown_payment | paid_closed_order

@@ -22,7 +22,15 @@ from sqlalchemy.orm import Session
 
 from tongka.payment.models import Payment, Refund
 
-COLUMNS = ("provider", "type", "provider_reference", "merchant_reference", "amount", "currency", "settled_at")
+COLUMNS = (
+    "provider",
+    "type",
+    "provider_reference",
+    "merchant_reference",
+    "amount",
+    "currency",
+    "settled_at",
+)
 
 
 @dataclass(frozen=True)
@@ -51,14 +59,20 @@ def read(f: TextIO) -> tuple[list[Line], list[Difference]]:
     reader = csv.DictReader(f)
     missing = set(COLUMNS) - set(reader.fieldnames or ())
     if missing:
-        return [], [Difference("bad_row", "header", f"missing columns: {', '.join(sorted(missing))}")]
+        return [], [
+            Difference("bad_row", "header", f"missing columns: {', '.join(sorted(missing))}")
+        ]
     for row in reader:
         try:
             settled = datetime.fromisoformat(row["settled_at"])
             lines.append(
                 Line(
-                    provider=row["provider"], type=row["type"], provider_reference=row["provider_reference"],
-                    merchant_reference=row["merchant_reference"], amount=int(row["amount"]), currency=row["currency"],
+                    provider=row["provider"],
+                    type=row["type"],
+                    provider_reference=row["provider_reference"],
+                    merchant_reference=row["merchant_reference"],
+                    amount=int(row["amount"]),
+                    currency=row["currency"],
                     settled_at=settled if settled.tzinfo else settled.replace(tzinfo=UTC),
                 )
             )
@@ -82,51 +96,80 @@ def reconcile(session: Session, lines: Iterable[Line]) -> list[Difference]:
     if not lines:
         return []
     providers = {line.provider for line in lines}
-    start = datetime.combine(min(line.settled_at for line in lines).astimezone(UTC).date(), time(), UTC)
-    end = datetime.combine(max(line.settled_at for line in lines).astimezone(UTC).date(), time(), UTC) + timedelta(days=1)
+    start = datetime.combine(
+        min(line.settled_at for line in lines).astimezone(UTC).date(), time(), UTC
+    )
+    end = datetime.combine(
+        max(line.settled_at for line in lines).astimezone(UTC).date(), time(), UTC
+    ) + timedelta(days=1)
     differences: list[Difference] = []
     seen_payments: set[uuid.UUID] = set()
     seen_refunds: set[uuid.UUID] = set()
 
     for line in lines:
         ref = _uuid(line.merchant_reference)
-        record = (session.get(Payment, ref) if line.type == "payment" else session.get(Refund, ref)) if ref else None
+        record = (
+            (session.get(Payment, ref) if line.type == "payment" else session.get(Refund, ref))
+            if ref
+            else None
+        )
         if record is None:
             differences.append(
-                Difference("missing_at_tongka", line.provider_reference, f"{line.type} of {line.amount} {line.currency}")
+                Difference(
+                    "missing_at_tongka",
+                    line.provider_reference,
+                    f"{line.type} of {line.amount} {line.currency}",
+                )
             )
             continue
         (seen_payments if line.type == "payment" else seen_refunds).add(record.id)
         if (record.amount, record.currency) != (line.amount, line.currency):
             differences.append(
                 Difference(
-                    "amount_differs", line.merchant_reference,
+                    "amount_differs",
+                    line.merchant_reference,
                     f"tongka {record.amount} {record.currency}, statement {line.amount} {line.currency}",
                 )
             )
         if record.status != "succeeded":
-            differences.append(Difference("not_settled_at_tongka", line.merchant_reference, f"tongka says {record.status}"))
+            differences.append(
+                Difference(
+                    "not_settled_at_tongka", line.merchant_reference, f"tongka says {record.status}"
+                )
+            )
 
     for payment in session.scalars(
         select(Payment).where(
-            Payment.provider.in_(providers), Payment.status == "succeeded",
-            Payment.settled_at >= start, Payment.settled_at < end,
+            Payment.provider.in_(providers),
+            Payment.status == "succeeded",
+            Payment.settled_at >= start,
+            Payment.settled_at < end,
         )
     ):
         if payment.id not in seen_payments:
             differences.append(
-                Difference("missing_in_statement", str(payment.id), f"payment of {payment.amount} {payment.currency}")
+                Difference(
+                    "missing_in_statement",
+                    str(payment.id),
+                    f"payment of {payment.amount} {payment.currency}",
+                )
             )
     for refund, provider in session.execute(
         select(Refund, Payment.provider)
         .join(Payment, Payment.id == Refund.payment_id)
         .where(
-            Payment.provider.in_(providers), Refund.status == "succeeded",
-            Refund.settled_at >= start, Refund.settled_at < end,
+            Payment.provider.in_(providers),
+            Refund.status == "succeeded",
+            Refund.settled_at >= start,
+            Refund.settled_at < end,
         )
     ):
         if refund.id not in seen_refunds:
             differences.append(
-                Difference("missing_in_statement", str(refund.id), f"{provider} refund of {refund.amount} {refund.currency}")
+                Difference(
+                    "missing_in_statement",
+                    str(refund.id),
+                    f"{provider} refund of {refund.amount} {refund.currency}",
+                )
             )
     return differences

@@ -54,7 +54,9 @@ class NotRefundable(Conflict):
 
 class RefundTooLarge(Conflict):
     code = "refund_exceeds_refundable"
-    message = _("At most {refundable} can be refunded: the rest paid for data already used or refunded.")
+    message = _(
+        "At most {refundable} can be refunded: the rest paid for data already used or refunded."
+    )
 
 
 class RefundAmountInvalid(Unprocessable):
@@ -71,9 +73,10 @@ class Refundable:
 def _refunded(session: Session, payment: Payment) -> tuple[int, int]:
     """(money, bytes) taken back by the payment's refunds so far."""
     money, data = session.execute(
-        select(func.coalesce(func.sum(Refund.amount), 0), func.coalesce(func.sum(Refund.bytes_withdrawn), 0)).where(
-            Refund.payment_id == payment.id, Refund.status != "failed"
-        )
+        select(
+            func.coalesce(func.sum(Refund.amount), 0),
+            func.coalesce(func.sum(Refund.bytes_withdrawn), 0),
+        ).where(Refund.payment_id == payment.id, Refund.status != "failed")
     ).one()
     return int(money), int(data)
 
@@ -123,8 +126,12 @@ def refund(
         raise RefundTooLarge(refundable=Money(allowed.amount, payment.currency).format())  # type: ignore[arg-type]
 
     record = Refund(
-        id=refund_id, payment_id=payment.id, amount=amount, currency=payment.currency,
-        reason=reason[:200], requested_by=requested_by[:64],
+        id=refund_id,
+        payment_id=payment.id,
+        amount=amount,
+        currency=payment.currency,
+        reason=reason[:200],
+        requested_by=requested_by[:64],
     )
     session.add(record)
     session.flush()
@@ -135,24 +142,34 @@ def refund(
     return record
 
 
-def _book(session: Session, record: Refund, payment: Payment, order: Order, *, reverse: bool = False) -> None:
+def _book(
+    session: Session, record: Refund, payment: Payment, order: Order, *, reverse: bool = False
+) -> None:
     reference = f"refund:{record.id}"
     sales = ledger.system_account(session, "sales", payment.currency)
     clearing = ledger.system_account(session, f"clearing.{payment.provider}", payment.currency)
     if reverse:
-        ledger.transfer(session, clearing, sales, record.amount, reason="refund_failed", reference=reference)
+        ledger.transfer(
+            session, clearing, sales, record.amount, reason="refund_failed", reference=reference
+        )
         bucket = session.get(Bucket, order.bucket_id) if order.bucket_id else None
         if bucket is not None and record.bytes_withdrawn > 0:
             ledger.transfer(
-                session, ledger.system_account(session, "data_refunded", bucket.unit), bucket.account,
-                record.bytes_withdrawn, reason="refund_failed", reference=reference,
+                session,
+                ledger.system_account(session, "data_refunded", bucket.unit),
+                bucket.account,
+                record.bytes_withdrawn,
+                reason="refund_failed",
+                reference=reference,
             )
         return
     ledger.transfer(session, sales, clearing, record.amount, reason="refund", reference=reference)
     bucket = session.get(Bucket, order.bucket_id) if order.bucket_id else None
     if bucket is not None:
         money_back, bytes_back = _refunded(session, payment)  # this refund included (it is flushed)
-        record.bytes_withdrawn = min(bytes_for(money_back, payment, order) - bytes_back, bucket.account.available)
+        record.bytes_withdrawn = min(
+            bytes_for(money_back, payment, order) - bytes_back, bucket.account.available
+        )
         if record.bytes_withdrawn > 0:
             ledger.transfer(
                 session,
@@ -186,7 +203,9 @@ def send(providers: Mapping[str, Provider], record: Refund, payment: Payment) ->
     elif result.status == "failed":
         # The provider said no: nothing was refunded, and the caller's rollback undoes the refund's entries.
         raise ProviderUnavailable()
-    log.info("refund_requested", refund_id=str(record.id), status=record.status, amount=record.amount)
+    log.info(
+        "refund_requested", refund_id=str(record.id), status=record.status, amount=record.amount
+    )
 
 
 def settle(session: Session, payment: Payment, refund_id: str, outcome: str, amount: int) -> str:
@@ -227,8 +246,11 @@ def for_closed_order(session: Session, payment: Payment) -> Refund:
     """
     record = Refund(
         id=uuid.uuid5(uuid.NAMESPACE_URL, f"tongka:refund:closed-order:{payment.id}"),
-        payment_id=payment.id, amount=payment.amount, currency=payment.currency,
-        reason="payment arrived after the order was cancelled", requested_by="system:closed_order",
+        payment_id=payment.id,
+        amount=payment.amount,
+        currency=payment.currency,
+        reason="payment arrived after the order was cancelled",
+        requested_by="system:closed_order",
     )
     if session.get(Refund, record.id) is not None:
         return record
@@ -239,4 +261,8 @@ def for_closed_order(session: Session, payment: Payment) -> Refund:
 
 
 def refunds_of(session: Session, payment_id: uuid.UUID) -> list[Refund]:
-    return list(session.scalars(select(Refund).where(Refund.payment_id == payment_id).order_by(Refund.created_at)))
+    return list(
+        session.scalars(
+            select(Refund).where(Refund.payment_id == payment_id).order_by(Refund.created_at)
+        )
+    )

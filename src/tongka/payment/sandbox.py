@@ -33,7 +33,12 @@ from tongka.templating import templates
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])
 
-METHOD_NAMES = {"wechat_pay": "WeChat Pay 微信支付", "alipay": "Alipay 支付宝", "card": "Card", "paypal": "PayPal"}
+METHOD_NAMES = {
+    "wechat_pay": "WeChat Pay 微信支付",
+    "alipay": "Alipay 支付宝",
+    "card": "Card",
+    "paypal": "PayPal",
+}
 
 
 class CompleteIn(BaseModel):
@@ -44,10 +49,14 @@ class CompleteOut(BaseModel):
     provider: str
     event_id: str | None  # the generic sandbox's; a real provider's simulator keeps its own
     outcome: str
-    callback_status: int  # 0: the provider sends no notification for this outcome (WeChat on a failure)
+    callback_status: (
+        int  # 0: the provider sends no notification for this outcome (WeChat on a failure)
+    )
 
 
-def _load(request: Request, payment_id: uuid.UUID, provider: str | None = "sandbox") -> tuple[Payment, Order]:
+def _load(
+    request: Request, payment_id: uuid.UUID, provider: str | None = "sandbox"
+) -> tuple[Payment, Order]:
     with transaction(request.app.state.sessionmaker, read_only=True) as session:
         payment = session.get(Payment, payment_id)
         if payment is None or (provider is not None and payment.provider != provider):
@@ -74,10 +83,15 @@ async def _deliver(request: Request, payment: Payment, outcome: str) -> Complete
     }
     body = json.dumps(event, separators=(",", ":")).encode()
     secret = request.app.state.settings.sandbox_secret
-    headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(secret, body, int(time.time()))}
+    headers = {
+        "content-type": "application/json",
+        SIGNATURE_HEADER: sign(secret, body, int(time.time())),
+    }
     url = f"{request.app.state.settings.public_base_url.rstrip('/')}/api/v1/payments/callbacks/sandbox"
     status = await deliver(request, url, body, headers)
-    return CompleteOut(provider="sandbox", event_id=event_id, outcome=outcome, callback_status=status)
+    return CompleteOut(
+        provider="sandbox", event_id=event_id, outcome=outcome, callback_status=status
+    )
 
 
 async def _simulate(request: Request, payment: Payment, outcome: str) -> CompleteOut:
@@ -97,7 +111,9 @@ async def _simulate(request: Request, payment: Payment, outcome: str) -> Complet
     if sim is None:
         raise ProviderUnknown("No such sandbox payment.")
     status = await simulator.complete(request, sim, outcome)
-    return CompleteOut(provider=payment.provider, event_id=None, outcome=outcome, callback_status=status)
+    return CompleteOut(
+        provider=payment.provider, event_id=None, outcome=outcome, callback_status=status
+    )
 
 
 @router.post("/payments/{payment_id}/complete", response_model=CompleteOut)
@@ -133,7 +149,9 @@ async def checkout_page(payment_id: uuid.UUID, request: Request) -> Response:
 
 @router.post("/payments/{payment_id}/pay", include_in_schema=False)
 async def pay_from_page(
-    payment_id: uuid.UUID, request: Request, outcome: Annotated[Literal["succeeded", "failed"], Form()]
+    payment_id: uuid.UUID,
+    request: Request,
+    outcome: Annotated[Literal["succeeded", "failed"], Form()],
 ) -> Response:
     payment, _order = await run_in_threadpool(_load, request, payment_id)
     await _deliver(request, payment, outcome)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tongka import clock
+from tongka.account.models import Account
 from tongka.errors import NotFound, Unprocessable
 from tongka.i18n import _
 from tongka.ledger import service as ledger
@@ -26,7 +27,6 @@ from tongka.order import service as orders
 from tongka.order.models import Order
 from tongka.payment import locks, refunds
 from tongka.payment.models import Payment, PaymentCallback
-from tongka.account.models import Account
 from tongka.payment.providers import METHOD_PROVIDER, method_offered
 from tongka.payment.providers.base import CallbackAnswer, PaymentRequest, Provider
 from tongka.receipt import service as receipts
@@ -45,8 +45,13 @@ class ProviderUnknown(NotFound):
 
 
 def start(
-    session: Session, order: Order, method: str, providers: Mapping[str, Provider], base_url: str,
-    *, receipt_key: str | None = None,
+    session: Session,
+    order: Order,
+    method: str,
+    providers: Mapping[str, Provider],
+    base_url: str,
+    *,
+    receipt_key: str | None = None,
 ) -> Payment:
     """A payment attempt for the order with the provider carrying `method`.
 
@@ -54,10 +59,19 @@ def start(
     once (provider `free`), so it is fulfilled and gets its receipt like any other.
     """
     account = session.get(Account, order.account_id)
-    if not method_offered(method, order.channel, order.currency, account.region if account else "hk"):
+    if not method_offered(
+        method, order.channel, order.currency, account.region if account else "hk"
+    ):
         raise MethodUnavailable(method=method)
     if order.amount == 0:
-        free = Payment(id=uuid.uuid4(), order_id=order.id, provider="free", method=method, amount=0, currency=order.currency)
+        free = Payment(
+            id=uuid.uuid4(),
+            order_id=order.id,
+            provider="free",
+            method=method,
+            amount=0,
+            currency=order.currency,
+        )
         session.add(free)
         session.flush()
         apply(session, free, "succeeded", 0, order.currency, receipt_key=receipt_key)
@@ -95,13 +109,21 @@ def start(
 
 def latest_payment(session: Session, order_id: uuid.UUID) -> Payment | None:
     return session.scalar(
-        select(Payment).where(Payment.order_id == order_id).order_by(Payment.created_at.desc()).limit(1)
+        select(Payment)
+        .where(Payment.order_id == order_id)
+        .order_by(Payment.created_at.desc())
+        .limit(1)
     )
 
 
 def handle_callback(
-    session: Session, providers: Mapping[str, Provider], provider_name: str, headers: Mapping[str, str], body: bytes,
-    *, receipt_key: str | None = None,
+    session: Session,
+    providers: Mapping[str, Provider],
+    provider_name: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    receipt_key: str | None = None,
 ) -> CallbackAnswer:
     provider = providers.get(provider_name)
     if provider is None:
@@ -116,7 +138,10 @@ def handle_callback(
     except ValueError:
         payment_id = None
     inbox = PaymentCallback(
-        provider=provider_name, event_id=event.event_id, payload=json.dumps(asdict(event)), result="received"
+        provider=provider_name,
+        event_id=event.event_id,
+        payload=json.dumps(asdict(event)),
+        result="received",
     )
     try:
         with session.begin_nested():
@@ -128,16 +153,26 @@ def handle_callback(
     payment = session.get(Payment, payment_id) if payment_id else None
     if payment is None or payment.provider != provider_name:
         inbox.result = "unknown_payment"
-        log.warning("payment_callback_unknown_payment", provider=provider_name, event_id=event.event_id)
+        log.warning(
+            "payment_callback_unknown_payment", provider=provider_name, event_id=event.event_id
+        )
         return provider.acknowledge()
     inbox.payment_id = payment.id
     if event.refund_id is not None:
-        inbox.result = refunds.settle(session, payment, event.refund_id, event.outcome, event.amount)
+        inbox.result = refunds.settle(
+            session, payment, event.refund_id, event.outcome, event.amount
+        )
     elif event.outcome == "refunded":
-        inbox.result = "unknown_refund"  # a refund made outside tongka (the provider's dashboard): for review
+        inbox.result = (
+            "unknown_refund"  # a refund made outside tongka (the provider's dashboard): for review
+        )
     else:
-        inbox.result = apply(session, payment, event.outcome, event.amount, event.currency, receipt_key=receipt_key)
-    log.info("payment_callback", provider=provider_name, event_id=event.event_id, result=inbox.result)
+        inbox.result = apply(
+            session, payment, event.outcome, event.amount, event.currency, receipt_key=receipt_key
+        )
+    log.info(
+        "payment_callback", provider=provider_name, event_id=event.event_id, result=inbox.result
+    )
     return provider.acknowledge()
 
 
@@ -184,11 +219,19 @@ def apply(
     fulfilled = orders.mark_paid_and_fulfil(session, order)
     if receipt_key is not None:  # money was taken, for a closed order too: the payer gets a receipt
         receipts.issue(
-            session, payment, order, signing_key=receipt_key, issuer=store or receipts.ONLINE, store=store, staff=staff
+            session,
+            payment,
+            order,
+            signing_key=receipt_key,
+            issuer=store or receipts.ONLINE,
+            store=store,
+            staff=staff,
         )
     if not fulfilled:
         # Paid for an order the customer had cancelled: the money goes back (sent by `payments sync`).
-        log.warning("payment_for_closed_order", payment_id=str(payment.id), order_status=order.status)
+        log.warning(
+            "payment_for_closed_order", payment_id=str(payment.id), order_status=order.status
+        )
         refunds.for_closed_order(session, payment)
         return "paid_closed_order"
     return "applied"

@@ -25,11 +25,17 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 def admin_out(session: SessionDep, offer: Offer) -> OfferAdminOut:
     return OfferAdminOut(
         **OfferAdminOut.fields_of(offer, "en"),
-        id=offer.id, status=offer.status, per_customer_limit=offer.per_customer_limit,
-        max_redemptions=offer.max_redemptions, redeemed=offer.redeemed,
-        budgets=[BudgetOut(currency=b.currency, max_discount=b.max_discount, spent=b.spent)
-                 for b in offers.budgets(session, offer.id)],
-        created_by=offer.created_by, created_at=offer.created_at,
+        id=offer.id,
+        status=offer.status,
+        per_customer_limit=offer.per_customer_limit,
+        max_redemptions=offer.max_redemptions,
+        redeemed=offer.redeemed,
+        budgets=[
+            BudgetOut(currency=b.currency, max_discount=b.max_discount, spent=b.spent)
+            for b in offers.budgets(session, offer.id)
+        ],
+        created_by=offer.created_by,
+        created_at=offer.created_at,
     )
 
 
@@ -62,13 +68,17 @@ def _move(offer_id: uuid.UUID, session: SessionDep, action: str) -> OfferAdminOu
 
 
 @router.post("/offers/{offer_id}/pause", response_model=OfferAdminOut)
-def pause_offer(offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDep) -> OfferAdminOut:
+def pause_offer(
+    offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
+) -> OfferAdminOut:
     """Operator staff: stop giving an offer for now (quotes already made keep it until they lapse)."""
     return _move(offer_id, session, "pause")
 
 
 @router.post("/offers/{offer_id}/resume", response_model=OfferAdminOut)
-def resume_offer(offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDep) -> OfferAdminOut:
+def resume_offer(
+    offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
+) -> OfferAdminOut:
     """Operator staff: give a paused offer again."""
     return _move(offer_id, session, "resume")
 
@@ -81,28 +91,49 @@ def end_offer(offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDe
 
 @router.post("/offers/{offer_id}/codes", status_code=201, response_model=CodesOut)
 def make_codes(
-    offer_id: uuid.UUID, body: CodesIn, operator: CurrentOperator, session: SessionDep, settings: SettingsDep
+    offer_id: uuid.UUID,
+    body: CodesIn,
+    operator: CurrentOperator,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> CodesOut:
     """Operator staff: make a batch of coupon codes (or one shared code) for a coupon offer; shown only in this answer."""
     offer = offers.get(session, offer_id)
     batch = body.batch or f"{offer.code}-{uuid.uuid4().hex[:8]}"
     codes = coupons.generate(
-        session, offer, settings.secret_key.get_secret_value(), count=1 if body.code else body.count,
-        max_uses=body.max_uses, code=body.code, batch=batch,
+        session,
+        offer,
+        settings.secret_key.get_secret_value(),
+        count=1 if body.code else body.count,
+        max_uses=body.max_uses,
+        code=body.code,
+        batch=batch,
     )
     return CodesOut(batch=batch[:40], codes=codes)
 
 
 @router.get("/offers/{offer_id}/redemptions", response_model=list[RedemptionOut])
-def offer_redemptions(offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDep) -> list[RedemptionOut]:
+def offer_redemptions(
+    offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
+) -> list[RedemptionOut]:
     """Operator staff: every redemption of an offer, newest first: who, which quote and order, how much, its state."""
     offer = offers.get(session, offer_id)
     return [
         RedemptionOut(
-            id=r.id, offer_id=r.offer_id, account_id=r.account_id, username=username, quote_id=r.quote_id,
-            order_id=r.order_id, coupon_hint=hint, currency=r.currency, discount=r.discount,
-            bonus_bytes=r.bonus_bytes, status=r.status, release_reason=r.release_reason,
-            created_at=r.created_at, settled_at=r.settled_at,
+            id=r.id,
+            offer_id=r.offer_id,
+            account_id=r.account_id,
+            username=username,
+            quote_id=r.quote_id,
+            order_id=r.order_id,
+            coupon_hint=hint,
+            currency=r.currency,
+            discount=r.discount,
+            bonus_bytes=r.bonus_bytes,
+            status=r.status,
+            release_reason=r.release_reason,
+            created_at=r.created_at,
+            settled_at=r.settled_at,
         )
         for r, username, hint in offers.redemptions(session, offer.id)
     ]

@@ -21,7 +21,9 @@ router = APIRouter(prefix="/api/v1", tags=["promotions"])
 
 @router.get("/offers", response_model=list[OfferOut])
 def running_offers(
-    session: SessionDep, language: LanguageDep, channel: Annotated[str, Query(pattern="^(app|web|store)$")] = "app"
+    session: SessionDep,
+    language: LanguageDep,
+    channel: Annotated[str, Query(pattern="^(app|web|store)$")] = "app",
 ) -> list[OfferOut]:
     """Anyone: the offers in force now on a channel (first top-up, 满减, 买赠, coupons), and their conditions."""
     return [OfferOut.of(o, language) for o in service.running(session, channel)]
@@ -53,8 +55,14 @@ def create_quote(
         line = lines.own_line(session, account, body.line_id)
         pack = catalog.pack_for_sale(session, body.pack_id, "app")
         quote = service.quote(
-            session, account, line=line, pack=pack, currency=body.currency, channel="app",
-            coupon_code=body.coupon_code, secret=settings.secret_key.get_secret_value(),
+            session,
+            account,
+            line=line,
+            pack=pack,
+            currency=body.currency,
+            channel="app",
+            coupon_code=body.coupon_code,
+            secret=settings.secret_key.get_secret_value(),
         )
         return 201, _out(session, quote, account.language).model_dump(mode="json")
 

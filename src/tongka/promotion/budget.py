@@ -25,8 +25,13 @@ _NO_SYNC = {"synchronize_session": False}
 
 
 def take(
-    session: Session, offer_id: object, currency: str, discount: int, coupon_code_id: object | None,
-    *, only_active: bool = True,
+    session: Session,
+    offer_id: object,
+    currency: str,
+    discount: int,
+    coupon_code_id: object | None,
+    *,
+    only_active: bool = True,
 ) -> bool:
     """Count one redemption of `discount` against the offer (and the coupon code); False if a budget is spent."""
     with session.begin_nested() as savepoint:
@@ -42,7 +47,8 @@ def take(
             .where(
                 OfferBudget.offer_id == offer_id,
                 OfferBudget.currency == currency,
-                (OfferBudget.max_discount.is_(None)) | (OfferBudget.spent + discount <= OfferBudget.max_discount),
+                (OfferBudget.max_discount.is_(None))
+                | (OfferBudget.spent + discount <= OfferBudget.max_discount),
             )
             .values(spent=OfferBudget.spent + discount),
         ]
@@ -69,18 +75,24 @@ def give_back(session: Session, redemption: Redemption) -> None:
     )
     session.execute(
         update(OfferBudget)
-        .where(OfferBudget.offer_id == redemption.offer_id, OfferBudget.currency == redemption.currency)
+        .where(
+            OfferBudget.offer_id == redemption.offer_id, OfferBudget.currency == redemption.currency
+        )
         .values(spent=OfferBudget.spent - redemption.discount),
         execution_options=_NO_SYNC,
     )
     if redemption.coupon_code_id is not None:
         session.execute(
-            update(CouponCode).where(CouponCode.id == redemption.coupon_code_id).values(used=CouponCode.used - 1),
+            update(CouponCode)
+            .where(CouponCode.id == redemption.coupon_code_id)
+            .values(used=CouponCode.used - 1),
             execution_options=_NO_SYNC,
         )
 
 
-def release(session: Session, redemption: Redemption, reason: str, *, now: datetime | None = None) -> bool:
+def release(
+    session: Session, redemption: Redemption, reason: str, *, now: datetime | None = None
+) -> bool:
     """Give a held or confirmed redemption back to its budgets, exactly once; False if it was already released."""
     moved = session.execute(
         update(Redemption)
@@ -99,8 +111,14 @@ def retake(session: Session, redemption: Redemption, *, now: datetime | None = N
     """Count a released redemption again and confirm it (a late payment for an expired order); False if spent."""
     if redemption.status != "released":
         return redemption.status in ("held", "confirmed")
-    if not take(session, redemption.offer_id, redemption.currency, redemption.discount, redemption.coupon_code_id,
-                only_active=False):
+    if not take(
+        session,
+        redemption.offer_id,
+        redemption.currency,
+        redemption.discount,
+        redemption.coupon_code_id,
+        only_active=False,
+    ):
         return False
     moved = session.execute(
         update(Redemption)

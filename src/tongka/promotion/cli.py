@@ -17,7 +17,9 @@ from tongka.db import make_engine, make_sessionmaker, transaction
 from tongka.errors import TongkaError
 from tongka.money import GB
 
-offers_app = typer.Typer(help="Promotions: offers, coupon codes, the redemption report.", no_args_is_help=True)
+offers_app = typer.Typer(
+    help="Promotions: offers, coupon codes, the redemption report.", no_args_is_help=True
+)
 
 
 def _sessions():  # type: ignore[no-untyped-def]
@@ -45,16 +47,28 @@ def create(
     name: Annotated[str, typer.Option(help="English name")],
     name_zh_hans: Annotated[str | None, typer.Option()] = None,
     name_zh_hant: Annotated[str | None, typer.Option()] = None,
-    percent: Annotated[float | None, typer.Option(help="percent off the list price, e.g. 12.5")] = None,
-    amount: Annotated[list[str], typer.Option(help="fixed amount off per currency, CUR:minor (repeat)")] = [],  # noqa: B006
-    tier: Annotated[list[str], typer.Option(help="满减 tier CUR:min:off in minor units (repeat)")] = [],  # noqa: B006
-    bonus_gb: Annotated[float | None, typer.Option(help="bonus data in GB (1 GB = 1024³ bytes)")] = None,
+    percent: Annotated[
+        float | None, typer.Option(help="percent off the list price, e.g. 12.5")
+    ] = None,
+    amount: Annotated[
+        list[str], typer.Option(help="fixed amount off per currency, CUR:minor (repeat)")
+    ] = [],  # noqa: B006
+    tier: Annotated[
+        list[str], typer.Option(help="满减 tier CUR:min:off in minor units (repeat)")
+    ] = [],  # noqa: B006
+    bonus_gb: Annotated[
+        float | None, typer.Option(help="bonus data in GB (1 GB = 1024³ bytes)")
+    ] = None,
     bonus_zone: Annotated[str | None, typer.Option(help="mainland | hk | both")] = None,
     bonus_days: Annotated[int | None, typer.Option()] = None,
     starts: Annotated[datetime | None, typer.Option(help="local time in --time-zone")] = None,
     ends: Annotated[datetime | None, typer.Option(help="local time in --time-zone")] = None,
-    time_zone: Annotated[str, typer.Option(help="Asia/Hong_Kong or Asia/Shanghai")] = "Asia/Hong_Kong",
-    channel: Annotated[list[str], typer.Option(help="app | web | store (repeat); default all")] = [],  # noqa: B006
+    time_zone: Annotated[
+        str, typer.Option(help="Asia/Hong_Kong or Asia/Shanghai")
+    ] = "Asia/Hong_Kong",
+    channel: Annotated[
+        list[str], typer.Option(help="app | web | store (repeat); default all")
+    ] = [],  # noqa: B006
     currency: Annotated[list[str], typer.Option(help="paid in (repeat); default both")] = [],  # noqa: B006
     zone: Annotated[list[str], typer.Option(help="pack zone (repeat)")] = [],  # noqa: B006
     pack: Annotated[list[str], typer.Option(help="pack code (repeat)")] = [],  # noqa: B006
@@ -63,25 +77,46 @@ def create(
     stackable: Annotated[bool, typer.Option()] = False,
     per_customer: Annotated[int | None, typer.Option(help="redemptions per customer")] = None,
     max_redemptions: Annotated[int | None, typer.Option()] = None,
-    max_discount: Annotated[list[str], typer.Option(help="discount budget CUR:minor (repeat)")] = [],  # noqa: B006
+    max_discount: Annotated[
+        list[str], typer.Option(help="discount budget CUR:minor (repeat)")
+    ] = [],  # noqa: B006
 ) -> None:
     """Create an offer (active at once, within its time window)."""
     from tongka.promotion import offers
     from tongka.promotion.schemas import OfferIn
 
-    names = {"en": name, **({"zh-Hans": name_zh_hans} if name_zh_hans else {}),
-             **({"zh-Hant": name_zh_hant} if name_zh_hant else {})}
+    names = {
+        "en": name,
+        **({"zh-Hans": name_zh_hans} if name_zh_hans else {}),
+        **({"zh-Hant": name_zh_hant} if name_zh_hant else {}),
+    }
     try:
-        tiers = [dict(zip(("currency", "min", "off"), t.split(":"), strict=True)) for t in tier] or None
+        tiers = [
+            dict(zip(("currency", "min", "off"), t.split(":"), strict=True)) for t in tier
+        ] or None
         spec = OfferIn(
-            code=code, names=names, kind=kind, stackable=stackable, percent_off=percent,  # type: ignore[arg-type]
-            amount_off=_per_currency(amount), tiers=tiers,  # type: ignore[arg-type]
-            bonus_bytes=round(bonus_gb * GB) if bonus_gb else None, bonus_zone=bonus_zone,  # type: ignore[arg-type]
-            bonus_validity_days=bonus_days, starts_at=starts, ends_at=ends, time_zone=time_zone,  # type: ignore[arg-type]
-            channels=channel or None, currencies=[c.upper() for c in currency] or None,  # type: ignore[arg-type]
-            zones=zone or None, pack_codes=pack or None, regions=region or None,  # type: ignore[arg-type]
-            new_customers_only=new_customers_only, per_customer_limit=per_customer,
-            max_redemptions=max_redemptions, max_discount=_per_currency(max_discount),
+            code=code,
+            names=names,
+            kind=kind,
+            stackable=stackable,
+            percent_off=percent,  # type: ignore[arg-type]
+            amount_off=_per_currency(amount),
+            tiers=tiers,  # type: ignore[arg-type]
+            bonus_bytes=round(bonus_gb * GB) if bonus_gb else None,
+            bonus_zone=bonus_zone,  # type: ignore[arg-type]
+            bonus_validity_days=bonus_days,
+            starts_at=starts,
+            ends_at=ends,
+            time_zone=time_zone,  # type: ignore[arg-type]
+            channels=channel or None,
+            currencies=[c.upper() for c in currency] or None,  # type: ignore[arg-type]
+            zones=zone or None,
+            pack_codes=pack or None,
+            regions=region or None,  # type: ignore[arg-type]
+            new_customers_only=new_customers_only,
+            per_customer_limit=per_customer,
+            max_redemptions=max_redemptions,
+            max_discount=_per_currency(max_discount),
         )
         with transaction(_sessions()) as session:
             offer = offers.create(session, spec, "cli")
@@ -97,10 +132,15 @@ def list_offers() -> None:
 
     with transaction(_sessions()) as session:
         for o in offers.all_offers(session):
-            spent = ", ".join(f"{b.currency} {b.spent}" + (f"/{b.max_discount}" if b.max_discount is not None else "")
-                              for b in offers.budgets(session, o.id))
+            spent = ", ".join(
+                f"{b.currency} {b.spent}"
+                + (f"/{b.max_discount}" if b.max_discount is not None else "")
+                for b in offers.budgets(session, o.id)
+            )
             cap = "∞" if o.max_redemptions is None else o.max_redemptions
-            typer.echo(f"{o.code:24} {o.kind:16} {o.status:7} redeemed {o.redeemed}/{cap}  spent {spent}")
+            typer.echo(
+                f"{o.code:24} {o.kind:16} {o.status:7} redeemed {o.redeemed}/{cap}  spent {spent}"
+            )
 
 
 def _move(offer: str, action: str) -> None:
@@ -136,8 +176,13 @@ def end(offer: Annotated[str, typer.Argument(help="code or id")]) -> None:
 def codes(
     offer: Annotated[str, typer.Argument(help="code or id of a coupon offer")],
     count: Annotated[int, typer.Option(min=1, max=100000)] = 1,
-    max_uses: Annotated[int | None, typer.Option(help="uses per code (default 1); 0: shared, no limit but the budget")] = 1,
-    shared: Annotated[str | None, typer.Option(help="one shared code of your choosing instead of random ones")] = None,
+    max_uses: Annotated[
+        int | None,
+        typer.Option(help="uses per code (default 1); 0: shared, no limit but the budget"),
+    ] = 1,
+    shared: Annotated[
+        str | None, typer.Option(help="one shared code of your choosing instead of random ones")
+    ] = None,
     batch: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Make coupon codes and print them, one a line: they are shown this once (only keyed hashes are kept)."""
@@ -147,8 +192,13 @@ def codes(
     try:
         with transaction(_sessions()) as session:
             made = coupons.generate(
-                session, offers.get(session, offer), settings.secret_key.get_secret_value(),
-                count=1 if shared else count, max_uses=max_uses or None, code=shared, batch=batch,
+                session,
+                offers.get(session, offer),
+                settings.secret_key.get_secret_value(),
+                count=1 if shared else count,
+                max_uses=max_uses or None,
+                code=shared,
+                batch=batch,
             )
     except TongkaError as e:
         raise _refuse(e) from None
@@ -164,10 +214,14 @@ def report() -> None:
 
     with transaction(_sessions()) as session:
         rows = offers.report(session)
-    typer.echo("offer,kind,status,confirmed,held,released,discount_given,discount_held,bonus_given,left")
+    typer.echo(
+        "offer,kind,status,confirmed,held,released,discount_given,discount_held,bonus_given,left"
+    )
     for r in rows:
         given = " ".join(f"{c}:{a}" for c, a in sorted(r.discount_given.items())) or "-"
         held = " ".join(f"{c}:{a}" for c, a in sorted(r.discount_held.items())) or "-"
         left = "-" if r.redemptions_left is None else r.redemptions_left
-        typer.echo(f"{r.code},{r.kind},{r.status},{r.confirmed},{r.held},{r.released},{given},{held},"
-                   f"{format_bytes(r.bonus_bytes_given)},{left}")
+        typer.echo(
+            f"{r.code},{r.kind},{r.status},{r.confirmed},{r.held},{r.released},{given},{held},"
+            f"{format_bytes(r.bonus_bytes_given)},{left}"
+        )

@@ -66,12 +66,20 @@ def find(session: Session, secret: str, text: str) -> CouponCode | None:
     normalised = normalise(text)
     if normalised is None:
         return None
-    return session.scalar(select(CouponCode).where(CouponCode.code_hash == code_hash(secret, normalised)))
+    return session.scalar(
+        select(CouponCode).where(CouponCode.code_hash == code_hash(secret, normalised))
+    )
 
 
 def generate(
-    session: Session, offer: Offer, secret: str, *, count: int = 1, max_uses: int | None = 1,
-    code: str | None = None, batch: str | None = None,
+    session: Session,
+    offer: Offer,
+    secret: str,
+    *,
+    count: int = 1,
+    max_uses: int | None = 1,
+    code: str | None = None,
+    batch: str | None = None,
 ) -> list[str]:
     """Make `count` random codes (or the one shared `code`) for a coupon offer; returns them in plain text, once."""
     if offer.kind != "coupon" or offer.status == "ended":
@@ -91,7 +99,13 @@ def generate(
         if session.scalar(select(CouponCode.id).where(CouponCode.code_hash == digest)) is not None:
             raise CouponCodeTaken()
         session.add(
-            CouponCode(offer_id=offer.id, code_hash=digest, hint=normalised[-4:], batch=batch[:40], max_uses=max_uses)
+            CouponCode(
+                offer_id=offer.id,
+                code_hash=digest,
+                hint=normalised[-4:],
+                batch=batch[:40],
+                max_uses=max_uses,
+            )
         )
     session.flush()
     return plain

@@ -36,9 +36,14 @@ class Offer(IdMixin, CreatedMixin, Base):
     __table_args__ = (
         CheckConstraint("kind IN " + str(OFFER_KINDS), name="kind"),
         CheckConstraint("status IN " + str(OFFER_STATES), name="status"),
-        CheckConstraint("percent_off_bp IS NULL OR (percent_off_bp > 0 AND percent_off_bp <= 10000)", name="percent"),
+        CheckConstraint(
+            "percent_off_bp IS NULL OR (percent_off_bp > 0 AND percent_off_bp <= 10000)",
+            name="percent",
+        ),
         CheckConstraint("redeemed >= 0", name="redeemed_not_negative"),
-        CheckConstraint("max_redemptions IS NULL OR redeemed <= max_redemptions", name="within_budget"),
+        CheckConstraint(
+            "max_redemptions IS NULL OR redeemed <= max_redemptions", name="within_budget"
+        ),
     )
 
     code: Mapped[str] = mapped_column(String(40), unique=True)  # stable, e.g. "first-topup-app"
@@ -57,7 +62,9 @@ class Offer(IdMixin, CreatedMixin, Base):
     # Conditions; None means "any".
     starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    time_zone: Mapped[str] = mapped_column(String(32), default="Asia/Hong_Kong")  # how the window was given
+    time_zone: Mapped[str] = mapped_column(
+        String(32), default="Asia/Hong_Kong"
+    )  # how the window was given
     channels: Mapped[list[str] | None] = mapped_column(JSON)
     currencies: Mapped[list[str] | None] = mapped_column(JSON)  # the currency the customer pays in
     zones: Mapped[list[str] | None] = mapped_column(JSON)
@@ -99,8 +106,12 @@ class CouponCode(IdMixin, CreatedMixin, Base):
     )
 
     offer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("offers.id"), index=True)
-    code_hash: Mapped[str] = mapped_column(String(64), unique=True)  # HMAC-SHA256 of the normalised code
-    hint: Mapped[str] = mapped_column(String(8))  # the last 4 characters, for people to tell codes apart
+    code_hash: Mapped[str] = mapped_column(
+        String(64), unique=True
+    )  # HMAC-SHA256 of the normalised code
+    hint: Mapped[str] = mapped_column(
+        String(8)
+    )  # the last 4 characters, for people to tell codes apart
     batch: Mapped[str] = mapped_column(String(40))
     max_uses: Mapped[int | None]  # 1: single-use; None: shared, bounded by the offer's budget
     used: Mapped[int] = mapped_column(default=0)
@@ -153,11 +164,15 @@ class Redemption(IdMixin, CreatedMixin, Base):
     quote_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("quotes.id"), index=True)
     order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"), index=True)
     coupon_code_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("coupon_codes.id"))
-    currency: Mapped[str] = mapped_column(String(3))  # the list currency: discounts apply before conversion
+    currency: Mapped[str] = mapped_column(
+        String(3)
+    )  # the list currency: discounts apply before conversion
     discount: Mapped[int] = mapped_column(BigInteger)
     bonus_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(16), default="held")
-    hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # a quote's hold; None once ordered
+    hold_expires_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime()
+    )  # a quote's hold; None once ordered
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     release_reason: Mapped[str | None] = mapped_column(String(24))
     bonus_bucket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("buckets.id"))

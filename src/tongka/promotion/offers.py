@@ -20,7 +20,11 @@ from tongka.promotion.models import CouponCode, Offer, OfferBudget, Redemption
 from tongka.promotion.schemas import OfferIn, ReportRow
 
 # Allowed moves; `ended` is final (its redemptions stay on record).
-MOVES = {"pause": ("active", "paused"), "resume": ("paused", "active"), "end": (("active", "paused"), "ended")}
+MOVES = {
+    "pause": ("active", "paused"),
+    "resume": ("paused", "active"),
+    "end": (("active", "paused"), "ended"),
+}
 
 
 class OfferNotFound(NotFound):
@@ -43,26 +47,42 @@ def create(session: Session, spec: OfferIn, created_by: str) -> Offer:
         raise OfferCodeTaken()
     first = spec.kind == "first_topup"
     offer = Offer(
-        id=uuid.uuid4(), code=spec.code, names=dict(spec.names), kind=spec.kind, status="active",
+        id=uuid.uuid4(),
+        code=spec.code,
+        names=dict(spec.names),
+        kind=spec.kind,
+        status="active",
         stackable=spec.stackable,
         percent_off_bp=None if spec.percent_off is None else round(spec.percent_off * 100),
         amount_off=spec.amount_off or None,
         tiers=[t.model_dump() for t in spec.tiers] if spec.tiers else None,
-        bonus_bytes=spec.bonus_bytes, bonus_zone=spec.bonus_zone, bonus_validity_days=spec.bonus_validity_days,
+        bonus_bytes=spec.bonus_bytes,
+        bonus_zone=spec.bonus_zone,
+        bonus_validity_days=spec.bonus_validity_days,
         starts_at=spec.local(spec.starts_at).astimezone(UTC) if spec.starts_at else None,
         ends_at=spec.local(spec.ends_at).astimezone(UTC) if spec.ends_at else None,
-        time_zone=spec.time_zone, channels=spec.channels, currencies=spec.currencies, zones=spec.zones,
-        pack_codes=spec.pack_codes, regions=spec.regions,
+        time_zone=spec.time_zone,
+        channels=spec.channels,
+        currencies=spec.currencies,
+        zones=spec.zones,
+        pack_codes=spec.pack_codes,
+        regions=spec.regions,
         # A first top-up is for new customers, once each, whatever else was asked.
         new_customers_only=spec.new_customers_only or first,
         per_customer_limit=1 if first else spec.per_customer_limit,
-        max_redemptions=spec.max_redemptions, redeemed=0, created_by=created_by[:64],
+        max_redemptions=spec.max_redemptions,
+        redeemed=0,
+        created_by=created_by[:64],
     )
     session.add(offer)
     session.flush()
     caps = spec.max_discount or {}
     for currency in CURRENCIES:
-        session.add(OfferBudget(offer_id=offer.id, currency=currency, max_discount=caps.get(currency), spent=0))
+        session.add(
+            OfferBudget(
+                offer_id=offer.id, currency=currency, max_discount=caps.get(currency), spent=0
+            )
+        )
     session.flush()
     return offer
 
@@ -101,13 +121,17 @@ def move(session: Session, offer: Offer, action: str) -> Offer:
 def budgets(session: Session, offer_id: uuid.UUID) -> list[OfferBudget]:
     return list(
         session.scalars(
-            select(OfferBudget).where(OfferBudget.offer_id == offer_id).order_by(OfferBudget.currency)
+            select(OfferBudget)
+            .where(OfferBudget.offer_id == offer_id)
+            .order_by(OfferBudget.currency)
             .execution_options(populate_existing=True)
         )
     )
 
 
-def redemptions(session: Session, offer_id: uuid.UUID, limit: int = 1000) -> list[tuple[Redemption, str, str | None]]:
+def redemptions(
+    session: Session, offer_id: uuid.UUID, limit: int = 1000
+) -> list[tuple[Redemption, str, str | None]]:
     """The offer's redemptions, newest first, with the customer's username and the coupon's hint."""
     rows = session.execute(
         select(Redemption, Account.username, CouponCode.hint)
@@ -128,8 +152,12 @@ def report(session: Session) -> list[ReportRow]:
     bonus: dict[uuid.UUID, int] = defaultdict(int)
     grouped = session.execute(
         select(
-            Redemption.offer_id, Redemption.status, Redemption.currency, func.count(),
-            func.sum(Redemption.discount), func.sum(Redemption.bonus_bytes),
+            Redemption.offer_id,
+            Redemption.status,
+            Redemption.currency,
+            func.count(),
+            func.sum(Redemption.discount),
+            func.sum(Redemption.bonus_bytes),
         ).group_by(Redemption.offer_id, Redemption.status, Redemption.currency)
     ).all()
     for offer_id, status, currency, count, discount, data in grouped:
@@ -141,9 +169,16 @@ def report(session: Session) -> list[ReportRow]:
             held[offer_id][currency] += int(discount)
     return [
         ReportRow(
-            code=o.code, kind=o.kind, status=o.status, confirmed=counts[o.id]["confirmed"],
-            held=counts[o.id]["held"], released=counts[o.id]["released"], discount_given=dict(given[o.id]),
-            discount_held=dict(held[o.id]), bonus_bytes_given=bonus[o.id], max_redemptions=o.max_redemptions,
+            code=o.code,
+            kind=o.kind,
+            status=o.status,
+            confirmed=counts[o.id]["confirmed"],
+            held=counts[o.id]["held"],
+            released=counts[o.id]["released"],
+            discount_given=dict(given[o.id]),
+            discount_held=dict(held[o.id]),
+            bonus_bytes_given=bonus[o.id],
+            max_redemptions=o.max_redemptions,
             redemptions_left=None if o.max_redemptions is None else o.max_redemptions - o.redeemed,
         )
         for o in all_offers(session)

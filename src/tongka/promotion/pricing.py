@@ -76,7 +76,8 @@ def discount_of(offer: OfferTerms, list_price: Money) -> int:
         return 0
     if offer.kind == "spend_threshold":
         reached = [
-            int(t["off"]) for t in offer.tiers or ()
+            int(t["off"])
+            for t in offer.tiers or ()
             if t["currency"] == list_price.currency and amount >= int(t["min"])
         ]
         off = max(reached, default=0)
@@ -101,7 +102,8 @@ def price(
         raise ValueError("a price in another currency needs a rate")
     discounts = [(o, d) for o in offers if (d := discount_of(o, list_price)) > 0]
     single = sorted(
-        (x for x in discounts if not x[0].stackable), key=lambda x: (-x[1], x[0].kind == "coupon", x[0].code)
+        (x for x in discounts if not x[0].stackable),
+        key=lambda x: (-x[1], x[0].kind == "coupon", x[0].code),
     )[:1]
     stacked = sorted((x for x in discounts if x[0].stackable), key=lambda x: x[0].code)
     applied: list[Applied] = []
@@ -130,12 +132,17 @@ def to_dict(p: Price) -> dict[str, Any]:
     offers = []
     for a in p.applied:
         entry: dict[str, Any] = {
-            "code": a.offer.code, "names": dict(a.offer.names), "kind": a.offer.kind,
-            "amount": a.discount, "currency": p.list_price.currency,
+            "code": a.offer.code,
+            "names": dict(a.offer.names),
+            "kind": a.offer.kind,
+            "amount": a.discount,
+            "currency": p.list_price.currency,
         }
         if a.bonus_bytes:
             entry["bonus"] = {
-                "bytes": a.bonus_bytes, "zone": a.offer.bonus_zone, "validity_days": a.offer.bonus_validity_days,
+                "bytes": a.bonus_bytes,
+                "zone": a.offer.bonus_zone,
+                "validity_days": a.offer.bonus_validity_days,
             }
         offers.append(entry)
     out: dict[str, Any] = {
@@ -147,7 +154,9 @@ def to_dict(p: Price) -> dict[str, Any]:
     }
     if p.rate_micros is not None:
         out["exchange_rate"] = {
-            "base": p.list_price.currency, "quote": p.total.currency, "rate": f"{Decimal(p.rate_micros).scaleb(-6):.6f}",
+            "base": p.list_price.currency,
+            "quote": p.total.currency,
+            "rate": f"{Decimal(p.rate_micros).scaleb(-6):.6f}",
         }
     return out
 
@@ -180,7 +189,9 @@ def offer_name(entry: dict[str, Any], language: str) -> str:
 def bonus_text(bonus: dict[str, Any], language: str) -> str:
     """`+1 GB · Hong Kong · 30 days`-like text for a receipt row (without the offer's name)."""
     zone = gettext(ZONE_NAMES.get(bonus["zone"], bonus["zone"]), language)
-    return f"+{format_bytes(bonus['bytes'])} · {zone} · " + gettext(_("{days} days"), language, days=bonus["validity_days"])
+    return f"+{format_bytes(bonus['bytes'])} · {zone} · " + gettext(
+        _("{days} days"), language, days=bonus["validity_days"]
+    )
 
 
 def describe(breakdown: dict[str, Any], language: str) -> list[str]:
@@ -199,16 +210,32 @@ def describe(breakdown: dict[str, Any], language: str) -> list[str]:
         if bonus := entry.get("bonus"):
             zone = gettext(ZONE_NAMES.get(bonus["zone"], bonus["zone"]), language)
             lines.append(
-                gettext(BONUS_LINE, language, offer=name, volume=format_bytes(bonus["bytes"]), zone=zone,
-                        days=bonus["validity_days"])
+                gettext(
+                    BONUS_LINE,
+                    language,
+                    offer=name,
+                    volume=format_bytes(bonus["bytes"]),
+                    zone=zone,
+                    days=bonus["validity_days"],
+                )
             )
     if any(e["amount"] for e in offers) and "exchange_rate" in breakdown:
         lines.append(gettext(SUBTOTAL, language, price=money(breakdown["subtotal"])))
     if fx_rate := breakdown.get("exchange_rate"):
-        lines.append(gettext(EXCHANGE_RATE, language, base=fx_rate["base"], rate=fx_rate["rate"], quote=fx_rate["quote"]))
+        lines.append(
+            gettext(
+                EXCHANGE_RATE,
+                language,
+                base=fx_rate["base"],
+                rate=fx_rate["rate"],
+                quote=fx_rate["quote"],
+            )
+        )
     return lines
 
 
 def total_line(breakdown: dict[str, Any], language: str) -> str:
     total = breakdown["total"]
-    return gettext(TOTAL, language, price=Money(total["amount"], total["currency"]).format(language))
+    return gettext(
+        TOTAL, language, price=Money(total["amount"], total["currency"]).format(language)
+    )

@@ -17,7 +17,9 @@ class QuoteIn(BaseModel):
     line_id: uuid.UUID
     pack_id: uuid.UUID
     currency: str = Field(pattern="^(CNY|HKD)$")
-    coupon_code: str | None = Field(default=None, max_length=40, description="case-insensitive; hyphens optional")
+    coupon_code: str | None = Field(
+        default=None, max_length=40, description="case-insensitive; hyphens optional"
+    )
 
 
 class QuoteOut(BaseModel):
@@ -27,9 +29,15 @@ class QuoteOut(BaseModel):
     channel: str
     amount: int = Field(description="what an order made from this quote charges, minor units")
     currency: str
-    price: dict[str, Any] = Field(description="the breakdown: list, offers, subtotal, exchange_rate?, total, bonus_bytes")
-    lines: list[str] = Field(description="the breakdown for people, in the caller's language, total last")
-    coupon_applied: bool | None = Field(description="null: no coupon given; false: a better offer won")
+    price: dict[str, Any] = Field(
+        description="the breakdown: list, offers, subtotal, exchange_rate?, total, bonus_bytes"
+    )
+    lines: list[str] = Field(
+        description="the breakdown for people, in the caller's language, total last"
+    )
+    coupon_applied: bool | None = Field(
+        description="null: no coupon given; false: a better offer won"
+    )
     status: str
     expires_at: datetime = Field(description="the price holds until then (15 minutes)")
 
@@ -37,11 +45,20 @@ class QuoteOut(BaseModel):
     def of(cls, quote: Quote, coupon_offer_code: str | None, language: str) -> QuoteOut:
         codes = [o["code"] for o in quote.breakdown.get("offers", [])]
         return cls(
-            id=quote.id, line_id=quote.line_id, pack_id=quote.pack_id, channel=quote.channel, amount=quote.amount,
-            currency=quote.currency, price=quote.breakdown,
-            lines=[*pricing.describe(quote.breakdown, language), pricing.total_line(quote.breakdown, language)],
+            id=quote.id,
+            line_id=quote.line_id,
+            pack_id=quote.pack_id,
+            channel=quote.channel,
+            amount=quote.amount,
+            currency=quote.currency,
+            price=quote.breakdown,
+            lines=[
+                *pricing.describe(quote.breakdown, language),
+                pricing.total_line(quote.breakdown, language),
+            ],
             coupon_applied=None if quote.coupon_code_id is None else coupon_offer_code in codes,
-            status=quote.status, expires_at=quote.expires_at,
+            status=quote.status,
+            expires_at=quote.expires_at,
         )
 
 
@@ -55,11 +72,17 @@ class OfferIn(BaseModel):
     """An offer as the operator describes it; times without an offset are in `time_zone`."""
 
     code: str = Field(pattern="^[a-z0-9][a-z0-9-]{1,39}$")
-    names: dict[str, str] = Field(description='by language: {"en": ..., "zh-Hans": ..., "zh-Hant": ...}')
+    names: dict[str, str] = Field(
+        description='by language: {"en": ..., "zh-Hans": ..., "zh-Hant": ...}'
+    )
     kind: Literal["first_topup", "spend_threshold", "bonus_data", "coupon"]
     stackable: bool = False
-    percent_off: float | None = Field(default=None, gt=0, le=100, description="e.g. 12.5; two decimals at most")
-    amount_off: dict[str, int] | None = Field(default=None, description='per list currency: {"HKD": 1000}')
+    percent_off: float | None = Field(
+        default=None, gt=0, le=100, description="e.g. 12.5; two decimals at most"
+    )
+    amount_off: dict[str, int] | None = Field(
+        default=None, description='per list currency: {"HKD": 1000}'
+    )
     tiers: list[Tier] | None = None
     bonus_bytes: int | None = Field(default=None, gt=0)
     bonus_zone: Literal["mainland", "hk", "both"] | None = None
@@ -75,7 +98,9 @@ class OfferIn(BaseModel):
     new_customers_only: bool = False
     per_customer_limit: int | None = Field(default=None, gt=0)
     max_redemptions: int | None = Field(default=None, ge=0)
-    max_discount: dict[str, int] | None = Field(default=None, description='cap on discount given, per currency: {"HKD": 100000}')
+    max_discount: dict[str, int] | None = Field(
+        default=None, description='cap on discount given, per currency: {"HKD": 100000}'
+    )
 
     @field_validator("names")
     @classmethod
@@ -87,7 +112,9 @@ class OfferIn(BaseModel):
     @field_validator("amount_off", "max_discount")
     @classmethod
     def _per_currency(cls, value: dict[str, int] | None) -> dict[str, int] | None:
-        if value is not None and (set(value) - {"CNY", "HKD"} or any(v < 0 for v in value.values())):
+        if value is not None and (
+            set(value) - {"CNY", "HKD"} or any(v < 0 for v in value.values())
+        ):
             raise ValueError("amounts are per currency (CNY, HKD), in minor units, not negative")
         return value
 
@@ -103,7 +130,11 @@ class OfferIn(BaseModel):
             raise ValueError("a discount is either percent_off or amount_off")
         if self.percent_off is not None and round(self.percent_off * 100) != self.percent_off * 100:
             raise ValueError("percent_off has at most two decimals")
-        if self.starts_at and self.ends_at and self.local(self.ends_at) <= self.local(self.starts_at):
+        if (
+            self.starts_at
+            and self.ends_at
+            and self.local(self.ends_at) <= self.local(self.starts_at)
+        ):
             raise ValueError("ends_at must be after starts_at")
         return self
 
@@ -140,15 +171,25 @@ class OfferOut(BaseModel):
     def fields_of(cls, offer: Offer, language: str) -> dict[str, Any]:
         tz = ZoneInfo(offer.time_zone)
         return {
-            "code": offer.code, "name": offer.name(language), "names": offer.names, "kind": offer.kind,
+            "code": offer.code,
+            "name": offer.name(language),
+            "names": offer.names,
+            "kind": offer.kind,
             "stackable": offer.stackable,
             "percent_off": None if offer.percent_off_bp is None else offer.percent_off_bp / 100,
-            "amount_off": offer.amount_off, "tiers": offer.tiers, "bonus_bytes": offer.bonus_bytes,
-            "bonus_zone": offer.bonus_zone, "bonus_validity_days": offer.bonus_validity_days,
+            "amount_off": offer.amount_off,
+            "tiers": offer.tiers,
+            "bonus_bytes": offer.bonus_bytes,
+            "bonus_zone": offer.bonus_zone,
+            "bonus_validity_days": offer.bonus_validity_days,
             "starts_at": offer.starts_at.astimezone(tz) if offer.starts_at else None,
             "ends_at": offer.ends_at.astimezone(tz) if offer.ends_at else None,
-            "time_zone": offer.time_zone, "channels": offer.channels, "currencies": offer.currencies,
-            "zones": offer.zones, "pack_codes": offer.pack_codes, "regions": offer.regions,
+            "time_zone": offer.time_zone,
+            "channels": offer.channels,
+            "currencies": offer.currencies,
+            "zones": offer.zones,
+            "pack_codes": offer.pack_codes,
+            "regions": offer.regions,
             "new_customers_only": offer.new_customers_only or offer.kind == "first_topup",
         }
 
@@ -175,9 +216,15 @@ class OfferAdminOut(OfferOut):
 
 
 class CodesIn(BaseModel):
-    count: int = Field(default=1, ge=1, le=10000, description="random single-use (or max_uses) codes to make")
-    max_uses: int | None = Field(default=1, ge=1, description="uses per code; null: shared, bounded by the budget")
-    code: str | None = Field(default=None, max_length=40, description="one shared code of your choosing instead")
+    count: int = Field(
+        default=1, ge=1, le=10000, description="random single-use (or max_uses) codes to make"
+    )
+    max_uses: int | None = Field(
+        default=1, ge=1, description="uses per code; null: shared, bounded by the budget"
+    )
+    code: str | None = Field(
+        default=None, max_length=40, description="one shared code of your choosing instead"
+    )
     batch: str | None = Field(default=None, max_length=40)
 
 

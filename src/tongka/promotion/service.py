@@ -74,7 +74,9 @@ class CouponGuessesUsedUp(TooManyRequests):
 # Wrong coupon codes per account per clock hour; then every code is refused (429) until the hour
 # ends. Codes are 12 Crockford characters (60 bits), so guessing is hopeless anyway; this keeps
 # anyone from trying.
-COUPON_WRONG_PER_ACCOUNT = throttle.Limit("coupon_wrong", allowed=10, window_seconds=3600, error=CouponGuessesUsedUp)
+COUPON_WRONG_PER_ACCOUNT = throttle.Limit(
+    "coupon_wrong", allowed=10, window_seconds=3600, error=CouponGuessesUsedUp
+)
 
 
 class CouponNotApplicable(Unprocessable):
@@ -130,16 +132,23 @@ def conditions_met(offer: Offer, pack: Pack, who: Customer, now: datetime) -> bo
 
 
 def _used_by(session: Session, account_id: uuid.UUID, offer_id: uuid.UUID) -> int:
-    return session.scalar(
-        select(func.count()).where(
-            Redemption.account_id == account_id, Redemption.offer_id == offer_id,
-            Redemption.status.in_(("held", "confirmed")),
+    return (
+        session.scalar(
+            select(func.count()).where(
+                Redemption.account_id == account_id,
+                Redemption.offer_id == offer_id,
+                Redemption.status.in_(("held", "confirmed")),
+            )
         )
-    ) or 0
+        or 0
+    )
 
 
 def _within_customer_limit(session: Session, offer: Offer, account_id: uuid.UUID) -> bool:
-    return offer.per_customer_limit is None or _used_by(session, account_id, offer.id) < offer.per_customer_limit
+    return (
+        offer.per_customer_limit is None
+        or _used_by(session, account_id, offer.id) < offer.per_customer_limit
+    )
 
 
 def _lock_account(session: Session, account_id: uuid.UUID) -> None:
@@ -156,7 +165,9 @@ def list_price(session: Session, pack: Pack, currency: str) -> tuple[Money, int 
     return listed, rate
 
 
-def _coupon(session: Session, account_id: uuid.UUID, secret: str | None, text: str | None) -> CouponCode | None:
+def _coupon(
+    session: Session, account_id: uuid.UUID, secret: str | None, text: str | None
+) -> CouponCode | None:
     """The coupon a code names, throttled per account: call it before anything else writes,
     since a wrong code's count is committed with whatever the transaction did so far."""
     if not text:
@@ -171,12 +182,20 @@ def _coupon(session: Session, account_id: uuid.UUID, secret: str | None, text: s
 
 
 def _replace_open_quotes(session: Session, account_id: uuid.UUID, now: datetime) -> None:
-    for quote in session.scalars(select(Quote).where(Quote.account_id == account_id, Quote.status == "open")).all():
+    for quote in session.scalars(
+        select(Quote).where(Quote.account_id == account_id, Quote.status == "open")
+    ).all():
         if session.execute(
-            update(Quote).where(Quote.id == quote.id, Quote.status == "open").values(status="replaced"),
+            update(Quote)
+            .where(Quote.id == quote.id, Quote.status == "open")
+            .values(status="replaced"),
             execution_options={"synchronize_session": False},
         ).rowcount:  # type: ignore[attr-defined]
-            for r in session.scalars(select(Redemption).where(Redemption.quote_id == quote.id, Redemption.status == "held")):
+            for r in session.scalars(
+                select(Redemption).where(
+                    Redemption.quote_id == quote.id, Redemption.status == "held"
+                )
+            ):
                 budget.release(session, r, "quote_replaced", now=now)
 
 
@@ -200,7 +219,8 @@ def quote(
     _replace_open_quotes(session, account.id, now)
     who = Customer(account, channel, currency, is_new_customer(session, account.id))
     candidates = [
-        o for o in session.scalars(select(Offer).where(Offer.status == "active").order_by(Offer.id))
+        o
+        for o in session.scalars(select(Offer).where(Offer.status == "active").order_by(Offer.id))
         if conditions_met(o, pack, who, now)
         and (o.kind != "coupon" or (coupon is not None and coupon.offer_id == o.id))
         and pricing.gives_something(o, listed)
@@ -213,9 +233,20 @@ def quote(
     budget.reclaim_lapsed(session, [o.id for o in candidates], now)
 
     record = Quote(
-        id=uuid.uuid4(), account_id=account.id, line_id=line.id, pack_id=pack.id, channel=channel,
-        coupon_code_id=coupon.id if coupon else None, amount=0, currency=currency, list_amount=listed.amount,
-        list_currency=listed.currency, fx_rate_micros=rate, breakdown={}, status="open", expires_at=now + QUOTE_TTL,
+        id=uuid.uuid4(),
+        account_id=account.id,
+        line_id=line.id,
+        pack_id=pack.id,
+        channel=channel,
+        coupon_code_id=coupon.id if coupon else None,
+        amount=0,
+        currency=currency,
+        list_amount=listed.amount,
+        list_currency=listed.currency,
+        fx_rate_micros=rate,
+        breakdown={},
+        status="open",
+        expires_at=now + QUOTE_TTL,
     )
     session.add(record)
     session.flush()
@@ -243,14 +274,22 @@ def _hold(
         for applied in sorted(result.applied, key=lambda a: a.offer.id):  # type: ignore[attr-defined]
             offer: Offer = applied.offer  # type: ignore[assignment]
             code_id = coupon.id if coupon is not None and coupon.offer_id == offer.id else None
-            if not budget.take(session, offer.id, result.list_price.currency, applied.discount, code_id):
+            if not budget.take(
+                session, offer.id, result.list_price.currency, applied.discount, code_id
+            ):
                 savepoint.rollback()
                 return offer.id
             session.add(
                 Redemption(
-                    offer_id=offer.id, account_id=record.account_id, quote_id=record.id, coupon_code_id=code_id,
-                    currency=result.list_price.currency, discount=applied.discount, bonus_bytes=applied.bonus_bytes,
-                    status="held", hold_expires_at=record.expires_at,
+                    offer_id=offer.id,
+                    account_id=record.account_id,
+                    quote_id=record.id,
+                    coupon_code_id=code_id,
+                    currency=result.list_price.currency,
+                    discount=applied.discount,
+                    bonus_bytes=applied.bonus_bytes,
+                    status="held",
+                    hold_expires_at=record.expires_at,
                 )
             )
         session.flush()
@@ -280,7 +319,10 @@ def use_quote(
     own_quote(session, account, quote_id)
     given = _coupon(session, account.id, secret, coupon_code)
     record = session.scalars(
-        select(Quote).where(Quote.id == quote_id).with_for_update().execution_options(populate_existing=True)
+        select(Quote)
+        .where(Quote.id == quote_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).one()
     asked = (line.id, pack.id, currency, channel)
     if (record.line_id, record.pack_id, record.currency, record.channel) != asked:
@@ -316,7 +358,9 @@ def attach(session: Session, record: Quote, order: Order) -> None:
 def redemptions_of(session: Session, order_id: uuid.UUID) -> list[Redemption]:
     return list(
         session.scalars(
-            select(Redemption).where(Redemption.order_id == order_id).order_by(Redemption.id)
+            select(Redemption)
+            .where(Redemption.order_id == order_id)
+            .order_by(Redemption.id)
             .execution_options(populate_existing=True)
         )
     )
@@ -332,9 +376,14 @@ def fulfil(session: Session, order: Order, now: datetime) -> None:
             assert offer is not None and offer.bonus_zone and offer.bonus_validity_days
             zone, days = _bonus_terms(order, offer.code)
             bonus = buckets.grant(
-                session, line_id=order.line_id, zone=zone or offer.bonus_zone, amount=r.bonus_bytes,
-                valid_from=now, expires_at=now + timedelta(days=days or offer.bonus_validity_days),
-                reason="promotion_bonus", reference=f"order:{order.id}:offer:{offer.code}",
+                session,
+                line_id=order.line_id,
+                zone=zone or offer.bonus_zone,
+                amount=r.bonus_bytes,
+                valid_from=now,
+                expires_at=now + timedelta(days=days or offer.bonus_validity_days),
+                reason="promotion_bonus",
+                reference=f"order:{order.id}:offer:{offer.code}",
             )
             r.bonus_bucket_id = bonus.id
     session.flush()
@@ -380,8 +429,11 @@ def refund_settled(session: Session, payment: Payment) -> None:
             bucket = session.get(Bucket, r.bonus_bucket_id)
             assert bucket is not None
             ledger.sweep(
-                session, bucket.account, ledger.system_account(session, "data_refunded", bucket.unit),
-                reason="refund", reference=f"order:{payment.order_id}:bonus",
+                session,
+                bucket.account,
+                ledger.system_account(session, "data_refunded", bucket.unit),
+                reason="refund",
+                reference=f"order:{payment.order_id}:bonus",
             )
 
 
@@ -389,9 +441,13 @@ def release_lapsed_quotes(session: Session, now: datetime | None = None) -> int:
     """Close quotes left unused past their time and release their holds (also done lazily when taking)."""
     now = now or clock.now()
     lapsed = session.scalars(
-        select(Redemption.offer_id).where(
-            Redemption.status == "held", Redemption.order_id.is_(None), Redemption.hold_expires_at <= now
-        ).distinct()
+        select(Redemption.offer_id)
+        .where(
+            Redemption.status == "held",
+            Redemption.order_id.is_(None),
+            Redemption.hold_expires_at <= now,
+        )
+        .distinct()
     ).all()
     return budget.reclaim_lapsed(session, list(lapsed), now)
 
@@ -399,5 +455,7 @@ def release_lapsed_quotes(session: Session, now: datetime | None = None) -> int:
 def running(session: Session, channel: str, now: datetime | None = None) -> list[Offer]:
     """Offers in force now on a channel, coupons included (their codes are not)."""
     now = now or clock.now()
-    offers = session.scalars(select(Offer).where(Offer.status == "active").order_by(Offer.created_at, Offer.code))
+    offers = session.scalars(
+        select(Offer).where(Offer.status == "active").order_by(Offer.created_at, Offer.code)
+    )
     return [o for o in offers if in_force(o, now) and (o.channels is None or channel in o.channels)]

@@ -25,7 +25,9 @@ class Receipt(IdMixin, CreatedMixin, Base):
     __tablename__ = "receipts"
     __table_args__ = (UniqueConstraint("issuer", "sequence"),)
 
-    number: Mapped[str] = mapped_column(String(40), unique=True)  # e.g. "ONL-00000042", "MK01-00000007" (see receipt/service.py)
+    number: Mapped[str] = mapped_column(
+        String(40), unique=True
+    )  # e.g. "ONL-00000042", "MK01-00000007" (see receipt/service.py)
     issuer: Mapped[str] = mapped_column(String(32))
     sequence: Mapped[int]
     payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), unique=True)

@@ -80,7 +80,10 @@ def rows(content: dict[str, Any], language: str) -> list[tuple[str, str]]:
     out += [(t[key], content[key]) for key in ("store", "staff") if content.get(key)]
     out += [
         (t["lines"], " / ".join(content["lines"])),
-        (t["pack"], f"{pack['names'].get(language) or pack['names'].get('en') or pack['code']} ({pack['code']})"),
+        (
+            t["pack"],
+            f"{pack['names'].get(language) or pack['names'].get('en') or pack['code']} ({pack['code']})",
+        ),
         (t["data"], format_bytes(pack["volume_bytes"])),
         (t["validity"], gettext(DAYS, language, days=pack["validity_days"])),
         (t["list_price"], money(price["list"])),
@@ -88,7 +91,9 @@ def rows(content: dict[str, Any], language: str) -> list[tuple[str, str]]:
     for entry in price.get("offers", []):  # version 1 receipts have none
         name = pricing.offer_name(entry, language)
         if entry["amount"]:
-            out.append((name, "−" + money({"amount": entry["amount"], "currency": entry["currency"]})))
+            out.append(
+                (name, "−" + money({"amount": entry["amount"], "currency": entry["currency"]}))
+            )
         if bonus := entry.get("bonus"):
             out.append((name, pricing.bonus_text(bonus, language)))
     if any(e["amount"] for e in price.get("offers", [])) and price.get("exchange_rate"):
@@ -130,7 +135,11 @@ def verify_page(request: Request, settings: SettingsDep, c: str = "", s: str = "
     genuine = content is not None
     try:
         shown = rows(content, language) if content is not None else []
-    except (KeyError, TypeError, ValueError):  # signed by us but not a receipt we can show: say so, never a 500
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+    ):  # signed by us but not a receipt we can show: say so, never a 500
         genuine, shown = False, []
     return templates.TemplateResponse(
         request,
@@ -141,7 +150,9 @@ def verify_page(request: Request, settings: SettingsDep, c: str = "", s: str = "
 
 
 @router.get("/receipts/{receipt_id}", response_class=HTMLResponse)
-def receipt_page(receipt_id: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def receipt_page(
+    receipt_id: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
     """Anyone holding its link (the receipt's random id): the printable receipt with its QR code."""
     language = request_language(request)
     t = _labels(language)
@@ -149,7 +160,10 @@ def receipt_page(receipt_id: str, request: Request, session: SessionDep, setting
         receipt = service.by_id(session, uuid.UUID(receipt_id))
     except (ValueError, service.ReceiptNotFound):
         return templates.TemplateResponse(
-            request, "receipt/missing.html", {"lang": language, "t": t}, status_code=404,
+            request,
+            "receipt/missing.html",
+            {"lang": language, "t": t},
+            status_code=404,
             headers={"Content-Language": language},
         )
     url = service.verify_url(settings.public_base_url, receipt)
@@ -166,5 +180,9 @@ def receipt_page(receipt_id: str, request: Request, session: SessionDep, setting
             "verify_url": url,
             "signature": receipt.signature,
         },
-        headers={"Content-Language": language, "Cache-Control": "private, no-store", "X-Robots-Tag": "noindex"},
+        headers={
+            "Content-Language": language,
+            "Cache-Control": "private, no-store",
+            "X-Robots-Tag": "noindex",
+        },
     )

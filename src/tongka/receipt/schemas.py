@@ -12,14 +12,20 @@ from tongka.receipt.models import Receipt
 
 class ReceiptOut(BaseModel):
     id: uuid.UUID
-    number: str = Field(description="`ONL-00000042` online, `<STORE>-00000007` in a store: sequential per issuer")
+    number: str = Field(
+        description="`ONL-00000042` online, `<STORE>-00000007` in a store: sequential per issuer"
+    )
     issuer: str
     issued_at: datetime
     order_id: uuid.UUID
     payment_id: uuid.UUID
-    content: dict[str, Any] = Field(description="What the receipt says; money in minor units, data in bytes")
+    content: dict[str, Any] = Field(
+        description="What the receipt says; money in minor units, data in bytes"
+    )
     signed_content: str = Field(description="The exact canonical JSON that was signed (UTF-8)")
-    signature: str = Field(description="Ed25519 signature of signed_content, base64url without padding")
+    signature: str = Field(
+        description="Ed25519 signature of signed_content, base64url without padding"
+    )
     page_url: str = Field(description="The printable receipt with its QR code")
     verify_url: str = Field(description="The public verification link the QR code holds")
 

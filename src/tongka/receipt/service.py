@@ -47,7 +47,9 @@ from tongka.payment.models import Payment
 from tongka.promotion import pricing
 from tongka.receipt.models import Receipt, ReceiptCounter
 
-CONTENT_VERSION = 2  # 2: the price is the order's breakdown (offers, bonus data, total) plus what was paid
+CONTENT_VERSION = (
+    2  # 2: the price is the order's breakdown (offers, bonus data, total) plus what was paid
+)
 ONLINE = "online"
 _STORE_ISSUER = re.compile(r"^[a-z0-9]{1,20}$")
 
@@ -113,9 +115,11 @@ def public_key(signing_key: str) -> Ed25519PublicKey:
 
 def public_key_pem(signing_key: str) -> str:
     """The public half, as a PEM SubjectPublicKeyInfo that `openssl` and every library read."""
-    return public_key(signing_key).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        public_key(signing_key)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def key_id(key: Ed25519PublicKey) -> str:
@@ -183,7 +187,9 @@ def number_for(issuer: str, sequence: int) -> str:
 
 def _check_issuer(issuer: str) -> None:
     if issuer != ONLINE and (not _STORE_ISSUER.match(issuer) or issuer == "onl"):
-        raise ValueError(f"a receipt issuer is 'online' or a store code of 1-20 lower-case letters and digits: {issuer!r}")
+        raise ValueError(
+            f"a receipt issuer is 'online' or a store code of 1-20 lower-case letters and digits: {issuer!r}"
+        )
 
 
 def _lock_counter(session: Session, issuer: str) -> ReceiptCounter:
@@ -207,16 +213,28 @@ def _lock_counter(session: Session, issuer: str) -> ReceiptCounter:
 
 def _existing(session: Session, payment_id: uuid.UUID) -> Receipt | None:
     return session.scalar(
-        select(Receipt).where(Receipt.payment_id == payment_id).execution_options(populate_existing=True)
+        select(Receipt)
+        .where(Receipt.payment_id == payment_id)
+        .execution_options(populate_existing=True)
     )
 
 
 def _content(
-    number: str, issuer: str, issued_at: str, payment: Payment, order: Order, line: Line | None,
-    store: str | None, staff: str | None, signing_key: str,
+    number: str,
+    issuer: str,
+    issued_at: str,
+    payment: Payment,
+    order: Order,
+    line: Line | None,
+    store: str | None,
+    staff: str | None,
+    signing_key: str,
 ) -> dict[str, Any]:
     # The order's own breakdown, exactly as the customer was quoted it, and what was paid.
-    price: dict[str, Any] = {**pricing.of_order(order), "paid": {"amount": payment.amount, "currency": payment.currency}}
+    price: dict[str, Any] = {
+        **pricing.of_order(order),
+        "paid": {"amount": payment.amount, "currency": payment.currency},
+    }
     content: dict[str, Any] = {
         "v": CONTENT_VERSION,
         "key_id": key_id(public_key(signing_key)),
@@ -277,7 +295,15 @@ def issue(
     issued = clock.now().replace(microsecond=0)
     line = session.get(Line, order.line_id)
     content = _content(
-        number, issuer, issued.strftime("%Y-%m-%dT%H:%M:%SZ"), payment, order, line, store, staff, signing_key
+        number,
+        issuer,
+        issued.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        payment,
+        order,
+        line,
+        store,
+        staff,
+        signing_key,
     )
     data = canonical(content)
     receipt = Receipt(

@@ -18,6 +18,8 @@ class Wallet(IdMixin, CreatedMixin, Base):
 
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), unique=True)
     currency: Mapped[str] = mapped_column(String(3))  # CNY | HKD, chosen when the wallet opens
-    ledger_account_id: Mapped[int] = mapped_column(BigId, ForeignKey("ledger_accounts.id"), unique=True)
+    ledger_account_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("ledger_accounts.id"), unique=True
+    )
 
     ledger_account: Mapped[LedgerAccount] = relationship(lazy="joined")

@@ -51,7 +51,9 @@ def open_wallet(session: Session, account: Account, currency: str) -> Wallet:
         try:
             with session.begin_nested():
                 money = ledger.open_account(session, unit=currency, kind="wallet")
-                wallet = Wallet(account_id=account.id, currency=currency, ledger_account_id=money.id)
+                wallet = Wallet(
+                    account_id=account.id, currency=currency, ledger_account_id=money.id
+                )
                 session.add(wallet)
         except IntegrityError:  # opened at the same moment by another request
             wallet = session.scalars(select(Wallet).where(Wallet.account_id == account.id)).one()
@@ -60,18 +62,25 @@ def open_wallet(session: Session, account: Account, currency: str) -> Wallet:
     return wallet
 
 
-def credit(session: Session, account: Account, amount: int, currency: str, *, reference: str) -> Wallet:
+def credit(
+    session: Session, account: Account, amount: int, currency: str, *, reference: str
+) -> Wallet:
     """Put `amount` into the account's wallet (opened in `currency` if need be). Once per `reference`."""
     wallet = open_wallet(session, account, currency)
     done = session.scalar(
         select(Transfer.id).where(
-            Transfer.reference == f"wallet_topup:{reference}", Transfer.credit_account_id == wallet.ledger_account_id
+            Transfer.reference == f"wallet_topup:{reference}",
+            Transfer.credit_account_id == wallet.ledger_account_id,
         )
     )
     if done is None:
         ledger.transfer(
-            session, ledger.system_account(session, "wallet_funding", currency), wallet.ledger_account, amount,
-            reason="wallet_topup", reference=f"wallet_topup:{reference}",
+            session,
+            ledger.system_account(session, "wallet_funding", currency),
+            wallet.ledger_account,
+            amount,
+            reason="wallet_topup",
+            reference=f"wallet_topup:{reference}",
         )
     session.refresh(wallet.ledger_account)
     return wallet

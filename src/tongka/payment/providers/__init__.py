@@ -10,12 +10,25 @@ from tongka.payment.providers.base import Provider
 from tongka.payment.providers.sandbox import SandboxProvider
 
 __all__ = [
-    "SandboxProvider", "build", "CHANNEL_METHODS", "METHOD_CURRENCIES", "METHOD_PROVIDER", "METHOD_REGIONS",
-    "PROVIDER_MODULES", "SIMULATED", "method_offered",
+    "CHANNEL_METHODS",
+    "METHOD_CURRENCIES",
+    "METHOD_PROVIDER",
+    "METHOD_REGIONS",
+    "PROVIDER_MODULES",
+    "SIMULATED",
+    "SandboxProvider",
+    "build",
+    "method_offered",
 ]
 
 # Each module has build(settings, http) -> Provider | None (None: not configured).
-PROVIDER_MODULES = {"wechat": wechat, "alipay": alipay, "stripe": stripe, "paypal": paypal, "store": store}
+PROVIDER_MODULES = {
+    "wechat": wechat,
+    "alipay": alipay,
+    "stripe": stripe,
+    "paypal": paypal,
+    "store": store,
+}
 # The providers with a simulator of their side (payment/simulators/<name>.py) for the sandbox.
 SIMULATED = ("wechat", "alipay", "stripe", "paypal")
 

@@ -87,7 +87,9 @@ def public_key(pem_text: str) -> rsa.RSAPublicKey:
 
 
 def rsa2_sign(key: rsa.RSAPrivateKey, content: str) -> str:
-    return base64.b64encode(key.sign(content.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
+    return base64.b64encode(
+        key.sign(content.encode(), padding.PKCS1v15(), hashes.SHA256())
+    ).decode()
 
 
 def rsa2_verify(key: rsa.RSAPublicKey, content: str, signature: str) -> bool:
@@ -161,7 +163,12 @@ class AlipayProvider:
     name = "alipay"
 
     def __init__(
-        self, app_id: str, app_private_key: str, alipay_public_key: str, gateway: str, http: httpx.Client,
+        self,
+        app_id: str,
+        app_private_key: str,
+        alipay_public_key: str,
+        gateway: str,
+        http: httpx.Client,
         timeout_minutes: int = 30,
     ) -> None:
         self._app_id = app_id
@@ -169,7 +176,9 @@ class AlipayProvider:
         self._alipay_key = public_key(alipay_public_key)
         self._gateway = gateway
         self._http = http
-        self._timeout = f"{max(1, timeout_minutes)}m"  # Alipay closes the trade by itself after this
+        self._timeout = (
+            f"{max(1, timeout_minutes)}m"  # Alipay closes the trade by itself after this
+        )
 
     # requests
 
@@ -206,18 +215,30 @@ class AlipayProvider:
         except ValueError:
             result = None
         if answer.status_code != 200 or not isinstance(result, dict):
-            log.warning("alipay_bad_answer", method=method, status=answer.status_code, body=raw[:300])
+            log.warning(
+                "alipay_bad_answer", method=method, status=answer.status_code, body=raw[:300]
+            )
             raise ProviderUnavailable()
         if not signature or not rsa2_verify(self._alipay_key, content, signature):  # type: ignore[arg-type]
             # The gateway leaves some refusals (a bad request signature, a wrong app id) unsigned.
-            log.warning("alipay_unsigned_answer", method=method, error_code=result.get("code"), sub_code=result.get("sub_code"))
+            log.warning(
+                "alipay_unsigned_answer",
+                method=method,
+                error_code=result.get("code"),
+                sub_code=result.get("sub_code"),
+            )
             raise ProviderUnavailable()
         return result
 
     @staticmethod
     def _refused(method: str, result: Mapping[str, Any]) -> ProviderUnavailable:
-        log.warning("alipay_refused", method=method, error_code=result.get("code"), sub_code=result.get("sub_code"),
-                    sub_msg=result.get("sub_msg"))
+        log.warning(
+            "alipay_refused",
+            method=method,
+            error_code=result.get("code"),
+            sub_code=result.get("sub_code"),
+            sub_msg=result.get("sub_msg"),
+        )
         return ProviderUnavailable()
 
     def _amount_fields(self, amount: int, currency: str) -> dict[str, str]:
@@ -256,7 +277,10 @@ class AlipayProvider:
             "timeout_express": self._timeout,
         }
         params = self._signed(
-            "alipay.trade.page.pay", biz, notify_url=request.notify_url, return_url=request.return_url
+            "alipay.trade.page.pay",
+            biz,
+            notify_url=request.notify_url,
+            return_url=request.return_url,
         )
         return f"{self._gateway}?{urlencode(params)}"
 
@@ -276,7 +300,11 @@ class AlipayProvider:
         if params.get("app_id") != self._app_id or params.get("notify_type") != "trade_status_sync":
             raise InvalidCallback()
         try:
-            trade_no, out_trade_no, status = params["trade_no"], params["out_trade_no"], params["trade_status"]
+            trade_no, out_trade_no, status = (
+                params["trade_no"],
+                params["out_trade_no"],
+                params["trade_status"],
+            )
             currency = params.get("trans_currency") or "CNY"
             if currency not in EXPONENT:
                 raise InvalidCallback()
@@ -311,7 +339,9 @@ class AlipayProvider:
         """This refund's own amount: a refund's notification gives only the total refunded so far
         (`refund_fee`), so Alipay is asked, as it advises for refunds."""
         method = "alipay.trade.fastpay.refund.query"
-        result = self._call(method, {"out_trade_no": out_trade_no, "out_request_no": out_request_no})
+        result = self._call(
+            method, {"out_trade_no": out_trade_no, "out_request_no": out_request_no}
+        )
         if result.get("code") != SUCCESS or not result.get("refund_amount"):
             raise self._refused(method, result)  # 502: Alipay retries the notification later
         return from_yuan(str(result["refund_amount"]), currency)
@@ -328,7 +358,11 @@ class AlipayProvider:
             if result.get("sub_code") == "ACQ.TRADE_NOT_EXIST":
                 return PaymentStatus("pending", None)  # nobody has scanned or opened it yet
             raise self._refused(method, result)
-        status = {"WAIT_BUYER_PAY": "pending", "TRADE_SUCCESS": "succeeded", "TRADE_FINISHED": "succeeded"}.get(
+        status = {
+            "WAIT_BUYER_PAY": "pending",
+            "TRADE_SUCCESS": "succeeded",
+            "TRADE_FINISHED": "succeeded",
+        }.get(
             str(result.get("trade_status")),
             # TRADE_CLOSED: never paid, or paid and then refunded in full (it then has a payment date).
             "succeeded" if result.get("send_pay_date") else "closed",
@@ -366,8 +400,15 @@ class AlipayProvider:
         result = self._call(method, biz)
         reference = f"{result.get('trade_no') or out_trade_no}:{out_request_no}"
         if result.get("code") != SUCCESS:
-            if str(result.get("sub_code", "")).startswith("ACQ.") and result.get("sub_code") != "ACQ.SYSTEM_ERROR":
-                log.warning("alipay_refund_refused", refund_id=request.refund_id, sub_code=result.get("sub_code"))
+            if (
+                str(result.get("sub_code", "")).startswith("ACQ.")
+                and result.get("sub_code") != "ACQ.SYSTEM_ERROR"
+            ):
+                log.warning(
+                    "alipay_refund_refused",
+                    refund_id=request.refund_id,
+                    sub_code=result.get("sub_code"),
+                )
                 return RefundResult(reference, "failed")
             raise self._refused(method, result)
         if result.get("fund_change") == "Y":
@@ -375,7 +416,11 @@ class AlipayProvider:
         # "N": a repeat of an earlier request, or not done yet; Alipay says to ask.
         done = self._call(
             "alipay.trade.fastpay.refund.query",
-            {"out_trade_no": out_trade_no, "out_request_no": out_request_no, "query_options": ["gmt_refund_pay"]},
+            {
+                "out_trade_no": out_trade_no,
+                "out_request_no": out_request_no,
+                "query_options": ["gmt_refund_pay"],
+            },
         )
         if done.get("code") == SUCCESS and done.get("refund_status") == "REFUND_SUCCESS":
             return RefundResult(reference, "succeeded")
@@ -383,7 +428,9 @@ class AlipayProvider:
 
 
 def build(settings: Settings, http: httpx.Client) -> AlipayProvider | None:
-    if not (settings.alipay_app_id and settings.alipay_app_private_key and settings.alipay_public_key):
+    if not (
+        settings.alipay_app_id and settings.alipay_app_private_key and settings.alipay_public_key
+    ):
         return None
     gateway = settings.alipay_gateway
     if gateway is None and settings.sandbox_enabled:

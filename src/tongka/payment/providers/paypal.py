@@ -87,14 +87,26 @@ PURCHASE_UNIT = "/purchase_units/@reference_id=='default'"
 NO_DECIMALS = frozenset({"HUF", "JPY", "TWD"})
 _VALUE = re.compile(r"^[0-9]{1,23}(\.[0-9]{1,8})?$")
 # PayPal's own hosts, for certificate URLs when the API base is PayPal's.
-PAYPAL_CERT_HOSTS = ("api.paypal.com", "api-m.paypal.com", "api.sandbox.paypal.com", "api-m.sandbox.paypal.com")
+PAYPAL_CERT_HOSTS = (
+    "api.paypal.com",
+    "api-m.paypal.com",
+    "api.sandbox.paypal.com",
+    "api-m.sandbox.paypal.com",
+)
 # A transmission time further than this from our clock is refused: PayPal signs every delivery
 # (retries too) as it sends it, so only a replay or a clock far off is older.
 TRANSMISSION_TOLERANCE_SECONDS = 300
 # PayPal's ids (orders, captures, refunds, transmissions): they go into our API paths and the inbox.
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-CAPTURED = frozenset({"COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED"})  # money taken (later refunds are their own events)
-EVENTS = ("CHECKOUT.ORDER.APPROVED", "PAYMENT.CAPTURE.COMPLETED", "PAYMENT.CAPTURE.DENIED", "PAYMENT.CAPTURE.REFUNDED")
+CAPTURED = frozenset(
+    {"COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED"}
+)  # money taken (later refunds are their own events)
+EVENTS = (
+    "CHECKOUT.ORDER.APPROVED",
+    "PAYMENT.CAPTURE.COMPLETED",
+    "PAYMENT.CAPTURE.DENIED",
+    "PAYMENT.CAPTURE.REFUNDED",
+)
 
 
 def _exponent(currency: str) -> int:
@@ -122,7 +134,9 @@ def _amount(obj: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def build(settings: Settings, http: httpx.Client) -> PayPalProvider | None:
-    if not (settings.paypal_client_id and settings.paypal_client_secret and settings.paypal_webhook_id):
+    if not (
+        settings.paypal_client_id and settings.paypal_client_secret and settings.paypal_webhook_id
+    ):
         return None
     if settings.paypal_api_base:
         base = settings.paypal_api_base
@@ -131,14 +145,20 @@ def build(settings: Settings, http: httpx.Client) -> PayPalProvider | None:
     else:
         return None
     return PayPalProvider(
-        http, base, settings.paypal_client_id, settings.paypal_client_secret.get_secret_value(), settings.paypal_webhook_id
+        http,
+        base,
+        settings.paypal_client_id,
+        settings.paypal_client_secret.get_secret_value(),
+        settings.paypal_webhook_id,
     )
 
 
 class PayPalProvider:
     name = "paypal"
 
-    def __init__(self, http: httpx.Client, api_base: str, client_id: str, client_secret: str, webhook_id: str) -> None:
+    def __init__(
+        self, http: httpx.Client, api_base: str, client_id: str, client_secret: str, webhook_id: str
+    ) -> None:
         self._http = http
         self._base = api_base.rstrip("/")
         self._client = (client_id, client_secret)
@@ -168,17 +188,27 @@ class PayPalProvider:
             try:
                 answer = r.json()
                 # Renew a minute early so a token never expires between our check and PayPal's.
-                self._token = (str(answer["access_token"]), time.monotonic() + int(answer.get("expires_in", 0)) - 60)
+                self._token = (
+                    str(answer["access_token"]),
+                    time.monotonic() + int(answer.get("expires_in", 0)) - 60,
+                )
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 raise ProviderUnavailable() from e
             return self._token[0]
 
-    def _call(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None) -> httpx.Response:
+    def _call(
+        self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
         """One API call with our Bearer token (renewed once if PayPal says it lapsed); network trouble is 502."""
         for renew in (False, True):
-            hdrs = {"Authorization": f"Bearer {self._access_token(renew)}", "Content-Type": "application/json"}
+            hdrs = {
+                "Authorization": f"Bearer {self._access_token(renew)}",
+                "Content-Type": "application/json",
+            }
             try:
-                r = self._http.request(method, f"{self._base}{path}", json=body, headers={**hdrs, **(headers or {})})
+                r = self._http.request(
+                    method, f"{self._base}{path}", json=body, headers={**hdrs, **(headers or {})}
+                )
             except httpx.HTTPError as e:
                 raise ProviderUnavailable() from e
             if r.status_code != 401:
@@ -206,7 +236,13 @@ class PayPalProvider:
             return ""
 
     def _refused(self, r: httpx.Response, path: str) -> ProviderUnavailable:
-        log.error("paypal_api_refused", path=path, status=r.status_code, issue=self._issue(r), body=r.text[:300])
+        log.error(
+            "paypal_api_refused",
+            path=path,
+            status=r.status_code,
+            issue=self._issue(r),
+            body=r.text[:300],
+        )
         return ProviderUnavailable()
 
     def _order(self, order_id: str) -> dict[str, Any] | None:
@@ -227,7 +263,10 @@ class PayPalProvider:
             "purchase_units": [
                 {
                     "reference_id": "default",
-                    "amount": {"currency_code": request.currency, "value": to_value(request.amount, request.currency)},
+                    "amount": {
+                        "currency_code": request.currency,
+                        "value": to_value(request.amount, request.currency),
+                    },
                     "description": request.description[:127],
                     "custom_id": request.payment_id,
                     "invoice_id": request.payment_id,
@@ -247,7 +286,14 @@ class PayPalProvider:
         if r.status_code not in (200, 201):
             raise self._refused(r, path)
         order = self._body(r)
-        approve = next((x.get("href") for x in order.get("links", ()) if x.get("rel") in ("approve", "payer-action")), None)
+        approve = next(
+            (
+                x.get("href")
+                for x in order.get("links", ())
+                if x.get("rel") in ("approve", "payer-action")
+            ),
+            None,
+        )
         if not approve or not isinstance(order.get("id"), str):
             raise self._refused(r, path)
         return Checkout(provider_reference=order["id"], checkout_url=approve)
@@ -260,7 +306,9 @@ class PayPalProvider:
             resource = event["resource"]
             if kind not in EVENTS:
                 # Genuine, but not one the webhook should be subscribed to: nothing we can record.
-                log.warning("paypal_event_not_handled", event_type=kind, transmission_id=transmission_id)
+                log.warning(
+                    "paypal_event_not_handled", event_type=kind, transmission_id=transmission_id
+                )
                 raise InvalidCallback()
             # The body may not be the one PayPal signed (see the module's doc): it only names
             # what to ask PayPal about, and PayPal's answer is the event.
@@ -297,8 +345,13 @@ class PayPalProvider:
         amount, currency = _amount(unit["amount"])
         capture = _capture_of(order)
         if capture is not None:
-            status = {"COMPLETED": "succeeded", "PARTIALLY_REFUNDED": "succeeded", "REFUNDED": "succeeded",
-                      "DECLINED": "failed", "FAILED": "failed"}.get(capture.get("status", ""), "pending")
+            status = {
+                "COMPLETED": "succeeded",
+                "PARTIALLY_REFUNDED": "succeeded",
+                "REFUNDED": "succeeded",
+                "DECLINED": "failed",
+                "FAILED": "failed",
+            }.get(capture.get("status", ""), "pending")
             amount, currency = _amount(capture["amount"])
         elif order.get("status") == "VOIDED" or unit.get("custom_id") == CLOSED:
             status = "closed"
@@ -312,7 +365,9 @@ class PayPalProvider:
         order = self._order(provider_reference)
         if order is None or order.get("status") in ("COMPLETED", "VOIDED"):
             if order is not None and order.get("status") == "COMPLETED":
-                log.warning("paypal_close_after_capture", payment_id=payment_id, order_id=provider_reference)
+                log.warning(
+                    "paypal_close_after_capture", payment_id=payment_id, order_id=provider_reference
+                )
             return  # expired at PayPal, or already settled: there is nothing left to close
         path = f"/v2/checkout/orders/{provider_reference}"
         patch = [{"op": "replace", "path": f"{PURCHASE_UNIT}/custom_id", "value": CLOSED}]
@@ -328,7 +383,10 @@ class PayPalProvider:
             return RefundResult("", "failed")
         path = f"/v2/payments/captures/{capture['id']}/refund"
         body = {
-            "amount": {"currency_code": request.currency, "value": to_value(request.amount, request.currency)},
+            "amount": {
+                "currency_code": request.currency,
+                "value": to_value(request.amount, request.currency),
+            },
             "custom_id": request.refund_id,
             "invoice_id": request.payment_id,
             "note_to_payer": request.reason[:255],
@@ -341,7 +399,9 @@ class PayPalProvider:
         if r.status_code not in (200, 201):
             raise self._refused(r, path)
         answer = self._body(r)
-        status = {"COMPLETED": "succeeded", "PENDING": "pending"}.get(answer.get("status"), "failed")
+        status = {"COMPLETED": "succeeded", "PENDING": "pending"}.get(
+            answer.get("status"), "failed"
+        )
         return RefundResult(str(answer["id"]), status)  # type: ignore[arg-type]
 
     # --- webhooks ---
@@ -357,13 +417,18 @@ class PayPalProvider:
             algorithm = h["paypal-auth-algo"]
         except (KeyError, ValueError):
             raise InvalidCallback() from None
-        if sent.tzinfo is None or abs((clock.now() - sent).total_seconds()) > TRANSMISSION_TOLERANCE_SECONDS:
+        if (
+            sent.tzinfo is None
+            or abs((clock.now() - sent).total_seconds()) > TRANSMISSION_TOLERANCE_SECONDS
+        ):
             log.warning("paypal_webhook_stale", transmission_time=transmission_time[:40])
             raise InvalidCallback()
         if algorithm != "SHA256withRSA" or not self._trusted_cert_url(cert_url):
             raise InvalidCallback()
         key = self._cert_key(cert_url)
-        message = f"{transmission_id}|{transmission_time}|{self._webhook_id}|{zlib.crc32(body)}".encode()
+        message = (
+            f"{transmission_id}|{transmission_time}|{self._webhook_id}|{zlib.crc32(body)}".encode()
+        )
         try:
             key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
@@ -407,7 +472,9 @@ class PayPalProvider:
             self._certs[url] = cert
         now = datetime.now(UTC)
         key = cert.public_key()
-        if not (cert.not_valid_before_utc <= now <= cert.not_valid_after_utc) or not isinstance(key, rsa.RSAPublicKey):
+        if not (cert.not_valid_before_utc <= now <= cert.not_valid_after_utc) or not isinstance(
+            key, rsa.RSAPublicKey
+        ):
             raise InvalidCallback()
         return key
 
@@ -420,8 +487,14 @@ class PayPalProvider:
         if order.get("status") == "APPROVED":
             if unit.get("custom_id") == CLOSED:
                 amount, currency = _amount(unit["amount"])
-                log.info("paypal_approved_after_close", payment_id=str(unit["invoice_id"]), order_id=order_id)
-                return PaymentEvent(event_id, str(unit["invoice_id"]), order_id, "failed", amount, currency)
+                log.info(
+                    "paypal_approved_after_close",
+                    payment_id=str(unit["invoice_id"]),
+                    order_id=order_id,
+                )
+                return PaymentEvent(
+                    event_id, str(unit["invoice_id"]), order_id, "failed", amount, currency
+                )
             order = self._capture(order_id)
         return self._outcome(event_id, order_id, order)
 
@@ -441,7 +514,9 @@ class PayPalProvider:
             # PayPal is holding it: a 502 makes PayPal retry; PAYMENT.CAPTURE.COMPLETED settles it meanwhile.
             raise ProviderUnavailable()
         if capture is None or capture.get("invoice_id", payment_id) != payment_id:
-            log.warning("paypal_webhook_not_captured", order_id=order_id, order_status=order.get("status"))
+            log.warning(
+                "paypal_webhook_not_captured", order_id=order_id, order_status=order.get("status")
+            )
             raise InvalidCallback()  # PayPal captured nothing for this order: the webhook's body says otherwise
         amount, currency = _amount(capture["amount"])
         if status in ("DECLINED", "FAILED"):
@@ -485,13 +560,27 @@ class PayPalProvider:
                 return order
         if r.status_code == 422 and self._issue(r) == "INSTRUMENT_DECLINED":
             unit = (self._order(order_id) or {}).get("purchase_units", [{}])[0]
-            return {"id": order_id, "status": "APPROVED", "purchase_units": [{**unit, "payments": {"captures": [
-                {"id": "", "status": "DECLINED", "amount": unit.get("amount", {})}]}}]}
+            return {
+                "id": order_id,
+                "status": "APPROVED",
+                "purchase_units": [
+                    {
+                        **unit,
+                        "payments": {
+                            "captures": [
+                                {"id": "", "status": "DECLINED", "amount": unit.get("amount", {})}
+                            ]
+                        },
+                    }
+                ],
+            }
         raise self._refused(r, path)
 
 
 def _capture_of(order: Mapping[str, Any]) -> dict[str, Any] | None:
-    captures = ((order.get("purchase_units") or [{}])[0].get("payments") or {}).get("captures") or []
+    captures = ((order.get("purchase_units") or [{}])[0].get("payments") or {}).get(
+        "captures"
+    ) or []
     return captures[0] if captures else None
 
 

@@ -87,4 +87,7 @@ class SandboxProvider:
         return None
 
     def refund(self, request: RefundRequest) -> RefundResult:
-        return RefundResult(provider_refund_id=f"sbx_re_{request.refund_id.replace('-', '')[:20]}", status="succeeded")
+        return RefundResult(
+            provider_refund_id=f"sbx_re_{request.refund_id.replace('-', '')[:20]}",
+            status="succeeded",
+        )

@@ -42,13 +42,18 @@ class StoreProvider:
         return CallbackAnswer(200, "")
 
     def query(self, payment_id: str, provider_reference: str | None) -> PaymentStatus:
-        return PaymentStatus("pending", provider_reference)  # only staff know: their record settles it
+        return PaymentStatus(
+            "pending", provider_reference
+        )  # only staff know: their record settles it
 
     def close(self, payment_id: str, provider_reference: str | None) -> None:
         return None
 
     def refund(self, request: RefundRequest) -> RefundResult:
-        return RefundResult(provider_refund_id="ST-RF-" + request.refund_id.replace("-", "")[:12].upper(), status="succeeded")
+        return RefundResult(
+            provider_refund_id="ST-RF-" + request.refund_id.replace("-", "")[:12].upper(),
+            status="succeeded",
+        )
 
 
 def build(settings: Settings, http: httpx.Client) -> StoreProvider:

@@ -62,7 +62,12 @@ def to_stripe(amount: int, currency: str) -> tuple[int, str]:
 
 def from_stripe(amount: int, currency: str) -> tuple[int, str]:
     code = currency.upper()
-    if code not in STRIPE_EXPONENT or code not in EXPONENT or isinstance(amount, bool) or not isinstance(amount, int):
+    if (
+        code not in STRIPE_EXPONENT
+        or code not in EXPONENT
+        or isinstance(amount, bool)
+        or not isinstance(amount, int)
+    ):
         raise ValueError(f"unexpected amount {amount!r} {currency!r}")
     shift = EXPONENT[code] - STRIPE_EXPONENT[code]
     if shift < 0 and amount % 10**-shift:
@@ -81,9 +86,13 @@ class _InjectedHTTP(stripe.HTTPClient):
 
     def request(self, method, url, headers, post_data=None, *, _usage=None):  # type: ignore[no-untyped-def, override]
         try:
-            response = self._http.request(method, url, headers=dict(headers or {}), content=post_data)
+            response = self._http.request(
+                method, url, headers=dict(headers or {}), content=post_data
+            )
         except httpx.HTTPError as e:
-            raise stripe.APIConnectionError(f"Stripe unreachable: {type(e).__name__}", should_retry=True) from e
+            raise stripe.APIConnectionError(
+                f"Stripe unreachable: {type(e).__name__}", should_retry=True
+            ) from e
         return response.content, response.status_code, response.headers
 
     def request_stream(  # type: ignore[no-untyped-def, override]
@@ -99,20 +108,33 @@ def build(settings: Settings, http: httpx.Client) -> StripeProvider | None:
     if settings.stripe_secret_key is None or settings.stripe_webhook_secret is None:
         return None
     if settings.stripe_api_base:
-        return StripeProvider(settings.stripe_secret_key.get_secret_value(),
-                              settings.stripe_webhook_secret.get_secret_value(), settings.stripe_api_base, http)
+        return StripeProvider(
+            settings.stripe_secret_key.get_secret_value(),
+            settings.stripe_webhook_secret.get_secret_value(),
+            settings.stripe_api_base,
+            http,
+        )
     if not settings.sandbox_enabled:
         return None  # no live API and no simulator to call
     base = f"{settings.public_base_url.rstrip('/')}/sandbox/stripe"
-    return StripeProvider(settings.stripe_secret_key.get_secret_value(),
-                          settings.stripe_webhook_secret.get_secret_value(), base, http, card_page_base=base)
+    return StripeProvider(
+        settings.stripe_secret_key.get_secret_value(),
+        settings.stripe_webhook_secret.get_secret_value(),
+        base,
+        http,
+        card_page_base=base,
+    )
 
 
 class StripeProvider:
     name = "stripe"
 
     def __init__(
-        self, secret_key: str, webhook_secret: str, api_base: str, http: httpx.Client,
+        self,
+        secret_key: str,
+        webhook_secret: str,
+        api_base: str,
+        http: httpx.Client,
         card_page_base: str | None = None,
     ) -> None:
         self._webhook_secret = webhook_secret
@@ -121,7 +143,9 @@ class StripeProvider:
         self._card_page_base = card_page_base
         # One retry: calls are idempotent, and we sit inside a request's transaction meanwhile.
         self._client = stripe.StripeClient(
-            secret_key, base_addresses={"api": api_base.rstrip("/")}, http_client=_InjectedHTTP(http),
+            secret_key,
+            base_addresses={"api": api_base.rstrip("/")},
+            http_client=_InjectedHTTP(http),
             max_network_retries=1,
         )
 
@@ -129,7 +153,13 @@ class StripeProvider:
         try:
             return fn(*args, **kwargs)
         except stripe.StripeError as e:
-            log.warning("stripe_call_failed", call=what, status=e.http_status, error_code=e.code, error=str(e)[:200])
+            log.warning(
+                "stripe_call_failed",
+                call=what,
+                status=e.http_status,
+                error_code=e.code,
+                error=str(e)[:200],
+            )
             raise ProviderUnavailable() from e
 
     def start(self, request: PaymentRequest) -> Checkout:
@@ -149,14 +179,18 @@ class StripeProvider:
         )
         url = None
         if self._card_page_base:
-            query = httpx.QueryParams({"client_secret": intent.client_secret, "return_url": request.return_url})
+            query = httpx.QueryParams(
+                {"client_secret": intent.client_secret, "return_url": request.return_url}
+            )
             url = f"{self._card_page_base}/pay/{intent.id}?{query}"
         return Checkout(provider_reference=intent.id, checkout_url=url)
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
         header = {k.lower(): v for k, v in headers.items()}.get("stripe-signature")
         try:
-            stripe.WebhookSignature.verify_header(body, header, self._webhook_secret, TOLERANCE_SECONDS)
+            stripe.WebhookSignature.verify_header(
+                body, header, self._webhook_secret, TOLERANCE_SECONDS
+            )
             signed_at = int(dict(p.split("=", 1) for p in header.split(",") if "=" in p)["t"])  # type: ignore[union-attr]
         except (stripe.SignatureVerificationError, ValueError, KeyError):  # ValueError: not UTF-8
             raise InvalidCallback() from None
@@ -177,8 +211,12 @@ class StripeProvider:
 
     def query(self, payment_id: str, provider_reference: str | None) -> PaymentStatus:
         if not provider_reference:
-            return PaymentStatus("pending", None)  # no PaymentIntent id to ask about: Stripe cannot tell
-        intent = self._call("retrieve_payment_intent", self._client.v1.payment_intents.retrieve, provider_reference)
+            return PaymentStatus(
+                "pending", None
+            )  # no PaymentIntent id to ask about: Stripe cannot tell
+        intent = self._call(
+            "retrieve_payment_intent", self._client.v1.payment_intents.retrieve, provider_reference
+        )
         try:
             return _status(intent)
         except (ValueError, KeyError, TypeError, AttributeError) as e:  # an answer we cannot read
@@ -192,12 +230,22 @@ class StripeProvider:
             self._client.v1.payment_intents.cancel(provider_reference)
         except stripe.InvalidRequestError as e:
             if e.code != "payment_intent_unexpected_state":
-                log.warning("stripe_call_failed", call="cancel_payment_intent", status=e.http_status, error_code=e.code)
+                log.warning(
+                    "stripe_call_failed",
+                    call="cancel_payment_intent",
+                    status=e.http_status,
+                    error_code=e.code,
+                )
                 raise ProviderUnavailable() from e
             # Already canceled, or already paid (its webhook brings the success): nothing to close.
             log.info("stripe_close_not_open", payment_id=payment_id, reference=provider_reference)
         except stripe.StripeError as e:
-            log.warning("stripe_call_failed", call="cancel_payment_intent", status=e.http_status, error_code=e.code)
+            log.warning(
+                "stripe_call_failed",
+                call="cancel_payment_intent",
+                status=e.http_status,
+                error_code=e.code,
+            )
             raise ProviderUnavailable() from e
 
     def refund(self, request: RefundRequest) -> RefundResult:
@@ -209,13 +257,18 @@ class StripeProvider:
                 "payment_intent": request.provider_reference,
                 "amount": amount,
                 "reason": "requested_by_customer",  # Stripe takes only its own reason codes
-                "metadata": {"refund_id": request.refund_id, "payment_id": request.payment_id,
-                             "reason": request.reason[:500]},
+                "metadata": {
+                    "refund_id": request.refund_id,
+                    "payment_id": request.payment_id,
+                    "reason": request.reason[:500],
+                },
             },
             # Stripe replays the first answer for a repeated key: one refund per refund id.
             options={"idempotency_key": f"tongka-refund-{request.refund_id}"},
         )
-        status = {"succeeded": "succeeded", "failed": "failed", "canceled": "failed"}.get(refund.status, "pending")
+        status = {"succeeded": "succeeded", "failed": "failed", "canceled": "failed"}.get(
+            refund.status, "pending"
+        )
         return RefundResult(provider_refund_id=refund.id, status=status)  # type: ignore[arg-type]
 
 
@@ -227,7 +280,9 @@ def _status(intent: Any) -> PaymentStatus:
     if intent.status == "canceled":
         return PaymentStatus("closed", intent.id, amount, currency)
     if intent.status == "requires_payment_method" and intent.last_payment_error:
-        return PaymentStatus("failed", intent.id, amount, currency)  # the last card was declined (it may be retried)
+        return PaymentStatus(
+            "failed", intent.id, amount, currency
+        )  # the last card was declined (it may be retried)
     return PaymentStatus("pending", intent.id, amount, currency)
 
 
@@ -236,7 +291,9 @@ def _read_event(event: dict[str, Any]) -> PaymentEvent:
     obj = event["data"]["object"]
     if kind in ("payment_intent.succeeded", "payment_intent.payment_failed"):
         succeeded = kind == "payment_intent.succeeded"
-        amount, currency = from_stripe(obj["amount_received" if succeeded else "amount"], obj["currency"])
+        amount, currency = from_stripe(
+            obj["amount_received" if succeeded else "amount"], obj["currency"]
+        )
         return PaymentEvent(
             event_id=str(event["id"]),
             payment_id=str(obj["metadata"]["payment_id"]),

@@ -84,7 +84,12 @@ REFUND_STATES: dict[str, Literal["succeeded", "pending", "failed"]] = {
 
 def to_fen(amount: int, currency: str) -> int:
     """tongka minor units -> WeChat's `total`, by integer scaling only."""
-    if currency != CURRENCY or isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+    if (
+        currency != CURRENCY
+        or isinstance(amount, bool)
+        or not isinstance(amount, int)
+        or amount < 0
+    ):
         raise ValueError(f"WeChat Pay cannot take {amount!r} {currency!r}")
     return amount * 10 ** (FEN_EXPONENT - EXPONENT[currency])
 
@@ -153,17 +158,31 @@ class WeChatPayProvider:
 
     # -- the API ------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> tuple[int, Any]:
+    def _call(
+        self, method: str, path: str, payload: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
         """One signed API call: (status, JSON or None). A 2xx answer must carry WeChat's signature."""
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")) if payload is not None else ""
+        body = (
+            json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+            if payload is not None
+            else ""
+        )
         url = httpx.URL(self._base + path)
         # The signed URL is the request's absolute path with its query, as sent.
-        authorization = build_authorization(url.raw_path.decode(), method, self._mch_id, self._serial, self._private_key, data=body)
-        headers = {"Authorization": authorization, "Accept": "application/json", "User-Agent": "tongka"}
+        authorization = build_authorization(
+            url.raw_path.decode(), method, self._mch_id, self._serial, self._private_key, data=body
+        )
+        headers = {
+            "Authorization": authorization,
+            "Accept": "application/json",
+            "User-Agent": "tongka",
+        }
         if body:
             headers["Content-Type"] = "application/json"
         try:
-            answer = self._http.request(method, url, content=body.encode() if body else None, headers=headers)
+            answer = self._http.request(
+                method, url, content=body.encode() if body else None, headers=headers
+            )
         except httpx.HTTPError as error:
             log.warning("wechat_unreachable", path=path, error=str(error))
             raise ProviderUnavailable() from error
@@ -176,8 +195,14 @@ class WeChatPayProvider:
             data = None
         if answer.status_code >= 300:
             error = data if isinstance(data, dict) else {}
-            log.warning("wechat_refused", path=path, status=answer.status_code, error_code=error.get("code"),
-                        message=error.get("message"), request_id=answer.headers.get("request-id"))
+            log.warning(
+                "wechat_refused",
+                path=path,
+                status=answer.status_code,
+                error_code=error.get("code"),
+                message=error.get("message"),
+                request_id=answer.headers.get("request-id"),
+            )
         return answer.status_code, data
 
     def _genuine(self, headers: Mapping[str, str], body: bytes) -> bool:
@@ -189,17 +214,31 @@ class WeChatPayProvider:
             return False
         try:
             text = body.decode("utf-8")
-            return bool(rsa_verify(h["wechatpay-timestamp"], h["wechatpay-nonce"], text, h["wechatpay-signature"], self._platform_key))
+            return bool(
+                rsa_verify(
+                    h["wechatpay-timestamp"],
+                    h["wechatpay-nonce"],
+                    text,
+                    h["wechatpay-signature"],
+                    self._platform_key,
+                )
+            )
         except (KeyError, UnicodeDecodeError, ValueError, TypeError):
             return False
 
-    def _order(self, kind: str, request: PaymentRequest, extra: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _order(
+        self, kind: str, request: PaymentRequest, extra: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         if request.currency != CURRENCY:
-            from tongka.payment.service import MethodUnavailable  # here: service imports the provider registry
+            from tongka.payment.service import (
+                MethodUnavailable,  # here: service imports the provider registry
+            )
 
             raise MethodUnavailable(method=request.method)
         out_trade_no = to_out_no(request.payment_id)
-        expires = (clock.now() + timedelta(seconds=self._ttl)).astimezone(CHINA).replace(microsecond=0)
+        expires = (
+            (clock.now() + timedelta(seconds=self._ttl)).astimezone(CHINA).replace(microsecond=0)
+        )
         payload = {
             "appid": self._appid,
             "mchid": self._mch_id,
@@ -226,7 +265,9 @@ class WeChatPayProvider:
         if self._sandbox:
             # No WeChat app can scan here: the simulator's page is what the app would open.
             checkout_url = f"{self._base}/wxpay/bizpayurl?{urlsplit(code_url).query}"
-        return Checkout(provider_reference=out_trade_no, checkout_url=checkout_url, qr_content=code_url)
+        return Checkout(
+            provider_reference=out_trade_no, checkout_url=checkout_url, qr_content=code_url
+        )
 
     def start_h5(self, request: PaymentRequest, payer_ip: str) -> Checkout:
         """H5, for a phone's browser outside WeChat: the payer opens h5_url, which returns to return_url."""
@@ -243,7 +284,9 @@ class WeChatPayProvider:
 
     def query(self, payment_id: str, provider_reference: str | None) -> PaymentStatus:
         out_trade_no = to_out_no(payment_id)
-        status, data = self._call("GET", f"/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={self._mch_id}")
+        status, data = self._call(
+            "GET", f"/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={self._mch_id}"
+        )
         if status == 404 and isinstance(data, dict) and data.get("code") == "ORDER_NOT_EXIST":
             return PaymentStatus("closed", None)  # never created at WeChat: it cannot be paid
         if status != 200 or not isinstance(data, dict) or data.get("out_trade_no") != out_trade_no:
@@ -268,7 +311,9 @@ class WeChatPayProvider:
     def close(self, payment_id: str, provider_reference: str | None) -> None:
         out_trade_no = to_out_no(payment_id)
         status, data = self._call(
-            "POST", f"/v3/pay/transactions/out-trade-no/{out_trade_no}/close", {"mchid": self._mch_id}
+            "POST",
+            f"/v3/pay/transactions/out-trade-no/{out_trade_no}/close",
+            {"mchid": self._mch_id},
         )
         if status == 204 or (isinstance(data, dict) and data.get("code") == "ORDER_CLOSED"):
             return
@@ -307,10 +352,16 @@ class WeChatPayProvider:
         try:
             notification = json.loads(body)
             resource = notification["resource"]
-            if notification.get("resource_type") != "encrypt-resource" or resource["algorithm"] != "AEAD_AES_256_GCM":
+            if (
+                notification.get("resource_type") != "encrypt-resource"
+                or resource["algorithm"] != "AEAD_AES_256_GCM"
+            ):
                 raise InvalidCallback()
             plain = aes_decrypt(
-                resource["nonce"], resource["ciphertext"], resource.get("associated_data") or "", self._apiv3_key
+                resource["nonce"],
+                resource["ciphertext"],
+                resource.get("associated_data") or "",
+                self._apiv3_key,
             )
             if plain is None:  # the AES-GCM tag did not match: not encrypted with our APIv3 key
                 raise InvalidCallback()
@@ -373,8 +424,14 @@ def build(settings: Settings, http: httpx.Client) -> WeChatPayProvider | None:
         base, sandbox = f"{settings.public_base_url.rstrip('/')}/sandbox/wechat", True
     else:
         return None
-    assert settings.wechat_apiv3_key and settings.wechat_merchant_private_key and settings.wechat_platform_public_key
-    private_key = load_pem_private_key(pem(settings.wechat_merchant_private_key.get_secret_value()), password=None)
+    assert (
+        settings.wechat_apiv3_key
+        and settings.wechat_merchant_private_key
+        and settings.wechat_platform_public_key
+    )
+    private_key = load_pem_private_key(
+        pem(settings.wechat_merchant_private_key.get_secret_value()), password=None
+    )
     public_key = load_pem_public_key(pem(settings.wechat_platform_public_key))
     if not isinstance(private_key, RSAPrivateKey) or not isinstance(public_key, RSAPublicKey):
         raise ValueError("WeChat Pay keys must be RSA")

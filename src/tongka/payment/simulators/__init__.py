@@ -35,13 +35,19 @@ async def deliver(request: Request, url: str, body: bytes, headers: dict[str, st
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     transport = httpx.ASGITransport(app=request.app)
-    async with httpx.AsyncClient(transport=transport, base_url=f"{parts.scheme}://{parts.netloc}") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url=f"{parts.scheme}://{parts.netloc}"
+    ) as client:
         answer = await client.post(path, content=body, headers=headers)
     return answer.status_code
 
 
 def deliver_later(
-    request: Request, url: str, body: bytes, headers: dict[str, str], retries: Sequence[float] = (0.05, 0.5, 2.0)
+    request: Request,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    retries: Sequence[float] = (0.05, 0.5, 2.0),
 ) -> None:
     """Send a notification once the current API call has been answered, as providers do: never
     inside the caller's transaction. Retried after each pause until tongka answers 2xx."""

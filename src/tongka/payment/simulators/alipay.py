@@ -25,8 +25,8 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import segno
-from cryptography.hazmat.primitives.asymmetric import rsa
 import structlog
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
@@ -64,12 +64,15 @@ TIMESTAMP_TOLERANCE_SECONDS = 15 * 60
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
 
 
-
 class Refusal(Exception):
     def __init__(self, code: str, sub_code: str, sub_msg: str) -> None:
         super().__init__(sub_code)
-        msg = {"20000": "Service Currently Unavailable", "40001": "Missing Required Arguments",
-               "40002": "Invalid Arguments", "40004": "Business Failed"}[code]
+        msg = {
+            "20000": "Service Currently Unavailable",
+            "40001": "Missing Required Arguments",
+            "40002": "Invalid Arguments",
+            "40004": "Business Failed",
+        }[code]
         self.body = {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg}
 
 
@@ -83,7 +86,9 @@ def _business(sub_code: str, sub_msg: str) -> Refusal:
 async def _params(request: Request) -> dict[str, str]:
     pairs = parse_qsl(request.url.query, keep_blank_values=True)
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        pairs += parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+        pairs += parse_qsl(
+            (await request.body()).decode("utf-8", "replace"), keep_blank_values=True
+        )
     params = dict(pairs)
     if len(params) != len(pairs):
         raise Refusal("40002", "isv.invalid-parameter", "参数重复")
@@ -92,7 +97,11 @@ async def _params(request: Request) -> dict[str, str]:
 
 def _check(settings: Settings, params: dict[str, str]) -> dict[str, Any]:
     """The gateway's checks, in its order; the request's biz_content when they pass."""
-    if not (settings.alipay_app_id and settings.sandbox_alipay_app_public_key and settings.sandbox_alipay_private_key):
+    if not (
+        settings.alipay_app_id
+        and settings.sandbox_alipay_app_public_key
+        and settings.sandbox_alipay_private_key
+    ):
         raise Refusal("20000", "aop.unknow-error", "系统繁忙")
     for name in ("app_id", "method", "sign_type", "sign", "timestamp", "version", "charset"):
         if not params.get(name):
@@ -109,8 +118,14 @@ def _check(settings: Settings, params: dict[str, str]) -> dict[str, Any]:
         raise Refusal("40002", "isv.invalid-timestamp", "非法的时间戳参数") from None
     if abs((clock.now() - sent).total_seconds()) > TIMESTAMP_TOLERANCE_SECONDS:
         raise Refusal("40002", "isv.invalid-timestamp", "非法的时间戳参数")
-    if not rsa2_verify(public_key(settings.sandbox_alipay_app_public_key), request_content(params), params["sign"]):
-        raise Refusal("40002", "isv.invalid-signature", "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配")
+    if not rsa2_verify(
+        public_key(settings.sandbox_alipay_app_public_key), request_content(params), params["sign"]
+    ):
+        raise Refusal(
+            "40002",
+            "isv.invalid-signature",
+            "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配",
+        )
     try:
         biz = json.loads(params.get("biz_content") or "{}")
     except ValueError:
@@ -159,7 +174,9 @@ def _amount(text: Any, currency: str) -> int:
         raise _business("ACQ.INVALID_PARAMETER", "金额格式错误") from None
 
 
-def _create(session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any], product: str) -> SimPayment:
+def _create(
+    session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any], product: str
+) -> SimPayment:
     """Make the trade, or find the one with this out_trade_no (Alipay accepts an identical repeat)."""
     out_trade_no, subject = str(biz.get("out_trade_no") or ""), str(biz.get("subject") or "")
     currency = str(biz.get("trans_currency") or "CNY")
@@ -169,7 +186,9 @@ def _create(session: Session, settings: Settings, params: dict[str, str], biz: d
     if amount <= 0:
         raise _business("ACQ.INVALID_PARAMETER", "金额必须大于0")
     sim = session.scalars(
-        select(SimPayment).where(SimPayment.provider == PROVIDER, SimPayment.merchant_reference == out_trade_no)
+        select(SimPayment).where(
+            SimPayment.provider == PROVIDER, SimPayment.merchant_reference == out_trade_no
+        )
     ).first()
     if sim is not None:
         if (sim.amount, sim.currency) != (amount, currency):
@@ -181,8 +200,10 @@ def _create(session: Session, settings: Settings, params: dict[str, str], biz: d
         if params.get("return_url"):  # the payer came through the web cashier: send them back there
             sim.data = {**sim.data, "return_url": params["return_url"]}
         return sim
-    trade_no = clock.now().astimezone(BEIJING).strftime("%Y%m%d") + "22001" + "".join(
-        secrets.choice("0123456789") for _ in range(15)
+    trade_no = (
+        clock.now().astimezone(BEIJING).strftime("%Y%m%d")
+        + "22001"
+        + "".join(secrets.choice("0123456789") for _ in range(15))
     )
     base = settings.public_base_url.rstrip("/")
     sim = SimPayment(
@@ -215,72 +236,133 @@ def _currency_fields(sim: SimPayment) -> dict[str, str]:
     return {"trans_currency": sim.currency, "settle_currency": sim.currency}
 
 
-def _precreate(session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
+def _precreate(
+    session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any]
+) -> dict[str, Any]:
     sim = _create(session, settings, params, biz, "FACE_TO_FACE_PAYMENT")
-    return {"code": SUCCESS, "msg": "Success", "out_trade_no": sim.merchant_reference, "qr_code": sim.data["qr_code"]}
+    return {
+        "code": SUCCESS,
+        "msg": "Success",
+        "out_trade_no": sim.merchant_reference,
+        "qr_code": sim.data["qr_code"],
+    }
 
 
-def _query(session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
+def _query(
+    session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any]
+) -> dict[str, Any]:
     sim = _find(session, biz)
     body: dict[str, Any] = {
-        "code": SUCCESS, "msg": "Success", "trade_no": sim.reference, "out_trade_no": sim.merchant_reference,
-        "trade_status": sim.data["trade_status"], "total_amount": to_yuan(sim.amount, sim.currency),
+        "code": SUCCESS,
+        "msg": "Success",
+        "trade_no": sim.reference,
+        "out_trade_no": sim.merchant_reference,
+        "trade_status": sim.data["trade_status"],
+        "total_amount": to_yuan(sim.amount, sim.currency),
         **_currency_fields(sim),
     }
     if sim.data.get("gmt_payment"):
         paid = to_yuan(sim.amount, sim.currency)
-        body |= {"send_pay_date": sim.data["gmt_payment"], "buyer_pay_amount": paid, "receipt_amount": paid,
-                 "buyer_logon_id": BUYER["buyer_logon_id"], "buyer_user_id": BUYER["buyer_id"]}
+        body |= {
+            "send_pay_date": sim.data["gmt_payment"],
+            "buyer_pay_amount": paid,
+            "receipt_amount": paid,
+            "buyer_logon_id": BUYER["buyer_logon_id"],
+            "buyer_user_id": BUYER["buyer_id"],
+        }
     return body
 
 
-def _close(session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
+def _close(
+    session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any]
+) -> dict[str, Any]:
     sim = _find(session, biz)
     if sim.data["trade_status"] != "WAIT_BUYER_PAY":
         raise _business("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
     sim.status = "closed"
     sim.data = {**sim.data, "trade_status": "TRADE_CLOSED", "gmt_close": beijing_now()}
-    return {"code": SUCCESS, "msg": "Success", "trade_no": sim.reference, "out_trade_no": sim.merchant_reference}
+    return {
+        "code": SUCCESS,
+        "msg": "Success",
+        "trade_no": sim.reference,
+        "out_trade_no": sim.merchant_reference,
+    }
 
 
-def _refund(session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
+def _refund(
+    session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any]
+) -> dict[str, Any]:
     sim = _find(session, biz)
     if biz.get("refund_currency") and biz["refund_currency"] != sim.currency:
         raise _business("ACQ.INVALID_PARAMETER", "退款币种与交易币种不一致")
     amount = _amount(biz.get("refund_amount"), sim.currency)
     request_no = str(biz.get("out_request_no") or sim.merchant_reference)
-    answer = {"code": SUCCESS, "msg": "Success", "trade_no": sim.reference, "out_trade_no": sim.merchant_reference,
-              "buyer_logon_id": BUYER["buyer_logon_id"], "buyer_user_id": BUYER["buyer_id"]}
+    answer = {
+        "code": SUCCESS,
+        "msg": "Success",
+        "trade_no": sim.reference,
+        "out_trade_no": sim.merchant_reference,
+        "buyer_logon_id": BUYER["buyer_logon_id"],
+        "buyer_user_id": BUYER["buyer_id"],
+    }
     earlier = next((r for r in sim.refunds if r["out_request_no"] == request_no), None)
     if earlier is not None:  # the same out_request_no again: the same refund, no money moves
         if earlier["amount"] != amount:
             raise _business("ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")
-        return answer | {"fund_change": "N", "refund_fee": to_yuan(sim.refunded, sim.currency),
-                         "send_back_fee": "0.00", "gmt_refund_pay": earlier["gmt_refund"]}
+        return answer | {
+            "fund_change": "N",
+            "refund_fee": to_yuan(sim.refunded, sim.currency),
+            "send_back_fee": "0.00",
+            "gmt_refund_pay": earlier["gmt_refund"],
+        }
     if sim.status != "succeeded":
         raise _business("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
     if amount <= 0 or amount > sim.amount - sim.refunded:
         raise _business("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限")
     now = beijing_now()
     sim.refunded += amount
-    sim.refunds = [*sim.refunds, {"out_request_no": request_no, "amount": amount, "gmt_refund": now,
-                                  "reason": str(biz.get("refund_reason") or "")}]
+    sim.refunds = [
+        *sim.refunds,
+        {
+            "out_request_no": request_no,
+            "amount": amount,
+            "gmt_refund": now,
+            "reason": str(biz.get("refund_reason") or ""),
+        },
+    ]
     if sim.refunded == sim.amount:
         sim.data = {**sim.data, "trade_status": "TRADE_CLOSED", "gmt_close": now}
-    return answer | {"fund_change": "Y", "refund_fee": to_yuan(sim.refunded, sim.currency),
-                     "send_back_fee": to_yuan(amount, sim.currency), "gmt_refund_pay": now,
-                     "_notify_refund": request_no}
+    return answer | {
+        "fund_change": "Y",
+        "refund_fee": to_yuan(sim.refunded, sim.currency),
+        "send_back_fee": to_yuan(amount, sim.currency),
+        "gmt_refund_pay": now,
+        "_notify_refund": request_no,
+    }
 
 
-def _refund_query(session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
+def _refund_query(
+    session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any]
+) -> dict[str, Any]:
     sim = _find(session, biz)
     request_no = str(biz.get("out_request_no") or sim.merchant_reference)
-    body: dict[str, Any] = {"code": SUCCESS, "msg": "Success", "trade_no": sim.reference,
-                            "out_trade_no": sim.merchant_reference, "out_request_no": request_no}
+    body: dict[str, Any] = {
+        "code": SUCCESS,
+        "msg": "Success",
+        "trade_no": sim.reference,
+        "out_trade_no": sim.merchant_reference,
+        "out_request_no": request_no,
+    }
     refund = next((r for r in sim.refunds if r["out_request_no"] == request_no), None)
-    if refund is not None:  # an unknown out_request_no answers success with no refund in it, as Alipay does
-        body |= {"total_amount": to_yuan(sim.amount, sim.currency), "refund_amount": to_yuan(refund["amount"], sim.currency),
-                 "refund_status": "REFUND_SUCCESS", "gmt_refund_pay": refund["gmt_refund"]}
+    if (
+        refund is not None
+    ):  # an unknown out_request_no answers success with no refund in it, as Alipay does
+        body |= {
+            "total_amount": to_yuan(sim.amount, sim.currency),
+            "refund_amount": to_yuan(refund["amount"], sim.currency),
+            "refund_status": "REFUND_SUCCESS",
+            "gmt_refund_pay": refund["gmt_refund"],
+        }
     return body
 
 
@@ -296,7 +378,9 @@ METHODS = {
 # --- notifications -------------------------------------------------------------------------
 
 
-def _notification(settings: Settings, sim: SimPayment, refund: dict[str, Any] | None = None) -> bytes:
+def _notification(
+    settings: Settings, sim: SimPayment, refund: dict[str, Any] | None = None
+) -> bytes:
     data = sim.data
     params = {
         "notify_time": beijing_now(),
@@ -317,15 +401,24 @@ def _notification(settings: Settings, sim: SimPayment, refund: dict[str, Any] | 
     if data.get("gmt_payment"):
         paid = to_yuan(sim.amount, sim.currency)
         params |= {
-            **BUYER, "gmt_payment": data["gmt_payment"], "receipt_amount": paid, "buyer_pay_amount": paid,
-            "invoice_amount": paid, "point_amount": "0.00",
-            "fund_bill_list": json.dumps([{"amount": paid, "fundChannel": "ALIPAYACCOUNT"}], separators=(",", ":")),
+            **BUYER,
+            "gmt_payment": data["gmt_payment"],
+            "receipt_amount": paid,
+            "buyer_pay_amount": paid,
+            "invoice_amount": paid,
+            "point_amount": "0.00",
+            "fund_bill_list": json.dumps(
+                [{"amount": paid, "fundChannel": "ALIPAYACCOUNT"}], separators=(",", ":")
+            ),
         }
     if data.get("gmt_close"):
         params["gmt_close"] = data["gmt_close"]
     if refund is not None:
-        params |= {"out_biz_no": refund["out_request_no"], "refund_fee": to_yuan(sim.refunded, sim.currency),
-                   "gmt_refund": refund["gmt_refund"]}
+        params |= {
+            "out_biz_no": refund["out_request_no"],
+            "refund_fee": to_yuan(sim.refunded, sim.currency),
+            "gmt_refund": refund["gmt_refund"],
+        }
     params["sign_type"] = "RSA2"
     params["sign"] = rsa2_sign(_alipay_key(settings), notify_content(params))
     return urlencode(params).encode()
@@ -389,7 +482,12 @@ async def _gateway(request: Request) -> Response:
         return _answer(settings, method, refusal.body, signed=False)
     handler = METHODS.get(method)
     if handler is None:
-        return _answer(settings, "", Refusal("40002", "isv.invalid-method", "不存在的方法名").body, signed=False)
+        return _answer(
+            settings,
+            "",
+            Refusal("40002", "isv.invalid-method", "不存在的方法名").body,
+            signed=False,
+        )
     notify: tuple[str, bytes] | None = None
     try:
         with store_sessions(request).begin() as session:
@@ -420,7 +518,11 @@ def _page_pay(request: Request, settings: Settings, params: dict[str, str]) -> R
 
 
 def _page(
-    request: Request, sim: SimPayment | None, *, scan: bool = False, error: dict[str, str] | None = None,
+    request: Request,
+    sim: SimPayment | None,
+    *,
+    scan: bool = False,
+    error: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     context: dict[str, Any] = {"lang": "zh-Hans", "error": error, "scan": scan}
@@ -432,10 +534,16 @@ def _page(
             "price": Money(sim.amount, sim.currency).format("zh-Hans"),  # type: ignore[arg-type]
             "trade_status": sim.data["trade_status"],
             "paid": bool(sim.data.get("gmt_payment")),
-            "refunded": Money(sim.refunded, sim.currency).format("zh-Hans") if sim.refunded else None,  # type: ignore[arg-type]
-            "qr_svg": None if scan else segno.make(sim.data["qr_code"], error="m").svg_inline(border=4, omitsize=True),
+            "refunded": Money(sim.refunded, sim.currency).format("zh-Hans")
+            if sim.refunded
+            else None,  # type: ignore[arg-type]
+            "qr_svg": None
+            if scan
+            else segno.make(sim.data["qr_code"], error="m").svg_inline(border=4, omitsize=True),
         }
-    return templates.TemplateResponse(request, "sandbox/alipay_cashier.html", context, status_code=status_code)
+    return templates.TemplateResponse(
+        request, "sandbox/alipay_cashier.html", context, status_code=status_code
+    )
 
 
 def _load(request: Request, trade_no: str) -> SimPayment | None:
@@ -448,7 +556,12 @@ async def cashier(trade_no: str, request: Request) -> Response:
     """Anyone, in sandbox mode: Alipay's web cashier for one trade, as the payer sees it."""
     sim = _load(request, trade_no)
     if sim is None:
-        return _page(request, None, error=_business("ACQ.TRADE_NOT_EXIST", "交易不存在").body, status_code=404)
+        return _page(
+            request,
+            None,
+            error=_business("ACQ.TRADE_NOT_EXIST", "交易不存在").body,
+            status_code=404,
+        )
     return _page(request, sim)
 
 
@@ -457,38 +570,66 @@ async def scanned(trade_no: str, request: Request) -> Response:
     """Anyone, in sandbox mode: what the Alipay app shows when the trade's QR code is scanned."""
     sim = _load(request, trade_no)
     if sim is None:
-        return _page(request, None, error=_business("ACQ.TRADE_NOT_EXIST", "交易不存在").body, status_code=404)
+        return _page(
+            request,
+            None,
+            error=_business("ACQ.TRADE_NOT_EXIST", "交易不存在").body,
+            status_code=404,
+        )
     return _page(request, sim, scan=True)
 
 
 @router.post("/cashier/{trade_no}/pay")
 async def pay(
-    trade_no: str, request: Request, outcome: Annotated[Literal["succeeded", "failed"], Form()] = "succeeded"
+    trade_no: str,
+    request: Request,
+    outcome: Annotated[Literal["succeeded", "failed"], Form()] = "succeeded",
 ) -> Response:
     """Anyone, in sandbox mode: the payer confirms ("succeeded") or cancels ("failed"); Alipay notifies tongka."""
     sim = _load(request, trade_no)
     if sim is None:
-        return _page(request, None, error=_business("ACQ.TRADE_NOT_EXIST", "交易不存在").body, status_code=404)
+        return _page(
+            request,
+            None,
+            error=_business("ACQ.TRADE_NOT_EXIST", "交易不存在").body,
+            status_code=404,
+        )
     if sim.status == "closed":
-        return _page(request, sim, error=_business("ACQ.TRADE_HAS_CLOSE", "交易已经关闭").body, status_code=409)
+        return _page(
+            request,
+            sim,
+            error=_business("ACQ.TRADE_HAS_CLOSE", "交易已经关闭").body,
+            status_code=409,
+        )
     await complete(request, sim, outcome)
     sim = _load(request, trade_no)
     assert sim is not None
     return_url = sim.data.get("return_url")
     if sim.status == "succeeded" and return_url:
-        return RedirectResponse(_return_url(request.app.state.settings, sim, return_url), status_code=303)
+        return RedirectResponse(
+            _return_url(request.app.state.settings, sim, return_url), status_code=303
+        )
     return RedirectResponse(f"/sandbox/alipay/cashier/{trade_no}", status_code=303)
 
 
 def _return_url(settings: Settings, sim: SimPayment, url: str) -> str:
     """The payer's way back after page.pay, with Alipay's signed synchronous return parameters."""
     params = {
-        "charset": "utf-8", "out_trade_no": sim.merchant_reference, "method": "alipay.trade.page.pay.return",
-        "total_amount": to_yuan(sim.amount, sim.currency), "trade_no": sim.reference,
-        "auth_app_id": settings.alipay_app_id or "", "app_id": settings.alipay_app_id or "", "version": "1.0",
-        "seller_id": SELLER_ID, "timestamp": beijing_now(),
+        "charset": "utf-8",
+        "out_trade_no": sim.merchant_reference,
+        "method": "alipay.trade.page.pay.return",
+        "total_amount": to_yuan(sim.amount, sim.currency),
+        "trade_no": sim.reference,
+        "auth_app_id": settings.alipay_app_id or "",
+        "app_id": settings.alipay_app_id or "",
+        "version": "1.0",
+        "seller_id": SELLER_ID,
+        "timestamp": beijing_now(),
     }
-    params |= {"sign_type": "RSA2", "sign": rsa2_sign(_alipay_key(settings), notify_content(params))}
+    params |= {
+        "sign_type": "RSA2",
+        "sign": rsa2_sign(_alipay_key(settings), notify_content(params)),
+    }
     parts = urlsplit(url)
     query = "&".join(filter(None, [parts.query, urlencode(params)]))
     return urlunsplit(parts._replace(query=query))

@@ -55,10 +55,16 @@ router = APIRouter()
 PROVIDER = "paypal"
 TOKEN_SECONDS = 32_400  # PayPal's tokens last nine hours
 MERCHANT_ID = "TONGKASANDBOX"
-PAYER = {"name": {"given_name": "Sandbox", "surname": "Buyer"}, "email_address": "buyer@example.com",
-         "payer_id": "SANDBOXBUYER1", "address": {"country_code": "HK"}}
+PAYER = {
+    "name": {"given_name": "Sandbox", "surname": "Buyer"},
+    "email_address": "buyer@example.com",
+    "payer_id": "SANDBOXBUYER1",
+    "address": {"country_code": "HK"},
+}
 NO_DECIMALS = frozenset({"HUF", "JPY", "TWD"})
-_held: dict[str, list[tuple[bytes, dict[str, str]]]] = {}  # order id -> webhooks `complete` sends after the approval
+_held: dict[
+    str, list[tuple[bytes, dict[str, str]]]
+] = {}  # order id -> webhooks `complete` sends after the approval
 
 
 # --- keys, tokens, errors ---
@@ -68,17 +74,27 @@ _held: dict[str, list[tuple[bytes, dict[str, str]]]] = {}  # order id -> webhook
 def signing_key() -> tuple[rsa.RSAPrivateKey, bytes, str]:
     """The simulator's webhook key, its self-signed certificate (PEM) and the certificate's id."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "messageverificationcerts.sandbox.paypal.com")])
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, "messageverificationcerts.sandbox.paypal.com")]
+    )
     now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
         .sign(key, hashes.SHA256())
     )
     der = cert.public_bytes(serialization.Encoding.DER)
     digest = hashlib.sha256(der).hexdigest()
-    return key, cert.public_bytes(serialization.Encoding.PEM), f"CERT-{digest[:8]}-{digest[8:16]}-{digest[16:24]}"
+    return (
+        key,
+        cert.public_bytes(serialization.Encoding.PEM),
+        f"CERT-{digest[:8]}-{digest[8:16]}-{digest[16:24]}",
+    )
 
 
 def cert_url(settings: Settings) -> str:
@@ -94,8 +110,12 @@ def _base(settings: Settings) -> str:
 
 
 def _token_mac(settings: Settings, expires: int) -> str:
-    secret = settings.paypal_client_secret.get_secret_value() if settings.paypal_client_secret else ""
-    return hmac.new(secret.encode(), f"{settings.paypal_client_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+    secret = (
+        settings.paypal_client_secret.get_secret_value() if settings.paypal_client_secret else ""
+    )
+    return hmac.new(
+        secret.encode(), f"{settings.paypal_client_id}:{expires}".encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def _authorized(request: Request) -> bool:
@@ -104,43 +124,69 @@ def _authorized(request: Request) -> bool:
         return False
     try:
         expires, mac = base64.urlsafe_b64decode(token[5:].encode()).decode().split(".", 1)
-        return int(expires) > time.time() and hmac.compare_digest(mac, _token_mac(request.app.state.settings, int(expires)))
+        return int(expires) > time.time() and hmac.compare_digest(
+            mac, _token_mac(request.app.state.settings, int(expires))
+        )
     except ValueError:
         return False
 
 
-def _error(status: int, name: str, message: str, issue: str | None = None, description: str = "") -> JSONResponse:
+def _error(
+    status: int, name: str, message: str, issue: str | None = None, description: str = ""
+) -> JSONResponse:
     body: dict[str, Any] = {"name": name}
     if issue:
         body["details"] = [{"issue": issue, "description": description}]
     body |= {
         "message": message,
         "debug_id": secrets.token_hex(7),
-        "links": [{"href": f"https://developer.paypal.com/docs/api/orders/v2/#error-{issue or name}",
-                   "rel": "information_link", "method": "GET"}],
+        "links": [
+            {
+                "href": f"https://developer.paypal.com/docs/api/orders/v2/#error-{issue or name}",
+                "rel": "information_link",
+                "method": "GET",
+            }
+        ],
     }
     return JSONResponse(body, status_code=status)
 
 
 def _unauthenticated() -> JSONResponse:
-    return _error(401, "AUTHENTICATION_FAILURE",
-                  "Authentication failed due to invalid authentication credentials or a missing Authorization header.")
+    return _error(
+        401,
+        "AUTHENTICATION_FAILURE",
+        "Authentication failed due to invalid authentication credentials or a missing Authorization header.",
+    )
 
 
 def _not_found() -> JSONResponse:
-    return _error(404, "RESOURCE_NOT_FOUND", "The specified resource does not exist.", "INVALID_RESOURCE_ID",
-                  "Specified resource ID does not exist. Please check the resource ID and try again.")
+    return _error(
+        404,
+        "RESOURCE_NOT_FOUND",
+        "The specified resource does not exist.",
+        "INVALID_RESOURCE_ID",
+        "Specified resource ID does not exist. Please check the resource ID and try again.",
+    )
 
 
 def _unprocessable(issue: str, description: str) -> JSONResponse:
-    return _error(422, "UNPROCESSABLE_ENTITY",
-                  "The requested action could not be performed, semantically incorrect, or failed business validation.",
-                  issue, description)
+    return _error(
+        422,
+        "UNPROCESSABLE_ENTITY",
+        "The requested action could not be performed, semantically incorrect, or failed business validation.",
+        issue,
+        description,
+    )
 
 
 def _invalid(issue: str, description: str) -> JSONResponse:
-    return _error(400, "INVALID_REQUEST", "Request is not well-formed, syntactically incorrect, or violates schema.",
-                  issue, description)
+    return _error(
+        400,
+        "INVALID_REQUEST",
+        "Request is not well-formed, syntactically incorrect, or violates schema.",
+        issue,
+        description,
+    )
 
 
 def _id(length: int = 17) -> str:
@@ -157,16 +203,27 @@ def _minor(amount: Any) -> tuple[int, str] | JSONResponse:
         return _invalid("MISSING_REQUIRED_PARAMETER", "A required field / parameter is missing.")
     currency = amount.get("currency_code")
     if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
-        return _invalid("INVALID_CURRENCY_CODE", "Currency code is invalid or is not currently supported.")
+        return _invalid(
+            "INVALID_CURRENCY_CODE", "Currency code is invalid or is not currently supported."
+        )
     places = EXPONENT.get(currency, 0 if currency in NO_DECIMALS else 2)
     if not re.fullmatch(r"[0-9]{1,23}(\.[0-9]+)?", amount["value"]):
-        return _invalid("INVALID_PARAMETER_SYNTAX", "The value of a field does not conform to the expected format.")
+        return _invalid(
+            "INVALID_PARAMETER_SYNTAX",
+            "The value of a field does not conform to the expected format.",
+        )
     try:
         value = Decimal(amount["value"])
     except InvalidOperation:
-        return _invalid("INVALID_PARAMETER_SYNTAX", "The value of a field does not conform to the expected format.")
+        return _invalid(
+            "INVALID_PARAMETER_SYNTAX",
+            "The value of a field does not conform to the expected format.",
+        )
     if -value.as_tuple().exponent > places:  # type: ignore[operator]
-        return _invalid("DECIMAL_PRECISION", "If the currency supports decimals, only two decimal place precision is supported.")
+        return _invalid(
+            "DECIMAL_PRECISION",
+            "If the currency supports decimals, only two decimal place precision is supported.",
+        )
     return int(value.scaleb(places)), currency
 
 
@@ -192,14 +249,21 @@ def _capture_json(p: SimPayment, base: str) -> dict[str, Any]:
         "status": c["status"],
         "amount": {"currency_code": p.currency, "value": _value(p.amount, p.currency)},
         "final_capture": True,
-        "seller_protection": {"status": "ELIGIBLE", "dispute_categories": ["ITEM_NOT_RECEIVED", "UNAUTHORIZED_TRANSACTION"]},
+        "seller_protection": {
+            "status": "ELIGIBLE",
+            "dispute_categories": ["ITEM_NOT_RECEIVED", "UNAUTHORIZED_TRANSACTION"],
+        },
         "invoice_id": p.merchant_reference,
         "custom_id": p.data.get("custom_id"),
         "create_time": c["create_time"],
         "update_time": c.get("update_time", c["create_time"]),
         "links": [
             {"href": f"{base}/v2/payments/captures/{c['id']}", "rel": "self", "method": "GET"},
-            {"href": f"{base}/v2/payments/captures/{c['id']}/refund", "rel": "refund", "method": "POST"},
+            {
+                "href": f"{base}/v2/payments/captures/{c['id']}/refund",
+                "rel": "refund",
+                "method": "POST",
+            },
             {"href": f"{base}/v2/checkout/orders/{p.reference}", "rel": "up", "method": "GET"},
         ],
     }
@@ -217,7 +281,11 @@ def _refund_json(p: SimPayment, refund: dict[str, Any], base: str) -> dict[str, 
         "update_time": refund["create_time"],
         "links": [
             {"href": f"{base}/v2/payments/refunds/{refund['id']}", "rel": "self", "method": "GET"},
-            {"href": f"{base}/v2/payments/captures/{p.data['capture']['id']}", "rel": "up", "method": "GET"},
+            {
+                "href": f"{base}/v2/payments/captures/{p.data['capture']['id']}",
+                "rel": "up",
+                "method": "GET",
+            },
         ],
     }
 
@@ -252,17 +320,33 @@ def _order_json(p: SimPayment, base: str) -> dict[str, Any]:
 def _order_links(p: SimPayment, base: str) -> list[dict[str, str]]:
     links = [{"href": f"{base}/v2/checkout/orders/{p.reference}", "rel": "self", "method": "GET"}]
     if p.data["status"] == "CREATED":
-        links.append({"href": f"{base}/checkoutnow?token={p.reference}", "rel": "approve", "method": "GET"})
+        links.append(
+            {"href": f"{base}/checkoutnow?token={p.reference}", "rel": "approve", "method": "GET"}
+        )
     if p.data["status"] in ("CREATED", "APPROVED"):
-        links.append({"href": f"{base}/v2/checkout/orders/{p.reference}", "rel": "update", "method": "PATCH"})
-        links.append({"href": f"{base}/v2/checkout/orders/{p.reference}/capture", "rel": "capture", "method": "POST"})
+        links.append(
+            {"href": f"{base}/v2/checkout/orders/{p.reference}", "rel": "update", "method": "PATCH"}
+        )
+        links.append(
+            {
+                "href": f"{base}/v2/checkout/orders/{p.reference}/capture",
+                "rel": "capture",
+                "method": "POST",
+            }
+        )
     return links
 
 
 # --- webhooks ---
 
 
-def sign(key: rsa.RSAPrivateKey, transmission_id: str, transmission_time: str, webhook_id: str, body: bytes) -> str:
+def sign(
+    key: rsa.RSAPrivateKey,
+    transmission_id: str,
+    transmission_time: str,
+    webhook_id: str,
+    body: bytes,
+) -> str:
     message = f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body)}".encode()
     return base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
 
@@ -285,8 +369,16 @@ def webhook(
         "summary": summary,
         "resource": resource,
         "links": [
-            {"href": f"{base}/v1/notifications/webhooks-events/{event_id}", "rel": "self", "method": "GET"},
-            {"href": f"{base}/v1/notifications/webhooks-events/{event_id}/resend", "rel": "resend", "method": "POST"},
+            {
+                "href": f"{base}/v1/notifications/webhooks-events/{event_id}",
+                "rel": "self",
+                "method": "GET",
+            },
+            {
+                "href": f"{base}/v1/notifications/webhooks-events/{event_id}/resend",
+                "rel": "resend",
+                "method": "POST",
+            },
         ],
     }
     body = json.dumps(event).encode()
@@ -296,8 +388,13 @@ def webhook(
         "User-Agent": "PayPal/AUHD-214.0-58725154",
         "PAYPAL-TRANSMISSION-ID": transmission_id,
         "PAYPAL-TRANSMISSION-TIME": transmission_time,
-        "PAYPAL-TRANSMISSION-SIG": sign(signing_key()[0], transmission_id, transmission_time,
-                                        settings.paypal_webhook_id or "", body),
+        "PAYPAL-TRANSMISSION-SIG": sign(
+            signing_key()[0],
+            transmission_id,
+            transmission_time,
+            settings.paypal_webhook_id or "",
+            body,
+        ),
         "PAYPAL-CERT-URL": cert_url(settings),
         "PAYPAL-AUTH-ALGO": "SHA256withRSA",
     }
@@ -305,7 +402,9 @@ def webhook(
 
 def _send_later(request: Request, message: tuple[bytes, dict[str, str]]) -> None:
     # After the API call is answered, as PayPal sends them: never inside the caller's transaction.
-    deliver_later(request, webhook_url(request.app.state.settings), message[0], message[1], retries=(0.0,))
+    deliver_later(
+        request, webhook_url(request.app.state.settings), message[0], message[1], retries=(0.0,)
+    )
 
 
 async def drain() -> list[int]:
@@ -314,11 +413,17 @@ async def drain() -> list[int]:
 
 
 def _capture_webhook(settings: Settings, p: SimPayment) -> tuple[bytes, dict[str, str]]:
-    resource = _capture_json(p, _base(settings)) | {"supplementary_data": {"related_ids": {"order_id": p.reference}}}
+    resource = _capture_json(p, _base(settings)) | {
+        "supplementary_data": {"related_ids": {"order_id": p.reference}}
+    }
     value = f"{_value(p.amount, p.currency)} {p.currency}"
     if resource["status"] == "DECLINED":
-        return webhook(settings, "PAYMENT.CAPTURE.DENIED", "capture", resource, f"Payment denied for {value}")
-    return webhook(settings, "PAYMENT.CAPTURE.COMPLETED", "capture", resource, f"Payment completed for {value}")
+        return webhook(
+            settings, "PAYMENT.CAPTURE.DENIED", "capture", resource, f"Payment denied for {value}"
+        )
+    return webhook(
+        settings, "PAYMENT.CAPTURE.COMPLETED", "capture", resource, f"Payment completed for {value}"
+    )
 
 
 # --- the API ---
@@ -333,23 +438,36 @@ async def token(request: Request) -> Response:
         client_id, _, secret = base64.b64decode(credentials, validate=True).decode().partition(":")
     except ValueError:
         client_id, secret = "", ""
-    expected = settings.paypal_client_secret.get_secret_value() if settings.paypal_client_secret else None
-    if scheme.lower() != "basic" or client_id != settings.paypal_client_id or expected is None \
-            or not hmac.compare_digest(secret, expected):
-        return JSONResponse({"error": "invalid_client", "error_description": "Client Authentication failed"}, 401)
+    expected = (
+        settings.paypal_client_secret.get_secret_value() if settings.paypal_client_secret else None
+    )
+    if (
+        scheme.lower() != "basic"
+        or client_id != settings.paypal_client_id
+        or expected is None
+        or not hmac.compare_digest(secret, expected)
+    ):
+        return JSONResponse(
+            {"error": "invalid_client", "error_description": "Client Authentication failed"}, 401
+        )
     form = await request.form()
     if form.get("grant_type") != "client_credentials":
-        return JSONResponse({"error": "unsupported_grant_type", "error_description": "Grant Type is NULL"}, 400)
+        return JSONResponse(
+            {"error": "unsupported_grant_type", "error_description": "Grant Type is NULL"}, 400
+        )
     expires = int(time.time()) + TOKEN_SECONDS
     mac = _token_mac(settings, expires)
-    return JSONResponse({
-        "scope": "https://uri.paypal.com/services/payments/payment https://uri.paypal.com/services/payments/refund",
-        "access_token": "A21AA" + base64.urlsafe_b64encode(f"{expires}.{mac}".encode()).decode(),
-        "token_type": "Bearer",
-        "app_id": "APP-80W284485P519543T",
-        "expires_in": TOKEN_SECONDS,
-        "nonce": f"{_now()}{secrets.token_urlsafe(16)}",
-    })
+    return JSONResponse(
+        {
+            "scope": "https://uri.paypal.com/services/payments/payment https://uri.paypal.com/services/payments/refund",
+            "access_token": "A21AA"
+            + base64.urlsafe_b64encode(f"{expires}.{mac}".encode()).decode(),
+            "token_type": "Bearer",
+            "app_id": "APP-80W284485P519543T",
+            "expires_in": TOKEN_SECONDS,
+            "nonce": f"{_now()}{secrets.token_urlsafe(16)}",
+        }
+    )
 
 
 @router.get("/v1/notifications/certs/{cert_id}")
@@ -373,7 +491,10 @@ async def create_order(request: Request) -> Response:
         return _invalid("INVALID_PARAMETER_VALUE", "The value of a field is invalid.")
     units = body.get("purchase_units")
     if not isinstance(units, list) or len(units) != 1 or not isinstance(units[0], dict):
-        return _invalid("INVALID_ARRAY_LENGTH", "The number of items in an array parameter is too small or too large.")
+        return _invalid(
+            "INVALID_ARRAY_LENGTH",
+            "The number of items in an array parameter is too small or too large.",
+        )
     unit = units[0]
     money = _minor(unit.get("amount"))
     if isinstance(money, Response):
@@ -388,18 +509,38 @@ async def create_order(request: Request) -> Response:
     def create() -> tuple[int, dict[str, Any]] | Response:
         with store_sessions(request).begin() as s:
             if invoice_id:
-                for earlier in s.scalars(select(SimPayment).where(
-                        SimPayment.provider == PROVIDER, SimPayment.merchant_reference == invoice_id)):
+                for earlier in s.scalars(
+                    select(SimPayment).where(
+                        SimPayment.provider == PROVIDER, SimPayment.merchant_reference == invoice_id
+                    )
+                ):
                     if request_id and earlier.data.get("request_id") == request_id:
-                        return 200, _order_json(earlier, base)  # a retry: PayPal answers with the first order
-                    return _unprocessable("DUPLICATE_INVOICE_ID",
-                                          "Invoice ID was previously used to place an order or make a payment.")
+                        return 200, _order_json(
+                            earlier, base
+                        )  # a retry: PayPal answers with the first order
+                    return _unprocessable(
+                        "DUPLICATE_INVOICE_ID",
+                        "Invoice ID was previously used to place an order or make a payment.",
+                    )
             p = SimPayment(
-                provider=PROVIDER, reference=_id(), merchant_reference=invoice_id, amount=money[0], currency=money[1],
-                status="pending", notify_url=None, refunded=0, refunds=[],
-                data={"status": "CREATED", "description": unit.get("description"), "custom_id": unit.get("custom_id"),
-                      "return_url": context.get("return_url"), "cancel_url": context.get("cancel_url"),
-                      "request_id": request_id, "create_time": _now()},
+                provider=PROVIDER,
+                reference=_id(),
+                merchant_reference=invoice_id,
+                amount=money[0],
+                currency=money[1],
+                status="pending",
+                notify_url=None,
+                refunded=0,
+                refunds=[],
+                data={
+                    "status": "CREATED",
+                    "description": unit.get("description"),
+                    "custom_id": unit.get("custom_id"),
+                    "return_url": context.get("return_url"),
+                    "cancel_url": context.get("cancel_url"),
+                    "request_id": request_id,
+                    "create_time": _now(),
+                },
             )
             s.add(p)
             s.flush()
@@ -439,8 +580,12 @@ async def update_order(order_id: str, request: Request) -> Response:
     fields = {"custom_id", "description"}
     prefix = "/purchase_units/@reference_id=='default'/"
     if not isinstance(ops, list) or not all(
-        isinstance(op, dict) and op.get("op") in ("add", "replace") and isinstance(op.get("path"), str)
-        and op["path"].startswith(prefix) and op["path"][len(prefix):] in fields for op in ops
+        isinstance(op, dict)
+        and op.get("op") in ("add", "replace")
+        and isinstance(op.get("path"), str)
+        and op["path"].startswith(prefix)
+        and op["path"][len(prefix) :] in fields
+        for op in ops
     ):
         return _unprocessable("NOT_PATCHABLE", "Cannot be patched.")
 
@@ -450,8 +595,10 @@ async def update_order(order_id: str, request: Request) -> Response:
             if p is None:
                 return _not_found()
             if p.data["status"] not in ("CREATED", "APPROVED"):
-                return _unprocessable("ORDER_ALREADY_COMPLETED", "The order cannot be patched after it is completed.")
-            p.data = {**p.data, **{op["path"][len(prefix):]: op.get("value") for op in ops}}
+                return _unprocessable(
+                    "ORDER_ALREADY_COMPLETED", "The order cannot be patched after it is completed."
+                )
+            p.data = {**p.data, **{op["path"][len(prefix) :]: op.get("value") for op in ops}}
             return Response(status_code=204)
 
     return await run_in_threadpool(update)
@@ -473,17 +620,28 @@ async def capture_order(order_id: str, request: Request) -> Response:
             if p.data["status"] == "COMPLETED":
                 if request_id and p.data["capture"].get("request_id") == request_id:
                     return 200, p  # a retry of the same capture
-                return _unprocessable("ORDER_ALREADY_CAPTURED",
-                                      "Order already captured.If 'intent=CAPTURE' only one capture per order is allowed.")
+                return _unprocessable(
+                    "ORDER_ALREADY_CAPTURED",
+                    "Order already captured.If 'intent=CAPTURE' only one capture per order is allowed.",
+                )
             if p.data["status"] != "APPROVED":
-                return _unprocessable("ORDER_NOT_APPROVED",
-                                      "Payer has not yet approved the Order for payment. Please redirect the payer to "
-                                      "the 'rel':'approve' url returned as part of the HATEOAS links within the Create "
-                                      "Order call or provide a valid payment_source in the request.")
+                return _unprocessable(
+                    "ORDER_NOT_APPROVED",
+                    "Payer has not yet approved the Order for payment. Please redirect the payer to "
+                    "the 'rel':'approve' url returned as part of the HATEOAS links within the Create "
+                    "Order call or provide a valid payment_source in the request.",
+                )
             declined = bool(p.data.get("decline"))
-            p.data = {**p.data, "status": "COMPLETED", "capture": {
-                "id": _id(), "status": "DECLINED" if declined else "COMPLETED", "create_time": _now(),
-                "request_id": request_id}}
+            p.data = {
+                **p.data,
+                "status": "COMPLETED",
+                "capture": {
+                    "id": _id(),
+                    "status": "DECLINED" if declined else "COMPLETED",
+                    "create_time": _now(),
+                    "request_id": request_id,
+                },
+            }
             p.status, p.settled_at = ("failed" if declined else "succeeded"), clock.now()
             return 201, p
 
@@ -518,36 +676,64 @@ async def refund_capture(capture_id: str, request: Request) -> Response:
 
     def refund() -> tuple[int, SimPayment, dict[str, Any]] | Response:
         with store_sessions(request).begin() as s:
-            p = s.scalars(select(SimPayment).where(
-                SimPayment.provider == PROVIDER, SimPayment.data[("capture", "id")].as_string() == capture_id
-            ).with_for_update()).first()
+            p = s.scalars(
+                select(SimPayment)
+                .where(
+                    SimPayment.provider == PROVIDER,
+                    SimPayment.data[("capture", "id")].as_string() == capture_id,
+                )
+                .with_for_update()
+            ).first()
             if p is None:
                 return _not_found()
-            done = next((r for r in p.refunds if request_id and r.get("request_id") == request_id), None)
+            done = next(
+                (r for r in p.refunds if request_id and r.get("request_id") == request_id), None
+            )
             if done is not None:
                 return 200, p, done  # PayPal answers a repeated request id with the first refund
             capture = p.data["capture"]
             if capture["status"] == "REFUNDED":
-                return _unprocessable("CAPTURE_FULLY_REFUNDED", "The capture has already been fully refunded")
+                return _unprocessable(
+                    "CAPTURE_FULLY_REFUNDED", "The capture has already been fully refunded"
+                )
             if capture["status"] not in ("COMPLETED", "PARTIALLY_REFUNDED"):
-                return _unprocessable("CANNOT_PROCESS_REFUNDS", "Current state of the capture does not allow refunds.")
+                return _unprocessable(
+                    "CANNOT_PROCESS_REFUNDS", "Current state of the capture does not allow refunds."
+                )
             amount, currency = money or (p.amount - p.refunded, p.currency)
             if currency != p.currency:
-                return _unprocessable("REFUND_CAPTURE_CURRENCY_MISMATCH",
-                                      "Refund must be in the same currency as the capture.")
+                return _unprocessable(
+                    "REFUND_CAPTURE_CURRENCY_MISMATCH",
+                    "Refund must be in the same currency as the capture.",
+                )
             if amount <= 0:
                 return _invalid("INVALID_PARAMETER_VALUE", "The value of a field is invalid.")
             if amount > p.amount - p.refunded:
-                return _unprocessable("REFUND_AMOUNT_EXCEEDED",
-                                      "The refund amount must be less than or equal to the capture amount that has "
-                                      "not yet been refunded.")
-            record = {"id": _id(), "request_id": request_id, "amount": amount, "status": "COMPLETED",
-                      "custom_id": body.get("custom_id"), "invoice_id": body.get("invoice_id"),
-                      "note_to_payer": body.get("note_to_payer"), "create_time": _now()}
+                return _unprocessable(
+                    "REFUND_AMOUNT_EXCEEDED",
+                    "The refund amount must be less than or equal to the capture amount that has "
+                    "not yet been refunded.",
+                )
+            record = {
+                "id": _id(),
+                "request_id": request_id,
+                "amount": amount,
+                "status": "COMPLETED",
+                "custom_id": body.get("custom_id"),
+                "invoice_id": body.get("invoice_id"),
+                "note_to_payer": body.get("note_to_payer"),
+                "create_time": _now(),
+            }
             p.refunds = [*p.refunds, record]
             p.refunded += amount
-            p.data = {**p.data, "capture": {**capture, "update_time": record["create_time"],
-                                            "status": "REFUNDED" if p.refunded == p.amount else "PARTIALLY_REFUNDED"}}
+            p.data = {
+                **p.data,
+                "capture": {
+                    **capture,
+                    "update_time": record["create_time"],
+                    "status": "REFUNDED" if p.refunded == p.amount else "PARTIALLY_REFUNDED",
+                },
+            }
             return 201, p, record
 
     result = await run_in_threadpool(refund)
@@ -558,7 +744,9 @@ async def refund_capture(capture_id: str, request: Request) -> Response:
     if status == 201:
         value = f"{answer['amount']['value']} {p.currency}"
         summary = f"A {value} capture payment was refunded"
-        _send_later(request, webhook(settings, "PAYMENT.CAPTURE.REFUNDED", "refund", answer, summary))
+        _send_later(
+            request, webhook(settings, "PAYMENT.CAPTURE.REFUNDED", "refund", answer, summary)
+        )
     if "return=representation" not in request.headers.get("prefer", ""):
         answer = {k: answer[k] for k in ("id", "status", "links")}
     return JSONResponse(answer, status_code=status)
@@ -573,7 +761,9 @@ async def show_refund(refund_id: str, request: Request) -> Response:
     def find() -> tuple[SimPayment, dict[str, Any]] | None:
         with store_sessions(request).begin() as s:
             # Few sandbox payments are ever refunded: read those, rather than query inside JSON lists.
-            for p in s.scalars(select(SimPayment).where(SimPayment.provider == PROVIDER, SimPayment.refunded > 0)):
+            for p in s.scalars(
+                select(SimPayment).where(SimPayment.provider == PROVIDER, SimPayment.refunded > 0)
+            ):
                 for refund in p.refunds:
                     if refund["id"] == refund_id:
                         return p, refund
@@ -602,8 +792,13 @@ async def complete(request: Request, payment: SimPayment, outcome: str) -> int:
             return _order_json(p, _base(settings))
 
     order = await run_in_threadpool(approve)
-    body, headers = webhook(settings, "CHECKOUT.ORDER.APPROVED", "checkout-order", order,
-                            "An order has been approved by buyer")
+    body, headers = webhook(
+        settings,
+        "CHECKOUT.ORDER.APPROVED",
+        "checkout-order",
+        order,
+        "An order has been approved by buyer",
+    )
     # The capture's webhook follows once the approval is answered, so runs are repeatable
     # (at PayPal the two may overlap).
     _held.setdefault(payment.reference, [])
@@ -627,7 +822,8 @@ async def approval_page(request: Request, token: str = "") -> Response:
     elif p is not None:
         price = f"{_value(p.amount, p.currency)} {p.currency}"
     return templates.TemplateResponse(
-        request, "sandbox/paypal_checkout.html",
+        request,
+        "sandbox/paypal_checkout.html",
         {"order": p, "price": price, "payer": PAYER, "token": token},
         status_code=200 if p else 404,
     )
@@ -635,7 +831,9 @@ async def approval_page(request: Request, token: str = "") -> Response:
 
 @router.post("/checkoutnow/approve", include_in_schema=False)
 async def approve_from_page(
-    request: Request, token: Annotated[str, Form()], outcome: Annotated[Literal["succeeded", "failed"], Form()]
+    request: Request,
+    token: Annotated[str, Form()],
+    outcome: Annotated[Literal["succeeded", "failed"], Form()],
 ) -> Response:
     """Anyone, in sandbox mode: the payer presses "Pay Now" (or "Pay with a card that will decline")."""
     p = await run_in_threadpool(_load, request, token)
@@ -644,5 +842,10 @@ async def approve_from_page(
     if p.data["status"] == "CREATED":
         await complete(request, p, outcome)
     # PayPal sends the payer back to the merchant's return URL with the order as `token`.
-    back = p.data.get("return_url") or f"{_base(request.app.state.settings)}/checkoutnow?token={token}"
-    return RedirectResponse(f"{back}{'&' if '?' in back else '?'}token={token}&PayerID={PAYER['payer_id']}", status_code=303)
+    back = (
+        p.data.get("return_url") or f"{_base(request.app.state.settings)}/checkoutnow?token={token}"
+    )
+    return RedirectResponse(
+        f"{back}{'&' if '?' in back else '?'}token={token}&PayerID={PAYER['payer_id']}",
+        status_code=303,
+    )

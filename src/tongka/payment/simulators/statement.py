@@ -46,30 +46,48 @@ def _refunds(p: SimPayment) -> Iterator[tuple[str, str, int, datetime]]:
         elif p.provider == "wechat":
             if r.get("status") != "SUCCESS":
                 continue
-            ours, ref, when = r.get("out_refund_no"), r.get("refund_id"), r.get("success_time") or r.get("create_time")
+            ours, ref, when = (
+                r.get("out_refund_no"),
+                r.get("refund_id"),
+                r.get("success_time") or r.get("create_time"),
+            )
         else:  # alipay
             ours, ref, when = r.get("out_request_no"), r.get("out_request_no"), None
         yield str(ref), _uuid(ours), int(r["amount"]), _time(when, fallback)
 
 
-def rows(store_url: str, provider: str | None = None, day: date | None = None) -> Iterator[dict[str, str]]:
+def rows(
+    store_url: str, provider: str | None = None, day: date | None = None
+) -> Iterator[dict[str, str]]:
     with sessions(store_url)() as session:
-        query = select(SimPayment).where(SimPayment.status == "succeeded").order_by(SimPayment.settled_at)
+        query = (
+            select(SimPayment)
+            .where(SimPayment.status == "succeeded")
+            .order_by(SimPayment.settled_at)
+        )
         if provider:
             query = query.where(SimPayment.provider == provider)
         for p in session.scalars(query):
             settled = p.settled_at or p.created_at
             if day is None or settled.date() == day:
                 yield {
-                    "provider": p.provider, "type": "payment", "provider_reference": p.reference,
-                    "merchant_reference": _uuid(p.merchant_reference), "amount": str(p.amount),
-                    "currency": p.currency, "settled_at": settled.isoformat(),
+                    "provider": p.provider,
+                    "type": "payment",
+                    "provider_reference": p.reference,
+                    "merchant_reference": _uuid(p.merchant_reference),
+                    "amount": str(p.amount),
+                    "currency": p.currency,
+                    "settled_at": settled.isoformat(),
                 }
             for ref, ours, amount, when in _refunds(p):
                 if day is None or when.date() == day:
                     yield {
-                        "provider": p.provider, "type": "refund", "provider_reference": ref,
-                        "merchant_reference": ours, "amount": str(amount), "currency": p.currency,
+                        "provider": p.provider,
+                        "type": "refund",
+                        "provider_reference": ref,
+                        "merchant_reference": ours,
+                        "amount": str(amount),
+                        "currency": p.currency,
                         "settled_at": when.isoformat(),
                     }
 

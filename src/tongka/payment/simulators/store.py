@@ -32,9 +32,13 @@ class SimPayment(SimBase):
     merchant_reference: Mapped[str] = mapped_column(String(64), index=True)  # tongka's payment id
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | succeeded | failed | closed
+    status: Mapped[str] = mapped_column(
+        String(16), default="pending"
+    )  # pending | succeeded | failed | closed
     notify_url: Mapped[str | None] = mapped_column(String(500))
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # whatever else the provider keeps
+    data: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict
+    )  # whatever else the provider keeps
     refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     refunds: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: clock.now())
@@ -44,5 +48,7 @@ class SimPayment(SimBase):
 @cache
 def sessions(url: str) -> sessionmaker[Session]:
     engine = make_engine(url)
-    SimBase.metadata.create_all(engine)  # the simulators' private store, not part of tongka's schema
+    SimBase.metadata.create_all(
+        engine
+    )  # the simulators' private store, not part of tongka's schema
     return sessionmaker(engine, expire_on_commit=False)

@@ -48,12 +48,20 @@ API_VERSION = "2025-03-31.basil"  # what the webhook events say they are written
 SUCCEEDS = "4242424242424242"
 DECLINED = "4000000000000002"
 CURRENCIES = {"hkd", "cny"}  # the ones tongka sells in
-CANCELABLE = {"requires_payment_method", "requires_capture", "requires_confirmation", "requires_action", "processing"}
+CANCELABLE = {
+    "requires_payment_method",
+    "requires_capture",
+    "requires_confirmation",
+    "requires_action",
+    "processing",
+}
 REFUND_REASONS = {"duplicate", "fraudulent", "requested_by_customer"}
 
 
 class StripeError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, type_: str = "invalid_request_error", **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status, self.body = status, {"error": {"message": message, "type": type_, **extra}}
 
@@ -63,7 +71,11 @@ def _id(prefix: str, n: int = 24) -> str:
 
 
 def _json(body: dict[str, Any], status: int = 200, **headers: str) -> JSONResponse:
-    return JSONResponse(body, status, headers={"Request-Id": _id("req_", 14), "Stripe-Version": API_VERSION, **headers})
+    return JSONResponse(
+        body,
+        status,
+        headers={"Request-Id": _id("req_", 14), "Stripe-Version": API_VERSION, **headers},
+    )
 
 
 def _failure(e: StripeError) -> JSONResponse:
@@ -82,10 +94,13 @@ def _authenticate(request: Request) -> None:
     elif scheme.lower() != "bearer":
         value = ""
     if not value:
-        raise StripeError(401, "You did not provide an API key. You need to provide your API key in the "
-                          "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). "
-                          "See https://stripe.com/docs/api#authentication for details, or we can help at "
-                          "https://support.stripe.com/.")
+        raise StripeError(
+            401,
+            "You did not provide an API key. You need to provide your API key in the "
+            "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). "
+            "See https://stripe.com/docs/api#authentication for details, or we can help at "
+            "https://support.stripe.com/.",
+        )
     expected = request.app.state.settings.stripe_secret_key.get_secret_value()
     if not hmac.compare_digest(value.encode(), expected.encode()):
         raise StripeError(401, f"Invalid API Key provided: {value[:8]}{'*' * 12}{value[-4:]}")
@@ -118,18 +133,24 @@ async def _params(request: Request) -> tuple[dict[str, Any], str]:
     try:
         params = _nested(items)
     except (AttributeError, TypeError):  # `a=1&a[b]=2`: one name used as a value and an object
-        raise StripeError(400, "Invalid request: a parameter is given both as a value and as an object.") from None
+        raise StripeError(
+            400, "Invalid request: a parameter is given both as a value and as an object."
+        ) from None
     return params, hashlib.sha256(json.dumps(sorted(items)).encode()).hexdigest()
 
 
 def _integer(params: dict[str, Any], name: str, required: bool = True) -> int | None:
     if name not in params:
         if required:
-            raise StripeError(400, f"Missing required param: {name}.", code="parameter_missing", param=name)
+            raise StripeError(
+                400, f"Missing required param: {name}.", code="parameter_missing", param=name
+            )
         return None
     value = params[name]
     if not isinstance(value, str) or not re.fullmatch(r"\d+", value):
-        raise StripeError(400, f"Invalid integer: {value}", code="parameter_invalid_integer", param=name)
+        raise StripeError(
+            400, f"Invalid integer: {value}", code="parameter_invalid_integer", param=name
+        )
     return int(value)
 
 
@@ -170,28 +191,50 @@ def _charge(p: SimPayment) -> dict[str, Any]:
         "created": p.data["paid_at"],
         "currency": p.currency.lower(),
         "livemode": False,
-        "metadata": p.data.get("metadata", {}),  # Stripe copies the PaymentIntent's metadata onto its charge
+        "metadata": p.data.get(
+            "metadata", {}
+        ),  # Stripe copies the PaymentIntent's metadata onto its charge
         "paid": True,
         "payment_intent": p.reference,
         "refunded": p.refunded >= p.amount,
-        "refunds": {"object": "list", "data": list(p.refunds), "has_more": False,
-                    "total_count": len(p.refunds), "url": f"/v1/charges/{p.data['latest_charge']}/refunds"},
+        "refunds": {
+            "object": "list",
+            "data": list(p.refunds),
+            "has_more": False,
+            "total_count": len(p.refunds),
+            "url": f"/v1/charges/{p.data['latest_charge']}/refunds",
+        },
         "status": "succeeded",
     }
 
 
-def _event(kind: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+def _event(
+    kind: str, obj: dict[str, Any], previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {"object": obj}
     if previous is not None:
         data["previous_attributes"] = previous
-    return {"id": _id("evt_"), "object": "event", "api_version": API_VERSION, "created": int(time.time()),
-            "data": data, "livemode": False, "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None}, "type": kind}
+    return {
+        "id": _id("evt_"),
+        "object": "event",
+        "api_version": API_VERSION,
+        "created": int(time.time()),
+        "data": data,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": kind,
+    }
 
 
 def _missing(reference: str, param: str = "intent") -> StripeError:
-    return StripeError(404, f"No such payment_intent: '{reference}'", code="resource_missing", param=param,
-                       doc_url="https://stripe.com/docs/error-codes/resource-missing")
+    return StripeError(
+        404,
+        f"No such payment_intent: '{reference}'",
+        code="resource_missing",
+        param=param,
+        doc_url="https://stripe.com/docs/error-codes/resource-missing",
+    )
 
 
 def _find(request: Request, reference: str) -> SimPayment:
@@ -207,16 +250,25 @@ def _replay(payment: SimPayment, key: str | None, fingerprint: str) -> JSONRespo
     if stored is None:
         return None
     if stored["fingerprint"] != fingerprint:
-        raise StripeError(400, "Keys for idempotent requests can only be used with the same parameters they were "
-                          f"first used with. Try using a key other than '{key}' if you meant to execute a different "
-                          "request.", type_="idempotency_error")
+        raise StripeError(
+            400,
+            "Keys for idempotent requests can only be used with the same parameters they were "
+            f"first used with. Try using a key other than '{key}' if you meant to execute a different "
+            "request.",
+            type_="idempotency_error",
+        )
     return _json(stored["body"], stored["status"], **{"Idempotent-Replayed": "true"})
 
 
 def _remember(payment: SimPayment, key: str | None, fingerprint: str, body: dict[str, Any]) -> None:
     if key:  # reassigned, not mutated, so the JSON column sees the change
-        payment.data = {**payment.data, "idempotency": {
-            **payment.data.get("idempotency", {}), key: {"fingerprint": fingerprint, "status": 200, "body": body}}}
+        payment.data = {
+            **payment.data,
+            "idempotency": {
+                **payment.data.get("idempotency", {}),
+                key: {"fingerprint": fingerprint, "status": 200, "body": body},
+            },
+        }
 
 
 # --- the API ---------------------------------------------------------------------------------
@@ -238,30 +290,50 @@ def _create(request: Request, params: dict[str, Any], fingerprint: str) -> Respo
     assert amount is not None
     currency = params.get("currency")
     if not currency:
-        raise StripeError(400, "Missing required param: currency.", code="parameter_missing", param="currency")
+        raise StripeError(
+            400, "Missing required param: currency.", code="parameter_missing", param="currency"
+        )
     if not isinstance(currency, str) or currency not in CURRENCIES:
-        raise StripeError(400, f"Invalid currency: {currency}.", code="parameter_invalid_string", param="currency")
+        raise StripeError(
+            400, f"Invalid currency: {currency}.", code="parameter_invalid_string", param="currency"
+        )
     if amount < 1:
-        raise StripeError(400, "Amount must be at least 1.", code="amount_too_small", param="amount")
+        raise StripeError(
+            400, "Amount must be at least 1.", code="amount_too_small", param="amount"
+        )
     metadata = params.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise StripeError(400, "Invalid object", code="parameter_invalid_string", param="metadata")
     key = request.headers.get("idempotency-key")
     with store_sessions(request).begin() as s:
         merchant_reference = str(metadata.get("payment_id", ""))[:64]
-        earlier_intents = s.scalars(select(SimPayment).where(
-            SimPayment.provider == PROVIDER, SimPayment.merchant_reference == merchant_reference))
+        earlier_intents = s.scalars(
+            select(SimPayment).where(
+                SimPayment.provider == PROVIDER, SimPayment.merchant_reference == merchant_reference
+            )
+        )
         for earlier in earlier_intents:
             if (replayed := _replay(earlier, key, fingerprint)) is not None:
                 return replayed
         reference = _id("pi_")
         payment = SimPayment(
-            provider=PROVIDER, reference=reference, merchant_reference=merchant_reference, amount=amount,
-            currency=currency.upper(), status="pending", notify_url=None, refunded=0, refunds=[],
-            data={"client_secret": f"{reference}_secret_{_id('', 25)}", "created": int(time.time()),
-                  "description": params.get("description"), "metadata": metadata,
-                  "payment_method_types": params.get("payment_method_types") or ["card"],
-                  "status": "requires_payment_method"},
+            provider=PROVIDER,
+            reference=reference,
+            merchant_reference=merchant_reference,
+            amount=amount,
+            currency=currency.upper(),
+            status="pending",
+            notify_url=None,
+            refunded=0,
+            refunds=[],
+            data={
+                "client_secret": f"{reference}_secret_{_id('', 25)}",
+                "created": int(time.time()),
+                "description": params.get("description"),
+                "metadata": metadata,
+                "payment_method_types": params.get("payment_method_types") or ["card"],
+                "status": "requires_payment_method",
+            },
         )
         body = _intent(payment)
         _remember(payment, key, fingerprint, body)
@@ -285,7 +357,9 @@ async def cancel_payment_intent(reference: str, request: Request) -> Response:
     try:
         _authenticate(request)
         params, _fingerprint = await _params(request)
-        return await run_in_threadpool(_cancel, request, reference, params.get("cancellation_reason"))
+        return await run_in_threadpool(
+            _cancel, request, reference, params.get("cancellation_reason")
+        )
     except StripeError as e:
         return _failure(e)
 
@@ -298,13 +372,20 @@ def _cancel(request: Request, reference: str, reason: str | None) -> Response:
         status = payment.data["status"]
         if status not in CANCELABLE:
             raise StripeError(
-                400, f"You cannot cancel this PaymentIntent because it has a status of {status}. Only a "
+                400,
+                f"You cannot cancel this PaymentIntent because it has a status of {status}. Only a "
                 "PaymentIntent with one of the following statuses may be canceled: requires_payment_method, "
                 "requires_capture, requires_confirmation, requires_action, processing.",
-                code="payment_intent_unexpected_state", payment_intent=_intent(payment))
+                code="payment_intent_unexpected_state",
+                payment_intent=_intent(payment),
+            )
         payment.status = "closed"
-        payment.data = {**payment.data, "status": "canceled", "canceled_at": int(time.time()),
-                        "cancellation_reason": reason}
+        payment.data = {
+            **payment.data,
+            "status": "canceled",
+            "canceled_at": int(time.time()),
+            "cancellation_reason": reason,
+        }
         return _json(_intent(payment))
 
 
@@ -323,16 +404,26 @@ async def create_refund(request: Request) -> Response:
     return answer
 
 
-def _refund(request: Request, params: dict[str, Any], fingerprint: str) -> tuple[Response, dict[str, Any] | None]:
+def _refund(
+    request: Request, params: dict[str, Any], fingerprint: str
+) -> tuple[Response, dict[str, Any] | None]:
     reference = params.get("payment_intent")
     if not reference or not isinstance(reference, str):
-        raise StripeError(400, "One of the following params should be provided for this request: payment_intent "
-                          "or charge.", code="parameter_missing")
+        raise StripeError(
+            400,
+            "One of the following params should be provided for this request: payment_intent "
+            "or charge.",
+            code="parameter_missing",
+        )
     amount = _integer(params, "amount", required=False)
     reason = params.get("reason")
     if reason is not None and reason not in REFUND_REASONS:
-        raise StripeError(400, f"Invalid reason: must be one of {', '.join(sorted(REFUND_REASONS))}",
-                          code="parameter_invalid_string", param="reason")
+        raise StripeError(
+            400,
+            f"Invalid reason: must be one of {', '.join(sorted(REFUND_REASONS))}",
+            code="parameter_invalid_string",
+            param="reason",
+        )
     key = request.headers.get("idempotency-key")
     with store_sessions(request).begin() as s:
         payment = s.get(SimPayment, (PROVIDER, reference), with_for_update=True)
@@ -341,21 +432,42 @@ def _refund(request: Request, params: dict[str, Any], fingerprint: str) -> tuple
         if (replayed := _replay(payment, key, fingerprint)) is not None:
             return replayed, None
         if payment.status != "succeeded":
-            raise StripeError(400, f"This PaymentIntent ({reference}) does not have a successful charge to refund.",
-                              param="payment_intent")
+            raise StripeError(
+                400,
+                f"This PaymentIntent ({reference}) does not have a successful charge to refund.",
+                param="payment_intent",
+            )
         left = payment.amount - payment.refunded
         if left <= 0:
-            raise StripeError(400, f"Charge {payment.data['latest_charge']} has already been refunded.",
-                              code="charge_already_refunded")
+            raise StripeError(
+                400,
+                f"Charge {payment.data['latest_charge']} has already been refunded.",
+                code="charge_already_refunded",
+            )
         amount = left if amount is None else amount
         if amount < 1 or amount > left:
-            raise StripeError(400, f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
-                              code="amount_too_large", param="amount")
-        refund = {"id": _id("re_"), "object": "refund", "amount": amount, "charge": payment.data["latest_charge"],
-                  "created": int(time.time()), "currency": payment.currency.lower(),
-                  "metadata": params.get("metadata") or {}, "payment_intent": reference, "reason": reason,
-                  "status": "succeeded"}
-        previous = {"amount_refunded": payment.refunded, "refunded": payment.refunded >= payment.amount}
+            raise StripeError(
+                400,
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                code="amount_too_large",
+                param="amount",
+            )
+        refund = {
+            "id": _id("re_"),
+            "object": "refund",
+            "amount": amount,
+            "charge": payment.data["latest_charge"],
+            "created": int(time.time()),
+            "currency": payment.currency.lower(),
+            "metadata": params.get("metadata") or {},
+            "payment_intent": reference,
+            "reason": reason,
+            "status": "succeeded",
+        }
+        previous = {
+            "amount_refunded": payment.refunded,
+            "refunded": payment.refunded >= payment.amount,
+        }
         payment.refunded += amount
         payment.refunds = [refund, *payment.refunds]  # newest first, as Stripe lists them
         _remember(payment, key, fingerprint, refund)
@@ -377,7 +489,9 @@ def _webhook(request: Request, event: dict[str, Any]) -> tuple[str, bytes, dict[
     headers = {
         "Content-Type": "application/json; charset=utf-8",
         "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-        "Stripe-Signature": sign(settings.stripe_webhook_secret.get_secret_value(), body, int(time.time())),
+        "Stripe-Signature": sign(
+            settings.stripe_webhook_secret.get_secret_value(), body, int(time.time())
+        ),
     }
     return f"{settings.public_base_url.rstrip('/')}/api/v1/payments/callbacks/stripe", body, headers
 
@@ -391,7 +505,9 @@ def _send_later(request: Request, event: dict[str, Any]) -> None:
     deliver_later(request, *_webhook(request, event))
 
 
-def _settle(request: Request, reference: str, outcome: str, decline: dict[str, Any] | None) -> dict[str, Any] | None:
+def _settle(
+    request: Request, reference: str, outcome: str, decline: dict[str, Any] | None
+) -> dict[str, Any] | None:
     """The card attempt's result on the PaymentIntent, and the event to send (None: nothing happens)."""
     with store_sessions(request).begin() as s:
         payment = s.get(SimPayment, (PROVIDER, reference), with_for_update=True)
@@ -403,22 +519,43 @@ def _settle(request: Request, reference: str, outcome: str, decline: dict[str, A
         method = {"id": _id("pm_"), "object": "payment_method", "type": "card"}
         if outcome == "succeeded":
             payment.status, payment.settled_at = "succeeded", clock.now()
-            payment.data = {**payment.data, "status": "succeeded", "paid_at": now, "latest_charge": _id("ch_"),
-                            "payment_method": method["id"], "last_payment_error": None}
+            payment.data = {
+                **payment.data,
+                "status": "succeeded",
+                "paid_at": now,
+                "latest_charge": _id("ch_"),
+                "payment_method": method["id"],
+                "last_payment_error": None,
+            }
             event = _event("payment_intent.succeeded", _intent(payment))
             payment.data = {**payment.data, "succeeded_event": event}
             return event
         payment.status = "failed"  # this attempt; the PaymentIntent stays open for another card
-        error = {"type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
-                 "message": "Your card was declined.", **(decline or {}),
-                 "charge": _id("ch_"), "payment_method": method}
-        payment.data = {**payment.data, "status": "requires_payment_method", "last_payment_error": error,
-                        "latest_charge": error["charge"], "last_attempt_at": now}
+        error = {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "generic_decline",
+            "message": "Your card was declined.",
+            **(decline or {}),
+            "charge": _id("ch_"),
+            "payment_method": method,
+        }
+        payment.data = {
+            **payment.data,
+            "status": "requires_payment_method",
+            "last_payment_error": error,
+            "latest_charge": error["charge"],
+            "last_attempt_at": now,
+        }
         return _event("payment_intent.payment_failed", _intent(payment))
 
 
-async def complete(request: Request, payment: SimPayment, outcome: Literal["succeeded", "failed"] | str,
-                   decline: dict[str, Any] | None = None) -> int:
+async def complete(
+    request: Request,
+    payment: SimPayment,
+    outcome: Literal["succeeded", "failed"] | str,
+    decline: dict[str, Any] | None = None,
+) -> int:
     """The payer's card is charged (or declined): update the PaymentIntent and send Stripe's signed webhook.
 
     Returns the webhook's HTTP status from tongka, or 409 when the PaymentIntent takes no payment (canceled).
@@ -436,18 +573,31 @@ def _page_payment(request: Request, reference: str, client_secret: str) -> SimPa
     with store_sessions(request)() as s:
         payment = s.get(SimPayment, (PROVIDER, reference))
     # Stripe.js needs the PaymentIntent's client secret; without it there is nothing to show.
-    if payment is None or not hmac.compare_digest(payment.data["client_secret"].encode(), client_secret.encode()):
+    if payment is None or not hmac.compare_digest(
+        payment.data["client_secret"].encode(), client_secret.encode()
+    ):
         raise HTTPException(404)
     return payment
 
 
-def _page(request: Request, payment: SimPayment, return_url: str, error: str | None = None,
-          status_code: int = 200) -> Response:
+def _page(
+    request: Request,
+    payment: SimPayment,
+    return_url: str,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
     return templates.TemplateResponse(
-        request, "sandbox/stripe_checkout.html",
-        {"payment": payment, "intent": _intent(payment), "return_url": return_url, "error": error,
-         "price": Money(payment.amount, payment.currency).format("en"),  # type: ignore[arg-type]
-         "test_cards": {"succeeds": "4242 4242 4242 4242", "declined": "4000 0000 0000 0002"}},
+        request,
+        "sandbox/stripe_checkout.html",
+        {
+            "payment": payment,
+            "intent": _intent(payment),
+            "return_url": return_url,
+            "error": error,
+            "price": Money(payment.amount, payment.currency).format("en"),  # type: ignore[arg-type]
+            "test_cards": {"succeeds": "4242 4242 4242 4242", "declined": "4000 0000 0000 0002"},
+        },
         status_code=status_code,
     )
 
@@ -458,14 +608,21 @@ def _return_to(request: Request, url: str, payment: SimPayment) -> str | None:
     target = urlsplit(url)
     if (target.scheme, target.netloc) != (ours.scheme, ours.netloc):
         return None
-    query = urlencode({"payment_intent": payment.reference,
-                       "payment_intent_client_secret": payment.data["client_secret"], "redirect_status": "succeeded"})
+    query = urlencode(
+        {
+            "payment_intent": payment.reference,
+            "payment_intent_client_secret": payment.data["client_secret"],
+            "redirect_status": "succeeded",
+        }
+    )
     return f"{url}{'&' if target.query else '?'}{query}"
 
 
 def _luhn(number: str) -> bool:
-    total = sum(int(d) if i % 2 == 0 else (int(d) * 2 - 9 if int(d) > 4 else int(d) * 2)
-                for i, d in enumerate(reversed(number)))
+    total = sum(
+        int(d) if i % 2 == 0 else (int(d) * 2 - 9 if int(d) > 4 else int(d) * 2)
+        for i, d in enumerate(reversed(number))
+    )
     return total % 10 == 0
 
 
@@ -486,7 +643,9 @@ def _card_problem(number: str, expiry: str, cvc: str) -> str | None:
 
 
 @router.get("/pay/{reference}", response_class=HTMLResponse, include_in_schema=False)
-async def card_page(reference: str, request: Request, client_secret: str = "", return_url: str = "") -> Response:
+async def card_page(
+    reference: str, request: Request, client_secret: str = "", return_url: str = ""
+) -> Response:
     """Anyone holding the client secret, in sandbox mode: the card form for a PaymentIntent."""
     payment = await run_in_threadpool(_page_payment, request, reference, client_secret)
     return _page(request, payment, return_url)
@@ -498,7 +657,9 @@ async def pay(reference: str, request: Request) -> Response:
     form = await request.form()
     field = {k: str(v) for k, v in form.items()}
     return_url = field.get("return_url", "")
-    payment = await run_in_threadpool(_page_payment, request, reference, field.get("client_secret", ""))
+    payment = await run_in_threadpool(
+        _page_payment, request, reference, field.get("client_secret", "")
+    )
     if payment.status in ("succeeded", "closed"):
         return _page(request, payment, return_url)
     number = re.sub(r"[\s-]", "", field.get("card_number", ""))
@@ -510,12 +671,25 @@ async def pay(reference: str, request: Request) -> Response:
     elif number == DECLINED:
         outcome, decline = "failed", None
     else:
-        outcome, decline = "failed", {"decline_code": "test_mode_live_card", "message": (
-            "Your card was declined. Your request was in test mode, but used a non test card. "
-            "For a list of valid test cards, visit: https://stripe.com/docs/testing.")}
+        outcome, decline = (
+            "failed",
+            {
+                "decline_code": "test_mode_live_card",
+                "message": (
+                    "Your card was declined. Your request was in test mode, but used a non test card. "
+                    "For a list of valid test cards, visit: https://stripe.com/docs/testing."
+                ),
+            },
+        )
     await complete(request, payment, outcome, decline)
-    payment = await run_in_threadpool(_page_payment, request, reference, field.get("client_secret", ""))
+    payment = await run_in_threadpool(
+        _page_payment, request, reference, field.get("client_secret", "")
+    )
     if payment.status == "succeeded" and (target := _return_to(request, return_url, payment)):
         return RedirectResponse(target, status_code=303)
-    error = (payment.data.get("last_payment_error") or {}).get("message") if payment.status == "failed" else None
+    error = (
+        (payment.data.get("last_payment_error") or {}).get("message")
+        if payment.status == "failed"
+        else None
+    )
     return _page(request, payment, return_url, error, status_code=402 if error else 200)

@@ -61,8 +61,12 @@ _OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_\-*]{6,32}$")
 _OUT_REFUND_NO = re.compile(r"^[0-9A-Za-z_\-*|@]{1,64}$")
 _ALNUM = string.ascii_letters + string.digits
 
-SIM_STATE = {"pending": ("NOTPAY", "订单未支付"), "succeeded": ("SUCCESS", "支付成功"),
-             "failed": ("PAYERROR", "支付失败"), "closed": ("CLOSED", "订单已关闭")}
+SIM_STATE = {
+    "pending": ("NOTPAY", "订单未支付"),
+    "succeeded": ("SUCCESS", "支付成功"),
+    "failed": ("PAYERROR", "支付失败"),
+    "closed": ("CLOSED", "订单已关闭"),
+}
 
 
 class WeChatError(Exception):
@@ -119,8 +123,17 @@ def signed_headers(settings: Settings, body: bytes) -> dict[str, str]:
 
 
 def _answer(settings: Settings, status: int, data: dict[str, Any] | None = None) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() if data is not None else b""
-    return Response(body, status_code=status, media_type="application/json", headers=signed_headers(settings, body))
+    body = (
+        json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        if data is not None
+        else b""
+    )
+    return Response(
+        body,
+        status_code=status,
+        media_type="application/json",
+        headers=signed_headers(settings, body),
+    )
 
 
 def _refusal(settings: Settings, error: WeChatError) -> Response:
@@ -149,14 +162,18 @@ def _authenticate(request: Request, body: bytes) -> str:
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string") or b""
     url = raw_path + (b"?" + query if query else b"")
-    message = f"{request.method}\n".encode() + url + f"\n{timestamp}\n{nonce}\n".encode() + body + b"\n"
+    message = (
+        f"{request.method}\n".encode() + url + f"\n{timestamp}\n{nonce}\n".encode() + body + b"\n"
+    )
     assert settings.sandbox_wechat_merchant_public_key is not None
     try:
         _public_key(settings.sandbox_wechat_merchant_public_key).verify(
             signature, message, padding.PKCS1v15(), hashes.SHA256()
         )
     except InvalidSignature:
-        raise WeChatError(401, "SIGN_ERROR", "签名错误，请检查签名参数和方法是否符合签名算法要求") from None
+        raise WeChatError(
+            401, "SIGN_ERROR", "签名错误，请检查签名参数和方法是否符合签名算法要求"
+        ) from None
     return fields["mchid"]
 
 
@@ -188,7 +205,9 @@ def _fen(value: Any, name: str) -> int:
 
 def _find(session: Any, out_trade_no: str) -> SimPayment | None:
     return session.scalars(
-        select(SimPayment).where(SimPayment.provider == PROVIDER, SimPayment.merchant_reference == out_trade_no)
+        select(SimPayment).where(
+            SimPayment.provider == PROVIDER, SimPayment.merchant_reference == out_trade_no
+        )
     ).first()
 
 
@@ -233,9 +252,15 @@ def _refund_view(p: SimPayment, r: dict[str, Any]) -> dict[str, Any]:
         "status": r["status"],
         "funds_account": "AVAILABLE",
         "amount": {
-            "total": p.amount, "refund": r["amount"], "payer_total": p.amount, "payer_refund": r["amount"],
-            "settlement_total": p.amount, "settlement_refund": r["amount"], "discount_refund": 0,
-            "currency": p.currency, "refund_fee": 0,
+            "total": p.amount,
+            "refund": r["amount"],
+            "payer_total": p.amount,
+            "payer_refund": r["amount"],
+            "settlement_total": p.amount,
+            "settlement_refund": r["amount"],
+            "discount_refund": 0,
+            "currency": p.currency,
+            "refund_fee": 0,
         },
     }
     if r.get("success_time"):
@@ -261,7 +286,9 @@ def _create(request: Request, body: bytes, trade_type: Literal["NATIVE", "MWEB"]
             raise WeChatError(400, "APPID_MCHID_NOT_MATCH", "AppID和mch_id不匹配")
         out_trade_no = data.get("out_trade_no")
         if not isinstance(out_trade_no, str) or not _OUT_TRADE_NO.match(out_trade_no):
-            raise WeChatError(400, "PARAM_ERROR", "out_trade_no 只能是数字、大小写字母_-*，长度6-32")
+            raise WeChatError(
+                400, "PARAM_ERROR", "out_trade_no 只能是数字、大小写字母_-*，长度6-32"
+            )
         description = data.get("description")
         if not isinstance(description, str) or not 1 <= len(description) <= 127:
             raise WeChatError(400, "PARAM_ERROR", "description 长度应为1-127")
@@ -273,28 +300,37 @@ def _create(request: Request, body: bytes, trade_type: Literal["NATIVE", "MWEB"]
         if amount.get("currency", "CNY") != "CNY":
             raise WeChatError(400, "PARAM_ERROR", "境内商户号仅支持人民币 CNY")
         try:
-            time_expire = datetime.fromisoformat(data.get("time_expire") or _rfc3339(clock.now() + timedelta(hours=2)))
+            time_expire = datetime.fromisoformat(
+                data.get("time_expire") or _rfc3339(clock.now() + timedelta(hours=2))
+            )
         except ValueError:
             raise WeChatError(400, "PARAM_ERROR", "time_expire 格式不正确") from None
         if trade_type == "MWEB":
             scene = data.get("scene_info") or {}
             if not scene.get("payer_client_ip") or not (scene.get("h5_info") or {}).get("type"):
-                raise WeChatError(400, "PARAM_ERROR", "H5 下单需要 scene_info.payer_client_ip 与 h5_info.type")
+                raise WeChatError(
+                    400, "PARAM_ERROR", "H5 下单需要 scene_info.payer_client_ip 与 h5_info.type"
+                )
         with store_sessions(request).begin() as session:
             p = _find(session, out_trade_no)
             if p is None:
                 now = clock.now()
                 p = SimPayment(
                     provider=PROVIDER,
-                    reference="wx" + now.astimezone(CHINA).strftime("%Y%m%d%H%M%S") + secrets.token_hex(11),
+                    reference="wx"
+                    + now.astimezone(CHINA).strftime("%Y%m%d%H%M%S")
+                    + secrets.token_hex(11),
                     merchant_reference=out_trade_no,
                     amount=total,
                     currency="CNY",
                     status="pending",
                     notify_url=notify_url,
                     data={
-                        "appid": data["appid"], "mchid": mchid, "description": description,
-                        "trade_type": trade_type, "time_expire": time_expire.isoformat(),
+                        "appid": data["appid"],
+                        "mchid": mchid,
+                        "description": description,
+                        "trade_type": trade_type,
+                        "time_expire": time_expire.isoformat(),
                         "package": str(secrets.randbelow(10**10)),
                     },
                     refunds=[],
@@ -303,17 +339,27 @@ def _create(request: Request, body: bytes, trade_type: Literal["NATIVE", "MWEB"]
                 session.add(p)
             elif p.status == "succeeded":
                 raise WeChatError(400, "ORDERPAID", "该订单已支付")
-            elif (p.amount, p.data["trade_type"], p.data["description"]) != (total, trade_type, description):
+            elif (p.amount, p.data["trade_type"], p.data["description"]) != (
+                total,
+                trade_type,
+                description,
+            ):
                 raise WeChatError(403, "OUT_TRADE_NO_USED", "商户订单号重复")
             elif p.status == "closed":
                 raise WeChatError(400, "ORDER_CLOSED", "订单已关闭")
             # The same order placed again with the same parameters gets the same answer.
             if trade_type == "NATIVE":
-                return _answer(settings, 200, {"code_url": f"weixin://wxpay/bizpayurl?pr={p.reference}"})
+                return _answer(
+                    settings, 200, {"code_url": f"weixin://wxpay/bizpayurl?pr={p.reference}"}
+                )
             base = settings.public_base_url.rstrip("/")
-            return _answer(settings, 200, {
-                "h5_url": f"{base}{PREFIX}/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={p.reference}&package={p.data['package']}"
-            })
+            return _answer(
+                settings,
+                200,
+                {
+                    "h5_url": f"{base}{PREFIX}/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={p.reference}&package={p.data['package']}"
+                },
+            )
     except WeChatError as error:
         return _refusal(settings, error)
 
@@ -378,7 +424,10 @@ def refund(request: Request, body: RawBody) -> Response:
         if not isinstance(out_refund_no, str) or not _OUT_REFUND_NO.match(out_refund_no):
             raise WeChatError(400, "PARAM_ERROR", "out_refund_no 格式不正确")
         amount = data.get("amount") or {}
-        refund_fen, total = _fen(amount.get("refund"), "amount.refund"), _fen(amount.get("total"), "amount.total")
+        refund_fen, total = (
+            _fen(amount.get("refund"), "amount.refund"),
+            _fen(amount.get("total"), "amount.total"),
+        )
         if amount.get("currency") != "CNY":
             raise WeChatError(400, "PARAM_ERROR", "amount.currency 仅支持 CNY")
         with store_sessions(request).begin() as session:
@@ -386,14 +435,24 @@ def refund(request: Request, body: RawBody) -> Response:
             if isinstance(data.get("out_trade_no"), str):
                 p = _find(session, data["out_trade_no"])
             elif isinstance(data.get("transaction_id"), str):
-                p = next((x for x in session.scalars(select(SimPayment).where(SimPayment.provider == PROVIDER))
-                          if x.data.get("transaction_id") == data["transaction_id"]), None)
+                p = next(
+                    (
+                        x
+                        for x in session.scalars(
+                            select(SimPayment).where(SimPayment.provider == PROVIDER)
+                        )
+                        if x.data.get("transaction_id") == data["transaction_id"]
+                    ),
+                    None,
+                )
             if p is None:
                 raise WeChatError(404, "RESOURCE_NOT_EXISTS", "订单不存在")
             existing = next((r for r in p.refunds if r["out_refund_no"] == out_refund_no), None)
             if existing is not None:  # the same out_refund_no is the same refund
                 if existing["amount"] != refund_fen:
-                    raise WeChatError(400, "INVALID_REQUEST", "同一退款单号的退款金额与之前的请求不一致")
+                    raise WeChatError(
+                        400, "INVALID_REQUEST", "同一退款单号的退款金额与之前的请求不一致"
+                    )
                 return _answer(settings, 200, _refund_view(p, existing))
             if p.status != "succeeded":
                 raise WeChatError(400, "INVALID_REQUEST", "订单未支付，不能退款")
@@ -421,7 +480,12 @@ def refund(request: Request, body: RawBody) -> Response:
 
 
 def notification(
-    settings: Settings, notify_id: str, event_type: str, summary: str, original_type: str, resource: dict[str, Any]
+    settings: Settings,
+    notify_id: str,
+    event_type: str,
+    summary: str,
+    original_type: str,
+    resource: dict[str, Any],
 ) -> tuple[bytes, dict[str, str]]:
     """A signed WeChat notification with its resource encrypted under the APIv3 key."""
     assert settings.wechat_apiv3_key is not None
@@ -466,7 +530,8 @@ def _settle(request: Request, reference: str, outcome: str) -> SimPayment:
             p.status, p.settled_at = "succeeded", clock.now()
             p.data = {
                 **p.data,
-                "transaction_id": "4200" + "".join(secrets.choice(string.digits) for _ in range(24)),
+                "transaction_id": "4200"
+                + "".join(secrets.choice(string.digits) for _ in range(24)),
                 "openid": "o" + _nonce(27),
                 "notify_id": str(uuid.uuid4()),  # one per event: WeChat's retries repeat it
             }
@@ -483,28 +548,47 @@ async def complete(request: Request, payment: SimPayment, outcome: str) -> int:
     if p.status != "succeeded" or outcome != "succeeded":
         return 0
     settings = _settings(request)
-    body, headers = notification(settings, p.data["notify_id"], "TRANSACTION.SUCCESS", "支付成功", "transaction", _transaction(p))
+    body, headers = notification(
+        settings,
+        p.data["notify_id"],
+        "TRANSACTION.SUCCESS",
+        "支付成功",
+        "transaction",
+        _transaction(p),
+    )
     return await deliver(request, p.notify_url or _webhook(settings), body, headers)
 
 
-def _settle_refund(request: Request, reference: str, out_refund_no: str, outcome: str) -> tuple[SimPayment, dict[str, Any]]:
+def _settle_refund(
+    request: Request, reference: str, out_refund_no: str, outcome: str
+) -> tuple[SimPayment, dict[str, Any]]:
     with store_sessions(request).begin() as session:
         p = session.get(SimPayment, (PROVIDER, reference), with_for_update=True)
-        record = next((r for r in (p.refunds if p else []) if r["out_refund_no"] == out_refund_no), None)
+        record = next(
+            (r for r in (p.refunds if p else []) if r["out_refund_no"] == out_refund_no), None
+        )
         if p is None or record is None:
             raise LookupError(out_refund_no)
         if record["status"] == "PROCESSING":
-            record = {**record, "status": "SUCCESS" if outcome == "succeeded" else "CLOSED",
-                      "success_time": _rfc3339(clock.now()), "notify_id": str(uuid.uuid4())}
+            record = {
+                **record,
+                "status": "SUCCESS" if outcome == "succeeded" else "CLOSED",
+                "success_time": _rfc3339(clock.now()),
+                "notify_id": str(uuid.uuid4()),
+            }
             p.refunds = [record if r["out_refund_no"] == out_refund_no else r for r in p.refunds]
             if record["status"] == "CLOSED":
                 p.refunded = p.refunded - record["amount"]  # the money stays with the merchant
         return p, record
 
 
-async def complete_refund(request: Request, payment: SimPayment, out_refund_no: str, outcome: str = "succeeded") -> int:
+async def complete_refund(
+    request: Request, payment: SimPayment, out_refund_no: str, outcome: str = "succeeded"
+) -> int:
     """WeChat finishes a PROCESSING refund and sends REFUND.SUCCESS (or REFUND.CLOSED); returns the callback's status."""
-    p, r = await run_in_threadpool(_settle_refund, request, payment.reference, out_refund_no, outcome)
+    p, r = await run_in_threadpool(
+        _settle_refund, request, payment.reference, out_refund_no, outcome
+    )
     resource = {
         "mchid": p.data["mchid"],
         "out_trade_no": p.merchant_reference,
@@ -514,9 +598,18 @@ async def complete_refund(request: Request, payment: SimPayment, out_refund_no: 
         "refund_status": r["status"],
         "success_time": r["success_time"],
         "user_received_account": "支付用户零钱",
-        "amount": {"total": p.amount, "refund": r["amount"], "payer_total": p.amount, "payer_refund": r["amount"]},
+        "amount": {
+            "total": p.amount,
+            "refund": r["amount"],
+            "payer_total": p.amount,
+            "payer_refund": r["amount"],
+        },
     }
-    event, summary = ("REFUND.SUCCESS", "退款成功") if r["status"] == "SUCCESS" else ("REFUND.CLOSED", "退款关闭")
+    event, summary = (
+        ("REFUND.SUCCESS", "退款成功")
+        if r["status"] == "SUCCESS"
+        else ("REFUND.CLOSED", "退款关闭")
+    )
     settings = _settings(request)
     body, headers = notification(settings, r["notify_id"], event, summary, "refund", resource)
     return await deliver(request, r.get("notify_url") or _webhook(settings), body, headers)
@@ -549,9 +642,14 @@ async def complete_api(
     return CallbackOut(callback_status=await complete(request, p, (body or OutcomeIn()).outcome))
 
 
-@router.post("/sim/transactions/{out_trade_no}/refunds/{out_refund_no}/complete", response_model=CallbackOut)
+@router.post(
+    "/sim/transactions/{out_trade_no}/refunds/{out_refund_no}/complete", response_model=CallbackOut
+)
 async def complete_refund_api(
-    out_trade_no: str, out_refund_no: str, request: Request, body: Annotated[OutcomeIn | None, Body()] = None
+    out_trade_no: str,
+    out_refund_no: str,
+    request: Request,
+    body: Annotated[OutcomeIn | None, Body()] = None,
 ) -> CallbackOut | Response:
     """Anyone, in sandbox mode: WeChat finishes a refund and notifies the merchant."""
     p = await run_in_threadpool(_by_out_trade_no, request, out_trade_no)
@@ -566,10 +664,19 @@ def _load(request: Request, prepay_id: str) -> SimPayment | None:
         return session.get(SimPayment, (PROVIDER, prepay_id))
 
 
-def _page(request: Request, p: SimPayment | None, back: str, redirect_url: str | None = None) -> Response:
-    context: dict[str, Any] = {"payment": p, "back": back, "redirect_url": redirect_url, "lang": "zh-Hans"}
+def _page(
+    request: Request, p: SimPayment | None, back: str, redirect_url: str | None = None
+) -> Response:
+    context: dict[str, Any] = {
+        "payment": p,
+        "back": back,
+        "redirect_url": redirect_url,
+        "lang": "zh-Hans",
+    }
     if p is None:
-        return templates.TemplateResponse(request, "sandbox/wechat_pay.html", context, status_code=404)
+        return templates.TemplateResponse(
+            request, "sandbox/wechat_pay.html", context, status_code=404
+        )
     state = "expired" if p.status == "pending" and _expired(p) else p.status
     context.update(
         state=state,
@@ -588,12 +695,19 @@ async def scanned(request: Request, pr: str = "") -> Response:
 
 
 @router.get("/cgi-bin/mmpayweb-bin/checkmweb", response_class=HTMLResponse)
-async def checkmweb(request: Request, prepay_id: str = "", package: str = "", redirect_url: str | None = None) -> Response:
+async def checkmweb(
+    request: Request, prepay_id: str = "", package: str = "", redirect_url: str | None = None
+) -> Response:
     """Anyone, in sandbox mode: the H5 payment page an h5_url opens in the payer's browser."""
     p = await run_in_threadpool(_load, request, prepay_id)
     if p is not None and p.data.get("package") != package:
         p = None
-    return _page(request, p, str(request.url.path) + ("?" + request.url.query if request.url.query else ""), redirect_url)
+    return _page(
+        request,
+        p,
+        str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
+        redirect_url,
+    )
 
 
 @router.post("/wxpay/pay", include_in_schema=False)
@@ -609,4 +723,7 @@ async def pay(
         return _page(request, None, back)
     await complete(request, p, outcome)
     # Back to the page it came from (ours only), which now shows the result.
-    return RedirectResponse(back if back.startswith(PREFIX + "/") else f"{PREFIX}/wxpay/bizpayurl?pr={prepay_id}", status_code=303)
+    return RedirectResponse(
+        back if back.startswith(PREFIX + "/") else f"{PREFIX}/wxpay/bizpayurl?pr={prepay_id}",
+        status_code=303,
+    )
