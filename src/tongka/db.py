@@ -37,7 +37,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import MultipleResultsFound, NoResultFound, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    QueryableAttribute,
+    Session,
+    mapped_column,
+    sessionmaker,
+)
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.sqltypes import NULLTYPE
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -241,7 +248,7 @@ class AnyOf(ColumnElement[bool]):
         ("name", InternalTraversal.dp_string),
     ]
 
-    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+    def __init__(self, column: ColumnElement[Any] | QueryableAttribute[Any], name: str) -> None:
         self.column = column
         self.name = name
 
@@ -359,10 +366,18 @@ def _postgresql(session: Session) -> bool:
     return session.connection().dialect.name == "postgresql"
 
 
-def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` (dicts with the same keys) into `table`, past the ORM."""
+def _table(model: type[Base] | Table) -> Table:
+    if isinstance(model, Table):
+        return model
+    # Declared as a FromClause on the declarative base; a mapped class of ours has a Table.
+    return model.__table__  # type: ignore[return-value]
+
+
+def insert_rows(session: Session, model: type[Base] | Table, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` (dicts with the same keys) into `model`'s table, past the ORM."""
     if not rows:
         return
+    table = _table(model)
     if not _postgresql(session):
         session.connection().execute(insert(table), rows)
         return
@@ -378,16 +393,17 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
 
 def update_rows(
     session: Session,
-    table: Table,
+    model: type[Base] | Table,
     key: str,
     rows: list[dict[str, Any]],
     *,
     add: tuple[str, ...] = (),
 ) -> None:
-    """Set each row's values on the row of `table` whose `key` column has its value there; to the
-    columns in `add`, add them. Past the ORM; in key order, so two transactions lock alike."""
+    """Set each row's values on the row of `model`'s table whose `key` column has its value there;
+    to the columns in `add`, add them. Past the ORM; in key order, so two transactions lock alike."""
     if not rows:
         return
+    table = _table(model)
     rows = sorted(rows, key=lambda r: r[key])
     names = tuple(rows[0])
     postgresql = _postgresql(session)
@@ -428,7 +444,7 @@ def add_rows(
     if not rows:
         return
     session.flush()  # as Session.execute would: the ORM's pending rows first
-    table: Table = model.__table__  # type: ignore[attr-defined,assignment]
+    table = _table(model)
     rows = sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
     names = tuple(rows[0])
     postgresql = _postgresql(session)

@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, String, and_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from tongka.account.models import Line
 from tongka.catalog.models import OverageRate
@@ -58,8 +58,8 @@ from tongka.charging.models import (
 from tongka.charging.overage import cost, month_of
 from tongka.db import AnyOf, add_rows, insert_rows, new_id, pipelined, update_rows
 from tongka.ledger import buckets as ledger_buckets
-from tongka.ledger.batch import Account, LedgerBatch, LedgerCache, Pending
-from tongka.ledger.models import Bucket, LineDebt, Transfer
+from tongka.ledger.batch import Account, LedgerBatch, LedgerCache, Pending, with_reservation
+from tongka.ledger.buckets import counts_in, draw, drawing_order
 from tongka.ledger.service import ReservationExpired, ReservationResolved
 from tongka.money import MB
 from tongka.wallet.models import Wallet
@@ -76,6 +76,9 @@ END_USER_SERVICE_DENIED = "END_USER_SERVICE_DENIED"
 RESERVATION_MARGIN = timedelta(seconds=60)
 
 USED = "system:data_used:bytes"
+USAGE_BEYOND_GRANT = (
+    "usage_beyond_grant"  # the reason of usage no grant covered, taken from a bucket
+)
 
 # Usage is counted by calendar day in Hong Kong time (UTC+8 all year: no daylight saving).
 HONG_KONG = timezone(timedelta(hours=8), "HKT")
@@ -120,7 +123,7 @@ class LineState:
     held: int = 0  # overage money held by open grants not lapsed
 
     def usable(self, zone: str) -> list[BucketState]:
-        return [b for b in self.buckets if b.zone in (zone, "both")]
+        return [b for b in self.buckets if counts_in(b.zone, zone)]
 
 
 @dataclass
@@ -225,10 +228,10 @@ class ChargingBatch:
     def load(
         self,
         *,
-        session_ids: list[uuid.UUID] = (),
-        refs: list[str] = (),
-        line_ids: list[uuid.UUID] = (),  # type: ignore[assignment]
-        sequences: list[int] = (),  # type: ignore[assignment]
+        session_ids: Sequence[uuid.UUID] = (),
+        refs: Sequence[str] = (),
+        line_ids: Sequence[uuid.UUID] = (),
+        sequences: Sequence[int] = (),
     ) -> None:
         """Read (and lock) what the batch will touch: the named charging sessions and the lines of them and of
         `line_ids`. Named by ref, the sessions come with the answers they gave to `sequences` (`self.kept`)."""
@@ -237,6 +240,8 @@ class ChargingBatch:
             rows = self.execute(
                 _Q.sessions_by_id_locked if lock else _Q.sessions_by_id, {"ids": list(session_ids)}
             )
+            for row in map(_SessionRow._make, rows):
+                self._add_session(row)
         elif refs:
             rows = self.execute(
                 _Q.sessions_by_ref_locked if lock else _Q.sessions_by_ref,
@@ -246,15 +251,14 @@ class ChargingBatch:
                     "pairs": list(zip(refs, sequences, strict=True)),
                 },
             )
-        else:
-            rows = []
-        for row in rows:
-            if row[0] not in self.sessions:
-                self.sessions[row[0]] = SessionState(
-                    *row[:7], create_key=row[7], served=bool(row[8])
-                )
-            if len(row) > 9 and row[9] is not None:
-                self.kept[row[0], row[9]] = (row[10], row[11])
+            for answered in map(_AnsweredRow._make, rows):
+                self._add_session(answered)
+                if answered.sequence is not None:
+                    assert answered.answer_status is not None
+                    self.kept[answered.id, answered.sequence] = (
+                        answered.answer_status,
+                        answered.answer,
+                    )
         loaded = [
             x.id for x in self.sessions.values() if not x.new and x.id not in self._grants_loaded
         ]
@@ -262,86 +266,123 @@ class ChargingBatch:
         wanted = {x.line_id for x in self.sessions.values()} | set(line_ids)
         self._load_lines(wanted - self.lines.keys(), loaded)
 
+    def _add_session(self, row: _SessionRow | _AnsweredRow) -> None:
+        if row.id not in self.sessions:
+            self.sessions[row.id] = SessionState(
+                row.id,
+                row.line_id,
+                row.ref,
+                row.plmn,
+                row.zone,
+                row.status,
+                row.notify_uri,
+                create_key=row.create_key,
+                served=bool(row.served),
+            )
+
     def _load_lines(self, line_ids: set[uuid.UUID], session_ids: list[uuid.UUID]) -> None:
         if not line_ids and not session_ids:
             return
         rows = (
-            self.execute(_Q.lines, {"ids": list(line_ids), "now": self.now}).all()
+            [
+                _LineRow._make(row)
+                for row in self.execute(_Q.lines, {"ids": list(line_ids), "now": self.now})
+            ]
             if line_ids
             else []
         )
-        lines = list({row[0]: row[:9] for row in rows}.values())
-        found_buckets = [row[9:] for row in rows if row[9] is not None]
-        grants = self.execute(_Q.grants, {"ids": session_ids}).all() if session_ids else []
-        codes = {USED} | {f"system:overage_sales:{row[8]}" for row in lines if row[7] is not None}
+        lines = list({row.line_id: row for row in rows}.values())
+        found_buckets = [row for row in rows if row.bucket_id is not None]
+        grants = (
+            [_GrantRow._make(row) for row in self.execute(_Q.grants, {"ids": session_ids})]
+            if session_ids
+            else []
+        )
+        codes = {USED} | {
+            f"system:overage_sales:{row.wallet_currency}"
+            for row in lines
+            if row.wallet_account_id is not None
+        }
         self.system.update(self.ledger.system(codes - self.system.keys()))
         self.ledger.lock(
-            [row[5] for row in found_buckets]
-            + [a for row in lines for a in (row[3], row[4], row[7]) if a is not None]
-            + [a for row in grants for a in (row[9], row[10])]
+            [row.bucket_account_id for row in found_buckets]
+            + [
+                a
+                for row in lines
+                for a in (row.debt_mainland, row.debt_hk, row.wallet_account_id)
+                if a is not None
+            ]
+            + [a for row in grants for a in (row.pending_debit_id, row.pending_credit_id)]
         )
 
         accounts = self.ledger.accounts
         overage_lines = []
-        for (
-            line_id,
-            status,
-            account_id,
-            debt_mainland,
-            debt_hk,
-            cap,
-            chosen,
-            wallet_account,
-            currency,
-        ) in lines:
-            line = self.lines[line_id] = LineState(line_id, status, account_id)
-            for zone, debt in (("mainland", debt_mainland), ("hk", debt_hk)):
+        for row in lines:
+            line = self.lines[row.line_id] = LineState(row.line_id, row.status, row.account_id)
+            for zone, debt in (("mainland", row.debt_mainland), ("hk", row.debt_hk)):
                 if debt is not None:
                     line.debts[zone] = accounts[debt]
-            if wallet_account is not None:
-                line.overage = OverageState(cap, chosen, currency, accounts[wallet_account])
+            if row.wallet_account_id is not None:
+                assert row.overage_cap is not None and row.overage_currency is not None
+                assert row.wallet_currency is not None
+                line.overage = OverageState(
+                    row.overage_cap,
+                    row.overage_currency,
+                    row.wallet_currency,
+                    accounts[row.wallet_account_id],
+                )
                 overage_lines.append(line)
-        for bucket_id, line_id, zone, expires_at, _created_at, account_id in sorted(
-            found_buckets, key=lambda r: (r[3], r[2] == "both", r[4], r[0])
+        for found in sorted(
+            found_buckets,
+            key=lambda b: drawing_order(
+                b.bucket_expires_at, b.bucket_zone, b.bucket_created_at, b.bucket_id
+            ),
         ):
-            self.lines[line_id].buckets.append(
-                BucketState(bucket_id, zone, expires_at, accounts[account_id])
+            self.lines[found.line_id].buckets.append(
+                BucketState(
+                    found.bucket_id,
+                    found.bucket_zone,
+                    found.bucket_expires_at,
+                    accounts[found.bucket_account_id],
+                )
             )
         if overage_lines:
             self._load_overage(overage_lines)
         by_id: dict[uuid.UUID, GrantState] = {}
-        for (
-            g_id,
-            session_id,
-            rating_group,
-            granted,
-            g_expires,
-            created_at,
-            pending_id,
-            bucket_id,
-            amount,
-            debit,
-            credit,
-            volume,
-            per_mb,
-            held,
-            reason,
-            reference,
-            expires_at,
-            resolved,
-        ) in grants:
-            grant = by_id.get(g_id)
+        for reserved in grants:
+            grant = by_id.get(reserved.grant_id)
             if grant is None:
-                grant = by_id[g_id] = GrantState(
-                    g_id, session_id, rating_group, granted, g_expires, created_at, []
+                grant = by_id[reserved.grant_id] = GrantState(
+                    reserved.grant_id,
+                    reserved.session_id,
+                    reserved.rating_group,
+                    reserved.granted_bytes,
+                    reserved.expires_at,
+                    reserved.created_at,
+                    [],
                 )
-                self.sessions[session_id].grants.append(grant)
+                self.sessions[reserved.session_id].grants.append(grant)
             # Read before the accounts were locked: if the expiry job resolved it meanwhile, the
             # unique pending_id refuses a second resolution and the batch is done again.
             pending = self.ledger.pending(
-                pending_id, debit, credit, held, reason, reference, expires_at, resolved
+                reserved.pending_id,
+                reserved.pending_debit_id,
+                reserved.pending_credit_id,
+                reserved.pending_amount,
+                reserved.pending_reason,
+                reserved.pending_reference,
+                reserved.pending_expires_at,
+                reserved.pending_resolved,
             )
-            grant.reservations.append(ReservationState(pending, bucket_id, amount, volume, per_mb))
+            grant.reservations.append(
+                ReservationState(
+                    pending,
+                    reserved.bucket_id,
+                    reserved.amount,
+                    reserved.volume_bytes,
+                    reserved.per_mb,
+                )
+            )
 
     def load_rating_groups(self, rating_groups: Iterable[int]) -> None:
         """Which of `rating_groups` are zero-rated (one statement; a group not configured is charged)."""
@@ -434,15 +475,8 @@ class ChargingBatch:
         zone = charging_session.zone
         candidates = line.usable(zone)
         self._repay(line, zone, candidates)
-        plan: list[tuple[BucketState, int]] = []
-        wanted = requested_bytes
-        for bucket in candidates:
-            take = min(wanted, bucket.account.available)
-            if take > 0:
-                plan.append((bucket, take))
-                wanted -= take
-                if wanted == 0:
-                    break
+        plan = draw(candidates, requested_bytes)
+        wanted = requested_bytes - sum(take for _bucket, take in plan)
         extra = None
         if wanted and (allowed := self._allowance(line, zone)) is not None:
             per_mb, money = allowed
@@ -495,20 +529,16 @@ class ChargingBatch:
     def _repay(self, line: LineState, zone: str, candidates: list[BucketState]) -> None:
         """Pay back what the line owes in `zone` from `candidates` before granting anything there."""
         debt = line.debts.get(zone)
-        if debt is None:
+        if debt is None or debt.available >= 0:
             return
-        for bucket in candidates:
-            if debt.available >= 0:
-                return
-            pay = min(-debt.available, bucket.account.available)
-            if pay > 0:
-                self.ledger.transfer(
-                    bucket.account,
-                    debt,
-                    pay,
-                    reason="usage_owed_repaid",
-                    reference=f"bucket:{bucket.id}",
-                )
+        for bucket, pay in draw(candidates, -debt.available):
+            self.ledger.transfer(
+                bucket.account,
+                debt,
+                pay,
+                reason="usage_owed_repaid",
+                reference=f"bucket:{bucket.id}",
+            )
 
     def _allowance(self, line: LineState, zone: str) -> tuple[int, int] | None:
         """(rate per MB, money) overage may still spend now, if the owner turned it on and a rate is published."""
@@ -613,17 +643,15 @@ class ChargingBatch:
         if used_bytes <= 0:
             raise ValueError("charged usage is a positive volume")
         left = used_bytes
-        for bucket in line.usable(zone):
-            take = min(left, bucket.account.available)
-            if take > 0:
-                self.ledger.transfer(
-                    bucket.account,
-                    self.system[USED],
-                    take,
-                    reason="usage_beyond_grant",
-                    reference=reference,
-                )
-                left -= take
+        for bucket, take in draw(line.usable(zone), used_bytes):
+            self.ledger.transfer(
+                bucket.account,
+                self.system[USED],
+                take,
+                reason=USAGE_BEYOND_GRANT,
+                reference=reference,
+            )
+            left -= take
         from_buckets = used_bytes - left
         overage_bytes = overage_amount = 0
         currency = None
@@ -644,13 +672,8 @@ class ChargingBatch:
                 overage_bytes, left = volume, left - volume
         if left:
             debt = line.debts.get(zone)
-            if (
-                debt is None
-            ):  # the first time this line owes in this zone (rare): made through the ledger
-                made = ledger_buckets.debt_account(self.session, line.id, zone, create=True)
-                assert made is not None
-                self.ledger.lock([made.id])
-                debt = line.debts[zone] = self.ledger.accounts[made.id]
+            if debt is None:  # the first time this line owes in this zone (rare)
+                debt = line.debts[zone] = self.ledger.debt(line.id, zone)
             self.ledger.transfer(
                 debt, self.system[USED], left, reason="usage_owed", reference=reference
             )
@@ -720,7 +743,7 @@ class ChargingBatch:
         if new_sessions:
             insert_rows(
                 session,
-                ChargingSession.__table__,
+                ChargingSession,
                 [
                     {
                         "id": x.id,
@@ -741,7 +764,7 @@ class ChargingBatch:
                 x.new = False
         update_rows(
             session,
-            ChargingSession.__table__,
+            ChargingSession,
             "id",
             [
                 {"id": x.id, "plmn": x.plmn, "zone": x.zone}
@@ -753,7 +776,7 @@ class ChargingBatch:
             x.moved = False
         update_rows(
             session,
-            ChargingSession.__table__,
+            ChargingSession,
             "id",
             [{"id": x.id, "status": "released", "released_at": self.now} for x in self._released],
         )
@@ -761,7 +784,7 @@ class ChargingBatch:
         if self._new_grants:
             insert_rows(
                 session,
-                Grant.__table__,
+                Grant,
                 [
                     {
                         "id": g.id,
@@ -780,7 +803,7 @@ class ChargingBatch:
             )
             insert_rows(
                 session,
-                GrantReservation.__table__,
+                GrantReservation,
                 [
                     {
                         "pending_transfer_id": r.pending.id,
@@ -798,7 +821,7 @@ class ChargingBatch:
                 g.new = False
         update_rows(
             session,
-            Grant.__table__,
+            Grant,
             "id",
             [
                 {
@@ -845,43 +868,111 @@ class ChargingBatch:
                 for k, v in self._overage.items()
             ],
         )
-        insert_rows(session, ChargingAnswer.__table__, self._answers)
+        insert_rows(session, ChargingAnswer, self._answers)
         self._released, self._settled, self._new_grants, self._answers = [], [], [], []
         self._usage, self._overage = defaultdict(lambda: [0, 0]), {}
 
 
-# --- the statements of a batch, built once ------------------------------------------------------
+# --- the statements of a batch, built once, and their rows -------------------------------------
+#
+# Each statement's columns are labelled with the names of its row's fields, in their order (checked
+# below, on import): its rows are read by name, whichever way they were run (`db.direct`).
 
 
-def _debt(zone: str) -> Any:
-    return (
-        select(LineDebt.ledger_account_id)
-        .where(LineDebt.line_id == Line.id, LineDebt.zone == zone)
-        .scalar_subquery()
-    )
+class _SessionRow(NamedTuple):
+    id: uuid.UUID
+    line_id: uuid.UUID
+    ref: str
+    plmn: str
+    zone: str
+    status: str
+    notify_uri: str | None
+    create_key: str | None
+    served: bool  # the session's network is active now
+
+
+class _AnsweredRow(NamedTuple):
+    """A session named by ref, with the answer it already gave to the sequence number asked of it."""
+
+    id: uuid.UUID
+    line_id: uuid.UUID
+    ref: str
+    plmn: str
+    zone: str
+    status: str
+    notify_uri: str | None
+    create_key: str | None
+    served: bool
+    sequence: int | None  # None: not answered yet
+    answer_status: int | None
+    answer: Any
+
+
+class _LineRow(NamedTuple):
+    """A line, what it owes per zone, its overage (if on) with the wallet it charges, and one of its
+    buckets usable now (NULLs: it has none)."""
+
+    line_id: uuid.UUID
+    status: str
+    account_id: uuid.UUID | None
+    debt_mainland: int | None  # ledger accounts of what it owes
+    debt_hk: int | None
+    overage_cap: int | None
+    overage_currency: str | None  # chosen by the owner
+    wallet_account_id: int | None
+    wallet_currency: str | None
+    # On the one row of a line without usable buckets, the bucket's fields are all NULL.
+    bucket_id: uuid.UUID
+    bucket_zone: str
+    bucket_expires_at: datetime
+    bucket_created_at: datetime
+    bucket_account_id: int
+
+
+class _GrantRow(NamedTuple):
+    """An open grant with one of its reservations and that reservation's pending transfer."""
+
+    grant_id: uuid.UUID
+    session_id: uuid.UUID
+    rating_group: int
+    granted_bytes: int
+    expires_at: datetime
+    created_at: datetime
+    pending_id: int
+    bucket_id: uuid.UUID | None
+    amount: int
+    volume_bytes: int
+    per_mb: int | None
+    pending_debit_id: int
+    pending_credit_id: int
+    pending_amount: int
+    pending_reason: str
+    pending_reference: str
+    pending_expires_at: datetime | None
+    pending_resolved: bool
 
 
 class _Q:
-    s, g, r, t = ChargingSession, Grant, GrantReservation, Transfer
+    s, g, r = ChargingSession, Grant, GrantReservation
     # With whether the session's network is served now (the registry is the operator's to change).
     _session = select(
         s.id,
         s.line_id,
-        s.charging_data_ref,
+        s.charging_data_ref.label("ref"),
         s.plmn,
         s.zone,
         s.status,
         s.notify_uri,
         s.create_key,
-        Network.active,
+        Network.active.label("served"),
     ).join(Network, Network.plmn == s.plmn)
     sessions_by_id = _session.where(AnyOf(s.id, "ids")).order_by(s.id)
     # By ref (the network's requests), each with the answer it already gave to the sequence number
     # asked of it (a retransmission). SQLite: the pairs as a row-value IN; PostgreSQL (which locks):
     # joined to the pairs as arrays, one statement text whatever their number.
     _answered = (
-        ChargingAnswer.invocation_sequence_number,
-        ChargingAnswer.status_code,
+        ChargingAnswer.invocation_sequence_number.label("sequence"),
+        ChargingAnswer.status_code.label("answer_status"),
         ChargingAnswer.answer,
     )
     sessions_by_ref = (
@@ -921,71 +1012,44 @@ class _Q:
     sessions_by_id_locked = sessions_by_id.with_for_update(
         of=s
     )  # not the network's row: every session shares it
-    # A line, what it owes per zone, its overage choice with the wallet it charges (if on), and its
-    # buckets usable now (a row each; one row with no bucket if it has none).
-    lines = (
+    lines = ledger_buckets.with_usable_buckets(
         select(
-            Line.id,
+            Line.id.label("line_id"),
             Line.status,
             Line.account_id,
-            _debt("mainland"),
-            _debt("hk"),
-            LineOverage.monthly_cap,
-            LineOverage.currency,
-            Wallet.ledger_account_id,
-            Wallet.currency,
-            Bucket.id,
-            Bucket.line_id,
-            Bucket.zone,
-            Bucket.expires_at,
-            Bucket.created_at,
-            Bucket.ledger_account_id,
+            ledger_buckets.debt_account_id(Line.id, "mainland").label("debt_mainland"),
+            ledger_buckets.debt_account_id(Line.id, "hk").label("debt_hk"),
+            LineOverage.monthly_cap.label("overage_cap"),
+            LineOverage.currency.label("overage_currency"),
+            Wallet.ledger_account_id.label("wallet_account_id"),
+            Wallet.currency.label("wallet_currency"),
         )
         .outerjoin(LineOverage, and_(LineOverage.line_id == Line.id, LineOverage.enabled))
         .outerjoin(
             Wallet, and_(Wallet.account_id == Line.account_id, LineOverage.line_id.is_not(None))
-        )
-        .outerjoin(
-            Bucket,
-            and_(
-                # The list again, so that PostgreSQL's plan looks the buckets up by line, not by expiry.
-                Bucket.line_id == Line.id,
-                AnyOf(Bucket.line_id, "ids"),
-                Bucket.unit == "bytes",
-                Bucket.valid_from <= bindparam("now"),
-                Bucket.expires_at > bindparam("now"),
-            ),
-        )
-        .where(AnyOf(Line.id, "ids"))
-    )
-    _resolution = aliased(Transfer)
+        ),
+        Line.id,
+        ids="ids",
+        now="now",
+    ).where(AnyOf(Line.id, "ids"))
     # Open grants with their reservations, each with its pending transfer and whether it is resolved.
-    grants = (
+    grants = with_reservation(
         select(
-            g.id,
-            g.charging_session_id,
+            g.id.label("grant_id"),
+            g.charging_session_id.label("session_id"),
             g.rating_group,
             g.granted_bytes,
             g.expires_at,
             g.created_at,
-            r.pending_transfer_id,
+            r.pending_transfer_id.label("pending_id"),
             r.bucket_id,
             r.amount,
-            t.debit_account_id,
-            t.credit_account_id,
             r.volume_bytes,
             r.per_mb,
-            t.amount,
-            t.reason,
-            t.reference,
-            t.expires_at,
-            select(_resolution.id).where(_resolution.pending_id == t.id).exists(),
-        )
-        .join(r, r.grant_id == g.id)
-        .join(t, t.id == r.pending_transfer_id)
-        .where(AnyOf(g.charging_session_id, "ids"), g.status == "open")
-        .order_by(g.created_at, g.id, r.pending_transfer_id)
-    )
+        ).join(r, r.grant_id == g.id),
+        r.pending_transfer_id,
+    ).where(AnyOf(g.charging_session_id, "ids"), g.status == "open")
+    grants = grants.order_by(g.created_at, g.id, r.pending_transfer_id)
     zero_rated = select(RatingGroup.rating_group).where(
         AnyOf(RatingGroup.rating_group, "groups"), RatingGroup.zero_rated
     )
@@ -1005,3 +1069,13 @@ class _Q:
         )
         .group_by(s.line_id)
     )
+
+
+for _statement, _row in (
+    (_Q.sessions_by_id, _SessionRow),
+    (_Q.sessions_by_ref, _AnsweredRow),
+    (_Q.sessions_by_ref_locked, _AnsweredRow),
+    (_Q.lines, _LineRow),
+    (_Q.grants, _GrantRow),
+):
+    assert tuple(_statement.selected_columns.keys()) == _row._fields, _row

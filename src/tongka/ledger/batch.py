@@ -12,22 +12,37 @@ and adds each account's change to its running totals. Operator accounts are neit
 locked nor totalled, as in `ledger.service`.
 
 Use one batch per transaction, and nothing else that writes the same accounts in between.
+The session's own copies (ORM objects) of the accounts a flush wrote are expired, so that
+what reads them afterwards through the ORM sees the new totals.
+
+A caller that keeps reservations of its own (charging's grants) reads them with its rows
+through `with_reservation`, and hands them to `pending()`.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, func, literal_column, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, func, inspect, literal_column, select
+from sqlalchemy.orm import Session, aliased
 
 from tongka.db import AnyOf, direct, insert_rows, update_rows
+from tongka.ledger import buckets
 from tongka.ledger import service as ledger
 from tongka.ledger.models import LedgerAccount, Transfer
-from tongka.ledger.service import SYSTEM, ReservationExpired, ReservationResolved
+from tongka.ledger.service import (
+    SYSTEM,
+    ReservationResolved,
+    check_post,
+    check_spendable,
+    check_transfer,
+    keeps_totals,
+)
 
 _TOTALS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
@@ -51,7 +66,7 @@ class Account:
         return self.credits_posted - self.debits_posted - self.debits_pending
 
     def add(self, total: str, amount: int) -> None:
-        if self.kind == SYSTEM:  # operator accounts keep no totals
+        if not keeps_totals(self.kind):
             return
         setattr(self, total, getattr(self, total) + amount)
         self.changed[total] = self.changed.get(total, 0) + amount
@@ -153,6 +168,13 @@ class LedgerBatch:
             found[code] = self.accounts.setdefault(made.id, Account(made.id, unit, SYSTEM, False))
         return found
 
+    def debt(self, line_id: uuid.UUID, zone: str) -> Account:
+        """The account of what the line owes in `zone`, made if it has none yet (rare), locked."""
+        made = buckets.debt_account(self.session, line_id, zone, create=True)
+        assert made is not None
+        self.lock([made.id])
+        return self.accounts[made.id]
+
     def pending(
         self,
         pending_id: int,
@@ -184,7 +206,8 @@ class LedgerBatch:
     def transfer(
         self, debit: Account, credit: Account, amount: int, *, reason: str, reference: str
     ) -> None:
-        _check(debit, credit, amount)
+        check_transfer(debit, credit, amount)
+        check_spendable(debit, amount)
         debit.add("debits_posted", amount)
         credit.add("credits_posted", amount)
         self._entries.append(_Entry("posted", debit, credit, amount, reason, reference))
@@ -199,7 +222,8 @@ class LedgerBatch:
         reference: str,
         expires_at: datetime,
     ) -> Pending:
-        _check(debit, credit, amount)
+        check_transfer(debit, credit, amount)
+        check_spendable(debit, amount)
         debit.add("debits_pending", amount)
         credit.add("credits_pending", amount)
         made = Pending(debit, credit, amount, reason, reference, expires_at)
@@ -211,14 +235,7 @@ class LedgerBatch:
     def post(self, pending: Pending, amount: int, *, reason: str | None = None) -> None:
         """Settle `pending` for `amount` (at most what it holds); the rest goes back to the account."""
         self._open(pending)
-        if pending.expires_at is not None and self.now >= pending.expires_at:
-            raise ReservationExpired()
-        if (
-            not isinstance(amount, int)
-            or isinstance(amount, bool)
-            or not 0 <= amount <= pending.amount
-        ):
-            raise ValueError("a reservation is posted for between zero and the reserved amount")
+        check_post(pending.amount, amount, pending.expires_at, self.now)
         self._release(pending)
         pending.debit.add("debits_posted", amount)
         pending.credit.add("credits_posted", amount)
@@ -274,7 +291,7 @@ class LedgerBatch:
         if entries:
             insert_rows(
                 self.session,
-                Transfer.__table__,
+                Transfer,
                 [
                     {
                         "id": e.id,
@@ -294,13 +311,20 @@ class LedgerBatch:
         changed = [a for a in self.accounts.values() if a.changed]
         update_rows(
             self.session,
-            LedgerAccount.__table__,
+            LedgerAccount,
             "id",
             [{"id": x.id, **{t: x.changed.get(t, 0) for t in _TOTALS}} for x in changed],
             add=_TOTALS,
         )
         for x in changed:
             x.changed = {}
+        if self.session.identity_map:  # the charging path holds none: nothing to look up
+            copies = self.session.identity_map
+            for x in changed:
+                if (
+                    copy := copies.get(_ACCOUNT.identity_key_from_primary_key((x.id,)))
+                ) is not None:
+                    self.session.expire(copy)
 
     def _new_ids(self, count: int) -> list[int]:
         """Ids for `count` new transfers, ascending, in the order they were made."""
@@ -324,10 +348,38 @@ class LedgerBatch:
         return list(range(last + 1, last + 1 + count))
 
 
-def _check(debit: Account, credit: Account, amount: int) -> None:
-    """`ledger.service`'s own checks (they read only ids, units, amounts and `available`)."""
-    ledger._check_pair(debit, credit, amount)  # type: ignore[arg-type]
-    ledger._check_spendable(debit, amount)  # type: ignore[arg-type]
+# The columns `with_reservation` adds, by the names their rows have, in `pending()`'s order.
+RESERVATION_COLUMNS = (
+    "pending_debit_id",
+    "pending_credit_id",
+    "pending_amount",
+    "pending_reason",
+    "pending_reference",
+    "pending_expires_at",
+    "pending_resolved",
+)
+
+
+def with_reservation(query: Select[*tuple[Any, ...]], pending_id: Any) -> Select[*tuple[Any, ...]]:
+    """`query` joined to the reservation (pending transfer) whose id is its column `pending_id`,
+    with `RESERVATION_COLUMNS` added: its accounts, amount, reason, reference, expiry, and
+    whether it is resolved. Built once by the caller, as part of its own statement."""
+    t, resolution = Transfer, aliased(Transfer)
+    return query.add_columns(
+        t.debit_account_id.label("pending_debit_id"),
+        t.credit_account_id.label("pending_credit_id"),
+        t.amount.label("pending_amount"),
+        t.reason.label("pending_reason"),
+        t.reference.label("pending_reference"),
+        t.expires_at.label("pending_expires_at"),
+        select(resolution.id)
+        .where(resolution.pending_id == t.id)
+        .exists()
+        .label("pending_resolved"),
+    ).join(t, t.id == pending_id)
+
+
+_ACCOUNT = inspect(LedgerAccount)
 
 
 class _Q:

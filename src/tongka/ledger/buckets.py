@@ -6,23 +6,75 @@ move them to `data_used`; what is left at expiry moves to `data_expired`.
 
 Data used beyond everything a line had in a zone is owed (`LineDebt`: an account that
 goes below zero) and paid back from the line's next bucket valid in that zone.
+
+Drawing: data used or reserved in a zone comes from that zone's buckets and `both` buckets,
+the soonest-expiring first, the narrower zone before `both` on a tie, then the oldest
+(`drawing_order`), each giving what it has available (`draw`). Online charging
+(`charging.engine`) and the usage import draw this way, on the buckets they read here
+(`usable_buckets`, `buckets_between`).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ScalarSelect, Select, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tongka import clock
+from tongka.db import AnyOf
 from tongka.ledger import service as ledger
 from tongka.ledger.models import Bucket, LedgerAccount, LineDebt
 
 ZONES = ("mainland", "hk")  # where a line can use data; a `both` bucket counts in each
+
+
+# --- drawing --------------------------------------------------------------------------------
+
+
+def counts_in(bucket_zone: str, zone: str) -> bool:
+    """Whether a bucket of `bucket_zone` can be drawn on in `zone`."""
+    return bucket_zone in (zone, "both")
+
+
+def drawing_order(
+    expires_at: datetime, zone: str, created_at: datetime, bucket_id: uuid.UUID
+) -> tuple[datetime, bool, datetime, uuid.UUID]:
+    """Sort key of buckets drawn on together: soonest expiry, the narrower zone before `both`, the oldest."""
+    return (expires_at, zone == "both", created_at, bucket_id)
+
+
+class _Available(Protocol):
+    @property
+    def available(self) -> int: ...
+
+
+class Drawable(Protocol):
+    """A bucket with its ledger account as held by the caller (`batch.Account`), current."""
+
+    @property
+    def account(self) -> _Available: ...
+
+
+B = TypeVar("B", bound=Drawable)
+
+
+def draw(buckets: Iterable[B], amount: int) -> list[tuple[B, int]]:
+    """What to take from each of `buckets` (usable, in drawing order) for up to `amount`: all that
+    each has available until `amount` is reached. The caller moves it (and sees if it was enough)."""
+    plan = []
+    for bucket in buckets:
+        if (take := min(amount, bucket.account.available)) > 0:
+            plan.append((bucket, take))
+            amount -= take
+            if amount == 0:
+                break
+    return plan
 
 
 def grant(
@@ -185,18 +237,96 @@ def owed(session: Session, line_id: uuid.UUID, zone: str) -> int:
     return max(0, -debt.available) if debt is not None else 0
 
 
-def repay(session: Session, debt: LedgerAccount, candidates: list[Bucket]) -> None:
-    """Pay back what is owed from `candidates` (buckets, in drawing order); call with the accounts locked."""
-    for bucket in candidates:
-        if debt.available >= 0:
-            return
-        pay = min(-debt.available, bucket.account.available)
-        if pay > 0:
-            ledger.transfer(
-                session,
-                bucket.account,
-                debt,
-                pay,
-                reason="usage_owed_repaid",
-                reference=f"bucket:{bucket.id}",
-            )
+# --- reading, for charging -------------------------------------------------------------------
+#
+# Charging reads a batch's buckets and debts inside its own statements (one round trip for lines,
+# debts and buckets): these are the parts of those statements, built once by the caller.
+
+
+def debt_account_id(line_id: Any, zone: str) -> ScalarSelect[int]:
+    """The ledger account of what the line `line_id` (a column) owes in `zone`, as a column (NULL: none)."""
+    return (
+        select(LineDebt.ledger_account_id)
+        .where(LineDebt.line_id == line_id, LineDebt.zone == zone)
+        .scalar_subquery()
+    )
+
+
+# The columns `with_usable_buckets` adds, by the names their rows have.
+BUCKET_COLUMNS = (
+    "bucket_id",
+    "bucket_zone",
+    "bucket_expires_at",
+    "bucket_created_at",
+    "bucket_account_id",
+)
+
+
+def with_usable_buckets(
+    query: Select[*tuple[Any, ...]], line_id: Any, ids: str, now: str
+) -> Select[*tuple[Any, ...]]:
+    """`query` (over lines, `line_id` its column) with each line's data buckets usable at the
+    parameter `now`: a row per bucket (one with NULLs for a line without), `BUCKET_COLUMNS` added.
+    `ids` names the parameter holding the lines' ids, repeated so that PostgreSQL's plan looks the
+    buckets up by line, not by expiry."""
+    return query.add_columns(
+        Bucket.id.label("bucket_id"),
+        Bucket.zone.label("bucket_zone"),
+        Bucket.expires_at.label("bucket_expires_at"),
+        Bucket.created_at.label("bucket_created_at"),
+        Bucket.ledger_account_id.label("bucket_account_id"),
+    ).outerjoin(
+        Bucket,
+        and_(
+            Bucket.line_id == line_id,
+            AnyOf(Bucket.line_id, ids),
+            Bucket.unit == "bytes",
+            Bucket.valid_from <= bindparam(now),
+            Bucket.expires_at > bindparam(now),
+        ),
+    )
+
+
+class LineBucket(NamedTuple):
+    """A data bucket of a line as the usage import reads it: its validity and ledger account."""
+
+    id: uuid.UUID
+    line_id: uuid.UUID
+    zone: str
+    valid_from: datetime
+    expires_at: datetime
+    created_at: datetime
+    account_id: int
+
+
+def buckets_between(
+    session: Session, line_ids: Iterable[uuid.UUID], first: datetime, last: datetime
+) -> list[LineBucket]:
+    """The lines' data buckets valid at some time from `first` to `last`, in drawing order."""
+    rows = session.execute(
+        select(
+            Bucket.id,
+            Bucket.line_id,
+            Bucket.zone,
+            Bucket.valid_from,
+            Bucket.expires_at,
+            Bucket.created_at,
+            Bucket.ledger_account_id,
+        ).where(
+            Bucket.line_id.in_(set(line_ids)),
+            Bucket.unit == "bytes",
+            Bucket.valid_from <= last,
+            Bucket.expires_at > first,
+        )
+    )
+    found = [LineBucket._make(row) for row in rows]
+    return sorted(found, key=lambda b: drawing_order(b.expires_at, b.zone, b.created_at, b.id))
+
+
+def debt_account_ids(session: Session, line_ids: Iterable[uuid.UUID]) -> list[int]:
+    """The ledger accounts of what the lines owe, in any zone."""
+    return list(
+        session.scalars(
+            select(LineDebt.ledger_account_id).where(LineDebt.line_id.in_(set(line_ids)))
+        )
+    )

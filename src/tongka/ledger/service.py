@@ -20,10 +20,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from tongka import clock
 from tongka.errors import Conflict
@@ -47,6 +49,52 @@ class ReservationExpired(Conflict):
 
 
 RESOLUTIONS = ("post_pending", "void_pending", "expire_pending")
+SYSTEM = "system"  # the kind of the operator's own accounts
+
+
+# --- the rules, for one transfer here and for many at once (`ledger.batch`) ----------------
+
+
+class Spendable(Protocol):
+    """What the rules read of an account: its row (`LedgerAccount`) or a batch's copy (`batch.Account`)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def unit(self) -> str: ...
+    @property
+    def must_not_go_negative(self) -> bool: ...
+    @property
+    def available(self) -> int: ...
+
+
+def check_transfer(debit: Spendable, credit: Spendable, amount: int) -> None:
+    """A transfer or reservation moves a positive whole amount between two accounts of one unit."""
+    if debit.id == credit.id:
+        raise ValueError("a transfer needs two different accounts")
+    if debit.unit != credit.unit:
+        raise ValueError(f"unit mismatch: {debit.unit} / {credit.unit}")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise ValueError("a transfer moves a positive integer amount")
+
+
+def check_spendable(debit: Spendable, amount: int) -> None:
+    """A customer account is never spent (posted or reserved) beyond its credits; check it locked."""
+    if debit.must_not_go_negative and debit.available < amount:
+        raise InsufficientBalance(available=debit.available, requested=amount)
+
+
+def check_post(reserved: int, amount: int, expires_at: datetime | None, now: datetime) -> None:
+    """A reservation (not resolved yet) is posted before its time, for at most what it holds."""
+    if expires_at is not None and now >= expires_at:
+        raise ReservationExpired()
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= reserved:
+        raise ValueError("a reservation is posted for between zero and the reserved amount")
+
+
+def keeps_totals(kind: str) -> bool:
+    """Customer accounts keep running totals; operator accounts keep none (see the module's docstring)."""
+    return kind != SYSTEM
 
 
 # --- accounts -----------------------------------------------------------------------------
@@ -61,21 +109,34 @@ def open_account(
     return account
 
 
+# Operator accounts' ids by code. They never change once made, so the id is kept for the
+# process; a row not found under it (made in a transaction that was rolled back) is looked up again.
+_operator_accounts: dict[str, int] = {}
+
+
 def system_account(session: Session, name: str, unit: str) -> LedgerAccount:
     """The operator's own account `system:<name>:<unit>` (issuance, usage, revenue...), made on first use.
 
-    Operator accounts may go negative: issuing data debits `data_issued` below zero.
+    Operator accounts may go negative: issuing data debits `data_issued` below zero. Known ones
+    come from the session (no statement) or by primary key.
     """
     code = f"system:{name}:{unit}"
+    known = _operator_accounts.get(code)
+    if known is not None:
+        account = session.get(LedgerAccount, known)
+        if account is not None and account.code == code:
+            return account
     account = session.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
-    if account is not None:
-        return account
-    try:
-        with session.begin_nested():
-            account = LedgerAccount(code=code, unit=unit, kind=SYSTEM, must_not_go_negative=False)
-            session.add(account)
-    except IntegrityError:  # made at the same moment by another transaction
-        account = session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
+    if account is None:
+        try:
+            with session.begin_nested():
+                account = LedgerAccount(
+                    code=code, unit=unit, kind=SYSTEM, must_not_go_negative=False
+                )
+                session.add(account)
+        except IntegrityError:  # made at the same moment by another transaction
+            account = session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
+    _operator_accounts[code] = account.id
     return account
 
 
@@ -99,12 +160,9 @@ def lock_accounts(session: Session, ids: Iterable[int]) -> dict[int, LedgerAccou
     return found
 
 
-SYSTEM = "system"
-
-
 def _add(account: LedgerAccount, field: str, amount: int) -> None:
     """Add to a customer account's running total; operator accounts keep none."""
-    if account.kind != SYSTEM:
+    if keeps_totals(account.kind):
         setattr(account, field, getattr(account, field) + amount)
 
 
@@ -144,20 +202,6 @@ def balances(session: Session, account: LedgerAccount) -> Balances:
     )
 
 
-def _check_pair(debit: LedgerAccount, credit: LedgerAccount, amount: int) -> None:
-    if debit.id == credit.id:
-        raise ValueError("a transfer needs two different accounts")
-    if debit.unit != credit.unit:
-        raise ValueError(f"unit mismatch: {debit.unit} / {credit.unit}")
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-        raise ValueError("a transfer moves a positive integer amount")
-
-
-def _check_spendable(debit: LedgerAccount, amount: int) -> None:
-    if debit.must_not_go_negative and debit.available < amount:
-        raise InsufficientBalance(available=debit.available, requested=amount)
-
-
 # --- transfers ----------------------------------------------------------------------------
 
 
@@ -171,10 +215,10 @@ def transfer(
     reference: str,
 ) -> Transfer:
     """Move `amount` from `debit` to `credit` now."""
-    _check_pair(debit, credit, amount)
+    check_transfer(debit, credit, amount)
     accounts = lock_accounts(session, (debit.id, credit.id))
     d, c = accounts[debit.id], accounts[credit.id]
-    _check_spendable(d, amount)
+    check_spendable(d, amount)
     _add(d, "debits_posted", amount)
     _add(c, "credits_posted", amount)
     return _append(session, "posted", d.id, c.id, amount, reason, reference)
@@ -202,10 +246,10 @@ def reserve(
     expires_at: datetime,
 ) -> Transfer:
     """Hold `amount` of `debit` for `credit` until posted, voided or expired (after `expires_at`)."""
-    _check_pair(debit, credit, amount)
+    check_transfer(debit, credit, amount)
     accounts = lock_accounts(session, (debit.id, credit.id))
     d, c = accounts[debit.id], accounts[credit.id]
-    _check_spendable(d, amount)
+    check_spendable(d, amount)
     _add(d, "debits_pending", amount)
     _add(c, "credits_pending", amount)
     return _append(session, "pending", d.id, c.id, amount, reason, reference, expires_at=expires_at)
@@ -216,11 +260,8 @@ def post(
 ) -> Transfer:
     """Settle a reservation for `amount` (default: all of it); the rest goes back to the account."""
     pending, d, c = _open_reservation(session, pending_id)
-    if pending.expires_at is not None and clock.now() >= pending.expires_at:
-        raise ReservationExpired()
     amount = pending.amount if amount is None else amount
-    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= pending.amount:
-        raise ValueError("a reservation is posted for between zero and the reserved amount")
+    check_post(pending.amount, amount, pending.expires_at, clock.now())
     _release(d, c, pending.amount)
     _add(d, "debits_posted", amount)
     _add(c, "credits_posted", amount)
@@ -331,14 +372,14 @@ def _append(
 
 
 def _sums(
-    session: Session, side: object, account_id: int | None = None
+    session: Session, side: InstrumentedAttribute[int], account_id: int | None = None
 ) -> dict[int, tuple[int, int]]:
     """Per account on one side of the transfers (debit or credit): (posted, still pending), from the transfers."""
     t, resolution = Transfer, aliased(Transfer)
     moved = t.kind.in_(("posted", "post_pending"))
     open_pending = (t.kind == "pending") & resolution.id.is_(None)
 
-    def total(condition: object) -> object:
+    def total(condition: ColumnElement[bool]) -> ColumnElement[int]:
         return func.coalesce(func.sum(case((condition, t.amount), else_=0)), 0)
 
     query = (
