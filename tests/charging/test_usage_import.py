@@ -483,8 +483,8 @@ def test_a_record_refused_while_charging_is_rejected_and_its_batch_kept(
     line, b = subscriber(session, hk=10 * MB, both=10 * MB)
     charge = usage_import._charge
 
-    def refusing(session_, held, record, line_, zone):  # type: ignore[no-untyped-def]
-        outcome = charge(session_, held, record, line_, zone)  # its transfers are made, then undone
+    def refusing(session_, locked, record, line_, zone):  # type: ignore[no-untyped-def]
+        outcome = charge(session_, locked, record, line_, zone)  # its transfers are made, then undone
         if record.record_id == "r2":
             raise charging.LineNotActive()
         return outcome
@@ -800,8 +800,8 @@ def test_usage_the_buckets_cover_is_drawn_as_charge_usage_draws_it(session) -> N
         zone = rng.choice(("hk", "mainland"))
         when = T0 + timedelta(hours=rng.randint(0, 30))
         amount = rng.randint(1, 25) * MB
-        held = usage_import._Held.lock(session, [(line, when)])
-        plan = held.draws(line.id, zone, when, amount)
+        locked = usage_import._Locked.lock(session, [(line, when)])
+        plan = locked.draws(line.id, zone, when, amount)
         with session.begin_nested() as savepoint:
             excess = charging.charge_usage(session, line, zone, amount, when, reference="parity")
             made = [
@@ -816,6 +816,6 @@ def test_usage_the_buckets_cover_is_drawn_as_charge_usage_draws_it(session) -> N
         else:
             covered += 1
             assert excess.from_buckets == amount
-            assert made == [(bucket.ledger_account_id, take) for bucket, take in plan]
+            assert made == [(bucket.account.id, take) for bucket, take in plan]
     assert 10 <= covered <= 30  # enough cases of each kind to mean something
     session.commit()

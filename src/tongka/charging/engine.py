@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, String, and_, bindparam, func, select, tuple_
+from sqlalchemy import BigInteger, String, and_, bindparam, func, inspect, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -200,10 +200,18 @@ class ExcessCharge:
 
 
 class ChargingBatch:
-    def __init__(self, session: Session, now: datetime, cache: LedgerCache | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        now: datetime,
+        cache: LedgerCache | None = None,
+        ledger: LedgerBatch | None = None,
+    ) -> None:
+        """`ledger`: a ledger batch of the same transaction to decide in (the usage import's, which
+        holds its accounts already), rather than a new one."""
         self.session = session
         self.now = now
-        self.ledger = LedgerBatch(session, now, cache)
+        self.ledger = ledger if ledger is not None else LedgerBatch(session, now, cache)
         self.execute = self.ledger.execute
         self.sessions: dict[uuid.UUID, SessionState] = {}
         self.lines: dict[uuid.UUID, LineState] = {}
@@ -739,6 +747,19 @@ class ChargingBatch:
 
     def _write(self) -> None:
         session = self.session
+        # The rows the caller may hold as ORM objects (the per-call API, `charging.service`): they are
+        # written past the ORM, so its copies are read again when next used. Nchf batches hold none.
+        copies = (
+            [
+                _SESSION_ROW.identity_key_from_primary_key((x.id,))
+                for x in self.sessions.values()
+                if x.moved
+            ]
+            + [_SESSION_ROW.identity_key_from_primary_key((x.id,)) for x in self._released]
+            + [_GRANT_ROW.identity_key_from_primary_key((g.id,)) for g in self._settled]
+            if session.identity_map
+            else []
+        )
         new_sessions = [x for x in self.sessions.values() if x.new]
         if new_sessions:
             insert_rows(
@@ -871,6 +892,9 @@ class ChargingBatch:
         insert_rows(session, ChargingAnswer, self._answers)
         self._released, self._settled, self._new_grants, self._answers = [], [], [], []
         self._usage, self._overage = defaultdict(lambda: [0, 0]), {}
+        for key in copies:
+            if (copy := session.identity_map.get(key)) is not None:
+                session.expire(copy)
 
 
 # --- the statements of a batch, built once, and their rows -------------------------------------
@@ -950,6 +974,9 @@ class _GrantRow(NamedTuple):
     pending_reference: str
     pending_expires_at: datetime | None
     pending_resolved: bool
+
+
+_SESSION_ROW, _GRANT_ROW = inspect(ChargingSession), inspect(Grant)  # their mappers
 
 
 class _Q:

@@ -54,14 +54,12 @@ from tongka.charging.models import (
     ChargingSession,
     Grant,
     Network,
-    OverageMonth,
     RatingGroup,
     UsageDay,
 )
 from tongka.db import add_rows, new_id
 from tongka.errors import Conflict, Unprocessable
 from tongka.i18n import _
-from tongka.ledger.models import LedgerAccount
 
 
 class UnknownNetwork(Unprocessable):
@@ -193,7 +191,7 @@ def request_quota(
         raise ChargingSessionReleased()
     batch.load_rating_groups([rating_group])
     result = batch.request_quota(state, rating_group, requested_bytes, validity_seconds)
-    _write(batch)
+    batch.flush()
     grant = session.get_one(Grant, result.grant_id) if result.grant_id else None
     return QuotaResult(result.result_code, result.granted_bytes, grant, result.final_unit)
 
@@ -228,7 +226,7 @@ def report_usage(
             unreserved_bytes=row[1],
         )
     result = batch.report_usage(found, used_bytes, count_usage=count_usage)
-    _write(batch)
+    batch.flush()
     return UsageResult(
         session.get_one(Grant, grant.id),
         result.used_bytes,
@@ -246,7 +244,7 @@ def settle_usage(
     batch, state = _batch_for(session, charging_session, clock.now())
     batch.load_rating_groups([rating_group])
     excess = batch.settle_usage(state, rating_group, used_bytes)
-    _write(batch)
+    batch.flush()
     return excess
 
 
@@ -262,7 +260,7 @@ def charge_usage(
     batch = engine.ChargingBatch(session, at)
     batch.load(line_ids=[line.id])
     excess = batch.charge_usage(batch.lines[line.id], zone, used_bytes, reference=reference)
-    _write(batch)
+    batch.flush()
     return excess
 
 
@@ -273,7 +271,7 @@ def release(session: Session, charging_session: ChargingSession) -> int:
     """
     batch, state = _batch_for(session, charging_session, clock.now())
     settled = batch.release(state)
-    _write(batch)
+    batch.flush()
     return settled
 
 
@@ -326,17 +324,6 @@ def _batch_for(
     batch = engine.ChargingBatch(session, now)
     batch.load(session_ids=[charging_session.id])
     return batch, batch.sessions[charging_session.id]
-
-
-# What a batch writes past the ORM: such objects the session holds are read again when next used.
-_WRITTEN = (LedgerAccount, ChargingSession, Grant, UsageDay, OverageMonth)
-
-
-def _write(batch: engine.ChargingBatch) -> None:
-    batch.flush()
-    for instance in list(batch.session.identity_map.values()):
-        if isinstance(instance, _WRITTEN):
-            batch.session.expire(instance)
 
 
 def add_usage(

@@ -14,14 +14,15 @@ record), so a later occurrence is judged on its own.
 
 One transaction per `batch_size` records read (this job commits its batches itself). Per
 batch: two queries for the lines; the ledger accounts the batch may touch locked at once
-in ascending id (online charging locks in the same order: no deadlock); one query for the
-record ids already imported; each record charged; the day's usage added once per line,
-day, zone and network; the rows inserted in one statement. Usage the line's buckets cover
-is taken from the buckets loaded and locked for the batch, by the same transfers
-`charge_usage` would make (a test checks they agree): it saves `charge_usage` five queries
-a record; anything beyond the buckets goes through `charge_usage` itself. A record refused
-while charging (a `TongkaError`) rolls back its batch, which is then done again with a
-savepoint per record, so only that record is rejected.
+in ascending id (online charging locks in the same order: no deadlock) into one ledger batch
+(`ledger.batch.LedgerBatch`); one query for the record ids already imported; each record
+charged; the ledger's transfers written; the day's usage added once per line, day, zone and
+network; the rows inserted in one statement. Usage the line's buckets cover is drawn from the
+buckets loaded for the batch (`ledger.buckets.draw`, as `charge_usage` draws: a test checks
+they agree), in memory; anything beyond the buckets is charged by `engine.ChargingBatch.
+charge_usage` in the same ledger batch (overage, owed). A record refused while charging (a
+`TongkaError`) rolls back its batch, which is then done again with a savepoint per record,
+each in a ledger batch of its own, so only that record is rejected.
 
 A batch holds the row locks of the buckets (and wallets) of its lines until it commits:
 online charging of those lines waits up to that long (1 to 3 s at 1,000 records on the
@@ -47,7 +48,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tongka import clock
 from tongka.account.models import Line
+from tongka.charging import engine
 from tongka.charging import service as charging
+from tongka.charging.engine import USAGE_BEYOND_GRANT, USED, ExcessCharge
 from tongka.charging.models import LineOverage, UsageDay, UsageRecord
 from tongka.charging.usage_files import (
     ImportRefused,
@@ -61,8 +64,9 @@ from tongka.charging.usage_files import (
 )
 from tongka.db import add_rows, new_id
 from tongka.errors import TongkaError
-from tongka.ledger import service as ledger
-from tongka.ledger.models import Bucket, LedgerAccount, LineDebt
+from tongka.ledger import buckets as ledger_buckets
+from tongka.ledger.batch import Account, LedgerBatch
+from tongka.ledger.buckets import LineBucket, counts_in, draw
 from tongka.money import format_bytes
 from tongka.wallet.models import Wallet
 
@@ -123,17 +127,9 @@ class ImportSummary:
 # --- importing ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Imported:
-    from_buckets: int
-    overage_bytes: int
-    overage_amount: int
-    overage_currency: str | None
-    owed_bytes: int
-
-
 _ALREADY = "already_imported"
-Outcome = _Imported | Rejected | str  # str: _ALREADY
+# What became of a record: charged (how), rejected (why), or _ALREADY.
+RecordOutcome = ExcessCharge | Rejected | str
 
 
 class _Networks:
@@ -184,7 +180,7 @@ def import_usage(
             if isinstance(outcome, Rejected):
                 summary.rejected[outcome.reason] += 1
                 writer.write(item, outcome)
-            elif isinstance(outcome, _Imported):
+            elif isinstance(outcome, ExcessCharge):
                 summary.imported += 1
                 summary.from_buckets += outcome.from_buckets
                 summary.overage_bytes += outcome.overage_bytes
@@ -215,7 +211,7 @@ def _check_batch(batch_size: int) -> None:
 
 def _import_batch(
     sessions: sessionmaker[Session], batch: list[Item], import_id: uuid.UUID, networks: _Networks
-) -> list[Outcome]:
+) -> list[RecordOutcome]:
     """Charge one batch in one transaction, committed here; the outcome of each item, in order."""
     if all(item.rejected for item in batch):
         return [item.rejected for item in batch]  # type: ignore[misc]
@@ -264,13 +260,13 @@ def _judge(
 
 def _charge_batch(
     session: Session, batch: list[Item], import_id: uuid.UUID, networks: _Networks, *, careful: bool
-) -> list[Outcome]:
+) -> list[RecordOutcome]:
     records = [item.record for item in batch if item.record is not None]
     by_imsi, by_number = _lines_of(session, records)
     lines = [(by_imsi.get(r.imsi) if r.imsi else by_number.get(r.msisdn or ""), r) for r in records]
     # Locked before looking for records already imported: an import of the same records that
     # holds the locks has committed by the time we get them, and the query below sees its rows.
-    held = _Held.lock(
+    locked = _Locked.lock(
         session, [(line, r.end) for line, r in lines if line is not None and r.used_bytes]
     )
     existing = {
@@ -282,7 +278,7 @@ def _charge_batch(
         )
     }
 
-    outcomes: list[Outcome | None] = []  # None: to be charged below
+    outcomes: list[RecordOutcome | None] = []  # None: to be charged below
     to_charge: list[tuple[int, Record, Line, str]] = []
     accepted: dict[
         str, int
@@ -319,9 +315,11 @@ def _charge_batch(
         try:
             if careful:
                 with session.begin_nested():
-                    outcome = _charge(session, held, record, line, zone)
+                    alone = locked.again(session)  # undone with its savepoint if refused
+                    outcome = _charge(session, alone, record, line, zone)
+                    alone.ledger.flush()
             else:
-                outcome = _charge(session, held, record, line, zone)
+                outcome = _charge(session, locked, record, line, zone)
         except TongkaError as e:
             if not careful:
                 raise
@@ -350,42 +348,38 @@ def _charge_batch(
                 "imported_at": now,
             }
         )
+    locked.ledger.flush()
     _add_usage(session, usage)
     if rows:
         session.execute(insert(UsageRecord), rows)
     return outcomes  # type: ignore[return-value]
 
 
-# Written by charge_usage on what it takes from buckets: the fast path writes the same entries.
-USAGE_FROM_BUCKET = "usage_beyond_grant"
-
-
-def _charge(session: Session, held: _Held, record: Record, line: Line, zone: str) -> _Imported:
-    """Charge one record. When the line's buckets cover it, the same transfers `charge_usage` would
-    make, from the buckets already loaded and locked; otherwise `charge_usage` itself (overage, owed)."""
+def _charge(
+    session: Session, locked: _Locked, record: Record, line: Line, zone: str
+) -> ExcessCharge:
+    """Charge one record in `locked`'s ledger batch. When the line's buckets cover it, the transfers
+    `charge_usage` would make, from the buckets already loaded; otherwise `charge_usage` itself, at
+    the record's end (overage, owed)."""
     used = record.used_bytes
     if not used:  # recorded, charges nothing
-        return _Imported(0, 0, 0, None, 0)
+        return ExcessCharge(0, 0, 0, 0)
     reference = f"usage_record:{record.record_id}"
-    if (draws := held.draws(line.id, zone, record.end, used)) is not None:
-        for bucket, amount in draws:
-            ledger.transfer(
-                session,
+    if (plan := locked.draws(line.id, zone, record.end, used)) is not None:
+        for bucket, amount in plan:
+            locked.ledger.transfer(
                 bucket.account,
-                held.used,
+                locked.used,
                 amount,
-                reason=USAGE_FROM_BUCKET,
+                reason=USAGE_BEYOND_GRANT,
                 reference=reference,
             )
-        return _Imported(used, 0, 0, None, 0)
-    excess = charging.charge_usage(session, line, zone, used, record.end, reference=reference)
-    return _Imported(
-        excess.from_buckets,
-        excess.overage_bytes,
-        excess.overage_amount,
-        excess.overage_currency,
-        excess.owed_bytes,
-    )
+        return ExcessCharge(used, 0, 0, 0)
+    batch = engine.ChargingBatch(session, record.end, ledger=locked.ledger)
+    batch.load(line_ids=[line.id])
+    excess = batch.charge_usage(batch.lines[line.id], zone, used, reference=reference)
+    batch.flush()
+    return excess
 
 
 def _add_usage(session: Session, usage: dict[tuple[uuid.UUID, date, str, str], int]) -> None:
@@ -431,77 +425,81 @@ def _lines_of(
     return by_imsi, by_number
 
 
+@dataclass(frozen=True, slots=True)
+class _LockedBucket:
+    bucket: LineBucket
+    account: Account  # its ledger account, as locked in the batch
+
+    @property
+    def zone(self) -> str:
+        return self.bucket.zone
+
+
 @dataclass
-class _Held:
+class _Locked:
     """The ledger accounts one batch may touch, locked at once in ascending id, and the lines' buckets.
 
-    `charge_usage` locks per record; across one long transaction that would take locks in
-    no fixed order and could deadlock with online charging, which locks in ascending id.
-    Locked here first (for every record of the batch that names a line, charged or not),
-    later locks find them already held, and the balances stay current for the whole batch
-    (every change goes through the ledger, in this session).
+    Locking per record would take locks in no fixed order across one long transaction and could
+    deadlock with online charging, which locks in ascending id. Locked here first (for every record
+    of the batch that names a line, charged or not), in one ledger batch that every record of the
+    batch is charged in, the balances stay current in memory for the whole batch.
     """
 
-    used: LedgerAccount  # system:data_used:bytes
-    buckets: dict[
-        uuid.UUID, list[Bucket]
-    ]  # by line, those valid at some time of the batch, in drawing order
+    ledger: LedgerBatch
+    used: Account  # system:data_used:bytes
+    # By line, those valid at some time of the batch, in drawing order.
+    buckets: dict[uuid.UUID, list[_LockedBucket]]
+    found: list[LineBucket]
+    ids: list[int]  # every account locked
+    codes: set[str]  # the operator accounts among them
 
     @classmethod
-    def lock(cls, session: Session, charges: list[tuple[Line, datetime]]) -> _Held:
-        used = ledger.system_account(session, "data_used", "bytes")
+    def lock(cls, session: Session, charges: list[tuple[Line, datetime]]) -> _Locked:
         if not charges:
-            return cls(used, {})
+            return cls._read(session, [], [], {USED})
         line_ids = {line.id for line, _at in charges}
         first, last = min(at for _l, at in charges), max(at for _l, at in charges)
-        found = session.scalars(
-            select(Bucket).where(
-                Bucket.line_id.in_(line_ids),
-                Bucket.unit == "bytes",
-                Bucket.valid_from <= last,
-                Bucket.expires_at > first,
-            )
-        ).all()
-        ids = [used.id, *(b.ledger_account_id for b in found)]
-        ids += session.scalars(
-            select(LineDebt.ledger_account_id).where(LineDebt.line_id.in_(line_ids))
-        ).all()
+        found = ledger_buckets.buckets_between(session, line_ids, first, last)
+        ids = [b.account_id for b in found] + ledger_buckets.debt_account_ids(session, line_ids)
         wallets = session.execute(
             select(Wallet.ledger_account_id, Wallet.currency)
             .join(Line, Line.account_id == Wallet.account_id)
             .join(LineOverage, LineOverage.line_id == Line.id)
             .where(Line.id.in_(line_ids), LineOverage.enabled)
         ).all()
-        for account_id, currency in wallets:
-            ids += [account_id, ledger.system_account(session, "overage_sales", currency).id]
-        ledger.lock_accounts(
-            session, ids
-        )  # refreshes the buckets' accounts too: balances as of now
-        by_line: defaultdict[uuid.UUID, list[Bucket]] = defaultdict(list)
-        for bucket in sorted(found, key=_drawing_order):
-            by_line[bucket.line_id].append(bucket)
-        return cls(used, by_line)
+        ids += [account_id for account_id, _currency in wallets]
+        codes = {USED} | {f"system:overage_sales:{currency}" for _id, currency in wallets}
+        return cls._read(session, found, ids, codes)
+
+    @classmethod
+    def _read(
+        cls, session: Session, found: list[LineBucket], ids: list[int], codes: set[str]
+    ) -> _Locked:
+        ledger = LedgerBatch(session, clock.now())
+        system = ledger.system(codes)
+        ledger.lock(ids)
+        by_line: defaultdict[uuid.UUID, list[_LockedBucket]] = defaultdict(list)
+        for bucket in found:
+            by_line[bucket.line_id].append(
+                _LockedBucket(bucket, ledger.accounts[bucket.account_id])
+            )
+        return cls(ledger, system[USED], by_line, found, ids, codes)
+
+    def again(self, session: Session) -> _Locked:
+        """The same accounts (locked already) read again into a new ledger batch, as they are now."""
+        return self._read(session, self.found, self.ids, self.codes)
 
     def draws(
         self, line_id: uuid.UUID, zone: str, at: datetime, amount: int
-    ) -> list[tuple[Bucket, int]] | None:
+    ) -> list[tuple[_LockedBucket, int]] | None:
         """What `charge_usage` would take from each bucket if the buckets cover `amount`; else None."""
-        plan = []
-        for bucket in self.buckets.get(line_id, ()):
-            if bucket.zone not in (zone, "both") or not bucket.valid_from <= at < bucket.expires_at:
-                continue
-            if (take := min(amount, bucket.account.available)) > 0:
-                plan.append((bucket, take))
-                amount -= take
-                if amount == 0:
-                    return plan
-        return None
-
-
-def _drawing_order(bucket: Bucket) -> tuple[Any, ...]:
-    """charging.service._buckets_for's order: soonest expiry first, the narrower zone before `both`
-    on a tie, then the oldest (a test checks that the two agree)."""
-    return (bucket.expires_at, bucket.zone == "both", bucket.created_at, bucket.id)
+        usable = (
+            b
+            for b in self.buckets.get(line_id, ())
+            if counts_in(b.zone, zone) and b.bucket.valid_from <= at < b.bucket.expires_at
+        )
+        plan = draw(usable, amount)
+        return plan if sum(take for _b, take in plan) == amount else None
 
 
 # --- the command --------------------------------------------------------------------------
