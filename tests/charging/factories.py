@@ -10,10 +10,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tests.charging import calls
 from tests.ledger import factories as lf
 from tests.ledger.factories import T0
 from tongka.account.models import Line
-from tongka.charging import service as charging
 from tongka.charging.models import ChargingSession, Network
 from tongka.ledger import buckets
 from tongka.ledger.models import Bucket
@@ -74,7 +74,7 @@ def bucket(
 
 
 def open_session(session: Session, line: Line, plmn: str = HK_PLMN) -> ChargingSession:
-    return charging.open_session(session, line, plmn, f"ref-{next(_refs)}")
+    return calls.open_session(session, line, plmn, f"ref-{next(_refs)}")
 
 
 def remaining(session: Session, bucket: Bucket) -> int:

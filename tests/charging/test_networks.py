@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from tests.charging import calls
 from tests.charging import factories as f
+from tests.charging.calls import ChargingSessionExists
 from tongka.charging import service as charging
 from tongka.charging.models import ChargingSession, Network
 from tongka.charging.service import (
-    ChargingSessionExists,
     LineNotActive,
     NetworkNotServed,
     UnknownNetwork,
@@ -82,14 +83,14 @@ def test_an_inactive_network_is_refused_and_no_session_opens(session) -> None:
     session.get(Network, "454-06").active = False
     line = f.line(session)
     with pytest.raises(NetworkNotServed):
-        charging.open_session(session, line, "454-06", "ref-inactive")
+        calls.open_session(session, line, "454-06", "ref-inactive")
     assert session.scalars(select(ChargingSession)).all() == []
     session.rollback()
 
 
 def test_open_session_takes_the_networks_zone(session) -> None:
     line = f.line(session)
-    cs = charging.open_session(session, line, "460-01", "ref-1")
+    cs = calls.open_session(session, line, "460-01", "ref-1")
     session.commit()
     assert (cs.line_id, cs.plmn, cs.zone, cs.status, cs.charging_data_ref) == (
         line.id,
@@ -102,9 +103,9 @@ def test_open_session_takes_the_networks_zone(session) -> None:
 
 def test_a_charging_data_ref_opens_one_session_only(session) -> None:
     line = f.line(session)
-    charging.open_session(session, line, "454-00", "ref-dup")
+    calls.open_session(session, line, "454-00", "ref-dup")
     with pytest.raises(ChargingSessionExists):
-        charging.open_session(session, line, "460-00", "ref-dup")
+        calls.open_session(session, line, "460-00", "ref-dup")
     session.commit()
     assert len(session.scalars(select(ChargingSession)).all()) == 1
 
@@ -113,7 +114,7 @@ def test_a_suspended_line_opens_no_session(session) -> None:
     line = f.line(session)
     line.status = "suspended"
     with pytest.raises(LineNotActive):
-        charging.open_session(session, line, "454-00", "ref-suspended")
+        calls.open_session(session, line, "454-00", "ref-suspended")
     session.rollback()
 
 

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+from tests.charging import calls
 from tests.charging import factories as f
 from tests.charging.factories import HK_PLMN, MAINLAND_PLMN
 from tests.ledger.factories import T0
@@ -51,7 +52,7 @@ def wallet_available(session, owner) -> int:  # type: ignore[no-untyped-def]
 
 
 def quota(session, cs, requested: int):  # type: ignore[no-untyped-def]
-    return charging.request_quota(session, cs, 1, requested, VALIDITY, T0)
+    return calls.request_quota(session, cs, 1, requested, VALIDITY, T0)
 
 
 def test_overage_is_off_by_default_and_data_stops(session) -> None:
@@ -84,9 +85,7 @@ def test_overage_grants_beyond_the_buckets_from_the_wallet_at_the_published_rate
     )
     assert wallet_available(session, owner) == 10_000 - 100  # held, not yet spent
 
-    usage = charging.report_usage(
-        session, result.grant, 12 * MB + 1
-    )  # 2 MB and one byte of overage
+    usage = calls.report_usage(session, result.grant, 12 * MB + 1)  # 2 MB and one byte of overage
     assert (usage.charged_bytes, usage.unreserved_bytes) == (12 * MB + 1, 0)
     assert wallet_available(session, owner) == 10_000 - (
         2 * HK_RATE + 1
@@ -107,9 +106,7 @@ def test_the_monthly_cap_counts_what_was_charged_and_what_open_grants_hold(sessi
     second = quota(session, cs, 15 * MB)
     assert (second.granted_bytes, second.final_unit) == (5 * MB, True)
     assert quota(session, cs, MB).result_code == charging.QUOTA_LIMIT_REACHED
-    charging.report_usage(
-        session, first.grant, 3 * MB
-    )  # 12 MB of the first grant's hold comes back
+    calls.report_usage(session, first.grant, 3 * MB)  # 12 MB of the first grant's hold comes back
     assert quota(session, cs, 100 * MB).granted_bytes == 12 * MB
     assert wallet_available(session, owner) == 100_000 - 100
 
@@ -119,7 +116,7 @@ def test_the_wallet_limits_overage_below_the_cap(session) -> None:
     cs = f.open_session(session, line)
     result = quota(session, cs, 10 * MB)
     assert result.granted_bytes == 7 * MB // HK_RATE and result.final_unit
-    charging.report_usage(session, result.grant, result.granted_bytes)
+    calls.report_usage(session, result.grant, result.granted_bytes)
     assert wallet_available(session, owner) == 0
 
 
@@ -137,7 +134,7 @@ def test_overage_granted_before_it_was_turned_off_is_still_charged_when_used(ses
     cs = f.open_session(session, line)
     grant = quota(session, cs, 10 * MB).grant
     overage.configure(session, line, owner, enabled=False, monthly_cap=10_000, currency="HKD")
-    usage = charging.report_usage(session, grant, 4 * MB)
+    usage = calls.report_usage(session, grant, 4 * MB)
     assert (usage.charged_bytes, usage.unreserved_bytes) == (4 * MB, 0)
     assert wallet_available(session, owner) == 10_000 - 4 * HK_RATE
     month = session.get_one(OverageMonth, (line.id, overage.month_of(T0)))
@@ -155,7 +152,7 @@ def test_usage_beyond_the_grant_takes_what_is_left_then_overage_then_is_owed(ses
     hk = f.bucket(session, line, "hk", 10 * MB)
     cs = f.open_session(session, line)
     grant = quota(session, cs, 4 * MB).grant
-    excess = charging.settle_usage(session, cs, 1, 20 * MB)  # 16 MB beyond the grant
+    excess = calls.settle_usage(session, cs, 1, 20 * MB)  # 16 MB beyond the grant
     assert excess == charging.ExcessCharge(
         from_buckets=6 * MB,
         overage_bytes=2 * MB,
@@ -174,7 +171,7 @@ def test_usage_beyond_the_grant_takes_what_is_left_then_overage_then_is_owed(ses
 def test_what_is_owed_comes_out_of_the_next_pack_before_any_new_quota(session) -> None:
     line, _owner = owned_line(session)
     cs = f.open_session(session, line)
-    assert charging.settle_usage(session, cs, 1, 3 * MB).owed_bytes == 3 * MB
+    assert calls.settle_usage(session, cs, 1, 3 * MB).owed_bytes == 3 * MB
     assert quota(session, cs, MB).result_code == charging.QUOTA_LIMIT_REACHED
     renewal = f.bucket(session, line, "both", 10 * MB)
     result = quota(session, cs, 100 * MB)
@@ -186,7 +183,7 @@ def test_what_is_owed_comes_out_of_the_next_pack_before_any_new_quota(session) -
 def test_owed_data_in_one_zone_is_not_taken_from_a_pack_of_the_other(session) -> None:
     line, _owner = owned_line(session)
     hk = f.open_session(session, line, HK_PLMN)
-    charging.settle_usage(session, hk, 1, 2 * MB)
+    calls.settle_usage(session, hk, 1, 2 * MB)
     mainland_pack = f.bucket(session, line, "mainland", 10 * MB)
     mainland = f.open_session(session, line, MAINLAND_PLMN)
     assert quota(session, mainland, 10 * MB).granted_bytes == 10 * MB
@@ -201,9 +198,9 @@ def test_a_lapsed_overage_reservation_charges_its_usage_anew(session, fake_clock
     fake_clock.advance(seconds=VALIDITY + charging.RESERVATION_MARGIN.total_seconds() + 1)
     buckets.expire_buckets(session)
     assert wallet_available(session, owner) == 1_000  # the hold was released
-    usage = charging.report_usage(session, grant, 2 * MB)
+    usage = calls.report_usage(session, grant, 2 * MB)
     assert usage.unreserved_bytes == 2 * MB
-    excess = charging.charge_usage(
+    excess = calls.charge_usage(
         session, line, "hk", usage.unreserved_bytes, fake_clock.at, reference="test"
     )
     assert (excess.overage_bytes, excess.overage_amount) == (2 * MB, 2 * HK_RATE)

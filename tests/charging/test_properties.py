@@ -35,12 +35,13 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
+from tests.charging import calls
 from tests.charging import factories as f
+from tests.charging.calls import ChargingSessionReleased
 from tests.ledger.factories import T0
 from tongka import clock
 from tongka.account.models import Account, Line
 from tongka.charging import overage
-from tongka.charging import service as charging
 from tongka.charging.models import (
     ChargingSession,
     Grant,
@@ -48,7 +49,6 @@ from tongka.charging.models import (
     LineOverage,
     OverageMonth,
 )
-from tongka.charging.service import ChargingSessionReleased
 from tongka.db import make_engine, make_sessionmaker, transaction
 from tongka.ledger import buckets as line_buckets
 from tongka.ledger import service as ledger
@@ -127,7 +127,7 @@ class ChargingMachine(RuleBasedStateMachine):
         from tongka.account.models import Line
 
         with transaction(self.sessions) as s:
-            return charging.open_session(
+            return calls.open_session(
                 s, s.get(Line, self.lines[line]), plmn, f"ref-{next(self.refs)}"
             ).id
 
@@ -144,12 +144,12 @@ class ChargingMachine(RuleBasedStateMachine):
             before = self.zone_available(s, cs)
             if cs_id in self.released:
                 with pytest.raises(ChargingSessionReleased):
-                    charging.request_quota(s, cs, rating_group, requested, validity, self.now)
+                    calls.request_quota(s, cs, rating_group, requested, validity, self.now)
                 return None
             owed = line_buckets.owed(s, cs.line_id, cs.zone)
             overage_on = s.get_one(LineOverage, cs.line_id).enabled
             wallet_before = self.wallet_available(s, cs.line_id)
-            result = charging.request_quota(s, cs, rating_group, requested, validity, self.now)
+            result = calls.request_quota(s, cs, rating_group, requested, validity, self.now)
             from_buckets = min(requested, max(0, before - owed))
             from_wallet = result.granted_bytes - from_buckets
             if not overage_on:
@@ -173,7 +173,7 @@ class ChargingMachine(RuleBasedStateMachine):
         with transaction(self.sessions) as s:
             grant = s.get(Grant, grant_id)
             was_open = grant.status == "open"
-            result = charging.report_usage(s, grant, used)
+            result = calls.report_usage(s, grant, used)
             assert result.already_settled == (not was_open)
             if was_open:
                 assert result.charged_bytes <= min(used, grant.granted_bytes)
@@ -181,7 +181,7 @@ class ChargingMachine(RuleBasedStateMachine):
                 self.reported += used
                 if result.unreserved_bytes:  # as the API does: beyond the grant is still charged
                     cs = s.get_one(ChargingSession, grant.charging_session_id)
-                    charging.charge_usage(
+                    calls.charge_usage(
                         s,
                         s.get_one(Line, cs.line_id),
                         cs.zone,
@@ -195,7 +195,7 @@ class ChargingMachine(RuleBasedStateMachine):
         """As an update does: the usage of a rating group settles its open grants, the excess is charged."""
         with transaction(self.sessions) as s:
             cs = s.get(ChargingSession, cs_id)
-            charging.settle_usage(s, cs, rating_group, used)
+            calls.settle_usage(s, cs, rating_group, used)
             self.reported += used
 
     @rule(line=st.integers(0, 1), enabled=st.booleans())
@@ -209,8 +209,8 @@ class ChargingMachine(RuleBasedStateMachine):
     def release(self, cs_id) -> None:  # type: ignore[no-untyped-def]
         with transaction(self.sessions) as s:
             cs = s.get(ChargingSession, cs_id)
-            open_before = len(charging.open_grants(s, cs))
-            settled = charging.release(s, cs)
+            open_before = len(calls.open_grants(s, cs))
+            settled = calls.release(s, cs)
             assert settled == (0 if cs_id in self.released else open_before)
         self.released.add(cs_id)
 

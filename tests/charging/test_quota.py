@@ -10,12 +10,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from tests.charging import calls
 from tests.charging import factories as f
+from tests.charging.calls import ChargingSessionReleased
 from tests.charging.factories import HK_PLMN, MAINLAND_PLMN
 from tests.ledger.factories import T0
 from tongka.charging import service as charging
 from tongka.charging.models import Grant, GrantReservation
-from tongka.charging.service import ChargingSessionReleased
 from tongka.ledger import service as ledger
 from tongka.ledger.models import Transfer
 from tongka.money import MB
@@ -24,7 +25,7 @@ RG = 10  # a rating group
 
 
 def request(session, cs, amount: int, *, validity: int = 600):  # type: ignore[no-untyped-def]
-    return charging.request_quota(session, cs, RG, amount, validity, T0)
+    return calls.request_quota(session, cs, RG, amount, validity, T0)
 
 
 def drawn(session, grant: Grant) -> list[tuple[object, int]]:  # type: ignore[no-untyped-def]
@@ -180,7 +181,7 @@ def test_partial_usage_posts_in_drawing_order_and_releases_the_rest(session) -> 
     b = f.bucket(session, line, "hk", 4 * MB, days=2)
     c = f.bucket(session, line, "both", 5 * MB, days=3)
     grant = request(session, f.open_session(session, line, HK_PLMN), 12 * MB).grant
-    usage = charging.report_usage(session, grant, 5 * MB)
+    usage = calls.report_usage(session, grant, 5 * MB)
     session.commit()
 
     assert (
@@ -209,7 +210,7 @@ def test_usage_beyond_the_grant_posts_all_granted_and_returns_the_excess(session
     hk = f.bucket(session, line, "hk", 10 * MB)
     spare = f.bucket(session, line, "both", 10 * MB)
     grant = request(session, f.open_session(session, line, HK_PLMN), 4 * MB).grant
-    usage = charging.report_usage(session, grant, 7 * MB)
+    usage = calls.report_usage(session, grant, 7 * MB)
     session.commit()
 
     assert (usage.charged_bytes, usage.unreserved_bytes) == (4 * MB, 3 * MB)
@@ -225,11 +226,11 @@ def test_a_grant_is_settled_exactly_once(session) -> None:
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 10 * MB)
     grant = request(session, f.open_session(session, line, HK_PLMN), 4 * MB).grant
-    charging.report_usage(session, grant, 3 * MB)
+    calls.report_usage(session, grant, 3 * MB)
     session.commit()
     count = session.scalar(select(Transfer.id).order_by(Transfer.id.desc()).limit(1))
 
-    again = charging.report_usage(session, grant, 4 * MB)
+    again = calls.report_usage(session, grant, 4 * MB)
     session.commit()
     assert (
         again.already_settled,
@@ -252,9 +253,9 @@ def test_a_grant_settled_by_another_session_is_not_settled_again(sessions, fake_
         stale = second.get(Grant, grant_id)  # loaded while still open
         second.commit()  # kept as loaded (no expiry on commit); SQLite lets one writer at a time
         assert stale.status == "open"
-        charging.report_usage(first, first.get(Grant, grant_id), 4 * MB)
+        calls.report_usage(first, first.get(Grant, grant_id), 4 * MB)
         first.commit()
-        assert charging.report_usage(second, stale, 1 * MB).already_settled
+        assert calls.report_usage(second, stale, 1 * MB).already_settled
         second.commit()
         assert used_total(second) == 4 * MB
 
@@ -263,7 +264,7 @@ def test_zero_usage_voids_everything(session) -> None:
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 10 * MB)
     grant = request(session, f.open_session(session, line, HK_PLMN), 4 * MB).grant
-    usage = charging.report_usage(session, grant, 0)
+    usage = calls.report_usage(session, grant, 0)
     session.commit()
 
     assert (usage.charged_bytes, usage.unreserved_bytes) == (0, 0)
@@ -275,7 +276,7 @@ def test_negative_usage_is_refused(session) -> None:
     f.bucket(session, line, "hk", 10 * MB)
     grant = request(session, f.open_session(session, line, HK_PLMN), 4 * MB).grant
     with pytest.raises(ValueError):
-        charging.report_usage(session, grant, -1)
+        calls.report_usage(session, grant, -1)
     session.commit()
     assert grant.status == "open"
 
@@ -288,15 +289,15 @@ def test_release_settles_open_grants_and_refuses_new_requests(session) -> None:
     hk = f.bucket(session, line, "hk", 10 * MB)
     cs = f.open_session(session, line, HK_PLMN)
     reported = request(session, cs, 2 * MB).grant
-    charging.report_usage(session, reported, 2 * MB)
-    other_group = charging.request_quota(session, cs, 20, 3 * MB, 600, T0).grant
-    assert charging.release(session, cs) == 1
+    calls.report_usage(session, reported, 2 * MB)
+    other_group = calls.request_quota(session, cs, 20, 3 * MB, 600, T0).grant
+    assert calls.release(session, cs) == 1
     session.commit()
 
     assert (cs.status, cs.released_at) == ("released", T0)
     assert (other_group.status, other_group.used_bytes) == ("settled", 0)
     assert f.remaining(session, hk) == 8 * MB
-    assert charging.release(session, cs) == 0  # a second release changes nothing
+    assert calls.release(session, cs) == 0  # a second release changes nothing
     with pytest.raises(ChargingSessionReleased):
         request(session, cs, MB)
     session.commit()
@@ -319,7 +320,7 @@ def test_the_ledger_expiry_job_releases_a_grant_nobody_reported(session, fake_cl
     assert (f.remaining(session, hk), f.remaining(session, both)) == (10 * MB, 10 * MB)
 
     # A late report finds the reservations gone: nothing is charged from the buckets, all is returned.
-    usage = charging.report_usage(session, grant, 5 * MB)
+    usage = calls.report_usage(session, grant, 5 * MB)
     session.commit()
     assert (usage.charged_bytes, usage.unreserved_bytes, usage.already_settled) == (
         0,
@@ -336,7 +337,7 @@ def test_a_report_after_the_grant_lapsed_but_before_the_job_voids_it(session, fa
     session.commit()
 
     fake_clock.advance(minutes=5)
-    usage = charging.report_usage(session, grant, 3 * MB)
+    usage = calls.report_usage(session, grant, 3 * MB)
     session.commit()
     assert (usage.charged_bytes, usage.unreserved_bytes) == (0, 3 * MB)
     [reservation] = session.scalars(select(GrantReservation)).all()

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from tests import factories as app_f
+from tests.charging import calls
 from tests.charging import factories as f
 from tests.charging.factories import HK_PLMN, MAINLAND_PLMN
 from tests.charging.test_api import BASE, msisdn, request
 from tests.ledger.factories import T0
-from tongka.charging import service as charging
 from tongka.charging.models import ChargingSession, Network, UsageDay
 from tongka.money import MB
 
@@ -44,8 +44,8 @@ def operator(session, plmn: str) -> str:  # type: ignore[no-untyped-def]
 def use(session, line, plmn: str, granted: int, used: int):  # type: ignore[no-untyped-def]
     """Open a session on `plmn`, take a grant and report `used` against it, committed."""
     cs = f.open_session(session, line, plmn)
-    result = charging.request_quota(session, cs, RG, granted, 600, T0)
-    usage = charging.report_usage(session, result.grant, used)
+    result = calls.request_quota(session, cs, RG, granted, 600, T0)
+    usage = calls.report_usage(session, result.grant, used)
     session.commit()
     return usage
 
@@ -123,9 +123,9 @@ def test_two_networks_in_one_day_and_usage_beyond_the_grant(client, session) -> 
 def test_settling_a_grant_twice_counts_its_usage_once(client, session) -> None:
     line, headers = owned_line(client, session)
     cs = f.open_session(session, line, HK_PLMN)
-    grant = charging.request_quota(session, cs, RG, 10 * MB, 600, T0).grant
-    charging.report_usage(session, grant, 6 * MB)
-    again = charging.report_usage(session, grant, 6 * MB)
+    grant = calls.request_quota(session, cs, RG, 10 * MB, 600, T0).grant
+    calls.report_usage(session, grant, 6 * MB)
+    again = calls.report_usage(session, grant, 6 * MB)
     session.commit()
 
     assert again.already_settled
@@ -203,12 +203,10 @@ def test_two_transactions_starting_a_days_row_at_once_both_count(sessions, sessi
     session.commit()
     with sessions() as a, sessions() as b:
         cs = a.get_one(ChargingSession, cs_id)
-        charging.add_usage(
-            a, cs.line_id, cs.zone, cs.plmn, T0_DAY, 1 * MB
-        )  # inserted, not committed
+        calls.add_usage(a, cs.line_id, cs.zone, cs.plmn, T0_DAY, 1 * MB)  # inserted, not committed
 
         def second() -> None:
-            charging.add_usage(b, cs.line_id, cs.zone, cs.plmn, T0_DAY, 2 * MB)  # waits for `a`
+            calls.add_usage(b, cs.line_id, cs.zone, cs.plmn, T0_DAY, 2 * MB)  # waits for `a`
             b.commit()
 
         thread = threading.Thread(target=second)

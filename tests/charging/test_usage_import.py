@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests import factories as app_f
+from tests.charging import calls
 from tests.charging import factories as f
 from tests.charging.factories import HK_PLMN, MAINLAND_PLMN
 from tests.charging.test_overage import HK_RATE
@@ -484,7 +485,9 @@ def test_a_record_refused_while_charging_is_rejected_and_its_batch_kept(
     charge = usage_import._charge
 
     def refusing(session_, locked, record, line_, zone):  # type: ignore[no-untyped-def]
-        outcome = charge(session_, locked, record, line_, zone)  # its transfers are made, then undone
+        outcome = charge(
+            session_, locked, record, line_, zone
+        )  # its transfers are made, then undone
         if record.record_id == "r2":
             raise charging.LineNotActive()
         return outcome
@@ -803,7 +806,7 @@ def test_usage_the_buckets_cover_is_drawn_as_charge_usage_draws_it(session) -> N
         locked = usage_import._Locked.lock(session, [(line, when)])
         plan = locked.draws(line.id, zone, when, amount)
         with session.begin_nested() as savepoint:
-            excess = charging.charge_usage(session, line, zone, amount, when, reference="parity")
+            excess = calls.charge_usage(session, line, zone, amount, when, reference="parity")
             made = [
                 (t.debit_account_id, t.amount)
                 for t in session.scalars(

@@ -140,6 +140,16 @@ def system_account(session: Session, name: str, unit: str) -> LedgerAccount:
     return account
 
 
+def credited(session: Session, account: LedgerAccount, reference: str) -> bool:
+    """Whether a transfer for `reference` credited `account` (a move made once per reference)."""
+    found = session.scalar(
+        select(Transfer.id)
+        .where(Transfer.reference == reference, Transfer.credit_account_id == account.id)
+        .limit(1)
+    )
+    return found is not None
+
+
 def lock_accounts(session: Session, ids: Iterable[int]) -> dict[int, LedgerAccount]:
     """Lock ledger accounts in ascending id (the one order everyone uses), fresh from the database.
 

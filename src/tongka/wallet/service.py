@@ -18,7 +18,6 @@ from tongka.account.models import Account
 from tongka.errors import Conflict, NotFound, Unprocessable
 from tongka.i18n import _
 from tongka.ledger import service as ledger
-from tongka.ledger.models import Transfer
 from tongka.money import CURRENCIES
 from tongka.wallet.models import Wallet
 
@@ -67,13 +66,7 @@ def credit(
 ) -> Wallet:
     """Put `amount` into the account's wallet (opened in `currency` if need be). Once per `reference`."""
     wallet = open_wallet(session, account, currency)
-    done = session.scalar(
-        select(Transfer.id).where(
-            Transfer.reference == f"wallet_topup:{reference}",
-            Transfer.credit_account_id == wallet.ledger_account_id,
-        )
-    )
-    if done is None:
+    if not ledger.credited(session, wallet.ledger_account, f"wallet_topup:{reference}"):
         ledger.transfer(
             session,
             ledger.system_account(session, "wallet_funding", currency),
