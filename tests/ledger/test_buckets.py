@@ -218,3 +218,48 @@ def test_a_reservation_outliving_its_bucket_keeps_its_bytes_until_resolved(sessi
         ledger.balances(session, ledger.system_account(session, "data_expired", "bytes")).available
         == 1000
     )
+
+
+# --- drawing ------------------------------------------------------------------------------
+
+
+def test_draw_takes_what_each_bucket_has_in_order_until_the_amount_is_reached() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class Held:
+        available: int
+
+    @dataclass
+    class Drawn:
+        name: str
+        account: Held
+
+    empty, small, large, unused = (
+        Drawn("empty", Held(0)),
+        Drawn("small", Held(3)),
+        Drawn("large", Held(10)),
+        Drawn("unused", Held(5)),
+    )
+    plan, left = buckets.draw([empty, small, large, unused], 8)
+    assert ([(b.name, take) for b, take in plan], left) == ([("small", 3), ("large", 5)], 0)
+    plan, left = buckets.draw([small, unused], 20)
+    assert ([(b.name, take) for b, take in plan], left) == ([("small", 3), ("unused", 5)], 12)
+    assert buckets.draw([], 5) == ([], 5)
+
+
+def test_drawing_order_is_soonest_expiry_then_the_narrower_zone_then_the_oldest() -> None:
+    import uuid
+
+    soon, later = T0 + DAY, T0 + 2 * DAY
+    ids = sorted(uuid.uuid4() for _ in range(4))
+    found = [
+        ("both-soon", soon, "both", T0, ids[0]),
+        ("hk-later", later, "hk", T0, ids[1]),
+        ("hk-soon-newer", soon, "hk", T0 + DAY, ids[2]),
+        ("hk-soon-older", soon, "hk", T0, ids[3]),
+    ]
+    ordered = sorted(found, key=lambda b: buckets.drawing_order(*b[1:]))
+    assert [b[0] for b in ordered] == ["hk-soon-older", "hk-soon-newer", "both-soon", "hk-later"]
+    assert buckets.counts_in("both", "hk") and buckets.counts_in("hk", "hk")
+    assert not buckets.counts_in("mainland", "hk")

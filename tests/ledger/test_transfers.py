@@ -49,6 +49,31 @@ def test_system_account_is_made_on_first_use_and_found_after(sessions) -> None:
     assert count == 1
 
 
+def test_an_operator_account_made_in_a_transaction_rolled_back_is_made_again(sessions) -> None:
+    """Operator accounts' ids are kept for the process: one that was never committed is not trusted."""
+    with sessions() as s:
+        gone = ledger.system_account(s, "data_rolled_back", "bytes").id
+        s.rollback()
+    with transaction(sessions) as s:
+        made = ledger.system_account(s, "data_rolled_back", "bytes")
+        assert made.code == "system:data_rolled_back:bytes" and made in s
+    with transaction(sessions) as s:  # another session: found by its id, the same row
+        assert ledger.system_account(s, "data_rolled_back", "bytes").id == made.id
+        # The id first given (SQLite may give it again to another row) names no other account.
+        other = s.get(LedgerAccount, gone)
+        assert other is None or other.id == made.id
+
+
+def test_credited_tells_whether_a_reference_credited_an_account(session) -> None:
+    a = f.funded_account(session, 1000)
+    b = ledger.open_account(session, unit="bytes", kind="bucket")
+    ledger.transfer(session, a, b, 300, reason="correction", reference="ticket:8")
+    assert ledger.credited(session, b, "ticket:8")
+    assert not ledger.credited(session, a, "ticket:8")  # debited, not credited
+    assert not ledger.credited(session, b, "ticket:9")
+    session.commit()
+
+
 # --- posted transfers ---------------------------------------------------------------------
 
 

@@ -8,11 +8,13 @@ Then each request is decided in Python against that state, in arrival order, exa
 if it had its own transaction: one request sees what the one before it granted or used.
 `flush()` writes it all: new sessions and grants, settled grants, the ledger's transfers
 and running totals (`ledger.batch`), usage per day and overage per month, in about eight
-statements however many requests there were.
+statements however many requests there were. The ledger's tables are read only through
+the parts of statements `ledger` gives (`ledger.buckets`, `ledger.batch.with_reservation`),
+and written only through `ledger.batch`.
 
 The rules (`charging.service` says them in full): quota in a zone draws on that zone's
 buckets and `both` buckets, the soonest-expiring first, the narrower zone before `both`
-on a tie; what is owed in the zone is paid back first; overage, only if the owner turned
+on a tie (`ledger.buckets.draw`); what is owed in the zone is paid back first; overage, only if the owner turned
 it on, comes from the wallet within the month's cap; usage posts against a grant's
 reservations in order and the rest is released; usage beyond a grant, or after its
 reservations lapsed, is charged from the buckets, then overage, else owed.
@@ -483,8 +485,7 @@ class ChargingBatch:
         zone = charging_session.zone
         candidates = line.usable(zone)
         self._repay(line, zone, candidates)
-        plan = draw(candidates, requested_bytes)
-        wanted = requested_bytes - sum(take for _bucket, take in plan)
+        plan, wanted = draw(candidates, requested_bytes)
         extra = None
         if wanted and (allowed := self._allowance(line, zone)) is not None:
             per_mb, money = allowed
@@ -539,7 +540,7 @@ class ChargingBatch:
         debt = line.debts.get(zone)
         if debt is None or debt.available >= 0:
             return
-        for bucket, pay in draw(candidates, -debt.available):
+        for bucket, pay in draw(candidates, -debt.available)[0]:
             self.ledger.transfer(
                 bucket.account,
                 debt,
@@ -650,8 +651,8 @@ class ChargingBatch:
         zone. Does not count the usage of the day: the caller does."""
         if used_bytes <= 0:
             raise ValueError("charged usage is a positive volume")
-        left = used_bytes
-        for bucket, take in draw(line.usable(zone), used_bytes):
+        plan, left = draw(line.usable(zone), used_bytes)
+        for bucket, take in plan:
             self.ledger.transfer(
                 bucket.account,
                 self.system[USED],
@@ -659,7 +660,6 @@ class ChargingBatch:
                 reason=USAGE_BEYOND_GRANT,
                 reference=reference,
             )
-            left -= take
         from_buckets = used_bytes - left
         overage_bytes = overage_amount = 0
         currency = None

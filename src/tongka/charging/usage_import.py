@@ -498,8 +498,8 @@ class _Locked:
             for b in self.buckets.get(line_id, ())
             if counts_in(b.zone, zone) and b.bucket.valid_from <= at < b.bucket.expires_at
         )
-        plan = draw(usable, amount)
-        return plan if sum(take for _b, take in plan) == amount else None
+        plan, left = draw(usable, amount)
+        return plan if left == 0 else None
 
 
 # --- the command --------------------------------------------------------------------------

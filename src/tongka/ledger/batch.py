@@ -3,10 +3,11 @@ transfers decided in memory, then written in a few statements.
 
 Online charging answers many requests per transaction (group commit, `charging.engine`):
 one statement per transfer and per running total would cost more than the charging
-itself. A `LedgerBatch` keeps the rules of `ledger.service` — a customer account is never
-spent (posted or reserved) beyond its credits, a reservation is resolved exactly once,
-never posted after its time, for at most what it holds — on accounts it locked first,
-in ascending id like everyone else (`ledger.service.lock_accounts`). `flush()` appends
+itself. A `LedgerBatch` applies the rules of `ledger.service` (`check_transfer`,
+`check_spendable`, `check_post`: a customer account is never spent, posted or reserved,
+beyond its credits; a reservation is resolved exactly once, never posted after its time,
+for at most what it holds) on accounts it locked first, in ascending id like everyone
+else (`ledger.service.lock_accounts`). `flush()` appends
 the transfers (their ids taken in the order they were made, so drawing order is kept)
 and adds each account's change to its running totals. Operator accounts are neither
 locked nor totalled, as in `ledger.service`.

@@ -64,9 +64,10 @@ class Drawable(Protocol):
 B = TypeVar("B", bound=Drawable)
 
 
-def draw(buckets: Iterable[B], amount: int) -> list[tuple[B, int]]:
+def draw(buckets: Iterable[B], amount: int) -> tuple[list[tuple[B, int]], int]:
     """What to take from each of `buckets` (usable, in drawing order) for up to `amount`: all that
-    each has available until `amount` is reached. The caller moves it (and sees if it was enough)."""
+    each has available until `amount` is reached; and what is left that they could not give.
+    The caller moves it."""
     plan = []
     for bucket in buckets:
         if (take := min(amount, bucket.account.available)) > 0:
@@ -74,7 +75,7 @@ def draw(buckets: Iterable[B], amount: int) -> list[tuple[B, int]]:
             amount -= take
             if amount == 0:
                 break
-    return plan
+    return plan, amount
 
 
 def grant(

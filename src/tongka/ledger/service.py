@@ -5,6 +5,10 @@ customer's account, so the available balance already excludes it and nothing can
 granted twice; it is later posted (possibly for less, releasing the rest), voided or
 expired, exactly once. `verify()` recomputes every balance from the transfers.
 
+The rules a transfer obeys are public functions (`check_transfer`, `check_spendable`,
+`check_post`, `keeps_totals`): the functions here apply them one transfer at a time, and
+`ledger.batch` applies the same ones to the many transfers of a charging batch.
+
 Locks: the accounts a transfer touches are locked in ascending id order
 (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite serialises writers at BEGIN).
 
@@ -13,6 +17,7 @@ charging request and payment moves money or data through the same few of them, a
 row every request must lock and update makes all requests wait for each other. Nothing
 checks their balance before a move (they may go negative), so their totals are the sum
 of their transfers, computed when asked (`balances`), and `verify` checks them that way.
+Made once and never changed, their ids are kept for the process (`system_account`).
 """
 
 from __future__ import annotations
