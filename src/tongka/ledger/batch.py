@@ -349,22 +349,11 @@ class LedgerBatch:
         return list(range(last + 1, last + 1 + count))
 
 
-# The columns `with_reservation` adds, by the names their rows have, in `pending()`'s order.
-RESERVATION_COLUMNS = (
-    "pending_debit_id",
-    "pending_credit_id",
-    "pending_amount",
-    "pending_reason",
-    "pending_reference",
-    "pending_expires_at",
-    "pending_resolved",
-)
-
-
 def with_reservation(query: Select[*tuple[Any, ...]], pending_id: Any) -> Select[*tuple[Any, ...]]:
     """`query` joined to the reservation (pending transfer) whose id is its column `pending_id`,
-    with `RESERVATION_COLUMNS` added: its accounts, amount, reason, reference, expiry, and
-    whether it is resolved. Built once by the caller, as part of its own statement."""
+    with its pending_debit_id, pending_credit_id, pending_amount, pending_reason,
+    pending_reference, pending_expires_at and pending_resolved (`pending()`'s arguments, in
+    order). Built once by the caller, as part of its own statement."""
     t, resolution = Transfer, aliased(Transfer)
     return query.add_columns(
         t.debit_account_id.label("pending_debit_id"),

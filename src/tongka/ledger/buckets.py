@@ -253,21 +253,12 @@ def debt_account_id(line_id: Any, zone: str) -> ScalarSelect[int]:
     )
 
 
-# The columns `with_usable_buckets` adds, by the names their rows have.
-BUCKET_COLUMNS = (
-    "bucket_id",
-    "bucket_zone",
-    "bucket_expires_at",
-    "bucket_created_at",
-    "bucket_account_id",
-)
-
-
 def with_usable_buckets(
     query: Select[*tuple[Any, ...]], line_id: Any, ids: str, now: str
 ) -> Select[*tuple[Any, ...]]:
     """`query` (over lines, `line_id` its column) with each line's data buckets usable at the
-    parameter `now`: a row per bucket (one with NULLs for a line without), `BUCKET_COLUMNS` added.
+    parameter `now`: a row per bucket (one with NULLs for a line without), with its bucket_id,
+    bucket_zone, bucket_expires_at, bucket_created_at and bucket_account_id.
     `ids` names the parameter holding the lines' ids, repeated so that PostgreSQL's plan looks the
     buckets up by line, not by expiry."""
     return query.add_columns(
