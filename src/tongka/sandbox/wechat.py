@@ -45,9 +45,9 @@ from starlette.concurrency import run_in_threadpool
 from tongka import clock
 from tongka.config import Settings
 from tongka.money import Money
-from tongka.payment.sandbox_keys import pem
-from tongka.payment.simulators import deliver, store_sessions
-from tongka.payment.simulators.store import SimPayment
+from tongka.payment.providers.keys import pem
+from tongka.sandbox.delivery import deliver
+from tongka.sandbox.store import SimPayment, store_sessions
 from tongka.templating import templates
 
 router = APIRouter()
@@ -80,7 +80,7 @@ class WeChatError(Exception):
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 @cache
