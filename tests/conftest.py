@@ -112,7 +112,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def sandbox_keys() -> dict[str, str]:
     """Every provider's sandbox keys, made once per worker (RSA keys take a moment)."""
-    from tongka.payment.sandbox_keys import generate
+    from tongka.sandbox.keys import generate
 
     return {k.removeprefix("TONGKA_").lower(): v for k, v in generate().items()}
 

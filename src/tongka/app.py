@@ -82,9 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if sender is not None:
             sender.cancel()
         if settings.sandbox_enabled:  # the simulated providers finish sending what they owe
-            from tongka.payment import simulators
+            from tongka import sandbox
 
-            await simulators.drain()
+            await sandbox.drain()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -135,18 +135,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(charging_overage_api.router)
     app.include_router(charging_pages.router)
     app.include_router(receipt_pages.router)
-    if settings.sandbox_enabled:
-        from tongka.payment import sandbox
-        from tongka.payment.simulators import alipay, paypal, stripe, wechat
+    if settings.sandbox_enabled:  # dev only: the providers' side, played here
+        from tongka import sandbox
 
-        app.include_router(sandbox.router)
-        for name, simulator in (
-            ("wechat", wechat),
-            ("alipay", alipay),
-            ("stripe", stripe),
-            ("paypal", paypal),
-        ):
-            app.include_router(simulator.router, prefix=f"/sandbox/{name}", tags=["sandbox"])
+        sandbox.mount(app, settings)
     if settings.dev:
         from tongka.notify import api as notify_api
 

@@ -484,7 +484,7 @@ def sandbox_statement(
     """Print the settlement statement the sandbox providers would send (CSV, for `payments reconcile`)."""
     from datetime import date
 
-    from tongka.payment.simulators import statement
+    from tongka.sandbox import statement
 
     statement.write(
         sys.stdout,
@@ -497,7 +497,7 @@ def sandbox_statement(
 @keys_app.command("generate")
 def keys_generate() -> None:
     """Print new secrets and sandbox provider keys as TONGKA_*= lines (for var/tongka.env)."""
-    from tongka.payment.sandbox_keys import env_lines, generate
+    from tongka.sandbox.keys import env_lines, generate
 
     typer.echo(env_lines(generate()), nl=False)
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 def e2e_env(e2e_env: dict[str, Any]) -> dict[str, Any]:
     """The live server of this module has every sandbox provider's keys (so the providers' own
     pages are the checkout) and signs receipts (so there are receipt pages to open)."""
-    from tongka.payment.sandbox_keys import generate
+    from tongka.sandbox.keys import generate
 
     e2e_env["env"].update(generate())
     e2e_env["env"]["TONGKA_RECEIPT_SIGNING_KEY"] = base64.b64encode(

@@ -8,18 +8,13 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import anyio
 from alipay import AliPay
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import select
-from starlette.requests import Request
 
 from tongka.config import Settings
 from tongka.payment.providers.alipay import beijing_now
-from tongka.payment.sandbox_keys import pem
-from tongka.payment.simulators import alipay as simulator
-from tongka.payment.simulators.store import SimPayment, sessions
+from tongka.payment.providers.keys import pem
 
 CALLBACK = "/api/v1/payments/callbacks/alipay"
 GATEWAY = "/sandbox/alipay/gateway.do"
@@ -103,19 +98,3 @@ def drop(body: bytes, name: str) -> bytes:
     return urlencode(
         [(k, v) for k, v in parse_qsl(body.decode(), keep_blank_values=True) if k != name]
     ).encode()
-
-
-def sim_payment(settings: Settings, payment_id: str) -> SimPayment:
-    with sessions(settings.sandbox_store_url)() as s:
-        return s.scalars(
-            select(SimPayment).where(
-                SimPayment.provider == "alipay",
-                SimPayment.merchant_reference == uuid.UUID(payment_id).hex,
-            )
-        ).one()
-
-
-def complete(app, settings: Settings, payment_id: str, outcome: str = "succeeded") -> int:  # type: ignore[no-untyped-def]
-    """`await simulator.complete(...)` from outside the app, as a sandbox tool would call it."""
-    request = Request({"type": "http", "app": app, "method": "POST", "path": "/", "headers": []})
-    return anyio.run(simulator.complete, request, sim_payment(settings, payment_id), outcome)

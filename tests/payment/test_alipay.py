@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from tests import factories as f
 from tests.payment import alipay_helpers as a
 from tests.payment.factories import bucket_count, inbox, status
+from tests.sandbox import helpers as sb
 from tongka import clock
 from tongka.config import Settings
 from tongka.money import GB
@@ -89,7 +90,7 @@ def test_start_precreates_a_trade_signed_as_the_sdk_signs_and_the_web_cashier_wo
     payment = order["payment"]
     assert payment["qr_content"].startswith("http://testserver/sandbox/alipay/qr/")
     assert payment["checkout_url"] == payment["qr_content"]  # a phone opens the code as a link
-    sim = a.sim_payment(settings, payment["id"])
+    sim = sb.record_of(settings, "alipay", payment["id"])
     assert (sim.amount, sim.currency, sim.status) == (payment["amount"], "HKD", "pending")
     assert sim.notify_url == "http://testserver/api/v1/payments/callbacks/alipay"
     assert (
@@ -202,7 +203,7 @@ def test_notifications_signed_by_alipay_pay_once_and_forgeries_change_nothing(
     # Alipay's retries, the simulator's own notification (twice) and a second press: nothing more.
     assert client.post(a.CALLBACK, content=genuine, headers=form).text == "success"
     for _ in range(2):
-        assert a.complete(app, settings, order["payment"]["id"]) == 200
+        assert sb.complete(app, sb.record_of(settings, "alipay", order["payment"]["id"])) == 200
     assert pay_on_page(client, order).status_code == 303
     assert bucket_count(sessions) == 2
     assert [(e.event_id, e.result) for e in inbox(sessions)] == [
@@ -284,10 +285,10 @@ def test_the_journey_on_the_alipay_page_then_query_and_refunds(
     first, rest = str(uuid.uuid4()), str(uuid.uuid4())
     assert refund(first, 1000) == "succeeded"
     assert refund(first, 1000) == "succeeded"  # the same refund id again: refunded once
-    assert a.sim_payment(settings, payment["id"]).refunded == 1000
+    assert sb.record_of(settings, "alipay", payment["id"]).refunded == 1000
     assert refund(str(uuid.uuid4()), payment["amount"]) == "failed"  # more than is left
     assert refund(rest, payment["amount"] - 1000) == "succeeded"
-    sim = a.sim_payment(settings, payment["id"])
+    sim = sb.record_of(settings, "alipay", payment["id"])
     assert (sim.refunded, len(sim.refunds), sim.data["trade_status"]) == (
         payment["amount"],
         2,
@@ -328,7 +329,10 @@ def test_close_cancel_and_the_gateways_refusals(
     other = f.order(client, headers, line["id"], currency="HKD", method="alipay")
     assert pay_on_page(client, other, outcome="failed").status_code == 303
     assert status(client, headers, other) == ("awaiting_payment", "failed")
-    assert a.sim_payment(settings, other["payment"]["id"]).data["trade_status"] == "TRADE_CLOSED"
+    assert (
+        sb.record_of(settings, "alipay", other["payment"]["id"]).data["trade_status"]
+        == "TRADE_CLOSED"
+    )
     assert bucket_count(sessions) == 1
 
     # Requests the gateway cannot trust get its unsigned 40002 answer.

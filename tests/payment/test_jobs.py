@@ -16,8 +16,8 @@ from tongka.db import transaction
 from tongka.payment import jobs
 from tongka.payment import reconcile as rec
 from tongka.payment.models import Payment, Refund
-from tongka.payment.simulators import alipay as alipay_sim
-from tongka.payment.simulators import statement
+from tongka.sandbox import alipay as alipay_sim
+from tongka.sandbox import statement
 
 
 @pytest.fixture

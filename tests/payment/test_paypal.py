@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from tests import factories as f
 from tests.payment import paypal_helpers as pp
 from tests.payment.factories import status
+from tests.sandbox import helpers as sb
 from tongka.ledger.models import Bucket
 from tongka.money import GB
 from tongka.payment import providers
@@ -27,9 +28,9 @@ from tongka.payment.providers.base import (
     RefundRequest,
 )
 from tongka.payment.providers.paypal import PayPalProvider, from_value, to_value
-from tongka.payment.simulators import paypal as sim
-from tongka.payment.simulators.store import SimPayment
-from tongka.payment.simulators.store import sessions as sim_sessions
+from tongka.sandbox import paypal as sim
+from tongka.sandbox.store import SimPayment
+from tongka.sandbox.store import sessions as sim_sessions
 
 CALLBACK = "/api/v1/payments/callbacks/paypal"
 
@@ -58,13 +59,6 @@ def buckets(sessions) -> int:  # type: ignore[no-untyped-def]
 def inbox(sessions) -> list[str]:  # type: ignore[no-untyped-def]
     with sessions() as s:
         return sorted(s.scalars(select(PaymentCallback.result)))
-
-
-def sim_record(settings, order_id: str) -> SimPayment:  # type: ignore[no-untyped-def]
-    with sim_sessions(settings.sandbox_store_url)() as s:
-        record = s.get(SimPayment, ("paypal", order_id))
-        assert record is not None
-        return record
 
 
 def approve(client, token: str, outcome: str = "succeeded") -> None:  # type: ignore[no-untyped-def]
@@ -123,7 +117,7 @@ def test_start_gives_the_payer_paypals_approval_page_and_the_api_checks_credenti
     )  # PayPal-Request-Id
     page = client.get(checkout.checkout_url)
     assert page.status_code == 200 and "HK$123.45" in page.text and "Pay Now" in page.text
-    record = sim_record(settings, checkout.provider_reference)
+    record = sb.record(settings, "paypal", checkout.provider_reference)
     assert (record.amount, record.currency, record.merchant_reference) == (12345, "HKD", payment_id)
     got = provider(client).query(payment_id, checkout.provider_reference)
     assert (got.status, got.amount, got.currency) == ("pending", 12345, "HKD")
@@ -181,7 +175,7 @@ def test_a_renewal_paid_with_paypal_is_captured_fulfilled_and_refunded_once_per_
     assert buckets(sessions) == before + 1
     balance = client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()
     assert balance["zones"]["hk"]["remaining_bytes"] == 5 * GB
-    record = sim_record(settings, token)
+    record = sb.record(settings, "paypal", token)
     assert (record.status, record.data["capture"]["status"], record.amount) == (
         "succeeded",
         "COMPLETED",
@@ -204,11 +198,11 @@ def test_a_renewal_paid_with_paypal_is_captured_fulfilled_and_refunded_once_per_
     first = refund("r-1", 1)
     assert first.status == "succeeded"
     assert refund("r-1", 1) == first  # the same refund id: PayPal answers with the first refund
-    assert sim_record(settings, token).refunded == 1
+    assert sb.record(settings, "paypal", token).refunded == 1
     rest = refund("r-2", amount - 1)
     assert rest.status == "succeeded" and rest.provider_refund_id != first.provider_refund_id
     assert refund("r-3", 1).status == "failed"  # nothing left to refund
-    record = sim_record(settings, token)
+    record = sb.record(settings, "paypal", token)
     assert (record.refunded, record.data["capture"]["status"]) == (amount, "REFUNDED")
     assert [r["amount"] for r in record.refunds] == [1, amount - 1]
     # One PAYMENT.CAPTURE.REFUNDED per refund, verified and taken in by tongka.
@@ -231,7 +225,7 @@ def test_a_declined_capture_and_a_closed_order_take_no_money(  # type: ignore[no
         "applied",
         "ignored",
     ]  # approval (capture declined), then PAYMENT.CAPTURE.DENIED
-    assert sim_record(settings, token).data["capture"]["status"] == "DECLINED"
+    assert sb.record(settings, "paypal", token).data["capture"]["status"] == "DECLINED"
 
     second = f.order(client, headers, line["id"], method="paypal", currency="HKD")
     token = parse_qs(urlsplit(second["payment"]["checkout_url"]).query)["token"][0]
@@ -239,7 +233,7 @@ def test_a_declined_capture_and_a_closed_order_take_no_money(  # type: ignore[no
     assert provider(client).query(second["payment"]["id"], token).status == "closed"
     approve(client, token)  # the payer still had the page open
     assert status(client, headers, second) == ("awaiting_payment", "failed")
-    record = sim_record(settings, token)
+    record = sb.record(settings, "paypal", token)
     assert "capture" not in record.data and record.status == "pending"  # nothing captured at PayPal
     assert buckets(sessions) == before
 
@@ -259,7 +253,7 @@ def captured_at_paypal(settings, order_id: str) -> SimPayment:  # type: ignore[n
             },
         }
         record.status = "succeeded"
-    return sim_record(settings, order_id)
+    return sb.record(settings, "paypal", order_id)
 
 
 def _genuine(settings, order, token, event_id=None):  # type: ignore[no-untyped-def]

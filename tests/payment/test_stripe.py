@@ -11,26 +11,21 @@ import time
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
-import anyio
 import httpx
 import pytest
 import stripe
-from starlette.requests import Request
 
 from tests import factories as f
 from tests.payment.factories import bucket_count, inbox, status
+from tests.sandbox import helpers as sb
 from tongka.payment import providers as registry
 from tongka.payment.models import PaymentCallback
 from tongka.payment.providers.base import ProviderUnavailable, RefundRequest
 from tongka.payment.providers.stripe import (
     StripeProvider,
-    _InjectedHTTP,
     from_stripe,
     to_stripe,
 )
-from tongka.payment.simulators import stripe as simulator
-from tongka.payment.simulators.store import SimPayment
-from tongka.payment.simulators.store import sessions as sim_sessions
 
 CALLBACK = "/api/v1/payments/callbacks/stripe"
 API = "/sandbox/stripe/v1"
@@ -60,13 +55,6 @@ def page_form(order: dict) -> tuple[str, dict[str, str]]:
 def pay_by_card(client, order: dict, number: str):  # type: ignore[no-untyped-def]
     path, query = page_form(order)
     return client.post(path, data={**query, **CARD, "card_number": number}, follow_redirects=False)
-
-
-def sim_payment(settings, reference: str) -> SimPayment:  # type: ignore[no-untyped-def]
-    with sim_sessions(settings.sandbox_store_url)() as s:
-        payment = s.get(SimPayment, ("stripe", reference))
-    assert payment is not None
-    return payment
 
 
 def intent_event(
@@ -113,12 +101,6 @@ def whsec(settings) -> str:  # type: ignore[no-untyped-def]
     return settings.stripe_webhook_secret.get_secret_value()
 
 
-def run_complete(app, settings, reference: str, outcome: str) -> int:  # type: ignore[no-untyped-def]
-    """`await simulator.complete(...)` from outside the app, as a sandbox tool would call it."""
-    request = Request({"type": "http", "app": app, "method": "POST", "path": "/", "headers": []})
-    return anyio.run(simulator.complete, request, sim_payment(settings, reference), outcome)
-
-
 def wait_for_inbox(sessions, n: int) -> list[PaymentCallback]:  # type: ignore[no-untyped-def]
     """Stripe sends refund webhooks after answering the refund call: wait for them to land."""
     deadline = time.monotonic() + 10
@@ -135,7 +117,7 @@ def test_start_makes_a_payment_intent_and_a_card_page(client, app, settings, pen
     _headers, order, reference = pending
     payment = order["payment"]
     assert reference.startswith("pi_")
-    intent = sim_payment(settings, reference)
+    intent = sb.record(settings, "stripe", reference)
     assert (intent.amount, intent.currency, intent.merchant_reference) == (
         5800,
         "HKD",
@@ -201,7 +183,7 @@ def test_a_declined_card_fails_the_attempt_and_credits_nothing(
     assert json.loads(row.payload)["outcome"] == "failed"
     assert app.state.providers["stripe"].query(order["payment"]["id"], reference).status == "failed"
     # As at Stripe, the PaymentIntent stays open for another card.
-    assert sim_payment(settings, reference).data["status"] == "requires_payment_method"
+    assert sb.record(settings, "stripe", reference).data["status"] == "requires_payment_method"
 
 
 # --- webhooks ----------------------------------------------------------------------------------
@@ -313,13 +295,13 @@ def test_the_simulator_resends_the_same_event_and_it_credits_once(
 ) -> None:
     headers, order, reference = pending
     before = bucket_count(sessions)
-    assert run_complete(app, settings, reference, "succeeded") == 200
+    assert sb.complete(app, sb.record(settings, "stripe", reference), "succeeded") == 200
     assert (
-        run_complete(app, settings, reference, "succeeded") == 200
+        sb.complete(app, sb.record(settings, "stripe", reference), "succeeded") == 200
     )  # a redelivery of the same event
     assert bucket_count(sessions) == before + 1
     [row] = inbox(sessions)
-    assert row.event_id == sim_payment(settings, reference).data["succeeded_event"]["id"]
+    assert row.event_id == sb.record(settings, "stripe", reference).data["succeeded_event"]["id"]
     assert status(client, headers, order) == ("fulfilled", "succeeded")
 
 
@@ -331,11 +313,11 @@ def test_close_cancels_the_payment_intent(client, app, sessions, settings, pendi
     provider = app.state.providers["stripe"]
     provider.close(order["payment"]["id"], reference)
     assert provider.query(order["payment"]["id"], reference).status == "closed"
-    assert sim_payment(settings, reference).data["status"] == "canceled"
+    assert sb.record(settings, "stripe", reference).data["status"] == "canceled"
     provider.close(order["payment"]["id"], reference)  # closing twice is harmless
     provider.close(order["payment"]["id"], None)  # nothing at Stripe: nothing to close
     assert "canceled" in pay_by_card(client, order, "4242424242424242").text
-    assert run_complete(app, settings, reference, "succeeded") == 409
+    assert sb.complete(app, sb.record(settings, "stripe", reference), "succeeded") == 409
     assert inbox(sessions) == [] and status(client, headers, order) == (
         "awaiting_payment",
         "pending",
@@ -360,7 +342,7 @@ def test_refund_is_once_per_refund_id_and_stripe_reports_it(
         and first.status == "succeeded"
         and first.provider_refund_id.startswith("re_")
     )
-    intent = sim_payment(settings, reference)
+    intent = sb.record(settings, "stripe", reference)
     assert intent.refunded == 1800 and len(intent.refunds) == 1
     assert intent.refunds[0]["metadata"]["refund_id"] == "r-1"
     rows = wait_for_inbox(sessions, 2)
@@ -374,7 +356,7 @@ def test_refund_is_once_per_refund_id_and_stripe_reports_it(
     ) == ("refunded", 1800, "HKD", "r-1", payment["id"])
     rest = provider.refund(refund_request(order, reference, "r-2", 4000))
     assert rest.provider_refund_id != first.provider_refund_id
-    assert sim_payment(settings, reference).refunded == 5800
+    assert sb.record(settings, "stripe", reference).refunded == 5800
     with pytest.raises(ProviderUnavailable):  # already refunded in full
         provider.refund(refund_request(order, reference, "r-3", 1))
     events = [json.loads(r.payload) for r in wait_for_inbox(sessions, 3)[1:]]
@@ -392,60 +374,6 @@ def refund_request(order: dict, reference: str, refund_id: str, amount: int) -> 
         payment_amount=payment["amount"],
         reason="customer asked",
     )
-
-
-# --- the simulated API itself -------------------------------------------------------------------
-
-
-def sdk(client, key: str) -> stripe.StripeClient:  # type: ignore[no-untyped-def]
-    return stripe.StripeClient(
-        key,
-        base_addresses={"api": "http://testserver/sandbox/stripe"},
-        http_client=_InjectedHTTP(client),
-    )
-
-
-def test_the_api_refuses_a_wrong_key_in_stripes_own_format(client, settings) -> None:
-    good = sdk(client, settings.stripe_secret_key.get_secret_value())
-    reference = good.v1.payment_intents.create(params={"amount": 1250, "currency": "hkd"}).id
-    r = client.get(
-        f"{API}/payment_intents/{reference}", headers={"Authorization": "Bearer sk_test_wrong"}
-    )
-    assert r.status_code == 401 and r.json()["error"]["type"] == "invalid_request_error"
-    assert "Invalid API Key provided" in r.json()["error"]["message"]
-    assert client.get(f"{API}/payment_intents/{reference}").status_code == 401
-    with pytest.raises(stripe.AuthenticationError):  # the SDK reads it as Stripe's own refusal
-        sdk(client, "sk_test_wrong").v1.payment_intents.retrieve(reference)
-    assert good.v1.payment_intents.retrieve(reference).status == "requires_payment_method"
-    with pytest.raises(stripe.InvalidRequestError) as missing:
-        good.v1.payment_intents.retrieve("pi_nosuch")
-    assert missing.value.code == "resource_missing"
-
-
-def test_an_idempotency_key_replays_and_refuses_other_parameters(client, settings) -> None:
-    auth = {
-        "Authorization": f"Bearer {settings.stripe_secret_key.get_secret_value()}",
-        "Idempotency-Key": "k-1",
-    }
-    form = {
-        "amount": "1250",
-        "currency": "hkd",
-        "metadata[payment_id]": "p-1",
-        "payment_method_types[0]": "card",
-    }
-    first = client.post(f"{API}/payment_intents", data=form, headers=auth)
-    again = client.post(f"{API}/payment_intents", data=form, headers=auth)
-    assert first.status_code == again.status_code == 200
-    assert first.json() == again.json() and again.headers["Idempotent-Replayed"] == "true"
-    assert first.json()["amount"] == 1250 and first.json()["metadata"] == {"payment_id": "p-1"}
-    other = client.post(f"{API}/payment_intents", data={**form, "amount": "1"}, headers=auth)
-    assert other.status_code == 400 and other.json()["error"]["type"] == "idempotency_error"
-    bad = client.post(
-        f"{API}/payment_intents",
-        data={**form, "amount": "12.50"},
-        headers={**auth, "Idempotency-Key": "k-2"},
-    )
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "parameter_invalid_integer"
 
 
 # --- no database needed -------------------------------------------------------------------------

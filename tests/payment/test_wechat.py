@@ -12,16 +12,14 @@ import time
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
-import anyio
 import httpx
 import pytest
 from pydantic import SecretStr
-from starlette.requests import Request
-from wechatpayv3.utils import load_public_key, rsa_verify
 
 from tests import factories as f
 from tests.payment import wechat_helpers as w
 from tests.payment.factories import bucket_count, inbox, status
+from tests.sandbox import helpers as sb
 from tongka.config import Settings
 from tongka.payment import providers as registry
 from tongka.payment.providers import wechat
@@ -30,8 +28,6 @@ from tongka.payment.providers.base import (
     ProviderUnavailable,
     RefundRequest,
 )
-from tongka.payment.sandbox_keys import pem
-from tongka.payment.simulators import wechat as simulator
 
 
 @pytest.fixture
@@ -46,12 +42,6 @@ def pending(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped
     order = f.order(client, headers, line["id"], currency="CNY", method="wechat_pay")
     assert order["payment"]["provider"] == "wechat"
     return headers, order
-
-
-def complete(app, settings, payment_id: str, outcome: str = "succeeded") -> int:  # type: ignore[no-untyped-def]
-    """`await simulator.complete(...)` from outside the app, as a sandbox tool would call it."""
-    request = Request({"type": "http", "app": app, "method": "POST", "path": "/", "headers": []})
-    return anyio.run(simulator.complete, request, w.sim_payment(settings, payment_id), outcome)
 
 
 def pay_on_page(client, order: dict, outcome: str = "succeeded") -> httpx.Response:  # type: ignore[type-arg]
@@ -86,7 +76,7 @@ def test_the_journey_through_the_app_with_wechat_pay(
     payment = order["payment"]
     # start(): the code to scan, and WeChat's record of the order (by out_trade_no, in fen).
     assert payment["qr_content"].startswith("weixin://wxpay/bizpayurl?pr=")
-    sim = w.sim_payment(settings, payment["id"])
+    sim = sb.record_of(settings, "wechat", payment["id"])
     assert (sim.amount, sim.currency, sim.status) == (order["amount"], "CNY", "pending")
     assert sim.data["trade_type"] == "NATIVE" and sim.data["appid"] == settings.wechat_appid
     assert sim.notify_url == "http://testserver/api/v1/payments/callbacks/wechat"
@@ -121,14 +111,17 @@ def test_the_journey_through_the_app_with_wechat_pay(
     assert "支付成功" in client.get(r.headers["location"]).text
     # The payer presses again; then WeChat retries the same notification: credited once.
     assert pay_on_page(client, order).status_code == 303
-    assert complete(app, settings, payment["id"]) == 204
+    assert sb.complete(app, sb.record_of(settings, "wechat", payment["id"])) == 204
     assert bucket_count(sessions) == before + 1
     assert [c.result for c in inbox(sessions)] == ["applied"]
     # WeChat's own record agrees, and a paid order cannot be closed.
     provider = app.state.providers["wechat"]
     state = provider.query(payment["id"], None)
     assert (state.status, state.amount, state.currency) == ("succeeded", order["amount"], "CNY")
-    assert state.provider_reference == w.sim_payment(settings, payment["id"]).data["transaction_id"]
+    assert (
+        state.provider_reference
+        == sb.record_of(settings, "wechat", payment["id"]).data["transaction_id"]
+    )
     with pytest.raises(ProviderUnavailable):
         provider.close(payment["id"], None)
 
@@ -238,12 +231,12 @@ def test_query_close_and_a_failed_payment_against_the_simulator(client, app, set
     assert provider.query(request.payment_id, None).status == "closed"
     assert provider.query(str(uuid.uuid4()), None).status == "closed"  # WeChat never heard of it
     # A closed order can no longer be paid: nothing is sent.
-    assert complete(app, settings, request.payment_id) == 0
-    prepay_id = w.sim_payment(settings, request.payment_id).reference
+    assert sb.complete(app, sb.record_of(settings, "wechat", request.payment_id)) == 0
+    prepay_id = sb.record_of(settings, "wechat", request.payment_id).reference
     assert "订单已关闭" in client.get(f"/sandbox/wechat/wxpay/bizpayurl?pr={prepay_id}").text
     # A payment that fails: WeChat sends nothing (it notifies successes only); query says so.
     failing = place(provider)
-    assert complete(app, settings, failing.payment_id, "failed") == 0
+    assert sb.complete(app, sb.record_of(settings, "wechat", failing.payment_id), "failed") == 0
     assert provider.query(failing.payment_id, None).status == "failed"
 
 
@@ -253,7 +246,7 @@ def test_a_refund_is_once_per_refund_id_and_wechat_notifies_it(
     provider = app.state.providers["wechat"]
     paid = place(provider, 3000)
     assert (
-        complete(app, settings, paid.payment_id) == 204
+        sb.complete(app, sb.record_of(settings, "wechat", paid.payment_id)) == 204
     )  # tongka answers; it does not know this payment
     refund_id, part = str(uuid.uuid4()), 1000
 
@@ -264,7 +257,7 @@ def test_a_refund_is_once_per_refund_id_and_wechat_notifies_it(
 
     first, second = ask(part), ask(part)
     assert first == second and first.status == "pending"  # PROCESSING until WeChat settles it
-    sim = w.sim_payment(settings, paid.payment_id)
+    sim = sb.record_of(settings, "wechat", paid.payment_id)
     assert (sim.refunded, len(sim.refunds)) == (part, 1)
     for amount, rid in (
         (part + 1, refund_id),
@@ -272,7 +265,7 @@ def test_a_refund_is_once_per_refund_id_and_wechat_notifies_it(
     ):  # another amount; more than is left
         with pytest.raises(ProviderUnavailable):
             ask(amount, rid)
-    assert w.sim_payment(settings, paid.payment_id).refunded == part
+    assert sb.record_of(settings, "wechat", paid.payment_id).refunded == part
     assert (
         provider.query(paid.payment_id, None).status == "succeeded"
     )  # REFUND: paid, partly refunded
@@ -288,63 +281,7 @@ def test_a_refund_is_once_per_refund_id_and_wechat_notifies_it(
         part,
         "CNY",
     )
-    assert w.sim_payment(settings, paid.payment_id).refunds[0]["status"] == "SUCCESS"
-
-
-def test_h5_gives_a_page_for_the_phone_browser(client, app, settings) -> None:
-    provider = app.state.providers["wechat"]
-    request = PaymentRequest(
-        str(uuid.uuid4()),
-        1999,
-        "CNY",
-        "wechat_pay",
-        "tongka cn-1gb",
-        "http://testserver/api/v1/payments/callbacks/wechat",
-        "http://testserver/orders/1",
-    )
-    checkout = provider.start_h5(request, "203.0.113.7")
-    url = urlsplit(checkout.checkout_url)
-    assert url.path == "/sandbox/wechat/cgi-bin/mmpayweb-bin/checkmweb"
-    query = parse_qs(url.query)
-    assert query["redirect_url"] == ["http://testserver/orders/1"] and query["package"]
-    page = client.get(checkout.checkout_url)
-    assert page.status_code == 200 and "¥19.99" in page.text and "立即支付" in page.text
-    assert client.get(checkout.checkout_url.replace("package=", "package=9")).status_code == 404
-    assert w.sim_payment(settings, request.payment_id).data["trade_type"] == "MWEB"
-
-
-def test_the_simulator_checks_signatures_and_answers_in_wechats_format(client, settings) -> None:
-    path = "/sandbox/wechat/v3/pay/transactions/native"
-    body = json.dumps(
-        {
-            "appid": settings.wechat_appid,
-            "mchid": settings.wechat_mch_id,
-            "description": "tongka",
-            "out_trade_no": uuid.uuid4().hex,
-            "notify_url": "http://testserver/api/v1/payments/callbacks/wechat",
-            "amount": {"total": 100, "currency": "CNY"},
-        }
-    )
-    for bad in (
-        w.merchant_headers(settings, "POST", path, body, key=w.other_private_key()),
-        w.merchant_headers(settings, "POST", path, body, serial="0" * 40),
-        w.merchant_headers(settings, "POST", path, body.replace("100", "1")),
-    ):  # body not what was signed
-        r = client.post(path, content=body, headers=bad)
-        assert r.status_code == 401 and r.json()["code"] == "SIGN_ERROR"
-    r = client.post(path, content=body, headers=w.merchant_headers(settings, "POST", path, body))
-    assert r.status_code == 200 and r.json()["code_url"].startswith("weixin://wxpay/bizpayurl?pr=")
-    platform = load_public_key(pem(str(settings.wechat_platform_public_key)).decode())
-    assert rsa_verify(
-        r.headers["wechatpay-timestamp"],
-        r.headers["wechatpay-nonce"],
-        r.text,
-        r.headers["wechatpay-signature"],
-        platform,
-    )
-    hkd = body.replace('"CNY"', '"HKD"')
-    r = client.post(path, content=hkd, headers=w.merchant_headers(settings, "POST", path, hkd))
-    assert (r.status_code, r.json()["code"]) == (400, "PARAM_ERROR")
+    assert sb.record_of(settings, "wechat", paid.payment_id).refunds[0]["status"] == "SUCCESS"
 
 
 def test_wrong_keys_and_silence_are_provider_unavailable(client, settings) -> None:

@@ -17,8 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from wechatpayv3.utils import build_authorization, load_private_key, rsa_sign
 
 from tongka.config import Settings
-from tongka.payment.sandbox_keys import pem
-from tongka.payment.simulators.store import SimPayment, sessions
+from tongka.payment.providers.keys import pem
 
 CALLBACK = "/api/v1/payments/callbacks/wechat"
 
@@ -134,16 +133,3 @@ def merchant_headers(
         data=body,
     )
     return {"Authorization": auth, "Content-Type": "application/json", "Accept": "application/json"}
-
-
-def sim_payment(settings: Settings, payment_id: str) -> SimPayment:
-    """The simulator's record of one of our payments (WeChat knows it by out_trade_no)."""
-    from sqlalchemy import select
-
-    with sessions(settings.sandbox_store_url)() as s:
-        return s.scalars(
-            select(SimPayment).where(
-                SimPayment.provider == "wechat",
-                SimPayment.merchant_reference == uuid.UUID(payment_id).hex,
-            )
-        ).one()

@@ -29,7 +29,7 @@ PROVIDER_MODULES = {
     "paypal": paypal,
     "store": store,
 }
-# The providers with a simulator of their side (payment/simulators/<name>.py) for the sandbox.
+# The providers with a simulator of their side (sandbox/<name>.py) for the sandbox.
 SIMULATED = ("wechat", "alipay", "stripe", "paypal")
 
 

@@ -59,7 +59,7 @@ from tongka.payment.providers.base import (
     RefundRequest,
     RefundResult,
 )
-from tongka.payment.sandbox_keys import pem
+from tongka.payment.providers.keys import pem
 
 log = structlog.get_logger()
 

@@ -8,7 +8,7 @@ registered in a plain dict built from the settings (`providers/__init__.py`).
 Each provider module `providers/<name>.py` has `build(settings, http) -> Provider | None`
 (None when it is not configured). `http` is an `httpx.Client`; calls go to the live API
 base from the settings, or in sandbox mode to the provider's simulator under
-`{public_base_url}/sandbox/<name>` (`payment/simulators/<name>.py`), which speaks the
+`{public_base_url}/sandbox/<name>` (`sandbox/<name>.py`), which speaks the
 same wire format with the sandbox keys.
 """
 

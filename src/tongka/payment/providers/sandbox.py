@@ -1,6 +1,6 @@
 """The sandbox provider: a stand-in for a real one, with a real signature check.
 
-Wire format (the simulator in `payment/sandbox.py` sends it): a JSON event
+Wire format (the simulator in `sandbox/generic.py` sends it): a JSON event
 `{"id", "type": "payment.succeeded" | "payment.failed", "created", "data": {"reference",
 "merchant_reference", "amount", "currency"}}` with the header
 `Tongka-Sandbox-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">` under a

@@ -15,7 +15,7 @@ against our key's `sk_live_`/`sk_test_`) is refused, so test payments never fulf
 id travels as the PaymentIntent's `metadata[payment_id]` (copied by Stripe onto its charge),
 our refund id as the refund's `metadata[refund_id]`.
 
-In sandbox mode the API base is the simulator (`payment/simulators/stripe.py`), which also
+In sandbox mode the API base is the simulator (`sandbox/stripe.py`), which also
 serves the card form the payer fills in; live, tongka must host a Stripe Elements form
 with the PaymentIntent's client secret (not written yet: `checkout_url` is None).
 """

@@ -1,8 +1,7 @@
-"""WeChat Pay API v3 (微信支付), for `wechat_pay` in the app and on the web: Native QR and H5.
+"""WeChat Pay API v3 (微信支付), for `wechat_pay` in the app and on the web: Native QR.
 
 Wire protocol (https://pay.weixin.qq.com/doc/v3/merchant/):
   POST /v3/pay/transactions/native                            -> {"code_url": "weixin://wxpay/bizpayurl?pr=..."}
-  POST /v3/pay/transactions/h5                                -> {"h5_url": "https://wx.tenpay.com/...checkmweb?..."}
   GET  /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid= query (trade_state)
   POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close 204
   POST /v3/refund/domestic/refunds                            refund, idempotent on out_refund_no
@@ -32,7 +31,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import timedelta, timezone
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -54,7 +53,7 @@ from tongka.payment.providers.base import (
     RefundRequest,
     RefundResult,
 )
-from tongka.payment.sandbox_keys import pem
+from tongka.payment.providers.keys import pem
 
 log = structlog.get_logger()
 
@@ -267,19 +266,6 @@ class WeChatPayProvider:
             checkout_url = f"{self._base}/wxpay/bizpayurl?{urlsplit(code_url).query}"
         return Checkout(
             provider_reference=out_trade_no, checkout_url=checkout_url, qr_content=code_url
-        )
-
-    def start_h5(self, request: PaymentRequest, payer_ip: str) -> Checkout:
-        """H5, for a phone's browser outside WeChat: the payer opens h5_url, which returns to return_url."""
-        out_trade_no, data = self._order(
-            "h5", request, {"scene_info": {"payer_client_ip": payer_ip, "h5_info": {"type": "Wap"}}}
-        )
-        h5_url = str(data.get("h5_url") or "")
-        if not h5_url.startswith(("https://", "http://")):
-            raise ProviderUnavailable()
-        return Checkout(
-            provider_reference=out_trade_no,
-            checkout_url=f"{h5_url}&redirect_url={quote(request.return_url, safe='')}",
         )
 
     def query(self, payment_id: str, provider_reference: str | None) -> PaymentStatus:

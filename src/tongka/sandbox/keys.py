@@ -2,7 +2,8 @@
 
 `tongka keys generate` prints it as `TONGKA_*=value` lines for `var/tongka.env`: both
 sides of every provider's keys, so the real signing and verification code runs in the
-demo and the tests. PEM keys are written on one line with `\\n` escapes.
+demo and the tests. PEM keys are written on one line with `\\n` escapes, which
+`payment/providers/keys.pem` reads back.
 """
 
 from __future__ import annotations
@@ -60,8 +61,3 @@ def generate() -> dict[str, str]:
 
 def env_lines(values: dict[str, str]) -> str:
     return "".join(f"{k}={v.replace(chr(10), chr(92) + 'n')}\n" for k, v in values.items())
-
-
-def pem(value: str) -> bytes:
-    """A PEM key from a setting, whether its newlines are real or written as `\\n`."""
-    return value.replace("\\n", "\n").encode()

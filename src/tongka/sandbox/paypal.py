@@ -44,10 +44,10 @@ from starlette.concurrency import run_in_threadpool
 
 from tongka import clock
 from tongka.config import Settings
-from tongka.money import EXPONENT, Money
-from tongka.payment import simulators
-from tongka.payment.simulators import deliver, deliver_later, store_sessions
-from tongka.payment.simulators.store import SimPayment
+from tongka.money import EXPONENT
+from tongka.sandbox import delivery
+from tongka.sandbox.delivery import deliver, deliver_later
+from tongka.sandbox.store import SimPayment, price, store_sessions
 from tongka.templating import templates
 
 router = APIRouter()
@@ -219,7 +219,8 @@ def _minor(amount: Any) -> tuple[int, str] | JSONResponse:
             "INVALID_PARAMETER_SYNTAX",
             "The value of a field does not conform to the expected format.",
         )
-    if -value.as_tuple().exponent > places:  # type: ignore[operator]
+    exponent = value.as_tuple().exponent  # a letter for NaN and infinity: never a price
+    if not isinstance(exponent, int) or -exponent > places:
         return _invalid(
             "DECIMAL_PRECISION",
             "If the currency supports decimals, only two decimal place precision is supported.",
@@ -409,7 +410,7 @@ def _send_later(request: Request, message: tuple[bytes, dict[str, str]]) -> None
 
 async def drain() -> list[int]:
     """Wait for the webhooks on their way (tests, and `complete`); their callbacks' HTTP statuses."""
-    return await simulators.drain()
+    return await delivery.drain()
 
 
 def _capture_webhook(settings: Settings, p: SimPayment) -> tuple[bytes, dict[str, str]]:
@@ -816,15 +817,15 @@ async def complete(request: Request, payment: SimPayment, outcome: str) -> int:
 async def approval_page(request: Request, token: str = "") -> Response:
     """Anyone, in sandbox mode: PayPal's approval page for an order, as the payer sees it."""
     p = await run_in_threadpool(_load, request, token)
-    price = None
+    shown = None
     if p is not None and p.currency in EXPONENT:
-        price = Money(p.amount, p.currency).format("en")  # type: ignore[arg-type]
+        shown = price(p.amount, p.currency, "en")
     elif p is not None:
-        price = f"{_value(p.amount, p.currency)} {p.currency}"
+        shown = f"{_value(p.amount, p.currency)} {p.currency}"
     return templates.TemplateResponse(
         request,
         "sandbox/paypal_checkout.html",
-        {"order": p, "price": price, "payer": PAYER, "token": token},
+        {"order": p, "price": shown, "payer": PAYER, "token": token},
         status_code=200 if p else 404,
     )
 

@@ -1,15 +1,4 @@
-"""The providers' side in sandbox mode: their API, their payer pages, their signed callbacks.
-
-Each simulator module `simulators/<name>.py` has:
-  router       an APIRouter mounted at /sandbox/<name>: the provider's API paths (as the
-               real API has them, under that prefix) and the pages a payer sees
-  complete     `async def complete(request, payment: SimPayment, outcome) -> int`: the payer
-               pays ("succeeded") or gives up ("failed"); the simulator updates its record and
-               sends its signed callback to tongka, returning the callback's HTTP status
-Simulators keep their records in `store.SimPayment` (a database of their own) and sign
-with the `sandbox_*` keys from the settings. Who may call them: anyone, and only when the
-sandbox is on; they never exist in production.
-"""
+"""How the simulated providers send their signed callbacks to tongka: at once, or after answering."""
 
 from __future__ import annotations
 
@@ -79,9 +68,3 @@ async def drain(timeout: float = 15.0) -> list[int]:
             break
         statuses += [t.result() for t in done if not t.cancelled() and t.exception() is None]
     return statuses
-
-
-def store_sessions(request: Request):  # type: ignore[no-untyped-def]
-    from tongka.payment.simulators.store import sessions
-
-    return sessions(request.app.state.settings.sandbox_store_url)

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from tongka import clock
 from tongka.config import Settings
-from tongka.money import EXPONENT, Money
+from tongka.money import EXPONENT
 from tongka.payment.providers.alipay import (
     BEIJING,
     SUCCESS,
@@ -49,8 +49,8 @@ from tongka.payment.providers.alipay import (
     rsa2_verify,
     to_yuan,
 )
-from tongka.payment.simulators import deliver, deliver_later, store_sessions
-from tongka.payment.simulators.store import SimPayment
+from tongka.sandbox.delivery import deliver, deliver_later
+from tongka.sandbox.store import SimPayment, price, store_sessions
 from tongka.templating import templates
 
 log = structlog.get_logger()
@@ -531,12 +531,10 @@ def _page(
             "trade_no": sim.reference,
             "out_trade_no": sim.merchant_reference,
             "subject": sim.data["subject"],
-            "price": Money(sim.amount, sim.currency).format("zh-Hans"),  # type: ignore[arg-type]
+            "price": price(sim.amount, sim.currency, "zh-Hans"),
             "trade_status": sim.data["trade_status"],
             "paid": bool(sim.data.get("gmt_payment")),
-            "refunded": Money(sim.refunded, sim.currency).format("zh-Hans")
-            if sim.refunded
-            else None,  # type: ignore[arg-type]
+            "refunded": price(sim.refunded, sim.currency, "zh-Hans") if sim.refunded else None,
             "qr_svg": None
             if scan
             else segno.make(sim.data["qr_code"], error="m").svg_inline(border=4, omitsize=True),

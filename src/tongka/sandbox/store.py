@@ -11,11 +11,13 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from fastapi import Request
 from sqlalchemy import JSON, BigInteger, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from tongka import clock
 from tongka.db import UTCDateTime, make_engine
+from tongka.money import CURRENCIES, Money
 
 
 class SimBase(DeclarativeBase):
@@ -52,3 +54,15 @@ def sessions(url: str) -> sessionmaker[Session]:
         engine
     )  # the simulators' private store, not part of tongka's schema
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def store_sessions(request: Request) -> sessionmaker[Session]:
+    """The simulators' store, for a request the app serves."""
+    return sessions(request.app.state.settings.sandbox_store_url)
+
+
+def price(amount: int, currency: str, language: str) -> str:
+    """An amount as the payer's page shows it; records keep their currency as a plain string."""
+    if currency not in CURRENCIES:
+        raise ValueError(f"no such currency: {currency!r}")
+    return Money(amount, currency).format(language)

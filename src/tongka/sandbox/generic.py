@@ -9,7 +9,6 @@ real verification path runs. Who may call: anyone, and only when the sandbox is 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import time
 import uuid
@@ -22,16 +21,19 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from tongka.db import transaction
-from tongka.money import Money
 from tongka.order.models import Order
 from tongka.payment.models import Payment
 from tongka.payment.providers.sandbox import SIGNATURE_HEADER, sign
 from tongka.payment.service import ProviderUnknown
-from tongka.payment.simulators import deliver, store_sessions
-from tongka.payment.simulators.store import SimPayment
+from tongka.sandbox import alipay, paypal, stripe, wechat
+from tongka.sandbox.delivery import deliver
+from tongka.sandbox.store import SimPayment, price, store_sessions
 from tongka.templating import templates
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])
+
+# The providers played here, by provider name; each is mounted at /sandbox/<name>.
+SIMULATORS = {"wechat": wechat, "alipay": alipay, "stripe": stripe, "paypal": paypal}
 
 METHOD_NAMES = {
     "wechat_pay": "WeChat Pay 微信支付",
@@ -96,7 +98,9 @@ async def _deliver(request: Request, payment: Payment, outcome: str) -> Complete
 
 async def _simulate(request: Request, payment: Payment, outcome: str) -> CompleteOut:
     """The payer pays at the payment's own provider: that provider's simulator sends its own callback."""
-    simulator = importlib.import_module(f"tongka.payment.simulators.{payment.provider}")
+    simulator = SIMULATORS.get(payment.provider)
+    if simulator is None:
+        raise ProviderUnknown("No such sandbox payment.")
 
     def find() -> SimPayment | None:
         with store_sessions(request)() as session:
@@ -141,7 +145,7 @@ async def checkout_page(payment_id: uuid.UUID, request: Request) -> Response:
         {
             "payment": payment,
             "order": order,
-            "price": Money(payment.amount, payment.currency).format("en"),  # type: ignore[arg-type]
+            "price": price(payment.amount, payment.currency, "en"),
             "method_name": METHOD_NAMES.get(payment.method, payment.method),
         },
     )

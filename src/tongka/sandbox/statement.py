@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from sqlalchemy import select
 
 from tongka.payment.reconcile import COLUMNS
-from tongka.payment.simulators.store import SimPayment, sessions
+from tongka.sandbox.store import SimPayment, sessions
 
 
 def _uuid(text: Any) -> str:

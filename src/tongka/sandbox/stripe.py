@@ -36,9 +36,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from tongka import clock
-from tongka.money import Money
-from tongka.payment.simulators import deliver, deliver_later, store_sessions
-from tongka.payment.simulators.store import SimPayment
+from tongka.sandbox.delivery import deliver, deliver_later
+from tongka.sandbox.store import SimPayment, price, store_sessions
 from tongka.templating import templates
 
 router = APIRouter()
@@ -123,7 +122,7 @@ def _nested(items: list[tuple[str, str]]) -> dict[str, Any]:
             return [lists(node[k]) for k in sorted(node, key=int)]
         return {k: lists(v) for k, v in node.items()}
 
-    return lists(root)  # type: ignore[no-any-return]
+    return lists(root)
 
 
 async def _params(request: Request) -> tuple[dict[str, Any], str]:
@@ -595,7 +594,7 @@ def _page(
             "intent": _intent(payment),
             "return_url": return_url,
             "error": error,
-            "price": Money(payment.amount, payment.currency).format("en"),  # type: ignore[arg-type]
+            "price": price(payment.amount, payment.currency, "en"),
             "test_cards": {"succeeds": "4242 4242 4242 4242", "declined": "4000 0000 0000 0002"},
         },
         status_code=status_code,
