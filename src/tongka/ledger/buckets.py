@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -109,30 +109,40 @@ def active_buckets(session: Session, line_id: uuid.UUID, now: datetime) -> list[
     )
 
 
-def line_balance(session: Session, line_id: uuid.UUID, now: datetime | None = None) -> LineBalance:
-    """In two statements however many buckets and debts the line has: its buckets in force with
-    their balances, and what it owes in every zone (read as values, no ORM objects: the app asks often)."""
-    now = now or clock.now()
-    account = LedgerAccount
-    rows = session.execute(
-        select(
-            Bucket.id,
-            Bucket.zone,
-            Bucket.valid_from,
-            Bucket.expires_at,
-            account.credits_posted,
-            account.debits_posted,
-            account.debits_pending,
-        )
-        .join(account, account.id == Bucket.ledger_account_id)
-        .where(
-            Bucket.line_id == line_id,
-            Bucket.valid_from <= now,
-            Bucket.expires_at > now,
-            Bucket.unit == "bytes",
-        )
-        .order_by(Bucket.expires_at, Bucket.created_at)
+# A line's buckets in force with their balances, and its debts: built once (the app reads often).
+_IN_FORCE = (
+    select(
+        Bucket.id,
+        Bucket.zone,
+        Bucket.valid_from,
+        Bucket.expires_at,
+        LedgerAccount.credits_posted,
+        LedgerAccount.debits_posted,
+        LedgerAccount.debits_pending,
     )
+    .join(LedgerAccount, LedgerAccount.id == Bucket.ledger_account_id)
+    .where(
+        Bucket.line_id == bindparam("line_id"),
+        Bucket.valid_from <= bindparam("now"),
+        Bucket.expires_at > bindparam("now"),
+        Bucket.unit == "bytes",
+    )
+    .order_by(Bucket.expires_at, Bucket.created_at)
+)
+_DEBTS = (
+    select(
+        LineDebt.zone,
+        LedgerAccount.credits_posted - LedgerAccount.debits_posted - LedgerAccount.debits_pending,
+    )
+    .join(LedgerAccount, LedgerAccount.id == LineDebt.ledger_account_id)
+    .where(LineDebt.line_id == bindparam("line_id"))
+)
+
+
+def line_balance(session: Session, line_id: uuid.UUID, now: datetime | None = None) -> LineBalance:
+    """In two statements however many buckets and debts the line has, read as values (no ORM
+    objects): its buckets in force with their balances, and what it owes in each zone."""
+    now = now or clock.now()
     views = [
         BucketView(
             id=r.id,
@@ -143,17 +153,12 @@ def line_balance(session: Session, line_id: uuid.UUID, now: datetime | None = No
             valid_from=r.valid_from,
             expires_at=r.expires_at,
         )
-        for r in rows
+        for r in session.execute(_IN_FORCE, {"line_id": line_id, "now": now})
     ]
-    debts = session.execute(
-        select(
-            LineDebt.zone,
-            account.credits_posted - account.debits_posted - account.debits_pending,
-        )
-        .join(account, account.id == LineDebt.ledger_account_id)
-        .where(LineDebt.line_id == line_id)
-    )
-    owing = {zone: max(0, -available) for zone, available in debts}
+    owing = {
+        zone: max(0, -available)
+        for zone, available in session.execute(_DEBTS, {"line_id": line_id})
+    }
     zones = {}
     for zone in ZONES:
         counted = [v for v in views if v.zone in (zone, "both")]
