@@ -291,6 +291,12 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
+def _percentile(out: str, q: int) -> float:
+    """From wrk's latency distribution; NaN when it has none (nothing answered in time)."""
+    found = re.search(rf"^\s+{q}%\s+(\S+)$", out, re.M)
+    return _ms(found.group(1)) if found else float("nan")
+
+
 def wrk(
     port: int,
     path: str | None,
@@ -325,8 +331,8 @@ def wrk(
     return {
         "requests": int(total.group(1)),
         "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50": _ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
-        "p99": _ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": _percentile(out, 50),
+        "p99": _percentile(out, 99),
         "failed": int(bad.group(1)) if bad else 0,
         "errors": errors.group(1) if errors else "",
     }
