@@ -505,77 +505,82 @@ def bench(backend: str, args: argparse.Namespace, tps: float | None) -> None:
         # `tongka serve` starts the Nchf listener too, which in dev signs tokens with this key
         env["TONGKA_NRF_DEV_KEY_FILE"] = str(home / "nrf-dev-key.pem")
         write_dev_key(home / "nrf-dev-key.pem")
-        with server(env, home, args.workers) as (port, process):
-            time.sleep(1.0)
-            if process.poll() is not None:
-                raise SystemExit(
-                    "the server stopped:\n" + (home / "server.log").read_text()[-3000:]
-                )
-            analyse(url)
-            meter = Meter(process.pid, url, counts)
+        try:
+            with server(env, home, args.workers) as (port, process):
+                time.sleep(1.0)
+                if process.poll() is not None:
+                    raise SystemExit(
+                        "the server stopped:\n" + (home / "server.log").read_text()[-3000:]
+                    )
+                analyse(url)
+                meter = Meter(process.pid, url, counts)
 
-            def phase(label: str, work: Any) -> tuple[Any, dict[str, float], float]:
-                before, t0 = meter.read(), time.monotonic()
-                result = work()
-                seconds = time.monotonic() - t0
-                time.sleep(STATS_SETTLE if meter.postgres else 0.5)
-                return result, Meter.delta(before, meter.read(), seconds), seconds
+                def phase(label: str, work: Any) -> tuple[Any, dict[str, float], float]:
+                    before, t0 = meter.read(), time.monotonic()
+                    result = work()
+                    seconds = time.monotonic() - t0
+                    time.sleep(STATS_SETTLE if meter.postgres else 0.5)
+                    return result, Meter.delta(before, meter.read(), seconds), seconds
 
-            # warm-up: every route once per connection, not measured
-            arun(renewals(port, subs, pack_id, min(3.0, args.seconds), None))
-            wrk(port, None, readers, args.connections, 2, home)
+                # warm-up: every route once per connection, not measured
+                arun(renewals(port, subs, pack_id, min(3.0, args.seconds), None))
+                wrk(port, None, readers, args.connections, 2, home)
 
-            health, d, s = phase(
-                "healthz",
-                lambda: wrk(port, "/healthz", [], args.connections, args.read_seconds, home),
-            )
-            print(
-                f"  GET /healthz      {health['rate']:8,.0f}/s  p50 {health['p50']:7.2f} ms  p99 {health['p99']:7.2f} ms"
-                f"  ({health['requests']} answered, {health['failed']} not 2xx {health['errors']})\n"
-                + per_op("request", health["requests"], d, s),
-                flush=True,
-            )
-            read, d, s = phase(
-                "balance",
-                lambda: wrk(port, None, readers, args.connections, args.read_seconds, home),
-            )
-            print(
-                f"  GET …/balance     {read['rate']:8,.0f}/s  p50 {read['p50']:7.2f} ms  p99 {read['p99']:7.2f} ms"
-                f"  ({read['requests']} answered, {read['failed']} not 2xx {read['errors']})"
-                f"  = {read['rate'] / health['rate']:.2f} × /healthz\n"
-                + per_op("read", read["requests"], d, s),
-                flush=True,
-            )
-            if args.connections > 1:
-                one, d, s = phase(
-                    "balance-1", lambda: wrk(port, None, readers, 1, args.read_seconds, home)
+                health, d, s = phase(
+                    "healthz",
+                    lambda: wrk(port, "/healthz", [], args.connections, args.read_seconds, home),
                 )
                 print(
-                    f"  …/balance, 1 conn {one['rate']:8,.0f}/s  p50 {one['p50']:7.2f} ms  p99 {one['p99']:7.2f} ms\n"
-                    + per_op("read", one["requests"], d, s),
+                    f"  GET /healthz      {health['rate']:8,.0f}/s  p50 {health['p50']:7.2f} ms  p99 {health['p99']:7.2f} ms"
+                    f"  ({health['requests']} answered, {health['failed']} not 2xx {health['errors']})\n"
+                    + per_op("request", health["requests"], d, s),
                     flush=True,
                 )
-
-            def show(label: str, run: Renewals, d: dict[str, float], s: float) -> float:
-                rate = len(run.times) / run.seconds
-                ratio = f" = {rate / tps:.3f} × pgbench" if tps else ""
-                failed = f", FAILED {run.failures}" if run.failures else ""
+                read, d, s = phase(
+                    "balance",
+                    lambda: wrk(port, None, readers, args.connections, args.read_seconds, home),
+                )
                 print(
-                    f"  renewals, {label:9} {rate:7.1f}/s{ratio}  p50 {run.pct(0.5):7.0f} ms  p99 {run.pct(0.99):7.0f} ms"
-                    f"  ({len(run.times)} fulfilled, {run.requests / max(1, len(run.times)):.1f} requests each{failed})\n"
-                    + per_op("renewal", len(run.times), d, s),
+                    f"  GET …/balance     {read['rate']:8,.0f}/s  p50 {read['p50']:7.2f} ms  p99 {read['p99']:7.2f} ms"
+                    f"  ({read['requests']} answered, {read['failed']} not 2xx {read['errors']})"
+                    f"  = {read['rate'] / health['rate']:.2f} × /healthz\n"
+                    + per_op("read", read["requests"], d, s),
                     flush=True,
                 )
-                return rate
+                if args.connections > 1:
+                    one, d, s = phase(
+                        "balance-1", lambda: wrk(port, None, readers, 1, args.read_seconds, home)
+                    )
+                    print(
+                        f"  …/balance, 1 conn {one['rate']:8,.0f}/s  p50 {one['p50']:7.2f} ms  p99 {one['p99']:7.2f} ms\n"
+                        + per_op("read", one["requests"], d, s),
+                        flush=True,
+                    )
 
-            full, d, s = phase(
-                "full", lambda: arun(renewals(port, subs, pack_id, args.seconds, None))
-            )
-            rate = show("full", full, d, s)
-            half, d, s = phase(
-                "half", lambda: arun(renewals(port, subs, pack_id, args.seconds, rate / 2))
-            )
-            show("half rate", half, d, s)
+                def show(label: str, run: Renewals, d: dict[str, float], s: float) -> float:
+                    rate = len(run.times) / run.seconds
+                    ratio = f" = {rate / tps:.3f} × pgbench" if tps else ""
+                    failed = f", FAILED {run.failures}" if run.failures else ""
+                    print(
+                        f"  renewals, {label:9} {rate:7.1f}/s{ratio}  p50 {run.pct(0.5):7.0f} ms  p99 {run.pct(0.99):7.0f} ms"
+                        f"  ({len(run.times)} fulfilled, {run.requests / max(1, len(run.times)):.1f} requests each{failed})\n"
+                        + per_op("renewal", len(run.times), d, s),
+                        flush=True,
+                    )
+                    return rate
+
+                full, d, s = phase(
+                    "full", lambda: arun(renewals(port, subs, pack_id, args.seconds, None))
+                )
+                rate = show("full", full, d, s)
+                half, d, s = phase(
+                    "half", lambda: arun(renewals(port, subs, pack_id, args.seconds, rate / 2))
+                )
+                show("half rate", half, d, s)
+                log = (home / "server.log").read_text(errors="replace")
+        except subprocess.TimeoutExpired:  # asked to stop, it took over 15 s (a loaded machine)
+            process.kill()
+            process.wait()
             log = (home / "server.log").read_text(errors="replace")
         verify = subprocess.run(
             [str(Path(sys.executable).parent / "tongka"), "ledger", "verify"],
