@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from select import POLLIN, poll
 from typing import Annotated, Any
 
 from psycopg.types.json import Json
@@ -34,7 +35,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import MultipleResultsFound, NoResultFound, OperationalError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    MultipleResultsFound,
+    NoResultFound,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import (
@@ -131,7 +137,10 @@ def make_engine(
     max_overflow: int = 20,
     pre_ping: bool = True,
 ) -> Engine:
-    """`busy_timeout` (seconds) bounds both waits: for SQLite's write lock and for a pooled connection."""
+    """`busy_timeout` (seconds) bounds both waits: for SQLite's write lock and for a pooled connection.
+
+    `pre_ping`: a pooled PostgreSQL connection that the server has closed is replaced before it is
+    handed out (`_still_open`); without it, the first statement on it fails."""
     url = normalise_url(url)
     # hide_parameters: a statement's error names no value it carried (a message with a one-time code,
     # a username), so an error's log line cannot leak one.
@@ -150,7 +159,33 @@ def make_engine(
         )
         _configure_sqlite(engine, busy_timeout)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=pre_ping, **pool)
+    engine = create_engine(url, echo=echo, pool_recycle=POOL_RECYCLE_SECONDS, **pool)
+    if pre_ping:
+        event.listen(engine, "checkout", _still_open)
+    return engine
+
+
+# A pooled PostgreSQL connection is replaced after this long: a firewall or a pooler on the way
+# may drop an idle connection without a word, which no look at its socket can tell.
+POOL_RECYCLE_SECONDS = 1800
+
+
+def _still_open(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """At checkout: refuse a connection the server has closed, so that the pool connects anew.
+
+    An idle connection has nothing to read. If its socket is readable, the server has closed it or
+    sent its last words (a restart: "terminating connection due to administrator command").
+    `DisconnectionError` makes the pool drop it and try another (up to three times). A `poll` of
+    one socket, where `pool_pre_ping` cost a round trip (`SELECT 1`) on every checkout.
+    What this cannot see (the server going away during a request) fails that request; SQLAlchemy
+    then invalidates every connection of the pool made before, so the next requests reconnect.
+    """
+    if dbapi_connection.closed:
+        raise DisconnectionError("the connection is closed")
+    ready = poll()
+    ready.register(dbapi_connection.fileno(), POLLIN)
+    if ready.poll(0):
+        raise DisconnectionError("the server closed the connection")
 
 
 def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
@@ -242,7 +277,8 @@ class AnyOf(ColumnElement[bool]):
     array parameter, elsewhere an expanding IN."""
 
     inherit_cache = True
-    type = NULLTYPE  # no Boolean: SQLite would compare it to 1
+    # no Boolean: SQLite would compare it to 1 (the stubs expect every ColumnElement[bool] to be one)
+    type = NULLTYPE  # type: ignore[assignment]
     _traverse_internals = [
         ("column", InternalTraversal.dp_clauseelement),
         ("name", InternalTraversal.dp_string),
@@ -255,13 +291,13 @@ class AnyOf(ColumnElement[bool]):
 
 @compiles(AnyOf)
 def _any_of(element: AnyOf, compiler: Any, **kw: Any) -> str:
-    return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)  # type: ignore[no-any-return]
+    return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)
 
 
 @compiles(AnyOf, "postgresql")
 def _any_of_postgresql(element: AnyOf, compiler: Any, **kw: Any) -> str:
     array = bindparam(element.name, type_=ARRAY(element.column.type))
-    return compiler.process(element.column == any_(array), **kw)  # type: ignore[no-any-return]
+    return compiler.process(element.column == any_(array), **kw)
 
 
 class Rows(list[tuple[Any, ...]]):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -289,8 +288,9 @@ def balance(line_id: uuid.UUID, account: CurrentAccount, session: SessionDep) ->
     view = buckets.line_balance(session, line.id)
     return BalanceOut(
         line_id=line.id,
-        zones={zone: asdict(z) for zone, z in view.zones.items()},  # type: ignore[misc]
-        buckets=[asdict(b) for b in view.buckets],  # type: ignore[misc]
+        # vars: the dataclasses' fields as they are (asdict deep-copies each value: a tenth of a read)
+        zones={zone: vars(z) for zone, z in view.zones.items()},
+        buckets=[vars(b) for b in view.buckets],
         as_of=view.as_of,
         unit_note=GB_DEFINITION,
     )

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 from stdnum import luhn
 
 from tongka import clock, throttle
@@ -226,7 +226,8 @@ def lines_of(session: Session, account: Account) -> list[Line]:
 
 def own_line(session: Session, account: Account, line_id: uuid.UUID) -> Line:
     """The account's line, or 404 — the same answer whether it is someone else's or nobody's."""
-    line = session.get(Line, line_id)
+    # The real-name record only when asked for: most callers check ownership and use the id.
+    line = session.get(Line, line_id, options=[lazyload(Line.real_name)])
     if line is None or line.account_id != account.id:
         raise LineNotFound()
     return line

@@ -162,20 +162,56 @@ def active_buckets(session: Session, line_id: uuid.UUID, now: datetime) -> list[
     )
 
 
+# A line's buckets in force with their balances, and its debts: built once (the app reads often).
+_IN_FORCE = (
+    select(
+        Bucket.id,
+        Bucket.zone,
+        Bucket.valid_from,
+        Bucket.expires_at,
+        LedgerAccount.credits_posted,
+        LedgerAccount.debits_posted,
+        LedgerAccount.debits_pending,
+    )
+    .join(LedgerAccount, LedgerAccount.id == Bucket.ledger_account_id)
+    .where(
+        Bucket.line_id == bindparam("line_id"),
+        Bucket.valid_from <= bindparam("now"),
+        Bucket.expires_at > bindparam("now"),
+        Bucket.unit == "bytes",
+    )
+    .order_by(Bucket.expires_at, Bucket.created_at)
+)
+_DEBTS = (
+    select(
+        LineDebt.zone,
+        LedgerAccount.credits_posted - LedgerAccount.debits_posted - LedgerAccount.debits_pending,
+    )
+    .join(LedgerAccount, LedgerAccount.id == LineDebt.ledger_account_id)
+    .where(LineDebt.line_id == bindparam("line_id"))
+)
+
+
 def line_balance(session: Session, line_id: uuid.UUID, now: datetime | None = None) -> LineBalance:
+    """In two statements however many buckets and debts the line has, read as values (no ORM
+    objects): its buckets in force with their balances, and what it owes in each zone."""
     now = now or clock.now()
     views = [
         BucketView(
-            id=b.id,
-            zone=b.zone,
-            total_bytes=b.account.credits_posted,
-            remaining_bytes=b.account.available,
-            reserved_bytes=b.account.debits_pending,
-            valid_from=b.valid_from,
-            expires_at=b.expires_at,
+            id=r.id,
+            zone=r.zone,
+            total_bytes=r.credits_posted,
+            remaining_bytes=r.credits_posted - r.debits_posted - r.debits_pending,
+            reserved_bytes=r.debits_pending,
+            valid_from=r.valid_from,
+            expires_at=r.expires_at,
         )
-        for b in active_buckets(session, line_id, now)
+        for r in session.execute(_IN_FORCE, {"line_id": line_id, "now": now})
     ]
+    owing = {
+        zone: max(0, -available)
+        for zone, available in session.execute(_DEBTS, {"line_id": line_id})
+    }
     zones = {}
     for zone in ZONES:
         counted = [v for v in views if v.zone in (zone, "both")]
@@ -183,7 +219,7 @@ def line_balance(session: Session, line_id: uuid.UUID, now: datetime | None = No
             remaining_bytes=sum(v.remaining_bytes for v in counted),
             total_bytes=sum(v.total_bytes for v in counted),
             reserved_bytes=sum(v.reserved_bytes for v in counted),
-            owed_bytes=owed(session, line_id, zone),
+            owed_bytes=owing.get(zone, 0),
             bucket_count=len(counted),
             next_expiry=min((v.expires_at for v in counted if v.remaining_bytes > 0), default=None),
         )
