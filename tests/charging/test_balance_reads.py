@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import event
 
+from tests.charging import calls as charging
 from tests.charging import factories as f
 from tests.charging.factories import HK_PLMN, MAINLAND_PLMN
 from tests.charging.test_usage import owned_line
 from tests.ledger.factories import T0
-from tongka.charging import service as charging
 from tongka.ledger import buckets
 from tongka.ledger import service as ledger
 from tongka.money import MB
