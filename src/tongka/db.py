@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import psycopg
 from psycopg.types.json import Json
 from sqlalchemy import (
     JSON,
@@ -33,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.exc import MultipleResultsFound, NoResultFound, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
@@ -189,6 +190,13 @@ def busy(error: BaseException) -> bool:
     )
 
 
+def _psycopg(connection: Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a PostgreSQL session's connection."""
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
+
+
 @contextmanager
 def pipelined(session: Session) -> Iterator[None]:
     """PostgreSQL: the session's statements sent without waiting for each answer (psycopg's pipeline
@@ -198,7 +206,7 @@ def pipelined(session: Session) -> Iterator[None]:
     if connection.dialect.name != "postgresql":
         yield
         return
-    with connection.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+    with _psycopg(connection).pipeline():
         yield
 
 
@@ -223,6 +231,13 @@ def transaction(factory: sessionmaker[Session], *, read_only: bool = False) -> I
             raise
 
 
+def matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched (a guarded state change checks it is 1).
+    Session.execute answers those with a CursorResult, though its signature says Result."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
 # --- statements whose text does not depend on how many rows they name ----------------------
 #
 # PostgreSQL prepares a statement (psycopg: from its fifth use) and keeps its plan, but only
@@ -230,7 +245,7 @@ def transaction(factory: sessionmaker[Session], *, read_only: bool = False) -> I
 # time (over 2 ms for the line query of a charging batch). An array parameter keeps one text.
 
 
-class AnyOf(ColumnElement[bool]):
+class AnyOf(ColumnElement[Any]):
     """`column IN (values of the parameter `name`)`: on PostgreSQL `column = ANY(:name)` with one
     array parameter, elsewhere an expanding IN."""
 
@@ -248,13 +263,13 @@ class AnyOf(ColumnElement[bool]):
 
 @compiles(AnyOf)
 def _any_of(element: AnyOf, compiler: Any, **kw: Any) -> str:
-    return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)  # type: ignore[no-any-return]
+    return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)
 
 
 @compiles(AnyOf, "postgresql")
 def _any_of_postgresql(element: AnyOf, compiler: Any, **kw: Any) -> str:
     array = bindparam(element.name, type_=ARRAY(element.column.type))
-    return compiler.process(element.column == any_(array), **kw)  # type: ignore[no-any-return]
+    return compiler.process(element.column == any_(array), **kw)
 
 
 class Rows(list[tuple[Any, ...]]):
@@ -297,7 +312,7 @@ def direct(session: Session) -> Any:
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         return connection.execute
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = _psycopg(connection).cursor()
     dialect = connection.dialect
 
     def execute(statement: Any, params: dict[str, Any] | None = None) -> Rows:

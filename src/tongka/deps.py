@@ -20,7 +20,7 @@ from tongka.payment.providers.base import Provider
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 async def _admitted(request: Request) -> AsyncIterator[bool]:
@@ -39,7 +39,7 @@ def _session(
 
 
 def _providers(request: Request) -> dict[str, Provider]:
-    return request.app.state.providers  # type: ignore[no-any-return]
+    return request.app.state.providers
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -113,7 +113,7 @@ def serve_both(
     )
     server = uvicorn.Server(config)
     if workers > 1:
-        supervisor = Multiprocess(config, target=server.run, sockets=[config.bind_socket()])
+        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
         run, stop_public = supervisor.run, supervisor.should_exit.set
     else:
         supervisor = None

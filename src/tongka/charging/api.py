@@ -100,7 +100,7 @@ class NchfRoute(APIRoute):
                     "OPTIONAL_IE_INCORRECT",
                     [{"param": "/notifyUri", "reason": refused}],
                 )
-            return await endpoint(body=body, request=request, **request.path_params)  # type: ignore[no-any-return]
+            return await endpoint(body=body, request=request, **request.path_params)
 
         return route
 
@@ -226,7 +226,7 @@ async def release(ChargingDataRef: str, body: ChargingDataRequest, request: Requ
 
 
 def _group(request: Request) -> GroupCommit | ChargingProcess:
-    return request.app.state.charging  # type: ignore[no-any-return]
+    return request.app.state.charging
 
 
 def _op(kind: str, body: ChargingDataRequest, **named: Any) -> Op:
