@@ -19,8 +19,11 @@ from psycopg.types.json import Json
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Connection,
+    CursorResult,
     DateTime,
     MetaData,
+    Result,
     String,
     Table,
     TypeDecorator,
@@ -34,7 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Connection, CursorResult, Engine, Result
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import MultipleResultsFound, NoResultFound, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
@@ -245,12 +248,13 @@ def matched(result: Result[Any]) -> int:
 # time (over 2 ms for the line query of a charging batch). An array parameter keeps one text.
 
 
-class AnyOf(ColumnElement[Any]):
+class AnyOf(ColumnElement[bool]):
     """`column IN (values of the parameter `name`)`: on PostgreSQL `column = ANY(:name)` with one
     array parameter, elsewhere an expanding IN."""
 
     inherit_cache = True
-    type = NULLTYPE  # no Boolean: SQLite would compare it to 1
+    # no Boolean: SQLite would compare it to 1 (the stubs expect every ColumnElement[bool] to be one)
+    type = NULLTYPE  # type: ignore[assignment]
     _traverse_internals = [
         ("column", InternalTraversal.dp_clauseelement),
         ("name", InternalTraversal.dp_string),

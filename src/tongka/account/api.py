@@ -289,8 +289,8 @@ def balance(line_id: uuid.UUID, account: CurrentAccount, session: SessionDep) ->
     view = buckets.line_balance(session, line.id)
     return BalanceOut(
         line_id=line.id,
-        zones={zone: asdict(z) for zone, z in view.zones.items()},
-        buckets=[asdict(b) for b in view.buckets],
+        zones={zone: asdict(z) for zone, z in view.zones.items()},  # type: ignore[misc]
+        buckets=[asdict(b) for b in view.buckets],  # type: ignore[misc]
         as_of=view.as_of,
         unit_note=GB_DEFINITION,
     )

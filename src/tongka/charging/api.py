@@ -226,7 +226,7 @@ async def release(ChargingDataRef: str, body: ChargingDataRequest, request: Requ
 
 
 def _group(request: Request) -> GroupCommit | ChargingProcess:
-    return request.app.state.charging
+    return request.app.state.charging  # type: ignore[no-any-return]
 
 
 def _op(kind: str, body: ChargingDataRequest, **named: Any) -> Op:
