@@ -1,4 +1,5 @@
-# Two commands: `make run` (set up and serve the demo) and `make test` (the whole suite).
+# Two commands: `make run` (set up and serve the demo) and `make test` (the house's checks, then
+# the whole suite).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ DEV_LOCK := requirements/dev.txt
 # uv (makes the lock files) and pip-audit live in a venv of their own, also installed by hash.
 TOOLS  := .venv-tools
 
-.PHONY: run test serve clean lock audit
+.PHONY: run test check serve clean lock audit
 
 run: $(VENV)/.installed var/tongka.env var/nrf-dev-key.pem
 	@# Production is tongka's default; the demo runs in dev (an install made before that gets the line once).
@@ -25,8 +26,18 @@ run: $(VENV)/.installed var/tongka.env var/nrf-dev-key.pem
 	@echo ""
 	$(BIN)/tongka serve
 
-test: $(VENV)/.installed-dev
+test: check
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# The house's rules (issue #12), each failing the target: lint, format, types (mypy keeps its
+# cache in .mypy_cache, so a second run takes seconds), the layers' import contracts
+# ([tool.importlinter]) and declared dependencies ([tool.deptry]); all read pyproject.toml.
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/deptry src
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tongka needs Python 3.11 or newer"'

@@ -14,7 +14,7 @@ def test_the_migrated_schema_is_the_models_schema(db_url: str) -> None:
     engine = create_engine(normalise_url(db_url))
     with engine.connect() as connection:
         differences = compare_metadata(
-            MigrationContext.configure(connection, opts={"compare_type": False}), Base.metadata
+            MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata
         )
     engine.dispose()
     assert differences == []

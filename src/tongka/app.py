@@ -170,10 +170,10 @@ class _HTTPError(TongkaError):
 
     def __init__(self, error: StarletteHTTPException) -> None:
         super().__init__(_("Not found.") if error.status_code == 404 else str(error.detail))
-        self.status = error.status_code  # type: ignore[misc]
+        self.status = error.status_code
         self.code = {404: "not_found", 405: "method_not_allowed"}.get(
             error.status_code, "http_error"
-        )  # type: ignore[misc]
+        )
 
 
 def _problem(

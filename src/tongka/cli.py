@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session, sessionmaker
 
 from tongka.config import Settings, get_settings
 from tongka.db import make_engine, make_sessionmaker, transaction
@@ -73,7 +74,7 @@ def _configure() -> None:
     logs.configure(json=False)
 
 
-def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+def _sessions(settings: Settings) -> sessionmaker[Session]:
     return make_sessionmaker(make_engine(settings.database_url))
 
 

@@ -284,6 +284,28 @@ def _nchf_problems(settings: Settings) -> list[str]:
     return found
 
 
+def _nf_auth_problems(settings: Settings) -> list[str]:
+    """What authenticating network functions (charging/nf_auth.py) needs from the settings."""
+    found: list[str] = []
+    jwks = settings.nrf_jwks
+    if jwks and "://" in jwks and not jwks.startswith("https://"):
+        found.append(
+            f"TONGKA_NRF_JWKS {jwks}: the NRF's keys come from a file or an https:// URL, never plain http."
+        )
+    if settings.dev:
+        return found
+    if not jwks:
+        found.append(
+            "TONGKA_NRF_JWKS is not set: production verifies network functions' access tokens against the NRF's "
+            "public keys (a JWKS file or https:// URL)."
+        )
+    if not settings.nrf_issuer:
+        found.append(
+            "TONGKA_NRF_ISSUER is not set: production needs the NRF's NF instance id (the tokens' iss)."
+        )
+    return found
+
+
 def problems(settings: Settings) -> list[str]:
     """Everything unsafe in these settings (empty: safe to start)."""
     found = _nchf_problems(settings)
@@ -295,9 +317,7 @@ def problems(settings: Settings) -> list[str]:
         )
     if settings.sandbox_enabled and settings.sandbox_payment_secret is None:
         found.append("TONGKA_SANDBOX_PAYMENT_SECRET is required while the payment sandbox is on.")
-    from tongka.charging import nf_auth
-
-    found += nf_auth.problems(settings)
+    found += _nf_auth_problems(settings)
     if settings.dev:
         return found
     if settings.sandbox_enabled:
@@ -336,4 +356,4 @@ def check(settings: Settings) -> None:
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()  # type: ignore[call-arg]  # values come from the environment
+    return Settings()  # values come from the environment

@@ -15,12 +15,16 @@ from datetime import UTC, datetime
 from select import POLLIN, poll
 from typing import Annotated, Any
 
+import psycopg
 from psycopg.types.json import Json
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Connection,
+    CursorResult,
     DateTime,
     MetaData,
+    Result,
     String,
     Table,
     TypeDecorator,
@@ -231,6 +235,13 @@ def busy(error: BaseException) -> bool:
     )
 
 
+def _psycopg(connection: Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a PostgreSQL session's connection."""
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
+
+
 @contextmanager
 def pipelined(session: Session) -> Iterator[None]:
     """PostgreSQL: the session's statements sent without waiting for each answer (psycopg's pipeline
@@ -240,7 +251,7 @@ def pipelined(session: Session) -> Iterator[None]:
     if connection.dialect.name != "postgresql":
         yield
         return
-    with connection.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+    with _psycopg(connection).pipeline():
         yield
 
 
@@ -263,6 +274,13 @@ def transaction(factory: sessionmaker[Session], *, read_only: bool = False) -> I
         except BaseException:
             session.rollback()
             raise
+
+
+def matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched (a guarded state change checks it is 1).
+    Session.execute answers those with a CursorResult, though its signature says Result."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 # --- statements whose text does not depend on how many rows they name ----------------------
@@ -340,7 +358,7 @@ def direct(session: Session) -> Any:
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         return connection.execute
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = _psycopg(connection).cursor()
     dialect = connection.dialect
 
     def execute(statement: Any, params: dict[str, Any] | None = None) -> Rows:

@@ -13,15 +13,16 @@ from tongka.i18n import _, gettext, wait
 
 
 class TongkaError(Exception):
-    status: ClassVar[int] = 400
-    code: ClassVar[str] = "bad_request"
-    message: ClassVar[str] = _("The request cannot be processed.")
+    # Class attributes that a subclass sets; an instance may set its own (a message given on raise).
+    status: int = 400
+    code: str = "bad_request"
+    message: str = _("The request cannot be processed.")
     # The refusal stands, but what the request did so far is kept (a failed code try counts).
     commit_anyway: ClassVar[bool] = False
 
     def __init__(self, message: str | None = None, /, **params: Any) -> None:
         if message is not None:
-            self.message = message  # type: ignore[misc]
+            self.message = message
         self.params = params
         super().__init__(self.message.format(**params) if params else self.message)
 

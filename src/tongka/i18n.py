@@ -37,7 +37,8 @@ def _catalog(language: Language) -> dict[str, str]:
     return {
         m.id: m.string
         for m in catalog
-        if m.id and m.string and not m.fuzzy and isinstance(m.id, str)
+        # Plural messages (tuples of forms) are not used.
+        if m.id and m.string and not m.fuzzy and isinstance(m.id, str) and isinstance(m.string, str)
     }
 
 

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import structlog
 from pydantic import SecretBytes, SecretStr
-from structlog.typing import ExcInfo
+from structlog.typing import EventDict, ExcInfo
 
 # The innermost frames of a traceback that a record keeps: where it went wrong, in a few lines.
 FRAMES = 8
@@ -86,7 +86,7 @@ def _clean(value: Any, depth: int = 0) -> Any:
     return _clean(repr(value), depth)
 
 
-def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: no secret, token, password, one-time code or identity number in a line."""
     return {
         k: REDACTED if k != "event" and _sensitive(k) else _clean(v) for k, v in event_dict.items()
@@ -199,13 +199,10 @@ class AccessLineFilter(logging.Filter):
     """uvicorn's access log (`client - "METHOD path HTTP/x" status`) with the path shown by `access_path`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if (
-            isinstance(record.args, tuple)
-            and len(record.args) == 5
-            and isinstance(record.args[2], str)
-        ):
+        if isinstance(record.args, tuple) and len(record.args) == 5:
             client, method, path, version, status = record.args
-            record.args = (client, method, access_path(path), version, status)
+            if isinstance(path, str):
+                record.args = (client, method, access_path(path), version, status)
         return True
 
 
@@ -236,6 +233,7 @@ def configure(json: bool, file: TextIO | None = None) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         # stderr: a command's own output (a statement, a report) stays clean on stdout.
+        # structlog types `file` as TextIO; it only writes and flushes, which _Stderr does.
         logger_factory=structlog.PrintLoggerFactory(file=file or _Stderr()),  # type: ignore[arg-type]
         # Not cached: loggers made at import follow a later configure (create_app's, a test's).
         cache_logger_on_first_use=False,

@@ -25,6 +25,14 @@ GB = 1024**3
 GB_DEFINITION = "1 GB = 1024 MB = 1,073,741,824 bytes"
 
 
+def currency(code: str) -> Currency:
+    """A code read from a row or a provider, as a Currency; one tongka does not keep is a ValueError."""
+    for known in CURRENCIES:
+        if code == known:
+            return known
+    raise ValueError(f"unknown currency {code}")
+
+
 @dataclass(frozen=True, slots=True)
 class Money:
     amount: int  # minor units

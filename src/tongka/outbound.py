@@ -76,8 +76,8 @@ class Allowed:
         return host in self.names or any(n.startswith(".") and host.endswith(n) for n in self.names)
 
     def admits(self, address: Address, *, listed_name: bool) -> bool:
-        if address.version == 6 and address.ipv4_mapped is not None:  # type: ignore[union-attr]
-            address = address.ipv4_mapped  # type: ignore[union-attr]
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
         if any(address in network for network in self.networks):
             return True
         return listed_name and address.is_global and not address.is_multicast
@@ -154,7 +154,7 @@ def resolve(uri: str, allowed: Allowed) -> Target:
             host, url.port or (443 if url.scheme == "https" else 80), type=socket.SOCK_STREAM
         )
         addresses = list(
-            dict.fromkeys(ipaddress.ip_address(info[4][0].partition("%")[0]) for info in infos)
+            dict.fromkeys(ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos)
         )
     for address in addresses:
         if not allowed.admits(address, listed_name=listed):

@@ -113,7 +113,8 @@ def serve_both(
     )
     server = uvicorn.Server(config)
     if workers > 1:
-        supervisor = Multiprocess(config, target=server.run, sockets=[config.bind_socket()])
+        # uvicorn 0.55: each worker process makes its own Server from `config`.
+        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
         run, stop_public = supervisor.run, supervisor.should_exit.set
     else:
         supervisor = None

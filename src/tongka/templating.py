@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi.templating import Jinja2Templates
 
 from tongka.catalog.models import Pack
-from tongka.money import Money, format_bytes
+from tongka.money import Money, currency, format_bytes
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["bytes"] = format_bytes
@@ -23,7 +23,7 @@ def pack_rows(packs: list[Pack], language: str) -> list[dict[str, object]]:
             "volume": format_bytes(p.volume_bytes),
             "days": p.validity_days,
             "prices": [
-                Money(x.amount, x.currency).format(language)  # type: ignore[arg-type]
+                Money(x.amount, currency(x.currency)).format(language)
                 for x in sorted(p.prices, key=lambda x: x.currency != own)
             ],
         }

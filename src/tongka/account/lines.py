@@ -29,6 +29,7 @@ from tongka.account.identity import (
     parse_number,
 )
 from tongka.account.models import Account, BindChallenge, Line, RealNameRecord
+from tongka.db import matched
 from tongka.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from tongka.i18n import _
 from tongka.notify import service as notify
@@ -349,7 +350,7 @@ def confirm_bind(
     )
     line = session.get(Line, challenge.line_id, populate_existing=True)
     assert line is not None
-    if bound.rowcount != 1:  # type: ignore[attr-defined]
+    if matched(bound) != 1:
         raise LineAlreadyYours() if line.account_id == account.id else LineBoundElsewhere()
     return line
 

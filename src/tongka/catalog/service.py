@@ -13,6 +13,7 @@ from tongka.catalog.models import Pack, PackPrice
 from tongka.errors import Conflict, NotFound, Unprocessable
 from tongka.i18n import _
 from tongka.money import CURRENCIES, Money
+from tongka.money import currency as as_currency
 
 CHANNELS = ("app", "web", "store")
 
@@ -63,7 +64,7 @@ def pack_for_sale(session: Session, pack_id: uuid.UUID, channel: str) -> Pack:
 def list_price(pack: Pack, currency: str) -> Money | None:
     """The catalog price in `currency`, if the pack has one."""
     amount = pack.price(currency) if currency in CURRENCIES else None
-    return None if amount is None else Money(amount, currency)  # type: ignore[arg-type]
+    return None if amount is None else Money(amount, as_currency(currency))
 
 
 def upsert_pack(

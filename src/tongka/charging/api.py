@@ -100,7 +100,7 @@ class NchfRoute(APIRoute):
                     "OPTIONAL_IE_INCORRECT",
                     [{"param": "/notifyUri", "reason": refused}],
                 )
-            return await endpoint(body=body, request=request, **request.path_params)  # type: ignore[no-any-return]
+            return await endpoint(body=body, request=request, **request.path_params)
 
         return route
 

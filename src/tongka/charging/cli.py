@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session, sessionmaker
 
 from tongka.config import get_settings
 from tongka.db import make_engine, make_sessionmaker, transaction
@@ -21,7 +22,7 @@ rating_groups_app = typer.Typer(
 )
 
 
-def _sessions():  # type: ignore[no-untyped-def]
+def _sessions() -> sessionmaker[Session]:
     return make_sessionmaker(make_engine(get_settings().database_url))
 
 

@@ -489,10 +489,12 @@ async def token_endpoint(request: Request) -> Response:
         form = await request.form(max_files=0, max_fields=32)
     except Exception:
         return _token_error("invalid_request", "The request body is not a valid form.")
-    fields = {k: form.getlist(k) for k in form.keys()}
-    if any(len(v) != 1 or not isinstance(v[0], str) for v in fields.values()):
-        return _token_error("invalid_request", "A parameter is repeated or not text.")
-    value: dict[str, str] = {k: v[0] for k, v in fields.items()}  # type: ignore[misc]
+    value: dict[str, str] = {}
+    for k in form.keys():
+        given = form.getlist(k)
+        if len(given) != 1 or not isinstance(given[0], str):
+            return _token_error("invalid_request", "A parameter is repeated or not text.")
+        value[k] = given[0]
     grant = value.get("grant_type")
     if grant is None:
         return _token_error("invalid_request", "grant_type is required.")
@@ -547,25 +549,3 @@ async def token_endpoint(request: Request) -> Response:
         {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": SCOPE},
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )
-
-
-def problems(settings: Settings) -> list[str]:
-    """What NF authentication needs from the settings (config.problems lists these)."""
-    found = []
-    jwks = settings.nrf_jwks
-    if jwks and "://" in jwks and not jwks.startswith("https://"):
-        found.append(
-            f"TONGKA_NRF_JWKS {jwks}: the NRF's keys come from a file or an https:// URL, never plain http."
-        )
-    if settings.dev:
-        return found
-    if not jwks:
-        found.append(
-            "TONGKA_NRF_JWKS is not set: production verifies network functions' access tokens against the NRF's "
-            "public keys (a JWKS file or https:// URL)."
-        )
-    if not settings.nrf_issuer:
-        found.append(
-            "TONGKA_NRF_ISSUER is not set: production needs the NRF's NF instance id (the tokens' iss)."
-        )
-    return found

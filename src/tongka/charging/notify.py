@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tongka import clock, outbound
 from tongka.charging.models import ChargingAnswer, ChargingNotification, ChargingSession, Grant
-from tongka.db import transaction
+from tongka.db import matched, transaction
 
 log = structlog.get_logger()
 
@@ -147,17 +147,19 @@ def _claim(
 ) -> tuple[str, object, int] | None:
     with sessions.begin() as session:
         notification = session.get_one(ChargingNotification, notification_id)
-        claimed = session.execute(
-            update(ChargingNotification)
-            .where(
-                ChargingNotification.id == notification_id,
-                ChargingNotification.status == "pending",
-                ChargingNotification.next_attempt_at == notification.next_attempt_at,
-                ChargingNotification.next_attempt_at <= now,
+        claimed = matched(
+            session.execute(
+                update(ChargingNotification)
+                .where(
+                    ChargingNotification.id == notification_id,
+                    ChargingNotification.status == "pending",
+                    ChargingNotification.next_attempt_at == notification.next_attempt_at,
+                    ChargingNotification.next_attempt_at <= now,
+                )
+                .values(next_attempt_at=now + LEASE)
+                .execution_options(synchronize_session=False)
             )
-            .values(next_attempt_at=now + LEASE)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        )
         return (
             (notification.uri, notification.body, notification.attempts + 1)
             if claimed == 1

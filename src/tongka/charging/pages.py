@@ -18,7 +18,7 @@ from tongka.catalog import service as catalog
 from tongka.charging import overage
 from tongka.deps import SessionDep, request_language
 from tongka.i18n import _, gettext
-from tongka.money import Money
+from tongka.money import Money, currency
 from tongka.templating import pack_rows, templates
 
 router = APIRouter(tags=["charging (network)"])
@@ -60,9 +60,11 @@ def renew_page(line_id: uuid.UUID, request: Request, session: SessionDep) -> HTM
         {
             "zone": r.zone,
             "price": gettext(
-                TEXT["per_mb"], language, price=Money(r.per_mb, r.currency).format(language)
+                TEXT["per_mb"],
+                language,
+                price=Money(r.per_mb, currency(r.currency)).format(language),
             ),
-        }  # type: ignore[arg-type]
+        }
         for r in overage.rates(session)
     ]
     return templates.TemplateResponse(

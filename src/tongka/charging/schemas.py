@@ -36,7 +36,7 @@ def _bounded(value: Any) -> Any:
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     # The fields tongka does not read are kept as they came, but no list among them is long.
-    __pydantic_extra__: dict[str, Annotated[Any, AfterValidator(_bounded)]] = Field(init=False)  # type: ignore[assignment]
+    __pydantic_extra__: dict[str, Annotated[Any, AfterValidator(_bounded)]] = Field(init=False)
 
 
 class PlmnId(_Wire):

@@ -349,10 +349,12 @@ class Phone:
     def _take(self, answer: httpx.Response) -> bool:
         """Read the rating group's answer; False when nothing was granted (a refusal)."""
         units = answer.json().get("multipleUnitInformation", [])
-        free = next((u for u in units if u.get("ratingGroup") == SELF_SERVICE_RATING_GROUP), {})
+        free: dict[str, Any] = next(
+            (u for u in units if u.get("ratingGroup") == SELF_SERVICE_RATING_GROUP), {}
+        )
         self.free_granted = int(free.get("grantedUnit", {}).get("totalVolume", 0))
         self.free_since = time.monotonic()
-        unit = next((u for u in units if u.get("ratingGroup") == RATING_GROUP), {})
+        unit: dict[str, Any] = next((u for u in units if u.get("ratingGroup") == RATING_GROUP), {})
         granted = int(unit.get("grantedUnit", {}).get("totalVolume", 0))
         if unit.get("resultCode") != "SUCCESS" or granted == 0:
             self.sim.figures.refusals[str(unit.get("resultCode", "NOTHING_GRANTED"))] += 1

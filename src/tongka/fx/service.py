@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tongka.fx.models import ExchangeRate
-from tongka.money import CURRENCIES, Money
+from tongka.money import CURRENCIES, Money, currency
 
 SCALE = 1_000_000
 
@@ -54,7 +54,7 @@ def convert(amount: Money, quote: str, rate_micros: int) -> Money:
     value = (Decimal(amount.amount) * rate_micros / SCALE).quantize(
         Decimal(1), rounding=ROUND_HALF_UP
     )
-    return Money(int(value), quote)  # type: ignore[arg-type]
+    return Money(int(value), currency(quote))
 
 
 def price_in(

@@ -51,9 +51,11 @@ from tongka.money import EXPONENT
 from tongka.payment.providers.base import (
     CallbackAnswer,
     Checkout,
+    EventOutcome,
     InvalidCallback,
     PaymentEvent,
     PaymentRequest,
+    PaymentState,
     PaymentStatus,
     ProviderUnavailable,
     RefundRequest,
@@ -219,7 +221,11 @@ class AlipayProvider:
                 "alipay_bad_answer", method=method, status=answer.status_code, body=raw[:300]
             )
             raise ProviderUnavailable()
-        if not signature or not rsa2_verify(self._alipay_key, content, signature):  # type: ignore[arg-type]
+        if (
+            not signature
+            or content is None
+            or not rsa2_verify(self._alipay_key, content, signature)
+        ):
             # The gateway leaves some refusals (a bad request signature, a wrong app id) unsigned.
             log.warning(
                 "alipay_unsigned_answer",
@@ -318,6 +324,7 @@ class AlipayProvider:
                     currency=currency,
                     refund_id=our_id(params["out_biz_no"]),
                 )
+            outcome: EventOutcome
             if status in ("TRADE_SUCCESS", "TRADE_FINISHED"):
                 outcome, key = "succeeded", "paid"  # FINISHED follows SUCCESS for the same payment
             elif status == "TRADE_CLOSED":
@@ -328,7 +335,7 @@ class AlipayProvider:
                 event_id=f"{trade_no}:{key}",
                 payment_id=our_id(out_trade_no),
                 provider_reference=trade_no,
-                outcome=outcome,  # type: ignore[arg-type]
+                outcome=outcome,
                 amount=from_yuan(params["total_amount"], currency),
                 currency=currency,
             )
@@ -358,11 +365,12 @@ class AlipayProvider:
             if result.get("sub_code") == "ACQ.TRADE_NOT_EXIST":
                 return PaymentStatus("pending", None)  # nobody has scanned or opened it yet
             raise self._refused(method, result)
-        status = {
+        states: dict[str, PaymentState] = {
             "WAIT_BUYER_PAY": "pending",
             "TRADE_SUCCESS": "succeeded",
             "TRADE_FINISHED": "succeeded",
-        }.get(
+        }
+        status = states.get(
             str(result.get("trade_status")),
             # TRADE_CLOSED: never paid, or paid and then refunded in full (it then has a payment date).
             "succeeded" if result.get("send_pay_date") else "closed",
@@ -372,7 +380,7 @@ class AlipayProvider:
             amount = from_yuan(str(result["total_amount"]), currency)
         except (KeyError, ValueError):
             raise self._refused(method, result) from None
-        return PaymentStatus(status, str(result.get("trade_no") or "") or None, amount, currency)  # type: ignore[arg-type]
+        return PaymentStatus(status, str(result.get("trade_no") or "") or None, amount, currency)
 
     def close(self, payment_id: str, provider_reference: str | None) -> None:
         method = "alipay.trade.close"

@@ -21,6 +21,11 @@ from typing import Literal, Protocol
 from tongka.errors import BadRequest, TongkaError
 from tongka.i18n import _
 
+# What a callback reports; what a payment is, asked; what a refund came to.
+EventOutcome = Literal["succeeded", "failed", "refunded"]
+PaymentState = Literal["pending", "succeeded", "failed", "closed"]
+RefundState = Literal["succeeded", "pending", "failed"]
+
 
 class InvalidCallback(BadRequest):
     code = "invalid_callback"
@@ -59,7 +64,7 @@ class PaymentEvent:
     payment_id: str  # ours
     provider_reference: str
     # succeeded / failed: the payment's outcome; refunded: a refund of `amount` went through
-    outcome: Literal["succeeded", "failed", "refunded"]
+    outcome: EventOutcome
     amount: int
     currency: str
     refund_id: str | None = None  # ours, for outcome "refunded"
@@ -69,7 +74,7 @@ class PaymentEvent:
 class PaymentStatus:
     """What the provider says of a payment when asked (reconciliation, expiry)."""
 
-    status: Literal["pending", "succeeded", "failed", "closed"]
+    status: PaymentState
     provider_reference: str | None
     amount: int | None = None
     currency: str | None = None
@@ -89,7 +94,7 @@ class RefundRequest:
 @dataclass(frozen=True)
 class RefundResult:
     provider_refund_id: str
-    status: Literal["succeeded", "pending", "failed"]
+    status: RefundState
 
 
 @dataclass(frozen=True)

@@ -73,10 +73,12 @@ from tongka.payment.providers.base import (
     InvalidCallback,
     PaymentEvent,
     PaymentRequest,
+    PaymentState,
     PaymentStatus,
     ProviderUnavailable,
     RefundRequest,
     RefundResult,
+    RefundState,
 )
 
 log = structlog.get_logger()
@@ -345,19 +347,20 @@ class PayPalProvider:
         amount, currency = _amount(unit["amount"])
         capture = _capture_of(order)
         if capture is not None:
-            status = {
+            states: dict[str, PaymentState] = {
                 "COMPLETED": "succeeded",
                 "PARTIALLY_REFUNDED": "succeeded",
                 "REFUNDED": "succeeded",
                 "DECLINED": "failed",
                 "FAILED": "failed",
-            }.get(capture.get("status", ""), "pending")
+            }
+            status = states.get(capture.get("status", ""), "pending")
             amount, currency = _amount(capture["amount"])
         elif order.get("status") == "VOIDED" or unit.get("custom_id") == CLOSED:
             status = "closed"
         else:
             status = "pending"  # CREATED, APPROVED (capture on its way), PAYER_ACTION_REQUIRED
-        return PaymentStatus(status, provider_reference, amount, currency)  # type: ignore[arg-type]
+        return PaymentStatus(status, provider_reference, amount, currency)
 
     def close(self, payment_id: str, provider_reference: str | None) -> None:
         if provider_reference is None:
@@ -399,10 +402,8 @@ class PayPalProvider:
         if r.status_code not in (200, 201):
             raise self._refused(r, path)
         answer = self._body(r)
-        status = {"COMPLETED": "succeeded", "PENDING": "pending"}.get(
-            answer.get("status"), "failed"
-        )
-        return RefundResult(str(answer["id"]), status)  # type: ignore[arg-type]
+        states: dict[str, RefundState] = {"COMPLETED": "succeeded", "PENDING": "pending"}
+        return RefundResult(str(answer["id"]), states.get(str(answer.get("status")), "failed"))
 
     # --- webhooks ---
 
@@ -441,6 +442,7 @@ class PayPalProvider:
         if ".." in parts.path or parts.query or parts.fragment or parts.username:
             return False
         base = urlsplit(self._base)
+        hosts: tuple[str, ...]
         if base.hostname and base.hostname.endswith("paypal.com"):
             hosts = PAYPAL_CERT_HOSTS
             prefix = "/v1/notifications/certs/"

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from tongka.payment.providers.base import (
     CallbackAnswer,
     Checkout,
+    EventOutcome,
     InvalidCallback,
     PaymentEvent,
     PaymentRequest,
@@ -63,12 +64,16 @@ class SandboxProvider:
         try:
             event = json.loads(body)
             data = event["data"]
-            outcome = {"payment.succeeded": "succeeded", "payment.failed": "failed"}[event["type"]]
+            outcomes: dict[str, EventOutcome] = {
+                "payment.succeeded": "succeeded",
+                "payment.failed": "failed",
+            }
+            outcome = outcomes[event["type"]]
             return PaymentEvent(
                 event_id=str(event["id"]),
                 payment_id=str(data["merchant_reference"]),
                 provider_reference=str(data["reference"]),
-                outcome=outcome,  # type: ignore[arg-type]
+                outcome=outcome,
                 amount=int(data["amount"]),
                 currency=str(data["currency"]),
             )

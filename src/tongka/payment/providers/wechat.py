@@ -61,6 +61,8 @@ SCHEME = "WECHATPAY2-SHA256-RSA2048"
 TOLERANCE_SECONDS = 300  # WeChat's advice: refuse callbacks whose timestamp is over 5 minutes off
 CURRENCY = "CNY"  # the domestic API's only currency
 FEN_EXPONENT = 2  # WeChat's `total` is in fen
+# Fen in one tongka minor unit of CURRENCY (1: both count cents of a yuan).
+FEN_PER_UNIT: int = 10 ** (FEN_EXPONENT - EXPONENT[CURRENCY])
 CHINA = timezone(timedelta(hours=8))  # WeChat's RFC 3339 times are Beijing time
 _OUT_NO = re.compile(r"^[0-9A-Za-z_\-*]{1,64}$")
 
@@ -90,17 +92,16 @@ def to_fen(amount: int, currency: str) -> int:
         or amount < 0
     ):
         raise ValueError(f"WeChat Pay cannot take {amount!r} {currency!r}")
-    return amount * 10 ** (FEN_EXPONENT - EXPONENT[currency])
+    return amount * FEN_PER_UNIT
 
 
 def from_fen(total: Any, currency: str = CURRENCY) -> int:
     """WeChat's fen -> tongka minor units; anything but a whole non-negative number is refused."""
     if currency != CURRENCY or isinstance(total, bool) or not isinstance(total, int) or total < 0:
         raise ValueError(f"unexpected amount {total!r} {currency!r}")
-    shift = FEN_EXPONENT - EXPONENT[currency]
-    if total % 10**shift:
+    if total % FEN_PER_UNIT:
         raise ValueError(f"{total} fen is not a whole number of tongka minor units")
-    return total // 10**shift
+    return total // FEN_PER_UNIT
 
 
 def to_out_no(our_id: str) -> str:
@@ -193,13 +194,13 @@ class WeChatPayProvider:
         except ValueError:
             data = None
         if answer.status_code >= 300:
-            error = data if isinstance(data, dict) else {}
+            refusal = data if isinstance(data, dict) else {}
             log.warning(
                 "wechat_refused",
                 path=path,
                 status=answer.status_code,
-                error_code=error.get("code"),
-                message=error.get("message"),
+                error_code=refusal.get("code"),
+                message=refusal.get("message"),
                 request_id=answer.headers.get("request-id"),
             )
         return answer.status_code, data
