@@ -13,11 +13,11 @@ from tests import factories as f
 from tests.payment.factories import status
 from tongka import clock
 from tongka.db import transaction
-from tongka.payment import jobs
 from tongka.payment import reconcile as rec
 from tongka.payment.models import Payment, Refund
 from tongka.payment.simulators import alipay as alipay_sim
 from tongka.payment.simulators import statement
+from tongka.renewal import jobs
 
 
 @pytest.fixture

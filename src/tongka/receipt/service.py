@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -42,8 +43,6 @@ from tongka.errors import NotFound
 from tongka.i18n import _, gettext
 from tongka.money import Money, format_bytes
 from tongka.notify import service as notify
-from tongka.order.models import Order
-from tongka.payment.models import Payment
 from tongka.promotion import pricing
 from tongka.receipt.models import Receipt, ReceiptCounter
 
@@ -81,6 +80,28 @@ EMAIL_TEXT = _(
     "Receipt {number}, issued {issued_at} UTC. Keep it to prove the payment: your receipts are in the app."
 )
 PAID = _("Paid: {price} by {method}")
+
+
+@dataclass(frozen=True)
+class Sale:
+    """What a receipt says was sold and paid: plain values, given by the renewal flow."""
+
+    payment_id: uuid.UUID
+    order_id: uuid.UUID
+    account_id: uuid.UUID
+    line_id: uuid.UUID
+    channel: str
+    pack_code: str
+    pack_names: dict[str, str]
+    zone: str
+    volume_bytes: int
+    validity_days: int
+    price: dict[str, Any]  # the order's breakdown, as the customer was quoted it
+    paid_amount: int
+    paid_currency: str
+    method: str
+    provider: str
+    reference: str  # the provider's, or ""
 
 
 # -- keys and signatures -----------------------------------------------------------------
@@ -223,8 +244,7 @@ def _content(
     number: str,
     issuer: str,
     issued_at: str,
-    payment: Payment,
-    order: Order,
+    sale: Sale,
     line: Line | None,
     store: str | None,
     staff: str | None,
@@ -232,8 +252,8 @@ def _content(
 ) -> dict[str, Any]:
     # The order's own breakdown, exactly as the customer was quoted it, and what was paid.
     price: dict[str, Any] = {
-        **pricing.of_order(order),
-        "paid": {"amount": payment.amount, "currency": payment.currency},
+        **sale.price,
+        "paid": {"amount": sale.paid_amount, "currency": sale.paid_currency},
     }
     content: dict[str, Any] = {
         "v": CONTENT_VERSION,
@@ -241,22 +261,22 @@ def _content(
         "number": number,
         "issuer": issuer,
         "issued_at": issued_at,
-        "order_id": str(order.id),
+        "order_id": str(sale.order_id),
         "lines": [mask_number(n) for n in (line.numbers if line else [])],
         "pack": {
-            "code": order.pack.code,
-            "names": dict(order.pack.names),
-            "zone": order.zone,
-            "volume_bytes": order.volume_bytes,
-            "validity_days": order.validity_days,
+            "code": sale.pack_code,
+            "names": dict(sale.pack_names),
+            "zone": sale.zone,
+            "volume_bytes": sale.volume_bytes,
+            "validity_days": sale.validity_days,
         },
         "price": price,
         "payment": {
-            "method": payment.method,
-            "provider": payment.provider,
-            "reference": payment.provider_reference or "",
+            "method": sale.method,
+            "provider": sale.provider,
+            "reference": sale.reference,
         },
-        "channel": order.channel,
+        "channel": sale.channel,
     }
     if store:
         content["store"] = store
@@ -267,8 +287,7 @@ def _content(
 
 def issue(
     session: Session,
-    payment: Payment,
-    order: Order,
+    sale: Sale,
     *,
     signing_key: str,
     issuer: str = ONLINE,
@@ -280,26 +299,23 @@ def issue(
     Also queues the confirmation email to the account, in its language. Call it in the
     transaction that confirmed the payment; it flushes, never commits.
     """
-    if payment.status != "succeeded" or payment.order_id != order.id:
-        raise ValueError("a receipt is issued only for a succeeded payment of this order")
     _check_issuer(issuer)
-    if (found := _existing(session, payment.id)) is not None:
+    if (found := _existing(session, sale.payment_id)) is not None:
         return found
     counter = _lock_counter(session, issuer)
     # Someone may have issued it while we waited for the lock.
-    if (found := _existing(session, payment.id)) is not None:
+    if (found := _existing(session, sale.payment_id)) is not None:
         return found
     counter.last_sequence += 1
     sequence = counter.last_sequence
     number = number_for(issuer, sequence)
     issued = clock.now().replace(microsecond=0)
-    line = session.get(Line, order.line_id)
+    line = session.get(Line, sale.line_id)
     content = _content(
         number,
         issuer,
         issued.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        payment,
-        order,
+        sale,
         line,
         store,
         staff,
@@ -310,9 +326,9 @@ def issue(
         number=number,
         issuer=issuer,
         sequence=sequence,
-        payment_id=payment.id,
-        order_id=order.id,
-        account_id=order.account_id,
+        payment_id=sale.payment_id,
+        order_id=sale.order_id,
+        account_id=sale.account_id,
         content=content,
         signed_bytes=data.decode(),
         signature=sign(signing_key, data),
@@ -320,10 +336,15 @@ def issue(
     )
     session.add(receipt)
     session.flush()
-    account = session.get(Account, order.account_id)
+    account = session.get(Account, sale.account_id)
     if account is not None:
         _email(session, account, receipt)
     return receipt
+
+
+def of_payment(session: Session, payment_id: uuid.UUID) -> Receipt | None:
+    """The receipt of a payment, if one was issued."""
+    return session.scalar(select(Receipt).where(Receipt.payment_id == payment_id))
 
 
 def breakdown(content: dict[str, Any], language: str) -> list[str]:
