@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from tongka import clock
 from tongka.account.models import Account
@@ -65,10 +66,16 @@ def transition(session: Session, order: Order, target: str, **values: Any) -> bo
     result = session.execute(
         update(Order)
         .where(Order.id == order.id, Order.status == order.status)
-        .values(status=target, **values)
+        .values(status=target, **values),
+        execution_options={"synchronize_session": False},
     )
-    session.refresh(order)
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(order)  # someone else moved it: show what they made of it
+        return False
+    # Our UPDATE is what the row now holds: set it on the object as loaded, rather than read it back.
+    for key, value in {"status": target, **values}.items():
+        set_committed_value(order, key, value)
+    return True
 
 
 def create(
