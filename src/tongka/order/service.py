@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from tongka import clock
@@ -34,6 +34,11 @@ ALLOWED: dict[str, set[str]] = {
     "fulfilled": set(),
     "cancelled": set(),
 }
+
+
+# An order shows its pack's code and names, never its prices (the order has its own price):
+# load the pack with the order but not the pack's prices, unless something asks for them.
+WITH_PACK = joinedload(Order.pack).lazyload(Pack.prices)
 
 
 class OrderNotFound(NotFound):
@@ -114,14 +119,14 @@ def create(
 
 
 def own_order(session: Session, account: Account, order_id: uuid.UUID) -> Order:
-    order = session.get(Order, order_id)
+    order = session.get(Order, order_id, options=[WITH_PACK])
     if order is None or order.account_id != account.id:
         raise OrderNotFound()
     return order
 
 
 def get(session: Session, order_id: uuid.UUID) -> Order:
-    order = session.get(Order, order_id)
+    order = session.get(Order, order_id, options=[WITH_PACK])
     if order is None:
         raise OrderNotFound()
     return order
@@ -131,6 +136,7 @@ def orders_of(session: Session, account: Account, limit: int = 100) -> list[Orde
     return list(
         session.scalars(
             select(Order)
+            .options(WITH_PACK)
             .where(Order.account_id == account.id)
             .order_by(Order.created_at.desc())
             .limit(limit)
@@ -142,6 +148,7 @@ def lock(session: Session, order_id: uuid.UUID) -> Order | None:
     """Lock an order row (lock order: account, then order, then payment)."""
     return session.scalar(
         select(Order)
+        .options(WITH_PACK)
         .where(Order.id == order_id)
         .with_for_update(of=Order)
         .execution_options(populate_existing=True)
@@ -160,6 +167,7 @@ def unpaid_due(session: Session, now: datetime) -> list[Order]:
     return list(
         session.scalars(
             select(Order)
+            .options(WITH_PACK)
             .where(Order.status == "awaiting_payment", Order.expires_at <= now)
             .order_by(Order.expires_at)
         ).all()
