@@ -10,6 +10,10 @@ The issuer's `receipt_counters` row is locked (`SELECT ... FOR UPDATE`) while th
 number is taken and held until the transaction commits, so two payments never share a
 number and a rolled-back payment leaves no gap. It is the last lock a payment takes
 (after account, order, payment), one row per transaction: no lock cycle is possible.
+Since every receipt of an issuer queues on it, it is taken at the very end of the
+transaction (the renewal flow issues the receipt last) and the routes that confirm
+payments commit at once, in the thread that did the work, so it is held for a few
+statements rather than until a later thread gets round to the commit.
 
 What is signed is the receipt's content as canonical JSON: sorted keys, separators
 `,` and `:`, UTF-8 (not ASCII-escaped), integers and strings only. The bytes are kept
@@ -297,20 +301,21 @@ def issue(
     """The receipt of a succeeded payment, made once: a second call returns the first receipt.
 
     Also queues the confirmation email to the account, in its language. Call it in the
-    transaction that confirmed the payment; it flushes, never commits.
+    transaction that confirmed the payment, as its last step: it takes the issuer's
+    counter lock, which every receipt of that issuer waits for until this transaction
+    commits, so the caller should commit at once. It flushes, never commits.
     """
     _check_issuer(issuer)
-    if (found := _existing(session, sale.payment_id)) is not None:
-        return found
+    line = session.get(Line, sale.line_id)
+    account = session.get(Account, sale.account_id)
     counter = _lock_counter(session, issuer)
-    # Someone may have issued it while we waited for the lock.
+    # Looked for under the lock: a concurrent issue of the same receipt has committed by now.
     if (found := _existing(session, sale.payment_id)) is not None:
         return found
     counter.last_sequence += 1
     sequence = counter.last_sequence
     number = number_for(issuer, sequence)
     issued = clock.now().replace(microsecond=0)
-    line = session.get(Line, sale.line_id)
     content = _content(
         number,
         issuer,
@@ -335,10 +340,9 @@ def issue(
         issued_at=issued,
     )
     session.add(receipt)
-    session.flush()
-    account = session.get(Account, sale.account_id)
     if account is not None:
         _email(session, account, receipt)
+    session.flush()
     return receipt
 
 

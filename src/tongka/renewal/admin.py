@@ -143,6 +143,7 @@ def store_sale(
 
     fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))
     code, content = idempotency.run_once(session, operator.id, idempotency_key, fp, produce)
+    session.commit()  # now, in this thread: the account's lock (and a free order's receipt counter) go at once
     return JSONResponse(content, status_code=code)
 
 
@@ -174,11 +175,13 @@ def record_store_payment(
         staff=operator.username,
     )
     order, receipt = flow.paid_order(session, payment.id)
-    return RecordOut(
+    out = RecordOut(
         payment=_payment_out(session, payment),
         order_status=order.status,
         receipt_number=receipt.number if receipt else None,
     )
+    session.commit()  # now, in this thread: the store's receipt counter is locked until then
+    return out
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentAdminOut)

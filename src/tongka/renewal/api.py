@@ -1,5 +1,8 @@
 """Renewal API: quotes, orders and the providers' callbacks, each through the renewal flow.
 
+The routes that confirm a payment commit as soon as the flow returns (the dependency's
+own commit then has nothing left to do): see renewal/flow.py on the receipt counter.
+
 Who may call: the signed-in subscriber, for their own lines, quotes and orders (another's
 is 404); the callbacks: the payment provider, proven by its signature.
 """
@@ -104,6 +107,7 @@ def create_order(
 
     fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))
     code, content = idempotency.run_once(session, account.id, idempotency_key, fp, produce)
+    session.commit()  # now, in this thread: the account's lock (and a free order's receipt counter) go at once
     return JSONResponse(content, status_code=code)
 
 
@@ -148,4 +152,7 @@ def callback(
     answer = flow.handle_callback(
         session, providers, provider, dict(request.headers), body, receipt_key=settings.receipt_key
     )
+    # Now, in this thread, not at the dependency's exit a thread hop later: every receipt
+    # waits on the receipt counter this transaction locked last (receipt/service.py).
+    session.commit()
     return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type)

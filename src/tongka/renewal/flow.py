@@ -27,7 +27,9 @@ these entry points:
 
 One transaction: each entry point runs inside the caller's one transaction (a request,
 a job, a CLI command; see db.py) and never commits. Row locks are taken in one order:
-the account, then the order, then the payment, then the receipt counter. Crash between
+the account, then the order, then the payment, then the receipt counter; the receipt is
+issued last, and the routes commit as soon as the flow returns, because every receipt of
+an issuer waits on its counter until then. Crash between
 steps: as everything from the inbox row to the receipt and the queued messages commits
 together, a crash before the commit leaves nothing (the provider calls back again, or
 `tongka payments sync` asks it), and a crash after leaves everything done. Nothing is
@@ -260,9 +262,9 @@ def handle_callback(
         # A refund made outside tongka (the provider's dashboard): for review.
         inbox.result = "unknown_refund"
     else:
-        inbox.result = confirm(
-            session, payment, event.outcome, event.amount, event.currency, receipt_key=receipt_key
-        )
+        inbox.result, sale = _apply(session, payment, event.outcome, event.amount, event.currency)
+        if sale is not None and receipt_key is not None:
+            _issue(session, sale, receipt_key, None, None)  # last: see `confirm`
     log.info(
         "payment_callback", provider=provider_name, event_id=event.event_id, result=inbox.result
     )
@@ -285,30 +287,43 @@ def confirm(
     Returns what happened: "applied", "ignored" (already settled so), "amount_mismatch"
     (held for review) or "paid_closed_order" (money for a cancelled order: refunded). A
     success gets a receipt signed with `receipt_key` (None: no receipt), numbered in the
-    `store`'s sequence when given (staff: who took the money).
+    `store`'s sequence when given (staff: who took the money). The receipt is the last
+    step: its issuer's counter stays locked until the caller commits, which it should do
+    at once.
     """
+    result, sale = _apply(session, payment, outcome, amount, currency)
+    if sale is not None and receipt_key is not None:
+        _issue(session, sale, receipt_key, store, staff)
+    return result
+
+
+def _apply(
+    session: Session, payment: Payment, outcome: str, amount: int, currency: str
+) -> tuple[str, receipts.Sale | None]:
+    """Everything `confirm` does but the receipt; gives the sale to receipt when money was taken."""
     order, payment = _lock(session, payment)
     settled = payments.settle(session, payment, outcome, amount, currency)
     if settled != "applied" or outcome != "succeeded":
-        return settled
-    paid = _pay(session, order)
-    if receipt_key is not None:  # money was taken, for a closed order too: the payer gets a receipt
-        receipts.issue(
-            session,
-            _sale(order, payment),
-            signing_key=receipt_key,
-            issuer=store or receipts.ONLINE,
-            store=store,
-            staff=staff,
-        )
-    if not paid:
+        return settled, None
+    sale = _sale(
+        order, payment
+    )  # money was taken, for a closed order too: the payer gets a receipt
+    if not _pay(session, order):
         # Paid for an order the customer had cancelled: the money goes back (sent by `payments sync`).
         log.warning(
             "payment_for_closed_order", payment_id=str(payment.id), order_status=order.status
         )
         refunds.for_closed_order(session, payment, _purchase(order))
-        return "paid_closed_order"
-    return "applied"
+        return "paid_closed_order", sale
+    return "applied", sale
+
+
+def _issue(
+    session: Session, sale: receipts.Sale, key: str, store: str | None, staff: str | None
+) -> receipts.Receipt:
+    return receipts.issue(
+        session, sale, signing_key=key, issuer=store or receipts.ONLINE, store=store, staff=staff
+    )
 
 
 def _lock(session: Session, payment: Payment) -> tuple[Order, Payment]:
