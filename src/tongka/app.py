@@ -32,14 +32,13 @@ from tongka.errors import DatabaseBusy, TongkaError
 from tongka.gate import Gate
 from tongka.http_limits import BodyLimit
 from tongka.i18n import _, gettext
-from tongka.order import api as order_api
-from tongka.payment import admin as payment_admin
-from tongka.payment import api as payment_api
 from tongka.payment import providers
 from tongka.promotion import admin as promotion_admin
 from tongka.promotion import api as promotion_api
 from tongka.receipt import api as receipt_api
 from tongka.receipt import pages as receipt_pages
+from tongka.renewal import admin as renewal_admin
+from tongka.renewal import api as renewal_api
 from tongka.templating import pack_rows, templates
 
 PROBLEM = "application/problem+json"
@@ -123,9 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         account_api.router,
         catalog_api.router,
-        order_api.router,
-        payment_api.router,
-        payment_admin.router,
+        renewal_api.router,
+        renewal_api.callbacks,
+        renewal_admin.router,
     ):
         app.include_router(router)
     app.include_router(receipt_api.router)

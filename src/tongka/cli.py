@@ -340,10 +340,10 @@ def usage_import(
 @orders_app.command("expire")
 def orders_expire() -> None:
     """Close orders left unpaid past their payment time."""
-    from tongka.order import service as orders
+    from tongka.renewal import flow
 
     with transaction(_sessions(get_settings())) as session:
-        count = orders.expire_unpaid(session)
+        count = flow.expire_unpaid(session)
     typer.echo(f"expired {count} order(s)")
 
 
@@ -407,13 +407,14 @@ def payments_refund(
     import uuid
 
     from tongka.errors import TongkaError
-    from tongka.payment import providers, refunds
+    from tongka.payment import providers
+    from tongka.renewal import flow
 
     settings = get_settings()
     refund_id = uuid.uuid5(uuid.NAMESPACE_URL, f"tongka:refund:cli:{key}") if key else uuid.uuid4()
     try:
         with transaction(_sessions(settings)) as session:
-            record = refunds.refund(
+            record = flow.refund(
                 session,
                 providers.build(settings),
                 uuid.UUID(payment_id),
@@ -439,7 +440,8 @@ def payments_sync(
     """Ask providers about pending payments and settle them; close those of closed orders; send queued refunds."""
     from datetime import timedelta
 
-    from tongka.payment import jobs, providers
+    from tongka.payment import providers
+    from tongka.renewal import jobs
 
     settings = get_settings()
     with transaction(_sessions(settings)) as session:

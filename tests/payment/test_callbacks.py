@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from tests import factories as f
 from tests.payment.factories import bucket_count, status
 from tongka.db import transaction
-from tongka.payment import service as payments
 from tongka.payment.models import PaymentCallback
 from tongka.payment.providers.sandbox import SIGNATURE_HEADER, sign
+from tongka.renewal import flow
 
 CALLBACK = "/api/v1/payments/callbacks/sandbox"
 
@@ -203,7 +203,7 @@ def test_concurrent_copies_of_one_callback_credit_once(
         try:
             barrier.wait(timeout=10)
             with transaction(sessions) as s:
-                payments.handle_callback(s, providers, "sandbox", hdrs, body)
+                flow.handle_callback(s, providers, "sandbox", hdrs, body)
         except BaseException as e:
             errors.append(e)
 

@@ -13,9 +13,9 @@ from tests import factories as f
 from tests.payment.factories import status
 from tongka import clock
 from tongka.db import transaction
-from tongka.payment import jobs
 from tongka.payment import reconcile as rec
 from tongka.payment.models import Payment, Refund
+from tongka.renewal import jobs
 from tongka.sandbox import alipay as alipay_sim
 from tongka.sandbox import statement
 

@@ -21,14 +21,14 @@ from tests.promotion.factories import (
 )
 from tongka.db import transaction
 from tongka.money import GB
-from tongka.order import service as orders
+from tongka.renewal import flow
 
 pytestmark = pytest.mark.usefixtures("generic_sandbox")
 
 
 def expire_orders(sessions) -> int:  # type: ignore[no-untyped-def]
     with transaction(sessions) as s:
-        return orders.expire_unpaid(s)
+        return flow.expire_unpaid(s)
 
 
 def refund(client, operator, payment_id: str, amount: int):  # type: ignore[no-untyped-def]

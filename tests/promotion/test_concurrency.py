@@ -16,9 +16,9 @@ from tests.promotion.factories import make_offer, offer_row
 from tongka.account.models import Account, Line
 from tongka.catalog.models import Pack
 from tongka.db import transaction
-from tongka.order import service as orders
 from tongka.order.models import Order
 from tongka.promotion.models import Offer, Redemption
+from tongka.renewal import flow
 
 ORDERS = 100
 LEFT = 10
@@ -55,7 +55,7 @@ def test_exactly_the_redemptions_left_get_the_discount(client, sessions, catalog
         start.wait(timeout=60)
         with transaction(sessions) as s:
             account = s.get(Account, who[0])
-            made = orders.create(
+            made = flow.make_order(
                 s,
                 account,
                 line_id=who[1],
@@ -91,7 +91,7 @@ def test_one_customer_racing_gets_a_once_per_customer_offer_once(client, session
     def buy(_: int) -> int:
         start.wait(timeout=60)
         with transaction(sessions) as s:
-            made = orders.create(
+            made = flow.make_order(
                 s,
                 s.get(Account, account_id),
                 line_id=line_id,

@@ -17,7 +17,7 @@ from tongka.account.models import Account
 from tongka.db import transaction
 from tongka.fx import service as fx
 from tongka.money import GB
-from tongka.promotion import service as promotions
+from tongka.order import service as orders
 
 pytestmark = pytest.mark.usefixtures("generic_sandbox")
 
@@ -349,5 +349,5 @@ def test_is_new_customer_counts_refunded_orders(sessions, client, who, operator)
     with sessions() as s:
         account_id = s.query(Account.id).filter(Account.username == who.username).scalar()
         assert (
-            promotions.is_new_customer(s, account_id) is False
+            orders.is_new_customer(s, account_id) is False
         )  # a refunded first order does not make one new again

@@ -17,10 +17,10 @@ from tests import factories as f
 
 from tongka.db import transaction
 from tongka.order.models import Order
-from tongka.payment import service as payments
 from tongka.payment.models import Payment
 from tongka.receipt import service as receipts
 from tongka.receipt.models import Receipt, ReceiptCounter
+from tongka.renewal import flow
 
 ISSUERS = 20
 DUPLICATES = 4  # extra threads issuing the first payment's receipt again, at the same time
@@ -37,7 +37,7 @@ def test_numbers_are_sequential_per_issuer_with_twenty_concurrent_issuers(
         payment_ids.append(uuid.UUID(order["payment"]["id"]))
         with transaction(sessions) as s:  # paid without a key: no receipt yet
             payment = s.get(Payment, payment_ids[-1])
-            result = payments.apply(s, payment, "succeeded", payment.amount, payment.currency)  # type: ignore[arg-type]
+            result = flow.confirm(s, payment, "succeeded", payment.amount, payment.currency)  # type: ignore[arg-type]
             assert result == "applied"
 
     # Half online, half in a store that has never issued one (its counter row is made under the race).
@@ -50,11 +50,9 @@ def test_numbers_are_sequential_per_issuer_with_twenty_concurrent_issuers(
         start.wait(timeout=30)
         with transaction(sessions) as s:
             payment = s.get(Payment, payment_id)
-            order = s.get(Order, payment.order_id)  # type: ignore[union-attr]
-            receipt = receipts.issue(
+            receipt = flow.issue_receipt(
                 s,
-                payment,
-                order,
+                payment,  # type: ignore[arg-type]
                 signing_key=signing_key,
                 issuer=issuer,
                 store=issuer.upper(),  # type: ignore[arg-type]
@@ -103,7 +101,7 @@ def test_concurrent_callbacks_number_online_receipts_without_gaps(
     def deliver(body: bytes) -> str:
         start.wait(timeout=30)
         with transaction(sessions) as s:
-            payments.handle_callback(
+            flow.handle_callback(
                 s, app.state.providers, "sandbox", signed(settings, body), body, receipt_key=key
             )
         return "ok"

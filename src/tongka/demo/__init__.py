@@ -19,12 +19,11 @@ from tongka.catalog import service as catalog
 from tongka.charging import service as charging
 from tongka.config import Settings
 from tongka.money import GB
-from tongka.order import service as orders
 from tongka.payment import providers
-from tongka.payment import service as payments
 from tongka.promotion import coupons, offers
 from tongka.promotion.models import Offer
 from tongka.promotion.schemas import OfferIn
+from tongka.renewal import flow
 from tongka.wallet import service as wallets
 
 DEMO_USERNAME = "demo"
@@ -159,15 +158,6 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
             source="import",
         )
         # The demo subscriber already renewed once, through the same flow as everyone.
-        order = orders.create(
-            session,
-            account,
-            line_id=line.id,
-            pack_id=packs["both-5gb-30d"].id,
-            currency="HKD",
-            channel="app",
-            payment_ttl_seconds=settings.order_payment_ttl_seconds,
-        )
         # The demo's payment is applied here, never called back: any secret signs nothing that is checked.
         secret = (
             settings.sandbox_secret
@@ -175,8 +165,19 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
             else secrets.token_urlsafe(32)
         )
         sandbox = {"sandbox": providers.SandboxProvider(secret, settings.public_base_url)}
-        payment = payments.start(session, order, "alipay", sandbox, settings.public_base_url)
-        payments.apply(
+        _order, payment = flow.place_order(
+            session,
+            account,
+            line_id=line.id,
+            pack_id=packs["both-5gb-30d"].id,
+            currency="HKD",
+            channel="app",
+            method="alipay",
+            providers=sandbox,
+            base_url=settings.public_base_url,
+            payment_ttl_seconds=settings.order_payment_ttl_seconds,
+        )
+        flow.confirm(
             session,
             payment,
             "succeeded",

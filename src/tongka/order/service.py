@@ -1,4 +1,8 @@
-"""Renewals: an order for a pack on a line, paid, then fulfilled into a bucket.
+"""Orders: a pack for a line at a quoted price, paid, then fulfilled into a bucket.
+
+This domain keeps the order's own row and its states; what a move means for the other
+domains (the offers, the bucket, the receipt) is decided by the renewal flow
+(renewal/flow.py), which calls these functions.
 
 States move only along `ALLOWED`, each move a guarded
 `UPDATE ... WHERE status = :from`, so two workers can never both make the same move.
@@ -7,21 +11,20 @@ States move only along `ALLOWED`, each move a guarded
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from tongka import clock
-from tongka.account import lines
 from tongka.account.models import Account
-from tongka.catalog import service as catalog
-from tongka.charging import notify as charging_notify
+from tongka.catalog.models import Pack
 from tongka.errors import Conflict, NotFound
 from tongka.i18n import _
-from tongka.ledger import buckets
 from tongka.order.models import Order
-from tongka.promotion import service as promotions
 
 ALLOWED: dict[str, set[str]] = {
     "awaiting_payment": {"paid", "cancelled", "expired"},
@@ -31,6 +34,11 @@ ALLOWED: dict[str, set[str]] = {
     "fulfilled": set(),
     "cancelled": set(),
 }
+
+
+# An order shows its pack's code and names, never its prices (the order has its own price):
+# load the pack with the order but not the pack's prices, unless something asks for them.
+WITH_PACK = joinedload(Order.pack).lazyload(Pack.prices)
 
 
 class OrderNotFound(NotFound):
@@ -43,20 +51,36 @@ class OrderStateConflict(Conflict):
     message = _("This order is {status} and cannot become {target}.")
 
 
-def transition(session: Session, order: Order, target: str, **values: object) -> bool:
+@dataclass(frozen=True)
+class Price:
+    """The price an order charges, as quoted (promotion's quote, copied by the flow)."""
+
+    quote_id: uuid.UUID
+    amount: int
+    currency: str
+    list_amount: int
+    list_currency: str
+    fx_rate_micros: int | None
+    breakdown: dict[str, Any]
+
+
+def transition(session: Session, order: Order, target: str, **values: Any) -> bool:
     """Move `order` to `target` if it is still in the state we read; False if someone else moved it first."""
     if target not in ALLOWED.get(order.status, set()):
         raise OrderStateConflict(status=order.status, target=target)
     result = session.execute(
         update(Order)
         .where(Order.id == order.id, Order.status == order.status)
-        .values(status=target, **values)
+        .values(status=target, **values),
+        execution_options={"synchronize_session": False},
     )
-    session.refresh(order)
-    moved = result.rowcount == 1  # type: ignore[attr-defined]
-    if moved and target in ("expired", "cancelled"):
-        promotions.release_order(session, order.id, target)  # its offers go back to their budgets
-    return moved
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(order)  # someone else moved it: show what they made of it
+        return False
+    # Our UPDATE is what the row now holds: set it on the object as loaded, rather than read it back.
+    for key, value in {"status": target, **values}.items():
+        set_committed_value(order, key, value)
+    return True
 
 
 def create(
@@ -64,57 +88,46 @@ def create(
     account: Account,
     *,
     line_id: uuid.UUID,
-    pack_id: uuid.UUID,
-    currency: str,
+    pack: Pack,
     channel: str,
+    price: Price,
     payment_ttl_seconds: int,
-    quote_id: uuid.UUID | None = None,
-    coupon_code: str | None = None,
-    secret: str | None = None,
 ) -> Order:
-    """An order at the price of its quote (made now if none is given): the catalog's price less the
-    offers the customer has; whatever price the client sent plays no part. `secret` reads coupon codes."""
-    line = lines.own_line(session, account, line_id)
-    pack = catalog.pack_for_sale(session, pack_id, channel)
-    asked = {
-        "line": line,
-        "pack": pack,
-        "currency": currency,
-        "channel": channel,
-        "coupon_code": coupon_code,
-        "secret": secret,
-    }
-    if quote_id is None:
-        quote = promotions.quote(session, account, **asked)  # type: ignore[arg-type]
-    else:
-        quote = promotions.use_quote(session, account, quote_id, **asked)  # type: ignore[arg-type]
+    """An order for `pack` on the line at `price`; what was sold is copied from the pack as it is now."""
     order = Order(
         account_id=account.id,
-        line_id=line.id,
+        line_id=line_id,
         pack_id=pack.id,
         channel=channel,
         status="awaiting_payment",
-        amount=quote.amount,
-        currency=quote.currency,
-        list_amount=quote.list_amount,
-        list_currency=quote.list_currency,
-        fx_rate_micros=quote.fx_rate_micros,
-        quote_id=quote.id,
-        breakdown=quote.breakdown,
+        amount=price.amount,
+        currency=price.currency,
+        list_amount=price.list_amount,
+        list_currency=price.list_currency,
+        fx_rate_micros=price.fx_rate_micros,
+        quote_id=price.quote_id,
+        breakdown=price.breakdown,
         zone=pack.zone,
         volume_bytes=pack.volume_bytes,
         validity_days=pack.validity_days,
         expires_at=clock.now() + timedelta(seconds=payment_ttl_seconds),
     )
+    order.pack = pack
     session.add(order)
     session.flush()
-    promotions.attach(session, quote, order)
     return order
 
 
 def own_order(session: Session, account: Account, order_id: uuid.UUID) -> Order:
-    order = session.get(Order, order_id)
+    order = session.get(Order, order_id, options=[WITH_PACK])
     if order is None or order.account_id != account.id:
+        raise OrderNotFound()
+    return order
+
+
+def get(session: Session, order_id: uuid.UUID) -> Order:
+    order = session.get(Order, order_id, options=[WITH_PACK])
+    if order is None:
         raise OrderNotFound()
     return order
 
@@ -123,6 +136,7 @@ def orders_of(session: Session, account: Account, limit: int = 100) -> list[Orde
     return list(
         session.scalars(
             select(Order)
+            .options(WITH_PACK)
             .where(Order.account_id == account.id)
             .order_by(Order.created_at.desc())
             .limit(limit)
@@ -134,63 +148,27 @@ def lock(session: Session, order_id: uuid.UUID) -> Order | None:
     """Lock an order row (lock order: account, then order, then payment)."""
     return session.scalar(
         select(Order)
+        .options(WITH_PACK)
         .where(Order.id == order_id)
         .with_for_update(of=Order)
         .execution_options(populate_existing=True)
     )
 
 
-def mark_paid_and_fulfil(session: Session, order: Order) -> bool:
-    """Pay and fulfil a locked order in one transaction: the bucket exists exactly when the order is fulfilled.
-
-    False if the order can no longer be paid (it was cancelled): the caller keeps the
-    money on record for a refund.
-    """
-    if "paid" not in ALLOWED[order.status]:
-        return order.status in ("paid", "fulfilled")
-    if order.status == "expired" and not promotions.retake(session, order):
-        return False  # its offers' budgets were spent meanwhile: the money goes back rather than overspend
-    if transition(session, order, "paid", paid_at=clock.now()):
-        fulfil(session, order)
-    return True
-
-
-def cancel(session: Session, account: Account, order_id: uuid.UUID) -> Order:
-    """The owner gives up an unpaid order. A payment that still succeeds later is kept for a refund."""
-    order = own_order(session, account, order_id)
-    order = lock(session, order.id) or order
-    if order.status == "cancelled":
-        return order
-    if not transition(session, order, "cancelled", closed_at=clock.now()):
-        raise OrderStateConflict(status=order.status, target="cancelled")
-    return order
-
-
-def fulfil(session: Session, order: Order) -> None:
-    now = clock.now()
-    bucket = buckets.grant(
-        session,
-        line_id=order.line_id,
-        zone=order.zone,
-        amount=order.volume_bytes,
-        valid_from=now,
-        expires_at=now + timedelta(days=order.validity_days),
-        reason="pack_purchase",
-        reference=f"order:{order.id}",
+def is_new_customer(session: Session, account_id: uuid.UUID) -> bool:
+    """'New' and 'first top-up': the account has never had an order fulfilled (refunded ones count too)."""
+    return not session.scalar(
+        select(exists().where(Order.account_id == account_id, Order.status == "fulfilled"))
     )
-    transition(session, order, "fulfilled", fulfilled_at=now, bucket_id=bucket.id)
-    promotions.fulfil(session, order, now)
-    # A session in progress on the line hears of its new quota now, not at its next update.
-    charging_notify.quota_changed(session, order.line_id)
 
 
-def expire_unpaid(session: Session, now: datetime | None = None) -> int:
-    """Close orders left unpaid past their time. Safe to run from several workers."""
-    now = now or clock.now()
-    due = session.scalars(
-        select(Order)
-        .where(Order.status == "awaiting_payment", Order.expires_at <= now)
-        .order_by(Order.expires_at)
-    ).all()
-    promotions.release_lapsed_quotes(session, now)
-    return sum(1 for order in due if transition(session, order, "expired", closed_at=now))
+def unpaid_due(session: Session, now: datetime) -> list[Order]:
+    """Orders left unpaid past their time, oldest deadline first."""
+    return list(
+        session.scalars(
+            select(Order)
+            .options(WITH_PACK)
+            .where(Order.status == "awaiting_payment", Order.expires_at <= now)
+            .order_by(Order.expires_at)
+        ).all()
+    )

@@ -6,9 +6,13 @@ bucket, so R can be at most floor((unused + taken back before) × price / pack b
 Data already used is never refunded; rounding is against the customer by under one
 byte's worth, and refunding everything that is left takes back everything that is left.
 A payment for an order that was not fulfilled (cancelled) can be refunded in full.
-Once a payment is refunded in full (counting refunds that went through), the order's
-offers go back to their budgets and what is left of its bonus data is taken back; a
-partial refund keeps both (promotion/service.py `refund_settled`).
+Once a payment is refunded in full (counting refunds that went through, `refunded_in_full`),
+the renewal flow gives the order's offers back to their budgets and takes back what is
+left of its bonus data; a partial refund keeps both.
+
+What the payment bought comes in as a `Purchase` (the bucket and its size), given by the
+renewal flow from the order: this module knows nothing else of orders. The caller holds
+the order's and the payment's locks (renewal/flow.py `refund`).
 
 A refund is a record of its own. The ledger moves the money back (`sales` → the
 provider's clearing account) and the bytes out of the bucket (→ `data_refunded`) in the
@@ -28,23 +32,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tongka import clock
-from tongka.errors import Conflict, NotFound, Unprocessable
+from tongka.errors import Conflict, Unprocessable
 from tongka.i18n import _
 from tongka.ledger import service as ledger
 from tongka.ledger.models import Bucket
 from tongka.money import Money
-from tongka.order.models import Order
-from tongka.payment import locks
 from tongka.payment.models import Payment, Refund
 from tongka.payment.providers.base import Provider, ProviderUnavailable, RefundRequest
-from tongka.promotion import service as promotions
 
 log = structlog.get_logger()
-
-
-class PaymentNotFound(NotFound):
-    code = "payment_not_found"
-    message = _("No such payment.")
 
 
 class NotRefundable(Conflict):
@@ -65,6 +61,14 @@ class RefundAmountInvalid(Unprocessable):
 
 
 @dataclass(frozen=True)
+class Purchase:
+    """What a payment bought: the order's bucket (None: not fulfilled) and its size in bytes."""
+
+    bucket_id: uuid.UUID | None
+    volume_bytes: int
+
+
+@dataclass(frozen=True)
 class Refundable:
     amount: int  # minor units that can still be refunded
     unused_bytes: int | None  # None: the order has no bucket
@@ -81,47 +85,41 @@ def _refunded(session: Session, payment: Payment) -> tuple[int, int]:
     return int(money), int(data)
 
 
-def refundable(session: Session, payment: Payment, order: Order) -> Refundable:
+def refundable(session: Session, payment: Payment, purchase: Purchase) -> Refundable:
     if payment.status != "succeeded":
         return Refundable(0, None)
     money_back, bytes_back = _refunded(session, payment)
     left = payment.amount - money_back
-    bucket = session.get(Bucket, order.bucket_id) if order.bucket_id else None
+    bucket = session.get(Bucket, purchase.bucket_id) if purchase.bucket_id else None
     if bucket is None:
         return Refundable(max(left, 0), None)
     unused = bucket.account.available
-    by_data = (unused + bytes_back) * payment.amount // order.volume_bytes - money_back
+    by_data = (unused + bytes_back) * payment.amount // purchase.volume_bytes - money_back
     return Refundable(max(min(left, by_data), 0), unused)
 
 
-def bytes_for(total_refunded: int, payment: Payment, order: Order) -> int:
+def bytes_for(total_refunded: int, payment: Payment, purchase: Purchase) -> int:
     """The data that `total_refunded` money buys back: rounded up, so no refunded money leaves data behind."""
-    return -(-total_refunded * order.volume_bytes // payment.amount)
+    return -(-total_refunded * purchase.volume_bytes // payment.amount)
 
 
 def refund(
     session: Session,
     providers: Mapping[str, Provider],
-    payment_id: uuid.UUID,
+    payment: Payment,
+    purchase: Purchase,
     *,
     amount: int,
     reason: str,
     requested_by: str,
     refund_id: uuid.UUID,
 ) -> Refund:
-    """Refund `amount` of a payment. Asking again with the same `refund_id` returns the same refund."""
-    existing = session.get(Refund, refund_id)
-    if existing is not None:
-        return existing
-    payment = session.get(Payment, payment_id)
-    if payment is None:
-        raise PaymentNotFound()
-    order, payment = locks.order_and_payment(session, payment)
+    """Refund `amount` of a locked payment (the caller checked `existing(refund_id)` first)."""
     if payment.status != "succeeded":
         raise NotRefundable()
     if not isinstance(amount, int) or amount <= 0:
         raise RefundAmountInvalid()
-    allowed = refundable(session, payment, order)
+    allowed = refundable(session, payment, purchase)
     if amount > allowed.amount:
         raise RefundTooLarge(refundable=Money(allowed.amount, payment.currency).format())  # type: ignore[arg-type]
 
@@ -135,15 +133,30 @@ def refund(
     )
     session.add(record)
     session.flush()
-    _book(session, record, payment, order)
+    _book(session, record, payment, purchase)
     send(providers, record, payment)
-    if record.status == "succeeded":
-        promotions.refund_settled(session, payment)
     return record
 
 
+def existing(session: Session, refund_id: uuid.UUID) -> Refund | None:
+    """The refund already made with this id, if any: asking again refunds once."""
+    return session.get(Refund, refund_id)
+
+
+def refunded_in_full(session: Session, payment: Payment) -> bool:
+    """Whether refunds that went through now cover the whole (non-zero) payment."""
+    if payment.amount <= 0:
+        return False
+    refunded = session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment.id, Refund.status == "succeeded"
+        )
+    )
+    return int(refunded or 0) >= payment.amount
+
+
 def _book(
-    session: Session, record: Refund, payment: Payment, order: Order, *, reverse: bool = False
+    session: Session, record: Refund, payment: Payment, purchase: Purchase, *, reverse: bool = False
 ) -> None:
     reference = f"refund:{record.id}"
     sales = ledger.system_account(session, "sales", payment.currency)
@@ -152,7 +165,7 @@ def _book(
         ledger.transfer(
             session, clearing, sales, record.amount, reason="refund_failed", reference=reference
         )
-        bucket = session.get(Bucket, order.bucket_id) if order.bucket_id else None
+        bucket = session.get(Bucket, purchase.bucket_id) if purchase.bucket_id else None
         if bucket is not None and record.bytes_withdrawn > 0:
             ledger.transfer(
                 session,
@@ -164,11 +177,11 @@ def _book(
             )
         return
     ledger.transfer(session, sales, clearing, record.amount, reason="refund", reference=reference)
-    bucket = session.get(Bucket, order.bucket_id) if order.bucket_id else None
+    bucket = session.get(Bucket, purchase.bucket_id) if purchase.bucket_id else None
     if bucket is not None:
         money_back, bytes_back = _refunded(session, payment)  # this refund included (it is flushed)
         record.bytes_withdrawn = min(
-            bytes_for(money_back, payment, order) - bytes_back, bucket.account.available
+            bytes_for(money_back, payment, purchase) - bytes_back, bucket.account.available
         )
         if record.bytes_withdrawn > 0:
             ledger.transfer(
@@ -208,7 +221,14 @@ def send(providers: Mapping[str, Provider], record: Refund, payment: Payment) ->
     )
 
 
-def settle(session: Session, payment: Payment, refund_id: str, outcome: str, amount: int) -> str:
+def settle(
+    session: Session,
+    payment: Payment,
+    purchase: Purchase,
+    refund_id: str,
+    outcome: str,
+    amount: int,
+) -> str:
     """A provider's word on one of our refunds: it went through ("refunded") or it did not ("failed")."""
     try:
         record = session.get(Refund, uuid.UUID(refund_id))
@@ -224,22 +244,15 @@ def settle(session: Session, payment: Payment, refund_id: str, outcome: str, amo
             return "amount_mismatch"
         record.status, record.settled_at = "succeeded", clock.now()
         session.flush()
-        promotions.refund_settled(session, payment)
         return "applied"
     # The provider gave up: the money stays with us, so the refund's entries are reversed
     # by new ones (never edited) and the data goes back to the bucket.
     record.status, record.settled_at = "failed", clock.now()
-    _book(session, record, payment, _order(session, payment), reverse=True)
+    _book(session, record, payment, purchase, reverse=True)
     return "applied"
 
 
-def _order(session: Session, payment: Payment) -> Order:
-    order = session.get(Order, payment.order_id)
-    assert order is not None
-    return order
-
-
-def for_closed_order(session: Session, payment: Payment) -> Refund:
+def for_closed_order(session: Session, payment: Payment, purchase: Purchase) -> Refund:
     """Money that arrived for an order the customer had cancelled goes back in full.
 
     Recorded (and booked) now; `tongka payments sync` asks the provider, after this commit.
@@ -256,8 +269,19 @@ def for_closed_order(session: Session, payment: Payment) -> Refund:
         return record
     session.add(record)
     session.flush()
-    _book(session, record, payment, _order(session, payment))
+    _book(session, record, payment, purchase)
     return record
+
+
+def unsent(session: Session) -> list[Refund]:
+    """Refunds recorded but not yet accepted by their provider, oldest first."""
+    return list(
+        session.scalars(
+            select(Refund)
+            .where(Refund.status == "pending", Refund.provider_refund_id.is_(None))
+            .order_by(Refund.created_at)
+        ).all()
+    )
 
 
 def refunds_of(session: Session, payment_id: uuid.UUID) -> list[Refund]:

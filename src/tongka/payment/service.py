@@ -1,9 +1,13 @@
-"""Payments: start an attempt with a provider, and take in the provider's callbacks exactly once.
+"""Payments: start an attempt with a provider, take in the provider's callbacks exactly once,
+and settle an attempt (its state and the money in the ledger).
 
-A callback is verified by its provider, stored in the inbox under (provider, event
-id), and applied in the same transaction: the payment succeeds, the order is paid and
-fulfilled, the money is booked. A duplicate meets the inbox's unique key and changes
-nothing; a concurrent duplicate waits on that key and then finds it taken.
+This domain knows payments, not orders: it is given what to charge as a `Payable` and
+reports what happened as plain strings and records. What a settled payment means for the
+order (fulfilment, the offers, the receipt) is the renewal flow's (renewal/flow.py).
+
+A callback is verified by its provider and stored in the inbox under (provider, event
+id) in the transaction that applies it. A duplicate meets the inbox's unique key and
+changes nothing; a concurrent duplicate waits on that key and then finds it taken.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import structlog
 from sqlalchemy import select
@@ -19,17 +23,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tongka import clock
-from tongka.account.models import Account
 from tongka.errors import NotFound, Unprocessable
 from tongka.i18n import _
 from tongka.ledger import service as ledger
-from tongka.order import service as orders
-from tongka.order.models import Order
-from tongka.payment import locks, refunds
 from tongka.payment.models import Payment, PaymentCallback
 from tongka.payment.providers import METHOD_PROVIDER, method_offered
-from tongka.payment.providers.base import CallbackAnswer, PaymentRequest, Provider
-from tongka.receipt import service as receipts
+from tongka.payment.providers.base import (
+    CallbackAnswer,
+    PaymentEvent,
+    PaymentRequest,
+    Provider,
+)
 
 log = structlog.get_logger()
 
@@ -44,37 +48,58 @@ class ProviderUnknown(NotFound):
     message = _("No such payment provider.")
 
 
+class PaymentNotFound(NotFound):
+    code = "payment_not_found"
+    message = _("No such payment.")
+
+
+@dataclass(frozen=True)
+class Payable:
+    """What a payment is asked to collect, and for what (given by the flow, from an order)."""
+
+    order_id: uuid.UUID
+    amount: int
+    currency: str
+    channel: str
+    region: str  # the payer's: which methods are offered
+    description: str  # shown by the provider, e.g. "tongka both-5gb-30d"
+
+
+@dataclass
+class Callback:
+    """A verified provider callback, stored in the inbox: what the flow applies."""
+
+    answer: CallbackAnswer  # what the provider must be told, whatever happens next
+    event: PaymentEvent | None = None  # None: a duplicate, or a payment we do not know
+    payment: Payment | None = None
+    inbox: PaymentCallback | None = None
+
+
 def start(
     session: Session,
-    order: Order,
+    payable: Payable,
     method: str,
     providers: Mapping[str, Provider],
     base_url: str,
-    *,
-    receipt_key: str | None = None,
 ) -> Payment:
-    """A payment attempt for the order with the provider carrying `method`.
+    """A payment attempt for `payable` with the provider carrying `method`.
 
-    An order that offers brought to zero asks no provider: its payment of 0 succeeds at
-    once (provider `free`), so it is fulfilled and gets its receipt like any other.
+    Nothing to pay (offers brought it to zero) asks no provider: the attempt, provider
+    `free`, is left pending for the caller to settle at once.
     """
-    account = session.get(Account, order.account_id)
-    if not method_offered(
-        method, order.channel, order.currency, account.region if account else "hk"
-    ):
+    if not method_offered(method, payable.channel, payable.currency, payable.region):
         raise MethodUnavailable(method=method)
-    if order.amount == 0:
+    if payable.amount == 0:
         free = Payment(
             id=uuid.uuid4(),
-            order_id=order.id,
+            order_id=payable.order_id,
             provider="free",
             method=method,
             amount=0,
-            currency=order.currency,
+            currency=payable.currency,
         )
         session.add(free)
         session.flush()
-        apply(session, free, "succeeded", 0, order.currency, receipt_key=receipt_key)
         return free
     # The method's provider, or in sandbox mode (the only one with a "sandbox") the generic sandbox.
     provider = providers.get(METHOD_PROVIDER.get(method, "")) or providers.get("sandbox")
@@ -82,11 +107,11 @@ def start(
         raise MethodUnavailable(method=method)
     payment = Payment(
         id=uuid.uuid4(),
-        order_id=order.id,
+        order_id=payable.order_id,
         provider=provider.name,
         method=method,
-        amount=order.amount,
-        currency=order.currency,
+        amount=payable.amount,
+        currency=payable.currency,
     )
     checkout = provider.start(
         PaymentRequest(
@@ -94,9 +119,9 @@ def start(
             amount=payment.amount,
             currency=payment.currency,
             method=method,
-            description=f"tongka {order.pack.code}",
+            description=payable.description,
             notify_url=f"{base_url.rstrip('/')}/api/v1/payments/callbacks/{provider.name}",
-            return_url=f"{base_url.rstrip('/')}/orders/{order.id}",
+            return_url=f"{base_url.rstrip('/')}/orders/{payable.order_id}",
         )
     )
     payment.provider_reference = checkout.provider_reference
@@ -104,6 +129,13 @@ def start(
     payment.qr_content = checkout.qr_content
     session.add(payment)
     session.flush()
+    return payment
+
+
+def get(session: Session, payment_id: uuid.UUID) -> Payment:
+    payment = session.get(Payment, payment_id)
+    if payment is None:
+        raise PaymentNotFound()
     return payment
 
 
@@ -116,15 +148,28 @@ def latest_payment(session: Session, order_id: uuid.UUID) -> Payment | None:
     )
 
 
-def handle_callback(
+def lock(session: Session, payment_id: uuid.UUID) -> Payment:
+    """Lock a payment row, fresh from the database (lock order: account, then order, then payment).
+
+    FOR NO KEY UPDATE: it must not wait on the key-share lock that another callback's
+    inbox row (which references the payment) holds while that one waits for the order.
+    """
+    return session.scalars(
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def receive(
     session: Session,
     providers: Mapping[str, Provider],
     provider_name: str,
     headers: Mapping[str, str],
     body: bytes,
-    *,
-    receipt_key: str | None = None,
-) -> CallbackAnswer:
+) -> Callback:
+    """Verify a callback and store it in the inbox; the flow then applies it and sets `inbox.result`."""
     provider = providers.get(provider_name)
     if provider is None:
         raise ProviderUnknown()
@@ -133,6 +178,7 @@ def handle_callback(
     except Exception:
         log.warning("payment_callback_refused", provider=provider_name, size=len(body))
         raise
+    answer = provider.acknowledge()
     try:
         payment_id: uuid.UUID | None = uuid.UUID(event.payment_id)
     except ValueError:
@@ -148,7 +194,7 @@ def handle_callback(
             session.add(inbox)
     except IntegrityError:
         log.info("payment_callback_duplicate", provider=provider_name, event_id=event.event_id)
-        return provider.acknowledge()
+        return Callback(answer)
 
     payment = session.get(Payment, payment_id) if payment_id else None
     if payment is None or payment.provider != provider_name:
@@ -156,58 +202,29 @@ def handle_callback(
         log.warning(
             "payment_callback_unknown_payment", provider=provider_name, event_id=event.event_id
         )
-        return provider.acknowledge()
+        return Callback(answer)
     inbox.payment_id = payment.id
-    if event.refund_id is not None:
-        inbox.result = refunds.settle(
-            session, payment, event.refund_id, event.outcome, event.amount
-        )
-    elif event.outcome == "refunded":
-        inbox.result = (
-            "unknown_refund"  # a refund made outside tongka (the provider's dashboard): for review
-        )
-    else:
-        inbox.result = apply(
-            session, payment, event.outcome, event.amount, event.currency, receipt_key=receipt_key
-        )
-    log.info(
-        "payment_callback", provider=provider_name, event_id=event.event_id, result=inbox.result
-    )
-    return provider.acknowledge()
+    return Callback(answer, event, payment, inbox)
 
 
-def apply(
-    session: Session,
-    payment: Payment,
-    outcome: str,
-    amount: int,
-    currency: str,
-    *,
-    receipt_key: str | None = None,
-    store: str | None = None,
-    staff: str | None = None,
-) -> str:
-    """Apply a verified payment outcome (succeeded / failed) to a payment and its order; returns what happened.
+def settle(session: Session, payment: Payment, outcome: str, amount: int, currency: str) -> str:
+    """Apply a verified outcome (succeeded / failed) to a locked payment; returns what happened.
 
-    A success gets a receipt signed with `receipt_key` (None: no receipt). A payer may try
-    again after a decline (a card provider keeps the payment open), so a success also
-    settles a payment we had marked failed.
+    "applied" on a change, "ignored" if the payment was already settled so, and
+    "amount_mismatch" (held for review) if the money is not what was asked for. A success
+    books the money the provider now owes us as a sale. A payer may try again after a
+    decline (a card provider keeps the payment open), so a success also settles a payment
+    we had marked failed.
     """
     if outcome not in ("succeeded", "failed"):
         raise ValueError(f"not a payment outcome: {outcome}")
-    order, payment = locks.order_and_payment(session, payment)
     settles = ("pending", "failed") if outcome == "succeeded" else ("pending",)
     if payment.status not in settles:
         return "ignored"
     if (amount, currency) != (payment.amount, payment.currency):
-        # Held for review: the money that arrived is not what was asked for.
         return "amount_mismatch"
-    now = clock.now()
-    if outcome == "failed":
-        payment.status, payment.settled_at = "failed", now
-        return "applied"
-    payment.status, payment.settled_at = "succeeded", now
-    if payment.amount > 0:  # the money the provider now owes us, booked as a sale
+    payment.status, payment.settled_at = outcome, clock.now()
+    if outcome == "succeeded" and payment.amount > 0:
         ledger.transfer(
             session,
             ledger.system_account(session, f"clearing.{payment.provider}", payment.currency),
@@ -216,22 +233,4 @@ def apply(
             reason="payment",
             reference=f"payment:{payment.id}",
         )
-    fulfilled = orders.mark_paid_and_fulfil(session, order)
-    if receipt_key is not None:  # money was taken, for a closed order too: the payer gets a receipt
-        receipts.issue(
-            session,
-            payment,
-            order,
-            signing_key=receipt_key,
-            issuer=store or receipts.ONLINE,
-            store=store,
-            staff=staff,
-        )
-    if not fulfilled:
-        # Paid for an order the customer had cancelled: the money goes back (sent by `payments sync`).
-        log.warning(
-            "payment_for_closed_order", payment_id=str(payment.id), order_status=order.status
-        )
-        refunds.for_closed_order(session, payment)
-        return "paid_closed_order"
     return "applied"

@@ -22,7 +22,7 @@ offers_app = typer.Typer(
 )
 
 
-def _sessions():  # type: ignore[no-untyped-def]
+def _sessions():
     return make_sessionmaker(make_engine(get_settings().database_url))
 
 
@@ -99,20 +99,20 @@ def create(
             names=names,
             kind=kind,
             stackable=stackable,
-            percent_off=percent,  # type: ignore[arg-type]
+            percent_off=percent,
             amount_off=_per_currency(amount),
-            tiers=tiers,  # type: ignore[arg-type]
+            tiers=tiers,
             bonus_bytes=round(bonus_gb * GB) if bonus_gb else None,
-            bonus_zone=bonus_zone,  # type: ignore[arg-type]
+            bonus_zone=bonus_zone,
             bonus_validity_days=bonus_days,
             starts_at=starts,
             ends_at=ends,
-            time_zone=time_zone,  # type: ignore[arg-type]
+            time_zone=time_zone,
             channels=channel or None,
-            currencies=[c.upper() for c in currency] or None,  # type: ignore[arg-type]
+            currencies=[c.upper() for c in currency] or None,
             zones=zone or None,
             pack_codes=pack or None,
-            regions=region or None,  # type: ignore[arg-type]
+            regions=region or None,
             new_customers_only=new_customers_only,
             per_customer_limit=per_customer,
             max_redemptions=max_redemptions,

@@ -19,6 +19,7 @@ order, the quote, the API, the receipt and the email all show this same dict.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -95,7 +96,7 @@ def gives_something(offer: OfferTerms, list_price: Money) -> bool:
 
 
 def price(
-    list_price: Money, currency: str, rate_micros: int | None, offers: list[OfferTerms]
+    list_price: Money, currency: str, rate_micros: int | None, offers: Sequence[OfferTerms]
 ) -> Price:
     """The price of one pack for one customer, given the offers that customer may have now."""
     if rate_micros is None and currency != list_price.currency:
@@ -164,7 +165,7 @@ def to_dict(p: Price) -> dict[str, Any]:
 def of_order(order: Any) -> dict[str, Any]:
     """An order's breakdown: the one it was made with, or for an order made before promotions, one without offers."""
     if order.breakdown is not None:
-        return order.breakdown  # type: ignore[no-any-return]
+        return order.breakdown
     listed = Money(order.list_amount, order.list_currency)
     rate = order.fx_rate_micros if order.list_currency != order.currency else None
     return to_dict(Price(listed, [], listed, Money(order.amount, order.currency), rate))

@@ -10,15 +10,20 @@ new one replaces the last, whose holds go back.
 
 Lock order: the account row (so one customer's quotes and per-customer limits are
 decided one at a time), then lapsed holds, then the offers by id (budget.take).
+
+This domain knows nothing of orders and payments: the renewal flow (renewal/flow.py)
+tells it of an order as plain values (`OrderRef`) and calls it at each step.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from tongka import clock, throttle
@@ -32,8 +37,6 @@ from tongka.ledger import buckets
 from tongka.ledger import service as ledger
 from tongka.ledger.models import Bucket
 from tongka.money import CURRENCIES, Money
-from tongka.order.models import Order
-from tongka.payment.models import Payment, Refund
 from tongka.promotion import budget, coupons, pricing
 from tongka.promotion.models import CouponCode, Offer, Quote, Redemption
 
@@ -99,11 +102,13 @@ class Customer:
     new: bool  # no fulfilled order yet
 
 
-def is_new_customer(session: Session, account_id: uuid.UUID) -> bool:
-    """'New' and 'first top-up': the account has never had an order fulfilled (refunded ones count too)."""
-    return not session.scalar(
-        select(exists().where(Order.account_id == account_id, Order.status == "fulfilled"))
-    )
+@dataclass(frozen=True)
+class OrderRef:
+    """What promotions need of an order: its id, its line, and the breakdown it was sold with."""
+
+    order_id: uuid.UUID
+    line_id: uuid.UUID
+    breakdown: dict[str, Any] | None
 
 
 def in_force(offer: Offer, now: datetime) -> bool:
@@ -207,17 +212,22 @@ def quote(
     pack: Pack,
     currency: str,
     channel: str,
+    is_new_customer: Callable[[], bool],
     coupon_code: str | None = None,
     secret: str | None = None,
     now: datetime | None = None,
 ) -> Quote:
-    """Price the pack for this customer now and hold the offers it applies for QUOTE_TTL."""
+    """Price the pack for this customer now and hold the offers it applies for QUOTE_TTL.
+
+    `is_new_customer` answers whether the account never had an order fulfilled; it is
+    asked once the account's row is locked, so two quotes of one customer agree.
+    """
     now = now or clock.now()
     coupon = _coupon(session, account.id, secret, coupon_code)
     listed, rate = list_price(session, pack, currency)
     _lock_account(session, account.id)
     _replace_open_quotes(session, account.id, now)
-    who = Customer(account, channel, currency, is_new_customer(session, account.id))
+    who = Customer(account, channel, currency, is_new_customer())
     candidates = [
         o
         for o in session.scalars(select(Offer).where(Offer.status == "active").order_by(Offer.id))
@@ -303,6 +313,13 @@ def own_quote(session: Session, account: Account, quote_id: uuid.UUID) -> Quote:
     return found
 
 
+def coupon_offer_code(session: Session, record: Quote) -> str | None:
+    """The code of the offer the quote's coupon unlocks (None: no coupon given)."""
+    coupon = session.get(CouponCode, record.coupon_code_id) if record.coupon_code_id else None
+    offer = session.get(Offer, coupon.offer_id) if coupon else None
+    return offer.code if offer else None
+
+
 def use_quote(
     session: Session,
     account: Account,
@@ -336,7 +353,7 @@ def use_quote(
     return record
 
 
-def attach(session: Session, record: Quote, order: Order) -> None:
+def attach(session: Session, record: Quote, order_id: uuid.UUID) -> None:
     """The order takes over the quote's holds; from now on the order's fate decides them."""
     if not session.execute(
         update(Quote).where(Quote.id == record.id, Quote.status == "open").values(status="ordered"),
@@ -347,7 +364,7 @@ def attach(session: Session, record: Quote, order: Order) -> None:
     moved = session.execute(
         update(Redemption)
         .where(Redemption.quote_id == record.id, Redemption.status == "held")
-        .values(order_id=order.id, hold_expires_at=None),
+        .values(order_id=order_id, hold_expires_at=None),
         execution_options={"synchronize_session": False},
     ).rowcount  # type: ignore[attr-defined]
     if moved != expected:  # a hold lapsed at the very moment the quote did
@@ -366,9 +383,9 @@ def redemptions_of(session: Session, order_id: uuid.UUID) -> list[Redemption]:
     )
 
 
-def fulfil(session: Session, order: Order, now: datetime) -> None:
+def fulfil(session: Session, order: OrderRef, now: datetime) -> None:
     """At fulfilment: confirm the order's redemptions and grant each bonus as a bucket of its own."""
-    for r in redemptions_of(session, order.id):
+    for r in redemptions_of(session, order.order_id):
         if r.status == "held":
             r.status, r.settled_at = "confirmed", now
         if r.status == "confirmed" and r.bonus_bytes and r.bonus_bucket_id is None:
@@ -383,13 +400,13 @@ def fulfil(session: Session, order: Order, now: datetime) -> None:
                 valid_from=now,
                 expires_at=now + timedelta(days=days or offer.bonus_validity_days),
                 reason="promotion_bonus",
-                reference=f"order:{order.id}:offer:{offer.code}",
+                reference=f"order:{order.order_id}:offer:{offer.code}",
             )
             r.bonus_bucket_id = bonus.id
     session.flush()
 
 
-def _bonus_terms(order: Order, offer_code: str) -> tuple[str | None, int | None]:
+def _bonus_terms(order: OrderRef, offer_code: str) -> tuple[str | None, int | None]:
     """The bonus's zone and validity as the customer was told them (the offer may have changed since)."""
     for entry in (order.breakdown or {}).get("offers", []):
         if entry["code"] == offer_code and (bonus := entry.get("bonus")):
@@ -397,10 +414,10 @@ def _bonus_terms(order: Order, offer_code: str) -> tuple[str | None, int | None]
     return None, None
 
 
-def retake(session: Session, order: Order) -> bool:
+def retake(session: Session, order_id: uuid.UUID) -> bool:
     """A payment arrived for an expired order: count its redemptions again. False if a budget ran out meanwhile."""
     with session.begin_nested() as savepoint:
-        for r in redemptions_of(session, order.id):
+        for r in redemptions_of(session, order_id):
             if not budget.retake(session, r):
                 savepoint.rollback()
                 return False
@@ -412,19 +429,10 @@ def release_order(session: Session, order_id: uuid.UUID, reason: str) -> int:
     return sum(budget.release(session, r, reason) for r in redemptions_of(session, order_id))
 
 
-def refund_settled(session: Session, payment: Payment) -> None:
-    """After a refund went through: once the whole payment is refunded, the order's offers are released
-    and what is left of its bonus data is taken back. A partial refund keeps them."""
-    if payment.amount <= 0:
-        return
-    refunded = session.scalar(
-        select(func.coalesce(func.sum(Refund.amount), 0)).where(
-            Refund.payment_id == payment.id, Refund.status == "succeeded"
-        )
-    )
-    if int(refunded or 0) < payment.amount:
-        return
-    for r in redemptions_of(session, payment.order_id):
+def release_refunded(session: Session, order_id: uuid.UUID) -> None:
+    """The order's payment was refunded in full: its offers are released and what is left of
+    its bonus data is taken back. (A partial refund keeps them: the flow does not call this.)"""
+    for r in redemptions_of(session, order_id):
         if budget.release(session, r, "refunded") and r.bonus_bucket_id is not None:
             bucket = session.get(Bucket, r.bonus_bucket_id)
             assert bucket is not None
@@ -433,7 +441,7 @@ def refund_settled(session: Session, payment: Payment) -> None:
                 bucket.account,
                 ledger.system_account(session, "data_refunded", bucket.unit),
                 reason="refund",
-                reference=f"order:{payment.order_id}:bonus",
+                reference=f"order:{order_id}:bonus",
             )
 
 

@@ -10,6 +10,10 @@ The issuer's `receipt_counters` row is locked (`SELECT ... FOR UPDATE`) while th
 number is taken and held until the transaction commits, so two payments never share a
 number and a rolled-back payment leaves no gap. It is the last lock a payment takes
 (after account, order, payment), one row per transaction: no lock cycle is possible.
+Since every receipt of an issuer queues on it, it is taken at the very end of the
+transaction (the renewal flow issues the receipt last) and the routes that confirm
+payments commit at once, in the thread that did the work, so it is held for a few
+statements rather than until a later thread gets round to the commit.
 
 What is signed is the receipt's content as canonical JSON: sorted keys, separators
 `,` and `:`, UTF-8 (not ASCII-escaped), integers and strings only. The bytes are kept
@@ -25,6 +29,7 @@ import hashlib
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -42,8 +47,6 @@ from tongka.errors import NotFound
 from tongka.i18n import _, gettext
 from tongka.money import Money, format_bytes
 from tongka.notify import service as notify
-from tongka.order.models import Order
-from tongka.payment.models import Payment
 from tongka.promotion import pricing
 from tongka.receipt.models import Receipt, ReceiptCounter
 
@@ -81,6 +84,28 @@ EMAIL_TEXT = _(
     "Receipt {number}, issued {issued_at} UTC. Keep it to prove the payment: your receipts are in the app."
 )
 PAID = _("Paid: {price} by {method}")
+
+
+@dataclass(frozen=True)
+class Sale:
+    """What a receipt says was sold and paid: plain values, given by the renewal flow."""
+
+    payment_id: uuid.UUID
+    order_id: uuid.UUID
+    account_id: uuid.UUID
+    line_id: uuid.UUID
+    channel: str
+    pack_code: str
+    pack_names: dict[str, str]
+    zone: str
+    volume_bytes: int
+    validity_days: int
+    price: dict[str, Any]  # the order's breakdown, as the customer was quoted it
+    paid_amount: int
+    paid_currency: str
+    method: str
+    provider: str
+    reference: str  # the provider's, or ""
 
 
 # -- keys and signatures -----------------------------------------------------------------
@@ -223,8 +248,7 @@ def _content(
     number: str,
     issuer: str,
     issued_at: str,
-    payment: Payment,
-    order: Order,
+    sale: Sale,
     line: Line | None,
     store: str | None,
     staff: str | None,
@@ -232,8 +256,8 @@ def _content(
 ) -> dict[str, Any]:
     # The order's own breakdown, exactly as the customer was quoted it, and what was paid.
     price: dict[str, Any] = {
-        **pricing.of_order(order),
-        "paid": {"amount": payment.amount, "currency": payment.currency},
+        **sale.price,
+        "paid": {"amount": sale.paid_amount, "currency": sale.paid_currency},
     }
     content: dict[str, Any] = {
         "v": CONTENT_VERSION,
@@ -241,22 +265,22 @@ def _content(
         "number": number,
         "issuer": issuer,
         "issued_at": issued_at,
-        "order_id": str(order.id),
+        "order_id": str(sale.order_id),
         "lines": [mask_number(n) for n in (line.numbers if line else [])],
         "pack": {
-            "code": order.pack.code,
-            "names": dict(order.pack.names),
-            "zone": order.zone,
-            "volume_bytes": order.volume_bytes,
-            "validity_days": order.validity_days,
+            "code": sale.pack_code,
+            "names": dict(sale.pack_names),
+            "zone": sale.zone,
+            "volume_bytes": sale.volume_bytes,
+            "validity_days": sale.validity_days,
         },
         "price": price,
         "payment": {
-            "method": payment.method,
-            "provider": payment.provider,
-            "reference": payment.provider_reference or "",
+            "method": sale.method,
+            "provider": sale.provider,
+            "reference": sale.reference,
         },
-        "channel": order.channel,
+        "channel": sale.channel,
     }
     if store:
         content["store"] = store
@@ -267,8 +291,7 @@ def _content(
 
 def issue(
     session: Session,
-    payment: Payment,
-    order: Order,
+    sale: Sale,
     *,
     signing_key: str,
     issuer: str = ONLINE,
@@ -278,28 +301,26 @@ def issue(
     """The receipt of a succeeded payment, made once: a second call returns the first receipt.
 
     Also queues the confirmation email to the account, in its language. Call it in the
-    transaction that confirmed the payment; it flushes, never commits.
+    transaction that confirmed the payment, as its last step: it takes the issuer's
+    counter lock, which every receipt of that issuer waits for until this transaction
+    commits, so the caller should commit at once. It flushes, never commits.
     """
-    if payment.status != "succeeded" or payment.order_id != order.id:
-        raise ValueError("a receipt is issued only for a succeeded payment of this order")
     _check_issuer(issuer)
-    if (found := _existing(session, payment.id)) is not None:
-        return found
+    line = session.get(Line, sale.line_id)
+    account = session.get(Account, sale.account_id)
     counter = _lock_counter(session, issuer)
-    # Someone may have issued it while we waited for the lock.
-    if (found := _existing(session, payment.id)) is not None:
+    # Looked for under the lock: a concurrent issue of the same receipt has committed by now.
+    if (found := _existing(session, sale.payment_id)) is not None:
         return found
     counter.last_sequence += 1
     sequence = counter.last_sequence
     number = number_for(issuer, sequence)
     issued = clock.now().replace(microsecond=0)
-    line = session.get(Line, order.line_id)
     content = _content(
         number,
         issuer,
         issued.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        payment,
-        order,
+        sale,
         line,
         store,
         staff,
@@ -310,20 +331,24 @@ def issue(
         number=number,
         issuer=issuer,
         sequence=sequence,
-        payment_id=payment.id,
-        order_id=order.id,
-        account_id=order.account_id,
+        payment_id=sale.payment_id,
+        order_id=sale.order_id,
+        account_id=sale.account_id,
         content=content,
         signed_bytes=data.decode(),
         signature=sign(signing_key, data),
         issued_at=issued,
     )
     session.add(receipt)
-    session.flush()
-    account = session.get(Account, order.account_id)
     if account is not None:
         _email(session, account, receipt)
+    session.flush()
     return receipt
+
+
+def of_payment(session: Session, payment_id: uuid.UUID) -> Receipt | None:
+    """The receipt of a payment, if one was issued."""
+    return session.scalar(select(Receipt).where(Receipt.payment_id == payment_id))
 
 
 def breakdown(content: dict[str, Any], language: str) -> list[str]:

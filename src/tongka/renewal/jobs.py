@@ -1,6 +1,7 @@
 """Payment jobs: settle what callbacks never told us, close what may no longer be paid.
 
-`tongka payments sync` runs them; each is safe to run from several workers at once
+`tongka payments sync` runs them (part of the renewal flow: a payment settled here is
+confirmed by `flow.confirm`, as a callback's would be); each is safe to run from several workers at once
 (every change goes through the same guarded paths as a callback) and to run again.
 """
 
@@ -11,16 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tongka import clock
-from tongka.order.models import Order
 from tongka.payment import refunds
 from tongka.payment import service as payments
-from tongka.payment.models import Payment, Refund
 from tongka.payment.providers.base import Provider, ProviderUnavailable
-from tongka.promotion import service as promotions
+from tongka.renewal import flow
 
 log = structlog.get_logger()
 
@@ -43,13 +41,7 @@ def sync(
 ) -> SyncReport:
     now = now or clock.now()
     report = SyncReport()
-    pending = session.execute(
-        select(Payment, Order.status)
-        .join(Order, Order.id == Payment.order_id)
-        .where(Payment.status == "pending", Payment.created_at <= now - older_than)
-        .order_by(Payment.created_at)
-    ).all()
-    for payment, order_status in pending:
+    for payment, order_status in flow.pending_payments(session, now - older_than):
         provider = providers.get(payment.provider)
         if provider is None:
             continue
@@ -57,7 +49,7 @@ def sync(
             status = provider.query(str(payment.id), payment.provider_reference)
             if status.status == "succeeded":
                 # The callback never came (or was lost): settle as if it had, with the provider's figures.
-                payments.apply(
+                flow.confirm(
                     session,
                     payment,
                     "succeeded",
@@ -67,7 +59,7 @@ def sync(
                 )
                 report.settled += 1
             elif status.status in ("failed", "closed"):
-                payments.apply(session, payment, "failed", payment.amount, payment.currency)
+                flow.confirm(session, payment, "failed", payment.amount, payment.currency)
                 report.settled += 1
             elif order_status in ("expired", "cancelled"):
                 provider.close(str(payment.id), payment.provider_reference)
@@ -79,18 +71,13 @@ def sync(
                 "payment_sync_unreachable", payment_id=str(payment.id), provider=payment.provider
             )
 
-    for record in session.scalars(
-        select(Refund)
-        .where(Refund.status == "pending", Refund.provider_refund_id.is_(None))
-        .order_by(Refund.created_at)
-    ).all():
-        payment = session.get(Payment, record.payment_id)
-        assert payment is not None
+    for record in refunds.unsent(session):
+        payment = payments.get(session, record.payment_id)
         try:
             refunds.send(providers, record, payment)
             if record.status == "succeeded":
                 session.flush()
-                promotions.refund_settled(session, payment)
+                flow.refund_went_through(session, payment)
             report.refunds_sent += 1
         except ProviderUnavailable:
             report.unreachable += 1

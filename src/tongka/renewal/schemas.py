@@ -1,3 +1,5 @@
+"""Request and response shapes of the renewal routes: an order with its latest payment."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,7 @@
-"""Operator API for payments. Who may call: operator staff (role `operator`); anyone else is 403, no token 401."""
+"""Operator API for sales and payments: the store counter and refunds, through the renewal flow.
+
+Who may call: operator staff (role `operator`); anyone else is 403, no token 401.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +12,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from tongka import idempotency
 from tongka.account.lines import LineNotFound
 from tongka.account.models import Account, Line
 from tongka.deps import CurrentOperator, ProvidersDep, SessionDep, SettingsDep
-from tongka.order import service as orders
-from tongka.order.models import Order
-from tongka.order.schemas import OrderOut
 from tongka.payment import refunds
 from tongka.payment import service as payments
 from tongka.payment.models import Payment
-from tongka.receipt.models import Receipt
+from tongka.renewal import flow
+from tongka.renewal.schemas import OrderOut
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -60,9 +60,7 @@ class PaymentAdminOut(BaseModel):
 
 
 def _payment_out(session: SessionDep, payment: Payment) -> PaymentAdminOut:
-    order = session.get(Order, payment.order_id)
-    assert order is not None
-    allowed = refunds.refundable(session, payment, order)
+    allowed = refunds.refundable(session, payment, flow.purchase_of(session, payment))
     return PaymentAdminOut(
         id=payment.id,
         order_id=payment.order_id,
@@ -126,29 +124,26 @@ def store_sale(
         owner = session.get(Account, line.account_id) if line and line.account_id else None
         if owner is None:
             raise LineNotFound()
-        order = orders.create(
+        order, payment = flow.place_order(
             session,
             owner,
             line_id=body.line_id,
             pack_id=body.pack_id,
             currency=body.currency,
             channel="store",
+            method=body.payment_method,
+            providers=providers,
+            base_url=settings.public_base_url,
             payment_ttl_seconds=settings.order_payment_ttl_seconds,
             coupon_code=body.coupon_code,
             secret=settings.secret_key.get_secret_value(),
-        )
-        payment = payments.start(
-            session,
-            order,
-            body.payment_method,
-            providers,
-            settings.public_base_url,
             receipt_key=settings.receipt_key,
         )
         return 201, OrderOut.of(order, payment, owner.language).model_dump(mode="json")
 
     fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))
     code, content = idempotency.run_once(session, operator.id, idempotency_key, fp, produce)
+    session.commit()  # now, in this thread: the account's lock (and a free order's receipt counter) go at once
     return JSONResponse(content, status_code=code)
 
 
@@ -166,10 +161,10 @@ def record_store_payment(
     """
     payment = session.get(Payment, payment_id)
     if payment is None or payment.provider != "store":
-        raise refunds.PaymentNotFound()
+        raise payments.PaymentNotFound()
     if body.reference:
         payment.provider_reference = body.reference
-    payments.apply(
+    flow.confirm(
         session,
         payment,
         "succeeded",
@@ -179,14 +174,14 @@ def record_store_payment(
         store=body.store,
         staff=operator.username,
     )
-    order = session.get(Order, payment.order_id)
-    assert order is not None
-    receipt = session.scalar(select(Receipt).where(Receipt.payment_id == payment.id))
-    return RecordOut(
+    order, receipt = flow.paid_order(session, payment.id)
+    out = RecordOut(
         payment=_payment_out(session, payment),
         order_status=order.status,
         receipt_number=receipt.number if receipt else None,
     )
+    session.commit()  # now, in this thread: the store's receipt counter is locked until then
+    return out
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentAdminOut)
@@ -194,10 +189,7 @@ def get_payment(
     payment_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
 ) -> PaymentAdminOut:
     """Operator staff: a payment, what can still be refunded, and its refunds."""
-    payment = session.get(Payment, payment_id)
-    if payment is None:
-        raise refunds.PaymentNotFound()
-    return _payment_out(session, payment)
+    return _payment_out(session, payments.get(session, payment_id))
 
 
 @router.post("/payments/{payment_id}/refunds", status_code=201, response_model=RefundOut)
@@ -216,7 +208,7 @@ def refund_payment(
     """
 
     def produce() -> tuple[int, Any]:
-        record = refunds.refund(
+        record = flow.refund(
             session,
             providers,
             payment_id,

@@ -1,0 +1,1 @@
+"""The renewal flow, above the domains: see flow.py."""

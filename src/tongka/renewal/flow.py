@@ -1,0 +1,489 @@
+"""The renewal flow: the one place that says what a renewal does, from quote to receipt.
+
+A renewal spans five domains that know nothing of each other: `promotion` (the quote
+and its offers), `order` (the order and its states), `payment` (the attempt and the
+money), the ledger (the bucket) and `receipt` (the signed receipt and its email). This
+module calls them top to bottom, handing each plain values; they never call back up.
+Every channel (the app API, the web site, the store counter, the jobs) goes through
+these entry points:
+
+- `quote`: price a pack for a customer now and hold its offers (promotion).
+- `make_order`: the order at its quote's price (made on the spot if none is given);
+  `place_order`: that, then its payment attempt (an order of 0 is confirmed at once).
+- `confirm`: a verified payment outcome (a provider's callback, a store's till, the
+  sync job). On success, in this order: the payment is settled and the money booked as
+  a sale (payment, ledger); the order is paid (an expired order first retakes its
+  offers' budgets; a cancelled one cannot be paid); it is fulfilled: the pack's bucket
+  is granted (ledger), the order moves to `fulfilled`, its offers are confirmed and
+  their bonus buckets granted (promotion), open charging sessions of the line are told
+  of the new quota (charging outbox); the receipt is numbered, signed and its email
+  queued (receipt, notify outbox); a payment for an order that could not be paid is
+  recorded for a full refund. A failure only marks the payment failed.
+- `handle_callback`: a provider's callback: verified and stored in the inbox
+  (payment), then applied by `confirm` or, for one of our refunds, by `settle_refund`.
+- `refund`, `settle_refund`: money back through the provider, data taken back from the
+  bucket; once the payment is refunded in full, the offers go back to their budgets.
+- `cancel`, `expire_unpaid`: an unpaid order closes; its offers go back.
+
+One transaction: each entry point runs inside the caller's one transaction (a request,
+a job, a CLI command; see db.py) and never commits. Row locks are taken in one order:
+the account, then the order, then the payment, then the receipt counter; the receipt is
+issued last, and the routes commit as soon as the flow returns, because every receipt of
+an issuer waits on its counter until then. Crash between
+steps: as everything from the inbox row to the receipt and the queued messages commits
+together, a crash before the commit leaves nothing (the provider calls back again, or
+`tongka payments sync` asks it), and a crash after leaves everything done. Nothing is
+repeated: the inbox is unique on (provider, event id), the payment and order moves are
+guarded updates under their row locks, and the receipt is unique per payment. Messages
+(the email, the charging notification) are outbox rows sent by workers after the commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tongka import clock
+from tongka.account import lines
+from tongka.account.models import Account
+from tongka.catalog import service as catalog
+from tongka.charging import notify as charging_notify
+from tongka.ledger import buckets
+from tongka.order import service as orders
+from tongka.order.models import Order
+from tongka.payment import refunds
+from tongka.payment import service as payments
+from tongka.payment.models import Payment, Refund
+from tongka.payment.providers.base import CallbackAnswer, Provider
+from tongka.promotion import pricing
+from tongka.promotion import service as promotions
+from tongka.promotion.models import Quote
+from tongka.receipt import service as receipts
+
+log = structlog.get_logger()
+
+
+# -- before payment ------------------------------------------------------------------------
+
+
+def quote(
+    session: Session,
+    account: Account,
+    *,
+    line_id: uuid.UUID,
+    pack_id: uuid.UUID,
+    currency: str,
+    channel: str,
+    coupon_code: str | None = None,
+    secret: str | None = None,
+) -> Quote:
+    """Price a pack for the account's own line now and hold the offers it applies (promotion)."""
+    line = lines.own_line(session, account, line_id)
+    pack = catalog.pack_for_sale(session, pack_id, channel)
+    return promotions.quote(
+        session,
+        account,
+        line=line,
+        pack=pack,
+        currency=currency,
+        channel=channel,
+        is_new_customer=lambda: orders.is_new_customer(session, account.id),
+        coupon_code=coupon_code,
+        secret=secret,
+    )
+
+
+def make_order(
+    session: Session,
+    account: Account,
+    *,
+    line_id: uuid.UUID,
+    pack_id: uuid.UUID,
+    currency: str,
+    channel: str,
+    payment_ttl_seconds: int,
+    quote_id: uuid.UUID | None = None,
+    coupon_code: str | None = None,
+    secret: str | None = None,
+) -> Order:
+    """An order at the price of its quote (made now if none is given), not yet paid.
+
+    The price is the catalog's less the offers the customer has; whatever price the client
+    sent plays no part. `secret` reads coupon codes. The order takes over the quote's holds.
+    """
+    line = lines.own_line(session, account, line_id)
+    pack = catalog.pack_for_sale(session, pack_id, channel)
+    if quote_id is None:
+        record = promotions.quote(
+            session,
+            account,
+            line=line,
+            pack=pack,
+            currency=currency,
+            channel=channel,
+            is_new_customer=lambda: orders.is_new_customer(session, account.id),
+            coupon_code=coupon_code,
+            secret=secret,
+        )
+    else:
+        record = promotions.use_quote(
+            session,
+            account,
+            quote_id,
+            line=line,
+            pack=pack,
+            currency=currency,
+            channel=channel,
+            coupon_code=coupon_code,
+            secret=secret,
+        )
+    order = orders.create(
+        session,
+        account,
+        line_id=line.id,
+        pack=pack,
+        channel=channel,
+        price=orders.Price(
+            quote_id=record.id,
+            amount=record.amount,
+            currency=record.currency,
+            list_amount=record.list_amount,
+            list_currency=record.list_currency,
+            fx_rate_micros=record.fx_rate_micros,
+            breakdown=record.breakdown,
+        ),
+        payment_ttl_seconds=payment_ttl_seconds,
+    )
+    promotions.attach(session, record, order.id)
+    return order
+
+
+def place_order(
+    session: Session,
+    account: Account,
+    *,
+    line_id: uuid.UUID,
+    pack_id: uuid.UUID,
+    currency: str,
+    channel: str,
+    method: str,
+    providers: Mapping[str, Provider],
+    base_url: str,
+    payment_ttl_seconds: int,
+    quote_id: uuid.UUID | None = None,
+    coupon_code: str | None = None,
+    secret: str | None = None,
+    receipt_key: str | None = None,
+) -> tuple[Order, Payment]:
+    """`make_order`, then its payment attempt with the provider carrying `method`.
+
+    An order that offers brought to zero asks no provider: its payment of 0 (provider
+    `free`) is confirmed at once, so it is fulfilled and receipted like any other.
+    """
+    order = make_order(
+        session,
+        account,
+        line_id=line_id,
+        pack_id=pack_id,
+        currency=currency,
+        channel=channel,
+        payment_ttl_seconds=payment_ttl_seconds,
+        quote_id=quote_id,
+        coupon_code=coupon_code,
+        secret=secret,
+    )
+    payable = payments.Payable(
+        order_id=order.id,
+        amount=order.amount,
+        currency=order.currency,
+        channel=order.channel,
+        region=account.region,
+        description=f"tongka {order.pack.code}",
+    )
+    payment = payments.start(session, payable, method, providers, base_url)
+    if payment.provider == "free":
+        confirm(session, payment, "succeeded", 0, order.currency, receipt_key=receipt_key)
+    return order, payment
+
+
+def cancel(session: Session, account: Account, order_id: uuid.UUID) -> Order:
+    """The owner gives up an unpaid order; its offers go back. A payment that still succeeds later is refunded."""
+    order = orders.own_order(session, account, order_id)
+    order = orders.lock(session, order.id) or order
+    if order.status == "cancelled":
+        return order
+    if not orders.transition(session, order, "cancelled", closed_at=clock.now()):
+        raise orders.OrderStateConflict(status=order.status, target="cancelled")
+    promotions.release_order(session, order.id, "cancelled")
+    return order
+
+
+def expire_unpaid(session: Session, now: datetime | None = None) -> int:
+    """Close orders left unpaid past their time (their offers go back), and lapsed quotes.
+
+    Safe to run from several workers: each move is guarded.
+    """
+    now = now or clock.now()
+    due = orders.unpaid_due(session, now)
+    promotions.release_lapsed_quotes(session, now)
+    expired = 0
+    for order in due:
+        if orders.transition(session, order, "expired", closed_at=now):
+            promotions.release_order(session, order.id, "expired")
+            expired += 1
+    return expired
+
+
+# -- after payment -------------------------------------------------------------------------
+
+
+def handle_callback(
+    session: Session,
+    providers: Mapping[str, Provider],
+    provider_name: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    receipt_key: str | None = None,
+) -> CallbackAnswer:
+    """A provider's callback: verified and stored once (payment), then applied here."""
+    received = payments.receive(session, providers, provider_name, headers, body)
+    event, payment, inbox = received.event, received.payment, received.inbox
+    if event is None or payment is None or inbox is None:
+        return received.answer  # a duplicate, or not our payment: recorded, nothing to apply
+    if event.refund_id is not None:
+        inbox.result = settle_refund(session, payment, event.refund_id, event.outcome, event.amount)
+    elif event.outcome == "refunded":
+        # A refund made outside tongka (the provider's dashboard): for review.
+        inbox.result = "unknown_refund"
+    else:
+        inbox.result, sale = _apply(session, payment, event.outcome, event.amount, event.currency)
+        if sale is not None and receipt_key is not None:
+            _issue(session, sale, receipt_key, None, None)  # last: see `confirm`
+    log.info(
+        "payment_callback", provider=provider_name, event_id=event.event_id, result=inbox.result
+    )
+    return received.answer
+
+
+def confirm(
+    session: Session,
+    payment: Payment,
+    outcome: str,
+    amount: int,
+    currency: str,
+    *,
+    receipt_key: str | None = None,
+    store: str | None = None,
+    staff: str | None = None,
+) -> str:
+    """Apply a verified payment outcome (succeeded / failed) to the payment and its order.
+
+    Returns what happened: "applied", "ignored" (already settled so), "amount_mismatch"
+    (held for review) or "paid_closed_order" (money for a cancelled order: refunded). A
+    success gets a receipt signed with `receipt_key` (None: no receipt), numbered in the
+    `store`'s sequence when given (staff: who took the money). The receipt is the last
+    step: its issuer's counter stays locked until the caller commits, which it should do
+    at once.
+    """
+    result, sale = _apply(session, payment, outcome, amount, currency)
+    if sale is not None and receipt_key is not None:
+        _issue(session, sale, receipt_key, store, staff)
+    return result
+
+
+def _apply(
+    session: Session, payment: Payment, outcome: str, amount: int, currency: str
+) -> tuple[str, receipts.Sale | None]:
+    """Everything `confirm` does but the receipt; gives the sale to receipt when money was taken."""
+    order, payment = _lock(session, payment)
+    settled = payments.settle(session, payment, outcome, amount, currency)
+    if settled != "applied" or outcome != "succeeded":
+        return settled, None
+    sale = _sale(
+        order, payment
+    )  # money was taken, for a closed order too: the payer gets a receipt
+    if not _pay(session, order):
+        # Paid for an order the customer had cancelled: the money goes back (sent by `payments sync`).
+        log.warning(
+            "payment_for_closed_order", payment_id=str(payment.id), order_status=order.status
+        )
+        refunds.for_closed_order(session, payment, _purchase(order))
+        return "paid_closed_order", sale
+    return "applied", sale
+
+
+def _issue(
+    session: Session, sale: receipts.Sale, key: str, store: str | None, staff: str | None
+) -> receipts.Receipt:
+    return receipts.issue(
+        session, sale, signing_key=key, issuer=store or receipts.ONLINE, store=store, staff=staff
+    )
+
+
+def _lock(session: Session, payment: Payment) -> tuple[Order, Payment]:
+    """Lock the payment's order, then the payment, both fresh from the database."""
+    order = orders.lock(session, payment.order_id)
+    assert order is not None
+    return order, payments.lock(session, payment.id)
+
+
+def _pay(session: Session, order: Order) -> bool:
+    """Pay and fulfil a locked order: the bucket exists exactly when the order is fulfilled.
+
+    False if the order can no longer be paid (cancelled, or expired and its offers' budgets
+    spent meanwhile): the caller refunds the money rather than overspend.
+    """
+    if "paid" not in orders.ALLOWED[order.status]:
+        return order.status in ("paid", "fulfilled")
+    if order.status == "expired" and not promotions.retake(session, order.id):
+        return False
+    if orders.transition(session, order, "paid", paid_at=clock.now()):
+        _fulfil(session, order)
+    return True
+
+
+def _fulfil(session: Session, order: Order) -> None:
+    now = clock.now()
+    bucket = buckets.grant(
+        session,
+        line_id=order.line_id,
+        zone=order.zone,
+        amount=order.volume_bytes,
+        valid_from=now,
+        expires_at=now + timedelta(days=order.validity_days),
+        reason="pack_purchase",
+        reference=f"order:{order.id}",
+    )
+    orders.transition(session, order, "fulfilled", fulfilled_at=now, bucket_id=bucket.id)
+    promotions.fulfil(session, promotions.OrderRef(order.id, order.line_id, order.breakdown), now)
+    # A session in progress on the line hears of its new quota now, not at its next update.
+    charging_notify.quota_changed(session, order.line_id)
+
+
+def _sale(order: Order, payment: Payment) -> receipts.Sale:
+    if payment.status != "succeeded" or payment.order_id != order.id:
+        raise ValueError("a receipt is issued only for a succeeded payment of this order")
+    return receipts.Sale(
+        payment_id=payment.id,
+        order_id=order.id,
+        account_id=order.account_id,
+        line_id=order.line_id,
+        channel=order.channel,
+        pack_code=order.pack.code,
+        pack_names=dict(order.pack.names),
+        zone=order.zone,
+        volume_bytes=order.volume_bytes,
+        validity_days=order.validity_days,
+        price=pricing.of_order(order),
+        paid_amount=payment.amount,
+        paid_currency=payment.currency,
+        method=payment.method,
+        provider=payment.provider,
+        reference=payment.provider_reference or "",
+    )
+
+
+def issue_receipt(
+    session: Session,
+    payment: Payment,
+    *,
+    signing_key: str,
+    issuer: str = receipts.ONLINE,
+    store: str | None = None,
+    staff: str | None = None,
+) -> receipts.Receipt:
+    """The receipt of a succeeded payment (made once): for a payment confirmed without one."""
+    order = orders.get(session, payment.order_id)
+    return receipts.issue(
+        session,
+        _sale(order, payment),
+        signing_key=signing_key,
+        issuer=issuer,
+        store=store,
+        staff=staff,
+    )
+
+
+# -- refunds -------------------------------------------------------------------------------
+
+
+def _purchase(order: Order) -> refunds.Purchase:
+    return refunds.Purchase(bucket_id=order.bucket_id, volume_bytes=order.volume_bytes)
+
+
+def purchase_of(session: Session, payment: Payment) -> refunds.Purchase:
+    """What a payment bought (its order's bucket and size), for refunds."""
+    return _purchase(orders.get(session, payment.order_id))
+
+
+def refund(
+    session: Session,
+    providers: Mapping[str, Provider],
+    payment_id: uuid.UUID,
+    *,
+    amount: int,
+    reason: str,
+    requested_by: str,
+    refund_id: uuid.UUID,
+) -> Refund:
+    """Refund `amount` of a payment through its provider. Asking again with the same `refund_id` refunds once."""
+    existing = refunds.existing(session, refund_id)
+    if existing is not None:
+        return existing
+    order, payment = _lock(session, payments.get(session, payment_id))
+    record = refunds.refund(
+        session,
+        providers,
+        payment,
+        _purchase(order),
+        amount=amount,
+        reason=reason,
+        requested_by=requested_by,
+        refund_id=refund_id,
+    )
+    if record.status == "succeeded":
+        refund_went_through(session, payment)
+    return record
+
+
+def settle_refund(
+    session: Session, payment: Payment, refund_id: str, outcome: str, amount: int
+) -> str:
+    """A provider's word on one of our refunds (went through, or failed: then booked back)."""
+    result = refunds.settle(
+        session, payment, purchase_of(session, payment), refund_id, outcome, amount
+    )
+    if result == "applied" and outcome == "refunded":
+        refund_went_through(session, payment)
+    return result
+
+
+def refund_went_through(session: Session, payment: Payment) -> None:
+    """Once the whole payment is refunded, its order's offers are released and bonus data taken back."""
+    if refunds.refunded_in_full(session, payment):
+        promotions.release_refunded(session, payment.order_id)
+
+
+def paid_order(session: Session, payment_id: uuid.UUID) -> tuple[Order, receipts.Receipt | None]:
+    """A payment's order and its receipt (None: none issued), as the store counter shows them."""
+    payment = payments.get(session, payment_id)
+    return orders.get(session, payment.order_id), receipts.of_payment(session, payment.id)
+
+
+def pending_payments(session: Session, older_than: datetime) -> list[tuple[Payment, str]]:
+    """Payments still pending since before `older_than`, with their order's status (for the sync job)."""
+    return [
+        (payment, status)
+        for payment, status in session.execute(
+            select(Payment, Order.status)
+            .join(Order, Order.id == Payment.order_id)
+            .where(Payment.status == "pending", Payment.created_at <= older_than)
+            .order_by(Payment.created_at)
+        ).all()
+    ]
