@@ -226,7 +226,8 @@ async def release(ChargingDataRef: str, body: ChargingDataRequest, request: Requ
 
 
 def _group(request: Request) -> GroupCommit | ChargingProcess:
-    return request.app.state.charging  # type: ignore[no-any-return]
+    charging: GroupCommit | ChargingProcess = request.app.state.charging
+    return charging
 
 
 def _op(kind: str, body: ChargingDataRequest, **named: Any) -> Op:

@@ -413,7 +413,7 @@ class GroupCommit:
     def run(self, ops: list[Op]) -> list[Outcome | BaseException]:
         """Answer `ops` in one transaction; if it fails, each op again in its own."""
         try:
-            return self._once(ops)
+            return list(self._once(ops))
         except Exception as error:
             if len(ops) == 1:
                 return [self._alone(ops[0], error)]
@@ -487,7 +487,7 @@ class ChargingProcess:
                 self._process.kill()
             context = multiprocessing.get_context("spawn")  # not fork: the server has threads
             conn, child = context.Pipe()
-            self._process = context.Process(  # type: ignore[attr-defined]
+            self._process = context.Process(
                 target=_serve,
                 args=(child, self.database_url, self.renewal_base, self.log_json),
                 name="tongka-charging",
