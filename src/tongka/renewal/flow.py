@@ -50,8 +50,9 @@ from sqlalchemy.orm import Session
 
 from tongka import clock
 from tongka.account import lines
-from tongka.account.models import Account
+from tongka.account.models import Account, Line
 from tongka.catalog import service as catalog
+from tongka.catalog.models import Pack
 from tongka.charging import notify as charging_notify
 from tongka.ledger import buckets
 from tongka.order import service as orders
@@ -85,6 +86,19 @@ def quote(
     """Price a pack for the account's own line now and hold the offers it applies (promotion)."""
     line = lines.own_line(session, account, line_id)
     pack = catalog.pack_for_sale(session, pack_id, channel)
+    return _quote(session, account, line, pack, currency, channel, coupon_code, secret)
+
+
+def _quote(
+    session: Session,
+    account: Account,
+    line: Line,
+    pack: Pack,
+    currency: str,
+    channel: str,
+    coupon_code: str | None,
+    secret: str | None,
+) -> Quote:
     return promotions.quote(
         session,
         account,
@@ -119,17 +133,7 @@ def make_order(
     line = lines.own_line(session, account, line_id)
     pack = catalog.pack_for_sale(session, pack_id, channel)
     if quote_id is None:
-        record = promotions.quote(
-            session,
-            account,
-            line=line,
-            pack=pack,
-            currency=currency,
-            channel=channel,
-            is_new_customer=lambda: orders.is_new_customer(session, account.id),
-            coupon_code=coupon_code,
-            secret=secret,
-        )
+        record = _quote(session, account, line, pack, currency, channel, coupon_code, secret)
     else:
         record = promotions.use_quote(
             session,
