@@ -5,13 +5,14 @@
     .venv/bin/python bench/charging.py --backend postgresql --profile   # where an update's time goes
 
 For each backend: a fresh database (a SQLite file in a temporary directory, or the
-PostgreSQL database `tongka_bench`, dropped and made again), `tongka db upgrade`,
+PostgreSQL database `tongka_bench` or `--pg-url`, dropped and made again), `tongka db upgrade`,
 `tongka lines import` of a generated inventory, a 100 GB bucket per line granted through
-the ledger's own `buckets.grant`, then `tongka serve` in its own process. The load comes
-from this process: K keep-alive connections, each an SMF running sessions back to back
-on lines of its own (create, UPDATES updates reporting usage and asking for more,
-release), and the same K connections asking GET /healthz, the server's cheapest answer,
-before and after. The client is a few lines of HTTP/1.1 on asyncio (uvloop when
+the ledger's own `buckets.grant`, then `tongka serve` in its own process (the public app, and
+the Nchf listener as its child on a port of its own, HTTP/1.1 allowed in dev). The load comes
+from this process: K keep-alive connections to the Nchf listener, each an SMF with an access
+token from the listener's dev NRF running sessions back to back on lines of its own (create,
+UPDATES updates reporting usage and asking for more, release), and K connections asking the
+public app's GET /healthz, the server's cheapest answer, before and after. The client is a few lines of HTTP/1.1 on asyncio (uvloop when
 installed) rather than httpx, so that on two cores it takes as little CPU from the
 server as possible; its own CPU time is measured and printed with the server's and the
 database's. Nothing here is a test: it prints figures and never fails on them.
@@ -45,6 +46,7 @@ from sqlalchemy.engine import make_url
 from stdnum import luhn
 
 from tongka.account.models import Line
+from tongka.charging.nf_auth import write_dev_key
 from tongka.db import make_engine, make_sessionmaker, normalise_url, transaction
 from tongka.ledger import buckets
 from tongka.money import GB, MB
@@ -147,12 +149,26 @@ def analyse(url: str) -> None:
     engine.dispose()
 
 
+@dataclass
+class Ports:
+    public: int  # the public app: /healthz
+    nchf: int  # the Nchf listener
+    token: bytes  # an SMF's access token for the Nchf listener
+
+
 @contextmanager
 def server(
     env: dict[str, str], home: Path, workers: int
-) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    env = {**env, "TONGKA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]:
+    port, nchf_port = _free_port(), _free_port()
+    env = {
+        **env,
+        "TONGKA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "TONGKA_NCHF_BIND": f"127.0.0.1:{nchf_port}",
+        "TONGKA_NRF_DEV_KEY_FILE": str(home / "nrf-dev-key.pem"),
+    }
+    if not (home / "nrf-dev-key.pem").exists():
+        write_dev_key(home / "nrf-dev-key.pem")  # as `make run` makes it
     with (home / "server.log").open("w") as log:
         process = subprocess.Popen(
             [str(TONGKA), "serve", "--port", str(port), "--workers", str(workers)],
@@ -163,18 +179,20 @@ def server(
         )
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "the server did not start:\n" + (home / "server.log").read_text()[-3000:]
-                    ) from None
-                time.sleep(0.1)
+        for listening in (port, nchf_port):
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", listening), timeout=1).close()
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(
+                            "the server did not start:\n"
+                            + (home / "server.log").read_text()[-3000:]
+                        ) from None
+                    time.sleep(0.1)
         time.sleep(1.0 if workers > 1 else 0.2)  # every worker up
-        yield port, process
+        yield Ports(port, nchf_port, arun(token(nchf_port))), process
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -202,7 +220,9 @@ class Connection:
         """`headers`: more header lines, each ending in CRLF."""
         head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s" % (method, path, self.host, headers)
         if body:
-            head += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+            if b"content-type:" not in headers.lower():
+                head += b"Content-Type: application/json\r\n"
+            head += b"Content-Length: %d\r\n" % len(body)
         self.writer.write(head + b"\r\n" + body)
         status = int((await self.reader.readline()).split(b" ", 2)[1])
         headers = {}
@@ -214,6 +234,25 @@ class Connection:
 
     def close(self) -> None:
         self.writer.close()
+
+
+async def token(port: int) -> bytes:
+    """An SMF's access token from the Nchf listener's dev NRF (POST /oauth2/token, TS 29.510)."""
+    conn = await Connection.open(port)
+    form = (
+        b"grant_type=client_credentials&nfInstanceId=8c1f2e3d-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+        b"&nfType=SMF&targetNfType=CHF&scope=nchf-convergedcharging"
+    )
+    status, _, body = await conn.send(
+        b"POST",
+        b"/oauth2/token",
+        form,
+        b"Content-Type: application/x-www-form-urlencoded\r\n",
+    )
+    conn.close()
+    if status != 200:
+        raise RuntimeError(f"no token from the dev NRF: {status} {body[:300]!r}")
+    return str(json.loads(body)["access_token"]).encode()
 
 
 @dataclass
@@ -274,14 +313,17 @@ def _body(seq: int, imsi: str, *, ask: bool = True, used: int | None = None) -> 
     ).encode()
 
 
-async def smf(conn: Connection, phase: Phase, lines: list[str], updates: int, until: float) -> None:
+async def smf(
+    conn: Connection, phase: Phase, lines: list[str], updates: int, until: float, token: bytes
+) -> None:
     """Sessions back to back on this connection's lines until `until`, each ended by a release."""
+    auth = b"Authorization: Bearer %s\r\n" % token
     n = 0
     while time.perf_counter() < until:
         imsi = lines[n % len(lines)]
         n += 1
         started = time.perf_counter()
-        status, headers, _ = await conn.send(b"POST", BASE.encode(), _body(0, imsi))
+        status, headers, _ = await conn.send(b"POST", BASE.encode(), _body(0, imsi), auth)
         phase.record("create", started, status == 201)
         if status != 201:
             continue
@@ -292,13 +334,19 @@ async def smf(conn: Connection, phase: Phase, lines: list[str], updates: int, un
                 break
             started = time.perf_counter()
             status, _, body = await conn.send(
-                b"POST", b"%s/%s/update" % (BASE.encode(), ref), _body(seq, imsi, used=3 * MB)
+                b"POST",
+                b"%s/%s/update" % (BASE.encode(), ref),
+                _body(seq, imsi, used=3 * MB),
+                auth,
             )
             phase.record("update", started, status == 200 and b'"SUCCESS"' in body)
             seq += 1
         started = time.perf_counter()
         status, _, _ = await conn.send(
-            b"POST", b"%s/%s/release" % (BASE.encode(), ref), _body(seq, imsi, ask=False, used=MB)
+            b"POST",
+            b"%s/%s/release" % (BASE.encode(), ref),
+            _body(seq, imsi, ask=False, used=MB),
+            auth,
         )
         phase.record("release", started, status == 204)
 
@@ -385,7 +433,7 @@ class CpuMeter:
 
 
 async def run_phase(
-    port: int,
+    ports: Ports,
     what: str,
     concurrency: int,
     seconds: float,
@@ -394,6 +442,7 @@ async def run_phase(
     lines: list[str],
     updates: int,
 ) -> Phase:
+    port = ports.public if what == "healthz" else ports.nchf
     conns = [await Connection.open(port) for _ in range(concurrency)]
 
     async def drive(phase: Phase, until: float) -> None:
@@ -401,7 +450,10 @@ async def run_phase(
             await asyncio.gather(*(healthz(c, phase, until) for c in conns))
         else:  # each connection its own lines, so no two sessions share one
             await asyncio.gather(
-                *(smf(c, phase, lines[i::concurrency], updates, until) for i, c in enumerate(conns))
+                *(
+                    smf(c, phase, lines[i::concurrency], updates, until, ports.token)
+                    for i, c in enumerate(conns)
+                )
             )
 
     await drive(Phase(), time.perf_counter() + warmup)
@@ -448,16 +500,16 @@ def bench(backend: str, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="tongka-bench-") as tmp:
         home = Path(tmp)
         print(f"\n== {backend}: preparing {args.lines} lines with a 100 GB bucket each", flush=True)
-        url, env = prepare(backend, home, args.lines)
+        url, env = prepare(backend, home, args.lines, args.pg_url)
         print(f"  {durability(url)}")
         imsis = [f"45400{n:010d}" for n in range(args.lines)]
-        with server(env, home, args.workers) as (port, process):
+        with server(env, home, args.workers) as (ports, process):
             meter = CpuMeter(process.pid)
 
             def phase(what: str) -> Phase:
                 return arun(
                     run_phase(
-                        port,
+                        ports,
                         what,
                         args.concurrency,
                         args.seconds,
@@ -471,7 +523,7 @@ def bench(backend: str, args: argparse.Namespace) -> None:
             # A history first, so the charging tables are not empty, then their statistics.
             history = arun(
                 run_phase(
-                    port, "charging", args.concurrency, args.history, 0, meter, imsis, args.updates
+                    ports, "charging", args.concurrency, args.history, 0, meter, imsis, args.updates
                 )
             )
             print(
@@ -556,24 +608,30 @@ def profile(backend: str, args: argparse.Namespace) -> None:
 
     import httpx
 
-    from tongka.app import create_app
+    from tongka.charging.nchf_app import create_nchf_app
+    from tongka.charging.nf_auth import issue_dev_token
     from tongka.config import Settings
 
     sessions_count = 40
     with tempfile.TemporaryDirectory(prefix="tongka-profile-") as tmp:
         home = Path(tmp)
-        url, env = prepare(backend, home, sessions_count)
+        url, env = prepare(backend, home, sessions_count, args.pg_url)
         settings = Settings(
             env="dev",
             database_url=url,
             secret_key=env["TONGKA_SECRET_KEY"],
             sandbox_payment_secret=env["TONGKA_SANDBOX_PAYMENT_SECRET"],
             sandbox_store_url=env["TONGKA_SANDBOX_STORE_URL"],
+            nrf_dev_key_file=str(home / "nrf-dev-key.pem"),
             _env_file=None,  # type: ignore[call-arg]
             charging_worker="thread",  # batches of one here: a request at a time, its statements counted
         )
-        app = create_app(settings)
+        write_dev_key(home / "nrf-dev-key.pem")
+        app = create_nchf_app(settings)
         engine = app.state.engine
+        auth = {
+            "authorization": f"Bearer {issue_dev_token(settings, '8c1f2e3d-5a6b-4c7d-8e9f-0a1b2c3d4e5f')}"
+        }
         # Run the sync routes and dependencies inline rather than in the thread pool, so that
         # cProfile (which sees one thread) sees them; this also leaves out the thread hand-offs.
         import anyio.to_thread
@@ -613,7 +671,7 @@ def profile(backend: str, args: argparse.Namespace) -> None:
             commits.clear()
             t0 = time.perf_counter()
             answer = await client.post(
-                path, content=body, headers={"content-type": "application/json"}
+                path, content=body, headers={"content-type": "application/json", **auth}
             )
             wall = time.perf_counter() - t0
             per_kind[kind].append(
@@ -723,6 +781,9 @@ def main() -> None:
         "--history", type=float, default=10.0, help="seconds of charging before the measured phases"
     )
     parser.add_argument("--workers", type=int, default=1, help="tongka serve --workers")
+    parser.add_argument(
+        "--pg-url", default=PG_URL, help="the PostgreSQL database to drop and make anew"
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
