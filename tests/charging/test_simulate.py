@@ -411,7 +411,9 @@ def test_a_final_unit_is_used_up_without_asking_for_more(nchf_app, sessions) -> 
         _give(s, line, "both", 2 * KB)  # less than any request: the first grant is the last
     phone = simulation.Subscriber(supi="imsi-454000000000101", gpsi=None, home="hk")
 
-    figures = run_in_process(nchf_app, [phone], 2, seed=1)
+    # Long enough that the phone spends its unit before the run stops, even when the machine is
+    # busy and the create answers late (a run that stopped right after it reported nothing).
+    figures = run_in_process(nchf_app, [phone], 4, seed=1)
 
     after = charged(sessions, line.id)
     assert figures.requests["update"] == 0  # the session ran on its final unit, then ended
