@@ -506,7 +506,8 @@ def bench(backend: str, args: argparse.Namespace, tps: float | None) -> None:
         env["TONGKA_NRF_DEV_KEY_FILE"] = str(home / "nrf-dev-key.pem")
         write_dev_key(home / "nrf-dev-key.pem")
         try:
-            with server(env, home, args.workers) as (port, process):
+            with server(env, home, args.workers) as (ports, process):
+                port = ports.public  # renewals and reads go to the public app
                 time.sleep(1.0)
                 if process.poll() is not None:
                     raise SystemExit(
