@@ -43,6 +43,7 @@ from charging import (
     Connection,
     CpuMeter,
     Phase,
+    Ports,
     arun,
     cpu_line,
     durability,
@@ -143,15 +144,15 @@ async def renewer(
 
 
 async def charging_smf(
-    port: int, phase: Answers, lines: list[str], updates: int, until: float
+    ports: Ports, phase: Answers, lines: list[str], updates: int, until: float
 ) -> None:
-    conn = await Connection.open(port)
-    await smf(conn, phase, lines, updates, until)
+    conn = await Connection.open(ports.nchf)  # the Nchf listener, with an SMF's access token
+    await smf(conn, phase, lines, updates, until, ports.token)
     conn.close()
 
 
 async def mixed_phase(
-    port: int,
+    ports: Ports,
     args: argparse.Namespace,
     seconds: float,
     subscribers: list[tuple[str, str]],
@@ -162,6 +163,7 @@ async def mixed_phase(
     phase = Answers()
     before, started = (meter.read() if meter else None), time.perf_counter()
     until = started + seconds
+    port = ports.public
     readers = [subscribers[i % len(subscribers)] for i in range(args.readers)]
     renewers = [subscribers[-1 - i % len(subscribers)] for i in range(args.renewers)]
     await asyncio.gather(
@@ -171,7 +173,7 @@ async def mixed_phase(
             for token, line_id in renewers
         ),
         *(
-            charging_smf(port, phase, imsis[i :: args.smfs], args.updates, until)
+            charging_smf(ports, phase, imsis[i :: args.smfs], args.updates, until)
             for i in range(args.smfs)
         ),
     )
@@ -273,14 +275,15 @@ def bench(backend: str, args: argparse.Namespace) -> None:
         print(f"  {durability(url)}")
         imsis = [f"45400{n:010d}" for n in range(args.lines)]
         connections = args.readers + args.renewers + args.smfs
-        with server(env, home, args.workers) as (port, process):
+        with server(env, home, args.workers) as (ports, process):
+            port = ports.public
             meter = CpuMeter(process.pid)
             pack_id = pack_of(port)
             arun(
-                mixed_phase(port, args, args.warmup, subs, pack_id, imsis, None)
+                mixed_phase(ports, args, args.warmup, subs, pack_id, imsis, None)
             )  # warm up, and a charging history
             first = arun(healthz_phase(port, connections, args.seconds, meter))
-            phase = arun(mixed_phase(port, args, args.seconds, subs, pack_id, imsis, meter))
+            phase = arun(mixed_phase(ports, args, args.seconds, subs, pack_id, imsis, meter))
             second = arun(healthz_phase(port, connections, args.seconds, meter))
         reference = statistics.mean([first.rate(), second.rate()])
         print(
