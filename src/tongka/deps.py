@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from tongka.account import service as accounts
 from tongka.account.models import Account
@@ -31,11 +32,21 @@ async def _admitted(request: Request) -> AsyncIterator[bool]:
         yield write
 
 
-def _session(
+async def _session(
     request: Request, write: Annotated[bool, Depends(_admitted, scope="function")]
-) -> Iterator[Session]:
-    with transaction(request.app.state.sessionmaker, read_only=not write) as session:
+) -> AsyncIterator[Session]:
+    # Made here in the event loop (a Session does no I/O until its first statement, in the route's
+    # thread), ended in one thread hop: a hop hands the interpreter lock over and costs more than a
+    # short query (bench/README.md).
+    unit = transaction(request.app.state.sessionmaker, read_only=not write)
+    session = unit.__enter__()
+    try:
         yield session
+    except BaseException as error:
+        await run_in_threadpool(unit.__exit__, type(error), error, error.__traceback__)
+        raise
+    else:
+        await run_in_threadpool(unit.__exit__, None, None, None)
 
 
 def _providers(request: Request) -> dict[str, Provider]:
@@ -49,6 +60,8 @@ SessionDep = Annotated[Session, Depends(_session, scope="function")]
 ProvidersDep = Annotated[dict[str, Provider], Depends(_providers)]
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+# The bearer token as sent, not yet checked: for a route that checks it in its own transaction.
+BearerToken = Annotated[str | None, Depends(_bearer)]
 
 
 def _current_account(

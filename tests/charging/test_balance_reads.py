@@ -16,9 +16,10 @@ from tongka.ledger import buckets
 from tongka.ledger import service as ledger
 from tongka.money import MB
 
-# The token with its account, the line, its buckets with their balances, its debts in every zone;
-# on SQLite the BEGIN too (tongka.db begins its transactions itself).
-MOST = 5
+# The token with its account and the line's owner in one statement; the line's buckets with their
+# balances and its debts in every zone in another; on SQLite the BEGIN too (tongka.db begins its
+# transactions itself).
+MOST = 3
 
 
 def read(client, app, line, headers) -> tuple[int, dict[str, Any]]:  # type: ignore[no-untyped-def]

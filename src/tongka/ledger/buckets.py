@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from sqlalchemy import ScalarSelect, Select, and_, bindparam, select
+from sqlalchemy import (
+    ScalarSelect,
+    Select,
+    and_,
+    bindparam,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -162,15 +171,18 @@ def active_buckets(session: Session, line_id: uuid.UUID, now: datetime) -> list[
     )
 
 
-# A line's buckets in force with their balances, and its debts: built once (the app reads often).
-_IN_FORCE = (
+# A line's buckets in force with their balances, and its debts, in one statement built once (the
+# app reads often): a debt comes as a row without a bucket id, its balance negative when owed.
+_LEFT = LedgerAccount.credits_posted - LedgerAccount.debits_posted - LedgerAccount.debits_pending
+_BALANCE = union_all(
     select(
         Bucket.id,
         Bucket.zone,
         Bucket.valid_from,
-        Bucket.expires_at,
+        Bucket.expires_at.label("expires_at"),
+        Bucket.created_at.label("created_at"),
         LedgerAccount.credits_posted,
-        LedgerAccount.debits_posted,
+        _LEFT.label("left"),
         LedgerAccount.debits_pending,
     )
     .join(LedgerAccount, LedgerAccount.id == Bucket.ledger_account_id)
@@ -179,39 +191,52 @@ _IN_FORCE = (
         Bucket.valid_from <= bindparam("now"),
         Bucket.expires_at > bindparam("now"),
         Bucket.unit == "bytes",
-    )
-    .order_by(Bucket.expires_at, Bucket.created_at)
-)
-_DEBTS = (
+    ),
     select(
+        null().cast(Bucket.id.type),
         LineDebt.zone,
-        LedgerAccount.credits_posted - LedgerAccount.debits_posted - LedgerAccount.debits_pending,
+        null().cast(Bucket.valid_from.type),
+        null().cast(Bucket.expires_at.type),
+        null().cast(Bucket.created_at.type),
+        LedgerAccount.credits_posted,
+        _LEFT,
+        LedgerAccount.debits_pending,
     )
     .join(LedgerAccount, LedgerAccount.id == LineDebt.ledger_account_id)
-    .where(LineDebt.line_id == bindparam("line_id"))
-)
+    .where(LineDebt.line_id == bindparam("line_id")),
+).order_by(literal_column("expires_at"), literal_column("created_at"))
 
 
 def line_balance(session: Session, line_id: uuid.UUID, now: datetime | None = None) -> LineBalance:
-    """In two statements however many buckets and debts the line has, read as values (no ORM
+    """In one statement however many buckets and debts the line has, read as values (no ORM
     objects): its buckets in force with their balances, and what it owes in each zone."""
     now = now or clock.now()
-    views = [
-        BucketView(
-            id=r.id,
-            zone=r.zone,
-            total_bytes=r.credits_posted,
-            remaining_bytes=r.credits_posted - r.debits_posted - r.debits_pending,
-            reserved_bytes=r.debits_pending,
-            valid_from=r.valid_from,
-            expires_at=r.expires_at,
+    views: list[BucketView] = []
+    owing: dict[str, int] = {}
+    for (
+        bucket_id,
+        zone,
+        valid_from,
+        expires_at,
+        _created,
+        total,
+        left,
+        pending,
+    ) in session.connection().execute(_BALANCE, {"line_id": line_id, "now": now}):
+        if bucket_id is None:
+            owing[zone] = max(0, -left)
+            continue
+        views.append(
+            BucketView(
+                id=bucket_id,
+                zone=zone,
+                total_bytes=total,
+                remaining_bytes=left,
+                reserved_bytes=pending,
+                valid_from=valid_from,
+                expires_at=expires_at,
+            )
         )
-        for r in session.execute(_IN_FORCE, {"line_id": line_id, "now": now})
-    ]
-    owing = {
-        zone: max(0, -available)
-        for zone, available in session.execute(_DEBTS, {"line_id": line_id})
-    }
     zones = {}
     for zone in ZONES:
         counted = [v for v in views if v.zone in (zone, "both")]
