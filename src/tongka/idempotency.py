@@ -4,6 +4,13 @@ The first request with a key claims it and stores its response in the same
 transaction; a replay with the same body gets the stored response; the same key with
 another body is refused with 409. Two concurrent requests with one key meet at the
 unique primary key, so only one does the work.
+
+Work that spans two transactions (an order, then the provider asked outside any
+transaction, then its answer recorded) claims the key with a note of what it made
+(`claim`), and stores the response when done (`finish`). A request that finds the key
+claimed but not finished (the first one crashed, or its provider did not answer, or it is
+still on its way) gets the note and carries the same work on: the steps after the claim
+must be safe to repeat.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, String
@@ -71,10 +79,67 @@ def run_once(
         status, body = produce()
     except TongkaError as refusal:
         if refusal.commit_anyway:
-            # The refusal's own count is kept, the claim is not: a retry with this key runs again.
-            session.delete(record)
-            session.flush()
+            release(session, account_id, key)
         raise
     record.status_code, record.response = status, body
     session.flush()
     return status, body
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `claim` found: a finished response to replay, or the note of unfinished work
+    (None: the key is newly this request's; `note` it once the work has ids)."""
+
+    status_code: int | None = None
+    response: Any = None
+    note: dict[str, Any] | None = None
+    record: IdempotencyRecord | None = None  # the claim made now
+
+    @property
+    def finished(self) -> bool:
+        return self.status_code is not None
+
+
+def claim(session: Session, account_id: uuid.UUID, key: str | None, fp: str) -> Claim:
+    """Claim (account, key) for work done over several transactions (see the module's docstring)."""
+    if not key or len(key) > 255:
+        raise KeyMissing()
+    record = IdempotencyRecord(account_id=account_id, key=key, fingerprint=fp)
+    try:
+        with session.begin_nested():
+            session.add(record)
+    except IntegrityError:
+        existing = session.get(IdempotencyRecord, (account_id, key), populate_existing=True)
+        if existing is None or existing.fingerprint != fp:
+            raise KeyReused() from None
+        if existing.status_code is not None:
+            return Claim(existing.status_code, existing.response)
+        if existing.response is None:  # claimed, and its work refused: nothing to carry on
+            raise KeyReused() from None
+        return Claim(note=existing.response)
+    return Claim(record=record)
+
+
+def note(session: Session, claim: Claim, made: dict[str, Any]) -> None:
+    """What the work claimed now made (ids), for a request that finds it unfinished."""
+    assert claim.record is not None
+    claim.record.response = made
+    session.flush()
+
+
+def finish(
+    session: Session, account_id: uuid.UUID, key: str, status_code: int, response: Any
+) -> None:
+    record = session.get_one(IdempotencyRecord, (account_id, key))
+    record.status_code, record.response = status_code, response
+    session.flush()
+
+
+def release(session: Session, account_id: uuid.UUID, key: str) -> None:
+    """Give the key back after a refusal whose transaction commits anyway (its own count is kept,
+    the claim is not): a retry with this key runs again."""
+    record = session.get(IdempotencyRecord, (account_id, key))
+    if record is not None:
+        session.delete(record)
+        session.flush()

@@ -30,6 +30,7 @@ from tongka.payment.models import Payment, PaymentCallback
 from tongka.payment.providers import METHOD_PROVIDER, method_offered
 from tongka.payment.providers.base import (
     CallbackAnswer,
+    Checkout,
     PaymentEvent,
     PaymentRequest,
     Provider,
@@ -75,17 +76,26 @@ class Callback:
     inbox: PaymentCallback | None = None
 
 
-def start(
+@dataclass(frozen=True)
+class Opening:
+    """A payment attempt written but not yet opened at its provider: what the provider is asked."""
+
+    provider: str
+    request: PaymentRequest
+
+
+def prepare(
     session: Session,
     payable: Payable,
     method: str,
     providers: Mapping[str, Provider],
     base_url: str,
-) -> Payment:
-    """A payment attempt for `payable` with the provider carrying `method`.
+) -> tuple[Payment, Opening | None]:
+    """The attempt's row for `payable` with the provider carrying `method`, and what to ask that
+    provider (`open_checkout`, outside any transaction; then `record_checkout`).
 
-    Nothing to pay (offers brought it to zero) asks no provider: the attempt, provider
-    `free`, is left pending for the caller to settle at once.
+    Nothing to pay (offers brought it to zero) asks no provider: the attempt, provider `free`,
+    is left pending for the caller to settle at once, and no opening is returned.
     """
     if not method_offered(method, payable.channel, payable.currency, payable.region):
         raise MethodUnavailable(method=method)
@@ -100,7 +110,7 @@ def start(
         )
         session.add(free)
         session.flush()
-        return free
+        return free, None
     # The method's provider, or in sandbox mode (the only one with a "sandbox") the generic sandbox.
     provider = providers.get(METHOD_PROVIDER.get(method, "")) or providers.get("sandbox")
     if provider is None:
@@ -113,22 +123,61 @@ def start(
         amount=payable.amount,
         currency=payable.currency,
     )
-    checkout = provider.start(
-        PaymentRequest(
+    session.add(payment)
+    session.flush()
+    return payment, opening_of(payment, payable.description, base_url)
+
+
+def opening_of(payment: Payment, description: str, base_url: str) -> Opening:
+    """What the provider is asked for `payment` (the same each time: the provider keys it on our id)."""
+    base = base_url.rstrip("/")
+    return Opening(
+        provider=payment.provider,
+        request=PaymentRequest(
             payment_id=str(payment.id),
             amount=payment.amount,
             currency=payment.currency,
-            method=method,
-            description=payable.description,
-            notify_url=f"{base_url.rstrip('/')}/api/v1/payments/callbacks/{provider.name}",
-            return_url=f"{base_url.rstrip('/')}/orders/{payable.order_id}",
-        )
+            method=payment.method,
+            description=description,
+            notify_url=f"{base}/api/v1/payments/callbacks/{payment.provider}",
+            return_url=f"{base}/orders/{payment.order_id}",
+        ),
     )
+
+
+def open_checkout(opening: Opening, providers: Mapping[str, Provider]) -> Checkout:
+    """Ask the provider to open the payment (an outbound call: outside any transaction).
+
+    Asking again for the same payment is safe: every provider keys the attempt on our payment
+    id (Stripe's idempotency key, PayPal-Request-Id, Alipay's and WeChat Pay's out_trade_no)."""
+    provider = providers.get(opening.provider)
+    if provider is None:
+        raise MethodUnavailable(method=opening.request.method)
+    return provider.start(opening.request)
+
+
+def record_checkout(session: Session, payment_id: uuid.UUID, checkout: Checkout) -> Payment:
+    """Keep where the payer pays (the provider's reference, its page or QR code)."""
+    payment = get(session, payment_id)
     payment.provider_reference = checkout.provider_reference
     payment.checkout_url = checkout.checkout_url
     payment.qr_content = checkout.qr_content
-    session.add(payment)
     session.flush()
+    return payment
+
+
+def start(
+    session: Session,
+    payable: Payable,
+    method: str,
+    providers: Mapping[str, Provider],
+    base_url: str,
+) -> Payment:
+    """`prepare`, `open_checkout` and `record_checkout` in the caller's transaction: for callers
+    whose provider answers at once without the network (the store's till, the demo's loader)."""
+    payment, opening = prepare(session, payable, method, providers, base_url)
+    if opening is not None:
+        record_checkout(session, payment.id, open_checkout(opening, providers))
     return payment
 
 

@@ -9,7 +9,11 @@ these entry points:
 
 - `quote`: price a pack for a customer now and hold its offers (promotion).
 - `make_order`: the order at its quote's price (made on the spot if none is given);
-  `place_order`: that, then its payment attempt (an order of 0 is confirmed at once).
+  `order_with_payment`: that, then its payment attempt's row (an order of 0 is confirmed
+  at once); `open_payment` asks the provider, outside any transaction, and
+  `payment_opened` records its answer in the next (`unopened` carries on an order whose
+  caller stopped in between); `place_order` does all three in one transaction, for the
+  store counter and the demo loader.
 - `confirm`: a verified payment outcome (a provider's callback, a store's till, the
   sync job). On success, in this order: the payment is settled and the money booked as
   a sale (payment, ledger); the order is paid (an expired order first retakes its
@@ -26,7 +30,8 @@ these entry points:
 - `cancel`, `expire_unpaid`: an unpaid order closes; its offers go back.
 
 One transaction: each entry point runs inside the caller's one transaction (a request,
-a job, a CLI command; see db.py) and never commits. Row locks are taken in one order:
+a job, a CLI command; see db.py) and never commits; the one outbound call, `open_payment`,
+runs between two of them (renewal/api.py). Row locks are taken in one order:
 the account, then the order, then the payment, then the receipt counter; the receipt is
 issued last, and the routes commit as soon as the flow returns, because every receipt of
 an issuer waits on its counter until then. Crash between
@@ -60,7 +65,7 @@ from tongka.order.models import Order
 from tongka.payment import refunds
 from tongka.payment import service as payments
 from tongka.payment.models import Payment, Refund
-from tongka.payment.providers.base import CallbackAnswer, Provider
+from tongka.payment.providers.base import CallbackAnswer, Checkout, Provider
 from tongka.promotion import pricing
 from tongka.promotion import service as promotions
 from tongka.promotion.models import Quote
@@ -167,7 +172,7 @@ def make_order(
     return order
 
 
-def place_order(
+def order_with_payment(
     session: Session,
     account: Account,
     *,
@@ -183,11 +188,13 @@ def place_order(
     coupon_code: str | None = None,
     secret: str | None = None,
     receipt_key: str | None = None,
-) -> tuple[Order, Payment]:
-    """`make_order`, then its payment attempt with the provider carrying `method`.
+) -> tuple[Order, Payment, payments.Opening | None]:
+    """`make_order`, then its payment attempt's row, and what to ask the provider: the caller
+    commits, asks (`open_payment`, outside any transaction), then records the answer
+    (`payment_opened`) in a second transaction.
 
-    An order that offers brought to zero asks no provider: its payment of 0 (provider
-    `free`) is confirmed at once, so it is fulfilled and receipted like any other.
+    An order that offers brought to zero asks no provider (no opening): its payment of 0
+    (provider `free`) is confirmed at once, so it is fulfilled and receipted like any other.
     """
     order = make_order(
         session,
@@ -207,12 +214,79 @@ def place_order(
         currency=order.currency,
         channel=order.channel,
         region=account.region,
-        description=f"tongka {order.pack.code}",
+        description=_description(order),
     )
-    payment = payments.start(session, payable, method, providers, base_url)
+    payment, opening = payments.prepare(session, payable, method, providers, base_url)
     if payment.provider == "free":
         confirm(session, payment, "succeeded", 0, order.currency, receipt_key=receipt_key)
+    return order, payment, opening
+
+
+def unopened(
+    session: Session, account: Account, order_id: uuid.UUID, payment_id: uuid.UUID, base_url: str
+) -> tuple[Order, Payment, payments.Opening | None]:
+    """An order made by `order_with_payment` whose caller stopped before recording the
+    provider's answer (a crash, a provider that did not answer): what to ask it again, or no
+    opening if the answer was recorded meanwhile."""
+    order = orders.own_order(session, account, order_id)
+    payment = payments.get(session, payment_id)
+    if payment.provider_reference is not None or payment.provider == "free":
+        return order, payment, None
+    return order, payment, payments.opening_of(payment, _description(order), base_url)
+
+
+def open_payment(opening: payments.Opening, providers: Mapping[str, Provider]) -> Checkout:
+    """Ask the provider to open the payment: an outbound call, never inside a transaction
+    (it would hold the account's row lock, a pooled connection and, on SQLite, the write lock)."""
+    return payments.open_checkout(opening, providers)
+
+
+def payment_opened(session: Session, payment_id: uuid.UUID, checkout: Checkout) -> Payment:
+    return payments.record_checkout(session, payment_id, checkout)
+
+
+def place_order(
+    session: Session,
+    account: Account,
+    *,
+    line_id: uuid.UUID,
+    pack_id: uuid.UUID,
+    currency: str,
+    channel: str,
+    method: str,
+    providers: Mapping[str, Provider],
+    base_url: str,
+    payment_ttl_seconds: int,
+    quote_id: uuid.UUID | None = None,
+    coupon_code: str | None = None,
+    secret: str | None = None,
+    receipt_key: str | None = None,
+) -> tuple[Order, Payment]:
+    """`order_with_payment` with the provider asked inside the caller's transaction: for the
+    store counter (its till and card terminal answer at once) and the demo loader."""
+    order, payment, opening = order_with_payment(
+        session,
+        account,
+        line_id=line_id,
+        pack_id=pack_id,
+        currency=currency,
+        channel=channel,
+        method=method,
+        providers=providers,
+        base_url=base_url,
+        payment_ttl_seconds=payment_ttl_seconds,
+        quote_id=quote_id,
+        coupon_code=coupon_code,
+        secret=secret,
+        receipt_key=receipt_key,
+    )
+    if opening is not None:
+        payment = payment_opened(session, payment.id, open_payment(opening, providers))
     return order, payment
+
+
+def _description(order: Order) -> str:
+    return f"tongka {order.pack.code}"  # shown by the provider
 
 
 def cancel(session: Session, account: Account, order_id: uuid.UUID) -> Order:
