@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+import httpx
 import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -256,9 +257,11 @@ def run(
     statement: Callable[[date], str] | None = None,
     poll: float = POLL_SECONDS,
     jobs: Sequence[Job] = JOBS,
+    http: httpx.Client | None = None,
 ) -> None:
-    """The scheduler's loop (one of `background.py`'s): run what is due, wait `poll` seconds, until `stop`."""
-    scheduler = Scheduler(Context(settings, sessions, statement), jobs)
+    """The scheduler's loop (one of `background.py`'s): run what is due, wait `poll` seconds, until `stop`.
+    `http`: what carries the providers' calls (default: a client per run; the tests' is in-process)."""
+    scheduler = Scheduler(Context(settings, sessions, statement, http), jobs)
     log.info("scheduler_started", runner=scheduler.name, jobs=sorted(scheduler.jobs))
     while not stop.is_set():
         try:
