@@ -50,11 +50,35 @@ class Context:
 
     @contextmanager
     def providers(self) -> Iterator[Mapping[str, Provider]]:
+        """The configured payment providers, built when first asked for (most runs ask none)."""
         if self.http is not None:
-            yield payment_providers.build(self.settings, http=self.http)
+            yield _Providers(self.settings, self.http)
             return
         with httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
-            yield payment_providers.build(self.settings, http=http)
+            yield _Providers(self.settings, http)
+
+
+class _Providers(Mapping[str, Provider]):
+    """`payment.providers.build`, done at the first look-up: building reads every provider's keys
+    (a second or two), which a run that finds no payment to ask about need not pay each minute."""
+
+    def __init__(self, settings: Settings, http: httpx.Client) -> None:
+        self._settings, self._http = settings, http
+        self._built: dict[str, Provider] | None = None
+
+    def _all(self) -> dict[str, Provider]:
+        if self._built is None:
+            self._built = payment_providers.build(self._settings, http=self._http)
+        return self._built
+
+    def __getitem__(self, name: str) -> Provider:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 @dataclass(frozen=True)
