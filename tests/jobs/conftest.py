@@ -35,12 +35,13 @@ def networks(sessions: sessionmaker[Session]) -> None:
 @pytest.fixture
 def background(
     settings: Settings, sessions: sessionmaker[Session]
-) -> Iterator[Callable[[list[tuple[str, Loop]]], Background]]:
-    """Start the background runner with the given loops; it is stopped when the test ends."""
+) -> Iterator[Callable[..., Background]]:
+    """Start the background runner with the given loops (and settings changed from the test's, if
+    given); it is stopped when the test ends."""
     started: list[Background] = []
 
-    def start(loops: list[tuple[str, Loop]]) -> Background:
-        runner = Background(settings, sessions, loops)
+    def start(loops: list[tuple[str, Loop]], changed: Settings | None = None) -> Background:
+        runner = Background(changed or settings, sessions, loops)
         runner.start()
         started.append(runner)
         return runner

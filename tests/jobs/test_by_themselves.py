@@ -1,5 +1,5 @@
-"""Nobody types a command: the scheduler's loop runs in a background thread, the clock moves, and
-unpaid orders expire and silent charging sessions close."""
+"""Nobody types a command: the background runner's loops run in threads, the clock moves, and unpaid
+orders expire, silent charging sessions close, and a renewal's REAUTHORIZATION reaches the network."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from sqlalchemy import select
 from tests import factories as f
 from tests.charging import factories as cf
 from tests.charging.test_api import BASE, create, msisdn, remaining, request
+from tests.charging.test_notify import Receiver, live_session_out_of_data
 from tests.jobs.conftest import finished_runs, wait_for
 from tests.payment.factories import status
+from tongka.charging import notify
 from tongka.charging.models import ChargingSession, Grant
 from tongka.jobs import registry, scheduler
 from tongka.money import MB
@@ -108,3 +110,20 @@ def test_a_silent_charging_session_closes_by_itself_and_a_talking_one_stays(
     verify = cli("ledger", "verify")
     assert verify.exit_code == 0, verify.output
     assert "charging-silent  (every 1 min)" in cli("jobs", "list").output
+
+
+def test_a_renewal_reaches_the_live_session_without_a_command(
+    client, nchf, sessions, settings, networks, background
+) -> None:
+    receiver = Receiver()
+    try:
+        headers, line, _ref = live_session_out_of_data(client, nchf, sessions, receiver)
+        every = settings.model_copy(update={"charging_notify_every_seconds": 0.05})
+        background([("charging-notify", notify.run)], every)
+        order = f.order(client, headers, line["id"], "hk-1gb-7d")
+        f.pay(client, order["payment"]["id"])
+        wait_for(lambda: len(receiver.received) == 1, "the REAUTHORIZATION")
+        ((path, body),) = receiver.received
+        assert (path, body["notificationType"]) == ("/smf/notify/7", "REAUTHORIZATION")
+    finally:
+        receiver.server.shutdown()
