@@ -80,6 +80,8 @@ def jobs_run(name: str) -> None:
     except Busy as busy:
         typer.echo(f"{name} is {busy}; try again later", err=True)
         raise typer.Exit(1) from None
+    finally:
+        ctx.close()
     typer.echo(f"{name}: {run.status}: {run.result}")
     if run.status != "ok":
         raise typer.Exit(1)

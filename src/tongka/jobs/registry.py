@@ -12,8 +12,7 @@ Times of day are Hong Kong time (UTC+8, no daylight saving), as the business cou
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
@@ -46,39 +45,26 @@ class Context:
     settings: Settings
     sessions: sessionmaker[Session]
     statement: Callable[[date], str] | None = None
-    http: httpx.Client | None = field(default=None)  # the providers' calls (tests: in-process)
+    http: httpx.Client | None = None  # carries the providers' calls (tests: in-process)
+    _providers: dict[str, Provider] | None = field(default=None, init=False, repr=False)
+    _own_http: httpx.Client | None = field(default=None, init=False, repr=False)
 
-    @contextmanager
-    def providers(self) -> Iterator[Mapping[str, Provider]]:
-        """The configured payment providers, built when first asked for (most runs ask none)."""
-        if self.http is not None:
-            yield _Providers(self.settings, self.http)
-            return
-        with httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
-            yield _Providers(self.settings, http)
+    def providers(self) -> Mapping[str, Provider]:
+        """The configured payment providers, built at the first call and kept for the runner's life
+        (building reads every provider's keys: not a thing to do each minute, nor inside a
+        transaction, which on SQLite holds the one write lock)."""
+        if self._providers is None:
+            if self.http is None:
+                self._own_http = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+            http = self.http or self._own_http
+            assert http is not None
+            self._providers = payment_providers.build(self.settings, http=http)
+        return self._providers
 
-
-class _Providers(Mapping[str, Provider]):
-    """`payment.providers.build`, done at the first look-up: building reads every provider's keys
-    (a second or two), which a run that finds no payment to ask about need not pay each minute."""
-
-    def __init__(self, settings: Settings, http: httpx.Client) -> None:
-        self._settings, self._http = settings, http
-        self._built: dict[str, Provider] | None = None
-
-    def _all(self) -> dict[str, Provider]:
-        if self._built is None:
-            self._built = payment_providers.build(self._settings, http=self._http)
-        return self._built
-
-    def __getitem__(self, name: str) -> Provider:
-        return self._all()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
+    def close(self) -> None:
+        if self._own_http is not None:
+            self._own_http.close()
+        self._providers = self._own_http = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +114,8 @@ def _orders_expire(ctx: Context) -> str:
     with transaction(ctx.sessions) as session:
         expired = flow.expire_unpaid(session)
     # Committed first: a provider that cannot be reached does not keep the orders open.
-    with ctx.providers() as providers, transaction(ctx.sessions) as session:
+    providers = ctx.providers()
+    with transaction(ctx.sessions) as session:
         report = payment_jobs.close_unpaid(session, providers, receipt_key=ctx.settings.receipt_key)
     return (
         f"expired {expired} order(s); pending payments of closed orders: closed at the provider "
@@ -153,7 +140,8 @@ def _charging_silent(ctx: Context) -> str:
 
 
 def _payments_sync(ctx: Context) -> str:
-    with ctx.providers() as providers, transaction(ctx.sessions) as session:
+    providers = ctx.providers()
+    with transaction(ctx.sessions) as session:
         report = payment_jobs.sync(session, providers, receipt_key=ctx.settings.receipt_key)
     return (
         f"settled {report.settled}, closed {report.closed}, refunds sent {report.refunds_sent}, "

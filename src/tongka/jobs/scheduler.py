@@ -261,11 +261,15 @@ def run(
 ) -> None:
     """The scheduler's loop (one of `background.py`'s): run what is due, wait `poll` seconds, until `stop`.
     `http`: what carries the providers' calls (default: a client per run; the tests' is in-process)."""
-    scheduler = Scheduler(Context(settings, sessions, statement, http), jobs)
+    ctx = Context(settings, sessions, statement, http)
+    scheduler = Scheduler(ctx, jobs)
     log.info("scheduler_started", runner=scheduler.name, jobs=sorted(scheduler.jobs))
-    while not stop.is_set():
-        try:
-            scheduler.run_due(stop)
-        except Exception as error:  # the database away for a moment must not end the loop
-            log.error("scheduler_error", exc_info=error)
-        stop.wait(poll)
+    try:
+        while not stop.is_set():
+            try:
+                scheduler.run_due(stop)
+            except Exception as error:  # the database away for a moment must not end the loop
+                log.error("scheduler_error", exc_info=error)
+            stop.wait(poll)
+    finally:
+        ctx.close()
