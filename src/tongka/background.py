@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from tongka import logs
 from tongka.charging import notify as charging_notify
 from tongka.config import Settings
 from tongka.db import make_engine, make_sessionmaker
@@ -121,6 +122,7 @@ class Background:
 
 def run_worker(settings: Settings) -> int:
     """`tongka worker`: the background runner in this process until SIGINT or SIGTERM; the exit code."""
+    logs.configure(settings.log_json)
     asked = threading.Event()
 
     def note(_signum: int, _frame: Any) -> None:

@@ -75,3 +75,26 @@ def test_a_reservation_the_expiry_job_took_first_is_left_as_it_resolved_it(
         assert kinds == ["expire_pending", "pending"]  # resolved once, by the expiry
         assert cf.remaining(s, bucket) == 50 * MB
         assert ledger.verify(s) == []
+
+
+def test_sessions_that_still_talk_do_not_hide_a_silent_one(sessions, fake_clock, networks) -> None:
+    with sessions() as s:
+        line = cf.line(s)
+        cf.bucket(s, line, "hk", 100 * MB, valid_from=fake_clock.at - timedelta(days=1))
+        talking = cf.open_session(s, line)  # the oldest
+        calls.request_quota(s, talking, 10, MB, VALIDITY, fake_clock.at)
+        fake_clock.advance(seconds=1)
+        silent = cf.open_session(s, line)
+        calls.request_quota(s, silent, 10, MB, VALIDITY, fake_clock.at)
+        s.commit()
+        fake_clock.advance(seconds=VALIDITY + GRACE.total_seconds())
+        # The older session's SMF asked again a moment ago: a new grant, valid for 600 s more.
+        [grant] = calls.open_grants(s, talking)
+        calls.report_usage(s, grant, MB // 2)
+        calls.request_quota(s, talking, 10, MB, VALIDITY, fake_clock.at)
+        s.commit()
+        found = stale.silent_sessions(s, grace=GRACE, limit=1)
+        assert [x.session_id for x in found] == [silent.id]
+        assert stale.close_silent(s, grace=GRACE, limit=1) == 1
+        s.commit()
+        assert ledger.verify(s) == []

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -55,41 +55,59 @@ class Silence:
 
 
 def _silences(
-    session: Session, where: list[ColumnElement[bool]], limit: int | None
+    session: Session,
+    where: list[ColumnElement[bool]],
+    *,
+    due: tuple[datetime, timedelta] | None = None,
+    limit: int | None = None,
 ) -> list[Silence]:
-    heard = (
+    """Open sessions (`where`) with when they were last heard and their open grants' validity end;
+    `due` (now, grace): only those silent past their deadline, as `Silence.deadline` says, in SQL so
+    that a `limit` is not used up by sessions that still talk."""
+    heard = func.coalesce(
         select(func.max(ChargingAnswer.created_at))
         .where(ChargingAnswer.charging_session_id == ChargingSession.id)
-        .scalar_subquery()
+        .scalar_subquery(),
+        ChargingSession.created_at,
     )
     grants_end = (
         select(func.max(Grant.expires_at))
         .where(Grant.charging_session_id == ChargingSession.id, Grant.status == "open")
         .scalar_subquery()
     )
-    query = (
-        select(ChargingSession.id, ChargingSession.created_at, heard, grants_end)
-        .where(ChargingSession.status == "open", *where)
-        .order_by(ChargingSession.created_at)
+    query = select(ChargingSession.id, heard, grants_end).where(
+        ChargingSession.status == "open", *where
     )
+    if due is not None:
+        now, grace = due
+        query = query.where(
+            or_(
+                and_(
+                    grants_end.is_not(None),
+                    heard <= now - grace,
+                    grants_end <= now - grace + RESERVATION_MARGIN,
+                ),
+                and_(grants_end.is_(None), heard <= now - QUIET_WITHOUT_QUOTA),
+            )
+        )
+    query = query.order_by(ChargingSession.created_at, ChargingSession.id)
     if limit is not None:
         query = query.limit(limit)
     found = []
-    for session_id, created_at, heard_at, end in session.execute(query):
+    for session_id, heard_at, end in session.execute(query):
         # The reservations outlive the validity time by the margin (engine.request_quota).
         validity_end = end - RESERVATION_MARGIN if end is not None else None
-        found.append(Silence(session_id, heard_at or created_at, validity_end))
+        found.append(Silence(session_id, heard_at, validity_end))
     return found
 
 
 def silent_sessions(
     session: Session, *, grace: timedelta, now: datetime | None = None, limit: int = 1000
 ) -> list[Silence]:
-    """Open sessions that have been silent past their deadline, oldest first (not locked)."""
+    """Open sessions silent past their deadline, oldest first, at most `limit` (not locked)."""
     now = now or clock.now()
-    # Nothing younger than the grace can be silent yet.
-    candidates = _silences(session, [ChargingSession.created_at <= now - grace], limit)
-    return [s for s in candidates if s.deadline(grace) <= now]
+    found = _silences(session, [], due=(now, grace), limit=limit)
+    return [s for s in found if s.deadline(grace) <= now]
 
 
 def close_silent(
@@ -106,7 +124,7 @@ def close_silent(
         batch.load(session_ids=ids)  # locked: a request answered meanwhile is seen below
         still = {
             s.session_id: s
-            for s in _silences(session, [ChargingSession.id.in_(ids)], None)
+            for s in _silences(session, [ChargingSession.id.in_(ids)])
             if s.deadline(grace) <= now
         }
         for session_id, silence in still.items():
