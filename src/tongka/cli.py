@@ -111,7 +111,8 @@ def serve(
     """Serve the API and pages on host:port, and the network's Nchf API on TONGKA_NCHF_BIND (HTTP/2).
 
     Refuses unsafe production settings, listing each problem. Ctrl-C or SIGTERM stops both
-    listeners; if one ends by itself, the other is stopped and the command exits 1.
+    listeners; if one ends by itself, the other is stopped and the command exits 1. With
+    TONGKA_BACKGROUND=embedded (the default on SQLite) it also does `tongka worker`'s work.
     """
     from tongka import serving
 
