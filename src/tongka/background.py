@@ -63,6 +63,7 @@ def loops(settings: Settings) -> list[tuple[str, Loop]]:
     return [
         ("scheduler", functools.partial(scheduler.run, statement=statement_source(settings))),
         ("charging-notify", charging_notify.run),
+        # The outbox's message delivery (issue #13) joins here: ("delivery", notify.worker.run).
     ]
 
 

@@ -102,3 +102,10 @@ def test_a_worker_runs_the_jobs_and_stops_cleanly_on_sigterm(settings, sessions,
             worker.wait()
     output = worker.stdout.read().decode() if worker.stdout else ""
     assert "background_started" in output and "background_stopped" in output
+
+
+def test_jobs_list_says_when_no_runner_takes_a_due_job(cli, fake_clock) -> None:
+    assert cli("jobs", "run", "ledger-expire").exit_code == 0
+    fake_clock.advance(minutes=5)  # due for four minutes, and nobody ran it
+    section = cli("jobs", "list").output.split("ledger-expire  (every 1 min)")[1]
+    assert "overdue: is a runner up (`tongka worker`" in section.split("charging-silent")[0]

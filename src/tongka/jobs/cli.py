@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import typer
 from sqlalchemy import select
@@ -14,6 +14,9 @@ from tongka.jobs import registry
 from tongka.jobs.models import ScheduledJob
 from tongka.jobs.registry import HONG_KONG, Context
 from tongka.jobs.scheduler import Busy, Scheduler
+
+# A due job not taken this long after its time has no runner to take it (runners look each second).
+LATE = timedelta(minutes=2)
 
 jobs_app = typer.Typer(
     help="The jobs that run themselves (in `tongka worker`, or in `tongka serve` when embedded).",
@@ -60,7 +63,14 @@ def jobs_list() -> None:
             )
         if row.lease_until is not None and row.lease_until > now:
             typer.echo(f"  running now on {row.lease_owner} (lease until {_when(row.lease_until)})")
-        typer.echo(f"  next run: {_when(row.next_run_at)}")
+            typer.echo(f"  next run: {_when(row.next_run_at)}")
+        elif row.next_run_at <= now - LATE:
+            typer.echo(
+                f"  next run: {_when(row.next_run_at)}, overdue: is a runner up "
+                "(`tongka worker`, or `tongka serve` with TONGKA_BACKGROUND=embedded)?"
+            )
+        else:
+            typer.echo(f"  next run: {_when(row.next_run_at)}")
 
 
 @jobs_app.command("run")
