@@ -23,6 +23,7 @@ run: $(VENV)/.installed var/tongka.env var/nrf-dev-key.pem
 	@echo "  SMS and email the demo sends: http://127.0.0.1:8000/dev/outbox"
 	@echo "  the network's Nchf API (HTTP/2, h2c): http://$${TONGKA_NCHF_BIND:-127.0.0.1:8001}   ·   play a packet core: $(BIN)/tongka simulate"
 	@echo "  offers running: http://127.0.0.1:8000/api/v1/offers   ·   demo coupon code: TONGKA-DEMO"
+	@echo "  jobs that run themselves (this server runs them): $(BIN)/tongka jobs list"
 	@echo ""
 	$(BIN)/tongka serve
 

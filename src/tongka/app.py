@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -44,26 +42,6 @@ from tongka.templating import pack_rows, templates
 PROBLEM = "application/problem+json"
 
 
-async def _send_charging_notifications(app: FastAPI, every: float) -> None:
-    """Send queued REAUTHORIZATION notifications to the network, in a worker thread, until shutdown."""
-    from tongka import outbound
-    from tongka.charging import notify
-
-    allowed = outbound.allowed(app.state.settings)
-    # No proxy from the environment: the address outbound checked is the one connected to.
-    with httpx.Client(trust_env=False) as http:
-        while True:
-            try:
-                await asyncio.to_thread(
-                    notify.deliver_due, app.state.sessionmaker, http, allowed=allowed
-                )
-            except (
-                Exception
-            ) as error:  # a database hiccup must not end the loop: log (off the loop) and go on
-                logs.later("error", "charging_notify_loop_error", exc_info=error)
-            await asyncio.sleep(every)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     config.check(settings)  # unsafe production settings: refused before anything starts
@@ -71,15 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        sender = None
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
-        if settings.charging_notify_every_seconds > 0:
-            sender = asyncio.create_task(
-                _send_charging_notifications(app, settings.charging_notify_every_seconds)
-            )
+        # The charging notifications and the scheduled jobs are the background runner's
+        # (background.py: `tongka worker`, or `tongka serve` itself), not each app's.
         yield
-        if sender is not None:
-            sender.cancel()
         if settings.sandbox_enabled:  # the simulated providers finish sending what they owe
             from tongka import sandbox
 

@@ -1,4 +1,4 @@
-"""The `tongka` command: serve, migrate, load the demo, import lines, verify the ledger, run the jobs.
+"""The `tongka` command: serve, work in the background, migrate, load the demo, import lines, verify the ledger, run the jobs.
 
 Each command is one transaction: it commits when it ends normally.
 """
@@ -66,6 +66,10 @@ from tongka.promotion.cli import offers_app  # noqa: E402
 
 app.add_typer(offers_app, name="offers")
 
+from tongka.jobs.cli import jobs_app  # noqa: E402
+
+app.add_typer(jobs_app, name="jobs")
+
 
 @app.callback()
 def _configure() -> None:
@@ -107,7 +111,8 @@ def serve(
     """Serve the API and pages on host:port, and the network's Nchf API on TONGKA_NCHF_BIND (HTTP/2).
 
     Refuses unsafe production settings, listing each problem. Ctrl-C or SIGTERM stops both
-    listeners; if one ends by itself, the other is stopped and the command exits 1.
+    listeners; if one ends by itself, the other is stopped and the command exits 1. With
+    TONGKA_BACKGROUND=embedded (the default on SQLite) it also does `tongka worker`'s work.
     """
     from tongka import serving
 
@@ -115,6 +120,17 @@ def serve(
     code = serving.serve_both(
         settings, host=host, port=port, workers=workers, nchf_workers=nchf_workers
     )
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def worker() -> None:
+    """Run the background work until Ctrl-C or SIGTERM: the scheduled jobs (`tongka jobs list`) and the
+    charging notifications. Run as many as wanted, anywhere: each due job runs in one of them only."""
+    from tongka import background
+
+    code = background.run_worker(_checked_settings())
     if code:
         raise typer.Exit(code)
 

@@ -35,12 +35,20 @@ class Settings(BaseSettings):
     # Ed25519 private key (32 raw bytes, base64) that signs receipts; its public half is published.
     receipt_signing_key: SecretStr | None = None
 
-    # How often the server sends queued charging notifications (REAUTHORIZATION) to the network; 0: never
-    # (then `tongka charging notify` does it).
+    # How often the background runner (`background.py`) sends queued charging notifications
+    # (REAUTHORIZATION) to the network; 0: never (then `tongka charging notify` does it).
     charging_notify_every_seconds: float = 1.0
     # Where the network's charging requests are decided, in batches (`charging.nchf`): a process of
     # its own beside each server process, or a thread of the server's (the tests' many short-lived apps).
     charging_worker: Literal["process", "thread"] = "process"
+    # The background work (`background.py`: the scheduled jobs, the charging notifications): `embedded`
+    # runs it in a thread of `tongka serve` (one per serve command, whatever --workers says); `off`
+    # leaves it to `tongka worker` processes. None: embedded on SQLite (`make run` needs nothing
+    # more), off on PostgreSQL (production runs workers).
+    background: Literal["embedded", "off"] | None = None
+    # A charging session whose network element has sent nothing for its validity time and this long
+    # after is closed by the `charging-silent` job, its reservations released (`charging/stale.py`).
+    charging_silence_grace_seconds: int = Field(default=300, ge=0)
 
     # The network's listener (`charging/nchf_app.py`, `tongka serve`, `tongka nchf serve`): HTTP/2, apart
     # from the public app. host:port ([v6]:port); plaintext serves h2c (prior knowledge) and HTTP/1.1.
@@ -172,6 +180,13 @@ class Settings(BaseSettings):
     @property
     def sandbox_enabled(self) -> bool:
         return self.dev if self.payment_sandbox is None else self.payment_sandbox
+
+    @property
+    def background_embedded(self) -> bool:
+        """Whether `tongka serve` runs the background work itself (see `background`)."""
+        if self.background is not None:
+            return self.background == "embedded"
+        return self.database_url.startswith("sqlite")
 
     @property
     def docs_enabled(self) -> bool:

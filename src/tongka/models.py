@@ -17,6 +17,7 @@ from tongka.charging.models import (
 )
 from tongka.fx.models import ExchangeRate
 from tongka.idempotency import IdempotencyRecord
+from tongka.jobs.models import ScheduledJob
 from tongka.ledger.models import Bucket, LedgerAccount, LineDebt, Transfer
 from tongka.notify.models import OutboxMessage
 from tongka.order.models import Order
@@ -61,6 +62,7 @@ __all__ = [
     "ReceiptCounter",
     "Redemption",
     "Refund",
+    "ScheduledJob",
     "ThrottleCounter",
     "Transfer",
     "UsageDay",

@@ -11,6 +11,10 @@ app in Python. Plaintext, it serves h2c with prior knowledge, and in dev HTTP/1.
 is TLS (ALPN h2, TLS 1.2 or 1.3, as TS 33.210's profile allows); with a client CA, a client
 without a certificate that CA issued is refused in the handshake (mutual TLS, TS 33.501).
 Each granian worker has its own charging process (`nchf_app`'s lifespan).
+
+With `TONGKA_BACKGROUND` embedded (the default on SQLite), `tongka serve` also runs the background
+work (`background.py`: scheduled jobs, charging notifications) in threads of this process: one
+runner per serve command, in the uvicorn supervisor when there are several workers.
 """
 
 from __future__ import annotations
@@ -138,10 +142,19 @@ def serve_both(
             stop_public()
 
     threading.Thread(target=watch, name="nchf-watch", daemon=True).start()
+    # The background work, once per `tongka serve` (here, not in each uvicorn worker) when embedded.
+    background = None
+    if settings.background_embedded:
+        from tongka.background import Background
+
+        background = Background(settings)
+        background.start()
     try:
         run()
     finally:
         asked.set()
+        if background is not None:
+            background.stop()
         _stop(nchf)
     if nchf_failed.is_set():
         return 1

@@ -91,7 +91,7 @@ def credit(
 
 @charging_app.command("notify")
 def send_notifications() -> None:
-    """Send the queued REAUTHORIZATION notifications to the network now (the server also does it every second)."""
+    """Send the queued REAUTHORIZATION notifications to the network now (the background runner does it every second)."""
     import httpx
 
     from tongka import outbound

@@ -4,7 +4,8 @@ When a renewal or turning overage on gives a line quota, every open charging ses
 of the line that gave a `notifyUri` is told, so the packet core asks for quota at once
 instead of waiting for its next update (or for ever, after a final unit). The
 notification is written in the same transaction as the change (an outbox) and sent
-after the commit: by the server every `TONGKA_CHARGING_NOTIFY_EVERY_SECONDS`, or by
+after the commit: by the background runner's loop (`run`: in `tongka worker`, or in `tongka
+serve` when its background is embedded) every `TONGKA_CHARGING_NOTIFY_EVERY_SECONDS`, or by
 `tongka charging notify`. A 2xx answer is done; a 3xx (redirects are not followed) or
 another 4xx is given up (logged); no answer or a 5xx is tried again later, with growing
 pauses, up to `MAX_ATTEMPTS`. Only a network function's address is ever called
@@ -13,6 +14,7 @@ pauses, up to `MAX_ATTEMPTS`. Only a network function's address is ever called
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tongka import clock, outbound
 from tongka.charging.models import ChargingAnswer, ChargingNotification, ChargingSession, Grant
+from tongka.config import Settings
 from tongka.db import matched, transaction
 
 log = structlog.get_logger()
@@ -84,6 +87,24 @@ def _rating_groups(session: Session, charging_session: ChargingSession) -> list[
     ).first()
     groups.update(unit["ratingGroup"] for unit in (last or {}).get("multipleUnitInformation", []))
     return sorted(groups)
+
+
+def run(stop: threading.Event, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """Send what is due every `charging_notify_every_seconds` until `stop` (one of the background
+    runner's loops; 0 seconds: not at all). Several runners may send at once: each notification is
+    claimed before it is sent (`_claim`)."""
+    every = settings.charging_notify_every_seconds
+    if every <= 0:
+        return
+    allowed = outbound.allowed(settings)
+    # No proxy from the environment: the address outbound checked is the one connected to.
+    with httpx.Client(trust_env=False) as http:
+        while not stop.is_set():
+            try:
+                deliver_due(sessions, http, allowed=allowed)
+            except Exception as error:  # a database hiccup must not end the loop
+                log.error("charging_notify_loop_error", exc_info=error)
+            stop.wait(every)
 
 
 @dataclass

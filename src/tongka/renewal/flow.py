@@ -554,14 +554,17 @@ def paid_order(session: Session, payment_id: uuid.UUID) -> tuple[Order, receipts
     return orders.get(session, payment.order_id), receipts.of_payment(session, payment.id)
 
 
-def pending_payments(session: Session, older_than: datetime) -> list[tuple[Payment, str]]:
-    """Payments still pending since before `older_than`, with their order's status (for the sync job)."""
-    return [
-        (payment, status)
-        for payment, status in session.execute(
-            select(Payment, Order.status)
-            .join(Order, Order.id == Payment.order_id)
-            .where(Payment.status == "pending", Payment.created_at <= older_than)
-            .order_by(Payment.created_at)
-        ).all()
-    ]
+def pending_payments(
+    session: Session, older_than: datetime, *, order_statuses: tuple[str, ...] | None = None
+) -> list[tuple[Payment, str]]:
+    """Payments still pending since before `older_than` (of orders in `order_statuses`, if given), with
+    their order's status (for the payment jobs)."""
+    query = (
+        select(Payment, Order.status)
+        .join(Order, Order.id == Payment.order_id)
+        .where(Payment.status == "pending", Payment.created_at <= older_than)
+        .order_by(Payment.created_at)
+    )
+    if order_statuses is not None:
+        query = query.where(Order.status.in_(order_statuses))
+    return [(payment, status) for payment, status in session.execute(query).all()]
