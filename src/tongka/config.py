@@ -7,8 +7,8 @@ start, tests make their own, production sets them in the environment.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -290,7 +290,9 @@ def smpp_address(url: str) -> SmppAddress:
     try:
         port = parts.port or 2775
     except ValueError:
-        raise ValueError("TONGKA_SMPP_URL has a port that is not a number from 1 to 65535") from None
+        raise ValueError(
+            "TONGKA_SMPP_URL has a port that is not a number from 1 to 65535"
+        ) from None
     system_id, password = unquote(parts.username), unquote(parts.password or "")
     if len(system_id) > 15 or len(password) > 8:
         raise ValueError(
