@@ -136,7 +136,8 @@ class _Sequence:
 
 class _Client(smpplib.client.Client):
     """smpplib's client, writable from two threads (senders and the reader), that answers an
-    SMSC's unbind and ends on it."""
+    SMSC's unbind: it says so (`unbound_at`), then reads on until the SMSC closes, so the answers
+    to parts already sent still arrive."""
 
     def __init__(self, host: str, port: int, timeout: float, sequence: _Sequence) -> None:
         super().__init__(
@@ -148,6 +149,8 @@ class _Client(smpplib.client.Client):
             allow_unknown_opt_params=True,
         )
         self._write = threading.Lock()
+        self.unbound_at: float | None = None
+        self.on_unbind: Callable[[_Client], None] = lambda client: None
 
     def send_pdu(self, p: Any) -> bool:
         with self._write:
@@ -165,10 +168,11 @@ class _Client(smpplib.client.Client):
     def read_pdu(self) -> Any:
         pdu = super().read_pdu()
         if pdu.command == "unbind":
+            self.unbound_at = time.monotonic()
+            self.on_unbind(self)  # no new part goes on this session
             answer = smpp.make_pdu("unbind_resp", client=self)
             answer.sequence = pdu.sequence
             self.send_pdu(answer)
-            raise smpplib.exceptions.ConnectionError("the SMSC unbound the session")
         if pdu.command == "unbind_resp":
             raise smpplib.exceptions.ConnectionError("unbound")
         return pdu
@@ -189,8 +193,7 @@ class _Client(smpplib.client.Client):
 class _Answer:
     client: _Client
     done: threading.Event = field(default_factory=threading.Event)
-    pdu: Any = None
-    lost: bool = False
+    pdu: Any = None  # the answer; None when done: the session ended first
 
 
 @dataclass
@@ -365,7 +368,7 @@ class SmppSender:
         finally:
             with self._state:
                 self._answers.pop(pdu.sequence, None)
-        if answer.lost:
+        if answer.pdu is None:
             raise _LinkLost("the session ended before the part was answered")
         status = int(answer.pdu.status)
         if status == c.SMPP_ESME_ROK:
@@ -381,9 +384,9 @@ class SmppSender:
         """smpplib's handler for submit_sm_resp (and, through `_error`, generic_nack)."""
         with self._state:
             answer = self._answers.get(pdu.sequence)
-        if answer is not None:
-            answer.pdu = pdu
-            answer.done.set()
+            if answer is not None and not answer.done.is_set():
+                answer.pdu = pdu
+                answer.done.set()
 
     def _error(self, pdu: Any) -> None:
         """smpplib calls this for any PDU with an error status before handling it: only a
@@ -419,6 +422,7 @@ class SmppSender:
         client.set_message_sent_handler(self._answered)
         client.set_message_received_handler(self._received)
         client.set_error_pdu_handler(self._error)
+        client.on_unbind = self._forget
         try:
             client.connect()
             client.bind_transceiver(system_id=self._system_id, password=self._password)
@@ -482,6 +486,12 @@ class SmppSender:
         """Read and act on PDUs; an enquire_link after a silence; raise when the link is dead."""
         heard, asked = time.monotonic(), None
         while True:
+            if client.unbound_at is not None:  # the SMSC unbound: it should close at once
+                wait = client.unbound_at + self._response_timeout - time.monotonic()
+                if not client.readable(wait):
+                    raise _LinkLost("the SMSC unbound the session and kept it open")
+                client.read_once(auto_send_enquire_link=False)
+                continue
             if asked is not None:
                 wait = asked + self._response_timeout - time.monotonic()
             else:
@@ -498,20 +508,23 @@ class SmppSender:
 
     def _drop(self, client: _Client) -> None:
         """A sender gave up on this session: forget it now (the thread binds a new one)."""
+        self._forget(client)
+        client.hang_up()
+
+    def _forget(self, client: _Client) -> None:
+        """No new part goes on `client`'s session: senders wait for the next one."""
         with self._state:
             if self._client is client:
                 self._client = None
-        client.hang_up()
 
     def _lost(self, client: _Client) -> None:
         with self._state:
             if self._client is client:
                 self._client = None
-            waiting = [a for a in self._answers.values() if a.client is client]
+            for answer in self._answers.values():
+                if answer.client is client:
+                    answer.done.set()  # unanswered ones keep pdu None: lost
             self._state.notify_all()
-        for answer in waiting:
-            answer.lost = True
-            answer.done.set()
         client.disconnect()
 
     # --- receipts ------------------------------------------------------------------------------

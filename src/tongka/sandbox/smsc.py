@@ -135,6 +135,7 @@ class _Session:
     sequence: SimpleSequenceGenerator = field(default_factory=SimpleSequenceGenerator)
     write: threading.Lock = field(default_factory=threading.Lock)
     system_id: str | None = None
+    dropped: bool = False  # by a test: nothing more is read from it
     transmits: bool = False
     receives: bool = False
     # deliver_sm sequence -> the receipt it carries, until the ESME answers.
@@ -171,9 +172,11 @@ class Smsc:
         # Message ids whose receipt the ESME answered with ESME_ROK (each at most once here).
         self.receipts_delivered: list[str] = []
         self.binds = 0  # successful binds, so a test can see a re-bind
+        self.enquire_links = 0  # answered, so a test can see the keep-alive
         self.refuse_binds = False  # answer every bind ESME_RBINDFAIL
         self.undeliverable: set[str] = set()  # destinations whose receipts say UNDELIV
-        self.answering = True  # False: take submit_sm and answer nothing (a stalled SMSC)
+        # False: take submit_sm and enquire_link and answer nothing (a stalled SMSC)
+        self.answering = True
         self._throttled = 0
         self._drop_after: int | None = None
         self._lock = threading.Condition()
@@ -201,16 +204,18 @@ class Smsc:
             self._throttled = count
 
     def drop_after(self, answers: int) -> None:
-        """Reset every connection right after the next `answers` submit_sm have been answered."""
+        """Close every connection right after the next `answers` submit_sm have been answered."""
         with self._lock:
             self._drop_after = answers
 
-    def drop_clients(self) -> None:
-        """Reset every connection (TCP RST, as a crashed SMSC or a firewall would)."""
+    def drop_clients(self, *, reset: bool = True) -> None:
+        """End every connection at once, reading nothing more from it: a TCP reset (as a crashed
+        SMSC or a firewall would), or with `reset=False` a plain close (what was sent arrives)."""
         with self._lock:
             sessions = list(self._sessions)
         for session in sessions:
-            _reset(session.sock)
+            session.dropped = True
+            _reset(session.sock) if reset else _close(session.sock)
 
     def unbind_clients(self) -> None:
         """Ask every bound ESME to unbind (as an SMSC going down for maintenance does)."""
@@ -254,7 +259,7 @@ class Smsc:
         try:
             while True:
                 raw = _read_frame(session.sock)
-                if raw is None:
+                if raw is None or session.dropped:
                     return
                 pdu = smpp.parse_pdu(raw, client=session.sequence, allow_unknown_opt_params=True)
                 if not self._handle(session, pdu):
@@ -277,6 +282,7 @@ class Smsc:
     def _handle(self, session: _Session, pdu: Any) -> bool:
         """Act on one PDU; False ends the session."""
         command, sequence = pdu.command, pdu.sequence
+        log.debug("smsc: %s %s seq %s status %s", session.peer, command, sequence, pdu.status)
         if command in ("bind_transceiver", "bind_transmitter", "bind_receiver"):
             status = self._bind_status(session, pdu)
             session.send(f"{command}_resp", sequence=sequence, status=status, system_id="smsc")
@@ -301,7 +307,10 @@ class Smsc:
                     self._lock.notify_all()
             return True
         if command == "enquire_link":
-            session.send("enquire_link_resp", sequence=sequence)
+            if self.answering:
+                session.send("enquire_link_resp", sequence=sequence)
+                with self._lock:
+                    self.enquire_links += 1
             return True
         if command == "unbind":
             session.send("unbind_resp", sequence=sequence)
@@ -371,8 +380,8 @@ class Smsc:
             drop = self._drop_after is not None and self._drop_after <= 1
             if self._drop_after is not None:
                 self._drop_after = None if drop else self._drop_after - 1
-        if drop:
-            self.drop_clients()
+        if drop:  # a close, not a reset: the answer just sent arrives first
+            self.drop_clients(reset=False)
         return True
 
     def _send_receipts(self) -> None:
@@ -459,6 +468,13 @@ def _reset(sock: socket.socket) -> None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
 
