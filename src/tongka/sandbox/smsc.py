@@ -171,6 +171,7 @@ class Smsc:
         self.received: list[Received] = []
         # Message ids whose receipt the ESME answered with ESME_ROK (each at most once here).
         self.receipts_delivered: list[str] = []
+        self.receipts_refused = 0  # answered with an error status (then sent again later)
         self.binds = 0  # successful binds, so a test can see a re-bind
         self.enquire_links = 0  # answered, so a test can see the keep-alive
         self.refuse_binds = False  # answer every bind ESME_RBINDFAIL
@@ -302,6 +303,7 @@ class Smsc:
                 if receipt is not None and pdu.status == consts.SMPP_ESME_ROK:
                     self.receipts_delivered.append(receipt.message.message_id)
                 elif receipt is not None:  # the ESME could not take it now: again later
+                    self.receipts_refused += 1
                     receipt.due = time.monotonic() + self.receipt_retry
                     self._receipts.append(receipt)
                     self._lock.notify_all()
