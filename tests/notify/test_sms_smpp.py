@@ -238,10 +238,14 @@ def test_a_silent_link_is_found_dead_by_enquire_link_and_bound_again(server: sms
     assert [text for _, text in server.messages()] == ["one", "two"]
 
 
-def test_receipts_come_back_with_the_message_id_and_final_status(server: smsc.Smsc) -> None:
+@pytest.mark.parametrize("tlvs", [True, False], ids=["tlvs", "text only"])
+def test_receipts_come_back_with_the_message_id_and_final_status(
+    server: smsc.Smsc, tlvs: bool
+) -> None:
     receipts = Receipts()
     sender = make_sender(server, receipts)
     server.undeliverable = {"85260000000"}
+    server.receipt_tlvs = tlvs
     try:
         delivered = sender.send(sms("arrives"))
         lost = sender.send(sms("does not", to="+85260000000"))

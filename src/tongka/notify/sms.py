@@ -538,7 +538,9 @@ class SmppSender:
             return int(c.SMPP_ESME_ROK)
         receipt = parse_receipt(pdu)
         if receipt is None:
-            log.warning("sms.receipt_unreadable", text=_text(pdu.short_message or b"")[:160])
+            # Only what comes before "text:", which quotes the message (a code, maybe).
+            head = re.split(rb"(?i)\btext:", pdu.short_message or b"")[0]
+            log.warning("sms.receipt_unreadable", receipt=_text(head)[:120])
             return int(c.SMPP_ESME_ROK)
         part_id, stat = receipt
         outcome = OUTCOME.get(stat)

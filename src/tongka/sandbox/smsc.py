@@ -40,6 +40,7 @@ SMSC_DELIVERY_RECEIPT = 0x04
 # A destination the SMSC accepts: an international number's digits (a leading + tolerated).
 DESTINATION = re.compile(r"\+?[0-9]{5,20}")
 UNDELIVERABLE_STAT = "UNDELIV"
+KEPT = 1000  # messages kept in `received`
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ class Smsc:
         self.enquire_links = 0  # answered, so a test can see the keep-alive
         self.refuse_binds = False  # answer every bind ESME_RBINDFAIL
         self.undeliverable: set[str] = set()  # destinations whose receipts say UNDELIV
+        # False: receipts carry their text only (id:… stat:…), as many SMSCs send them
+        self.receipt_tlvs = True
         # False: take submit_sm and enquire_link and answer nothing (a stalled SMSC)
         self.answering = True
         self._throttled = 0
@@ -370,6 +373,7 @@ class Smsc:
         )
         with self._lock:
             self.received.append(message)
+            del self.received[:-KEPT]  # a dev server runs for days
             if message.registered_delivery & consts.SMPP_SMSC_DELIVERY_RECEIPT_BITMASK:
                 stat = UNDELIVERABLE_STAT if destination in self.undeliverable else "DELIVRD"
                 wanted = message.registered_delivery & consts.SMPP_SMSC_DELIVERY_RECEIPT_BITMASK
@@ -427,6 +431,7 @@ class Smsc:
             if delivered
             else consts.SMPP_MESSAGE_STATE_UNDELIVERABLE
         )
+        tlvs = {"receipted_message_id": message.message_id, "message_state": state}
         return session.send(
             "deliver_sm",
             source_addr_ton=1,
@@ -435,8 +440,7 @@ class Smsc:
             destination_addr=message.source,
             esm_class=SMSC_DELIVERY_RECEIPT,
             short_message=text.encode("ascii"),
-            receipted_message_id=message.message_id,
-            message_state=state,
+            **(tlvs if self.receipt_tlvs else {}),
         )
 
 
