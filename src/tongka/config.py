@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     smpp_response_timeout_seconds: float = Field(default=10.0, gt=0)
     # (The URL is checked by `problems`, not by a validator: pydantic's error would quote the password.)
 
+    @field_validator("smpp_url", mode="before")
+    @classmethod
+    def _smpp_url_empty(cls, value: object) -> object:
+        return value or None  # TONGKA_SMPP_URL= (empty): not set
+
     @field_validator("sms_sender")
     @classmethod
     def _sms_sender(cls, value: str) -> str:
@@ -297,6 +302,10 @@ def smpp_address(url: str) -> SmppAddress:
     if len(system_id) > 15 or len(password) > 8:
         raise ValueError(
             "TONGKA_SMPP_URL: SMPP 3.4 allows a system_id of at most 15 characters and a password of at most 8"
+        )
+    if ":" in parts.hostname:  # smpplib opens IPv4 sockets only
+        raise ValueError(
+            "TONGKA_SMPP_URL: an IPv6 address is not supported; use a host name or IPv4"
         )
     if not (system_id + password).isascii():
         raise ValueError("TONGKA_SMPP_URL: the system_id and password must be ASCII")

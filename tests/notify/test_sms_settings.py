@@ -53,6 +53,7 @@ def test_the_url_is_a_secret_and_its_parts_are_read() -> None:
         ("smpp://tongka:hunter22@smsc.example.net:99999", "port"),
         ("smpp://tongka:hunter2233@smsc.example.net", "at most 8"),
         ("smpp://a-system-id-too-long:hunter22@smsc.example.net", "at most 15"),
+        ("smpp://tongka:hunter22@[2001:db8::1]:2775", "IPv6"),
     ],
 )
 def test_a_wrong_url_stops_the_start_without_showing_the_password(url: str, says: str) -> None:
@@ -75,8 +76,9 @@ def test_a_wrong_sender_is_refused(sender: str) -> None:
         settings(sms_sender=sender)
 
 
-def test_no_url_no_sms_sender() -> None:
-    assert sms_sender_from(settings(), lambda _id, _status, _at: True) is None
+@pytest.mark.parametrize("unset", [{}, {"smpp_url": ""}])
+def test_no_url_no_sms_sender(unset: dict[str, str]) -> None:
+    assert sms_sender_from(settings(**unset), lambda _id, _status, _at: True) is None
 
 
 def test_the_sender_the_settings_describe_delivers(server: smsc.Smsc) -> None:
