@@ -257,3 +257,27 @@ def test_receipts_come_back_with_the_message_id_and_final_status(
     outcomes = {message_id: status for message_id, status, _ in receipts.got}
     assert outcomes == {delivered: "delivered", lost: "undeliverable", long_one: "delivered"}
     assert len(receipts.got) == 3
+
+
+def test_senders_on_many_threads_share_the_session_and_each_message_goes_once(
+    server: smsc.Smsc,
+) -> None:
+    receipts = Receipts()
+    sender = make_sender(server, receipts)
+    texts = [f"消息 {n}" for n in range(12)] + ["长" * 100]  # the last in 2 parts
+    ids: list[str] = []
+    try:
+        threads = [
+            threading.Thread(target=lambda text=text: ids.append(sender.send(sms(text))))
+            for text in texts
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        eventually(lambda: len(receipts.got) == len(texts))
+    finally:
+        sender.close()
+    assert sorted(text for _, text in server.messages()) == sorted(texts)
+    assert len(server.received) == len(texts) + 1 and server.binds == 1
+    assert sorted(receipts_id for receipts_id, _, _ in receipts.got) == sorted(ids)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
-import select
+import selectors
 import socket
 import threading
 import time
@@ -150,6 +150,7 @@ class _Client(smpplib.client.Client):
         )
         self._write = threading.Lock()
         self.unbound_at: float | None = None
+        self._selector: selectors.BaseSelector | None = None
         self.on_unbind: Callable[[_Client], None] = lambda client: None
 
     def send_pdu(self, p: Any) -> bool:
@@ -159,6 +160,9 @@ class _Client(smpplib.client.Client):
             return bool(super().send_pdu(p))
 
     def disconnect(self) -> None:
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
         with self._write:
             self.state = (
                 c.SMPP_CLIENT_STATE_OPEN
@@ -178,8 +182,11 @@ class _Client(smpplib.client.Client):
         return pdu
 
     def readable(self, timeout: float) -> bool:
-        ready, _, _ = select.select([self._socket], [], [], max(timeout, 0))
-        return bool(ready)
+        # A selector, not select(): a busy server's descriptors may be past select's 1024.
+        if self._selector is None:
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(self._socket, selectors.EVENT_READ)
+        return bool(self._selector.select(max(timeout, 0)))
 
     def hang_up(self) -> None:
         """Wake the reader (its select returns, its read ends) and let it close the socket."""

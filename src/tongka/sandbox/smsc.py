@@ -86,7 +86,7 @@ class Received:
     def text(self) -> str:
         """This SMS's (or part's) text, decoded from its data_coding."""
         if self.data_coding == consts.SMPP_ENCODING_ISO10646:
-            return self.payload.decode("utf-16-be")
+            return self.payload.decode("utf-16-be", "replace")
         if self.data_coding == consts.SMPP_ENCODING_DEFAULT:
             return gsm_decode(self.payload)
         return self.payload.decode("latin-1")
