@@ -115,7 +115,12 @@ def test_an_smsc_that_stops_answering_is_left_and_the_message_sent_on_a_new_sess
     try:
         sender.send(sms("first"))
         server.answering = False  # takes the next submit_sm and answers nothing
-        threading.Timer(0.2, setattr, (server, "answering", True)).start()
+
+        def answer_again() -> None:
+            eventually(lambda: server.ignored == 1)
+            server.answering = True
+
+        threading.Thread(target=answer_again).start()
         sender.send(sms("second"))
     finally:
         sender.close()

@@ -175,6 +175,7 @@ class Smsc:
         self.receipts_refused = 0  # answered with an error status (then sent again later)
         self.binds = 0  # successful binds, so a test can see a re-bind
         self.enquire_links = 0  # answered, so a test can see the keep-alive
+        self.ignored = 0  # submit_sm taken and not answered (while not `answering`)
         self.refuse_binds = False  # answer every bind ESME_RBINDFAIL
         self.undeliverable: set[str] = set()  # destinations whose receipts say UNDELIV
         # False: receipts carry their text only (id:… stat:…), as many SMSCs send them
@@ -345,6 +346,8 @@ class Smsc:
             )
             return True
         if not self.answering:
+            with self._lock:
+                self.ignored += 1
             return True
         destination = (pdu.destination_addr or b"").decode()
         with self._lock:
