@@ -56,6 +56,17 @@ from smpplib import smpp
 from tongka import clock
 from tongka.config import Settings, smpp_address
 from tongka.notify.senders import Outgoing, PermanentFailure, TemporaryFailure
+from tongka.notify.smpp_fields import (
+    BIND_REFUSALS,
+    OUTCOME,
+    PERMANENT,
+    SMSC_DELIVERY_RECEIPT,
+    address,
+    parse_receipt,
+    split,
+    status_name,
+    text_of,
+)
 
 log = structlog.get_logger("tongka.sms")
 # smpplib's debug lines hex-dump every PDU, the bind's password among them: never below INFO.
@@ -64,43 +75,6 @@ logging.getLogger("tongka.sms.smpplib").setLevel(logging.INFO)
 # (provider message id, "delivered" | "undeliverable", when) -> False if no message has that id.
 OnReceipt = Callable[[str, str, datetime], bool | None]
 
-# esm_class bits 2-5 = 0001: the deliver_sm is an SMSC delivery receipt (SMPP 3.4 §5.2.12).
-SMSC_DELIVERY_RECEIPT = 0x04
-RECEIPT_TEXT = re.compile(rb"\bid:(\S+).*?\bstat:([A-Z]+)", re.IGNORECASE | re.DOTALL)
-# SMPP 3.4 Appendix B's final states, as the receipt text spells them, and the message_state TLV.
-OUTCOME = {
-    "DELIVRD": "delivered",
-    "UNDELIV": "undeliverable",
-    "EXPIRED": "undeliverable",
-    "DELETED": "undeliverable",
-    "REJECTD": "undeliverable",
-}
-STATE_TEXT = {
-    c.SMPP_MESSAGE_STATE_ENROUTE: "ENROUTE",
-    c.SMPP_MESSAGE_STATE_DELIVERED: "DELIVRD",
-    c.SMPP_MESSAGE_STATE_EXPIRED: "EXPIRED",
-    c.SMPP_MESSAGE_STATE_DELETED: "DELETED",
-    c.SMPP_MESSAGE_STATE_UNDELIVERABLE: "UNDELIV",
-    c.SMPP_MESSAGE_STATE_ACCEPTED: "ACCEPTD",
-    c.SMPP_MESSAGE_STATE_UNKNOWN: "UNKNOWN",
-    c.SMPP_MESSAGE_STATE_REJECTED: "REJECTD",
-}
-# submit_sm answers that no retry will change (the message as it is is wrong); every other error
-# (ESME_RTHROTTLED, ESME_RMSGQFUL, ESME_RSYSERR, vendor codes…) is worth another try later.
-PERMANENT = {
-    c.SMPP_ESME_RINVDSTADR,
-    c.SMPP_ESME_RINVDSTTON,
-    c.SMPP_ESME_RINVDSTNPI,
-    c.SMPP_ESME_RINVSRCADR,
-    c.SMPP_ESME_RINVSRCTON,
-    c.SMPP_ESME_RINVSRCNPI,
-    c.SMPP_ESME_RINVMSGLEN,
-    c.SMPP_ESME_RINVESMCLASS,
-    c.SMPP_ESME_RINVSERTYP,
-    c.SMPP_ESME_RX_P_APPN,
-    c.SMPP_ESME_RX_R_APPN,
-}
-BIND_REFUSALS = {c.SMPP_ESME_RINVPASWD, c.SMPP_ESME_RINVSYSID, c.SMPP_ESME_RBINDFAIL}
 # How many times one send() binds again after a drop before leaving the message to the worker.
 LINK_TRIES = 3
 REMEMBERED = 10_000  # messages (and their parts' ids) kept in memory
@@ -112,10 +86,6 @@ class SmppBindRefused(TemporaryFailure):
 
 class _LinkLost(Exception):
     """The session ended (or went silent) before a part was answered."""
-
-
-def status_name(status: int) -> str:
-    return str(c.DESCRIPTIONS.get(status, "unknown error")) + f" (0x{status:08x})"
 
 
 class _Sequence:
@@ -214,38 +184,6 @@ class _Message:
     ids: list[str] = field(default_factory=list)
     outcomes: dict[str, str] = field(default_factory=dict)
     refusals: int = 0
-
-
-def split(text: str) -> tuple[list[bytes], int, int]:
-    """(parts, data_coding, esm_class) for `text`: GSM 7-bit if it fits the alphabet, else UCS-2."""
-    parts, coding, esm_class = smpplib.gsm.make_parts(text)
-    if coding == c.SMPP_ENCODING_DEFAULT and len(parts) > 1 and any(b"\x1b" in p for p in parts):
-        parts, coding, esm_class = smpplib.gsm.make_parts(text, c.SMPP_ENCODING_ISO10646)
-    return list(parts), int(coding), int(esm_class)
-
-
-def address(number: str) -> tuple[int, int, str]:
-    """(TON, NPI, digits) of an address: +E.164 is international, letters are alphanumeric."""
-    if number.startswith("+") and number[1:].isdigit():
-        return c.SMPP_TON_INTL, c.SMPP_NPI_ISDN, number[1:]
-    if number.isdigit():
-        return c.SMPP_TON_UNK, c.SMPP_NPI_ISDN, number
-    return c.SMPP_TON_ALNUM, c.SMPP_NPI_UNK, number
-
-
-def parse_receipt(pdu: Any) -> tuple[str, str] | None:
-    """(receipted message id, stat) of a delivery receipt: its TLVs if present, else its text."""
-    message_id, state = pdu.receipted_message_id, pdu.message_state
-    if message_id and state in STATE_TEXT:
-        return _text(message_id), STATE_TEXT[state]
-    found = RECEIPT_TEXT.search(pdu.short_message or b"")
-    if found is None:
-        return None
-    return _text(message_id or found[1]), found[2].decode("ascii").upper()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
 
 
 class SmppSender:
@@ -379,7 +317,7 @@ class SmppSender:
             raise _LinkLost("the session ended before the part was answered")
         status = int(answer.pdu.status)
         if status == c.SMPP_ESME_ROK:
-            return _text(answer.pdu.message_id or b"")
+            return text_of(answer.pdu.message_id or b"")
         why = f"the SMSC refused part {number + 1} of {len(progress.parts)}: {status_name(status)}"
         if status in PERMANENT:
             with self._state:
@@ -547,7 +485,7 @@ class SmppSender:
         if receipt is None:
             # Only what comes before "text:", which quotes the message (a code, maybe).
             head = re.split(rb"(?i)\btext:", pdu.short_message or b"")[0]
-            log.warning("sms.receipt_unreadable", receipt=_text(head)[:120])
+            log.warning("sms.receipt_unreadable", receipt=text_of(head)[:120])
             return int(c.SMPP_ESME_ROK)
         part_id, stat = receipt
         outcome = OUTCOME.get(stat)
