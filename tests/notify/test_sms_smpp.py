@@ -243,14 +243,18 @@ def test_a_silent_link_is_found_dead_by_enquire_link_and_bound_again(server: sms
     assert [text for _, text in server.messages()] == ["one", "two"]
 
 
-@pytest.mark.parametrize("tlvs", [True, False], ids=["tlvs", "text only"])
+@pytest.mark.parametrize(
+    ("tlvs", "delay"),
+    [(True, 0.02), (False, 0.02), (True, 0.0)],
+    ids=["tlvs", "text only", "at once"],  # at once: right behind the submit_sm_resp
+)
 def test_receipts_come_back_with_the_message_id_and_final_status(
-    server: smsc.Smsc, tlvs: bool
+    server: smsc.Smsc, tlvs: bool, delay: float
 ) -> None:
     receipts = Receipts()
     sender = make_sender(server, receipts)
     server.undeliverable = {"85260000000"}
-    server.receipt_tlvs = tlvs
+    server.receipt_tlvs, server.receipt_delay = tlvs, delay
     try:
         delivered = sender.send(sms("arrives"))
         lost = sender.send(sms("does not", to="+85260000000"))

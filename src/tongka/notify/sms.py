@@ -169,6 +169,8 @@ class _Client(smpplib.client.Client):
 @dataclass
 class _Answer:
     client: _Client
+    message: _Message
+    number: int  # the part's, from 0
     done: threading.Event = field(default_factory=threading.Event)
     pdu: Any = None  # the answer; None when done: the session ended first
 
@@ -182,6 +184,7 @@ class _Message:
     data_coding: int
     esm_class: int
     ids: list[str] = field(default_factory=list)
+    first_id: str | None = None  # the provider id the outbox row keeps
     outcomes: dict[str, str] = field(default_factory=dict)
     refusals: int = 0
 
@@ -256,8 +259,6 @@ class SmppSender:
             raise TemporaryFailure(f"the SMPP session with {self.where} dropped {LINK_TRIES} times")
         with self._state:
             self._sending.pop(message.id, None)
-            for part_id in progress.ids:
-                self._remember(self._sent, part_id, progress)
         return progress.ids[0]
 
     def close(self) -> None:
@@ -296,7 +297,7 @@ class SmppSender:
             registered_delivery=c.SMPP_SMSC_DELIVERY_RECEIPT_BOTH,
             short_message=progress.parts[number],
         )
-        answer = _Answer(client)
+        answer = _Answer(client, progress, number)
         with self._state:
             if self._client is not client:
                 raise _LinkLost("the session ended before the part was sent")
@@ -329,9 +330,16 @@ class SmppSender:
         """smpplib's handler for submit_sm_resp (and, through `_error`, generic_nack)."""
         with self._state:
             answer = self._answers.get(pdu.sequence)
-            if answer is not None and not answer.done.is_set():
-                answer.pdu = pdu
-                answer.done.set()
+            if answer is None or answer.done.is_set():
+                return
+            if pdu.command == "submit_sm_resp" and pdu.status == c.SMPP_ESME_ROK:
+                # Known for receipts before the sender's thread wakes: a receipt may come next.
+                part_id = text_of(pdu.message_id or b"")
+                if answer.number == 0:
+                    answer.message.first_id = part_id
+                self._remember(self._sent, part_id, answer.message)
+            answer.pdu = pdu
+            answer.done.set()
 
     def _error(self, pdu: Any) -> None:
         """smpplib calls this for any PDU with an error status before handling it: only a
@@ -495,11 +503,11 @@ class SmppSender:
             message = self._sent.get(part_id)
             if message is not None:
                 message.outcomes[part_id] = outcome
-                if outcome == "delivered" and len(message.outcomes) < len(message.ids):
+                if outcome == "delivered" and len(message.outcomes) < len(message.parts):
                     return int(c.SMPP_ESME_ROK)  # the message is delivered when all its parts are
                 if "undeliverable" in message.outcomes.values():
                     outcome = "undeliverable"
-        provider_id = message.ids[0] if message is not None else part_id
+        provider_id = message.first_id if message is not None and message.first_id else part_id
         try:
             known = self._on_receipt(provider_id, outcome, clock.now())
         except Exception:
