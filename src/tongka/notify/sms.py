@@ -78,6 +78,8 @@ OnReceipt = Callable[[str, str, datetime], bool | None]
 # How many times one send() binds again after a drop before leaving the message to the worker.
 LINK_TRIES = 3
 REMEMBERED = 10_000  # messages (and their parts' ids) kept in memory
+# How many times a receipt for a message this process sent is refused while no row has its id.
+RECEIPT_REFUSALS = 20
 
 
 class SmppBindRefused(TemporaryFailure):
@@ -323,6 +325,7 @@ class SmppSender:
         if status in PERMANENT:
             with self._state:
                 self._sending.pop(message.id, None)
+                progress.refusals = RECEIPT_REFUSALS  # no row will have its parts' ids
             raise PermanentFailure(why)
         raise TemporaryFailure(why)  # progress kept: the next try starts at this part
 
@@ -513,7 +516,7 @@ class SmppSender:
         except Exception:
             log.exception("sms.receipt_not_recorded", provider_message_id=provider_id)
             return int(c.SMPP_ESME_RX_T_APPN)  # the SMSC delivers it again later
-        if known is False and message is not None and message.refusals < 20:
+        if known is False and message is not None and message.refusals < RECEIPT_REFUSALS:
             # Sent by this process a moment ago: the worker has not committed its id yet.
             message.refusals += 1
             return int(c.SMPP_ESME_RX_T_APPN)
