@@ -25,9 +25,15 @@ from tongka.sandbox import smsc
 BIND_SMS = "Your tongka code is {code}. It is valid for {minutes} minutes. tongka staff will never ask you for it."
 
 
-def test_chinese_text_goes_as_ucs2_and_decodes_back_equal(server: smsc.Smsc) -> None:
-    text = "【tongka】" + gettext(BIND_SMS, "zh-Hans", code="12345678", minutes=10)
-    assert "您的通卡验证码是 12345678" in text  # the Simplified Chinese catalogue's text
+@pytest.mark.parametrize(
+    ("language", "says"),
+    [("zh-Hans", "您的通卡验证码是 12345678"), ("zh-Hant", "您的通卡驗證碼是 12345678")],
+)
+def test_chinese_text_goes_as_ucs2_and_decodes_back_equal(
+    server: smsc.Smsc, language: str, says: str
+) -> None:
+    text = "【tongka】" + gettext(BIND_SMS, language, code="12345678", minutes=10)
+    assert says in text
     sender = make_sender(server)
     try:
         message_id = sender.send(sms(text))
@@ -41,6 +47,19 @@ def test_chinese_text_goes_as_ucs2_and_decodes_back_equal(server: smsc.Smsc) -> 
     assert got.registered_delivery & 0x03 == 1  # a receipt asked for
     assert got.destination == NUMBER.removeprefix("+")
     assert got.source == "tongka"
+
+
+def test_the_signature_makes_an_english_code_ucs2_in_two_parts(server: smsc.Smsc) -> None:
+    """As notify.service.send_sms writes it, 【tongka】 (full-width brackets, not in GSM 7-bit)
+    makes the English bind code UCS-2: 105 characters, two parts where GSM would need one."""
+    text = "【tongka】" + gettext(BIND_SMS, "en", code="12345678", minutes=10)
+    sender = make_sender(server)
+    try:
+        sender.send(sms(text))
+    finally:
+        sender.close()
+    assert [p.data_coding for p in server.received] == [8, 8]
+    assert server.messages() == [(NUMBER.removeprefix("+"), text)]
 
 
 def test_text_that_fits_gsm_goes_as_gsm_7bit(server: smsc.Smsc) -> None:
@@ -79,6 +98,21 @@ def test_long_chinese_message_is_split_with_udh_and_reassembles(server: smsc.Sms
         assert (total, seq) == (3, number)
         references.add(reference)
     assert len(references) == 1
+    assert server.messages() == [(NUMBER.removeprefix("+"), text)]
+
+
+def test_a_long_gsm_text_is_split_in_gsm_parts(server: smsc.Smsc) -> None:
+    text = "Your data pack renews tomorrow. " * 8  # 256 characters: 2 parts of at most 153
+    sender = make_sender(server)
+    try:
+        sender.send(sms(text))
+    finally:
+        sender.close()
+    assert [(p.data_coding, p.concat and p.concat[1:]) for p in server.received] == [
+        (0, (2, 1)),
+        (0, (2, 2)),
+    ]
+    assert all(len(p.payload) <= 153 for p in server.received)
     assert server.messages() == [(NUMBER.removeprefix("+"), text)]
 
 
