@@ -7,9 +7,12 @@ start, tests make their own, production sets them in the environment.
 from __future__ import annotations
 
 import ipaddress
+import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -144,6 +147,32 @@ class Settings(BaseSettings):
         default=256 * 1024, gt=0
     )  # the network's Nchf_ConvergedCharging requests
     sql_echo: bool = False
+    # SMS over SMPP 3.4 (notify/sms.py): the operator's SMSC as smpp://system_id:password@host:port (the
+    # whole URL is a secret: it carries the password), and the source address the subscriber sees
+    # (an E.164 number, digits with or without +, or up to 11 letters and digits). No URL: SMS stay
+    # in the outbox. The link is kept alive by an enquire_link after this many idle seconds, and an
+    # answer (submit_sm_resp, enquire_link_resp) not come within the timeout counts the link dead.
+    smpp_url: SecretStr | None = None
+    sms_sender: str = "tongka"
+    smpp_enquire_link_seconds: float = Field(default=30.0, gt=0)
+    smpp_response_timeout_seconds: float = Field(default=10.0, gt=0)
+    # (The URL is checked by `problems`, not by a validator: pydantic's error would quote the password.)
+
+    @field_validator("smpp_url", mode="before")
+    @classmethod
+    def _smpp_url_empty(cls, value: object) -> object:
+        return value or None  # TONGKA_SMPP_URL= (empty): not set
+
+    @field_validator("sms_sender")
+    @classmethod
+    def _sms_sender(cls, value: str) -> str:
+        if not re.fullmatch(r"\+?[0-9]{3,15}|[A-Za-z0-9 ]{1,11}", value):
+            raise ValueError(
+                f"TONGKA_SMS_SENDER {value!r} is neither a number (3 to 15 digits, + allowed) nor an "
+                "alphanumeric sender id (1 to 11 letters, digits or spaces)"
+            )
+        return value
+
     # The server and its database under load (tongka.gate, docs/SECURITY.md): a request waits at most
     # `db_busy_timeout_seconds` for a session, for its turn to write, or for SQLite's lock, then is a 503.
     # At most `db_pool_size` requests hold a session at once, each a pooled connection; the pool
@@ -257,6 +286,47 @@ def split_bind(bind: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass(frozen=True)
+class SmppAddress:
+    host: str
+    port: int
+    system_id: str
+    password: str = field(repr=False)
+
+
+def smpp_address(url: str) -> SmppAddress:
+    """ "smpp://system_id:password@host:2775" -> its parts (percent-escapes undone; port 2775 if none).
+
+    SMPP 3.4 caps system_id at 15 characters and the password at 8 (C-strings of 16 and 9 octets);
+    longer ones would be cut short on the wire and the bind refused, so they are refused here.
+    Errors never repeat the password.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "smpp" or not parts.hostname or not parts.username:
+        raise ValueError(
+            "TONGKA_SMPP_URL must look like smpp://system_id:password@host:port "
+            "(scheme smpp, a host and a system_id)"
+        )
+    try:
+        port = parts.port or 2775
+    except ValueError:
+        raise ValueError(
+            "TONGKA_SMPP_URL has a port that is not a number from 1 to 65535"
+        ) from None
+    system_id, password = unquote(parts.username), unquote(parts.password or "")
+    if len(system_id) > 15 or len(password) > 8:
+        raise ValueError(
+            "TONGKA_SMPP_URL: SMPP 3.4 allows a system_id of at most 15 characters and a password of at most 8"
+        )
+    if ":" in parts.hostname:  # smpplib opens IPv4 sockets only
+        raise ValueError(
+            "TONGKA_SMPP_URL: an IPv6 address is not supported; use a host name or IPv4"
+        )
+    if not (system_id + password).isascii():
+        raise ValueError("TONGKA_SMPP_URL: the system_id and password must be ASCII")
+    return SmppAddress(parts.hostname, port, system_id, password)
+
+
 def loopback(host: str) -> bool:
     """Whether only this machine can reach an address bound to `host` (0.0.0.0 and :: are every address)."""
     if host == "localhost":
@@ -333,6 +403,11 @@ def problems(settings: Settings) -> list[str]:
     if settings.sandbox_enabled and settings.sandbox_payment_secret is None:
         found.append("TONGKA_SANDBOX_PAYMENT_SECRET is required while the payment sandbox is on.")
     found += _nf_auth_problems(settings)
+    if settings.smpp_url is not None:
+        try:
+            smpp_address(settings.smpp_url.get_secret_value())
+        except ValueError as wrong:
+            found.append(str(wrong))
     if settings.dev:
         return found
     if settings.sandbox_enabled:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
+from tongka.db import matched, transaction
 from tongka.i18n import gettext
 from tongka.notify.models import OutboxMessage
+
+log = structlog.get_logger("tongka.notify")
 
 SMS_SIGNATURE = "【tongka】"
 
@@ -63,6 +69,47 @@ def _queue(
     session.add(message)
     session.flush()
     return message
+
+
+# What a delivery receipt can say of a message: its final statuses.
+RECEIPT_STATUSES = ("delivered", "undeliverable")
+
+
+def record_receipt(session: Session, provider_message_id: str, status: str, at: datetime) -> bool:
+    """The SMSC's delivery receipt for the SMS it knows as `provider_message_id`: the outbox row
+    becomes `delivered` or `undeliverable`, with `delivered_at` = `at` (when the receipt came).
+
+    Idempotent: the first final status stays (a receipt repeated or contradicted later changes
+    nothing). Returns False when no SMS has that id (logged): the worker may not have committed it
+    yet, or the SMSC reports on a message that is not ours.
+    """
+    if status not in RECEIPT_STATUSES:
+        raise ValueError(f"a receipt's status is one of {RECEIPT_STATUSES}, not {status!r}")
+    sms = (OutboxMessage.channel == "sms") & (
+        OutboxMessage.provider_message_id == provider_message_id
+    )
+    result = session.execute(
+        update(OutboxMessage)
+        .where(sms, OutboxMessage.status.not_in(RECEIPT_STATUSES))
+        .values(status=status, delivered_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    if matched(result):
+        return True
+    if session.scalar(select(OutboxMessage.id).where(sms).limit(1)) is None:
+        log.warning("notify.receipt_for_unknown_sms", provider_message_id=provider_message_id)
+        return False
+    return True  # already final
+
+
+def receipt_recorder(sessions: sessionmaker[Session]) -> Callable[[str, str, datetime], bool]:
+    """The `on_receipt` an SMS sender calls from its own thread: each receipt in its own transaction."""
+
+    def on_receipt(provider_message_id: str, status: str, at: datetime) -> bool:
+        with transaction(sessions) as session:
+            return record_receipt(session, provider_message_id, status, at)
+
+    return on_receipt
 
 
 def recent(session: Session, limit: int = 100) -> list[OutboxMessage]:
