@@ -64,24 +64,18 @@ def run_once(
     produce: Callable[[], tuple[int, Any]],
 ) -> tuple[int, Any]:
     """Run `produce` once per (account, key); replays get its stored (status, body)."""
-    if not key or len(key) > 255:
-        raise KeyMissing()
-    record = IdempotencyRecord(account_id=account_id, key=key, fingerprint=fp)
-    try:
-        with session.begin_nested():
-            session.add(record)
-    except IntegrityError:
-        existing = session.get(IdempotencyRecord, (account_id, key), populate_existing=True)
-        if existing is None or existing.fingerprint != fp or existing.status_code is None:
-            raise KeyReused() from None
-        return existing.status_code, existing.response
+    claimed = claim(session, account_id, key, fp)
+    if claimed.status_code is not None:
+        return claimed.status_code, claimed.response
+    if claimed.record is None:  # noted work of `claim`'s callers: not run here
+        raise KeyReused()
     try:
         status, body = produce()
     except TongkaError as refusal:
         if refusal.commit_anyway:
-            release(session, account_id, key)
+            release(session, account_id, claimed.record.key)
         raise
-    record.status_code, record.response = status, body
+    claimed.record.status_code, claimed.record.response = status, body
     session.flush()
     return status, body
 
