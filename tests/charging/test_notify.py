@@ -131,7 +131,7 @@ def test_turning_overage_on_tells_the_live_session(
 
 
 def test_a_network_that_is_down_is_tried_again_and_one_that_refuses_is_given_up(
-    client, nchf, session, sessions, receiver, fake_clock
+    client, nchf, session, sessions, receiver, frozen_clock
 ) -> None:
     headers, line, _ref = live_session_out_of_data(client, nchf, sessions, receiver)
     receiver.status = 503
@@ -142,7 +142,7 @@ def test_a_network_that_is_down_is_tried_again_and_one_that_refuses_is_given_up(
     )
     assert send(sessions).retrying == 1
     assert send(sessions).retrying == 0  # not due again yet
-    fake_clock.advance(seconds=3)
+    frozen_clock.advance(seconds=3)
     receiver.status = 204
     assert send(sessions).sent == 1
     assert len(receiver.received) == 2

@@ -191,17 +191,17 @@ def test_owed_data_in_one_zone_is_not_taken_from_a_pack_of_the_other(session) ->
     assert f.remaining(session, mainland_pack) == 0
 
 
-def test_a_lapsed_overage_reservation_charges_its_usage_anew(session, fake_clock) -> None:
+def test_a_lapsed_overage_reservation_charges_its_usage_anew(session, frozen_clock) -> None:
     line, owner = owned_line(session, wallet=1_000, cap=1_000)
     cs = f.open_session(session, line)
     grant = quota(session, cs, 2 * MB).grant
-    fake_clock.advance(seconds=VALIDITY + charging.RESERVATION_MARGIN.total_seconds() + 1)
+    frozen_clock.advance(seconds=VALIDITY + charging.RESERVATION_MARGIN.total_seconds() + 1)
     buckets.expire_buckets(session)
     assert wallet_available(session, owner) == 1_000  # the hold was released
     usage = calls.report_usage(session, grant, 2 * MB)
     assert usage.unreserved_bytes == 2 * MB
     excess = calls.charge_usage(
-        session, line, "hk", usage.unreserved_bytes, fake_clock.at, reference="test"
+        session, line, "hk", usage.unreserved_bytes, frozen_clock.now, reference="test"
     )
     assert (excess.overage_bytes, excess.overage_amount) == (2 * MB, 2 * HK_RATE)
     assert wallet_available(session, owner) == 1_000 - 2 * HK_RATE

@@ -187,13 +187,11 @@ def test_packs_off_sale_or_off_channel_cannot_be_ordered(client, sessions, owner
 
 
 def test_orders_are_listed_newest_first_and_only_to_their_owner(
-    client, sessions, owner, monkeypatch
+    client, sessions, owner, frozen_clock
 ) -> None:
     headers, line = owner
-    start = clock.now()
-    monkeypatch.setattr(clock, "now", lambda: start)
     first = f.order(client, headers, line["id"])
-    monkeypatch.setattr(clock, "now", lambda: start + timedelta(seconds=5))
+    frozen_clock.advance(5)
     second = f.order(client, headers, line["id"], code="mainland-1gb-7d")
     assert [o["id"] for o in client.get("/api/v1/orders", headers=headers).json()] == [
         second["id"],
@@ -230,12 +228,11 @@ def test_two_renewals_make_two_buckets(client, owner) -> None:
 
 
 def test_unpaid_orders_expire_and_a_late_payment_still_delivers(
-    client, owner, cli, monkeypatch
+    client, owner, cli, frozen_clock
 ) -> None:
     headers, line = owner
     order = f.order(client, headers, line["id"])
-    later = clock.now() + timedelta(hours=1)
-    monkeypatch.setattr(clock, "now", lambda: later)
+    frozen_clock.advance(hours=1)
     result = cli("orders", "expire")
     assert result.exit_code == 0 and "expired 1 order" in result.output
     assert (

@@ -59,12 +59,11 @@ def test_a_payment_whose_notification_was_lost_is_settled_by_asking(
 
 
 def test_payments_of_expired_orders_are_closed_at_the_provider(
-    client, app, sessions, settings, subscriber, cli, monkeypatch
+    client, app, sessions, settings, subscriber, cli, frozen_clock
 ) -> None:
     headers, line = subscriber
     order = f.order(client, headers, line["id"])
-    later = clock.now() + timedelta(hours=1)
-    monkeypatch.setattr(clock, "now", lambda: later)
+    frozen_clock.advance(hours=1)
     assert cli("orders", "expire").exit_code == 0
     report = sync(app, sessions, settings)
     assert report.closed == 1

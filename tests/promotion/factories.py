@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests import factories as f
-from tongka import clock
 from tongka.db import transaction
 from tongka.promotion import coupons, offers
 from tongka.promotion.models import Offer, OfferBudget, Redemption
@@ -101,9 +98,3 @@ def offer_row(sessions: sessionmaker[Session], offer_id: uuid.UUID) -> tuple[int
 def redemption_states(sessions: sessionmaker[Session], offer_id: uuid.UUID) -> list[str]:
     with sessions() as s:
         return sorted(s.scalars(select(Redemption.status).where(Redemption.offer_id == offer_id)))
-
-
-def later(monkeypatch: pytest.MonkeyPatch, delta: timedelta) -> None:
-    """Move tongka's clock forward by `delta` from now on."""
-    real = clock.now
-    monkeypatch.setattr(clock, "now", lambda: real() + delta)

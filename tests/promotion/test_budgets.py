@@ -4,7 +4,6 @@ expire, are cancelled or refunded in full; and what a late payment does."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import pytest
 
@@ -12,7 +11,6 @@ from tests import factories as f
 from tests.promotion.conftest import new_subscriber
 from tests.promotion.factories import (
     discounts,
-    later,
     make_offer,
     offer_row,
     order,
@@ -70,7 +68,7 @@ def test_at_most_max_discount_per_currency(client, sessions, catalog) -> None:
 
 
 def test_expired_and_cancelled_orders_give_their_redemptions_back(
-    client, sessions, who, monkeypatch
+    client, sessions, who, frozen_clock
 ) -> None:
     offer_id = make_offer(
         sessions,
@@ -87,19 +85,19 @@ def test_expired_and_cancelled_orders_give_their_redemptions_back(
     assert offer_row(sessions, offer_id)[0] == 0
     unpaid = order(client, who.headers, who.line["id"])
     assert discounts(unpaid) == {"one": 0}
-    later(monkeypatch, timedelta(minutes=31))
+    frozen_clock.advance(minutes=31)
     assert expire_orders(sessions) == 1
     assert offer_row(sessions, offer_id)[0] == 0
     assert redemption_states(sessions, offer_id) == ["released", "released"]
 
 
-def test_a_lapsed_quote_gives_its_hold_back(client, sessions, who, monkeypatch) -> None:
+def test_a_lapsed_quote_gives_its_hold_back(client, sessions, who, frozen_clock) -> None:
     offer_id = make_offer(
         sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1
     )
     quote(client, who.headers, who.line["id"])
     assert offer_row(sessions, offer_id) == (1, {"CNY": 0, "HKD": 500})
-    later(monkeypatch, timedelta(minutes=16))
+    frozen_clock.advance(minutes=16)
     expire_orders(sessions)  # the job closes lapsed quotes too
     assert offer_row(sessions, offer_id) == (0, {"CNY": 0, "HKD": 0})
     assert redemption_states(sessions, offer_id) == ["released"]
@@ -137,13 +135,13 @@ def test_a_partial_refund_keeps_the_redemption_a_full_one_releases_it_and_takes_
 
 
 def test_a_late_payment_for_an_expired_order_keeps_its_offer_while_the_budget_allows(
-    client, sessions, who, monkeypatch
+    client, sessions, who, frozen_clock
 ) -> None:
     offer_id = make_offer(
         sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1
     )
     o = order(client, who.headers, who.line["id"])
-    later(monkeypatch, timedelta(minutes=31))
+    frozen_clock.advance(minutes=31)
     expire_orders(sessions)
     assert offer_row(sessions, offer_id)[0] == 0
     f.pay(client, o["payment"]["id"])  # the payer pays at the provider all the same
@@ -155,13 +153,13 @@ def test_a_late_payment_for_an_expired_order_keeps_its_offer_while_the_budget_al
 
 
 def test_a_late_payment_is_refunded_when_the_budget_went_to_someone_else(
-    client, sessions, who, monkeypatch
+    client, sessions, who, frozen_clock
 ) -> None:
     offer_id = make_offer(
         sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1
     )
     o = order(client, who.headers, who.line["id"])
-    later(monkeypatch, timedelta(minutes=31))
+    frozen_clock.advance(minutes=31)
     expire_orders(sessions)
     other = new_subscriber(client, sessions)
     assert discounts(order(client, other.headers, other.line["id"])) == {"one": 500}
