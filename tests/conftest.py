@@ -232,6 +232,14 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
 
 
 @pytest.fixture
+def demo(sessions: sessionmaker[Session], settings: Settings) -> None:
+    """The demo loaded: its catalog, its inventory of spare lines, its subscriber and their renewal."""
+    from tests import factories
+
+    factories.load_demo(sessions, settings)
+
+
+@pytest.fixture
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
     """`tongka.clock.now()` held at the current second until the test moves it (the ledger and
     charging tests start it at T0 instead)."""

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,6 +58,23 @@ def login(client: TestClient, username: str, password: str = PASSWORD) -> dict[s
 def subscriber(client: TestClient, language: str = "en") -> dict[str, str]:
     """A new subscriber's auth headers."""
     return login(client, register(client, language=language)["username"])
+
+
+class Subscriber(NamedTuple):
+    """A subscriber as their app knows them: auth headers, the line they bound, their username."""
+
+    headers: dict[str, str]
+    line: dict[str, Any]
+    username: str
+
+
+def new_subscriber(
+    client: TestClient, sessions: sessionmaker[Session], language: str = "en"
+) -> Subscriber:
+    """A new subscriber who has bound the first spare line of the inventory (the `demo` fixture loads one)."""
+    username = register(client, language=language)["username"]
+    headers = login(client, username)
+    return Subscriber(headers, bind(client, headers, spare_numbers(sessions)[0]), username)
 
 
 def last_code(client: TestClient, number: str) -> str:
@@ -113,6 +131,22 @@ def pay(client: TestClient, payment_id: str, outcome: str = "succeeded") -> dict
     r = client.post(f"/sandbox/payments/{payment_id}/complete", json={"outcome": outcome})
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
+
+
+def refund(
+    client: TestClient,
+    operator: dict[str, str],
+    payment_id: str,
+    amount: int,
+    key: str | None = None,
+    reason: str = "customer asked",
+) -> httpx.Response:
+    """Staff refund `amount` of a payment (the answer, whatever it is)."""
+    return client.post(
+        f"/api/v1/admin/payments/{payment_id}/refunds",
+        json={"amount": amount, "reason": reason},
+        headers={**operator, "Idempotency-Key": key or uuid.uuid4().hex},
+    )
 
 
 def pack_id_any(sessions: sessionmaker[Session], code: str) -> str:

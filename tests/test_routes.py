@@ -115,10 +115,8 @@ def test_every_private_route_refuses_a_caller_without_a_token(client, app) -> No
     assert checked >= 9
 
 
-def test_packs_for_a_line_need_its_owner(client, sessions, settings) -> None:
-    f.load_demo(sessions, settings)
-    owner = f.subscriber(client)
-    line = f.bind(client, owner, f.spare_numbers(sessions)[0])
+def test_packs_for_a_line_need_its_owner(client, sessions, demo) -> None:
+    owner, line, _ = f.new_subscriber(client, sessions)
     assert client.get(f"/api/v1/packs?line_id={line['id']}").status_code == 401
     stranger = f.subscriber(client)
     r = client.get(f"/api/v1/packs?line_id={line['id']}", headers=stranger)

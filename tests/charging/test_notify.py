@@ -72,8 +72,7 @@ def live_session_out_of_data(
     """A subscriber's line in a session whose last grant ran out, with the network listening at receiver.
     (Tests using it take the `session` fixture: it puts the network registry back.)"""
     tf.load_demo(sessions, client.app.state.settings)
-    headers = tf.subscriber(client)
-    line = tf.bind(client, headers, tf.spare_numbers(sessions)[0])
+    headers, line, _ = tf.new_subscriber(client, sessions)
     gpsi = "msisdn-" + line["numbers"][0].removeprefix("+")
     body = request(0, gpsi=gpsi, requested=MB)
     body["notifyUri"] = receiver.url + "/smf/notify/7"

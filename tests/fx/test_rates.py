@@ -40,8 +40,7 @@ def test_cli_sets_and_lists_rates(cli) -> None:
     assert cli("rates", "set", "HKD", "CNY", "0.12345678").exit_code == 2
 
 
-def test_an_order_in_the_other_currency_locks_the_rate(client, sessions, settings) -> None:
-    f.load_demo(sessions, settings)
+def test_an_order_in_the_other_currency_locks_the_rate(client, sessions, demo) -> None:
     with transaction(sessions) as s:
         catalog.upsert_pack(
             s,
@@ -54,8 +53,7 @@ def test_an_order_in_the_other_currency_locks_the_rate(client, sessions, setting
             channels=["app"],
         )
         fx.set_rate(s, "HKD", "CNY", 923400, set_by="test")
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
     order = f.order(client, headers, line["id"], code="hk-only-2gb", currency="CNY")
     # 23.50 HKD × 0.9234 = 21.6999 CNY -> 21.70
     assert (order["amount"], order["currency"]) == (2170, "CNY")

@@ -16,11 +16,9 @@ from tongka.money import GB
 
 
 @pytest.fixture
-def owner(client, sessions, settings):  # type: ignore[no-untyped-def]
+def owner(client, sessions, demo):  # type: ignore[no-untyped-def]
     """A subscriber with one bound line, on the demo catalog."""
-    f.load_demo(sessions, settings)
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
     return headers, line
 
 
@@ -79,8 +77,7 @@ def test_same_key_other_body_is_409(client, owner) -> None:
 
 def test_keys_belong_to_one_account(client, sessions, owner) -> None:
     headers, line = owner
-    other = f.subscriber(client)
-    other_line = f.bind(client, other, f.spare_numbers(sessions)[0])
+    other, other_line, _ = f.new_subscriber(client, sessions)
     mine = f.order(client, headers, line["id"], key="shared")
     theirs = f.order(client, other, other_line["id"], key="shared")
     assert mine["id"] != theirs["id"]

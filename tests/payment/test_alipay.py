@@ -35,14 +35,12 @@ from tongka.payment.providers.base import (
 
 
 @pytest.fixture
-def shopper(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped-def]
+def shopper(client, sessions, demo, monkeypatch):  # type: ignore[no-untyped-def]
     """A subscriber with a bound line, Alipay carrying the `alipay` method: (headers, line)."""
-    f.load_demo(
-        sessions, settings
-    )  # first: the demo's own renewal goes through the sandbox provider
+    # After the demo: its own renewal goes through the sandbox provider.
     monkeypatch.setitem(registry.METHOD_PROVIDER, "alipay", "alipay")
-    headers = f.subscriber(client)
-    return headers, f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
+    return headers, line
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests import factories as f
-from tests.promotion.conftest import new_subscriber
+from tests.factories import new_subscriber
 from tests.promotion.factories import (
     discounts,
     make_offer,
@@ -27,16 +27,6 @@ pytestmark = pytest.mark.usefixtures("generic_sandbox")
 def expire_orders(sessions) -> int:  # type: ignore[no-untyped-def]
     with transaction(sessions) as s:
         return flow.expire_unpaid(s)
-
-
-def refund(client, operator, payment_id: str, amount: int):  # type: ignore[no-untyped-def]
-    r = client.post(
-        f"/api/v1/admin/payments/{payment_id}/refunds",
-        json={"amount": amount, "reason": "asked"},
-        headers={**operator, "Idempotency-Key": uuid.uuid4().hex},
-    )
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 def test_at_most_max_redemptions(client, sessions, catalog) -> None:
@@ -118,12 +108,12 @@ def test_a_partial_refund_keeps_the_redemption_a_full_one_releases_it_and_takes_
     o = order(client, who.headers, who.line["id"])
     f.pay(client, o["payment"]["id"])
     assert redemption_states(sessions, offer_id) == ["confirmed"]
-    refund(client, operator, o["payment"]["id"], 1000)
+    assert f.refund(client, operator, o["payment"]["id"], 1000).status_code == 201
     assert (
         redemption_states(sessions, offer_id) == ["confirmed"]
         and offer_row(sessions, offer_id)[0] == 1
     )
-    refund(client, operator, o["payment"]["id"], 4800)
+    assert f.refund(client, operator, o["payment"]["id"], 4800).status_code == 201
     assert (
         redemption_states(sessions, offer_id) == ["released"]
         and offer_row(sessions, offer_id)[0] == 0

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests import factories as f
-from tests.promotion.conftest import new_subscriber
+from tests.factories import new_subscriber
 from tests.promotion.factories import discounts, make_codes, make_offer, order, quote
 
 pytestmark = pytest.mark.usefixtures("generic_sandbox")

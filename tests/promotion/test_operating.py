@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests import factories as f
-from tests.promotion.conftest import new_subscriber
+from tests.factories import new_subscriber
 from tests.promotion.factories import discounts, order, quote
 from tongka.money import GB
 

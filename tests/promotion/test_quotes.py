@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from tests import factories as f
-from tests.promotion.conftest import new_subscriber
+from tests.factories import new_subscriber
 from tests.promotion.factories import discounts, make_offer, order, quote
 from tongka import clock
 from tongka.account.models import Account
@@ -340,11 +340,7 @@ def test_a_free_order_is_fulfilled_without_a_provider(client, sessions, who) -> 
 def test_is_new_customer_counts_refunded_orders(sessions, client, who, operator) -> None:
     o = order(client, who.headers, who.line["id"])
     f.pay(client, o["payment"]["id"])
-    r = client.post(
-        f"/api/v1/admin/payments/{o['payment']['id']}/refunds",
-        json={"amount": 5800, "reason": "test"},
-        headers={**operator, "Idempotency-Key": "r1"},
-    )
+    r = f.refund(client, operator, o["payment"]["id"], 5800, key="r1", reason="test")
     assert r.status_code == 201, r.text
     with sessions() as s:
         account_id = s.query(Account.id).filter(Account.username == who.username).scalar()

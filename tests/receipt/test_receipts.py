@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlalchemy import func, select
 from tests import factories as f
+from tests.factories import new_subscriber
 from tests.payment.test_callbacks import CALLBACK, event, signed
-from tests.receipt.conftest import new_subscriber, receipts_of
+from tests.receipt.conftest import receipts_of
 
 from tongka.catalog import service as catalog
 from tongka.db import transaction
