@@ -149,6 +149,26 @@ def refund(
     )
 
 
+def hkd_only_pack(sessions: sessionmaker[Session], price: int = 2350) -> None:
+    """ "hk-only-2gb", priced in HKD alone, and a rate HKD -> CNY of 0.9234 to pay it in CNY."""
+    from tongka.catalog import service as catalog
+    from tongka.fx import service as fx
+    from tongka.money import GB
+
+    with transaction(sessions) as s:
+        catalog.upsert_pack(
+            s,
+            code="hk-only-2gb",
+            names={"en": "HK 2 GB"},
+            zone="hk",
+            volume_bytes=2 * GB,
+            validity_days=7,
+            prices={"HKD": price},
+            channels=["app"],
+        )
+        fx.set_rate(s, "HKD", "CNY", 923400, set_by="test")
+
+
 def pack_id_any(sessions: sessionmaker[Session], code: str) -> str:
     """A pack's id even when it is not on sale (the API lists only packs on sale)."""
     from sqlalchemy import select

@@ -1,4 +1,5 @@
-"""Test helpers that are not factories: a clock a test moves by hand.
+"""Test helpers that are not factories: a clock a test moves by hand, and servers run as processes
+(the `tongka` script, a free port, waiting for a server, its log).
 
 Factories (things made as a client or an operator would) are in tests/factories.py and
 next to each domain's tests; fixtures are in the conftest.py files.
@@ -6,11 +7,21 @@ next to each domain's tests; fixtures are in the conftest.py files.
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 
 from tongka import clock
+
+TONGKA = Path(sys.executable).parent / "tongka"  # the script the project installs
+START_TIMEOUT = 30  # seconds, for a server to answer /healthz
+STOP_TIMEOUT = 10  # seconds, for a server to exit once asked
 
 
 class FrozenClock:
@@ -24,3 +35,47 @@ class FrozenClock:
         """Move the clock on: `advance(60)`, `advance(minutes=5)`; the new time."""
         self.now += timedelta(seconds=seconds, **delta)
         return self.now
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a server's log, to show when it failed."""
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_until_up(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+    """Until a `tongka serve` process answers base_url/healthz (a failure if it exits or is slow)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(
+                f"`tongka serve` exited with {process.returncode} before answering:\n{log_tail(log_path)}"
+            )
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).json() == {"status": "ok"}:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.1)
+    pytest.fail(
+        f"`tongka serve` did not answer {base_url}/healthz within {START_TIMEOUT}s:\n{log_tail(log_path)}"
+    )
+
+
+def wait_until_down(base_url: str, timeout: float = STOP_TIMEOUT) -> None:
+    """Until nothing answers at base_url (a listener whose parent was killed stops by itself)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base_url}/healthz", timeout=1)
+        except httpx.TransportError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{base_url} still answers {timeout}s after its server was killed")

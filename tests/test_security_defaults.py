@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.e2e.conftest import TONGKA
+from tests.helpers import TONGKA
 from tongka import config
 from tongka.app import create_app
 from tongka.config import Settings

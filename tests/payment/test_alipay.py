@@ -445,4 +445,8 @@ def test_build_needs_the_app_keys_and_a_gateway(sandbox_keys) -> None:
         ),
         http,
     )
-    assert live is not None and live._gateway == "https://openapi.alipay.com/gateway.do"
+    assert live is not None
+    paying = request_for(
+        {"id": "1", "payment": {"id": str(uuid.uuid4()), "amount": 100, "currency": "HKD"}}
+    )
+    assert live.page_pay_url(paying).startswith("https://openapi.alipay.com/gateway.do?")

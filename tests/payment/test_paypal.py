@@ -342,9 +342,10 @@ def test_a_body_forged_with_the_crc32_of_a_genuine_webhook_fulfils_nothing(  # t
     theirs = f.order(client, attacker, their_line["id"], method="paypal", currency="HKD")
     their_token = parse_qs(urlsplit(theirs["payment"]["checkout_url"]).query)["token"][0]
     before = bucket_count(sessions)
-    # The victim pays; the simulator signs PAYMENT.CAPTURE.COMPLETED as PayPal does, and the
-    # attacker captures it on its way.
-    body, hdrs = sim._capture_webhook(settings, captured_at_paypal(settings, token))
+    # The victim pays; PAYMENT.CAPTURE.COMPLETED is signed as PayPal signs it, and the attacker
+    # captures it on its way.
+    captured_at_paypal(settings, token)
+    body, hdrs = _genuine(settings, order, token)
     event = json.loads(body)
     resource = event["resource"]
     event["id"] = "WH-FORGED"
@@ -371,7 +372,8 @@ def test_a_replayed_transmission_with_another_event_id_is_a_duplicate(  # type: 
     client, sessions, settings, pending
 ) -> None:
     headers, _line, order, token = pending
-    body, hdrs = sim._capture_webhook(settings, captured_at_paypal(settings, token))
+    captured_at_paypal(settings, token)
+    body, hdrs = _genuine(settings, order, token)
     assert client.post(CALLBACK, content=body, headers=hdrs).status_code == 200
     event = json.loads(body)
     event["id"], event["summary"] = "WH-CHOSEN-BY-THE-SENDER", pp.FILLER.decode()

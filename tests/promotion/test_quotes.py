@@ -15,7 +15,6 @@ from tests.promotion.factories import discounts, make_offer, order, quote
 from tongka import clock
 from tongka.account.models import Account
 from tongka.db import transaction
-from tongka.fx import service as fx
 from tongka.money import GB
 from tongka.order import service as orders
 
@@ -298,20 +297,7 @@ def test_a_new_quote_replaces_the_last(client, sessions, who) -> None:
 
 
 def test_the_offer_applies_to_the_list_price_before_conversion(client, sessions, who) -> None:
-    from tongka.catalog import service as catalog
-
-    with transaction(sessions) as s:
-        catalog.upsert_pack(
-            s,
-            code="hk-only-2gb",
-            names={"en": "HK 2 GB"},
-            zone="hk",
-            volume_bytes=2 * GB,
-            validity_days=7,
-            prices={"HKD": 2350},
-            channels=["app"],
-        )
-        fx.set_rate(s, "HKD", "CNY", 923400, set_by="test")
+    f.hkd_only_pack(sessions, 2350)
     make_offer(sessions, code="first", kind="first_topup", percent_off=10)
     o = order(client, who.headers, who.line["id"], code="hk-only-2gb", currency="CNY")
     assert discounts(o) == {"first": 235}  # of HK$23.50
