@@ -112,7 +112,11 @@ def order(
     currency: str = "HKD",
     method: str = "alipay",
     key: str | None = None,
+    expect: int = 201,
+    **extra: Any,
 ) -> dict[str, Any]:
+    """An order made through the app API (`extra`: more fields, a coupon or a quote); its body,
+    which must come with the status `expect`."""
     r = client.post(
         "/api/v1/orders",
         json={
@@ -120,10 +124,11 @@ def order(
             "pack_id": pack_id(client, code),
             "currency": currency,
             "payment_method": method,
+            **extra,
         },
         headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex},
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == expect, r.text
     return r.json()  # type: ignore[no-any-return]
 
 

@@ -1,4 +1,5 @@
-"""Promotion test helpers: offers made as an operator would, quotes and orders as the app makes them."""
+"""Promotion test helpers: offers made as an operator would, quotes as the app asks for them
+(orders: tests/factories.py)."""
 
 from __future__ import annotations
 
@@ -50,31 +51,6 @@ def quote(
     if coupon is not None:
         body["coupon_code"] = coupon
     r = client.post("/api/v1/quotes", json=body, headers=headers)
-    assert r.status_code == expect, r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
-def order(
-    client: TestClient,
-    headers: dict[str, str],
-    line_id: str,
-    code: str = "hk-5gb-30d",
-    currency: str = "HKD",
-    method: str = "alipay",
-    expect: int = 201,
-    **extra: Any,
-) -> dict[str, Any]:
-    r = client.post(
-        "/api/v1/orders",
-        json={
-            "line_id": line_id,
-            "pack_id": f.pack_id(client, code),
-            "currency": currency,
-            "payment_method": method,
-            **extra,
-        },
-        headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
-    )
     assert r.status_code == expect, r.text
     return r.json()  # type: ignore[no-any-return]
 

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from tests import factories as f
-from tests.promotion.factories import make_offer, order, quote
+from tests.factories import order
+from tests.promotion.factories import make_offer, quote
 from tongka.money import GB
 from tongka.notify.models import OutboxMessage
 from tongka.promotion import pricing

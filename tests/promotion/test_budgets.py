@@ -8,12 +8,11 @@ import uuid
 import pytest
 
 from tests import factories as f
-from tests.factories import new_subscriber
+from tests.factories import new_subscriber, order
 from tests.promotion.factories import (
     discounts,
     make_offer,
     offer_row,
-    order,
     quote,
     redemption_states,
 )

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests import factories as f
-from tests.factories import new_subscriber
-from tests.promotion.factories import discounts, make_codes, make_offer, order, quote
+from tests.factories import new_subscriber, order
+from tests.promotion.factories import discounts, make_codes, make_offer, quote
 
 pytestmark = pytest.mark.usefixtures("generic_sandbox")
 

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import update
 
 from tests import factories as f
-from tests.factories import new_subscriber
-from tests.promotion.factories import discounts, make_offer, order, quote
+from tests.factories import new_subscriber, order
+from tests.promotion.factories import discounts, make_offer, quote
 from tongka import clock
 from tongka.account.models import Account
 from tongka.db import transaction
