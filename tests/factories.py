@@ -1,4 +1,5 @@
-"""Shared test helpers that act as an app client would: register, log in, bind, order, pay.
+"""Shared test helpers that act as an app client would: register, log in, bind, order, pay
+(over any httpx client: the in-process TestClient, or a live server's in tests/e2e).
 
 Domain-specific factories live next to their domain's tests; these cross every domain.
 """
@@ -33,7 +34,7 @@ def spare_numbers(sessions: sessionmaker[Session]) -> list[str]:
 
 
 def register(
-    client: TestClient, username: str | None = None, language: str = "en"
+    client: httpx.Client, username: str | None = None, language: str = "en"
 ) -> dict[str, Any]:
     username = username or f"u{uuid.uuid4().hex[:10]}"
     r = client.post(
@@ -46,12 +47,14 @@ def register(
         },
     )
     assert r.status_code == 201, r.text
+    assert r.json()["username"] == username
     return r.json()  # type: ignore[no-any-return]
 
 
-def login(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, str]:
+def login(client: httpx.Client, username: str, password: str = PASSWORD) -> dict[str, str]:
     r = client.post("/api/v1/auth/token", data={"username": username, "password": password})
     assert r.status_code == 200, r.text
+    assert r.json()["token_type"].lower() == "bearer"
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
@@ -77,9 +80,11 @@ def new_subscriber(
     return Subscriber(headers, bind(client, headers, spare_numbers(sessions)[0]), username)
 
 
-def last_code(client: TestClient, number: str) -> str:
-    messages = client.get("/dev/outbox").json()
-    for message in messages:  # newest first
+def last_code(client: httpx.Client, number: str) -> str:
+    """The code in the newest SMS to `number`, read from the dev outbox."""
+    r = client.get("/dev/outbox")
+    assert r.status_code == 200, r.text
+    for message in r.json():  # newest first
         if message["channel"] == "sms" and message["to"] == number:
             found = re.search(r"\b(\d{8})\b", message["body"])
             assert found, message["body"]
@@ -87,15 +92,18 @@ def last_code(client: TestClient, number: str) -> str:
     raise AssertionError(f"no SMS to {number}")
 
 
-def bind(client: TestClient, headers: dict[str, str], number: str) -> dict[str, Any]:
+def bind(client: httpx.Client, headers: dict[str, str], number: str) -> dict[str, Any]:
+    """Bind `number` to the signed-in account as the app does: ask for a code, confirm it; the line."""
     r = client.post("/api/v1/lines/bind", json={"number": number}, headers=headers)
     assert r.status_code == 202, r.text
+    assert r.json()["number"] == number
     r = client.post(
         "/api/v1/lines/bind/confirm",
         json={"number": number, "code": last_code(client, number)},
         headers=headers,
     )
     assert r.status_code == 201, r.text
+    assert number in r.json()["numbers"]
     return r.json()  # type: ignore[no-any-return]
 
 
