@@ -1,5 +1,5 @@
-"""Test helpers that are not factories: a clock a test moves by hand, and servers run as processes
-(the `tongka` script, a free port, waiting for a server, its log).
+"""Test helpers that are not factories: a clock a test moves by hand, settings as production
+needs them, and servers run as processes (the `tongka` script, a free port, waiting, its log).
 
 Factories (things made as a client or an operator would) are in tests/factories.py and
 next to each domain's tests; fixtures are in the conftest.py files.
@@ -7,17 +7,21 @@ next to each domain's tests; fixtures are in the conftest.py files.
 
 from __future__ import annotations
 
+import secrets
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tongka import clock
+from tongka.config import Settings
 
 TONGKA = Path(sys.executable).parent / "tongka"  # the script the project installs
 START_TIMEOUT = 30  # seconds, for a server to answer /healthz
@@ -35,6 +39,22 @@ class FrozenClock:
         """Move the clock on: `advance(60)`, `advance(minutes=5)`; the new time."""
         self.now += timedelta(seconds=seconds, **delta)
         return self.now
+
+
+def production_settings(db_url: str = "sqlite://", **values: Any) -> Settings:
+    """Settings that production accepts (production is the default): its own secret, an https
+    address, an NRF's keys; `values` change any of them. No .env file is read."""
+    return Settings(  # type: ignore[arg-type]
+        **{
+            "database_url": db_url,
+            "secret_key": secrets.token_urlsafe(32),
+            "public_base_url": "https://tongka.example",
+            "nrf_jwks": "https://nrf.example/oauth2/jwks",
+            "nrf_issuer": str(uuid.uuid4()),
+            **values,
+        },
+        _env_file=None,
+    )
 
 
 def free_port() -> int:
