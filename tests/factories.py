@@ -163,7 +163,7 @@ def refund(
 
 
 def hkd_only_pack(sessions: sessionmaker[Session], price: int = 2350) -> None:
-    """ "hk-only-2gb", priced in HKD alone, and a rate HKD -> CNY of 0.9234 to pay it in CNY."""
+    """The pack "hk-only-2gb", priced in HKD alone, and a rate HKD -> CNY of 0.9234 to pay it in CNY."""
     from tongka.catalog import service as catalog
     from tongka.fx import service as fx
     from tongka.money import GB
