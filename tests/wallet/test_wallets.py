@@ -1,15 +1,21 @@
-"""Wallets: money an account keeps for overage, in one currency, credited once per top-up.
+"""Wallets: money an account keeps for overage, in one currency, credited once per top-up, shown
+to its owner alone.
 
 How overage spends a wallet is in tests/charging/test_overage.py.
 """
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
+from tests import factories as tf
 from tests.charging import factories as f
 from tests.wallet.factories import available
+from tongka.account.models import Account
 from tongka.charging import overage
+from tongka.db import transaction
 from tongka.wallet import service as wallets
 
 
@@ -30,3 +36,20 @@ def test_staff_credit_wallets_from_the_cli_once_per_reference(cli, session) -> N
     assert other.exit_code == 2 and "HKD" in other.output
     assert cli("wallets", "credit", "nobody", "100", "HKD", "--reference", "x").exit_code == 2
     assert available(session, owner.id) == 5000
+
+
+def test_the_owner_sees_a_credited_wallet_and_no_one_else_does(client, sessions) -> None:
+    owner = tf.register(client)
+    with transaction(sessions) as s:
+        account = s.get_one(Account, uuid.UUID(owner["id"]))
+        wallets.credit(s, account, 5000, "HKD", reference="MK01-r3")
+    headers = tf.login(client, owner["username"])
+    assert client.get("/api/v1/wallet", headers=headers).json() == {
+        "currency": "HKD",
+        "available": 5000,
+        "held": 0,
+    }
+    r = client.get("/api/v1/wallet", headers=tf.subscriber(client, language="zh-Hant"))
+    assert (r.status_code, r.json()["code"]) == (404, "wallet_not_found")
+    assert r.json()["detail"] == "您還沒有錢包。"  # in their language
+    assert client.get("/api/v1/wallet").status_code == 401
