@@ -24,7 +24,7 @@ from tests import factories as app_f
 from tests.charging import calls
 from tests.charging import factories as f
 from tests.charging.factories import HK_PLMN, HK_RATE, MAINLAND_PLMN
-from tests.ledger.factories import T0
+from tests.ledger.factories import T0, transfer_count
 from tongka.account.models import Line
 from tongka.charging import service as charging
 from tongka.charging import usage_files, usage_import
@@ -114,10 +114,6 @@ def run(cli, session, *args: str):  # type: ignore[no-untyped-def]
     """`tongka usage import ...`, once the test's session holds no transaction (SQLite has one writer at a time)."""
     session.rollback()
     return cli("usage", "import", *args)
-
-
-def transfer_count(session) -> int:  # type: ignore[no-untyped-def]
-    return session.scalar(select(func.count()).select_from(Transfer)) or 0
 
 
 def read_rejects(path: Path) -> list[dict[str, str]]:
