@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.helpers import FrozenClock
 from tongka.app import create_app
 from tongka.charging.nchf_app import create_nchf_app
 from tongka.config import Settings
@@ -227,6 +229,21 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
 
     yield run
     config.get_settings.cache_clear()
+
+
+@pytest.fixture
+def demo(sessions: sessionmaker[Session], settings: Settings) -> None:
+    """The demo loaded: its catalog, its inventory of spare lines, its subscriber and their renewal."""
+    from tests import factories
+
+    factories.load_demo(sessions, settings)
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
+    """`tongka.clock.now()` held at the current second until the test moves it (the ledger and
+    charging tests start it at T0 instead)."""
+    return FrozenClock(monkeypatch, datetime.now(UTC).replace(microsecond=0))
 
 
 @pytest.fixture

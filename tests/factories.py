@@ -1,4 +1,5 @@
-"""Shared test helpers that act as an app client would: register, log in, bind, order, pay.
+"""Shared test helpers that act as an app client would: register, log in, bind, order, pay
+(over any httpx client: the in-process TestClient, or a live server's in tests/e2e).
 
 Domain-specific factories live next to their domain's tests; these cross every domain.
 """
@@ -7,8 +8,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,7 +34,7 @@ def spare_numbers(sessions: sessionmaker[Session]) -> list[str]:
 
 
 def register(
-    client: TestClient, username: str | None = None, language: str = "en"
+    client: httpx.Client, username: str | None = None, language: str = "en"
 ) -> dict[str, Any]:
     username = username or f"u{uuid.uuid4().hex[:10]}"
     r = client.post(
@@ -45,12 +47,14 @@ def register(
         },
     )
     assert r.status_code == 201, r.text
+    assert r.json()["username"] == username
     return r.json()  # type: ignore[no-any-return]
 
 
-def login(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, str]:
+def login(client: httpx.Client, username: str, password: str = PASSWORD) -> dict[str, str]:
     r = client.post("/api/v1/auth/token", data={"username": username, "password": password})
     assert r.status_code == 200, r.text
+    assert r.json()["token_type"].lower() == "bearer"
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
@@ -59,9 +63,28 @@ def subscriber(client: TestClient, language: str = "en") -> dict[str, str]:
     return login(client, register(client, language=language)["username"])
 
 
-def last_code(client: TestClient, number: str) -> str:
-    messages = client.get("/dev/outbox").json()
-    for message in messages:  # newest first
+class Subscriber(NamedTuple):
+    """A subscriber as their app knows them: auth headers, the line they bound, their username."""
+
+    headers: dict[str, str]
+    line: dict[str, Any]
+    username: str
+
+
+def new_subscriber(
+    client: TestClient, sessions: sessionmaker[Session], language: str = "en"
+) -> Subscriber:
+    """A new subscriber who has bound the first spare line of the inventory (the `demo` fixture loads one)."""
+    username = register(client, language=language)["username"]
+    headers = login(client, username)
+    return Subscriber(headers, bind(client, headers, spare_numbers(sessions)[0]), username)
+
+
+def last_code(client: httpx.Client, number: str) -> str:
+    """The code in the newest SMS to `number`, read from the dev outbox."""
+    r = client.get("/dev/outbox")
+    assert r.status_code == 200, r.text
+    for message in r.json():  # newest first
         if message["channel"] == "sms" and message["to"] == number:
             found = re.search(r"\b(\d{8})\b", message["body"])
             assert found, message["body"]
@@ -69,15 +92,18 @@ def last_code(client: TestClient, number: str) -> str:
     raise AssertionError(f"no SMS to {number}")
 
 
-def bind(client: TestClient, headers: dict[str, str], number: str) -> dict[str, Any]:
+def bind(client: httpx.Client, headers: dict[str, str], number: str) -> dict[str, Any]:
+    """Bind `number` to the signed-in account as the app does: ask for a code, confirm it; the line."""
     r = client.post("/api/v1/lines/bind", json={"number": number}, headers=headers)
     assert r.status_code == 202, r.text
+    assert r.json()["number"] == number
     r = client.post(
         "/api/v1/lines/bind/confirm",
         json={"number": number, "code": last_code(client, number)},
         headers=headers,
     )
     assert r.status_code == 201, r.text
+    assert number in r.json()["numbers"]
     return r.json()  # type: ignore[no-any-return]
 
 
@@ -94,7 +120,11 @@ def order(
     currency: str = "HKD",
     method: str = "alipay",
     key: str | None = None,
+    expect: int = 201,
+    **extra: Any,
 ) -> dict[str, Any]:
+    """An order made through the app API (`extra`: more fields, a coupon or a quote); its body,
+    which must come with the status `expect`."""
     r = client.post(
         "/api/v1/orders",
         json={
@@ -102,10 +132,11 @@ def order(
             "pack_id": pack_id(client, code),
             "currency": currency,
             "payment_method": method,
+            **extra,
         },
         headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex},
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == expect, r.text
     return r.json()  # type: ignore[no-any-return]
 
 
@@ -113,6 +144,42 @@ def pay(client: TestClient, payment_id: str, outcome: str = "succeeded") -> dict
     r = client.post(f"/sandbox/payments/{payment_id}/complete", json={"outcome": outcome})
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
+
+
+def refund(
+    client: TestClient,
+    operator: dict[str, str],
+    payment_id: str,
+    amount: int,
+    key: str | None = None,
+    reason: str = "customer asked",
+) -> httpx.Response:
+    """Staff refund `amount` of a payment (the answer, whatever it is)."""
+    return client.post(
+        f"/api/v1/admin/payments/{payment_id}/refunds",
+        json={"amount": amount, "reason": reason},
+        headers={**operator, "Idempotency-Key": key or uuid.uuid4().hex},
+    )
+
+
+def hkd_only_pack(sessions: sessionmaker[Session], price: int = 2350) -> None:
+    """The pack "hk-only-2gb", priced in HKD alone, and a rate HKD -> CNY of 0.9234 to pay it in CNY."""
+    from tongka.catalog import service as catalog
+    from tongka.fx import service as fx
+    from tongka.money import GB
+
+    with transaction(sessions) as s:
+        catalog.upsert_pack(
+            s,
+            code="hk-only-2gb",
+            names={"en": "HK 2 GB"},
+            zone="hk",
+            volume_bytes=2 * GB,
+            validity_days=7,
+            prices={"HKD": price},
+            channels=["app"],
+        )
+        fx.set_rate(s, "HKD", "CNY", 923400, set_by="test")
 
 
 def pack_id_any(sessions: sessionmaker[Session], code: str) -> str:

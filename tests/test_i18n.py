@@ -8,7 +8,7 @@ import pytest
 from babel.messages.extract import extract_from_dir
 
 import tongka
-from tongka.i18n import _catalog, gettext, negotiate
+from tongka.i18n import catalog, gettext, negotiate
 
 SOURCE = Path(tongka.__file__).parent
 
@@ -24,14 +24,14 @@ def marked_messages() -> set[str]:
 def test_every_marked_message_is_translated(language: str) -> None:
     messages = marked_messages()
     assert len(messages) > 30
-    missing = sorted(m for m in messages if m not in _catalog(language))  # type: ignore[arg-type]
+    missing = sorted(m for m in messages if m not in catalog(language))  # type: ignore[arg-type]
     assert not missing, f"untranslated in {language}: {missing}"
 
 
 def test_placeholders_survive_translation() -> None:
     for message in marked_messages():
         for language in ("zh-Hans", "zh-Hant"):
-            translated = _catalog(language)[message]  # type: ignore[arg-type]
+            translated = catalog(language)[message]  # type: ignore[arg-type]
             assert sorted(_fields(translated)) == sorted(_fields(message)), (language, message)
 
 

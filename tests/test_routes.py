@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests import factories as f
+from tests.helpers import production_settings
 from tongka.app import create_app
-from tongka.config import Settings
 
 # Routes anyone may call; every other /api/v1 route needs a subscriber's bearer token.
 PUBLIC = {
@@ -115,10 +115,8 @@ def test_every_private_route_refuses_a_caller_without_a_token(client, app) -> No
     assert checked >= 9
 
 
-def test_packs_for_a_line_need_its_owner(client, sessions, settings) -> None:
-    f.load_demo(sessions, settings)
-    owner = f.subscriber(client)
-    line = f.bind(client, owner, f.spare_numbers(sessions)[0])
+def test_packs_for_a_line_need_its_owner(client, sessions, demo) -> None:
+    owner, line, _ = f.new_subscriber(client, sessions)
     assert client.get(f"/api/v1/packs?line_id={line['id']}").status_code == 401
     stranger = f.subscriber(client)
     r = client.get(f"/api/v1/packs?line_id={line['id']}", headers=stranger)
@@ -135,17 +133,7 @@ def test_unknown_paths_and_methods_are_problem_details(client) -> None:
 
 @pytest.fixture
 def production_client(db_url: str):  # type: ignore[no-untyped-def]
-    settings = Settings(
-        env="production",
-        database_url=db_url,
-        secret_key=secrets.token_urlsafe(32),
-        public_base_url="https://tongka.example",
-        sandbox_payment_secret=secrets.token_urlsafe(32),
-        _env_file=None,  # type: ignore[call-arg]
-        nrf_jwks="https://nrf.example/oauth2/jwks",
-        nrf_issuer=str(uuid.uuid4()),
-    )
-    app = create_app(settings)
+    app = create_app(production_settings(db_url, sandbox_payment_secret=secrets.token_urlsafe(32)))
     with TestClient(app) as c:
         yield c
     app.state.engine.dispose()

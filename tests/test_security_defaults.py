@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.e2e.conftest import TONGKA
+from tests.helpers import TONGKA
+from tests.helpers import production_settings as production
 from tongka import config
 from tongka.app import create_app
 from tongka.config import Settings
@@ -26,20 +27,6 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
-
-
-def production(db_url: str = "sqlite://", **values: Any) -> Settings:
-    return Settings(  # type: ignore[arg-type]
-        **{
-            "database_url": db_url,
-            "secret_key": secrets.token_urlsafe(32),
-            "public_base_url": "https://tongka.example",
-            "nrf_jwks": "https://nrf.example/oauth2/jwks",
-            "nrf_issuer": str(uuid.uuid4()),
-            **values,
-        },
-        _env_file=None,
-    )
 
 
 @pytest.fixture

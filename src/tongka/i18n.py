@@ -28,22 +28,23 @@ def _(message: str) -> str:
 
 
 @cache
-def _catalog(language: Language) -> dict[str, str]:
+def catalog(language: Language) -> dict[str, str]:
+    """A language's translations as `gettext` reads them: {English message: translation}."""
     path = LOCALE_DIR / language.replace("-", "_") / "LC_MESSAGES" / "messages.po"
     if not path.exists():
         return {}
     with path.open("rb") as f:
-        catalog = read_po(f)
+        po = read_po(f)
     return {
         m.id: m.string
-        for m in catalog
+        for m in po
         # Plural messages (tuples of forms) are not used.
         if m.id and m.string and not m.fuzzy and isinstance(m.id, str) and isinstance(m.string, str)
     }
 
 
 def gettext(message: str, language: str, **params: object) -> str:
-    text = _catalog(language).get(message, message) if language in LANGUAGES else message
+    text = catalog(language).get(message, message) if language in LANGUAGES else message
     return text.format(**params) if params else text
 
 

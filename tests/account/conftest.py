@@ -1,33 +1,11 @@
-"""Fixtures of the account tests: a clock held still and moved by hand, cheap password hashing."""
+"""Fixtures of the account tests: cheap password hashing (the clock held still: tests/conftest.py)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from argon2 import PasswordHasher
 
-from tongka import clock
 from tongka.account import service
-
-
-@dataclass
-class FrozenClock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
-    frozen = FrozenClock(datetime.now(UTC).replace(microsecond=0))
-    monkeypatch.setattr(clock, "now", frozen)
-    return frozen
 
 
 @pytest.fixture

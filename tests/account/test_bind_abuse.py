@@ -27,9 +27,7 @@ from tongka.account import lines
 HK = timedelta(hours=8)
 
 
-@pytest.fixture(autouse=True)
-def demo(sessions, settings) -> None:  # type: ignore[no-untyped-def]
-    f.load_demo(sessions, settings)
+pytestmark = pytest.mark.usefixtures("demo")
 
 
 @pytest.fixture

@@ -25,11 +25,6 @@ CN_ONLY = ("8985200240000000111", "+8613900112143")
 NOT_IN_STOCK = "+85269999999"  # a valid Hong Kong mobile number that is no tongka line
 
 
-@pytest.fixture
-def demo(sessions, settings) -> None:
-    f.load_demo(sessions, settings)
-
-
 def ask_code(client, headers: dict[str, str], number: str) -> str:  # type: ignore[no-untyped-def]
     r = client.post(BIND, json={"number": number}, headers=headers)
     assert r.status_code == 202, r.text

@@ -1,4 +1,4 @@
-"""Charging test helpers: the seeded network registry, lines with buckets, open sessions."""
+"""Charging test helpers: the seeded network registry, lines with buckets or overage, open sessions."""
 
 from __future__ import annotations
 
@@ -13,14 +13,17 @@ from sqlalchemy.orm import Session
 from tests.charging import calls
 from tests.ledger import factories as lf
 from tests.ledger.factories import T0
-from tongka.account.models import Line
+from tongka.account.models import Account, Line
+from tongka.charging import overage
 from tongka.charging.models import ChargingSession, Network
 from tongka.ledger import buckets
 from tongka.ledger.models import Bucket
+from tongka.wallet import service as wallets
 
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "0003_charging.py"
 DAY = timedelta(days=1)
 HK_PLMN, MAINLAND_PLMN = "454-00", "460-00"  # HKT/csl, China Mobile
+HK_RATE = 5  # overage_line's price in Hong Kong: HK$0.05 a MB (the mainland's is 2 cents more)
 
 _refs = itertools.count(1)
 
@@ -71,6 +74,27 @@ def bucket(
         reason="pack_purchase",
         reference=f"order:test-{next(_refs)}",
     )
+
+
+def overage_line(
+    session: Session, *, wallet: int = 0, cap: int | None = None, currency: str = "HKD"
+) -> tuple[Line, Account]:
+    """A line whose owner has `wallet` minor units, with overage on up to `cap` if a cap is given."""
+    owner = Account(
+        username=f"owner{next(_refs)}", email="o@example.com", password_hash="x", language="en"
+    )
+    session.add(owner)
+    session.flush()
+    line = lf.line(session)
+    line.account_id = owner.id
+    overage.set_rate(session, "hk", currency, HK_RATE)
+    overage.set_rate(session, "mainland", currency, HK_RATE + 2)
+    if wallet:
+        wallets.credit(session, owner, wallet, currency, reference=f"test-{owner.id}")
+    if cap is not None:
+        overage.configure(session, line, owner, enabled=True, monthly_cap=cap, currency=currency)
+    session.flush()
+    return line, owner
 
 
 def open_session(session: Session, line: Line, plmn: str = HK_PLMN) -> ChargingSession:

@@ -32,7 +32,7 @@ _BASE = (SPEC / CONVERGED_CHARGING).as_uri()
 
 
 @cache
-def _registry() -> Registry:
+def registry() -> Registry:
     # Each file is a resource at its own file: URI, so a relative "$ref: 'TS29571_CommonData.yaml#/…'"
     # resolves to the file beside it. (PyYAML reads YAML 1.1, where an unquoted YES/NO is a boolean:
     # only the SMS schema DeliveryReportRequested is written so, which tongka does not use.)
@@ -43,9 +43,7 @@ def _registry() -> Registry:
 
 
 def _validator_for(schema: dict[str, Any]) -> Any:
-    return OAS30Validator(
-        schema, registry=_registry(), format_checker=OAS30Validator.FORMAT_CHECKER
-    )
+    return OAS30Validator(schema, registry=registry(), format_checker=OAS30Validator.FORMAT_CHECKER)
 
 
 @cache
@@ -78,12 +76,12 @@ def validate_notify_request(body: Any) -> None:
 def validate_answer(path: str, status: int, content_type: str | None, body: Any) -> None:
     """An answer to POST `path` (as the spec's `paths` name it, "/chargingdata/{ChargingDataRef}/update"):
     the status must be one the operation defines, with its media type and body schema."""
-    responses = _registry().contents(_BASE)["paths"][path]["post"]["responses"]
+    responses = registry().contents(_BASE)["paths"][path]["post"]["responses"]
     assert str(status) in responses, f"POST {path} defines no {status} answer"
     base, response = _BASE, responses[str(status)]
     if "$ref" in response:  # e.g. 500: TS29571_CommonData.yaml#/components/responses/500
         base = urljoin(_BASE, response["$ref"])
-        response = _registry().resolver().lookup(base).contents
+        response = registry().resolver().lookup(base).contents
     content = response.get("content")
     if not content:
         assert not body, f"POST {path} {status} has no body in the spec, got {body!r}"

@@ -23,6 +23,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,7 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.charging import factories as f
 from tests.charging.test_api import BASE, msisdn, remaining, request
 from tests.conftest import nf_headers
-from tests.e2e.conftest import TONGKA, _free_port, _log_tail
+from tests.helpers import START_TIMEOUT, TONGKA, free_port, log_tail
 from tongka.charging import nf_auth
 from tongka.config import Settings
 from tongka.money import MB
@@ -40,7 +41,6 @@ from tongka.money import MB
 NOW = datetime.now(UTC) - timedelta(
     days=1
 )  # the listener's clock is real: buckets valid from yesterday
-START_TIMEOUT = 30
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,13 @@ def _until_connectable(port: int, process: subprocess.Popen[bytes], log: Path) -
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"the listener exited with {process.returncode}:\n{_log_tail(log)}")
+            pytest.fail(f"the listener exited with {process.returncode}:\n{log_tail(log)}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.1)
-    pytest.fail(f"nothing listens on {port} after {START_TIMEOUT}s:\n{_log_tail(log)}")
+    pytest.fail(f"nothing listens on {port} after {START_TIMEOUT}s:\n{log_tail(log)}")
 
 
 @contextmanager
@@ -85,7 +85,7 @@ def listening(
 ) -> Iterator[Listener]:
     """`tongka nchf serve` on a free port of loopback, with `values` (TONGKA_*) on top of the test's
     settings; stopped with SIGTERM, and its log must stay free of errors."""
-    port = _free_port()
+    port = free_port()
     log = home / f"nchf-{port}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -102,8 +102,8 @@ def listening(
         process.terminate()
         process.wait(timeout=20)
     text = log.read_text(errors="replace")
-    assert "Traceback" not in text and "unhandled_error" not in text, _log_tail(log, 80)
-    assert process.returncode == 0, _log_tail(log)
+    assert "Traceback" not in text and "unhandled_error" not in text, log_tail(log, 80)
+    assert process.returncode == 0, log_tail(log)
 
 
 def line_with_data(session) -> tuple[object, str]:  # type: ignore[no-untyped-def]
@@ -178,11 +178,9 @@ def test_production_speaks_http2_only(settings, session, tmp_path) -> None:
         update={"env": "production", "public_base_url": "https://tongka.example"}
     )
     jwks = tmp_path / "nrf-jwks.json"  # the NRF's public keys, as an operator configures them
-    jwks.write_text(
-        json.dumps(
-            {"keys": [nf_auth._public_jwk(*nf_auth.load_dev_key(settings.nrf_dev_key_file))]}
-        )
-    )
+    key, kid = nf_auth.load_dev_key(settings.nrf_dev_key_file)
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))  # PyJWT's, not tongka's
+    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": kid, "use": "sig", "alg": "ES256"}]}))
     with listening(
         production,
         tmp_path,
@@ -474,7 +472,7 @@ def _children(pid: int) -> list[int]:
 def serving_both(
     settings: Settings, home: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], str, str, Path]]:
-    port, nchf_port = _free_port(), _free_port()
+    port, nchf_port = free_port(), free_port()
     log = home / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -515,10 +513,10 @@ def test_serve_runs_both_listeners_and_ctrl_c_stops_both(settings, session, tmp_
         ) as smf:
             a_whole_session(smf, gpsi)
         serve.send_signal(signal.SIGINT)
-        assert serve.wait(timeout=30) == 0, _log_tail(log)
+        assert serve.wait(timeout=30) == 0, log_tail(log)
         assert _gone(public) and _gone(nchf_url)
     text = log.read_text(errors="replace")
-    assert "Traceback" not in text and "unhandled_error" not in text, _log_tail(log, 80)
+    assert "Traceback" not in text and "unhandled_error" not in text, log_tail(log, 80)
 
 
 def test_if_the_nchf_listener_dies_serve_stops_the_public_app_and_fails(
@@ -528,7 +526,7 @@ def test_if_the_nchf_listener_dies_serve_stops_the_public_app_and_fails(
     with serving_both(settings, tmp_path) as (serve, public, nchf_url, log):
         (nchf,) = _children(serve.pid)
         os.kill(nchf, signal.SIGKILL)
-        assert serve.wait(timeout=30) == 1, _log_tail(log)
+        assert serve.wait(timeout=30) == 1, log_tail(log)
         assert "the Nchf listener exited" in log.read_text()
         assert _gone(public) and _gone(nchf_url)  # granian's workers go with their main process
 
@@ -537,7 +535,7 @@ def test_if_the_public_app_cannot_start_the_nchf_listener_stops_too(
     settings, session, tmp_path
 ) -> None:
     sqlite_only(settings)
-    nchf_port = _free_port()
+    nchf_port = free_port()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -552,7 +550,7 @@ def test_if_the_public_app_cannot_start_the_nchf_listener_stops_too(
                 timeout=60,
                 check=False,
             )
-    assert serve.returncode != 0, _log_tail(log)  # uvicorn says 3: it could not start
+    assert serve.returncode != 0, log_tail(log)  # uvicorn says 3: it could not start
     assert _gone(f"http://127.0.0.1:{nchf_port}")
 
 

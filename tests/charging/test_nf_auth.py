@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from tests.helpers import TONGKA
 from tongka import config, logs
 from tongka.charging import nf_auth
 from tongka.charging.nf_auth import (
@@ -48,7 +49,6 @@ from tongka.config import Settings
 NRF = str(uuid.uuid4())
 CHF_ID = str(uuid.uuid4())
 SMF = str(uuid.uuid4())
-TONGKA = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "tongka"
 
 
 class Key:
@@ -245,11 +245,11 @@ def test_the_cache_is_bounded(auth: NfAuth, es: Key, monkeypatch: pytest.MonkeyP
     headers = [f"Bearer {es.token(sub=str(uuid.uuid4()))}" for _ in range(5)]
     for h in headers:
         auth.verify(h)
-    assert len(auth._cache) <= 3 and auth.cached(headers[-1])
-    assert (
-        refused(auth, f"Bearer {es.token(scope='other')}").reason == "scope"
-    )  # refusals are not kept
-    assert len(auth._cache) <= 3
+    assert sum(auth.cached(h) is not None for h in headers) <= 3 and auth.cached(headers[-1])
+    other = f"Bearer {es.token(scope='other')}"
+    assert refused(auth, other).reason == "scope"
+    assert auth.cached(other) is None  # refusals are not kept
+    assert sum(auth.cached(h) is not None for h in headers) <= 3
 
 
 # The answer and the middleware.

@@ -72,8 +72,7 @@ def live_session_out_of_data(
     """A subscriber's line in a session whose last grant ran out, with the network listening at receiver.
     (Tests using it take the `session` fixture: it puts the network registry back.)"""
     tf.load_demo(sessions, client.app.state.settings)
-    headers = tf.subscriber(client)
-    line = tf.bind(client, headers, tf.spare_numbers(sessions)[0])
+    headers, line, _ = tf.new_subscriber(client, sessions)
     gpsi = "msisdn-" + line["numbers"][0].removeprefix("+")
     body = request(0, gpsi=gpsi, requested=MB)
     body["notifyUri"] = receiver.url + "/smf/notify/7"
@@ -131,7 +130,7 @@ def test_turning_overage_on_tells_the_live_session(
 
 
 def test_a_network_that_is_down_is_tried_again_and_one_that_refuses_is_given_up(
-    client, nchf, session, sessions, receiver, fake_clock
+    client, nchf, session, sessions, receiver, frozen_clock
 ) -> None:
     headers, line, _ref = live_session_out_of_data(client, nchf, sessions, receiver)
     receiver.status = 503
@@ -142,7 +141,7 @@ def test_a_network_that_is_down_is_tried_again_and_one_that_refuses_is_given_up(
     )
     assert send(sessions).retrying == 1
     assert send(sessions).retrying == 0  # not due again yet
-    fake_clock.advance(seconds=3)
+    frozen_clock.advance(seconds=3)
     receiver.status = 204
     assert send(sessions).sent == 1
     assert len(receiver.received) == 2

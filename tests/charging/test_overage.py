@@ -3,52 +3,18 @@ up to a monthly cap; and usage beyond everything, owed and paid back from the ne
 
 from __future__ import annotations
 
-import itertools
-
-import pytest
-
 from tests.charging import calls
 from tests.charging import factories as f
-from tests.charging.factories import HK_PLMN, MAINLAND_PLMN
+from tests.charging.factories import HK_PLMN, HK_RATE, MAINLAND_PLMN
 from tests.ledger.factories import T0
-from tongka.account.models import Account
+from tests.wallet import factories as wallet
 from tongka.charging import overage
 from tongka.charging import service as charging
 from tongka.charging.models import OverageMonth
 from tongka.ledger import buckets
-from tongka.ledger.models import LedgerAccount
 from tongka.money import MB
-from tongka.wallet import service as wallets
 
 VALIDITY = 600
-HK_RATE = 5  # HK$0.05 a MB
-_names = itertools.count(1)
-
-
-def owned_line(session, *, wallet: int = 0, cap: int | None = None, currency: str = "HKD"):  # type: ignore[no-untyped-def]
-    """A line whose owner has `wallet` minor units, with overage on up to `cap` if a cap is given."""
-    owner = Account(
-        username=f"owner{next(_names)}", email="o@example.com", password_hash="x", language="en"
-    )
-    session.add(owner)
-    session.flush()
-    line = f.line(session)
-    line.account_id = owner.id
-    overage.set_rate(session, "hk", currency, HK_RATE)
-    overage.set_rate(session, "mainland", currency, HK_RATE + 2)
-    if wallet:
-        wallets.credit(session, owner, wallet, currency, reference=f"test-{owner.id}")
-    if cap is not None:
-        overage.configure(session, line, owner, enabled=True, monthly_cap=cap, currency=currency)
-    session.flush()
-    return line, owner
-
-
-def wallet_available(session, owner) -> int:  # type: ignore[no-untyped-def]
-    wallet = wallets.wallet_of(session, owner.id)
-    assert wallet is not None
-    session.refresh(session.get_one(LedgerAccount, wallet.ledger_account_id))
-    return session.get_one(LedgerAccount, wallet.ledger_account_id).available
 
 
 def quota(session, cs, requested: int):  # type: ignore[no-untyped-def]
@@ -56,17 +22,17 @@ def quota(session, cs, requested: int):  # type: ignore[no-untyped-def]
 
 
 def test_overage_is_off_by_default_and_data_stops(session) -> None:
-    line, owner = owned_line(session, wallet=10_000)
+    line, owner = f.overage_line(session, wallet=10_000)
     f.bucket(session, line, "hk", 10 * MB)
     cs = f.open_session(session, line)
     result = quota(session, cs, 30 * MB)
     assert (result.granted_bytes, result.final_unit) == (10 * MB, True)
     assert quota(session, cs, 1 * MB).result_code == charging.QUOTA_LIMIT_REACHED
-    assert wallet_available(session, owner) == 10_000
+    assert wallet.available(session, owner.id) == 10_000
 
 
 def test_overage_grants_beyond_the_buckets_from_the_wallet_at_the_published_rate(session) -> None:
-    line, owner = owned_line(session, wallet=10_000, cap=2_000)
+    line, owner = f.overage_line(session, wallet=10_000, cap=2_000)
     f.bucket(session, line, "hk", 10 * MB)
     cs = f.open_session(session, line)
 
@@ -83,11 +49,11 @@ def test_overage_grants_beyond_the_buckets_from_the_wallet_at_the_published_rate
         20 * HK_RATE,
         HK_RATE,
     )
-    assert wallet_available(session, owner) == 10_000 - 100  # held, not yet spent
+    assert wallet.available(session, owner.id) == 10_000 - 100  # held, not yet spent
 
     usage = calls.report_usage(session, result.grant, 12 * MB + 1)  # 2 MB and one byte of overage
     assert (usage.charged_bytes, usage.unreserved_bytes) == (12 * MB + 1, 0)
-    assert wallet_available(session, owner) == 10_000 - (
+    assert wallet.available(session, owner.id) == 10_000 - (
         2 * HK_RATE + 1
     )  # the byte rounds the price up a cent
     month = session.get_one(OverageMonth, (line.id, overage.month_of(T0)))
@@ -99,7 +65,7 @@ def test_overage_grants_beyond_the_buckets_from_the_wallet_at_the_published_rate
 
 
 def test_the_monthly_cap_counts_what_was_charged_and_what_open_grants_hold(session) -> None:
-    line, owner = owned_line(session, wallet=100_000, cap=100)  # HK$1.00: 20 MB at HK$0.05
+    line, owner = f.overage_line(session, wallet=100_000, cap=100)  # HK$1.00: 20 MB at HK$0.05
     cs = f.open_session(session, line)
     first = quota(session, cs, 15 * MB)
     assert first.granted_bytes == 15 * MB
@@ -108,20 +74,20 @@ def test_the_monthly_cap_counts_what_was_charged_and_what_open_grants_hold(sessi
     assert quota(session, cs, MB).result_code == charging.QUOTA_LIMIT_REACHED
     calls.report_usage(session, first.grant, 3 * MB)  # 12 MB of the first grant's hold comes back
     assert quota(session, cs, 100 * MB).granted_bytes == 12 * MB
-    assert wallet_available(session, owner) == 100_000 - 100
+    assert wallet.available(session, owner.id) == 100_000 - 100
 
 
 def test_the_wallet_limits_overage_below_the_cap(session) -> None:
-    line, owner = owned_line(session, wallet=7, cap=10_000)  # 7 cents: 1.4 MB
+    line, owner = f.overage_line(session, wallet=7, cap=10_000)  # 7 cents: 1.4 MB
     cs = f.open_session(session, line)
     result = quota(session, cs, 10 * MB)
     assert result.granted_bytes == 7 * MB // HK_RATE and result.final_unit
     calls.report_usage(session, result.grant, result.granted_bytes)
-    assert wallet_available(session, owner) == 0
+    assert wallet.available(session, owner.id) == 0
 
 
 def test_turning_overage_off_stops_it_and_the_rate_follows_the_zone(session) -> None:
-    line, owner = owned_line(session, wallet=10_000, cap=10_000)
+    line, owner = f.overage_line(session, wallet=10_000, cap=10_000)
     mainland = f.open_session(session, line, MAINLAND_PLMN)
     grant = quota(session, mainland, 10 * MB).grant
     assert grant.reservations[0].per_mb == HK_RATE + 2
@@ -130,25 +96,19 @@ def test_turning_overage_off_stops_it_and_the_rate_follows_the_zone(session) -> 
 
 
 def test_overage_granted_before_it_was_turned_off_is_still_charged_when_used(session) -> None:
-    line, owner = owned_line(session, wallet=10_000, cap=10_000)
+    line, owner = f.overage_line(session, wallet=10_000, cap=10_000)
     cs = f.open_session(session, line)
     grant = quota(session, cs, 10 * MB).grant
     overage.configure(session, line, owner, enabled=False, monthly_cap=10_000, currency="HKD")
     usage = calls.report_usage(session, grant, 4 * MB)
     assert (usage.charged_bytes, usage.unreserved_bytes) == (4 * MB, 0)
-    assert wallet_available(session, owner) == 10_000 - 4 * HK_RATE
+    assert wallet.available(session, owner.id) == 10_000 - 4 * HK_RATE
     month = session.get_one(OverageMonth, (line.id, overage.month_of(T0)))
     assert (month.currency, month.charged, month.volume_bytes) == ("HKD", 4 * HK_RATE, 4 * MB)
 
 
-def test_a_cap_in_another_currency_than_the_wallet_is_refused(session) -> None:
-    line, owner = owned_line(session, wallet=1_000, currency="HKD")
-    with pytest.raises(wallets.WalletCurrencyMismatch):
-        overage.configure(session, line, owner, enabled=True, monthly_cap=100, currency="CNY")
-
-
 def test_usage_beyond_the_grant_takes_what_is_left_then_overage_then_is_owed(session) -> None:
-    line, owner = owned_line(session, wallet=10, cap=10_000)  # 10 cents: 2 MB of overage
+    line, owner = f.overage_line(session, wallet=10, cap=10_000)  # 10 cents: 2 MB of overage
     hk = f.bucket(session, line, "hk", 10 * MB)
     cs = f.open_session(session, line)
     grant = quota(session, cs, 4 * MB).grant
@@ -161,7 +121,7 @@ def test_usage_beyond_the_grant_takes_what_is_left_then_overage_then_is_owed(ses
         overage_currency="HKD",
     )
     assert grant.status == "settled" and f.remaining(session, hk) == 0
-    assert wallet_available(session, owner) == 0
+    assert wallet.available(session, owner.id) == 0
     assert buckets.owed(session, line.id, "hk") == 8 * MB
     assert buckets.owed(session, line.id, "mainland") == 0
     view = buckets.line_balance(session, line.id, T0)
@@ -169,7 +129,7 @@ def test_usage_beyond_the_grant_takes_what_is_left_then_overage_then_is_owed(ses
 
 
 def test_what_is_owed_comes_out_of_the_next_pack_before_any_new_quota(session) -> None:
-    line, _owner = owned_line(session)
+    line, _owner = f.overage_line(session)
     cs = f.open_session(session, line)
     assert calls.settle_usage(session, cs, 1, 3 * MB).owed_bytes == 3 * MB
     assert quota(session, cs, MB).result_code == charging.QUOTA_LIMIT_REACHED
@@ -181,7 +141,7 @@ def test_what_is_owed_comes_out_of_the_next_pack_before_any_new_quota(session) -
 
 
 def test_owed_data_in_one_zone_is_not_taken_from_a_pack_of_the_other(session) -> None:
-    line, _owner = owned_line(session)
+    line, _owner = f.overage_line(session)
     hk = f.open_session(session, line, HK_PLMN)
     calls.settle_usage(session, hk, 1, 2 * MB)
     mainland_pack = f.bucket(session, line, "mainland", 10 * MB)
@@ -191,31 +151,29 @@ def test_owed_data_in_one_zone_is_not_taken_from_a_pack_of_the_other(session) ->
     assert f.remaining(session, mainland_pack) == 0
 
 
-def test_a_lapsed_overage_reservation_charges_its_usage_anew(session, fake_clock) -> None:
-    line, owner = owned_line(session, wallet=1_000, cap=1_000)
+def test_a_lapsed_overage_reservation_charges_its_usage_anew(session, frozen_clock) -> None:
+    line, owner = f.overage_line(session, wallet=1_000, cap=1_000)
     cs = f.open_session(session, line)
     grant = quota(session, cs, 2 * MB).grant
-    fake_clock.advance(seconds=VALIDITY + charging.RESERVATION_MARGIN.total_seconds() + 1)
+    frozen_clock.advance(seconds=VALIDITY + charging.RESERVATION_MARGIN.total_seconds() + 1)
     buckets.expire_buckets(session)
-    assert wallet_available(session, owner) == 1_000  # the hold was released
+    assert wallet.available(session, owner.id) == 1_000  # the hold was released
     usage = calls.report_usage(session, grant, 2 * MB)
     assert usage.unreserved_bytes == 2 * MB
     excess = calls.charge_usage(
-        session, line, "hk", usage.unreserved_bytes, fake_clock.at, reference="test"
+        session, line, "hk", usage.unreserved_bytes, frozen_clock.now, reference="test"
     )
     assert (excess.overage_bytes, excess.overage_amount) == (2 * MB, 2 * HK_RATE)
-    assert wallet_available(session, owner) == 1_000 - 2 * HK_RATE
+    assert wallet.available(session, owner.id) == 1_000 - 2 * HK_RATE
 
 
 # --- over HTTP: the owner's switch, the wallet, the published rates, the renewal page ----------------
 
 
-def test_the_owner_turns_overage_on_with_a_cap_and_sees_the_month(client, sessions) -> None:
+def test_the_owner_turns_overage_on_with_a_cap_and_sees_the_month(client, sessions, demo) -> None:
     from tests import factories as tf
 
-    tf.load_demo(sessions, client.app.state.settings)
-    headers = tf.subscriber(client)
-    line = tf.bind(client, headers, tf.spare_numbers(sessions)[0])
+    headers, line, _ = tf.new_subscriber(client, sessions)
     url = f"/api/v1/lines/{line['id']}/overage"
     assert client.get(url, headers=headers).json() == {
         "line_id": line["id"],
@@ -296,20 +254,10 @@ def test_the_renewal_page_shows_the_masked_number_packs_and_rates_in_the_readers
     assert missing.status_code == 404 and "not known" in missing.text
 
 
-def test_the_operator_publishes_rates_and_credits_wallets_from_the_cli(cli, session) -> None:
-    _line, owner = owned_line(session)
+def test_the_operator_publishes_rates_from_the_cli(cli, session) -> None:
+    f.overage_line(session)
     session.commit()
     assert cli("overage", "set-rate", "hk", "HKD", "9").exit_code == 0
     assert "hk        HKD  9 per MB" in cli("overage", "rates").output
     assert cli("overage", "set-rate", "moon", "HKD", "9").exit_code == 2
-
-    done = cli("wallets", "credit", owner.username, "5000", "HKD", "--reference", "MK01-r1")
-    assert done.exit_code == 0 and "5000 HKD available" in done.output
-    again = cli("wallets", "credit", owner.username, "5000", "HKD", "--reference", "MK01-r1")
-    assert "5000 HKD available" in again.output  # the same top-up is credited once
-    other = cli("wallets", "credit", owner.username, "100", "CNY", "--reference", "MK01-r2")
-    assert other.exit_code == 2 and "HKD" in other.output
-    assert cli("wallets", "credit", "nobody", "100", "HKD", "--reference", "x").exit_code == 2
-    assert wallet_available(session, owner) == 5000
-    session.rollback()  # SQLite: one writer at a time, and the command is one
     assert "sent 0" in cli("charging", "notify").output

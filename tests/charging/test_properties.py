@@ -39,6 +39,7 @@ from tests.charging import calls
 from tests.charging import factories as f
 from tests.charging.calls import ChargingSessionReleased
 from tests.ledger.factories import T0
+from tests.wallet import factories as wallet
 from tongka import clock
 from tongka.account.models import Account, Line
 from tongka.charging import overage
@@ -101,8 +102,7 @@ class ChargingMachine(RuleBasedStateMachine):
         f.bucket(s, s.get(Line, line_id), zone, amount, days=days, valid_from=self.now)
 
     def wallet_available(self, s, line_id) -> int:  # type: ignore[no-untyped-def]
-        wallet = wallets.wallet_of(s, s.get_one(Line, line_id).account_id)
-        return s.get(LedgerAccount, wallet.ledger_account_id, populate_existing=True).available
+        return wallet.available(s, s.get_one(Line, line_id).account_id)
 
     def zone_available(self, s, cs: ChargingSession) -> int:  # type: ignore[no-untyped-def]
         rows = s.scalars(

@@ -242,7 +242,7 @@ def test_a_grant_is_settled_exactly_once(session) -> None:
     assert f.remaining(session, hk) == 7 * MB
 
 
-def test_a_grant_settled_by_another_session_is_not_settled_again(sessions, fake_clock) -> None:
+def test_a_grant_settled_by_another_session_is_not_settled_again(sessions, frozen_clock) -> None:
     with sessions() as s:
         f.ensure_networks(s)
         line = f.line(s)
@@ -307,14 +307,14 @@ def test_release_settles_open_grants_and_refuses_new_requests(session) -> None:
 # --- expiry -------------------------------------------------------------------------------
 
 
-def test_the_ledger_expiry_job_releases_a_grant_nobody_reported(session, fake_clock) -> None:
+def test_the_ledger_expiry_job_releases_a_grant_nobody_reported(session, frozen_clock) -> None:
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 10 * MB)
     both = f.bucket(session, line, "both", 10 * MB)
     grant = request(session, f.open_session(session, line, HK_PLMN), 15 * MB, validity=60).grant
     session.commit()
 
-    fake_clock.advance(seconds=60 + charging.RESERVATION_MARGIN.total_seconds())
+    frozen_clock.advance(seconds=60 + charging.RESERVATION_MARGIN.total_seconds())
     assert ledger.expire_reservations(session) == 2
     session.commit()
     assert (f.remaining(session, hk), f.remaining(session, both)) == (10 * MB, 10 * MB)
@@ -330,13 +330,13 @@ def test_the_ledger_expiry_job_releases_a_grant_nobody_reported(session, fake_cl
     assert (f.remaining(session, hk), f.remaining(session, both)) == (10 * MB, 10 * MB)
 
 
-def test_a_report_after_the_grant_lapsed_but_before_the_job_voids_it(session, fake_clock) -> None:
+def test_a_report_after_the_grant_lapsed_but_before_the_job_voids_it(session, frozen_clock) -> None:
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 10 * MB)
     grant = request(session, f.open_session(session, line, HK_PLMN), 4 * MB, validity=60).grant
     session.commit()
 
-    fake_clock.advance(minutes=5)
+    frozen_clock.advance(minutes=5)
     usage = calls.report_usage(session, grant, 3 * MB)
     session.commit()
     assert (usage.charged_bytes, usage.unreserved_bytes) == (0, 3 * MB)

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.charging import factories as f
-from tests.e2e.conftest import TONGKA, _free_port, _log_tail, _wait_until_up
+from tests.helpers import TONGKA, free_port, log_tail, wait_until_up
 from tongka.account import service as accounts
 from tongka.account.models import Line
 from tongka.charging import service as charging
@@ -240,7 +240,7 @@ def serving(settings: Settings, home: Path, *names: str) -> Iterator[list[Served
     started: list[tuple[subprocess.Popen[bytes], Served, Path]] = []
     try:
         for name in names:
-            base_url, nchf_bind = f"http://127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+            base_url, nchf_bind = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
             server_env = {**env, "TONGKA_PUBLIC_BASE_URL": base_url, "TONGKA_NCHF_BIND": nchf_bind}
             log_path = home / f"{name}.log"
             with log_path.open("w") as log:
@@ -255,8 +255,8 @@ def serving(settings: Settings, home: Path, *names: str) -> Iterator[list[Served
                 (process, Served(base_url, server_env, home, f"http://{nchf_bind}"), log_path)
             )
         for process, running, log_path in started:
-            _wait_until_up(process, running.base_url, log_path)
-            _wait_until_up(process, running.nchf_url, log_path)
+            wait_until_up(process, running.base_url, log_path)
+            wait_until_up(process, running.nchf_url, log_path)
         yield [running for _process, running, _log in started]
     finally:
         for process, _running, _log in started:
@@ -265,7 +265,7 @@ def serving(settings: Settings, home: Path, *names: str) -> Iterator[list[Served
             process.wait(timeout=10)
     for _process, _running, log_path in started:
         text = log_path.read_text(errors="replace")
-        assert "Traceback" not in text and "unhandled_error" not in text, _log_tail(log_path, 80)
+        assert "Traceback" not in text and "unhandled_error" not in text, log_tail(log_path, 80)
 
 
 @pytest.fixture

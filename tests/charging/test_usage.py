@@ -132,11 +132,11 @@ def test_settling_a_grant_twice_counts_its_usage_once(client, session) -> None:
     assert usage(client, line, headers)["total_bytes"] == 6 * MB
 
 
-def test_the_day_turns_at_midnight_hong_kong_time(client, session, fake_clock) -> None:
+def test_the_day_turns_at_midnight_hong_kong_time(client, session, frozen_clock) -> None:
     line, headers = owned_line(client, session)
-    fake_clock.at = datetime(2030, 1, 15, 15, 59, 59, tzinfo=UTC)  # 23:59:59 in Hong Kong
+    frozen_clock.now = datetime(2030, 1, 15, 15, 59, 59, tzinfo=UTC)  # 23:59:59 in Hong Kong
     use(session, line, HK_PLMN, 10 * MB, 1 * MB)
-    fake_clock.advance(seconds=1)  # 00:00:00 on the 16th in Hong Kong (still the 15th in UTC)
+    frozen_clock.advance(seconds=1)  # 00:00:00 on the 16th in Hong Kong (still the 15th in UTC)
     use(session, line, MAINLAND_PLMN, 10 * MB, 2 * MB)
 
     body = usage(client, line, headers)
@@ -150,12 +150,12 @@ def test_the_day_turns_at_midnight_hong_kong_time(client, session, fake_clock) -
     assert only_the_15th["total_bytes"] == 1 * MB
 
 
-def test_the_default_range_is_the_last_30_days(client, session, fake_clock) -> None:
+def test_the_default_range_is_the_last_30_days(client, session, frozen_clock) -> None:
     line, headers = owned_line(client, session)
     for days_ago in (30, 29, 0):
-        fake_clock.at = T0 - timedelta(days=days_ago)
+        frozen_clock.now = T0 - timedelta(days=days_ago)
         use(session, line, HK_PLMN, 10 * MB, (days_ago + 1) * MB)
-    fake_clock.at = T0
+    frozen_clock.now = T0
 
     body = usage(client, line, headers)
     assert [d["day"] for d in body["days"]] == [str(T0_DAY), str(T0_DAY - timedelta(days=29))]

@@ -23,10 +23,8 @@ from sqlalchemy import func, select, update
 from tests import factories as app_f
 from tests.charging import calls
 from tests.charging import factories as f
-from tests.charging.factories import HK_PLMN, MAINLAND_PLMN
-from tests.charging.test_overage import HK_RATE
-from tests.charging.test_overage import owned_line as overage_line
-from tests.ledger.factories import T0
+from tests.charging.factories import HK_PLMN, HK_RATE, MAINLAND_PLMN
+from tests.ledger.factories import T0, transfer_count
 from tongka.account.models import Line
 from tongka.charging import service as charging
 from tongka.charging import usage_files, usage_import
@@ -116,10 +114,6 @@ def run(cli, session, *args: str):  # type: ignore[no-untyped-def]
     """`tongka usage import ...`, once the test's session holds no transaction (SQLite has one writer at a time)."""
     session.rollback()
     return cli("usage", "import", *args)
-
-
-def transfer_count(session) -> int:  # type: ignore[no-untyped-def]
-    return session.scalar(select(func.count()).select_from(Transfer)) or 0
 
 
 def read_rejects(path: Path) -> list[dict[str, str]]:
@@ -271,7 +265,7 @@ def test_usage_beyond_the_buckets_is_owed(cli, session, tmp_path) -> None:
 def test_overage_pays_beyond_the_buckets_when_the_owner_turned_it_on(
     cli, session, tmp_path
 ) -> None:
-    line, _owner = overage_line(session, wallet=10_000, cap=5_000)
+    line, _owner = f.overage_line(session, wallet=10_000, cap=5_000)
     line.imsi = f"45400{next(_imsis):010d}"
     bucket = f.bucket(session, line, "hk", 1 * MB)
     session.commit()

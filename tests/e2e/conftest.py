@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.helpers import STOP_TIMEOUT, TONGKA, free_port, log_tail, wait_until_up
 from tongka.charging.nf_auth import write_dev_key
 
 REQUIRE_ALL = os.environ.get("TONGKA_TEST_REQUIRE_ALL") == "1"
@@ -39,23 +37,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TONGKA = Path(sys.executable).parent / "tongka"
 COMMAND_TIMEOUT = 60  # seconds, for any one `tongka` command
-START_TIMEOUT = 30  # seconds, for the server to answer /healthz
-STOP_TIMEOUT = 10  # seconds, for the server to exit once asked
 
 Tongka = Callable[..., "subprocess.CompletedProcess[str]"]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _log_tail(path: Path, lines: int = 40) -> str:
-    text = path.read_text(errors="replace") if path.exists() else ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +50,7 @@ def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             f"the `tongka` script is not next to {sys.executable}: install the project (make test does)"
         )
     home = tmp_path_factory.mktemp("tongka-e2e")
-    port, nchf_port = _free_port(), _free_port()
+    port, nchf_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     env.update(
         TONGKA_ENV="dev",  # as make run writes it (production is the default)
@@ -128,8 +112,8 @@ def live_server(e2e_env: dict[str, Any], tongka: Tongka) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_until_up(process, base_url, log_path)
-        _wait_until_up(process, e2e_env["nchf_url"], log_path)
+        wait_until_up(process, base_url, log_path)
+        wait_until_up(process, e2e_env["nchf_url"], log_path)
         yield base_url
         # After every scenario: the ledger must still match its entries.
         tongka("ledger", "verify")
@@ -142,38 +126,8 @@ def live_server(e2e_env: dict[str, Any], tongka: Tongka) -> Iterator[str]:
             process.wait(timeout=STOP_TIMEOUT)
     log_text = log_path.read_text(errors="replace")
     assert "Traceback" not in log_text and "unhandled_error" not in log_text, (
-        "the server logged an error:\n" + _log_tail(log_path, 80)
+        "the server logged an error:\n" + log_tail(log_path, 80)
     )
-
-
-def _wait_until_up(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"`tongka serve` exited with {process.returncode} before answering:\n{_log_tail(log_path)}"
-            )
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).json() == {"status": "ok"}:
-                return
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.1)
-    pytest.fail(
-        f"`tongka serve` did not answer {base_url}/healthz within {START_TIMEOUT}s:\n{_log_tail(log_path)}"
-    )
-
-
-def _wait_until_down(base_url: str, timeout: float = STOP_TIMEOUT) -> None:
-    """Until nothing answers at base_url (a listener whose parent was killed stops by itself)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base_url}/healthz", timeout=1)
-        except httpx.TransportError:
-            return
-        time.sleep(0.1)
-    pytest.fail(f"{base_url} still answers {timeout}s after its server was killed")
 
 
 def _require(what: str, why: str) -> None:

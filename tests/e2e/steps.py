@@ -1,14 +1,14 @@
-"""What a subscriber's app does against a live server, over real HTTP: register, log in, bind, order."""
+"""What a subscriber's app does against a live server, over real HTTP: register, log in, bind, order
+(the steps tests/factories.py shares are taken from there)."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
 import httpx
 
-PASSWORD = "correct horse battery"
+from tests import factories as f
 
 
 def unbound_numbers(tongka) -> list[str]:  # type: ignore[no-untyped-def]
@@ -25,54 +25,8 @@ def unbound_numbers(tongka) -> list[str]:  # type: ignore[no-untyped-def]
 def register_and_login(
     client: httpx.Client, language: str = "en"
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    username = f"e2e{uuid.uuid4().hex[:10]}"
-    r = client.post(
-        "/api/v1/accounts",
-        json={
-            "username": username,
-            "password": PASSWORD,
-            "email": f"{username}@example.com",
-            "language": language,
-        },
-    )
-    assert r.status_code == 201, r.text
-    account = r.json()
-    assert account["username"] == username
-    return account, login(client, username, PASSWORD)
-
-
-def login(client: httpx.Client, username: str, password: str) -> dict[str, str]:
-    r = client.post("/api/v1/auth/token", data={"username": username, "password": password})
-    assert r.status_code == 200, r.text
-    assert r.json()["token_type"].lower() == "bearer"
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
-def sms_code(client: httpx.Client, number: str) -> str:
-    """The code in the newest SMS to `number`, read from the dev outbox."""
-    r = client.get("/dev/outbox")
-    assert r.status_code == 200, r.text
-    for message in r.json():  # newest first
-        if message["channel"] == "sms" and message["to"] == number:
-            found = re.search(r"\b(\d{8})\b", message["body"])
-            assert found, message["body"]
-            return found.group(1)
-    raise AssertionError(f"no SMS to {number} in the outbox")
-
-
-def bind(client: httpx.Client, headers: dict[str, str], number: str) -> dict[str, Any]:
-    r = client.post("/api/v1/lines/bind", json={"number": number}, headers=headers)
-    assert r.status_code == 202, r.text
-    assert r.json()["number"] == number
-    r = client.post(
-        "/api/v1/lines/bind/confirm",
-        json={"number": number, "code": sms_code(client, number)},
-        headers=headers,
-    )
-    assert r.status_code == 201, r.text
-    line = r.json()
-    assert number in line["numbers"]
-    return line  # type: ignore[no-any-return]
+    account = f.register(client, f"e2e{uuid.uuid4().hex[:10]}", language=language)
+    return account, f.login(client, account["username"])
 
 
 def pack(client: httpx.Client, headers: dict[str, str], line_id: str, code: str) -> dict[str, Any]:
@@ -110,7 +64,7 @@ def subscriber_with_line(client: httpx.Client, tongka) -> tuple[dict[str, str], 
     """A new subscriber who has bound a spare line: (auth headers, line)."""
     _account, headers = register_and_login(client)
     number = unbound_numbers(tongka)[0]
-    return headers, bind(client, headers, number)
+    return headers, f.bind(client, headers, number)
 
 
 def hkd(amount: int) -> str:

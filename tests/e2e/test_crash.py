@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e import steps
-from tests.e2e.conftest import TONGKA, _wait_until_down, _wait_until_up
+from tests.helpers import TONGKA, wait_until_down, wait_until_up
 
 pytestmark = pytest.mark.e2e
 ORDERS = 40
@@ -33,7 +33,7 @@ def start(e2e_env: dict[str, Any], log_name: str) -> subprocess.Popen[bytes]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    _wait_until_up(process, e2e_env["env"]["TONGKA_PUBLIC_BASE_URL"], e2e_env["home"] / log_name)
+    wait_until_up(process, e2e_env["env"]["TONGKA_PUBLIC_BASE_URL"], e2e_env["home"] / log_name)
     return process
 
 
@@ -71,7 +71,7 @@ def test_killed_while_fulfilling_then_every_paid_order_is_fulfilled_once(e2e_env
     finally:
         if server.poll() is None:
             server.kill()
-    _wait_until_down(e2e_env["nchf_url"])  # its Nchf listener stops with it, freeing the port
+    wait_until_down(e2e_env["nchf_url"])  # its Nchf listener stops with it, freeing the port
 
     server = start(e2e_env, "server-2.log")
     try:

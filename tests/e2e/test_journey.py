@@ -6,8 +6,7 @@ from tests import factories as f
 from tongka.money import GB
 
 
-def test_register_bind_order_pay_and_see_the_bucket(client, sessions, settings) -> None:
-    f.load_demo(sessions, settings)
+def test_register_bind_order_pay_and_see_the_bucket(client, sessions, demo) -> None:
     number = f.spare_numbers(sessions)[0]
 
     account = f.register(client, "newcomer", language="zh-Hans")

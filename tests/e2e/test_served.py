@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import factories as f
 from tests.e2e import steps
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +30,7 @@ def test_the_whole_journey_over_http(client: httpx.Client, tongka, live_server: 
 
     # The operator hands out a spare SIM; its number is what the subscriber types in the app.
     number = steps.unbound_numbers(tongka)[0]
-    line = steps.bind(client, headers, number)
+    line = f.bind(client, headers, number)
     assert [x["id"] for x in client.get("/api/v1/lines", headers=headers).json()] == [line["id"]]
     assert number not in steps.unbound_numbers(tongka)
     bound_rows = [
@@ -112,7 +113,7 @@ def _row_counts(db: Path) -> dict[str, int]:
 
 
 def test_loading_the_demo_again_changes_nothing(client: httpx.Client, tongka, e2e_env) -> None:  # type: ignore[no-untyped-def]
-    demo = steps.login(client, "demo", "demo-password")
+    demo = f.login(client, "demo", "demo-password")
     demo_id = client.get("/api/v1/me", headers=demo).json()["id"]
     packs = client.get("/api/v1/packs").json()
     lines = tongka("lines", "list").stdout
@@ -128,7 +129,7 @@ def test_loading_the_demo_again_changes_nothing(client: httpx.Client, tongka, e2
     assert _row_counts(e2e_env["db"]) == rows
     assert client.get("/api/v1/packs").json() == packs
     assert tongka("lines", "list").stdout == lines
-    demo = steps.login(client, "demo", "demo-password")
+    demo = f.login(client, "demo", "demo-password")
     assert client.get("/api/v1/me", headers=demo).json()["id"] == demo_id
     assert client.get("/api/v1/orders", headers=demo).json() == demo_orders
     tongka("ledger", "verify")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests import factories as f
-from tongka.catalog import service as catalog
 from tongka.db import transaction
 from tongka.fx import service as fx
-from tongka.money import GB, Money
+from tongka.money import Money
 
 
 @pytest.mark.parametrize(
@@ -40,22 +39,9 @@ def test_cli_sets_and_lists_rates(cli) -> None:
     assert cli("rates", "set", "HKD", "CNY", "0.12345678").exit_code == 2
 
 
-def test_an_order_in_the_other_currency_locks_the_rate(client, sessions, settings) -> None:
-    f.load_demo(sessions, settings)
-    with transaction(sessions) as s:
-        catalog.upsert_pack(
-            s,
-            code="hk-only-2gb",
-            names={"en": "HK 2 GB"},
-            zone="hk",
-            volume_bytes=2 * GB,
-            validity_days=7,
-            prices={"HKD": 2350},
-            channels=["app"],
-        )
-        fx.set_rate(s, "HKD", "CNY", 923400, set_by="test")
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+def test_an_order_in_the_other_currency_locks_the_rate(client, sessions, demo) -> None:
+    f.hkd_only_pack(sessions, 2350)
+    headers, line, _ = f.new_subscriber(client, sessions)
     order = f.order(client, headers, line["id"], code="hk-only-2gb", currency="CNY")
     # 23.50 HKD × 0.9234 = 21.6999 CNY -> 21.70
     assert (order["amount"], order["currency"]) == (2170, "CNY")

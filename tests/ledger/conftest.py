@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ledger.factories import FakeClock
+from tests.helpers import FrozenClock
+from tests.ledger.factories import T0
 
 
 @pytest.fixture
-def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """`tongka.clock.now()` stands still at T0 until the test advances it."""
-    return FakeClock(monkeypatch)
+def frozen_clock(frozen_clock: FrozenClock) -> FrozenClock:
+    """Here the clock starts at T0, so tests read as "T0 + 5 minutes"."""
+    frozen_clock.now = T0
+    return frozen_clock

@@ -1,15 +1,13 @@
-"""Ledger test helpers: funded accounts, lines for buckets, a movable clock, balance snapshots."""
+"""Ledger test helpers: funded accounts, lines for buckets, balance snapshots (the clock: tests/helpers.py)."""
 
 from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tongka import clock
 from tongka.account.models import Line
 from tongka.ledger import service as ledger
 from tongka.ledger.models import LedgerAccount, Transfer
@@ -80,15 +78,3 @@ def transfer_count(session: Session) -> int:
 
 def resolutions_of(session: Session, pending: Transfer) -> list[Transfer]:
     return list(session.scalars(select(Transfer).where(Transfer.pending_id == pending.id)))
-
-
-class FakeClock:
-    """`tongka.clock.now` frozen at a settable instant."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, start: datetime = T0) -> None:
-        self.at = start
-        monkeypatch.setattr(clock, "now", lambda: self.at)
-
-    def advance(self, **delta: float) -> datetime:
-        self.at += timedelta(**delta)
-        return self.at

@@ -106,7 +106,7 @@ def test_a_both_bucket_counts_in_each_zone_and_a_zone_bucket_in_its_own(session)
     assert [v.id for v in balance.buckets] == [hk.id, mainland.id, both.id]  # soonest expiry first
 
 
-def test_only_buckets_in_force_are_counted(session, fake_clock) -> None:
+def test_only_buckets_in_force_are_counted(session, frozen_clock) -> None:
     line = f.line(session)
     grant(session, line, "hk", 1 * GB, valid_from=T0 - 30 * DAY, days=30)  # expires exactly at T0
     grant(session, line, "hk", 2 * GB, valid_from=T0 + DAY)  # not valid yet
@@ -122,7 +122,7 @@ def test_only_buckets_in_force_are_counted(session, fake_clock) -> None:
     assert buckets.line_balance(session, line.id, T0 + DAY).zones["hk"].remaining_bytes == 6 * GB
 
 
-def test_reserved_and_used_bytes_reduce_what_remains(session, fake_clock) -> None:
+def test_reserved_and_used_bytes_reduce_what_remains(session, frozen_clock) -> None:
     line = f.line(session)
     small = grant(session, line, "both", 100 * MB, days=7)
     big = grant(session, line, "hk", 1 * GB, days=30)
@@ -149,7 +149,7 @@ def test_reserved_and_used_bytes_reduce_what_remains(session, fake_clock) -> Non
     assert balance.zones["mainland"] == buckets.ZoneView(0, 100 * MB, 0, 1, None)
 
 
-def test_expire_buckets_moves_what_is_left_to_data_expired(session, fake_clock) -> None:
+def test_expire_buckets_moves_what_is_left_to_data_expired(session, frozen_clock) -> None:
     line = f.line(session)
     used_some = grant(session, line, "hk", 1000, days=7)
     ledger.post(session, f.reserve(session, used_some.account, 400).id)
@@ -182,13 +182,13 @@ def test_expire_buckets_moves_what_is_left_to_data_expired(session, fake_clock) 
     assert buckets.expire_buckets(session, T0 + 7 * DAY) == 0  # nothing left to move
 
 
-def test_expire_buckets_releases_expired_reservations_first(session, fake_clock) -> None:
+def test_expire_buckets_releases_expired_reservations_first(session, frozen_clock) -> None:
     line = f.line(session)
     bucket = grant(session, line, "hk", 1000, days=7)
     pending = f.reserve(session, bucket.account, 700, expires_at=T0 + 7 * DAY)
     session.commit()
 
-    fake_clock.at = T0 + 7 * DAY
+    frozen_clock.now = T0 + 7 * DAY
     assert buckets.expire_buckets(session) == 1
     session.commit()
 

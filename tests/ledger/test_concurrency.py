@@ -48,7 +48,7 @@ def _race(work: Callable[[int], object]) -> list[object]:
         return [future.result() for future in [pool.submit(run, i) for i in range(THREADS)]]
 
 
-def test_only_as_many_reservations_as_the_balance_allows_succeed(pg_sessions, fake_clock) -> None:
+def test_only_as_many_reservations_as_the_balance_allows_succeed(pg_sessions, frozen_clock) -> None:
     allowed = 5
     with transaction(pg_sessions) as s:
         account_id = f.funded_account(s, allowed * 100 + 99).id
@@ -85,7 +85,7 @@ def test_only_as_many_reservations_as_the_balance_allows_succeed(pg_sessions, fa
 
 
 @pytest.mark.parametrize("how", ["post", "void", "both"])
-def test_a_reservation_raced_for_is_resolved_once(pg_sessions, fake_clock, how) -> None:
+def test_a_reservation_raced_for_is_resolved_once(pg_sessions, frozen_clock, how) -> None:
     with transaction(pg_sessions) as s:
         account = f.funded_account(s, 1000)
         pending_id = f.reserve(s, account, 300, expires_at=T0 + timedelta(minutes=5)).id

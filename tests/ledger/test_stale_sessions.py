@@ -25,7 +25,7 @@ def test_verify_reads_the_stored_totals_as_they_are_now(sessions) -> None:
         assert held.debits_pending == 100
 
 
-def test_expiry_sweeps_what_is_available_when_it_holds_the_lock(sessions, fake_clock) -> None:
+def test_expiry_sweeps_what_is_available_when_it_holds_the_lock(sessions, frozen_clock) -> None:
     with transaction(sessions) as s:
         line = lf.line(s)
         bucket = buckets.grant(
@@ -49,7 +49,7 @@ def test_expiry_sweeps_what_is_available_when_it_holds_the_lock(sessions, fake_c
                 100,
                 expires_at=lf.T0 + timedelta(days=2),
             )
-        fake_clock.advance(days=1)
+        frozen_clock.advance(days=1)
         assert buckets.expire_buckets(job) == 1 and held.available == 0
         job.commit()
     with sessions() as s:

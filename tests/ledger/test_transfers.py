@@ -218,7 +218,7 @@ def test_reservations_together_cannot_exceed_the_balance(session) -> None:
     assert a.available == 0
 
 
-def test_post_settles_the_whole_reservation(session, fake_clock) -> None:
+def test_post_settles_the_whole_reservation(session, frozen_clock) -> None:
     a = f.funded_account(session, 1000)
     used = f.sink(session)
     pending = f.reserve(session, a, 300, reason="usage")
@@ -233,7 +233,7 @@ def test_post_settles_the_whole_reservation(session, fake_clock) -> None:
     assert (entry.reason, entry.reference) == ("usage", pending.reference)
 
 
-def test_post_for_less_releases_the_rest(session, fake_clock) -> None:
+def test_post_for_less_releases_the_rest(session, frozen_clock) -> None:
     a = f.funded_account(session, 1000)
     used = f.sink(session)
     pending = f.reserve(session, a, 300)
@@ -247,7 +247,7 @@ def test_post_for_less_releases_the_rest(session, fake_clock) -> None:
     assert a.available == 880
 
 
-def test_post_for_nothing_releases_everything(session, fake_clock) -> None:
+def test_post_for_nothing_releases_everything(session, frozen_clock) -> None:
     a = f.funded_account(session, 1000)
     pending = f.reserve(session, a, 300)
 
@@ -258,7 +258,7 @@ def test_post_for_nothing_releases_everything(session, fake_clock) -> None:
 
 @pytest.mark.parametrize("amount", [-1, 301, True, 1.5])
 def test_post_outside_the_reserved_amount_is_refused_and_leaves_it_open(
-    session, fake_clock, amount
+    session, frozen_clock, amount
 ) -> None:
     a = f.funded_account(session, 1000)
     pending = f.reserve(session, a, 300)
@@ -287,32 +287,32 @@ def test_void_gives_the_whole_amount_back(session) -> None:
     assert f.balances(session, used) == (0, 0, 0, 0)
 
 
-def _resolve(session, how: str, pending: Transfer, fake_clock) -> int | None:  # type: ignore[no-untyped-def]
+def _resolve(session, how: str, pending: Transfer, frozen_clock) -> int | None:  # type: ignore[no-untyped-def]
     """Resolve `pending` by post, void or the expiry job (which says how many it expired)."""
     if how == "post":
         ledger.post(session, pending.id)
     elif how == "void":
         ledger.void(session, pending.id)
     else:
-        fake_clock.at = pending.expires_at + timedelta(seconds=1)
+        frozen_clock.now = pending.expires_at + timedelta(seconds=1)
         return ledger.expire_reservations(session)
     return None
 
 
 @pytest.mark.parametrize("first", ["post", "void", "expire"])
 @pytest.mark.parametrize("second", ["post", "void", "expire"])
-def test_a_reservation_is_resolved_exactly_once(session, fake_clock, first, second) -> None:
+def test_a_reservation_is_resolved_exactly_once(session, frozen_clock, first, second) -> None:
     a = f.funded_account(session, 1000)
     pending = f.reserve(session, a, 300)
-    assert _resolve(session, first, pending, fake_clock) == (1 if first == "expire" else None)
+    assert _resolve(session, first, pending, frozen_clock) == (1 if first == "expire" else None)
     session.commit()
     after_first = (f.balances(session, a), f.transfer_count(session))
 
     if second == "expire":
-        assert _resolve(session, second, pending, fake_clock) == 0  # nothing left to expire
+        assert _resolve(session, second, pending, frozen_clock) == 0  # nothing left to expire
     else:
         with pytest.raises(ReservationResolved):
-            _resolve(session, second, pending, fake_clock)
+            _resolve(session, second, pending, frozen_clock)
     session.commit()
 
     assert (f.balances(session, a), f.transfer_count(session)) == after_first
@@ -323,15 +323,15 @@ def test_a_reservation_is_resolved_exactly_once(session, fake_clock, first, seco
     )
 
 
-def test_post_is_refused_from_the_moment_the_reservation_expires(session, fake_clock) -> None:
+def test_post_is_refused_from_the_moment_the_reservation_expires(session, frozen_clock) -> None:
     a = f.funded_account(session, 1000)
     on_time = f.reserve(session, a, 100, expires_at=T0 + timedelta(minutes=5))
     late = f.reserve(session, a, 200, expires_at=T0 + timedelta(minutes=5))
     session.commit()
 
-    fake_clock.at = T0 + timedelta(minutes=5) - timedelta(microseconds=1)
+    frozen_clock.now = T0 + timedelta(minutes=5) - timedelta(microseconds=1)
     ledger.post(session, on_time.id)
-    fake_clock.at = T0 + timedelta(minutes=5)
+    frozen_clock.now = T0 + timedelta(minutes=5)
     with pytest.raises(ReservationExpired):
         ledger.post(session, late.id)
 
@@ -344,10 +344,10 @@ def test_post_is_refused_from_the_moment_the_reservation_expires(session, fake_c
     assert (resolution.kind, resolution.amount) == ("expire_pending", 200)
 
 
-def test_void_is_allowed_after_expiry(session, fake_clock) -> None:
+def test_void_is_allowed_after_expiry(session, frozen_clock) -> None:
     a = f.funded_account(session, 1000)
     pending = f.reserve(session, a, 200, expires_at=T0 + timedelta(minutes=5))
-    fake_clock.advance(hours=1)
+    frozen_clock.advance(hours=1)
 
     ledger.void(session, pending.id)
     assert ledger.expire_reservations(session) == 0
@@ -355,7 +355,7 @@ def test_void_is_allowed_after_expiry(session, fake_clock) -> None:
     assert f.balances(session, a) == (0, 1000, 0, 0)
 
 
-def test_expire_reservations_releases_only_those_due(session, fake_clock) -> None:
+def test_expire_reservations_releases_only_those_due(session, frozen_clock) -> None:
     a = f.funded_account(session, 1000)
     soon = f.reserve(session, a, 100, expires_at=T0 + timedelta(minutes=1))
     exactly_now = f.reserve(session, a, 200, expires_at=T0 + timedelta(minutes=2))
@@ -364,7 +364,7 @@ def test_expire_reservations_releases_only_those_due(session, fake_clock) -> Non
     ledger.post(session, settled.id)
     session.commit()
 
-    fake_clock.at = T0 + timedelta(minutes=2)
+    frozen_clock.now = T0 + timedelta(minutes=2)
     assert ledger.expire_reservations(session) == 2
     session.commit()
 
@@ -381,7 +381,7 @@ def test_expire_reservations_releases_only_those_due(session, fake_clock) -> Non
     assert f.balances(session, a) == (50, 1000, 0, 0)
 
 
-def test_only_reservations_can_be_resolved(session, fake_clock) -> None:
+def test_only_reservations_can_be_resolved(session, frozen_clock) -> None:
     a = f.funded_account(session, 1000)
     pending = f.reserve(session, a, 100)
     resolution = ledger.post(session, pending.id)

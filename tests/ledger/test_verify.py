@@ -20,7 +20,7 @@ from tongka.ledger import service as ledger
 from tongka.ledger.models import LedgerAccount
 from tongka.ledger.service import Mismatch
 
-pytestmark = pytest.mark.usefixtures("fake_clock")
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def _some_history(sessions) -> tuple[int, int]:  # type: ignore[no-untyped-def]

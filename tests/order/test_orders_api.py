@@ -16,11 +16,9 @@ from tongka.money import GB
 
 
 @pytest.fixture
-def owner(client, sessions, settings):  # type: ignore[no-untyped-def]
+def owner(client, sessions, demo):  # type: ignore[no-untyped-def]
     """A subscriber with one bound line, on the demo catalog."""
-    f.load_demo(sessions, settings)
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
     return headers, line
 
 
@@ -79,8 +77,7 @@ def test_same_key_other_body_is_409(client, owner) -> None:
 
 def test_keys_belong_to_one_account(client, sessions, owner) -> None:
     headers, line = owner
-    other = f.subscriber(client)
-    other_line = f.bind(client, other, f.spare_numbers(sessions)[0])
+    other, other_line, _ = f.new_subscriber(client, sessions)
     mine = f.order(client, headers, line["id"], key="shared")
     theirs = f.order(client, other, other_line["id"], key="shared")
     assert mine["id"] != theirs["id"]
@@ -187,13 +184,11 @@ def test_packs_off_sale_or_off_channel_cannot_be_ordered(client, sessions, owner
 
 
 def test_orders_are_listed_newest_first_and_only_to_their_owner(
-    client, sessions, owner, monkeypatch
+    client, sessions, owner, frozen_clock
 ) -> None:
     headers, line = owner
-    start = clock.now()
-    monkeypatch.setattr(clock, "now", lambda: start)
     first = f.order(client, headers, line["id"])
-    monkeypatch.setattr(clock, "now", lambda: start + timedelta(seconds=5))
+    frozen_clock.advance(5)
     second = f.order(client, headers, line["id"], code="mainland-1gb-7d")
     assert [o["id"] for o in client.get("/api/v1/orders", headers=headers).json()] == [
         second["id"],
@@ -230,12 +225,11 @@ def test_two_renewals_make_two_buckets(client, owner) -> None:
 
 
 def test_unpaid_orders_expire_and_a_late_payment_still_delivers(
-    client, owner, cli, monkeypatch
+    client, owner, cli, frozen_clock
 ) -> None:
     headers, line = owner
     order = f.order(client, headers, line["id"])
-    later = clock.now() + timedelta(hours=1)
-    monkeypatch.setattr(clock, "now", lambda: later)
+    frozen_clock.advance(hours=1)
     result = cli("orders", "expire")
     assert result.exit_code == 0 and "expired 1 order" in result.output
     assert (

@@ -35,14 +35,12 @@ from tongka.payment.providers.base import (
 
 
 @pytest.fixture
-def shopper(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped-def]
+def shopper(client, sessions, demo, monkeypatch):  # type: ignore[no-untyped-def]
     """A subscriber with a bound line, Alipay carrying the `alipay` method: (headers, line)."""
-    f.load_demo(
-        sessions, settings
-    )  # first: the demo's own renewal goes through the sandbox provider
+    # After the demo: its own renewal goes through the sandbox provider.
     monkeypatch.setitem(registry.METHOD_PROVIDER, "alipay", "alipay")
-    headers = f.subscriber(client)
-    return headers, f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
+    return headers, line
 
 
 @pytest.fixture
@@ -447,4 +445,8 @@ def test_build_needs_the_app_keys_and_a_gateway(sandbox_keys) -> None:
         ),
         http,
     )
-    assert live is not None and live._gateway == "https://openapi.alipay.com/gateway.do"
+    assert live is not None
+    paying = request_for(
+        {"id": "1", "payment": {"id": str(uuid.uuid4()), "amount": 100, "currency": "HKD"}}
+    )
+    assert live.page_pay_url(paying).startswith("https://openapi.alipay.com/gateway.do?")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -12,6 +11,7 @@ from sqlalchemy import func, select
 
 from tests import factories as f
 from tests.payment.factories import bucket_count, status
+from tests.sandbox.helpers import event, signed
 from tongka.db import transaction
 from tongka.payment.models import PaymentCallback
 from tongka.payment.providers.sandbox import SIGNATURE_HEADER, sign
@@ -23,39 +23,10 @@ pytestmark = pytest.mark.usefixtures("generic_sandbox")
 
 
 @pytest.fixture
-def pending(client, sessions, settings):  # type: ignore[no-untyped-def]
+def pending(client, sessions, demo):  # type: ignore[no-untyped-def]
     """A subscriber's order awaiting payment: (headers, order)."""
-    f.load_demo(sessions, settings)
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
     return headers, f.order(client, headers, line["id"])
-
-
-def event(
-    order: dict, outcome: str = "succeeded", event_id: str | None = None, **data: object
-) -> bytes:
-    payment = order["payment"]
-    body = {
-        "id": event_id or f"evt_{uuid.uuid4().hex}",
-        "type": f"payment.{outcome}",
-        "created": int(time.time()),
-        "data": {
-            "reference": "sbx_x",
-            "merchant_reference": payment["id"],
-            "amount": payment["amount"],
-            "currency": payment["currency"],
-            **data,
-        },
-    }
-    return json.dumps(body).encode()
-
-
-def signed(settings, body: bytes, at: int | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    secret = settings.sandbox_payment_secret.get_secret_value()
-    return {
-        SIGNATURE_HEADER: sign(secret, body, at or int(time.time())),
-        "content-type": "application/json",
-    }
 
 
 def inbox_count(sessions) -> int:  # type: ignore[no-untyped-def]

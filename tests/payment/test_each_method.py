@@ -16,12 +16,10 @@ from tongka.payment import providers
     [("wechat_pay", "CNY", "wechat"), ("alipay", "HKD", "alipay")],
 )
 def test_renew_in_the_app_and_verify_the_receipt(
-    client, sessions, settings, method, currency, provider
+    client, sessions, demo, method, currency, provider
 ) -> None:
     assert method in providers.CHANNEL_METHODS["app"]
-    f.load_demo(sessions, settings)
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
     order = f.order(
         client, headers, line["id"], code="both-5gb-30d", currency=currency, method=method
     )

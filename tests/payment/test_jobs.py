@@ -21,10 +21,9 @@ from tongka.sandbox import statement
 
 
 @pytest.fixture
-def subscriber(client, sessions, settings):  # type: ignore[no-untyped-def]
-    f.load_demo(sessions, settings)
-    headers = f.subscriber(client)
-    return headers, f.bind(client, headers, f.spare_numbers(sessions)[0])
+def subscriber(client, sessions, demo):  # type: ignore[no-untyped-def]
+    headers, line, _ = f.new_subscriber(client, sessions)
+    return headers, line
 
 
 def sync(app, sessions, settings, **kw):  # type: ignore[no-untyped-def]
@@ -59,12 +58,11 @@ def test_a_payment_whose_notification_was_lost_is_settled_by_asking(
 
 
 def test_payments_of_expired_orders_are_closed_at_the_provider(
-    client, app, sessions, settings, subscriber, cli, monkeypatch
+    client, app, sessions, settings, subscriber, cli, frozen_clock
 ) -> None:
     headers, line = subscriber
     order = f.order(client, headers, line["id"])
-    later = clock.now() + timedelta(hours=1)
-    monkeypatch.setattr(clock, "now", lambda: later)
+    frozen_clock.advance(hours=1)
     assert cli("orders", "expire").exit_code == 0
     report = sync(app, sessions, settings)
     assert report.closed == 1
@@ -101,11 +99,7 @@ def test_reconciliation_of_the_providers_statement(
     for o in paid:
         f.pay(client, o["payment"]["id"])
     f.order(client, headers, line["id"], code="hk-10gb-30d")  # never paid: in neither record
-    r = client.post(
-        f"/api/v1/admin/payments/{paid[1]['payment']['id']}/refunds",
-        json={"amount": 1000, "reason": "goodwill"},
-        headers={**operator, "Idempotency-Key": "r1"},
-    )
+    r = f.refund(client, operator, paid[1]["payment"]["id"], 1000, key="r1", reason="goodwill")
     assert r.status_code == 201 and r.json()["status"] == "succeeded"
 
     text = io.StringIO()

@@ -12,13 +12,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tests import factories as f
 from tests.payment import paypal_helpers as pp
-from tests.payment.factories import status
+from tests.payment.factories import bucket_count, status
 from tests.sandbox import helpers as sb
-from tongka.ledger.models import Bucket
 from tongka.money import GB
 from tongka.payment import providers
 from tongka.payment.models import PaymentCallback
@@ -36,24 +35,17 @@ CALLBACK = "/api/v1/payments/callbacks/paypal"
 
 
 @pytest.fixture
-def pending(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped-def]
+def pending(client, sessions, demo, monkeypatch):  # type: ignore[no-untyped-def]
     """A subscriber's HKD order awaiting payment, carried by PayPal: (headers, line, order, PayPal order id)."""
     monkeypatch.setitem(providers.METHOD_PROVIDER, "paypal", "paypal")
     monkeypatch.setitem(
         providers.CHANNEL_METHODS, "app", (*providers.CHANNEL_METHODS["app"], "paypal")
     )
-    f.load_demo(sessions, settings)
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
     order = f.order(client, headers, line["id"], method="paypal", currency="HKD")
     assert order["payment"]["provider"] == "paypal"
     token = parse_qs(urlsplit(order["payment"]["checkout_url"]).query)["token"][0]
     return headers, line, order, token
-
-
-def buckets(sessions) -> int:  # type: ignore[no-untyped-def]
-    with sessions() as s:
-        return s.scalar(select(func.count()).select_from(Bucket)) or 0
 
 
 def inbox(sessions) -> list[str]:  # type: ignore[no-untyped-def]
@@ -165,14 +157,14 @@ def test_a_renewal_paid_with_paypal_is_captured_fulfilled_and_refunded_once_per_
 ) -> None:
     headers, line, order, token = pending
     payment_id, amount = order["payment"]["id"], order["amount"]
-    before = buckets(sessions)
+    before = bucket_count(sessions)
     page = client.get(order["payment"]["checkout_url"])
     assert page.status_code == 200 and "HK$" in page.text
     approve(client, token)
     assert status(client, headers, order) == ("fulfilled", "succeeded")
     # The approval's capture applied it; PAYMENT.CAPTURE.COMPLETED then found it settled.
     assert inbox(sessions) == ["applied", "ignored"]
-    assert buckets(sessions) == before + 1
+    assert bucket_count(sessions) == before + 1
     balance = client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()
     assert balance["zones"]["hk"]["remaining_bytes"] == 5 * GB
     record = sb.record(settings, "paypal", token)
@@ -184,7 +176,7 @@ def test_a_renewal_paid_with_paypal_is_captured_fulfilled_and_refunded_once_per_
     assert "payment completed" in client.get(order["payment"]["checkout_url"]).text
     assert client.get("/sandbox/paypal/checkoutnow?token=NOSUCHORDER").status_code == 404
     approve(client, token)  # the payer presses again: nothing more
-    assert buckets(sessions) == before + 1 and len(inbox(sessions)) == 2
+    assert bucket_count(sessions) == before + 1 and len(inbox(sessions)) == 2
 
     paypal = provider(client)
     got = paypal.query(payment_id, token)
@@ -218,7 +210,7 @@ def test_a_declined_capture_and_a_closed_order_take_no_money(  # type: ignore[no
     client, sessions, settings, pending
 ) -> None:
     headers, line, order, token = pending
-    before = buckets(sessions)
+    before = bucket_count(sessions)
     approve(client, token, outcome="failed")
     assert status(client, headers, order) == ("awaiting_payment", "failed")
     assert inbox(sessions) == [
@@ -235,7 +227,7 @@ def test_a_declined_capture_and_a_closed_order_take_no_money(  # type: ignore[no
     assert status(client, headers, second) == ("awaiting_payment", "failed")
     record = sb.record(settings, "paypal", token)
     assert "capture" not in record.data and record.status == "pending"  # nothing captured at PayPal
-    assert buckets(sessions) == before
+    assert bucket_count(sessions) == before
 
 
 def captured_at_paypal(settings, order_id: str) -> SimPayment:  # type: ignore[no-untyped-def]
@@ -312,13 +304,13 @@ def test_forged_webhooks_are_refused_a_genuine_one_pays_and_a_duplicate_credits_
     client, sessions, settings, pending
 ) -> None:
     headers, _line, order, token = pending
-    before = buckets(sessions)
+    before = bucket_count(sessions)
     for forgery in FORGERIES:
         forged = _forge(settings, order, token, forgery)
         r = client.post(CALLBACK, content=forged[0], headers=forged[1])
         assert (r.status_code, r.json()["code"]) == (400, "invalid_callback"), forgery
         assert status(client, headers, order) == ("awaiting_payment", "pending"), forgery
-        assert inbox(sessions) == [] and buckets(sessions) == before, forgery
+        assert inbox(sessions) == [] and bucket_count(sessions) == before, forgery
 
     captured_at_paypal(settings, token)
     body, hdrs = _genuine(settings, order, token, event_id="WH-ONCE")
@@ -332,7 +324,7 @@ def test_forged_webhooks_are_refused_a_genuine_one_pays_and_a_duplicate_credits_
     )
     assert client.post(CALLBACK, content=again, headers=again_headers).status_code == 200
     assert status(client, headers, order) == ("fulfilled", "succeeded")
-    assert buckets(sessions) == before + 1 and inbox(sessions) == ["applied", "ignored"]
+    assert bucket_count(sessions) == before + 1 and inbox(sessions) == ["applied", "ignored"]
 
 
 def _under_genuine_headers(body: bytes, event: dict) -> bytes:  # type: ignore[type-arg]
@@ -346,14 +338,14 @@ def test_a_body_forged_with_the_crc32_of_a_genuine_webhook_fulfils_nothing(  # t
     client, sessions, settings, pending
 ) -> None:
     headers, _line, order, token = pending
-    attacker = f.subscriber(client)
-    their_line = f.bind(client, attacker, f.spare_numbers(sessions)[0])
+    attacker, their_line, _ = f.new_subscriber(client, sessions)
     theirs = f.order(client, attacker, their_line["id"], method="paypal", currency="HKD")
     their_token = parse_qs(urlsplit(theirs["payment"]["checkout_url"]).query)["token"][0]
-    before = buckets(sessions)
-    # The victim pays; the simulator signs PAYMENT.CAPTURE.COMPLETED as PayPal does, and the
-    # attacker captures it on its way.
-    body, hdrs = sim._capture_webhook(settings, captured_at_paypal(settings, token))
+    before = bucket_count(sessions)
+    # The victim pays; PAYMENT.CAPTURE.COMPLETED is signed as PayPal signs it, and the attacker
+    # captures it on its way.
+    captured_at_paypal(settings, token)
+    body, hdrs = _genuine(settings, order, token)
     event = json.loads(body)
     resource = event["resource"]
     event["id"] = "WH-FORGED"
@@ -367,20 +359,21 @@ def test_a_body_forged_with_the_crc32_of_a_genuine_webhook_fulfils_nothing(  # t
     r = client.post(CALLBACK, content=forged, headers=hdrs)
     assert (r.status_code, r.json()["code"]) == (400, "invalid_callback")
     assert status(client, attacker, theirs) == ("awaiting_payment", "pending")
-    assert inbox(sessions) == [] and buckets(sessions) == before
+    assert inbox(sessions) == [] and bucket_count(sessions) == before
     # The genuine delivery pays the victim; the forgery after it is still refused.
     assert client.post(CALLBACK, content=body, headers=hdrs).status_code == 200
     assert client.post(CALLBACK, content=forged, headers=hdrs).status_code == 400
     assert status(client, headers, order) == ("fulfilled", "succeeded")
     assert status(client, attacker, theirs) == ("awaiting_payment", "pending")
-    assert inbox(sessions) == ["applied"] and buckets(sessions) == before + 1
+    assert inbox(sessions) == ["applied"] and bucket_count(sessions) == before + 1
 
 
 def test_a_replayed_transmission_with_another_event_id_is_a_duplicate(  # type: ignore[no-untyped-def]
     client, sessions, settings, pending
 ) -> None:
     headers, _line, order, token = pending
-    body, hdrs = sim._capture_webhook(settings, captured_at_paypal(settings, token))
+    captured_at_paypal(settings, token)
+    body, hdrs = _genuine(settings, order, token)
     assert client.post(CALLBACK, content=body, headers=hdrs).status_code == 200
     event = json.loads(body)
     event["id"], event["summary"] = "WH-CHOSEN-BY-THE-SENDER", pp.FILLER.decode()

@@ -15,22 +15,12 @@ from tongka.money import GB
 
 
 @pytest.fixture
-def paid(client, sessions, settings):  # type: ignore[no-untyped-def]
+def paid(client, sessions, demo):  # type: ignore[no-untyped-def]
     """A subscriber's fulfilled 5 GB HK order (HK$58.00): (headers, line, order)."""
-    f.load_demo(sessions, settings)
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
     order = f.order(client, headers, line["id"], code="hk-5gb-30d")
     f.pay(client, order["payment"]["id"])
     return headers, line, client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()
-
-
-def refund(client, operator, payment_id, amount, key=None, reason="customer asked"):  # type: ignore[no-untyped-def]
-    return client.post(
-        f"/api/v1/admin/payments/{payment_id}/refunds",
-        json={"amount": amount, "reason": reason},
-        headers={**operator, "Idempotency-Key": key or uuid.uuid4().hex},
-    )
 
 
 def remaining(client, headers, line) -> int:  # type: ignore[no-untyped-def]
@@ -41,7 +31,7 @@ def remaining(client, headers, line) -> int:  # type: ignore[no-untyped-def]
 
 def test_a_full_refund_of_an_unused_pack_takes_the_data_back(client, operator, paid) -> None:
     headers, line, order = paid
-    r = refund(client, operator, order["payment"]["id"], 5800)
+    r = f.refund(client, operator, order["payment"]["id"], 5800)
     assert r.status_code == 201, r.text
     body = r.json()
     assert (body["amount"], body["currency"], body["status"], body["bytes_withdrawn"]) == (
@@ -54,7 +44,7 @@ def test_a_full_refund_of_an_unused_pack_takes_the_data_back(client, operator, p
     assert remaining(client, headers, line) == 0
     detail = client.get(f"/api/v1/admin/payments/{order['payment']['id']}", headers=operator).json()
     assert detail["refundable_amount"] == 0 and len(detail["refunds"]) == 1
-    again = refund(client, operator, order["payment"]["id"], 1)
+    again = f.refund(client, operator, order["payment"]["id"], 1)
     assert (again.status_code, again.json()["code"]) == (409, "refund_exceeds_refundable")
 
 
@@ -62,11 +52,11 @@ def test_partial_refunds_take_back_data_in_proportion_rounded_against_the_custom
     client, operator, paid
 ) -> None:
     headers, line, order = paid
-    r = refund(client, operator, order["payment"]["id"], 1000)  # 10/58 of the pack
+    r = f.refund(client, operator, order["payment"]["id"], 1000)  # 10/58 of the pack
     withdrawn = -(-1000 * 5 * GB // 5800)
     assert r.json()["bytes_withdrawn"] == withdrawn
     assert remaining(client, headers, line) == 5 * GB - withdrawn
-    r = refund(client, operator, order["payment"]["id"], 4800)
+    r = f.refund(client, operator, order["payment"]["id"], 4800)
     assert r.status_code == 201 and remaining(client, headers, line) == 0
 
 
@@ -84,19 +74,19 @@ def test_data_already_used_is_not_refunded(client, sessions, operator, paid) -> 
         )
     detail = client.get(f"/api/v1/admin/payments/{order['payment']['id']}", headers=operator).json()
     assert detail["refundable_amount"] == 5800 // 5 and detail["unused_bytes"] == GB
-    r = refund(client, operator, order["payment"]["id"], 1161)
+    r = f.refund(client, operator, order["payment"]["id"], 1161)
     assert (r.status_code, r.json()["code"]) == (409, "refund_exceeds_refundable")
     assert "HK$11.60" in r.json()["detail"]
-    assert refund(client, operator, order["payment"]["id"], 1160).status_code == 201
+    assert f.refund(client, operator, order["payment"]["id"], 1160).status_code == 201
     assert remaining(client, headers, line) == 0
 
 
 def test_a_retry_with_the_same_key_refunds_once(client, sessions, operator, paid) -> None:
     _headers, _line, order = paid
-    first = refund(client, operator, order["payment"]["id"], 500, key="once")
-    second = refund(client, operator, order["payment"]["id"], 500, key="once")
+    first = f.refund(client, operator, order["payment"]["id"], 500, key="once")
+    second = f.refund(client, operator, order["payment"]["id"], 500, key="once")
     assert first.json() == second.json()
-    other = refund(client, operator, order["payment"]["id"], 600, key="once")
+    other = f.refund(client, operator, order["payment"]["id"], 600, key="once")
     assert (other.status_code, other.json()["code"]) == (409, "idempotency_key_reused")
     with sessions() as s:
         entries = s.scalars(select(Transfer).where(Transfer.reason == "refund")).all()
@@ -105,7 +95,7 @@ def test_a_retry_with_the_same_key_refunds_once(client, sessions, operator, paid
 
 def test_only_operators_refund(client, paid) -> None:
     headers, _line, order = paid
-    r = refund(client, headers, order["payment"]["id"], 100)
+    r = f.refund(client, headers, order["payment"]["id"], 100)
     assert (r.status_code, r.json()["code"]) == (403, "forbidden")
     assert (
         client.get(f"/api/v1/admin/payments/{order['payment']['id']}", headers=headers).status_code
@@ -116,11 +106,11 @@ def test_only_operators_refund(client, paid) -> None:
 def test_unpaid_and_unknown_payments(client, sessions, operator, paid) -> None:
     headers, line, _order = paid
     unpaid = f.order(client, headers, line["id"], code="hk-1gb-7d")
-    r = refund(client, operator, unpaid["payment"]["id"], 100)
+    r = f.refund(client, operator, unpaid["payment"]["id"], 100)
     assert (r.status_code, r.json()["code"]) == (409, "payment_not_refundable")
-    r = refund(client, operator, str(uuid.uuid4()), 100)
+    r = f.refund(client, operator, str(uuid.uuid4()), 100)
     assert (r.status_code, r.json()["code"]) == (404, "payment_not_found")
-    r = refund(client, operator, unpaid["payment"]["id"], 0)
+    r = f.refund(client, operator, unpaid["payment"]["id"], 0)
     assert r.status_code == 422
 
 

@@ -12,10 +12,9 @@ from tests import factories as f
 
 
 @pytest.fixture
-def customer(client, sessions, settings):  # type: ignore[no-untyped-def]
-    f.load_demo(sessions, settings)
-    headers = f.subscriber(client, language="zh-Hant")
-    return headers, f.bind(client, headers, f.spare_numbers(sessions)[0])
+def customer(client, sessions, demo):  # type: ignore[no-untyped-def]
+    headers, line, _ = f.new_subscriber(client, sessions, language="zh-Hant")
+    return headers, line
 
 
 def sell(client, operator, line_id, method="cash", code="hk-5gb-30d", currency="HKD", key=None):  # type: ignore[no-untyped-def]
@@ -103,11 +102,7 @@ def test_a_store_refund_is_paid_out_at_the_counter(client, operator, customer) -
         json={"store": "mk01"},
         headers=operator,
     )
-    r = client.post(
-        f"/api/v1/admin/payments/{order['payment']['id']}/refunds",
-        json={"amount": 5800, "reason": "changed mind"},
-        headers={**operator, "Idempotency-Key": "r"},
-    )
+    r = f.refund(client, operator, order["payment"]["id"], 5800, key="r", reason="changed mind")
     assert r.status_code == 201 and r.json()["status"] == "succeeded"
     assert (
         client.get(f"/api/v1/lines/{line['id']}/balance", headers=headers).json()["zones"]["hk"][

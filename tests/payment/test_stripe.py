@@ -33,14 +33,12 @@ CARD = {"expiry": "12 / 34", "cvc": "123", "name": "Chan Tai Man"}
 
 
 @pytest.fixture
-def pending(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped-def]
+def pending(client, sessions, demo, monkeypatch):  # type: ignore[no-untyped-def]
     """A subscriber's order awaiting a card payment carried by Stripe: (headers, order, PaymentIntent id)."""
     monkeypatch.setitem(registry.METHOD_PROVIDER, "card", "stripe")
     # Orders made through the API are in the app channel, which does not list card yet.
     monkeypatch.setitem(registry.CHANNEL_METHODS, "app", (*registry.CHANNEL_METHODS["app"], "card"))
-    f.load_demo(sessions, settings)
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
     order = f.order(client, headers, line["id"], method="card")
     assert order["payment"]["provider"] == "stripe"
     return headers, order, urlsplit(order["payment"]["checkout_url"]).path.rsplit("/", 1)[1]

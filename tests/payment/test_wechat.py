@@ -31,14 +31,11 @@ from tongka.payment.providers.base import (
 
 
 @pytest.fixture
-def pending(client, sessions, settings, monkeypatch):  # type: ignore[no-untyped-def]
+def pending(client, sessions, demo, monkeypatch):  # type: ignore[no-untyped-def]
     """A subscriber's CNY order awaiting payment by WeChat Pay: (headers, order)."""
-    f.load_demo(
-        sessions, settings
-    )  # first: the demo's own renewal goes through the sandbox provider
+    # After the demo: its own renewal goes through the sandbox provider.
     monkeypatch.setitem(registry.METHOD_PROVIDER, "wechat_pay", "wechat")
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
     order = f.order(client, headers, line["id"], currency="CNY", method="wechat_pay")
     assert order["payment"]["provider"] == "wechat"
     return headers, order

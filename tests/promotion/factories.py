@@ -1,18 +1,16 @@
-"""Promotion test helpers: offers made as an operator would, quotes and orders as the app makes them."""
+"""Promotion test helpers: offers made as an operator would, quotes as the app asks for them
+(orders: tests/factories.py)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests import factories as f
-from tongka import clock
 from tongka.db import transaction
 from tongka.promotion import coupons, offers
 from tongka.promotion.models import Offer, OfferBudget, Redemption
@@ -57,31 +55,6 @@ def quote(
     return r.json()  # type: ignore[no-any-return]
 
 
-def order(
-    client: TestClient,
-    headers: dict[str, str],
-    line_id: str,
-    code: str = "hk-5gb-30d",
-    currency: str = "HKD",
-    method: str = "alipay",
-    expect: int = 201,
-    **extra: Any,
-) -> dict[str, Any]:
-    r = client.post(
-        "/api/v1/orders",
-        json={
-            "line_id": line_id,
-            "pack_id": f.pack_id(client, code),
-            "currency": currency,
-            "payment_method": method,
-            **extra,
-        },
-        headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
-    )
-    assert r.status_code == expect, r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
 def discounts(body: dict[str, Any]) -> dict[str, int]:
     """{offer code: discount} of an order's or a quote's breakdown."""
     return {o["code"]: o["amount"] for o in body["price"]["offers"]}
@@ -101,9 +74,3 @@ def offer_row(sessions: sessionmaker[Session], offer_id: uuid.UUID) -> tuple[int
 def redemption_states(sessions: sessionmaker[Session], offer_id: uuid.UUID) -> list[str]:
     with sessions() as s:
         return sorted(s.scalars(select(Redemption.status).where(Redemption.offer_id == offer_id)))
-
-
-def later(monkeypatch: pytest.MonkeyPatch, delta: timedelta) -> None:
-    """Move tongka's clock forward by `delta` from now on."""
-    real = clock.now
-    monkeypatch.setattr(clock, "now", lambda: real() + delta)

@@ -9,10 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from tests import factories as f
-from tests.promotion.factories import make_offer, order, quote
-from tongka.catalog import service as catalog
-from tongka.db import transaction
-from tongka.fx import service as fx
+from tests.factories import order
+from tests.promotion.factories import make_offer, quote
 from tongka.money import GB
 from tongka.notify.models import OutboxMessage
 from tongka.promotion import pricing
@@ -24,18 +22,7 @@ pytestmark = pytest.mark.usefixtures("generic_sandbox")
 def test_quote_order_receipt_and_email_show_the_same_breakdown(
     client, sessions, who, currency
 ) -> None:
-    with transaction(sessions) as s:
-        catalog.upsert_pack(
-            s,
-            code="hk-only-2gb",
-            names={"en": "HK 2 GB"},
-            zone="hk",
-            volume_bytes=2 * GB,
-            validity_days=7,
-            prices={"HKD": 6350},
-            channels=["app"],
-        )
-        fx.set_rate(s, "HKD", "CNY", 923400, set_by="test")
+    f.hkd_only_pack(sessions, 6350)
     make_offer(
         sessions,
         code="mj",

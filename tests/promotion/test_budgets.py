@@ -4,18 +4,15 @@ expire, are cancelled or refunded in full; and what a late payment does."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import pytest
 
 from tests import factories as f
-from tests.promotion.conftest import new_subscriber
+from tests.factories import new_subscriber, order
 from tests.promotion.factories import (
     discounts,
-    later,
     make_offer,
     offer_row,
-    order,
     quote,
     redemption_states,
 )
@@ -29,16 +26,6 @@ pytestmark = pytest.mark.usefixtures("generic_sandbox")
 def expire_orders(sessions) -> int:  # type: ignore[no-untyped-def]
     with transaction(sessions) as s:
         return flow.expire_unpaid(s)
-
-
-def refund(client, operator, payment_id: str, amount: int):  # type: ignore[no-untyped-def]
-    r = client.post(
-        f"/api/v1/admin/payments/{payment_id}/refunds",
-        json={"amount": amount, "reason": "asked"},
-        headers={**operator, "Idempotency-Key": uuid.uuid4().hex},
-    )
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 def test_at_most_max_redemptions(client, sessions, catalog) -> None:
@@ -70,7 +57,7 @@ def test_at_most_max_discount_per_currency(client, sessions, catalog) -> None:
 
 
 def test_expired_and_cancelled_orders_give_their_redemptions_back(
-    client, sessions, who, monkeypatch
+    client, sessions, who, frozen_clock
 ) -> None:
     offer_id = make_offer(
         sessions,
@@ -87,19 +74,19 @@ def test_expired_and_cancelled_orders_give_their_redemptions_back(
     assert offer_row(sessions, offer_id)[0] == 0
     unpaid = order(client, who.headers, who.line["id"])
     assert discounts(unpaid) == {"one": 0}
-    later(monkeypatch, timedelta(minutes=31))
+    frozen_clock.advance(minutes=31)
     assert expire_orders(sessions) == 1
     assert offer_row(sessions, offer_id)[0] == 0
     assert redemption_states(sessions, offer_id) == ["released", "released"]
 
 
-def test_a_lapsed_quote_gives_its_hold_back(client, sessions, who, monkeypatch) -> None:
+def test_a_lapsed_quote_gives_its_hold_back(client, sessions, who, frozen_clock) -> None:
     offer_id = make_offer(
         sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1
     )
     quote(client, who.headers, who.line["id"])
     assert offer_row(sessions, offer_id) == (1, {"CNY": 0, "HKD": 500})
-    later(monkeypatch, timedelta(minutes=16))
+    frozen_clock.advance(minutes=16)
     expire_orders(sessions)  # the job closes lapsed quotes too
     assert offer_row(sessions, offer_id) == (0, {"CNY": 0, "HKD": 0})
     assert redemption_states(sessions, offer_id) == ["released"]
@@ -120,12 +107,12 @@ def test_a_partial_refund_keeps_the_redemption_a_full_one_releases_it_and_takes_
     o = order(client, who.headers, who.line["id"])
     f.pay(client, o["payment"]["id"])
     assert redemption_states(sessions, offer_id) == ["confirmed"]
-    refund(client, operator, o["payment"]["id"], 1000)
+    assert f.refund(client, operator, o["payment"]["id"], 1000).status_code == 201
     assert (
         redemption_states(sessions, offer_id) == ["confirmed"]
         and offer_row(sessions, offer_id)[0] == 1
     )
-    refund(client, operator, o["payment"]["id"], 4800)
+    assert f.refund(client, operator, o["payment"]["id"], 4800).status_code == 201
     assert (
         redemption_states(sessions, offer_id) == ["released"]
         and offer_row(sessions, offer_id)[0] == 0
@@ -137,13 +124,13 @@ def test_a_partial_refund_keeps_the_redemption_a_full_one_releases_it_and_takes_
 
 
 def test_a_late_payment_for_an_expired_order_keeps_its_offer_while_the_budget_allows(
-    client, sessions, who, monkeypatch
+    client, sessions, who, frozen_clock
 ) -> None:
     offer_id = make_offer(
         sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1
     )
     o = order(client, who.headers, who.line["id"])
-    later(monkeypatch, timedelta(minutes=31))
+    frozen_clock.advance(minutes=31)
     expire_orders(sessions)
     assert offer_row(sessions, offer_id)[0] == 0
     f.pay(client, o["payment"]["id"])  # the payer pays at the provider all the same
@@ -155,13 +142,13 @@ def test_a_late_payment_for_an_expired_order_keeps_its_offer_while_the_budget_al
 
 
 def test_a_late_payment_is_refunded_when_the_budget_went_to_someone_else(
-    client, sessions, who, monkeypatch
+    client, sessions, who, frozen_clock
 ) -> None:
     offer_id = make_offer(
         sessions, code="one", kind="first_topup", amount_off={"HKD": 500}, max_redemptions=1
     )
     o = order(client, who.headers, who.line["id"])
-    later(monkeypatch, timedelta(minutes=31))
+    frozen_clock.advance(minutes=31)
     expire_orders(sessions)
     other = new_subscriber(client, sessions)
     assert discounts(order(client, other.headers, other.line["id"])) == {"one": 500}

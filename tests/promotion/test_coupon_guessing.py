@@ -8,28 +8,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests import factories as f
-from tests.promotion.conftest import new_subscriber
-from tests.promotion.factories import discounts, make_codes, make_offer, order, quote
-from tongka import clock
+from tests.factories import new_subscriber, order
+from tests.promotion.factories import discounts, make_codes, make_offer, quote
 
 pytestmark = pytest.mark.usefixtures("generic_sandbox")
 
 
-@pytest.fixture
-def at(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """Set tongka's clock: `at(datetime)`; it then stands still."""
-
-    def set_to(moment: datetime) -> None:
-        monkeypatch.setattr(clock, "now", lambda: moment)
-
-    return set_to
-
-
-def test_ten_wrong_codes_an_hour_then_every_code_waits(client, sessions, settings, who, at) -> None:
+def test_ten_wrong_codes_an_hour_then_every_code_waits(
+    client, sessions, settings, who, frozen_clock
+) -> None:
     offer_id = make_offer(sessions, code="ten-off", kind="coupon", amount_off={"HKD": 1000})
     [good] = make_codes(sessions, settings, offer_id)
     today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
-    at(today)
+    frozen_clock.now = today
     for n in range(6):
         assert (
             quote(client, who.headers, who.line["id"], coupon=f"AAAA-BBBB-{n:04d}", expect=422)[
@@ -52,7 +43,7 @@ def test_ten_wrong_codes_an_hour_then_every_code_waits(client, sessions, setting
         assert (r.status_code, r.json()["code"]) == (422, "coupon_invalid")
     assert client.get("/api/v1/orders", headers=who.headers).json() == []
 
-    at(today + timedelta(minutes=20))
+    frozen_clock.now = today + timedelta(minutes=20)
     r = client.post(
         "/api/v1/quotes",
         json={
@@ -74,7 +65,7 @@ def test_ten_wrong_codes_an_hour_then_every_code_waits(client, sessions, setting
         "ten-off": 1000
     }
 
-    at(today + timedelta(hours=1))
+    frozen_clock.now = today + timedelta(hours=1)
     assert discounts(quote(client, who.headers, who.line["id"], coupon=good)) == {"ten-off": 1000}
 
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from tests import factories as f
-from tests.promotion.conftest import new_subscriber
-from tests.promotion.factories import discounts, make_codes, make_offer, order, quote
+from tests.factories import new_subscriber, order
+from tests.promotion.factories import discounts, make_codes, make_offer, quote
 from tongka.promotion import coupons
 from tongka.promotion.models import CouponCode
 

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests import factories as f
-from tests.promotion.conftest import new_subscriber
+from tests.factories import new_subscriber
 from tests.promotion.factories import discounts, quote
 from tongka import demo
 from tongka.promotion.models import CouponCode, Offer

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests import factories as f
-from tests.promotion.conftest import new_subscriber
-from tests.promotion.factories import discounts, order, quote
+from tests.factories import new_subscriber, order
+from tests.promotion.factories import discounts, quote
 from tongka.money import GB
 
 pytestmark = pytest.mark.usefixtures("generic_sandbox")

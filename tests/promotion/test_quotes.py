@@ -10,12 +10,11 @@ import pytest
 from sqlalchemy import update
 
 from tests import factories as f
-from tests.promotion.conftest import new_subscriber
-from tests.promotion.factories import discounts, later, make_offer, order, quote
+from tests.factories import new_subscriber, order
+from tests.promotion.factories import discounts, make_offer, quote
 from tongka import clock
 from tongka.account.models import Account
 from tongka.db import transaction
-from tongka.fx import service as fx
 from tongka.money import GB
 from tongka.order import service as orders
 
@@ -124,7 +123,7 @@ def test_the_best_single_discount_plus_stackable_ones_plus_bonus(client, session
 
 @pytest.mark.parametrize("time_zone", ["Asia/Hong_Kong", "Asia/Shanghai"])
 def test_a_time_window_is_read_in_its_time_zone(
-    client, sessions, who, monkeypatch, time_zone
+    client, sessions, who, frozen_clock, time_zone
 ) -> None:
     local_now = (
         clock.now().astimezone(ZoneInfo(time_zone)).replace(tzinfo=None)
@@ -139,9 +138,9 @@ def test_a_time_window_is_read_in_its_time_zone(
         ends_at=(local_now + timedelta(hours=2)).isoformat(),
     )
     assert discounts(quote(client, who.headers, who.line["id"])) == {}
-    later(monkeypatch, timedelta(hours=1, minutes=1))
+    frozen_clock.advance(hours=1, minutes=1)
     assert discounts(quote(client, who.headers, who.line["id"])) == {"soon": 100}
-    later(monkeypatch, timedelta(hours=1))  # two hours and a minute on: over
+    frozen_clock.advance(hours=1)  # two hours and a minute on: over
     assert discounts(quote(client, who.headers, who.line["id"])) == {}
 
 
@@ -224,7 +223,7 @@ def test_paused_and_ended_offers_give_nothing(client, sessions, who, operator) -
     assert (r.status_code, r.json()["code"]) == (409, "offer_state_conflict")
 
 
-def test_an_order_from_a_quote_charges_what_was_quoted(client, sessions, who, monkeypatch) -> None:
+def test_an_order_from_a_quote_charges_what_was_quoted(client, sessions, who, frozen_clock) -> None:
     offer_id = make_offer(sessions, code="first", kind="first_topup", percent_off=15)
     q = quote(client, who.headers, who.line["id"])
     # Meanwhile the offer is paused and the catalog price rises: the quote still holds.
@@ -246,7 +245,7 @@ def test_an_order_from_a_quote_charges_what_was_quoted(client, sessions, who, mo
             prices={"HKD": 9900},
             channels=pack.channels,
         )
-    later(monkeypatch, timedelta(minutes=14))
+    frozen_clock.advance(minutes=14)
     o = order(client, who.headers, who.line["id"], quote_id=q["id"])
     assert (o["amount"], o["quote_id"], o["price"]) == (q["amount"], q["id"], q["price"])
     assert o["amount"] == 5800 - 870
@@ -265,7 +264,7 @@ def test_an_order_from_a_quote_charges_what_was_quoted(client, sessions, who, mo
     assert (r.status_code, r.json()["code"]) == (409, "quote_used")
 
 
-def test_quotes_lapse_and_must_match_the_order(client, sessions, who, monkeypatch) -> None:
+def test_quotes_lapse_and_must_match_the_order(client, sessions, who, frozen_clock) -> None:
     make_offer(sessions, code="first", kind="first_topup", percent_off=15, max_redemptions=1)
     q = quote(client, who.headers, who.line["id"])
     o = order(client, who.headers, who.line["id"], code="hk-1gb-7d", quote_id=q["id"], expect=409)
@@ -279,7 +278,7 @@ def test_quotes_lapse_and_must_match_the_order(client, sessions, who, monkeypatc
     assert (
         client.get(f"/api/v1/quotes/{q['id']}", headers=who.headers).json()["amount"] == q["amount"]
     )
-    later(monkeypatch, timedelta(minutes=15, seconds=1))
+    frozen_clock.advance(minutes=15, seconds=1)
     o = order(client, who.headers, who.line["id"], quote_id=q["id"], expect=409)
     assert o["code"] == "quote_expired"
     # Its hold went back when someone else needed the offer.
@@ -298,20 +297,7 @@ def test_a_new_quote_replaces_the_last(client, sessions, who) -> None:
 
 
 def test_the_offer_applies_to_the_list_price_before_conversion(client, sessions, who) -> None:
-    from tongka.catalog import service as catalog
-
-    with transaction(sessions) as s:
-        catalog.upsert_pack(
-            s,
-            code="hk-only-2gb",
-            names={"en": "HK 2 GB"},
-            zone="hk",
-            volume_bytes=2 * GB,
-            validity_days=7,
-            prices={"HKD": 2350},
-            channels=["app"],
-        )
-        fx.set_rate(s, "HKD", "CNY", 923400, set_by="test")
+    f.hkd_only_pack(sessions, 2350)
     make_offer(sessions, code="first", kind="first_topup", percent_off=10)
     o = order(client, who.headers, who.line["id"], code="hk-only-2gb", currency="CNY")
     assert discounts(o) == {"first": 235}  # of HK$23.50
@@ -340,11 +326,7 @@ def test_a_free_order_is_fulfilled_without_a_provider(client, sessions, who) -> 
 def test_is_new_customer_counts_refunded_orders(sessions, client, who, operator) -> None:
     o = order(client, who.headers, who.line["id"])
     f.pay(client, o["payment"]["id"])
-    r = client.post(
-        f"/api/v1/admin/payments/{o['payment']['id']}/refunds",
-        json={"amount": 5800, "reason": "test"},
-        headers={**operator, "Idempotency-Key": "r1"},
-    )
+    r = f.refund(client, operator, o["payment"]["id"], 5800, key="r1", reason="test")
     assert r.status_code == 201, r.text
     with sessions() as s:
         account_id = s.query(Account.id).filter(Account.username == who.username).scalar()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -10,21 +9,7 @@ from fastapi.testclient import TestClient
 from tests import factories as f
 
 
-@dataclass
-class Subscriber:
-    headers: dict[str, str]
-    line: dict[str, Any]
-    username: str
-
-
-def new_subscriber(client: TestClient, sessions, language: str = "en") -> Subscriber:  # type: ignore[no-untyped-def]
-    account = f.register(client, language=language)
-    headers = f.login(client, account["username"])
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
-    return Subscriber(headers, line, account["username"])
-
-
-def receipts_of(client: TestClient, who: Subscriber) -> list[dict[str, Any]]:
+def receipts_of(client: TestClient, who: f.Subscriber) -> list[dict[str, Any]]:
     r = client.get("/api/v1/receipts", headers=who.headers)
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
@@ -38,14 +23,9 @@ def signing_key(settings) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def demo(client, sessions, settings) -> None:  # type: ignore[no-untyped-def]
-    """The catalog and the inventory (the demo subscriber's renewal took receipt ONL-00000001)."""
-    f.load_demo(sessions, settings)
-
-
-@pytest.fixture
-def owner(client, sessions, demo) -> Subscriber:  # type: ignore[no-untyped-def]
-    return new_subscriber(client, sessions)
+def owner(client, sessions, demo) -> f.Subscriber:  # type: ignore[no-untyped-def]
+    """A subscriber with a line (the demo subscriber's renewal took receipt ONL-00000001)."""
+    return f.new_subscriber(client, sessions)
 
 
 @pytest.fixture

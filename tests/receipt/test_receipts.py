@@ -14,12 +14,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlalchemy import func, select
 from tests import factories as f
+from tests.factories import new_subscriber
 from tests.payment.test_callbacks import CALLBACK, event, signed
-from tests.receipt.conftest import new_subscriber, receipts_of
+from tests.receipt.conftest import receipts_of
 
-from tongka.catalog import service as catalog
 from tongka.db import transaction
-from tongka.fx import service as fx
 from tongka.money import GB
 from tongka.notify.models import OutboxMessage
 from tongka.receipt import service as receipts
@@ -159,18 +158,7 @@ def test_the_content_shows_the_breakdown(client, owner, paid) -> None:
 
 
 def test_a_receipt_in_the_other_currency_shows_the_rate(client, sessions, owner) -> None:
-    with transaction(sessions) as s:
-        catalog.upsert_pack(
-            s,
-            code="hk-only-2gb",
-            names={"en": "HK 2 GB"},
-            zone="hk",
-            volume_bytes=2 * GB,
-            validity_days=7,
-            prices={"HKD": 2350},
-            channels=["app"],
-        )
-        fx.set_rate(s, "HKD", "CNY", 923400, set_by="test")
+    f.hkd_only_pack(sessions, 2350)
     order = f.order(client, owner.headers, owner.line["id"], code="hk-only-2gb", currency="CNY")
     f.pay(client, order["payment"]["id"])
     [receipt] = [r for r in receipts_of(client, owner) if r["order_id"] == order["id"]]

@@ -10,9 +10,7 @@ for bench/README.md.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +21,7 @@ import pytest
 from sqlalchemy import event
 
 from tests import factories as f
-from tongka.payment.providers.sandbox import SIGNATURE_HEADER, sign
+from tests.sandbox import helpers as sb
 
 pytestmark = pytest.mark.usefixtures("generic_sandbox")
 
@@ -62,34 +60,10 @@ def counting(engine: Any) -> Iterator[Count]:
         event.remove(engine, "commit", commit)
 
 
-def callback(settings: Any, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(
-        {
-            "id": f"evt_{uuid.uuid4().hex}",
-            "type": "payment.succeeded",
-            "created": int(time.time()),
-            "data": {
-                "reference": "sbx_x",
-                "merchant_reference": payment["id"],
-                "amount": payment["amount"],
-                "currency": payment["currency"],
-            },
-        }
-    ).encode()
-    secret = settings.sandbox_payment_secret.get_secret_value()
-    headers = {
-        SIGNATURE_HEADER: sign(secret, body, int(time.time())),
-        "content-type": "application/json",
-    }
-    return body, headers
-
-
 def test_one_renewal_stays_within_its_statements_and_commits(
-    client, app, sessions, settings
+    client, app, sessions, settings, demo
 ) -> None:
-    f.load_demo(sessions, settings)
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
     pack_id = f.pack_id(client, "hk-5gb-30d")
     f.order(client, headers, line["id"])  # warm: the first order makes system accounts and counters
 
@@ -107,7 +81,8 @@ def test_one_renewal_stays_within_its_statements_and_commits(
         )
         assert r.status_code == 201, r.text
     order = r.json()
-    body, signed = callback(settings, order["payment"])
+    body = sb.event(order)
+    signed = sb.signed(settings, body)
     with counting(engine) as paying:
         r = client.post("/api/v1/payments/callbacks/sandbox", content=body, headers=signed)
         assert r.status_code == 200, r.text

@@ -35,11 +35,9 @@ def test_keys_generate_prints_one_line_per_setting_that_the_providers_read_back(
 
 
 def test_the_statement_command_prints_what_the_simulated_provider_settled(  # type: ignore[no-untyped-def]
-    client, sessions, settings, cli, monkeypatch
+    client, sessions, settings, demo, cli, monkeypatch
 ) -> None:
-    f.load_demo(sessions, settings)
-    headers = f.subscriber(client)
-    line = f.bind(client, headers, f.spare_numbers(sessions)[0])
+    headers, line, _ = f.new_subscriber(client, sessions)
     order = f.order(client, headers, line["id"], method="alipay")
     assert order["payment"]["provider"] == "alipay"
     f.pay(client, order["payment"]["id"])
