@@ -1,28 +1,21 @@
-"""Fixtures of the jobs tests: a movable clock, the network registry, and a background runner to start."""
+"""Fixtures of the jobs tests: the network registry, and a background runner to start."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.charging.factories import ensure_networks
-from tests.ledger.factories import FakeClock
 from tongka.background import Background, Loop
 from tongka.config import Settings
 from tongka.jobs.models import ScheduledJob
 
 WAIT_SECONDS = 30.0  # real time for a background thread to get something done, on a busy machine
-
-
-@pytest.fixture
-def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """`tongka.clock.now()` stands still at the real time of the test's start until it advances it."""
-    return FakeClock(monkeypatch, datetime.now(UTC).replace(microsecond=0))
 
 
 @pytest.fixture

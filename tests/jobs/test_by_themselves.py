@@ -30,7 +30,7 @@ def every_job_ran_once(sessions) -> bool:  # type: ignore[no-untyped-def]
 
 
 def test_unpaid_orders_expire_and_their_payments_close_by_themselves(
-    client, app, sessions, settings, fake_clock, background, cli
+    client, app, sessions, settings, frozen_clock, background, cli
 ) -> None:
     f.load_demo(sessions, settings)
     headers = f.subscriber(client)
@@ -44,7 +44,7 @@ def test_unpaid_orders_expire_and_their_payments_close_by_themselves(
     wait_for(lambda: every_job_ran_once(sessions), "the first run of every job")
     assert status(client, headers, order) == ("awaiting_payment", "pending")  # not yet due
 
-    fake_clock.advance(seconds=settings.order_payment_ttl_seconds + 61)
+    frozen_clock.advance(seconds=settings.order_payment_ttl_seconds + 61)
 
     def expired() -> bool:
         with sessions() as s:
@@ -64,11 +64,11 @@ def test_unpaid_orders_expire_and_their_payments_close_by_themselves(
 
 
 def test_a_silent_charging_session_closes_by_itself_and_a_talking_one_stays(
-    nchf, sessions, settings, fake_clock, networks, background, cli
+    nchf, sessions, settings, frozen_clock, networks, background, cli
 ) -> None:
     s = sessions()  # the test's reads; each ends its transaction at once (remaining)
     line = cf.line(s)
-    bucket = cf.bucket(s, line, "hk", 100 * MB, valid_from=fake_clock.at - timedelta(days=1))
+    bucket = cf.bucket(s, line, "hk", 100 * MB, valid_from=frozen_clock.now - timedelta(days=1))
     gpsi = msisdn(line)
     s.commit()
     silent = create(nchf, request(1, gpsi=gpsi, requested=30 * MB))
@@ -80,11 +80,11 @@ def test_a_silent_charging_session_closes_by_itself_and_a_talking_one_stays(
     background([("scheduler", functools.partial(scheduler.run, poll=POLL))])
     wait_for(lambda: every_job_ran_once(sessions), "the first run of every job")
 
-    fake_clock.advance(minutes=5)  # one SMF reports, the other has died
+    frozen_clock.advance(minutes=5)  # one SMF reports, the other has died
     r = nchf.post(f"{BASE}/{talking}/update", json=request(2, requested=30 * MB, used=10 * MB))
     assert r.status_code == 200, r.text
     # The silent one's validity time (600 s) and the grace (300 s) are over; the other's are not.
-    fake_clock.advance(seconds=10 * 60 + settings.charging_silence_grace_seconds - 5 * 60 + 1)
+    frozen_clock.advance(seconds=10 * 60 + settings.charging_silence_grace_seconds - 5 * 60 + 1)
 
     def released(ref: str) -> bool:
         with sessions() as check:

@@ -23,7 +23,7 @@ def sandbox_store(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def
     config.get_settings.cache_clear()
 
 
-def test_jobs_list_shows_each_jobs_last_run_result_and_next_run(cli, fake_clock) -> None:
+def test_jobs_list_shows_each_jobs_last_run_result_and_next_run(cli, frozen_clock) -> None:
     listing = cli("jobs", "list")
     assert listing.exit_code == 0
     for job in registry.JOBS:
@@ -38,7 +38,7 @@ def test_jobs_list_shows_each_jobs_last_run_result_and_next_run(cli, fake_clock)
     section = listing.split("ledger-expire  (every 1 min)")[1].split("charging-silent")[0]
     assert ", ok, " in section and "emptied 0 expired bucket(s)" in section
     # The next run is a minute after this one began, in Hong Kong time.
-    nxt = (fake_clock.at + registry.JOBS[1].every).astimezone(registry.HONG_KONG)  # type: ignore[operator]
+    nxt = (frozen_clock.now + registry.JOBS[1].every).astimezone(registry.HONG_KONG)  # type: ignore[operator]
     assert f"next run: {nxt:%Y-%m-%d %H:%M:%S} HKT" in section
 
     unknown = cli("jobs", "run", "tidy-up")
@@ -46,15 +46,15 @@ def test_jobs_list_shows_each_jobs_last_run_result_and_next_run(cli, fake_clock)
 
 
 def test_the_daily_reconciliation_by_hand(
-    client, sessions, settings, cli, fake_clock, sandbox_store
+    client, sessions, settings, cli, frozen_clock, sandbox_store
 ) -> None:
     f.load_demo(sessions, settings)
     headers = f.subscriber(client)
     line = f.bind(client, headers, f.spare_numbers(sessions)[0])
     order = f.order(client, headers, line["id"])
     f.pay(client, order["payment"]["id"])
-    paid_on = fake_clock.at.date()
-    fake_clock.advance(days=1)  # the job reads yesterday's statement
+    paid_on = frozen_clock.now.date()
+    frozen_clock.advance(days=1)  # the job reads yesterday's statement
     run = cli("jobs", "run", "payments-reconcile")
     assert run.exit_code == 0, run.output
     assert run.output.splitlines()[-1] == (
@@ -104,8 +104,8 @@ def test_a_worker_runs_the_jobs_and_stops_cleanly_on_sigterm(settings, sessions,
     assert "background_started" in output and "background_stopped" in output
 
 
-def test_jobs_list_says_when_no_runner_takes_a_due_job(cli, fake_clock) -> None:
+def test_jobs_list_says_when_no_runner_takes_a_due_job(cli, frozen_clock) -> None:
     assert cli("jobs", "run", "ledger-expire").exit_code == 0
-    fake_clock.advance(minutes=5)  # due for four minutes, and nobody ran it
+    frozen_clock.advance(minutes=5)  # due for four minutes, and nobody ran it
     section = cli("jobs", "list").output.split("ledger-expire  (every 1 min)")[1]
     assert "overdue: is a runner up (`tongka worker`" in section.split("charging-silent")[0]

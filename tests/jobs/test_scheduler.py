@@ -47,7 +47,7 @@ def row(sessions: sessionmaker[Session], name: str) -> ScheduledJob:
         return s.get_one(ScheduledJob, name)
 
 
-def test_two_schedulers_at_once_run_a_due_job_once(settings, fake_clock) -> None:
+def test_two_schedulers_at_once_run_a_due_job_once(settings, frozen_clock) -> None:
     counter = Counter(seconds=0.05)
     job = Job("count", "counts", counter, every=HOUR)
     runners = [scheduler_for(settings, job, f"runner-{i}") for i in range(2)]
@@ -74,20 +74,20 @@ def test_two_schedulers_at_once_run_a_due_job_once(settings, fake_clock) -> None
     assert counter.runs == 1
     first = row(runners[0][1], "count")
     assert (first.last_status, first.last_result, first.lease_owner) == ("ok", "run 1", None)
-    assert first.next_run_at == fake_clock.at + HOUR
+    assert first.next_run_at == frozen_clock.now + HOUR
 
-    fake_clock.advance(hours=1)  # due again: once more, by one of them
+    frozen_clock.advance(hours=1)  # due again: once more, by one of them
     round_()
     assert counter.runs == 2
     for _, sessions in runners:
         sessions.kw["bind"].dispose()
 
 
-def test_two_claims_at_the_same_instant_one_wins(settings, fake_clock) -> None:
+def test_two_claims_at_the_same_instant_one_wins(settings, frozen_clock) -> None:
     """The claim itself: FOR UPDATE SKIP LOCKED on PostgreSQL, the conditional UPDATE on SQLite."""
     job = Job("count", "counts", Counter(), every=HOUR)
     runners = [scheduler_for(settings, job, f"runner-{i}") for i in range(2)]
-    runners[0][0].ensure_rows(fake_clock.at)
+    runners[0][0].ensure_rows(frozen_clock.now)
 
     def claim(
         scheduler: Scheduler, start: threading.Barrier, now: datetime, claims: list[object]
@@ -96,7 +96,7 @@ def test_two_claims_at_the_same_instant_one_wins(settings, fake_clock) -> None:
         claims.append(scheduler.claim(["count"], now))
 
     for attempt in range(10):
-        now = fake_clock.advance(hours=2)  # due again, and any lease run out
+        now = frozen_clock.advance(hours=2)  # due again, and any lease run out
         start = threading.Barrier(len(runners))
         claims: list[object] = []
         threads = [threading.Thread(target=claim, args=(s, start, now, claims)) for s, _ in runners]
@@ -109,19 +109,19 @@ def test_two_claims_at_the_same_instant_one_wins(settings, fake_clock) -> None:
         sessions.kw["bind"].dispose()
 
 
-def test_a_crashed_runs_lease_runs_out_and_the_job_runs_again(settings, fake_clock) -> None:
+def test_a_crashed_runs_lease_runs_out_and_the_job_runs_again(settings, frozen_clock) -> None:
     counter = Counter()
     job = Job("count", "counts", counter, every=HOUR, lease=timedelta(minutes=10))
     crashed, sessions = scheduler_for(settings, job, "crashed")
     other, _ = scheduler_for(settings, job, "other")
-    crashed.ensure_rows(fake_clock.at)
-    claim = crashed.claim(["count"], fake_clock.at)  # claimed, then the process died mid-run
+    crashed.ensure_rows(frozen_clock.now)
+    claim = crashed.claim(["count"], frozen_clock.now)  # claimed, then the process died mid-run
     assert claim is not None and counter.runs == 0
 
     assert other.run_due() == []  # leased: not run twice
-    fake_clock.advance(minutes=9)
+    frozen_clock.advance(minutes=9)
     assert other.run_due() == []
-    fake_clock.advance(minutes=1)  # the lease has run out: still due, so it runs again
+    frozen_clock.advance(minutes=1)  # the lease has run out: still due, so it runs again
     [run] = other.run_due()
     assert (run.status, run.recorded, counter.runs) == ("ok", True, 1)
     assert row(sessions, "count").last_run_by == "other"
@@ -135,13 +135,13 @@ def test_a_crashed_runs_lease_runs_out_and_the_job_runs_again(settings, fake_clo
         s.sessions.kw["bind"].dispose()
 
 
-def test_a_failed_run_is_kept_and_tried_again_soon(settings, fake_clock) -> None:
+def test_a_failed_run_is_kept_and_tried_again_soon(settings, frozen_clock) -> None:
     def boom(_ctx: Context) -> str:
         raise RuntimeError("the provider said no\nsecond line")
 
     job = Job("daily", "fails", boom, daily_at=time(9, 0))
     scheduler, sessions = scheduler_for(settings, job, "runner")
-    scheduler.ensure_rows(fake_clock.at)
+    scheduler.ensure_rows(frozen_clock.now)
     run = scheduler.run_now("daily")
     found = row(sessions, "daily")
     assert (found.last_status, found.last_result) == (
@@ -150,17 +150,17 @@ def test_a_failed_run_is_kept_and_tried_again_soon(settings, fake_clock) -> None
     )
     assert run.status == "failed"
     # A daily job that failed does not wait a day: at the latest RETRY_AFTER.
-    assert found.next_run_at <= fake_clock.at + RETRY_AFTER
+    assert found.next_run_at <= frozen_clock.now + RETRY_AFTER
     assert found.lease_until is None
     sessions.kw["bind"].dispose()
 
 
-def test_run_by_hand_waits_for_no_one_but_a_runner_holding_the_job(settings, fake_clock) -> None:
+def test_run_by_hand_waits_for_no_one_but_a_runner_holding_the_job(settings, frozen_clock) -> None:
     counter = Counter()
     job = Job("count", "counts", counter, every=HOUR)
     holder, sessions = scheduler_for(settings, job, "holder")
-    holder.ensure_rows(fake_clock.at)
-    assert holder.claim(["count"], fake_clock.at) is not None
+    holder.ensure_rows(frozen_clock.now)
+    assert holder.claim(["count"], frozen_clock.now) is not None
     with pytest.raises(Busy) as busy:
         Scheduler(Context(settings, sessions), [job], name="hand").run_now("count")
     assert busy.value.owner and busy.value.owner.startswith("holder:")
