@@ -66,6 +66,10 @@ from tongka.promotion.cli import offers_app  # noqa: E402
 
 app.add_typer(offers_app, name="offers")
 
+from tongka.notify.cli import messages_app  # noqa: E402
+
+app.add_typer(messages_app, name="messages")
+
 
 @app.callback()
 def _configure() -> None:

@@ -115,9 +115,8 @@ BIND_WRONG_PER_NUMBER = throttle.Limit(
     "bind_wrong", allowed=20, window_seconds=86_400, error=BindGuessesUsedUpToday
 )
 
-BIND_SMS = _(
-    "Your tongka code is {code}. It is valid for {minutes} minutes. tongka staff will never ask you for it."
-)
+# The SMS: templates/messages/bind_code/<language>.sms.
+BIND_SMS = "bind_code"
 
 
 # --- inventory ----------------------------------------------------------------------------
@@ -302,7 +301,7 @@ def request_bind(
         notify.send_sms(
             session,
             to=number,
-            text=BIND_SMS,
+            template=BIND_SMS,
             language=account.language,
             account_id=account.id,
             code=code,
