@@ -17,7 +17,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="TONGKA_", env_file="var/tongka.env", extra="ignore"
+        env_prefix="TONGKA_",
+        env_file="var/tongka.env",
+        extra="ignore",
+        # A refused value is not repeated in the error: it may be a secret (a password in TONGKA_SMTP_URL).
+        hide_input_in_errors=True,
     )
 
     # dev: demo conveniences (the /dev outbox, the payment sandbox, the API docs); production: none of
@@ -122,7 +126,7 @@ class Settings(BaseSettings):
     )
     smtp_ca_file: Path | None = None  # the CA of the SMTP server's certificate, if not a public one
     smtp_timeout_seconds: float = Field(default=20.0, gt=0)
-    # DKIM: the private key (PEM, RSA or Ed25519), its selector and domain (default: MAIL_FROM's).
+    # DKIM: the private key (PEM, RSA), its selector and domain (default: MAIL_FROM's).
     dkim_key_file: Path | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None

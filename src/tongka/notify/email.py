@@ -24,6 +24,8 @@ from urllib.parse import unquote, urlsplit
 
 import dkim
 import structlog
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from tongka import clock
 from tongka.config import Settings, loopback
@@ -78,7 +80,15 @@ class SmtpServer:
 class Dkim:
     selector: str
     domain: str
-    private_key: bytes  # PEM
+    private_key: (
+        bytes  # PEM (PKCS#1 or PKCS#8) of an RSA key: rsa-sha256, what every verifier knows
+    )
+
+    def __post_init__(self) -> None:
+        # A wrong key stops the start, not each message at its first signature.
+        key = serialization.load_pem_private_key(self.private_key, password=None)
+        if not isinstance(key, RSAPrivateKey):
+            raise ValueError("TONGKA_DKIM_KEY_FILE must hold an RSA private key (PEM)")
 
     def sign(self, data: bytes) -> bytes:
         """The DKIM-Signature header line for `data` (a message in CRLF form)."""
@@ -131,11 +141,12 @@ class SmtpSender:
         mail["Subject"] = message.subject
         mail["Date"] = format_datetime(clock.now())
         mail["Message-ID"] = self.message_id(message)
-        mail["Content-Language"] = message.language
         mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
         mail.set_content(message.text)
         if message.html:
             mail.add_alternative(message.html, subtype="html")
+        # After the parts: making the message multipart moves Content-* headers to its first part.
+        mail["Content-Language"] = message.language
         data = mail.as_bytes()
         return self.dkim.sign(data) + data if self.dkim else data
 

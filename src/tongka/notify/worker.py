@@ -216,9 +216,10 @@ def deliver_due(
             break
         for position, claimed in enumerate(batch):
             if clock.now() + policy.send_margin > claimed.until:
-                # Too little of the lease left to send safely: give the rest back at once.
+                # Too little of the lease left to send safely (slow servers): give the rest back at
+                # once, and end this pass.
                 _release(sessions, batch[position:], worker_id)
-                break
+                return sent
             sent += _deliver(sessions, senders[claimed.message.channel], claimed, worker_id, policy)
     return sent
 

@@ -52,6 +52,10 @@ class _Handler:
     refuse: MutableMapping[str, str] = field(default_factory=dict)
     arrived: threading.Condition = field(default_factory=threading.Condition)
     implicit_tls: bool = False
+    # Tests: while `paused` is set, a message's data is not answered (`holding` says one is waiting);
+    # once cleared it is refused with a 451 and not kept, as if the server had failed meanwhile.
+    paused: threading.Event = field(default_factory=threading.Event)
+    holding: threading.Event = field(default_factory=threading.Event)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -62,6 +66,11 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.paused.is_set():
+            self.holding.set()
+            while self.paused.is_set():
+                await asyncio.sleep(0.02)
+            return "451 4.3.0 not taken: the server paused"
         login = session.auth_data.login if isinstance(session.auth_data, LoginPassword) else None
         data = envelope.original_content or b""
         with self.arrived:
