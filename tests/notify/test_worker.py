@@ -343,3 +343,10 @@ def test_run_sends_at_once_what_this_process_queues_and_stops_when_told(
         "email",
     ) not in events
     assert ("message_worker_stopped", None) in events
+
+
+def test_addresses_are_masked_for_operators() -> None:
+    assert service.mask("sms", "+85251021014") == "+852****1014"
+    assert service.mask("sms", "+8613800138000") == "+86*******8000"
+    assert service.mask("sms", "12345") == "***"
+    assert service.mask("email", "ada.lovelace@example.com") == "a***@example.com"

@@ -26,7 +26,7 @@ class MessageOut(BaseModel):
     id: uuid.UUID
     channel: str
     template: str | None
-    to: str = Field(description="masked: +852*****1014, a***@example.com")
+    to: str = Field(description="masked: +852****1014, a***@example.com")
     language: str
     subject: str
     body: str = Field(description="the SMS, or the email's plain-text part")

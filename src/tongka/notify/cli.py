@@ -22,6 +22,8 @@ messages_app = typer.Typer(
 
 
 def _sessions() -> sessionmaker[Session]:
+    import tongka.models  # noqa: F401 (every table known, as the ORM needs to write one)
+
     return make_sessionmaker(make_engine(get_settings().database_url))
 
 

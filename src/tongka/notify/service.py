@@ -11,9 +11,11 @@ import threading
 import uuid
 from typing import Any
 
-from sqlalchemy import event, select
+import phonenumbers
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
+from tongka.db import matched
 from tongka.errors import Conflict, NotFound
 from tongka.i18n import _
 from tongka.notify import render
@@ -135,18 +137,32 @@ def retry(session: Session, message_id: uuid.UUID) -> OutboxMessage:
     """Send a failed (or undeliverable) message again: pending at once, with a fresh count of tries.
 
     The row is the same, so the email keeps its Message-ID and a reader can tell it is the same message.
+    A guarded UPDATE: of two operators retrying at once, one moves it, the other is told its status.
     """
-    message = session.get(OutboxMessage, message_id, with_for_update=True)
+    moved = matched(
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(RETRYABLE))
+            .values(
+                status="pending",
+                attempts=0,
+                next_attempt_at=None,
+                claimed_by=None,
+                claimed_until=None,
+                delivered_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
+    message = session.scalar(
+        select(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .execution_options(populate_existing=True)
+    )
     if message is None:
         raise MessageNotFound()
-    if message.status not in RETRYABLE:
+    if not moved:
         raise MessageNotFailed(status=message.status)
-    message.status = "pending"
-    message.attempts = 0
-    message.next_attempt_at = None
-    message.claimed_by = message.claimed_until = None
-    message.delivered_at = None
-    session.flush()
     session.info[_QUEUED] = True
     return message
 
@@ -154,11 +170,16 @@ def retry(session: Session, message_id: uuid.UUID) -> OutboxMessage:
 def mask(channel: str, to: str) -> str:
     """An address as an operator's list shows it: enough to tell messages apart, not to reuse.
 
-    +85251021014 -> +852*****1014; ada.lovelace@example.com -> a***@example.com.
+    +85251021014 -> +852****1014; +8613800138000 -> +86*******8000; ada@example.com -> a***@example.com.
     """
     if channel == "email":
         local, _at, domain = to.rpartition("@")
         return f"{local[:1]}***@{domain}" if local else "***"
-    keep = 4 if len(to) > 8 else 2
-    head = to[:4] if to.startswith("+") else to[:2]
-    return head + "*" * max(len(to) - len(head) - keep, 3) + to[-keep:]
+    try:
+        head = f"+{phonenumbers.parse(to).country_code}"
+    except phonenumbers.NumberParseException:
+        head = ""
+    rest = to.removeprefix(head)
+    if len(rest) < 7:  # too short to show any of it
+        return head + "***"
+    return head + "*" * (len(rest) - 4) + rest[-4:]
