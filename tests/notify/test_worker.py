@@ -210,15 +210,24 @@ def test_the_cli_lists_failed_messages_retries_one_and_delivers(
     assert row(sessions, message_id).status == "sent"
 
 
-def test_a_delivery_receipt_is_the_final_status(sessions) -> None:
-    message_id = queue_email(sessions)
+def test_a_delivery_receipt_is_the_final_status(sessions, frozen_clock: FrozenClock) -> None:
+    with transaction(sessions) as s:
+        message = service.send_sms(
+            s, to="+85251021014", template="bind_code", language="en", code="12345678", minutes=10
+        )
+        message_id = message.id
+    assert not worker.record_receipt(sessions, "smsc-0042", "delivered")  # not sent yet: unknown
     with transaction(sessions) as s:
         message = s.get_one(OutboxMessage, message_id)
         message.status, message.provider_message_id = "sent", "smsc-0042"
     assert worker.record_receipt(sessions, "smsc-0042", "undeliverable")
+    gone = row(sessions, message_id)
+    assert (gone.status, gone.delivered_at) == ("undeliverable", frozen_clock.now)
+    assert worker.record_receipt(sessions, "smsc-0042", "delivered")  # known, but final already
     assert row(sessions, message_id).status == "undeliverable"
-    assert not worker.record_receipt(sessions, "smsc-0042", "delivered")  # final already
     assert not worker.record_receipt(sessions, "smsc-unknown", "delivered")
+    with pytest.raises(ValueError):
+        worker.record_receipt(sessions, "smsc-0042", "sent")
     with transaction(sessions) as s:  # an undeliverable message can be sent again
         assert service.retry(s, message_id).status == "pending"
 

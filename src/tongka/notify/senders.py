@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from tongka.config import Settings
@@ -47,8 +48,9 @@ class Sender(Protocol):
     def close(self) -> None: ...
 
 
-# Told of an SMSC's delivery receipt: (the message id the SMSC gave, "delivered" | "undeliverable").
-OnReceipt = Callable[[str, str], None]
+# Told of an SMSC's delivery receipt: (the message id the SMSC gave, "delivered" | "undeliverable",
+# when it came) -> whether a message has that id (worker.record_receipt).
+OnReceipt = Callable[[str, str, datetime], bool | None]
 
 
 def senders_from(settings: Settings, on_receipt: OnReceipt | None = None) -> dict[str, Sender]:

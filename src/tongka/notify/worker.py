@@ -20,6 +20,7 @@ code, and receipts are numbered once, whatever their emails do (docs/ARCHITECTUR
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -325,26 +326,35 @@ def _release(sessions: sessionmaker[Session], batch: list[Claimed], worker_id: s
             )
 
 
-def record_receipt(sessions: sessionmaker[Session], provider_message_id: str, status: str) -> bool:
-    """An SMSC's delivery receipt: the message it names is `delivered` or `undeliverable`, for good.
-    Returns whether a sent message had that id (a receipt may come for one sent before a restart)."""
+def record_receipt(
+    sessions: sessionmaker[Session],
+    provider_message_id: str,
+    status: str,
+    at: datetime | None = None,
+) -> bool:
+    """An SMSC's delivery receipt: the SMS it names becomes `delivered` or `undeliverable`, for good
+    (a receipt repeated or contradicted later changes nothing). False when no SMS has that id (yet:
+    the SMSC may be quicker than the worker's commit), so the sender can have it sent again later."""
     if status not in ("delivered", "undeliverable"):
         raise ValueError(f"a delivery receipt says delivered or undeliverable, not {status!r}")
+    sms = and_(
+        OutboxMessage.channel == "sms", OutboxMessage.provider_message_id == provider_message_id
+    )
     with transaction(sessions) as session:
-        return (
-            matched(
-                session.execute(
-                    update(OutboxMessage)
-                    .where(
-                        OutboxMessage.provider_message_id == provider_message_id,
-                        OutboxMessage.status == "sent",
-                    )
-                    .values(status=status, delivered_at=clock.now())
-                    .execution_options(synchronize_session=False)
-                )
+        moved = matched(
+            session.execute(
+                update(OutboxMessage)
+                .where(sms, OutboxMessage.status == "sent")
+                .values(status=status, delivered_at=at or clock.now())
+                .execution_options(synchronize_session=False)
             )
-            > 0
         )
+        known = (
+            moved > 0 or session.scalar(select(OutboxMessage.id).where(sms).limit(1)) is not None
+        )
+    if not known:
+        log.info("message_receipt_unmatched", provider_message_id=provider_message_id)
+    return known
 
 
 def run(stop: threading.Event, settings: Settings, sessions: sessionmaker[Session]) -> None:
@@ -353,7 +363,7 @@ def run(stop: threading.Event, settings: Settings, sessions: sessionmaker[Sessio
     `tongka serve`)."""
     worker_id = new_worker_id()
     policy = Policy.of(settings)
-    senders = senders_from(settings, on_receipt=lambda i, s: _receipt(sessions, i, s))
+    senders = senders_from(settings, on_receipt=functools.partial(record_receipt, sessions))
     for channel in ("email", "sms"):
         if channel not in senders:
             log.warning("message_channel_off", channel=channel, note="its messages stay pending")
@@ -370,11 +380,6 @@ def run(stop: threading.Event, settings: Settings, sessions: sessionmaker[Sessio
         for sender in senders.values():
             sender.close()
         log.info("message_worker_stopped", worker=worker_id)
-
-
-def _receipt(sessions: sessionmaker[Session], provider_message_id: str, status: str) -> None:
-    if not record_receipt(sessions, provider_message_id, status):
-        log.info("message_receipt_unmatched", provider_message_id=provider_message_id)
 
 
 def _wait(stop: threading.Event, seconds: float) -> None:
