@@ -252,3 +252,24 @@ def test_settings_problems_of_email(tmp_path: Path) -> None:
         )
     assert "Sup3r-secret" not in str(refused.value)
     assert senders_from(Settings(secret_key="x" * 32, _env_file=None)) == {}  # type: ignore[call-arg]
+
+
+def test_the_dev_mail_server_starts_once_keeps_what_it_receives_and_stops() -> None:
+    from tongka.sandbox import mail as dev_mail
+
+    host, port = dev_mail.start()
+    try:
+        assert dev_mail.start() == (host, port)  # one per process
+        sender = email.SmtpSender(email.SmtpServer.parse(f"smtp://{host}:{port}"), MAIL_FROM)
+        message = outgoing(language="en")
+        sender.send(message)
+        sender.close()
+        [kept] = dev_mail.received()
+        assert kept.parsed()["Message-ID"] == f"<{message.id}@{DOMAIN}>"
+    finally:
+        dev_mail.stop()
+    assert dev_mail.received() == []
+    with pytest.raises(TemporaryFailure):  # stopped: nothing listens
+        email.SmtpSender(email.SmtpServer.parse(f"smtp://{host}:{port}"), MAIL_FROM).send(
+            outgoing()
+        )
