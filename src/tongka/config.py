@@ -141,6 +141,11 @@ class Settings(BaseSettings):
     message_retry_base_seconds: float = Field(default=30.0, gt=0)
     message_retry_cap_seconds: float = Field(default=3600.0, gt=0)
 
+    @field_validator("smtp_url", "dkim_key_file", "smtp_ca_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # `TONGKA_SMTP_URL=` in an env file: email off
+
     @field_validator("smtp_url")
     @classmethod
     def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:

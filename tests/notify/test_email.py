@@ -252,6 +252,8 @@ def test_settings_problems_of_email(tmp_path: Path) -> None:
         )
     assert "Sup3r-secret" not in str(refused.value)
     assert senders_from(Settings(secret_key="x" * 32, _env_file=None)) == {}  # type: ignore[call-arg]
+    empty = Settings(secret_key="x" * 32, smtp_url="", _env_file=None)  # type: ignore[call-arg]
+    assert empty.smtp_url is None and senders_from(empty) == {}
 
 
 def test_the_dev_mail_server_starts_once_keeps_what_it_receives_and_stops() -> None:
