@@ -275,3 +275,20 @@ def test_the_dev_mail_server_starts_once_keeps_what_it_receives_and_stops() -> N
         email.SmtpSender(email.SmtpServer.parse(f"smtp://{host}:{port}"), MAIL_FROM).send(
             outgoing()
         )
+
+
+def test_dev_start_up_sends_email_to_the_local_server_unless_one_is_set(tmp_path: Path) -> None:
+    from tongka.sandbox import mail as dev_mail
+
+    own = settings_for("smtps://tongka:pw@smtp.example.com", tmp_path)
+    assert dev_mail.with_local_mail(own) is own  # an SMTP server of its own: used as it is
+    bare = Settings(secret_key=secrets.token_urlsafe(32), env="dev", _env_file=None)  # type: ignore[call-arg]
+    try:
+        local = dev_mail.with_local_mail(bare)
+        assert local.smtp_url is not None and local.mail_from == dev_mail.DEV_MAIL_FROM
+        sender = senders_from(local)["email"]
+        sender.send(outgoing())
+        sender.close()
+        assert len(dev_mail.received()) == 1
+    finally:
+        dev_mail.stop()

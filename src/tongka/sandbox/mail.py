@@ -22,8 +22,10 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from pydantic import SecretStr
 
 from tongka import clock
+from tongka.config import Settings
 
 KEEP = 1000  # the newest messages kept by a long-running dev server
 
@@ -200,6 +202,23 @@ def start(host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         _running = server
         return address
     return _running.host, _running.port
+
+
+DEV_MAIL_FROM = "tongka <no-reply@tongka.test>"
+
+
+def with_local_mail(settings: Settings) -> Settings:
+    """Dev start-up: settings whose email goes to this process's mail server (started here), unless
+    they name an SMTP server of their own (`TONGKA_SMTP_URL`, then used as it is)."""
+    if settings.smtp_url is not None:
+        return settings
+    host, port = start()
+    return settings.model_copy(
+        update={
+            "smtp_url": SecretStr(f"smtp://{host}:{port}"),
+            "mail_from": settings.mail_from or DEV_MAIL_FROM,
+        }
+    )
 
 
 def stop() -> None:
