@@ -153,10 +153,13 @@ class SmtpSender:
     def send(self, message: Outgoing) -> str:
         data = self.compose(message)
         try:
+            kept = self._smtp is not None
             try:
                 self._send(data, message.to)
-            except smtplib.SMTPServerDisconnected:
-                # A connection kept open from an earlier message was closed by the server meanwhile.
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                if not kept:
+                    raise
+                # The connection kept open from an earlier message was closed by the server meanwhile.
                 self.close()
                 self._send(data, message.to)
         except smtplib.SMTPRecipientsRefused as error:
