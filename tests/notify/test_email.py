@@ -292,3 +292,36 @@ def test_dev_start_up_sends_email_to_the_local_server_unless_one_is_set(tmp_path
         assert len(dev_mail.received()) == 1
     finally:
         dev_mail.stop()
+
+
+def _outward_address() -> str | None:
+    """This machine's address toward other machines (a UDP "connection" sends nothing), if any."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: only the routing table is asked
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # the test's server
+def test_no_password_in_the_clear_to_another_machine() -> None:
+    address = _outward_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback")
+    server = MailServer(host=address, users={"tongka": "secret"})  # no STARTTLS offered
+    server.start()
+    try:
+        sender = email.SmtpSender(
+            email.SmtpServer.parse(f"smtp://tongka:secret@{address}:{server.port}"),
+            MAIL_FROM,
+            timeout=5,
+        )
+        with pytest.raises(TemporaryFailure, match="offers no STARTTLS"):
+            sender.send(outgoing())
+        assert server.received == []
+    finally:
+        server.stop()
