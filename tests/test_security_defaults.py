@@ -195,7 +195,12 @@ class _Inline(HTMLParser):
 def test_no_template_has_inline_script_or_style(template: str) -> None:
     parser = _Inline()
     parser.feed((TEMPLATES / template).read_text())
-    assert parser.found == []
+    found = parser.found
+    if template.startswith("messages/"):
+        # An email's HTML is no page of ours (no CSP applies) and mail clients drop <style> and
+        # stylesheets: style attributes are how email is styled. Never a script or a handler.
+        found = [f for f in found if not f.endswith(" style=")]
+    assert found == []
 
 
 class _References(HTMLParser):

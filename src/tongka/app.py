@@ -30,6 +30,7 @@ from tongka.errors import DatabaseBusy, TongkaError
 from tongka.gate import Gate
 from tongka.http_limits import BodyLimit
 from tongka.i18n import _, gettext
+from tongka.notify import admin as notify_admin
 from tongka.payment import providers
 from tongka.promotion import admin as promotion_admin
 from tongka.promotion import api as promotion_api
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(receipt_api.router)
     app.include_router(promotion_api.router)
     app.include_router(promotion_admin.router)
+    app.include_router(notify_admin.router)
     app.include_router(charging_usage_api.router)
     app.include_router(charging_overage_api.router)
     app.include_router(charging_pages.router)

@@ -34,6 +34,7 @@ from tongka.charging import notify as charging_notify
 from tongka.config import Settings
 from tongka.db import make_engine, make_sessionmaker
 from tongka.jobs import scheduler
+from tongka.notify import worker as notify_worker
 
 log = structlog.get_logger()
 
@@ -63,7 +64,7 @@ def loops(settings: Settings) -> list[tuple[str, Loop]]:
     return [
         ("scheduler", functools.partial(scheduler.run, statement=statement_source(settings))),
         ("charging-notify", charging_notify.run),
-        # The outbox's message delivery (issue #13) joins here: ("delivery", notify.worker.run).
+        ("delivery", notify_worker.run),
     ]
 
 

@@ -70,6 +70,10 @@ from tongka.jobs.cli import jobs_app  # noqa: E402
 
 app.add_typer(jobs_app, name="jobs")
 
+from tongka.notify.cli import messages_app  # noqa: E402
+
+app.add_typer(messages_app, name="messages")
+
 
 @app.callback()
 def _configure() -> None:

@@ -20,7 +20,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="TONGKA_", env_file="var/tongka.env", extra="ignore"
+        env_prefix="TONGKA_",
+        env_file="var/tongka.env",
+        extra="ignore",
+        # A refused value is not repeated in the error: it may be a secret (a password in TONGKA_SMTP_URL).
+        hide_input_in_errors=True,
     )
 
     # dev: demo conveniences (the /dev outbox, the payment sandbox, the API docs); production: none of
@@ -118,6 +122,55 @@ class Settings(BaseSettings):
     bind_code_ttl_seconds: int = 10 * 60
     bind_code_max_attempts: int = 5
     bind_code_resend_seconds: int = 60
+    # SMS bind codes a Hong Kong day per number, per account and per client address (SMS pumping: a
+    # script asking for codes to premium numbers costs the operator money); beyond, a 429 with Retry-After.
+    bind_codes_per_number_per_day: int = Field(default=5, ge=1)
+    bind_codes_per_account_per_day: int = Field(default=10, ge=1)
+    bind_codes_per_address_per_day: int = Field(default=20, ge=1)
+
+    # Delivering the outbox (notify/worker.py). Email over SMTP: smtp://user:pass@host:port (STARTTLS when
+    # the server offers it; required before a password is sent to another machine), smtps:// for implicit
+    # TLS; the URL holds a password, so it is a secret. Without it, email stays pending in the outbox.
+    smtp_url: SecretStr | None = None
+    mail_from: str | None = (
+        None  # "tongka <no-reply@mail.example.com>"; Message-IDs take its domain
+    )
+    smtp_ca_file: Path | None = None  # the CA of the SMTP server's certificate, if not a public one
+    smtp_timeout_seconds: float = Field(default=20.0, gt=0)
+    # DKIM: the private key (PEM, RSA), its selector and domain (default: MAIL_FROM's).
+    dkim_key_file: Path | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    # The worker: how often it looks for due messages when nothing woke it, how many it claims at once
+    # and for how long (a worker that dies gives them back then), and its retries (exponential backoff
+    # with jitter from `message_retry_base_seconds`, at most `message_retry_cap_seconds`, `failed`
+    # after `message_max_attempts` tries).
+    message_poll_seconds: float = Field(default=1.0, gt=0)
+    message_batch_size: int = Field(default=10, ge=1)
+    message_lease_seconds: float = Field(default=120.0, gt=0)
+    message_max_attempts: int = Field(default=8, ge=1)
+    message_retry_base_seconds: float = Field(default=30.0, gt=0)
+    message_retry_cap_seconds: float = Field(default=3600.0, gt=0)
+
+    @field_validator("smtp_url", "dkim_key_file", "smtp_ca_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # `TONGKA_SMTP_URL=` in an env file: email off
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from urllib.parse import urlsplit
+
+            url = urlsplit(value.get_secret_value())
+            # The message names no part of the URL: it may hold the password.
+            if url.scheme not in ("smtp", "smtps") or not url.hostname:
+                raise ValueError(
+                    "TONGKA_SMTP_URL is smtp://[user:password@]host[:port] or smtps://…"
+                )
+        return value
+
     # Where the network's notifyUri may lead (`outbound.py`): network function host names
     # (`.nf.example.net` for all under it) and networks (10.20.0.0/16), comma-separated. dev adds loopback.
     nf_notify_allow: str = ""
@@ -391,9 +444,31 @@ def _nf_auth_problems(settings: Settings) -> list[str]:
     return found
 
 
+def _mail_problems(settings: Settings) -> list[str]:
+    """Email delivery: a sender address to send from, and a DKIM key that is there with its selector."""
+    found = []
+    if settings.smtp_url is not None and not settings.mail_from:
+        found.append("TONGKA_SMTP_URL is set without TONGKA_MAIL_FROM: email needs a From address.")
+    if (settings.dkim_key_file is None) != (settings.dkim_selector is None):
+        found.append(
+            "TONGKA_DKIM_KEY_FILE and TONGKA_DKIM_SELECTOR go together: set both (DKIM) or neither."
+        )
+    if settings.dkim_key_file is not None and not settings.dkim_key_file.is_file():
+        found.append(f"TONGKA_DKIM_KEY_FILE is {settings.dkim_key_file}, which is not a file.")
+    if settings.smtp_ca_file is not None and not settings.smtp_ca_file.is_file():
+        found.append(f"TONGKA_SMTP_CA_FILE is {settings.smtp_ca_file}, which is not a file.")
+    if settings.message_lease_seconds <= settings.smtp_timeout_seconds * 2:
+        # A send outlasting its lease could be claimed and sent again by another worker meanwhile.
+        found.append(
+            f"TONGKA_MESSAGE_LEASE_SECONDS ({settings.message_lease_seconds}) must be more than twice "
+            f"TONGKA_SMTP_TIMEOUT_SECONDS ({settings.smtp_timeout_seconds})."
+        )
+    return found
+
+
 def problems(settings: Settings) -> list[str]:
     """Everything unsafe in these settings (empty: safe to start)."""
-    found = _nchf_problems(settings)
+    found = _nchf_problems(settings) + _mail_problems(settings)
     if settings.threads <= settings.db_pool_size + settings.db_pool_overflow:
         # A request holding a pooled connection must always find a thread to go on (tongka.gate).
         found.append(

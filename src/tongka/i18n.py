@@ -52,6 +52,11 @@ def gettext(message: str, language: str, **params: object) -> str:
 _BABEL = {"en": "en", "zh-Hans": "zh_Hans_CN", "zh-Hant": "zh_Hant_HK"}
 
 
+def babel_locale(language: str) -> str:
+    """Babel's locale for one of our languages (dates, numbers); English for any other."""
+    return _BABEL.get(language, "en")
+
+
 def wait(seconds: int, language: str) -> str:
     """A wait as a person says it: "45 seconds", "15 hours", "15小时" (rounded to its largest unit;
     Retry-After keeps the exact seconds)."""

@@ -154,6 +154,40 @@ def test_twenty_codes_a_day_per_client_address(client, app, frozen_clock) -> Non
     assert ask(client, accounts[0], "+85269970000").status_code == 202  # from another address
 
 
+def test_the_daily_caps_are_settings(settings, frozen_clock) -> None:
+    from fastapi.testclient import TestClient
+
+    from tongka.app import create_app
+
+    tighter = settings.model_copy(
+        update={
+            "bind_codes_per_number_per_day": 2,
+            "bind_codes_per_account_per_day": 3,
+            "bind_codes_per_address_per_day": 4,
+        }
+    )
+    app = create_app(tighter)
+    try:
+        with TestClient(app) as client:
+            me = f.subscriber(client)
+            for _ in range(2):  # per number
+                assert ask(client, me, NOT_IN_STOCK).status_code == 202
+                frozen_clock.advance(60)
+            r = ask(client, me, NOT_IN_STOCK)
+            assert_problem(r, 429, "bind_codes_used_up_today")
+            assert int(r.headers["Retry-After"]) == seconds_to_hk_midnight(frozen_clock.now)
+            assert ask(client, me, "+85269960000").status_code == 202  # the account's third
+            assert_problem(ask(client, me, "+85269960001"), 429, "bind_codes_used_up_today")
+            office = TestClientAt(app, "198.51.100.7")  # per address: its fifth is refused
+            for n in range(4):
+                assert ask(office, f.subscriber(client), f"+8526995{n:04d}").status_code == 202
+            r = ask(office, f.subscriber(client), "+85269959999")
+            assert_problem(r, 429, "bind_codes_used_up_today")
+            assert "Retry-After" in r.headers
+    finally:
+        app.state.engine.dispose()
+
+
 def TestClientAt(app, host: str):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 

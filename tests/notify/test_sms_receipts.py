@@ -21,14 +21,12 @@ from tongka.notify.models import OutboxMessage
 from tongka.notify.senders import Outgoing
 from tongka.sandbox import smsc
 
-BIND_SMS = "Your tongka code is {code}. It is valid for {minutes} minutes. tongka staff will never ask you for it."
-
 
 def queue(sessions: sessionmaker[Session], to: str) -> Outgoing:
     """An SMS written to the outbox as the binding flow writes it; what a worker hands the sender."""
     with transaction(sessions) as session:
         row = service.send_sms(
-            session, to=to, text=BIND_SMS, language="zh-Hans", code="12345678", minutes=10
+            session, to=to, template="bind_code", language="zh-Hans", code="12345678", minutes=10
         )
         return Outgoing(row.id, "sms", row.to, "", row.body, None, row.language)
 
@@ -94,12 +92,15 @@ def test_a_long_message_is_delivered_when_every_part_is(
     server: smsc.Smsc, sessions: sessionmaker[Session]
 ) -> None:
     with transaction(sessions) as session:
-        written = service.send_sms(
-            session,
+        # No template is this long: the row written as a template's would be.
+        written = OutboxMessage(
+            channel="sms",
             to="+8613800138000",
-            text="您的流量包已续订，感谢使用。" * 10,
+            body="您的流量包已续订，感谢使用。" * 10,
             language="zh-Hans",
         )
+        session.add(written)
+        session.flush()
         message = Outgoing(written.id, "sms", written.to, "", written.body, None, "zh-Hans")
     sender = make_sender(server, service.receipt_recorder(sessions))
     try:

@@ -17,12 +17,10 @@ from tests.notify.sms_helpers import (
     server,  # noqa: F401  (a fixture)
     sms,
 )
-from tongka.i18n import gettext
+from tongka.notify import render
 from tongka.notify.senders import PermanentFailure, TemporaryFailure
 from tongka.notify.sms import SmppBindRefused
 from tongka.sandbox import smsc
-
-BIND_SMS = "Your tongka code is {code}. It is valid for {minutes} minutes. tongka staff will never ask you for it."
 
 
 @pytest.mark.parametrize(
@@ -32,7 +30,7 @@ BIND_SMS = "Your tongka code is {code}. It is valid for {minutes} minutes. tongk
 def test_chinese_text_goes_as_ucs2_and_decodes_back_equal(
     server: smsc.Smsc, language: str, says: str
 ) -> None:
-    text = "【tongka】" + gettext(BIND_SMS, language, code="12345678", minutes=10)
+    text = render.sms("bind_code", language, code="12345678", minutes=10)
     assert says in text
     sender = make_sender(server)
     try:
@@ -49,16 +47,16 @@ def test_chinese_text_goes_as_ucs2_and_decodes_back_equal(
     assert got.source == "tongka"
 
 
-def test_the_signature_makes_an_english_code_ucs2_in_two_parts(server: smsc.Smsc) -> None:
-    """As notify.service.send_sms writes it, 【tongka】 (full-width brackets, not in GSM 7-bit)
-    makes the English bind code UCS-2: 105 characters, two parts where GSM would need one."""
-    text = "【tongka】" + gettext(BIND_SMS, "en", code="12345678", minutes=10)
+def test_the_english_bind_code_goes_as_gsm_7bit_in_one_part(server: smsc.Smsc) -> None:
+    """Its template's brand line is [tongka], not 【tongka】 (full-width brackets are not in GSM
+    7-bit and would make it UCS-2: two parts where GSM needs one)."""
+    text = render.sms("bind_code", "en", code="12345678", minutes=10)
     sender = make_sender(server)
     try:
         sender.send(sms(text))
     finally:
         sender.close()
-    assert [p.data_coding for p in server.received] == [8, 8]
+    assert [p.data_coding for p in server.received] == [0]
     assert server.messages() == [(NUMBER.removeprefix("+"), text)]
 
 

@@ -110,6 +110,9 @@ def bind_policy(settings: Settings) -> line_service.BindPolicy:
         ttl_seconds=settings.bind_code_ttl_seconds,
         max_attempts=settings.bind_code_max_attempts,
         resend_seconds=settings.bind_code_resend_seconds,
+        per_number_per_day=settings.bind_codes_per_number_per_day,
+        per_account_per_day=settings.bind_codes_per_account_per_day,
+        per_address_per_day=settings.bind_codes_per_address_per_day,
     )
 
 

@@ -115,9 +115,8 @@ BIND_WRONG_PER_NUMBER = throttle.Limit(
     "bind_wrong", allowed=20, window_seconds=86_400, error=BindGuessesUsedUpToday
 )
 
-BIND_SMS = _(
-    "Your tongka code is {code}. It is valid for {minutes} minutes. tongka staff will never ask you for it."
-)
+# The SMS: templates/messages/bind_code/<language>.sms.
+BIND_SMS = "bind_code"
 
 
 # --- inventory ----------------------------------------------------------------------------
@@ -253,6 +252,10 @@ class BindPolicy:
     ttl_seconds: int = 600
     max_attempts: int = 5
     resend_seconds: int = 60
+    # Codes a Hong Kong day (settings `bind_codes_per_*_per_day`): the caps of BIND_PER_*.
+    per_number_per_day: int = BIND_PER_NUMBER.allowed
+    per_account_per_day: int = BIND_PER_ACCOUNT.allowed
+    per_address_per_day: int = BIND_PER_ADDRESS.allowed
 
 
 def request_bind(
@@ -278,13 +281,27 @@ def request_bind(
     # One request a minute per number, whoever asks (nobody can flood a number with SMS), and caps a day.
     throttle.take(
         session,
-        dataclasses.replace(BIND_PER_NUMBER, spacing_seconds=policy.resend_seconds),
+        dataclasses.replace(
+            BIND_PER_NUMBER,
+            allowed=policy.per_number_per_day,
+            spacing_seconds=policy.resend_seconds,
+        ),
         number,
         now,
     )
-    throttle.take(session, BIND_PER_ACCOUNT, str(account.id), now)
+    throttle.take(
+        session,
+        dataclasses.replace(BIND_PER_ACCOUNT, allowed=policy.per_account_per_day),
+        str(account.id),
+        now,
+    )
     if address:
-        throttle.take(session, BIND_PER_ADDRESS, address, now)
+        throttle.take(
+            session,
+            dataclasses.replace(BIND_PER_ADDRESS, allowed=policy.per_address_per_day),
+            address,
+            now,
+        )
     bindable = line is not None and line.account_id is None
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     challenge = BindChallenge(
@@ -302,7 +319,7 @@ def request_bind(
         notify.send_sms(
             session,
             to=number,
-            text=BIND_SMS,
+            template=BIND_SMS,
             language=account.language,
             account_id=account.id,
             code=code,

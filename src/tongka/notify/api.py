@@ -20,6 +20,7 @@ class OutboxOut(BaseModel):
     subject: str
     body: str
     created_at: datetime
+    status: str
 
 
 @router.get("/outbox", response_model=list[OutboxOut])
@@ -33,6 +34,7 @@ def outbox(session: SessionDep) -> list[OutboxOut]:
             subject=m.subject,
             body=m.body,
             created_at=m.created_at,
+            status=m.status,
         )
         for m in service.recent(session)
     ]

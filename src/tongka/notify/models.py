@@ -30,6 +30,8 @@ class OutboxMessage(IdMixin, CreatedMixin, Base):
 
     channel: Mapped[str] = mapped_column(String(8))  # sms | email
     to: Mapped[str] = mapped_column(String(254))
+    # Which message it is (templates/messages/<template>/): operators see the kind without the body.
+    template: Mapped[str | None] = mapped_column(String(32))
     subject: Mapped[str] = mapped_column(String(200), default="")
     body: Mapped[str] = mapped_column(Text)  # SMS text, or the email's plain-text part
     html: Mapped[str | None] = mapped_column(Text)  # the email's HTML part

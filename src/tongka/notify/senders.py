@@ -9,8 +9,12 @@ The worker records the outcome on the outbox row; a sender writes nothing to the
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
+
+from tongka.config import Settings
 
 
 @dataclass(frozen=True)
@@ -42,3 +46,20 @@ class Sender(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# Told of an SMSC's delivery receipt: (the message id the SMSC gave, "delivered" | "undeliverable",
+# when it came) -> whether a message has that id (service.record_receipt).
+OnReceipt = Callable[[str, str, datetime], bool | None]
+
+
+def senders_from(settings: Settings, on_receipt: OnReceipt | None = None) -> dict[str, Sender]:
+    """A sender for each channel the settings configure; a channel without one keeps its messages pending."""
+    from tongka.notify import email, sms  # they import this module
+
+    senders: dict[str, Sender] = {}
+    if (mail := email.sender_from(settings)) is not None:
+        senders["email"] = mail
+    if on_receipt is not None and (phone := sms.sms_sender_from(settings, on_receipt)) is not None:
+        senders["sms"] = phone
+    return senders

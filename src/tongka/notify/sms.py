@@ -43,7 +43,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import smpplib.client
@@ -55,7 +54,7 @@ from smpplib import smpp
 
 from tongka import clock
 from tongka.config import Settings, smpp_address
-from tongka.notify.senders import Outgoing, PermanentFailure, TemporaryFailure
+from tongka.notify.senders import OnReceipt, Outgoing, PermanentFailure, TemporaryFailure
 from tongka.notify.smpp_fields import (
     BIND_REFUSALS,
     OUTCOME,
@@ -71,9 +70,6 @@ from tongka.notify.smpp_fields import (
 log = structlog.get_logger("tongka.sms")
 # smpplib's debug lines hex-dump every PDU, the bind's password among them: never below INFO.
 logging.getLogger("tongka.sms.smpplib").setLevel(logging.INFO)
-
-# (provider message id, "delivered" | "undeliverable", when) -> False if no message has that id.
-OnReceipt = Callable[[str, str, datetime], bool | None]
 
 # How many times one send() binds again after a drop before leaving the message to the worker.
 LINK_TRIES = 3

@@ -45,7 +45,7 @@ from tongka import clock
 from tongka.account.models import Account, Line
 from tongka.errors import NotFound
 from tongka.i18n import _, gettext
-from tongka.money import Money, format_bytes
+from tongka.money import Money
 from tongka.notify import service as notify
 from tongka.promotion import pricing
 from tongka.receipt.models import Receipt, ReceiptCounter
@@ -77,12 +77,8 @@ METHOD_NAMES = {
 }
 CHANNEL_NAMES = {"app": _("App"), "web": _("Web"), "store": _("Store")}
 
-EMAIL_SUBJECT = _("Your data has arrived · receipt {number}")
-EMAIL_TEXT = _(
-    "{volume} for {line} has arrived: {pack}, valid for {days} days.\n\n"
-    "{breakdown}\n\n"
-    "Receipt {number}, issued {issued_at} UTC. Keep it to prove the payment: your receipts are in the app."
-)
+# The confirmation email: templates/messages/receipt/<language>.{subject,txt,html}.
+EMAIL = "receipt"
 PAID = _("Paid: {price} by {method}")
 
 
@@ -371,17 +367,16 @@ def _email(session: Session, account: Account, receipt: Receipt) -> None:
     notify.send_email(
         session,
         to=account.email,
-        subject=EMAIL_SUBJECT,
-        text=EMAIL_TEXT,
+        template=EMAIL,
         language=language,
         account_id=account.id,
         number=receipt.number,
-        volume=format_bytes(pack["volume_bytes"]),
-        line=" / ".join(content["lines"]),
+        volume=pack["volume_bytes"],
+        lines=content["lines"],
         pack=pack["names"].get(language) or pack["names"].get("en") or pack["code"],
         days=pack["validity_days"],
-        breakdown="\n".join(breakdown(content, language)),
-        issued_at=content["issued_at"].replace("T", " ").removesuffix("Z"),
+        breakdown=breakdown(content, language),
+        issued_at=content["issued_at"],
     )
 
 
