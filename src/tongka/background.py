@@ -122,6 +122,17 @@ class Background:
         return not busy
 
 
+def with_dev_servers(settings: Settings) -> Settings:
+    """Dev mode: email and SMS go to an SMTP server and an SMSC inside this process (`make run`),
+    through the same clients as in production, unless TONGKA_SMTP_URL / TONGKA_SMPP_URL name
+    servers of their own. Production: unchanged."""
+    if not settings.dev:
+        return settings
+    from tongka.sandbox import mail, smsc  # dev only
+
+    return smsc.with_local_smsc(mail.with_local_mail(settings))
+
+
 def run_worker(settings: Settings) -> int:
     """`tongka worker`: the background runner in this process until SIGINT or SIGTERM; the exit code."""
     logs.configure(settings.log_json)
@@ -132,7 +143,7 @@ def run_worker(settings: Settings) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, note)
-    background = Background(settings)
+    background = Background(with_dev_servers(settings))
     background.start()
     while not asked.wait(1.0):
         if not any(t.is_alive() for t in background.threads):

@@ -145,9 +145,9 @@ def serve_both(
     # The background work, once per `tongka serve` (here, not in each uvicorn worker) when embedded.
     background = None
     if settings.background_embedded:
-        from tongka.background import Background
+        from tongka.background import Background, with_dev_servers
 
-        background = Background(settings)
+        background = Background(with_dev_servers(settings))
         background.start()
     try:
         run()

@@ -29,9 +29,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import SecretStr
 from smpplib import consts, smpp
 from smpplib.client import SimpleSequenceGenerator
 from smpplib.gsm import GSM_CHARACTER_TABLE
+
+from tongka.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -491,3 +494,23 @@ def _close(sock: socket.socket) -> None:
 def start(host: str, port: int, system_id: str, password: str, **knobs: float) -> Smsc:
     """An SMSC listening on host:port (0: a free port, then see `.port`) for this one account."""
     return Smsc(host, port, system_id, password, **knobs)
+
+
+# --- dev mode's SMSC ------------------------------------------------------------------------
+
+_running: Smsc | None = None
+_password = ""
+DEV_SYSTEM_ID = "tongka-dev"
+
+
+def with_local_smsc(settings: Settings) -> Settings:
+    """Dev start-up: settings whose SMS go to an SMSC in this process (started here, on a free port,
+    with a throwaway password), unless they name an SMSC of their own (`TONGKA_SMPP_URL`)."""
+    global _running, _password
+    if settings.smpp_url is not None:
+        return settings
+    if _running is None:
+        _password = secrets.token_hex(4)  # SMPP passwords are at most 8 characters
+        _running = start("127.0.0.1", 0, DEV_SYSTEM_ID, _password)
+    url = f"smpp://{DEV_SYSTEM_ID}:{_password}@127.0.0.1:{_running.port}"
+    return settings.model_copy(update={"smpp_url": SecretStr(url)})
