@@ -192,10 +192,9 @@ def client(app, settings: Settings) -> Iterator[TestClient]:  # type: ignore[no-
 
 @pytest.fixture
 def nchf_app(settings: Settings):  # type: ignore[no-untyped-def]
-    """The network's listener's app (charging/nchf_app.py) on the same database and settings as `app`."""
-    application = create_nchf_app(settings)
-    yield application
-    application.state.engine.dispose()
+    """The network's listener's app (charging/nchf_app.py) on the same database and settings as `app`.
+    Its charging worker (and the worker's engine) lives from its lifespan's start to its end."""
+    return create_nchf_app(settings)
 
 
 @pytest.fixture
