@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
 import structlog
 from sqlalchemy import or_, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tongka.account.models import Line
@@ -344,6 +345,11 @@ _NETWORKS = select(Network.plmn, Network.zone, Network.active).where(AnyOf(Netwo
 
 # --- a batch in one transaction, or op by op ----------------------------------------------
 
+# What the database refused (a unique key, a deadlock, a broken connection): the op is run again.
+# psycopg's own too: the batch's statements go straight through it on PostgreSQL (`db.direct`),
+# so its errors reach here unwrapped by SQLAlchemy.
+DATABASE_ERRORS = (DBAPIError, psycopg.Error)
+
 
 class GroupCommit:
     """Answers a batch of ops in one transaction and one commit; a batch that fails, op by op.
@@ -375,7 +381,7 @@ class GroupCommit:
     ) -> Outcome | BaseException:
         # A unique key or a deadlock lost to another server: the op is run again and sees what won.
         for _attempt in range(3):
-            if error is not None and not isinstance(error, (IntegrityError, DBAPIError)):
+            if error is not None and not isinstance(error, DATABASE_ERRORS):
                 return error
             try:
                 return self._once([op], now)[0]

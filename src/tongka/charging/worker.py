@@ -79,10 +79,9 @@ from typing import Literal
 
 import structlog
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
 from tongka import clock, logs
-from tongka.charging.nchf import MAX_BATCH, GroupCommit, Op, Outcome
+from tongka.charging.nchf import DATABASE_ERRORS, MAX_BATCH, GroupCommit, Op, Outcome
 from tongka.db import BUSY_TIMEOUT, busy, make_engine, make_sessionmaker
 
 log = structlog.get_logger()
@@ -202,10 +201,13 @@ class ChargingWorker:
                 )
         if executor is None:
             return
-        executor.shutdown(wait=False, cancel_futures=True)
         if self.mode == "process":  # its end awaited, so the process is gone when the server is
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.to_thread(executor.shutdown, wait=True), 5.0)
+                await asyncio.wait_for(
+                    asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True), 5.0
+                )
+        else:  # a thread cannot be killed: it ends after what it is doing
+            executor.shutdown(wait=False, cancel_futures=True)
 
     # --- the event loop's side ------------------------------------------------------------
 
@@ -358,7 +360,9 @@ def _close() -> None:
 def _failure(error: BaseException) -> ChargingFailed:
     if busy(error):
         return ChargingBusy(type(error).__name__)
-    if not isinstance(error, DBAPIError):  # not logged by GroupCommit: its traceback stays here
+    if not isinstance(
+        error, DATABASE_ERRORS
+    ):  # not logged by GroupCommit: its traceback stays here
         log.error("charging_op_crashed", exc_info=error)
     return ChargingFailed(f"{type(error).__name__}: {error}")
 
