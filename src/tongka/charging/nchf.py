@@ -2,17 +2,13 @@
 
 Each request (create, update, release) becomes an `Op`; the ops waiting at that moment
 are answered together in one transaction (`answer_batch`, over `engine.ChargingBatch`),
-committed, and only then do their routes answer: the ledger is durable before the network
-hears of a grant. While one batch is in the database, the next gathers. A batch that fails
+at the server's clock reading when the batch was sent, committed, and only then do their
+routes answer: the ledger is durable before the network hears of a grant. A batch that fails
 (a database error, two servers creating the same session at once) is rolled back and its
-ops are run again one per transaction, so one bad request fails alone.
+ops are run again one per transaction (`GroupCommit`), so one bad request fails alone.
 
-Where the batches run (`Settings.charging_worker`):
-  process  `ChargingProcess`: in a process of its own beside each server process, so that
-           speaking HTTP and deciding charges use two cores rather than share one
-           interpreter lock (`tongka serve`).
-  thread   `GroupCommit`: in a thread of the server's process (the tests, which run many
-           short-lived apps).
+How ops get here and where the batches run (a worker process beside each server process, or
+a thread: `Settings.charging_worker`), and why a batch may safely be sent twice: `worker.py`.
 
 Within a batch the ops are decided in arrival order, as if each had its own
 transaction: a retransmission in the same batch gets the answer its original got.

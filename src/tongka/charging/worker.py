@@ -233,10 +233,12 @@ class ChargingWorker:
         results: list[Outcome | ChargingFailed]
         try:
             results = await self._answer(clock.now(), [op for op, _future in batch])
-        except ChargingFailed as failed:
-            results = [type(failed)(*failed.args) for _ in batch]
         except asyncio.CancelledError:  # stop() gave up on it
             results = [ChargingFailed("the charging worker stopped") for _ in batch]
+        except Exception as error:  # each op fails (a 500), none is left waiting
+            if not isinstance(error, ChargingFailed):
+                log.error("charging_transport_failed", exc_info=error)
+            results = [ChargingFailed(f"{type(error).__name__}: {error}") for _ in batch]
         finally:
             lane.out -= 1
             self._send(loop, lane)  # the next batch first, so that the worker has it queued
