@@ -227,6 +227,26 @@ def test_a_batch_whose_worker_dies_twice_fails_and_the_next_request_gets_a_new_w
     assert remaining(session, hk) == 90 * MB
 
 
+def test_a_database_busy_past_its_timeout_is_a_503_the_smf_may_retry(settings, session) -> None:
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's lock has a busy timeout; PostgreSQL's row locks wait")
+    hk, gpsi = line_with_data(session)
+    app = create_nchf_app(
+        settings.model_copy(update={"charging_worker": "process", "db_busy_timeout_seconds": 0.2})
+    )
+    with TestClient(app, headers=nf_headers(settings)) as client:
+        with writes_held(settings.database_url):
+            r = client.post(BASE, json=request(1, gpsi=gpsi, requested=10 * MB))
+        assert (r.status_code, r.json()["cause"], r.headers["retry-after"]) == (
+            503,
+            "NF_CONGESTION",
+            "1",
+        )
+        again = client.post(BASE, json=request(1, gpsi=gpsi, requested=10 * MB))
+        assert again.status_code == 201, again.text
+    assert remaining(session, hk) == 90 * MB
+
+
 def test_stop_answers_what_the_worker_holds_and_refuses_what_comes_after(settings, session) -> None:
     lines = [line_with_data(session) for _ in range(5)]
     url = settings.database_url

@@ -187,8 +187,12 @@ class ChargingWorker:
             for _op, future in lane.waiting:
                 if not future.done():
                     future.set_exception(ChargingFailed("the charging worker stopped"))
+            lane.waiting.clear()
             if self.mode == "process":
                 self._kill()
+            await asyncio.sleep(
+                0
+            )  # a task just made reaches its await: cancelled there, it fails its ops
             mine = self._tasks_of(loop)
             for task in mine:
                 task.cancel()  # each fails its ops
