@@ -151,7 +151,8 @@ def settings(
             "sandbox_store_url": f"sqlite:///{tmp_path / 'sandbox-providers.db'}",
             # Tests send charging notifications themselves (notify.deliver_due), when they mean to.
             "charging_notify_every_seconds": 0,
-            # Many short-lived apps: charging batches in a thread of each (test_charging_process covers the process).
+            # Many short-lived apps: charging batches in a thread of each (tests/charging/test_api.py
+            # and test_charging_process.py run them in the worker process too).
             "charging_worker": "thread",
             "nrf_dev_key_file": nrf_dev_key,
         },

@@ -177,9 +177,10 @@ def test_the_worker_process_charges_at_the_servers_clock(
 def test_a_worker_killed_mid_batch_is_replaced_and_the_batch_charged_once(
     settings, session, nchf_app, tables
 ) -> None:
-    """PostgreSQL, accounts held: the worker dies before its batch commits. Sessions held: its
-    create waits at its INSERT with its commit already sent, which PostgreSQL carries out after
-    the worker is gone; the batch sent again finds the session (its create key) and answers from it."""
+    """Accounts held: the worker dies before its batch commits. Sessions held (PostgreSQL): its
+    create waits at its INSERT with its commit already sent, which PostgreSQL may carry out after
+    the worker is gone; the batch sent again then finds the session (by its create key: read, or
+    refused as a duplicate and run again alone) and answers from it."""
     if tables != "ledger_accounts" and settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite: a batch waits for the write lock before it does anything")
     hk, gpsi = line_with_data(session)
@@ -192,12 +193,44 @@ def test_a_worker_killed_mid_batch_is_replaced_and_the_batch_charged_once(
                 until_the_worker_waits(url, first_pid)
                 os.kill(first_pid, signal.SIGKILL)
                 until(lambda: charging.pid not in (None, first_pid), "a new worker")
+                # The batch sent again waits too (for what the dead one's transaction holds).
+                until_the_worker_waits(url, charging.pid, waiters=2)
         assert r.result().status_code == 201, r.result().text
         assert alive(charging.pid) and not alive(first_pid)
         ref = r.result().headers["location"]
         again = client.post(BASE, json=request(1, gpsi=gpsi, requested=10 * MB))
         assert (again.status_code, again.headers["location"]) == (201, ref)
     assert remaining(session, hk) == 90 * MB  # reserved once
+
+
+def test_an_update_whose_worker_died_with_its_commit_sent_is_charged_once(
+    settings, session, nchf_app
+) -> None:
+    """The update waits at its kept answer's INSERT, its commit sent with it; the worker dies. The
+    update sent again waits for the session row the dead one's transaction locked, and may read
+    the session without the answer that transaction commits: its own answer's key is then refused
+    as a duplicate, and the op, run again alone, finds the answer kept."""
+    if settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite: a batch waits for the write lock before it does anything")
+    hk, gpsi = line_with_data(session)
+    charging = nchf_app.state.charging
+    url = settings.database_url
+    with TestClient(nchf_app, headers=nf_headers(settings)) as client:
+        created = client.post(BASE, json=request(1, gpsi=gpsi, requested=30 * MB))
+        ref = created.headers["location"].rsplit("/", 1)[1]
+        update = request(2, requested=30 * MB, used=20 * MB)
+        first_pid = charging.pid
+        with httpx_thread(client.post, f"{BASE}/{ref}/update", json=update) as r:
+            with writes_held(url, tables="charging_answers"):
+                until_the_worker_waits(url, first_pid)
+                os.kill(first_pid, signal.SIGKILL)
+                until(lambda: charging.pid not in (None, first_pid), "a new worker")
+                # The batch sent again waits too (for what the dead one's transaction holds).
+                until_the_worker_waits(url, charging.pid, waiters=2)
+        assert r.result().status_code == 200, r.result().text
+        again = client.post(f"{BASE}/{ref}/update", json=update)
+        assert (again.status_code, again.json()) == (200, r.result().json())
+    assert remaining(session, hk) == 50 * MB  # 20 used once, 30 granted once
 
 
 def test_a_batch_whose_worker_dies_twice_fails_and_the_next_request_gets_a_new_worker(

@@ -30,9 +30,9 @@ The protocol, on the server's event loop:
    down: its op, if already sent, is charged all the same, and its retransmission gets the answer
    kept; if not yet sent, it is not sent.
 
-Why two batches in flight: the executor hands the worker a call only when one is queued. With a
-single batch out, the worker sat idle for each round trip (its outcomes to the event loop, the
-next batch back to it) and charging measured 20–25 % slower than the hand-written pipe this
+Why two batches in flight: the worker takes its next call from the executor's queue. With a
+single batch out that queue was empty each time it finished, and it sat idle for a round trip
+(its outcomes to the event loop, the next batch back to it) and charging measured 20–25 % slower than the hand-written pipe this
 replaced. With two, the next batch already waits in the executor's queue while the worker
 commits the current one, as ops waited in the pipe. The worker still answers one batch at a time:
 two batches decided at once (two workers) measured slower on two cores (bench/README.md).
@@ -49,6 +49,11 @@ committed before is answered from what it left, not charged again:
   - a create finds the session its create key opened and gets that session's first answer
     (`nchf._created_before`);
   - an op refused (unknown subscriber, network) wrote nothing, and is decided again.
+If the dead worker's transaction commits while the batch sent again is running (on PostgreSQL
+its commit may already have been sent, with its writes), the second answer's key (session and
+sequence number) or the second session's create key is refused as a duplicate, and the op, run
+again alone, finds the first (test_charging_process.py kills a worker before its batch commits,
+and after its commit was sent).
 
 `stop()` refuses new ops, finishes what its event loop holds (the ops waiting and the batches
 out) for at most `STOP_SECONDS`, closes the worker's engine and shuts the executor down. Past
