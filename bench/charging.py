@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
 
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from stdnum import luhn
 
@@ -628,7 +628,9 @@ def profile(backend: str, args: argparse.Namespace) -> None:
         )
         write_dev_key(home / "nrf-dev-key.pem")
         app = create_nchf_app(settings)
-        engine = app.state.engine
+        # The charging worker's engine is made in its thread (charging/worker.py): every engine's
+        # statements are counted, and the commits of this dialect timed.
+        dialect = type(make_engine(url).dialect)
         auth = {
             "authorization": f"Bearer {issue_dev_token(settings, '8c1f2e3d-5a6b-4c7d-8e9f-0a1b2c3d4e5f')}"
         }
@@ -643,24 +645,24 @@ def profile(backend: str, args: argparse.Namespace) -> None:
         statements: list[tuple[str, float]] = []
         commits: list[float] = []
 
-        @event.listens_for(engine, "before_cursor_execute")
+        @event.listens_for(Engine, "before_cursor_execute")
         def before(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
             conn.info["t0"] = time.perf_counter()
 
-        @event.listens_for(engine, "after_cursor_execute")
+        @event.listens_for(Engine, "after_cursor_execute")
         def after(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
             statements.append(
                 (" ".join(statement.split())[:110], time.perf_counter() - conn.info["t0"])
             )
 
-        do_commit = engine.dialect.do_commit
+        do_commit = dialect.do_commit
 
-        def timed_commit(dbapi_connection):  # type: ignore[no-untyped-def]
+        def timed_commit(self, dbapi_connection):  # type: ignore[no-untyped-def]
             t0 = time.perf_counter()
-            do_commit(dbapi_connection)
+            do_commit(self, dbapi_connection)
             commits.append(time.perf_counter() - t0)
 
-        engine.dialect.do_commit = timed_commit  # type: ignore[method-assign]
+        dialect.do_commit = timed_commit  # type: ignore[method-assign]
         per_kind: dict[str, list[tuple[float, int, float, float]]] = {k: [] for k in KINDS}
         sample: dict[str, list[str]] = {}
 
@@ -719,7 +721,7 @@ def profile(backend: str, args: argparse.Namespace) -> None:
         profiler.enable()
         asyncio.run(sessions_one_by_one(args.updates, 20))
         profiler.disable()
-        engine.dialect.do_commit = do_commit  # type: ignore[method-assign]
+        dialect.do_commit = do_commit  # type: ignore[method-assign]
         stats = pstats.Stats(profiler)
         by_package: Counter[str] = Counter()
         for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
@@ -732,7 +734,6 @@ def profile(backend: str, args: argparse.Namespace) -> None:
             print(f"    {seconds / total:6.1%}  {package}")
         print("  the functions with the most cumulative time:")
         stats.sort_stats("cumulative").print_stats(30)
-        app.state.engine.dispose()
 
 
 def _package(filename: str, name: str) -> str:

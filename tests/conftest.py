@@ -153,7 +153,8 @@ def settings(
             "sandbox_store_url": f"sqlite:///{tmp_path / 'sandbox-providers.db'}",
             # Tests send charging notifications themselves (notify.deliver_due), when they mean to.
             "charging_notify_every_seconds": 0,
-            # Many short-lived apps: charging batches in a thread of each (test_charging_process covers the process).
+            # Many short-lived apps: charging batches in a thread of each (tests/charging/test_api.py
+            # and test_charging_process.py run them in the worker process too).
             "charging_worker": "thread",
             "nrf_dev_key_file": nrf_dev_key,
         },
@@ -194,10 +195,9 @@ def client(app, settings: Settings) -> Iterator[TestClient]:  # type: ignore[no-
 
 @pytest.fixture
 def nchf_app(settings: Settings):  # type: ignore[no-untyped-def]
-    """The network's listener's app (charging/nchf_app.py) on the same database and settings as `app`."""
-    application = create_nchf_app(settings)
-    yield application
-    application.state.engine.dispose()
+    """The network's listener's app (charging/nchf_app.py) on the same database and settings as `app`.
+    Its charging worker (and the worker's engine) lives from its lifespan's start to its end."""
+    return create_nchf_app(settings)
 
 
 @pytest.fixture

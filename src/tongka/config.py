@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # How often the background runner (`background.py`) sends queued charging notifications
     # (REAUTHORIZATION) to the network; 0: never (then `tongka charging notify` does it).
     charging_notify_every_seconds: float = 1.0
-    # Where the network's charging requests are decided, in batches (`charging.nchf`): a process of
+    # Where the network's charging requests are decided, in batches (`charging.worker`): a process of
     # its own beside each server process, or a thread of the server's (the tests' many short-lived apps).
     charging_worker: Literal["process", "thread"] = "process"
     # The background work (`background.py`: the scheduled jobs, the charging notifications): `embedded`

@@ -1,4 +1,5 @@
-"""Nchf_ConvergedCharging over HTTP: create / update / release as a packet core sends them, on each backend."""
+"""Nchf_ConvergedCharging over HTTP: create / update / release as a packet core sends them, on each
+backend, with the batches answered in a worker thread and in the worker process `tongka serve` runs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import copy
 import json
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.charging import factories as f
@@ -15,6 +17,12 @@ from tongka.money import MB
 
 BASE = "/nchf-convergedcharging/v3/chargingdata"
 RG = 10
+
+
+@pytest.fixture(params=["thread", "process"])
+def charging_worker(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against both workers (tests/charging/conftest.py)."""
+    return str(request.param)
 
 
 def msisdn(line) -> str:  # type: ignore[no-untyped-def]
@@ -302,6 +310,13 @@ def test_a_released_session_takes_no_more_updates(nchf, session) -> None:
     gpsi = msisdn(line)
     session.commit()
     ref = create(nchf, request(0, gpsi=gpsi, requested=MB))
-    assert nchf.post(f"{BASE}/{ref}/release", json=request(1, used=MB)).status_code == 204
-    assert nchf.post(f"{BASE}/{ref}/update", json=request(2, requested=MB)).status_code == 404
-    assert nchf.post(f"{BASE}/{ref}/release", json=request(3)).status_code == 404
+    update = request(1, requested=MB, used=MB // 2)
+    first = nchf.post(f"{BASE}/{ref}/update", json=update)
+    assert first.status_code == 200
+    assert nchf.post(f"{BASE}/{ref}/release", json=request(2, used=MB)).status_code == 204
+    assert nchf.post(f"{BASE}/{ref}/update", json=request(3, requested=MB)).status_code == 404
+    assert nchf.post(f"{BASE}/{ref}/release", json=request(4)).status_code == 404
+    # An update sent again after the release still gets the answer it was given (worker.py sends
+    # a batch again after its worker died: it must not find a different answer).
+    again = nchf.post(f"{BASE}/{ref}/update", json=update)
+    assert (again.status_code, again.json()) == (200, first.json())

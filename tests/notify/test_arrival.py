@@ -37,14 +37,16 @@ def test_a_bind_code_arrives_by_sms_in_the_subscribers_language_and_binds_the_li
     try:
         assert worker.deliver_due(sessions, senders, worker_id="w1") >= 1
         # The phone's side: one SMS to the number, in Traditional Chinese, with the code.
-        [(to, text)] = [(to, text) for to, text in server.messages() if "+" + to == number]
+        [text] = [text for to, text in server.messages() if "+" + to == number]
         assert "您的通卡驗證碼是" in text
         code = re.search(r"\b(\d{8})\b", text)
         assert code is not None
         # ...and the SMSC's receipt makes it delivered.
         eventually(
-            lambda: {m["to"]: m["status"] for m in client.get("/dev/outbox").json()}[number]
-            == "delivered"
+            lambda: (
+                {m["to"]: m["status"] for m in client.get("/dev/outbox").json()}[number]
+                == "delivered"
+            )
         )
     finally:
         for sender in senders.values():

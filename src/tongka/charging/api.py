@@ -9,8 +9,8 @@ settles the usage reported against each rating group's open grant and grants the
 quota, release settles the final usage and ends the session. Every answer is kept by
 (session, `invocationSequenceNumber`): a request that comes again with the same number
 gets the same answer and charges nothing again. The routes only read the request and
-write the answer: the charging itself is done by `nchf.GroupCommit`, many requests per
-transaction, committed before any of them is answered. Errors are 3GPP ProblemDetails with a
+write the answer: the charging itself is done by the charging worker (`worker.py`) in batches
+(`nchf.py`), many requests per transaction, committed before any of them is answered. Errors are 3GPP ProblemDetails with a
 `cause` (TS 29.500 / TS 32.291), in English: they are read by machines and their operators.
 
 Usage beyond a grant is charged (buckets, overage, else owed: `service.charge_usage`).
@@ -43,13 +43,14 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from tongka import outbound
-from tongka.charging.nchf import ChargingProcess, GroupCommit, Op, Outcome
+from tongka.charging.nchf import Op, Outcome
 from tongka.charging.schemas import (
     MANDATORY,
     ChargingDataRequest,
     ChargingDataResponse,
     ProblemDetails,
 )
+from tongka.charging.worker import ChargingWorker
 from tongka.money import MB
 
 PROBLEM = "application/problem+json"
@@ -225,8 +226,8 @@ async def release(ChargingDataRef: str, body: ChargingDataRequest, request: Requ
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _group(request: Request) -> GroupCommit | ChargingProcess:
-    charging: GroupCommit | ChargingProcess = request.app.state.charging
+def _group(request: Request) -> ChargingWorker:
+    charging: ChargingWorker = request.app.state.charging
     return charging
 
 

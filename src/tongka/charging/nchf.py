@@ -2,17 +2,13 @@
 
 Each request (create, update, release) becomes an `Op`; the ops waiting at that moment
 are answered together in one transaction (`answer_batch`, over `engine.ChargingBatch`),
-committed, and only then do their routes answer: the ledger is durable before the network
-hears of a grant. While one batch is in the database, the next gathers. A batch that fails
+at the server's clock reading when the batch was sent, committed, and only then do their
+routes answer: the ledger is durable before the network hears of a grant. A batch that fails
 (a database error, two servers creating the same session at once) is rolled back and its
-ops are run again one per transaction, so one bad request fails alone.
+ops are run again one per transaction (`GroupCommit`), so one bad request fails alone.
 
-Where the batches run (`Settings.charging_worker`):
-  process  `ChargingProcess`: in a process of its own beside each server process, so that
-           speaking HTTP and deciding charges use two cores rather than share one
-           interpreter lock (`tongka serve`).
-  thread   `GroupCommit`: in a thread of the server's process (the tests, which run many
-           short-lived apps).
+How ops get here and where the batches run (a worker process beside each server process, or
+a thread: `Settings.charging_worker`), and why a batch may safely be sent twice: `worker.py`.
 
 Within a batch the ops are decided in arrival order, as if each had its own
 transaction: a retransmission in the same batch gets the answer its original got.
@@ -20,35 +16,29 @@ transaction: a retransmission in the same batch gets the answer its original got
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import itertools
-import multiprocessing
-import queue
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from datetime import datetime
 from typing import Any
 
+import psycopg
 import structlog
 from sqlalchemy import or_, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tongka import clock
 from tongka.account.models import Line
 from tongka.charging.engine import ChargingBatch, SessionState
 from tongka.charging.models import ChargingAnswer, ChargingSession, Network
 from tongka.charging.service import LineNotActive, NetworkNotServed, UnknownNetwork
-from tongka.db import AnyOf, make_engine, make_sessionmaker, new_id, transaction
+from tongka.db import AnyOf, new_id, transaction
 from tongka.ledger.batch import LedgerCache
 
 log = structlog.get_logger()
 
 VALIDITY_SECONDS = 600  # validityTime of each grant
 THRESHOLD_SHARE = 5  # volumeQuotaThreshold: ask again when a fifth of the grant is left
-MAX_BATCH = 64  # ops per transaction
+MAX_BATCH = 64  # ops per transaction at most (schemas.py bounds a batch's sums with it)
 
 # Application errors (ProblemDetails `cause`, TS 32.291 table 6.1.7.3-1).
 USER_UNKNOWN = "USER_UNKNOWN"
@@ -100,10 +90,15 @@ def not_found(ref: str | None) -> Outcome:
 
 
 def answer_batch(
-    session: Session, ops: list[Op], renewal_base: str, cache: LedgerCache | None = None
+    session: Session,
+    ops: list[Op],
+    renewal_base: str,
+    now: datetime,
+    cache: LedgerCache | None = None,
 ) -> list[Outcome]:
-    """Decide every op of the batch in order, write the lot and commit."""
-    batch = ChargingBatch(session, clock.now(), cache)
+    """Decide every op of the batch in order, at `now` (the server's clock when it sent the batch),
+    write the lot and commit."""
+    batch = ChargingBatch(session, now, cache)
     creates = [op for op in ops if op.kind == "create"]
     lines = _lines_for(session, [i for op in creates for i in op.identities])
     created = _created_before(session, [op.create_key for op in creates if op.create_key])
@@ -143,8 +138,11 @@ class _Answering:
         if op.kind == "create":
             return self.create(op)
         charging_session = self.by_ref.get(op.ref or "")
-        if charging_session is None or (op.kind == "update" and charging_session.status != "open"):
+        if charging_session is None:
             return not_found(op.ref)
+        # The answer kept is looked up before the session's state: an update sent again after its
+        # session was released (or a batch sent again after its worker died: worker.py) gets the
+        # answer it was given, as a release sent again does.
         if (kept := self.kept.get((charging_session.id, op.sequence))) is not None:
             log.info("charging_retransmission", ref=op.ref, seq=op.sequence)
             return kept
@@ -341,306 +339,50 @@ _CREATED_BEFORE = (
 _NETWORKS = select(Network.plmn, Network.zone, Network.active).where(AnyOf(Network.plmn, "plmns"))
 
 
-# --- group commit -------------------------------------------------------------------------
+# --- a batch in one transaction, or op by op ----------------------------------------------
+
+# What the database refused (a unique key, a deadlock, a broken connection): the op is run again.
+# psycopg's own too: the batch's statements go straight through it on PostgreSQL (`db.direct`),
+# so its errors reach here unwrapped by SQLAlchemy.
+DATABASE_ERRORS = (DBAPIError, psycopg.Error)
 
 
 class GroupCommit:
-    """A worker thread that answers the ops waiting, a batch per transaction.
+    """Answers a batch of ops in one transaction and one commit; a batch that fails, op by op.
 
-    One batch at a time: two in flight measured slower (bench/README.md).
+    Made once per charging worker (`worker.py`) and kept for its life, with the ledger's cache.
     """
 
-    def __init__(
-        self, sessions: sessionmaker[Session], renewal_base: str, *, max_batch: int = MAX_BATCH
-    ) -> None:
+    def __init__(self, sessions: sessionmaker[Session], renewal_base: str) -> None:
         self.sessions = sessions
         self.renewal_base = renewal_base.rstrip("/")
-        self.max_batch = max_batch
         self.cache = LedgerCache()  # operator accounts and transfer ids, kept from batch to batch
-        self._queue: queue.SimpleQueue[
-            tuple[Op, asyncio.AbstractEventLoop, asyncio.Future[Outcome]] | None
-        ] = queue.SimpleQueue()
-        self._worker: threading.Thread | None = None
-        self._lock = threading.Lock()
 
-    async def submit(self, op: Op) -> Outcome:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
-        self._queue.put((op, loop, future))
-        with self._lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(
-                    target=self._work, name="charging-group-commit", daemon=True
-                )
-                self._worker.start()
-        return await future
-
-    def stop(self) -> None:
-        self._queue.put(None)
-
-    def _work(self) -> None:
-        while True:
-            try:
-                first = self._queue.get(
-                    timeout=5
-                )  # idle for a while: the thread ends (another starts on demand)
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():
-                        self._worker = None
-                        return
-                continue
-            if first is None:
-                return
-            waiting = [first]
-            while len(waiting) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                waiting.append(item)
-            results = self.run([op for op, _loop, _future in waiting])
-            _deliver_all(
-                [
-                    (loop, future, result)
-                    for (_op, loop, future), result in zip(waiting, results, strict=True)
-                ]
-            )
-
-    def run(self, ops: list[Op]) -> list[Outcome | BaseException]:
+    def run(self, ops: list[Op], now: datetime) -> list[Outcome | BaseException]:
         """Answer `ops` in one transaction; if it fails, each op again in its own."""
         try:
-            return list(self._once(ops))
+            return list(self._once(ops, now))
         except Exception as error:
             if len(ops) == 1:
-                return [self._alone(ops[0], error)]
+                return [self._alone(ops[0], now, error)]
             log.warning("charging_batch_failed", ops=len(ops), error=type(error).__name__)
-        return [self._alone(op) for op in ops]
+        return [self._alone(op, now) for op in ops]
 
-    def _once(self, ops: list[Op]) -> list[Outcome]:
+    def _once(self, ops: list[Op], now: datetime) -> list[Outcome]:
         with transaction(self.sessions) as session:
-            return answer_batch(session, ops, self.renewal_base, self.cache)
+            return answer_batch(session, ops, self.renewal_base, now, self.cache)
 
-    def _alone(self, op: Op, error: BaseException | None = None) -> Outcome | BaseException:
+    def _alone(
+        self, op: Op, now: datetime, error: BaseException | None = None
+    ) -> Outcome | BaseException:
         # A unique key or a deadlock lost to another server: the op is run again and sees what won.
         for _attempt in range(3):
-            if error is not None and not isinstance(error, (IntegrityError, DBAPIError)):
+            if error is not None and not isinstance(error, DATABASE_ERRORS):
                 return error
             try:
-                return self._once([op])[0]
+                return self._once([op], now)[0]
             except Exception as failed:
                 error = failed
         assert error is not None
         log.error("charging_op_failed", kind=op.kind, ref=op.ref, error=repr(error))
         return error
-
-
-def _settle(future: asyncio.Future[Outcome], result: Outcome | BaseException) -> None:
-    if future.done():  # the request was cancelled (the client went away)
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
-
-
-# --- the batches in a process of their own -------------------------------------------------
-
-
-class ChargingFailed(RuntimeError):
-    """An op the charging process could not answer (its error, as text: errors do not all cross processes)."""
-
-
-# An op on its way to the charging process: its id, the op, and where its outcome goes.
-_Sending = tuple[int, Op, asyncio.AbstractEventLoop, "asyncio.Future[Outcome]"]
-
-
-class ChargingProcess:
-    """The server's side of a charging process: ops go down a pipe, outcomes come back, a batch at a time."""
-
-    def __init__(self, database_url: str, renewal_base: str, *, log_json: bool = False) -> None:
-        self.database_url = database_url
-        self.renewal_base = renewal_base
-        self.log_json = log_json
-        self._ids = itertools.count(1)
-        # each op with the pipe it went down, so that a process's end fails only what that process held
-        self._waiting: dict[
-            int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome], Connection]
-        ] = {}
-        self._lock = threading.Lock()
-        self._sending = threading.Lock()
-        self._outbox: list[_Sending] = []
-        self._flushing = False
-        self._conn: Connection | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
-
-    def start(self) -> None:
-        with self._lock:
-            if self._conn is not None and self._process is not None and self._process.is_alive():
-                return
-            if (
-                self._process is not None and self._process.is_alive()
-            ):  # its pipe broke: it is on its way out
-                self._process.kill()
-            context = multiprocessing.get_context("spawn")  # not fork: the server has threads
-            conn, child = context.Pipe()
-            self._process = context.Process(
-                target=_serve,
-                args=(child, self.database_url, self.renewal_base, self.log_json),
-                name="tongka-charging",
-                daemon=not multiprocessing.current_process().daemon,
-            )
-            self._process.start()
-            child.close()
-            self._conn = conn
-            threading.Thread(
-                target=self._read, args=(conn,), name="charging-answers", daemon=True
-            ).start()
-
-    async def submit(self, op: Op) -> Outcome:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
-        with self._lock:
-            self._outbox.append((next(self._ids), op, loop, future))
-            if (
-                not self._flushing
-            ):  # the requests read in this turn of the event loop go down the pipe together
-                self._flushing = True
-                loop.call_soon(self._flush)
-        return await future
-
-    def _flush(self) -> None:
-        with self._lock:
-            sending, self._outbox, self._flushing = self._outbox, [], False
-        try:
-            self._send(sending)
-        except Exception as error:  # nobody is left waiting for an answer that cannot come
-            _deliver_all([(loop, future, error) for _id, _op, loop, future in sending])
-
-    def _send(self, sending: list[_Sending]) -> None:
-        for attempt in (1, 2):
-            if self._conn is None:  # not started, or the process ended (the reader said so)
-                self.start()
-            # Under self._sending, not self._lock: the reader takes self._lock to hand out outcomes, and
-            # the process waits for its outcomes to be read before it reads more ops, so a sender
-            # blocked on a full pipe must not hold the reader up. The reader takes self._sending only
-            # when the process has ended, so it never fails ops whose writing has not finished: if the
-            # write fails, they never reached the process and go once more, to a new one.
-            with self._sending:
-                with self._lock:
-                    conn = self._conn
-                    if conn is None:  # stopped meanwhile
-                        raise ChargingFailed("the charging process is stopping")
-                    self._waiting.update(
-                        (op_id, (loop, future, conn)) for op_id, _op, loop, future in sending
-                    )
-                try:
-                    conn.send([(op_id, op) for op_id, op, _loop, _future in sending])
-                    return
-                except OSError:  # the process died and its reader has not seen it yet
-                    with self._lock:
-                        for op_id, *_ in sending:
-                            del self._waiting[op_id]
-                        if self._conn is conn:
-                            self._conn = None
-            if attempt == 2:
-                raise ChargingFailed("the charging process ended")
-
-    def _read(self, conn: Connection) -> None:
-        while True:
-            try:
-                answered = conn.recv()
-            except (EOFError, OSError):  # the process ended: whoever still waits on it is told so
-                with self._sending, self._lock:
-                    lost = [
-                        op_id
-                        for op_id, (_l, _f, sent_to) in self._waiting.items()
-                        if sent_to is conn
-                    ]
-                    waiting = [self._waiting.pop(op_id) for op_id in lost]
-                    if self._conn is conn:
-                        self._conn = None  # the next request starts another
-                _deliver_all(
-                    [
-                        (loop, future, ChargingFailed("the charging process ended"))
-                        for loop, future, _c in waiting
-                    ]
-                )
-                return
-            with self._lock:
-                delivering = [(*self._waiting.pop(op_id)[:2], result) for op_id, result in answered]
-            _deliver_all(delivering)
-
-    def stop(self) -> None:
-        with self._lock:
-            conn, process, self._conn, self._process = self._conn, self._process, None, None
-        if conn is not None:
-            try:
-                with self._sending:
-                    conn.send(
-                        None
-                    )  # the process stops (closing the pipe alone would not wake it: our reader holds it)
-            except OSError:
-                pass
-        if process is not None:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
-
-
-def _serve(conn: Connection, database_url: str, renewal_base: str, log_json: bool) -> None:
-    """The charging process: read the ops waiting, answer them in one batch, send the outcomes back together."""
-    from tongka import logs
-
-    logs.configure(log_json)
-    # No ping on each checkout: it was a round trip per batch. A connection that broke fails its
-    # batch, which is run again op by op (GroupCommit.run) on a new one.
-    group = GroupCommit(make_sessionmaker(make_engine(database_url, pre_ping=False)), renewal_base)
-    queued: collections.deque[tuple[int, Op]] = collections.deque()
-    stopping = False
-    while queued or not stopping:
-        try:  # everything the pipe holds, so that the server's sends never wait long
-            while not stopping and (not queued or conn.poll()):
-                item = conn.recv()
-                if item is None:  # the server stops: what came before is answered first
-                    stopping = True
-                else:
-                    queued.extend(item)
-        except (EOFError, OSError):  # the server ended
-            return
-        waiting = [queued.popleft() for _ in range(min(len(queued), group.max_batch))]
-        if not waiting:
-            continue
-        results = group.run([op for _id, op in waiting])
-        conn.send(
-            [
-                (op_id, r if isinstance(r, Outcome) else ChargingFailed(f"{type(r).__name__}: {r}"))
-                for (op_id, _op), r in zip(waiting, results, strict=True)
-            ]
-        )
-
-
-def _deliver_all(
-    results: Iterable[
-        tuple[asyncio.AbstractEventLoop, asyncio.Future[Outcome], Outcome | BaseException]
-    ],
-) -> None:
-    """Hand each result to its request's event loop: one wake-up per loop for a whole batch."""
-    by_loop: dict[
-        asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome | BaseException]]
-    ] = {}
-    for loop, future, result in results:
-        by_loop.setdefault(loop, []).append((future, result))
-    for loop, settling in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle_all, settling)
-        except RuntimeError:  # that event loop has closed: nobody is waiting
-            pass
-
-
-def _settle_all(settling: list[tuple[asyncio.Future[Outcome], Outcome | BaseException]]) -> None:
-    for future, result in settling:
-        _settle(future, result)

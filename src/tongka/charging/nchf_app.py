@@ -10,29 +10,27 @@ limit, refused as a 3GPP ProblemDetails) and the last catch for a crash (`asgi.C
 are all that wrap the routes. The browser's security headers (`asgi.SecurityHeaders`) are
 left out: no browser reads this listener, and nothing it answers is HTML.
 
-Its lifespan starts the charging worker that decides the requests (`nchf.ChargingProcess`, a
-process of its own beside each server process, or `nchf.GroupCommit` in a thread: the tests)
-and stops it with the server. Every answer, refusals included, is a 3GPP ProblemDetails.
+Its lifespan starts the charging worker that decides the requests (`worker.ChargingWorker`: a
+process of its own beside each server process, or a thread: the tests) and stops it with the
+server. Every answer, refusals included, is a 3GPP ProblemDetails: an op the worker could not
+answer is a 500 SYSTEM_FAILURE, or for contention (`db.busy`) a 503 NF_CONGESTION with Retry-After.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tongka import __version__, config, logs
 from tongka.asgi import CatchCrashes
 from tongka.charging import api as charging_api
-from tongka.charging import nchf, nf_auth
+from tongka.charging import nf_auth, worker
 from tongka.config import Settings, get_settings
-from tongka.db import busy, make_engine, make_sessionmaker
 from tongka.http_limits import BodyLimit
 
 PROBLEM = "application/problem+json"
@@ -44,32 +42,24 @@ def create_nchf_app(settings: Settings | None = None) -> FastAPI:
     config.check(settings)  # unsafe production settings: refused before anything starts
     logs.configure(settings.log_json)
 
-    engine = None
-    charging: nchf.ChargingProcess | nchf.GroupCommit
-    if (
-        settings.charging_worker == "process"
-    ):  # the server's process holds no database connection at all
-        charging = nchf.ChargingProcess(
-            settings.database_url, settings.public_base_url, log_json=settings.log_json
-        )
-    else:
-        engine = make_engine(
-            settings.database_url,
-            echo=settings.sql_echo,
-            busy_timeout=settings.db_busy_timeout_seconds,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_pool_overflow,
-        )
-        charging = nchf.GroupCommit(make_sessionmaker(engine), settings.public_base_url)
+    # Where the requests are decided (`worker.py`): a process of its own (the server's process then
+    # holds no database connection at all), or a thread (the tests).
+    charging = worker.ChargingWorker(
+        settings.charging_worker,
+        settings.database_url,
+        settings.public_base_url,
+        log_json=settings.log_json,
+        busy_timeout=settings.db_busy_timeout_seconds,
+        echo=settings.sql_echo,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if isinstance(charging, nchf.ChargingProcess):
-            await asyncio.to_thread(charging.start)  # ready before the network's first request
+        await charging.start()  # ready before the network's first request
         try:
             yield
         finally:
-            await asyncio.to_thread(charging.stop)  # what it holds is answered first
+            await charging.stop()  # what it holds is answered first (time-boxed)
 
     app = FastAPI(
         lifespan=lifespan,
@@ -80,7 +70,6 @@ def create_nchf_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,  # the document is 3GPP's (TS 32.291); `app.openapi()` for tests
     )
     app.state.settings = settings
-    app.state.engine = engine
     app.state.charging = charging
     app.state.nf_auth = auth = nf_auth.NfAuth(
         settings
@@ -137,12 +126,10 @@ def _error_handlers(app: FastAPI) -> None:
             error.status_code, str(error.detail), headers=getattr(error, "headers", None)
         )
 
-    @app.exception_handler(SQLAlchemyError)
-    async def database_error(request: Request, error: SQLAlchemyError) -> JSONResponse:
-        """Contention past the busy timeout (`db.busy`) is a 503 the SMF may retry; anything else a crash."""
-        if not busy(error):
-            raise error
-        logs.later("warning", "database_busy", path=request.url.path, error=type(error).__name__)
+    @app.exception_handler(worker.ChargingBusy)
+    async def charging_busy(request: Request, error: worker.ChargingBusy) -> JSONResponse:
+        """Contention past the busy timeout (`db.busy`, in the worker): a 503 the SMF may retry."""
+        logs.later("warning", "database_busy", path=request.url.path, error=str(error))
         return problem(
             503,
             "Service Unavailable",
@@ -150,6 +137,13 @@ def _error_handlers(app: FastAPI) -> None:
             "The charging database is busy; try again.",
             {"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+
+    @app.exception_handler(worker.ChargingFailed)
+    async def charging_failed(request: Request, error: worker.ChargingFailed) -> JSONResponse:
+        """An op the worker could not answer (it logged why, or it died twice): nothing charged twice,
+        the SMF's retransmission gets the answer kept, if there is one."""
+        logs.later("error", "charging_failed", path=request.url.path, error=str(error))
+        return problem(500, "Internal Server Error", "SYSTEM_FAILURE")
 
 
 def _crash_answer(_request: Request, _error: Exception) -> JSONResponse:
