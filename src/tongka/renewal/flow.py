@@ -48,6 +48,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -249,40 +250,16 @@ def place_order(
     session: Session,
     account: Account,
     *,
-    line_id: uuid.UUID,
-    pack_id: uuid.UUID,
-    currency: str,
-    channel: str,
-    method: str,
     providers: Mapping[str, Provider],
-    base_url: str,
-    payment_ttl_seconds: int,
-    quote_id: uuid.UUID | None = None,
-    coupon_code: str | None = None,
-    secret: str | None = None,
-    receipt_key: str | None = None,
+    **order: Any,
 ) -> tuple[Order, Payment]:
-    """`order_with_payment` with the provider asked inside the caller's transaction: for the
-    store counter (its till and card terminal answer at once) and the demo loader."""
-    order, payment, opening = order_with_payment(
-        session,
-        account,
-        line_id=line_id,
-        pack_id=pack_id,
-        currency=currency,
-        channel=channel,
-        method=method,
-        providers=providers,
-        base_url=base_url,
-        payment_ttl_seconds=payment_ttl_seconds,
-        quote_id=quote_id,
-        coupon_code=coupon_code,
-        secret=secret,
-        receipt_key=receipt_key,
-    )
+    """`order_with_payment` (the same arguments) with the provider asked inside the caller's
+    transaction: for the store counter (its till and card terminal answer at once) and the demo
+    loader."""
+    made, payment, opening = order_with_payment(session, account, providers=providers, **order)
     if opening is not None:
         payment = payment_opened(session, payment.id, open_payment(opening, providers))
-    return order, payment
+    return made, payment
 
 
 def _description(order: Order) -> str:

@@ -514,3 +514,34 @@ def with_local_smsc(settings: Settings) -> Settings:
         _running = start("127.0.0.1", 0, DEV_SYSTEM_ID, _password)
     url = f"smpp://{DEV_SYSTEM_ID}:{_password}@127.0.0.1:{_running.port}"
     return settings.model_copy(update={"smpp_url": SecretStr(url)})
+
+
+def main() -> None:  # pragma: no cover - a tool for people, run by hand
+    """`python -m tongka.sandbox.smsc`: a throwaway SMSC outside the server, printing each SMS it
+    takes (long ones reassembled), to point TONGKA_SMPP_URL at (README)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=2775)
+    parser.add_argument("--system-id", default="tongka")
+    parser.add_argument("--password", default="secret")
+    args = parser.parse_args()
+    server = start(args.host, args.port, args.system_id, args.password)
+    print(
+        f"SMSC on {args.host}:{server.port}, system_id {args.system_id}; Ctrl-C stops", flush=True
+    )
+    shown = 0
+    try:
+        while True:
+            time.sleep(0.5)
+            taken = server.messages()
+            for to, text in taken[shown:]:
+                print(f"to +{to}: {text}", flush=True)
+            shown = len(taken)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
