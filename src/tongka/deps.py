@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -77,22 +79,43 @@ def _current_account(
 CurrentAccount = Annotated[Account, Depends(_current_account)]
 
 
-async def _signed_in(request: Request, token: BearerToken) -> str:
-    """The bearer token, checked in a short read of its own before the body is looked at: for a
-    route that runs its own transactions (one held across an outbound call would hold its locks)."""
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as a route that runs its own transactions needs it."""
+
+    account_id: uuid.UUID
+    language: str
+    role: str  # subscriber | operator
+
+
+async def _signed_in(request: Request, token: BearerToken) -> Caller:
+    """The bearer token's account, read in a short transaction of its own before the body is
+    looked at: for a route that runs its own transactions (one held across an outbound call
+    would hold its locks)."""
     if not token:
         raise Unauthorized()
 
-    def check() -> None:
+    def check() -> Caller:
         with transaction(request.app.state.sessionmaker, read_only=True) as session:
-            request.state.language = accounts.account_for_token(session, token).language
+            account = accounts.account_for_token(session, token)
+            return Caller(account.id, account.language, account.role)
 
     async with request.app.state.gate.enter(False):
-        await run_in_threadpool(check)
-    return token
+        caller = await run_in_threadpool(check)
+    request.state.language = caller.language
+    return caller
 
 
-SignedInToken = Annotated[str, Depends(_signed_in)]
+SignedIn = Annotated[Caller, Depends(_signed_in)]
+
+
+async def _signed_in_operator(caller: SignedIn) -> Caller:
+    if caller.role != "operator":
+        raise Forbidden()
+    return caller
+
+
+SignedInOperator = Annotated[Caller, Depends(_signed_in_operator)]
 
 
 def _current_token(_account: CurrentAccount, token: Annotated[str | None, Depends(_bearer)]) -> str:

@@ -12,16 +12,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from tongka import idempotency
 from tongka.account.lines import LineNotFound
 from tongka.account.models import Account, Line
-from tongka.deps import CurrentOperator, ProvidersDep, SessionDep, SettingsDep
+from tongka.deps import CurrentOperator, ProvidersDep, SessionDep, SettingsDep, SignedInOperator
 from tongka.payment import refunds
 from tongka.payment import service as payments
 from tongka.payment.models import Payment
-from tongka.renewal import flow
-from tongka.renewal.schemas import OrderOut
+from tongka.renewal import flow, ordering
+from tongka.renewal.schemas import OrderOut, order_json
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -105,28 +106,31 @@ class RecordOut(BaseModel):
 
 
 @router.post("/orders", status_code=201, response_model=OrderOut)
-def store_sale(
+async def store_sale(
     request: Request,
     body: StoreSaleIn,
-    operator: CurrentOperator,
-    session: SessionDep,
+    operator: SignedInOperator,
     settings: SettingsDep,
     providers: ProvidersDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Operator staff, at a store: sell a pack for a customer's bound line, paid at the counter (cash, card terminal, QR).
 
-    Needs an `Idempotency-Key`. The payment stays pending until staff record it.
+    Needs an `Idempotency-Key`. The payment stays pending until staff record it. A QR's
+    provider is asked outside any transaction (`renewal/ordering.py`).
     """
 
-    def produce() -> tuple[int, Any]:
+    def owner(session: Session) -> Account:
         line = session.get(Line, body.line_id)
-        owner = session.get(Account, line.account_id) if line and line.account_id else None
-        if owner is None:
+        found = session.get(Account, line.account_id) if line and line.account_id else None
+        if found is None:
             raise LineNotFound()
-        order, payment = flow.place_order(
+        return found
+
+    def make(session: Session, account: Account) -> Any:
+        return flow.order_with_payment(
             session,
-            owner,
+            account,
             line_id=body.line_id,
             pack_id=body.pack_id,
             currency=body.currency,
@@ -139,11 +143,18 @@ def store_sale(
             secret=settings.secret_key.get_secret_value(),
             receipt_key=settings.receipt_key,
         )
-        return 201, OrderOut.of(order, payment, owner.language).model_dump(mode="json")
 
     fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))
-    code, content = idempotency.run_once(session, operator.id, idempotency_key, fp, produce)
-    session.commit()  # now, in this thread: the account's lock (and a free order's receipt counter) go at once
+    code, content = await ordering.place(
+        request.app.state.sessionmaker,
+        request.app.state.gate,
+        providers,
+        ordering.Keyed(idempotency_key, operator.account_id, fp),
+        settings.public_base_url,
+        buyer=owner,
+        make=make,
+        show=order_json,
+    )
     return JSONResponse(content, status_code=code)
 
 

@@ -15,23 +15,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from tongka import idempotency
-from tongka.account import service as accounts
 from tongka.account.models import Account
-from tongka.db import transaction
-from tongka.deps import CurrentAccount, ProvidersDep, SessionDep, SettingsDep, SignedInToken
-from tongka.errors import TongkaError
+from tongka.deps import CurrentAccount, ProvidersDep, SessionDep, SettingsDep, SignedIn
 from tongka.order import service as orders
-from tongka.order.models import Order
 from tongka.payment import service as payments
-from tongka.payment.models import Payment
-from tongka.payment.providers.base import Checkout
 from tongka.promotion import service as promotions
 from tongka.promotion.schemas import QuoteIn, QuoteOut
-from tongka.renewal import flow
-from tongka.renewal.schemas import OrderCreate, OrderOut
+from tongka.renewal import flow, ordering
+from tongka.renewal.schemas import OrderCreate, OrderOut, order_json
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 callbacks = APIRouter(tags=["payments"])
@@ -81,7 +74,7 @@ def create_quote(
 async def create_order(
     request: Request,
     body: OrderCreate,
-    token: SignedInToken,
+    caller: SignedIn,
     settings: SettingsDep,
     providers: ProvidersDep,
     idempotency_key: Annotated[str | None, Header()] = None,
@@ -93,88 +86,37 @@ async def create_order(
     Needs an `Idempotency-Key` header: a retry with the same key and body returns the
     same order; the same key with another body is 409.
     """
-    # Three steps, the provider asked between two transactions (renewal/flow.py): the order and its
-    # payment's row with the key claimed; the provider's call; its answer recorded and the response
-    # stored under the key. A crash or a provider that does not answer leaves the order awaiting
-    # payment and the key claimed: a retry with the key carries the same order on from its note.
-    gate, sessions, key = request.app.state.gate, request.app.state.sessionmaker, idempotency_key
+
+    def make(session: Session, account: Account) -> Any:
+        return flow.order_with_payment(
+            session,
+            account,
+            line_id=body.line_id,
+            pack_id=body.pack_id,
+            currency=body.currency,
+            channel="app",
+            method=body.payment_method,
+            providers=providers,
+            base_url=settings.public_base_url,
+            payment_ttl_seconds=settings.order_payment_ttl_seconds,
+            quote_id=body.quote_id,
+            coupon_code=body.coupon_code,
+            secret=settings.secret_key.get_secret_value(),
+            receipt_key=settings.receipt_key,
+        )
+
     fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))
-
-    def order() -> idempotency.Claim | tuple[Account, uuid.UUID, uuid.UUID, payments.Opening]:
-        with transaction(sessions) as session:
-            account = accounts.account_for_token(session, token)
-            request.state.language = account.language
-            claim = idempotency.claim(session, account.id, key, fp)
-            if claim.finished:
-                return claim
-            assert key is not None  # claim refused a request without one
-            if claim.note is not None:
-                made, payment, opening = flow.unopened(
-                    session,
-                    account,
-                    uuid.UUID(claim.note["order_id"]),
-                    uuid.UUID(claim.note["payment_id"]),
-                    settings.public_base_url,
-                )
-            else:
-                try:
-                    made, payment, opening = flow.order_with_payment(
-                        session,
-                        account,
-                        line_id=body.line_id,
-                        pack_id=body.pack_id,
-                        currency=body.currency,
-                        channel="app",
-                        method=body.payment_method,
-                        providers=providers,
-                        base_url=settings.public_base_url,
-                        payment_ttl_seconds=settings.order_payment_ttl_seconds,
-                        quote_id=body.quote_id,
-                        coupon_code=body.coupon_code,
-                        secret=settings.secret_key.get_secret_value(),
-                        receipt_key=settings.receipt_key,
-                    )
-                except TongkaError as refusal:
-                    if refusal.commit_anyway:
-                        idempotency.release(session, account.id, key)
-                    raise
-                made_ids = {"order_id": str(made.id), "payment_id": str(payment.id)}
-                idempotency.note(session, claim, made_ids)
-            if opening is None:  # nothing to ask (a free order, or asked and answered before)
-                return _finish(session, account.id, account.language, key, made, payment)
-            return account, made.id, payment.id, opening
-
-    def opened(
-        account: Account, order_id: uuid.UUID, payment_id: uuid.UUID, checkout: Checkout
-    ) -> idempotency.Claim:
-        with transaction(sessions) as session:
-            payment = flow.payment_opened(session, payment_id, checkout)
-            assert key is not None
-            made = orders.get(session, order_id)
-            return _finish(session, account.id, account.language, key, made, payment)
-
-    async with gate.enter(write=True):
-        step = await run_in_threadpool(order)
-    if not isinstance(step, idempotency.Claim):
-        account, order_id, payment_id, opening = step
-        checkout = await run_in_threadpool(flow.open_payment, opening, providers)
-        async with gate.enter(write=True):
-            step = await run_in_threadpool(opened, account, order_id, payment_id, checkout)
-    assert step.status_code is not None  # a finished claim
-    return JSONResponse(step.response, status_code=step.status_code)
-
-
-def _finish(
-    session: Session,
-    account_id: uuid.UUID,
-    language: str,
-    key: str,
-    order: Order,
-    payment: Payment,
-) -> idempotency.Claim:
-    out = OrderOut.of(order, payment, language).model_dump(mode="json")
-    idempotency.finish(session, account_id, key, 201, out)
-    return idempotency.Claim(201, out)
+    code, content = await ordering.place(
+        request.app.state.sessionmaker,
+        request.app.state.gate,
+        providers,
+        ordering.Keyed(idempotency_key, caller.account_id, fp),
+        settings.public_base_url,
+        buyer=lambda session: session.get_one(Account, caller.account_id),
+        make=make,
+        show=order_json,
+    )
+    return JSONResponse(content, status_code=code)
 
 
 @router.get("/orders", response_model=list[OrderOut])

@@ -12,8 +12,8 @@ these entry points:
   `order_with_payment`: that, then its payment attempt's row (an order of 0 is confirmed
   at once); `open_payment` asks the provider, outside any transaction, and
   `payment_opened` records its answer in the next (`unopened` carries on an order whose
-  caller stopped in between); `place_order` does all three in one transaction, for the
-  store counter and the demo loader.
+  caller stopped in between; `renewal/ordering.py` runs the three for the app and the store
+  counter); `place_order` does all three in one transaction, for the demo loader.
 - `confirm`: a verified payment outcome (a provider's callback, a store's till, the
   sync job). On success, in this order: the payment is settled and the money booked as
   a sale (payment, ledger); the order is paid (an expired order first retakes its
@@ -254,8 +254,7 @@ def place_order(
     **order: Any,
 ) -> tuple[Order, Payment]:
     """`order_with_payment` (the same arguments) with the provider asked inside the caller's
-    transaction: for the store counter (its till and card terminal answer at once) and the demo
-    loader."""
+    transaction: for the demo loader (its sandbox provider answers without the network)."""
     made, payment, opening = order_with_payment(session, account, providers=providers, **order)
     if opening is not None:
         payment = payment_opened(session, payment.id, open_payment(opening, providers))

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tongka.account.models import Account
 from tongka.order.models import Order
 from tongka.payment.models import Payment
 from tongka.promotion import pricing
@@ -105,3 +106,8 @@ class OrderOut(BaseModel):
             bucket_id=order.bucket_id,
             payment=PaymentOut.model_validate(payment, from_attributes=True) if payment else None,
         )
+
+
+def order_json(order: Order, payment: Payment | None, account: Account) -> Any:
+    """An order as the API answers it, in its buyer's language (stored under an Idempotency-Key)."""
+    return OrderOut.of(order, payment, account.language).model_dump(mode="json")
