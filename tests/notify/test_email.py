@@ -66,34 +66,25 @@ def test_a_message_arrives_multipart_in_its_language_with_a_stable_message_id(
     assert not first.tls  # a plain server offers no STARTTLS: nothing to upgrade to
 
 
-def test_starttls_is_used_when_offered_and_the_login_goes_over_it(
-    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+@pytest.mark.parametrize(
+    ("how", "url"),
+    [
+        # smtp://: upgraded with STARTTLS when offered; the password's URL escapes undone
+        ("starttls", "smtp://tongka:p%40ss%20word%2F1@localhost:{port}"),
+        (
+            "implicit_tls",
+            "smtps://tongka:p%40ss%20word%2F1@localhost:{port}",
+        ),  # TLS from the first byte
+    ],
+)
+def test_tls_is_used_and_the_login_goes_over_it(
+    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext, how: str, url: str
 ) -> None:
-    server = MailServer(starttls=server_tls, users={"tongka": "p@ss word/1"})
+    server = MailServer(**{how: server_tls}, users={"tongka": "p@ss word/1"})
     server.start()
     try:
         sender = email.SmtpSender(
-            email.SmtpServer.parse(f"smtp://tongka:p%40ss%20word%2F1@localhost:{server.port}"),
-            MAIL_FROM,
-            tls=client_tls,
-            timeout=5,
-        )
-        sender.send(outgoing())
-        sender.close()
-        [received] = server.wait_for(1)
-        assert received.tls and received.login == "tongka"
-    finally:
-        server.stop()
-
-
-def test_smtps_speaks_tls_from_the_first_byte(
-    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
-) -> None:
-    server = MailServer(implicit_tls=server_tls, users={"tongka": "secret"})
-    server.start()
-    try:
-        sender = email.SmtpSender(
-            email.SmtpServer.parse(f"smtps://tongka:secret@localhost:{server.port}"),
+            email.SmtpServer.parse(url.format(port=server.port)),
             MAIL_FROM,
             tls=client_tls,
             timeout=5,
