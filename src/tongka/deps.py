@@ -38,8 +38,8 @@ async def _session(
     request: Request, write: Annotated[bool, Depends(_admitted, scope="function")]
 ) -> AsyncIterator[Session]:
     # Made here in the event loop (a Session does no I/O until its first statement, in the route's
-    # thread), ended in one thread hop: a hop hands the interpreter lock over and costs more than a
-    # short query (bench/README.md).
+    # thread), ended in one thread hop: each hop hands the interpreter lock over, one fewer per
+    # request.
     unit = transaction(request.app.state.sessionmaker, read_only=not write)
     session = unit.__enter__()
     try:

@@ -289,8 +289,9 @@ def set_real_name(
 async def balance(line_id: uuid.UUID, request: Request, token: BearerToken) -> BalanceOut:
     """The line's owner: remaining data by zone (a `both` bucket counts in each) and the buckets in force."""
     # The app's most frequent call: the token, the line and its balance in one transaction on one
-    # thread hop (the shared dependencies would take four, each a hand-over of the interpreter lock
-    # that cost more than the reads themselves: bench/README.md).
+    # thread hop (the shared dependencies would take four, each a hand-over of the interpreter
+    # lock); with two statements instead of four, 2.4 ms of server CPU a read instead of 5.75
+    # (bench/README.md).
     if not token:
         raise Unauthorized()
     sessions = request.app.state.sessionmaker

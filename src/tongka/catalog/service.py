@@ -15,8 +15,6 @@ from tongka.i18n import _
 from tongka.money import CURRENCIES, Money
 from tongka.money import currency as as_currency
 
-CHANNELS = ("app", "web", "store")
-
 
 class PackNotFound(NotFound):
     code = "pack_not_found"

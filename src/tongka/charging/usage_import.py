@@ -76,8 +76,6 @@ MAX_BATCH = 10_000  # keeps each batch's IN (...) lists within every backend's p
 # Reasons a record is rejected here (besides the file's own: usage_files.MALFORMED, END_BEFORE_START).
 DUPLICATE = "duplicate_record"
 UNKNOWN_SUBSCRIBER = "unknown_subscriber"
-UNKNOWN_NETWORK = charging.UnknownNetwork.code
-NETWORK_NOT_SERVED = charging.NetworkNotServed.code
 LINE_NOT_ACTIVE = charging.LineNotActive.code
 
 

@@ -155,22 +155,6 @@ class LineBalance:
     as_of: datetime
 
 
-def active_buckets(session: Session, line_id: uuid.UUID, now: datetime) -> list[Bucket]:
-    """Buckets in force now, soonest expiry first."""
-    return list(
-        session.scalars(
-            select(Bucket)
-            .where(
-                Bucket.line_id == line_id,
-                Bucket.valid_from <= now,
-                Bucket.expires_at > now,
-                Bucket.unit == "bytes",
-            )
-            .order_by(Bucket.expires_at, Bucket.created_at)
-        )
-    )
-
-
 # A line's buckets in force with their balances, and its debts, in one statement built once (the
 # app reads often): a debt comes as a row without a bucket id, its balance negative when owed.
 _LEFT = LedgerAccount.credits_posted - LedgerAccount.debits_posted - LedgerAccount.debits_pending

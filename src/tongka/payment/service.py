@@ -166,21 +166,6 @@ def record_checkout(session: Session, payment_id: uuid.UUID, checkout: Checkout)
     return payment
 
 
-def start(
-    session: Session,
-    payable: Payable,
-    method: str,
-    providers: Mapping[str, Provider],
-    base_url: str,
-) -> Payment:
-    """`prepare`, `open_checkout` and `record_checkout` in the caller's transaction: for callers
-    whose provider answers at once without the network (the store's till, the demo's loader)."""
-    payment, opening = prepare(session, payable, method, providers, base_url)
-    if opening is not None:
-        record_checkout(session, payment.id, open_checkout(opening, providers))
-    return payment
-
-
 def get(session: Session, payment_id: uuid.UUID) -> Payment:
     payment = session.get(Payment, payment_id)
     if payment is None:

@@ -22,7 +22,7 @@ from tongka.payment import refunds
 from tongka.payment import service as payments
 from tongka.payment.models import Payment
 from tongka.renewal import flow, ordering
-from tongka.renewal.schemas import OrderOut, order_json
+from tongka.renewal.schemas import OrderOut
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -127,33 +127,22 @@ async def store_sale(
             raise LineNotFound()
         return found
 
-    def make(session: Session, account: Account) -> Any:
-        return flow.order_with_payment(
-            session,
-            account,
-            line_id=body.line_id,
-            pack_id=body.pack_id,
-            currency=body.currency,
-            channel="store",
-            method=body.payment_method,
-            providers=providers,
-            base_url=settings.public_base_url,
-            payment_ttl_seconds=settings.order_payment_ttl_seconds,
-            coupon_code=body.coupon_code,
-            secret=settings.secret_key.get_secret_value(),
-            receipt_key=settings.receipt_key,
-        )
-
     fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))
     code, content = await ordering.place(
         request.app.state.sessionmaker,
         request.app.state.gate,
         providers,
+        settings,
         ordering.Keyed(idempotency_key, operator.account_id, fp),
-        settings.public_base_url,
+        ordering.Asked(
+            body.line_id,
+            body.pack_id,
+            body.currency,
+            "store",
+            body.payment_method,
+            coupon_code=body.coupon_code,
+        ),
         buyer=owner,
-        make=make,
-        show=order_json,
     )
     return JSONResponse(content, status_code=code)
 

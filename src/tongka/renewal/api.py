@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
 from tongka import idempotency
 from tongka.account.models import Account
@@ -24,7 +23,7 @@ from tongka.payment import service as payments
 from tongka.promotion import service as promotions
 from tongka.promotion.schemas import QuoteIn, QuoteOut
 from tongka.renewal import flow, ordering
-from tongka.renewal.schemas import OrderCreate, OrderOut, order_json
+from tongka.renewal.schemas import OrderCreate, OrderOut
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 callbacks = APIRouter(tags=["payments"])
@@ -87,34 +86,23 @@ async def create_order(
     same order; the same key with another body is 409.
     """
 
-    def make(session: Session, account: Account) -> Any:
-        return flow.order_with_payment(
-            session,
-            account,
-            line_id=body.line_id,
-            pack_id=body.pack_id,
-            currency=body.currency,
-            channel="app",
-            method=body.payment_method,
-            providers=providers,
-            base_url=settings.public_base_url,
-            payment_ttl_seconds=settings.order_payment_ttl_seconds,
-            quote_id=body.quote_id,
-            coupon_code=body.coupon_code,
-            secret=settings.secret_key.get_secret_value(),
-            receipt_key=settings.receipt_key,
-        )
-
     fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))
     code, content = await ordering.place(
         request.app.state.sessionmaker,
         request.app.state.gate,
         providers,
+        settings,
         ordering.Keyed(idempotency_key, caller.account_id, fp),
-        settings.public_base_url,
+        ordering.Asked(
+            body.line_id,
+            body.pack_id,
+            body.currency,
+            "app",
+            body.payment_method,
+            body.quote_id,
+            body.coupon_code,
+        ),
         buyer=lambda session: session.get_one(Account, caller.account_id),
-        make=make,
-        show=order_json,
     )
     return JSONResponse(content, status_code=code)
 

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tongka import idempotency
 from tongka.account.models import Account
+from tongka.config import Settings
 from tongka.db import transaction
 from tongka.errors import TongkaError
 from tongka.gate import Gate
@@ -35,13 +36,10 @@ from tongka.payment import service as payments
 from tongka.payment.models import Payment
 from tongka.payment.providers.base import Checkout, Provider
 from tongka.renewal import flow
+from tongka.renewal.schemas import order_json
 
 # The account the order is for, read (and its right to it checked) in step 1's transaction.
 Buyer = Callable[[Session], Account]
-# The order and its payment's row for that account: `flow.order_with_payment` with the request's values.
-Make = Callable[[Session, Account], tuple[Order, Payment, payments.Opening | None]]
-# The response's body, in step 1's or step 3's transaction.
-Show = Callable[[Order, Payment, Account], Any]
 
 
 @dataclass(frozen=True)
@@ -53,19 +51,50 @@ class Keyed:
     fingerprint: str
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What the customer asks for, as the channel's form or body gives it."""
+
+    line_id: uuid.UUID
+    pack_id: uuid.UUID
+    currency: str
+    channel: str
+    method: str
+    quote_id: uuid.UUID | None = None
+    coupon_code: str | None = None
+
+
 async def place(
     sessions: sessionmaker[Session],
     gate: Gate,
     providers: Mapping[str, Provider],
+    settings: Settings,
     keyed: Keyed,
-    base_url: str,
+    asked: Asked,
     buyer: Buyer,
-    make: Make,
-    show: Show,
 ) -> tuple[int, Any]:
-    """The three steps; (201, the order) or the response stored under the key."""
+    """The three steps; (201, the order as the API shows it) or the response stored under the key."""
+    base_url = settings.public_base_url
 
-    def order() -> idempotency.Claim | tuple[uuid.UUID, uuid.UUID, payments.Opening]:
+    def make(session: Session, account: Account) -> tuple[Order, Payment, payments.Opening | None]:
+        return flow.order_with_payment(
+            session,
+            account,
+            line_id=asked.line_id,
+            pack_id=asked.pack_id,
+            currency=asked.currency,
+            channel=asked.channel,
+            method=asked.method,
+            providers=providers,
+            base_url=base_url,
+            payment_ttl_seconds=settings.order_payment_ttl_seconds,
+            quote_id=asked.quote_id,
+            coupon_code=asked.coupon_code,
+            secret=settings.secret_key.get_secret_value(),
+            receipt_key=settings.receipt_key,
+        )
+
+    def order() -> idempotency.Claim | tuple[str, uuid.UUID, uuid.UUID, payments.Opening]:
         with transaction(sessions) as session:
             claim = idempotency.claim(session, keyed.caller_id, keyed.key, keyed.fingerprint)
             if claim.finished:
@@ -89,23 +118,24 @@ async def place(
                 ids = {"order_id": str(made.id), "payment_id": str(payment.id)}
                 idempotency.note(session, claim, ids)
             if opening is None:  # nothing to ask: a free order, or asked and answered before
-                return _finish(session, keyed, show(made, payment, account))
-            return made.id, payment.id, opening
+                return _finish(session, keyed, order_json(made, payment, account.language))
+            return account.language, made.id, payment.id, opening
 
-    def opened(order_id: uuid.UUID, payment_id: uuid.UUID, checkout: Checkout) -> idempotency.Claim:
+    def opened(
+        language: str, order_id: uuid.UUID, payment_id: uuid.UUID, checkout: Checkout
+    ) -> idempotency.Claim:
         with transaction(sessions) as session:
             payment = flow.payment_opened(session, payment_id, checkout)
             made = orders.get(session, order_id)
-            account = session.get_one(Account, made.account_id)
-            return _finish(session, keyed, show(made, payment, account))
+            return _finish(session, keyed, order_json(made, payment, language))
 
     async with gate.enter(write=True):
         step = await run_in_threadpool(order)
     if not isinstance(step, idempotency.Claim):
-        order_id, payment_id, opening = step
+        language, order_id, payment_id, opening = step
         checkout = await run_in_threadpool(flow.open_payment, opening, providers)
         async with gate.enter(write=True):
-            step = await run_in_threadpool(opened, order_id, payment_id, checkout)
+            step = await run_in_threadpool(opened, language, order_id, payment_id, checkout)
     assert step.status_code is not None  # a finished claim
     return step.status_code, step.response
 

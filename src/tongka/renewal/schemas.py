@@ -8,7 +8,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tongka.account.models import Account
 from tongka.order.models import Order
 from tongka.payment.models import Payment
 from tongka.promotion import pricing
@@ -108,6 +107,6 @@ class OrderOut(BaseModel):
         )
 
 
-def order_json(order: Order, payment: Payment | None, account: Account) -> Any:
+def order_json(order: Order, payment: Payment | None, language: str) -> Any:
     """An order as the API answers it, in its buyer's language (stored under an Idempotency-Key)."""
-    return OrderOut.of(order, payment, account.language).model_dump(mode="json")
+    return OrderOut.of(order, payment, language).model_dump(mode="json")
