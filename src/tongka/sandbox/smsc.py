@@ -192,6 +192,8 @@ class Smsc:
         self._receipts: list[_Receipt] = []
         self._stopped = False
         self._listener = socket.create_server((host, port))
+        # Set here, not in the accept thread: a stop() right after start closes the socket first.
+        self._listener.settimeout(0.2)
         self.port: int = self._listener.getsockname()[1]
         self._threads = [
             threading.Thread(target=self._accept, name="smsc-accept", daemon=True),
@@ -247,7 +249,6 @@ class Smsc:
     # --- the protocol -------------------------------------------------------------------------
 
     def _accept(self) -> None:
-        self._listener.settimeout(0.2)
         while not self._stopped:
             try:
                 sock, peer = self._listener.accept()
