@@ -9,10 +9,15 @@ RUN_LOCK := requirements/run.txt
 DEV_LOCK := requirements/dev.txt
 # uv (makes the lock files) and pip-audit live in a venv of their own, also installed by hash.
 TOOLS  := .venv-tools
+# The web site's CSS and scripts (Pico CSS, htmx, uPlot) and the browser tests' axe-core: from the
+# npm registry at the versions package-lock.json pins with their hashes, copied to where tongka
+# serves them (/static/vendor). No page loads anything from another host.
+ASSETS := src/tongka/static/vendor/.installed
+VENDOR := src/tongka/static/vendor
 
 .PHONY: run test check serve clean lock audit
 
-run: $(VENV)/.installed var/tongka.env var/nrf-dev-key.pem
+run: $(VENV)/.installed $(ASSETS) var/tongka.env var/nrf-dev-key.pem
 	@# Production is tongka's default; the demo runs in dev (an install made before that gets the line once).
 	@grep -q '^TONGKA_ENV=' var/tongka.env || echo 'TONGKA_ENV=dev' >> var/tongka.env
 	$(BIN)/tongka db upgrade
@@ -33,7 +38,7 @@ test: check
 # The house's rules (issue #12), each failing the target: lint, format, types (mypy keeps its
 # cache in .mypy_cache, so a second run takes seconds), the layers' import contracts
 # ([tool.importlinter]) and declared dependencies ([tool.deptry]); all read pyproject.toml.
-check: $(VENV)/.installed-dev
+check: $(VENV)/.installed-dev $(ASSETS)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
@@ -94,4 +99,11 @@ var/nrf-dev-key.pem: | $(VENV)/.installed
 	$(BIN)/tongka keys nrf-dev --out $@
 
 clean:
-	rm -rf $(VENV) $(TOOLS) var
+	rm -rf $(VENV) $(TOOLS) var node_modules $(VENDOR)
+
+$(ASSETS): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp node_modules/@picocss/pico/css/pico.min.css node_modules/htmx.org/dist/htmx.min.js \
+	   node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	touch $@

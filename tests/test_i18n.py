@@ -14,7 +14,12 @@ SOURCE = Path(tongka.__file__).parent
 
 
 def marked_messages() -> set[str]:
-    found = extract_from_dir(str(SOURCE), method_map=[("**.py", "python")], keywords={"_": None})
+    """_() in the code and in the web site's templates (Jinja2, read by Jinja2's Babel extractor)."""
+    found = extract_from_dir(
+        str(SOURCE),
+        method_map=[("**.py", "python"), ("templates/web/**.html", "jinja2.ext:babel_extract")],
+        keywords={"_": None},
+    )
     return {
         message for _file, _line, message, _comments, _context in found if isinstance(message, str)
     }

@@ -10,7 +10,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -39,6 +39,7 @@ from tongka.receipt import pages as receipt_pages
 from tongka.renewal import admin as renewal_admin
 from tongka.renewal import api as renewal_api
 from tongka.templating import pack_rows, templates
+from tongka.web import error_page, wants_page
 
 PROBLEM = "application/problem+json"
 
@@ -169,22 +170,30 @@ def _field(error: Any) -> str:
 
 
 def _error_handlers(app: FastAPI) -> None:
+    # A person's browser gets each refusal as a page in their language (web.error_page); the API,
+    # the providers and the network get problem details.
     @app.exception_handler(TongkaError)
-    async def tongka_error(request: Request, error: TongkaError) -> JSONResponse:
+    async def tongka_error(request: Request, error: TongkaError) -> Response:
+        if wants_page(request):
+            return error_page(request, error, request_language(request))
         return _problem(error, request_language(request), error.headers())
 
     @app.exception_handler(SQLAlchemyError)
-    async def database_error(request: Request, error: SQLAlchemyError) -> JSONResponse:
+    async def database_error(request: Request, error: SQLAlchemyError) -> Response:
         """Contention past the busy timeout (`db.busy`) is a 503 the client may retry; anything else a crash."""
         if not busy(error):
             raise error
         logs.later("warning", "database_busy", path=request.url.path, error=type(error).__name__)
         refusal = DatabaseBusy()
+        if wants_page(request):
+            return error_page(request, refusal, request_language(request))
         return _problem(refusal, request_language(request), refusal.headers())
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, error: RequestValidationError) -> Response:
         language = request_language(request)
+        if wants_page(request):  # a page's own forms are read by web.parse; this is a bad path
+            return error_page(request, _HTTPError(StarletteHTTPException(404)), language)
         errors = [
             {"field": _field(e), "message": e["msg"], "type": e["type"]} for e in error.errors()
         ]
@@ -202,14 +211,18 @@ def _error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         language = request_language(request)
+        if wants_page(request):
+            return error_page(request, _HTTPError(error), language)
         return _problem(_HTTPError(error), language, getattr(error, "headers", None))
 
 
-def _crash_answer(request: Request, _error: Exception) -> JSONResponse:
-    """The 500 for an error nothing handled (asgi.CatchCrashes has logged it)."""
+def _crash_answer(request: Request, _error: Exception) -> Response:
+    """The 500 for an error nothing handled (asgi.CatchCrashes has logged it): never a trace."""
     language = request_language(request)
+    if wants_page(request):
+        return error_page(request, _Crash(), language)
     body = {
         "type": "urn:tongka:problem:internal_error",
         "title": gettext(_("Something went wrong"), language),
@@ -220,6 +233,12 @@ def _crash_answer(request: Request, _error: Exception) -> JSONResponse:
         "code": "internal_error",
     }
     return JSONResponse(body, status_code=500, media_type=PROBLEM)
+
+
+class _Crash(TongkaError):
+    status = 500
+    code = "internal_error"
+    message = _("Something went wrong on our side. Nothing was charged twice; try again.")
 
 
 SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
