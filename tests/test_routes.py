@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -154,3 +155,81 @@ def test_errors_speak_the_readers_language(client) -> None:
         "/api/v1/accounts", json={"username": "x"}, headers={"Accept-Language": "zh-CN"}
     )
     assert r.status_code == 422 and r.json()["detail"].startswith("请检查以下字段")
+
+
+def page_routes(app) -> list[tuple[str, str, Any]]:  # type: ignore[no-untyped-def]
+    """The routes a browser opens (left out of the OpenAPI document): (method, path, endpoint).
+
+    FastAPI 0.165 keeps an included router as one entry (`original_router` under its include's
+    prefix), so they are walked down here."""
+    from fastapi.routing import APIRoute
+
+    def walk(routes: Any, prefix: str) -> Any:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                yield from walk(inner.routes, prefix + route.include_context.prefix)
+            elif isinstance(route, APIRoute):
+                yield prefix, route
+
+    return [
+        (method, prefix + route.path, route.endpoint)
+        for prefix, route in walk(app.routes, "")
+        if not route.include_in_schema
+        for method in sorted(route.methods)
+    ]
+
+
+# Pages anyone may open; every other page is for a signed-in subscriber (a visitor is sent to log in).
+PUBLIC_PAGES = {
+    ("GET", "/"),
+    ("GET", "/docs"),
+    ("GET", "/docs/{name}"),
+    ("GET", "/renew/{line_id}"),  # with a signed link from the network, or for the line's owner
+    ("GET", "/receipts/{receipt_id}"),
+    ("GET", "/receipts/verify"),
+    ("GET", "/register"),
+    ("POST", "/register"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+    ("GET", "/password/forgot"),
+    ("POST", "/password/forgot"),
+    ("GET", "/password/reset"),
+    ("POST", "/password/reset"),
+    ("GET", "/stores"),
+}
+
+
+def test_every_page_states_who_may_open_it(app) -> None:  # type: ignore[no-untyped-def]
+    pages = page_routes(app)
+    assert len(pages) >= 4
+    for method, path, endpoint in pages:
+        if path.startswith(SANDBOX_ONLY_PREFIX):  # dev only: the providers' own pages, played here
+            continue
+        assert (endpoint.__doc__ or "").startswith(WHO), (
+            f"{method} {path} does not say who may open it"
+        )
+
+
+def test_every_private_page_sends_a_visitor_to_log_in(client, app) -> None:  # type: ignore[no-untyped-def]
+    checked = 0
+    for method, path, _endpoint in page_routes(app):
+        if (method, path) in PUBLIC_PAGES or path.startswith((SANDBOX_ONLY_PREFIX, "/dev/")):
+            continue
+        url = (
+            path.replace("{line_id}", str(uuid.uuid4()))
+            .replace("{order_id}", str(uuid.uuid4()))
+            .replace("{topup_id}", str(uuid.uuid4()))
+        )
+        r = client.request(method, url, headers={"Accept": "text/html"}, follow_redirects=False)
+        if method == "GET":
+            assert r.status_code == 303 and r.headers["location"].startswith("/login?next="), (
+                method,
+                path,
+                r.status_code,
+            )
+        else:  # a form post without this browser's CSRF token goes nowhere, signed in or not
+            assert r.status_code in (303, 403), (method, path, r.status_code)
+        checked += 1
+    assert checked >= 0  # grows as the site's pages land (#14)

@@ -270,10 +270,12 @@ def _api_docs(app: FastAPI) -> None:
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs() -> HTMLResponse:
+        """Anyone (where the docs are on): the API's interactive documentation."""
         return HTMLResponse(DOCS_PAGE)
 
     @app.get("/docs/{name}", include_in_schema=False)
     def docs_file(name: str) -> FileResponse:
+        """Anyone (where the docs are on): Swagger UI's own files."""
         if name not in SWAGGER_UI_FILES:
             raise StarletteHTTPException(404)
         return FileResponse(Path(str(swagger_ui_path)) / name)
