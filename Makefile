@@ -15,7 +15,7 @@ TOOLS  := .venv-tools
 ASSETS := src/tongka/static/vendor/.installed
 VENDOR := src/tongka/static/vendor
 
-.PHONY: run test check serve clean lock audit
+.PHONY: run test check serve clean lock audit screenshots
 
 run: $(VENV)/.installed $(ASSETS) var/tongka.env var/nrf-dev-key.pem
 	@# Production is tongka's default; the demo runs in dev (an install made before that gets the line once).
@@ -34,6 +34,10 @@ run: $(VENV)/.installed $(ASSETS) var/tongka.env var/nrf-dev-key.pem
 
 test: check
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# The README's and docs/screenshots' pictures: the browser journey, saving the main pages as it goes.
+screenshots: $(VENV)/.installed-dev $(ASSETS)
+	TONGKA_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -p no:randomly tests/e2e/test_site.py
 
 # The house's rules (issue #12), each failing the target: lint, format, types (mypy keeps its
 # cache in .mypy_cache, so a second run takes seconds), the layers' import contracts
