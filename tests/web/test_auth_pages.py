@@ -175,6 +175,22 @@ def test_a_refused_registration_says_why_next_to_the_field(client: TestClient) -
     assert 'value="newperson1"' in r.text and f.PASSWORD not in r.text
 
 
+def test_registrations_share_the_apps_limit_per_client_address(
+    client: TestClient, frozen_clock: FrozenClock
+) -> None:
+    for _ in range(20):  # the app's registrations from the same address count too
+        f.register(client)
+    r = post(
+        client,
+        "/register",
+        {"username": "onetoomany", "password": f.PASSWORD, "email": "o@example.com"},
+        page="/register",
+    )
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+    assert "Too many accounts were created from this address today." in r.text
+    assert "tongka_session" not in client.cookies
+
+
 # --- log in and out -----------------------------------------------------------------------------
 
 
@@ -310,7 +326,8 @@ def test_forgot_then_reset_sets_the_password_once_and_ends_every_session(
         data={"token": token, "password": "yet another secret", "csrf_token": csrf(page.text)},
         headers=ACCEPT_HTML,
     )
-    assert r.status_code == 400 and "does not work" in r.text
+    # Signed in now, the page speaks the account's language.
+    assert r.status_code == 400 and gettext("This link does not work", "zh-Hant") in r.text
     f.login(client, username, NEW_PASSWORD)
 
 
