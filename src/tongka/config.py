@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     password_hashing_slots: int = Field(default=2, ge=1)
     password_hashing_wait_seconds: float = Field(default=1.0, ge=0)
     order_payment_ttl_seconds: int = 30 * 60
+    # A password reset link sent by email works once, for this long.
+    password_reset_ttl_seconds: int = Field(default=30 * 60, gt=0)
     bind_code_ttl_seconds: int = 10 * 60
     bind_code_max_attempts: int = 5
     bind_code_resend_seconds: int = 60

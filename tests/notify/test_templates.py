@@ -21,6 +21,13 @@ LONGEST = {
         "breakdown": ["List price: HK$9,999.00", "Paid: HK$9,999.00 by WeChat Pay"],
         "issued_at": "2026-12-31T23:59:59Z",
     },
+    "password_reset": {
+        "username": "a" * 32,
+        "link": "https://tongka.example/password/reset?token=" + "x" * 43,
+        "minutes": 30,
+    },
+    "password_changed": {"username": "a" * 32, "changed_at": "2026-12-31T23:59:59Z"},
+    "email_changed": {"username": "a" * 32, "new_email": "a***@example.com"},
 }
 NEVER_ASK = {
     "en": "never ask",
@@ -33,7 +40,14 @@ ASKS_BACK = re.compile(r"reply|send (it|us)|回复|回覆|發送給我們|发送
 
 def test_every_message_has_every_part_in_every_language() -> None:
     found = render.templates()
-    assert found == {"bind_code": {"sms"}, "receipt": {"subject", "txt", "html"}}
+    email = {"subject", "txt", "html"}
+    assert found == {
+        "bind_code": {"sms"},
+        "receipt": email,
+        "password_reset": email,
+        "password_changed": email,
+        "email_changed": email,
+    }
     for name, parts in found.items():
         for language in LANGUAGES:
             for part in parts:

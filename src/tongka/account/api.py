@@ -10,7 +10,6 @@ the peer, or, behind a proxy, what uvicorn takes from `X-Forwarded-For` when sta
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from typing import Annotated
 
@@ -38,7 +37,16 @@ from tongka.account.schemas import (
 )
 from tongka.config import Settings
 from tongka.db import transaction
-from tongka.deps import BearerToken, CurrentAccount, CurrentToken, SessionDep, SettingsDep
+from tongka.deps import (
+    BearerToken,
+    CurrentAccount,
+    CurrentToken,
+    SessionDep,
+    SettingsDep,
+    client_address,
+    hashing_policy,
+    token_ttl,
+)
 from tongka.errors import Unauthorized
 from tongka.ledger import buckets
 from tongka.money import GB_DEFINITION
@@ -66,36 +74,6 @@ def line_out(line: Line) -> LineOut:
         )
         if record
         else None,
-    )
-
-
-def client_address(request: Request) -> str | None:
-    """The client's address as the throttles count it: an IPv6 client by its /64, which one home or
-    phone is given whole (counting each address would give it 2^64 fresh limits)."""
-    host = request.client.host if request.client else None
-    if host is None:
-        return None
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else address)
-
-
-def hashing_policy(settings: Settings) -> service.HashingPolicy:
-    return service.HashingPolicy(
-        slots=settings.password_hashing_slots, wait_seconds=settings.password_hashing_wait_seconds
-    )
-
-
-def token_ttl(settings: Settings, account: Account) -> int:
-    """Operator tokens are shorter-lived than subscribers': they open more."""
-    return (
-        settings.operator_token_ttl_seconds
-        if account.role == "operator"
-        else settings.access_token_ttl_seconds
     )
 
 

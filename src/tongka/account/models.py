@@ -90,3 +90,17 @@ class RealNameRecord(IdMixin, CreatedMixin, Base):
     holder_name_masked: Mapped[str] = mapped_column(String(64))
     holder_name_digest: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16))  # import | app | store
+
+
+class PasswordReset(IdMixin, CreatedMixin, Base):
+    """A password reset link sent by email: used once, before it expires.
+
+    Only the SHA-256 of the link's token is stored, so a copy of the database resets nothing.
+    """
+
+    __tablename__ = "password_resets"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
