@@ -131,8 +131,17 @@ SubscriberDep = Annotated[Visitor, Depends(_subscriber)]
 
 
 def login_redirect(request: Request) -> RedirectResponse:
-    """To /login, then back to the page asked for (a path on this site only)."""
+    """To /login, then back to the page asked for (a path on this site only). A form posted after
+    the session ended goes back to the page the form was on (its POST path may have no page)."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET":
+        referer = urlsplit(request.headers.get("referer", ""))
+        same_site = referer.netloc == request.headers.get("host")
+        target = (
+            safe_next(referer.path + (f"?{referer.query}" if referer.query else ""))
+            if same_site
+            else "/account"
+        )
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 

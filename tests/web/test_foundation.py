@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
@@ -17,26 +17,30 @@ from tongka import web
 
 @pytest.fixture
 def pages(app: FastAPI) -> FastAPI:
-    """Three routes made with web.py alone, as a page module would make them."""
+    """Routes made with web.py alone, as a page module would make them."""
+    router = APIRouter()
 
-    @app.get("/test/mine", response_class=HTMLResponse)
+    @router.get("/test/mine", response_class=HTMLResponse)
     def mine(request: Request, visitor: web.SubscriberDep) -> HTMLResponse:
         return web.page(
             request, visitor, "web/error.html", {"title": visitor.username, "detail": ""}
         )
 
-    @app.post("/test/form")
+    @router.post("/test/mine")
+    def change_mine(visitor: web.SubscriberDep) -> PlainTextResponse:
+        return PlainTextResponse(str(visitor.username))
+
+    @router.post("/test/form")
     def form(visitor: web.VisitorDep, posted: web.FormDep) -> PlainTextResponse:
         return PlainTextResponse(f"got {posted['thing']} in {visitor.language}")
 
-    @app.get("/test/crash", response_class=HTMLResponse)
+    @router.get("/test/crash", response_class=HTMLResponse)
     def crash() -> HTMLResponse:
         raise RuntimeError("secret internals /srv/tongka/app.py line 12")
 
-    # Routes added after the app was built go before the catch-all mounts (/static).
+    app.include_router(router)
+    # Routes added after the app was built go before its catch-all mount (/static).
     app.router.routes.insert(0, app.router.routes.pop())
-    app.router.routes.insert(0, app.router.routes.pop(-2))
-    app.router.routes.insert(0, app.router.routes.pop(-3))
     return app
 
 
@@ -79,6 +83,26 @@ def test_a_subscriber_page_sends_a_visitor_to_log_in_and_back(
     signed_in(client)
     r = client.get("/test/mine", headers=ACCEPT_HTML)
     assert r.status_code == 200 and r.headers["cache-control"] == "private, no-store"
+    # A form posted after the session ended: back to the page it was on, once logged in.
+    r = client.post(
+        "/test/mine",
+        headers={**ACCEPT_HTML, "Referer": "http://testserver/settings?x=1"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 200 and r.text  # signed in: the POST itself
+    client.cookies.clear()
+    r = client.post(
+        "/test/mine",
+        headers={**ACCEPT_HTML, "Referer": "http://testserver/settings?x=1"},
+        follow_redirects=False,
+    )
+    assert r.headers["location"] == "/login?next=%2Fsettings%3Fx%3D1"
+    r = client.post(
+        "/test/mine",
+        headers={**ACCEPT_HTML, "Referer": "https://evil.example/x"},
+        follow_redirects=False,
+    )
+    assert r.headers["location"] == "/login?next=%2Faccount"
     client.cookies.set("tongka_session", "not-a-token")
     r = client.get("/test/mine", headers=ACCEPT_HTML, follow_redirects=False)
     assert r.status_code == 303  # an unknown or expired session is nobody
