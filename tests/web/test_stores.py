@@ -147,6 +147,10 @@ def test_the_hours_of_the_week_with_today_marked(
         (' aria-current="date"', "Sat", "10:00–20:00"),
         ("", "Sun", "Closed"),
     ]
+    lo_wu = cards(get(client, "/stores?district=North"))["lo-wu"]
+    assert re.findall(
+        r'<tr aria-current="date"><th scope="row">(.*?)</th><td>(.*?)</td>', lo_wu
+    ) == [("Every day", "06:30–24:00")]
     apm = cards(get(client, "/stores?district=Kwun+Tong&lang=zh-Hant"))["apm"]
     assert re.findall(r'<th scope="row">(.*?)</th><td>(.*?)</td>', apm) == [
         ("週一–週四", "11:00–24:00"),

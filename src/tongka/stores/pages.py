@@ -6,6 +6,7 @@ minute (`web.public_page`): "open now" is never more than that old.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ router = APIRouter(tags=["stores"])
 
 NEAREST = {"mtr": _("Nearest MTR station: {name}"), "crossing": _("Border crossing: {name}")}
 CLOSED = _("Closed")
+EVERY_DAY = _("Every day")
 
 
 def _clock(moment: datetime, closing: bool) -> str:
@@ -54,6 +56,12 @@ def status(state: Opening, now: datetime, language: str) -> str:
     return gettext(_("Closed · opens {day} at {time}"), language, day=day, time=clock_time)
 
 
+def _days(first: int, last: int, names: Mapping[int, str], language: str) -> str:
+    if (first, last) == (0, 6):
+        return gettext(EVERY_DAY, language)
+    return names[first] if first == last else f"{names[first]}–{names[last]}"
+
+
 def hours_rows(
     hours: dict[str, list[list[str]]], today: int, language: str
 ) -> list[dict[str, Any]]:
@@ -67,7 +75,7 @@ def hours_rows(
         spans = hours[WEEKDAYS[first]]
         rows.append(
             {
-                "days": names[first] if first == last else f"{names[first]}–{names[last]}",
+                "days": _days(first, last, names, language),
                 "hours": ", ".join(f"{a}–{b}" for a, b in spans) or gettext(CLOSED, language),
                 "today": first <= today <= last,
             }
