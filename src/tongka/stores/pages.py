@@ -117,6 +117,6 @@ def stores_page(
         {
             "districts": [(d, gettext(d, language)) for d in service.districts(session)],
             "district": chosen,
-            "stores": [_view(s, now, language) for s in service.open_stores(session, chosen)],
+            "stores": [_view(s, now, language) for s in service.active_stores(session, chosen)],
         },
     )

@@ -166,7 +166,7 @@ def _in_district_order(store: Store) -> tuple[int, str]:
     return (DISTRICTS.index(store.district) if known else len(DISTRICTS), store.code)
 
 
-def open_stores(session: Session, district: str | None = None) -> list[Store]:
+def active_stores(session: Session, district: str | None = None) -> list[Store]:
     """The active stores (of one district), in the finder's district order."""
     query = select(Store).where(Store.active.is_(True))
     if district:
