@@ -1,4 +1,4 @@
-"""The FastAPI application: routers of each domain, problem-details errors, the home page."""
+"""The FastAPI application: routers of each domain, problem-details errors."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from tongka.account import api as account_api
 from tongka.account import pages as account_pages
 from tongka.asgi import CatchCrashes, SecurityHeaders
 from tongka.catalog import api as catalog_api
-from tongka.catalog import service as catalog
+from tongka.catalog import pages as catalog_pages
 from tongka.charging import overage_api as charging_overage_api
 from tongka.charging import pages as charging_pages
 from tongka.charging import usage_api as charging_usage_api
 from tongka.config import Settings, get_settings
 from tongka.db import busy, make_engine, make_sessionmaker
-from tongka.deps import SessionDep, request_language
+from tongka.deps import request_language
 from tongka.errors import DatabaseBusy, TongkaError
 from tongka.gate import Gate
 from tongka.http_limits import BodyLimit
@@ -39,7 +39,7 @@ from tongka.receipt import api as receipt_api
 from tongka.receipt import pages as receipt_pages
 from tongka.renewal import admin as renewal_admin
 from tongka.renewal import api as renewal_api
-from tongka.templating import pack_rows, templates
+from tongka.stores import pages as stores_pages
 from tongka.web import error_page, wants_page
 
 PROBLEM = "application/problem+json"
@@ -112,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(charging_pages.router)
     app.include_router(receipt_pages.router)
     app.include_router(account_pages.router)
+    app.include_router(catalog_pages.router)
+    app.include_router(stores_pages.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 
@@ -127,17 +129,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: every answer gets the headers, the crash's 500 included.
     app.add_middleware(CatchCrashes, answer=_crash_answer)
     app.add_middleware(SecurityHeaders, hsts=not settings.dev)
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def home(request: Request, session: SessionDep) -> HTMLResponse:
-        """Anyone: what tongka is, and the packs on sale on the web."""
-        language = request_language(request)
-        packs = pack_rows(catalog.packs_on_sale(session, "app"), language)
-        return templates.TemplateResponse(
-            request,
-            "site/home.html",
-            {"packs": packs, "lang": language, "dev": settings.dev, "docs": settings.docs_enabled},
-        )
 
     return app
 

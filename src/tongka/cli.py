@@ -74,6 +74,10 @@ from tongka.notify.cli import messages_app  # noqa: E402
 
 app.add_typer(messages_app, name="messages")
 
+from tongka.stores.cli import stores_app  # noqa: E402
+
+app.add_typer(stores_app, name="stores")
+
 
 @app.callback()
 def _configure() -> None:

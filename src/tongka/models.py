@@ -24,6 +24,7 @@ from tongka.order.models import Order
 from tongka.payment.models import Payment, PaymentCallback, Refund
 from tongka.promotion.models import CouponCode, Offer, OfferBudget, Quote, Redemption
 from tongka.receipt.models import Receipt, ReceiptCounter
+from tongka.stores.models import Store
 from tongka.throttle import ThrottleCounter
 from tongka.wallet.models import Wallet
 
@@ -63,6 +64,7 @@ __all__ = [
     "Redemption",
     "Refund",
     "ScheduledJob",
+    "Store",
     "ThrottleCounter",
     "Transfer",
     "UsageDay",

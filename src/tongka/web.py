@@ -342,6 +342,21 @@ def page(
     return response
 
 
+def public_page(
+    request: Request, visitor: Visitor, template: str, context: Mapping[str, Any] | None = None
+) -> HTMLResponse:
+    """A page anyone may see that says the same to everyone in a language (/, /stores): caches may
+    keep it a minute, told that it varies with the language's sources. Never stored when it is one
+    visitor's own: signed in (the header's log-out form carries their CSRF token), or setting a
+    cookie (a first visit's CSRF seed, a language chosen by ?lang=)."""
+    response = page(request, visitor, template, context, private=False)
+    if visitor.signed_in or "set-cookie" in response.headers:
+        response.headers["Cache-Control"] = "private, no-store"
+    else:
+        response.headers["Vary"] = "Accept-Language, Cookie"
+    return response
+
+
 def remember(request: Request, response: Response) -> None:
     """Sets the cookies a page needs: the CSRF seed on a first visit, and a language chosen by ?lang=."""
     secure = not _settings(request).dev

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,28 +38,22 @@ def test_the_home_page_lists_the_packs_on_sale(page, client: httpx.Client) -> No
     from playwright.sync_api import expect
 
     packs = client.get(
-        "/api/v1/packs", params={"channel": "app"}, headers={"Accept-Language": "en"}
+        "/api/v1/packs", params={"channel": "web"}, headers={"Accept-Language": "en"}
     ).json()
     assert len(packs) == 9
 
     response = page.goto("/")
     assert response is not None and response.status == 200
-    expect(page).to_have_title("tongka 通卡")
-    table = page.get_by_test_id("packs")
-    expect(table).to_be_visible()
-    expect(table.locator("thead th")).to_have_text(["Pack", "Zone", "Data", "Days", "Price"])
-    rows = table.locator("tbody tr")
-    expect(rows).to_have_count(len(packs))
-    hk5 = rows.filter(has_text=re.compile(r"^Hong Kong 5 GB"))  # not "Mainland + Hong Kong 5 GB"
-    expect(hk5).to_have_count(1)
-    hk5_price = re.compile(
-        r"^(HK\$58\.00 · CN¥52\.00|CN¥52\.00 · HK\$58\.00)$"
-    )  # both currencies, either order
-    expect(hk5.locator("td")).to_have_text(
-        ["Hong Kong 5 GB · 30 days", "Hong Kong 香港", "5 GB", "30", hk5_price]
-    )
-    # The stylesheet loaded: the header is laid out as a flex row, not unstyled HTML.
-    assert page.locator("header.top").evaluate("e => getComputedStyle(e).display") == "flex"
+    expect(page).to_have_title("tongka: one card for the mainland and Hong Kong")
+    section = page.get_by_test_id("packs")
+    expect(section).to_be_visible()
+    expect(section.locator("article")).to_have_count(len(packs))
+    hong_kong = section.locator('[data-zone="hk"]')
+    expect(hong_kong.locator("h3")).to_have_text("Hong Kong")
+    hk5 = hong_kong.locator("article").nth(1)  # 1, 5, 10 GB
+    expect(hk5.locator("p")).to_have_text(["5 GB", "30 days", "HK$58.00 CN¥52.00"])
+    # The stylesheet loaded: the packs are laid out as a grid, not unstyled HTML.
+    assert page.locator(".home-packs").first.evaluate("e => getComputedStyle(e).display") == "grid"
 
 
 def test_paying_on_the_sandbox_checkout_fulfils_the_order(

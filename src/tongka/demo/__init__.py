@@ -1,6 +1,7 @@
-"""Demo data for `make run`: the catalog, spare SIM inventory, and a demo subscriber with data.
+"""Demo data for `make run`: the catalog, spare SIM inventory, a demo subscriber with data, and the
+stores of the store finder.
 
-Loading twice changes nothing: packs are upserted by code, lines import idempotently,
+Loading twice changes nothing: packs and stores are upserted by code, lines import idempotently,
 and the demo subscriber is made only if missing.
 """
 
@@ -24,12 +25,14 @@ from tongka.promotion import coupons, offers
 from tongka.promotion.models import Offer
 from tongka.promotion.schemas import OfferIn
 from tongka.renewal import flow
+from tongka.stores import service as stores
 from tongka.wallet import service as wallets
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password"
 DEMO_ICCID = "8985200240000000012"
 LINES_CSV = Path(__file__).parent / "lines.csv"
+STORES_CSV = Path(__file__).parent / "stores.csv"
 DEMO_COUPON = "TONGKA-DEMO"  # shared, once per customer; `make run` prints it
 BIG_PACKS = ["mainland-10gb-30d", "hk-10gb-30d", "both-10gb-30d"]
 # The demo's offers, on the 10 GB packs (the smaller packs keep their list prices).
@@ -136,6 +139,10 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
     report = lines.import_csv_text(session, LINES_CSV.read_text())
     if report.errors:
         raise RuntimeError(f"demo inventory has bad rows: {report.errors}")
+    with STORES_CSV.open(newline="", encoding="utf-8") as f:
+        store_report = stores.import_stores(session, f)
+    if store_report.errors:
+        raise RuntimeError(f"demo stores have bad rows: {store_report.errors}")
 
     made_account = 0
     if session.scalar(select(Account).where(Account.username == DEMO_USERNAME)) is None:
@@ -193,6 +200,7 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
         "lines_added": report.added,
         "demo_account_created": made_account,
         "offers_added": made_offers,
+        "stores_added": store_report.added,
     }
 
 
