@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tongka import __version__, config, logs
 from tongka.account import api as account_api
+from tongka.account import centre as account_centre
 from tongka.asgi import CatchCrashes, SecurityHeaders
 from tongka.catalog import api as catalog_api
 from tongka.catalog import service as catalog
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(charging_overage_api.router)
     app.include_router(charging_pages.router)
     app.include_router(receipt_pages.router)
+    app.include_router(account_centre.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -144,3 +145,18 @@ def request_language(request: Request) -> str:
 
 
 LanguageDep = Annotated[str, Depends(request_language)]
+
+
+def client_address(request: Request) -> str | None:
+    """The client's address as the throttles count it: an IPv6 client by its /64, which one home or
+    phone is given whole (counting each address would give it 2^64 fresh limits)."""
+    host = request.client.host if request.client else None
+    if host is None:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else address)

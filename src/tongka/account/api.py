@@ -10,7 +10,6 @@ the peer, or, behind a proxy, what uvicorn takes from `X-Forwarded-For` when sta
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from typing import Annotated
 
@@ -38,7 +37,14 @@ from tongka.account.schemas import (
 )
 from tongka.config import Settings
 from tongka.db import transaction
-from tongka.deps import BearerToken, CurrentAccount, CurrentToken, SessionDep, SettingsDep
+from tongka.deps import (
+    BearerToken,
+    CurrentAccount,
+    CurrentToken,
+    SessionDep,
+    SettingsDep,
+    client_address,
+)
 from tongka.errors import Unauthorized
 from tongka.ledger import buckets
 from tongka.money import GB_DEFINITION
@@ -69,21 +75,6 @@ def line_out(line: Line) -> LineOut:
     )
 
 
-def client_address(request: Request) -> str | None:
-    """The client's address as the throttles count it: an IPv6 client by its /64, which one home or
-    phone is given whole (counting each address would give it 2^64 fresh limits)."""
-    host = request.client.host if request.client else None
-    if host is None:
-        return None
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else address)
-
-
 def hashing_policy(settings: Settings) -> service.HashingPolicy:
     return service.HashingPolicy(
         slots=settings.password_hashing_slots, wait_seconds=settings.password_hashing_wait_seconds
@@ -102,18 +93,6 @@ def token_ttl(settings: Settings, account: Account) -> int:
 def new_token(session: Session, settings: Settings, account: Account) -> TokenOut:
     ttl = token_ttl(settings, account)
     return TokenOut(access_token=service.issue_token(session, account, ttl), expires_in=ttl)
-
-
-def bind_policy(settings: Settings) -> line_service.BindPolicy:
-    return line_service.BindPolicy(
-        secret=settings.secret_key.get_secret_value(),
-        ttl_seconds=settings.bind_code_ttl_seconds,
-        max_attempts=settings.bind_code_max_attempts,
-        resend_seconds=settings.bind_code_resend_seconds,
-        per_number_per_day=settings.bind_codes_per_number_per_day,
-        per_account_per_day=settings.bind_codes_per_account_per_day,
-        per_address_per_day=settings.bind_codes_per_address_per_day,
-    )
 
 
 @router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountOut)
@@ -229,7 +208,11 @@ def bind(
     Capped a day per number, per account and per client address (429 with Retry-After).
     """
     challenge = line_service.request_bind(
-        session, account, body.number, bind_policy(settings), address=client_address(request)
+        session,
+        account,
+        body.number,
+        line_service.bind_policy(settings),
+        address=client_address(request),
     )
     return BindRequested(
         number=challenge.number,
@@ -244,7 +227,9 @@ def bind_confirm(
 ) -> LineOut:
     """The signed-in subscriber: prove the code and take the line."""
     return line_out(
-        line_service.confirm_bind(session, account, body.number, body.code, bind_policy(settings))
+        line_service.confirm_bind(
+            session, account, body.number, body.code, line_service.bind_policy(settings)
+        )
     )
 
 
