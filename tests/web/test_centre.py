@@ -15,15 +15,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests import factories as f
 from tests.charging import calls
 from tests.charging import factories as charging_f
+from tests.helpers import FrozenClock
 from tests.web.helpers import ACCEPT_HTML, form_token, signed_in
 from tongka import clock, web
 from tongka.account import service as accounts
 from tongka.account.identity import mask
-from tongka.account.models import BindChallenge, Line
+from tongka.account.models import Account, BindChallenge, Line
 from tongka.catalog.models import Pack
 from tongka.db import transaction
 from tongka.i18n import gettext
 from tongka.money import GB, MB
+from tongka.wallet import service as wallets
 
 HK_PLMN = charging_f.HK_PLMN  # HKT/csl
 INTERNET = 10  # the demo's charged rating group
@@ -241,14 +243,15 @@ def test_a_wrong_code_says_how_many_tries_are_left_and_counts(
 
 
 def test_a_new_code_too_soon_and_a_number_that_is_not_one_are_said_on_the_form(
-    client: TestClient, sessions: sessionmaker[Session], demo: None
+    client: TestClient, sessions: sessionmaker[Session], demo: None, frozen_clock: FrozenClock
 ) -> None:
     signed_in(client, "zh-Hant")
     number = f.spare_numbers(sessions)[0]
     assert send_code(client, number).status_code == 200
+    frozen_clock.advance(20)
     r = send_code(client, number, resend="1")
-    assert r.status_code == 429 and r.headers["retry-after"] == "60"
-    assert 'role="alert"' in r.text and "驗證碼剛剛已發送到該號碼。" in r.text
+    assert r.status_code == 429 and r.headers["retry-after"] == "40"
+    assert 'role="alert"' in r.text and "驗證碼剛剛已發送到該號碼。40 秒後可再次獲取。" in r.text
     assert 'name="code"' in r.text  # the first code can still be entered
     # Refused before a code was sent: nothing else counted against today's limits.
     assert len([m for m in client.get("/dev/outbox").json() if m["to"] == number]) == 1
@@ -261,7 +264,7 @@ def test_a_new_code_too_soon_and_a_number_that_is_not_one_are_said_on_the_form(
 
 
 def test_a_days_codes_used_up_is_a_429_on_the_form(
-    client: TestClient, sessions: sessionmaker[Session], demo: None, frozen_clock: Any
+    client: TestClient, sessions: sessionmaker[Session], demo: None, frozen_clock: FrozenClock
 ) -> None:
     signed_in(client)
     numbers = f.spare_numbers(sessions)
@@ -270,3 +273,20 @@ def test_a_days_codes_used_up_is_a_429_on_the_form(
     r = send_code(client, numbers[10])
     assert r.status_code == 429 and "Too many codes were asked for today." in text(r.text)
     assert 'name="number"' in r.text and 'name="code"' not in r.text
+
+
+def test_a_bonus_is_named_by_its_offer_and_the_wallet_shows_its_balance(
+    client: TestClient, sessions: sessionmaker[Session], demo: None
+) -> None:
+    headers = signed_in(client)
+    line_id = f.bind(client, headers, f.spare_numbers(sessions)[0])["id"]
+    bought(client, headers, line_id, "hk-10gb-30d")  # the demo's offer: 1 GB more, both zones
+    me = client.get("/api/v1/me", headers=headers).json()
+    with transaction(sessions) as session:
+        account = session.get_one(Account, uuid.UUID(me["id"]))
+        wallets.credit(session, account, 5000, "HKD", reference="test")
+
+    page = text(client.get("/account", headers=ACCEPT_HTML).text)
+    assert "Bonus: 1 GB free with any 10 GB pack" in page
+    assert "11 GB of 11 GB left" in page and "1 GB of 1 GB left" in page  # Hong Kong; mainland
+    assert f"Balance: {web.money(5000, 'HKD', 'en')}" in page

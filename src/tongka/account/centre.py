@@ -111,9 +111,9 @@ def _day(day: date, language: str) -> str:
 def _cards(session: Session, lines: Iterable[Line], language: str) -> list[LineCard]:
     first, last = _period()
     read = [(line, buckets.line_balance(session, line.id)) for line in lines]
-    bought = [b.id for _line, balance in read for b in balance.buckets]
-    packs = orders.packs_of_buckets(session, bought)
-    bonuses = promotions.bonus_offers(session, bought)
+    bucket_ids = [b.id for _line, balance in read for b in balance.buckets]
+    packs = orders.packs_of_buckets(session, bucket_ids)
+    bonuses = promotions.bonus_offers(session, bucket_ids)
 
     def label(bucket_id: uuid.UUID) -> str:
         if bucket_id in packs:
@@ -174,14 +174,14 @@ def centre(
             "cards": cards,
             "bound": next((c for c in cards if str(c.id) == bound), None),
             "wallet": wallet,
-            "period": _period(),
         },
     )
 
 
-def usage_chart(rows: list[charging.NetworkUsage], language: str) -> dict[str, Any]:
+def _usage_chart(
+    rows: list[charging.NetworkUsage], first: date, last: date, language: str
+) -> dict[str, Any]:
     """The period's usage as the centre's chart draws it: a value a day for each zone's networks."""
-    first, last = _period()
     days = [first + timedelta(days=i) for i in range(USAGE_DAYS)]
     index = {day: i for i, day in enumerate(days)}
     zones = []
@@ -216,7 +216,8 @@ def usage_json(line_id: uuid.UUID, visitor: web.SubscriberDep, session: SessionD
     account = session.get_one(Account, visitor.account_id)
     line = line_service.own_line(session, account, line_id)
     first, last = _period()
-    body = usage_chart(charging.usage_between(session, line.id, first, last), visitor.language)
+    rows = charging.usage_between(session, line.id, first, last)
+    body = _usage_chart(rows, first, last, visitor.language)
     return JSONResponse(
         {"line_id": str(line.id), **body},
         headers={"Cache-Control": "private, no-store", "Content-Language": visitor.language},
