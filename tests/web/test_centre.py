@@ -253,6 +253,8 @@ def test_a_new_code_too_soon_and_a_number_that_is_not_one_are_said_on_the_form(
     assert r.status_code == 429 and r.headers["retry-after"] == "40"
     assert 'role="alert"' in r.text and "驗證碼剛剛已發送到該號碼。40 秒後可再次獲取。" in r.text
     assert 'name="code"' in r.text  # the first code can still be entered
+    r = send_code(client, number)  # the first step's form sent again (a reload)
+    assert r.status_code == 429 and 'name="code"' in r.text
     # Refused before a code was sent: nothing else counted against today's limits.
     assert len([m for m in client.get("/dev/outbox").json() if m["to"] == number]) == 1
 

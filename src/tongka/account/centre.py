@@ -299,8 +299,6 @@ def bind(
     typed = str(posted.get("number") or "")
 
     if "code" not in posted:
-        # The resend button is on step 2: what it meets is said there, where the code is typed.
-        here = "code" if "resend" in posted else "number"
         asked, errors = web.parse(BindRequest, posted, language)
         if asked is None:
             return _bind_page(
@@ -318,7 +316,11 @@ def bind(
                 request, visitor, step="number", number=typed, errors=errors, status_code=422
             )
         if isinstance(sent, TongkaError):
-            return _bind_page(request, visitor, step=here, number=typed, refusal=sent)
+            # Said where the code is typed after the resend button (on step 2), or a send again
+            # too soon (a reload): the code sent a moment ago still works.
+            again = "resend" in posted or isinstance(sent, line_service.BindCodeTooSoon)
+            step = "code" if again else "number"
+            return _bind_page(request, visitor, step=step, number=typed, refusal=sent)
         return _bind_page(
             request, visitor, step="code", number=sent.number, minutes=policy.ttl_seconds // 60
         )
