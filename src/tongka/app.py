@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tongka import __version__, config, logs
 from tongka.account import api as account_api
+from tongka.account import centre as account_centre
 from tongka.account import pages as account_pages
 from tongka.asgi import CatchCrashes, SecurityHeaders
 from tongka.catalog import api as catalog_api
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(account_pages.router)
     app.include_router(catalog_pages.router)
     app.include_router(stores_pages.router)
+    app.include_router(account_centre.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 

@@ -82,18 +82,6 @@ def new_token(session: Session, settings: Settings, account: Account) -> TokenOu
     return TokenOut(access_token=service.issue_token(session, account, ttl), expires_in=ttl)
 
 
-def bind_policy(settings: Settings) -> line_service.BindPolicy:
-    return line_service.BindPolicy(
-        secret=settings.secret_key.get_secret_value(),
-        ttl_seconds=settings.bind_code_ttl_seconds,
-        max_attempts=settings.bind_code_max_attempts,
-        resend_seconds=settings.bind_code_resend_seconds,
-        per_number_per_day=settings.bind_codes_per_number_per_day,
-        per_account_per_day=settings.bind_codes_per_account_per_day,
-        per_address_per_day=settings.bind_codes_per_address_per_day,
-    )
-
-
 @router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountOut)
 async def register(request: Request, body: AccountCreate, settings: SettingsDep) -> AccountOut:
     """Anyone: create a subscriber account (at most 20 tries a day from one client address)."""
@@ -207,7 +195,11 @@ def bind(
     Capped a day per number, per account and per client address (429 with Retry-After).
     """
     challenge = line_service.request_bind(
-        session, account, body.number, bind_policy(settings), address=client_address(request)
+        session,
+        account,
+        body.number,
+        line_service.bind_policy(settings),
+        address=client_address(request),
     )
     return BindRequested(
         number=challenge.number,
@@ -222,7 +214,9 @@ def bind_confirm(
 ) -> LineOut:
     """The signed-in subscriber: prove the code and take the line."""
     return line_out(
-        line_service.confirm_bind(session, account, body.number, body.code, bind_policy(settings))
+        line_service.confirm_bind(
+            session, account, body.number, body.code, line_service.bind_policy(settings)
+        )
     )
 
 

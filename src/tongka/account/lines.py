@@ -29,6 +29,7 @@ from tongka.account.identity import (
     parse_number,
 )
 from tongka.account.models import Account, BindChallenge, Line, RealNameRecord
+from tongka.config import Settings
 from tongka.db import matched
 from tongka.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from tongka.i18n import _
@@ -256,6 +257,19 @@ class BindPolicy:
     per_number_per_day: int = BIND_PER_NUMBER.allowed
     per_account_per_day: int = BIND_PER_ACCOUNT.allowed
     per_address_per_day: int = BIND_PER_ADDRESS.allowed
+
+
+def bind_policy(settings: Settings) -> BindPolicy:
+    """The policy the settings give (the app and the web site bind by the same one)."""
+    return BindPolicy(
+        secret=settings.secret_key.get_secret_value(),
+        ttl_seconds=settings.bind_code_ttl_seconds,
+        max_attempts=settings.bind_code_max_attempts,
+        resend_seconds=settings.bind_code_resend_seconds,
+        per_number_per_day=settings.bind_codes_per_number_per_day,
+        per_account_per_day=settings.bind_codes_per_account_per_day,
+        per_address_per_day=settings.bind_codes_per_address_per_day,
+    )
 
 
 def request_bind(

@@ -11,12 +11,13 @@ States move only along `ALLOWED`, each move a guarded
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from tongka import clock
@@ -142,6 +143,20 @@ def orders_of(session: Session, account: Account, limit: int = 100) -> list[Orde
             .limit(limit)
         )
     )
+
+
+def packs_of_buckets(session: Session, bucket_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Pack]:
+    """The pack bought into each of these buckets (by the order fulfilled into it); a bucket no
+    order made (a promotion's bonus) is left out."""
+    if not bucket_ids:
+        return {}
+    rows = session.execute(
+        select(Order.bucket_id, Pack)
+        .join(Pack, Pack.id == Order.pack_id)
+        .options(lazyload(Pack.prices))
+        .where(Order.bucket_id.in_(set(bucket_ids)))
+    )
+    return {bucket_id: pack for bucket_id, pack in rows if bucket_id is not None}
 
 
 def lock(session: Session, order_id: uuid.UUID) -> Order | None:

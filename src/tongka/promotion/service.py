@@ -18,7 +18,7 @@ tells it of an order as plain values (`OrderRef`) and calls it at each step.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -381,6 +381,18 @@ def redemptions_of(session: Session, order_id: uuid.UUID) -> list[Redemption]:
             .execution_options(populate_existing=True)
         )
     )
+
+
+def bonus_offers(session: Session, bucket_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Offer]:
+    """The offer whose bonus data each of these buckets is; a bucket no offer granted is left out."""
+    if not bucket_ids:
+        return {}
+    rows = session.execute(
+        select(Redemption.bonus_bucket_id, Offer)
+        .join(Offer, Offer.id == Redemption.offer_id)
+        .where(Redemption.bonus_bucket_id.in_(set(bucket_ids)))
+    )
+    return {bucket_id: offer for bucket_id, offer in rows if bucket_id is not None}
 
 
 def fulfil(session: Session, order: OrderRef, now: datetime) -> None:
