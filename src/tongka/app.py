@@ -21,7 +21,6 @@ from tongka.asgi import CatchCrashes, SecurityHeaders
 from tongka.catalog import api as catalog_api
 from tongka.catalog import service as catalog
 from tongka.charging import overage_api as charging_overage_api
-from tongka.charging import pages as charging_pages
 from tongka.charging import usage_api as charging_usage_api
 from tongka.config import Settings, get_settings
 from tongka.db import busy, make_engine, make_sessionmaker
@@ -38,6 +37,7 @@ from tongka.receipt import api as receipt_api
 from tongka.receipt import pages as receipt_pages
 from tongka.renewal import admin as renewal_admin
 from tongka.renewal import api as renewal_api
+from tongka.renewal import pages as renewal_pages
 from tongka.templating import pack_rows, templates
 from tongka.web import error_page, wants_page
 
@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notify_admin.router)
     app.include_router(charging_usage_api.router)
     app.include_router(charging_overage_api.router)
-    app.include_router(charging_pages.router)
+    app.include_router(renewal_pages.router)
     app.include_router(receipt_pages.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
