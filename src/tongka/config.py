@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     password_hashing_slots: int = Field(default=2, ge=1)
     password_hashing_wait_seconds: float = Field(default=1.0, ge=0)
     order_payment_ttl_seconds: int = 30 * 60
+    # How long the signed renewal link the network sends a phone to (data run out) stays valid.
+    renew_link_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     bind_code_ttl_seconds: int = 10 * 60
     bind_code_max_attempts: int = 5
     bind_code_resend_seconds: int = 60

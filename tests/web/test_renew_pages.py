@@ -18,6 +18,8 @@ from sqlalchemy import func, select
 
 from tests import factories as f
 from tests.web.helpers import ACCEPT_HTML, csrf
+from tongka import clock
+from tongka.charging import renew_link
 from tongka.demo import DEMO_COUPON
 from tongka.ledger.models import Bucket
 from tongka.order.models import Order
@@ -308,3 +310,36 @@ def test_the_renewal_speaks_three_languages(client, sessions, demo, language, wo
     currency = "CNY" if language == "zh-Hans" else "HKD"
     confirm = choose(client, line_id, "hk-5gb-30d", currency, "alipay")
     assert f'<html lang="{language}">' in confirm.text and words in confirm.text
+
+
+def signed_link(settings: Any, line_id: str, ttl: int = 24 * 3600) -> str:
+    """The address the network sends the phone to (as charging/nchf.py makes it), as a path."""
+    key = renew_link.link_key(settings.secret_key.get_secret_value())
+    return local(
+        renew_link.RenewLinks("http://testserver", key, ttl).url(uuid.UUID(line_id), clock.now())
+    )
+
+
+def test_the_networks_signed_link_shows_the_packs_without_a_log_in_and_only_the_masked_number(
+    client, sessions, demo, settings
+) -> None:
+    _, line = f.new_subscriber(client, sessions)[:2]
+    number = line["numbers"][0]
+    phone = client  # the phone's browser: no session
+    page = phone.get(signed_link(settings, line["id"]), headers=ACCEPT_HTML)
+    assert page.status_code == 200, page.text
+    assert 'data-testid="renew-signed"' in page.text and 'data-testid="packs"' in page.text
+    assert number not in page.text and number[-2:] in page.text  # masked
+    assert "left on this line" not in page.text and "/login?next=/renew/" in page.text
+
+    good = signed_link(settings, line["id"])
+    tampered = good[:-1] + ("0" if good[-1] != "0" else "1")
+    unknown = signed_link(settings, str(uuid.uuid4()))  # signed by tongka, but no such line
+    answers = [phone.get(path, headers=ACCEPT_HTML) for path in (tampered, unknown)]
+    assert [r.status_code for r in answers] == [404, 404]
+    said = [re.search(r"<main.*</main>", r.text, re.S)[0] for r in answers]  # type: ignore[index]
+    assert said[0] == said[1] and number[-2:] not in said[0]
+
+    for path in (signed_link(settings, line["id"], ttl=-1), f"/renew/{line['id']}"):
+        r = phone.get(path, headers=ACCEPT_HTML, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")

@@ -3,7 +3,10 @@ then follow the order on its own page until the data has arrived.
 
 Who may call: the line's owner, signed in, for /renew/{line_id}; the order's owner for
 /orders/{order_id} and its actions. Another subscriber's line or order is a 404 page; a visitor
-is sent to /login.
+is sent to /login. The network sends a phone whose data ran out to /renew/{line_id} with a link
+signed by tongka (charging/renew_link.py): with it, anyone sees the masked number and the packs;
+an unsigned or lapsed link asks for a log-in; a bad signature is the page of a line that does not
+exist.
 
 Every step goes through the flows the app's API uses: the price is `flow.quote`'s (the same
 breakdown as the API's quote, the receipt and the email), the order is placed by
@@ -24,12 +27,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from tongka import idempotency, web
+from tongka import clock, idempotency, web
 from tongka.account import lines
 from tongka.account.identity import mask
 from tongka.account.models import Account, Line
 from tongka.catalog import service as catalog
 from tongka.catalog.models import Pack
+from tongka.charging import renew_link
 from tongka.db import transaction
 from tongka.deps import ProvidersDep, SessionDep, SettingsDep
 from tongka.errors import TongkaError
@@ -186,19 +190,50 @@ def _account(session: Session, visitor: web.Visitor) -> Account:
 def choose(
     line_id: uuid.UUID,
     request: Request,
-    visitor: web.SubscriberDep,
+    visitor: web.VisitorDep,
     session: SessionDep,
+    settings: SettingsDep,
     pack_id: str = "",
+    exp: str = "",
+    sig: str = "",
 ) -> Response:
-    """The line's owner: choose a pack, a currency, a way to pay and a coupon for this line."""
-    line = lines.own_line(session, _account(session, visitor), line_id)
-    form = {"currency": "CNY" if visitor.language == "zh-Hans" else "HKD", "pack_id": pack_id}
-    return web.page(
-        request,
-        visitor,
-        "web/renew.html",
-        _choose_context(session, line, visitor.language, form, {}),
-    )
+    """The line's owner: choose a pack, a currency, a way to pay and a coupon for this line.
+    Anyone holding the network's signed link to it (its data ran out): the masked number and the
+    packs on sale, never the balance or the owner."""
+    if visitor.signed_in:
+        line = session.get(Line, line_id)
+        if line is not None and line.account_id == visitor.account_id:
+            form = {
+                "currency": "CNY" if visitor.language == "zh-Hans" else "HKD",
+                "pack_id": pack_id,
+            }
+            context = _choose_context(session, line, visitor.language, form, {})
+            return web.page(request, visitor, "web/renew.html", context)
+    if exp or sig:
+        key = renew_link.link_key(settings.secret_key.get_secret_value())
+        verdict = renew_link.check(key, line_id, exp, sig, clock.now())
+        if verdict == "bad":
+            raise lines.LineNotFound()  # the same page as a line that does not exist
+        if verdict == "valid":
+            line = session.get(Line, line_id)
+            if line is None or line.account_id is None:
+                raise lines.LineNotFound()
+            return web.page(
+                request,
+                visitor,
+                "web/renew_signed.html",
+                {
+                    "line_id": str(line.id),
+                    "number": _number(line),
+                    "groups": _pack_groups(
+                        catalog.packs_on_sale(session, CHANNEL), visitor.language
+                    ),
+                    "login_url": f"/login?next=/renew/{line.id}",
+                },
+            )
+    if not visitor.signed_in:  # no link, or one that has lapsed: the owner logs in
+        raise web.LoginRequired()
+    raise lines.LineNotFound()  # another subscriber's line
 
 
 @dataclass(frozen=True)
