@@ -320,7 +320,7 @@ def signed_link(settings: Any, line_id: str, ttl: int = 24 * 3600) -> str:
     )
 
 
-def test_the_networks_signed_link_shows_the_packs_without_a_log_in_and_only_the_masked_number(
+def test_the_networks_signed_link_offers_the_packs_without_a_log_in_and_only_the_masked_number(
     client, sessions, demo, settings
 ) -> None:
     _, line = f.new_subscriber(client, sessions)[:2]
@@ -328,9 +328,11 @@ def test_the_networks_signed_link_shows_the_packs_without_a_log_in_and_only_the_
     phone = client  # the phone's browser: no session
     page = phone.get(signed_link(settings, line["id"]), headers=ACCEPT_HTML)
     assert page.status_code == 200, page.text
-    assert 'data-testid="renew-signed"' in page.text and 'data-testid="packs"' in page.text
+    assert 'data-signed="true"' in page.text and 'data-testid="packs"' in page.text
     assert number not in page.text and number[-2:] in page.text  # masked
     assert "left on this line" not in page.text and "/login?next=/renew/" in page.text
+    offered = re.findall(r'name="payment_method" value="([a-z_0-9]+)"', page.text)
+    assert offered == ["wechat_pay_h5", "alipay_wap"]
 
     good = signed_link(settings, line["id"])
     tampered = good[:-1] + ("0" if good[-1] != "0" else "1")
@@ -343,3 +345,46 @@ def test_the_networks_signed_link_shows_the_packs_without_a_log_in_and_only_the_
     for path in (signed_link(settings, line["id"], ttl=-1), f"/renew/{line['id']}"):
         r = phone.get(path, headers=ACCEPT_HTML, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+
+
+@pytest.mark.parametrize(("method", "currency"), [("wechat_pay_h5", "CNY"), ("alipay_wap", "HKD")])
+def test_a_phone_renews_through_the_signed_link_and_pays_in_its_browser(
+    client, sessions, demo, settings, method, currency
+) -> None:
+    headers, line, _ = f.new_subscriber(client, sessions)
+    phone = client  # no session: the phone whose data ran out
+    link = signed_link(settings, line["id"])
+    page = phone.get(link, headers=ACCEPT_HTML)
+    exp_sig = dict(re.findall(r'name="(exp|sig)" value="([^"]+)"', page.text))
+    confirm = phone.post(
+        f"/renew/{line['id']}",
+        data={
+            "csrf_token": csrf(page.text),
+            "pack_id": f.pack_id(client, "hk-5gb-30d"),
+            "currency": currency,
+            "payment_method": method,
+            **exp_sig,
+        },
+        headers=ACCEPT_HTML,
+    )
+    paid = place(phone, confirm)
+    assert paid.status_code == 303
+    place(phone, confirm)  # a reload: the same order
+    order_id = order_id_of(sessions, line["id"])
+    pay_at_sandbox(phone, paid.headers["location"])
+    wait_for(client, headers, order_id, "fulfilled")  # the owner's order, seen through the API
+
+    page = phone.get(f"/orders/{order_id}", headers=ACCEPT_HTML)
+    assert page.status_code == 200 and 'data-status="fulfilled"' in page.text
+    assert "left on this line" not in page.text and "/receipts/" not in page.text
+    with sessions() as s:
+        assert statuses(s, line["id"]) == ["succeeded"]
+        assert (
+            s.scalar(
+                select(Payment.method).join(Order).where(Order.line_id == uuid.UUID(line["id"]))
+            )
+            == method
+        )
+    phone.cookies.delete("tongka_order")  # another browser: not this order's
+    r = phone.get(f"/orders/{order_id}", headers=ACCEPT_HTML, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")

@@ -189,6 +189,7 @@ def order_with_payment(
     coupon_code: str | None = None,
     secret: str | None = None,
     receipt_key: str | None = None,
+    payer_ip: str | None = None,
 ) -> tuple[Order, Payment, payments.Opening | None]:
     """`make_order`, then its payment attempt's row, and what to ask the provider: the caller
     commits, asks (`open_payment`, outside any transaction), then records the answer
@@ -217,7 +218,7 @@ def order_with_payment(
         region=account.region,
         description=_description(order),
     )
-    payment, opening = payments.prepare(session, payable, method, providers, base_url)
+    payment, opening = payments.prepare(session, payable, method, providers, base_url, payer_ip)
     if payment.provider == "free":
         confirm(session, payment, "succeeded", 0, order.currency, receipt_key=receipt_key)
     return order, payment, opening
@@ -268,6 +269,7 @@ def retry_payment(
     method: str,
     providers: Mapping[str, Provider],
     base_url: str,
+    payer_ip: str | None = None,
 ) -> tuple[Order, Payment, payments.Opening | None]:
     """Another payment attempt for the owner's order still awaiting payment, its last one failed
     (or closed); asked like `order_with_payment`'s (`open_payment`, then `payment_opened`).
@@ -284,7 +286,7 @@ def retry_payment(
     if latest is not None and latest.status == "pending":
         opening = None
         if latest.provider_reference is None:  # its opening never recorded: ask again
-            opening = payments.opening_of(latest, _description(order), base_url)
+            opening = payments.opening_of(latest, _description(order), base_url, payer_ip)
         return order, latest, opening
     payable = payments.Payable(
         order_id=order.id,
@@ -294,7 +296,7 @@ def retry_payment(
         region=account.region,
         description=_description(order),
     )
-    payment, opening = payments.prepare(session, payable, method, providers, base_url)
+    payment, opening = payments.prepare(session, payable, method, providers, base_url, payer_ip)
     return order, payment, opening
 
 
@@ -304,6 +306,13 @@ def close_attempt(payment: Payment, providers: Mapping[str, Provider]) -> None:
     provider = providers.get(payment.provider)
     if provider is not None and payment.status == "failed":
         provider.close(str(payment.id), payment.provider_reference)
+
+
+def checkout_url(
+    order: Order, payment: Payment, providers: Mapping[str, Provider], base_url: str
+) -> str | None:
+    """Where the payer's browser pays the order's pending attempt (None: nowhere, e.g. a QR code)."""
+    return payments.browser_url(payment, _description(order), base_url, providers)
 
 
 def _description(order: Order) -> str:
