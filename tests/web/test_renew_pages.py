@@ -282,6 +282,12 @@ def test_an_awaiting_order_can_be_cancelled(client, sessions, demo) -> None:
     assert r.status_code == 303
     page = client.get(f"/orders/{order_id}", headers=ACCEPT_HTML)
     assert 'data-status="cancelled"' in page.text and "Nothing was charged" in page.text
+    # Trying again after a cancel: a new order, the same pack chosen on the renewal page.
+    retry = next(f for f in forms(page.text) if f[0].endswith("/retry"))
+    r = client.post(retry[0], data=retry[1], headers=ACCEPT_HTML, follow_redirects=False)
+    pack = f.pack_id(client, "hk-5gb-30d")
+    assert r.status_code == 303 and r.headers["location"] == f"/renew/{line_id}?pack_id={pack}"
+    assert f'value="{pack}" required checked' in client.get(r.headers["location"]).text
 
 
 def test_another_subscribers_line_and_order_are_404_pages_and_a_visitor_logs_in(
