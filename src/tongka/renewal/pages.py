@@ -4,8 +4,10 @@ then follow the order on its own page until the data has arrived.
 Who may call: the line's owner, signed in, for /renew/{line_id}; the order's owner for
 /orders/{order_id} and its actions. Another subscriber's line or order is a 404 page; a visitor
 is sent to /login. The network sends a phone whose data ran out to /renew/{line_id} with a link
-signed by tongka (charging/renew_link.py): with it, anyone sees the masked number and the packs;
-an unsigned or lapsed link asks for a log-in; a bad signature is the page of a line that does not
+signed by tongka (charging/renew_link.py): with it, anyone renews that line for its owner's account
+and pays in the phone's browser (WeChat Pay H5, Alipay WAP), seeing only the masked number; the
+browser that paid then follows that order (a signed cookie), its status only, never the balance.
+An unsigned or lapsed link asks for a log-in; a bad signature is the page of a line that does not
 exist.
 
 Every step goes through the flows the app's API uses: the price is `flow.quote`'s (the same
