@@ -20,8 +20,6 @@ PUBLIC = {
     ("GET", "/api/v1/packs"),
     ("GET", "/api/v1/offers"),  # the offers running now, without their budgets
     ("GET", "/api/v1/overage-rates"),
-    # The renewal page a phone whose data stopped is sent to (no login there): masked number, packs, rates.
-    ("GET", "/renew/{line_id}"),
     ("POST", "/api/v1/payments/callbacks/{provider}"),  # proven by the provider's signature instead
     ("GET", "/healthz"),
     ("GET", "/"),

@@ -23,7 +23,6 @@ from tongka.asgi import CatchCrashes, SecurityHeaders
 from tongka.catalog import api as catalog_api
 from tongka.catalog import pages as catalog_pages
 from tongka.charging import overage_api as charging_overage_api
-from tongka.charging import pages as charging_pages
 from tongka.charging import usage_api as charging_usage_api
 from tongka.config import Settings, get_settings
 from tongka.db import busy, make_engine, make_sessionmaker
@@ -40,6 +39,7 @@ from tongka.receipt import api as receipt_api
 from tongka.receipt import pages as receipt_pages
 from tongka.renewal import admin as renewal_admin
 from tongka.renewal import api as renewal_api
+from tongka.renewal import pages as renewal_pages
 from tongka.stores import pages as stores_pages
 from tongka.web import error_page, wants_page
 
@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notify_admin.router)
     app.include_router(charging_usage_api.router)
     app.include_router(charging_overage_api.router)
-    app.include_router(charging_pages.router)
+    app.include_router(renewal_pages.router)
     app.include_router(receipt_pages.router)
     app.include_router(account_pages.router)
     app.include_router(catalog_pages.router)

@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     order_payment_ttl_seconds: int = 30 * 60
     # A password reset link sent by email works once, for this long.
     password_reset_ttl_seconds: int = Field(default=30 * 60, gt=0)
+    # How long the signed renewal link the network sends a phone to (data run out) stays valid.
+    renew_link_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     bind_code_ttl_seconds: int = 10 * 60
     bind_code_max_attempts: int = 5
     bind_code_resend_seconds: int = 60

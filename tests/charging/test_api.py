@@ -6,12 +6,15 @@ from __future__ import annotations
 import copy
 import json
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import func, select
 
 from tests.charging import factories as f
 from tests.charging.factories import HK_PLMN, MAINLAND_PLMN
+from tongka import clock
+from tongka.charging import renew_link
 from tongka.charging.models import ChargingAnswer, Grant
 from tongka.money import MB
 
@@ -83,6 +86,19 @@ def remaining(session, bucket) -> int:  # type: ignore[no-untyped-def]
     return value
 
 
+def renewal_link(settings: Any, line_id: Any, unit: dict[str, Any]) -> str:
+    """The address the phone is sent to, once checked: the line's renewal page, signed by tongka for 24 h."""
+    address: str = unit["finalUnitIndication"]["redirectServer"]["redirectServerAddress"]
+    parts = urlsplit(address)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"http://testserver/renew/{line_id}"
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    key = renew_link.link_key(settings.secret_key.get_secret_value())
+    now = clock.now()
+    assert renew_link.check(key, line_id, query["exp"], query["sig"], now) == "valid"
+    assert abs(int(query["exp"]) - now.timestamp() - 24 * 3600) < 60
+    return address
+
+
 def test_create_update_release_moves_bytes_out_of_the_buckets(nchf, session) -> None:
     line = f.line(session)
     hk = f.bucket(session, line, "hk", 100 * MB)
@@ -117,7 +133,9 @@ def test_create_update_release_moves_bytes_out_of_the_buckets(nchf, session) -> 
     )
 
 
-def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(nchf, session) -> None:
+def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(
+    nchf, session, settings
+) -> None:
     line = f.line(session)
     line.imsi = "454001234567890"
     f.bucket(session, line, "mainland", 10 * MB)
@@ -134,7 +152,7 @@ def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(nchf, se
         "finalUnitAction": "REDIRECT",
         "redirectServer": {
             "redirectAddressType": "URL",
-            "redirectServerAddress": f"http://testserver/renew/{line.id}",
+            "redirectServerAddress": renewal_link(settings, line.id, unit),
         },
     }
     assert "volumeQuotaThreshold" not in unit
@@ -152,7 +170,7 @@ def test_the_subscriber_by_imsi_and_the_last_grant_redirects_to_renewal(nchf, se
             "finalUnitAction": "REDIRECT",
             "redirectServer": {
                 "redirectAddressType": "URL",
-                "redirectServerAddress": f"http://testserver/renew/{line.id}",
+                "redirectServerAddress": renewal_link(settings, line.id, unit),
             },
         },
     }

@@ -371,10 +371,12 @@ def test_a_worker_process_ends_when_its_server_is_killed(tmp_path) -> None:
         textwrap.dedent(
             """
             import asyncio, sys, time
+            from tongka.charging.renew_link import RenewLinks
             from tongka.charging.worker import ChargingWorker
 
             async def main():
-                charging = ChargingWorker("process", sys.argv[1], "http://testserver")
+                links = RenewLinks("http://testserver", b"key", 3600)
+                charging = ChargingWorker("process", sys.argv[1], links)
                 await charging.start()
                 print(charging.pid, flush=True)
                 time.sleep(60)

@@ -238,22 +238,6 @@ def test_the_rates_are_published_per_zone_and_currency(client, session) -> None:
     assert {"zone": "mainland", "currency": "CNY", "per_mb": 6, "per_gb": 6144} in rates
 
 
-def test_the_renewal_page_shows_the_masked_number_packs_and_rates_in_the_readers_language(
-    client, session
-) -> None:
-    line = f.line(session)
-    overage.set_rate(session, "hk", "HKD", 5)
-    session.commit()
-    r = client.get(f"/renew/{line.id}", headers={"Accept-Language": "zh-HK"})
-    assert r.status_code == 200 and r.headers["content-language"] == "zh-Hant"
-    assert "您的數據已用完" in r.text
-    assert line.hk_number not in r.text and line.hk_number[-2:] in r.text  # masked
-    assert "HK$0.05" in r.text
-    assert f"tongka://lines/{line.id}/renew" in r.text
-    missing = client.get("/renew/00000000-0000-4000-8000-000000000000")
-    assert missing.status_code == 404 and "not known" in missing.text
-
-
 def test_the_operator_publishes_rates_from_the_cli(cli, session) -> None:
     f.overage_line(session)
     session.commit()

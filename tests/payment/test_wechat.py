@@ -281,6 +281,30 @@ def test_a_refund_is_once_per_refund_id_and_wechat_notifies_it(
     assert sb.record_of(settings, "wechat", paid.payment_id).refunds[0]["status"] == "SUCCESS"
 
 
+def test_h5_gives_a_page_for_the_phone_browser(client, app, settings) -> None:
+    provider = app.state.providers["wechat"]
+    request = PaymentRequest(
+        str(uuid.uuid4()),
+        1999,
+        "CNY",
+        "wechat_pay_h5",
+        "tongka cn-1gb",
+        "http://testserver/api/v1/payments/callbacks/wechat",
+        "http://testserver/orders/1",
+        payer_ip="203.0.113.7",
+    )
+    checkout = provider.start(request)
+    assert checkout.checkout_url is not None
+    url = urlsplit(checkout.checkout_url)
+    assert url.path == "/sandbox/wechat/cgi-bin/mmpayweb-bin/checkmweb"
+    query = parse_qs(url.query)
+    assert query["redirect_url"] == ["http://testserver/orders/1"] and query["package"]
+    page = client.get(checkout.checkout_url)
+    assert page.status_code == 200 and "¥19.99" in page.text and "立即支付" in page.text
+    assert client.get(checkout.checkout_url.replace("package=", "package=9")).status_code == 404
+    assert sb.record_of(settings, "wechat", request.payment_id).data["trade_type"] == "MWEB"
+
+
 def test_wrong_keys_and_silence_are_provider_unavailable(client, settings) -> None:
     request = PaymentRequest(
         str(uuid.uuid4()),

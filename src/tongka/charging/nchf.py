@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tongka.account.models import Line
 from tongka.charging.engine import ChargingBatch, SessionState
 from tongka.charging.models import ChargingAnswer, ChargingSession, Network
+from tongka.charging.renew_link import RenewLinks
 from tongka.charging.service import LineNotActive, NetworkNotServed, UnknownNetwork
 from tongka.db import AnyOf, new_id, transaction
 from tongka.ledger.batch import LedgerCache
@@ -92,7 +93,7 @@ def not_found(ref: str | None) -> Outcome:
 def answer_batch(
     session: Session,
     ops: list[Op],
-    renewal_base: str,
+    links: RenewLinks,
     now: datetime,
     cache: LedgerCache | None = None,
 ) -> list[Outcome]:
@@ -118,7 +119,7 @@ def answer_batch(
         plmns |= {op.plmn for op in ops if op.plmn} | {s.plmn for s in batch.sessions.values()}
     networks = _networks(session, plmns)
     kept = {key: Outcome(status, answer) for key, (status, answer) in batch.kept.items()}
-    answering = _Answering(batch, by_ref, kept, created, networks, lines, renewal_base)
+    answering = _Answering(batch, by_ref, kept, created, networks, lines, links)
     outcomes = [answering.answer(op) for op in ops]
     batch.flush(commit=True)
     return outcomes
@@ -132,7 +133,7 @@ class _Answering:
     created: dict[str, Outcome]  # create key -> the answer given to that create
     networks: dict[str, tuple[str, bool]]  # plmn -> (zone, active)
     lines: dict[str, Any]  # identity -> line id
-    renewal_base: str
+    links: RenewLinks
 
     def answer(self, op: Op) -> Outcome:
         if op.kind == "create":
@@ -261,7 +262,9 @@ class _Answering:
                     "finalUnitAction": "REDIRECT",
                     "redirectServer": {
                         "redirectAddressType": "URL",
-                        "redirectServerAddress": f"{self.renewal_base}/renew/{charging_session.line_id}",
+                        "redirectServerAddress": self.links.url(
+                            charging_session.line_id, self.batch.now
+                        ),
                     },
                 }
             units.append(unit)
@@ -353,9 +356,9 @@ class GroupCommit:
     Made once per charging worker (`worker.py`) and kept for its life, with the ledger's cache.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], renewal_base: str) -> None:
+    def __init__(self, sessions: sessionmaker[Session], links: RenewLinks) -> None:
         self.sessions = sessions
-        self.renewal_base = renewal_base.rstrip("/")
+        self.links = links
         self.cache = LedgerCache()  # operator accounts and transfer ids, kept from batch to batch
 
     def run(self, ops: list[Op], now: datetime) -> list[Outcome | BaseException]:
@@ -370,7 +373,7 @@ class GroupCommit:
 
     def _once(self, ops: list[Op], now: datetime) -> list[Outcome]:
         with transaction(self.sessions) as session:
-            return answer_batch(session, ops, self.renewal_base, now, self.cache)
+            return answer_batch(session, ops, self.links, now, self.cache)
 
     def _alone(
         self, op: Op, now: datetime, error: BaseException | None = None

@@ -30,6 +30,7 @@ from tongka import __version__, config, logs
 from tongka.asgi import CatchCrashes
 from tongka.charging import api as charging_api
 from tongka.charging import nf_auth, worker
+from tongka.charging.renew_link import RenewLinks, link_key
 from tongka.config import Settings, get_settings
 from tongka.http_limits import BodyLimit
 
@@ -47,7 +48,11 @@ def create_nchf_app(settings: Settings | None = None) -> FastAPI:
     charging = worker.ChargingWorker(
         settings.charging_worker,
         settings.database_url,
-        settings.public_base_url,
+        RenewLinks(
+            settings.public_base_url,
+            link_key(settings.secret_key.get_secret_value()),
+            settings.renew_link_ttl_seconds,
+        ),
         log_json=settings.log_json,
         busy_timeout=settings.db_busy_timeout_seconds,
         echo=settings.sql_echo,

@@ -87,6 +87,7 @@ from sqlalchemy import Engine
 
 from tongka import clock, logs
 from tongka.charging.nchf import DATABASE_ERRORS, MAX_BATCH, GroupCommit, Op, Outcome
+from tongka.charging.renew_link import RenewLinks
 from tongka.db import BUSY_TIMEOUT, busy, make_engine, make_sessionmaker
 
 log = structlog.get_logger()
@@ -120,7 +121,7 @@ class ChargingWorker:
         self,
         mode: Mode,
         database_url: str,
-        renewal_base: str,
+        links: RenewLinks,
         *,
         log_json: bool = False,
         busy_timeout: float = BUSY_TIMEOUT,
@@ -130,7 +131,7 @@ class ChargingWorker:
         # A worker process configures its own logging as the server's; a thread shares the server's.
         self._start_args = (
             database_url,
-            renewal_base,
+            links,
             busy_timeout,
             echo,
             log_json if mode == "process" else None,
@@ -333,7 +334,7 @@ _here = threading.local()  # the worker's state: one thread runs every call of a
 
 
 def _start(
-    database_url: str, renewal_base: str, busy_timeout: float, echo: bool, log_json: bool | None
+    database_url: str, links: RenewLinks, busy_timeout: float, echo: bool, log_json: bool | None
 ) -> None:
     if log_json is not None:  # a process of its own
         logs.configure(log_json)
@@ -348,7 +349,7 @@ def _start(
         max_overflow=1,
         pre_ping=False,
     )
-    _here.worker = _Worker(engine, GroupCommit(make_sessionmaker(engine), renewal_base))
+    _here.worker = _Worker(engine, GroupCommit(make_sessionmaker(engine), links))
 
 
 def _ready() -> int:

@@ -90,6 +90,7 @@ def prepare(
     method: str,
     providers: Mapping[str, Provider],
     base_url: str,
+    payer_ip: str | None = None,
 ) -> tuple[Payment, Opening | None]:
     """The attempt's row for `payable` with the provider carrying `method`, and what to ask that
     provider (`open_checkout`, outside any transaction; then `record_checkout`).
@@ -125,11 +126,15 @@ def prepare(
     )
     session.add(payment)
     session.flush()
-    return payment, opening_of(payment, payable.description, base_url)
+    return payment, opening_of(payment, payable.description, base_url, payer_ip)
 
 
-def opening_of(payment: Payment, description: str, base_url: str) -> Opening:
-    """What the provider is asked for `payment` (the same each time: the provider keys it on our id)."""
+def opening_of(
+    payment: Payment, description: str, base_url: str, payer_ip: str | None = None
+) -> Opening:
+    """What the provider is asked for `payment` (the same each time: the provider keys it on our id).
+    `payer_ip`: the payer's address, which WeChat Pay H5 must be given (not kept: an attempt asked
+    again after a crash goes without it, and WeChat refuses it)."""
     base = base_url.rstrip("/")
     return Opening(
         provider=payment.provider,
@@ -141,6 +146,7 @@ def opening_of(payment: Payment, description: str, base_url: str) -> Opening:
             description=description,
             notify_url=f"{base}/api/v1/payments/callbacks/{payment.provider}",
             return_url=f"{base}/orders/{payment.order_id}",
+            payer_ip=payer_ip,
         ),
     )
 
@@ -154,6 +160,20 @@ def open_checkout(opening: Opening, providers: Mapping[str, Provider]) -> Checko
     if provider is None:
         raise MethodUnavailable(method=opening.request.method)
     return provider.start(opening.request)
+
+
+def browser_url(
+    payment: Payment, description: str, base_url: str, providers: Mapping[str, Provider]
+) -> str | None:
+    """Where the payer's browser pays a pending attempt: its checkout page, or the one its provider
+    signs afresh each time (Alipay's mobile-web cashier: a URL too long to keep); None: none."""
+    if payment.checkout_url:
+        return payment.checkout_url
+    sign = getattr(providers.get(payment.provider), "wap_pay_url", None)
+    if sign is None or payment.method != "alipay_wap":
+        return None
+    url = sign(opening_of(payment, description, base_url).request)
+    return str(url)
 
 
 def record_checkout(session: Session, payment_id: uuid.UUID, checkout: Checkout) -> Payment:

@@ -189,6 +189,7 @@ def order_with_payment(
     coupon_code: str | None = None,
     secret: str | None = None,
     receipt_key: str | None = None,
+    payer_ip: str | None = None,
 ) -> tuple[Order, Payment, payments.Opening | None]:
     """`make_order`, then its payment attempt's row, and what to ask the provider: the caller
     commits, asks (`open_payment`, outside any transaction), then records the answer
@@ -217,7 +218,7 @@ def order_with_payment(
         region=account.region,
         description=_description(order),
     )
-    payment, opening = payments.prepare(session, payable, method, providers, base_url)
+    payment, opening = payments.prepare(session, payable, method, providers, base_url, payer_ip)
     if payment.provider == "free":
         confirm(session, payment, "succeeded", 0, order.currency, receipt_key=receipt_key)
     return order, payment, opening
@@ -259,6 +260,59 @@ def place_order(
     if opening is not None:
         payment = payment_opened(session, payment.id, open_payment(opening, providers))
     return made, payment
+
+
+def retry_payment(
+    session: Session,
+    account: Account,
+    order_id: uuid.UUID,
+    method: str,
+    providers: Mapping[str, Provider],
+    base_url: str,
+    payer_ip: str | None = None,
+) -> tuple[Order, Payment, payments.Opening | None]:
+    """Another payment attempt for the owner's order still awaiting payment, its last one failed
+    (or closed); asked like `order_with_payment`'s (`open_payment`, then `payment_opened`).
+
+    An attempt still pending is carried on instead (no opening): two attempts are never open at
+    once, so one click pays once. The caller has closed the failed attempt at its provider first
+    (`close_attempt`): a card provider keeps a declined payment open for another card.
+    """
+    order = orders.own_order(session, account, order_id)
+    order = orders.lock(session, order.id) or order
+    if order.status != "awaiting_payment":
+        raise orders.OrderStateConflict(status=order.status, target="paid")
+    latest = payments.latest_payment(session, order.id)
+    if latest is not None and latest.status == "pending":
+        opening = None
+        if latest.provider_reference is None:  # its opening never recorded: ask again
+            opening = payments.opening_of(latest, _description(order), base_url, payer_ip)
+        return order, latest, opening
+    payable = payments.Payable(
+        order_id=order.id,
+        amount=order.amount,
+        currency=order.currency,
+        channel=order.channel,
+        region=account.region,
+        description=_description(order),
+    )
+    payment, opening = payments.prepare(session, payable, method, providers, base_url, payer_ip)
+    return order, payment, opening
+
+
+def close_attempt(payment: Payment, providers: Mapping[str, Provider]) -> None:
+    """Tell a failed attempt's provider it may no longer be paid (an outbound call: outside any
+    transaction), before another attempt opens for the same order."""
+    provider = providers.get(payment.provider)
+    if provider is not None and payment.status == "failed":
+        provider.close(str(payment.id), payment.provider_reference)
+
+
+def checkout_url(
+    order: Order, payment: Payment, providers: Mapping[str, Provider], base_url: str
+) -> str | None:
+    """Where the payer's browser pays the order's pending attempt (None: nowhere, e.g. a QR code)."""
+    return payments.browser_url(payment, _description(order), base_url, providers)
 
 
 def _description(order: Order) -> str:
@@ -363,11 +417,13 @@ def _apply(
         order, payment
     )  # money was taken, for a closed order too: the payer gets a receipt
     if not _pay(session, order):
-        # Paid for an order the customer had cancelled: the money goes back (sent by `payments sync`).
+        # Paid for an order the customer had cancelled, or one already paid: the money goes back
+        # (sent by `payments sync`).
         log.warning(
             "payment_for_closed_order", payment_id=str(payment.id), order_status=order.status
         )
-        refunds.for_closed_order(session, payment, _purchase(order))
+        # The pack, if any, was bought by the attempt that paid: its data stays.
+        refunds.for_closed_order(session, payment, refunds.Purchase(None, order.volume_bytes))
         return "paid_closed_order", sale
     return "applied", sale
 
@@ -390,11 +446,13 @@ def _lock(session: Session, payment: Payment) -> tuple[Order, Payment]:
 def _pay(session: Session, order: Order) -> bool:
     """Pay and fulfil a locked order: the bucket exists exactly when the order is fulfilled.
 
-    False if the order can no longer be paid (cancelled, or expired and its offers' budgets
-    spent meanwhile): the caller refunds the money rather than overspend.
+    False if the order can no longer be paid (cancelled, paid already, or expired and its offers'
+    budgets spent meanwhile): the caller refunds the money rather than overspend or charge twice.
     """
     if "paid" not in orders.ALLOWED[order.status]:
-        return order.status in ("paid", "fulfilled")
+        # Cancelled, or already paid by another attempt (a retry while a declined card's payment
+        # was still open): either way this money is not owed.
+        return False
     if order.status == "expired" and not promotions.retake(session, order.id):
         return False
     if orders.transition(session, order, "paid", paid_at=clock.now()):

@@ -62,6 +62,7 @@ class Asked:
     method: str
     quote_id: uuid.UUID | None = None
     coupon_code: str | None = None
+    payer_ip: str | None = None  # the payer's address (WeChat Pay H5 asks for it)
 
 
 async def place(
@@ -92,6 +93,7 @@ async def place(
             coupon_code=asked.coupon_code,
             secret=settings.secret_key.get_secret_value(),
             receipt_key=settings.receipt_key,
+            payer_ip=asked.payer_ip,
         )
 
     def order() -> idempotency.Claim | tuple[str, uuid.UUID, uuid.UUID, payments.Opening]:

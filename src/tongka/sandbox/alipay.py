@@ -4,7 +4,7 @@
 form, `biz_content` JSON, RSA2 `sign` by the app's key, checked against the app's public
 key as registered with Alipay) and answers as it does: `{"<method>_response": {...},
 "sign": ...}` signed with Alipay's key, or an unsigned `code` 40001/40002 refusal for a
-request it cannot trust. Methods: alipay.trade.precreate, page.pay (the browser is sent to
+request it cannot trust. Methods: alipay.trade.precreate, page.pay and wap.pay (the browser is sent to
 the cashier), query, close, refund and fastpay.refund.query.
 
 The payer's pages: `/qr/<trade_no>` (what the QR code opens in the Alipay app) and
@@ -457,6 +457,13 @@ async def complete(request: Request, payment: SimPayment, outcome: str) -> int:
 # --- routes --------------------------------------------------------------------------------
 
 
+# What a browser brings to the gateway: the computer's web cashier, or the phone's (mobile web).
+PAGE_PRODUCTS = {
+    "alipay.trade.page.pay": "FAST_INSTANT_TRADE_PAY",
+    "alipay.trade.wap.pay": "QUICK_WAP_WAY",
+}
+
+
 @router.post("/gateway.do")
 async def gateway(request: Request) -> Response:
     """Anyone, in sandbox mode: Alipay's open platform gateway, signed requests in, signed answers out."""
@@ -465,7 +472,7 @@ async def gateway(request: Request) -> Response:
 
 @router.get("/gateway.do", response_class=HTMLResponse)
 async def gateway_page(request: Request) -> Response:
-    """Anyone, in sandbox mode: the gateway as a browser reaches it, with a signed alipay.trade.page.pay."""
+    """Anyone, in sandbox mode: the gateway as a browser reaches it, with a signed alipay.trade.page.pay or wap.pay."""
     return await _gateway(request)
 
 
@@ -475,7 +482,7 @@ async def _gateway(request: Request) -> Response:
     try:
         params = await _params(request)
         method = params.get("method", "")
-        if method == "alipay.trade.page.pay":
+        if method in PAGE_PRODUCTS:
             return _page_pay(request, settings, params)
         biz = _check(settings, params)
     except Refusal as refusal:  # the gateway could not trust the request: unsigned
@@ -506,11 +513,11 @@ async def _gateway(request: Request) -> Response:
 
 
 def _page_pay(request: Request, settings: Settings, params: dict[str, str]) -> Response:
-    """alipay.trade.page.pay: the browser arrives with the signed request; on to the cashier."""
+    """alipay.trade.page.pay or wap.pay: the browser arrives with the signed request; on to the cashier."""
     try:
         biz = _check(settings, params)
         with store_sessions(request).begin() as session:
-            sim = _create(session, settings, params, biz, "FAST_INSTANT_TRADE_PAY")
+            sim = _create(session, settings, params, biz, PAGE_PRODUCTS[params["method"]])
             trade_no = sim.reference
     except Refusal as refusal:
         return _page(request, None, error=refusal.body, status_code=400)

@@ -9,8 +9,9 @@ resources are AES-256-GCM encrypted with the APIv3 key. The signing here is writ
 WeChat's published algorithm with `cryptography`, apart from the provider's SDK helpers, so
 each side checks the other.
 
-The payer's page: `wxpay/bizpayurl?pr=` (what the WeChat app shows on scanning a Native
-code_url `weixin://wxpay/bizpayurl?pr=`). WeChat sends a notification for a success only; a payment that
+The payer's pages: `wxpay/bizpayurl?pr=` (what the WeChat app shows on scanning a Native
+code_url `weixin://wxpay/bizpayurl?pr=`) and `cgi-bin/mmpayweb-bin/checkmweb` (the H5
+page an h5_url opens). WeChat sends a notification for a success only; a payment that
 fails is marked PAYERROR and is learnt by query. Refunds are PROCESSING until
 `complete_refund` (or `POST /sim/transactions/{out_trade_no}/refunds/{out_refund_no}/complete`)
 settles them and sends REFUND.SUCCESS (or REFUND.CLOSED).
@@ -274,9 +275,7 @@ def _expired(p: SimPayment) -> bool:
 # -- the API ---------------------------------------------------------------------------------
 
 
-@router.post("/v3/pay/transactions/native")
-def native(request: Request, body: RawBody) -> Response:
-    """Anyone, in sandbox mode (WeChat checks the merchant's signature): a Native order; answers the code_url the payer scans."""
+def _create(request: Request, body: bytes, trade_type: Literal["NATIVE", "MWEB"]) -> Response:
     settings = _settings(request)
     try:
         mchid = _authenticate(request, body)
@@ -306,6 +305,12 @@ def native(request: Request, body: RawBody) -> Response:
             )
         except ValueError:
             raise WeChatError(400, "PARAM_ERROR", "time_expire 格式不正确") from None
+        if trade_type == "MWEB":
+            scene = data.get("scene_info") or {}
+            if not scene.get("payer_client_ip") or not (scene.get("h5_info") or {}).get("type"):
+                raise WeChatError(
+                    400, "PARAM_ERROR", "H5 下单需要 scene_info.payer_client_ip 与 h5_info.type"
+                )
         with store_sessions(request).begin() as session:
             p = _find(session, out_trade_no)
             if p is None:
@@ -324,8 +329,9 @@ def native(request: Request, body: RawBody) -> Response:
                         "appid": data["appid"],
                         "mchid": mchid,
                         "description": description,
-                        "trade_type": "NATIVE",
+                        "trade_type": trade_type,
                         "time_expire": time_expire.isoformat(),
+                        "package": str(secrets.randbelow(10**10)),
                     },
                     refunds=[],
                     created_at=now,
@@ -333,16 +339,41 @@ def native(request: Request, body: RawBody) -> Response:
                 session.add(p)
             elif p.status == "succeeded":
                 raise WeChatError(400, "ORDERPAID", "该订单已支付")
-            elif (p.amount, p.data["description"]) != (total, description):
+            elif (p.amount, p.data["trade_type"], p.data["description"]) != (
+                total,
+                trade_type,
+                description,
+            ):
                 raise WeChatError(403, "OUT_TRADE_NO_USED", "商户订单号重复")
             elif p.status == "closed":
                 raise WeChatError(400, "ORDER_CLOSED", "订单已关闭")
             # The same order placed again with the same parameters gets the same answer.
+            if trade_type == "NATIVE":
+                return _answer(
+                    settings, 200, {"code_url": f"weixin://wxpay/bizpayurl?pr={p.reference}"}
+                )
+            base = settings.public_base_url.rstrip("/")
             return _answer(
-                settings, 200, {"code_url": f"weixin://wxpay/bizpayurl?pr={p.reference}"}
+                settings,
+                200,
+                {
+                    "h5_url": f"{base}{PREFIX}/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={p.reference}&package={p.data['package']}"
+                },
             )
     except WeChatError as error:
         return _refusal(settings, error)
+
+
+@router.post("/v3/pay/transactions/native")
+def native(request: Request, body: RawBody) -> Response:
+    """Anyone, in sandbox mode (WeChat checks the merchant's signature): a Native order; answers the code_url the payer scans."""
+    return _create(request, body, "NATIVE")
+
+
+@router.post("/v3/pay/transactions/h5")
+def h5(request: Request, body: RawBody) -> Response:
+    """Anyone, in sandbox mode (WeChat checks the merchant's signature): an H5 order; answers the h5_url the payer's browser opens."""
+    return _create(request, body, "MWEB")
 
 
 @router.get("/v3/pay/transactions/out-trade-no/{out_trade_no}")
@@ -633,8 +664,15 @@ def _load(request: Request, prepay_id: str) -> SimPayment | None:
         return session.get(SimPayment, (PROVIDER, prepay_id))
 
 
-def _page(request: Request, p: SimPayment | None, back: str) -> Response:
-    context: dict[str, Any] = {"payment": p, "back": back, "lang": "zh-Hans"}
+def _page(
+    request: Request, p: SimPayment | None, back: str, redirect_url: str | None = None
+) -> Response:
+    context: dict[str, Any] = {
+        "payment": p,
+        "back": back,
+        "redirect_url": redirect_url,
+        "lang": "zh-Hans",
+    }
     if p is None:
         return templates.TemplateResponse(
             request, "sandbox/wechat_pay.html", context, status_code=404
@@ -656,6 +694,22 @@ async def scanned(request: Request, pr: str = "") -> Response:
     return _page(request, p, f"{PREFIX}/wxpay/bizpayurl?pr={pr}")
 
 
+@router.get("/cgi-bin/mmpayweb-bin/checkmweb", response_class=HTMLResponse)
+async def checkmweb(
+    request: Request, prepay_id: str = "", package: str = "", redirect_url: str | None = None
+) -> Response:
+    """Anyone, in sandbox mode: the H5 payment page an h5_url opens in the payer's browser."""
+    p = await run_in_threadpool(_load, request, prepay_id)
+    if p is not None and p.data.get("package") != package:
+        p = None
+    return _page(
+        request,
+        p,
+        str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
+        redirect_url,
+    )
+
+
 @router.post("/wxpay/pay", include_in_schema=False)
 async def pay(
     request: Request,
@@ -663,7 +717,7 @@ async def pay(
     outcome: Annotated[Literal["succeeded", "failed"], Form()],
     back: Annotated[str, Form()] = "",
 ) -> Response:
-    """Anyone, in sandbox mode: the payer's button on the page above."""
+    """Anyone, in sandbox mode: the payer's button on the pages above."""
     p = await run_in_threadpool(_load, request, prepay_id)
     if p is None:
         return _page(request, None, back)

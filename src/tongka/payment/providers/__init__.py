@@ -51,12 +51,15 @@ def build(settings: Settings, http: httpx.Client | None = None) -> dict[str, Pro
 # place to change when the operator's contracts change.
 CHANNEL_METHODS: dict[str, tuple[str, ...]] = {
     "app": ("wechat_pay", "alipay"),
-    "web": ("card", "paypal", "alipay", "wechat_pay"),
+    # The last two pay in a phone's browser (the renewal page a phone whose data ran out is sent to).
+    "web": ("card", "paypal", "alipay", "wechat_pay", "wechat_pay_h5", "alipay_wap"),
     "store": ("cash", "card_terminal", "store_qr"),  # recorded by staff (providers/store.py)
 }
 METHOD_CURRENCIES: dict[str, tuple[str, ...]] = {
     "wechat_pay": ("CNY",),  # WeChat Pay API v3 (domestic) settles CNY only
     "alipay": ("CNY", "HKD"),
+    "wechat_pay_h5": ("CNY",),
+    "alipay_wap": ("CNY", "HKD"),
     "card": ("HKD", "CNY"),
     "paypal": ("HKD",),  # PayPal does not settle CNY for a Hong Kong merchant
     "cash": ("HKD", "CNY"),
@@ -69,6 +72,8 @@ METHOD_PROVIDER: dict[str, str] = {
     **{m: "sandbox" for methods in CHANNEL_METHODS.values() for m in methods},
     "wechat_pay": "wechat",
     "alipay": "alipay",
+    "wechat_pay_h5": "wechat",
+    "alipay_wap": "alipay",
     "card": "stripe",
     "paypal": "paypal",
     "cash": "store",

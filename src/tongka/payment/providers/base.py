@@ -49,6 +49,8 @@ class PaymentRequest:
     description: str
     notify_url: str  # where the provider's callbacks go
     return_url: str  # where the payer goes afterwards
+    # The payer's address, for a method the provider asks it of (WeChat Pay H5's scene_info).
+    payer_ip: str | None = None
 
 
 @dataclass(frozen=True)

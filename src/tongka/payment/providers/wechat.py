@@ -1,7 +1,8 @@
-"""WeChat Pay API v3 (微信支付), for `wechat_pay` in the app and on the web: Native QR.
+"""WeChat Pay API v3 (微信支付), for `wechat_pay` (Native QR) and `wechat_pay_h5` (H5, a phone's browser).
 
 Wire protocol (https://pay.weixin.qq.com/doc/v3/merchant/):
   POST /v3/pay/transactions/native                            -> {"code_url": "weixin://wxpay/bizpayurl?pr=..."}
+  POST /v3/pay/transactions/h5                                -> {"h5_url": "https://wx.tenpay.com/...checkmweb?..."}
   GET  /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid= query (trade_state)
   POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close 204
   POST /v3/refund/domestic/refunds                            refund, idempotent on out_refund_no
@@ -31,7 +32,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import timedelta, timezone
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import structlog
@@ -60,6 +61,7 @@ log = structlog.get_logger()
 SCHEME = "WECHATPAY2-SHA256-RSA2048"
 TOLERANCE_SECONDS = 300  # WeChat's advice: refuse callbacks whose timestamp is over 5 minutes off
 CURRENCY = "CNY"  # the domestic API's only currency
+H5_METHOD = "wechat_pay_h5"  # the method paid by H5 rather than a Native QR code
 FEN_EXPONENT = 2  # WeChat's `total` is in fen
 # Fen in one tongka minor unit of CURRENCY (1: both count cents of a yuan).
 FEN_PER_UNIT: int = 10 ** (FEN_EXPONENT - EXPONENT[CURRENCY])
@@ -255,8 +257,13 @@ class WeChatPayProvider:
         return out_trade_no, data
 
     def start(self, request: PaymentRequest) -> Checkout:
-        """Native: a code_url the payer scans with WeChat. Before payment WeChat has no id of its own
-        for the trade (transaction_id comes with the callback), so the reference is our out_trade_no."""
+        """Native: a code_url the payer scans with WeChat; H5 (`wechat_pay_h5`, a phone's browser): a
+        page to open. Before payment WeChat has no id of its own for the trade (transaction_id comes
+        with the callback), so the reference is our out_trade_no."""
+        if request.method == H5_METHOD:
+            if not request.payer_ip:
+                raise ProviderUnavailable()  # WeChat refuses an H5 order without the payer's address
+            return self.start_h5(request, request.payer_ip)
         out_trade_no, data = self._order("native", request, {})
         code_url = str(data.get("code_url") or "")
         if not code_url.startswith("weixin://"):
@@ -267,6 +274,19 @@ class WeChatPayProvider:
             checkout_url = f"{self._base}/wxpay/bizpayurl?{urlsplit(code_url).query}"
         return Checkout(
             provider_reference=out_trade_no, checkout_url=checkout_url, qr_content=code_url
+        )
+
+    def start_h5(self, request: PaymentRequest, payer_ip: str) -> Checkout:
+        """H5, for a phone's browser outside WeChat: the payer opens h5_url, which returns to return_url."""
+        out_trade_no, data = self._order(
+            "h5", request, {"scene_info": {"payer_client_ip": payer_ip, "h5_info": {"type": "Wap"}}}
+        )
+        h5_url = str(data.get("h5_url") or "")
+        if not h5_url.startswith(("https://", "http://")):
+            raise ProviderUnavailable()
+        return Checkout(
+            provider_reference=out_trade_no,
+            checkout_url=f"{h5_url}&redirect_url={quote(request.return_url, safe='')}",
         )
 
     def query(self, payment_id: str, provider_reference: str | None) -> PaymentStatus:
