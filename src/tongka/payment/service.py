@@ -162,18 +162,22 @@ def open_checkout(opening: Opening, providers: Mapping[str, Provider]) -> Checko
     return provider.start(opening.request)
 
 
+# Methods whose provider signs the browser's page afresh each time (a URL too long to keep): Alipay's
+# web cashier (page pay, which sends the payer back to the order) and its mobile-web cashier.
+SIGNED_PAGES = {"alipay": "page_pay_url", "alipay_wap": "wap_pay_url"}
+
+
 def browser_url(
     payment: Payment, description: str, base_url: str, providers: Mapping[str, Provider]
 ) -> str | None:
-    """Where the payer's browser pays a pending attempt: its checkout page, or the one its provider
-    signs afresh each time (Alipay's mobile-web cashier: a URL too long to keep); None: none."""
-    if payment.checkout_url:
-        return payment.checkout_url
-    sign = getattr(providers.get(payment.provider), "wap_pay_url", None)
-    if sign is None or payment.method != "alipay_wap":
-        return None
-    url = sign(opening_of(payment, description, base_url).request)
-    return str(url)
+    """Where the payer's browser pays a pending attempt: the page its provider signs afresh, or its
+    checkout page; None: none (a QR code only). Alipay's precreate link (kept for the app) is a QR
+    code's content, which returns nobody to the order; its web cashier does."""
+    signer = SIGNED_PAGES.get(payment.method)
+    sign = getattr(providers.get(payment.provider), signer, None) if signer else None
+    if sign is not None:
+        return str(sign(opening_of(payment, description, base_url).request))
+    return payment.checkout_url
 
 
 def record_checkout(session: Session, payment_id: uuid.UUID, checkout: Checkout) -> Payment:

@@ -436,8 +436,6 @@ def _payment_target(order_id: str, payment: dict[str, Any] | None) -> str:
     """The provider's checkout page (through ours when it is signed afresh each time), or our order
     page (it shows WeChat Pay's QR code, or the result)."""
     if payment and payment["status"] == "pending" and payment["method"] != "wechat_pay":
-        if payment.get("checkout_url"):
-            return str(payment["checkout_url"])
         return f"/orders/{order_id}/checkout"
     return f"/orders/{order_id}"
 
