@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     password_hashing_slots: int = Field(default=2, ge=1)
     password_hashing_wait_seconds: float = Field(default=1.0, ge=0)
     order_payment_ttl_seconds: int = 30 * 60
+    # What one wallet top-up may be, in minor units of the wallet's currency (HK$ / ¥ 10 to 5,000).
+    wallet_topup_min: int = Field(default=10_00, ge=1)
+    wallet_topup_max: int = Field(default=5_000_00, ge=1)
     bind_code_ttl_seconds: int = 10 * 60
     bind_code_max_attempts: int = 5
     bind_code_resend_seconds: int = 60

@@ -25,7 +25,7 @@ from tongka.payment.models import Payment, PaymentCallback, Refund
 from tongka.promotion.models import CouponCode, Offer, OfferBudget, Quote, Redemption
 from tongka.receipt.models import Receipt, ReceiptCounter
 from tongka.throttle import ThrottleCounter
-from tongka.wallet.models import Wallet
+from tongka.wallet.models import Wallet, WalletTopup
 
 __all__ = [
     "AccessToken",
@@ -68,4 +68,5 @@ __all__ = [
     "UsageDay",
     "UsageRecord",
     "Wallet",
+    "WalletTopup",
 ]

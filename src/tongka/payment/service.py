@@ -56,14 +56,16 @@ class PaymentNotFound(NotFound):
 
 @dataclass(frozen=True)
 class Payable:
-    """What a payment is asked to collect, and for what (given by the flow, from an order)."""
+    """What a payment is asked to collect, and for what (given by the flow, from an order or a
+    wallet top-up: exactly one of the two ids)."""
 
-    order_id: uuid.UUID
+    order_id: uuid.UUID | None
     amount: int
     currency: str
     channel: str
     region: str  # the payer's: which methods are offered
     description: str  # shown by the provider, e.g. "tongka both-5gb-30d"
+    topup_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -103,6 +105,7 @@ def prepare(
         free = Payment(
             id=uuid.uuid4(),
             order_id=payable.order_id,
+            topup_id=payable.topup_id,
             provider="free",
             method=method,
             amount=0,
@@ -118,6 +121,7 @@ def prepare(
     payment = Payment(
         id=uuid.uuid4(),
         order_id=payable.order_id,
+        topup_id=payable.topup_id,
         provider=provider.name,
         method=method,
         amount=payable.amount,
@@ -131,6 +135,8 @@ def prepare(
 def opening_of(payment: Payment, description: str, base_url: str) -> Opening:
     """What the provider is asked for `payment` (the same each time: the provider keys it on our id)."""
     base = base_url.rstrip("/")
+    # Where the payer comes back to: the page that follows what they paid for.
+    back = f"/orders/{payment.order_id}" if payment.topup_id is None else f"/wallet/topups/{payment.topup_id}"
     return Opening(
         provider=payment.provider,
         request=PaymentRequest(
@@ -140,7 +146,7 @@ def opening_of(payment: Payment, description: str, base_url: str) -> Opening:
             method=payment.method,
             description=description,
             notify_url=f"{base}/api/v1/payments/callbacks/{payment.provider}",
-            return_url=f"{base}/orders/{payment.order_id}",
+            return_url=base + back,
         ),
     )
 
@@ -246,7 +252,8 @@ def settle(session: Session, payment: Payment, outcome: str, amount: int, curren
 
     "applied" on a change, "ignored" if the payment was already settled so, and
     "amount_mismatch" (held for review) if the money is not what was asked for. A success
-    books the money the provider now owes us as a sale. A payer may try again after a
+    books the money the provider now owes us: as a sale, or for a wallet top-up as money the
+    wallet is then credited from (`wallet_funding`: not revenue until overage spends it). A payer may try again after a
     decline (a card provider keeps the payment open), so a success also settles a payment
     we had marked failed.
     """
@@ -262,9 +269,22 @@ def settle(session: Session, payment: Payment, outcome: str, amount: int, curren
         ledger.transfer(
             session,
             ledger.system_account(session, f"clearing.{payment.provider}", payment.currency),
-            ledger.system_account(session, "sales", payment.currency),
+            ledger.system_account(session, income_account(payment), payment.currency),
             payment.amount,
             reason="payment",
             reference=f"payment:{payment.id}",
         )
     return "applied"
+
+
+def income_account(payment: Payment) -> str:
+    """The operator's account a payment's money goes into: sales, or the wallets' funding for a top-up."""
+    return "sales" if payment.topup_id is None else "wallet_funding"
+
+
+def payments_of_topup(session: Session, topup_id: uuid.UUID) -> list[Payment]:
+    return list(
+        session.scalars(
+            select(Payment).where(Payment.topup_id == topup_id).order_by(Payment.created_at.desc())
+        )
+    )

@@ -48,7 +48,7 @@ class RefundOut(BaseModel):
 
 class PaymentAdminOut(BaseModel):
     id: uuid.UUID
-    order_id: uuid.UUID
+    order_id: uuid.UUID | None  # None: a wallet top-up's payment
     provider: str
     method: str
     status: str
