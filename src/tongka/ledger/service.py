@@ -235,7 +235,7 @@ def entries(
     start: datetime | None = None,
     end: datetime | None = None,
     reasons: Iterable[str] | None = None,
-    limit: int = 100,
+    limit: int | None = 100,
 ) -> list[Entry]:
     """The account's posted movements made in [start, end) (reservations only once posted, for what
     was posted), newest first."""
@@ -260,7 +260,7 @@ def entries(
             e.reference,
         )
         for e in session.scalars(query.order_by(t.id.desc()).limit(limit))
-    ]
+    ]  # limit None: all of them
 
 
 # --- transfers ----------------------------------------------------------------------------

@@ -16,17 +16,19 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from tongka import clock
 from tongka.errors import NotFound, Unprocessable
 from tongka.i18n import _
 from tongka.ledger import service as ledger
-from tongka.payment.models import Payment, PaymentCallback
+from tongka.payment.models import Payment, PaymentCallback, Refund
 from tongka.payment.providers import METHOD_PROVIDER, method_offered
 from tongka.payment.providers.base import (
     CallbackAnswer,
@@ -136,7 +138,11 @@ def opening_of(payment: Payment, description: str, base_url: str) -> Opening:
     """What the provider is asked for `payment` (the same each time: the provider keys it on our id)."""
     base = base_url.rstrip("/")
     # Where the payer comes back to: the page that follows what they paid for.
-    back = f"/orders/{payment.order_id}" if payment.topup_id is None else f"/wallet/topups/{payment.topup_id}"
+    back = (
+        f"/orders/{payment.order_id}"
+        if payment.topup_id is None
+        else f"/wallet/topups/{payment.topup_id}"
+    )
     return Opening(
         provider=payment.provider,
         request=PaymentRequest(
@@ -288,3 +294,57 @@ def payments_of_topup(session: Session, topup_id: uuid.UUID) -> list[Payment]:
             select(Payment).where(Payment.topup_id == topup_id).order_by(Payment.created_at.desc())
         )
     )
+
+
+def _paid_for(
+    order_ids: Select[uuid.UUID], topup_ids: Select[uuid.UUID] | None
+) -> ColumnElement[bool]:
+    condition = Payment.order_id.in_(order_ids)
+    return condition if topup_ids is None else condition | Payment.topup_id.in_(topup_ids)
+
+
+def statement(
+    session: Session,
+    *,
+    order_ids: Select[uuid.UUID],
+    topup_ids: Select[uuid.UUID] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[Payment]:
+    """The payments of these orders and top-ups made in [start, end) (in a state, if given), newest first."""
+    query = select(Payment).where(_paid_for(order_ids, topup_ids))
+    if start is not None:
+        query = query.where(Payment.created_at >= start)
+    if end is not None:
+        query = query.where(Payment.created_at < end)
+    if status is not None:
+        query = query.where(Payment.status == status)
+    return list(session.scalars(query.order_by(Payment.created_at.desc()).limit(limit)))
+
+
+def refund_statement(
+    session: Session,
+    *,
+    order_ids: Select[uuid.UUID],
+    topup_ids: Select[uuid.UUID] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[tuple[Refund, Payment]]:
+    """The refunds of these orders' and top-ups' payments asked in [start, end), with their payment, newest first."""
+    query = (
+        select(Refund, Payment)
+        .join(Payment, Payment.id == Refund.payment_id)
+        .where(_paid_for(order_ids, topup_ids))
+    )
+    if start is not None:
+        query = query.where(Refund.created_at >= start)
+    if end is not None:
+        query = query.where(Refund.created_at < end)
+    if status is not None:
+        query = query.where(Refund.status == status)
+    rows = session.execute(query.order_by(Refund.created_at.desc()).limit(limit)).all()
+    return [(refund, payment) for refund, payment in rows]

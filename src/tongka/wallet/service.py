@@ -14,11 +14,10 @@ and a second worker credit it once between them.
 from __future__ import annotations
 
 import uuid
-
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -120,9 +119,7 @@ def start_topup(
             minimum=Money(minimum, as_currency(currency)).format(),
             maximum=Money(maximum, as_currency(currency)).format(),
         )
-    topup = WalletTopup(
-        account_id=account.id, amount=amount, currency=currency, channel=channel
-    )
+    topup = WalletTopup(account_id=account.id, amount=amount, currency=currency, channel=channel)
     session.add(topup)
     session.flush()
     return topup
@@ -212,3 +209,8 @@ def history(
             session, wallet.ledger_account_id, start=start, end=end, limit=limit
         )
     ]
+
+
+def topup_ids_of(account_id: uuid.UUID) -> Select[uuid.UUID]:
+    """The ids of the account's top-ups, as a subquery for other domains."""
+    return select(WalletTopup.id).where(WalletTopup.account_id == account_id)
