@@ -24,16 +24,18 @@ def upgrade() -> None:
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('channel', sa.String(length=8), nullable=False),
     sa.Column('status', sa.String(length=24), nullable=False),
+    sa.Column('expires_at', tongka.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('credited_at', tongka.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('created_at', tongka.db.UTCDateTime(timezone=True), nullable=False),
-    sa.CheckConstraint("status IN ('awaiting_payment', 'credited')", name=op.f('ck_wallet_topups_status')),
+    sa.CheckConstraint("status IN ('awaiting_payment', 'credited', 'expired')", name=op.f('ck_wallet_topups_status')),
     sa.CheckConstraint('amount > 0', name=op.f('ck_wallet_topups_amount_positive')),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_wallet_topups_account_id_accounts')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_wallet_topups'))
     )
     with op.batch_alter_table('wallet_topups', schema=None) as batch_op:
         batch_op.create_index('ix_wallet_topups_account_created', ['account_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_wallet_topups_status_expires', ['status', 'expires_at'], unique=False)
 
     with op.batch_alter_table('payments', schema=None) as batch_op:
         batch_op.add_column(sa.Column('topup_id', sa.Uuid(), nullable=True))
@@ -57,6 +59,7 @@ def downgrade() -> None:
         batch_op.drop_column('topup_id')
 
     with op.batch_alter_table('wallet_topups', schema=None) as batch_op:
+        batch_op.drop_index('ix_wallet_topups_status_expires')
         batch_op.drop_index('ix_wallet_topups_account_created')
 
     op.drop_table('wallet_topups')

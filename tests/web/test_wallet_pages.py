@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests import factories as f
+from tests.helpers import FrozenClock
 from tests.wallet.factories import available
 from tests.web.helpers import ACCEPT_HTML, form_token, signed_in
 from tongka.account.models import Account
@@ -38,14 +39,16 @@ def _top_up(client: TestClient, **fields: str) -> object:
     )
 
 
-def _topup_payment(sessions: sessionmaker[Session], account_id: uuid.UUID) -> tuple[str, str]:
-    """(top-up id, its payment's id) of the account's newest top-up."""
+def _topup_payment(
+    sessions: sessionmaker[Session], account_id: uuid.UUID, amount: int | None = None
+) -> tuple[str, str]:
+    """(top-up id, its payment's id) of the account's newest top-up (of `amount`, if given: a
+    frozen clock gives two top-ups the same time)."""
     with sessions() as s:
-        topup = s.scalars(
-            select(WalletTopup)
-            .where(WalletTopup.account_id == account_id)
-            .order_by(WalletTopup.created_at.desc())
-        ).first()
+        query = select(WalletTopup).where(WalletTopup.account_id == account_id)
+        if amount is not None:
+            query = query.where(WalletTopup.amount == amount)
+        topup = s.scalars(query.order_by(WalletTopup.created_at.desc())).first()
         assert topup is not None
         payment = s.scalars(select(Payment).where(Payment.topup_id == topup.id)).one()
         return str(topup.id), str(payment.id)
@@ -116,6 +119,32 @@ def test_a_failed_top_up_credits_nothing(
     with sessions() as s:
         assert s.get_one(WalletTopup, uuid.UUID(topup_id)).status == "awaiting_payment"
         assert available(s, account_id) == 0  # the wallet opened, empty
+
+
+def test_an_unpaid_top_up_expires_its_payment_is_closed_and_late_money_still_credits(
+    client: TestClient, sessions: sessionmaker[Session], frozen_clock: FrozenClock
+) -> None:
+    headers = signed_in(client)
+    account_id = _account_id(client, headers)
+    assert _top_up(client, amount="30", currency="HKD", payment_method="alipay").status_code == 303
+    late_id, late_payment = _topup_payment(sessions, account_id, 3000)
+    assert _top_up(client, amount="40", currency="HKD", payment_method="alipay").status_code == 303
+    topup_id, _payment = _topup_payment(sessions, account_id, 4000)
+    frozen_clock.advance(minutes=31)
+    with transaction(sessions) as s:
+        flow.expire_unpaid(s)
+    # Paid at the last moment, before the provider heard it was closed: the money is the customer's.
+    f.pay(client, late_payment)
+    assert _credits(sessions, late_id) == 1
+    with transaction(sessions) as s:
+        report = jobs.close_unpaid(s, client.app.state.providers)
+        assert report.closed == 1  # the other: closed at the provider, it can no longer be paid
+    page = client.get(f"/wallet/topups/{topup_id}", headers=ACCEPT_HTML)
+    assert 'data-state="expired"' in page.text and "hx-trigger" not in page.text
+    assert _credits(sessions, topup_id) == 0
+    with sessions() as s:
+        assert available(s, account_id) == 3000
+        assert s.get_one(WalletTopup, uuid.UUID(late_id)).status == "credited"
 
 
 @pytest.mark.parametrize(

@@ -200,7 +200,10 @@ def statement(
         query = query.where(Order.created_at < end)
     if status is not None:
         query = query.where(Order.status == status)
-    return list(session.scalars(query.order_by(Order.created_at.desc()).limit(limit)))
+    # The id breaks ties, so that pages of a list cut it in the same place every time.
+    return list(
+        session.scalars(query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit))
+    )
 
 
 def by_ids(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Order]:

@@ -258,10 +258,10 @@ def settle(session: Session, payment: Payment, outcome: str, amount: int, curren
 
     "applied" on a change, "ignored" if the payment was already settled so, and
     "amount_mismatch" (held for review) if the money is not what was asked for. A success
-    books the money the provider now owes us: as a sale, or for a wallet top-up as money the
-    wallet is then credited from (`wallet_funding`: not revenue until overage spends it). A payer may try again after a
-    decline (a card provider keeps the payment open), so a success also settles a payment
-    we had marked failed.
+    books the money the provider now owes us: as a sale, or for a wallet top-up into
+    `wallet_funding`, which the wallet is credited from (revenue only once overage spends it).
+    A payer may try again after a decline (a card provider keeps the payment open), so a
+    success also settles a payment we had marked failed.
     """
     if outcome not in ("succeeded", "failed"):
         raise ValueError(f"not a payment outcome: {outcome}")
@@ -321,7 +321,10 @@ def statement(
         query = query.where(Payment.created_at < end)
     if status is not None:
         query = query.where(Payment.status == status)
-    return list(session.scalars(query.order_by(Payment.created_at.desc()).limit(limit)))
+    # The id breaks ties, so that pages of a list cut it in the same place every time.
+    return list(
+        session.scalars(query.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit))
+    )
 
 
 def refund_statement(
@@ -346,5 +349,7 @@ def refund_statement(
         query = query.where(Refund.created_at < end)
     if status is not None:
         query = query.where(Refund.status == status)
-    rows = session.execute(query.order_by(Refund.created_at.desc()).limit(limit)).all()
+    rows = session.execute(
+        query.order_by(Refund.created_at.desc(), Refund.id.desc()).limit(limit)
+    ).all()
     return [(refund, payment) for refund, payment in rows]

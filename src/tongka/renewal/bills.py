@@ -303,7 +303,7 @@ def rows(
                     "/wallet",
                 )
             )
-    found.sort(key=lambda r: r.at, reverse=True)
+    found.sort(key=lambda r: r.at, reverse=True)  # stable: each source's own order kept on a tie
     return found[:limit]
 
 

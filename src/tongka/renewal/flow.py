@@ -27,7 +27,7 @@ these entry points:
   (payment), then applied by `confirm` or, for one of our refunds, by `settle_refund`.
 - `refund`, `settle_refund`: money back through the provider, data taken back from the
   bucket; once the payment is refunded in full, the offers go back to their budgets.
-- `cancel`, `expire_unpaid`: an unpaid order closes; its offers go back.
+- `cancel`, `expire_unpaid`: an unpaid order (or wallet top-up) closes; its offers go back.
 - A wallet top-up's payment (no order) takes the same callback and sync paths and is applied
   by `topups.apply`: the wallet credited once, no bucket, no receipt (renewal/topups.py).
 
@@ -53,7 +53,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tongka import clock
@@ -74,6 +74,8 @@ from tongka.promotion import service as promotions
 from tongka.promotion.models import Quote
 from tongka.receipt import service as receipts
 from tongka.renewal import topups
+from tongka.wallet import service as wallets
+from tongka.wallet.models import WalletTopup
 
 log = structlog.get_logger()
 
@@ -281,13 +283,15 @@ def cancel(session: Session, account: Account, order_id: uuid.UUID) -> Order:
 
 
 def expire_unpaid(session: Session, now: datetime | None = None) -> int:
-    """Close orders left unpaid past their time (their offers go back), and lapsed quotes.
+    """Close orders left unpaid past their time (their offers go back), lapsed quotes and unpaid
+    wallet top-ups (`jobs.close_unpaid` then closes their payments at the provider).
 
     Safe to run from several workers: each move is guarded.
     """
     now = now or clock.now()
     due = orders.unpaid_due(session, now)
     promotions.release_lapsed_quotes(session, now)
+    wallets.expire_topups(session, now)  # their payments are then closed as an expired order's are
     expired = 0
     for order in due:
         if orders.transition(session, order, "expired", closed_at=now):
@@ -553,14 +557,16 @@ def paid_order(session: Session, payment_id: uuid.UUID) -> tuple[Order, receipts
 def pending_payments(
     session: Session, older_than: datetime, *, order_statuses: tuple[str, ...] | None = None
 ) -> list[tuple[Payment, str | None]]:
-    """Payments still pending since before `older_than` (of orders in `order_statuses`, if given), with
-    their order's status (for the payment jobs); a wallet top-up's payment has no order (None)."""
+    """Payments still pending since before `older_than` (of orders or wallet top-ups in `order_statuses`,
+    if given), with their order's or top-up's status (for the payment jobs)."""
+    status = func.coalesce(Order.status, WalletTopup.status)
     query = (
-        select(Payment, Order.status)
+        select(Payment, status)
         .outerjoin(Order, Order.id == Payment.order_id)
+        .outerjoin(WalletTopup, WalletTopup.id == Payment.topup_id)
         .where(Payment.status == "pending", Payment.created_at <= older_than)
         .order_by(Payment.created_at)
     )
     if order_statuses is not None:
-        query = query.where(Order.status.in_(order_statuses))
+        query = query.where(status.in_(order_statuses))
     return [(payment, status) for payment, status in session.execute(query).all()]

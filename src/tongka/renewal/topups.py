@@ -7,6 +7,8 @@ sync job: both reach `apply` through `flow.confirm` / `flow.handle_callback`), t
 settled, its money booked into `system:wallet_funding`, and the wallet credited from there, once:
 the top-up's move to `credited` is a guarded update under its row lock and the credit is keyed on
 the top-up. A failed payment credits nothing; the payer may try again (a new top-up). A top-up
+left unpaid expires with the orders (`flow.expire_unpaid`) and its payment is closed at the
+provider (`jobs.close_unpaid`); money that arrives for it anyway is still credited. A top-up
 gets no receipt (receipts are of packs sold) and is not refunded through tongka yet.
 """
 
@@ -43,11 +45,19 @@ def start(
     base_url: str,
     minimum: int,
     maximum: int,
+    payment_ttl_seconds: int,
 ) -> tuple[WalletTopup, Payment, payments.Opening | None]:
     """The top-up and its payment attempt's row, and what to ask the provider (the caller commits,
     asks outside any transaction, then records the answer: as `flow.order_with_payment`)."""
     topup = wallets.start_topup(
-        session, account, amount, currency, channel=channel, minimum=minimum, maximum=maximum
+        session,
+        account,
+        amount,
+        currency,
+        channel=channel,
+        minimum=minimum,
+        maximum=maximum,
+        payment_ttl_seconds=payment_ttl_seconds,
     )
     payable = payments.Payable(
         order_id=None,

@@ -26,7 +26,7 @@ class Wallet(IdMixin, CreatedMixin, Base):
     ledger_account: Mapped[LedgerAccount] = relationship(lazy="joined")
 
 
-TOPUP_STATES = ("awaiting_payment", "credited")
+TOPUP_STATES = ("awaiting_payment", "credited", "expired")
 
 
 class WalletTopup(IdMixin, CreatedMixin, Base):
@@ -41,6 +41,7 @@ class WalletTopup(IdMixin, CreatedMixin, Base):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("status IN " + str(TOPUP_STATES), name="status"),
         Index("ix_wallet_topups_account_created", "account_id", "created_at"),
+        Index("ix_wallet_topups_status_expires", "status", "expires_at"),
     )
 
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
@@ -48,4 +49,5 @@ class WalletTopup(IdMixin, CreatedMixin, Base):
     currency: Mapped[str] = mapped_column(String(3))  # the wallet's
     channel: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(24), default="awaiting_payment")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())  # unpaid after this: expired
     credited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

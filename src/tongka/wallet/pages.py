@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tongka import web
 from tongka.account.models import Account
+from tongka.config import Settings
 from tongka.db import transaction
 from tongka.deps import ProvidersDep, SessionDep, SettingsDep
 from tongka.i18n import _, gettext
@@ -95,7 +96,8 @@ def wallet_page(request: Request, visitor: web.SubscriberDep, session: SessionDe
     )
 
 
-def _limits(settings: Any, currency: str) -> tuple[int, int, str]:
+def _limits(settings: Settings, currency: str) -> tuple[int, int, str]:
+    """The smallest and largest top-up, in minor units of `currency`, for the form's hint."""
     return settings.wallet_topup_min, settings.wallet_topup_max, currency
 
 
@@ -162,6 +164,7 @@ async def top_up(
                     base_url=settings.public_base_url,
                     minimum=settings.wallet_topup_min,
                     maximum=settings.wallet_topup_max,
+                    payment_ttl_seconds=settings.order_payment_ttl_seconds,
                 )
             except (wallets.WalletCurrencyMismatch, wallets.CurrencyNotSupported) as refusal:
                 return {"currency": refusal.detail(language)}
@@ -194,8 +197,8 @@ async def top_up(
 
 def _state(topup: WalletTopup, latest: Payment | None) -> str:
     """What the payer is told: credited, failed (try again), or still waiting for the provider."""
-    if topup.status == "credited":
-        return "credited"
+    if topup.status in ("credited", "expired"):
+        return str(topup.status)
     if latest is not None and latest.status in ("failed", "cancelled"):
         return "failed"
     return "waiting"

@@ -8,14 +8,15 @@ through a provider: its payment is booked into that account) and leaves to
 
 A top-up moves `awaiting_payment` -> `credited` once, by a guarded update under its row lock,
 and its credit is made once per reference (`topup:<id>`), so a replayed callback, the sync job
-and a second worker credit it once between them.
+and a second worker credit it once between them. Left unpaid past its time it is `expired` (its
+payment is then closed at the provider); money that still arrives for it is credited all the same.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
@@ -110,6 +111,7 @@ def start_topup(
     channel: str,
     minimum: int,
     maximum: int,
+    payment_ttl_seconds: int,
 ) -> WalletTopup:
     """A top-up of `amount` awaiting its payment. The wallet opens now in `currency` (a wallet in
     another one refuses it), so the credit can never meet a wallet in another currency."""
@@ -119,7 +121,13 @@ def start_topup(
             minimum=Money(minimum, as_currency(currency)).format(),
             maximum=Money(maximum, as_currency(currency)).format(),
         )
-    topup = WalletTopup(account_id=account.id, amount=amount, currency=currency, channel=channel)
+    topup = WalletTopup(
+        account_id=account.id,
+        amount=amount,
+        currency=currency,
+        channel=channel,
+        expires_at=clock.now() + timedelta(seconds=payment_ttl_seconds),
+    )
     session.add(topup)
     session.flush()
     return topup
@@ -150,7 +158,7 @@ def credit_topup(session: Session, topup: WalletTopup) -> bool:
     now = clock.now()
     moved = session.execute(
         update(WalletTopup)
-        .where(WalletTopup.id == topup.id, WalletTopup.status == "awaiting_payment")
+        .where(WalletTopup.id == topup.id, WalletTopup.status.in_(("awaiting_payment", "expired")))
         .values(status="credited", credited_at=now),
         execution_options={"synchronize_session": False},
     )
@@ -161,6 +169,17 @@ def credit_topup(session: Session, topup: WalletTopup) -> bool:
     account = session.get_one(Account, topup.account_id)
     credit(session, account, topup.amount, topup.currency, reference=f"topup:{topup.id}")
     return True
+
+
+def expire_topups(session: Session, now: datetime) -> int:
+    """Top-ups left unpaid past their time become `expired`; safe from several workers (one guarded update)."""
+    moved = session.execute(
+        update(WalletTopup)
+        .where(WalletTopup.status == "awaiting_payment", WalletTopup.expires_at <= now)
+        .values(status="expired"),
+        execution_options={"synchronize_session": False},
+    )
+    return int(moved.rowcount)  # type: ignore[attr-defined]
 
 
 def topups_of(
