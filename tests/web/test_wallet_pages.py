@@ -213,3 +213,19 @@ def test_the_wallet_page_speaks_three_languages(
     page = client.get("/wallet", headers=ACCEPT_HTML)
     assert page.status_code == 200
     assert re.search(f'<html lang="{language}"', page.text) and words in page.text
+
+
+def test_staff_cannot_refund_a_top_up_through_tongka_yet(
+    client: TestClient, sessions: sessionmaker[Session], operator: dict[str, str]
+) -> None:
+    headers = signed_in(client)
+    account_id = _account_id(client, headers)
+    assert _top_up(client, amount="20", currency="HKD", payment_method="alipay").status_code == 303
+    _topup, payment_id = _topup_payment(sessions, account_id)
+    f.pay(client, payment_id)
+    shown = client.get(f"/api/v1/admin/payments/{payment_id}", headers=operator).json()
+    assert (shown["order_id"], shown["refundable_amount"]) == (None, 0)
+    r = f.refund(client, operator, payment_id, 500)
+    assert (r.status_code, r.json()["code"]) == (409, "topup_not_refundable")
+    with sessions() as s:
+        assert available(s, account_id) == 2000  # the money stays in the wallet
