@@ -39,8 +39,10 @@ from tongka.receipt import api as receipt_api
 from tongka.receipt import pages as receipt_pages
 from tongka.renewal import admin as renewal_admin
 from tongka.renewal import api as renewal_api
+from tongka.renewal import bills as renewal_bills
 from tongka.renewal import pages as renewal_pages
 from tongka.stores import pages as stores_pages
+from tongka.wallet import pages as wallet_pages
 from tongka.web import error_page, wants_page
 
 PROBLEM = "application/problem+json"
@@ -116,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog_pages.router)
     app.include_router(stores_pages.router)
     app.include_router(account_centre.router)
+    app.include_router(renewal_bills.router)
+    app.include_router(wallet_pages.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 

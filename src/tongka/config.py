@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     password_reset_ttl_seconds: int = Field(default=30 * 60, gt=0)
     # How long the signed renewal link the network sends a phone to (data run out) stays valid.
     renew_link_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # What one wallet top-up may be, in minor units of the wallet's currency (HK$ / ¥ 10 to 5,000).
+    wallet_topup_min: int = Field(default=10_00, ge=1)
+    wallet_topup_max: int = Field(default=5_000_00, ge=1)
     bind_code_ttl_seconds: int = 10 * 60
     bind_code_max_attempts: int = 5
     bind_code_resend_seconds: int = 60

@@ -26,7 +26,7 @@ from tongka.promotion.models import CouponCode, Offer, OfferBudget, Quote, Redem
 from tongka.receipt.models import Receipt, ReceiptCounter
 from tongka.stores.models import Store
 from tongka.throttle import ThrottleCounter
-from tongka.wallet.models import Wallet
+from tongka.wallet.models import Wallet, WalletTopup
 
 __all__ = [
     "AccessToken",
@@ -70,4 +70,5 @@ __all__ = [
     "UsageDay",
     "UsageRecord",
     "Wallet",
+    "WalletTopup",
 ]

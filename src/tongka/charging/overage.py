@@ -14,6 +14,7 @@ themselves are `engine.ChargingBatch`'s; this module holds the settings, rates a
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import func, select
@@ -31,6 +32,7 @@ from tongka.charging.models import (
 )
 from tongka.errors import Unprocessable
 from tongka.i18n import _
+from tongka.ledger import service as ledger
 from tongka.money import MB
 from tongka.wallet import service as wallets
 
@@ -139,3 +141,74 @@ def volume_in(session: Session, line_id: uuid.UUID, month: date) -> int:
         )
         or 0
     )
+
+
+@dataclass(frozen=True)
+class Charge:
+    """Overage data paid from the wallet: one posted charge (a grant's use, or usage no grant covered)."""
+
+    at: datetime
+    amount: int  # minor units taken from the wallet
+    currency: str
+    line_id: uuid.UUID | None
+
+
+def _line_of_references(session: Session, references: set[str]) -> dict[str, uuid.UUID]:
+    """The line each overage reference (`grant:<id>`, `charging_session:<id>`) charged for."""
+    grants: set[uuid.UUID] = set()
+    sessions: set[uuid.UUID] = set()
+    for reference in references:
+        kind, _sep, raw = reference.partition(":")
+        try:
+            (grants if kind == "grant" else sessions).add(uuid.UUID(raw))
+        except ValueError:
+            continue
+    found: dict[str, uuid.UUID] = {}
+    if grants:
+        for grant_id, line_id in session.execute(
+            select(Grant.id, ChargingSession.line_id)
+            .join(ChargingSession, ChargingSession.id == Grant.charging_session_id)
+            .where(Grant.id.in_(grants))
+        ):
+            found[f"grant:{grant_id}"] = line_id
+    if sessions:
+        for session_id, line_id in session.execute(
+            select(ChargingSession.id, ChargingSession.line_id).where(
+                ChargingSession.id.in_(sessions)
+            )
+        ):
+            found[f"charging_session:{session_id}"] = line_id
+    return found
+
+
+def charges_of(
+    session: Session,
+    account_id: uuid.UUID,
+    *,
+    line_id: uuid.UUID | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 100,
+) -> list[Charge]:
+    """Overage charged to the account's wallet in [start, end) (for one line, if given), newest first,
+    from the wallet's ledger entries."""
+    wallet = wallets.wallet_of(session, account_id)
+    if wallet is None:
+        return []
+    # For one line, every charge of the period is read and those of other lines dropped: the
+    # ledger's references name grants and sessions, not lines.
+    entries = ledger.entries(
+        session,
+        wallet.ledger_account_id,
+        start=start,
+        end=end,
+        reasons=("overage",),
+        limit=None if line_id is not None else limit,
+    )
+    lines = _line_of_references(session, {e.reference for e in entries})
+    charges = [
+        Charge(e.at, -e.amount, wallet.currency, lines.get(e.reference))
+        for e in entries
+        if line_id is None or lines.get(e.reference) == line_id
+    ]
+    return charges[:limit]

@@ -217,6 +217,52 @@ def balances(session: Session, account: LedgerAccount) -> Balances:
     )
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A posted movement of one account, as its statement shows it: + credited, - debited."""
+
+    id: int
+    at: datetime
+    amount: int
+    reason: str
+    reference: str
+
+
+def entries(
+    session: Session,
+    account_id: int,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    reasons: Iterable[str] | None = None,
+    limit: int | None = 100,
+) -> list[Entry]:
+    """The account's posted movements made in [start, end) (reservations only once posted, for what
+    was posted), newest first."""
+    t = Transfer
+    query = select(t).where(
+        (t.debit_account_id == account_id) | (t.credit_account_id == account_id),
+        t.kind.in_(("posted", "post_pending")),
+        t.amount > 0,
+    )
+    if start is not None:
+        query = query.where(t.created_at >= start)
+    if end is not None:
+        query = query.where(t.created_at < end)
+    if reasons is not None:
+        query = query.where(t.reason.in_(list(reasons)))
+    return [
+        Entry(
+            e.id,
+            e.created_at,
+            e.amount if e.credit_account_id == account_id else -e.amount,
+            e.reason,
+            e.reference,
+        )
+        for e in session.scalars(query.order_by(t.id.desc()).limit(limit))
+    ]  # limit None: all of them
+
+
 # --- transfers ----------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import Select, exists, select, update
 from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -187,3 +187,43 @@ def unpaid_due(session: Session, now: datetime) -> list[Order]:
             .order_by(Order.expires_at)
         ).all()
     )
+
+
+def ids_of(account_id: uuid.UUID, line_id: uuid.UUID | None = None) -> Select[uuid.UUID]:
+    """The ids of the account's orders (of one of its lines, if given), as a subquery for other domains."""
+    query = select(Order.id).where(Order.account_id == account_id)
+    return query if line_id is None else query.where(Order.line_id == line_id)
+
+
+def statement(
+    session: Session,
+    account_id: uuid.UUID,
+    *,
+    line_id: uuid.UUID | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[Order]:
+    """The account's orders made in [start, end) (of a line, in a state, if given), newest first."""
+    query = select(Order).options(WITH_PACK).where(Order.account_id == account_id)
+    if line_id is not None:
+        query = query.where(Order.line_id == line_id)
+    if start is not None:
+        query = query.where(Order.created_at >= start)
+    if end is not None:
+        query = query.where(Order.created_at < end)
+    if status is not None:
+        query = query.where(Order.status == status)
+    # The id breaks ties, so that pages of a list cut it in the same place every time.
+    return list(
+        session.scalars(query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit))
+    )
+
+
+def by_ids(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Order]:
+    if not ids:
+        return {}
+    return {
+        o.id: o for o in session.scalars(select(Order).options(WITH_PACK).where(Order.id.in_(ids)))
+    }

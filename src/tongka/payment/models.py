@@ -14,12 +14,16 @@ PAYMENT_STATES = ("pending", "succeeded", "failed", "cancelled")
 
 
 class Payment(IdMixin, CreatedMixin, Base):
-    """One attempt to pay an order; an order may have several. Never deleted."""
+    """One attempt to pay an order, or a wallet top-up; either may have several. Never deleted."""
 
     __tablename__ = "payments"
-    __table_args__ = (CheckConstraint("status IN " + str(PAYMENT_STATES), name="status"),)
+    __table_args__ = (
+        CheckConstraint("status IN " + str(PAYMENT_STATES), name="status"),
+        CheckConstraint("(order_id IS NULL) <> (topup_id IS NULL)", name="order_or_topup"),
+    )
 
-    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    topup_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("wallet_topups.id"), index=True)
     provider: Mapped[str] = mapped_column(String(16))
     method: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int] = mapped_column(BigInteger)

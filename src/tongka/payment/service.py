@@ -16,17 +16,19 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from tongka import clock
 from tongka.errors import NotFound, Unprocessable
 from tongka.i18n import _
 from tongka.ledger import service as ledger
-from tongka.payment.models import Payment, PaymentCallback
+from tongka.payment.models import Payment, PaymentCallback, Refund
 from tongka.payment.providers import METHOD_PROVIDER, method_offered
 from tongka.payment.providers.base import (
     CallbackAnswer,
@@ -56,14 +58,16 @@ class PaymentNotFound(NotFound):
 
 @dataclass(frozen=True)
 class Payable:
-    """What a payment is asked to collect, and for what (given by the flow, from an order)."""
+    """What a payment is asked to collect, and for what (given by the flow, from an order or a
+    wallet top-up: exactly one of the two ids)."""
 
-    order_id: uuid.UUID
+    order_id: uuid.UUID | None
     amount: int
     currency: str
     channel: str
     region: str  # the payer's: which methods are offered
     description: str  # shown by the provider, e.g. "tongka both-5gb-30d"
+    topup_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -104,6 +108,7 @@ def prepare(
         free = Payment(
             id=uuid.uuid4(),
             order_id=payable.order_id,
+            topup_id=payable.topup_id,
             provider="free",
             method=method,
             amount=0,
@@ -119,6 +124,7 @@ def prepare(
     payment = Payment(
         id=uuid.uuid4(),
         order_id=payable.order_id,
+        topup_id=payable.topup_id,
         provider=provider.name,
         method=method,
         amount=payable.amount,
@@ -136,6 +142,12 @@ def opening_of(
     `payer_ip`: the payer's address, which WeChat Pay H5 must be given (not kept: an attempt asked
     again after a crash goes without it, and WeChat refuses it)."""
     base = base_url.rstrip("/")
+    # Where the payer comes back to: the page that follows what they paid for.
+    back = (
+        f"/orders/{payment.order_id}"
+        if payment.topup_id is None
+        else f"/wallet/topups/{payment.topup_id}"
+    )
     return Opening(
         provider=payment.provider,
         request=PaymentRequest(
@@ -145,7 +157,7 @@ def opening_of(
             method=payment.method,
             description=description,
             notify_url=f"{base}/api/v1/payments/callbacks/{payment.provider}",
-            return_url=f"{base}/orders/{payment.order_id}",
+            return_url=base + back,
             payer_ip=payer_ip,
         ),
     )
@@ -270,9 +282,10 @@ def settle(session: Session, payment: Payment, outcome: str, amount: int, curren
 
     "applied" on a change, "ignored" if the payment was already settled so, and
     "amount_mismatch" (held for review) if the money is not what was asked for. A success
-    books the money the provider now owes us as a sale. A payer may try again after a
-    decline (a card provider keeps the payment open), so a success also settles a payment
-    we had marked failed.
+    books the money the provider now owes us: as a sale, or for a wallet top-up into
+    `wallet_funding`, which the wallet is credited from (revenue only once overage spends it).
+    A payer may try again after a decline (a card provider keeps the payment open), so a
+    success also settles a payment we had marked failed.
     """
     if outcome not in ("succeeded", "failed"):
         raise ValueError(f"not a payment outcome: {outcome}")
@@ -286,9 +299,81 @@ def settle(session: Session, payment: Payment, outcome: str, amount: int, curren
         ledger.transfer(
             session,
             ledger.system_account(session, f"clearing.{payment.provider}", payment.currency),
-            ledger.system_account(session, "sales", payment.currency),
+            ledger.system_account(session, income_account(payment), payment.currency),
             payment.amount,
             reason="payment",
             reference=f"payment:{payment.id}",
         )
     return "applied"
+
+
+def income_account(payment: Payment) -> str:
+    """The operator's account a payment's money goes into: sales, or the wallets' funding for a top-up."""
+    return "sales" if payment.topup_id is None else "wallet_funding"
+
+
+def payments_of_topup(session: Session, topup_id: uuid.UUID) -> list[Payment]:
+    return list(
+        session.scalars(
+            select(Payment).where(Payment.topup_id == topup_id).order_by(Payment.created_at.desc())
+        )
+    )
+
+
+def _paid_for(
+    order_ids: Select[uuid.UUID], topup_ids: Select[uuid.UUID] | None
+) -> ColumnElement[bool]:
+    condition = Payment.order_id.in_(order_ids)
+    return condition if topup_ids is None else condition | Payment.topup_id.in_(topup_ids)
+
+
+def statement(
+    session: Session,
+    *,
+    order_ids: Select[uuid.UUID],
+    topup_ids: Select[uuid.UUID] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[Payment]:
+    """The payments of these orders and top-ups made in [start, end) (in a state, if given), newest first."""
+    query = select(Payment).where(_paid_for(order_ids, topup_ids))
+    if start is not None:
+        query = query.where(Payment.created_at >= start)
+    if end is not None:
+        query = query.where(Payment.created_at < end)
+    if status is not None:
+        query = query.where(Payment.status == status)
+    # The id breaks ties, so that pages of a list cut it in the same place every time.
+    return list(
+        session.scalars(query.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit))
+    )
+
+
+def refund_statement(
+    session: Session,
+    *,
+    order_ids: Select[uuid.UUID],
+    topup_ids: Select[uuid.UUID] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[tuple[Refund, Payment]]:
+    """The refunds of these orders' and top-ups' payments asked in [start, end), with their payment, newest first."""
+    query = (
+        select(Refund, Payment)
+        .join(Payment, Payment.id == Refund.payment_id)
+        .where(_paid_for(order_ids, topup_ids))
+    )
+    if start is not None:
+        query = query.where(Refund.created_at >= start)
+    if end is not None:
+        query = query.where(Refund.created_at < end)
+    if status is not None:
+        query = query.where(Refund.status == status)
+    rows = session.execute(
+        query.order_by(Refund.created_at.desc(), Refund.id.desc()).limit(limit)
+    ).all()
+    return [(refund, payment) for refund, payment in rows]

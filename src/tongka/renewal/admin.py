@@ -48,7 +48,7 @@ class RefundOut(BaseModel):
 
 class PaymentAdminOut(BaseModel):
     id: uuid.UUID
-    order_id: uuid.UUID
+    order_id: uuid.UUID | None  # None: a wallet top-up's payment
     provider: str
     method: str
     status: str
@@ -61,7 +61,11 @@ class PaymentAdminOut(BaseModel):
 
 
 def _payment_out(session: SessionDep, payment: Payment) -> PaymentAdminOut:
-    allowed = refunds.refundable(session, payment, flow.purchase_of(session, payment))
+    allowed = (
+        refunds.refundable(session, payment, flow.purchase_of(session, payment))
+        if payment.topup_id is None
+        else refunds.Refundable(0, None)  # a wallet top-up is not refunded through tongka yet
+    )
     return PaymentAdminOut(
         id=payment.id,
         order_id=payment.order_id,

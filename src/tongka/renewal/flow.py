@@ -27,7 +27,9 @@ these entry points:
   (payment), then applied by `confirm` or, for one of our refunds, by `settle_refund`.
 - `refund`, `settle_refund`: money back through the provider, data taken back from the
   bucket; once the payment is refunded in full, the offers go back to their budgets.
-- `cancel`, `expire_unpaid`: an unpaid order closes; its offers go back.
+- `cancel`, `expire_unpaid`: an unpaid order (or wallet top-up) closes; its offers go back.
+- A wallet top-up's payment (no order) takes the same callback and sync paths and is applied
+  by `topups.apply`: the wallet credited once, no bucket, no receipt (renewal/topups.py).
 
 One transaction: each entry point runs inside the caller's one transaction (a request,
 a job, a CLI command; see db.py) and never commits; the one outbound call, `open_payment`,
@@ -51,7 +53,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tongka import clock
@@ -71,6 +73,9 @@ from tongka.promotion import pricing
 from tongka.promotion import service as promotions
 from tongka.promotion.models import Quote
 from tongka.receipt import service as receipts
+from tongka.renewal import topups
+from tongka.wallet import service as wallets
+from tongka.wallet.models import WalletTopup
 
 log = structlog.get_logger()
 
@@ -332,13 +337,15 @@ def cancel(session: Session, account: Account, order_id: uuid.UUID) -> Order:
 
 
 def expire_unpaid(session: Session, now: datetime | None = None) -> int:
-    """Close orders left unpaid past their time (their offers go back), and lapsed quotes.
+    """Close orders left unpaid past their time (their offers go back), lapsed quotes and unpaid
+    wallet top-ups (`jobs.close_unpaid` then closes their payments at the provider).
 
     Safe to run from several workers: each move is guarded.
     """
     now = now or clock.now()
     due = orders.unpaid_due(session, now)
     promotions.release_lapsed_quotes(session, now)
+    wallets.expire_topups(session, now)  # their payments are then closed as an expired order's are
     expired = 0
     for order in due:
         if orders.transition(session, order, "expired", closed_at=now):
@@ -408,7 +415,11 @@ def confirm(
 def _apply(
     session: Session, payment: Payment, outcome: str, amount: int, currency: str
 ) -> tuple[str, receipts.Sale | None]:
-    """Everything `confirm` does but the receipt; gives the sale to receipt when money was taken."""
+    """Everything `confirm` does but the receipt; gives the sale to receipt when money was taken.
+
+    A wallet top-up's payment credits the wallet instead (renewal/topups.py): no order, no receipt."""
+    if payment.topup_id is not None:
+        return topups.apply(session, payment, outcome, amount, currency), None
     order, payment = _lock(session, payment)
     settled = payments.settle(session, payment, outcome, amount, currency)
     if settled != "applied" or outcome != "succeeded":
@@ -438,9 +449,16 @@ def _issue(
 
 def _lock(session: Session, payment: Payment) -> tuple[Order, Payment]:
     """Lock the payment's order, then the payment, both fresh from the database."""
-    order = orders.lock(session, payment.order_id)
+    order = orders.lock(session, _order_id(payment))
     assert order is not None
     return order, payments.lock(session, payment.id)
+
+
+def _order_id(payment: Payment) -> uuid.UUID:
+    """The order a payment pays; a wallet top-up's payment has none, so what needs one is refused."""
+    if payment.order_id is None:
+        raise orders.OrderNotFound()
+    return payment.order_id
 
 
 def _pay(session: Session, order: Order) -> bool:
@@ -511,7 +529,7 @@ def issue_receipt(
     staff: str | None = None,
 ) -> receipts.Receipt:
     """The receipt of a succeeded payment (made once): for a payment confirmed without one."""
-    order = orders.get(session, payment.order_id)
+    order = orders.get(session, _order_id(payment))
     return receipts.issue(
         session,
         _sale(order, payment),
@@ -530,8 +548,10 @@ def _purchase(order: Order) -> refunds.Purchase:
 
 
 def purchase_of(session: Session, payment: Payment) -> refunds.Purchase:
-    """What a payment bought (its order's bucket and size), for refunds."""
-    return _purchase(orders.get(session, payment.order_id))
+    """What a payment bought (its order's bucket and size), for refunds; a top-up bought no data."""
+    if payment.topup_id is not None:
+        return refunds.Purchase(bucket_id=None, volume_bytes=0)
+    return _purchase(orders.get(session, _order_id(payment)))
 
 
 def refund(
@@ -548,7 +568,11 @@ def refund(
     existing = refunds.existing(session, refund_id)
     if existing is not None:
         return existing
-    order, payment = _lock(session, payments.get(session, payment_id))
+    payment = payments.get(session, payment_id)
+    if payment.topup_id is not None:
+        # Its money is in the wallet, maybe spent: refunding it means taking it back from there first.
+        raise topups.TopupNotRefundable()
+    order, payment = _lock(session, payment)
     record = refunds.refund(
         session,
         providers,
@@ -578,27 +602,29 @@ def settle_refund(
 
 def refund_went_through(session: Session, payment: Payment) -> None:
     """Once the whole payment is refunded, its order's offers are released and bonus data taken back."""
-    if refunds.refunded_in_full(session, payment):
+    if payment.order_id is not None and refunds.refunded_in_full(session, payment):
         promotions.release_refunded(session, payment.order_id)
 
 
 def paid_order(session: Session, payment_id: uuid.UUID) -> tuple[Order, receipts.Receipt | None]:
     """A payment's order and its receipt (None: none issued), as the store counter shows them."""
     payment = payments.get(session, payment_id)
-    return orders.get(session, payment.order_id), receipts.of_payment(session, payment.id)
+    return orders.get(session, _order_id(payment)), receipts.of_payment(session, payment.id)
 
 
 def pending_payments(
     session: Session, older_than: datetime, *, order_statuses: tuple[str, ...] | None = None
-) -> list[tuple[Payment, str]]:
-    """Payments still pending since before `older_than` (of orders in `order_statuses`, if given), with
-    their order's status (for the payment jobs)."""
+) -> list[tuple[Payment, str | None]]:
+    """Payments still pending since before `older_than` (of orders or wallet top-ups in `order_statuses`,
+    if given), with their order's or top-up's status (for the payment jobs)."""
+    status = func.coalesce(Order.status, WalletTopup.status)
     query = (
-        select(Payment, Order.status)
-        .join(Order, Order.id == Payment.order_id)
+        select(Payment, status)
+        .outerjoin(Order, Order.id == Payment.order_id)
+        .outerjoin(WalletTopup, WalletTopup.id == Payment.topup_id)
         .where(Payment.status == "pending", Payment.created_at <= older_than)
         .order_by(Payment.created_at)
     )
     if order_statuses is not None:
-        query = query.where(Order.status.in_(order_statuses))
+        query = query.where(status.in_(order_statuses))
     return [(payment, status) for payment, status in session.execute(query).all()]

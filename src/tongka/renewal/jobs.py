@@ -81,7 +81,7 @@ def _ask(
     session: Session,
     providers: Mapping[str, Provider],
     payment: Payment,
-    order_status: str,
+    order_status: str | None,
     report: SyncReport,
     receipt_key: str | None,
     now: datetime,

@@ -58,13 +58,13 @@ class CompleteOut(BaseModel):
 
 def _load(
     request: Request, payment_id: uuid.UUID, provider: str | None = "sandbox"
-) -> tuple[Payment, Order]:
+) -> tuple[Payment, Order | None]:
+    """The payment and its order (None: a wallet top-up's payment)."""
     with transaction(request.app.state.sessionmaker, read_only=True) as session:
         payment = session.get(Payment, payment_id)
         if payment is None or (provider is not None and payment.provider != provider):
             raise ProviderUnknown("No such sandbox payment.")
-        order = session.get(Order, payment.order_id)
-        assert order is not None
+        order = session.get(Order, payment.order_id) if payment.order_id else None
         session.expunge_all()
         return payment, order
 
