@@ -95,7 +95,10 @@ def english_left(text: str, language: str) -> list[str]:
     left = [
         message
         for message, translated in catalog(language).items()  # type: ignore[arg-type]
-        if translated != message and "{" not in message and len(message) >= 12 and message in text
+        if translated != message
+        and "{" not in message
+        and len(message) >= 6
+        and re.search(rf"(?<![\w@.-]){re.escape(message)}(?![\w@.-])", text)
     ]
     for run in re.findall(r"[A-Za-z][A-Za-z'’-]*(?:[ ,.]+[A-Za-z][A-Za-z'’-]*){2,}", text):
         words = re.findall(r"[A-Za-z][A-Za-z'’-]*", run)
