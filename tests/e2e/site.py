@@ -54,11 +54,21 @@ class Watch:
 
     def attach(self, page: Any) -> None:
         ours = urlsplit(self.base_url).netloc
+        # A page answered 4xx on purpose is not a problem; a stylesheet or script that fails is.
         page.on(
             "console",
             lambda m: (
                 self.problems.append(f"console: {m.text}")
-                if "Content Security Policy" in m.text or m.type == "error"
+                if "Content Security Policy" in m.text
+                or (m.type == "error" and not m.text.startswith("Failed to load resource"))
+                else None
+            ),
+        )
+        page.on(
+            "response",
+            lambda r: (
+                self.problems.append(f"{r.status}: {r.url}")
+                if r.status >= 400 and r.request.resource_type != "document"
                 else None
             ),
         )

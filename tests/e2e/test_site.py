@@ -165,11 +165,29 @@ def test_a_new_subscriber_renews_with_each_way_to_pay(
             check_page(page, language, watch, seen)
             page.get_by_test_id("receipt").click()
             expect(page.get_by_test_id("receipt-qr")).to_be_visible()
+            if method == "alipay":
+                check_page(page, language, watch, seen)
             page.goto("/account")
+
+        # The wallet topped up by card: credited once, back on the wallet's page.
+        page.goto("/wallet")
+        check_page(page, language, watch, seen)
+        page.fill("input[name=amount]", "50")
+        page.select_option("select[name=currency]", "HKD")
+        page.check("input[name=payment_method][value=card]")
+        _submit(page)
+        page.locator("button[name=outcome][value=succeeded]").click()
+        expect(page).to_have_url(re.compile(r"/wallet/topups/[0-9a-f-]{36}"))
+        expect(page.locator("#topup-state")).to_have_attribute(
+            "data-state", "credited", timeout=30_000
+        )
+        check_page(page, language, watch, seen)
+        page.goto("/wallet")
+        expect(page.get_by_test_id("wallet-available")).to_contain_text("50.00")
 
         check_page(page, language, watch, seen)
         shot(page, f"account-{language}")
-        for path in ("/orders", "/wallet", "/settings", "/stores"):
+        for path in ("/orders", "/settings", "/stores"):
             page.goto(path)
             check_page(page, language, watch, seen)
         # Every link seen on our pages answers, for this subscriber.
@@ -180,4 +198,46 @@ def test_a_new_subscriber_renews_with_each_way_to_pay(
             )
     finally:
         context.close()
+    assert watch.problems == []
+
+
+def test_a_forgotten_password_is_set_again_from_the_emailed_link(
+    browser: Any, live_server: str
+) -> None:
+    """In Traditional Chinese: ask for a link, open it from the email, set a new password, signed in."""
+    from playwright.sync_api import expect
+
+    language = "zh-Hant"
+    with httpx.Client(base_url=live_server, timeout=10) as api:
+        account, _headers = steps.register_and_login(api, language=language)
+    context = browser.new_context(base_url=live_server, viewport=PHONE, locale=LOCALES[language])
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    watch = Watch(live_server)
+    watch.attach(page)
+    seen: dict[str, list[str]] = {}
+    try:
+        page.goto("/password/forgot")
+        page.fill("input[name=email]", account["email"])
+        _submit(page)
+        check_page(page, language, watch, seen)
+        with httpx.Client(base_url=live_server, timeout=10) as api:
+            email = next(
+                m for m in api.get("/dev/outbox").json() if m["to"] == account["email"]
+            )  # newest first
+        link = re.search(r"https?://\S+/password/reset\?token=[\w-]+", email["body"])
+        assert link, email["body"]
+        page.goto(link[0])
+        check_page(page, language, watch, seen)
+        page.fill("input[name=password]", "another long password")
+        _submit(page)
+        expect(page).to_have_url(re.compile(r"/account"))
+        check_page(page, language, watch, seen)
+        page.goto(link[0])  # a link works once
+        expect(page.locator("main")).not_to_contain_text("another long password")
+        check_page(page, language, watch, seen)
+    finally:
+        context.close()
+    with httpx.Client(base_url=live_server, timeout=10) as api:
+        assert f.login(api, account["username"], "another long password")
     assert watch.problems == []

@@ -18,9 +18,8 @@ from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from tongka import throttle
 from tongka.account import lines as line_service
-from tongka.account import service
+from tongka.account import service, signing_in
 from tongka.account.models import Account, Line
 from tongka.account.schemas import (
     AccountCreate,
@@ -85,40 +84,18 @@ def new_token(session: Session, settings: Settings, account: Account) -> TokenOu
 @router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountOut)
 async def register(request: Request, body: AccountCreate, settings: SettingsDep) -> AccountOut:
     """Anyone: create a subscriber account (at most 20 tries a day from one client address)."""
-    gate, sessions, address = (
-        request.app.state.gate,
+    return await signing_in.register(
         request.app.state.sessionmaker,
-        client_address(request),
+        request.app.state.gate,
+        username=body.username,
+        password=body.password,
+        email=str(body.email),
+        language=body.language,
+        region=body.region,
+        address=client_address(request),
+        hashing=hashing_policy(settings),
+        then=lambda _session, account: account_out(account),
     )
-
-    def over_limit() -> None:
-        if address is not None:
-            with transaction(sessions, read_only=True) as session:
-                throttle.check(session, service.REGISTER_BY_ADDRESS, address)
-
-    def create(password_hash: str) -> AccountOut:
-        with transaction(sessions) as session:
-            return account_out(
-                service.create_account(
-                    session,
-                    username=body.username,
-                    password_hash=password_hash,
-                    email=str(body.email),
-                    language=body.language,
-                    region=body.region,
-                    address=address,
-                )
-            )
-
-    # Refused before hashing when over the limit; hashed (Argon2, a quarter second) outside any
-    # transaction, so on SQLite no writer waits behind it (tongka.gate); then one short write.
-    async with gate.enter(write=False):
-        await run_in_threadpool(over_limit)
-    password_hash = await run_in_threadpool(
-        service.new_password_hash, body.username, body.password, hashing_policy(settings)
-    )
-    async with gate.enter(write=True):
-        return await run_in_threadpool(create, password_hash)
 
 
 @router.post("/auth/token", response_model=TokenOut)
@@ -129,28 +106,15 @@ async def token(
 
     Throttled per username and per client address: 429 with Retry-After (docs/SECURITY.md).
     """
-    # Three steps, the slow one (Argon2, a quarter second) between two short transactions: on SQLite
-    # a request holding the write turn while it hashed would make every other writer wait (tongka.gate).
-    gate, sessions, hashing = (
-        request.app.state.gate,
+    return await signing_in.log_in(
         request.app.state.sessionmaker,
-        hashing_policy(settings),
+        request.app.state.gate,
+        username=form.username,
+        password=form.password,
+        address=client_address(request),
+        hashing=hashing_policy(settings),
+        then=lambda session, account: new_token(session, settings, account),
     )
-
-    def start() -> service.LoginAttempt:
-        with transaction(sessions) as session:
-            return service.start_login(session, form.username, address=client_address(request))
-
-    def finish(right: bool) -> TokenOut:
-        with transaction(sessions) as session:
-            account = service.finish_login(session, attempt, form.password, right, hashing=hashing)
-            return new_token(session, settings, account)
-
-    async with gate.enter(write=True):
-        attempt = await run_in_threadpool(start)
-    right = await run_in_threadpool(service.password_matches, attempt, form.password, hashing)
-    async with gate.enter(write=True):
-        return await run_in_threadpool(finish, right)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)

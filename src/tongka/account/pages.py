@@ -20,9 +20,9 @@ from pydantic import BaseModel, EmailStr, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from tongka import throttle, web
+from tongka import web
 from tongka.account import lines as line_service
-from tongka.account import resets, service
+from tongka.account import resets, service, signing_in
 from tongka.account.models import Account
 from tongka.account.schemas import AccountCreate
 from tongka.charging import notify as charging_notify
@@ -132,42 +132,26 @@ async def register(
         return web.page(
             request, visitor, REGISTER, _register_context(values, errors), status_code=400
         )
-    gate, sessions, address = (
-        request.app.state.gate,
-        request.app.state.sessionmaker,
-        client_address(request),
-    )
 
-    def over_limit() -> None:
-        if address is not None:
-            with transaction(sessions, read_only=True) as session:
-                throttle.check(session, service.REGISTER_BY_ADDRESS, address)
-
-    def create(password_hash: str) -> Response:
-        with transaction(sessions) as session:
-            account = service.create_account(
-                session,
-                username=body.username,
-                password_hash=password_hash,
-                email=str(body.email),
-                language=body.language,
-                region=body.region,
-                address=address,
-            )
-            response = web.redirect(request, "/lines/bind")
-            web.sign_in(request, response, session, account, token_ttl(settings, account))
-            return response
+    def signed_in(session: Session, account: Account) -> Response:
+        response = web.redirect(request, "/lines/bind")
+        web.sign_in(request, response, session, account, token_ttl(settings, account))
+        return response
 
     context = _register_context(values, {})
     try:
-        # Refused before hashing when over the limit; hashed outside any transaction (account/api.py).
-        async with gate.enter(write=False):
-            await run_in_threadpool(over_limit)
-        password_hash = await run_in_threadpool(
-            service.new_password_hash, body.username, body.password, hashing_policy(settings)
+        return await signing_in.register(
+            request.app.state.sessionmaker,
+            request.app.state.gate,
+            username=body.username,
+            password=body.password,
+            email=str(body.email),
+            language=body.language,
+            region=body.region,
+            address=client_address(request),
+            hashing=hashing_policy(settings),
+            then=signed_in,
         )
-        async with gate.enter(write=True):
-            return await run_in_threadpool(create, password_hash)
     except service.WeakPassword as refusal:
         context["errors"] = {"password": refusal.detail(visitor.language)}
         return web.page(request, visitor, REGISTER, context, status_code=400)
@@ -205,30 +189,22 @@ async def login(
     form, context["errors"] = web.parse(LoginForm, posted, visitor.language)
     if form is None:
         return web.page(request, visitor, LOGIN, context, status_code=400)
-    gate, sessions, hashing = (
-        request.app.state.gate,
-        request.app.state.sessionmaker,
-        hashing_policy(settings),
-    )
 
-    def start() -> service.LoginAttempt:
-        with transaction(sessions) as session:
-            return service.start_login(session, form.username, address=client_address(request))
-
-    def finish(right: bool) -> Response:
-        with transaction(sessions) as session:
-            account = service.finish_login(session, attempt, form.password, right, hashing=hashing)
-            response = web.redirect(request, target)
-            web.sign_in(request, response, session, account, token_ttl(settings, account))
-            return response
+    def signed_in(session: Session, account: Account) -> Response:
+        response = web.redirect(request, target)
+        web.sign_in(request, response, session, account, token_ttl(settings, account))
+        return response
 
     try:
-        # Three steps, Argon2 between two short transactions, as the API's log-in.
-        async with gate.enter(write=True):
-            attempt = await run_in_threadpool(start)
-        right = await run_in_threadpool(service.password_matches, attempt, form.password, hashing)
-        async with gate.enter(write=True):
-            return await run_in_threadpool(finish, right)
+        return await signing_in.log_in(
+            request.app.state.sessionmaker,
+            request.app.state.gate,
+            username=form.username,
+            password=form.password,
+            address=client_address(request),
+            hashing=hashing_policy(settings),
+            then=signed_in,
+        )
     except service.BadCredentials as refusal:  # never says which of the two was wrong
         context["error"] = refusal.detail(visitor.language)
         return web.page(request, visitor, LOGIN, context, status_code=400)

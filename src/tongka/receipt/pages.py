@@ -14,13 +14,13 @@ import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
+from tongka import web
 from tongka.config import Settings
-from tongka.deps import SessionDep, SettingsDep, request_language
+from tongka.deps import SessionDep, SettingsDep
 from tongka.i18n import _, gettext
 from tongka.money import Money, format_bytes
 from tongka.promotion import pricing
 from tongka.receipt import service
-from tongka.templating import templates
 
 router = APIRouter(tags=["receipts"])
 
@@ -128,9 +128,11 @@ def public_key(settings: SettingsDep) -> Response:
 
 
 @router.get("/receipts/verify", response_class=HTMLResponse)
-def verify_page(request: Request, settings: SettingsDep, c: str = "", s: str = "") -> Response:
+def verify_page(
+    request: Request, visitor: web.VisitorDep, settings: SettingsDep, c: str = "", s: str = ""
+) -> Response:
     """Anyone, from a receipt's QR code: whether the receipt is genuine and unaltered, and what it says."""
-    language = request_language(request)
+    language = visitor.language
     content = service.check(c, s, _signing_key(settings))
     genuine = content is not None
     try:
@@ -141,38 +143,36 @@ def verify_page(request: Request, settings: SettingsDep, c: str = "", s: str = "
         ValueError,
     ):  # signed by us but not a receipt we can show: say so, never a 500
         genuine, shown = False, []
-    return templates.TemplateResponse(
+    return web.page(
         request,
+        visitor,
         "receipt/verify.html",
-        {"lang": language, "t": _labels(language), "genuine": genuine, "rows": shown},
-        headers={"Content-Language": language, "Cache-Control": "no-store"},
+        {"t": _labels(language), "genuine": genuine, "rows": shown},
     )
 
 
 @router.get("/receipts/{receipt_id}", response_class=HTMLResponse)
 def receipt_page(
-    receipt_id: str, request: Request, session: SessionDep, settings: SettingsDep
+    receipt_id: str,
+    request: Request,
+    visitor: web.VisitorDep,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
     """Anyone holding its link (the receipt's random id): the printable receipt with its QR code."""
-    language = request_language(request)
+    language = visitor.language
     t = _labels(language)
     try:
         receipt = service.by_id(session, uuid.UUID(receipt_id))
     except (ValueError, service.ReceiptNotFound):
-        return templates.TemplateResponse(
-            request,
-            "receipt/missing.html",
-            {"lang": language, "t": t},
-            status_code=404,
-            headers={"Content-Language": language},
-        )
+        return web.page(request, visitor, "receipt/missing.html", {"t": t}, status_code=404)
     url = service.verify_url(settings.public_base_url, receipt)
     qr = segno.make(url, error="m")
-    return templates.TemplateResponse(
+    response = web.page(
         request,
+        visitor,
         "receipt/receipt.html",
         {
-            "lang": language,
             "t": t,
             "number": receipt.number,
             "rows": rows(receipt.content, language),
@@ -180,9 +180,6 @@ def receipt_page(
             "verify_url": url,
             "signature": receipt.signature,
         },
-        headers={
-            "Content-Language": language,
-            "Cache-Control": "private, no-store",
-            "X-Robots-Tag": "noindex",
-        },
     )
+    response.headers["X-Robots-Tag"] = "noindex"  # a receipt's link is for its holder only
+    return response
