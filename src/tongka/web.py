@@ -28,7 +28,7 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_time
 from babel.numbers import format_decimal
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -267,7 +267,9 @@ def when(moment: datetime | date | None, language: str, *, time: bool = True) ->
     if isinstance(moment, datetime):
         if not time:
             return format_date(moment.astimezone(LOCAL_TIME).date(), "medium", locale=locale)
-        return format_datetime(moment, "medium", tzinfo=LOCAL_TIME, locale=locale)
+        local = moment.astimezone(LOCAL_TIME)
+        # The date as the locale writes it, the time to the minute (seconds are noise to a reader).
+        return f"{format_date(local.date(), 'medium', locale=locale)} {format_time(local, 'short', locale=locale)}"
     return format_date(moment, "medium", locale=locale)
 
 

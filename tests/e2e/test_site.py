@@ -185,6 +185,7 @@ def test_a_new_subscriber_renews_with_each_way_to_pay(
         page.goto("/wallet")
         expect(page.get_by_test_id("wallet-available")).to_contain_text("50.00")
 
+        page.goto("/account")
         check_page(page, language, watch, seen)
         shot(page, f"account-{language}")
         for path in ("/orders", "/settings", "/stores"):

@@ -72,6 +72,9 @@ METHOD_NAMES = {
     "alipay": _("Alipay"),
     "card": _("Card"),
     "paypal": _("PayPal"),
+    # Paid in a phone's browser (the network's signed renewal link): the same wallets to the payer.
+    "wechat_pay_h5": _("WeChat Pay"),
+    "alipay_wap": _("Alipay"),
     "cash": _("Cash"),
     "qr": _("QR code payment"),
 }

@@ -48,10 +48,16 @@ from tongka.order import service as orders
 from tongka.order.models import Order
 from tongka.payment import service as payments
 from tongka.payment.models import Payment
-from tongka.payment.providers import CHANNEL_METHODS, METHOD_CURRENCIES, method_offered
+from tongka.payment.providers import (
+    CHANNEL_METHODS,
+    METHOD_CURRENCIES,
+    PHONE_WEB_METHODS,
+    method_offered,
+)
 from tongka.promotion import pricing
 from tongka.promotion import service as promotions
 from tongka.receipt import service as receipts
+from tongka.receipt.service import METHOD_NAMES
 from tongka.renewal import flow, ordering
 
 router = APIRouter(tags=["web: renewal"])
@@ -61,15 +67,6 @@ CURRENCIES = ("HKD", "CNY")
 # The ways to pay on the web, in the order the form offers them: the line's owner signed in, and a
 # phone holding the network's signed link (paying in its own browser, without a log-in).
 OWNER_METHODS = ("alipay", "wechat_pay", "card", "paypal")
-PHONE_METHODS = ("wechat_pay_h5", "alipay_wap")
-METHOD_NAMES = {
-    "alipay": _("Alipay"),
-    "wechat_pay": _("WeChat Pay"),
-    "card": _("Card"),
-    "paypal": _("PayPal"),
-    "wechat_pay_h5": _("WeChat Pay"),
-    "alipay_wap": _("Alipay"),
-}
 # The phone that paid through the signed link may follow its order: "<order id>.<exp>.<sig>".
 GRANT_COOKIE = "tongka_order"
 CURRENCY_NAMES = {"HKD": _("Hong Kong dollars (HK$)"), "CNY": _("Renminbi (¥)")}
@@ -188,7 +185,7 @@ class Payer:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return PHONE_METHODS if self.link else OWNER_METHODS
+        return PHONE_WEB_METHODS if self.link else OWNER_METHODS
 
 
 def _link_key(settings: Settings) -> bytes:

@@ -30,7 +30,7 @@ from tongka.i18n import _, gettext
 from tongka.money import CURRENCIES, EXPONENT
 from tongka.payment import service as payments
 from tongka.payment.models import Payment
-from tongka.payment.providers import CHANNEL_METHODS, method_offered
+from tongka.payment.providers import CHANNEL_METHODS, PHONE_WEB_METHODS, method_offered
 from tongka.payment.providers.base import Checkout
 from tongka.receipt.service import METHOD_NAMES
 from tongka.renewal import flow, topups
@@ -77,7 +77,7 @@ def _context(
         "methods": [
             (m, METHOD_NAMES.get(m, m))
             for m in CHANNEL_METHODS[CHANNEL]
-            if method_offered(m, CHANNEL, chosen, account.region)
+            if m not in PHONE_WEB_METHODS and method_offered(m, CHANNEL, chosen, account.region)
         ],
     }
 

@@ -55,6 +55,9 @@ CHANNEL_METHODS: dict[str, tuple[str, ...]] = {
     "web": ("card", "paypal", "alipay", "wechat_pay", "wechat_pay_h5", "alipay_wap"),
     "store": ("cash", "card_terminal", "store_qr"),  # recorded by staff (providers/store.py)
 }
+# The web's ways to pay in a phone's browser without a log-in (the network's signed renewal link);
+# everything else on the web is for a signed-in customer.
+PHONE_WEB_METHODS = ("wechat_pay_h5", "alipay_wap")
 METHOD_CURRENCIES: dict[str, tuple[str, ...]] = {
     "wechat_pay": ("CNY",),  # WeChat Pay API v3 (domestic) settles CNY only
     "alipay": ("CNY", "HKD"),
