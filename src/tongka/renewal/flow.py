@@ -215,14 +215,7 @@ def order_with_payment(
         coupon_code=coupon_code,
         secret=secret,
     )
-    payable = payments.Payable(
-        order_id=order.id,
-        amount=order.amount,
-        currency=order.currency,
-        channel=order.channel,
-        region=account.region,
-        description=_description(order),
-    )
+    payable = _payable(order, account)
     payment, opening = payments.prepare(session, payable, method, providers, base_url, payer_ip)
     if payment.provider == "free":
         confirm(session, payment, "succeeded", 0, order.currency, receipt_key=receipt_key)
@@ -293,14 +286,7 @@ def retry_payment(
         if latest.provider_reference is None:  # its opening never recorded: ask again
             opening = payments.opening_of(latest, _description(order), base_url, payer_ip)
         return order, latest, opening
-    payable = payments.Payable(
-        order_id=order.id,
-        amount=order.amount,
-        currency=order.currency,
-        channel=order.channel,
-        region=account.region,
-        description=_description(order),
-    )
+    payable = _payable(order, account)
     payment, opening = payments.prepare(session, payable, method, providers, base_url, payer_ip)
     return order, payment, opening
 
@@ -318,6 +304,18 @@ def checkout_url(
 ) -> str | None:
     """Where the payer's browser pays the order's pending attempt (None: nowhere, e.g. a QR code)."""
     return payments.browser_url(payment, _description(order), base_url, providers)
+
+
+def _payable(order: Order, account: Account) -> payments.Payable:
+    """What the payment attempt's row is made from: the order's amount, its channel, the payer's region."""
+    return payments.Payable(
+        order_id=order.id,
+        amount=order.amount,
+        currency=order.currency,
+        channel=order.channel,
+        region=account.region,
+        description=_description(order),
+    )
 
 
 def _description(order: Order) -> str:
