@@ -63,12 +63,12 @@ def test_on_sqlite_reads_run_beside_another_writer_and_a_write_waits_the_busy_ti
         ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         with _writer_elsewhere(settings.database_url):
-            started = time.monotonic()
             # Reads, the token lookup among them, take no write lock: WAL serves them a snapshot.
+            # One that waited for the writer would be the busy 503, as the writer holds its lock
+            # until the block ends (a wall-clock bound here failed on a loaded machine, #14).
             assert client.get("/api/v1/me", headers=headers).status_code == 200
             assert client.get("/api/v1/packs").status_code == 200
             assert client.get("/").status_code == 200
-            assert time.monotonic() - started < TIMEOUT
             started = time.monotonic()
             _busy_answer(
                 client.post("/api/v1/auth/token", data={"username": username, "password": PASSWORD})
