@@ -182,23 +182,6 @@ def expire_topups(session: Session, now: datetime) -> int:
     return int(moved.rowcount)  # type: ignore[attr-defined]
 
 
-def topups_of(
-    session: Session,
-    account_id: uuid.UUID,
-    *,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    limit: int = 100,
-) -> list[WalletTopup]:
-    """The account's top-ups made in [start, end), newest first."""
-    query = select(WalletTopup).where(WalletTopup.account_id == account_id)
-    if start is not None:
-        query = query.where(WalletTopup.created_at >= start)
-    if end is not None:
-        query = query.where(WalletTopup.created_at < end)
-    return list(session.scalars(query.order_by(WalletTopup.created_at.desc()).limit(limit)))
-
-
 @dataclass(frozen=True)
 class Movement:
     """One posted movement of a wallet: + money in (a top-up), - money out (overage data)."""
