@@ -257,15 +257,8 @@ def generic_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def operator(client: TestClient, sessions: sessionmaker[Session]) -> dict[str, str]:
-    """An operator staff member's auth headers."""
-    from sqlalchemy import select
-
+def operator(client: TestClient, sessions: sessionmaker[Session], settings: Settings) -> dict[str, str]:
+    """An operator admin's staff API headers (password and TOTP code, `POST /api/v1/staff/token`)."""
     from tests import factories
-    from tongka.account.models import Account
-    from tongka.db import transaction
 
-    username = factories.register(client)["username"]
-    with transaction(sessions) as s:
-        s.scalars(select(Account).where(Account.username == username)).one().role = "operator"
-    return factories.login(client, username)
+    return factories.staff(client, sessions, settings, role="admin").headers

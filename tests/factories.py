@@ -190,3 +190,64 @@ def pack_id_any(sessions: sessionmaker[Session], code: str) -> str:
 
     with sessions() as session:
         return str(session.scalars(select(Pack.id).where(Pack.code == code)).one())
+
+
+class StaffLogin(NamedTuple):
+    """A staff member made for a test: their username, TOTP secret (their "phone") and API headers."""
+
+    username: str
+    secret: str
+    headers: dict[str, str]
+
+
+def staff_code(secret: str) -> str:
+    """What the member's authenticator app shows now (tongka's clock: frozen in some tests)."""
+    import pyotp
+
+    from tongka import clock
+
+    return pyotp.TOTP(secret).at(clock.now())
+
+
+def stores(sessions: sessionmaker[Session]) -> None:
+    """The demo's stores (lo-wu, harbour-city, ...), for staff who work at one."""
+    from tongka.stores import service as stores_service
+
+    with transaction(sessions) as s, demo.STORES_CSV.open(newline="", encoding="utf-8") as f:
+        stores_service.import_stores(s, f)
+
+
+def staff(
+    client: httpx.Client,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    role: str = "admin",
+    store: str | None = "lo-wu",
+) -> StaffLogin:
+    """A new staff member with TOTP set up, logged in through `POST /api/v1/staff/token`. The same
+    token as the `tongka_staff` cookie signs `client` in to the staff pages."""
+    from tongka.account import service as accounts
+    from tongka.staff import service as staff_service
+
+    store = None if role == "admin" else store
+    if store is not None:
+        stores(sessions)
+    username = f"{role}-{uuid.uuid4().hex[:8]}"
+    with transaction(sessions) as s:
+        member = staff_service.add(
+            s,
+            username=username,
+            display_name=username,
+            role=role,
+            store_code=store,
+            password_hash=accounts.new_password_hash(username, PASSWORD),
+        )
+        secret = staff_service.enrol_directly(member, settings.secret_key.get_secret_value())
+    r = client.post(
+        "/api/v1/staff/token",
+        json={"username": username, "password": PASSWORD, "code": staff_code(secret)},
+    )
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    client.cookies.set("tongka_staff", token)
+    return StaffLogin(username, secret, {"Authorization": f"Bearer {token}"})

@@ -41,6 +41,8 @@ from tongka.renewal import admin as renewal_admin
 from tongka.renewal import api as renewal_api
 from tongka.renewal import bills as renewal_bills
 from tongka.renewal import pages as renewal_pages
+from tongka.staff import api as staff_api
+from tongka.staff import pages as staff_pages
 from tongka.stores import pages as stores_pages
 from tongka.wallet import pages as wallet_pages
 from tongka.web import error_page, wants_page
@@ -120,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(account_centre.router)
     app.include_router(renewal_bills.router)
     app.include_router(wallet_pages.router)
+    app.include_router(staff_api.router)
+    app.include_router(staff_pages.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 

@@ -26,7 +26,6 @@ orders_app = typer.Typer(help="Orders.", no_args_is_help=True)
 keys_app = typer.Typer(help="Keys and secrets.", no_args_is_help=True)
 rates_app = typer.Typer(help="Exchange rates between CNY and HKD.", no_args_is_help=True)
 payments_app = typer.Typer(help="Payments and refunds.", no_args_is_help=True)
-accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The sandbox payment providers.", no_args_is_help=True)
 networks_app = typer.Typer(
     help="The networks (PLMNs) lines may use, and their zones.", no_args_is_help=True
@@ -44,7 +43,6 @@ for sub, name in (
     (keys_app, "keys"),
     (rates_app, "rates"),
     (payments_app, "payments"),
-    (accounts_app, "accounts"),
     (sandbox_app, "sandbox"),
     (networks_app, "networks"),
     (usage_app, "usage"),
@@ -77,6 +75,10 @@ app.add_typer(messages_app, name="messages")
 from tongka.stores.cli import stores_app  # noqa: E402
 
 app.add_typer(stores_app, name="stores")
+
+from tongka.staff.cli import staff_app  # noqa: E402
+
+app.add_typer(staff_app, name="staff")
 
 
 @app.callback()
@@ -184,6 +186,11 @@ def demo_load() -> None:
         result = demo.load(session, settings)
     typer.echo(", ".join(f"{k}: {v}" for k, v in result.items()))
     typer.echo(f"demo login: {demo.DEMO_USERNAME} / {demo.DEMO_PASSWORD}")
+    typer.echo(
+        "demo staff (http://127.0.0.1:8000/staff/login): "
+        + ", ".join(username for username, *_ in demo.DEMO_STAFF)
+        + f" / {demo.DEMO_PASSWORD}; code: tongka staff code USERNAME"
+    )
 
 
 @lines_app.command("import")
@@ -396,28 +403,6 @@ def rates_list() -> None:
             typer.echo(
                 f"1 {r.base} = {r.rate_micros / fx.SCALE:.6f} {r.quote}  (since {r.created_at:%Y-%m-%d %H:%M} UTC, {r.set_by})"
             )
-
-
-@accounts_app.command("create-operator")
-def accounts_create_operator(
-    username: str,
-    email: Annotated[str, typer.Option(prompt=True)],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
-) -> None:
-    """Create an operator staff account (may refund and use /api/v1/admin)."""
-    from tongka.account import service as accounts
-    from tongka.errors import TongkaError
-
-    try:
-        with transaction(_sessions(get_settings())) as session:
-            account = accounts.register(
-                session, username=username, password=password, email=email, language="en"
-            )
-            account.role = "operator"
-    except TongkaError as e:
-        typer.echo(f"refused: {e}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"operator {account.username} created")
 
 
 @payments_app.command("refund")

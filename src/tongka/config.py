@@ -113,7 +113,9 @@ class Settings(BaseSettings):
     sandbox_alipay_app_public_key: str | None = None
     access_token_ttl_seconds: int = 86_400
     # Staff tokens open more than a subscriber's do: they last a working day.
-    operator_token_ttl_seconds: int = 8 * 3600
+    # Staff sessions (web and API): end after this long, or sooner after `idle` seconds unused.
+    staff_session_ttl_seconds: int = Field(default=12 * 3600, gt=0)
+    staff_session_idle_seconds: int = Field(default=15 * 60, gt=0)
     # Password hashes (Argon2id, 64 MiB and ~0.25 s each) at once per server process, and how long
     # a log-in or registration waits for one before a 503 with Retry-After.
     password_hashing_slots: int = Field(default=2, ge=1)

@@ -17,10 +17,12 @@ from tongka.account import service as accounts
 from tongka.account.models import Account
 from tongka.config import Settings
 from tongka.db import transaction
-from tongka.errors import Forbidden, Unauthorized
+from tongka.errors import Unauthorized
 from tongka.gate import READ_METHODS
 from tongka.i18n import negotiate
 from tongka.payment.providers.base import Provider
+from tongka.staff import service as staff_service
+from tongka.staff.service import Staff
 
 
 def _settings(request: Request) -> Settings:
@@ -86,7 +88,6 @@ class Caller:
 
     account_id: uuid.UUID
     language: str
-    role: str  # subscriber | operator
 
 
 async def _signed_in(request: Request, token: BearerToken) -> Caller:
@@ -99,7 +100,7 @@ async def _signed_in(request: Request, token: BearerToken) -> Caller:
     def check() -> Caller:
         with transaction(request.app.state.sessionmaker, read_only=True) as session:
             account = accounts.account_for_token(session, token)
-            return Caller(account.id, account.language, account.role)
+            return Caller(account.id, account.language)
 
     async with request.app.state.gate.enter(False):
         caller = await run_in_threadpool(check)
@@ -110,15 +111,6 @@ async def _signed_in(request: Request, token: BearerToken) -> Caller:
 SignedIn = Annotated[Caller, Depends(_signed_in)]
 
 
-async def _signed_in_operator(caller: SignedIn) -> Caller:
-    if caller.role != "operator":
-        raise Forbidden()
-    return caller
-
-
-SignedInOperator = Annotated[Caller, Depends(_signed_in_operator)]
-
-
 def _current_token(_account: CurrentAccount, token: Annotated[str | None, Depends(_bearer)]) -> str:
     """The bearer token the caller presented, once it is known to be good (to revoke it)."""
     assert token is not None  # _current_account refused a request without one
@@ -126,15 +118,6 @@ def _current_token(_account: CurrentAccount, token: Annotated[str | None, Depend
 
 
 CurrentToken = Annotated[str, Depends(_current_token)]
-
-
-def _current_operator(account: CurrentAccount) -> Account:
-    if account.role != "operator":
-        raise Forbidden()
-    return account
-
-
-CurrentOperator = Annotated[Account, Depends(_current_operator)]
 
 
 def request_language(request: Request) -> str:
@@ -171,10 +154,56 @@ def hashing_policy(settings: Settings) -> accounts.HashingPolicy:
     )
 
 
-def token_ttl(settings: Settings, account: Account) -> int:
-    """Operator tokens are shorter-lived than subscribers': they open more."""
-    return (
-        settings.operator_token_ttl_seconds
-        if account.role == "operator"
-        else settings.access_token_ttl_seconds
-    )
+# --- staff: the admin API takes staff bearer tokens only ------------------------------------------
+
+
+async def staff_session(request: Request, token: str) -> Staff:
+    """The staff member of a session token (a bearer token or the staff cookie), read in a short
+    transaction of its own; its last use is written now and then (idle sessions end), in a write
+    turn of its own. A subscriber's token is not one."""
+    settings: Settings = request.app.state.settings
+    address = client_address(request)
+
+    def check() -> staff_service.SessionCheck:
+        with transaction(request.app.state.sessionmaker, read_only=True) as session:
+            return staff_service.staff_for_token(
+                session, token, settings.staff_session_idle_seconds, address
+            )
+
+    def touch() -> None:
+        with transaction(request.app.state.sessionmaker) as session:
+            staff_service.touch(session, token)
+
+    async with request.app.state.gate.enter(False):
+        found = await run_in_threadpool(check)
+    if found.stale:
+        async with request.app.state.gate.enter(True):
+            await run_in_threadpool(touch)
+    return found.staff
+
+
+async def _staff_caller(request: Request, token: BearerToken) -> Staff:
+    """The staff member of a bearer token from `POST /api/v1/staff/token`."""
+    if not token:
+        raise Unauthorized()
+    return await staff_session(request, token)
+
+
+StaffCaller = Annotated[Staff, Depends(_staff_caller)]
+
+
+async def _counter_staff(staff: StaffCaller) -> Staff:
+    """Staff who sell: an agent or manager (at their store), or an admin."""
+    return staff
+
+
+async def _operator_admin(staff: StaffCaller) -> Staff:
+    if not staff.is_admin:
+        raise staff_service.StaffRoleRefused()
+    return staff
+
+
+# A store sale through the API: any staff member (their own store's, unless an admin).
+SignedInOperator = Annotated[Staff, Depends(_counter_staff)]
+# The operator's own API (refunds, offers, messages): admins only.
+CurrentOperator = Annotated[Staff, Depends(_operator_admin)]

@@ -15,6 +15,7 @@ from tongka.charging.models import (
     UsageDay,
     UsageRecord,
 )
+from tongka.counter.models import CommissionRate, CounterSale, Shift
 from tongka.fx.models import ExchangeRate
 from tongka.idempotency import IdempotencyRecord
 from tongka.jobs.models import ScheduledJob
@@ -24,6 +25,7 @@ from tongka.order.models import Order
 from tongka.payment.models import Payment, PaymentCallback, Refund
 from tongka.promotion.models import CouponCode, Offer, OfferBudget, Quote, Redemption
 from tongka.receipt.models import Receipt, ReceiptCounter
+from tongka.staff.models import AuditEntry, StaffMember, StaffSession
 from tongka.stores.models import Store
 from tongka.throttle import ThrottleCounter
 from tongka.wallet.models import Wallet, WalletTopup
@@ -31,11 +33,14 @@ from tongka.wallet.models import Wallet, WalletTopup
 __all__ = [
     "AccessToken",
     "Account",
+    "AuditEntry",
     "BindChallenge",
     "Bucket",
     "ChargingAnswer",
     "ChargingNotification",
     "ChargingSession",
+    "CommissionRate",
+    "CounterSale",
     "CouponCode",
     "ExchangeRate",
     "Grant",
@@ -64,6 +69,9 @@ __all__ = [
     "Redemption",
     "Refund",
     "ScheduledJob",
+    "Shift",
+    "StaffMember",
+    "StaffSession",
     "Store",
     "ThrottleCounter",
     "Transfer",

@@ -40,12 +40,15 @@ from tongka.account import service as accounts
 from tongka.account.models import Account
 from tongka.config import Settings
 from tongka.db import transaction
+from tongka.deps import staff_session
 from tongka.errors import Forbidden, TongkaError, Unauthorized
 from tongka.i18n import LANGUAGES, _, babel_locale, gettext, negotiate
 from tongka.money import GB, KB, MB, Money, currency
+from tongka.staff.service import Staff, StaffRoleRefused
 from tongka.templating import templates
 
 SESSION_COOKIE = "tongka_session"
+STAFF_COOKIE = "tongka_staff"
 LANG_COOKIE = "tongka_lang"
 CSRF_COOKIE = "tongka_csrf"
 CSRF_FIELD = "csrf_token"
@@ -73,7 +76,8 @@ class Visitor:
     language: str
     account_id: uuid.UUID | None = None
     username: str | None = None
-    role: str | None = None
+    # A staff member (the staff cookie), on the counter's and console's pages; never a subscriber.
+    staff: Staff | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -94,16 +98,16 @@ def _chosen_language(request: Request) -> str | None:
 
 async def _visitor(request: Request) -> Visitor:
     token = request.cookies.get(SESSION_COOKIE)
-    account: tuple[uuid.UUID, str, str, str] | None = None
+    account: tuple[uuid.UUID, str, str] | None = None
     if token:
 
-        def read() -> tuple[uuid.UUID, str, str, str] | None:
+        def read() -> tuple[uuid.UUID, str, str] | None:
             with transaction(request.app.state.sessionmaker, read_only=True) as session:
                 try:
                     a = accounts.account_for_token(session, token)
                 except Unauthorized:  # expired or logged out elsewhere: a visitor again
                     return None
-                return a.id, a.username, a.language, a.role
+                return a.id, a.username, a.language
 
         async with request.app.state.gate.enter(False):
             account = await run_in_threadpool(read)
@@ -115,7 +119,7 @@ async def _visitor(request: Request) -> Visitor:
     request.state.language = language  # the error pages and refusals speak it too
     if account is None:
         return Visitor(language)
-    return Visitor(language, account[0], account[1], account[3])
+    return Visitor(language, account[0], account[1])
 
 
 VisitorDep = Annotated[Visitor, Depends(_visitor)]
@@ -128,6 +132,60 @@ async def _subscriber(request: Request, visitor: VisitorDep) -> Visitor:
 
 
 SubscriberDep = Annotated[Visitor, Depends(_subscriber)]
+
+
+# --- staff pages: the counter and the console -------------------------------------------------
+
+
+class StaffLoginRequired(LoginRequired):
+    """A staff page opened without a staff session (or after it ended): to /staff/login."""
+
+    code = "staff_login_required"
+
+
+def language_of(request: Request) -> str:
+    """A staff page's language: ?lang= or the remembered choice, else the browser's."""
+    language = _chosen_language(request) or negotiate(request.headers.get("accept-language"))
+    request.state.language = language
+    return language
+
+
+async def _staff_visitor(request: Request) -> Visitor:
+    token = request.cookies.get(STAFF_COOKIE)
+    language = language_of(request)
+    if not token:
+        raise StaffLoginRequired()
+    try:
+        member = await staff_session(request, token)
+    except Unauthorized:  # ended, idle too long, or deactivated
+        raise StaffLoginRequired() from None
+    return Visitor(language, staff=member)
+
+
+def _role(*roles: str) -> Callable[[Visitor], Any]:
+    async def check(visitor: Annotated[Visitor, Depends(_staff_visitor)]) -> Visitor:
+        assert visitor.staff is not None
+        if visitor.staff.role not in roles:
+            raise StaffRoleRefused()
+        return visitor
+
+    return check
+
+
+# Any staff member; the counter's staff (an agent or manager, at their store); a manager or an
+# admin; an admin. `visitor.staff` is who it is.
+StaffDep = Annotated[Visitor, Depends(_staff_visitor)]
+CounterDep = Annotated[Visitor, Depends(_role("agent", "manager"))]
+ManagerDep = Annotated[Visitor, Depends(_role("manager", "admin"))]
+AdminDep = Annotated[Visitor, Depends(_role("admin"))]
+
+
+def staff_sign_in(request: Request, response: Response, token: str) -> None:
+    """The staff session's cookie: HttpOnly, SameSite=Strict (no link from another site opens a
+    staff page signed in), ending with the browser."""
+    response.set_cookie(
+        STAFF_COOKIE, token, httponly=True, samesite="strict", secure=not _settings(request).dev
+    )
 
 
 def login_redirect(request: Request) -> RedirectResponse:
@@ -415,6 +473,9 @@ def wants_page(request: Request) -> bool:
 
 def error_page(request: Request, error: TongkaError, language: str) -> Response:
     """A refusal as a page in the visitor's language: what happened and where to go; never a trace."""
+    if isinstance(error, StaffLoginRequired):
+        target = request.url.path if request.method == "GET" else "/staff"
+        return RedirectResponse(f"/staff/login?next={quote(target, safe='')}", status_code=303)
     if isinstance(error, LoginRequired):
         return login_redirect(request)
     # A path no route took never met _visitor: the language chosen on the site still counts.

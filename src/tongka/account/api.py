@@ -44,7 +44,6 @@ from tongka.deps import (
     SettingsDep,
     client_address,
     hashing_policy,
-    token_ttl,
 )
 from tongka.errors import Unauthorized
 from tongka.ledger import buckets
@@ -77,7 +76,7 @@ def line_out(line: Line) -> LineOut:
 
 
 def new_token(session: Session, settings: Settings, account: Account) -> TokenOut:
-    ttl = token_ttl(settings, account)
+    ttl = settings.access_token_ttl_seconds
     return TokenOut(access_token=service.issue_token(session, account, ttl), expires_in=ttl)
 
 

@@ -18,7 +18,6 @@ class Account(IdMixin, CreatedMixin, Base):
     email: Mapped[str] = mapped_column(String(254))
     password_hash: Mapped[str] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(8))  # zh-Hans | zh-Hant | en
-    role: Mapped[str] = mapped_column(String(16), default="subscriber")  # subscriber | operator
     # Where the customer lives: some payment methods and offers are for mainland customers only.
     region: Mapped[str] = mapped_column(
         String(8), default="hk", server_default="hk"

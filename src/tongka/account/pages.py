@@ -28,7 +28,7 @@ from tongka.account.schemas import AccountCreate
 from tongka.charging import notify as charging_notify
 from tongka.charging import overage
 from tongka.db import transaction
-from tongka.deps import SessionDep, SettingsDep, client_address, hashing_policy, token_ttl
+from tongka.deps import SessionDep, SettingsDep, client_address, hashing_policy
 from tongka.errors import TongkaError, TooManyRequests
 from tongka.i18n import LANGUAGES, Language, _, gettext
 from tongka.money import CURRENCIES, EXPONENT, GB, MB, Currency
@@ -135,7 +135,7 @@ async def register(
 
     def signed_in(session: Session, account: Account) -> Response:
         response = web.redirect(request, "/lines/bind")
-        web.sign_in(request, response, session, account, token_ttl(settings, account))
+        web.sign_in(request, response, session, account, settings.access_token_ttl_seconds)
         return response
 
     context = _register_context(values, {})
@@ -192,7 +192,7 @@ async def login(
 
     def signed_in(session: Session, account: Account) -> Response:
         response = web.redirect(request, target)
-        web.sign_in(request, response, session, account, token_ttl(settings, account))
+        web.sign_in(request, response, session, account, settings.access_token_ttl_seconds)
         return response
 
     try:
@@ -305,7 +305,7 @@ async def reset(
         with transaction(sessions) as session:
             account = resets.complete_reset(session, token, password_hash)
             response = web.redirect(request, "/account")
-            web.sign_in(request, response, session, account, token_ttl(settings, account))
+            web.sign_in(request, response, session, account, settings.access_token_ttl_seconds)
             return response
 
     try:
@@ -516,7 +516,7 @@ def save_password(
     except service.LoginThrottled as refusal:
         return _settings_refused(request, visitor, session, "password", refusal)
     response = web.redirect(request, "/settings?saved=password")
-    web.sign_in(request, response, session, account, token_ttl(settings, account))
+    web.sign_in(request, response, session, account, settings.access_token_ttl_seconds)
     return response
 
 

@@ -138,7 +138,7 @@ def _hashing(policy: HashingPolicy | None) -> Iterator[None]:
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both cases take the same time.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 MIN_PASSWORD = 10
 
 
@@ -203,7 +203,7 @@ def register(
     )
 
 
-def _verify(password_hash: str, password: str, hashing: HashingPolicy | None) -> bool:
+def verify_password(password_hash: str, password: str, hashing: HashingPolicy | None) -> bool:
     with _hashing(hashing):
         try:
             return _hasher.verify(password_hash, password)
@@ -235,7 +235,7 @@ def start_login(session: Session, username: str, *, address: str | None = None) 
     account = session.scalar(select(Account).where(Account.username == username))
     # Checked against a dummy hash when the username is unknown, so both cases take the same time.
     if account is None:
-        return LoginAttempt(username, address, _DUMMY_HASH, None, now)
+        return LoginAttempt(username, address, DUMMY_HASH, None, now)
     return LoginAttempt(username, address, account.password_hash, account.id, now)
 
 
@@ -243,7 +243,9 @@ def password_matches(
     attempt: LoginAttempt, password: str, hashing: HashingPolicy | None = None
 ) -> bool:
     """The slow step (Argon2), with no transaction open: on SQLite no writer waits behind it."""
-    return _verify(attempt.password_hash, password, hashing) and attempt.account_id is not None
+    return (
+        verify_password(attempt.password_hash, password, hashing) and attempt.account_id is not None
+    )
 
 
 def finish_login(
@@ -300,7 +302,7 @@ def change_password(
     a wrong one counted, so a stolen token cannot be used to guess it faster."""
     now = clock.now()
     throttle.check(session, LOGIN_BY_ACCOUNT, account.username, now)
-    if not _verify(account.password_hash, current, hashing):
+    if not verify_password(account.password_hash, current, hashing):
         throttle.hit(session, LOGIN_BY_ACCOUNT, account.username, now)
         raise WrongPassword()
     if len(new) < MIN_PASSWORD or new.lower() == account.username:
@@ -325,7 +327,7 @@ def change_email(
     returned."""
     now = clock.now()
     throttle.check(session, LOGIN_BY_ACCOUNT, account.username, now)
-    if not _verify(account.password_hash, password, hashing):
+    if not verify_password(account.password_hash, password, hashing):
         throttle.hit(session, LOGIN_BY_ACCOUNT, account.username, now)
         raise WrongPassword()
     old, account.email = account.email, email.strip()

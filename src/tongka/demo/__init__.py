@@ -25,6 +25,7 @@ from tongka.promotion import coupons, offers
 from tongka.promotion.models import Offer
 from tongka.promotion.schemas import OfferIn
 from tongka.renewal import flow
+from tongka.staff import service as staff
 from tongka.stores import service as stores
 from tongka.wallet import service as wallets
 
@@ -33,6 +34,14 @@ DEMO_PASSWORD = "demo-password"
 DEMO_ICCID = "8985200240000000012"
 LINES_CSV = Path(__file__).parent / "lines.csv"
 STORES_CSV = Path(__file__).parent / "stores.csv"
+# Staff for two stores and an operator admin, all with the demo password; `make run` prints them.
+# Their authenticator app is set up already: `tongka staff code USERNAME` shows the code (dev only).
+DEMO_STAFF = (
+    ("agent-lowu", "Wong Ka Yan", "agent", "lo-wu"),
+    ("manager-lowu", "Lee Siu Ming", "manager", "lo-wu"),
+    ("agent-harbour", "Cheung Wai Man", "agent", "harbour-city"),
+    ("admin", "Operations", "admin", None),
+)
 DEMO_COUPON = "TONGKA-DEMO"  # shared, once per customer; `make run` prints it
 BIG_PACKS = ["mainland-10gb-30d", "hk-10gb-30d", "both-10gb-30d"]
 # The demo's offers, on the 10 GB packs (the smaller packs keep their list prices).
@@ -144,6 +153,20 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
     if store_report.errors:
         raise RuntimeError(f"demo stores have bad rows: {store_report.errors}")
 
+    made_staff = 0
+    for username, name, role, store in DEMO_STAFF:
+        if staff.by_username(session, username) is None:
+            member = staff.add(
+                session,
+                username=username,
+                display_name=name,
+                role=role,
+                store_code=store,
+                password_hash=accounts.new_password_hash(username, DEMO_PASSWORD),
+            )
+            staff.enrol_directly(member, settings.secret_key.get_secret_value())
+            made_staff += 1
+
     made_account = 0
     if session.scalar(select(Account).where(Account.username == DEMO_USERNAME)) is None:
         account = accounts.register(
@@ -201,6 +224,7 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
         "demo_account_created": made_account,
         "offers_added": made_offers,
         "stores_added": store_report.added,
+        "staff_added": made_staff,
     }
 
 

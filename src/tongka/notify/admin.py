@@ -67,7 +67,7 @@ def list_messages(
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[MessageOut]:
-    """Operator staff: outgoing SMS and email, newest first (`status=failed`: those given up)."""
+    """Operator admins: outgoing SMS and email, newest first (`status=failed`: those given up)."""
     return [MessageOut.of(m) for m in service.listed(session, status, limit)]
 
 
@@ -75,6 +75,6 @@ def list_messages(
 def retry_message(
     message_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
 ) -> MessageOut:
-    """Operator staff: send a failed or undeliverable message again (the same message, tries counted
+    """Operator admins: send a failed or undeliverable message again (the same message, tries counted
     afresh); any other status is 409 `message_not_failed`."""
     return MessageOut.of(service.retry(session, message_id))

@@ -41,25 +41,25 @@ def admin_out(session: SessionDep, offer: Offer) -> OfferAdminOut:
 
 @router.post("/offers", status_code=201, response_model=OfferAdminOut)
 def create_offer(body: OfferIn, operator: CurrentOperator, session: SessionDep) -> OfferAdminOut:
-    """Operator staff: create an offer, active at once within its time window. Its `code` is unique (a retry is 409)."""
+    """Operator admins: create an offer, active at once within its time window. Its `code` is unique (a retry is 409)."""
     return admin_out(session, offers.create(session, body, f"operator:{operator.username}"))
 
 
 @router.get("/offers", response_model=list[OfferAdminOut])
 def list_offers(operator: CurrentOperator, session: SessionDep) -> list[OfferAdminOut]:
-    """Operator staff: every offer, with its budget and what has been redeemed."""
+    """Operator admins: every offer, with its budget and what has been redeemed."""
     return [admin_out(session, o) for o in offers.all_offers(session)]
 
 
 @router.get("/offers/report", response_model=list[ReportRow])
 def offers_report(operator: CurrentOperator, session: SessionDep) -> list[ReportRow]:
-    """Operator staff: per offer, redemptions by state and the discount given and held, per currency."""
+    """Operator admins: per offer, redemptions by state and the discount given and held, per currency."""
     return offers.report(session)
 
 
 @router.get("/offers/{offer_id}", response_model=OfferAdminOut)
 def get_offer(offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDep) -> OfferAdminOut:
-    """Operator staff: one offer."""
+    """Operator admins: one offer."""
     return admin_out(session, offers.get(session, offer_id))
 
 
@@ -71,7 +71,7 @@ def _move(offer_id: uuid.UUID, session: SessionDep, action: str) -> OfferAdminOu
 def pause_offer(
     offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
 ) -> OfferAdminOut:
-    """Operator staff: stop giving an offer for now (quotes already made keep it until they lapse)."""
+    """Operator admins: stop giving an offer for now (quotes already made keep it until they lapse)."""
     return _move(offer_id, session, "pause")
 
 
@@ -79,13 +79,13 @@ def pause_offer(
 def resume_offer(
     offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
 ) -> OfferAdminOut:
-    """Operator staff: give a paused offer again."""
+    """Operator admins: give a paused offer again."""
     return _move(offer_id, session, "resume")
 
 
 @router.post("/offers/{offer_id}/end", response_model=OfferAdminOut)
 def end_offer(offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDep) -> OfferAdminOut:
-    """Operator staff: end an offer for good; its redemptions stay on record."""
+    """Operator admins: end an offer for good; its redemptions stay on record."""
     return _move(offer_id, session, "end")
 
 
@@ -97,7 +97,7 @@ def make_codes(
     session: SessionDep,
     settings: SettingsDep,
 ) -> CodesOut:
-    """Operator staff: make a batch of coupon codes (or one shared code) for a coupon offer; shown only in this answer."""
+    """Operator admins: make a batch of coupon codes (or one shared code) for a coupon offer; shown only in this answer."""
     offer = offers.get(session, offer_id)
     batch = body.batch or f"{offer.code}-{uuid.uuid4().hex[:8]}"
     codes = coupons.generate(
@@ -116,7 +116,7 @@ def make_codes(
 def offer_redemptions(
     offer_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
 ) -> list[RedemptionOut]:
-    """Operator staff: every redemption of an offer, newest first: who, which quote and order, how much, its state."""
+    """Operator admins: every redemption of an offer, newest first: who, which quote and order, how much, its state."""
     offer = offers.get(session, offer_id)
     return [
         RedemptionOut(

@@ -1,6 +1,7 @@
 """Operator API for sales and payments: the store counter and refunds, through the renewal flow.
 
-Who may call: operator staff (role `operator`); anyone else is 403, no token 401.
+Who may call: staff, with a staff bearer token (`POST /api/v1/staff/token`): a store sale any
+staff member, for their own store; refunds and payments admins only. A subscriber's token is 401.
 """
 
 from __future__ import annotations
@@ -18,13 +19,21 @@ from tongka import idempotency
 from tongka.account.lines import LineNotFound
 from tongka.account.models import Account, Line
 from tongka.deps import CurrentOperator, ProvidersDep, SessionDep, SettingsDep, SignedInOperator
+from tongka.errors import Unprocessable
+from tongka.i18n import _
 from tongka.payment import refunds
 from tongka.payment import service as payments
 from tongka.payment.models import Payment
 from tongka.renewal import flow, ordering
 from tongka.renewal.schemas import OrderOut
+from tongka.staff import service as staff_service
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+
+class StoreRequired(Unprocessable):
+    code = "store_required"
+    message = _("Say which store took the money.")
 
 
 class RefundIn(BaseModel):
@@ -95,8 +104,11 @@ class StoreSaleIn(BaseModel):
 
 
 class RecordIn(BaseModel):
-    store: str = Field(
-        pattern="^[a-z0-9]{1,20}$", description="the store's code, which numbers its receipts"
+    store: str | None = Field(
+        default=None,
+        pattern="^[a-z0-9][a-z0-9-]{0,31}$",
+        description="the store's code, which numbers its receipts: an agent's or manager's own"
+        " store (the default), any store for an admin",
     )
     reference: str | None = Field(
         default=None, max_length=64, description="the terminal slip or QR transaction number"
@@ -118,7 +130,7 @@ async def store_sale(
     providers: ProvidersDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
-    """Operator staff, at a store: sell a pack for a customer's bound line, paid at the counter (cash, card terminal, QR).
+    """Store staff, at their store: sell a pack for a customer's bound line, paid at the counter (cash, card terminal, QR).
 
     Needs an `Idempotency-Key`. The payment stays pending until staff record it. A QR's
     provider is asked outside any transaction (`renewal/ordering.py`).
@@ -137,7 +149,7 @@ async def store_sale(
         request.app.state.gate,
         providers,
         settings,
-        ordering.Keyed(idempotency_key, operator.account_id, fp),
+        ordering.Keyed(idempotency_key, operator.id, fp),
         ordering.Asked(
             body.line_id,
             body.pack_id,
@@ -159,10 +171,15 @@ def record_store_payment(
     session: SessionDep,
     settings: SettingsDep,
 ) -> RecordOut:
-    """Operator staff, at a store: the money is in the till (or the terminal slip printed); the order is paid.
+    """Store staff, at their store: the money is in the till (or the terminal slip printed); the order is paid.
 
     Recording twice changes nothing. The receipt is numbered in the store's own sequence.
     """
+    store = body.store or operator.store_code
+    if store is None:
+        raise StoreRequired()
+    if not operator.is_admin and store != operator.store_code:
+        raise staff_service.StaffRoleRefused()
     payment = session.get(Payment, payment_id)
     if payment is None or payment.provider != "store":
         raise payments.PaymentNotFound()
@@ -175,7 +192,7 @@ def record_store_payment(
         payment.amount,
         payment.currency,
         receipt_key=settings.receipt_key,
-        store=body.store,
+        store=store,
         staff=operator.username,
     )
     order, receipt = flow.paid_order(session, payment.id)
@@ -192,7 +209,7 @@ def record_store_payment(
 def get_payment(
     payment_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
 ) -> PaymentAdminOut:
-    """Operator staff: a payment, what can still be refunded, and its refunds."""
+    """Operator admins: a payment, what can still be refunded, and its refunds."""
     return _payment_out(session, payments.get(session, payment_id))
 
 
@@ -206,7 +223,7 @@ def refund_payment(
     providers: ProvidersDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
-    """Operator staff: refund part or all of a payment through its provider (pro-rated to unused data).
+    """Operator admins: refund part or all of a payment through its provider (pro-rated to unused data).
 
     Needs an `Idempotency-Key`: a retry refunds once.
     """
