@@ -413,3 +413,33 @@ def test_the_receipt_prints_for_the_store_and_only_its_staff_see_it(
         got = other.get(receipt_url, headers=ACCEPT_HTML)
         assert got.status_code == status, (role, store)
         assert other.get(r.headers["location"], headers=ACCEPT_HTML).status_code == status
+
+
+def test_a_method_in_a_currency_it_does_not_take_is_refused_on_the_line(
+    client, sessions, agent
+) -> None:
+    line = demo_line(sessions)
+    page = f"/counter/lines/{line.id}"
+    r = post(
+        client,
+        page,
+        f"{page}/sale",
+        {
+            "pack_id": f.pack_id(client, "hk-5gb-30d"),
+            "currency": "HKD",
+            "payment_method": "wechat_pay",
+        },
+    )
+    assert r.status_code == 400
+    assert "WeChat Pay cannot be paid in HKD." in html.unescape(r.text)
+
+
+def test_an_invalid_document_is_refused_on_the_line_and_nothing_is_registered(
+    client, sessions, agent
+) -> None:
+    [line_id] = new_lines(sessions, 1)
+    r = register(client, line_id, "hkid", "A123456(4)")  # a wrong check digit
+    assert r.status_code == 422 and 'data-testid="refusal"' in r.text
+    assert "This identity document number is not valid." in html.unescape(r.text)
+    assert count(sessions, RealNameRecord) == 1  # the demo line's own
+    assert audits(sessions, "real_name.register") == []

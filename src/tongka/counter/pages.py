@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from tongka import clock, idempotency, web
-from tongka.account.identity import DOCUMENT_TYPES
+from tongka.account import lines
+from tongka.account.identity import DOCUMENT_TYPES, InvalidDocument
 from tongka.account.models import Account
 from tongka.catalog import service as catalog
 from tongka.counter import sales
@@ -35,6 +36,7 @@ from tongka.i18n import _, gettext
 from tongka.ledger import buckets
 from tongka.order import service as orders
 from tongka.payment import service as payments
+from tongka.payment.providers import method_offered
 from tongka.promotion import pricing
 from tongka.promotion.models import Quote
 from tongka.receipt import service as receipts
@@ -142,6 +144,7 @@ def _line_context(
         "currencies": CURRENCIES,
         "methods": [(m, gettext(METHOD_NAMES[m], language)) for m in METHODS],
         "checked": None,
+        "refusal": None,
         "form": {},
         "errors": {},
         **extra,
@@ -178,16 +181,42 @@ def check_identity(
     if shown is None:
         context = _line_context(session, line_id, visitor.language, errors=errors)
         return web.page(request, visitor, "web/counter/line.html", context, status_code=400)
-    matched = sales.check_identity(
-        session,
-        _staff(visitor),
-        line_id,
-        shown.document_type,
-        shown.document_number,
-        settings.secret_key.get_secret_value(),
-    )
+    try:
+        matched = sales.check_identity(
+            session,
+            _staff(visitor),
+            line_id,
+            shown.document_type,
+            shown.document_number,
+            settings.secret_key.get_secret_value(),
+        )
+    except sales.IdentityChecksUsedUp as refusal:
+        return _refused_on_line(request, visitor, session, line_id, refusal)
     context = _line_context(session, line_id, visitor.language, checked=matched)
     return web.page(request, visitor, "web/counter/line.html", context)
+
+
+def _refused_on_line(
+    request: Request,
+    visitor: web.Visitor,
+    session: Session,
+    line_id: uuid.UUID,
+    refusal: TongkaError,
+    form: dict[str, str] | None = None,
+) -> Response:
+    """The line's page again, saying why the counter's request was refused (with its status)."""
+    context = _line_context(
+        session,
+        line_id,
+        visitor.language,
+        refusal=refusal.detail(visitor.language),
+        form=form or {},
+    )
+    response = web.page(
+        request, visitor, "web/counter/line.html", context, status_code=refusal.status
+    )
+    response.headers.update(refusal.headers())
+    return response
 
 
 @router.post("/counter/lines/{line_id}/real-name", response_class=HTMLResponse)
@@ -214,16 +243,19 @@ def register_real_name(
     if shown is None:
         context = _line_context(session, line_id, visitor.language, form=form, errors=errors)
         return web.page(request, visitor, "web/counter/line.html", context, status_code=400)
-    sales.register_real_name(
-        session,
-        _staff(visitor),
-        line_id,
-        document_type=shown.document_type,
-        document_number=shown.document_number,
-        holder_name=shown.holder_name,
-        document_country=shown.document_country,
-        secret=settings.secret_key.get_secret_value(),
-    )
+    try:
+        sales.register_real_name(
+            session,
+            _staff(visitor),
+            line_id,
+            document_type=shown.document_type,
+            document_number=shown.document_number,
+            holder_name=shown.holder_name,
+            document_country=shown.document_country,
+            secret=settings.secret_key.get_secret_value(),
+        )
+    except (sales.DocumentLimitReached, lines.RealNameExists, InvalidDocument) as refusal:
+        return _refused_on_line(request, visitor, session, line_id, refusal, form)
     return web.redirect(request, f"/counter/lines/{line_id}")
 
 
@@ -253,9 +285,22 @@ def choose(
     if choice is None:
         context = _line_context(session, line_id, language, errors=errors)
         return web.page(request, visitor, "web/counter/line.html", context, status_code=400)
+    account = _owner(session, line_id)
+    if not method_offered(choice.payment_method, CHANNEL, choice.currency, account.region):
+        message = _("{method} cannot be paid in {currency}. Choose another way to pay or currency.")
+        errors = {
+            "payment_method": gettext(
+                message,
+                language,
+                method=gettext(METHOD_NAMES[choice.payment_method], language),
+                currency=choice.currency,
+            )
+        }
+        context = _line_context(session, line_id, language, errors=errors)
+        return web.page(request, visitor, "web/counter/line.html", context, status_code=400)
     quote = flow.quote(
         session,
-        _owner(session, line_id),
+        account,
         line_id=line_id,
         pack_id=choice.pack_id,
         currency=choice.currency,
@@ -326,35 +371,40 @@ async def pay(
             if method == "card_terminal" and not confirmed.approval_code:
                 raise sales.ApprovalCodeRequired()
 
+    body = confirmed.model_dump(
+        mode="json", include={"pack_id", "currency", "payment_method", "quote_id"}
+    )
     try:
         async with gate.enter(False):
             await run_in_threadpool(check)
-    except sales.ShiftNotOpen as refusal:
+        _, order = await ordering.place(
+            sessions,
+            gate,
+            providers,
+            settings,
+            ordering.Keyed(
+                "counter:" + confirmed.key,
+                staff.id,
+                idempotency.fingerprint("POST", request.url.path, body),
+            ),
+            ordering.Asked(
+                line_id, confirmed.pack_id, confirmed.currency, CHANNEL, method, confirmed.quote_id
+            ),
+            buyer=lambda session: _owner(session, line_id),
+        )
+    except TongkaError as refusal:
+        # Said on the counter's own page, with the way back to the line (and to the till).
         return web.page(
             request,
             visitor,
             "web/counter/refused.html",
-            {"detail": refusal.detail(visitor.language), "shifts": True},
+            {
+                "detail": refusal.detail(visitor.language),
+                "shifts": isinstance(refusal, sales.ShiftNotOpen),
+                "line_id": str(line_id),
+            },
             status_code=refusal.status,
         )
-    body = confirmed.model_dump(
-        mode="json", include={"pack_id", "currency", "payment_method", "quote_id"}
-    )
-    _, order = await ordering.place(
-        sessions,
-        gate,
-        providers,
-        settings,
-        ordering.Keyed(
-            "counter:" + confirmed.key,
-            staff.id,
-            idempotency.fingerprint("POST", request.url.path, body),
-        ),
-        ordering.Asked(
-            line_id, confirmed.pack_id, confirmed.currency, CHANNEL, method, confirmed.quote_id
-        ),
-        buyer=lambda session: _owner(session, line_id),
-    )
 
     def record() -> uuid.UUID:
         with transaction(sessions) as session:
