@@ -147,3 +147,32 @@ def test_an_unpaid_payment_offers_no_refund(client, sessions, admin, demo) -> No
     assert "/check" not in r.text
     r = client.get(f"/console/refunds/{uuid.uuid4()}", headers=ACCEPT_HTML)
     assert r.status_code == 404
+
+
+def test_a_provider_that_does_not_answer_leaves_nothing_behind(
+    client, app, sessions, admin, paid
+) -> None:
+    payment_id = paid["payment"]["id"]
+    page = f"/console/refunds/{payment_id}"
+    key = key_of(client.get(page, headers=ACCEPT_HTML).text)
+    providers = app.state.providers
+    app.state.providers = {}  # none of them reachable
+    try:
+        r = post(client, page, page, {"amount": "10", "reason": "customer asked", "key": key})
+    finally:
+        app.state.providers = providers
+    assert r.status_code == 502 and "The payment provider did not answer." in r.text
+    with sessions() as s:
+        assert s.scalars(select(Refund)).all() == []
+        assert (
+            s.scalars(select(AuditEntry).where(AuditEntry.action == "payment.refund")).all() == []
+        )
+    # The same form, sent again once the provider answers, refunds.
+    assert (
+        post(
+            client, page, page, {"amount": "10", "reason": "customer asked", "key": key}
+        ).status_code
+        == 303
+    )
+    with sessions() as s:
+        assert s.scalars(select(Refund.amount)).all() == [1000]

@@ -230,8 +230,8 @@ def refund_confirm(
     key = posted.get("key")
     if isinstance(key, str) and re.fullmatch(r"[0-9a-f]{32}", key):
         made = refunds.existing(session, _refund_id(staff, key))
-        if made is not None and made.payment_id == payment_id:  # a second click, a reload
-            return web.redirect(request, f"/console/refunds/{payment_id}?refund={made.id}")
+        if made is not None:  # a second click, a reload: the refund the first one made
+            return web.redirect(request, f"/console/refunds/{made.payment_id}?refund={made.id}")
     payment = payments.get(session, payment_id)
     form, amount, errors, context = _checked(session, payment, posted, visitor.language)
     values = {k: v for k, v in posted.items() if isinstance(v, str)}
