@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from tests.console.helpers import post
 from tests.web.helpers import ACCEPT_HTML
+from tongka.charging import service as charging
 from tongka.charging.models import Network, RatingGroup
 from tongka.staff.models import AuditEntry
 
@@ -109,3 +111,18 @@ def test_a_rating_group_is_set_zero_rated_then_charged(client, sessions, admin) 
     assert r.status_code == 400
     r = post(client, PAGE, action, {"rating_group": "-1", "name": "x"})
     assert r.status_code == 400
+
+
+def test_charging_follows_the_registry(client, sessions, admin) -> None:
+    post(
+        client,
+        PAGE,
+        PAGE,
+        {"plmn": "454-95", "operator": "Lab", "zone": "mainland", "active": "on"},
+    )
+    with sessions() as s:
+        assert charging.network_for(s, "454-95").zone == "mainland"
+    page = f"{PAGE}/454-95"
+    post(client, page, page, {"operator": "Lab", "zone": "hk"})  # no longer served
+    with sessions() as s, pytest.raises(charging.NetworkNotServed):
+        charging.network_for(s, "454-95")

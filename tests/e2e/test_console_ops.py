@@ -109,6 +109,12 @@ def test_an_admin_refunds_the_demo_renewal_and_finds_it_in_the_audit_log(
         for path in (f"/console/refunds/{payment_id}", "/console/audit"):
             page.goto(f"{path}?lang=zh-Hant")
             check_page(page, "zh-Hant", watch, seen)
+        for path in ("/console/rates", "/console/messages", "/console/refunds"):
+            page.goto(f"{path}?lang=zh-Hans")
+            check_page(page, "zh-Hans", watch, seen)
+        # Operators' names are English ("China Mobile Hong Kong"): this page is checked in English.
+        page.goto("/console/networks?lang=en")
+        check_page(page, "en", watch, seen)
     finally:
         context.close()
     assert watch.problems == []
