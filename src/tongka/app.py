@@ -25,7 +25,9 @@ from tongka.catalog import pages as catalog_pages
 from tongka.charging import overage_api as charging_overage_api
 from tongka.charging import usage_api as charging_usage_api
 from tongka.config import Settings, get_settings
+from tongka.console import audit_pages as console_audit
 from tongka.console import home as console_home
+from tongka.console import operations as console_operations
 from tongka.counter import pages as counter_pages
 from tongka.db import busy, make_engine, make_sessionmaker
 from tongka.deps import request_language
@@ -128,6 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(staff_pages.router)
     app.include_router(console_home.router)
     app.include_router(counter_pages.router)
+    app.include_router(console_operations.router)
+    app.include_router(console_audit.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 

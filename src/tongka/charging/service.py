@@ -53,7 +53,7 @@ from tongka.charging.models import (
     RatingGroup,
     UsageDay,
 )
-from tongka.errors import Conflict, Unprocessable
+from tongka.errors import Conflict, NotFound, Unprocessable
 from tongka.i18n import _
 
 
@@ -65,6 +65,21 @@ class UnknownNetwork(Unprocessable):
 class NetworkNotServed(Unprocessable):
     code = "network_not_served"
     message = _("The network {plmn} is not served at the moment.")
+
+
+class NetworkNotFound(NotFound):
+    code = "network_not_found"
+    message = _("The network {plmn} is not in the registry.")
+
+
+class NetworkExists(Conflict):
+    code = "network_exists"
+    message = _("The network {plmn} is already in the registry.")
+
+
+class PlmnInvalid(Unprocessable):
+    code = "plmn_invalid"
+    message = _("A PLMN is a 3-digit country code and a 2- or 3-digit network code, e.g. 460-00.")
 
 
 class LineNotActive(Conflict):
@@ -87,6 +102,55 @@ def network_for(session: Session, plmn: str) -> Network:
 
 def networks(session: Session) -> list[Network]:
     return list(session.scalars(select(Network).order_by(Network.zone, Network.plmn)))
+
+
+ZONES = ("mainland", "hk")
+
+
+def plmn_of(text: str) -> str:
+    """A PLMN as the registry writes it: "46000", "460 00" or "460-00" -> "460-00"; "454001" -> "454-001"."""
+    digits = "".join(c for c in text.strip() if c not in " -")
+    if not digits.isascii() or not digits.isdigit() or len(digits) not in (5, 6):
+        raise PlmnInvalid()
+    return f"{digits[:3]}-{digits[3:]}"
+
+
+def add_network(
+    session: Session, plmn: str, *, operator: str, zone: str, active: bool = True
+) -> Network:
+    """A new network in the registry: lines on it are charged in `zone` from the next request."""
+    if zone not in ZONES or not operator.strip():
+        raise ValueError("a network has an operator's name and a zone, mainland or hk")
+    code = plmn_of(plmn)
+    if session.get(Network, code) is not None:
+        raise NetworkExists(plmn=code)
+    network = Network(
+        plmn=code,
+        mcc=code[:3],
+        mnc=code[4:],
+        operator=operator.strip(),
+        zone=zone,
+        active=active,
+        created_at=clock.now(),
+    )
+    session.add(network)
+    session.flush()
+    return network
+
+
+def change_network(
+    session: Session, plmn: str, *, operator: str, zone: str, active: bool
+) -> Network:
+    """A network's operator name, zone and whether it is served, from the next request on (a session
+    already open keeps the zone it was opened in until it moves)."""
+    if zone not in ZONES or not operator.strip():
+        raise ValueError("a network has an operator's name and a zone, mainland or hk")
+    network = session.get(Network, plmn, with_for_update=True)
+    if network is None:
+        raise NetworkNotFound(plmn=plmn)
+    network.operator, network.zone, network.active = operator.strip(), zone, active
+    session.flush()
+    return network
 
 
 # --- rating groups --------------------------------------------------------------------------

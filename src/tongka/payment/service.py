@@ -312,6 +312,15 @@ def income_account(payment: Payment) -> str:
     return "sales" if payment.topup_id is None else "wallet_funding"
 
 
+def payments_of_order(session: Session, order_id: uuid.UUID) -> list[Payment]:
+    """An order's payment attempts, newest first."""
+    return list(
+        session.scalars(
+            select(Payment).where(Payment.order_id == order_id).order_by(Payment.created_at.desc())
+        )
+    )
+
+
 def payments_of_topup(session: Session, topup_id: uuid.UUID) -> list[Payment]:
     return list(
         session.scalars(
