@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from tests import factories as f
+from tests.charging.factories import ensure_networks
 from tests.web.helpers import ACCEPT_HTML, signed_in
 from tongka import clock
 from tongka.charging.models import UsageDay
@@ -144,6 +145,7 @@ class Shop:
 
     def usage(self, line, day: date, zone: str, plmn: str, used: int) -> None:  # type: ignore[no-untyped-def]
         with transaction(self.sessions) as s:
+            ensure_networks(s)
             s.add(
                 UsageDay(
                     line_id=uuid.UUID(line["id"]),
