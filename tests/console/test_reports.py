@@ -258,6 +258,7 @@ def test_the_page_shows_each_figure_as_a_table_and_a_chart(client, scenario) -> 
     # The totals per currency, never one sum of both.
     assert "HKD: <strong>HK$164.00</strong>" in page and "CNY: <strong>CN¥78.00</strong>" in page
     assert "-HK$10.00" in page
+    assert "tongka Lo Wu <small>lo-wu</small>" in page  # stores by name, in the page's language
     assert 'data-bytes="16106127360"' in page and 'data-bytes="524288007"' in page
     for figure in ("revenue", "renewals", "data", "stores", "agents", "failures"):
         assert f"/console/reports/{figure}.csv?{PERIOD.replace('&', '&amp;')}" in page
@@ -287,6 +288,7 @@ def test_the_page_shows_each_figure_as_a_table_and_a_chart(client, scenario) -> 
     # In Chinese too, the same numbers.
     zh = client.get(f"/console/reports?{PERIOD}&lang=zh-Hant", headers=ACCEPT_HTML)
     assert zh.status_code == 200 and "收入" in zh.text and "HK$164.00" in zh.text
+    assert "通卡羅湖管制站店 <small>lo-wu</small>" in zh.text
 
 
 def test_one_day_of_the_two(client, scenario) -> None:

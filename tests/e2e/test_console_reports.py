@@ -114,7 +114,6 @@ def test_an_admin_opens_the_reports_and_every_chart_is_drawn(
         check_page(page, "en", watch, seen)
         shot(page, "console-reports-en")
 
-
         page.goto("/console/reports?from=2020-01-01&to=2020-01-31&lang=en")  # an empty period
         expect(page.locator(".report-chart")).to_have_count(0)
         check_page(page, "en", watch, seen)

@@ -5,7 +5,6 @@ the same on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -82,6 +81,7 @@ class Seller:
     key: str  # the store's code, or the agent's username
     name: str  # the store's code again, or the agent's display name
     store: str  # the store's code
+    store_names: dict[str, str]  # the store's name per language
     currency: str
     sales: int
     amount: int
@@ -202,11 +202,9 @@ def _sellers(session: Session, period: Period, by_agent: bool) -> list[Seller]:
         .where(CounterSale.paid_at >= period.start, CounterSale.paid_at < period.end)
         .group_by(who, CounterSale.store_id, CounterSale.currency)
     ).all()
-    stores: dict[uuid.UUID, str] = dict(
-        session.execute(
-            select(Store.id, Store.code).where(Store.id.in_({r[1] for r in rows}))
-        ).all()
-    )
+    stores = {
+        s.id: s for s in session.scalars(select(Store).where(Store.id.in_({r[1] for r in rows})))
+    }
     agents = {
         m.id: m
         for m in session.scalars(
@@ -215,9 +213,10 @@ def _sellers(session: Session, period: Period, by_agent: bool) -> list[Seller]:
     }
     found = [
         Seller(
-            agents[key].username if by_agent else stores[store_id],
-            agents[key].display_name if by_agent else stores[store_id],
-            stores[store_id],
+            agents[key].username if by_agent else stores[store_id].code,
+            agents[key].display_name if by_agent else stores[store_id].code,
+            stores[store_id].code,
+            stores[store_id].names,
             cur,
             count,
             int(amount),
@@ -232,7 +231,13 @@ def _sellers(session: Session, period: Period, by_agent: bool) -> list[Seller]:
             r
             if had is None
             else Seller(
-                r.key, r.name, had.store, r.currency, had.sales + r.sales, had.amount + r.amount
+                r.key,
+                r.name,
+                had.store,
+                had.store_names,
+                r.currency,
+                had.sales + r.sales,
+                had.amount + r.amount,
             )
         )
     sales: dict[str, int] = defaultdict(int)

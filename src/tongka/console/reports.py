@@ -193,7 +193,8 @@ class Report:
         for name, sellers in (("stores", self.stores), ("agents", self.agents)):
             counts: dict[str, int] = {}
             for s in sellers:
-                counts[s.name] = counts.get(s.name, 0) + s.sales
+                label = s.name if name == "agents" else _store_name(s, language)
+                counts[label] = counts.get(label, 0) + s.sales
             if counts:
                 charts[name] = {
                     "kind": "bars",
@@ -217,6 +218,10 @@ class Report:
                 ],
             }
         return charts
+
+
+def _store_name(seller: figures.Seller, language: str) -> str:
+    return seller.store_names.get(language) or seller.store_names.get("en") or seller.store
 
 
 def _csv_cell(value: object) -> str:
@@ -312,6 +317,7 @@ def reports(request: Request, visitor: web.AdminDep, session: SessionDep) -> HTM
             "providers": PROVIDERS,
             "zones": ZONE_NAMES,
             "percent": _percent,
+            "store_name": _store_name,
         },
         status_code=400 if errors else 200,
     )
