@@ -330,6 +330,10 @@ def test_a_period_that_cannot_be_read_is_said_on_the_form(client, operator) -> N
     assert r.status_code == 400 and "at most 366 days" in r.text
     r = client.get("/console/reports?from=yesterday", headers=ACCEPT_HTML)
     assert r.status_code == 400 and 'aria-invalid="true"' in r.text
+    r = client.get(
+        "/console/reports/revenue.csv?from=2026-03-11&to=2026-03-10", headers=ACCEPT_HTML
+    )
+    assert r.status_code == 422 and "must end on or after its first day" in r.text
     assert client.get("/console/reports/nothing.csv").status_code == 404
 
 

@@ -22,7 +22,7 @@ from tongka import clock, web
 from tongka.charging.engine import usage_day
 from tongka.console import figures
 from tongka.deps import SessionDep
-from tongka.errors import NotFound
+from tongka.errors import NotFound, Unprocessable
 from tongka.i18n import _, gettext
 from tongka.money import EXPONENT, GB
 from tongka.promotion.pricing import ZONE_NAMES
@@ -48,6 +48,11 @@ PROVIDERS = {
     "sandbox": _("Sandbox"),
 }
 RANGE_INVALID = _("The period must end on or after its first day and span at most {max_days} days.")
+
+
+class ReportRangeInvalid(Unprocessable):
+    code = "report_range_invalid"
+    message = RANGE_INVALID
 
 
 class Range(BaseModel):
@@ -330,7 +335,9 @@ def report_csv(
     """Operator admins: one figure of the reports over the same period, as CSV."""
     if figure not in CSV:
         raise NotFound()
-    period, _errors = _period(request, visitor.language)
+    period, errors = _period(request, visitor.language)
+    if errors:  # a file of another period than asked would be read as that one
+        raise ReportRangeInvalid(max_days=MAX_DAYS)
     header, rows = CSV[figure]
     out = io.StringIO()
     writer = csv.writer(out)
