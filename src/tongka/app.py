@@ -28,6 +28,7 @@ from tongka.config import Settings, get_settings
 from tongka.console import audit_pages as console_audit
 from tongka.console import home as console_home
 from tongka.console import operations as console_operations
+from tongka.console import reports as console_reports
 from tongka.counter import pages as counter_pages
 from tongka.db import busy, make_engine, make_sessionmaker
 from tongka.deps import request_language
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(counter_pages.router)
     app.include_router(console_operations.router)
     app.include_router(console_audit.router)
+    app.include_router(console_reports.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 
