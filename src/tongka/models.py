@@ -1,6 +1,7 @@
 """Imports every domain's tables, so the metadata (and Alembic) sees them all."""
 
 from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
+from tongka.alerts.models import AlertEvent, AlertPreference
 from tongka.catalog.models import OverageRate, Pack, PackPrice
 from tongka.charging.models import (
     ChargingAnswer,
@@ -33,6 +34,8 @@ from tongka.wallet.models import Wallet, WalletTopup
 __all__ = [
     "AccessToken",
     "Account",
+    "AlertEvent",
+    "AlertPreference",
     "AuditEntry",
     "BindChallenge",
     "Bucket",

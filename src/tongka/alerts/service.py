@@ -1,0 +1,149 @@
+"""Firing an alert: once per (kind, key), by the channels the subscriber chose, in their language.
+
+`fire` runs in the transaction of the change it tells of (a charging batch's scan, a renewal, a
+password change): the event row and the messages commit with it, or not at all. The messages
+are the outbox's (`notify`), rendered from `templates/messages/alert_<kind>/`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tongka.account.models import Account, Line
+from tongka.alerts.models import CHANNEL_CHOICES, AlertEvent, AlertPreference
+from tongka.errors import Unprocessable
+from tongka.i18n import _
+from tongka.notify import service as notify
+
+
+class UnknownAlert(Unprocessable):
+    code = "alert_unknown"
+    message = _("There is no such alert.")
+
+
+class ChannelsInvalid(Unprocessable):
+    code = "alert_channels_invalid"
+    message = _("Choose SMS, email, both or none.")
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    default: str  # sms | email | both | none
+    line: bool  # about a line (sent by SMS to its number) or the account (SMS to its lines)
+
+
+# Every alert a subscriber may get, and how it is sent unless they choose otherwise.
+KINDS = {
+    k.name: k
+    for k in (
+        Kind("data_used_80", "sms", True),
+        Kind("data_used_90", "sms", True),
+        Kind("data_used_100", "both", True),
+        Kind("data_expiring_3d", "sms", True),
+        Kind("data_expiring_1d", "both", True),
+        Kind("overage_started", "both", True),
+        Kind("overage_cap_reached", "both", True),
+        Kind("renewal_confirmed", "email", True),
+        Kind("payment_failed", "both", True),
+        Kind("auto_renew_done", "both", True),
+        Kind("auto_renew_failed", "both", True),
+        Kind("password_changed", "email", False),
+        Kind("email_changed", "email", False),
+    )
+}
+
+
+def preferences(session: Session, account_id: uuid.UUID) -> dict[str, str]:
+    """{kind: channels} for every kind: the subscriber's choice, else the default."""
+    chosen = dict(
+        session.execute(
+            select(AlertPreference.kind, AlertPreference.channels).where(
+                AlertPreference.account_id == account_id
+            )
+        ).tuples()
+    )
+    return {name: chosen.get(name, kind.default) for name, kind in KINDS.items()}
+
+
+def choose(session: Session, account_id: uuid.UUID, kind: str, channels: str) -> None:
+    if kind not in KINDS:
+        raise UnknownAlert()
+    if channels not in CHANNEL_CHOICES:
+        raise ChannelsInvalid()
+    row = session.get(AlertPreference, (account_id, kind))
+    if row is None:
+        session.add(AlertPreference(account_id=account_id, kind=kind, channels=channels))
+    else:
+        row.channels = channels
+
+
+def fire(
+    session: Session,
+    *,
+    account: Account,
+    kind: str,
+    key: str,
+    line: Line | None = None,
+    **params: Any,
+) -> AlertEvent | None:
+    """Sends alert `kind` about `key` once: None when it fired before (by this process or another)
+    or the subscriber chose none. `params` fill the message's template."""
+    if kind not in KINDS:
+        raise UnknownAlert()
+    channels = preferences(session, account.id)[kind]
+    event = AlertEvent(
+        account_id=account.id,
+        line_id=line.id if line else None,
+        kind=kind,
+        key=key,
+        channels=channels,
+        params={
+            k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in params.items()
+        },
+    )
+    try:
+        with session.begin_nested():
+            session.add(event)
+    except IntegrityError:
+        return None  # fired already
+    if channels == "none":
+        return event
+    template = f"alert_{kind}"
+    values = {"username": account.username, **params}
+    if line is not None:
+        values["number"] = line.hk_number or line.cn_number or ""
+    if channels in ("email", "both"):
+        notify.send_email(
+            session,
+            to=account.email,
+            template=template,
+            language=account.language,
+            account_id=account.id,
+            **values,
+        )
+    if channels in ("sms", "both"):
+        numbers = line.numbers if line is not None else _account_numbers(session, account.id)
+        for number in numbers[:1]:  # one SMS, to the line's first number
+            notify.send_sms(
+                session,
+                to=number,
+                template=template,
+                language=account.language,
+                account_id=account.id,
+                **values,
+            )
+    return event
+
+
+def _account_numbers(session: Session, account_id: uuid.UUID) -> list[str]:
+    line = session.scalar(
+        select(Line).where(Line.account_id == account_id).order_by(Line.bound_at).limit(1)
+    )
+    return line.numbers if line else []
