@@ -418,6 +418,7 @@ def payments_refund(
     from tongka.errors import TongkaError
     from tongka.payment import providers
     from tongka.renewal import flow
+    from tongka.staff import audit
 
     settings = get_settings()
     refund_id = uuid.uuid5(uuid.NAMESPACE_URL, f"tongka:refund:cli:{key}") if key else uuid.uuid4()
@@ -431,6 +432,14 @@ def payments_refund(
                 reason=reason,
                 requested_by="cli",
                 refund_id=refund_id,
+            )
+            audit.record(
+                session,
+                audit.CLI,
+                "payment.refund",
+                "payment",
+                payment_id,
+                after={"refund_id": record.id, "amount": record.amount, "reason": reason},
             )
     except (TongkaError, ValueError) as e:
         typer.echo(f"refused: {e}", err=True)

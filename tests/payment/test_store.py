@@ -174,3 +174,51 @@ def test_no_callback_can_settle_a_store_payment(client, operator, customer) -> N
         client.get(f"/api/v1/orders/{order['id']}", headers=headers).json()["status"]
         == "awaiting_payment"
     )
+
+
+def test_an_agents_api_sale_is_the_stores_and_only_its_staff_record_it(
+    client, sessions, settings, customer
+) -> None:
+    """A sale through the API by an agent is counted by their store's till and reports as one made
+    on the counter's page; an agent of another store cannot record its payment (404, as unknown)."""
+    from tongka.counter.models import CounterSale
+    from tongka.staff.models import AuditEntry
+
+    headers, line = customer
+    elsewhere = f.staff(client, sessions, settings, role="agent", store="harbour-city").headers
+    agent = f.staff(client, sessions, settings, role="agent", store="lo-wu").headers
+    order = sell(client, agent, line["id"]).json()
+    with sessions() as s:
+        sale = s.scalars(
+            select(CounterSale).where(CounterSale.order_id == uuid.UUID(order["id"]))
+        ).one()
+        assert (sale.method, sale.amount, sale.paid_at) == ("cash", 5800, None)
+    record = f"/api/v1/admin/payments/{order['payment']['id']}/record"
+    r = client.post(record, json={}, headers=elsewhere)
+    assert (r.status_code, r.json()["code"]) == (404, "payment_not_found")
+    r = client.post(record, json={"store": "harbour-city"}, headers=agent)
+    assert (r.status_code, r.json()["code"]) == (403, "staff_role_refused")
+    r = client.post(record, json={}, headers=agent)
+    assert r.status_code == 200, r.text
+    assert r.json()["receipt_number"].startswith("LO-WU-")
+    with sessions() as s:
+        assert s.get(CounterSale, sale.id).paid_at is not None  # type: ignore[union-attr]
+        actions = s.scalars(select(AuditEntry.action)).all()
+    assert "sale.cash" in actions
+
+
+def test_refunds_through_the_api_are_audited(client, sessions, operator, customer) -> None:
+    from tongka.staff.models import AuditEntry
+
+    headers, line = customer
+    order = sell(client, operator, line["id"]).json()
+    client.post(
+        f"/api/v1/admin/payments/{order['payment']['id']}/record",
+        json={"store": "mk01"},
+        headers=operator,
+    )
+    r = f.refund(client, operator, order["payment"]["id"], 1000)
+    assert r.status_code == 201, r.text
+    with sessions() as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "payment.refund")).one()
+    assert entry.object_id == order["payment"]["id"] and entry.after["amount"] == 1000  # type: ignore[index]

@@ -14,10 +14,13 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from tongka import idempotency
 from tongka.account.lines import LineNotFound
 from tongka.account.models import Account, Line
+from tongka.counter import sales as counter_sales
+from tongka.db import transaction
 from tongka.deps import CurrentOperator, ProvidersDep, SessionDep, SettingsDep, SignedInOperator
 from tongka.errors import Unprocessable
 from tongka.i18n import _
@@ -26,6 +29,7 @@ from tongka.payment import service as payments
 from tongka.payment.models import Payment
 from tongka.renewal import flow, ordering
 from tongka.renewal.schemas import OrderOut
+from tongka.staff import audit
 from tongka.staff import service as staff_service
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -160,6 +164,26 @@ async def store_sale(
         ),
         buyer=owner,
     )
+    if code == 201 and operator.store_id is not None:
+        # The counter's row of the sale, as the counter's page writes it: the store's till,
+        # reports and commission count it, and only that store's staff record its payment.
+        def counted() -> None:
+            with transaction(request.app.state.sessionmaker) as session:
+                counter_sales.record(
+                    session,
+                    operator,
+                    counter_sales.Sold(
+                        uuid.UUID(content["id"]),
+                        uuid.UUID(content["payment"]["id"]),
+                        uuid.UUID(content["pack"]["id"]),
+                        body.payment_method,
+                        content["currency"],
+                        content["amount"],
+                    ),
+                )
+
+        async with request.app.state.gate.enter(True):
+            await run_in_threadpool(counted)
     return JSONResponse(content, status_code=code)
 
 
@@ -167,7 +191,7 @@ async def store_sale(
 def record_store_payment(
     payment_id: uuid.UUID,
     body: RecordIn,
-    operator: CurrentOperator,
+    operator: SignedInOperator,
     session: SessionDep,
     settings: SettingsDep,
 ) -> RecordOut:
@@ -183,6 +207,10 @@ def record_store_payment(
     payment = session.get(Payment, payment_id)
     if payment is None or payment.provider != "store":
         raise payments.PaymentNotFound()
+    if not operator.is_admin:  # another store's sale is as unknown as none
+        sale = counter_sales.sale_of_order(session, payment.order_id) if payment.order_id else None
+        if sale is None or sale.store_id != operator.store_id:
+            raise payments.PaymentNotFound()
     if body.reference:
         payment.provider_reference = body.reference
     flow.confirm(
@@ -193,7 +221,7 @@ def record_store_payment(
         payment.currency,
         receipt_key=settings.receipt_key,
         store=store,
-        staff=operator.username,
+        staff=operator.display_name,
     )
     order, receipt = flow.paid_order(session, payment.id)
     out = RecordOut(
@@ -239,6 +267,14 @@ def refund_payment(
             refund_id=uuid.uuid5(
                 uuid.NAMESPACE_URL, f"tongka:refund:{operator.id}:{idempotency_key}"
             ),
+        )
+        audit.record(
+            session,
+            operator,
+            "payment.refund",
+            "payment",
+            payment_id,
+            after={"refund_id": record.id, "amount": record.amount, "reason": record.reason},
         )
         return 201, RefundOut.model_validate(record, from_attributes=True).model_dump(mode="json")
 
