@@ -259,7 +259,7 @@ def shift_close(
     try:
         counts = shifts.parse_counts(fields)
         shifts.close(session, _staff(visitor), shift_id, counts, fields.get("note"))
-    except (shifts.CountInvalid, shifts.ShiftNotOpen, shifts.NotYourShift) as refused:
+    except (shifts.CountInvalid, shifts.ShiftNotOpen) as refused:
         return _shift_page(
             request,
             visitor,
