@@ -4,11 +4,14 @@ with their cash, its refunds; a manager sees their own store's, an admin any; CS
 from __future__ import annotations
 
 import csv
+import html
 import io
+import re
 from datetime import timedelta
 
 from tests.counter import factories as cf
 from tests.counter.test_shifts import close, open_shift
+from tests.e2e.site import english_left
 from tests.web.helpers import ACCEPT_HTML
 from tongka import clock
 from tongka.counter import reports
@@ -104,9 +107,17 @@ def test_the_day_report_of_a_store(client, sessions, operator, cast, line_id) ->
     assert shift_row[-4:] == ["500.00", "500.00", "400.00", "-100.00"]
     assert next(row for row in rows if row[0] == "Refund")[7] == "-58.00"
 
-    # Chinese pages and CSV headers.
-    zh = client.get(f"/counter/reports?date={day.isoformat()}&lang=zh-Hant", headers=ACCEPT_HTML)
-    assert zh.status_code == 200 and "日結報告" in zh.text
+    # In Chinese, nothing of the report is left in English (the CSV's header neither).
+    for language in ("zh-Hant", "zh-Hans"):
+        zh = client.get(
+            f"/counter/reports?date={day.isoformat()}&lang={language}", headers=ACCEPT_HTML
+        )
+        assert zh.status_code == 200
+        main = re.sub(r"<[^>]+>", " ", zh.text.split("<main", 1)[1].split("</main>", 1)[0])
+        assert english_left(html.unescape(main), language) == []
+    assert "日結報告" in client.get("/counter/reports?lang=zh-Hant", headers=ACCEPT_HTML).text
+    header = client.get(f"/counter/reports.csv?date={day.isoformat()}").text.splitlines()[0]
+    assert header.startswith("類型,時間,編號"), header
 
 
 def test_who_sees_which_day_report(client, cast) -> None:  # type: ignore[no-untyped-def]

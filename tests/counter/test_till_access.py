@@ -3,10 +3,13 @@ subscriber (their session is no staff session: to /staff/login) and nobody."""
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 
 from tests.counter import factories as cf
 from tests.counter.test_shifts import close, open_shift
+from tests.e2e.site import english_left
 from tests.web.helpers import ACCEPT_HTML, form_token, signed_in
 
 # role -> expected status, for (method, path); {shift} is the lo-wu agent's closed, short shift.
@@ -98,3 +101,36 @@ def test_a_subscriber_or_nobody_is_sent_to_the_staff_log_in(client, demo) -> Non
             )
             assert r.status_code == 303, (method, path, r.status_code)
             assert r.headers["location"].startswith("/staff/login?next="), (method, path)
+
+
+def test_every_till_page_speaks_chinese(client, sessions, operator, cast, line_id) -> None:  # type: ignore[no-untyped-def]
+    open_id = open_shift(client, cast.agent2)
+    short_id = open_shift(client, cast.agent)
+    cf.sale(client, sessions, operator, line_id, cast.agent, shift_id=short_id)
+    assert close(client, cast.agent, short_id, {10000: 1}).status_code == 303
+    cf.as_staff(client, cast.admin)
+    token = form_token(client, "/counter/commission/rates")
+    client.post(
+        "/counter/commission/rates",
+        data={"csrf_token": token, "store": "lo-wu", "rate": "2", "valid_from": "2026-01-01"},
+    )
+    pages = (
+        (cast.agent2, "/counter/shifts"),
+        (cast.agent2, f"/counter/shifts/{open_id}"),  # the close form
+        (cast.agent, "/counter/commission"),
+        (cast.manager, f"/counter/shifts/{short_id}"),  # the acknowledgement form
+        (cast.manager, "/counter/reports"),
+        (cast.admin, "/counter/shifts"),
+        (cast.admin, "/counter/reports"),  # the store picker
+        (cast.admin, "/counter/commission/rates"),
+        (cast.admin, "/counter/commission"),
+    )
+    for language in ("zh-Hans", "zh-Hant"):
+        for who, path in pages:
+            cf.as_staff(client, who)
+            r = client.get(f"{path}?lang={language}", headers=ACCEPT_HTML)
+            assert r.status_code == 200, (path, r.status_code)
+            main = r.text.split("<main", 1)[1].split("</main>", 1)[0]
+            # Staff's names in the pickers are names, not English left untranslated.
+            main = re.sub(r"<[^>]+>", " ", re.sub(r"<option[^>]*>[^<]*</option>", "", main))
+            assert english_left(html.unescape(main), language) == [], (language, path)
