@@ -1,5 +1,5 @@
-"""The till's tests: the demo (packs, spare lines), a customer's line, and a cast of staff at two
-stores (lo-wu and harbour-city) plus an admin."""
+"""The counter's tests: the demo (packs, spare lines), a customer's line, an agent signed in, and
+for the till a cast of staff at two stores (lo-wu and harbour-city) plus an admin."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ from typing import NamedTuple
 import pytest
 
 from tests import factories as f
+
+
+@pytest.fixture
+def agent(client, sessions, settings, demo):  # type: ignore[no-untyped-def]
+    """An agent at Lo Wu, signed in on `client`, with the demo loaded."""
+    return f.staff(client, sessions, settings, role="agent", store="lo-wu")
 
 
 class Cast(NamedTuple):
