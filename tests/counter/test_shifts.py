@@ -268,3 +268,24 @@ def test_who_sees_which_shifts(client, cast) -> None:  # type: ignore[no-untyped
     ):
         cf.as_staff(client, who)
         assert client.get(f"/counter/shifts/{shift}", headers=ACCEPT_HTML).status_code == status
+
+
+def test_a_sale_at_the_counter_goes_into_the_till(client, sessions, agent) -> None:  # type: ignore[no-untyped-def]
+    """The counter's own sale pages and the till together: opened here, sold there, closed here."""
+    from tests import factories as f
+    from tests.counter.helpers import confirm, demo_line, hidden
+
+    shift_id = open_shift(client, agent, "200")
+    line = demo_line(sessions)
+    page = confirm(client, line.id, f.pack_id(client, "hk-5gb-30d"), "HKD", "cash")
+    r = client.post(
+        f"/counter/lines/{line.id}/sale/pay",
+        data={**hidden(page.text), "tendered": "100"},
+        headers=ACCEPT_HTML,
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    # 200 + 100 tendered − 42 change = 258: counted exactly.
+    assert close(client, agent, shift_id, {10000: 2, 5000: 1, 500: 1, 100: 3}).status_code == 303
+    shift = stored(sessions, shift_id)
+    assert (shift.expected_amount, shift.counted_amount, shift.difference) == (25800, 25800, 0)
