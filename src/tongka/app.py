@@ -30,6 +30,7 @@ from tongka.console import home as console_home
 from tongka.console import operations as console_operations
 from tongka.console import reports as console_reports
 from tongka.counter import pages as counter_pages
+from tongka.counter import till as counter_till
 from tongka.db import busy, make_engine, make_sessionmaker
 from tongka.deps import request_language
 from tongka.errors import DatabaseBusy, TongkaError
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console_operations.router)
     app.include_router(console_audit.router)
     app.include_router(console_reports.router)
+    app.include_router(counter_till.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 
