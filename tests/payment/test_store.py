@@ -184,7 +184,7 @@ def test_an_agents_api_sale_is_the_stores_and_only_its_staff_record_it(
     from tongka.counter.models import CounterSale
     from tongka.staff.models import AuditEntry
 
-    headers, line = customer
+    _headers, line = customer
     elsewhere = f.staff(client, sessions, settings, role="agent", store="harbour-city").headers
     agent = f.staff(client, sessions, settings, role="agent", store="lo-wu").headers
     order = sell(client, agent, line["id"]).json()
@@ -210,7 +210,7 @@ def test_an_agents_api_sale_is_the_stores_and_only_its_staff_record_it(
 def test_refunds_through_the_api_are_audited(client, sessions, operator, customer) -> None:
     from tongka.staff.models import AuditEntry
 
-    headers, line = customer
+    _headers, line = customer
     order = sell(client, operator, line["id"]).json()
     client.post(
         f"/api/v1/admin/payments/{order['payment']['id']}/record",
