@@ -257,7 +257,9 @@ def generic_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def operator(client: TestClient, sessions: sessionmaker[Session], settings: Settings) -> dict[str, str]:
+def operator(
+    client: TestClient, sessions: sessionmaker[Session], settings: Settings
+) -> dict[str, str]:
     """An operator admin's staff API headers (password and TOTP code, `POST /api/v1/staff/token`)."""
     from tests import factories
 

@@ -25,6 +25,7 @@ from tongka.catalog import pages as catalog_pages
 from tongka.charging import overage_api as charging_overage_api
 from tongka.charging import usage_api as charging_usage_api
 from tongka.config import Settings, get_settings
+from tongka.console import catalog as console_catalog
 from tongka.console import home as console_home
 from tongka.db import busy, make_engine, make_sessionmaker
 from tongka.deps import request_language
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(staff_api.router)
     app.include_router(staff_pages.router)
     app.include_router(console_home.router)
+    app.include_router(console_catalog.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 

@@ -1,7 +1,7 @@
 """Imports every domain's tables, so the metadata (and Alembic) sees them all."""
 
 from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
-from tongka.catalog.models import OverageRate, Pack, PackPrice
+from tongka.catalog.models import OverageRate, Pack, PackPrice, PackPriceChange
 from tongka.charging.models import (
     ChargingAnswer,
     ChargingNotification,
@@ -59,6 +59,7 @@ __all__ = [
     "OverageRate",
     "Pack",
     "PackPrice",
+    "PackPriceChange",
     "Payment",
     "PaymentCallback",
     "Quote",

@@ -114,7 +114,9 @@ def test_a_store_refund_is_paid_out_at_the_counter(client, operator, customer) -
 
 def test_who_may_sell_and_record(client, sessions, operator, customer) -> None:
     headers, line = customer
-    assert sell(client, headers, line["id"]).status_code == 401  # a subscriber's token is not staff's
+    assert (
+        sell(client, headers, line["id"]).status_code == 401
+    )  # a subscriber's token is not staff's
     online = f.order(client, headers, line["id"])
     r = client.post(
         f"/api/v1/admin/payments/{online['payment']['id']}/record",
