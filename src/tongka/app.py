@@ -27,6 +27,7 @@ from tongka.charging import usage_api as charging_usage_api
 from tongka.config import Settings, get_settings
 from tongka.console import catalog as console_catalog
 from tongka.console import home as console_home
+from tongka.console import offers as console_offers
 from tongka.db import busy, make_engine, make_sessionmaker
 from tongka.deps import request_language
 from tongka.errors import DatabaseBusy, TongkaError
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(staff_pages.router)
     app.include_router(console_home.router)
     app.include_router(console_catalog.router)
+    app.include_router(console_offers.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 

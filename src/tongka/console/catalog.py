@@ -16,6 +16,7 @@ from tongka.catalog.models import Pack
 from tongka.console import forms
 from tongka.deps import SessionDep
 from tongka.errors import TongkaError
+from tongka.i18n import _
 from tongka.money import CURRENCIES, format_bytes
 from tongka.staff import audit
 
@@ -50,7 +51,7 @@ def _window(posted: Any, errors: dict[str, str], language: str) -> tuple[Any, An
         try:
             found.append(forms.local_time(forms.text(posted, field)))
         except ValueError:
-            errors[field] = web.translator(language)("Enter a date and time.")
+            errors[field] = web.translator(language)(_("Enter a date and time."))
             found.append(None)
     return found[0], found[1]
 
@@ -108,7 +109,7 @@ def console_pack_create(
     )
     names = forms.names(posted)
     if "en" not in names:
-        errors["name_en"] = t("Fill in this field.")
+        errors["name_en"] = t(_("Fill in this field."))
     volume = 0
     try:
         volume = catalog.parse_volume(values.get("volume", ""))
@@ -121,7 +122,7 @@ def console_pack_create(
         except TongkaError as e:
             errors[f"price_{currency}"] = e.detail(language)
     if not values["channels"]:
-        errors["channels"] = t("Choose at least one channel.")
+        errors["channels"] = t(_("Choose at least one channel."))
     starts, ends = _window(posted, errors, language)
     if form is None or errors:
         return _new_page(request, visitor, values, errors)
@@ -219,10 +220,10 @@ def console_pack_edit(
     errors: dict[str, str] = {}
     names = forms.names(posted)
     if "en" not in names:
-        errors["name_en"] = t("Fill in this field.")
+        errors["name_en"] = t(_("Fill in this field."))
     channels = forms.chosen(posted, "channels", catalog.CHANNELS)
     if not channels:
-        errors["channels"] = t("Choose at least one channel.")
+        errors["channels"] = t(_("Choose at least one channel."))
     starts, ends = _window(posted, errors, language)
     if starts and ends and ends <= starts:
         errors["sale_ends_at"] = catalog.SaleWindowInvalid().detail(language)
@@ -268,7 +269,7 @@ def console_pack_price(
             visitor,
             session,
             pack,
-            errors={"currency": web.translator(language)("Choose one of the options.")},
+            errors={"currency": web.translator(language)(_("Choose one of the options."))},
             values=values,
         )
     try:
