@@ -27,7 +27,9 @@ from tongka.charging import usage_api as charging_usage_api
 from tongka.config import Settings, get_settings
 from tongka.console import catalog as console_catalog
 from tongka.console import home as console_home
+from tongka.console import inventory as console_inventory
 from tongka.console import offers as console_offers
+from tongka.console import people as console_people
 from tongka.db import busy, make_engine, make_sessionmaker
 from tongka.deps import request_language
 from tongka.errors import DatabaseBusy, TongkaError
@@ -130,6 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console_home.router)
     app.include_router(console_catalog.router)
     app.include_router(console_offers.router)
+    app.include_router(console_inventory.router)
+    app.include_router(console_people.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 
