@@ -17,6 +17,7 @@ from tongka.app import create_app
 PUBLIC = {
     ("POST", "/api/v1/accounts"),
     ("POST", "/api/v1/auth/token"),
+    ("POST", "/api/v1/staff/token"),
     ("GET", "/api/v1/packs"),
     ("GET", "/api/v1/offers"),  # the offers running now, without their budgets
     ("GET", "/api/v1/overage-rates"),
@@ -45,7 +46,10 @@ WHO = (
     "The line's owner",
     "The order's owner",
     "The payment provider",
-    "Operator staff",
+    "Any staff member",
+    "Store staff",
+    "Store managers",
+    "Operator admins",
     "The network (packet core)",
 )
 
@@ -108,7 +112,15 @@ def test_every_private_route_refuses_a_caller_without_a_token(client, app) -> No
             r = client.request(method, url, json={}, headers=headers)
             assert r.status_code == 401, (method, path, r.status_code, r.text)
             body = r.json()
-            assert body["code"] in ("not_authenticated", "invalid_token") and body["status"] == 401
+            assert (
+                body["code"]
+                in (
+                    "not_authenticated",
+                    "invalid_token",
+                    "staff_session_invalid",
+                )
+                and body["status"] == 401
+            )
             assert r.headers["www-authenticate"] == "Bearer"
         checked += 1
     assert checked >= 9
@@ -178,8 +190,15 @@ def page_routes(app) -> list[tuple[str, str, Any]]:  # type: ignore[no-untyped-d
     ]
 
 
-# Pages anyone may open; every other page is for a signed-in subscriber (a visitor is sent to log in).
+# Pages anyone may open; every other page is for a signed-in subscriber (a visitor is sent to log
+# in) or, under these prefixes, for staff (sent to the staff log-in).
+STAFF_PREFIXES = ("/staff", "/counter", "/console")
 PUBLIC_PAGES = {
+    ("GET", "/staff/login"),
+    ("POST", "/staff/login"),
+    ("GET", "/staff/enrol"),  # with the ticket of a password just proven, else to /staff/login
+    ("POST", "/staff/enrol"),
+    ("POST", "/staff/logout"),
     ("GET", "/"),
     ("GET", "/docs"),
     ("GET", "/docs/{name}"),
@@ -221,8 +240,9 @@ def test_every_private_page_sends_a_visitor_to_log_in(client, app) -> None:  # t
             .replace("{topup_id}", str(uuid.uuid4()))
         )
         r = client.request(method, url, headers={"Accept": "text/html"}, follow_redirects=False)
+        login = "/staff/login?next=" if path.startswith(STAFF_PREFIXES) else "/login?next="
         if method == "GET":
-            assert r.status_code == 303 and r.headers["location"].startswith("/login?next="), (
+            assert r.status_code == 303 and r.headers["location"].startswith(login), (
                 method,
                 path,
                 r.status_code,

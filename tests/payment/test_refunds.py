@@ -148,18 +148,3 @@ def test_the_cli_refunds(client, cli, operator, paid) -> None:
         "payments", "refund", order["payment"]["id"], "--amount", "1", "--reason", "again"
     )
     assert refused.exit_code == 2 and "refused" in refused.output
-
-
-def test_the_cli_creates_operators(cli, client) -> None:
-    result = cli(
-        "accounts",
-        "create-operator",
-        "ops1",
-        "--email",
-        "ops@example.com",
-        "--password",
-        "a long operator password",
-    )
-    assert result.exit_code == 0, result.output
-    token = f.login(client, "ops1", "a long operator password")
-    assert client.get(f"/api/v1/admin/payments/{uuid.uuid4()}", headers=token).status_code == 404

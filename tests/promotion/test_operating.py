@@ -24,28 +24,35 @@ MJ = {
 }
 
 
-def test_only_operators_run_offers(client, sessions, who, operator) -> None:
-    r = client.post("/api/v1/admin/offers", json=MJ, headers=who.headers)
-    assert (r.status_code, r.json()["code"]) == (403, "forbidden")
-    assert client.get("/api/v1/admin/offers", headers=who.headers).status_code == 403
-    assert client.get("/api/v1/admin/offers/report", headers=who.headers).status_code == 403
+def test_only_operators_run_offers(client, sessions, settings, who, operator) -> None:
+    """A subscriber's token is no staff token (401); a store agent's is, but not an admin's (403)."""
+    agent = f.staff(client, sessions, settings, role="agent").headers
     offer = client.post("/api/v1/admin/offers", json=MJ, headers=operator).json()
-    for path in ("", "/redemptions"):
-        assert (
-            client.get(f"/api/v1/admin/offers/{offer['id']}{path}", headers=who.headers).status_code
-            == 403
+    for headers, refusal in (
+        (who.headers, (401, "staff_session_invalid")),
+        (agent, (403, "staff_role_refused")),
+    ):
+        r = client.post("/api/v1/admin/offers", json=MJ, headers=headers)
+        assert (r.status_code, r.json()["code"]) == refusal
+        status = refusal[0]
+        assert client.get("/api/v1/admin/offers", headers=headers).status_code == status
+        assert client.get("/api/v1/admin/offers/report", headers=headers).status_code == status
+        for path in ("", "/redemptions"):
+            assert (
+                client.get(f"/api/v1/admin/offers/{offer['id']}{path}", headers=headers).status_code
+                == status
+            )
+        for action in ("pause", "resume", "end"):
+            assert (
+                client.post(
+                    f"/api/v1/admin/offers/{offer['id']}/{action}", headers=headers
+                ).status_code
+                == status
+            )
+        r = client.post(
+            f"/api/v1/admin/offers/{offer['id']}/codes", json={"count": 1}, headers=headers
         )
-    for action in ("pause", "resume", "end"):
-        assert (
-            client.post(
-                f"/api/v1/admin/offers/{offer['id']}/{action}", headers=who.headers
-            ).status_code
-            == 403
-        )
-    r = client.post(
-        f"/api/v1/admin/offers/{offer['id']}/codes", json={"count": 1}, headers=who.headers
-    )
-    assert r.status_code == 403
+        assert r.status_code == status
 
 
 def test_create_list_and_see_an_offer(client, who, operator) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 import uuid
 from typing import Any
 
@@ -21,10 +20,10 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from tongka import web
+from tongka import clock, web
 from tongka.deps import SessionDep, SettingsDep, client_address, hashing_policy
 from tongka.errors import TongkaError
-from tongka.i18n import _
+from tongka.i18n import _, gettext
 from tongka.staff import audit, signing_in
 from tongka.staff import service as staff
 from tongka.staff.models import StaffMember
@@ -72,7 +71,7 @@ def _ticket_mac(secret_key: str, body: str) -> str:
 
 
 def _ticket(secret_key: str, staff_id: uuid.UUID) -> str:
-    body = f"{staff_id}.{int(time.time()) + ENROL_SECONDS}"
+    body = f"{staff_id}.{int(clock.now().timestamp()) + ENROL_SECONDS}"
     return f"{body}.{_ticket_mac(secret_key, body)}"
 
 
@@ -83,7 +82,7 @@ def _ticket_staff(secret_key: str, ticket: str | None) -> uuid.UUID | None:
     body = f"{staff_id}.{expires}"
     if not hmac.compare_digest(mac, _ticket_mac(secret_key, body)):
         return None
-    if not expires.isdigit() or int(expires) < time.time():
+    if not expires.isdigit() or int(expires) < clock.now().timestamp():
         return None
     try:
         return uuid.UUID(staff_id)
@@ -193,7 +192,7 @@ def _enrol_page(
         {
             **context,
             "qr_svg": _qr_svg(
-                uri, web.translator(visitor.language)("QR code for your authenticator app")
+                uri, gettext(_("QR code for your authenticator app"), visitor.language)
             ),
             "secret": secret,
         },
