@@ -157,7 +157,11 @@ def test_a_price_change_is_kept_in_the_history_and_leaves_past_orders_alone(
     assert entry.before == {"currency": "HKD", "amount": 5800}
     assert entry.after == {"currency": "HKD", "amount": 6200}
     with transaction(sessions, read_only=True) as s:
-        [change] = catalog.price_history(s, pack.id)
+        change, *earlier = catalog.price_history(s, pack.id)
+        assert [(e.currency, e.old_amount, e.changed_by) for e in earlier] == [
+            ("CNY", None, "cli"),
+            ("HKD", None, "cli"),
+        ]  # the demo's first prices
         assert (change.old_amount, change.new_amount, change.changed_by) == (
             5800,
             6200,

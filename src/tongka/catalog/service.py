@@ -102,8 +102,10 @@ def upsert_pack(
     validity_days: int,
     prices: dict[str, int],
     channels: list[str],
+    changed_by: str = "cli",
 ) -> Pack:
-    """Create a pack, or update the one with this code (the demo loader and operators use this)."""
+    """Create a pack, or update the one with this code (the demo loader); its prices through
+    `set_price`, so the price history starts with its first prices."""
     pack = session.scalar(select(Pack).where(Pack.code == code))
     if pack is None:
         pack = Pack(code=code)
@@ -115,13 +117,9 @@ def upsert_pack(
         validity_days,
     )
     pack.channels = list(channels)
-    existing = {p.currency: p for p in pack.prices}
-    for currency, amount in prices.items():
-        if currency in existing:
-            existing[currency].amount = amount
-        else:
-            pack.prices.append(PackPrice(currency=currency, amount=amount))
     session.flush()
+    for currency, amount in prices.items():
+        set_price(session, pack, currency, amount, changed_by)
     return pack
 
 
