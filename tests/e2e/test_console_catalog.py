@@ -1,6 +1,7 @@
 """The console in a real headless Chromium: an operator admin logs in with a password and a TOTP
 code, changes a pack's price (its history shows the change) and creates an offer for the store
-counter, which the offers list then shows. Every page is checked (axe, CSP, no English left)."""
+counter, which the offers list then shows; then opens inventory, stores and staff. Every page is
+checked (axe, CSP, no English left)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests import factories as f
-from tests.e2e.site import LOCALES, Watch, check_page
+from tests.e2e.site import LOCALES, Watch, axe_violations, check_page, english_left, shot
 from tongka.db import make_engine, make_sessionmaker, transaction
 
 pytestmark = pytest.mark.e2e
@@ -81,6 +82,7 @@ def test_an_admin_changes_a_price_and_creates_a_store_offer(
         expect(history).to_contain_text("58.00")
         expect(history).to_contain_text("62.00")
         expect(history).to_contain_text(username)
+        shot(page, "console-pack")
 
         # A coupon for the store counter only.
         page.goto("/console/offers")
@@ -88,6 +90,7 @@ def test_an_admin_changes_a_price_and_creates_a_store_offer(
         page.locator('main a[href="/console/offers/new"]').click()
         page.wait_for_url("**/console/offers/new")
         check_page(page, LANGUAGE, watch, seen)
+        shot(page, "console-offer-new")
         page.fill("input[name=code]", "counter-spring")
         page.fill("input[name=name_en]", "Spring at the counter")
         page.fill('input[name="name_zh-Hant"]', "春日優惠")
@@ -107,6 +110,22 @@ def test_an_admin_changes_a_price_and_creates_a_store_offer(
         expect(offer).not_to_contain_text("應用程式")  # ...not the app
         expect(offer).not_to_contain_text("網頁")  # ...nor the web
         expect(offer).to_contain_text("500.00")
+        shot(page, "console-offers")
+
+        # The other console pages of this part pass the same checks.
+        for path in ("/console/inventory", "/console/stores"):
+            page.goto(path)
+            check_page(page, LANGUAGE, watch, seen)
+        # The staff list: the same, but people's names are theirs (the demo's are romanised).
+        page.goto("/console/staff")
+        assert axe_violations(page) == []
+        names = set(page.locator("main table tbody td:nth-child(2)").all_inner_texts())
+        assert len(names) >= 2
+        assert [t for t in english_left(page.inner_text("body"), LANGUAGE) if t not in names] == []
+        page.locator("main a", has_text=username).click()
+        page.wait_for_url("**/console/staff/*")
+        check_page(page, LANGUAGE, watch, seen)
+        shot(page, "console-staff-member")
     finally:
         context.close()
     assert watch.problems == []
