@@ -76,6 +76,13 @@ def test_the_admin_lists_packs_and_adds_one(client, sessions, settings, demo) ->
     # Its first prices start its history.
     page = client.get(f"/console/packs/{pack.id}", headers=ACCEPT_HTML).text
     assert "HK$28.50" in page and who.username in page
+    # A pack may have a price in one currency only.
+    one = {**NEW_PACK, "code": "hk-2gb-7d", "volume": "2048 MB", "price_CNY": ""}
+    assert post(client, "/console/packs", one, page="/console/packs/new").status_code == 303
+    pack = _pack(sessions, "hk-2gb-7d")
+    assert pack.volume_bytes == 2 * GB and {p.currency: p.amount for p in pack.prices} == {
+        "HKD": 2850
+    }
 
 
 def test_a_new_pack_is_refused_with_reasons(client, sessions, settings, demo) -> None:
@@ -103,6 +110,13 @@ def test_a_new_pack_is_refused_with_reasons(client, sessions, settings, demo) ->
         page="/console/packs/new",
     )
     assert r.status_code == 400 and "The sale must end after it starts." in r.text
+    r = post(
+        client,
+        "/console/packs",
+        {**NEW_PACK, "price_HKD": "", "price_CNY": ""},
+        page="/console/packs/new",
+    )
+    assert r.status_code == 400 and "Give a price in at least one currency." in r.text
     assert audit_entries(sessions, "pack.add") == []
     with transaction(sessions, read_only=True) as s:
         assert s.scalar(select(Pack).where(Pack.code == "hk-1500mb-7d")) is None

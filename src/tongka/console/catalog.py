@@ -117,10 +117,14 @@ def console_pack_create(
         errors["volume"] = e.detail(language)
     prices: dict[str, int] = {}
     for currency in CURRENCIES:
+        if not values.get(f"price_{currency}"):
+            continue  # a pack may be sold in one currency only (the other is converted)
         try:
-            prices[currency] = catalog.parse_price(values.get(f"price_{currency}", ""), currency)
+            prices[currency] = catalog.parse_price(values[f"price_{currency}"], currency)
         except TongkaError as e:
             errors[f"price_{currency}"] = e.detail(language)
+    if not prices and not any(k.startswith("price_") for k in errors):
+        errors[f"price_{CURRENCIES[0]}"] = t(_("Give a price in at least one currency."))
     if not values["channels"]:
         errors["channels"] = t(_("Choose at least one channel."))
     starts, ends = _window(posted, errors, language)
