@@ -155,7 +155,15 @@ def upgrade() -> None:
     # Operator accounts were subscriber accounts with a role; they become admins of their own
     # (same username and password), who set up TOTP at their first log-in.
     accounts = sa.table('accounts', sa.column('username', sa.String), sa.column('password_hash', sa.String), sa.column('role', sa.String))
-    staff = sa.table('staff_members', *(sa.column(c) for c in ('id', 'created_at', 'username', 'display_name', 'password_hash', 'role', 'store_id', 'totp_last_step', 'active')))
+    staff = sa.table(
+        'staff_members',
+        sa.column('id', sa.Uuid()),
+        sa.column('created_at', tongka.db.UTCDateTime()),
+        *(sa.column(c, sa.String()) for c in ('username', 'display_name', 'password_hash', 'role')),
+        sa.column('store_id', sa.Uuid()),
+        sa.column('totp_last_step', sa.BigInteger()),
+        sa.column('active', sa.Boolean()),
+    )
     bind = op.get_bind()
     now = datetime.now(UTC)
     for username, password_hash in bind.execute(sa.select(accounts.c.username, accounts.c.password_hash).where(accounts.c.role == 'operator')).all():

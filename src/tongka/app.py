@@ -30,6 +30,7 @@ from tongka.console import home as console_home
 from tongka.console import inventory as console_inventory
 from tongka.console import offers as console_offers
 from tongka.console import people as console_people
+from tongka.counter import pages as counter_pages
 from tongka.db import busy, make_engine, make_sessionmaker
 from tongka.deps import request_language
 from tongka.errors import DatabaseBusy, TongkaError
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console_offers.router)
     app.include_router(console_inventory.router)
     app.include_router(console_people.router)
+    app.include_router(counter_pages.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 

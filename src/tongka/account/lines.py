@@ -436,6 +436,14 @@ def set_real_name(
     return record
 
 
+def document_digest(secret: str, document_type: str, document_number: str) -> str:
+    """The keyed hash a document is registered under (the same document, the same digest), to count
+    the lines registered to one document; InvalidDocument if the number is not valid."""
+    if document_type not in DOCUMENT_TYPES:
+        raise InvalidDocument()
+    return _digest(secret, document_type, normalise_document(document_type, document_number))
+
+
 def document_matches(
     record: RealNameRecord, document_type: str, document_number: str, secret: str
 ) -> bool:

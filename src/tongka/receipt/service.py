@@ -54,7 +54,8 @@ CONTENT_VERSION = (
     2  # 2: the price is the order's breakdown (offers, bonus data, total) plus what was paid
 )
 ONLINE = "online"
-_STORE_ISSUER = re.compile(r"^[a-z0-9]{1,20}$")
+# A store's code, as the stores table spells it ("lo-wu"); its receipts are numbered "LO-WU-00000001".
+_STORE_ISSUER = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
 
 
 class ReceiptNotFound(NotFound):
@@ -76,6 +77,7 @@ METHOD_NAMES = {
     "wechat_pay_h5": _("WeChat Pay"),
     "alipay_wap": _("Alipay"),
     "cash": _("Cash"),
+    "card_terminal": _("Card terminal"),
     "qr": _("QR code payment"),
 }
 CHANNEL_NAMES = {"app": _("App"), "web": _("Web"), "store": _("Store")}
@@ -212,7 +214,7 @@ def number_for(issuer: str, sequence: int) -> str:
 def _check_issuer(issuer: str) -> None:
     if issuer != ONLINE and (not _STORE_ISSUER.match(issuer) or issuer == "onl"):
         raise ValueError(
-            f"a receipt issuer is 'online' or a store code of 1-20 lower-case letters and digits: {issuer!r}"
+            f"a receipt issuer is 'online' or a store code of 1-20 lower-case letters, digits and inner dashes: {issuer!r}"
         )
 
 

@@ -62,6 +62,7 @@ from tongka.account.models import Account, Line
 from tongka.catalog import service as catalog
 from tongka.catalog.models import Pack
 from tongka.charging import notify as charging_notify
+from tongka.counter import sales as counter_sales
 from tongka.ledger import buckets
 from tongka.order import service as orders
 from tongka.order.models import Order
@@ -425,6 +426,8 @@ def _apply(
     sale = _sale(
         order, payment
     )  # money was taken, for a closed order too: the payer gets a receipt
+    if order.channel == "store":  # a counter's QR sale learns here that it was paid
+        counter_sales.mark_paid(session, order.id, clock.now())
     if not _pay(session, order):
         # Paid for an order the customer had cancelled, or one already paid: the money goes back
         # (sent by `payments sync`).
@@ -440,6 +443,12 @@ def _apply(
 def _issue(
     session: Session, sale: receipts.Sale, key: str, store: str | None, staff: str | None
 ) -> receipts.Receipt:
+    if store is None and sale.channel == "store":
+        # A counter's QR sale, confirmed by the provider's callback: the receipt still names the
+        # store and the agent who sold it.
+        issuer = counter_sales.receipt_issuer(session, sale.order_id)
+        if issuer is not None:
+            store, staff = issuer
     return receipts.issue(
         session, sale, signing_key=key, issuer=store or receipts.ONLINE, store=store, staff=staff
     )

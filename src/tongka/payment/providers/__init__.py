@@ -53,7 +53,8 @@ CHANNEL_METHODS: dict[str, tuple[str, ...]] = {
     "app": ("wechat_pay", "alipay"),
     # The last two pay in a phone's browser (the renewal page a phone whose data ran out is sent to).
     "web": ("card", "paypal", "alipay", "wechat_pay", "wechat_pay_h5", "alipay_wap"),
-    "store": ("cash", "card_terminal", "store_qr"),  # recorded by staff (providers/store.py)
+    # Recorded by staff (providers/store.py); or a QR code the counter's screen shows the customer.
+    "store": ("cash", "card_terminal", "store_qr", "wechat_pay", "alipay"),
 }
 # The web's ways to pay in a phone's browser without a log-in (the network's signed renewal link);
 # everything else on the web is for a signed-in customer.
