@@ -14,6 +14,7 @@ from tests.web.helpers import ACCEPT_HTML, form_token, signed_in
 from tongka import demo as demo_data
 from tongka.account import service as accounts
 from tongka.db import transaction
+from tongka.staff import audit
 from tongka.staff import service as staff_service
 from tongka.staff.models import StaffMember, StaffSession
 from tongka.stores.models import Store
@@ -154,6 +155,8 @@ def test_the_admin_adds_a_staff_member(client, sessions, settings) -> None:
     who = admin(client, sessions, settings)
     r = client.get("/console/staff", headers=ACCEPT_HTML)
     assert r.status_code == 200 and who.username in r.text
+    with transaction(sessions, read_only=True) as s:  # their log-in (for a token) is the last
+        assert list(audit.last_logins(s)) == [_member(sessions, who.username).id]
     r = post(
         client,
         "/console/staff",

@@ -106,11 +106,12 @@ def search(
 
 
 def last_logins(session: Session) -> dict[uuid.UUID, datetime]:
-    """Each staff member's last log-in (or enrolment, which logs in), from the log."""
+    """Each staff member's last log-in (on the web, by enrolment, or for an API token), from the log."""
     rows = session.execute(
         select(AuditEntry.staff_id, func.max(AuditEntry.at))
         .where(
-            AuditEntry.action.in_(("staff.login", "staff.enrol")), AuditEntry.staff_id.is_not(None)
+            AuditEntry.action.in_(("staff.login", "staff.enrol", "staff.token")),
+            AuditEntry.staff_id.is_not(None),
         )
         .group_by(AuditEntry.staff_id)
     ).all()
