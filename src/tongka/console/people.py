@@ -50,7 +50,13 @@ def _stores_page(
         request,
         visitor,
         STORES,
-        {"stores": stores.all_stores(session), "report": None, "error": None, **(context or {})},
+        {
+            "stores": stores.all_stores(session),
+            "columns": stores.COLUMNS,
+            "report": None,
+            "error": None,
+            **(context or {}),
+        },
         status_code=status,
     )
 
@@ -143,16 +149,15 @@ def _staff_page(
     context: dict[str, Any] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    members = staff.members(session)
-    codes = {s.id: s.code for s in stores.all_stores(session)}
+    every_store = stores.all_stores(session)
     return web.page(
         request,
         visitor,
         STAFF,
         {
-            "members": members,
-            "store_codes": codes,
-            "stores": stores.all_stores(session),
+            "members": staff.members(session),
+            "store_codes": {s.id: s.code for s in every_store},
+            "stores": every_store,
             "last_logins": audit.last_logins(session),
             "roles": ROLES,
             "min_password": accounts.MIN_PASSWORD,
