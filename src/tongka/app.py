@@ -26,8 +26,12 @@ from tongka.charging import overage_api as charging_overage_api
 from tongka.charging import usage_api as charging_usage_api
 from tongka.config import Settings, get_settings
 from tongka.console import audit_pages as console_audit
+from tongka.console import catalog as console_catalog
 from tongka.console import home as console_home
+from tongka.console import inventory as console_inventory
+from tongka.console import offers as console_offers
 from tongka.console import operations as console_operations
+from tongka.console import people as console_people
 from tongka.console import reports as console_reports
 from tongka.counter import pages as counter_pages
 from tongka.counter import till as counter_till
@@ -131,6 +135,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(staff_api.router)
     app.include_router(staff_pages.router)
     app.include_router(console_home.router)
+    app.include_router(console_catalog.router)
+    app.include_router(console_offers.router)
+    app.include_router(console_inventory.router)
+    app.include_router(console_people.router)
     app.include_router(counter_pages.router)
     app.include_router(console_operations.router)
     app.include_router(console_audit.router)

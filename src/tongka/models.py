@@ -2,7 +2,7 @@
 
 from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
 from tongka.alerts.models import AlertEvent, AlertPreference
-from tongka.catalog.models import OverageRate, Pack, PackPrice
+from tongka.catalog.models import OverageRate, Pack, PackPrice, PackPriceChange
 from tongka.charging.models import (
     ChargingAnswer,
     ChargingNotification,
@@ -62,6 +62,7 @@ __all__ = [
     "OverageRate",
     "Pack",
     "PackPrice",
+    "PackPriceChange",
     "Payment",
     "PaymentCallback",
     "Quote",

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 from stdnum import luhn
@@ -232,6 +232,11 @@ def own_line(session: Session, account: Account, line_id: uuid.UUID) -> Line:
     if line is None or line.account_id != account.id:
         raise LineNotFound()
     return line
+
+
+def unbound_count(session: Session) -> int:
+    """How many lines of the inventory nobody has bound yet (SIMs still to sell)."""
+    return session.scalar(select(func.count()).where(Line.account_id.is_(None))) or 0
 
 
 def unbound_lines(session: Session) -> list[Line]:

@@ -69,3 +69,18 @@ class OverageRate(CreatedMixin, Base):
     zone: Mapped[str] = mapped_column(String(16), primary_key=True)
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     per_mb: Mapped[int] = mapped_column(BigInteger)  # minor units per MB
+
+
+class PackPriceChange(Base):
+    """One change of a pack's list price (append-only). Orders copy their price when placed, so a
+    change here never alters an order already made."""
+
+    __tablename__ = "pack_price_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    pack_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("packs.id"), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    old_amount: Mapped[int | None] = mapped_column(BigInteger)  # None: the first price in it
+    new_amount: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    changed_by: Mapped[str] = mapped_column(String(32))  # the staff member's username, or "cli"

@@ -103,3 +103,16 @@ def search(
         query.order_by(AuditEntry.at.desc(), AuditEntry.id).limit(limit).offset(offset)
     ).all()
     return [row for row in rows if isinstance(row, AuditEntry)], total
+
+
+def last_logins(session: Session) -> dict[uuid.UUID, datetime]:
+    """Each staff member's last log-in (on the web, by enrolment, or for an API token), from the log."""
+    rows = session.execute(
+        select(AuditEntry.staff_id, func.max(AuditEntry.at))
+        .where(
+            AuditEntry.action.in_(("staff.login", "staff.enrol", "staff.token")),
+            AuditEntry.staff_id.is_not(None),
+        )
+        .group_by(AuditEntry.staff_id)
+    ).all()
+    return {staff_id: at for staff_id, at in rows if staff_id is not None}

@@ -400,3 +400,71 @@ def members(session: Session, store_id: uuid.UUID | None = None) -> list[StaffMe
     if store_id is not None:
         query = query.where(StaffMember.store_id == store_id)
     return list(session.scalars(query))
+
+
+# --- looking after members (the console) ---------------------------------------------------------
+
+
+class StaffSelfRefused(Conflict):
+    code = "staff_self_refused"
+    message = _("You cannot deactivate yourself or change your own role.")
+
+
+def get(session: Session, staff_id: uuid.UUID, *, lock: bool = False) -> StaffMember:
+    """The member; `lock`: their row locked until the transaction ends (a change to make)."""
+    member = session.get(StaffMember, staff_id, with_for_update=lock)
+    if member is None:
+        raise StaffNotFound()
+    return member
+
+
+def _store_id(session: Session, role: str, store_code: str | None) -> uuid.UUID | None:
+    if role not in ROLES:
+        raise StaffInvalid()
+    store_id = None
+    if store_code:
+        store_id = session.scalar(select(Store.id).where(Store.code == store_code))
+        if store_id is None:
+            raise StoreUnknown(code=store_code)
+    if (role == "admin") != (store_id is None):
+        raise StaffInvalid()
+    return store_id
+
+
+def change_role(
+    session: Session, actor: Staff, member: StaffMember, role: str, store_code: str | None
+) -> bool:
+    """A new role and store (an admin has none); the member's sessions end. False: no change."""
+    if member.id == actor.id:
+        raise StaffSelfRefused()
+    store_id = _store_id(session, role, store_code)
+    if (member.role, member.store_id) == (role, store_id):
+        return False
+    member.role, member.store_id = role, store_id
+    session.flush()
+    end_sessions(session, member.id)
+    return True
+
+
+def reset_totp(session: Session, member: StaffMember) -> None:
+    """The member sets up their authenticator app again at their next log-in; sessions end now."""
+    member.totp_sealed = member.totp_pending = None
+    end_sessions(session, member.id)
+
+
+def set_password(session: Session, member: StaffMember, password_hash: str) -> None:
+    """A password set by an admin (the hash made outside the transaction); sessions end now."""
+    member.password_hash = password_hash
+    end_sessions(session, member.id)
+
+
+def set_active(session: Session, actor: Staff, member: StaffMember, active: bool) -> bool:
+    """Deactivate (sessions end, no log-in) or activate again; nobody deactivates themselves."""
+    if member.id == actor.id and not active:
+        raise StaffSelfRefused()
+    if member.active == active:
+        return False
+    member.active = active
+    if not active:
+        end_sessions(session, member.id)
+    return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -21,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tongka.errors import NotFound
 from tongka.i18n import _
 from tongka.stores.models import Store
 
@@ -310,3 +312,20 @@ def import_stores(session: Session, rows: Iterable[str]) -> ImportReport:
             report.updated += 1
     session.flush()
     return report
+
+
+class StoreNotFound(NotFound):
+    code = "store_not_found"
+    message = _("No such store.")
+
+
+def all_stores(session: Session) -> list[Store]:
+    """Every store, open or closed for good, by code (the console)."""
+    return list(session.scalars(select(Store).order_by(Store.code)))
+
+
+def get(session: Session, store_id: uuid.UUID) -> Store:
+    store = session.get(Store, store_id)
+    if store is None:
+        raise StoreNotFound()
+    return store
