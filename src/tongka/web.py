@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, TypeVar
@@ -36,6 +36,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from tongka import spreadsheet
 from tongka.account import service as accounts
 from tongka.account.models import Account
 from tongka.config import Settings
@@ -432,6 +433,22 @@ def remember(request: Request, response: Response) -> None:
         response.set_cookie(
             LANG_COOKIE, chosen, max_age=LANG_COOKIE_SECONDS, samesite="lax", secure=secure
         )
+
+
+def csv_download(
+    header: Sequence[str], rows: Iterable[Sequence[object]], filename: str, language: str
+) -> Response:
+    """A CSV file to save and open in a spreadsheet (`tongka.spreadsheet`: cells guarded against
+    formulas, the BOM for Excel), never kept by a cache."""
+    return Response(
+        spreadsheet.to_csv([gettext(h, language) for h in header], rows),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "private, no-store",
+            "Content-Language": language,
+        },
+    )
 
 
 def redirect(request: Request, to: str) -> RedirectResponse:

@@ -122,7 +122,7 @@ def statement(client, who, query=""):  # type: ignore[no-untyped-def]
 
 def rows_of(r) -> list[list[str]]:  # type: ignore[no-untyped-def]
     assert r.status_code == 200, r.text
-    return list(csv.reader(io.StringIO(r.text)))[1:]
+    return list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))[1:]
 
 
 def test_the_monthly_statement(client, sessions, operator, cast, line_id) -> None:  # type: ignore[no-untyped-def]

@@ -99,7 +99,7 @@ def test_the_day_report_of_a_store(client, sessions, operator, cast, line_id) ->
 
     r = client.get(f"/counter/reports.csv?date={day.isoformat()}")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(r.text)))
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert rows[0][:3] == ["Type", "Time", "Reference"]
     kinds = [row[0] for row in rows[1:]]
     assert kinds.count("Sale") == 3 and kinds.count("Refund") == 1 and kinds.count("Shift") == 1
@@ -116,7 +116,11 @@ def test_the_day_report_of_a_store(client, sessions, operator, cast, line_id) ->
         main = re.sub(r"<[^>]+>", " ", zh.text.split("<main", 1)[1].split("</main>", 1)[0])
         assert english_left(html.unescape(main), language) == []
     assert "日結報告" in client.get("/counter/reports?lang=zh-Hant", headers=ACCEPT_HTML).text
-    header = client.get(f"/counter/reports.csv?date={day.isoformat()}").text.splitlines()[0]
+    header = (
+        client.get(f"/counter/reports.csv?date={day.isoformat()}")
+        .content.decode("utf-8-sig")
+        .splitlines()[0]
+    )
     assert header.startswith("類型,時間,編號"), header
 
 

@@ -179,20 +179,6 @@ def test_the_csv_has_the_same_rows_a_bom_and_no_formulas(
     assert "'" + EVIL in details and EVIL not in details
 
 
-@pytest.mark.parametrize(
-    ("value", "kept"),
-    [
-        ("=1+2", "'=1+2"),
-        ("+86", "'+86"),
-        ("-3", "'-3"),
-        ("@SUM(A1)", "'@SUM(A1)"),
-        ("5 GB", "5 GB"),
-    ],
-)
-def test_csv_cells_that_look_like_formulas_are_quoted(value: str, kept: str) -> None:
-    assert bills.cell(value) == kept
-
-
 def test_another_subscriber_sees_none_of_it(client: TestClient, history: dict[str, Any]) -> None:
     signed_in(client)  # someone else, in this browser
     page = client.get("/orders", headers=ACCEPT_HTML)

@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from tongka.spreadsheet import escape_cell, unescape_cell
+
 FORMATS = ("csv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 COLUMNS = ("record_id", "imsi", "msisdn", "plmn", "start", "end", "bytes_up", "bytes_down")
@@ -403,19 +405,6 @@ class RejectWriter:
                 )
                 + "\n"
             )
-
-
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet cell a formula (OWASP)
-
-
-def unescape_cell(cell: str) -> str:
-    """A CSV cell as meant: without the quote `escape_cell` (or a spreadsheet) put before a formula character."""
-    return cell[1:] if cell[:1] == "'" and cell[1:2] and cell[1] in (*_FORMULA, "'") else cell
-
-
-def escape_cell(cell: str) -> str:
-    """A CSV cell a spreadsheet shows as text, never runs; `unescape_cell` gives back `cell`."""
-    return "'" + cell if cell[:1] in _FORMULA or unescape_cell(cell) != cell else cell
 
 
 def _plain(value: Any) -> str:

@@ -7,9 +7,8 @@ deletes an entry (and the database refuses to, migration 0018_audit).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tongka import clock, web
 from tongka.deps import SessionDep
-from tongka.i18n import _, gettext
+from tongka.i18n import _
 from tongka.staff import audit
 from tongka.staff.models import AuditEntry
 
@@ -138,35 +137,20 @@ def audit_page(request: Request, visitor: web.AdminDep, session: SessionDep) -> 
     )
 
 
-def cell(value: str) -> str:
-    """A CSV cell a spreadsheet will not run: one starting like a formula gets a leading apostrophe
-    (as renewal/bills.py does: a username or object id is typed by people)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-def to_csv(entries: list[AuditEntry], language: str) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([gettext(h, language) for h in CSV_HEADER])
+def csv_rows(entries: list[AuditEntry]) -> Iterator[tuple[str, ...]]:
     for e in entries:
-        writer.writerow(
-            [
-                cell(value)
-                for value in (
-                    e.at.astimezone(web.LOCAL_TIME).isoformat(timespec="seconds"),
-                    e.username,
-                    e.role,
-                    e.store_code or "",
-                    e.action,
-                    e.object_type,
-                    e.object_id or "",
-                    json.dumps(e.before, ensure_ascii=False, sort_keys=True) if e.before else "",
-                    json.dumps(e.after, ensure_ascii=False, sort_keys=True) if e.after else "",
-                    e.address or "",
-                )
-            ]
+        yield (
+            e.at.astimezone(web.LOCAL_TIME).isoformat(timespec="seconds"),
+            e.username,
+            e.role,
+            e.store_code or "",
+            e.action,
+            e.object_type,
+            e.object_id or "",
+            json.dumps(e.before, ensure_ascii=False, sort_keys=True) if e.before else "",
+            json.dumps(e.after, ensure_ascii=False, sort_keys=True) if e.after else "",
+            e.address or "",
         )
-    return "\ufeff" + out.getvalue()  # the BOM: Excel then reads UTF-8 (Chinese) correctly
 
 
 @router.get("/console/audit.csv")
@@ -175,12 +159,6 @@ def audit_csv(request: Request, visitor: web.AdminDep, session: SessionDep) -> R
     filters, _errors = _filters(request, visitor.language)
     found, _total = audit.search(session, filters.search(), limit=CSV_MAX_ROWS)
     today = clock.now().astimezone(web.LOCAL_TIME).date().isoformat()
-    return Response(
-        to_csv(found, visitor.language).encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="tongka-audit-{today}.csv"',
-            "Cache-Control": "private, no-store",
-            "Content-Language": visitor.language,
-        },
+    return web.csv_download(
+        CSV_HEADER, csv_rows(found), f"tongka-audit-{today}.csv", visitor.language
     )

@@ -5,8 +5,6 @@ CSV export. The numbers come from console/figures.py."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
@@ -229,22 +227,6 @@ def _store_name(seller: figures.Seller, language: str) -> str:
     return seller.store_names.get(language) or seller.store_names.get("en") or seller.store
 
 
-def _csv_cell(value: object) -> str:
-    """A cell a spreadsheet will not run: text that starts like a formula gets an apostrophe."""
-    text = str(value)
-    return (
-        "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _number(text) else text
-    )
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 CSV: dict[str, tuple[Sequence[str], Callable[[Report], Iterable[Sequence[object]]]]] = {
     "revenue": (
         ("day", "channel", "currency", "method", "amount", "payments", "refunds"),
@@ -339,17 +321,6 @@ def report_csv(
     if errors:  # a file of another period than asked would be read as that one
         raise ReportRangeInvalid(max_days=MAX_DAYS)
     header, rows = CSV[figure]
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(header)
-    for row in rows(Report(session, period)):
-        writer.writerow([_csv_cell(v.isoformat() if isinstance(v, date) else v) for v in row])
     name = f"tongka-{figure}-{period.first.isoformat()}-{period.last.isoformat()}.csv"
-    return Response(
-        ("\ufeff" + out.getvalue()).encode("utf-8"),  # the BOM: Excel then reads UTF-8
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{name}"',
-            "Cache-Control": "private, no-store",
-        },
-    )
+    # Column names stay English: a stable header for the spreadsheets that read these files.
+    return web.csv_download(header, rows(Report(session, period)), name, "en")

@@ -9,10 +9,7 @@ every store's. Another store's shift is a 404; another store's report or stateme
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
-from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -101,33 +98,6 @@ def _store(session: Session, code: str) -> Store:
     if store is None:
         raise StoreNotFound()
     return store
-
-
-def _cell(value: str) -> str:
-    """A CSV cell a spreadsheet will not run: one starting like a formula gets a leading apostrophe."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-def _csv(header: Sequence[str], rows: Iterable[Sequence[object]], language: str) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([gettext(h, language) for h in header])
-    for row in rows:
-        # Numbers are written as numbers (a minus sign is not a formula); text is guarded.
-        writer.writerow([v if isinstance(v, int | Decimal) else _cell(str(v)) for v in row])
-    return out.getvalue().encode("utf-8")
-
-
-def _csv_response(body: bytes, name: str, language: str) -> Response:
-    return Response(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{name}"',
-            "Cache-Control": "private, no-store",
-            "Content-Language": language,
-        },
-    )
 
 
 def _decimal(cents: int | None) -> Decimal | str:
@@ -445,8 +415,8 @@ def day_report_csv(
                 _decimal(x.difference),
             ]
         )
-    return _csv_response(
-        _csv(REPORT_HEADER, rows, lang), f"tongka-day-{chosen.code}-{day.isoformat()}.csv", lang
+    return web.csv_download(
+        REPORT_HEADER, rows, f"tongka-day-{chosen.code}-{day.isoformat()}.csv", lang
     )
 
 
@@ -629,6 +599,4 @@ def commission_statement_csv(
         ]
         for x in found.lines
     ]
-    return _csv_response(
-        _csv(STATEMENT_HEADER, rows, lang), f"tongka-commission-{first:%Y-%m}.csv", lang
-    )
+    return web.csv_download(STATEMENT_HEADER, rows, f"tongka-commission-{first:%Y-%m}.csv", lang)

@@ -11,10 +11,8 @@ Who may call: the signed-in subscriber, for their own account (another's lines a
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Literal
@@ -315,32 +313,18 @@ def decimal(amount: int, currency: str) -> str:
     return f"{sign}{whole}.{part:0{exponent}d}" if exponent else f"{sign}{whole}"
 
 
-def cell(value: str) -> str:
-    """A CSV cell a spreadsheet will not run: one starting like a formula gets a leading apostrophe."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-def to_csv(found: Iterable[Row], language: str) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([gettext(h, language) for h in CSV_HEADER])
+def csv_rows(found: Iterable[Row], language: str) -> Iterator[tuple[str, ...]]:
     for row in found:
-        writer.writerow(
-            [
-                cell(value)
-                for value in (
-                    web.when(row.at, language),
-                    gettext(KINDS[row.kind], language),
-                    row.details,
-                    row.line,
-                    gettext(STATUSES.get(row.status, row.status), language),
-                    decimal(row.amount, row.currency),
-                    row.currency,
-                    gettext(DIRECTIONS[row.direction], language),
-                )
-            ]
+        yield (
+            web.when(row.at, language),
+            gettext(KINDS[row.kind], language),
+            row.details,
+            row.line,
+            gettext(STATUSES.get(row.status, row.status), language),
+            decimal(row.amount, row.currency),
+            row.currency,
+            gettext(DIRECTIONS[row.direction], language),
         )
-    return "\ufeff" + out.getvalue()  # the BOM: Excel then reads UTF-8 (Chinese) correctly
 
 
 def _filters(request: Request, language: str) -> tuple[Filters, dict[str, str]]:
@@ -387,12 +371,6 @@ def bills_csv(request: Request, visitor: web.SubscriberDep, session: SessionDep)
     filters, _errors = _filters(request, visitor.language)
     found = rows(session, account, filters, visitor.language, CSV_MAX_ROWS)
     today = clock.now().astimezone(web.LOCAL_TIME).date().isoformat()
-    return Response(
-        to_csv(found, visitor.language).encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="tongka-bills-{today}.csv"',
-            "Cache-Control": "private, no-store",
-            "Content-Language": visitor.language,
-        },
+    return web.csv_download(
+        CSV_HEADER, csv_rows(found, visitor.language), f"tongka-bills-{today}.csv", visitor.language
     )
