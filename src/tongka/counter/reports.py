@@ -76,6 +76,11 @@ class DayReport:
     by_currency: dict[str, Total] = field(default_factory=dict)
     refunded: dict[str, Total] = field(default_factory=dict)
 
+    def pack_name(self, code: str, language: str) -> str:
+        """A pack of the day's sales by its name in `language` (the code if it has none)."""
+        names = next((s.pack_names for s in self.sales if s.pack_code == code), {})
+        return names.get(language) or names.get("en") or code
+
 
 def _add(totals: defaultdict[K, Total], key: K, amount: int) -> None:
     totals[key].count += 1
