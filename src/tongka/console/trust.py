@@ -219,7 +219,6 @@ def scam_screenshot(visitor: web.AdminDep, session: SessionDep, report_id: uuid.
         media_type=found.screenshot_type,
         headers={
             "Cache-Control": "private, no-store",
-            "X-Content-Type-Options": "nosniff",
             "Content-Disposition": "inline",
         },
     )
