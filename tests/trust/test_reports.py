@@ -107,3 +107,17 @@ def test_reports_are_capped_per_value_a_day(client, other_client, monkeypatch) -
     r = send(other_client, "+852 9123 4567")
     assert r.status_code == 429 and "reported many times today" in r.text
     assert send(other_client, "91234568").status_code == 303
+
+
+def test_a_screenshot_near_the_cap_passes_the_body_limit(client, sessions) -> None:
+    # The app takes 64 KiB bodies; this one path takes a screenshot of up to 2 MB on top.
+    data = PNG + b"\0" * (service.SCREENSHOT_MAX_BYTES - len(PNG))
+    r = send(client, "evil.com", "web", files={"screenshot": ("s.png", data, "image/png")})
+    assert r.status_code == 303
+    with sessions() as s:
+        assert len(s.scalars(select(ScamReport.screenshot)).one() or b"") == len(data)
+    # Elsewhere the limit stands.
+    r = client.post(
+        "/api/v1/accounts", content=b"x" * 70_000, headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 413
