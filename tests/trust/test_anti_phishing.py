@@ -121,3 +121,23 @@ def test_the_settings_page_sets_the_code(client, sessions) -> None:
     r = post(client, "/settings", "/settings/anti-phishing", {"code": ""})
     assert r.headers["location"] == "/settings?saved=anti_phishing_removed"
     assert client.get(API, headers=headers).json() == {"code": None}
+
+
+@pytest.mark.parametrize(
+    ("language", "never"),
+    [
+        ("en", "never asks for a payment by link"),
+        ("zh-Hans", "绝不会通过链接要求付款"),
+        ("zh-Hant", "絕不會透過連結要求付款"),
+    ],
+)
+def test_every_email_says_we_never_ask_for_a_payment_by_link(language: str, never: str) -> None:
+    from tests.notify.test_templates import LONGEST
+    from tongka.notify import render
+
+    for name, parts in render.templates().items():
+        if "sms" in parts:
+            continue
+        mail = render.email(name, language, **LONGEST[name])
+        assert never in mail.text and never in mail.html, (name, language)
+        assert render.official_url() in mail.text and render.official_url() in mail.html

@@ -44,16 +44,17 @@ def sms(name: str, language: str, **params: Any) -> str:
 
 
 # Every email's frame says these (`_email.html`, and the plain-text twin here): the reader's
-# anti-phishing code first, when they chose one, and where to check a number or link.
+# anti-phishing code first, when they chose one; last, that we never ask for a payment by link
+# (each template already says we never ask for a password or a code) and where to check one.
 ANTI_PHISHING_LINE = {
     "en": "Your anti-phishing code: {code}",
     "zh-Hans": "您的防钓鱼码：{code}",
     "zh-Hant": "您的防釣魚碼：{code}",
 }
 CHECK_LINE = {
-    "en": "Is this official? Check a number or link at {url}",
-    "zh-Hans": "是否官方渠道？可在 {url} 查核号码或链接",
-    "zh-Hant": "是否官方渠道？可在 {url} 查核號碼或連結",
+    "en": "tongka never asks for a payment by link. Is this official? Check a number or link at {url}",
+    "zh-Hans": "通卡绝不会通过链接要求付款。是否官方渠道？可在 {url} 查核号码或链接",
+    "zh-Hant": "通卡絕不會透過連結要求付款。是否官方渠道？可在 {url} 查核號碼或連結",
 }
 
 
