@@ -43,6 +43,7 @@ def test_a_visitor_checks_and_reports_and_an_admin_sees_the_report(
         result = page.locator('[role="status"].official-result')
         expect(result).to_contain_text("這是通卡客戶服務熱線。")
         check_page(page, "zh-Hant", watch, seen)
+        shot(page, "official-zh-Hant")
 
         page.goto("/official?lang=zh-Hans")
         page.fill("#value", "http://tongka.hk@evil.com/pay")
