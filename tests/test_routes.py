@@ -28,6 +28,8 @@ PUBLIC = {
     ("GET", "/receipts/{receipt_id}"),
     ("GET", "/receipts/verify"),
     ("GET", "/receipts/public-key"),
+    # Is this official? Anyone may check a number or link (throttled per address).
+    ("GET", "/api/v1/official/check"),
 }
 # The network's listener (charging/nchf_app.py): Nchf_ConvergedCharging and its health check, nothing else.
 NCHF_ROUTES = {
@@ -215,6 +217,8 @@ PUBLIC_PAGES = {
     ("GET", "/password/reset"),
     ("POST", "/password/reset"),
     ("GET", "/stores"),
+    ("GET", "/official"),
+    ("POST", "/official/report"),
 }
 
 

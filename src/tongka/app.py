@@ -33,6 +33,7 @@ from tongka.console import offers as console_offers
 from tongka.console import operations as console_operations
 from tongka.console import people as console_people
 from tongka.console import reports as console_reports
+from tongka.console import trust as console_trust
 from tongka.counter import pages as counter_pages
 from tongka.counter import till as counter_till
 from tongka.db import busy, make_engine, make_sessionmaker
@@ -54,6 +55,9 @@ from tongka.renewal import pages as renewal_pages
 from tongka.staff import api as staff_api
 from tongka.staff import pages as staff_pages
 from tongka.stores import pages as stores_pages
+from tongka.trust import api as trust_api
+from tongka.trust import pages as trust_pages
+from tongka.trust import service as trust_service
 from tongka.wallet import pages as wallet_pages
 from tongka.web import error_page, wants_page
 
@@ -101,7 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.db_pool_size, engine.dialect.name == "sqlite", settings.db_busy_timeout_seconds
     )
     app.state.providers = providers.build(settings)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        larger={"/official/report": trust_service.SCREENSHOT_MAX_BYTES + settings.max_body_bytes},
+    )
     # The network's Nchf API is not here: it has a listener of its own (charging/nchf_app.py).
 
     # Routes are matched in order: first the one called most, the health check (load balancers).
@@ -144,6 +152,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console_audit.router)
     app.include_router(console_reports.router)
     app.include_router(counter_till.router)
+    app.include_router(trust_pages.router)
+    app.include_router(trust_api.router)
+    app.include_router(console_trust.router)
     if settings.sandbox_enabled:  # dev only: the providers' side, played here
         from tongka import sandbox
 

@@ -80,6 +80,10 @@ from tongka.staff.cli import staff_app  # noqa: E402
 
 app.add_typer(staff_app, name="staff")
 
+from tongka.trust.cli import official_app  # noqa: E402
+
+app.add_typer(official_app, name="official")
+
 
 @app.callback()
 def _configure() -> None:

@@ -531,3 +531,16 @@ def check(settings: Settings) -> None:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()  # values come from the environment
+
+
+class _Site(BaseSettings):
+    """Only the public address, read as `Settings` reads it: for what has no settings in hand (the
+    link to /official in every email's frame) and must not need a secret key to be rendered."""
+
+    model_config = Settings.model_config
+    public_base_url: str = Settings.model_fields["public_base_url"].default
+
+
+@lru_cache
+def public_base_url() -> str:
+    return _Site().public_base_url.rstrip("/")

@@ -7,8 +7,9 @@ it arrives, and the first byte over the limit ends it: what the route would have
 dropped and the 413 sent instead.
 
 One limit per listener (settings): the public app's `max_body_bytes` (the largest body it
-takes is a payment provider's callback, a few KiB; no route takes an upload: usage files and
-line lists are imported on the command line), the network's Nchf listener's
+takes is a payment provider's callback, a few KiB; usage files and line lists are imported on the
+command line; the one upload, a scam report's screenshot at /official/report, has a limit of its
+own, `larger`), the network's Nchf listener's
 `max_nchf_body_bytes` (a ChargingDataRequest within the schema's list bounds, with the fields
 real packet cores add, is a few KiB to some tens). The 413 is problem details in the shape of
 the API asked: the app's, with the code `body_too_large`, or a 3GPP ProblemDetails for the
@@ -17,6 +18,7 @@ network (`network=True`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -40,16 +42,25 @@ class BodyTooLarge(TongkaError):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, limit: int, network: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        network: bool = False,
+        larger: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.network = network
+        # The few paths that take an upload (a scam report's screenshot), each with its own limit.
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit
+        limit = self.larger.get(scope["path"], self.limit)
         length = _content_length(scope)
         if length is not None and length > limit:
             await _refuse(scope, send, limit, self.network)

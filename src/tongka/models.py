@@ -21,7 +21,7 @@ from tongka.fx.models import ExchangeRate
 from tongka.idempotency import IdempotencyRecord
 from tongka.jobs.models import ScheduledJob
 from tongka.ledger.models import Bucket, LedgerAccount, LineDebt, Transfer
-from tongka.notify.models import OutboxMessage
+from tongka.notify.models import AntiPhishingCode, OutboxMessage
 from tongka.order.models import Order
 from tongka.payment.models import Payment, PaymentCallback, Refund
 from tongka.promotion.models import CouponCode, Offer, OfferBudget, Quote, Redemption
@@ -29,6 +29,7 @@ from tongka.receipt.models import Receipt, ReceiptCounter
 from tongka.staff.models import AuditEntry, StaffMember, StaffSession
 from tongka.stores.models import Store
 from tongka.throttle import ThrottleCounter
+from tongka.trust.models import OfficialChannel, ScamCampaign, ScamReport
 from tongka.wallet.models import Wallet, WalletTopup
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Account",
     "AlertEvent",
     "AlertPreference",
+    "AntiPhishingCode",
     "AuditEntry",
     "BindChallenge",
     "Bucket",
@@ -56,6 +58,7 @@ __all__ = [
     "Network",
     "Offer",
     "OfferBudget",
+    "OfficialChannel",
     "Order",
     "OutboxMessage",
     "OverageMonth",
@@ -72,6 +75,8 @@ __all__ = [
     "ReceiptCounter",
     "Redemption",
     "Refund",
+    "ScamCampaign",
+    "ScamReport",
     "ScheduledJob",
     "Shift",
     "StaffMember",

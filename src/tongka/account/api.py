@@ -24,6 +24,8 @@ from tongka.account.models import Account, Line
 from tongka.account.schemas import (
     AccountCreate,
     AccountOut,
+    AntiPhishingIn,
+    AntiPhishingOut,
     BalanceOut,
     BindConfirm,
     BindRequest,
@@ -48,6 +50,7 @@ from tongka.deps import (
 from tongka.errors import Unauthorized
 from tongka.ledger import buckets
 from tongka.money import GB_DEFINITION
+from tongka.notify import service as notify
 
 router = APIRouter(prefix="/api/v1", tags=["accounts and lines"])
 
@@ -136,6 +139,24 @@ def change_password(
         session, account, body.current_password, body.new_password, hashing=hashing_policy(settings)
     )
     return new_token(session, settings, account)
+
+
+@router.get("/account/anti-phishing", response_model=AntiPhishingOut)
+def get_anti_phishing(account: CurrentAccount, session: SessionDep) -> AntiPhishingOut:
+    """The signed-in subscriber: the anti-phishing code their messages carry (null: none)."""
+    return AntiPhishingOut(code=notify.anti_phishing_code(session, account.id))
+
+
+@router.put("/account/anti-phishing", response_model=AntiPhishingOut)
+def set_anti_phishing(
+    body: AntiPhishingIn, account: CurrentAccount, session: SessionDep, settings: SettingsDep
+) -> AntiPhishingOut:
+    """The signed-in subscriber: set the word every genuine email and SMS to them starts with, so a
+    message without it is not from tongka (null or "" removes it)."""
+    code = service.set_anti_phishing_code(
+        session, account, body.code, hashing=hashing_policy(settings)
+    )
+    return AntiPhishingOut(code=code)
 
 
 @router.get("/me", response_model=AccountOut)

@@ -32,6 +32,7 @@ from tongka.deps import SessionDep, SettingsDep, client_address, hashing_policy
 from tongka.errors import TongkaError, TooManyRequests
 from tongka.i18n import LANGUAGES, Language, _, gettext
 from tongka.money import CURRENCIES, EXPONENT, GB, MB, Currency
+from tongka.notify import service as notify
 from tongka.wallet import service as wallets
 
 router = APIRouter(tags=["web: account"])
@@ -42,6 +43,10 @@ SAVED = {
     "email": _("Your email address is changed. A notice went to your old address."),
     "password": _("Your password is changed. Every other device was logged out."),
     "overage": _("Overage is saved for this line."),
+    "anti_phishing": _(
+        "Your anti-phishing code is saved. Every message from tongka will carry it."
+    ),
+    "anti_phishing_removed": _("Your anti-phishing code is removed."),
 }
 
 
@@ -71,6 +76,10 @@ class EmailForm(BaseModel):
 class PasswordForm(BaseModel):
     current_password: str = Field(min_length=1, max_length=256)
     new_password: str = Field(min_length=1, max_length=256)
+
+
+class AntiPhishingForm(BaseModel):
+    code: str = Field(default="", max_length=16)
 
 
 class OverageForm(BaseModel):
@@ -380,6 +389,7 @@ def _settings_page(
         SETTINGS,
         {
             "account": account,
+            "anti_phishing_code": notify.anti_phishing_code(session, account.id),
             "lines": lines,
             "rates": rates,
             # Overage is charged to the wallet, in its one currency once it is open.
@@ -477,6 +487,46 @@ def _settings_refused(
     )
     response.headers.update(refusal.headers())
     return response
+
+
+@router.post("/settings/anti-phishing", include_in_schema=False)
+def save_anti_phishing(
+    request: Request,
+    visitor: web.SubscriberDep,
+    posted: web.FormDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    """The signed-in subscriber: the word every genuine email and SMS to them starts with (empty: none)."""
+    values = {"code": _text(posted, "code")}
+    form, errors = web.parse(AntiPhishingForm, posted, visitor.language)
+    if form is None:
+        return _settings_page(
+            request,
+            visitor,
+            session,
+            part="anti_phishing",
+            errors=errors,
+            values=values,
+            status_code=400,
+        )
+    try:
+        code = service.set_anti_phishing_code(
+            session, _account(session, visitor), form.code, hashing=hashing_policy(settings)
+        )
+    except notify.BadAntiPhishingCode as refusal:
+        errors = {"code": refusal.detail(visitor.language)}
+        return _settings_page(
+            request,
+            visitor,
+            session,
+            part="anti_phishing",
+            errors=errors,
+            values=values,
+            status_code=422,
+        )
+    saved = "anti_phishing" if code else "anti_phishing_removed"
+    return web.redirect(request, f"/settings?saved={saved}")
 
 
 @router.post("/settings/password", include_in_schema=False)

@@ -103,3 +103,14 @@ class BalanceOut(BaseModel):
     buckets: list[BucketOut]
     as_of: datetime
     unit_note: str
+
+
+class AntiPhishingIn(BaseModel):
+    """The word every genuine message will carry: 2 to 16 letters, digits or Chinese characters;
+    null or "" removes it."""
+
+    code: str | None = Field(default=None, max_length=16)
+
+
+class AntiPhishingOut(BaseModel):
+    code: str | None

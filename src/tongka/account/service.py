@@ -313,6 +313,21 @@ def change_password(
     end_sessions(session, account)
 
 
+def set_anti_phishing_code(
+    session: Session, account: Account, code: str | None, *, hashing: HashingPolicy | None = None
+) -> str | None:
+    """The word every genuine message to this account will carry (None or "" clears it). Never the
+    username or the password: a code anyone could guess, or a password shown in every message."""
+    code = (code or "").strip() or None
+    if code is not None and (
+        code.lower() == account.username.lower()
+        or verify_password(account.password_hash, code, hashing)
+    ):
+        raise notify.BadAntiPhishingCode()
+    notify.set_anti_phishing_code(session, account.id, code)
+    return code
+
+
 def change_email(
     session: Session,
     account: Account,

@@ -49,3 +49,14 @@ class OutboxMessage(IdMixin, CreatedMixin, Base):
     # The id the SMTP server (Message-ID) or the SMSC (submit_sm_resp message_id) gave it.
     provider_message_id: Mapped[str | None] = mapped_column(String(128))
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AntiPhishingCode(Base):
+    """The word a subscriber chose to find at the top of every genuine message to them: a
+    forger who does not know it cannot put it there. Kept as typed (it is shown in messages)."""
+
+    __tablename__ = "anti_phishing_codes"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(16))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -23,6 +23,7 @@ from typing import Any
 from babel.dates import format_datetime
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from tongka.config import public_base_url
 from tongka.i18n import LANGUAGES, babel_locale
 from tongka.money import Money, currency, format_bytes
 
@@ -42,13 +43,45 @@ def sms(name: str, language: str, **params: Any) -> str:
     return _render(name, _language(language), "sms", params).strip()
 
 
-def email(name: str, language: str, **params: Any) -> Email:
+# Every email's frame says these (`_email.html`, and the plain-text twin here): the reader's
+# anti-phishing code first, when they chose one; last, that we never ask for a payment by link
+# (each template already says we never ask for a password or a code) and where to check one.
+ANTI_PHISHING_LINE = {
+    "en": "Your anti-phishing code: {code}",
+    "zh-Hans": "您的防钓鱼码：{code}",
+    "zh-Hant": "您的防釣魚碼：{code}",
+}
+CHECK_LINE = {
+    "en": "tongka never asks for a payment by link. Is this official? Check a number or link at {url}",
+    "zh-Hans": "通卡绝不会通过链接要求付款。是否官方渠道？可在 {url} 查核号码或链接",
+    "zh-Hant": "通卡絕不會透過連結要求付款。是否官方渠道？可在 {url} 查核號碼或連結",
+}
+
+
+def official_url() -> str:
+    return public_base_url() + "/official"
+
+
+def email(
+    name: str, language: str, *, anti_phishing_code: str | None = None, **params: Any
+) -> Email:
     """Subject, plain text and HTML of email `name` in `language`: the HTML and its plain-text twin."""
     language = _language(language)
+    code_line = (
+        ANTI_PHISHING_LINE[language].format(code=anti_phishing_code) if anti_phishing_code else None
+    )
+    url = official_url()
+    check_line = CHECK_LINE[language].format(url=url)
+    frame = {"anti_phishing_line": code_line, "check_line": check_line, "official_url": url}
+    text = _render(name, language, "txt", params).strip()
+    body, signature, end = text.rpartition("\n-- \n")
+    text = f"{body}\n\n{check_line}{signature}{end}" if signature else f"{text}\n\n{check_line}"
+    if code_line:
+        text = f"{code_line}\n\n{text}"
     return Email(
         subject=" ".join(_render(name, language, "subject", params).split()),
-        text=_render(name, language, "txt", params).strip() + "\n",
-        html=_render(name, language, "html", params),
+        text=text + "\n",
+        html=_render(name, language, "html", {**frame, **params}),
     )
 
 

@@ -7,6 +7,7 @@ the commit. Operators list messages and send a failed one again (`tongka message
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -18,11 +19,12 @@ import structlog
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from tongka import clock
 from tongka.db import matched, transaction
-from tongka.errors import Conflict, NotFound
+from tongka.errors import Conflict, NotFound, Unprocessable
 from tongka.i18n import _
 from tongka.notify import render
-from tongka.notify.models import OutboxMessage
+from tongka.notify.models import AntiPhishingCode, OutboxMessage
 
 log = structlog.get_logger("tongka.notify")
 
@@ -30,6 +32,11 @@ log = structlog.get_logger("tongka.notify")
 class MessageNotFound(NotFound):
     code = "message_not_found"
     message = _("No such message.")
+
+
+class BadAntiPhishingCode(Unprocessable):
+    code = "bad_anti_phishing_code"
+    message = _("Use 2 to 16 letters, digits or Chinese characters, not your username or password.")
 
 
 class MessageNotFailed(Conflict):
@@ -55,8 +62,12 @@ def send_sms(
     account_id: uuid.UUID | None = None,
     **params: Any,
 ) -> OutboxMessage:
-    """Queue SMS `template` (templates/messages/<template>/<language>.sms) to an E.164 number."""
+    """Queue SMS `template` (templates/messages/<template>/<language>.sms) to an E.164 number;
+    to an account with an anti-phishing code, the code comes first ("[code] ...")."""
     body = render.sms(template, language, **params)
+    code = anti_phishing_code(session, account_id)
+    if code:
+        body = f"[{code}] {body}"
     return _queue(session, "sms", to, template, "", body, None, language, account_id)
 
 
@@ -69,8 +80,11 @@ def send_email(
     account_id: uuid.UUID | None = None,
     **params: Any,
 ) -> OutboxMessage:
-    """Queue email `template`: its subject, plain text and HTML, in `language`."""
-    mail = render.email(template, language, **params)
+    """Queue email `template`: its subject, plain text and HTML, in `language`; to an account
+    with an anti-phishing code, both parts start with it."""
+    mail = render.email(
+        template, language, anti_phishing_code=anti_phishing_code(session, account_id), **params
+    )
     return _queue(
         session, "email", to, template, mail.subject, mail.text, mail.html, language, account_id
     )
@@ -103,6 +117,38 @@ def _queue(
     session.flush()
     session.info[_QUEUED] = True
     return message
+
+
+# --- anti-phishing codes -------------------------------------------------------------------------
+
+# Letters (any script: Chinese characters are letters to Unicode) and digits; no space or mark,
+# so it reads the same in an SMS's GSM-7 or UCS-2 and in an email's header line.
+_CODE = re.compile(r"[^\W_]{2,16}")
+
+
+def anti_phishing_code(session: Session, account_id: uuid.UUID | None) -> str | None:
+    if account_id is None:
+        return None
+    return session.scalar(
+        select(AntiPhishingCode.code).where(AntiPhishingCode.account_id == account_id)
+    )
+
+
+def set_anti_phishing_code(session: Session, account_id: uuid.UUID, code: str | None) -> None:
+    """Set (or, with None or "", clear) the account's code. The caller refuses the username and
+    the password (`account.service`); here only its form is checked."""
+    code = (code or "").strip()
+    found = session.get(AntiPhishingCode, account_id)
+    if not code:
+        if found is not None:
+            session.delete(found)
+        return
+    if not _CODE.fullmatch(code):
+        raise BadAntiPhishingCode()
+    if found is None:
+        session.add(AntiPhishingCode(account_id=account_id, code=code, set_at=clock.now()))
+    else:
+        found.code, found.set_at = code, clock.now()
 
 
 # What a delivery receipt can say of a message: its final statuses.

@@ -47,6 +47,7 @@ LABELS = {
     "scan": _("Scan to check that this receipt is genuine."),
     "check": _("Check this receipt"),
     "public_key": _("Public key"),
+    "official": _("Is this official? Check a number or link"),
     "signature": _("Signature"),
     "print": _("Print"),
     "genuine": _("Genuine receipt"),

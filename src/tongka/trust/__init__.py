@@ -1,0 +1,1 @@
+"""Trust: the operator's official channels, the public check "Is this official?", and scam reports."""
