@@ -59,3 +59,14 @@ def test_the_chart_gets_the_projected_data_left(client, line) -> None:  # type: 
     assert [round(x / MB) for x in left[:4]] == [2048, 1948, 1748, 1548]
     assert left[-1] == 0 and len(left) == 15 and len(body["ahead"]) == 14
     assert body["left_axis"] == "Data left (MB)"
+
+
+def test_a_line_without_recent_use_has_nothing_to_forecast(
+    client, sessions, frozen_clock, demo
+) -> None:  # type: ignore[no-untyped-def]
+    frozen_clock.now = NOON
+    headers = signed_in(client)
+    f.bind(client, headers, f.spare_numbers(sessions)[0])
+    page = text(client.get("/account", headers=ACCEPT_HTML).text)
+    assert "No data used in the last week: nothing to forecast from." in page
+    assert "The cheapest way" not in page and "Renew with this pack" not in page

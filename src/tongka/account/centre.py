@@ -56,6 +56,8 @@ PROJECTED_DAYS = 14  # how far the chart's projected line goes
 
 RUNS_OUT = _("At this rate your {zone} data runs out on {day} (between {low} and {high}).")
 EXPIRES_FIRST = _("At this rate your {zone} data will not be used up: it expires first, on {day}.")
+NO_HISTORY = _("No data used in the last week: nothing to forecast from.")
+NONE_LEFT = _("You have no {zone} data left.")
 NOT_USED = _("Your {zone} data is not being used: no run-out expected.")
 AWAY = _("You have been using data outside {zone} lately: no run-out of your {zone} data expected.")
 COVER = _("The cheapest way to cover your use until {day}: {packs}, {total}.")
@@ -106,7 +108,7 @@ class Outlook:
     """The line's forecast in words: a sentence a zone, and the packs that cover the period."""
 
     zones: list[str]
-    cover: str
+    cover: str | None  # None: no recent use, nothing to cover
     offers: str | None
     renew_pack: uuid.UUID | None  # the recommendation's dearest pack, chosen on the renew page
 
@@ -145,7 +147,9 @@ def _outlook(found: forecasts.LineForecast, language: str) -> Outlook:
     sentences = []
     for zone, z in found.zones.items():
         name = _zone(zone, language)
-        if z.run_out and z.low and z.high:
+        if z.rate.active and z.left <= 0:
+            sentences.append(gettext(NONE_LEFT, language, zone=name))
+        elif z.run_out and z.low and z.high:
             day = format_skeleton("MMMEd", z.run_out.day, locale=locale)
             if z.run_out.cause == "expires":
                 sentences.append(gettext(EXPIRES_FIRST, language, zone=name, day=day))
@@ -163,6 +167,9 @@ def _outlook(found: forecasts.LineForecast, language: str) -> Outlook:
     rec = found.recommendation
     until = format_skeleton("MMMEd", rec.until, locale=locale)
     offers = None
+    if not any(z.rate.active for z in found.zones.values()):
+        sentences.append(gettext(NO_HISTORY, language))
+        return Outlook(sentences, None, None, None)
     if not rec.found:
         cover = gettext(NO_COVER, language, day=until)
     elif not rec.picks:
