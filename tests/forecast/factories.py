@@ -33,7 +33,7 @@ def given(
             reason="pack_purchase",
             reference=f"order:test-{uuid.uuid4()}",
         )
-        for i in range(1, 29):
+        for i in range(1, 29 if hk_daily else 1):
             s.add(
                 UsageDay(
                     line_id=uuid.UUID(line_id),

@@ -9,7 +9,10 @@ from datetime import timedelta
 import pytest
 
 from tests import factories as f
+from tests.charging.factories import HK_PLMN, ensure_networks
 from tests.forecast.factories import NOON, TODAY, given
+from tongka.charging.models import UsageDay
+from tongka.db import transaction
 from tongka.money import GB, MB
 
 
@@ -97,3 +100,23 @@ def test_another_subscribers_line_is_not_found(client, sessions, owner) -> None:
     r = client.get(f"/api/v1/lines/{uuid.uuid4()}/forecast", headers=owner.headers)
     assert r.status_code == 404
     assert client.get(f"/api/v1/lines/{owner.line['id']}/forecast").status_code == 401
+
+
+def test_a_line_used_today_only_is_forecast_at_todays_pace(client, sessions, owner) -> None:  # type: ignore[no-untyped-def]
+    with transaction(sessions) as s:
+        ensure_networks(s)
+        s.add(
+            UsageDay(
+                line_id=uuid.UUID(owner.line["id"]),
+                day=TODAY,
+                zone="hk",
+                plmn=HK_PLMN,
+                bytes=300 * MB,
+                zero_rated_bytes=0,
+            )
+        )
+    given(sessions, owner.line["id"], hk_daily=0, hk_left=GB, now=NOON)
+    hk = forecast(client, owner)["zones"]["hk"]
+    # 300 MB by noon: 600 a day. Of 1024 MB, 300 go this afternoon, 600 tomorrow, the rest the 9th.
+    assert hk["state"] == "active" and hk["daily_bytes"] == 600 * MB and hk["since"] == str(TODAY)
+    assert hk["runs_out"]["day"] == "2026-12-09"

@@ -232,3 +232,13 @@ def test_packs_bought_together_expire_together() -> None:
     until = NOW + timedelta(days=20)
     assert not model.covers([], (week,) * 4, use, ["hk"], NOW, until)
     assert model.covers([], (month,), use, ["hk"], NOW, until)
+
+
+def test_a_new_line_is_taken_at_todays_pace() -> None:
+    """No complete day of use yet: today's use so far at its pace (half the day gone: twice it)."""
+    quiet = {z: [0] * model.WINDOW for z in ZONES}
+    found = model.rates(quiet, YESTERDAY, {"hk": 300 * MB, "mainland": 0}, 0.5)
+    assert found["hk"].state == "active" and found["hk"].mean(TODAY) == 600 * MB
+    assert found["hk"].since == TODAY and found["mainland"].state == "idle"
+    # Too little of the day gone to say anything.
+    assert model.rates(quiet, YESTERDAY, {"hk": MB, "mainland": 0}, 0.01)["hk"].state == "idle"

@@ -355,8 +355,7 @@ def usage_json(line_id: uuid.UUID, visitor: web.SubscriberDep, session: SessionD
     first, last = _period()
     rows = charging.usage_between(session, line.id, first, last)
     now = clock.now()
-    yesterday = last - timedelta(days=1)
-    rates = forecast_model.rates(forecasts.history(session, line.id, yesterday), yesterday)
+    rates = forecasts.rates_of(session, line.id, now)
     left = forecast_model.remaining(
         forecasts.pools(session, line.id, now), rates, now, PROJECTED_DAYS
     )

@@ -87,8 +87,15 @@ def _spell_start(used: Sequence[int]) -> int | None:
     return start if any(used) else None
 
 
-def rates(history: Mapping[str, Sequence[int]], yesterday: date) -> dict[str, Rate]:
-    """Each zone's rate from its daily use, oldest first, the last being `yesterday`'s."""
+def rates(
+    history: Mapping[str, Sequence[int]],
+    yesterday: date,
+    today: Mapping[str, int] | None = None,
+    today_share: float = 0.0,
+) -> dict[str, Rate]:
+    """Each zone's rate from its daily use, oldest first, the last being `yesterday`'s. A zone
+    otherwise idle that was used `today` (`today_share` of the day gone, an hour at least) is
+    taken at today's pace: a rough guide for a new line, or one back from a quiet week."""
     starts = {z: _spell_start(history[z]) for z in ZONES}
     found = {}
     for zone in ZONES:
@@ -96,7 +103,12 @@ def rates(history: Mapping[str, Sequence[int]], yesterday: date) -> dict[str, Ra
         first = yesterday - timedelta(days=len(used) - 1)
         start = starts[zone]
         if start is None or not any(used[-IDLE_DAYS:]):
-            found[zone] = Rate("idle")
+            so_far = (today or {}).get(zone, 0)
+            if so_far and today_share >= 1 / 24:
+                pace = (round(so_far / today_share),)
+                found[zone] = Rate("active", yesterday + DAY, pace, pace)
+            else:
+                found[zone] = Rate("idle")
             continue
         last_use = max(i for i, b in enumerate(used) if b)
         other = next(z for z in ZONES if z != zone)

@@ -65,7 +65,6 @@ class LineForecast:
     as_of: datetime
     zones: dict[str, ZoneForecast]
     recommendation: Recommendation
-    history: dict[str, list[int]]  # bytes a day, oldest first, the last being yesterday's
 
 
 def history(session: Session, line_id: uuid.UUID, yesterday: date) -> dict[str, list[int]]:
@@ -75,6 +74,17 @@ def history(session: Session, line_id: uuid.UUID, yesterday: date) -> dict[str, 
     for row in charging.usage_between(session, line_id, first, yesterday):
         used[row.zone][(row.day - first).days] += row.bytes
     return used
+
+
+def rates_of(session: Session, line_id: uuid.UUID, now: datetime) -> dict[str, model.Rate]:
+    """The line's rate in each zone: its last weeks' use, and today's so far for a zone without."""
+    today = usage_day(now)
+    so_far = {z: 0 for z in ZONES}
+    for row in charging.usage_between(session, line_id, today, today):
+        so_far[row.zone] += row.bytes
+    share = (now - model.day_start(today)) / timedelta(days=1)
+    yesterday = today - timedelta(days=1)
+    return model.rates(history(session, line_id, yesterday), yesterday, so_far, share)
 
 
 def pools(session: Session, line_id: uuid.UUID, now: datetime) -> list[Pool]:
@@ -105,8 +115,7 @@ def of_line(
     """The line's forecast, and the packs that cover it to the end of `until` (30 days by default)."""
     now = now or clock.now()
     end = period_end(until, now)
-    used = history(session, line.id, usage_day(now) - timedelta(days=1))
-    rates = model.rates(used, usage_day(now) - timedelta(days=1))
+    rates = rates_of(session, line.id, now)
     held = pools(session, line.id, now)
     zones = model.forecast(held, rates, now)
     return LineForecast(
@@ -114,7 +123,6 @@ def of_line(
         now,
         zones,
         recommend(session, account, held, rates, currency, end, now, channel),
-        used,
     )
 
 
