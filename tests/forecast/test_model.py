@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from datetime import date, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,19 +132,31 @@ def test_a_both_pack_serves_either_zone_in_drawing_order() -> None:
     assert found["hk"].run_out == found["mainland"].run_out
 
 
-def test_noisy_use_the_range_holds_the_truth_most_of_the_time() -> None:
-    """Use each day uniform in 30..170 % of 200 MB, run-out ~20 days ahead. Measured over 200
-    seeds (docs/FORECAST.md): the 80 % range held the truth 84 % of the time; the estimate was
-    within 3 days 82 %, within 4 days 94 %."""
+def _steady(day: date) -> float:
+    return 200 * MB
+
+
+def _weekend_heavy(day: date) -> float:
+    return (600 if model.weekend(day) else 100) * MB
+
+
+@pytest.mark.parametrize(
+    ("mean", "within_3", "within_4"),
+    [(_steady, 0.7, 0.85), (_weekend_heavy, 0.65, 0.75)],
+    ids=["steady", "weekend-heavy"],
+)
+def test_noisy_use_the_range_holds_the_truth_most_of_the_time(
+    mean: Callable[[date], float], within_3: float, within_4: float
+) -> None:
+    """Use each day uniform in 30..170 % of its mean, run-out ~20 days ahead. Measured over 200
+    seeds (docs/FORECAST.md), steady: the 80 % range held the truth 84 % of the time, the
+    estimate was within 3 days 81 %, within 4 days 94 %; weekend-heavy: 85 %, 79 %, 84 %."""
     held, close, closer, runs = 0, 0, 0, 60
     for seed in range(runs):
         rng = random.Random(seed)
-        past = {
-            d: rng.uniform(0.3, 1.7) * 200 * MB
-            for d in (YESTERDAY - timedelta(days=i) for i in range(28))
-        }
-        future = {TODAY + timedelta(days=i): rng.uniform(0.3, 1.7) * 200 * MB for i in range(60)}
-        days = past | future
+        span = [YESTERDAY - timedelta(days=i) for i in range(28)]
+        span += [TODAY + timedelta(days=i) for i in range(60)]
+        days = {d: rng.uniform(0.3, 1.7) * mean(d) for d in span}
 
         def pattern(zone: str, day: date, days: dict[date, float] = days) -> float:
             return days[day] if zone == "hk" else 0
@@ -156,8 +169,8 @@ def test_noisy_use_the_range_holds_the_truth_most_of_the_time() -> None:
         close += abs((found.run_out.day - real.day).days) <= 3
         closer += abs((found.run_out.day - real.day).days) <= 4
     assert held >= 0.7 * runs, held
-    assert close >= 0.7 * runs, close
-    assert closer >= 0.85 * runs, closer
+    assert close >= within_3 * runs, close
+    assert closer >= within_4 * runs, closer
 
 
 # --- the cheapest cover ---------------------------------------------------------------------
