@@ -39,6 +39,7 @@ from tongka.counter import till as counter_till
 from tongka.db import busy, make_engine, make_sessionmaker
 from tongka.deps import request_language
 from tongka.errors import DatabaseBusy, TongkaError
+from tongka.forecast import api as forecast_api
 from tongka.gate import Gate
 from tongka.http_limits import BodyLimit
 from tongka.i18n import _, gettext
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notify_admin.router)
     app.include_router(charging_usage_api.router)
     app.include_router(charging_overage_api.router)
+    app.include_router(forecast_api.router)
     app.include_router(renewal_pages.router)
     app.include_router(receipt_pages.router)
     app.include_router(account_pages.router)

@@ -29,9 +29,13 @@ from tongka.account.schemas import BindConfirm, BindRequest
 from tongka.charging import service as charging
 from tongka.deps import SessionDep, SettingsDep, client_address
 from tongka.errors import TongkaError
+from tongka.forecast import model as forecast_model
+from tongka.forecast import service as forecasts
 from tongka.i18n import _, babel_locale, gettext
 from tongka.ledger import buckets
+from tongka.money import Currency
 from tongka.order import service as orders
+from tongka.promotion import pricing
 from tongka.promotion import service as promotions
 from tongka.promotion.pricing import ZONE_NAMES
 from tongka.wallet import service as wallets
@@ -46,6 +50,20 @@ OTHER_DATA = _("Data")
 CODE_FORM = _("Enter the {digits}-digit code from the SMS.")
 USAGE_AXIS = _("Data used (MB)")
 DAY = _("Day")
+LEFT_AXIS = _("Data left (MB)")
+PROJECTED = _("Projected data left")
+PROJECTED_DAYS = 14  # how far the chart's projected line goes
+
+RUNS_OUT = _("At this rate your {zone} data runs out on {day} (between {low} and {high}).")
+EXPIRES_FIRST = _("At this rate your {zone} data will not be used up: it expires first, on {day}.")
+NO_HISTORY = _("No data used in the last week: nothing to forecast from.")
+NONE_LEFT = _("You have no {zone} data left.")
+NOT_USED = _("Your {zone} data is not being used: no run-out expected.")
+AWAY = _("You have been using data outside {zone} lately: no run-out of your {zone} data expected.")
+COVER = _("The cheapest way to cover your use until {day}: {packs}, {total}.")
+COVERED = _("The data you have covers your use until {day}.")
+NO_COVER = _("No packs on sale today cover your use until {day}.")
+OFFERS_IN = _("Offers included: {offers}.")
 
 
 # --- the personal centre --------------------------------------------------------------------
@@ -86,6 +104,16 @@ class UsageRow:
 
 
 @dataclass(frozen=True)
+class Outlook:
+    """The line's forecast in words: a sentence a zone, and the packs that cover the period."""
+
+    zones: list[str]
+    cover: str | None  # None: no recent use, nothing to cover
+    offers: str | None
+    renew_pack: uuid.UUID | None  # the recommendation's dearest pack, chosen on the renew page
+
+
+@dataclass(frozen=True)
 class LineCard:
     id: uuid.UUID
     numbers: list[str]  # masked
@@ -93,6 +121,7 @@ class LineCard:
     gauges: list[Gauge]
     buckets: list[BucketRow]
     usage: list[UsageRow]  # the period's by day and network, newest day first
+    outlook: Outlook | None = None
 
 
 def _period() -> tuple[date, date]:
@@ -108,7 +137,71 @@ def _day(day: date, language: str) -> str:
     return format_skeleton("MMMd", day, locale=babel_locale(language))
 
 
-def _cards(session: Session, lines: Iterable[Line], language: str) -> list[LineCard]:
+def _weekday_or_date(day: date, span: int, language: str) -> str:
+    """A day of the run-out's range: its weekday when the range is within a week, else its date."""
+    return format_skeleton("EEE" if span < 7 else "MMMd", day, locale=babel_locale(language))
+
+
+def _outlook(found: forecasts.LineForecast, language: str) -> Outlook:
+    locale = babel_locale(language)
+    sentences = []
+    for zone, z in found.zones.items():
+        name = _zone(zone, language)
+        if z.rate.active and z.left <= 0:
+            sentences.append(gettext(NONE_LEFT, language, zone=name))
+        elif z.run_out and z.low and z.high:
+            day = format_skeleton("MMMEd", z.run_out.day, locale=locale)
+            if z.run_out.cause == "expires":
+                sentences.append(gettext(EXPIRES_FIRST, language, zone=name, day=day))
+            else:
+                span = (z.high - z.low).days
+                low = _weekday_or_date(z.low, span, language)
+                high = _weekday_or_date(z.high, span, language)
+                sentences.append(
+                    gettext(RUNS_OUT, language, zone=name, day=day, low=low, high=high)
+                )
+        elif z.left > 0 and z.rate.state == "away":
+            sentences.append(gettext(AWAY, language, zone=name))
+        elif z.left > 0:
+            sentences.append(gettext(NOT_USED, language, zone=name))
+    rec = found.recommendation
+    until = format_skeleton("MMMEd", rec.until, locale=locale)
+    offers = None
+    if not any(z.rate.active for z in found.zones.values()):
+        sentences.append(gettext(NO_HISTORY, language))
+        return Outlook(sentences, None, None, None)
+    if not rec.found:
+        cover = gettext(NO_COVER, language, day=until)
+    elif not rec.picks:
+        cover = gettext(COVERED, language, day=until)
+    else:
+        counts: dict[uuid.UUID, int] = {}
+        for pick in rec.picks:
+            counts[pick.pack.id] = counts.get(pick.pack.id, 0) + 1
+        names = {pick.pack.id: pick.pack.name(language) for pick in rec.picks}
+        packs = " + ".join(f"{n} × {names[i]}" if n > 1 else names[i] for i, n in counts.items())
+        total = web.money(rec.total.amount, rec.total.currency, language) if rec.total else ""
+        cover = gettext(COVER, language, day=until, packs=packs, total=total)
+        applied = {
+            pricing.offer_name(o, language): None
+            for pick in rec.picks
+            for o in pick.price.breakdown["offers"]
+        }
+        offers = gettext(OFFERS_IN, language, offers=", ".join(applied)) if applied else None
+    return Outlook(sentences, cover, offers, rec.picks[0].pack.id if rec.picks else None)
+
+
+def _currency(language: str) -> Currency:
+    return "CNY" if language == "zh-Hans" else "HKD"  # as the renew page's first choice
+
+
+def _cards(
+    session: Session,
+    account: Account,
+    lines: Iterable[Line],
+    language: str,
+    until: date | None = None,
+) -> list[LineCard]:
     first, last = _period()
     read = [(line, buckets.line_balance(session, line.id)) for line in lines]
     bucket_ids = [b.id for _line, balance in read for b in balance.buckets]
@@ -152,6 +245,12 @@ def _cards(session: Session, lines: Iterable[Line], language: str) -> list[LineC
                 UsageRow(u.day, _day(u.day, language), _zone(u.zone, language), u.operator, u.bytes)
                 for u in charging.usage_between(session, line.id, first, last)
             ],
+            outlook=_outlook(
+                forecasts.of_line(
+                    session, account, line, currency=_currency(language), until=until
+                ),
+                language,
+            ),
         )
         for line, balance in read
     ]
@@ -159,12 +258,21 @@ def _cards(session: Session, lines: Iterable[Line], language: str) -> list[LineC
 
 @router.get("/account", response_class=HTMLResponse, include_in_schema=False)
 def centre(
-    request: Request, visitor: web.SubscriberDep, session: SessionDep, bound: str | None = None
+    request: Request,
+    visitor: web.SubscriberDep,
+    session: SessionDep,
+    bound: str | None = None,
+    until: str | None = None,
 ) -> HTMLResponse:
-    """The signed-in subscriber: each of their lines' data left by zone, its packs and 30 days of
-    usage; their wallet. `bound`: the line just bound, greeted with a notice."""
+    """The signed-in subscriber: each of their lines' data left by zone, its forecast and the
+    packs that cover the next 30 days (or until `until`, a trip's last day), its packs and 30
+    days of usage; their wallet. `bound`: the line just bound, greeted with a notice."""
     account = session.get_one(Account, visitor.account_id)
-    cards = _cards(session, line_service.lines_of(session, account), visitor.language)
+    today = charging.usage_day(clock.now())
+    trip, until_error = _until(until, today, visitor.language)
+    cards = _cards(
+        session, account, line_service.lines_of(session, account), visitor.language, trip
+    )
     wallet = wallets.wallet_of(session, account.id)
     return web.page(
         request,
@@ -174,17 +282,39 @@ def centre(
             "cards": cards,
             "bound": next((c for c in cards if str(c.id) == bound), None),
             "wallet": wallet,
+            "until": trip.isoformat() if trip else "",
+            "until_error": until_error,
+            "until_min": (today + timedelta(days=1)).isoformat(),
+            # A pack bought now lasts 30 days from now: to the day before the 30th's end.
+            "until_max": (today + timedelta(days=forecasts.PERIOD_DAYS - 1)).isoformat(),
         },
+        status_code=400 if until_error else 200,
     )
 
 
+def _until(text: str | None, today: date, language: str) -> tuple[date | None, str | None]:
+    """The trip's last day typed in the date picker; an error to show instead if it is not one."""
+    if not text:
+        return None, None
+    try:
+        day = date.fromisoformat(text)
+        forecasts.period_end(day, forecast_model.day_start(today) + timedelta(hours=12))
+    except (ValueError, forecasts.PeriodInvalid):
+        return None, forecasts.PeriodInvalid(max_days=forecasts.MAX_PERIOD_DAYS).detail(language)
+    return day, None
+
+
 def _usage_chart(
-    rows: list[charging.NetworkUsage], first: date, last: date, language: str
+    rows: list[charging.NetworkUsage],
+    first: date,
+    last: date,
+    language: str,
+    left: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """The period's usage as the centre's chart draws it: a value a day for each zone's networks."""
     days = [first + timedelta(days=i) for i in range(USAGE_DAYS)]
     index = {day: i for i, day in enumerate(days)}
-    zones = []
+    zones: list[dict[str, Any]] = []
     for zone in buckets.ZONES:
         networks: dict[str, list[int]] = {}
         for row in rows:
@@ -198,13 +328,19 @@ def _usage_chart(
                     {"operator": operator, "bytes": values}
                     for operator, values in sorted(networks.items(), key=lambda n: -sum(n[1]))
                 ],
+                # Data left now (drawn on today), then as each day ahead starts, at the expected rate.
+                "projection": (left or {}).get(zone),
             }
         )
+    ahead = [last + timedelta(days=i) for i in range(1, PROJECTED_DAYS + 1)]
     return {
         "from": first.isoformat(),
         "to": last.isoformat(),
         "labels": [_day(d, language) for d in days],
+        "ahead": [_day(d, language) for d in ahead] if left else [],
         "axis": gettext(USAGE_AXIS, language),
+        "left_axis": gettext(LEFT_AXIS, language),
+        "projected": gettext(PROJECTED, language),
         "day": gettext(DAY, language),
         "zones": zones,
     }
@@ -212,12 +348,18 @@ def _usage_chart(
 
 @router.get("/account/usage/{line_id}.json", include_in_schema=False)
 def usage_json(line_id: uuid.UUID, visitor: web.SubscriberDep, session: SessionDep) -> JSONResponse:
-    """The line's owner: the line's usage of the last 30 days per zone and network, for the centre's chart."""
+    """The line's owner: the line's usage of the last 30 days per zone and network, and the data
+    left projected for the next 14 days at the expected rate, for the centre's chart."""
     account = session.get_one(Account, visitor.account_id)
     line = line_service.own_line(session, account, line_id)
     first, last = _period()
     rows = charging.usage_between(session, line.id, first, last)
-    body = _usage_chart(rows, first, last, visitor.language)
+    now = clock.now()
+    rates = forecasts.rates_of(session, line.id, now)
+    left = forecast_model.remaining(
+        forecasts.pools(session, line.id, now), rates, now, PROJECTED_DAYS
+    )
+    body = _usage_chart(rows, first, last, visitor.language, left)
     return JSONResponse(
         {"line_id": str(line.id), **body},
         headers={"Cache-Control": "private, no-store", "Content-Language": visitor.language},

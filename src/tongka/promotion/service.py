@@ -479,3 +479,31 @@ def running(session: Session, channel: str, now: datetime | None = None) -> list
         select(Offer).where(Offer.status == "active").order_by(Offer.created_at, Offer.code)
     )
     return [o for o in offers if in_force(o, now) and (o.channels is None or channel in o.channels)]
+
+
+def offers_for(
+    session: Session,
+    account: Account,
+    pack: Pack,
+    *,
+    currency: str,
+    channel: str,
+    new: bool,
+    now: datetime | None = None,
+) -> list[tuple[Offer, int | None]]:
+    """The offers a quote would apply to the pack now without a coupon (budgets not counted),
+    each with how many more times this customer may have it (None: no limit). Holds nothing:
+    for an estimate (the forecast's covering packs), never for a price charged."""
+    now = now or clock.now()
+    listed, _rate = list_price(session, pack, currency)
+    who = Customer(account, channel, currency, new)
+    found = []
+    for offer in session.scalars(
+        select(Offer).where(Offer.status == "active", Offer.kind != "coupon").order_by(Offer.id)
+    ):
+        if conditions_met(offer, pack, who, now) and pricing.gives_something(offer, listed):
+            limit = offer.per_customer_limit
+            times = None if limit is None else limit - _used_by(session, account.id, offer.id)
+            if times is None or times > 0:
+                found.append((offer, times))
+    return found
