@@ -2,6 +2,7 @@
 
 from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
 from tongka.alerts.models import AlertEvent, AlertPreference
+from tongka.autorenew.models import AutoRenewAttempt, AutoRenewRule
 from tongka.catalog.models import OverageRate, Pack, PackPrice
 from tongka.charging.models import (
     ChargingAnswer,
@@ -37,6 +38,8 @@ __all__ = [
     "AlertEvent",
     "AlertPreference",
     "AuditEntry",
+    "AutoRenewAttempt",
+    "AutoRenewRule",
     "BindChallenge",
     "Bucket",
     "ChargingAnswer",
