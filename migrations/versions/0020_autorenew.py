@@ -1,4 +1,4 @@
-"""auto-renew: a rule per line and an attempt per crossing of its threshold
+"""auto-renew: a rule per line, a saved card per account, an attempt per crossing of a threshold
 
 Revision ID: 0020
 Revises: 0019
@@ -19,6 +19,18 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('auto_renew_cards',
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('provider', sa.String(length=16), nullable=False),
+    sa.Column('customer', sa.String(length=64), nullable=False),
+    sa.Column('method', sa.String(length=64), nullable=False),
+    sa.Column('label', sa.String(length=40), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', tongka.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_auto_renew_cards_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_auto_renew_cards')),
+    sa.UniqueConstraint('account_id', name=op.f('uq_auto_renew_cards_account_id'))
+    )
     op.create_table('auto_renew_rules',
     sa.Column('account_id', sa.Uuid(), nullable=False),
     sa.Column('line_id', sa.Uuid(), nullable=False),
@@ -27,9 +39,6 @@ def upgrade() -> None:
     sa.Column('forecast_days', sa.Integer(), nullable=True),
     sa.Column('pack_id', sa.Uuid(), nullable=False),
     sa.Column('source', sa.String(length=8), nullable=False),
-    sa.Column('card_customer', sa.String(length=64), nullable=True),
-    sa.Column('card_method', sa.String(length=64), nullable=True),
-    sa.Column('card_label', sa.String(length=32), nullable=True),
     sa.Column('monthly_cap', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
@@ -86,3 +95,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_auto_renew_rules_account_id'))
 
     op.drop_table('auto_renew_rules')
+    op.drop_table('auto_renew_cards')

@@ -2,7 +2,7 @@
 
 from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
 from tongka.alerts.models import AlertEvent, AlertPreference
-from tongka.autorenew.models import AutoRenewAttempt, AutoRenewRule
+from tongka.autorenew.models import AutoRenewAttempt, AutoRenewCard, AutoRenewRule
 from tongka.catalog.models import OverageRate, Pack, PackPrice
 from tongka.charging.models import (
     ChargingAnswer,
@@ -39,6 +39,7 @@ __all__ = [
     "AlertPreference",
     "AuditEntry",
     "AutoRenewAttempt",
+    "AutoRenewCard",
     "AutoRenewRule",
     "BindChallenge",
     "Bucket",

@@ -42,9 +42,10 @@ def owner(
     data: int = 10 * GB,
     wallet: int = 200_00,
     currency: str = "HKD",
+    language: str = "en",
 ) -> Owner:
     """A new subscriber whose bound line has `data` bytes in Hong Kong and whose wallet has `wallet`."""
-    sub = f.new_subscriber(client, sessions)
+    sub = f.new_subscriber(client, sessions, language=language)
     line_id = uuid.UUID(sub.line["id"])
     with transaction(sessions) as s:
         account = s.scalars(select(Account).where(Account.username == sub.username)).one()

@@ -42,17 +42,26 @@ class AutoRenewRule(IdMixin, CreatedMixin, Base):
     # Later: buy when the forecast says the data runs out within this many days (unused yet).
     forecast_days: Mapped[int | None]
     pack_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("packs.id"))
-    source: Mapped[str] = mapped_column(String(8))  # wallet | card
-    # The card's customer and saved payment method at the card provider (Stripe's cus_, pm_).
-    card_customer: Mapped[str | None] = mapped_column(String(64))
-    card_method: Mapped[str | None] = mapped_column(String(64))
-    card_label: Mapped[str | None] = mapped_column(String(32))  # e.g. "Visa •••• 4242"
+    source: Mapped[str] = mapped_column(String(8))  # wallet | card (the account's `AutoRenewCard`)
     monthly_cap: Mapped[int] = mapped_column(BigInteger)  # minor units of `currency`
     currency: Mapped[str] = mapped_column(String(3))
     active: Mapped[bool] = mapped_column(default=True)
     consecutive_failures: Mapped[int] = mapped_column(default=0)
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AutoRenewCard(IdMixin, CreatedMixin, Base):
+    """The card an account saved for auto-renew (one; saving another replaces it): the customer and
+    payment method the card provider keeps (Stripe's cus_ and pm_), never the card's number."""
+
+    __tablename__ = "auto_renew_cards"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    customer: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(40))  # e.g. "visa 4242", as the provider tells it
 
 
 class AutoRenewAttempt(IdMixin, CreatedMixin, Base):

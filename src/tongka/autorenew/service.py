@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tongka import clock
-from tongka.autorenew.models import AutoRenewAttempt, AutoRenewRule
+from tongka.autorenew.models import AutoRenewAttempt, AutoRenewCard, AutoRenewRule
 from tongka.errors import NotFound, Unprocessable
 from tongka.i18n import _
 from tongka.ledger.buckets import LineBalance
@@ -52,9 +52,6 @@ class Spec:
     source: str
     monthly_cap: int
     currency: str
-    card_customer: str | None = None
-    card_method: str | None = None
-    card_label: str | None = None
 
 
 def of_line(session: Session, line_id: uuid.UUID) -> AutoRenewRule | None:
@@ -65,10 +62,9 @@ def put(session: Session, account_id: uuid.UUID, line_id: uuid.UUID, spec: Spec)
     """Set the line's rule (made or replaced); it is active again, its failures forgotten."""
     if not 0 <= spec.monthly_cap <= MAX_CAP:
         raise CapInvalid(maximum=MAX_CAP)
+    if spec.source == "card" and card_of(session, account_id) is None:
+        raise CardNotSaved()
     rule = of_line(session, line_id)
-    if spec.source == "card":
-        if spec.card_method is None and (rule is None or rule.card_method is None):
-            raise CardNotSaved()
     if rule is None:
         rule = AutoRenewRule(account_id=account_id, line_id=line_id)
         session.add(rule)
@@ -78,13 +74,33 @@ def put(session: Session, account_id: uuid.UUID, line_id: uuid.UUID, spec: Spec)
         spec.pack_id,
     )
     rule.source, rule.monthly_cap, rule.currency = spec.source, spec.monthly_cap, spec.currency
-    if spec.card_method is not None:
-        rule.card_customer, rule.card_method = spec.card_customer, spec.card_method
-        rule.card_label = spec.card_label
     rule.active, rule.consecutive_failures, rule.last_failure_at = True, 0, None
     rule.updated_at = clock.now()
     session.flush()
     return rule
+
+
+def card_of(session: Session, account_id: uuid.UUID) -> AutoRenewCard | None:
+    return session.scalar(select(AutoRenewCard).where(AutoRenewCard.account_id == account_id))
+
+
+def save_card(
+    session: Session,
+    account_id: uuid.UUID,
+    *,
+    provider: str,
+    customer: str,
+    method: str,
+    label: str,
+) -> AutoRenewCard:
+    """The account's card for auto-renew (replacing the one saved before, if any)."""
+    card = card_of(session, account_id)
+    if card is None:
+        card = AutoRenewCard(account_id=account_id)
+        session.add(card)
+    card.provider, card.customer, card.method, card.label = provider, customer, method, label[:40]
+    session.flush()
+    return card
 
 
 def delete(session: Session, line_id: uuid.UUID) -> None:

@@ -208,6 +208,7 @@ JOBS: tuple[Job, ...] = (
         "lines whose data in a zone fell below their auto-renew threshold buy their pack, within the monthly cap",
         _auto_renew,
         every=timedelta(seconds=30),
+        lease=timedelta(minutes=30),  # charges saved cards, each call bounded by its timeout
     ),
     Job(
         "payments-reconcile",

@@ -13,8 +13,14 @@
 
 Each result is told to the customer (`alerts.fire`: `auto_renew_done` or `auto_renew_failed`,
 keyed by the attempt). Three payment failures in a row pause the rule (`active` false) until its
-owner sets it again. A saved card (source `card`) is not charged yet: its attempt fails with
-`card_unavailable`, which counts as a failure.
+owner sets it again.
+
+A saved card (source `card`, the account's `AutoRenewCard`) is charged in the three steps of
+`renewal/ordering.py`: step 1 commits the order, its payment and the attempt (pending, so it
+counts against the cap); `charge` asks the card provider outside any transaction (an
+off-session PaymentIntent confirmed at once with the saved PaymentMethod), then records the
+outcome in a transaction of its own. The provider's webhook, which may come before or after,
+is applied once by the same guarded settlement.
 """
 
 from __future__ import annotations
@@ -37,8 +43,17 @@ from tongka.errors import TongkaError
 from tongka.ledger import buckets
 from tongka.money import Money, format_bytes
 from tongka.money import currency as as_currency
+from tongka.order import service as orders
 from tongka.order.models import Order
-from tongka.payment.providers.base import Provider
+from tongka.payment import service as payments
+from tongka.payment.models import Payment
+from tongka.payment.providers.base import (
+    Checkout,
+    PaymentRequest,
+    Provider,
+    ProviderUnavailable,
+    SavesCards,
+)
 from tongka.renewal import flow
 from tongka.wallet import service as wallets
 
@@ -71,7 +86,9 @@ def run(
     for rule_id in ids:
         try:
             with transaction(sessions) as session:
-                evaluate(session, rule_id, providers, settings, report)
+                made = evaluate(session, rule_id, providers, settings, report)
+            if isinstance(made, Charge):
+                charge(sessions, providers, settings, made, report)
         except Exception:  # one rule's trouble (logged) never stops the others'
             log.exception("auto_renew_failed", rule_id=str(rule_id))
     return report
@@ -83,9 +100,10 @@ def evaluate(
     providers: Mapping[str, Provider],
     settings: Settings,
     report: Report,
-) -> AutoRenewAttempt | None:
+) -> AutoRenewAttempt | Charge | None:
     """One rule: the attempt made for its line's crossing now, or None (above the threshold,
-    paused, or the crossing's attempt made before, here or by another server)."""
+    paused, or the crossing's attempt made before, here or by another server); for a saved card,
+    the charge to make once this transaction has committed."""
     rule = rules.lock(session, rule_id)
     if rule is None or not rule.active:
         return None
@@ -100,7 +118,7 @@ def evaluate(
     line = session.get_one(Line, rule.line_id)
     made = session.begin_nested()  # undone if the order would pass the cap
     try:
-        order, payment, _opening = flow.order_with_payment(
+        order, payment, opening = flow.order_with_payment(
             session,
             account,
             line_id=rule.line_id,
@@ -129,11 +147,16 @@ def evaluate(
     attempt.order_id, attempt.payment_id, attempt.amount = order.id, payment.id, order.amount
     if payment.provider == "free":  # offers brought it to 0: confirmed already
         return _done(session, account, line, rule, attempt, order, report)
-    if rule.source != "wallet":
-        flow.confirm(session, payment, "failed", payment.amount, payment.currency)
-        flow.cancel(session, account, order.id)
-        _failed(session, account, line, rule, attempt, "card_unavailable", report)
-        return attempt
+    if rule.source == "card":
+        card = rules.card_of(session, account.id)
+        provider = providers.get(payment.provider)
+        if card is None or opening is None or not isinstance(provider, SavesCards):
+            _fail_payment(session, account, order.id, payment)
+            _failed(session, account, line, rule, attempt, "card_unavailable", report)
+            return attempt
+        # Committed first (with the attempt pending, counted against the cap); the card is
+        # charged after, outside any transaction (`charge`).
+        return Charge(attempt.id, rule.id, payment.id, opening.request, card.customer, card.method)
     try:
         with session.begin_nested():
             wallets.pay(
@@ -144,8 +167,7 @@ def evaluate(
                 reference=f"payment:{payment.id}",
             )
     except TongkaError as refusal:  # too poor, no wallet, or one in another currency
-        flow.confirm(session, payment, "failed", payment.amount, payment.currency)
-        flow.cancel(session, account, order.id)
+        _fail_payment(session, account, order.id, payment)
         _failed(session, account, line, rule, attempt, refusal.code, report)
         return attempt
     flow.confirm(
@@ -157,6 +179,73 @@ def evaluate(
         receipt_key=settings.receipt_key,
     )
     return _done(session, account, line, rule, attempt, order, report)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A saved card to charge for a committed attempt: asked outside any transaction."""
+
+    attempt_id: uuid.UUID
+    rule_id: uuid.UUID
+    payment_id: uuid.UUID
+    request: PaymentRequest
+    customer: str
+    method: str
+
+
+def charge(
+    sessions: sessionmaker[Session],
+    providers: Mapping[str, Provider],
+    settings: Settings,
+    due: Charge,
+    report: Report,
+) -> None:
+    """Charge the saved card (no transaction open), then record the outcome in one: the bucket and
+    receipt as any renewal's, or the failure. A provider that does not answer is a failure too;
+    should its charge have gone through after all, its webhook finds the order cancelled and the
+    money is refunded (`flow.confirm`)."""
+    provider = providers.get("stripe")
+    assert isinstance(provider, SavesCards)
+    try:
+        status = provider.charge_saved(due.request, due.customer, due.method)
+        outcome, reference = status.status, status.provider_reference
+    except ProviderUnavailable:
+        outcome, reference = "unavailable", None
+    with transaction(sessions) as session:
+        attempt = session.get_one(AutoRenewAttempt, due.attempt_id)
+        rule = rules.lock(session, due.rule_id)
+        payment = payments.get(session, due.payment_id)
+        if reference and payment.provider_reference is None:
+            flow.payment_opened(session, payment.id, Checkout(provider_reference=reference))
+        line = session.get_one(Line, attempt.line_id)
+        account = session.get_one(Account, line.account_id)
+        order = orders.get(session, payment.order_id) if payment.order_id else None
+        assert order is not None
+        if outcome == "succeeded":
+            flow.confirm(
+                session,
+                payment,
+                "succeeded",
+                payment.amount,
+                payment.currency,
+                receipt_key=settings.receipt_key,
+            )
+            _done(session, account, line, rule, attempt, order, report)
+            return
+        _fail_payment(session, account, order.id, payment)
+        reason = "card_declined" if outcome == "failed" else "provider_unavailable"
+        if rule is None:  # removed meanwhile: the attempt still ends
+            rules.failed(session, None, attempt, reason)
+            return
+        _failed(session, account, line, rule, attempt, reason, report)
+
+
+def _fail_payment(
+    session: Session, account: Account, order_id: uuid.UUID, payment: Payment
+) -> None:
+    """The attempt's payment failed: its order is cancelled (its offers go back)."""
+    flow.confirm(session, payment, "failed", payment.amount, payment.currency)
+    flow.cancel(session, account, order_id)
 
 
 def _price(amount: int, currency: str, language: str) -> str:
