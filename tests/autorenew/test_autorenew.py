@@ -9,6 +9,7 @@ import pytest
 from tests.autorenew import factories as af
 from tongka.db import transaction
 from tongka.jobs import registry
+from tongka.ledger import service as ledger
 from tongka.money import GB
 from tongka.payment import providers as payment_providers
 from tongka.renewal import autorenew
@@ -91,6 +92,12 @@ def test_the_monthly_cap_is_never_passed_and_the_customer_is_told(
     assert (
         af.the_rule(sessions, who).active and af.the_rule(sessions, who).consecutive_failures == 0
     )
+    # Its owner raises the cap: the crossing is tried again, and bought.
+    af.rule(client, who, monthly_cap=120_00)
+    assert af.run(sessions, settings).bought == 1
+    assert [o[2] for o in af.orders(sessions, who)] == [5800, 5800]
+    with sessions() as s:
+        assert ledger.verify(s) == []  # the wallet's money went through clearing.wallet to sales
 
 
 def test_a_wallet_too_poor_fails_and_three_failures_pause_the_rule(
