@@ -20,6 +20,8 @@ from tongka.account import api as account_api
 from tongka.account import centre as account_centre
 from tongka.account import pages as account_pages
 from tongka.asgi import CatchCrashes, SecurityHeaders
+from tongka.autorenew import api as autorenew_api
+from tongka.autorenew import pages as autorenew_pages
 from tongka.catalog import api as catalog_api
 from tongka.catalog import pages as catalog_pages
 from tongka.charging import overage_api as charging_overage_api
@@ -134,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(charging_usage_api.router)
     app.include_router(charging_overage_api.router)
     app.include_router(forecast_api.router)
+    app.include_router(autorenew_api.router)
     app.include_router(renewal_pages.router)
     app.include_router(receipt_pages.router)
     app.include_router(account_pages.router)
@@ -142,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(account_centre.router)
     app.include_router(renewal_bills.router)
     app.include_router(wallet_pages.router)
+    app.include_router(autorenew_pages.router)
     app.include_router(staff_api.router)
     app.include_router(staff_pages.router)
     app.include_router(console_home.router)

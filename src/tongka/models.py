@@ -2,6 +2,7 @@
 
 from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
 from tongka.alerts.models import AlertEvent, AlertPreference
+from tongka.autorenew.models import AutoRenewAttempt, AutoRenewCard, AutoRenewRule
 from tongka.catalog.models import OverageRate, Pack, PackPrice, PackPriceChange
 from tongka.charging.models import (
     ChargingAnswer,
@@ -39,6 +40,9 @@ __all__ = [
     "AlertPreference",
     "AntiPhishingCode",
     "AuditEntry",
+    "AutoRenewAttempt",
+    "AutoRenewCard",
+    "AutoRenewRule",
     "BindChallenge",
     "Bucket",
     "ChargingAnswer",

@@ -28,6 +28,21 @@ LONGEST = {
     },
     "password_changed": {"username": "a" * 32, "changed_at": "2026-12-31T23:59:59Z"},
     "email_changed": {"username": "a" * 32, "new_email": "a***@example.com"},
+    "alert_auto_renew_done": {
+        "username": "a" * 32,
+        "number": "+8619999999999",
+        "pack": "Mainland + Hong Kong 100 GB · 365 days",
+        "volume": "1023.99 GB",
+        "amount": "HK$10,000.00",
+    },
+    "alert_auto_renew_failed": {
+        "username": "a" * 32,
+        "number": "+8619999999999",
+        "reason": "cap",
+        "paused": True,
+        "amount": "HK$10,000.00",
+        "cap": "HK$10,000.00",
+    },
 }
 NEVER_ASK = {
     "en": "never ask",
@@ -47,6 +62,8 @@ def test_every_message_has_every_part_in_every_language() -> None:
         "password_reset": email,
         "password_changed": email,
         "email_changed": email,
+        "alert_auto_renew_done": email | {"sms"},
+        "alert_auto_renew_failed": email | {"sms"},
     }
     for name, parts in found.items():
         for language in LANGUAGES:

@@ -62,13 +62,15 @@ KINDS = {
 
 def preferences(session: Session, account_id: uuid.UUID) -> dict[str, str]:
     """{kind: channels} for every kind: the subscriber's choice, else the default."""
-    chosen = dict(
-        session.execute(
+    # A Result has .keys() (its columns), so dict() would read it as a mapping: rows first.
+    chosen: dict[str, str] = {
+        kind: channels
+        for kind, channels in session.execute(
             select(AlertPreference.kind, AlertPreference.channels).where(
                 AlertPreference.account_id == account_id
             )
-        ).tuples()
-    )
+        )
+    }
     return {name: chosen.get(name, kind.default) for name, kind in KINDS.items()}
 
 

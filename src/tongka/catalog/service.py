@@ -61,7 +61,8 @@ CHANNELS = ("app", "web", "store")
 def on_sale(pack: Pack, channel: str, now: datetime) -> bool:
     return (
         pack.active
-        and channel in pack.channels
+        # Auto-renew buys what the app sells: its rule was set in the app or on the site.
+        and (channel in pack.channels or (channel == "auto" and "app" in pack.channels))
         and (pack.sale_starts_at is None or pack.sale_starts_at <= now)
         and (pack.sale_ends_at is None or now < pack.sale_ends_at)
     )

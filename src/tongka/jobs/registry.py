@@ -29,7 +29,7 @@ from tongka.ledger import service as ledger
 from tongka.payment import providers as payment_providers
 from tongka.payment import reconcile
 from tongka.payment.providers.base import Provider
-from tongka.renewal import flow
+from tongka.renewal import autorenew, flow
 from tongka.renewal import jobs as payment_jobs
 
 log = structlog.get_logger()
@@ -149,6 +149,10 @@ def _payments_sync(ctx: Context) -> str:
     )
 
 
+def _auto_renew(ctx: Context) -> str:
+    return autorenew.run(ctx.sessions, ctx.providers(), ctx.settings).line()
+
+
 def _no_statement(ctx: Context) -> str | None:
     if ctx.statement is None:
         return "no settlement statement to read here (the payment sandbox's, in dev)"
@@ -198,6 +202,13 @@ JOBS: tuple[Job, ...] = (
         _payments_sync,
         every=timedelta(minutes=1),
         lease=timedelta(minutes=30),
+    ),
+    Job(
+        "autorenew",
+        "lines whose data in a zone fell below their auto-renew threshold buy their pack, within the monthly cap",
+        _auto_renew,
+        every=timedelta(seconds=30),
+        lease=timedelta(minutes=30),  # charges saved cards, each call bounded by its timeout
     ),
     Job(
         "payments-reconcile",

@@ -79,8 +79,10 @@ METHOD_NAMES = {
     "cash": _("Cash"),
     "card_terminal": _("Card terminal"),
     "qr": _("QR code payment"),
+    "wallet": _("Wallet"),
+    "saved_card": _("Saved card"),
 }
-CHANNEL_NAMES = {"app": _("App"), "web": _("Web"), "store": _("Store")}
+CHANNEL_NAMES = {"app": _("App"), "web": _("Web"), "store": _("Store"), "auto": _("Auto-renew")}
 
 # The confirmation email: templates/messages/receipt/<language>.{subject,txt,html}.
 EMAIL = "receipt"

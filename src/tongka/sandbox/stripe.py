@@ -260,13 +260,15 @@ def _replay(payment: SimPayment, key: str | None, fingerprint: str) -> JSONRespo
     return _json(stored["body"], stored["status"], **{"Idempotent-Replayed": "true"})
 
 
-def _remember(payment: SimPayment, key: str | None, fingerprint: str, body: dict[str, Any]) -> None:
+def _remember(
+    payment: SimPayment, key: str | None, fingerprint: str, body: dict[str, Any], status: int = 200
+) -> None:
     if key:  # reassigned, not mutated, so the JSON column sees the change
         payment.data = {
             **payment.data,
             "idempotency": {
                 **payment.data.get("idempotency", {}),
-                key: {"fingerprint": fingerprint, "status": 200, "body": body},
+                key: {"fingerprint": fingerprint, "status": status, "body": body},
             },
         }
 
@@ -280,12 +282,17 @@ async def create_payment_intent(request: Request) -> Response:
     try:
         _authenticate(request)
         params, fingerprint = await _params(request)
-        return await run_in_threadpool(_create, request, params, fingerprint)
+        answer, event = await run_in_threadpool(_create, request, params, fingerprint)
     except StripeError as e:
         return _failure(e)
+    if event is not None:  # confirmed at once (a saved card, off-session): its webhook follows
+        _send_later(request, event)
+    return answer
 
 
-def _create(request: Request, params: dict[str, Any], fingerprint: str) -> Response:
+def _create(
+    request: Request, params: dict[str, Any], fingerprint: str
+) -> tuple[Response, dict[str, Any] | None]:
     amount = _integer(params, "amount")
     assert amount is not None
     currency = params.get("currency")
@@ -314,7 +321,7 @@ def _create(request: Request, params: dict[str, Any], fingerprint: str) -> Respo
         )
         for earlier in earlier_intents:
             if (replayed := _replay(earlier, key, fingerprint)) is not None:
-                return replayed
+                return replayed, None
         reference = _id("pi_")
         payment = SimPayment(
             provider=PROVIDER,
@@ -335,10 +342,12 @@ def _create(request: Request, params: dict[str, Any], fingerprint: str) -> Respo
                 "status": "requires_payment_method",
             },
         )
+        if params.get("confirm") == "true":
+            return _confirm_saved(s, payment, params, key, fingerprint)
         body = _intent(payment)
         _remember(payment, key, fingerprint, body)
         s.add(payment)
-    return _json(body)
+    return _json(body), None
 
 
 @router.get("/v1/payment_intents/{reference}")
@@ -696,3 +705,290 @@ async def pay(reference: str, request: Request) -> Response:
         else None
     )
     return _page(request, payment, return_url, error, status_code=402 if error else 200)
+
+
+# --- cards saved for payments without the payer (auto-renew) ----------------------------------
+# A Customer (kept nowhere: only its id matters here), a SetupIntent (usage off_session) the payer
+# completes on `/setup/{id}`, the PaymentMethod it saves, and a PaymentIntent created with
+# `customer`, `payment_method`, `off_session=true`, `confirm=true`, charged at once: 200 and
+# succeeded, or Stripe's 402 `card_error` carrying the PaymentIntent. The saved 4242 4242 4242
+# 4242 pays; 4000 0000 0000 0341 (Stripe's) saves but every charge of it is declined.
+
+SETUPS, METHODS = "stripe_setup", "stripe_pm"
+SAVES_THEN_DECLINES = "4000000000000341"
+
+
+def _setup(p: SimPayment) -> dict[str, Any]:
+    d = p.data
+    return {
+        "id": p.reference,
+        "object": "setup_intent",
+        "client_secret": d["client_secret"],
+        "created": d["created"],
+        "customer": d["customer"],
+        "livemode": False,
+        "metadata": d.get("metadata", {}),
+        "payment_method": d.get("payment_method"),
+        "payment_method_types": ["card"],
+        "status": d["status"],
+        "usage": d.get("usage", "off_session"),
+    }
+
+
+def _method(p: SimPayment) -> dict[str, Any]:
+    return {
+        "id": p.reference,
+        "object": "payment_method",
+        "type": "card",
+        "customer": p.data["customer"],
+        "card": {"brand": "visa", "last4": p.data["last4"], "exp_month": 12, "exp_year": 2049},
+        "livemode": False,
+    }
+
+
+@router.post("/v1/customers")
+async def create_customer(request: Request) -> Response:
+    """Anyone holding the Stripe secret key, in sandbox mode: a Customer (only its id is kept, by
+    the SetupIntents and PaymentMethods that name it)."""
+    try:
+        _authenticate(request)
+        params, _fingerprint = await _params(request)
+    except StripeError as e:
+        return _failure(e)
+    return _json(
+        {
+            "id": _id("cus_", 14),
+            "object": "customer",
+            "created": int(time.time()),
+            "email": params.get("email"),
+            "livemode": False,
+            "metadata": params.get("metadata") or {},
+        }
+    )
+
+
+@router.post("/v1/setup_intents")
+async def create_setup_intent(request: Request) -> Response:
+    """Anyone holding the Stripe secret key, in sandbox mode: a SetupIntent saving a card for a customer."""
+    try:
+        _authenticate(request)
+        params, _fingerprint = await _params(request)
+        customer = params.get("customer")
+        if not isinstance(customer, str) or not customer.startswith("cus_"):
+            raise StripeError(
+                400, "Missing required param: customer.", code="parameter_missing", param="customer"
+            )
+    except StripeError as e:
+        return _failure(e)
+    reference = _id("seti_")
+    setup = SimPayment(
+        provider=SETUPS,
+        reference=reference,
+        merchant_reference=customer,
+        amount=0,
+        currency="HKD",
+        status="pending",
+        notify_url=None,
+        refunded=0,
+        refunds=[],
+        data={
+            "client_secret": f"{reference}_secret_{_id('', 25)}",
+            "created": int(time.time()),
+            "customer": customer,
+            "metadata": params.get("metadata") or {},
+            "status": "requires_payment_method",
+            "usage": params.get("usage") or "off_session",
+        },
+    )
+
+    def add() -> None:
+        with store_sessions(request).begin() as s:
+            s.add(setup)
+
+    await run_in_threadpool(add)
+    return _json(_setup(setup))
+
+
+def _get(request: Request, kind: str, reference: str) -> SimPayment | None:
+    with store_sessions(request)() as s:
+        return s.get(SimPayment, (kind, reference))
+
+
+@router.get("/v1/setup_intents/{reference}")
+async def retrieve_setup_intent(reference: str, request: Request) -> Response:
+    """Anyone holding the Stripe secret key, in sandbox mode: a SetupIntent as it is now."""
+    try:
+        _authenticate(request)
+        setup = await run_in_threadpool(_get, request, SETUPS, reference)
+        if setup is None:
+            raise _missing(reference, "intent")
+        return _json(_setup(setup))
+    except StripeError as e:
+        return _failure(e)
+
+
+@router.get("/v1/payment_methods/{reference}")
+async def retrieve_payment_method(reference: str, request: Request) -> Response:
+    """Anyone holding the Stripe secret key, in sandbox mode: a saved PaymentMethod (its card's brand and last four)."""
+    try:
+        _authenticate(request)
+        method = await run_in_threadpool(_get, request, METHODS, reference)
+        if method is None:
+            raise StripeError(
+                404,
+                f"No such PaymentMethod: '{reference}'",
+                code="resource_missing",
+                param="payment_method",
+            )
+        return _json(_method(method))
+    except StripeError as e:
+        return _failure(e)
+
+
+def _confirm_saved(
+    s: Any, payment: SimPayment, params: dict[str, Any], key: str | None, fingerprint: str
+) -> tuple[Response, dict[str, Any] | None]:
+    """A PaymentIntent confirmed at creation with a saved card: charged now, or declined (402)."""
+    method_id, customer = params.get("payment_method"), params.get("customer")
+    saved = s.get(SimPayment, (METHODS, method_id)) if isinstance(method_id, str) else None
+    if saved is None or saved.data["customer"] != customer:
+        raise StripeError(
+            400,
+            f"No such PaymentMethod: '{method_id}'",
+            code="resource_missing",
+            param="payment_method",
+        )
+    now = int(time.time())
+    payment.data = {**payment.data, "payment_method": saved.reference, "customer": customer}
+    if saved.data["last4"] == SAVES_THEN_DECLINES[-4:]:
+        payment.status = "failed"
+        error = {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "generic_decline",
+            "message": "Your card was declined.",
+            "charge": _id("ch_"),
+            "payment_method": _method(saved),
+        }
+        payment.data = {
+            **payment.data,
+            "status": "requires_payment_method",
+            "last_payment_error": error,
+            "latest_charge": error["charge"],
+            "last_attempt_at": now,
+        }
+        body = {"error": {**error, "payment_intent": _intent(payment)}}
+        _remember(payment, key, fingerprint, body, 402)
+        s.add(payment)
+        return _json(body, 402), _event("payment_intent.payment_failed", _intent(payment))
+    payment.status, payment.settled_at = "succeeded", clock.now()
+    payment.data = {
+        **payment.data,
+        "status": "succeeded",
+        "paid_at": now,
+        "latest_charge": _id("ch_"),
+    }
+    event = _event("payment_intent.succeeded", _intent(payment))
+    payment.data = {**payment.data, "succeeded_event": event}
+    body = _intent(payment)
+    _remember(payment, key, fingerprint, body)
+    s.add(payment)
+    return _json(body), event
+
+
+def _setup_page_intent(request: Request, reference: str, client_secret: str) -> SimPayment:
+    setup = _get(request, SETUPS, reference)
+    if setup is None or not hmac.compare_digest(
+        setup.data["client_secret"].encode(), client_secret.encode()
+    ):
+        raise HTTPException(404)
+    return setup
+
+
+def _setup_page(
+    request: Request,
+    setup: SimPayment,
+    return_url: str,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    return templates.TemplateResponse(
+        request,
+        "sandbox/stripe_setup.html",
+        {
+            "setup": _setup(setup),
+            "return_url": return_url,
+            "error": error,
+            "test_cards": {
+                "succeeds": "4242 4242 4242 4242",
+                "declines_later": "4000 0000 0000 0341",
+                "declined": "4000 0000 0000 0002",
+            },
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/setup/{reference}", response_class=HTMLResponse, include_in_schema=False)
+async def setup_page(
+    reference: str, request: Request, client_secret: str = "", return_url: str = ""
+) -> Response:
+    """Anyone holding the client secret, in sandbox mode: the form that saves a card for a SetupIntent."""
+    setup = await run_in_threadpool(_setup_page_intent, request, reference, client_secret)
+    return _setup_page(request, setup, return_url)
+
+
+def _save(request: Request, reference: str, number: str) -> SimPayment:
+    with store_sessions(request).begin() as s:
+        setup = s.get(SimPayment, (SETUPS, reference), with_for_update=True)
+        assert setup is not None
+        if setup.data["status"] == "succeeded":
+            return setup
+        method = SimPayment(
+            provider=METHODS,
+            reference=_id("pm_"),
+            merchant_reference=setup.data["customer"],
+            amount=0,
+            currency="HKD",
+            status="succeeded",
+            notify_url=None,
+            refunded=0,
+            refunds=[],
+            data={"customer": setup.data["customer"], "last4": number[-4:]},
+        )
+        s.add(method)
+        setup.status, setup.settled_at = "succeeded", clock.now()
+        setup.data = {**setup.data, "status": "succeeded", "payment_method": method.reference}
+        return setup
+
+
+@router.post("/setup/{reference}", include_in_schema=False)
+async def save_card(reference: str, request: Request) -> Response:
+    """Anyone holding the client secret, in sandbox mode: save a card (Stripe's test cards) to the customer."""
+    form = await request.form()
+    field = {k: str(v) for k, v in form.items()}
+    return_url = field.get("return_url", "")
+    setup = await run_in_threadpool(
+        _setup_page_intent, request, reference, field.get("client_secret", "")
+    )
+    if field.get("outcome") == "succeeded":
+        field.update(card_number=SUCCEEDS, expiry=TEST_EXPIRY, cvc="123")
+    number = re.sub(r"[\s-]", "", field.get("card_number", ""))
+    problem = _card_problem(number, field.get("expiry", ""), field.get("cvc", ""))
+    if problem is None and number not in (SUCCEEDS, SAVES_THEN_DECLINES):
+        problem = "Your card was declined."
+    if problem:
+        return _setup_page(request, setup, return_url, problem, status_code=402)
+    setup = await run_in_threadpool(_save, request, reference, number)
+    ours = urlsplit(request.app.state.settings.public_base_url)
+    target = urlsplit(return_url)
+    if (target.scheme, target.netloc) == (ours.scheme, ours.netloc):
+        query = urlencode(
+            {
+                "setup_intent": setup.reference,
+                "setup_intent_client_secret": setup.data["client_secret"],
+                "redirect_status": "succeeded",
+            }
+        )
+        return RedirectResponse(f"{return_url}{'&' if target.query else '?'}{query}", 303)
+    return _setup_page(request, setup, return_url)

@@ -216,3 +216,25 @@ def history(
 def topup_ids_of(account_id: uuid.UUID) -> Select[uuid.UUID]:
     """The ids of the account's top-ups, as a subquery for other domains."""
     return select(WalletTopup.id).where(WalletTopup.account_id == account_id)
+
+
+def pay(
+    session: Session, account_id: uuid.UUID, amount: int, currency: str, *, reference: str
+) -> None:
+    """Take `amount` from the account's wallet for a payment (`reference`: `payment:<id>`), into
+    `system:clearing.wallet`, from where the payment's settlement books it as a sale. Refused
+    (`ledger.InsufficientBalance`, a Conflict) when the wallet cannot cover it; `WalletNotFound`
+    without a wallet, `WalletCurrencyMismatch` in another currency."""
+    wallet = wallet_of(session, account_id)
+    if wallet is None:
+        raise WalletNotFound()
+    if wallet.currency != currency:
+        raise WalletCurrencyMismatch(currency=wallet.currency)
+    ledger.transfer(
+        session,
+        wallet.ledger_account,
+        ledger.system_account(session, "clearing.wallet", currency),
+        amount,
+        reason="wallet_payment",
+        reference=reference,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tongka.config import Settings
-from tongka.payment.providers import alipay, paypal, store, stripe, wechat
+from tongka.payment.providers import alipay, paypal, store, stripe, wallet, wechat
 from tongka.payment.providers.base import Provider
 from tongka.payment.providers.sandbox import SandboxProvider
 
@@ -28,6 +28,7 @@ PROVIDER_MODULES = {
     "stripe": stripe,
     "paypal": paypal,
     "store": store,
+    "wallet": wallet,
 }
 # The providers with a simulator of their side (sandbox/<name>.py) for the sandbox.
 SIMULATED = ("wechat", "alipay", "stripe", "paypal")
@@ -55,6 +56,8 @@ CHANNEL_METHODS: dict[str, tuple[str, ...]] = {
     "web": ("card", "paypal", "alipay", "wechat_pay", "wechat_pay_h5", "alipay_wap"),
     # Recorded by staff (providers/store.py); or a QR code the counter's screen shows the customer.
     "store": ("cash", "card_terminal", "store_qr", "wechat_pay", "alipay"),
+    # Auto-renew, with nobody at the screen: the wallet, or a card saved for it (charged off-session).
+    "auto": ("wallet", "saved_card"),
 }
 # The web's ways to pay in a phone's browser without a log-in (the network's signed renewal link);
 # everything else on the web is for a signed-in customer.
@@ -69,6 +72,8 @@ METHOD_CURRENCIES: dict[str, tuple[str, ...]] = {
     "cash": ("HKD", "CNY"),
     "card_terminal": ("HKD", "CNY"),
     "store_qr": ("CNY", "HKD"),
+    "wallet": ("HKD", "CNY"),
+    "saved_card": ("HKD", "CNY"),
 }
 METHOD_REGIONS: dict[str, tuple[str, ...] | None] = {}  # e.g. {"unionpay_qr": ("mainland",)}
 # In dev mode a method whose provider has no keys falls back to the generic sandbox.
@@ -83,6 +88,8 @@ METHOD_PROVIDER: dict[str, str] = {
     "cash": "store",
     "card_terminal": "store",
     "store_qr": "store",
+    "wallet": "wallet",
+    "saved_card": "stripe",
 }
 
 

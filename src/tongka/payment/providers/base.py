@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from tongka.errors import BadRequest, TongkaError
 from tongka.i18n import _
@@ -129,4 +129,36 @@ class Provider(Protocol):
 
     def refund(self, request: RefundRequest) -> RefundResult:
         """Refund part or all of a succeeded payment; calling twice with one refund_id refunds once."""
+        ...
+
+
+@dataclass(frozen=True)
+class SavingStarted:
+    """A card being saved for payments without the payer (auto-renew): where the payer enters it."""
+
+    customer: str  # the provider's customer the card is saved to
+    setup_reference: str  # the provider's id of the saving (Stripe's SetupIntent)
+    url: str | None  # the page the payer enters the card on (None: the app's own form)
+
+
+@dataclass(frozen=True)
+class SavedCard:
+    customer: str
+    method: str  # the provider's id of the saved card (Stripe's PaymentMethod)
+    label: str  # e.g. "visa 4242"
+    owner: str | None  # the `reference` it was started with (our account id)
+
+
+@runtime_checkable
+class SavesCards(Protocol):
+    """A provider that can save a card and charge it later with nobody at the screen."""
+
+    def start_saving(self, *, reference: str, email: str, return_url: str) -> SavingStarted: ...
+
+    def saved_card(self, setup_reference: str) -> SavedCard | None:
+        """The card saved by that setup, once the payer entered it (None: not yet, or refused)."""
+        ...
+
+    def charge_saved(self, request: PaymentRequest, customer: str, method: str) -> PaymentStatus:
+        """Charge a saved card now, off-session: succeeded or failed (declined), once per payment id."""
         ...

@@ -44,6 +44,8 @@ from tongka.payment.providers.base import (
     RefundRequest,
     RefundResult,
     RefundState,
+    SavedCard,
+    SavingStarted,
 )
 
 log = structlog.get_logger()
@@ -200,6 +202,81 @@ class StripeProvider:
             )
             url = f"{self._card_page_base}/pay/{intent.id}?{query}"
         return Checkout(provider_reference=intent.id, checkout_url=url)
+
+    # -- cards saved for auto-renew: a SetupIntent (usage off_session), then PaymentIntents
+    # confirmed off-session with the saved PaymentMethod (docs.stripe.com/payments/save-and-reuse)
+
+    def start_saving(self, *, reference: str, email: str, return_url: str) -> SavingStarted:
+        customer = self._call(
+            "create_customer",
+            self._client.v1.customers.create,
+            params={"email": email, "metadata": {"account_id": reference}},
+            options={"idempotency_key": f"tongka-customer-{reference}-{int(time.time())}"},
+        )
+        setup = self._call(
+            "create_setup_intent",
+            self._client.v1.setup_intents.create,
+            params={
+                "customer": customer.id,
+                "usage": "off_session",
+                "payment_method_types": ["card"],
+                "metadata": {"account_id": reference},
+            },
+        )
+        url = None
+        if self._card_page_base:
+            query = httpx.QueryParams(
+                {"client_secret": setup.client_secret, "return_url": return_url}
+            )
+            url = f"{self._card_page_base}/setup/{setup.id}?{query}"
+        return SavingStarted(customer=customer.id, setup_reference=setup.id, url=url)
+
+    def saved_card(self, setup_reference: str) -> SavedCard | None:
+        setup = self._call(
+            "retrieve_setup_intent", self._client.v1.setup_intents.retrieve, setup_reference
+        )
+        if setup.status != "succeeded" or not setup.payment_method:
+            return None
+        method = self._call(
+            "retrieve_payment_method",
+            self._client.v1.payment_methods.retrieve,
+            str(setup.payment_method),
+        )
+        card = method.card
+        return SavedCard(
+            customer=str(setup.customer),
+            method=method.id,
+            label=f"{card.brand} {card.last4}" if card else "card",
+            owner=setup.metadata.to_dict().get("account_id") if setup.metadata else None,
+        )
+
+    def charge_saved(self, request: PaymentRequest, customer: str, method: str) -> PaymentStatus:
+        amount, currency = to_stripe(request.amount, request.currency)
+        try:
+            intent = self._client.v1.payment_intents.create(
+                params={
+                    "amount": amount,
+                    "currency": currency,
+                    "customer": customer,
+                    "payment_method": method,
+                    "off_session": True,
+                    "confirm": True,
+                    "description": request.description,
+                    "metadata": {"payment_id": request.payment_id},
+                },
+                options={"idempotency_key": f"tongka-payment-{request.payment_id}"},
+            )
+        except stripe.CardError as e:  # declined: Stripe answers 402 with the PaymentIntent
+            log.info("stripe_saved_card_declined", error_code=e.code, payment_id=request.payment_id)
+            declined = e.error.payment_intent if e.error else None
+            reference = declined.id if declined else None
+            return PaymentStatus("failed", reference, request.amount, request.currency)
+        except stripe.StripeError as e:
+            log.warning(
+                "stripe_call_failed", call="charge_saved", status=e.http_status, error_code=e.code
+            )
+            raise ProviderUnavailable() from e
+        return _status(intent)
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
         header = {k.lower(): v for k, v in headers.items()}.get("stripe-signature")
