@@ -176,7 +176,10 @@ def db_upgrade(revision: str = "head") -> None:
 @demo_app.command("load")
 def demo_load() -> None:
     """Load the demo catalog, inventory and subscriber (idempotent; dev only)."""
-    from tongka import demo
+    import io
+
+    from tongka import clock, demo
+    from tongka.charging import usage_import
 
     settings = get_settings()
     if not settings.dev:  # the demo subscriber's password is published
@@ -186,8 +189,15 @@ def demo_load() -> None:
             err=True,
         )
         raise typer.Exit(2)
-    with transaction(_sessions(settings)) as session:
+    sessions = _sessions(settings)
+    with transaction(sessions) as session:
         result = demo.load(session, settings)
+        demo.grant_history(session, clock.now())
+    # Four weeks of the demo line's use, charged as a partner's usage file is (once per record).
+    history = usage_import.import_usage(
+        sessions, io.BytesIO(demo.usage_history(clock.now())), "csv", io.StringIO()
+    )
+    result["usage_days_imported"] = history.imported
     typer.echo(", ".join(f"{k}: {v}" for k, v in result.items()))
     typer.echo(f"demo login: {demo.DEMO_USERNAME} / {demo.DEMO_PASSWORD}")
     typer.echo(

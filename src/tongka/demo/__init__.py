@@ -7,8 +7,12 @@ and the demo subscriber is made only if missing.
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
+from datetime import datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,7 +23,9 @@ from tongka.account.models import Account, Line
 from tongka.catalog import service as catalog
 from tongka.charging import service as charging
 from tongka.config import Settings
-from tongka.money import GB
+from tongka.ledger import buckets
+from tongka.ledger.models import Bucket
+from tongka.money import GB, MB
 from tongka.payment import providers
 from tongka.promotion import coupons, offers
 from tongka.promotion.models import Offer
@@ -33,6 +39,7 @@ DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password"
 DEMO_ICCID = "8985200240000000012"
 LINES_CSV = Path(__file__).parent / "lines.csv"
+HONG_KONG = ZoneInfo("Asia/Hong_Kong")
 STORES_CSV = Path(__file__).parent / "stores.csv"
 # Staff for two stores and an operator admin, all with the demo password; `make run` prints them.
 # Their authenticator app is set up already: `tongka staff code USERNAME` shows the code (dev only).
@@ -240,3 +247,67 @@ def _offers(session: Session, settings: Settings) -> int:
         if offer.kind == "coupon" and coupons.find(session, secret, DEMO_COUPON) is None:
             coupons.generate(session, offer, secret, code=DEMO_COUPON, max_uses=None, batch="demo")
     return made
+
+
+# --- four weeks of use, so the personal centre has a usage chart and a forecast at once ----------
+
+HISTORY_DAYS = 28
+HISTORY_REFERENCE = "demo-history"
+# (weekday MB, weekend MB) a day: Hong Kong most days; the mainland more at weekends (trips north).
+HISTORY_MB = {"hk": (300, 520), "mainland": (60, 380)}
+HISTORY_PLMN = {"hk": "454-00", "mainland": "460-00"}
+
+
+def _local_midnight(moment: datetime) -> datetime:
+    local = moment.astimezone(HONG_KONG)
+    return datetime.combine(local.date(), time(), HONG_KONG)
+
+
+def grant_history(session: Session, now: datetime) -> bool:
+    """The pack the demo subscriber used these four weeks (both zones, ended at midnight): the
+    buckets the history below is charged to. Once: False when it is there already."""
+    line = session.scalars(select(Line).where(Line.iccid == DEMO_ICCID)).one()
+    if session.scalar(select(Bucket.id).where(Bucket.reference == HISTORY_REFERENCE)) is not None:
+        return False
+    today = _local_midnight(now)
+    buckets.grant(
+        session,
+        line_id=line.id,
+        zone="both",
+        amount=20 * GB,
+        valid_from=today - timedelta(days=HISTORY_DAYS),
+        expires_at=today,
+        reason="demo",
+        reference=HISTORY_REFERENCE,
+    )
+    return True
+
+
+def usage_history(now: datetime) -> bytes:
+    """The demo line's use of each of the last four Hong Kong days before today, as a partner's
+    usage file (CSV): charged through `tongka usage import`'s own path, once per record id."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ("record_id", "imsi", "msisdn", "plmn", "start", "end", "bytes_up", "bytes_down")
+    )
+    today = _local_midnight(now)
+    for back in range(HISTORY_DAYS, 0, -1):
+        day = today - timedelta(days=back)
+        weekend = day.weekday() >= 5
+        for zone, (weekday_mb, weekend_mb) in HISTORY_MB.items():
+            used = (weekend_mb if weekend else weekday_mb) * MB
+            start, end = day + timedelta(hours=9), day + timedelta(hours=21)
+            writer.writerow(
+                (
+                    f"demo-{day.date().isoformat()}-{zone}",
+                    "",
+                    "+85251011007",
+                    HISTORY_PLMN[zone],
+                    start.isoformat(),
+                    end.isoformat(),
+                    used // 10,
+                    used - used // 10,
+                )
+            )
+    return out.getvalue().encode()
