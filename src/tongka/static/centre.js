@@ -54,12 +54,12 @@
       { values: function (_u, splits) { return splits.map(function (i) { return labels[i] || ""; }); }, space: 60 },
       { label: usage.axis, size: 50 },
     ];
-    var scales = { x: { time: false, range: [-0.6, days.length - 0.4] }, y: { range: function (_u, _min, max) { return [0, Math.max(max, 1)]; } } };
+    var scales = { x: { time: false, range: [-0.6, days.length - 0.4] }, y: { range: function (_u, _min, max) { return [0, Math.max(max * 1.1, 1)]; } } };
     var left = [];
     if (projection) {
       // Data left: now on today, then at the end of each day ahead.
       left = days.map(function (i) { return i < today || i - today >= projection.length ? null : mb(projection[i - today]); });
-      scales.left = { range: function (_u, _min, max) { return [0, Math.max(max, 1)]; } };
+      scales.left = { range: function (_u, _min, max) { return [0, Math.max(max * 1.1, 1)]; } };
       axes.push({ scale: "left", side: 1, label: usage.left_axis, size: 60, grid: { show: false } });
       series.push({
         label: usage.projected,
