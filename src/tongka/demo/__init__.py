@@ -31,8 +31,10 @@ from tongka.promotion import coupons, offers
 from tongka.promotion.models import Offer
 from tongka.promotion.schemas import OfferIn
 from tongka.renewal import flow
+from tongka.staff import audit
 from tongka.staff import service as staff
 from tongka.stores import service as stores
+from tongka.trust import service as trust
 from tongka.wallet import service as wallets
 
 DEMO_USERNAME = "demo"
@@ -48,6 +50,23 @@ DEMO_STAFF = (
     ("manager-lowu", "Lee Siu Ming", "manager", "lo-wu"),
     ("agent-harbour", "Cheung Wai Man", "agent", "harbour-city"),
     ("admin", "Operations", "admin", None),
+)
+# The operator's official channels, as `tongka official add` keeps them: what /official says is ours.
+DEMO_OFFICIAL = (
+    (
+        "phone",
+        "+852 3001 8888",
+        "",
+        ("tongka customer service hotline", "通卡客服热线", "通卡客戶服務熱線"),
+    ),
+    ("web", "tongka.hk", "", ("tongka's web site", "通卡官方网站", "通卡官方網站")),
+    ("email", "@tongka.hk", "", ("tongka's email", "通卡官方电邮", "通卡官方電郵")),
+    (
+        "social",
+        "tongka_hk",
+        "wechat",
+        ("tongka's WeChat account", "通卡微信公众号", "通卡微信公眾號"),
+    ),
 )
 DEMO_COUPON = "TONGKA-DEMO"  # shared, once per customer; `make run` prints it
 BIG_PACKS = ["mainland-10gb-30d", "hk-10gb-30d", "both-10gb-30d"]
@@ -160,6 +179,16 @@ def load(session: Session, settings: Settings) -> dict[str, int]:
     if store_report.errors:
         raise RuntimeError(f"demo stores have bad rows: {store_report.errors}")
 
+    for kind, value, platform, (en, hans, hant) in DEMO_OFFICIAL:
+        if trust.find_channel(session, kind, value) is None:
+            trust.add_channel(
+                session,
+                audit.CLI,
+                kind=kind,
+                value=value,
+                platform=platform,
+                labels={"en": en, "zh-Hans": hans, "zh-Hant": hant},
+            )
     made_staff = 0
     for username, name, role, store in DEMO_STAFF:
         if staff.by_username(session, username) is None:
