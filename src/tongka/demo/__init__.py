@@ -57,7 +57,7 @@ DEMO_OFFICIAL = (
         "phone",
         "+852 3001 8888",
         "",
-        ("tongka customer service hotline", "通卡客服热线", "通卡客戶服務熱線"),
+        ("tongka's customer service hotline", "通卡客服热线", "通卡客戶服務熱線"),
     ),
     ("web", "tongka.hk", "", ("tongka's web site", "通卡官方网站", "通卡官方網站")),
     ("email", "@tongka.hk", "", ("tongka's email", "通卡官方电邮", "通卡官方電郵")),
