@@ -19,6 +19,7 @@ from tongka import __version__, config, logs
 from tongka.account import api as account_api
 from tongka.account import centre as account_centre
 from tongka.account import pages as account_pages
+from tongka.alerts import api as alerts_api
 from tongka.asgi import CatchCrashes, SecurityHeaders
 from tongka.catalog import api as catalog_api
 from tongka.catalog import pages as catalog_pages
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notify_admin.router)
     app.include_router(charging_usage_api.router)
     app.include_router(charging_overage_api.router)
+    app.include_router(alerts_api.router)
     app.include_router(renewal_pages.router)
     app.include_router(receipt_pages.router)
     app.include_router(account_pages.router)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tongka import clock
 from tongka.account.models import Account, Line
 from tongka.alerts.models import CHANNEL_CHOICES, AlertEvent, AlertPreference
 from tongka.errors import Unprocessable
@@ -37,6 +38,15 @@ class Kind:
     name: str
     default: str  # sms | email | both | none
     line: bool  # about a line (sent by SMS to its number) or the account (SMS to its lines)
+    # The messages' template (templates/messages/<template>/); the account's own notices keep theirs.
+    template: str = ""
+    # Its email is one sent anyway by another part of tongka (the receipt email tells of a renewal):
+    # the alert adds only the SMS, so one renewal never brings two emails.
+    email_elsewhere: bool = False
+
+    @property
+    def messages(self) -> str:
+        return self.template or f"alert_{self.name}"
 
 
 # Every alert a subscriber may get, and how it is sent unless they choose otherwise.
@@ -50,25 +60,26 @@ KINDS = {
         Kind("data_expiring_1d", "both", True),
         Kind("overage_started", "both", True),
         Kind("overage_cap_reached", "both", True),
-        Kind("renewal_confirmed", "email", True),
+        Kind("renewal_confirmed", "email", True, email_elsewhere=True),
         Kind("payment_failed", "both", True),
         Kind("auto_renew_done", "both", True),
         Kind("auto_renew_failed", "both", True),
-        Kind("password_changed", "email", False),
-        Kind("email_changed", "email", False),
+        Kind("password_changed", "email", False, template="password_changed"),
+        Kind("email_changed", "email", False, template="email_changed"),
     )
 }
 
 
 def preferences(session: Session, account_id: uuid.UUID) -> dict[str, str]:
     """{kind: channels} for every kind: the subscriber's choice, else the default."""
-    chosen = dict(
-        session.execute(
+    chosen = {
+        kind: channels
+        for kind, channels in session.execute(
             select(AlertPreference.kind, AlertPreference.channels).where(
                 AlertPreference.account_id == account_id
             )
-        ).tuples()
-    )
+        )
+    }
     return {name: chosen.get(name, kind.default) for name, kind in KINDS.items()}
 
 
@@ -91,10 +102,13 @@ def fire(
     kind: str,
     key: str,
     line: Line | None = None,
+    email_to: str | None = None,
     **params: Any,
 ) -> AlertEvent | None:
-    """Sends alert `kind` about `key` once: None when it fired before (by this process or another)
-    or the subscriber chose none. `params` fill the message's template."""
+    """Sends alert `kind` about `key` once: None when it fired before (by this process or another).
+    A subscriber who chose none gets no message, but the event is recorded. `params` fill the
+    message's template; `email_to`: an address other than the account's (a changed address's
+    notice goes to the old one)."""
     if kind not in KINDS:
         raise UnknownAlert()
     channels = preferences(session, account.id)[kind]
@@ -115,14 +129,15 @@ def fire(
         return None  # fired already
     if channels == "none":
         return event
-    template = f"alert_{kind}"
+    template = KINDS[kind].messages
     values = {"username": account.username, **params}
     if line is not None:
         values["number"] = line.hk_number or line.cn_number or ""
-    if channels in ("email", "both"):
+        values["tail"] = values["number"][-4:]  # an SMS names the line by its last four digits
+    if channels in ("email", "both") and not KINDS[kind].email_elsewhere:
         notify.send_email(
             session,
-            to=account.email,
+            to=email_to or account.email,
             template=template,
             language=account.language,
             account_id=account.id,
@@ -140,6 +155,29 @@ def fire(
                 **values,
             )
     return event
+
+
+def password_changed(session: Session, account: Account) -> AlertEvent | None:
+    """Tell the subscriber their password was changed (every change is its own event)."""
+    return fire(
+        session,
+        account=account,
+        kind="password_changed",
+        key=f"password:{account.id}:{uuid.uuid4()}",
+        changed_at=clock.now(),
+    )
+
+
+def email_changed(session: Session, account: Account, old_email: str) -> AlertEvent | None:
+    """Tell the subscriber, at the address they had, that their email address was changed."""
+    return fire(
+        session,
+        account=account,
+        kind="email_changed",
+        key=f"email:{account.id}:{uuid.uuid4()}",
+        email_to=old_email,
+        new_email=notify.mask("email", account.email),
+    )
 
 
 def _account_numbers(session: Session, account_id: uuid.UUID) -> list[str]:
