@@ -138,6 +138,12 @@ def test_preferences_api_reads_and_changes_choices(client: TestClient) -> None:
     r = _put(client, headers, no_such_alert="sms")
     assert r.status_code == 422 and r.json()["code"] == "alert_unknown"
     assert _put(client, headers, data_used_80="fax").status_code == 422
+    # A security notice may move to SMS, never be silenced (a stolen session would do that first).
+    r = _put(client, headers, email_changed="none")
+    assert r.status_code == 422 and r.json()["code"] == "alert_required"
+    assert (
+        _put(client, headers, email_changed="sms").json()["preferences"]["email_changed"] == "sms"
+    )
     assert client.get("/api/v1/alerts/preferences").status_code == 401
     other = f.subscriber(client)  # one subscriber's choices are not another's
     assert client.get("/api/v1/alerts/preferences", headers=other).json()["preferences"] == defaults
@@ -170,5 +176,18 @@ def test_the_settings_page_shows_and_saves_the_choices_in_the_readers_language(
         headers=ACCEPT_HTML,
     )
     assert r.status_code == 400 and "请选择短信、邮件、两者或都不要。" in r.text
+    # Neither is not offered for a security notice, and refused if sent all the same; the other
+    # choices of that form are not saved either.
+    assert 'id="alert-password_changed"' in page.text
+    offered = page.text.split('id="alert-password_changed"')[1].split("</select>")[0]
+    assert 'value="none"' not in offered and 'value="sms"' in offered
+    r = client.post(
+        "/settings/alerts",
+        data={"csrf_token": token, "data_used_80": "email", "password_changed": "none"},
+        headers=ACCEPT_HTML,
+    )
+    assert r.status_code == 400 and "此提醒用于保护您的账户" in r.text
+    chosen = client.get("/api/v1/alerts/preferences", headers=headers).json()["preferences"]
+    assert chosen["data_used_80"] == "sms" and chosen["password_changed"] == "email"
     r = client.post("/settings/alerts", data={"data_used_100": "sms"}, headers=ACCEPT_HTML)
     assert r.status_code in (400, 403)  # no CSRF token: refused

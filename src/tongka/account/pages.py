@@ -417,6 +417,7 @@ def _settings_page(
             "languages_order": LANGUAGES,
             "alerts": alerts.preferences(session, account.id),
             "alert_names": ALERT_NAMES,
+            "alert_required": {k for k, kind in alerts.KINDS.items() if kind.required},
             "alert_channels": ALERT_CHANNELS,
             "saved": gettext(SAVED[saved], visitor.language) if saved and saved in SAVED else None,
             "part": part,
@@ -493,13 +494,15 @@ def save_alerts(
     """The signed-in subscriber: how each alert reaches them (SMS, email, both or neither)."""
     account = _account(session, visitor)
     chosen = {kind: _text(posted, kind) for kind in ALERT_NAMES if _text(posted, kind)}
-    if any(channels not in ALERT_CHANNELS for channels in chosen.values()):
-        error = gettext(alerts.ChannelsInvalid.message, visitor.language)
+    try:
+        with session.begin_nested():  # all the choices or none of them
+            for kind, channels in chosen.items():
+                alerts.choose(session, account.id, kind, channels)
+    except TongkaError as refusal:
+        error = refusal.detail(visitor.language)
         return _settings_page(
             request, visitor, session, part="alerts", error=error, status_code=400
         )
-    for kind, channels in chosen.items():
-        alerts.choose(session, account.id, kind, channels)
     return web.redirect(request, "/settings?saved=alerts#alert-settings")
 
 

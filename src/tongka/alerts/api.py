@@ -45,7 +45,8 @@ def get_preferences(account: CurrentAccount, session: SessionDep) -> Preferences
 def put_preferences(
     body: PreferencesIn, account: CurrentAccount, session: SessionDep
 ) -> PreferencesOut:
-    """The signed-in subscriber: choose how some alerts reach them; an unknown alert is a 422."""
+    """The signed-in subscriber: choose how some alerts reach them; an unknown alert is a 422, as is
+    none for a security notice (password or email address changed)."""
     for kind, channels in body.preferences.items():
         service.choose(session, account.id, kind, channels)
     session.flush()

@@ -33,6 +33,11 @@ class ChannelsInvalid(Unprocessable):
     message = _("Choose SMS, email, both or none.")
 
 
+class AlertRequired(Unprocessable):
+    code = "alert_required"
+    message = _("This alert protects your account: choose SMS, email or both.")
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str
@@ -43,6 +48,9 @@ class Kind:
     # Its email is one sent anyway by another part of tongka (the receipt email tells of a renewal):
     # the alert adds only the SMS, so one renewal never brings two emails.
     email_elsewhere: bool = False
+    # A security notice: it may be moved to another channel, never turned off, or a thief holding
+    # a session could silence it before changing the password or the address.
+    required: bool = False
 
     @property
     def messages(self) -> str:
@@ -64,8 +72,8 @@ KINDS = {
         Kind("payment_failed", "both", True),
         Kind("auto_renew_done", "both", True),
         Kind("auto_renew_failed", "both", True),
-        Kind("password_changed", "email", False, template="password_changed"),
-        Kind("email_changed", "email", False, template="email_changed"),
+        Kind("password_changed", "email", False, template="password_changed", required=True),
+        Kind("email_changed", "email", False, template="email_changed", required=True),
     )
 }
 
@@ -88,6 +96,8 @@ def choose(session: Session, account_id: uuid.UUID, kind: str, channels: str) ->
         raise UnknownAlert()
     if channels not in CHANNEL_CHOICES:
         raise ChannelsInvalid()
+    if channels == "none" and KINDS[kind].required:
+        raise AlertRequired()
     row = session.get(AlertPreference, (account_id, kind))
     if row is None:
         session.add(AlertPreference(account_id=account_id, kind=kind, channels=channels))
