@@ -11,13 +11,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from tongka import clock
 from tongka.account.models import Account, Line
 from tongka.alerts.models import CHANNEL_CHOICES, AlertEvent, AlertPreference
+from tongka.db import new_id
 from tongka.errors import Unprocessable
 from tongka.i18n import _
 from tongka.notify import service as notify
@@ -115,28 +117,43 @@ def fire(
     email_to: str | None = None,
     **params: Any,
 ) -> AlertEvent | None:
-    """Sends alert `kind` about `key` once: None when it fired before (by this process or another).
+    """Sends alert `kind` about `key` once: None when it fired before (by this process or another);
+    else the event as recorded (not held by the session).
     A subscriber who chose none gets no message, but the event is recorded. `params` fill the
     message's template; `email_to`: an address other than the account's (a changed address's
     notice goes to the old one)."""
     if kind not in KINDS:
         raise UnknownAlert()
-    channels = preferences(session, account.id)[kind]
     event = AlertEvent(
+        id=new_id(),
+        created_at=clock.now(),
         account_id=account.id,
         line_id=line.id if line else None,
         kind=kind,
         key=key,
-        channels=channels,
         params={
             k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in params.items()
         },
     )
-    try:
-        with session.begin_nested():
-            session.add(event)
-    except IntegrityError:
+    # One statement whoever else inserts it (on PostgreSQL a second insert waits for the first
+    # to commit, then inserts nothing), reading the subscriber's choice as it goes: it returns the
+    # channels when this one tells it, nothing when it fired before.
+    chosen = select(AlertPreference.channels).where(
+        AlertPreference.account_id == account.id, AlertPreference.kind == kind
+    )
+    columns = {c.key: getattr(event, c.key) for c in AlertEvent.__table__.columns}
+    columns["channels"] = func.coalesce(chosen.scalar_subquery(), KINDS[kind].default)
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    channels = session.scalar(
+        insert(AlertEvent)
+        .values(**columns)
+        .on_conflict_do_nothing(index_elements=["kind", "key"])
+        .returning(AlertEvent.channels)
+    )
+    if channels is None:
         return None  # fired already
+    event.channels = channels
     if channels == "none":
         return event
     template = KINDS[kind].messages

@@ -54,7 +54,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from tongka import clock
 from tongka.account import lines
@@ -524,7 +524,8 @@ def _fulfil(session: Session, order: Order) -> None:
 
 
 def _alert(session: Session, order: Order, kind: str, key: str, **params: Any) -> None:
-    line = session.get_one(Line, order.line_id)
+    # Not the line's real-name record: an alert needs only its numbers.
+    line = session.get_one(Line, order.line_id, options=[lazyload(Line.real_name)])
     account = session.get_one(Account, order.account_id)
     alerts.fire(session, account=account, kind=kind, key=key, line=line, **params)
 
