@@ -19,6 +19,7 @@ from tongka import __version__, config, logs
 from tongka.account import api as account_api
 from tongka.account import centre as account_centre
 from tongka.account import pages as account_pages
+from tongka.alerts import api as alerts_api
 from tongka.asgi import CatchCrashes, SecurityHeaders
 from tongka.autorenew import api as autorenew_api
 from tongka.autorenew import pages as autorenew_pages
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(charging_overage_api.router)
     app.include_router(forecast_api.router)
     app.include_router(autorenew_api.router)
+    app.include_router(alerts_api.router)
     app.include_router(renewal_pages.router)
     app.include_router(receipt_pages.router)
     app.include_router(account_pages.router)

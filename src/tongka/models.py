@@ -1,7 +1,7 @@
 """Imports every domain's tables, so the metadata (and Alembic) sees them all."""
 
 from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
-from tongka.alerts.models import AlertEvent, AlertPreference
+from tongka.alerts.models import AlertEvent, AlertPreference, AlertScan
 from tongka.autorenew.models import AutoRenewAttempt, AutoRenewCard, AutoRenewRule
 from tongka.catalog.models import OverageRate, Pack, PackPrice, PackPriceChange
 from tongka.charging.models import (
@@ -38,6 +38,7 @@ __all__ = [
     "Account",
     "AlertEvent",
     "AlertPreference",
+    "AlertScan",
     "AntiPhishingCode",
     "AuditEntry",
     "AutoRenewAttempt",

@@ -44,6 +44,27 @@ LONGEST = {
         "cap": "HK$10,000.00",
     },
 }
+# The alerts' (tongka.alerts): every one names its line (`number`, `tail`), some a zone and volumes.
+_LINE = {"username": "a" * 32, "number": "+8619999999999", "tail": "9999"}
+_MOST = 1023 * 1024**3 + 1023 * 1024**2  # "1023.99 GB"
+_MONEY = {"currency": "HKD"}
+LONGEST |= {
+    f"alert_{kind}": {**_LINE, **values}
+    for kind, values in {
+        "data_used_80": {"zone": "both", "total": _MOST, "left": _MOST},
+        "data_used_90": {"zone": "both", "total": _MOST, "left": _MOST},
+        "data_used_100": {"zone": "both", "total": _MOST, "left": 0},
+        "data_expiring_3d": {"zone": "both", "left": _MOST, "expires_at": "2026-12-31T23:59:59Z"},
+        "data_expiring_1d": {"zone": "both", "left": _MOST, "expires_at": "2026-12-31T23:59:59Z"},
+        "overage_started": {"charged": 9_999_999, "cap": 9_999_999, **_MONEY},
+        "overage_cap_reached": {"charged": 9_999_999, "cap": 9_999_999, **_MONEY},
+        "renewal_confirmed": {"zone": "both", "volume": _MOST, "days": 365},
+        "payment_failed": {"amount": 9_999_999, **_MONEY},
+    }.items()
+}
+# Auto-renew's (tongka.renewal.autorenew): what it did, or why not (the cap, the wallet, the card).
+LONGEST["alert_auto_renew_done"]["tail"] = "9999"
+LONGEST["alert_auto_renew_failed"]["tail"] = "9999"
 NEVER_ASK = {
     "en": "never ask",
     "zh-Hans": "绝不会",
@@ -56,14 +77,30 @@ ASKS_BACK = re.compile(r"reply|send (it|us)|回复|回覆|發送給我們|发送
 def test_every_message_has_every_part_in_every_language() -> None:
     found = render.templates()
     email = {"subject", "txt", "html"}
+    alert = email | {"sms"}
     assert found == {
         "bind_code": {"sms"},
         "receipt": email,
         "password_reset": email,
-        "password_changed": email,
-        "email_changed": email,
-        "alert_auto_renew_done": email | {"sms"},
-        "alert_auto_renew_failed": email | {"sms"},
+        "password_changed": alert,
+        "email_changed": alert,
+        # renewal_confirmed's email is the receipt's (alerts.Kind.email_elsewhere): an SMS only.
+        "alert_renewal_confirmed": {"sms"},
+        **{
+            f"alert_{kind}": alert
+            for kind in (
+                "data_used_80",
+                "data_used_90",
+                "data_used_100",
+                "data_expiring_3d",
+                "data_expiring_1d",
+                "overage_started",
+                "overage_cap_reached",
+                "payment_failed",
+                "auto_renew_done",
+                "auto_renew_failed",
+            )
+        },
     }
     for name, parts in found.items():
         for language in LANGUAGES:
@@ -105,16 +142,18 @@ def test_segments_are_counted_as_an_smsc_counts_them() -> None:
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_message_warns_against_impostors_and_asks_nothing_back(language: str) -> None:
     for name, parts in render.templates().items():
+        told: list[list[str]] = []
         if "sms" in parts:
-            texts = [render.sms(name, language, **LONGEST[name])]
-            assert "【tongka】" in texts[0] or texts[0].startswith("[tongka] ")  # the brand line
-        else:
+            told.append([render.sms(name, language, **LONGEST[name])])
+            assert "【tongka】" in told[-1][0] or told[-1][0].startswith("[tongka] ")  # the brand
+        if "txt" in parts:
             mail = render.email(name, language, **LONGEST[name])
-            texts = [mail.subject, mail.text, mail.html]
+            told.append([mail.subject, mail.text, mail.html])
             assert "tongka 通卡" in mail.text and "tongka 通卡" in mail.html
-        assert NEVER_ASK[language] in texts[-1], (name, language)
-        for text in texts:
-            assert not ASKS_BACK.search(text), (name, language, text)
+        for texts in told:
+            assert NEVER_ASK[language] in texts[-1], (name, language)
+            for text in texts:
+                assert not ASKS_BACK.search(text), (name, language, text)
 
 
 def test_the_email_has_a_plain_text_twin_in_the_readers_language() -> None:

@@ -36,6 +36,7 @@ from tongka.account.schemas import (
     RealNameOut,
     TokenOut,
 )
+from tongka.alerts import service as alerts
 from tongka.config import Settings
 from tongka.db import transaction
 from tongka.deps import (
@@ -138,6 +139,7 @@ def change_password(
     service.change_password(
         session, account, body.current_password, body.new_password, hashing=hashing_policy(settings)
     )
+    alerts.password_changed(session, account)
     return new_token(session, settings, account)
 
 

@@ -25,6 +25,7 @@ from tongka.account import lines as line_service
 from tongka.account import resets, service, signing_in
 from tongka.account.models import Account
 from tongka.account.schemas import AccountCreate
+from tongka.alerts import service as alerts
 from tongka.charging import notify as charging_notify
 from tongka.charging import overage
 from tongka.db import transaction
@@ -47,6 +48,30 @@ SAVED = {
         "Your anti-phishing code is saved. Every message from tongka will carry it."
     ),
     "anti_phishing_removed": _("Your anti-phishing code is removed."),
+    "alerts": _("Your alert choices are saved."),
+}
+
+# The settings page's name of each alert (tongka.alerts.service.KINDS), and of each choice.
+ALERT_NAMES = {
+    "data_used_80": _("Data 80 % used"),
+    "data_used_90": _("Data 90 % used"),
+    "data_used_100": _("Data used up"),
+    "data_expiring_3d": _("Data expires in 3 days"),
+    "data_expiring_1d": _("Data expires within a day"),
+    "overage_started": _("Overage started"),
+    "overage_cap_reached": _("Overage cap reached"),
+    "renewal_confirmed": _("Renewal confirmed (the receipt always comes by email)"),
+    "payment_failed": _("Payment failed"),
+    "auto_renew_done": _("Auto-renew bought a pack"),
+    "auto_renew_failed": _("Auto-renew failed"),
+    "password_changed": _("Password changed"),
+    "email_changed": _("Email address changed (told at the old address)"),
+}
+ALERT_CHANNELS = {
+    "sms": _("SMS"),
+    "email": _("Email"),
+    "both": _("SMS and email"),
+    "none": _("Neither"),
 }
 
 
@@ -313,6 +338,7 @@ async def reset(
     def complete(password_hash: str) -> Response:
         with transaction(sessions) as session:
             account = resets.complete_reset(session, token, password_hash)
+            alerts.password_changed(session, account)
             response = web.redirect(request, "/account")
             web.sign_in(request, response, session, account, settings.access_token_ttl_seconds)
             return response
@@ -399,6 +425,10 @@ def _settings_page(
             else ("CNY" if account.region == "mainland" else "HKD"),
             "language_names": web.LANGUAGE_NAMES,
             "languages_order": LANGUAGES,
+            "alerts": alerts.preferences(session, account.id),
+            "alert_names": ALERT_NAMES,
+            "alert_required": {k for k, kind in alerts.KINDS.items() if kind.required},
+            "alert_channels": ALERT_CHANNELS,
             "saved": gettext(SAVED[saved], visitor.language) if saved and saved in SAVED else None,
             "part": part,
             "errors": errors or {},
@@ -450,13 +480,10 @@ def save_email(
         return _settings_page(
             request, visitor, session, part="email", errors=errors, values=values, status_code=400
         )
+    account = _account(session, visitor)
     try:
-        service.change_email(
-            session,
-            _account(session, visitor),
-            form.password,
-            str(form.email),
-            hashing=hashing_policy(settings),
+        old = service.change_email(
+            session, account, form.password, str(form.email), hashing=hashing_policy(settings)
         )
     except service.WrongPassword as refusal:  # counted (the transaction still commits)
         errors = {"password": refusal.detail(visitor.language)}
@@ -465,7 +492,28 @@ def save_email(
         )
     except service.LoginThrottled as refusal:
         return _settings_refused(request, visitor, session, "email", refusal, values)
+    if old.lower() != account.email.lower():
+        alerts.email_changed(session, account, old)
     return web.redirect(request, "/settings?saved=email")
+
+
+@router.post("/settings/alerts", include_in_schema=False)
+def save_alerts(
+    request: Request, visitor: web.SubscriberDep, posted: web.FormDep, session: SessionDep
+) -> Response:
+    """The signed-in subscriber: how each alert reaches them (SMS, email, both or neither)."""
+    account = _account(session, visitor)
+    chosen = {kind: _text(posted, kind) for kind in ALERT_NAMES if _text(posted, kind)}
+    try:
+        with session.begin_nested():  # all the choices or none of them
+            for kind, channels in chosen.items():
+                alerts.choose(session, account.id, kind, channels)
+    except TongkaError as refusal:
+        error = refusal.detail(visitor.language)
+        return _settings_page(
+            request, visitor, session, part="alerts", error=error, status_code=400
+        )
+    return web.redirect(request, "/settings?saved=alerts#alert-settings")
 
 
 def _settings_refused(
@@ -565,6 +613,7 @@ def save_password(
         )
     except service.LoginThrottled as refusal:
         return _settings_refused(request, visitor, session, "password", refusal)
+    alerts.password_changed(session, account)
     response = web.redirect(request, "/settings?saved=password")
     web.sign_in(request, response, session, account, settings.access_token_ttl_seconds)
     return response

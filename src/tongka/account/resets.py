@@ -148,13 +148,5 @@ def complete_reset(session: Session, token: str, password_hash: str) -> Account:
     )
     throttle.clear(session, LOGIN_BY_ACCOUNT, account.username)
     end_sessions(session, account)
-    notify.send_email(
-        session,
-        to=account.email,
-        template="password_changed",
-        language=account.language,
-        account_id=account.id,
-        username=account.username,
-        changed_at=now,
-    )
+    # The caller tells the subscriber (alerts.password_changed), by the channels they chose.
     return account

@@ -338,24 +338,14 @@ def change_email(
 ) -> str:
     """Set a new email address, proven by the current password (checked as `change_password` checks
     it: throttled, a wrong one counted), since the address is where reset links go. The old address
-    is told (`email_changed`), so a stolen session cannot move the account away unnoticed; it is
-    returned."""
+    is returned, for the caller to tell it (`alerts.email_changed`), so a stolen session cannot
+    move the account away unnoticed."""
     now = clock.now()
     throttle.check(session, LOGIN_BY_ACCOUNT, account.username, now)
     if not verify_password(account.password_hash, password, hashing):
         throttle.hit(session, LOGIN_BY_ACCOUNT, account.username, now)
         raise WrongPassword()
     old, account.email = account.email, email.strip()
-    if old.lower() != account.email.lower():
-        notify.send_email(
-            session,
-            to=old,
-            template="email_changed",
-            language=account.language,
-            account_id=account.id,
-            username=account.username,
-            new_email=notify.mask("email", account.email),
-        )
     return old
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tongka.db import Base, CreatedMixin, IdMixin
+from tongka.db import Base, CreatedMixin, IdMixin, UTCDateTime
 
 CHANNEL_CHOICES = ("sms", "email", "both", "none")
 
@@ -38,3 +39,16 @@ class AlertEvent(IdMixin, CreatedMixin, Base):
     key: Mapped[str] = mapped_column(String(120))
     channels: Mapped[str] = mapped_column(String(8))  # what was chosen when it fired
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AlertScan(Base):
+    """Where the alerts scan got to: the ledger transfers and the expiry times it has looked at,
+    and where the scan before it got to (each scan starts there: see `scan.py`)."""
+
+    __tablename__ = "alert_scans"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    transfer_id: Mapped[int] = mapped_column(BigInteger)
+    previous_transfer_id: Mapped[int] = mapped_column(BigInteger)
+    scanned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    previous_scanned_at: Mapped[datetime] = mapped_column(UTCDateTime())

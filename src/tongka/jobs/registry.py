@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from tongka import clock
+from tongka.alerts import scan as alerts_scan
 from tongka.charging import stale
 from tongka.config import Settings
 from tongka.db import transaction
@@ -153,6 +154,12 @@ def _auto_renew(ctx: Context) -> str:
     return autorenew.run(ctx.sessions, ctx.providers(), ctx.settings).line()
 
 
+def _alerts_scan(ctx: Context) -> str:
+    with transaction(ctx.sessions) as session:
+        fired = alerts_scan.scan(session)
+    return f"fired {fired} alert(s) of data used, data expiring and overage"
+
+
 def _no_statement(ctx: Context) -> str | None:
     if ctx.statement is None:
         return "no settlement statement to read here (the payment sandbox's, in dev)"
@@ -209,6 +216,12 @@ JOBS: tuple[Job, ...] = (
         _auto_renew,
         every=timedelta(seconds=30),
         lease=timedelta(minutes=30),  # charges saved cards, each call bounded by its timeout
+    ),
+    Job(
+        "alerts-scan",
+        "tell subscribers of data used (80/90/100 %), data expiring (3 days, 1 day) and overage, each once",
+        _alerts_scan,
+        every=timedelta(minutes=1),
     ),
     Job(
         "payments-reconcile",

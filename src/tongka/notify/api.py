@@ -16,6 +16,7 @@ router = APIRouter(prefix="/dev", tags=["dev"])
 class OutboxOut(BaseModel):
     id: str
     channel: str
+    template: str  # which message it is (alert_data_used_80, receipt, ...)
     to: str
     subject: str
     body: str
@@ -30,6 +31,7 @@ def outbox(session: SessionDep) -> list[OutboxOut]:
         OutboxOut(
             id=str(m.id),
             channel=m.channel,
+            template=m.template,
             to=m.to,
             subject=m.subject,
             body=m.body,

@@ -54,11 +54,12 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from tongka import clock
 from tongka.account import lines
 from tongka.account.models import Account, Line
+from tongka.alerts import service as alerts
 from tongka.catalog import service as catalog
 from tongka.catalog.models import Pack
 from tongka.charging import notify as charging_notify
@@ -421,6 +422,15 @@ def _apply(
         return topups.apply(session, payment, outcome, amount, currency), None
     order, payment = _lock(session, payment)
     settled = payments.settle(session, payment, outcome, amount, currency)
+    if settled == "applied" and outcome == "failed":
+        _alert(
+            session,
+            order,
+            "payment_failed",
+            f"payment:{payment.id}",
+            amount=payment.amount,
+            currency=payment.currency,
+        )
     if settled != "applied" or outcome != "succeeded":
         return settled, None
     sale = _sale(
@@ -501,6 +511,23 @@ def _fulfil(session: Session, order: Order) -> None:
     promotions.fulfil(session, promotions.OrderRef(order.id, order.line_id, order.breakdown), now)
     # A session in progress on the line hears of its new quota now, not at its next update.
     charging_notify.quota_changed(session, order.line_id)
+    # By SMS only: the receipt's email already tells of it (`alerts.Kind.email_elsewhere`).
+    _alert(
+        session,
+        order,
+        "renewal_confirmed",
+        f"order:{order.id}",
+        zone=order.zone,
+        volume=order.volume_bytes,
+        days=order.validity_days,
+    )
+
+
+def _alert(session: Session, order: Order, kind: str, key: str, **params: Any) -> None:
+    # Not the line's real-name record: an alert needs only its numbers.
+    line = session.get_one(Line, order.line_id, options=[lazyload(Line.real_name)])
+    account = session.get_one(Account, order.account_id)
+    alerts.fire(session, account=account, kind=kind, key=key, line=line, **params)
 
 
 def _sale(order: Order, payment: Payment) -> receipts.Sale:
