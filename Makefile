@@ -27,7 +27,7 @@ run: $(VENV)/.installed $(ASSETS) var/tongka.env var/nrf-dev-key.pem
 	@echo "  demo login: demo / demo-password   ·   spare lines: $(BIN)/tongka lines list --unbound"
 	@echo "  store counter and console: http://127.0.0.1:8000/staff/login   ·   agent-lowu, manager-lowu, agent-harbour, admin / demo-password"
 	@echo "     the code their authenticator app would show: $(BIN)/tongka staff code agent-lowu"
-	@echo "  SMS and email the demo sends: http://127.0.0.1:8000/dev/outbox"
+	@echo "  SMS and email the demo sends: http://127.0.0.1:8000/dev/outbox   ·   is this official? http://127.0.0.1:8000/official"
 	@echo "  the network's Nchf API (HTTP/2, h2c): http://$${TONGKA_NCHF_BIND:-127.0.0.1:8001}   ·   play a packet core: $(BIN)/tongka simulate"
 	@echo "  offers running: http://127.0.0.1:8000/api/v1/offers   ·   demo coupon code: TONGKA-DEMO"
 	@echo "  jobs that run themselves (this server runs them): $(BIN)/tongka jobs list"
