@@ -2,7 +2,12 @@
 
 from tongka.account.models import AccessToken, Account, BindChallenge, Line, RealNameRecord
 from tongka.alerts.models import AlertEvent, AlertPreference, AlertScan
-from tongka.autorenew.models import AutoRenewAttempt, AutoRenewCard, AutoRenewRule
+from tongka.autorenew.models import (
+    AutoRenewAgreement,
+    AutoRenewAttempt,
+    AutoRenewCard,
+    AutoRenewRule,
+)
 from tongka.catalog.models import OverageRate, Pack, PackPrice, PackPriceChange
 from tongka.charging.models import (
     ChargingAnswer,
@@ -41,6 +46,7 @@ __all__ = [
     "AlertScan",
     "AntiPhishingCode",
     "AuditEntry",
+    "AutoRenewAgreement",
     "AutoRenewAttempt",
     "AutoRenewCard",
     "AutoRenewRule",

@@ -1,18 +1,24 @@
-"""App API: a line's auto-renew rule (GET/PUT/DELETE /api/v1/lines/{line_id}/auto-renew).
+"""App API: a line's auto-renew rule (GET/PUT/DELETE /api/v1/lines/{line_id}/auto-renew), and
+Alipay's notification of an agreement signed for auto-renew.
 
-Who may call: the line's owner (another subscriber's line is 404, as everywhere)."""
+Who may call: the line's owner (another subscriber's line is 404, as everywhere); the
+notification, Alipay (proven by its RSA2 signature)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
+from sqlalchemy import select
 
 from tongka.account import lines as line_service
+from tongka.account.models import Account
 from tongka.autorenew import service as rules
 from tongka.autorenew.schemas import AutoRenewIn, AutoRenewOut, set_rule, view
-from tongka.deps import CurrentAccount, SessionDep
+from tongka.deps import CurrentAccount, ProvidersDep, SessionDep
+from tongka.payment.providers.base import InvalidCallback, SignsAgreements
 
 router = APIRouter(prefix="/api/v1", tags=["auto-renew"])
 
@@ -44,3 +50,37 @@ def delete_auto_renew(line_id: LineId, account: CurrentAccount, session: Session
     line_service.own_line(session, account, line_id)
     rules.delete(session, line_id)
     return Response(status_code=204)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = (await request.body()).decode("utf-8", "replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
+
+
+@router.post("/auto-renew/alipay/agreements")
+def alipay_agreement_notified(
+    params: Annotated[dict[str, str], Depends(_form)],
+    providers: ProvidersDep,
+    session: SessionDep,
+) -> Response:
+    """The payment provider (Alipay, its signature checked): an agreement signed (dut_user_sign), kept for the
+    account it was started for; a forged or unknown one is refused (400)."""
+    provider = providers.get("alipay")
+    if not isinstance(provider, SignsAgreements):
+        raise InvalidCallback()
+    agreement = provider.parse_agreement(params)
+    try:
+        account_id = uuid.UUID(agreement.reference)
+    except ValueError:
+        raise InvalidCallback() from None
+    if session.scalar(select(Account.id).where(Account.id == account_id)) is None:
+        raise InvalidCallback()
+    if agreement.status == "NORMAL":
+        rules.save_agreement(
+            session,
+            account_id,
+            provider="alipay",
+            agreement_no=agreement.agreement_no,
+            label=agreement.label,
+        )
+    return Response("success", media_type="text/plain")

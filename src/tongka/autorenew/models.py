@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tongka.db import Base, CreatedMixin, IdMixin, UTCDateTime
 
-SOURCES = ("wallet", "card")
+SOURCES = ("wallet", "card", "alipay_agreement")
 ATTEMPT_STATES = ("pending", "succeeded", "failed", "capped")
 
 
@@ -42,7 +42,8 @@ class AutoRenewRule(IdMixin, CreatedMixin, Base):
     # Later: buy when the forecast says the data runs out within this many days (unused yet).
     forecast_days: Mapped[int | None]
     pack_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("packs.id"))
-    source: Mapped[str] = mapped_column(String(8))  # wallet | card (the account's `AutoRenewCard`)
+    # wallet | card (the account's `AutoRenewCard`) | alipay_agreement (its `AutoRenewAgreement`)
+    source: Mapped[str] = mapped_column(String(24))
     monthly_cap: Mapped[int] = mapped_column(BigInteger)  # minor units of `currency`
     currency: Mapped[str] = mapped_column(String(3))
     active: Mapped[bool] = mapped_column(default=True)
@@ -62,6 +63,19 @@ class AutoRenewCard(IdMixin, CreatedMixin, Base):
     customer: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(40))  # e.g. "visa 4242", as the provider tells it
+
+
+class AutoRenewAgreement(IdMixin, CreatedMixin, Base):
+    """A password-free agreement an account signed with a wallet for auto-renew (one per provider;
+    signing again replaces it): the wallet's agreement number, charged without the payer."""
+
+    __tablename__ = "auto_renew_agreements"
+    __table_args__ = (UniqueConstraint("account_id", "provider"),)
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    provider: Mapped[str] = mapped_column(String(16))  # alipay
+    agreement_no: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(40))  # the payer's masked wallet account
 
 
 class AutoRenewAttempt(IdMixin, CreatedMixin, Base):

@@ -1,6 +1,6 @@
 """The auto-renew page of a line (`/settings/auto-renew/{line_id}`): the rule, as the API sets it,
-and a card saved for it through the card provider's page (Stripe's SetupIntent; the sandbox's form
-in dev).
+a card saved for it through the card provider's page (Stripe's SetupIntent; the sandbox's form
+in dev), and an Alipay password-free agreement signed on Alipay's page (the sandbox's in dev).
 
 Who may call: the line's owner (another's line is a 404).
 """
@@ -28,7 +28,12 @@ from tongka.deps import ProvidersDep, SessionDep, SettingsDep
 from tongka.errors import TongkaError
 from tongka.i18n import _, gettext
 from tongka.money import CURRENCIES, EXPONENT, Currency
-from tongka.payment.providers.base import ProviderUnavailable, SavesCards
+from tongka.payment.providers.base import (
+    InvalidCallback,
+    ProviderUnavailable,
+    SavesCards,
+    SignsAgreements,
+)
 from tongka.wallet import service as wallets
 
 router = APIRouter(include_in_schema=False)
@@ -37,6 +42,7 @@ SAVED = {
     "rule": _("Auto-renew is saved for this line."),
     "off": _("Auto-renew is off for this line."),
     "card": _("Your card is saved for auto-renew."),
+    "alipay": _("Your Alipay agreement is signed for auto-renew."),
 }
 STATUS_NAMES = {
     "pending": _("Paying"),
@@ -51,7 +57,7 @@ class RuleForm(BaseModel):
     zone: Literal["mainland", "hk"]
     threshold_percent: int = Field(ge=1, le=99)
     pack_id: uuid.UUID
-    source: Literal["wallet", "card"]
+    source: Literal["wallet", "card", "alipay_agreement"]
     # In the currency's major units (HK$, ¥), as a person writes it; stored in minor units.
     monthly_cap: Decimal = Field(ge=0, le=10_000, decimal_places=2)
     currency: Currency
@@ -112,6 +118,7 @@ def _page(
             "line": line,
             "rule": api.view(session, rule) if rule else None,
             "card": card,
+            "agreement": rules.agreement_of(session, account.id, "alipay"),
             "wallet": wallet,
             "available": wallet.ledger_account.available if wallet else 0,
             "packs": packs,
@@ -287,3 +294,81 @@ async def card_saved(
             return web.redirect(request, f"{_path(line.id)}?saved=card")
 
     return await run_in_threadpool(keep)
+
+
+def agreement_notify_url(base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/api/v1/auto-renew/alipay/agreements"
+
+
+@router.post("/settings/auto-renew/{line_id}/alipay")
+async def start_alipay_agreement(
+    line_id: uuid.UUID,
+    request: Request,
+    visitor: web.SubscriberDep,
+    posted: web.FormDep,
+    providers: ProvidersDep,
+    settings: SettingsDep,
+) -> Response:
+    """The line's owner: sign an Alipay password-free agreement for auto-renew, on Alipay's page."""
+    sessions = request.app.state.sessionmaker
+
+    def owner() -> str:
+        with transaction(sessions, read_only=True) as session:
+            account, _line = _own(session, visitor, line_id)
+            return str(account.id)
+
+    account_id = await run_in_threadpool(owner)
+    provider = providers.get("alipay")
+    if isinstance(provider, SignsAgreements):
+        base = settings.public_base_url.rstrip("/")
+        # Signed locally: nothing is asked of Alipay until the payer's browser reaches it.
+        url = provider.agreement_sign_url(
+            reference=account_id,
+            notify_url=agreement_notify_url(base),
+            return_url=f"{base}{_path(line_id)}/alipay",
+        )
+        return web.redirect(request, url)
+
+    def refused() -> HTMLResponse:
+        error = gettext(_("Alipay agreements cannot be signed here now."), visitor.language)
+        with transaction(sessions, read_only=True) as session:
+            return _page(request, visitor, session, line_id, error=error, status_code=502)
+
+    return await run_in_threadpool(refused)
+
+
+@router.get("/settings/auto-renew/{line_id}/alipay")
+def alipay_agreement_signed(
+    line_id: uuid.UUID,
+    request: Request,
+    visitor: web.SubscriberDep,
+    providers: ProvidersDep,
+    session: SessionDep,
+) -> Response:
+    """The line's owner, back from Alipay's page: the agreement it signed (its signature checked) is
+    kept for auto-renew."""
+    account, line = _own(session, visitor, line_id)
+    provider = providers.get("alipay")
+    agreement = None
+    if isinstance(provider, SignsAgreements):
+        try:
+            agreement = provider.parse_agreement(dict(request.query_params))
+        except InvalidCallback:
+            agreement = None
+    if agreement is None or agreement.status != "NORMAL" or agreement.reference != str(account.id):
+        return _page(
+            request,
+            visitor,
+            session,
+            line.id,
+            error=gettext(_("The Alipay agreement was not signed. Try again."), visitor.language),
+            status_code=400,
+        )
+    rules.save_agreement(
+        session,
+        account.id,
+        provider="alipay",
+        agreement_no=agreement.agreement_no,
+        label=agreement.label,
+    )
+    return web.redirect(request, f"{_path(line.id)}?saved=alipay")

@@ -22,7 +22,8 @@ class AutoRenewIn(BaseModel):
     zone: Literal["mainland", "hk"]
     threshold_percent: int = Field(ge=1, le=99, description="buy when less than this % is left")
     pack_id: uuid.UUID
-    source: Literal["wallet", "card"]  # card: the one saved for auto-renew
+    # card: the one saved for auto-renew; alipay_agreement: the Alipay agreement signed for it
+    source: Literal["wallet", "card", "alipay_agreement"]
     monthly_cap: int = Field(ge=0, description="minor units of `currency` a Hong Kong month")
     currency: Currency
 
@@ -40,6 +41,7 @@ class AutoRenewOut(BaseModel):
     pack_id: uuid.UUID
     source: str
     card: str | None  # the saved card, e.g. "Visa •••• 4242"
+    agreement: str | None = None  # the Alipay account the agreement was signed with
     monthly_cap: int
     currency: str
     active: bool  # false: paused after three payment failures in a row
@@ -58,6 +60,10 @@ def view(session: Session, rule: AutoRenewRule) -> AutoRenewOut:
         source=rule.source,
         card=card.label
         if rule.source == "card" and (card := rules.card_of(session, rule.account_id))
+        else None,
+        agreement=agreement.label
+        if (provider := rules.AGREEMENT_SOURCES.get(rule.source))
+        and (agreement := rules.agreement_of(session, rule.account_id, provider))
         else None,
         monthly_cap=rule.monthly_cap,
         currency=rule.currency,

@@ -16,7 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tongka import clock
-from tongka.autorenew.models import AutoRenewAttempt, AutoRenewCard, AutoRenewRule
+from tongka.autorenew.models import (
+    AutoRenewAgreement,
+    AutoRenewAttempt,
+    AutoRenewCard,
+    AutoRenewRule,
+)
 from tongka.errors import NotFound, Unprocessable
 from tongka.i18n import _
 from tongka.ledger.buckets import LineBalance
@@ -35,6 +40,15 @@ class RuleNotFound(NotFound):
 class CardNotSaved(Unprocessable):
     code = "auto_renew_card_not_saved"
     message = _("Save a card for auto-renew first.")
+
+
+class AgreementNotSigned(Unprocessable):
+    code = "auto_renew_agreement_not_signed"
+    message = _("Sign an Alipay agreement for auto-renew first.")
+
+
+# A source paid under a wallet's agreement: the provider whose agreement it needs.
+AGREEMENT_SOURCES = {"alipay_agreement": "alipay"}
 
 
 class CapInvalid(Unprocessable):
@@ -64,6 +78,9 @@ def put(session: Session, account_id: uuid.UUID, line_id: uuid.UUID, spec: Spec)
         raise CapInvalid(maximum=MAX_CAP)
     if spec.source == "card" and card_of(session, account_id) is None:
         raise CardNotSaved()
+    provider = AGREEMENT_SOURCES.get(spec.source)
+    if provider is not None and agreement_of(session, account_id, provider) is None:
+        raise AgreementNotSigned()
     rule = of_line(session, line_id)
     if rule is None:
         rule = AutoRenewRule(account_id=account_id, line_id=line_id)
@@ -101,6 +118,29 @@ def save_card(
     card.provider, card.customer, card.method, card.label = provider, customer, method, label[:40]
     session.flush()
     return card
+
+
+def agreement_of(
+    session: Session, account_id: uuid.UUID, provider: str
+) -> AutoRenewAgreement | None:
+    return session.scalar(
+        select(AutoRenewAgreement).where(
+            AutoRenewAgreement.account_id == account_id, AutoRenewAgreement.provider == provider
+        )
+    )
+
+
+def save_agreement(
+    session: Session, account_id: uuid.UUID, *, provider: str, agreement_no: str, label: str
+) -> AutoRenewAgreement:
+    """The account's agreement with `provider` for auto-renew (replacing an earlier one)."""
+    agreement = agreement_of(session, account_id, provider)
+    if agreement is None:
+        agreement = AutoRenewAgreement(account_id=account_id, provider=provider)
+        session.add(agreement)
+    agreement.agreement_no, agreement.label = agreement_no, label[:40]
+    session.flush()
+    return agreement
 
 
 def delete(session: Session, line_id: uuid.UUID) -> None:

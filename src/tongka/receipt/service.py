@@ -81,6 +81,7 @@ METHOD_NAMES = {
     "qr": _("QR code payment"),
     "wallet": _("Wallet"),
     "saved_card": _("Saved card"),
+    "alipay_agreement": _("Alipay (password-free)"),
 }
 CHANNEL_NAMES = {"app": _("App"), "web": _("Web"), "store": _("Store"), "auto": _("Auto-renew")}
 

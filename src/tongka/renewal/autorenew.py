@@ -21,6 +21,10 @@ counts against the cap); `charge` asks the card provider outside any transaction
 off-session PaymentIntent confirmed at once with the saved PaymentMethod), then records the
 outcome in a transaction of its own. The provider's webhook, which may come before or after,
 is applied once by the same guarded settlement.
+
+An Alipay agreement (source `alipay_agreement`, the account's `AutoRenewAgreement`) is charged
+in the same three steps: `alipay.trade.pay` with the agreement number (GENERAL_WITHHOLDING),
+outside any transaction; a decline is a payment failure, counted as a card's.
 """
 
 from __future__ import annotations
@@ -53,13 +57,14 @@ from tongka.payment.providers.base import (
     Provider,
     ProviderUnavailable,
     SavesCards,
+    SignsAgreements,
 )
 from tongka.renewal import flow
 from tongka.wallet import service as wallets
 
 log = structlog.get_logger()
 
-METHODS = {"wallet": "wallet", "card": "saved_card"}
+METHODS = {"wallet": "wallet", "card": "saved_card", "alipay_agreement": "alipay_agreement"}
 
 
 @dataclass
@@ -157,6 +162,22 @@ def evaluate(
         # Committed first (with the attempt pending, counted against the cap); the card is
         # charged after, outside any transaction (`charge`).
         return Charge(attempt.id, rule.id, payment.id, opening.request, card.customer, card.method)
+    if rule.source in rules.AGREEMENT_SOURCES:
+        agreement = rules.agreement_of(session, account.id, rules.AGREEMENT_SOURCES[rule.source])
+        provider = providers.get(payment.provider)
+        if agreement is None or opening is None or not isinstance(provider, SignsAgreements):
+            _fail_payment(session, account, order.id, payment)
+            _failed(session, account, line, rule, attempt, "agreement_unavailable", report)
+            return attempt
+        return Charge(
+            attempt.id,
+            rule.id,
+            payment.id,
+            opening.request,
+            "",
+            agreement.agreement_no,
+            provider=payment.provider,
+        )
     try:
         with session.begin_nested():
             wallets.pay(
@@ -190,7 +211,8 @@ class Charge:
     payment_id: uuid.UUID
     request: PaymentRequest
     customer: str
-    method: str
+    method: str  # the saved card's id, or the agreement's number
+    provider: str = "stripe"  # the card provider, or the wallet of an agreement
 
 
 def charge(
@@ -204,10 +226,13 @@ def charge(
     receipt as any renewal's, or the failure. A provider that does not answer is a failure too;
     should its charge have gone through after all, its webhook finds the order cancelled and the
     money is refunded (`flow.confirm`)."""
-    provider = providers.get("stripe")
-    assert isinstance(provider, SavesCards)
+    provider = providers.get(due.provider)
     try:
-        status = provider.charge_saved(due.request, due.customer, due.method)
+        if isinstance(provider, SignsAgreements) and due.provider != "stripe":
+            status = provider.charge_agreement(due.request, due.method)
+        else:
+            assert isinstance(provider, SavesCards)
+            status = provider.charge_saved(due.request, due.customer, due.method)
         outcome, reference = status.status, status.provider_reference
     except ProviderUnavailable:
         outcome, reference = "unavailable", None
@@ -230,10 +255,14 @@ def charge(
                 payment.currency,
                 receipt_key=settings.receipt_key,
             )
+            if rule is None:  # removed meanwhile: the purchase still stands
+                rules.succeeded(session, None, attempt)
+                return
             _done(session, account, line, rule, attempt, order, report)
             return
         _fail_payment(session, account, order.id, payment)
-        reason = "card_declined" if outcome == "failed" else "provider_unavailable"
+        declined = "card_declined" if due.provider == "stripe" else "agreement_declined"
+        reason = declined if outcome == "failed" else "provider_unavailable"
         if rule is None:  # removed meanwhile: the attempt still ends
             rules.failed(session, None, attempt, reason)
             return
@@ -311,7 +340,7 @@ def _tell_failed(
         line=line,
         reason="cap"
         if reason == "monthly_cap"
-        else ("wallet" if rule.source == "wallet" else "card"),
+        else ("card" if rule.source == "card" else rule.source),
         paused=paused,
         amount=_price(amount, attempt.currency, account.language),
         cap=_price(rule.monthly_cap, rule.currency, account.language),

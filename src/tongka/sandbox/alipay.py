@@ -5,10 +5,14 @@ form, `biz_content` JSON, RSA2 `sign` by the app's key, checked against the app'
 key as registered with Alipay) and answers as it does: `{"<method>_response": {...},
 "sign": ...}` signed with Alipay's key, or an unsigned `code` 40001/40002 refusal for a
 request it cannot trust. Methods: alipay.trade.precreate, page.pay and wap.pay (the browser is sent to
-the cashier), query, close, refund and fastpay.refund.query.
+the cashier), query, close, refund and fastpay.refund.query; alipay.user.agreement.page.sign
+(the browser is sent to the signing page) and alipay.trade.pay under a signed agreement
+(GENERAL_WITHHOLDING: paid at once, or declined when the payer signed "with no balance").
 
 The payer's pages: `/qr/<trade_no>` (what the QR code opens in the Alipay app) and
 `/cashier/<trade_no>` (the web cashier); both pay through `/cashier/<trade_no>/pay`.
+`/agreement/<agreement_no>` is the signing page of a password-free agreement; signing sends
+the signed dut_user_sign notification and returns the payer with the same parameters.
 A payment's notification goes to the notify URL the trade was made with, as soon as the
 payer acts; a refund's goes out after the refund call has been answered, as Alipay's do,
 since the caller may still hold its transaction open.
@@ -58,6 +62,7 @@ log = structlog.get_logger()
 router = APIRouter()
 
 PROVIDER = "alipay"
+AGREEMENTS = "alipay_agreement"  # the simulator's agreements, kept beside its trades
 SELLER_ID = "2088102177846880"  # the merchant's Alipay user id, as notifications carry it
 BUYER = {"buyer_id": "2088102177296610", "buyer_logon_id": "tes***@sandbox.com"}
 TIMESTAMP_TOLERANCE_SECONDS = 15 * 60
@@ -366,7 +371,41 @@ def _refund_query(
     return body
 
 
+def _agreement(session: Session, agreement_no: str) -> SimPayment | None:
+    return session.get(SimPayment, (AGREEMENTS, agreement_no))
+
+
+def _trade_pay(
+    session: Session, settings: Settings, params: dict[str, str], biz: dict[str, Any]
+) -> dict[str, Any]:
+    """alipay.trade.pay under an agreement (GENERAL_WITHHOLDING): paid now, nobody asked."""
+    if biz.get("product_code") != "GENERAL_WITHHOLDING":
+        raise _business("ACQ.INVALID_PARAMETER", "仅支持商家扣款 GENERAL_WITHHOLDING")
+    agreement_params = biz.get("agreement_params")
+    number = agreement_params.get("agreement_no") if isinstance(agreement_params, dict) else None
+    agreement = _agreement(session, str(number or ""))
+    if agreement is None or agreement.status != "succeeded":
+        raise _business("ACQ.AGREEMENT_NOT_EXIST", "用户协议不存在")
+    sim = _create(session, settings, params, biz, "GENERAL_WITHHOLDING")
+    if agreement.data.get("decline"):
+        raise _business("ACQ.BUYER_BALANCE_NOT_ENOUGH", "买家余额不足")
+    now = beijing_now()
+    sim.status, sim.settled_at = "succeeded", clock.now()
+    sim.data = {**sim.data, "trade_status": "TRADE_SUCCESS", "gmt_payment": now}
+    return {
+        "code": SUCCESS,
+        "msg": "Success",
+        "trade_no": sim.reference,
+        "out_trade_no": sim.merchant_reference,
+        "total_amount": to_yuan(sim.amount, sim.currency),
+        "gmt_payment": now,
+        **BUYER,
+        **_currency_fields(sim),
+    }
+
+
 METHODS = {
+    "alipay.trade.pay": _trade_pay,
     "alipay.trade.precreate": _precreate,
     "alipay.trade.query": _query,
     "alipay.trade.close": _close,
@@ -484,6 +523,8 @@ async def _gateway(request: Request) -> Response:
         method = params.get("method", "")
         if method in PAGE_PRODUCTS:
             return _page_pay(request, settings, params)
+        if method == SIGN_METHOD:
+            return _agreement_start(request, settings, params)
         biz = _check(settings, params)
     except Refusal as refusal:  # the gateway could not trust the request: unsigned
         return _answer(settings, method, refusal.body, signed=False)
@@ -638,3 +679,131 @@ def _return_url(settings: Settings, sim: SimPayment, url: str) -> str:
     parts = urlsplit(url)
     query = "&".join(filter(None, [parts.query, urlencode(params)]))
     return urlunsplit(parts._replace(query=query))
+
+
+# --- password-free agreements ------------------------------------------------------------
+
+SIGN_METHOD = "alipay.user.agreement.page.sign"
+SIGN_CHOICES = ("agree", "agree_no_balance", "cancel")
+
+
+def _agreement_start(request: Request, settings: Settings, params: dict[str, str]) -> Response:
+    """alipay.user.agreement.page.sign: the browser arrives with the signed request; on to signing."""
+    try:
+        biz = _check(settings, params)
+        reference = str(biz.get("external_agreement_no") or "")
+        if biz.get("personal_product_code") != "GENERAL_WITHHOLDING_P" or not reference:
+            raise _business("INVALID_PARAMETER", "参数无效")
+    except Refusal as refusal:
+        return _page(request, None, error=refusal.body, status_code=400)
+    agreement_no = (
+        clock.now().astimezone(BEIJING).strftime("%Y%m%d")
+        + "60"
+        + "".join(secrets.choice("0123456789") for _ in range(10))
+    )
+    with store_sessions(request).begin() as session:
+        session.add(
+            SimPayment(
+                provider=AGREEMENTS,
+                reference=agreement_no,
+                merchant_reference=reference,
+                amount=0,
+                currency="CNY",
+                status="pending",
+                notify_url=params.get("notify_url") or None,
+                data={
+                    "return_url": params.get("return_url") or None,
+                    "sign_scene": str(biz.get("sign_scene") or ""),
+                },
+                refunded=0,
+                refunds=[],
+            )
+        )
+    return RedirectResponse(f"/sandbox/alipay/agreement/{agreement_no}", status_code=303)
+
+
+def _agreement_params(settings: Settings, sim: SimPayment) -> dict[str, str]:
+    """What Alipay tells of a signing (dut_user_sign), signed with its key."""
+    params = {
+        "notify_type": "dut_user_sign",
+        "notify_id": secrets.token_hex(16),
+        "notify_time": beijing_now(),
+        "app_id": settings.alipay_app_id or "",
+        "charset": "utf-8",
+        "version": "1.0",
+        "agreement_no": sim.reference,
+        "external_agreement_no": sim.merchant_reference,
+        "status": "NORMAL" if sim.status == "succeeded" else "UNSIGNED",
+        "sign_time": sim.data.get("sign_time") or "",
+        "personal_product_code": "GENERAL_WITHHOLDING_P",
+        "sign_scene": sim.data.get("sign_scene") or "",
+        "alipay_user_id": BUYER["buyer_id"],
+        "alipay_logon_id": BUYER["buyer_logon_id"],
+    }
+    params["sign_type"] = "RSA2"
+    params["sign"] = rsa2_sign(_alipay_key(settings), notify_content(params))
+    return params
+
+
+AGREEMENT_PAGE = """<!doctype html>
+<html lang="zh-Hans"><head><meta charset="utf-8"><title>支付宝 · 签约（沙箱）</title></head>
+<body><main><h1>支付宝免密支付（商家扣款）</h1>
+<p>协议号 {agreement_no}：{state}</p>
+{form}
+</main></body></html>"""
+
+
+@router.get("/agreement/{agreement_no}", response_class=HTMLResponse)
+async def agreement_page(agreement_no: str, request: Request) -> Response:
+    """Anyone, in sandbox mode: Alipay's page where the payer signs a password-free agreement."""
+    with store_sessions(request)() as session:
+        sim = _agreement(session, agreement_no)
+        if sim is None:
+            return HTMLResponse("<!doctype html><title>协议不存在</title>", status_code=404)
+        state = {"pending": "待签约", "succeeded": "已签约", "failed": "已取消"}[sim.status]
+    form = ""
+    if state == "待签约":
+        buttons = "".join(
+            f'<button name="choice" value="{value}">{label}</button>'
+            for value, label in zip(
+                SIGN_CHOICES,
+                ("同意并签约", "同意并签约（余额不足：扣款将失败）", "取消"),
+                strict=True,
+            )
+        )
+        form = f'<form method="post" action="/sandbox/alipay/agreement/{agreement_no}/sign">{buttons}</form>'
+    return HTMLResponse(AGREEMENT_PAGE.format(agreement_no=agreement_no, state=state, form=form))
+
+
+@router.post("/agreement/{agreement_no}/sign")
+async def sign_agreement(
+    agreement_no: str,
+    request: Request,
+    choice: Annotated[Literal["agree", "agree_no_balance", "cancel"], Form()] = "agree",
+) -> Response:
+    """Anyone, in sandbox mode: the payer signs (or cancels); Alipay notifies tongka and returns the payer."""
+    settings: Settings = request.app.state.settings
+    with store_sessions(request).begin() as session:
+        sim = _agreement(session, agreement_no)
+        if sim is None:
+            return HTMLResponse("<!doctype html><title>协议不存在</title>", status_code=404)
+        if sim.status == "pending":
+            if choice == "cancel":
+                sim.status = "failed"
+            else:
+                sim.status, sim.settled_at = "succeeded", clock.now()
+                sim.data = {
+                    **sim.data,
+                    "sign_time": beijing_now(),
+                    "decline": choice == "agree_no_balance",
+                }
+        signed = sim.status == "succeeded"
+        params = _agreement_params(settings, sim)
+        url, return_url = sim.notify_url, sim.data.get("return_url")
+    if signed and url:
+        await deliver(request, url, urlencode(params).encode(), {"content-type": FORM})
+    if signed and return_url:
+        parts = urlsplit(return_url)
+        query = "&".join(filter(None, [parts.query, urlencode(params)]))
+        return RedirectResponse(urlunsplit(parts._replace(query=query)), status_code=303)
+    return RedirectResponse(f"/sandbox/alipay/agreement/{agreement_no}", status_code=303)

@@ -57,7 +57,8 @@ CHANNEL_METHODS: dict[str, tuple[str, ...]] = {
     # Recorded by staff (providers/store.py); or a QR code the counter's screen shows the customer.
     "store": ("cash", "card_terminal", "store_qr", "wechat_pay", "alipay"),
     # Auto-renew, with nobody at the screen: the wallet, or a card saved for it (charged off-session).
-    "auto": ("wallet", "saved_card"),
+    # or a wallet's password-free agreement signed for it (Alipay's 商家扣款).
+    "auto": ("wallet", "saved_card", "alipay_agreement"),
 }
 # The web's ways to pay in a phone's browser without a log-in (the network's signed renewal link);
 # everything else on the web is for a signed-in customer.
@@ -74,6 +75,7 @@ METHOD_CURRENCIES: dict[str, tuple[str, ...]] = {
     "store_qr": ("CNY", "HKD"),
     "wallet": ("HKD", "CNY"),
     "saved_card": ("HKD", "CNY"),
+    "alipay_agreement": ("CNY", "HKD"),
 }
 METHOD_REGIONS: dict[str, tuple[str, ...] | None] = {}  # e.g. {"unionpay_qr": ("mainland",)}
 # In dev mode a method whose provider has no keys falls back to the generic sandbox.
@@ -90,6 +92,7 @@ METHOD_PROVIDER: dict[str, str] = {
     "store_qr": "store",
     "wallet": "wallet",
     "saved_card": "stripe",
+    "alipay_agreement": "alipay",
 }
 
 

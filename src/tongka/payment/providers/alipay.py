@@ -49,6 +49,7 @@ from tongka import clock
 from tongka.config import Settings
 from tongka.money import EXPONENT
 from tongka.payment.providers.base import (
+    Agreement,
     CallbackAnswer,
     Checkout,
     EventOutcome,
@@ -69,6 +70,10 @@ BEIJING = timezone(timedelta(hours=8))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SUCCESS = "10000"
 WAP_METHOD = "alipay_wap"  # paid in a phone's browser (alipay.trade.wap.pay)
+# Password-free withholding (商家扣款): the payer signs once, the merchant charges later.
+AGREEMENT_PRODUCT = "GENERAL_WITHHOLDING"
+AGREEMENT_PERSONAL_PRODUCT = "GENERAL_WITHHOLDING_P"
+AGREEMENT_SCENE = "INDUSTRY|DIGITAL_MEDIA"
 _AMOUNT = re.compile(r"\d{1,13}(\.\d{1,2})?")
 
 
@@ -313,6 +318,73 @@ class AlipayProvider:
             return_url=request.return_url,
         )
         return f"{self._gateway}?{urlencode(params)}"
+
+    # password-free agreements (alipay.user.agreement.page.sign, then alipay.trade.pay)
+
+    def agreement_sign_url(self, *, reference: str, notify_url: str, return_url: str) -> str:
+        """alipay.user.agreement.page.sign: the signed gateway URL of Alipay's signing page.
+
+        `external_agreement_no` is our reference (the account id, as hex); Alipay sends the
+        agreement back signed, to `notify_url` (dut_user_sign) and with the payer to `return_url`."""
+        biz = {
+            "personal_product_code": AGREEMENT_PERSONAL_PRODUCT,
+            "product_code": AGREEMENT_PRODUCT,
+            "sign_scene": AGREEMENT_SCENE,
+            "external_agreement_no": wire_id(reference),
+            "access_params": {"channel": "ALIPAYAPP"},
+        }
+        params = self._signed(
+            "alipay.user.agreement.page.sign", biz, notify_url=notify_url, return_url=return_url
+        )
+        return f"{self._gateway}?{urlencode(params)}"
+
+    def parse_agreement(self, params: Mapping[str, str]) -> Agreement:
+        """A signing's notification (notify_type dut_user_sign) or return, its RSA2 `sign`
+        verified with Alipay's key over every other parameter but `sign_type`."""
+        if params.get("sign_type") != "RSA2" or not rsa2_verify(
+            self._alipay_key, notify_content(params), params.get("sign", "")
+        ):
+            raise InvalidCallback()
+        if params.get("app_id") != self._app_id or params.get("notify_type") != "dut_user_sign":
+            raise InvalidCallback()
+        try:
+            return Agreement(
+                agreement_no=params["agreement_no"],
+                reference=our_id(params["external_agreement_no"]),
+                status=params["status"],
+                label=params.get("alipay_logon_id") or params.get("alipay_user_id") or "",
+            )
+        except KeyError:
+            raise InvalidCallback() from None
+
+    def charge_agreement(self, request: PaymentRequest, agreement_no: str) -> PaymentStatus:
+        """alipay.trade.pay with the agreement (GENERAL_WITHHOLDING): paid at once, or declined
+        (a business refusal: no balance, the agreement ended); ProviderUnavailable otherwise."""
+        method = "alipay.trade.pay"
+        out_trade_no = wire_id(request.payment_id)
+        biz = {
+            "out_trade_no": out_trade_no,
+            **self._amount_fields(request.amount, request.currency),
+            "subject": request.description[:256],
+            "product_code": AGREEMENT_PRODUCT,
+            "agreement_params": {"agreement_no": agreement_no},
+        }
+        result = self._call(method, biz, notify_url=request.notify_url)
+        if result.get("code") == SUCCESS:
+            return PaymentStatus(
+                "succeeded",
+                str(result.get("trade_no") or "") or None,
+                request.amount,
+                request.currency,
+            )
+        if result.get("code") == "40004" and result.get("sub_code") != "ACQ.SYSTEM_ERROR":
+            log.info(
+                "alipay_agreement_declined",
+                payment_id=request.payment_id,
+                sub_code=result.get("sub_code"),
+            )
+            return PaymentStatus("failed", None)
+        raise self._refused(method, result)
 
     # notifications
 

@@ -162,3 +162,30 @@ class SavesCards(Protocol):
     def charge_saved(self, request: PaymentRequest, customer: str, method: str) -> PaymentStatus:
         """Charge a saved card now, off-session: succeeded or failed (declined), once per payment id."""
         ...
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A password-free payment agreement the payer signed on the wallet's page (Alipay's 代扣)."""
+
+    agreement_no: str  # the wallet's number for it, quoted when charging
+    reference: str  # what it was started with (our account id)
+    status: str  # NORMAL: in force; anything else: not usable
+    label: str  # e.g. the payer's masked wallet account
+
+
+@runtime_checkable
+class SignsAgreements(Protocol):
+    """A wallet whose payer can sign an agreement to be charged later with nobody at the screen."""
+
+    def agreement_sign_url(self, *, reference: str, notify_url: str, return_url: str) -> str:
+        """The wallet's page where the payer signs; `reference` comes back with the agreement."""
+        ...
+
+    def parse_agreement(self, params: Mapping[str, str]) -> Agreement:
+        """A signed agreement notice (notification or return), verified; InvalidCallback if not."""
+        ...
+
+    def charge_agreement(self, request: PaymentRequest, agreement_no: str) -> PaymentStatus:
+        """Charge under the agreement now: succeeded or failed (declined), once per payment id."""
+        ...
