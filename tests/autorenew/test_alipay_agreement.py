@@ -20,6 +20,7 @@ from tongka.money import GB
 from tongka.payment import providers as payment_providers
 from tongka.payment.models import Payment
 from tongka.payment.providers.alipay import beijing_now
+from tongka.payment.providers.base import PaymentRequest, SignsAgreements
 from tongka.renewal import autorenew
 
 NOTIFY = "/api/v1/auto-renew/alipay/agreements"
@@ -164,3 +165,31 @@ def test_the_signing_notification_is_verified_and_a_forged_one_refused(
     )
     assert r.status_code == 400 and "was not signed" in r.text
     assert agreement_no(sessions, who) == "20261207600000000001"
+
+
+def test_a_cancelled_signing_keeps_nothing_and_an_unknown_agreement_is_declined(
+    client, sessions, settings, demo
+) -> None:  # type: ignore[no-untyped-def]
+    who = af.owner(client, sessions)
+    client.cookies.set("tongka_session", who.headers["Authorization"].removeprefix("Bearer "))
+    page = f"/settings/auto-renew/{who.line_id}"
+    r = client.get(page, headers=ACCEPT_HTML)
+    r = client.post(f"{page}/alipay", data={"csrf_token": csrf(r.text)}, follow_redirects=False)
+    r = client.get(r.headers["location"], follow_redirects=False)
+    signing = r.headers["location"]
+    r = client.post(f"{signing}/sign", data={"choice": "cancel"}, follow_redirects=False)
+    assert r.headers["location"] == signing  # not sent back: nothing was signed
+    assert "已取消" in client.get(signing).text
+    assert agreement_no(sessions, who) is None
+    provider = payment_providers.build(settings, http=client)["alipay"]
+    request = PaymentRequest(
+        payment_id=str(uuid.uuid4()),
+        amount=58_00,
+        currency="HKD",
+        method="alipay_agreement",
+        description="tongka hk-5gb-30d",
+        notify_url="http://testserver/api/v1/payments/callbacks/alipay",
+        return_url="http://testserver/",
+    )
+    assert isinstance(provider, SignsAgreements)
+    assert provider.charge_agreement(request, "20261207609999999999").status == "failed"
