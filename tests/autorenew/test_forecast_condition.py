@@ -128,3 +128,24 @@ def test_the_page_shows_and_sets_forecast_days(client, sessions, at_noon) -> Non
     r = client.post(path, data={**form, "forecast_days": ""}, headers=ACCEPT_HTML)
     assert r.status_code == 200 and af.the_rule(sessions, who).forecast_days is None
     assert "或預測數據將於此日數內用完時購買" in r.text
+
+
+def test_the_forecast_is_asked_only_when_it_can_decide(
+    client, sessions, settings, at_noon, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    asked: list[int] = []
+
+    def counted(*args, within: int, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append(within)
+        return None
+
+    monkeypatch.setattr(forecasts, "days_left", counted)
+    who = af.owner(client, sessions, data=10 * GB)
+    af.rule(client, who, threshold_percent=10)  # no forecast_days: never asked
+    assert af.run(sessions, settings).bought == 0 and asked == []
+    af.rule(client, who, threshold_percent=10, forecast_days=5)
+    assert af.run(sessions, settings).bought == 0 and asked == [5]
+    af.use(
+        sessions, who, 19 * GB // 2
+    )  # 5 % left: the threshold decides, the forecast is not asked
+    assert af.run(sessions, settings).bought == 1 and asked == [5]
