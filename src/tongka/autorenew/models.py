@@ -39,7 +39,7 @@ class AutoRenewRule(IdMixin, CreatedMixin, Base):
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), unique=True)
     zone: Mapped[str] = mapped_column(String(16))
     threshold_percent: Mapped[int]
-    # Later: buy when the forecast says the data runs out within this many days (unused yet).
+    # Also buy when the forecast says the data runs out in fewer days than this (None: % only).
     forecast_days: Mapped[int | None]
     pack_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("packs.id"))
     # wallet | card (the account's `AutoRenewCard`) | alipay_agreement (its `AutoRenewAgreement`)

@@ -61,6 +61,7 @@ class RuleForm(BaseModel):
     # In the currency's major units (HK$, ¥), as a person writes it; stored in minor units.
     monthly_cap: Decimal = Field(ge=0, le=10_000, decimal_places=2)
     currency: Currency
+    forecast_days: int | None = Field(default=None, ge=1, le=30)  # empty: the threshold only
 
 
 def _path(line_id: uuid.UUID) -> str:
@@ -108,6 +109,7 @@ def _page(
             str(Decimal(rule.monthly_cap).scaleb(-EXPONENT[rule.currency])) if rule else "100"
         ),
         "currency": currency,
+        "forecast_days": str(rule.forecast_days) if rule and rule.forecast_days else "",
         **(values or {}),
     }
     return web.page(
@@ -161,7 +163,15 @@ def save_rule(
     session: SessionDep,
 ) -> Response:
     """The line's owner: set the line's auto-renew rule, as `PUT /api/v1/lines/{line_id}/auto-renew`."""
-    names = ("zone", "threshold_percent", "pack_id", "source", "monthly_cap", "currency")
+    names = (
+        "zone",
+        "threshold_percent",
+        "pack_id",
+        "source",
+        "monthly_cap",
+        "currency",
+        "forecast_days",
+    )
     values = {k: _text(posted, k) for k in names}
     form, errors = web.parse(RuleForm, posted, visitor.language)
     if form is None:
@@ -177,6 +187,7 @@ def save_rule(
             source=form.source,
             monthly_cap=int(form.monthly_cap.scaleb(EXPONENT[form.currency])),
             currency=form.currency,
+            forecast_days=form.forecast_days,
         )
     except ValidationError:  # the form's bounds are the API's: not reached
         return _page(request, visitor, session, line_id, values=values, status_code=400)

@@ -26,6 +26,9 @@ class AutoRenewIn(BaseModel):
     source: Literal["wallet", "card", "alipay_agreement"]
     monthly_cap: int = Field(ge=0, description="minor units of `currency` a Hong Kong month")
     currency: Currency
+    forecast_days: int | None = Field(
+        default=None, ge=1, le=30, description="also buy when the forecast says fewer days are left"
+    )
 
 
 class MonthOut(BaseModel):
@@ -44,6 +47,7 @@ class AutoRenewOut(BaseModel):
     agreement: str | None = None  # the Alipay account the agreement was signed with
     monthly_cap: int
     currency: str
+    forecast_days: int | None
     active: bool  # false: paused after three payment failures in a row
     consecutive_failures: int
     this_month: MonthOut
@@ -67,6 +71,7 @@ def view(session: Session, rule: AutoRenewRule) -> AutoRenewOut:
         else None,
         monthly_cap=rule.monthly_cap,
         currency=rule.currency,
+        forecast_days=rule.forecast_days,
         active=rule.active,
         consecutive_failures=rule.consecutive_failures,
         this_month=MonthOut(month=month, spent=spent, left=max(0, rule.monthly_cap - spent)),
@@ -96,5 +101,6 @@ def set_rule(
             source=body.source,
             monthly_cap=body.monthly_cap,
             currency=body.currency,
+            forecast_days=body.forecast_days,
         ),
     )

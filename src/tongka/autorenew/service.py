@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -66,6 +67,7 @@ class Spec:
     source: str
     monthly_cap: int
     currency: str
+    forecast_days: int | None = None  # also buy when the data runs out in fewer days
 
 
 def of_line(session: Session, line_id: uuid.UUID) -> AutoRenewRule | None:
@@ -91,6 +93,7 @@ def put(session: Session, account_id: uuid.UUID, line_id: uuid.UUID, spec: Spec)
         spec.pack_id,
     )
     rule.source, rule.monthly_cap, rule.currency = spec.source, spec.monthly_cap, spec.currency
+    rule.forecast_days = spec.forecast_days
     rule.active, rule.consecutive_failures, rule.last_failure_at = True, 0, None
     rule.updated_at = clock.now()
     session.flush()
@@ -170,18 +173,24 @@ def lock(session: Session, rule_id: uuid.UUID) -> AutoRenewRule | None:
     ).one_or_none()
 
 
-def crossing(rule: AutoRenewRule, balance: LineBalance, now: datetime) -> str | None:
-    """The crossing the line is in, if its data in the rule's zone is below the threshold (and the
-    rule may try now): named by the buckets counted there, so a purchase (a new bucket) ends it.
-    None: above it, nothing credited to measure against (no data in force: renewed by hand), or
-    a failure too recent."""
+def crossing(
+    rule: AutoRenewRule,
+    balance: LineBalance,
+    now: datetime,
+    runs_out_soon: Callable[[], bool] | None = None,
+) -> str | None:
+    """The crossing the line is in, if its data in the rule's zone is below the threshold, or
+    `runs_out_soon()` (the forecast, asked only when the threshold is not crossed and the rule has
+    `forecast_days`) says so, and the rule may try now: named by the buckets counted there, so a
+    purchase (a new bucket) ends it. None: neither, nothing credited to measure against (no data
+    in force: renewed by hand), or a failure too recent."""
     view = balance.zones[rule.zone]
-    if (
-        view.total_bytes <= 0
-        or view.remaining_bytes * 100 >= rule.threshold_percent * view.total_bytes
-    ):
+    if view.total_bytes <= 0:
         return None
     if rule.last_failure_at is not None and now < rule.last_failure_at + RETRY_AFTER:
+        return None
+    below = view.remaining_bytes * 100 < rule.threshold_percent * view.total_bytes
+    if not below and (rule.forecast_days is None or runs_out_soon is None or not runs_out_soon()):
         return None
     ids = sorted(str(b.id) for b in balance.buckets if b.zone in (rule.zone, "both"))
     return hashlib.sha256(",".join(ids).encode()).hexdigest()[:32]

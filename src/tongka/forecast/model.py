@@ -271,6 +271,16 @@ def _mean_use(rate_of: Mapping[str, Rate]) -> Use:
     return lambda zone, day: rate_of[zone].mean(day)
 
 
+def expected_run_out(
+    pools: Sequence[Pool], rate_of: Mapping[str, Rate], zone: str, now: datetime, until: datetime
+) -> RunOut | None:
+    """The zone's expected run-out (at its mean rate, no simulated range) if before `until`;
+    None if later, or the zone is not being used."""
+    if not rate_of[zone].active:
+        return None
+    return project(pools, _mean_use(rate_of), [zone], now, until).get(zone)
+
+
 def forecast(
     pools: Sequence[Pool], rate_of: Mapping[str, Rate], now: datetime
 ) -> dict[str, ZoneForecast]:

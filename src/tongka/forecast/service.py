@@ -92,6 +92,23 @@ def pools(session: Session, line_id: uuid.UUID, now: datetime) -> list[Pool]:
     return [Pool(b.zone, b.remaining_bytes, b.expires_at) for b in balance.buckets]
 
 
+def days_left(
+    session: Session, line_id: uuid.UUID, zone: str, now: datetime, *, within: int
+) -> int | None:
+    """Whole Hong Kong days from today to the day the zone's data is expected to run out, if
+    fewer than `within` (0: today); None otherwise. The expected day only, without the range's
+    simulations: cheap enough for auto-renew's evaluation."""
+    today = usage_day(now)
+    # One day past the limit: data expiring at the limit's midnight runs out the day before it.
+    until = model.day_start(today + timedelta(days=within + 1))
+    ran = model.expected_run_out(
+        pools(session, line_id, now), rates_of(session, line_id, now), zone, now, until
+    )
+    if ran is None or (ran.day - today).days >= within:
+        return None
+    return (ran.day - today).days
+
+
 def period_end(until: date | None, now: datetime) -> datetime:
     """The end of the period to cover: the end of the Hong Kong day `until`, or 30 days from now."""
     if until is None:

@@ -1,8 +1,10 @@
-"""Auto-renew: a line whose data in a zone fell below its rule's threshold buys the rule's pack.
+"""Auto-renew: a line whose data in a zone fell below its rule's threshold (or, with the rule's
+`forecast_days`, is forecast to run out in fewer days) buys the rule's pack.
 
 `run` (the `autorenew` job, every 30 s) evaluates each active rule in a transaction of its own:
 
-1. the rule locked; the line's balance read (`ledger.buckets.line_balance`); below the threshold,
+1. the rule locked; the line's balance read (`ledger.buckets.line_balance`); below the threshold
+   (or, above it, the forecast's expected run-out fewer than `forecast_days` Hong Kong days away),
    the crossing's attempt is claimed (unique per rule and crossing: two servers evaluating at once
    buy once, the second's insert fails); the order made through the flow (channel `auto`) with its
    payment; over the month's cap (succeeded and pending attempts of the Hong Kong month, this
@@ -44,6 +46,7 @@ from tongka.autorenew.models import AutoRenewAttempt, AutoRenewRule
 from tongka.config import Settings
 from tongka.db import transaction
 from tongka.errors import TongkaError
+from tongka.forecast import service as forecasts
 from tongka.ledger import buckets
 from tongka.money import Money, format_bytes
 from tongka.money import currency as as_currency
@@ -113,7 +116,13 @@ def evaluate(
     if rule is None or not rule.active:
         return None
     now = clock.now()
-    key = rules.crossing(rule, buckets.line_balance(session, rule.line_id, now), now)
+    balance = buckets.line_balance(session, rule.line_id, now)
+
+    def runs_out_soon() -> bool:
+        days = rule.forecast_days or 0
+        return forecasts.days_left(session, rule.line_id, rule.zone, now, within=days) is not None
+
+    key = rules.crossing(rule, balance, now, runs_out_soon)
     if key is None:
         return None
     attempt = rules.claim(session, rule, key, now)
