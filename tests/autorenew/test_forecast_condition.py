@@ -149,3 +149,22 @@ def test_the_forecast_is_asked_only_when_it_can_decide(
         sessions, who, 19 * GB // 2
     )  # 5 % left: the threshold decides, the forecast is not asked
     assert af.run(sessions, settings).bought == 1 and asked == [5]
+
+
+def test_a_pack_too_small_for_the_forecast_is_bought_at_most_once_a_day(
+    client, sessions, settings, at_noon
+) -> None:  # type: ignore[no-untyped-def]
+    """D = 10 days and a 5 GB pack that leaves 8: the forecast still says "soon" after the
+    purchase, yet the next runs that day buy nothing (every 30 s up to the cap, else)."""
+    who = af.owner(client, sessions, data=10 * GB, wallet=500_00)
+    history(sessions, who, daily=GB * 12 // 10)
+    af.use(sessions, who, 6 * GB)
+    af.rule(client, who, threshold_percent=10, forecast_days=10)
+    assert af.run(sessions, settings).bought == 1
+    assert days_left(sessions, who, within=10) == 8  # still within D
+    for _ in range(3):
+        at_noon.advance(minutes=1)
+        assert af.run(sessions, settings).bought == 0
+    at_noon.advance(days=1)
+    assert af.run(sessions, settings).bought == 1  # a day later, still short: once more
+    assert [a.status for a in af.attempts(sessions, who)] == ["succeeded", "succeeded"]

@@ -196,6 +196,22 @@ def crossing(
     return hashlib.sha256(",".join(ids).encode()).hexdigest()[:32]
 
 
+def bought_since(session: Session, rule: AutoRenewRule, since: datetime) -> bool:
+    """Whether the rule bought a pack (an attempt that succeeded or is being paid) since `since`."""
+    return (
+        session.scalar(
+            select(AutoRenewAttempt.id)
+            .where(
+                AutoRenewAttempt.rule_id == rule.id,
+                AutoRenewAttempt.status.in_(("pending", "succeeded")),
+                AutoRenewAttempt.created_at >= since,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def month_of(now: datetime) -> str:
     return now.astimezone(HONG_KONG).strftime("%Y-%m")
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
@@ -102,6 +103,9 @@ def run(
     return report
 
 
+FORECAST_PURCHASE_SPACING = timedelta(days=1)
+
+
 def evaluate(
     session: Session,
     rule_id: uuid.UUID,
@@ -119,6 +123,10 @@ def evaluate(
     balance = buckets.line_balance(session, rule.line_id, now)
 
     def runs_out_soon() -> bool:
+        # A forecast's purchase at most once a day: a pack too small to push the run-out past D
+        # days would otherwise buy again at the next run, every 30 s, up to the cap.
+        if rules.bought_since(session, rule, now - FORECAST_PURCHASE_SPACING):
+            return False
         days = rule.forecast_days or 0
         return forecasts.days_left(session, rule.line_id, rule.zone, now, within=days) is not None
 
