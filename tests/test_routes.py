@@ -23,6 +23,7 @@ PUBLIC = {
     ("GET", "/api/v1/overage-rates"),
     ("POST", "/api/v1/payments/callbacks/{provider}"),  # proven by the provider's signature instead
     ("POST", "/api/v1/auto-renew/alipay/agreements"),  # an agreement signed: Alipay's signature
+    ("POST", "/api/v1/auto-renew/wechat/contracts"),  # a contract signed: WeChat Pay's signature
     ("GET", "/healthz"),
     ("GET", "/"),
     # Receipt pages: an unguessable link, the QR code's verification page, the public key.

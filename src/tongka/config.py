@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     wechat_merchant_serial: str | None = None
     wechat_platform_public_key: str | None = None
     wechat_platform_serial: str | None = None
+    # The 委托代扣 (papay) template WeChat approved for auto-renew's password-free contracts;
+    # without it no contract can be signed (the sandbox accepts any, and uses 1 if unset).
+    wechat_papay_plan_id: int | None = None
     # Alipay open platform: app id, the app's RSA private key (RSA2 signs requests) and
     # Alipay's public key (verifies notifications and answers).
     alipay_app_id: str | None = None

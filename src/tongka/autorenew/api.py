@@ -1,8 +1,9 @@
 """App API: a line's auto-renew rule (GET/PUT/DELETE /api/v1/lines/{line_id}/auto-renew), and
-Alipay's notification of an agreement signed for auto-renew.
+Alipay's and WeChat Pay's notifications of an agreement signed for auto-renew.
 
 Who may call: the line's owner (another subscriber's line is 404, as everywhere); the
-notification, Alipay (proven by its RSA2 signature)."""
+notifications, Alipay (proven by its RSA2 signature) and WeChat Pay (its platform signature,
+the resource encrypted under our APIv3 key)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from tongka.account import lines as line_service
 from tongka.account.models import Account
 from tongka.autorenew import service as rules
 from tongka.autorenew.schemas import AutoRenewIn, AutoRenewOut, set_rule, view
 from tongka.deps import CurrentAccount, ProvidersDep, SessionDep
-from tongka.payment.providers.base import InvalidCallback, SignsAgreements
+from tongka.payment.providers.base import (
+    Agreement,
+    InvalidCallback,
+    NotifiesAgreements,
+    SignsAgreements,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["auto-renew"])
 
@@ -69,6 +76,33 @@ def alipay_agreement_notified(
     if not isinstance(provider, SignsAgreements):
         raise InvalidCallback()
     agreement = provider.parse_agreement(params)
+    _keep(session, "alipay", agreement)
+    return Response("success", media_type="text/plain")
+
+
+async def _body(request: Request) -> bytes:
+    return await request.body()
+
+
+@router.post("/auto-renew/wechat/contracts")
+def wechat_contract_notified(
+    request: Request,
+    body: Annotated[bytes, Depends(_body)],
+    providers: ProvidersDep,
+    session: SessionDep,
+) -> Response:
+    """The payment provider (WeChat Pay, its signature checked and resource decrypted): a 委托代扣
+    contract signed (PAPAY.SIGN), kept for the account it was started for; a forged or unknown
+    one is refused (400)."""
+    provider = providers.get("wechat")
+    if not isinstance(provider, NotifiesAgreements):
+        raise InvalidCallback()
+    _keep(session, "wechat", provider.parse_agreement_notice(request.headers, body))
+    return Response(status_code=204)  # WeChat: 200 or 204 with no body, else it retries
+
+
+def _keep(session: Session, provider: str, agreement: Agreement) -> None:
+    """The agreement, for the account it names (which must exist); one not in force is dropped."""
     try:
         account_id = uuid.UUID(agreement.reference)
     except ValueError:
@@ -79,8 +113,7 @@ def alipay_agreement_notified(
         rules.save_agreement(
             session,
             account_id,
-            provider="alipay",
+            provider=provider,
             agreement_no=agreement.agreement_no,
             label=agreement.label,
         )
-    return Response("success", media_type="text/plain")

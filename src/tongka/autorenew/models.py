@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tongka.db import Base, CreatedMixin, IdMixin, UTCDateTime
 
-SOURCES = ("wallet", "card", "alipay_agreement")
+SOURCES = ("wallet", "card", "alipay_agreement", "wechat_agreement")
 ATTEMPT_STATES = ("pending", "succeeded", "failed", "capped")
 
 
@@ -42,7 +42,8 @@ class AutoRenewRule(IdMixin, CreatedMixin, Base):
     # Also buy when the forecast says the data runs out in fewer days than this (None: % only).
     forecast_days: Mapped[int | None]
     pack_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("packs.id"))
-    # wallet | card (the account's `AutoRenewCard`) | alipay_agreement (its `AutoRenewAgreement`)
+    # wallet | card (the account's `AutoRenewCard`) | alipay_agreement or wechat_agreement (its
+    # `AutoRenewAgreement` with that wallet)
     source: Mapped[str] = mapped_column(String(24))
     monthly_cap: Mapped[int] = mapped_column(BigInteger)  # minor units of `currency`
     currency: Mapped[str] = mapped_column(String(3))

@@ -1,6 +1,7 @@
 """The auto-renew page of a line (`/settings/auto-renew/{line_id}`): the rule, as the API sets it,
 a card saved for it through the card provider's page (Stripe's SetupIntent; the sandbox's form
-in dev), and an Alipay password-free agreement signed on Alipay's page (the sandbox's in dev).
+in dev), an Alipay password-free agreement signed on Alipay's page, and a WeChat Pay 委托代扣
+contract signed on WeChat's (the sandboxes' in dev).
 
 Who may call: the line's owner (another's line is a 404).
 """
@@ -43,6 +44,7 @@ SAVED = {
     "off": _("Auto-renew is off for this line."),
     "card": _("Your card is saved for auto-renew."),
     "alipay": _("Your Alipay agreement is signed for auto-renew."),
+    "wechat": _("Your WeChat Pay contract is signed for auto-renew."),
 }
 STATUS_NAMES = {
     "pending": _("Paying"),
@@ -57,7 +59,7 @@ class RuleForm(BaseModel):
     zone: Literal["mainland", "hk"]
     threshold_percent: int = Field(ge=1, le=99)
     pack_id: uuid.UUID
-    source: Literal["wallet", "card", "alipay_agreement"]
+    source: Literal["wallet", "card", "alipay_agreement", "wechat_agreement"]
     # In the currency's major units (HK$, ¥), as a person writes it; stored in minor units.
     monthly_cap: Decimal = Field(ge=0, le=10_000, decimal_places=2)
     currency: Currency
@@ -121,6 +123,7 @@ def _page(
             "rule": api.view(session, rule) if rule else None,
             "card": card,
             "agreement": rules.agreement_of(session, account.id, "alipay"),
+            "contract": rules.agreement_of(session, account.id, "wechat"),
             "wallet": wallet,
             "available": wallet.ledger_account.available if wallet else 0,
             "packs": packs,
@@ -383,3 +386,73 @@ def alipay_agreement_signed(
         label=agreement.label,
     )
     return web.redirect(request, f"{_path(line.id)}?saved=alipay")
+
+
+def contract_notify_url(base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/api/v1/auto-renew/wechat/contracts"
+
+
+@router.post("/settings/auto-renew/{line_id}/wechat")
+async def start_wechat_contract(
+    line_id: uuid.UUID,
+    request: Request,
+    visitor: web.SubscriberDep,
+    posted: web.FormDep,
+    providers: ProvidersDep,
+    settings: SettingsDep,
+) -> Response:
+    """The line's owner: sign a WeChat Pay 委托代扣 contract for auto-renew, on WeChat's page."""
+    sessions = request.app.state.sessionmaker
+
+    def owner() -> str:
+        with transaction(sessions, read_only=True) as session:
+            account, _line = _own(session, visitor, line_id)
+            return str(account.id)
+
+    account_id = await run_in_threadpool(owner)
+    provider = providers.get("wechat")
+    if isinstance(provider, SignsAgreements):
+        base = settings.public_base_url.rstrip("/")
+        try:
+            # A signed call to WeChat (pre-entrust-sign): off the event loop.
+            url = await run_in_threadpool(
+                lambda: provider.agreement_sign_url(
+                    reference=account_id,
+                    notify_url=contract_notify_url(base),
+                    return_url=f"{base}{_path(line_id)}/wechat",
+                )
+            )
+            return web.redirect(request, url)
+        except ProviderUnavailable:
+            pass
+
+    def refused() -> HTMLResponse:
+        error = gettext(_("WeChat Pay contracts cannot be signed here now."), visitor.language)
+        with transaction(sessions, read_only=True) as session:
+            return _page(request, visitor, session, line_id, error=error, status_code=502)
+
+    return await run_in_threadpool(refused)
+
+
+@router.get("/settings/auto-renew/{line_id}/wechat")
+def wechat_contract_signed(
+    line_id: uuid.UUID,
+    request: Request,
+    visitor: web.SubscriberDep,
+    session: SessionDep,
+) -> Response:
+    """The line's owner, back from WeChat's page: the contract is kept by WeChat's signed
+    notification, which comes first; the return itself proves nothing."""
+    account, line = _own(session, visitor, line_id)
+    if rules.agreement_of(session, account.id, "wechat") is None:
+        return _page(
+            request,
+            visitor,
+            session,
+            line.id,
+            error=gettext(
+                _("The WeChat Pay contract was not signed. Try again."), visitor.language
+            ),
+            status_code=400,
+        )
+    return web.redirect(request, f"{_path(line.id)}?saved=wechat")

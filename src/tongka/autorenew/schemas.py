@@ -22,8 +22,9 @@ class AutoRenewIn(BaseModel):
     zone: Literal["mainland", "hk"]
     threshold_percent: int = Field(ge=1, le=99, description="buy when less than this % is left")
     pack_id: uuid.UUID
-    # card: the one saved for auto-renew; alipay_agreement: the Alipay agreement signed for it
-    source: Literal["wallet", "card", "alipay_agreement"]
+    # card: the one saved for auto-renew; alipay_agreement / wechat_agreement: the Alipay
+    # agreement or WeChat Pay contract signed for it
+    source: Literal["wallet", "card", "alipay_agreement", "wechat_agreement"]
     monthly_cap: int = Field(ge=0, description="minor units of `currency` a Hong Kong month")
     currency: Currency
     forecast_days: int | None = Field(
@@ -44,7 +45,7 @@ class AutoRenewOut(BaseModel):
     pack_id: uuid.UUID
     source: str
     card: str | None  # the saved card, e.g. "Visa •••• 4242"
-    agreement: str | None = None  # the Alipay account the agreement was signed with
+    agreement: str | None = None  # the wallet account the agreement was signed with
     monthly_cap: int
     currency: str
     forecast_days: int | None

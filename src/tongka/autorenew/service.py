@@ -48,8 +48,18 @@ class AgreementNotSigned(Unprocessable):
     message = _("Sign an Alipay agreement for auto-renew first.")
 
 
+class ContractNotSigned(AgreementNotSigned):
+    message = _("Sign a WeChat Pay contract for auto-renew first.")
+
+
+NOT_SIGNED: dict[str, type[AgreementNotSigned]] = {
+    "alipay": AgreementNotSigned,
+    "wechat": ContractNotSigned,
+}
+
+
 # A source paid under a wallet's agreement: the provider whose agreement it needs.
-AGREEMENT_SOURCES = {"alipay_agreement": "alipay"}
+AGREEMENT_SOURCES = {"alipay_agreement": "alipay", "wechat_agreement": "wechat"}
 
 
 class CapInvalid(Unprocessable):
@@ -82,7 +92,7 @@ def put(session: Session, account_id: uuid.UUID, line_id: uuid.UUID, spec: Spec)
         raise CardNotSaved()
     provider = AGREEMENT_SOURCES.get(spec.source)
     if provider is not None and agreement_of(session, account_id, provider) is None:
-        raise AgreementNotSigned()
+        raise NOT_SIGNED[provider]()
     rule = of_line(session, line_id)
     if rule is None:
         rule = AutoRenewRule(account_id=account_id, line_id=line_id)

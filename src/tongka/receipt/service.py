@@ -82,6 +82,7 @@ METHOD_NAMES = {
     "wallet": _("Wallet"),
     "saved_card": _("Saved card"),
     "alipay_agreement": _("Alipay (password-free)"),
+    "wechat_agreement": _("WeChat Pay (password-free)"),
 }
 CHANNEL_NAMES = {"app": _("App"), "web": _("Web"), "store": _("Store"), "auto": _("Auto-renew")}
 

@@ -26,7 +26,9 @@ is applied once by the same guarded settlement.
 
 An Alipay agreement (source `alipay_agreement`, the account's `AutoRenewAgreement`) is charged
 in the same three steps: `alipay.trade.pay` with the agreement number (GENERAL_WITHHOLDING),
-outside any transaction; a decline is a payment failure, counted as a card's.
+outside any transaction; a decline is a payment failure, counted as a card's. A WeChat Pay
+委托代扣 contract (source `wechat_agreement`) likewise: `/v3/papay/pay/transactions/apply` with
+the contract id, its outcome read back by query.
 """
 
 from __future__ import annotations
@@ -68,7 +70,12 @@ from tongka.wallet import service as wallets
 
 log = structlog.get_logger()
 
-METHODS = {"wallet": "wallet", "card": "saved_card", "alipay_agreement": "alipay_agreement"}
+METHODS = {
+    "wallet": "wallet",
+    "card": "saved_card",
+    "alipay_agreement": "alipay_agreement",
+    "wechat_agreement": "wechat_agreement",
+}
 
 
 @dataclass

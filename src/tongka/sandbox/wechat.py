@@ -15,6 +15,13 @@ page an h5_url opens). WeChat sends a notification for a success only; a payment
 fails is marked PAYERROR and is learnt by query. Refunds are PROCESSING until
 `complete_refund` (or `POST /sim/transactions/{out_trade_no}/refunds/{out_refund_no}/complete`)
 settles them and sends REFUND.SUCCESS (or REFUND.CLOSED).
+
+委托代扣 (papay): `v3/papay/sign/contracts/pre-entrust-sign` answers the URL of the signing page
+(`papay/entrust/{id}`: agree, agree "with no balance", or cancel); signing sends the signed,
+encrypted PAPAY.SIGN notification with the contract_id and returns the payer to `return_url`
+(a cancel notifies nothing, as WeChat). `v3/papay/pay/transactions/apply` charges under a
+contract at once (PAYERROR "NOTENOUGH" for a contract signed with no balance; an unknown
+contract is refused CONTRACT_NOT_EXIST), its outcome learnt by query.
 """
 
 from __future__ import annotations
@@ -214,7 +221,8 @@ def _find(session: Any, out_trade_no: str) -> SimPayment | None:
 def _trade_state(p: SimPayment) -> tuple[str, str]:
     if p.status == "succeeded" and p.refunded:
         return "REFUND", "转入退款"
-    return SIM_STATE[p.status]
+    state, desc = SIM_STATE[p.status]
+    return state, p.data.get("trade_state_desc") or desc
 
 
 def _transaction(p: SimPayment) -> dict[str, Any]:
@@ -727,3 +735,219 @@ async def pay(
         back if back.startswith(PREFIX + "/") else f"{PREFIX}/wxpay/bizpayurl?pr={prepay_id}",
         status_code=303,
     )
+
+
+# -- password-free contracts (委托代扣, papay) ----------------------------------------------
+
+CONTRACTS = "wechat_contract"  # the simulator's contracts, kept beside its transactions
+SIGN_CHOICES = ("agree", "agree_no_balance", "cancel")
+_OUT_CODE = re.compile(r"^[0-9A-Za-z]{1,32}$")
+
+
+def _contract(session: Any, contract_id: str) -> SimPayment | None:
+    """A signed contract by its contract_id (kept in `data`: a contract's row is made before it)."""
+    rows = session.scalars(
+        select(SimPayment).where(SimPayment.provider == CONTRACTS, SimPayment.status == "succeeded")
+    )
+    return next((c for c in rows if c.data.get("contract_id") == contract_id), None)
+
+
+@router.post("/v3/papay/sign/contracts/pre-entrust-sign")
+def pre_entrust_sign(request: Request, body: RawBody) -> Response:
+    """Anyone, in sandbox mode (WeChat checks the merchant's signature): a contract to sign under a plan; answers the signing page's URL."""
+    settings = _settings(request)
+    try:
+        mchid = _authenticate(request, body)
+        data = _json(body)
+        if data.get("appid") != settings.wechat_appid:
+            raise WeChatError(400, "APPID_MCHID_NOT_MATCH", "AppID和mch_id不匹配")
+        plan_id = data.get("plan_id")
+        if isinstance(plan_id, bool) or not isinstance(plan_id, int) or plan_id <= 0:
+            raise WeChatError(400, "PARAM_ERROR", "plan_id 必须是正整数")
+        for name in ("out_contract_code", "out_user_code"):
+            if not isinstance(data.get(name), str) or not _OUT_CODE.match(data[name]):
+                raise WeChatError(400, "PARAM_ERROR", f"{name} 只能是数字、大小写字母的组合")
+        notify_url = data.get("contract_notify_url")
+        if not isinstance(notify_url, str) or not notify_url.startswith(("https://", "http://")):
+            raise WeChatError(400, "PARAM_ERROR", "contract_notify_url 格式不正确")
+        display = data.get("contract_display_account")
+        if not isinstance(display, str) or not 1 <= len(display) <= 32:
+            raise WeChatError(400, "PARAM_ERROR", "contract_display_account 长度应为1-32")
+        pre_entrustweb_id = "5778aadY9nltAsZzXixCkFIGYnV2V" + secrets.token_hex(8)
+        with store_sessions(request).begin() as session:
+            session.add(
+                SimPayment(
+                    provider=CONTRACTS,
+                    reference=pre_entrustweb_id,
+                    merchant_reference=data["out_user_code"],
+                    amount=0,
+                    currency="CNY",
+                    status="pending",
+                    notify_url=notify_url,
+                    data={
+                        "appid": data["appid"],
+                        "mchid": mchid,
+                        "plan_id": plan_id,
+                        "out_contract_code": data["out_contract_code"],
+                        "contract_display_account": display,
+                        "return_url": data.get("return_url") or None,
+                    },
+                    refunds=[],
+                )
+            )
+        base = settings.public_base_url.rstrip("/")
+        return _answer(
+            settings,
+            200,
+            {
+                "pre_entrustweb_id": pre_entrustweb_id,
+                "redirect_url": f"{base}{PREFIX}/papay/entrust/{pre_entrustweb_id}",
+            },
+        )
+    except WeChatError as error:
+        return _refusal(settings, error)
+
+
+@router.post("/v3/papay/pay/transactions/apply")
+def papay_apply(request: Request, body: RawBody) -> Response:
+    """Anyone, in sandbox mode (WeChat checks the merchant's signature): charge under a signed contract; settled at once (PAYERROR NOTENOUGH when the payer signed "with no balance"), learnt by query."""
+    settings = _settings(request)
+    try:
+        mchid = _authenticate(request, body)
+        data = _json(body)
+        if data.get("appid") != settings.wechat_appid:
+            raise WeChatError(400, "APPID_MCHID_NOT_MATCH", "AppID和mch_id不匹配")
+        out_trade_no = data.get("out_trade_no")
+        if not isinstance(out_trade_no, str) or not _OUT_TRADE_NO.match(out_trade_no):
+            raise WeChatError(
+                400, "PARAM_ERROR", "out_trade_no 只能是数字、大小写字母_-*，长度6-32"
+            )
+        description = data.get("description")
+        if not isinstance(description, str) or not 1 <= len(description) <= 127:
+            raise WeChatError(400, "PARAM_ERROR", "description 长度应为1-127")
+        amount = data.get("amount") or {}
+        total = _fen(amount.get("total"), "amount.total")
+        if amount.get("currency", "CNY") != "CNY":
+            raise WeChatError(400, "PARAM_ERROR", "境内商户号仅支持人民币 CNY")
+        with store_sessions(request).begin() as session:
+            contract = _contract(session, str(data.get("contract_id") or ""))
+            if contract is None or contract.data.get("appid") != data["appid"]:
+                raise WeChatError(400, "CONTRACT_NOT_EXIST", "委托代扣协议不存在或已解约")
+            if _find(session, out_trade_no) is not None:
+                return _answer(settings, 204)  # the same charge again: already accepted
+            now = clock.now()
+            declined = bool(contract.data.get("decline"))
+            p = SimPayment(
+                provider=PROVIDER,
+                reference="wx" + now.astimezone(CHINA).strftime("%Y%m%d%H%M%S") + _nonce(22),
+                merchant_reference=out_trade_no,
+                amount=total,
+                currency="CNY",
+                status="failed" if declined else "succeeded",
+                notify_url=data.get("transaction_notify_url") or None,
+                data={
+                    "appid": data["appid"],
+                    "mchid": mchid,
+                    "description": description,
+                    "trade_type": "PAP",
+                    "time_expire": _rfc3339(now + timedelta(hours=2)),
+                    "contract_id": contract.data["contract_id"],
+                    "trade_state_desc": "余额不足 NOTENOUGH" if declined else "支付成功",
+                    "transaction_id": "4200"
+                    + "".join(secrets.choice(string.digits) for _ in range(24)),
+                    "openid": contract.data.get("openid") or "o" + _nonce(27),
+                    "notify_id": str(uuid.uuid4()),
+                },
+                refunds=[],
+                created_at=now,
+                settled_at=now,
+            )
+            session.add(p)
+        return _answer(settings, 204)
+    except WeChatError as error:
+        return _refusal(settings, error)
+
+
+CONTRACT_PAGE = """<!doctype html>
+<html lang="zh-Hans"><head><meta charset="utf-8"><title>微信支付 · 委托代扣签约（沙箱）</title></head>
+<body><main><h1>微信支付 委托代扣</h1>
+<p>{display}：{state}</p>
+{form}
+</main></body></html>"""
+
+
+def _contract_view(settings: Settings, c: SimPayment) -> dict[str, Any]:
+    """The PAPAY.SIGN resource WeChat encrypts into the signing notification."""
+    return {
+        "mchid": c.data["mchid"],
+        "appid": c.data["appid"],
+        "plan_id": c.data["plan_id"],
+        "out_contract_code": c.data["out_contract_code"],
+        "out_user_code": c.merchant_reference,
+        "openid": c.data["openid"],
+        "contract_id": c.data["contract_id"],
+        "contract_display_account": c.data["contract_display_account"],
+        "contract_state": "SIGNED",
+        "contract_signed_time": _rfc3339(c.settled_at or clock.now()),
+    }
+
+
+@router.get("/papay/entrust/{pre_entrustweb_id}", response_class=HTMLResponse)
+async def contract_page(pre_entrustweb_id: str, request: Request) -> Response:
+    """Anyone, in sandbox mode: WeChat's page where the payer signs a 委托代扣 contract."""
+    with store_sessions(request)() as session:
+        c = session.get(SimPayment, (CONTRACTS, pre_entrustweb_id))
+        if c is None:
+            return HTMLResponse("<!doctype html><title>签约链接无效</title>", status_code=404)
+        state = {"pending": "待签约", "succeeded": "已签约", "failed": "已取消"}[c.status]
+        display = c.data["contract_display_account"]
+    form = ""
+    if state == "待签约":
+        buttons = "".join(
+            f'<button name="choice" value="{value}">{label}</button>'
+            for value, label in zip(
+                SIGN_CHOICES,
+                ("同意并签约", "同意并签约（余额不足：扣款将失败）", "取消"),
+                strict=True,
+            )
+        )
+        form = f'<form method="post" action="{PREFIX}/papay/entrust/{pre_entrustweb_id}/sign">{buttons}</form>'
+    return HTMLResponse(CONTRACT_PAGE.format(display=display, state=state, form=form))
+
+
+@router.post("/papay/entrust/{pre_entrustweb_id}/sign")
+async def sign_contract(
+    pre_entrustweb_id: str,
+    request: Request,
+    choice: Annotated[Literal["agree", "agree_no_balance", "cancel"], Form()] = "agree",
+) -> Response:
+    """Anyone, in sandbox mode: the payer signs (or cancels); WeChat notifies tongka (PAPAY.SIGN, signed and encrypted) and returns the payer."""
+    settings = _settings(request)
+    with store_sessions(request).begin() as session:
+        c = session.get(SimPayment, (CONTRACTS, pre_entrustweb_id))
+        if c is None:
+            return HTMLResponse("<!doctype html><title>签约链接无效</title>", status_code=404)
+        if c.status == "pending":
+            if choice == "cancel":
+                c.status = "failed"  # WeChat notifies nothing of a signing given up
+            else:
+                c.status, c.settled_at = "succeeded", clock.now()
+                c.data = {
+                    **c.data,
+                    "contract_id": "2020"
+                    + "".join(secrets.choice(string.digits) for _ in range(16)),
+                    "openid": "o" + _nonce(27),
+                    "notify_id": str(uuid.uuid4()),
+                    "decline": choice == "agree_no_balance",
+                }
+        signed = c.status == "succeeded"
+        resource = _contract_view(settings, c) if signed else None
+        url, return_url, notify_id = c.notify_url, c.data.get("return_url"), c.data.get("notify_id")
+    if resource is not None and url:
+        body, headers = notification(
+            settings, str(notify_id), "PAPAY.SIGN", "签约成功", "papay", resource
+        )
+        await deliver(request, url, body, headers)
+    if signed and return_url:
+        return RedirectResponse(return_url, status_code=303)
+    return RedirectResponse(f"{PREFIX}/papay/entrust/{pre_entrustweb_id}", status_code=303)

@@ -57,8 +57,8 @@ CHANNEL_METHODS: dict[str, tuple[str, ...]] = {
     # Recorded by staff (providers/store.py); or a QR code the counter's screen shows the customer.
     "store": ("cash", "card_terminal", "store_qr", "wechat_pay", "alipay"),
     # Auto-renew, with nobody at the screen: the wallet, or a card saved for it (charged off-session).
-    # or a wallet's password-free agreement signed for it (Alipay's 商家扣款).
-    "auto": ("wallet", "saved_card", "alipay_agreement"),
+    # or a wallet's password-free agreement signed for it (Alipay's 商家扣款, WeChat Pay's 委托代扣).
+    "auto": ("wallet", "saved_card", "alipay_agreement", "wechat_agreement"),
 }
 # The web's ways to pay in a phone's browser without a log-in (the network's signed renewal link);
 # everything else on the web is for a signed-in customer.
@@ -76,6 +76,7 @@ METHOD_CURRENCIES: dict[str, tuple[str, ...]] = {
     "wallet": ("HKD", "CNY"),
     "saved_card": ("HKD", "CNY"),
     "alipay_agreement": ("CNY", "HKD"),
+    "wechat_agreement": ("CNY",),  # the domestic API's only currency
 }
 METHOD_REGIONS: dict[str, tuple[str, ...] | None] = {}  # e.g. {"unionpay_qr": ("mainland",)}
 # In dev mode a method whose provider has no keys falls back to the generic sandbox.
@@ -93,6 +94,7 @@ METHOD_PROVIDER: dict[str, str] = {
     "wallet": "wallet",
     "saved_card": "stripe",
     "alipay_agreement": "alipay",
+    "wechat_agreement": "wechat",
 }
 
 

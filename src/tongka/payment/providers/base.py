@@ -166,7 +166,8 @@ class SavesCards(Protocol):
 
 @dataclass(frozen=True)
 class Agreement:
-    """A password-free payment agreement the payer signed on the wallet's page (Alipay's 代扣)."""
+    """A password-free payment agreement the payer signed on the wallet's page (Alipay's 代扣,
+    WeChat Pay's 委托代扣 contract)."""
 
     agreement_no: str  # the wallet's number for it, quoted when charging
     reference: str  # what it was started with (our account id)
@@ -188,4 +189,14 @@ class SignsAgreements(Protocol):
 
     def charge_agreement(self, request: PaymentRequest, agreement_no: str) -> PaymentStatus:
         """Charge under the agreement now: succeeded or failed (declined), once per payment id."""
+        ...
+
+
+@runtime_checkable
+class NotifiesAgreements(Protocol):
+    """A wallet that tells of a signed agreement only by a signed notification with a body
+    (WeChat Pay's papay contract: headers signed, resource encrypted); its return carries nothing."""
+
+    def parse_agreement_notice(self, headers: Mapping[str, str], body: bytes) -> Agreement:
+        """The signing notification, verified and decrypted; InvalidCallback if not genuine."""
         ...

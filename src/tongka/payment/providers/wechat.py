@@ -6,6 +6,8 @@ Wire protocol (https://pay.weixin.qq.com/doc/v3/merchant/):
   GET  /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid= query (trade_state)
   POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close 204
   POST /v3/refund/domestic/refunds                            refund, idempotent on out_refund_no
+  POST /v3/papay/sign/contracts/pre-entrust-sign              -> {"redirect_url": signing page}
+  POST /v3/papay/pay/transactions/apply                       charge under a contract_id (委托代扣)
 Requests carry `Authorization: WECHATPAY2-SHA256-RSA2048 mchid="",nonce_str="",signature="",
 timestamp="",serial_no=""`, an RSA-SHA256 (PKCS#1 v1.5) signature with the merchant key of
 "METHOD\\npath?query\\ntimestamp\\nnonce\\nbody\\n". WeChat's answers and callbacks are signed by
@@ -44,6 +46,7 @@ from tongka import clock
 from tongka.config import Settings
 from tongka.money import EXPONENT
 from tongka.payment.providers.base import (
+    Agreement,
     CallbackAnswer,
     Checkout,
     InvalidCallback,
@@ -77,6 +80,15 @@ TRADE_STATES: dict[str, Literal["pending", "succeeded", "failed", "closed"]] = {
     "CLOSED": "closed",
     "REVOKED": "closed",
 }
+# 委托代扣 (papay): the sign scene of a contract signed from a page, and the account name WeChat
+# shows on it (not the payer's nickname, which WeChat forbids there).
+SIGN_SCENE = "SIGN_SCENE_QRCODE"
+CONTRACT_DISPLAY_ACCOUNT = "tongka"
+SANDBOX_PLAN_ID = 1
+# A charge under a contract refused for the contract's or the payer's sake: a decline, not an outage.
+CONTRACT_REFUSALS = frozenset(
+    {"NOTENOUGH", "CONTRACT_NOT_EXIST", "CONTRACT_ERROR", "RULE_LIMIT", "USER_ACCOUNT_ABNORMAL"}
+)
 REFUND_STATES: dict[str, Literal["succeeded", "pending", "failed"]] = {
     "SUCCESS": "succeeded",
     "PROCESSING": "pending",
@@ -142,6 +154,7 @@ class WeChatPayProvider:
         refund_notify_url: str,
         payment_ttl_seconds: int,
         sandbox: bool = False,
+        plan_id: int | None = None,
     ) -> None:
         if len(apiv3_key.encode()) != 32:
             raise ValueError("the WeChat APIv3 key must be 32 bytes (AES-256)")
@@ -157,6 +170,7 @@ class WeChatPayProvider:
         self._refund_notify_url = refund_notify_url
         self._ttl = payment_ttl_seconds
         self._sandbox = sandbox
+        self._plan_id = plan_id  # the papay template of auto-renew's contracts
 
     # -- the API ------------------------------------------------------------------------
 
@@ -348,7 +362,91 @@ class WeChatPayProvider:
 
     # -- callbacks ----------------------------------------------------------------------
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
+    # -- password-free contracts (委托代扣, papay) ---------------------------------------
+
+    def agreement_sign_url(self, *, reference: str, notify_url: str, return_url: str) -> str:
+        """POST /v3/papay/sign/contracts/pre-entrust-sign: the URL of WeChat's signing page for a
+        contract under our plan. `out_user_code` carries our reference (the account id); the
+        contract's own code is new each time, as WeChat refuses one used before. The contract id
+        comes back only in the signed PAPAY.SIGN notification to `notify_url`."""
+        if self._plan_id is None:
+            raise ProviderUnavailable()
+        payload = {
+            "sign_scene": SIGN_SCENE,
+            "appid": self._appid,
+            "plan_id": self._plan_id,
+            "out_contract_code": uuid.uuid4().hex,
+            "out_user_code": to_out_no(reference),
+            "contract_display_account": CONTRACT_DISPLAY_ACCOUNT,
+            "contract_notify_url": notify_url,
+            "return_url": return_url,
+        }
+        status, data = self._call("POST", "/v3/papay/sign/contracts/pre-entrust-sign", payload)
+        url = data.get("redirect_url") if status == 200 and isinstance(data, dict) else None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ProviderUnavailable()
+        return url
+
+    def parse_agreement(self, params: Mapping[str, str]) -> Agreement:
+        """WeChat returns the payer with nothing signed: only the notification proves a contract."""
+        raise InvalidCallback()
+
+    def parse_agreement_notice(self, headers: Mapping[str, str], body: bytes) -> Agreement:
+        """The PAPAY.SIGN notification (signed, its resource AES-GCM encrypted under the APIv3
+        key): the contract signed under our plan and app. Status NORMAL when it is in force."""
+        notification, data = self._notice(headers, body)
+        try:
+            if (
+                notification["event_type"] != "PAPAY.SIGN"
+                or data["appid"] != self._appid
+                or data["plan_id"] != self._plan_id
+            ):
+                raise InvalidCallback()
+            return Agreement(
+                agreement_no=str(data["contract_id"]),
+                reference=from_out_no(str(data["out_user_code"])),
+                status="NORMAL"
+                if data["contract_state"] == "SIGNED"
+                else str(data["contract_state"]),
+                label=str(data.get("contract_display_account") or "") or CONTRACT_DISPLAY_ACCOUNT,
+            )
+        except (KeyError, TypeError):
+            raise InvalidCallback() from None
+
+    def charge_agreement(self, request: PaymentRequest, agreement_no: str) -> PaymentStatus:
+        """POST /v3/papay/pay/transactions/apply with the contract id, then the order's state by
+        query: paid (SUCCESS) or declined (PAYERROR, e.g. NOTENOUGH; or the contract refused:
+        ended, unknown). WeChat settles a charge asynchronously: one still in progress is
+        ProviderUnavailable here, and its TRANSACTION.SUCCESS notification, should it come, finds
+        the order cancelled and is refunded (`flow.confirm`)."""
+        if request.currency != CURRENCY:
+            return PaymentStatus("failed", None)
+        payload = {
+            "appid": self._appid,
+            "out_trade_no": to_out_no(request.payment_id),
+            "description": request.description[:127],
+            "transaction_notify_url": request.notify_url,
+            "contract_id": agreement_no,
+            "amount": {"total": to_fen(request.amount, request.currency), "currency": CURRENCY},
+        }
+        status, data = self._call("POST", "/v3/papay/pay/transactions/apply", payload)
+        code = data.get("code") if isinstance(data, dict) else None
+        if 400 <= status < 500 and code in CONTRACT_REFUSALS:
+            log.info("wechat_agreement_declined", payment_id=request.payment_id, code=code)
+            return PaymentStatus("failed", None)
+        if status not in (200, 204):
+            raise ProviderUnavailable()
+        answer = self.query(request.payment_id, None)
+        if answer.status in ("succeeded", "failed"):
+            if answer.status == "failed":
+                log.info("wechat_agreement_declined", payment_id=request.payment_id)
+            return answer
+        raise ProviderUnavailable()
+
+    # -- notifications -------------------------------------------------------------------
+
+    def _notice(self, headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], Any]:
+        """A notification, its signature, age and AES-GCM resource checked: (envelope, resource)."""
         h = {k.lower(): v for k, v in headers.items()}
         try:
             timestamp = int(h.get("wechatpay-timestamp", ""))
@@ -375,6 +473,13 @@ class WeChatPayProvider:
             data = json.loads(plain)
             if data["mchid"] != self._mch_id:
                 raise InvalidCallback()
+            return notification, data
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InvalidCallback() from None
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
+        notification, data = self._notice(headers, body)
+        try:
             return self._event(str(notification["id"]), str(notification["event_type"]), data)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise InvalidCallback() from None
@@ -455,4 +560,5 @@ def build(settings: Settings, http: httpx.Client) -> WeChatPayProvider | None:
         refund_notify_url=f"{settings.public_base_url.rstrip('/')}/api/v1/payments/callbacks/wechat",
         payment_ttl_seconds=settings.order_payment_ttl_seconds,
         sandbox=sandbox,
+        plan_id=settings.wechat_papay_plan_id or (SANDBOX_PLAN_ID if sandbox else None),
     )
