@@ -1,9 +1,10 @@
 """End-to-end fixtures: the real service in its own process, and a real headless Chromium.
 
 `live_server` does what a user does after `make run`'s setup: `tongka db upgrade`,
-`tongka demo load`, `tongka serve`, with its own SQLite file and random secrets in a
-temporary directory (also its working directory, so no `var/tongka.env` is read). One
-server per test module. `tongka` runs the command line against that same database.
+`tongka demo load` (once per test process, each module's server starting from a copy of
+that file), `tongka serve`, with its own SQLite file and random secrets in a temporary
+directory (also its working directory, so no `var/tongka.env` is read). One server per
+test module. `tongka` runs the command line against that same database.
 
 Chromium is Debian's `/usr/bin/chromium`, driven by Playwright; without it (or without
 Playwright) browser tests skip, unless `TONGKA_TEST_REQUIRE_ALL=1` (as in CI) makes
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -42,21 +44,92 @@ COMMAND_TIMEOUT = 60  # seconds, for any one `tongka` command
 Tongka = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
-@pytest.fixture(scope="module")
-def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A fresh home for one server: directory, SQLite file, secrets, port and environment."""
+@pytest.fixture(scope="session")
+def e2e_secrets() -> dict[str, str]:
+    """The secrets of every server this test process starts (the demo database is sealed with them)."""
+    return {
+        "TONGKA_SECRET_KEY": secrets.token_urlsafe(32),
+        "TONGKA_SANDBOX_PAYMENT_SECRET": secrets.token_urlsafe(32),
+    }
+
+
+# Where one server's environment differs from another's without changing what the demo writes.
+PER_SERVER = {
+    "TONGKA_DATABASE_URL",
+    "TONGKA_PUBLIC_BASE_URL",
+    "TONGKA_NCHF_BIND",
+    "TONGKA_NRF_DEV_KEY_FILE",
+    "TONGKA_SANDBOX_STORE_URL",
+}
+DemoDatabase = Callable[[dict[str, str]], Path]
+
+
+@pytest.fixture(scope="session")
+def make_run_keys() -> dict[str, str]:
+    """As `make run` writes var/tongka.env (`tongka keys generate`): the secrets, every sandbox
+    provider's keys and a receipt signing key; one set per test process, so that the modules
+    that use them share one demo database."""
+    from tongka.sandbox.keys import generate
+
+    return generate()
+
+
+@pytest.fixture(scope="session")
+def demo_database(tmp_path_factory: pytest.TempPathFactory) -> DemoDatabase:
+    """`tongka db upgrade` then `tongka demo load`, as `make run` does, once per test process and
+    set of keys: each module's server starts from a copy of the file (the two commands took
+    5–10 s a module)."""
+    made: dict[tuple[tuple[str, str], ...], Path] = {}
+
+    def make(server_env: dict[str, str]) -> Path:
+        keys = tuple(
+            sorted(
+                (k, v)
+                for k, v in server_env.items()
+                if k.startswith("TONGKA_") and k not in PER_SERVER
+            )
+        )
+        if keys not in made:
+            home = tmp_path_factory.mktemp("tongka-demo")
+            env = {**server_env, "TONGKA_DATABASE_URL": f"sqlite:///{home / 'tongka.db'}"}
+            for command in (("db", "upgrade"), ("demo", "load")):
+                result = subprocess.run(
+                    [str(TONGKA), *command],
+                    cwd=home,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=COMMAND_TIMEOUT,
+                )
+                assert result.returncode == 0, (
+                    f"tongka {' '.join(command)}:\n{result.stdout}{result.stderr}"
+                )
+            made[keys] = home / "tongka.db"
+        return made[keys]
+
+    return make
+
+
+def _require_tongka() -> None:
     if not TONGKA.exists():
         pytest.fail(
             f"the `tongka` script is not next to {sys.executable}: install the project (make test does)"
         )
+
+
+@pytest.fixture(scope="module")
+def e2e_env(
+    tmp_path_factory: pytest.TempPathFactory, e2e_secrets: dict[str, str]
+) -> dict[str, Any]:
+    """A fresh home for one server: directory, SQLite file, secrets, port and environment."""
+    _require_tongka()
     home = tmp_path_factory.mktemp("tongka-e2e")
     port, nchf_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGKA_")}
     env.update(
+        e2e_secrets,
         TONGKA_ENV="dev",  # as make run writes it (production is the default)
         TONGKA_DATABASE_URL=f"sqlite:///{home / 'tongka.db'}",
-        TONGKA_SECRET_KEY=secrets.token_urlsafe(32),
-        TONGKA_SANDBOX_PAYMENT_SECRET=secrets.token_urlsafe(32),
         TONGKA_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         TONGKA_NCHF_BIND=f"127.0.0.1:{nchf_port}",  # the network's listener, beside the public one
         TONGKA_NRF_DEV_KEY_FILE=str(
@@ -97,10 +170,11 @@ def tongka(e2e_env: dict[str, Any]) -> Tongka:
 
 
 @pytest.fixture(scope="module")
-def live_server(e2e_env: dict[str, Any], tongka: Tongka) -> Iterator[str]:
+def live_server(
+    e2e_env: dict[str, Any], tongka: Tongka, demo_database: DemoDatabase
+) -> Iterator[str]:
     """The base URL of a freshly migrated, demo-loaded `tongka serve` in its own process."""
-    tongka("db", "upgrade")
-    tongka("demo", "load")
+    shutil.copy(demo_database(e2e_env["env"]), e2e_env["db"])
     base_url = e2e_env["env"]["TONGKA_PUBLIC_BASE_URL"]
     log_path = e2e_env["home"] / "server.log"
     with log_path.open("w") as log:

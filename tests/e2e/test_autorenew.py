@@ -18,11 +18,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def e2e_env(e2e_env: dict[str, Any]) -> dict[str, Any]:
+def e2e_env(e2e_env: dict[str, Any], make_run_keys: dict[str, str]) -> dict[str, Any]:
     """Every sandbox provider's keys, so the card is saved on the Stripe simulator's own form."""
-    from tongka.sandbox.keys import generate
-
-    e2e_env["env"].update(generate())
+    e2e_env["env"].update(make_run_keys)
     e2e_env["env"]["TONGKA_SANDBOX_STORE_URL"] = (
         f"sqlite:///{e2e_env['home'] / 'sandbox-providers.db'}"
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,15 +16,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def e2e_env(e2e_env: dict[str, Any]) -> dict[str, Any]:
+def e2e_env(e2e_env: dict[str, Any], make_run_keys: dict[str, str]) -> dict[str, Any]:
     """The live server of this module has every sandbox provider's keys (so the providers' own
     pages are the checkout) and signs receipts (so there are receipt pages to open)."""
-    from tongka.sandbox.keys import generate
-
-    e2e_env["env"].update(generate())
-    e2e_env["env"]["TONGKA_RECEIPT_SIGNING_KEY"] = base64.b64encode(
-        secrets.token_bytes(32)
-    ).decode()
+    e2e_env["env"].update(make_run_keys)
     e2e_env["env"]["TONGKA_SANDBOX_STORE_URL"] = (
         f"sqlite:///{e2e_env['home'] / 'sandbox-providers.db'}"
     )

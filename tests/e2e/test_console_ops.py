@@ -4,9 +4,7 @@ refunds page (the unused-data rule shown before confirming), then finds the refu
 
 from __future__ import annotations
 
-import base64
 import re
-import secrets
 import sqlite3
 from typing import Any
 
@@ -21,14 +19,9 @@ PASSWORD = "a long enough staff password"
 
 
 @pytest.fixture(scope="module")
-def e2e_env(e2e_env: dict[str, Any]) -> dict[str, Any]:
+def e2e_env(e2e_env: dict[str, Any], make_run_keys: dict[str, str]) -> dict[str, Any]:
     """As `make run` sets it up: the sandbox providers' keys and a receipt signing key."""
-    from tongka.sandbox.keys import generate
-
-    e2e_env["env"].update(generate())
-    e2e_env["env"]["TONGKA_RECEIPT_SIGNING_KEY"] = base64.b64encode(
-        secrets.token_bytes(32)
-    ).decode()
+    e2e_env["env"].update(make_run_keys)
     e2e_env["env"]["TONGKA_SANDBOX_STORE_URL"] = (
         f"sqlite:///{e2e_env['home'] / 'sandbox-providers.db'}"
     )

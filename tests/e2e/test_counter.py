@@ -5,9 +5,7 @@ paid by opening the code's page. Every page of ours passes check_page (axe, CSP,
 
 from __future__ import annotations
 
-import base64
 import re
-import secrets
 from typing import Any
 
 import pytest
@@ -28,15 +26,10 @@ JOURNEYS = [
 
 
 @pytest.fixture(scope="module")
-def e2e_env(e2e_env: dict[str, Any]) -> dict[str, Any]:
+def e2e_env(e2e_env: dict[str, Any], make_run_keys: dict[str, str]) -> dict[str, Any]:
     """As `make run` sets it up: the sandbox providers' keys (WeChat Pay's own QR code and page)
     and a receipt signing key."""
-    from tongka.sandbox.keys import generate
-
-    e2e_env["env"].update(generate())
-    e2e_env["env"]["TONGKA_RECEIPT_SIGNING_KEY"] = base64.b64encode(
-        secrets.token_bytes(32)
-    ).decode()
+    e2e_env["env"].update(make_run_keys)
     e2e_env["env"]["TONGKA_SANDBOX_STORE_URL"] = (
         f"sqlite:///{e2e_env['home'] / 'sandbox-providers.db'}"
     )

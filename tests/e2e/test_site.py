@@ -3,9 +3,7 @@ loads nothing from another host, breaks no CSP rule, shows no English on a Chine
 
 from __future__ import annotations
 
-import base64
 import re
-import secrets
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,15 +21,10 @@ LANGUAGES = ("zh-Hans", "zh-Hant", "en")
 
 
 @pytest.fixture(scope="module")
-def e2e_env(e2e_env: dict[str, Any]) -> dict[str, Any]:
+def e2e_env(e2e_env: dict[str, Any], make_run_keys: dict[str, str]) -> dict[str, Any]:
     """As `make run` sets it up: every sandbox provider's keys (so each provider's own page is the
     checkout, and sends the payer back) and a receipt signing key."""
-    from tongka.sandbox.keys import generate
-
-    e2e_env["env"].update(generate())
-    e2e_env["env"]["TONGKA_RECEIPT_SIGNING_KEY"] = base64.b64encode(
-        secrets.token_bytes(32)
-    ).decode()
+    e2e_env["env"].update(make_run_keys)
     e2e_env["env"]["TONGKA_SANDBOX_STORE_URL"] = (
         f"sqlite:///{e2e_env['home'] / 'sandbox-providers.db'}"
     )
