@@ -128,13 +128,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # The network's Nchf API is not here: it has a listener of its own (charging/nchf_app.py).
 
-    # Routes are matched in order: first the one called most, the health check (load balancers).
+    # Routes are matched in order: first those called most, the health check (load balancers), then
+    # the app's balance read.
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """Anyone: the process is up (touches nothing else)."""
         return {"status": "ok"}
 
     for router in (
+        account_api.reads,  # the balance read: the app's most frequent call
         account_api.router,
         catalog_api.router,
         renewal_api.router,
