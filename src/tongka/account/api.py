@@ -258,7 +258,7 @@ async def balance(line_id: uuid.UUID, request: Request) -> Response:
     """The line's owner: remaining data by zone (a `both` bucket counts in each) and the buckets in force."""
     # The app's most frequent call: one statement from the token to the buckets, awaited in the
     # event loop on PostgreSQL, and its JSON made directly (`account.balance`). The token is read
-    # here, not by a dependency: FastAPI's solving of one took a fifth of a read (bench/README.md).
+    # here, not by a dependency FastAPI would solve for each read (bench/README.md).
     scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
     if not token or scheme.lower() != "bearer":
         raise Unauthorized()
