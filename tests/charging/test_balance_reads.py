@@ -4,19 +4,22 @@ however long the line's charging history and however many buckets and debts it h
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from tests.charging import calls as charging
 from tests.charging import factories as f
 from tests.charging.factories import HK_PLMN, MAINLAND_PLMN
 from tests.charging.test_usage import owned_line
 from tests.ledger.factories import T0
+from tongka import clock
+from tongka.account.models import AccessToken
 from tongka.account.schemas import BalanceOut, BucketOut, ZoneBalanceOut
+from tongka.account.service import token_digest
 from tongka.db import transaction
 from tongka.ledger import buckets
 from tongka.ledger import service as ledger
@@ -115,3 +118,31 @@ def test_a_balance_read_costs_the_same_whatever_the_history_buckets_and_debts(
     assert len(balance["buckets"]) == 62
     assert balance["zones"]["mainland"]["owed_bytes"] == MB
     assert balance["zones"]["hk"]["bucket_count"] == 1 + 40
+
+
+def test_only_a_token_in_force_reads_only_its_own_lines(client, app, session) -> None:  # type: ignore[no-untyped-def]
+    """The one statement keeps the checks of the token and the line: an unknown, expired or revoked
+    token is a 401; another's line is a 404 like a missing one, in the account's language."""
+    line, headers = owned_line(client, session, language="zh-Hant")
+    other, other_headers = owned_line(client, session)
+    url = f"/api/v1/lines/{line.id}/balance"
+    assert client.get(url, headers=headers).status_code == 200
+    assert client.get(url).status_code == 401
+    r = client.get(url, headers={"Authorization": "Bearer not-a-token"})
+    assert (r.status_code, r.json()["code"]) == (401, "invalid_token")
+    for path in (f"/api/v1/lines/{other.id}/balance", f"/api/v1/lines/{uuid.uuid4()}/balance"):
+        r = client.get(path, headers=headers)
+        assert (r.status_code, r.json()["code"]) == (404, "line_not_found")
+        assert r.json()["detail"] != "No such line."  # said in the account's language
+    token = other_headers["Authorization"].removeprefix("Bearer ")
+    session.execute(
+        update(AccessToken)
+        .where(AccessToken.token_hash == token_digest(token))
+        .values(expires_at=clock.now() - timedelta(seconds=1))
+    )
+    session.commit()
+    r = client.get(f"/api/v1/lines/{other.id}/balance", headers=other_headers)
+    assert (r.status_code, r.json()["code"]) == (401, "invalid_token")
+    assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    r = client.get(url, headers=headers)
+    assert (r.status_code, r.json()["code"]) == (401, "invalid_token")
