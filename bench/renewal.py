@@ -3,6 +3,7 @@
     .venv/bin/python bench/renewal.py                                 # PostgreSQL, then SQLite; 64 subscribers
     .venv/bin/python bench/renewal.py --backend postgresql --seconds 20 --workers 2
     .venv/bin/python bench/renewal.py --backend sqlite --subscribers 16 --seconds 8
+    .venv/bin/python bench/renewal.py --backend postgresql --only reads    # /healthz and the balance reads only
 
 One run per backend, in this order:
 1. `pgbench` TPC-B, 8 clients, on a database of its own (bench/nchf.py's `pgbench`): the yardstick
@@ -484,6 +485,10 @@ async def renewals(
 # --- the run ------------------------------------------------------------------------------------
 
 
+class _ReadsDone(Exception):
+    """`--only reads`: the read phases are over, the renewals are skipped."""
+
+
 def bench(backend: str, args: argparse.Namespace, tps: float | None) -> None:
     with tempfile.TemporaryDirectory(prefix="tongka-bench-renewal-") as tmp:
         home = Path(tmp)
@@ -524,7 +529,8 @@ def bench(backend: str, args: argparse.Namespace, tps: float | None) -> None:
                     return result, Meter.delta(before, meter.read(), seconds), seconds
 
                 # warm-up: every route once per connection, not measured
-                arun(renewals(port, subs, pack_id, min(3.0, args.seconds), None))
+                if args.only != "reads":
+                    arun(renewals(port, subs, pack_id, min(3.0, args.seconds), None))
                 wrk(port, None, readers, args.connections, 2, home)
 
                 health, d, s = phase(
@@ -570,6 +576,8 @@ def bench(backend: str, args: argparse.Namespace, tps: float | None) -> None:
                     )
                     return rate
 
+                if args.only == "reads":
+                    raise _ReadsDone()
                 full, d, s = phase(
                     "full", lambda: arun(renewals(port, subs, pack_id, args.seconds, None))
                 )
@@ -579,6 +587,8 @@ def bench(backend: str, args: argparse.Namespace, tps: float | None) -> None:
                 )
                 show("half rate", half, d, s)
                 log = (home / "server.log").read_text(errors="replace")
+        except _ReadsDone:  # `--only reads`: the server stopped, the ledger checked all the same
+            log = (home / "server.log").read_text(errors="replace")
         except subprocess.TimeoutExpired:  # asked to stop, it took over 15 s (a loaded machine)
             process.kill()
             process.wait()
@@ -616,17 +626,24 @@ def main() -> None:
         type=Path,
         help="the server imports tongka from this directory (another checkout's src: before and after in one sitting)",
     )
+    parser.add_argument(
+        "--only",
+        choices=("reads",),
+        help="reads: only /healthz and the balance reads (no pgbench, no renewals), for a quick run",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk: apt-get install -y wrk")
     print(
         f"tongka renewal and balance-read benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}"
     )
-    tps, detail = pgbench(args.pg_url, args.pgbench_clients, args.pgbench_seconds)
-    print(
-        f"  pgbench TPC-B, {args.pgbench_clients} clients, {args.pgbench_seconds:.0f} s: {tps:,.0f} tps ({detail}); {other_work()}",
-        flush=True,
-    )
+    tps = None
+    if args.only != "reads":
+        tps, detail = pgbench(args.pg_url, args.pgbench_clients, args.pgbench_seconds)
+        print(
+            f"  pgbench TPC-B, {args.pgbench_clients} clients, {args.pgbench_seconds:.0f} s: {tps:,.0f} tps ({detail}); {other_work()}",
+            flush=True,
+        )
     for backend in ("postgresql", "sqlite") if args.backend == "both" else (args.backend,):
         bench(backend, args, tps)
 

@@ -39,7 +39,7 @@ from tongka.console import reports as console_reports
 from tongka.console import trust as console_trust
 from tongka.counter import pages as counter_pages
 from tongka.counter import till as counter_till
-from tongka.db import busy, make_engine, make_sessionmaker
+from tongka.db import AsyncReads, busy, make_engine, make_sessionmaker
 from tongka.deps import request_language
 from tongka.errors import DatabaseBusy, TongkaError
 from tongka.forecast import api as forecast_api
@@ -74,11 +74,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logs.configure(settings.log_json)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         # The charging notifications and the scheduled jobs are the background runner's
         # (background.py: `tongka worker`, or `tongka serve` itself), not each app's.
-        yield
+        if app.state.engine.dialect.name == "postgresql":  # the balance read's connections
+            reads = AsyncReads(
+                app.state.engine, settings.db_pool_size, settings.db_busy_timeout_seconds
+            )
+            await reads.open()
+            app.state.reads = reads
+        try:
+            yield
+        finally:
+            if app.state.reads is not None:
+                await app.state.reads.close()
+                app.state.reads = None
         if settings.sandbox_enabled:  # the simulated providers finish sending what they owe
             from tongka import sandbox
 
@@ -105,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.reads = None  # AsyncReads while the lifespan runs, on PostgreSQL
     app.state.gate = Gate(
         settings.db_pool_size, engine.dialect.name == "sqlite", settings.db_busy_timeout_seconds
     )
@@ -116,13 +128,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # The network's Nchf API is not here: it has a listener of its own (charging/nchf_app.py).
 
-    # Routes are matched in order: first the one called most, the health check (load balancers).
+    # Routes are matched in order: first those called most, the health check (load balancers), then
+    # the app's balance read.
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """Anyone: the process is up (touches nothing else)."""
         return {"status": "ok"}
 
     for router in (
+        account_api.reads,  # the balance read: the app's most frequent call
         account_api.router,
         catalog_api.router,
         renewal_api.router,

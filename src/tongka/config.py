@@ -243,7 +243,8 @@ class Settings(BaseSettings):
     # At most `db_pool_size` requests hold a session at once, each a pooled connection; the pool
     # has `db_pool_overflow` more for work outside requests (the notification sender, pages);
     # `threads` run sync routes, more than both together, so a request holding a connection
-    # always finds a thread.
+    # always finds a thread. On PostgreSQL the balance read has a pool of its own, up to
+    # `db_pool_size` more connections per server process (db.AsyncReads).
     db_busy_timeout_seconds: float = Field(default=5.0, gt=0)
     db_pool_size: int = Field(default=20, ge=1)
     db_pool_overflow: int = Field(default=10, ge=0)

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 
 import psycopg
 from psycopg.types.json import Json
+from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import PoolTimeout as AsyncPoolTimeout
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -60,7 +62,7 @@ from sqlalchemy.sql.sqltypes import NULLTYPE
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from tongka import clock
-from tongka.errors import TongkaError
+from tongka.errors import DatabaseBusy, TongkaError
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -186,10 +188,14 @@ def _still_open(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """
     if dbapi_connection.closed:
         raise DisconnectionError("the connection is closed")
-    ready = poll()
-    ready.register(dbapi_connection.fileno(), POLLIN)
-    if ready.poll(0):
+    if _readable(dbapi_connection.fileno()):
         raise DisconnectionError("the server closed the connection")
+
+
+def _readable(fileno: int) -> bool:
+    ready = poll()
+    ready.register(fileno, POLLIN)
+    return bool(ready.poll(0))
 
 
 def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
@@ -345,6 +351,26 @@ class Values(list[Any]):
 _COMPILED: dict[int, tuple[Any, str, dict[str, Any]]] = {}
 
 
+def _for_psycopg(statement: Any, dialect: Any) -> tuple[str, dict[str, Any]]:
+    """A Core statement as psycopg runs it, compiled once: its SQL and the values written in the
+    statement itself (`status="settled"`), to which the caller adds the rest."""
+    found = _COMPILED.get(id(statement))
+    if found is None or found[0] is not statement:
+        compiled = statement.compile(dialect=dialect)
+        defaults = {
+            name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
+        }
+        sql = str(compiled)
+        for name, bind in compiled.binds.items():
+            # Arrays in PostgreSQL's binary format: psycopg writes one as text an element at a time
+            # in Python (1.2 µs an integer, 2.5 a timestamp), in binary 5 to 16 times faster; as
+            # text they were a quarter of the charging process's time (bench/README.md).
+            if isinstance(bind.type, ARRAY):
+                sql = sql.replace(f"%({name})s", f"%({name})b")
+        found = _COMPILED[id(statement)] = (statement, sql, defaults)
+    return found[1], found[2]
+
+
 def direct(session: Session) -> Any:
     """How a charging batch runs its prebuilt Core statements on the session's connection.
 
@@ -362,28 +388,59 @@ def direct(session: Session) -> Any:
     dialect = connection.dialect
 
     def execute(statement: Any, params: dict[str, Any] | None = None) -> Rows:
-        found = _COMPILED.get(id(statement))
-        if found is None or found[0] is not statement:
-            compiled = statement.compile(dialect=dialect)
-            # The values written in the statement itself (`status="settled"`); the caller gives the rest.
-            defaults = {
-                name: bind.effective_value
-                for name, bind in compiled.binds.items()
-                if not bind.required
-            }
-            sql = str(compiled)
-            for name, bind in compiled.binds.items():
-                # Arrays in PostgreSQL's binary format: psycopg writes one as text an element at a time
-                # in Python (1.2 µs an integer, 2.5 a timestamp), in binary 5 to 16 times faster; as
-                # text they were a quarter of the charging process's time (bench/README.md).
-                if isinstance(bind.type, ARRAY):
-                    sql = sql.replace(f"%({name})s", f"%({name})b")
-            found = _COMPILED[id(statement)] = (statement, sql, defaults)
-        _statement, sql, defaults = found
+        sql, defaults = _for_psycopg(statement, dialect)
         cursor.execute(sql, {**defaults, **(params or {})}, prepare=True)
         return Rows(cursor.fetchall()) if statement.is_select else Rows()
 
     return execute
+
+
+class AsyncReads:
+    """PostgreSQL: a read of one statement awaited in the event loop, on a pool of psycopg's async
+    connections of its own (for the app's balance read, its most frequent call).
+
+    No worker thread (a sync route's hops each hand the interpreter lock over), no ORM session,
+    no BEGIN or COMMIT: the connections are in autocommit, and one SELECT is a transaction and a
+    snapshot by itself. Statements are compiled once as `direct` does and prepared on each
+    connection. Their session's time zone is UTC, so timestamps come back aware in UTC as
+    `UTCDateTime` gives them. The pool is opened and closed by the app's lifespan (an event loop's
+    own); a wait for a connection past `timeout` is `DatabaseBusy`, as the gate's is.
+    """
+
+    def __init__(self, engine: Engine, size: int, timeout: float) -> None:
+        self.dialect = engine.dialect
+        self.pool = AsyncConnectionPool(
+            engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            min_size=1,
+            max_size=size,
+            timeout=timeout,
+            max_lifetime=POOL_RECYCLE_SECONDS,
+            check=_still_open_async,
+            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+            open=False,
+            name="tongka-reads",
+        )
+
+    async def open(self) -> None:
+        await self.pool.open()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def rows(self, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        sql, defaults = _for_psycopg(statement, self.dialect)
+        try:
+            async with self.pool.connection() as connection:
+                cursor = await connection.execute(sql, {**defaults, **params}, prepare=True)
+                return await cursor.fetchall()
+        except AsyncPoolTimeout:
+            raise DatabaseBusy() from None
+
+
+async def _still_open_async(connection: psycopg.AsyncConnection[Any]) -> None:
+    """`_still_open` for the async pool: the pool drops a connection this refuses and takes another."""
+    if connection.closed or _readable(connection.fileno()):
+        raise psycopg.OperationalError("the server closed the connection")
 
 
 # --- many rows in one statement -----------------------------------------------------------

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tongka import clock, throttle
-from tongka.account.models import AccessToken, Account, Line
+from tongka.account.models import AccessToken, Account
 from tongka.errors import (
     Conflict,
     Forbidden,
@@ -349,7 +349,7 @@ def change_email(
     return old
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -358,7 +358,7 @@ def issue_token(session: Session, account: Account, ttl_seconds: int) -> str:
     now = clock.now()
     session.add(
         AccessToken(
-            token_hash=_digest(token),
+            token_hash=token_digest(token),
             account_id=account.id,
             expires_at=now + timedelta(seconds=ttl_seconds),
         )
@@ -373,7 +373,7 @@ def issue_token(session: Session, account: Account, ttl_seconds: int) -> str:
 
 
 def revoke_token(session: Session, token: str) -> None:
-    session.execute(delete(AccessToken).where(AccessToken.token_hash == _digest(token)))
+    session.execute(delete(AccessToken).where(AccessToken.token_hash == token_digest(token)))
 
 
 def end_sessions(session: Session, account: Account) -> None:
@@ -391,37 +391,7 @@ _BY_TOKEN = (
 
 def account_for_token(session: Session, token: str) -> Account:
     """The account of a bearer token in force."""
-    account = session.scalar(_BY_TOKEN, {"digest": _digest(token), "now": clock.now()})
+    account = session.scalar(_BY_TOKEN, {"digest": token_digest(token), "now": clock.now()})
     if account is None:
         raise InvalidToken()
     return account
-
-
-@dataclass(frozen=True)
-class TokenLine:
-    """A bearer token's account, as a read of one of its lines needs it."""
-
-    language: str
-    line_id: uuid.UUID | None  # None: no line of this account has that id
-
-
-# The token and the line's owner in one statement (the balance read: the app's most frequent call).
-_LINE_BY_TOKEN = (
-    select(Account.language, Line.id)
-    .select_from(AccessToken)
-    .join(Account, Account.id == AccessToken.account_id)
-    .outerjoin(Line, (Line.id == bindparam("line_id")) & (Line.account_id == Account.id))
-    .where(AccessToken.token_hash == bindparam("digest"), AccessToken.expires_at > bindparam("now"))
-)
-
-
-def line_for_token(session: Session, token: str, line_id: uuid.UUID) -> TokenLine:
-    """The account of a bearer token in force, and whether `line_id` is one of its lines."""
-    row = (
-        session.connection()
-        .execute(_LINE_BY_TOKEN, {"digest": _digest(token), "now": clock.now(), "line_id": line_id})
-        .first()
-    )
-    if row is None:
-        raise InvalidToken()
-    return TokenLine(language=row[0], line_id=row[1])

@@ -157,8 +157,10 @@ class LineBalance:
 
 # A line's buckets in force with their balances, and its debts, in one statement built once (the
 # app reads often): a debt comes as a row without a bucket id, its balance negative when owed.
+# Parameters `line_id` and `now`; the rows are what `balance_of` reads. Unordered: a caller that
+# makes it a subquery (the app's balance read, joined to its token) orders by `BALANCE_ORDER`.
 _LEFT = LedgerAccount.credits_posted - LedgerAccount.debits_posted - LedgerAccount.debits_pending
-_BALANCE = union_all(
+BALANCE_ROWS = union_all(
     select(
         Bucket.id,
         Bucket.zone,
@@ -188,13 +190,20 @@ _BALANCE = union_all(
     )
     .join(LedgerAccount, LedgerAccount.id == LineDebt.ledger_account_id)
     .where(LineDebt.line_id == bindparam("line_id")),
-).order_by(literal_column("expires_at"), literal_column("created_at"))
+)
+BALANCE_ORDER = ("expires_at", "created_at")  # the buckets' order in the answer
+_BALANCE = BALANCE_ROWS.order_by(*(literal_column(c) for c in BALANCE_ORDER))
 
 
 def line_balance(session: Session, line_id: uuid.UUID, now: datetime | None = None) -> LineBalance:
     """In one statement however many buckets and debts the line has, read as values (no ORM
     objects): its buckets in force with their balances, and what it owes in each zone."""
     now = now or clock.now()
+    return balance_of(session.connection().execute(_BALANCE, {"line_id": line_id, "now": now}), now)
+
+
+def balance_of(rows: Iterable[Any], now: datetime) -> LineBalance:
+    """The balance from `BALANCE_ROWS`' rows (in `BALANCE_ORDER`), each with aware UTC datetimes."""
     views: list[BucketView] = []
     owing: dict[str, int] = {}
     for (
@@ -206,7 +215,7 @@ def line_balance(session: Session, line_id: uuid.UUID, now: datetime | None = No
         total,
         left,
         pending,
-    ) in session.connection().execute(_BALANCE, {"line_id": line_id, "now": now}):
+    ) in rows:
         if bucket_id is None:
             owing[zone] = max(0, -left)
             continue
