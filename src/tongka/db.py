@@ -362,28 +362,50 @@ def direct(session: Session) -> Any:
     dialect = connection.dialect
 
     def execute(statement: Any, params: dict[str, Any] | None = None) -> Rows:
-        found = _COMPILED.get(id(statement))
-        if found is None or found[0] is not statement:
-            compiled = statement.compile(dialect=dialect)
-            # The values written in the statement itself (`status="settled"`); the caller gives the rest.
-            defaults = {
-                name: bind.effective_value
-                for name, bind in compiled.binds.items()
-                if not bind.required
-            }
-            sql = str(compiled)
-            for name, bind in compiled.binds.items():
-                # Arrays in PostgreSQL's binary format: psycopg writes one as text an element at a time
-                # in Python (1.2 µs an integer, 2.5 a timestamp), in binary 5 to 16 times faster; as
-                # text they were a quarter of the charging process's time (bench/README.md).
-                if isinstance(bind.type, ARRAY):
-                    sql = sql.replace(f"%({name})s", f"%({name})b")
-            found = _COMPILED[id(statement)] = (statement, sql, defaults)
-        _statement, sql, defaults = found
-        cursor.execute(sql, {**defaults, **(params or {})}, prepare=True)
+        _compiled_execute(cursor, dialect, statement, params)
         return Rows(cursor.fetchall()) if statement.is_select else Rows()
 
     return execute
+
+
+def _compiled_execute(
+    cursor: psycopg.Cursor[Any], dialect: Any, statement: Any, params: dict[str, Any] | None
+) -> None:
+    """Run `statement` on `cursor`, compiled once (`direct`)."""
+    found = _COMPILED.get(id(statement))
+    if found is None or found[0] is not statement:
+        compiled = statement.compile(dialect=dialect)
+        # The values written in the statement itself (`status="settled"`); the caller gives the rest.
+        defaults = {
+            name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
+        }
+        sql = str(compiled)
+        for name, bind in compiled.binds.items():
+            # Arrays in PostgreSQL's binary format: psycopg writes one as text an element at a time
+            # in Python (1.2 µs an integer, 2.5 a timestamp), in binary 5 to 16 times faster; as
+            # text they were a quarter of the charging process's time (bench/README.md).
+            if isinstance(bind.type, ARRAY):
+                sql = sql.replace(f"%({name})s", f"%({name})b")
+        found = _COMPILED[id(statement)] = (statement, sql, defaults)
+    _statement, sql, defaults = found
+    cursor.execute(sql, {**defaults, **(params or {})}, prepare=True)
+
+
+def direct_all(session: Session, statements: list[tuple[Any, dict[str, Any]]]) -> list[Rows]:
+    """Several `direct` selects, each one's rows. PostgreSQL: sent together in one pipeline (with the
+    transaction's BEGIN, if it is the first), one round trip rather than one a statement; they run in
+    order, so a lock the first takes holds for the rest. Elsewhere: one after another."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return [Rows(connection.execute(s, p).all()) for s, p in statements]
+    driver = _psycopg(connection)
+    with driver.pipeline():
+        cursors = []
+        for statement, params in statements:
+            cursor = driver.cursor()
+            _compiled_execute(cursor, connection.dialect, statement, params)
+            cursors.append(cursor)
+        return [Rows(cursor.fetchall()) for cursor in cursors]
 
 
 # --- many rows in one statement -----------------------------------------------------------
