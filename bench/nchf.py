@@ -364,7 +364,21 @@ def load(
         "p99": pct(0.99),
         "max": times[-1] / 1000,
         "seqs": list(range(seq, seq + procs)),
+        # the slowest hundredth of the answers by when they were sent, in tenths of the run: a burst
+        # at the start (a cold cache) reads differently from slow answers all along (the batch's cycle)
+        "slow_by_tenth": _slow_by_tenth(ok, first, last),
     }
+
+
+def _slow_by_tenth(ok: list[tuple[int, int, int]], first: int, last: int) -> list[int]:
+    if not ok:
+        return []
+    cut = sorted(r[2] for r in ok)[int(len(ok) * 0.99)]
+    tenths = [0] * 10
+    for start, _status, took in ok:
+        if took >= cut:
+            tenths[min(9, (start - first) * 10 // max(1, last - first))] += 1
+    return tenths
 
 
 def kept(url: str, seqs: list[int]) -> int:
@@ -475,6 +489,7 @@ def main() -> None:
                     f"  {name:10} {run['rate']:7,.0f} updates/s ({run['rate'] / tps:.2f} × pgbench)  p50 {run['p50']:6.2f} ms  "
                     f"p99 {run['p99']:6.2f} ms  max {run['max']:7.2f} ms   {run['ok']}/{run['sent']} 2xx, kept answers {run['kept']}"
                     f"{'' if run['kept'] == run['ok'] == run['sent'] else '  MISMATCH'}  statuses {run['statuses']}\n"
+                    f"             slowest 1 % by tenth of the run: {run['slow_by_tenth']}\n"
                     f"             CPU ms/update: server {per['server']:.3f}, charging process {per['charging']:.3f}, "
                     f"PostgreSQL {per['postgres']:.3f}, h2load {per['h2load']:.3f} = {sum(per.values()):.3f}   "
                     f"(cores: ours {c['machine'] - c['other']:.2f}, other load {c['other']:.2f}, machine {c['machine']:.2f} of {os.cpu_count()})",

@@ -388,11 +388,35 @@ def direct(session: Session) -> Any:
     dialect = connection.dialect
 
     def execute(statement: Any, params: dict[str, Any] | None = None) -> Rows:
-        sql, defaults = _for_psycopg(statement, dialect)
-        cursor.execute(sql, {**defaults, **(params or {})}, prepare=True)
+        _compiled_execute(cursor, dialect, statement, params)
         return Rows(cursor.fetchall()) if statement.is_select else Rows()
 
     return execute
+
+
+def _compiled_execute(
+    cursor: psycopg.Cursor[Any], dialect: Any, statement: Any, params: dict[str, Any] | None
+) -> None:
+    """Run `statement` on `cursor`, compiled once (`direct`)."""
+    sql, defaults = _for_psycopg(statement, dialect)
+    cursor.execute(sql, {**defaults, **(params or {})}, prepare=True)
+
+
+def direct_all(session: Session, statements: list[tuple[Any, dict[str, Any]]]) -> list[Rows]:
+    """Several `direct` selects, each one's rows. PostgreSQL: sent together in one pipeline (with the
+    transaction's BEGIN, if it is the first), one round trip rather than one a statement; they run in
+    order, so a lock the first takes holds for the rest. Elsewhere: one after another."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return [Rows(connection.execute(s, p).all()) for s, p in statements]
+    driver = _psycopg(connection)
+    with driver.pipeline():
+        cursors = []
+        for statement, params in statements:
+            cursor = driver.cursor()
+            _compiled_execute(cursor, connection.dialect, statement, params)
+            cursors.append(cursor)
+        return [Rows(cursor.fetchall()) for cursor in cursors]
 
 
 class AsyncReads:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -58,7 +58,7 @@ from tongka.charging.models import (
     UsageDay,
 )
 from tongka.charging.overage import cost, month_of
-from tongka.db import AnyOf, add_rows, insert_rows, new_id, pipelined, update_rows
+from tongka.db import AnyOf, add_rows, direct_all, insert_rows, new_id, pipelined, update_rows
 from tongka.ledger import buckets as ledger_buckets
 from tongka.ledger.batch import Account, LedgerBatch, LedgerCache, Pending, with_reservation
 from tongka.ledger.buckets import counts_in, draw, drawing_order
@@ -242,10 +242,19 @@ class ChargingBatch:
         refs: Sequence[str] = (),
         line_ids: Sequence[uuid.UUID] = (),
         sequences: Sequence[int] = (),
+        known: Mapping[str, tuple[uuid.UUID, uuid.UUID]] | None = None,
+        rating_groups: Iterable[int] = (),
     ) -> None:
         """Read (and lock) what the batch will touch: the named charging sessions and the lines of them and of
-        `line_ids`. Named by ref, the sessions come with the answers they gave to `sequences` (`self.kept`)."""
+        `line_ids`. Named by ref, the sessions come with the answers they gave to `sequences` (`self.kept`).
+        Which of `rating_groups` are zero-rated is read as well (`load_rating_groups`).
+
+        `known`: session ids and line ids by ref, of sessions seen before (neither ever changes). When
+        every ref is known, the lines, the open grants and the rating groups are read in the same round
+        trip as the sessions (`db.direct_all`), after their lock as before, rather than one after another."""
         lock = self.ledger.locks_rows
+        groups = list(set(rating_groups))
+        prefetched: _Prefetched | None = None
         if session_ids:
             rows = self.execute(
                 _Q.sessions_by_id_locked if lock else _Q.sessions_by_id, {"ids": list(session_ids)}
@@ -253,14 +262,33 @@ class ChargingBatch:
             for row in map(_SessionRow._make, rows):
                 self._add_session(row)
         elif refs:
-            rows = self.execute(
-                _Q.sessions_by_ref_locked if lock else _Q.sessions_by_ref,
-                {
-                    "refs": list(refs),
-                    "seqs": list(sequences),
-                    "pairs": list(zip(refs, sequences, strict=True)),
-                },
-            )
+            query = _Q.sessions_by_ref_locked if lock else _Q.sessions_by_ref
+            params = {
+                "refs": list(refs),
+                "seqs": list(sequences),
+                "pairs": list(zip(refs, sequences, strict=True)),
+            }
+            hinted = [known[ref] for ref in refs if ref in known] if known is not None else []
+            if hinted and len(hinted) == len(refs):
+                prefetched = _Prefetched(
+                    {line_id for _id, line_id in hinted} | set(line_ids),
+                    {session_id for session_id, _line in hinted},
+                )
+                statements: list[tuple[Any, dict[str, Any]]] = [
+                    (query, params),
+                    (_Q.lines, {"ids": list(prefetched.line_ids), "now": self.now}),
+                    (_Q.grants, {"ids": list(prefetched.session_ids)}),
+                ]
+                if groups:
+                    statements.append((_Q.zero_rated, {"groups": groups}))
+                rows, prefetched.lines, prefetched.grants, *zero_rated = direct_all(
+                    self.session, statements
+                )
+                if zero_rated:
+                    self.zero_rated = {row[0] for row in zero_rated[0]}
+                    groups = []
+            else:
+                rows = self.execute(query, params)
             for answered in map(_AnsweredRow._make, rows):
                 self._add_session(answered)
                 if answered.sequence is not None:
@@ -274,7 +302,8 @@ class ChargingBatch:
         ]
         self._grants_loaded.update(loaded)
         wanted = {x.line_id for x in self.sessions.values()} | set(line_ids)
-        self._load_lines(wanted - self.lines.keys(), loaded)
+        self._load_lines(wanted - self.lines.keys(), loaded, prefetched)
+        self.load_rating_groups(groups)
 
     def _add_session(self, row: _SessionRow | _AnsweredRow) -> None:
         if row.id not in self.sessions:
@@ -290,24 +319,40 @@ class ChargingBatch:
                 served=bool(row.served),
             )
 
-    def _load_lines(self, line_ids: set[uuid.UUID], session_ids: list[uuid.UUID]) -> None:
+    def _load_lines(
+        self,
+        line_ids: set[uuid.UUID],
+        session_ids: list[uuid.UUID],
+        prefetched: _Prefetched | None = None,
+    ) -> None:
         if not line_ids and not session_ids:
             return
-        rows = (
-            [
-                _LineRow._make(row)
-                for row in self.execute(_Q.lines, {"ids": list(line_ids), "now": self.now})
+        if (
+            prefetched is not None
+            and line_ids <= prefetched.line_ids
+            and prefetched.session_ids.issuperset(session_ids)
+        ):  # read with the sessions, perhaps a few more: only those wanted are kept
+            rows = [r for r in map(_LineRow._make, prefetched.lines) if r.line_id in line_ids]
+            wanted_grants = set(session_ids)
+            grants = [
+                g for g in map(_GrantRow._make, prefetched.grants) if g.session_id in wanted_grants
             ]
-            if line_ids
-            else []
-        )
+        else:
+            rows = (
+                [
+                    _LineRow._make(row)
+                    for row in self.execute(_Q.lines, {"ids": list(line_ids), "now": self.now})
+                ]
+                if line_ids
+                else []
+            )
+            grants = (
+                [_GrantRow._make(row) for row in self.execute(_Q.grants, {"ids": session_ids})]
+                if session_ids
+                else []
+            )
         lines = list({row.line_id: row for row in rows}.values())
         found_buckets = [row for row in rows if row.bucket_id is not None]
-        grants = (
-            [_GrantRow._make(row) for row in self.execute(_Q.grants, {"ids": session_ids})]
-            if session_ids
-            else []
-        )
         codes = {USED} | {
             f"system:overage_sales:{row.wallet_currency}"
             for row in lines
@@ -977,6 +1022,16 @@ class _GrantRow(NamedTuple):
 
 
 _SESSION_ROW, _GRANT_ROW = inspect(ChargingSession), inspect(Grant)  # their mappers
+
+
+@dataclass
+class _Prefetched:
+    """Lines and open grants read with the sessions of a batch (`ChargingBatch.load`), by the ids hinted."""
+
+    line_ids: set[uuid.UUID]
+    session_ids: set[uuid.UUID]
+    lines: list[Any] = field(default_factory=list)
+    grants: list[Any] = field(default_factory=list)
 
 
 class _Q:

@@ -40,6 +40,7 @@ log = structlog.get_logger()
 VALIDITY_SECONDS = 600  # validityTime of each grant
 THRESHOLD_SHARE = 5  # volumeQuotaThreshold: ask again when a fifth of the grant is left
 MAX_BATCH = 64  # ops per transaction at most (schemas.py bounds a batch's sums with it)
+MAX_KNOWN = 200_000  # sessions whose ids a charging worker keeps (`GroupCommit.known`): about 40 MB
 
 # Application errors (ProblemDetails `cause`, TS 32.291 table 6.1.7.3-1).
 USER_UNKNOWN = "USER_UNKNOWN"
@@ -96,9 +97,11 @@ def answer_batch(
     links: RenewLinks,
     now: datetime,
     cache: LedgerCache | None = None,
+    known: dict[str, tuple[Any, Any]] | None = None,
 ) -> list[Outcome]:
     """Decide every op of the batch in order, at `now` (the server's clock when it sent the batch),
-    write the lot and commit."""
+    write the lot and commit. `known`: session and line ids by ref (`ChargingBatch.load`), kept up to
+    date with the sessions of the batch once it has committed."""
     batch = ChargingBatch(session, now, cache)
     creates = [op for op in ops if op.kind == "create"]
     lines = _lines_for(session, [i for op in creates for i in op.identities])
@@ -107,9 +110,12 @@ def answer_batch(
         refs=[op.ref for op in ops if op.ref],
         line_ids=list(lines.values()),
         sequences=[op.sequence for op in ops if op.ref],
-    )
-    batch.load_rating_groups(
-        [group for op in ops for group in (*op.used, *op.used_after, *(g for g, _ in op.requested))]
+        known=known,
+        rating_groups=[
+            group
+            for op in ops
+            for group in (*op.used, *op.used_after, *(g for g, _ in op.requested))
+        ],
     )
     by_ref = {s.ref: s for s in batch.sessions.values()}
     # The networks of the creates and, only when a session changes network (rare), of every session's
@@ -122,6 +128,10 @@ def answer_batch(
     answering = _Answering(batch, by_ref, kept, created, networks, lines, links)
     outcomes = [answering.answer(op) for op in ops]
     batch.flush(commit=True)
+    if known is not None:
+        if len(known) > MAX_KNOWN:
+            known.clear()  # only a hint: a batch of sessions not known reads them one step at a time
+        known.update((x.ref, (x.id, x.line_id)) for x in batch.sessions.values())
     return outcomes
 
 
@@ -360,6 +370,9 @@ class GroupCommit:
         self.sessions = sessions
         self.links = links
         self.cache = LedgerCache()  # operator accounts and transfer ids, kept from batch to batch
+        # Session and line ids by ref, of the sessions this worker has answered: never changed, so a
+        # batch of them reads its sessions, lines and grants in one round trip (`ChargingBatch.load`).
+        self.known: dict[str, tuple[Any, Any]] = {}
 
     def run(self, ops: list[Op], now: datetime) -> list[Outcome | BaseException]:
         """Answer `ops` in one transaction; if it fails, each op again in its own."""
@@ -373,7 +386,7 @@ class GroupCommit:
 
     def _once(self, ops: list[Op], now: datetime) -> list[Outcome]:
         with transaction(self.sessions) as session:
-            return answer_batch(session, ops, self.links, now, self.cache)
+            return answer_batch(session, ops, self.links, now, self.cache, self.known)
 
     def _alone(
         self, op: Op, now: datetime, error: BaseException | None = None
