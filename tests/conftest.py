@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import FrozenClock
+from tongka.account import service as account_service
 from tongka.app import create_app
 from tongka.charging.nchf_app import create_nchf_app
 from tongka.config import Settings
@@ -237,6 +239,24 @@ def demo(sessions: sessionmaker[Session], settings: Settings) -> None:
     from tests import factories
 
     factories.load_demo(sessions, settings)
+
+
+@pytest.fixture
+def real_hashing() -> None:
+    """Ask for this to hash passwords at the production cost (about 0.1–0.25 s a hash or a check)."""
+
+
+@pytest.fixture(autouse=True)
+def fast_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id at its cheapest, where an account is only the means of a test (a subscriber's
+    registration and log-in were two hashes a test, half a second of the suite's set-up each).
+
+    Same algorithm and code path; only the cost parameters differ.
+    """
+    if "real_hashing" not in request.fixturenames:
+        monkeypatch.setattr(
+            account_service, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+        )
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +15,6 @@ from tests import factories as f
 from tests.helpers import FrozenClock
 from tests.web.helpers import ACCEPT_HTML, csrf, form_token, signed_in
 from tongka import web
-from tongka.account import service
 from tongka.account.models import Account, PasswordReset
 from tongka.charging import overage
 from tongka.config import Settings
@@ -25,14 +23,6 @@ from tongka.i18n import LANGUAGES, gettext
 from tongka.notify.models import OutboxMessage
 
 NEW_PASSWORD = "a brand new secret"
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id at its cheapest: the same code path, only the cost differs (tests/account/conftest.py)."""
-    monkeypatch.setattr(
-        service, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
 
 
 def post(client: httpx.Client, path: str, data: dict[str, str], page: str = "/login") -> Any:

@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +17,6 @@ from tests.charging import factories as charging_f
 from tests.helpers import FrozenClock
 from tests.web.helpers import ACCEPT_HTML, form_token, signed_in
 from tongka import clock, web
-from tongka.account import service as accounts
 from tongka.account.identity import mask
 from tongka.account.models import Account, BindChallenge, Line
 from tongka.catalog.models import Pack
@@ -29,14 +27,6 @@ from tongka.wallet import service as wallets
 
 HK_PLMN = charging_f.HK_PLMN  # HKT/csl
 INTERNET = 10  # the demo's charged rating group
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id at its cheapest: the accounts here are only the means of the tests."""
-    monkeypatch.setattr(
-        accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
 
 
 def bought(client: TestClient, headers: dict[str, str], line_id: str, code: str) -> None:

@@ -20,7 +20,7 @@ import httpx
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
-from tongka import clock
+from tongka import clock, outbound
 from tongka.alerts import scan as alerts_scan
 from tongka.charging import stale
 from tongka.config import Settings
@@ -56,7 +56,7 @@ class Context:
         transaction, which on SQLite holds the one write lock)."""
         if self._providers is None:
             if self.http is None:
-                self._own_http = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+                self._own_http = outbound.client()
             http = self.http or self._own_http
             assert http is not None
             self._providers = payment_providers.build(self.settings, http=http)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from tongka import outbound
 from tongka.config import Settings
 from tongka.payment.providers import alipay, paypal, store, stripe, wallet, wechat
 from tongka.payment.providers.base import Provider
@@ -36,7 +37,7 @@ SIMULATED = ("wechat", "alipay", "stripe", "paypal")
 
 def build(settings: Settings, http: httpx.Client | None = None) -> dict[str, Provider]:
     """Every configured provider. `http` carries their API calls (tests pass an in-process client)."""
-    http = http or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+    http = http or outbound.client()
     providers: dict[str, Provider] = {}
     if settings.sandbox_enabled:
         providers["sandbox"] = SandboxProvider(settings.sandbox_secret, settings.public_base_url)
