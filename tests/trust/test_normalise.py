@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tongka.trust import service
@@ -64,6 +64,8 @@ def test_an_operator_value_is_normalised_by_its_kind() -> None:
 
 
 @given(st.text(max_size=80))
+@example("。")  # an ideographic full stop alone read as a web address with no host
+@example("a。。b")
 def test_reading_anything_either_reads_it_or_refuses_it(text: str) -> None:
     try:
         reading = read(text)

@@ -181,9 +181,11 @@ def read_web(text: str) -> str:
         host = urlsplit(text).hostname
     except ValueError:
         raise NotReadable() from None
-    if not host or "." not in host:
+    host = _host(host or "")
+    # A name of labels with a dot between (not "." alone, which "。" reads as, nor "a..b").
+    if "." not in host or "" in host.split("."):
         raise NotReadable()
-    return _host(host)
+    return host
 
 
 def read_handle(text: str) -> str:
