@@ -62,7 +62,7 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now, below the kernel's ephemeral range: a
     port the kernel hands out for `bind(..., 0)` could go, before the server we start binds it, to
     a listener of that server's own (the dev SMTP server and SMSC take port 0 at start-up)."""
-    low = _ephemeral_range()[0]
+    low = _ephemeral_low()
     while True:
         port = random.randrange(10_000, max(low, 10_001))
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -73,13 +73,13 @@ def free_port() -> int:
             return port
 
 
-def _ephemeral_range() -> tuple[int, int]:
-    """The kernel's range for ports bound to 0 (Linux's default where /proc does not say)."""
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for `bind(..., 0)` (Linux's default where /proc does
+    not say)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

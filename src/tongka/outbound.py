@@ -85,7 +85,6 @@ class Allowed:
 
 
 @cache
-@cache
 def tls() -> ssl.SSLContext:
     """How the server's own clients to the outside (the payment providers' APIs) check TLS: the
     CA bundle httpx trusts, read once a process; reading it takes 60 ms, which every app made
@@ -98,6 +97,7 @@ def client() -> httpx.Client:
     return httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0), verify=tls())
 
 
+@cache
 def _allowed(text: str, dev: bool) -> Allowed:
     return Allowed.parse(text, loopback=dev)
 

@@ -53,6 +53,25 @@ def e2e_secrets() -> dict[str, str]:
     }
 
 
+def run_tongka(
+    home: Path, env: dict[str, str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`tongka <args>` as a user runs it, in `home` with `env`; a failure, unless `check` is off."""
+    result = subprocess.run(
+        [str(TONGKA), *args],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
+    if check:
+        assert result.returncode == 0, (
+            f"tongka {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+        )
+    return result
+
+
 # Where one server's environment differs from another's without changing what the demo writes.
 PER_SERVER = {
     "TONGKA_DATABASE_URL",
@@ -92,18 +111,8 @@ def demo_database(tmp_path_factory: pytest.TempPathFactory) -> DemoDatabase:
         if keys not in made:
             home = tmp_path_factory.mktemp("tongka-demo")
             env = {**server_env, "TONGKA_DATABASE_URL": f"sqlite:///{home / 'tongka.db'}"}
-            for command in (("db", "upgrade"), ("demo", "load")):
-                result = subprocess.run(
-                    [str(TONGKA), *command],
-                    cwd=home,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=COMMAND_TIMEOUT,
-                )
-                assert result.returncode == 0, (
-                    f"tongka {' '.join(command)}:\n{result.stdout}{result.stderr}"
-                )
+            run_tongka(home, env, "db", "upgrade")
+            run_tongka(home, env, "demo", "load")
             made[keys] = home / "tongka.db"
         return made[keys]
 
@@ -152,19 +161,7 @@ def tongka(e2e_env: dict[str, Any]) -> Tongka:
     """Run `tongka <args>` as a user would, against the live server's database: tongka("ledger", "verify")."""
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(TONGKA), *args],
-            cwd=e2e_env["home"],
-            env=e2e_env["env"],
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-        )
-        if check:
-            assert result.returncode == 0, (
-                f"tongka {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
-            )
-        return result
+        return run_tongka(e2e_env["home"], e2e_env["env"], *args, check=check)
 
     return run
 

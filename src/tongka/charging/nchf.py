@@ -16,6 +16,7 @@ transaction: a retransmission in the same batch gets the answer its original got
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -97,7 +98,7 @@ def answer_batch(
     links: RenewLinks,
     now: datetime,
     cache: LedgerCache | None = None,
-    known: dict[str, tuple[Any, Any]] | None = None,
+    known: dict[str, tuple[uuid.UUID, uuid.UUID]] | None = None,
 ) -> list[Outcome]:
     """Decide every op of the batch in order, at `now` (the server's clock when it sent the batch),
     write the lot and commit. `known`: session and line ids by ref (`ChargingBatch.load`), kept up to
@@ -372,7 +373,7 @@ class GroupCommit:
         self.cache = LedgerCache()  # operator accounts and transfer ids, kept from batch to batch
         # Session and line ids by ref, of the sessions this worker has answered: never changed, so a
         # batch of them reads its sessions, lines and grants in one round trip (`ChargingBatch.load`).
-        self.known: dict[str, tuple[Any, Any]] = {}
+        self.known: dict[str, tuple[uuid.UUID, uuid.UUID]] = {}
 
     def run(self, ops: list[Op], now: datetime) -> list[Outcome | BaseException]:
         """Answer `ops` in one transaction; if it fails, each op again in its own."""

@@ -153,8 +153,8 @@ RATING_GROUPS = [(10, "internet", False), (20, "self-service site and app", True
 
 @functools.cache
 def _demo_password_hash() -> str:
-    """One Argon2 hash of the demo's shared password for every demo login, made once a process:
-    a quarter second each, and the suite loads the demo a few hundred times."""
+    """One Argon2 hash of the demo's shared password for its five logins, made once a process (a
+    quarter second each; the browser tests load the demo in a process of their own each time)."""
     return accounts.new_password_hash(DEMO_USERNAME, DEMO_PASSWORD)
 
 
