@@ -10,6 +10,7 @@ PostgreSQL comes from `TONGKA_TEST_DATABASE_URL`; without it those tests skip, u
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import secrets
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -83,19 +84,35 @@ def pg_worker_url(worker_id: str) -> Iterator[str]:
     admin.dispose()
 
 
-def _truncate(url: str) -> None:
-    engine = make_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+@functools.cache
+def _pg_engine(url: str) -> Engine:
+    """One engine per worker's PostgreSQL database, for emptying and checking it between tests."""
+    return make_engine(url)
+
+
+def _empty(url: str) -> None:
+    """Every table emptied and every sequence restarted. DELETE, not TRUNCATE: TRUNCATE makes new
+    files for all 61 tables (half a second a test, fsync on); DELETE of a test's few rows takes
+    ~15 ms. Replica mode turns off the triggers, foreign keys' and the audit log's append-only
+    guard alike, so the order does not matter and the audit log can be emptied."""
+    with _pg_engine(url).begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        for table in Base.metadata.sorted_tables:
+            conn.execute(text(f'DELETE FROM "{table.name}"'))
+        conn.execute(
+            text(
+                "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, start_value,"
+                " false) FROM pg_sequences WHERE schemaname = current_schema()"
+            )
+        )
 
 
 def _assert_ledger_clean(url: str) -> None:
-    engine = make_engine(url)
+    engine = _pg_engine(url) if url.startswith("postgresql") else make_engine(url)
     with Session(engine) as session:
         problems = ledger.verify(session)
-    engine.dispose()
+    if engine.dialect.name == "sqlite":
+        engine.dispose()
     assert not problems, "ledger verify: " + "; ".join(map(str, problems))
 
 
@@ -108,7 +125,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         url = f"sqlite:///{path}"
     else:
         url = request.getfixturevalue("pg_worker_url")
-        _truncate(url)
+        _empty(url)
     yield url
     _assert_ledger_clean(url)
 
