@@ -11,6 +11,7 @@ PostgreSQL comes from `TONGKA_TEST_DATABASE_URL`; without it those tests skip, u
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import os
 import secrets
@@ -43,6 +44,20 @@ def _require(what: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"{what} is required here (TONGKA_TEST_REQUIRE_ALL=1)")
     pytest.skip(f"{what} is not available: set TONGKA_TEST_DATABASE_URL to run the PostgreSQL half")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The collector tuned for a test run: a test process holds half a million long-lived objects
+    (every module, hypothesis' and SQLAlchemy's caches), and each full collection walked them all
+    (0.3 s, two dozen times a file: a fifth of the suite's time). Young objects are still
+    collected, in larger batches; full collections come a hundred times less often."""
+    gc.set_threshold(10_000, 50, 100)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What exists once the tests are collected lives to the end: no collection walks it again."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
