@@ -106,20 +106,30 @@ def _pg_engine(url: str) -> Engine:
 
 
 def _empty(url: str) -> None:
-    """Every table emptied and every sequence restarted. DELETE, not TRUNCATE: TRUNCATE makes new
-    files for all 61 tables (half a second a test, fsync on); DELETE of a test's few rows takes
-    ~15 ms. Replica mode turns off the triggers, foreign keys' and the audit log's append-only
-    guard alike, so the order does not matter and the audit log can be emptied."""
-    with _pg_engine(url).begin() as conn:
+    """Every table emptied and every sequence restarted, as TRUNCATE would, at a tenth of its cost.
+
+    TRUNCATE makes new files for all 61 tables (half a second a test, fsync on). Instead: DELETE
+    (replica mode turns off the triggers, the foreign keys' and the audit log's append-only guard
+    alike, so the order does not matter), then VACUUM of the tables that had rows, which cuts
+    them back to no pages: rows are then stored, and scanned, in the order they are inserted, as
+    in a new table (a test that reads without ORDER BY is not made to flake by reused space)."""
+    engine = _pg_engine(url)
+    with engine.begin() as conn:
         conn.execute(text("SET LOCAL session_replication_role = replica"))
-        for table in Base.metadata.sorted_tables:
-            conn.execute(text(f'DELETE FROM "{table.name}"'))
+        had_rows = [
+            table.name
+            for table in Base.metadata.sorted_tables
+            if conn.execute(text(f'DELETE FROM "{table.name}"')).rowcount
+        ]
         conn.execute(
             text(
                 "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, start_value,"
                 " false) FROM pg_sequences WHERE schemaname = current_schema()"
             )
         )
+    if had_rows:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM " + ", ".join(f'"{name}"' for name in had_rows)))
 
 
 def _assert_ledger_clean(url: str) -> None:

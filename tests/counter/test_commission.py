@@ -188,7 +188,9 @@ def test_the_monthly_statement(client, sessions, operator, cast, line_id) -> Non
     assert page.status_code == 200 and 'data-commission="lo-wu-HKD">HK$1.74<' in page.text
 
     with sessions() as s:
-        entries = s.scalars(select(AuditEntry).where(AuditEntry.action == "commission.rate")).all()
+        entries = s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "commission.rate").order_by(AuditEntry.at)
+        ).all()
     assert [e.after["rate_bp"] for e in entries] == [200, 300]
 
 

@@ -101,7 +101,8 @@ def test_reports_are_grouped_and_marked_in_one_click(client, other_client, sessi
     # One value's reports, and a screenshot as the picture it is.
     page = client.get(f"{REPORTS}/{campaign.id}", headers=ACCEPT_HTML)
     assert page.status_code == 200 and page.text.count("/console/scam-reports/screenshots/") == 2
-    report = service.reports(sessions(), campaign.id)[0]
+    with sessions() as s:
+        report = service.reports(s, campaign.id)[0]
     shot = client.get(f"{REPORTS}/screenshots/{report.id}")
     assert shot.status_code == 200 and shot.content == PNG
     assert shot.headers["content-type"] == "image/png"
@@ -113,7 +114,7 @@ def test_the_screenshot_is_for_admins_only(client, other_client, sessions, setti
     f.staff(client, sessions, settings, role="agent")
     with sessions() as s:
         campaign = s.scalars(select(ScamCampaign)).one()
-    report = service.reports(sessions(), campaign.id)[0]
+        report = service.reports(s, campaign.id)[0]
     assert client.get(f"{REPORTS}/screenshots/{report.id}").status_code == 403
 
 
