@@ -85,10 +85,13 @@ define compile
 	$(UV_COMPILE) $(2) -o $(1).new
 	@if cmp -s $(1).new $(1); then rm $(1).new; else mv $(1).new $(1); echo "  $(1) changed"; fi
 endef
+# The tools' lock keeps its extras (cachecontrol[filecache], which pip-audit asks for): pip 23 in
+# --require-hashes mode otherwise resolves the extra's requirement apart from the pin, to a newer
+# release, and refuses it as unpinned.
 lock: $(TOOLS)/.installed
 	$(call compile,$(DEV_LOCK),pyproject.toml requirements/build.in --extra dev -c requirements/constraints.in)
 	$(call compile,$(RUN_LOCK),pyproject.toml requirements/build.in -c $(DEV_LOCK))
-	$(call compile,requirements/tools.txt,requirements/tools.in)
+	$(call compile,requirements/tools.txt,requirements/tools.in --no-strip-extras)
 
 # Known vulnerabilities in the pinned set; skipped, saying so, where the advisory database
 # cannot be reached.
