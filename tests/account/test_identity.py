@@ -207,6 +207,24 @@ def test_passport_form_refused(text: str) -> None:
         normalise_document("passport", text)
 
 
+# --- the mainland's exit-entry permit for Hong Kong and Macao: C and eight characters ----------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("C12345678", "C12345678"), ("c1234 5678", "C12345678"), ("CA1234567", "CA1234567")],
+)
+def test_exit_permit_accepted(text: str, expected: str) -> None:
+    assert normalise_document("cn_exit_permit", text) == expected
+
+
+# W: the booklet, not issued since 2014; a passport's number; too short; too long.
+@pytest.mark.parametrize("text", ["W12345678", "E12345678", "C1234567", "C123456789", "CAB234567"])
+def test_exit_permit_refused(text: str) -> None:
+    with pytest.raises(InvalidDocument):
+        normalise_document("cn_exit_permit", text)
+
+
 def test_unknown_document_type_refused() -> None:
     with pytest.raises(InvalidDocument):
         normalise_document("driving_licence", "A123456(3)")

@@ -66,6 +66,17 @@ PASSPORT = Document(
     "W*** X*******",
     ("E12345678", "E1234-5678", "12345678", "Wang", "Xiaoming"),
 )
+# The mainland's exit-entry permit for Hong Kong and Macao: the mainland's alone (CN is kept
+# whatever the body says).
+EXIT_PERMIT = Document(
+    "cn_exit_permit",
+    "c1234 5678",
+    "cn",
+    "李小龙",
+    "C*******8",
+    "李**",
+    ("C12345678", "c1234 5678", "12345678", "李小龙", "小龙"),
+)
 
 
 @pytest.fixture
@@ -91,7 +102,7 @@ def assert_nothing_revealed(text: str, document: Document) -> None:
         assert secret not in text, f"{secret!r} revealed in {text}"
 
 
-@pytest.mark.parametrize("document", [HKID, CN_ID, PASSPORT], ids=lambda d: d.type)
+@pytest.mark.parametrize("document", [HKID, CN_ID, PASSPORT, EXIT_PERMIT], ids=lambda d: d.type)
 def test_real_name_is_registered_and_shown_masked_only(
     client, sessions, owner, document: Document
 ) -> None:

@@ -189,6 +189,8 @@ def register(client: TestClient, line_id: uuid.UUID, kind: str, number: str, **e
     [
         ("hkid", "", 10, "a Hong Kong identity card"),
         ("passport", "K12345678", 3, "a travel document"),
+        # The mainland's exit-entry permit, what most mainland visitors show: a travel document.
+        ("cn_exit_permit", "C12345678", 3, "a travel document"),
     ],
 )
 def test_real_name_limits_per_document(
@@ -209,6 +211,9 @@ def test_real_name_limits_per_document(
         f"This document already has {limit} SIMs registered, the most allowed for {document}."
         in html.unescape(refused.text)
     )
+    if kind == "cn_exit_permit":
+        with sessions() as s:
+            assert s.get_one(Line, ids[limit - 1]).real_name.document_country == "CN"  # type: ignore[union-attr]
     [entry] = audits(sessions, "real_name.register")
     assert entry.after["document"] == mask(  # type: ignore[index]
         normalise_document(kind, number)

@@ -65,9 +65,15 @@ def parse_number(text: str, region: str | None = None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-DOCUMENT_TYPES = ("cn_resident_id", "hkid", "passport")
+# cn_exit_permit: the mainland's Exit-entry Permit for Travelling to and from Hong Kong and Macao
+# (往来港澳通行证), the document most mainland visitors show at a Hong Kong counter (few carry a
+# passport). Its card form's number is C and eight characters (C12345678; once the digits ran
+# out, a letter second: CA1234567). The booklet (W...) has not been issued since 2014 and no longer
+# is valid.
+DOCUMENT_TYPES = ("cn_resident_id", "hkid", "passport", "cn_exit_permit")
 _HKID = re.compile(r"^([A-Z]{1,2})([0-9]{6})(?:\(([0-9A])\)|([0-9A]))$")
 _PASSPORT = re.compile(r"^[A-Z0-9]{5,20}$")
+_EXIT_PERMIT = re.compile(r"^C[0-9A-Z][0-9]{7}$")
 
 
 def hkid_check_digit(prefix: str, digits: str) -> str:
@@ -97,6 +103,10 @@ def normalise_document(document_type: str, number: str) -> str:
         return f"{match[1]}{match[2]}{check}"
     if document_type == "passport":
         if not _PASSPORT.match(text):
+            raise InvalidDocument()
+        return text
+    if document_type == "cn_exit_permit":
+        if not _EXIT_PERMIT.match(text):
             raise InvalidDocument()
         return text
     raise InvalidDocument()

@@ -420,7 +420,10 @@ def set_real_name(
     record = RealNameRecord(
         line_id=line.id,
         document_type=document_type,
-        document_country=(document_country or "").upper() or None,
+        # The exit-entry permit is the mainland's alone, whatever was said.
+        document_country="CN"
+        if document_type == "cn_exit_permit"
+        else (document_country or "").upper() or None,
         document_number_masked=mask(number),
         document_number_digest=_digest(secret, document_type, number),
         holder_name_masked=mask_name(name),

@@ -82,7 +82,7 @@ class RealNameRecord(IdMixin, CreatedMixin, Base):
     __tablename__ = "real_name_records"
 
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), unique=True)
-    document_type: Mapped[str] = mapped_column(String(16))  # cn_resident_id | hkid | passport
+    document_type: Mapped[str] = mapped_column(String(16))  # identity.DOCUMENT_TYPES
     document_country: Mapped[str | None] = mapped_column(String(2))  # passports: ISO 3166 alpha-2
     document_number_masked: Mapped[str] = mapped_column(String(32))
     document_number_digest: Mapped[str] = mapped_column(String(64))

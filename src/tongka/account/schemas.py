@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
+from tongka.account.identity import DOCUMENT_TYPES
 from tongka.i18n import Language
 
 
@@ -72,7 +73,7 @@ class BindConfirm(BaseModel):
 
 
 class RealNameIn(BaseModel):
-    document_type: str = Field(pattern=r"^(cn_resident_id|hkid|passport)$")
+    document_type: str = Field(pattern="^(" + "|".join(DOCUMENT_TYPES) + ")$")
     document_number: str = Field(min_length=4, max_length=32)
     holder_name: str = Field(min_length=1, max_length=100)
     document_country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")

@@ -61,6 +61,7 @@ DOCUMENT_NAMES = {
     "hkid": _("Hong Kong identity card"),
     "passport": _("Passport"),
     "cn_resident_id": _("Mainland resident identity card"),
+    "cn_exit_permit": _("Exit-entry permit for Hong Kong and Macao (mainland)"),
 }
 
 
