@@ -70,7 +70,11 @@ def enter_code(client: TestClient, number: str, code: str) -> Any:
 
 @pytest.mark.parametrize("language", ["en", "zh-Hans", "zh-Hant"])
 def test_the_centre_shows_what_each_zone_has_left_after_a_purchase_and_usage(
-    client: TestClient, sessions: sessionmaker[Session], demo: None, language: str
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    demo: None,
+    language: str,
+    frozen_clock: FrozenClock,  # the usage and the chart on one Hong Kong day, even at midnight
 ) -> None:
     headers = signed_in(client, language)
     number = f.spare_numbers(sessions)[0]
