@@ -1,7 +1,7 @@
 """Test fixtures: every database test runs on SQLite and on PostgreSQL.
 
 Migrations run once per worker and backend; each test then gets a clean database
-(a copy of the migrated SQLite file, or a truncated PostgreSQL database), real
+(a copy of the migrated SQLite file, or the PostgreSQL database emptied, see `_empty`), real
 commits included, and `ledger verify` must be clean when it ends.
 
 PostgreSQL comes from `TONGKA_TEST_DATABASE_URL`; without it those tests skip, unless
