@@ -15,6 +15,8 @@ from tests.e2e.site import LOCALES, Watch, check_page
 from tongka import clock
 from tongka.demo import DEMO_ICCID, DEMO_PASSWORD
 
+SPARE_ICCID = "8985200240000000038"  # src/tongka/demo/lines.csv: unbound, no real name
+
 pytestmark = pytest.mark.e2e
 
 TABLET = {"width": 768, "height": 1024}
@@ -150,6 +152,16 @@ def test_counter_staff_sell_for_cash_and_by_qr_code(
         check_page(page, language, watch, seen)
         page.get_by_test_id("receipt").click()
         expect(page.get_by_test_id("agent")).to_have_text(name)
+
+        # A spare line, no real name yet: the passport's country is asked for a passport only.
+        page.goto("/counter")
+        page.fill("input[name=q]", SPARE_ICCID)
+        page.locator("main form[role=search] button").click()
+        page.select_option("#reg-type", "hkid")
+        expect(page.locator("#reg-country")).to_be_hidden()
+        page.select_option("#reg-type", "passport")
+        expect(page.locator("#reg-country")).to_be_visible()
+        check_page(page, language, watch, seen)
     finally:
         context.close()
     assert watch.problems == []
