@@ -531,38 +531,42 @@ def bench(backend: str, args: argparse.Namespace, tps: float | None) -> None:
                 # warm-up: every route once per connection, not measured
                 if args.only != "reads":
                     arun(renewals(port, subs, pack_id, min(3.0, args.seconds), None))
-                wrk(port, None, readers, args.connections, 2, home)
+                if args.only != "renewals":
+                    wrk(port, None, readers, args.connections, 2, home)
 
-                health, d, s = phase(
-                    "healthz",
-                    lambda: wrk(port, "/healthz", [], args.connections, args.read_seconds, home),
-                )
-                print(
-                    f"  GET /healthz      {health['rate']:8,.0f}/s  p50 {health['p50']:7.2f} ms  p99 {health['p99']:7.2f} ms"
-                    f"  ({health['requests']} answered, {health['failed']} not 2xx {health['errors']})\n"
-                    + per_op("request", health["requests"], d, s),
-                    flush=True,
-                )
-                read, d, s = phase(
-                    "balance",
-                    lambda: wrk(port, None, readers, args.connections, args.read_seconds, home),
-                )
-                print(
-                    f"  GET …/balance     {read['rate']:8,.0f}/s  p50 {read['p50']:7.2f} ms  p99 {read['p99']:7.2f} ms"
-                    f"  ({read['requests']} answered, {read['failed']} not 2xx {read['errors']})"
-                    f"  = {read['rate'] / health['rate']:.2f} × /healthz\n"
-                    + per_op("read", read["requests"], d, s),
-                    flush=True,
-                )
-                if args.connections > 1:
-                    one, d, s = phase(
-                        "balance-1", lambda: wrk(port, None, readers, 1, args.read_seconds, home)
+                    health, d, s = phase(
+                        "healthz",
+                        lambda: wrk(
+                            port, "/healthz", [], args.connections, args.read_seconds, home
+                        ),
                     )
                     print(
-                        f"  …/balance, 1 conn {one['rate']:8,.0f}/s  p50 {one['p50']:7.2f} ms  p99 {one['p99']:7.2f} ms\n"
-                        + per_op("read", one["requests"], d, s),
+                        f"  GET /healthz      {health['rate']:8,.0f}/s  p50 {health['p50']:7.2f} ms  p99 {health['p99']:7.2f} ms"
+                        f"  ({health['requests']} answered, {health['failed']} not 2xx {health['errors']})\n"
+                        + per_op("request", health["requests"], d, s),
                         flush=True,
                     )
+                    read, d, s = phase(
+                        "balance",
+                        lambda: wrk(port, None, readers, args.connections, args.read_seconds, home),
+                    )
+                    print(
+                        f"  GET …/balance     {read['rate']:8,.0f}/s  p50 {read['p50']:7.2f} ms  p99 {read['p99']:7.2f} ms"
+                        f"  ({read['requests']} answered, {read['failed']} not 2xx {read['errors']})"
+                        f"  = {read['rate'] / health['rate']:.2f} × /healthz\n"
+                        + per_op("read", read["requests"], d, s),
+                        flush=True,
+                    )
+                    if args.connections > 1:
+                        one, d, s = phase(
+                            "balance-1",
+                            lambda: wrk(port, None, readers, 1, args.read_seconds, home),
+                        )
+                        print(
+                            f"  …/balance, 1 conn {one['rate']:8,.0f}/s  p50 {one['p50']:7.2f} ms  p99 {one['p99']:7.2f} ms\n"
+                            + per_op("read", one["requests"], d, s),
+                            flush=True,
+                        )
 
                 def show(label: str, run: Renewals, d: dict[str, float], s: float) -> float:
                     rate = len(run.times) / run.seconds
@@ -628,8 +632,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("reads",),
-        help="reads: only /healthz and the balance reads (no pgbench, no renewals), for a quick run",
+        choices=("reads", "renewals"),
+        help="reads: only /healthz and the balance reads (no pgbench, no renewals), for a quick run; "
+        "renewals: pgbench and the renewals, no reads",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:

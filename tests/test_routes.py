@@ -257,3 +257,30 @@ def test_every_private_page_sends_a_visitor_to_log_in(client, app) -> None:  # t
             assert r.status_code in (303, 403), (method, path, r.status_code)
         checked += 1
     assert checked >= 20  # the signed-in pages and their forms (#14)
+
+
+def test_the_only_plain_route_is_the_balance_reads_twin_and_it_comes_first(app) -> None:  # type: ignore[no-untyped-def]
+    """Every route the checks above walk is FastAPI's. One plain Starlette route serves an API path
+    ahead of its FastAPI twin (the app's most frequent call, without FastAPI's work per request):
+    it must be that one, for the same path, and matched before the twin, which keeps the docs."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Mount, Route
+
+    from tongka.account import api as account_api
+
+    plain = [
+        r
+        for r in app.routes
+        if isinstance(r, Route) and not isinstance(r, APIRoute) and r.path.startswith("/api/")
+    ]
+    assert [(r.path, r.endpoint) for r in plain] == [
+        ("/api/v1/lines/{line_id:uuid}/balance", account_api.balance_lean)
+    ]
+    twin = next(p for p in app.openapi()["paths"] if p.endswith("/balance"))
+    assert twin == plain[0].path.replace(":uuid", "")
+    routes = list(app.routes)
+    reads = next(
+        i for i, r in enumerate(routes) if getattr(r, "original_router", None) is account_api.reads
+    )
+    assert routes.index(plain[0]) < reads
+    assert not [r for r in routes if isinstance(r, Mount) and r.path.startswith("/api/")]

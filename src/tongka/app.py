@@ -135,6 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Anyone: the process is up (touches nothing else)."""
         return {"status": "ok"}
 
+    app.router.add_route(
+        account_api.BALANCE_PATH, account_api.balance_lean, ["GET"], include_in_schema=False
+    )
     for router in (
         account_api.reads,  # the balance read: the app's most frequent call
         account_api.router,

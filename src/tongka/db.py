@@ -7,13 +7,14 @@ Service functions flush but never commit.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from select import POLLIN, poll
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import psycopg
 from psycopg.types.json import Json
@@ -37,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -57,9 +59,10 @@ from sqlalchemy.orm import (
     mapped_column,
     sessionmaker,
 )
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement, KeyedColumnElement
+from sqlalchemy.sql.selectable import Select
 from sqlalchemy.sql.sqltypes import NULLTYPE
-from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.sql.visitors import InternalTraversal, iterate, replacement_traverse
 
 from tongka import clock
 from tongka.errors import DatabaseBusy, TongkaError
@@ -419,6 +422,62 @@ def direct_all(session: Session, statements: list[tuple[Any, dict[str, Any]]]) -
         return [Rows(cursor.fetchall()) for cursor in cursors]
 
 
+class Together:
+    """A read-only statement whose reads may go to PostgreSQL together (`AsyncReads.rows_together`).
+
+    `batch` is the statement once for each of many reads: its parameters `names` become arrays, one
+    element a read, unnested with the read's index `n`, and the statement runs for each element as
+    a LATERAL subquery. Its rows come back as the statement's, each after its read's index, ordered
+    by that index and then by the statement's own ORDER BY (a subquery's order alone does not hold
+    in the query around it).
+    """
+
+    def __init__(self, statement: Select[Any], names: tuple[str, ...]) -> None:
+        self.statement = statement
+        self.names = names
+        binds = {
+            e.key: e for e in iterate(statement) if isinstance(e, BindParameter) and e.key in names
+        }
+        asked = (
+            func.unnest(
+                bindparam("n", type_=ARRAY(BigInteger)),
+                *(bindparam(name, type_=ARRAY(binds[name].type)) for name in names),
+            )
+            .table_valued("n", *names)
+            .render_derived(name="asked")
+        )
+
+        def read_of_asked(element: Any, **_: Any) -> Any:
+            if isinstance(element, BindParameter) and element.key in names:
+                return asked.c[element.key]
+            return None
+
+        def correlated(element: Any, **_: Any) -> Any:
+            # A SELECT nested in a subquery of the statement takes `asked` from the LATERAL around
+            # it, not into its own FROM (SQLAlchemy correlates only the LATERAL's own SELECT).
+            return (
+                element.correlate(asked)
+                if isinstance(element, Select) and element is not each
+                else None
+            )
+
+        each = cast(Select[Any], replacement_traverse(statement, {}, read_of_asked))
+        each = cast(Select[Any], replacement_traverse(each, {}, correlated))
+        one = each.lateral("one")
+        order = []
+        for clause in each._order_by_clauses:
+            column = one.corresponding_column(cast(KeyedColumnElement[Any], clause))
+            if column is None:
+                raise ValueError("a statement read together orders by columns it selects")
+            order.append(column)
+        self.batch = (
+            select(asked.c.n, *one.c)
+            .select_from(asked)
+            .join(one, true())
+            .order_by(asked.c.n, *order)
+        )
+
+
 class AsyncReads:
     """PostgreSQL: a read of one statement awaited in the event loop, on a pool of psycopg's async
     connections of its own (for the app's balance read, its most frequent call).
@@ -433,6 +492,8 @@ class AsyncReads:
 
     def __init__(self, engine: Engine, size: int, timeout: float) -> None:
         self.dialect = engine.dialect
+        self._waiting: dict[Together, list[tuple[dict[str, Any], asyncio.Future[Any]]]] = {}
+        self._sending: set[asyncio.Task[None]] = set()
         self.pool = AsyncConnectionPool(
             engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
             min_size=1,
@@ -459,6 +520,52 @@ class AsyncReads:
                 return await cursor.fetchall()
         except AsyncPoolTimeout:
             raise DatabaseBusy() from None
+
+    async def rows_together(
+        self, together: Together, params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """`rows` of `together`'s statement, sent with the other reads of it that are asked for in
+        the same turn of the event loop: one statement and one round trip for all of them."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[tuple[Any, ...]]] = loop.create_future()
+        waiting = self._waiting.setdefault(together, [])
+        waiting.append((params, answer))
+        if len(waiting) == 1:  # the first of this turn: sent once the turn's others have come
+            loop.call_soon(self._send, together)
+        return await answer
+
+    def _send(self, together: Together) -> None:
+        asked = self._waiting.pop(together)
+        task = asyncio.ensure_future(self._answer(together, asked))
+        self._sending.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._sending.discard)
+
+    async def _answer(
+        self,
+        together: Together,
+        asked: list[tuple[dict[str, Any], asyncio.Future[list[tuple[Any, ...]]]]],
+    ) -> None:
+        try:
+            if len(asked) == 1:
+                found = [await self.rows(together.statement, asked[0][0])]
+            else:
+                by_read: list[list[tuple[Any, ...]]] = [[] for _ in asked]
+                arrays = {name: [params[name] for params, _ in asked] for name in together.names}
+                for row in await self.rows(
+                    together.batch, {"n": list(range(len(asked))), **arrays}
+                ):
+                    by_read[row[0]].append(row[1:])
+                found = by_read
+        except BaseException as error:  # every read of the batch fails as one read would
+            for _, answer in asked:
+                if not answer.done():
+                    answer.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (_, answer), rows in zip(asked, found, strict=True):
+            if not answer.done():  # its request may have gone (cancelled)
+                answer.set_result(rows)
 
 
 async def _still_open_async(connection: psycopg.AsyncConnection[Any]) -> None:

@@ -3,10 +3,13 @@ however long the line's charging history and however many buckets and debts it h
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
+import pytest
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import event, update
@@ -17,6 +20,7 @@ from tests.charging.factories import HK_PLMN, MAINLAND_PLMN
 from tests.charging.test_usage import owned_line
 from tests.ledger.factories import T0
 from tongka import clock
+from tongka.account import balance as balance_read
 from tongka.account.models import AccessToken
 from tongka.account.schemas import BalanceOut, BucketOut, ZoneBalanceOut
 from tongka.account.service import token_digest
@@ -143,6 +147,78 @@ def test_only_a_token_in_force_reads_only_its_own_lines(client, app, session) ->
     session.commit()
     r = client.get(f"/api/v1/lines/{other.id}/balance", headers=other_headers)
     assert (r.status_code, r.json()["code"]) == (401, "invalid_token")
+    # not a UUID: no match for the lean route (app.py), FastAPI's answers as it always has
+    r = client.get("/api/v1/lines/not-a-line/balance", headers=headers)
+    assert (r.status_code, r.json()["code"]) == (422, "validation_error")
     assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
     r = client.get(url, headers=headers)
     assert (r.status_code, r.json()["code"]) == (401, "invalid_token")
+
+
+def test_reads_asked_at_once_go_as_one_statement_and_each_gets_its_own_rows(
+    client, app, session
+) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: reads awaited in the same turn of the event loop are sent as one statement
+    (`db.AsyncReads.rows_together`), and each read's rows are exactly those it gets alone: its own
+    token's account and language, its own line's buckets in their order, none for a token not in
+    force, no line for another's."""
+    reads = app.state.reads
+    if reads is None:
+        pytest.skip("SQLite reads in a worker thread, one at a time")
+    first, first_headers = owned_line(client, session, language="zh-Hant")
+    second, second_headers = owned_line(client, session)
+    for n in range(5):  # a different count and order of buckets from the first line's
+        f.bucket(session, second, ("hk", "mainland")[n % 2], (n + 1) * MB)
+    session.commit()
+    token = {
+        line.id: h["Authorization"].removeprefix("Bearer ")
+        for line, h in ((first, first_headers), (second, second_headers))
+    }
+    now = clock.now()
+    asked = [
+        balance_read.parameters(token[first.id], first.id, now),
+        balance_read.parameters(token[second.id], second.id, now),
+        balance_read.parameters(token[first.id], second.id, now),  # another's line
+        balance_read.parameters("not-a-token", first.id, now),
+        balance_read.parameters(token[second.id], uuid.uuid4(), now),  # nobody's line
+        balance_read.parameters(token[first.id], first.id, now + timedelta(seconds=1)),
+    ]
+    sent: list[Any] = []
+    original = reads.rows
+
+    async def rows(statement: Any, params: dict[str, Any]) -> Any:
+        sent.append(statement)
+        return await original(statement, params)
+
+    async def together() -> list[Any]:
+        return list(
+            await asyncio.gather(*(reads.rows_together(balance_read.TOGETHER, p) for p in asked))
+        )
+
+    async def alone() -> list[Any]:
+        return [await original(balance_read.STATEMENT, p) for p in asked]
+
+    reads.rows = rows
+    try:
+        answers = client.portal.call(together)
+    finally:
+        del reads.rows
+    assert sent == [balance_read.TOGETHER.batch]
+    assert answers == client.portal.call(alone)
+    assert [len(a) for a in answers] == [2, 7, 1, 0, 1, 2]
+    assert answers[0][0][0] == "zh-Hant" and answers[1][0][0] == "en"
+    assert answers[2][0][1] is None and answers[4][0][1] is None  # no line for these tokens
+    # and through the app, each request its own answer
+    urls = [
+        (f"/api/v1/lines/{line.id}/balance", h)
+        for line, h in ((first, first_headers), (second, second_headers))
+    ]
+
+    async def over_http() -> list[Any]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return list(await asyncio.gather(*(c.get(u, headers=h) for u, h in urls * 8)))
+
+    for r, (url, headers) in zip(client.portal.call(over_http), urls * 8, strict=True):
+        assert r.status_code == 200
+        assert r.content == client.get(url, headers=headers).content

@@ -42,7 +42,7 @@ from tongka.account.schemas import (
 )
 from tongka.alerts import service as alerts
 from tongka.config import Settings
-from tongka.db import transaction
+from tongka.db import Together, transaction
 from tongka.deps import (
     CurrentAccount,
     CurrentToken,
@@ -256,6 +256,20 @@ def set_real_name(
 )
 async def balance(line_id: uuid.UUID, request: Request) -> Response:
     """The line's owner: remaining data by zone (a `both` bucket counts in each) and the buckets in force."""
+    return await _balance(request, line_id)
+
+
+async def balance_lean(request: Request) -> Response:
+    """`balance` as a plain Starlette route, matched before FastAPI's (`app.py`): the same answer
+    without FastAPI's work per request. A path whose id is not a UUID does not match it and gets
+    FastAPI's route, its 422 and its place in the OpenAPI document (bench/README.md)."""
+    return await _balance(request, request.path_params["line_id"])
+
+
+BALANCE_PATH = "/api/v1/lines/{line_id:uuid}/balance"
+
+
+async def _balance(request: Request, line_id: uuid.UUID) -> Response:
     # The app's most frequent call: one statement from the token to the buckets, awaited in the
     # event loop on PostgreSQL, and its JSON made directly (`account.balance`). The token is read
     # here, not by a dependency FastAPI would solve for each read (bench/README.md).
@@ -263,9 +277,7 @@ async def balance(line_id: uuid.UUID, request: Request) -> Response:
     if not token or scheme.lower() != "bearer":
         raise Unauthorized()
     now = clock.now()
-    rows = await _read(
-        request, balance_read.STATEMENT, balance_read.parameters(token, line_id, now)
-    )
+    rows = await _read(request, balance_read.TOGETHER, balance_read.parameters(token, line_id, now))
     language, view = balance_read.balance_of(rows, now)
     request.state.language = language
     if view is None:  # someone else's or nobody's: the same answer
@@ -273,12 +285,14 @@ async def balance(line_id: uuid.UUID, request: Request) -> Response:
     return Response(balance_read.answer(line_id, view), media_type="application/json")
 
 
-async def _read(request: Request, statement: Any, parameters: dict[str, Any]) -> Sequence[Any]:
-    """The rows of one read-only statement: on PostgreSQL from the event loop (`db.AsyncReads`);
-    on SQLite, or before the app's lifespan has opened those connections, in one thread hop."""
+async def _read(request: Request, together: Together, parameters: dict[str, Any]) -> Sequence[Any]:
+    """The rows of one read-only statement: on PostgreSQL from the event loop, with the other reads
+    of it asked for in the same turn (`db.AsyncReads.rows_together`); on SQLite, or before the
+    app's lifespan has opened those connections, in one thread hop."""
     reads = request.app.state.reads
     if reads is not None:
-        return await reads.rows(statement, parameters)
+        return await reads.rows_together(together, parameters)
+    statement = together.statement
 
     def read() -> Sequence[Any]:
         with transaction(request.app.state.sessionmaker, read_only=True) as session:
