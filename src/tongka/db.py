@@ -422,6 +422,10 @@ def direct_all(session: Session, statements: list[tuple[Any, dict[str, Any]]]) -
         return [Rows(cursor.fetchall()) for cursor in cursors]
 
 
+READS_IN_FLIGHT = 2  # batches of one statement out at once; more reads wait for one to come back
+MOST_TOGETHER = 256  # reads in one batch
+
+
 class Together:
     """A read-only statement whose reads may go to PostgreSQL together (`AsyncReads.rows_together`).
 
@@ -493,6 +497,8 @@ class AsyncReads:
     def __init__(self, engine: Engine, size: int, timeout: float) -> None:
         self.dialect = engine.dialect
         self._waiting: dict[Together, list[tuple[dict[str, Any], asyncio.Future[Any]]]] = {}
+        self._out: dict[Together, int] = {}  # batches sent and not yet answered, per statement
+        self._due: set[Together] = set()  # a send asked for on the loop's next turn
         self._sending: set[asyncio.Task[None]] = set()
         self.pool = AsyncConnectionPool(
             engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
@@ -524,18 +530,29 @@ class AsyncReads:
     async def rows_together(
         self, together: Together, params: dict[str, Any]
     ) -> list[tuple[Any, ...]]:
-        """`rows` of `together`'s statement, sent with the other reads of it that are asked for in
-        the same turn of the event loop: one statement and one round trip for all of them."""
+        """`rows` of `together`'s statement, sent with the other reads of it waiting: one statement
+        and one round trip for all of them. Reads asked for in the same turn of the event loop go
+        together; while `READS_IN_FLIGHT` batches of the statement are out, new reads wait and go
+        together when one comes back (at most `MOST_TOGETHER` in one)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[list[tuple[Any, ...]]] = loop.create_future()
-        waiting = self._waiting.setdefault(together, [])
-        waiting.append((params, answer))
-        if len(waiting) == 1:  # the first of this turn: sent once the turn's others have come
-            loop.call_soon(self._send, together)
+        self._waiting.setdefault(together, []).append((params, answer))
+        self._send_soon(together)
         return await answer
 
+    def _send_soon(self, together: Together) -> None:
+        """On the loop's next turn, once this turn's reads have come, if a batch may go out."""
+        if together not in self._due and self._out.get(together, 0) < READS_IN_FLIGHT:
+            self._due.add(together)
+            asyncio.get_running_loop().call_soon(self._send, together)
+
     def _send(self, together: Together) -> None:
-        asked = self._waiting.pop(together)
+        self._due.discard(together)
+        waiting = self._waiting.get(together)
+        if not waiting:
+            return
+        asked, self._waiting[together] = waiting[:MOST_TOGETHER], waiting[MOST_TOGETHER:]
+        self._out[together] = self._out.get(together, 0) + 1
         task = asyncio.ensure_future(self._answer(together, asked))
         self._sending.add(task)  # held until done: the loop keeps only weak references to tasks
         task.add_done_callback(self._sending.discard)
@@ -563,6 +580,9 @@ class AsyncReads:
             if not isinstance(error, Exception):
                 raise
             return
+        finally:
+            self._out[together] -= 1
+            self._send_soon(together)  # the reads that waited meanwhile
         for (_, answer), rows in zip(asked, found, strict=True):
             if not answer.done():  # its request may have gone (cancelled)
                 answer.set_result(rows)

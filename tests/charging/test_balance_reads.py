@@ -222,3 +222,62 @@ def test_reads_asked_at_once_go_as_one_statement_and_each_gets_its_own_rows(
     for r, (url, headers) in zip(client.portal.call(over_http), urls * 8, strict=True):
         assert r.status_code == 200
         assert r.content == client.get(url, headers=headers).content
+
+
+def test_reads_wait_while_two_batches_are_out_and_then_go_together(client, app, session) -> None:  # type: ignore[no-untyped-def]
+    """With `READS_IN_FLIGHT` (2) batches of the statement out, a new read is not sent: the reads
+    that came meanwhile go as one batch when a batch comes back, each with its own rows."""
+    reads = app.state.reads
+    if reads is None:
+        pytest.skip("SQLite reads in a worker thread, one at a time")
+    line, headers = owned_line(client, session)
+    token = headers["Authorization"].removeprefix("Bearer ")
+    sent: list[int] = []  # reads in each statement sent
+    original = reads.rows
+
+    async def scenario() -> list[Any]:
+        release = [asyncio.Event(), asyncio.Event()]
+
+        async def rows(statement: Any, params: dict[str, Any]) -> Any:
+            held = len(sent)
+            sent.append(len(params["n"]) if "n" in params else 1)
+            if held < len(release):  # the first two batches are held out
+                await release[held].wait()
+            return await original(statement, params)
+
+        reads.rows = rows
+        now = clock.now()
+        ask = balance_read.parameters(token, line.id, now)
+        first = asyncio.ensure_future(reads.rows_together(balance_read.TOGETHER, ask))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(reads.rows_together(balance_read.TOGETHER, ask))
+        for _ in range(4):
+            await asyncio.sleep(0)
+        assert sent == [1, 1]  # two out
+        later = []
+        for n in range(3):  # three more, each in a turn of its own: they wait
+            later.append(
+                asyncio.ensure_future(
+                    reads.rows_together(
+                        balance_read.TOGETHER,
+                        balance_read.parameters("not-a-token" if n == 1 else token, line.id, now),
+                    )
+                )
+            )
+            for _ in range(3):
+                await asyncio.sleep(0)
+        assert sent == [1, 1]
+        release[0].set()
+        answers = [await first, *[await r for r in later]]
+        release[1].set()
+        answers.append(await second)
+        return answers
+
+    try:
+        answers = client.portal.call(scenario)
+    finally:
+        del reads.rows
+    assert sent == [1, 1, 3]
+    assert [len(a) for a in answers] == [2, 2, 0, 2, 2]
+    assert answers[1] == answers[0] == answers[3] == answers[4]
