@@ -370,6 +370,40 @@ def load(
     }
 
 
+def floor(port: int, home: Path, procs: int, streams: int, count: int) -> dict[str, Any]:
+    """The same listener doing nothing: `GET /healthz` (no token, no body, no charging process, no
+    database) from h2load in the same shape as the updates. Its rate and CPU bound what any route
+    of this HTTP/2 stack can do on this machine at this moment."""
+    per = max(1, streams // procs)
+    runs = [
+        subprocess.Popen(
+            [
+                "h2load",
+                "-c1",
+                "-t1",
+                f"-m{per}",
+                f"-n{count // procs}",
+                "--warm-up-time=0",
+                f"http://127.0.0.1:{port}/healthz",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(procs)
+    ]
+    t0 = time.monotonic()
+    outs = [p.communicate()[0] for p in runs]
+    seconds = time.monotonic() - t0
+    done = 0
+    for out in outs:
+        found = re.search(r"status codes: (\d+) 2xx", out)
+        if found is None:
+            raise SystemExit(f"h2load failed:\n{out[-2000:]}")
+        done += int(found.group(1))
+    return {"ok": done, "rate": done / seconds}
+
+
 def _slow_by_tenth(ok: list[tuple[int, int, int]], first: int, last: int) -> list[int]:
     if not ok:
         return []
@@ -500,6 +534,17 @@ def main() -> None:
             full = [measured(f"full-{n + 1}", 1000 * (n + 2), None) for n in range(args.repeat)]
             mean = sum(r["rate"] for r in full) / len(full)
             measured("half", 9000, mean / 2, count=len(refs) // 2)
+            before = meter.read()
+            noop = floor(port, home, args.procs, args.streams, 4 * len(refs))
+            c = Meter.cores(before, meter.read())
+            figures["floor"] = {**noop, "cpu": c}
+            print(
+                f"  floor: GET /healthz on the same listener, {noop['rate']:7,.0f}/s ({noop['rate'] / tps:.2f} × pgbench), "
+                f"{noop['ok']} 2xx; CPU ms/request: server {c['server'] / noop['rate'] * 1000:.3f}, "
+                f"h2load {c['h2load'] / noop['rate'] * 1000:.3f}   (cores: server {c['server']:.2f}, "
+                f"other load {c['other']:.2f}, machine {c['machine']:.2f} of {os.cpu_count()})",
+                flush=True,
+            )
             log = (home / "server.log").read_text(errors="replace")
         verify = subprocess.run(
             [str(Path(sys.executable).parent / "tongka"), "ledger", "verify"],

@@ -39,7 +39,7 @@ from tongka.console import reports as console_reports
 from tongka.console import trust as console_trust
 from tongka.counter import pages as counter_pages
 from tongka.counter import till as counter_till
-from tongka.db import AsyncReads, busy, make_engine, make_sessionmaker
+from tongka.db import AsyncReads, ThreadReads, busy, make_engine, make_sessionmaker
 from tongka.deps import request_language
 from tongka.errors import DatabaseBusy, TongkaError
 from tongka.forecast import api as forecast_api
@@ -119,6 +119,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reads = None  # AsyncReads while the lifespan runs, on PostgreSQL
     app.state.gate = Gate(
         settings.db_pool_size, engine.dialect.name == "sqlite", settings.db_busy_timeout_seconds
+    )
+    # Elsewhere (SQLite, or no lifespan): the balance reads that wait, in one hop to a worker thread
+    app.state.thread_reads = ThreadReads(
+        app.state.sessionmaker, lambda: app.state.gate.enter(write=False)
     )
     app.state.providers = providers.build(settings)
     app.add_middleware(

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import UTC, datetime
 from select import POLLIN, poll
 from typing import Annotated, Any, cast
 
+import anyio.to_thread
 import psycopg
 from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
@@ -482,50 +483,15 @@ class Together:
         )
 
 
-class AsyncReads:
-    """PostgreSQL: a read of one statement awaited in the event loop, on a pool of psycopg's async
-    connections of its own (for the app's balance read, its most frequent call).
+class _Together:
+    """Reads of a `Together` statement that wait are sent as one batch (`rows_together`); how a
+    batch is read is the subclass's `batch_rows`."""
 
-    No worker thread (a sync route's hops each hand the interpreter lock over), no ORM session,
-    no BEGIN or COMMIT: the connections are in autocommit, and one SELECT is a transaction and a
-    snapshot by itself. Statements are compiled once as `direct` does and prepared on each
-    connection. Their session's time zone is UTC, so timestamps come back aware in UTC as
-    `UTCDateTime` gives them. The pool is opened and closed by the app's lifespan (an event loop's
-    own); a wait for a connection past `timeout` is `DatabaseBusy`, as the gate's is.
-    """
-
-    def __init__(self, engine: Engine, size: int, timeout: float) -> None:
-        self.dialect = engine.dialect
+    def __init__(self) -> None:
         self._waiting: dict[Together, list[tuple[dict[str, Any], asyncio.Future[Any]]]] = {}
         self._out: dict[Together, int] = {}  # batches sent and not yet answered, per statement
         self._due: set[Together] = set()  # a send asked for on the loop's next turn
         self._sending: set[asyncio.Task[None]] = set()
-        self.pool = AsyncConnectionPool(
-            engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
-            min_size=1,
-            max_size=size,
-            timeout=timeout,
-            max_lifetime=POOL_RECYCLE_SECONDS,
-            check=_still_open_async,
-            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
-            open=False,
-            name="tongka-reads",
-        )
-
-    async def open(self) -> None:
-        await self.pool.open()
-
-    async def close(self) -> None:
-        await self.pool.close()
-
-    async def rows(self, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        sql, defaults = _for_psycopg(statement, self.dialect)
-        try:
-            async with self.pool.connection() as connection:
-                cursor = await connection.execute(sql, {**defaults, **params}, prepare=True)
-                return await cursor.fetchall()
-        except AsyncPoolTimeout:
-            raise DatabaseBusy() from None
 
     async def rows_together(
         self, together: Together, params: dict[str, Any]
@@ -563,16 +529,7 @@ class AsyncReads:
         asked: list[tuple[dict[str, Any], asyncio.Future[list[tuple[Any, ...]]]]],
     ) -> None:
         try:
-            if len(asked) == 1:
-                found = [await self.rows(together.statement, asked[0][0])]
-            else:
-                by_read: list[list[tuple[Any, ...]]] = [[] for _ in asked]
-                arrays = {name: [params[name] for params, _ in asked] for name in together.names}
-                for row in await self.rows(
-                    together.batch, {"n": list(range(len(asked))), **arrays}
-                ):
-                    by_read[row[0]].append(row[1:])
-                found = by_read
+            found = await self.batch_rows(together, [params for params, _ in asked])
         except BaseException as error:  # every read of the batch fails as one read would
             for _, answer in asked:
                 if not answer.done():
@@ -586,6 +543,95 @@ class AsyncReads:
         for (_, answer), rows in zip(asked, found, strict=True):
             if not answer.done():  # its request may have gone (cancelled)
                 answer.set_result(rows)
+
+    async def batch_rows(
+        self, together: Together, asked: list[dict[str, Any]]
+    ) -> list[list[tuple[Any, ...]]]:
+        raise NotImplementedError
+
+
+class AsyncReads(_Together):
+    """PostgreSQL: a read of one statement awaited in the event loop, on a pool of psycopg's async
+    connections of its own (for the app's balance read, its most frequent call).
+
+    No worker thread (a sync route's hops each hand the interpreter lock over), no ORM session,
+    no BEGIN or COMMIT: the connections are in autocommit, and one SELECT is a transaction and a
+    snapshot by itself. Statements are compiled once as `direct` does and prepared on each
+    connection. Their session's time zone is UTC, so timestamps come back aware in UTC as
+    `UTCDateTime` gives them. The pool is opened and closed by the app's lifespan (an event loop's
+    own); a wait for a connection past `timeout` is `DatabaseBusy`, as the gate's is.
+    """
+
+    def __init__(self, engine: Engine, size: int, timeout: float) -> None:
+        self.dialect = engine.dialect
+        super().__init__()
+        self.pool = AsyncConnectionPool(
+            engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            min_size=1,
+            max_size=size,
+            timeout=timeout,
+            max_lifetime=POOL_RECYCLE_SECONDS,
+            check=_still_open_async,
+            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+            open=False,
+            name="tongka-reads",
+        )
+
+    async def open(self) -> None:
+        await self.pool.open()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def rows(self, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        sql, defaults = _for_psycopg(statement, self.dialect)
+        try:
+            async with self.pool.connection() as connection:
+                cursor = await connection.execute(sql, {**defaults, **params}, prepare=True)
+                return await cursor.fetchall()
+        except AsyncPoolTimeout:
+            raise DatabaseBusy() from None
+
+    async def batch_rows(
+        self, together: Together, asked: list[dict[str, Any]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """One read: its statement. More: the batch statement over their arrays, its rows shared
+        out by each read's index."""
+        if len(asked) == 1:
+            return [await self.rows(together.statement, asked[0])]
+        found: list[list[tuple[Any, ...]]] = [[] for _ in asked]
+        arrays = {name: [params[name] for params in asked] for name in together.names}
+        for row in await self.rows(together.batch, {"n": list(range(len(asked))), **arrays}):
+            found[row[0]].append(row[1:])
+        return found
+
+
+class ThreadReads(_Together):
+    """SQLite, or an app whose lifespan has not opened `AsyncReads`: the reads that wait are read in
+    one hop to a worker thread (one read-only transaction, the statement once a read), taking the
+    database's turn `turn` gives (the gate's read turn), rather than a hop each."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        turn: Callable[[], AbstractAsyncContextManager[Any]],
+    ) -> None:
+        super().__init__()
+        self.sessions, self.turn = sessions, turn
+
+    async def batch_rows(
+        self, together: Together, asked: list[dict[str, Any]]
+    ) -> list[list[tuple[Any, ...]]]:
+        def read() -> list[list[tuple[Any, ...]]]:
+            with transaction(self.sessions, read_only=True) as session:
+                connection = session.connection()
+                return [
+                    [tuple(row) for row in connection.execute(together.statement, params)]
+                    for params in asked
+                ]
+
+        async with self.turn():
+            return await anyio.to_thread.run_sync(read)
 
 
 async def _still_open_async(connection: psycopg.AsyncConnection[Any]) -> None:

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import event, update
@@ -155,16 +154,16 @@ def test_only_a_token_in_force_reads_only_its_own_lines(client, app, session) ->
     assert (r.status_code, r.json()["code"]) == (401, "invalid_token")
 
 
-def test_reads_asked_at_once_go_as_one_statement_and_each_gets_its_own_rows(
+def test_reads_asked_at_once_go_as_one_batch_and_each_gets_its_own_rows(
     client, app, session
 ) -> None:  # type: ignore[no-untyped-def]
-    """PostgreSQL: reads awaited in the same turn of the event loop are sent as one statement
-    (`db.AsyncReads.rows_together`), and each read's rows are exactly those it gets alone: its own
-    token's account and language, its own line's buckets in their order, none for a token not in
-    force, no line for another's."""
-    reads = app.state.reads
-    if reads is None:
-        pytest.skip("SQLite reads in a worker thread, one at a time")
+    """Reads awaited in the same turn of the event loop go as one batch (`rows_together`): on
+    PostgreSQL one statement (`db.AsyncReads`), on SQLite one hop to a worker thread
+    (`db.ThreadReads`). Each read's rows are exactly those it gets alone: its own token's account
+    and language, its own line's buckets in their order, none for a token not in force, no line
+    for another's."""
+    postgresql = app.state.reads is not None
+    reads = app.state.reads or app.state.thread_reads
     first, first_headers = owned_line(client, session, language="zh-Hant")
     second, second_headers = owned_line(client, session)
     for n in range(5):  # a different count and order of buckets from the first line's
@@ -183,12 +182,17 @@ def test_reads_asked_at_once_go_as_one_statement_and_each_gets_its_own_rows(
         balance_read.parameters(token[second.id], uuid.uuid4(), now),  # nobody's line
         balance_read.parameters(token[first.id], first.id, now + timedelta(seconds=1)),
     ]
-    sent: list[Any] = []
-    original = reads.rows
+    batches: list[int] = []
+    statements: list[Any] = []
+    batch_rows, rows = reads.batch_rows, getattr(reads, "rows", None)
 
-    async def rows(statement: Any, params: dict[str, Any]) -> Any:
-        sent.append(statement)
-        return await original(statement, params)
+    async def counted_batch(together: Any, params: list[dict[str, Any]]) -> Any:
+        batches.append(len(params))
+        return await batch_rows(together, params)
+
+    async def counted_rows(statement: Any, params: dict[str, Any]) -> Any:
+        statements.append(statement)
+        return await rows(statement, params)
 
     async def together() -> list[Any]:
         return list(
@@ -196,14 +200,20 @@ def test_reads_asked_at_once_go_as_one_statement_and_each_gets_its_own_rows(
         )
 
     async def alone() -> list[Any]:
-        return [await original(balance_read.STATEMENT, p) for p in asked]
+        return [(await batch_rows(balance_read.TOGETHER, [p]))[0] for p in asked]
 
-    reads.rows = rows
+    reads.batch_rows = counted_batch
+    if postgresql:
+        reads.rows = counted_rows
     try:
         answers = client.portal.call(together)
     finally:
-        del reads.rows
-    assert sent == [balance_read.TOGETHER.batch]
+        del reads.batch_rows
+        if postgresql:
+            del reads.rows
+    assert batches == [len(asked)]
+    if postgresql:
+        assert statements == [balance_read.TOGETHER.batch]
     assert answers == client.portal.call(alone)
     assert [len(a) for a in answers] == [2, 7, 1, 0, 1, 2]
     assert answers[0][0][0] == "zh-Hant" and answers[1][0][0] == "en"
@@ -227,25 +237,23 @@ def test_reads_asked_at_once_go_as_one_statement_and_each_gets_its_own_rows(
 def test_reads_wait_while_two_batches_are_out_and_then_go_together(client, app, session) -> None:  # type: ignore[no-untyped-def]
     """With `READS_IN_FLIGHT` (2) batches of the statement out, a new read is not sent: the reads
     that came meanwhile go as one batch when a batch comes back, each with its own rows."""
-    reads = app.state.reads
-    if reads is None:
-        pytest.skip("SQLite reads in a worker thread, one at a time")
+    reads = app.state.reads or app.state.thread_reads
     line, headers = owned_line(client, session)
     token = headers["Authorization"].removeprefix("Bearer ")
-    sent: list[int] = []  # reads in each statement sent
-    original = reads.rows
+    sent: list[int] = []  # reads in each batch sent
+    original = reads.batch_rows
 
     async def scenario() -> list[Any]:
         release = [asyncio.Event(), asyncio.Event()]
 
-        async def rows(statement: Any, params: dict[str, Any]) -> Any:
+        async def batch_rows(together: Any, params: list[dict[str, Any]]) -> Any:
             held = len(sent)
-            sent.append(len(params["n"]) if "n" in params else 1)
+            sent.append(len(params))
             if held < len(release):  # the first two batches are held out
                 await release[held].wait()
-            return await original(statement, params)
+            return await original(together, params)
 
-        reads.rows = rows
+        reads.batch_rows = batch_rows
         now = clock.now()
         ask = balance_read.parameters(token, line.id, now)
         first = asyncio.ensure_future(reads.rows_together(balance_read.TOGETHER, ask))
@@ -277,7 +285,7 @@ def test_reads_wait_while_two_batches_are_out_and_then_go_together(client, app, 
     try:
         answers = client.portal.call(scenario)
     finally:
-        del reads.rows
+        del reads.batch_rows
     assert sent == [1, 1, 3]
     assert [len(a) for a in answers] == [2, 2, 0, 2, 2]
     assert answers[1] == answers[0] == answers[3] == answers[4]

@@ -18,7 +18,6 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from tongka import clock
 from tongka.account import balance as balance_read
@@ -42,7 +41,7 @@ from tongka.account.schemas import (
 )
 from tongka.alerts import service as alerts
 from tongka.config import Settings
-from tongka.db import Together, transaction
+from tongka.db import Together
 from tongka.deps import (
     CurrentAccount,
     CurrentToken,
@@ -286,17 +285,8 @@ async def _balance(request: Request, line_id: uuid.UUID) -> Response:
 
 
 async def _read(request: Request, together: Together, parameters: dict[str, Any]) -> Sequence[Any]:
-    """The rows of one read-only statement: on PostgreSQL from the event loop, with the other reads
-    of it asked for in the same turn (`db.AsyncReads.rows_together`); on SQLite, or before the
-    app's lifespan has opened those connections, in one thread hop."""
-    reads = request.app.state.reads
-    if reads is not None:
-        return await reads.rows_together(together, parameters)
-    statement = together.statement
-
-    def read() -> Sequence[Any]:
-        with transaction(request.app.state.sessionmaker, read_only=True) as session:
-            return session.connection().execute(statement, parameters).all()
-
-    async with request.app.state.gate.enter(write=False):
-        return await run_in_threadpool(read)
+    """The rows of one read-only statement, read with the other reads of it waiting: on PostgreSQL
+    from the event loop as one statement (`db.AsyncReads`); on SQLite, or before the app's lifespan
+    has opened those connections, in one hop to a worker thread (`db.ThreadReads`)."""
+    reads = request.app.state.reads or request.app.state.thread_reads
+    return await reads.rows_together(together, parameters)
