@@ -4,6 +4,7 @@
     .venv/bin/python bench/renewal.py --backend postgresql --seconds 20 --workers 2
     .venv/bin/python bench/renewal.py --backend sqlite --subscribers 16 --seconds 8
     .venv/bin/python bench/renewal.py --backend postgresql --only reads    # /healthz and the balance reads only
+    .venv/bin/python bench/renewal.py --backend postgresql --only renewals # pgbench and the renewals only
 
 One run per backend, in this order:
 1. `pgbench` TPC-B, 8 clients, on a database of its own (bench/nchf.py's `pgbench`): the yardstick

@@ -428,7 +428,8 @@ MOST_TOGETHER = 256  # reads in one batch
 
 
 class Together:
-    """A read-only statement whose reads may go to PostgreSQL together (`AsyncReads.rows_together`).
+    """A read-only statement whose reads may go together (`rows_together` of `AsyncReads` on
+    PostgreSQL, of `ThreadReads` elsewhere, which runs `statement` once a read in one thread hop).
 
     `batch` is the statement once for each of many reads: its parameters `names` become arrays, one
     element a read, unnested with the read's index `n`, and the statement runs for each element as
@@ -483,7 +484,7 @@ class Together:
         )
 
 
-class _Together:
+class _Batches:
     """Reads of a `Together` statement that wait are sent as one batch (`rows_together`); how a
     batch is read is the subclass's `batch_rows`."""
 
@@ -507,16 +508,19 @@ class _Together:
         return await answer
 
     def _send_soon(self, together: Together) -> None:
-        """On the loop's next turn, once this turn's reads have come, if a batch may go out."""
-        if together not in self._due and self._out.get(together, 0) < READS_IN_FLIGHT:
+        """On the loop's next turn, once this turn's reads have come, if reads wait and a batch may
+        go out (only `_send` takes reads off the list, so they are still there when it runs)."""
+        if (
+            self._waiting.get(together)
+            and together not in self._due
+            and self._out.get(together, 0) < READS_IN_FLIGHT
+        ):
             self._due.add(together)
             asyncio.get_running_loop().call_soon(self._send, together)
 
     def _send(self, together: Together) -> None:
         self._due.discard(together)
-        waiting = self._waiting.get(together)
-        if not waiting:
-            return
+        waiting = self._waiting[together]
         asked, self._waiting[together] = waiting[:MOST_TOGETHER], waiting[MOST_TOGETHER:]
         self._out[together] = self._out.get(together, 0) + 1
         task = asyncio.ensure_future(self._answer(together, asked))
@@ -550,7 +554,7 @@ class _Together:
         raise NotImplementedError
 
 
-class AsyncReads(_Together):
+class AsyncReads(_Batches):
     """PostgreSQL: a read of one statement awaited in the event loop, on a pool of psycopg's async
     connections of its own (for the app's balance read, its most frequent call).
 
@@ -606,7 +610,7 @@ class AsyncReads(_Together):
         return found
 
 
-class ThreadReads(_Together):
+class ThreadReads(_Batches):
     """SQLite, or an app whose lifespan has not opened `AsyncReads`: the reads that wait are read in
     one hop to a worker thread (one read-only transaction, the statement once a read), taking the
     database's turn `turn` gives (the gate's read turn), rather than a hop each."""

@@ -33,7 +33,7 @@ STATEMENT = (
     .where(AccessToken.token_hash == bindparam("digest"), AccessToken.expires_at > bindparam("now"))
     .order_by(*(_ROWS.c[name] for name in buckets.BALANCE_ORDER))
 )
-# Reads asked for at once (64 apps polling) go to PostgreSQL as one statement: bench/README.md.
+# Reads asked for at once go together (on PostgreSQL as one statement): bench/README.md.
 TOGETHER = Together(STATEMENT, ("digest", "line_id", "now"))
 _ZONE = 3  # the balance row's zone: null only when the line has no bucket and no debt
 
